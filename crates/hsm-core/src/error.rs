@@ -1,0 +1,116 @@
+use std::path::PathBuf;
+
+/// Where a device error came from; used to map errors onto stable C code ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Origin {
+    Pkcs11,
+    Tpm,
+    Dice,
+    Tls,
+    Vendor,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Origin::Pkcs11 => "PKCS#11",
+            Origin::Tpm => "TPM",
+            Origin::Dice => "DICE",
+            Origin::Tls => "TLS",
+            Origin::Vendor => "vendor backend",
+        })
+    }
+}
+
+/// Every error of hsm-core and of the backends built on it.
+///
+/// Our own bugs ([`Error::Internal`]) and the device's errors ([`Error::Device`]) are
+/// different variants; each carries the operation and the object it was about.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is missing, unreadable or wrong: names the source, the key and
+    /// what was expected.
+    #[error("configuration {source_name}: {key}: {message}")]
+    Config {
+        source_name: String,
+        key: String,
+        message: String,
+    },
+    /// No configuration was given at all.
+    #[error("not configured: {0}")]
+    NotConfigured(String),
+    /// A file could not be read or written.
+    #[error("{op}: {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An argument from the caller is invalid (NULL, empty, not UTF-8, out of range).
+    #[error("invalid argument `{what}`: {reason}")]
+    InvalidArgument { what: &'static str, reason: String },
+    /// Data (PEM, DER, a token, a blob) could not be parsed.
+    #[error("cannot parse {what}: {reason}")]
+    Parse { what: String, reason: String },
+    /// The backend or key cannot do this operation.
+    #[error("{op} is not supported by {backend}")]
+    Unsupported { backend: String, op: String },
+    /// A software cryptographic operation failed.
+    #[error("{op} failed: {reason}")]
+    Crypto { op: &'static str, reason: String },
+    /// A device (token, TPM, vendor library) returned an error code.
+    #[error("{origin} {op}: {message} (rv 0x{rv:x})")]
+    Device {
+        origin: Origin,
+        op: String,
+        rv: u64,
+        message: String,
+    },
+    /// A bug in this project: an invariant that should have held did not.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn config(source_name: impl Into<String>, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            source_name: source_name.into(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn parse(what: impl Into<String>, reason: impl ToString) -> Self {
+        Error::Parse {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            what,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn unsupported(backend: impl Into<String>, op: impl Into<String>) -> Self {
+        Error::Unsupported {
+            backend: backend.into(),
+            op: op.into(),
+        }
+    }
+
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Core types of hsm-abi: the backend traits, signature schemes, alias-key tokens,
+//! configuration, SAS-token helpers and the plain-file development backend.
+//!
+//! A backend implements [`X509Identity`] (certificate chain, common name, signing key),
+//! [`SymmetricIdentity`] (registration id and a symmetric key or an HMAC over it) or, for
+//! TPM-shaped devices, [`TpmIdentity`] (EK, SRK, activate an identity key, sign with it).
+//! Keys implement [`SigningKey`]: sign a message with a [`SignatureScheme`] and report the
+//! public key. No FFI and no `unsafe` here: the C ABI lives in `hsm-abi`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod error;
+pub mod file;
+pub mod pem;
+pub mod sas;
+mod scheme;
+pub mod token;
+mod traits;
+
+pub use error::{Error, Origin, Result};
+pub use scheme::{Curve, KeyAlgorithm, SignatureScheme};
+pub use traits::{SigningKey, SymmetricIdentity, TpmIdentity, X509Identity};
