@@ -1,0 +1,173 @@
+//! Full mTLS handshakes, in memory, between a client identity from the file backend (every
+//! signature through `hsm_core::SigningKey`) and a rustls server that requires and verifies
+//! client certificates.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use hsm_core::file::{FileX509, KeyReference};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::server::WebPkiClientVerifier;
+use tlsio_bridge::{TlsVersions, client_config, roots_from_pem};
+
+struct Pki {
+    ca_pem: String,
+    ca_key: KeyPair,
+    ca_params: CertificateParams,
+}
+
+fn ca() -> Pki {
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(DnType::CommonName, "test root");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    Pki {
+        ca_pem,
+        ca_key,
+        ca_params,
+    }
+}
+
+fn leaf(pki: &Pki, key: &KeyPair, cn: &str, sans: &[&str]) -> String {
+    let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    let issuer = Issuer::from_params(&pki.ca_params, &pki.ca_key);
+    p.signed_by(key, &issuer).unwrap().pem()
+}
+
+fn rsa_key_pem(dir: &Path) -> String {
+    let path = dir.join("rsa.pem");
+    let st = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&path)
+        .status()
+        .expect("openssl must be installed");
+    assert!(st.success());
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Pump bytes between client and server until both are idle.
+fn handshake(
+    client: &mut rustls::ClientConnection,
+    server: &mut rustls::ServerConnection,
+) -> Result<(), rustls::Error> {
+    for _ in 0..20 {
+        let mut buf = Vec::new();
+        client.write_tls(&mut buf).unwrap();
+        if !buf.is_empty() {
+            server.read_tls(&mut &buf[..]).unwrap();
+            server.process_new_packets()?;
+        }
+        let mut buf2 = Vec::new();
+        server.write_tls(&mut buf2).unwrap();
+        if !buf2.is_empty() {
+            client.read_tls(&mut &buf2[..]).unwrap();
+            client.process_new_packets()?;
+        }
+        if buf.is_empty() && buf2.is_empty() && !client.is_handshaking() && !server.is_handshaking() {
+            return Ok(());
+        }
+    }
+    panic!("handshake did not finish");
+}
+
+fn run(alg: Option<&'static rcgen::SignatureAlgorithm>, versions: TlsVersions) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = ca();
+    let key = match alg {
+        Some(a) => KeyPair::generate_for(a).unwrap(),
+        None => KeyPair::from_pem(&rsa_key_pem(dir.path())).unwrap(),
+    };
+    std::fs::write(dir.path().join("dev.pem"), leaf(&pki, &key, "device-1", &[])).unwrap();
+    std::fs::write(dir.path().join("dev.key"), key.serialize_pem()).unwrap();
+    let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let server_cert = leaf(&pki, &server_key, "server", &["localhost"]);
+
+    let id = FileX509::open(
+        &dir.path().join("dev.pem"),
+        &dir.path().join("dev.key"),
+        KeyReference::Token,
+    )
+    .unwrap();
+    let roots = roots_from_pem("test root", pki.ca_pem.as_bytes()).unwrap();
+    let ccfg = client_config(roots.clone(), Some(&id), versions).unwrap();
+
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), tlsio_bridge::provider())
+        .build()
+        .unwrap();
+    let scfg = rustls::ServerConfig::builder_with_provider(tlsio_bridge::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            hsm_core::pem::parse_certificates("server", server_cert.as_bytes()).unwrap(),
+            hsm_core::pem::parse_private_key("server key", server_key.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let mut c = rustls::ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
+    let mut s = rustls::ServerConnection::new(Arc::new(scfg)).unwrap();
+    handshake(&mut c, &mut s).unwrap();
+
+    // Application data flows both ways and the server saw our certificate.
+    c.writer().write_all(b"ping").unwrap();
+    handshake(&mut c, &mut s).unwrap();
+    let mut got = [0u8; 4];
+    s.reader().read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    let peer = s.peer_certificates().unwrap();
+    assert_eq!(hsm_core::pem::common_name(&peer[0]).unwrap(), "device-1");
+    format!("{:?}", c.protocol_version().unwrap())
+}
+
+#[test]
+fn p256_tls13_and_tls12() {
+    assert_eq!(
+        run(Some(&rcgen::PKCS_ECDSA_P256_SHA256), TlsVersions::Tls13Only),
+        "TLSv1_3"
+    );
+    assert_eq!(
+        run(Some(&rcgen::PKCS_ECDSA_P256_SHA256), TlsVersions::Tls12Only),
+        "TLSv1_2"
+    );
+}
+
+#[test]
+fn p384() {
+    assert_eq!(run(Some(&rcgen::PKCS_ECDSA_P384_SHA384), TlsVersions::Both), "TLSv1_3");
+}
+
+#[test]
+fn rsa_pss_tls13_and_tls12() {
+    assert_eq!(run(None, TlsVersions::Tls13Only), "TLSv1_3");
+    assert_eq!(run(None, TlsVersions::Tls12Only), "TLSv1_2");
+}
+
+#[test]
+fn mismatched_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = ca();
+    let k1 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let k2 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(dir.path().join("dev.pem"), leaf(&pki, &k1, "d", &[])).unwrap();
+    std::fs::write(dir.path().join("dev.key"), k2.serialize_pem()).unwrap();
+    let err = FileX509::open(
+        &dir.path().join("dev.pem"),
+        &dir.path().join("dev.key"),
+        KeyReference::Pem,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("does not match"), "{err}");
+}
