@@ -1,0 +1,239 @@
+//! Just enough HTTP/1.1: read one request with a `Content-Length` body, write one response.
+
+use std::io::{self, Read, Write};
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// Largest request body accepted.
+const MAX_BODY: usize = 1024 * 1024;
+const MAX_HEADERS: usize = 64;
+
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) method: String,
+    /// The request target as sent: path and query.
+    pub(crate) target: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    /// HTTP/1.1 without `Connection: close`.
+    pub(crate) keep_alive: bool,
+}
+
+impl Request {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A request that cannot be read: answered with `status` and the connection closed.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    Malformed { status: u16, message: String },
+    Io(io::Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+fn malformed(status: u16, message: impl Into<String>) -> ReadError {
+    ReadError::Malformed {
+        status,
+        message: message.into(),
+    }
+}
+
+/// Read the next request from `stream`; `buf` keeps bytes that arrived after it. `Ok(None)` when the peer
+/// closed the connection between requests.
+pub(crate) fn read_request<R: Read>(stream: &mut R, buf: &mut Vec<u8>) -> Result<Option<Request>, ReadError> {
+    let (head_len, mut request, content_length) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                let (request, length) = build(&parsed)?;
+                break (n, request, length);
+            }
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > MAX_HEAD {
+                    return Err(malformed(431, format!("request head exceeds {MAX_HEAD} bytes")));
+                }
+                if fill(stream, buf)? == 0 {
+                    return if buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-request").into())
+                    };
+                }
+            }
+            Err(e) => return Err(malformed(400, format!("malformed HTTP request: {e}"))),
+        }
+    };
+    while buf.len() < head_len + content_length {
+        if fill(stream, buf)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-body").into());
+        }
+    }
+    request.body = buf[head_len..head_len + content_length].to_vec();
+    buf.drain(..head_len + content_length);
+    Ok(Some(request))
+}
+
+fn fill<R: Read>(stream: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // A peer that closes without close_notify is treated as a plain close.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn build(parsed: &httparse::Request<'_, '_>) -> Result<(Request, usize), ReadError> {
+    let method = parsed.method.unwrap_or_default().to_string();
+    let target = parsed.path.unwrap_or_default().to_string();
+    let mut headers = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let value =
+            std::str::from_utf8(h.value).map_err(|_| malformed(400, format!("header {} is not UTF-8", h.name)))?;
+        headers.push((h.name.to_string(), value.trim().to_string()));
+    }
+    let mut request = Request {
+        method,
+        target,
+        headers,
+        body: Vec::new(),
+        keep_alive: false,
+    };
+    if request.header("transfer-encoding").is_some() {
+        return Err(malformed(
+            411,
+            "chunked request bodies are not supported: send Content-Length",
+        ));
+    }
+    let length = match request.header("content-length") {
+        None => 0,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| malformed(400, format!("bad Content-Length {v:?}")))?,
+    };
+    if length > MAX_BODY {
+        return Err(malformed(413, format!("request body exceeds {MAX_BODY} bytes")));
+    }
+    let close = request
+        .header("connection")
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+    request.keep_alive = parsed.version == Some(1) && !close;
+    Ok((request, length))
+}
+
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Response {
+    pub(crate) fn json(status: u16, body: &serde_json::Value) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    pub(crate) fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub(crate) fn write_to<W: Write>(&self, w: &mut W, keep_alive: bool) -> io::Result<()> {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n",
+            self.status,
+            reason(self.status),
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(if keep_alive {
+            "Connection: keep-alive\r\n\r\n"
+        } else {
+            "Connection: close\r\n\r\n"
+        });
+        let mut out = head.into_bytes();
+        out.extend_from_slice(&self.body);
+        w.write_all(&out)?;
+        w.flush()
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        _ => "Internal Server Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_pipelined_requests_and_bodies() {
+        let data = b"PUT /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let mut src = &data[..];
+        let mut buf = Vec::new();
+        let first = read_request(&mut src, &mut buf).unwrap().unwrap();
+        assert_eq!((first.method.as_str(), first.target.as_str()), ("PUT", "/a"));
+        assert_eq!(first.body, b"abc");
+        assert!(first.keep_alive);
+        let second = read_request(&mut src, &mut buf).unwrap().unwrap();
+        assert_eq!((second.method.as_str(), second.target.as_str()), ("GET", "/b"));
+        assert!(!second.keep_alive);
+        assert!(read_request(&mut src, &mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn rejects_bad_requests() {
+        for (data, status) in [
+            (&b"PUT /a HTTP/1.1\r\nContent-Length: x\r\n\r\n"[..], 400),
+            (&b"PUT /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..], 411),
+            (&b"PUT /a HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"[..], 413),
+            (&b"\x01\x02 garbage\r\n\r\n"[..], 400),
+        ] {
+            let mut src = data;
+            match read_request(&mut src, &mut Vec::new()) {
+                Err(ReadError::Malformed { status: s, .. }) => assert_eq!(s, status),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_body_is_an_io_error() {
+        let mut src = &b"PUT /a HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"[..];
+        assert!(matches!(read_request(&mut src, &mut Vec::new()), Err(ReadError::Io(_))));
+    }
+}

@@ -1,0 +1,77 @@
+//! `dps-emulator`: run the local DPS emulator from a TOML configuration.
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use dps_emulator::{Emulator, EmulatorConfig};
+
+/// A local Azure DPS emulator: serves the DPS device REST API over HTTPS on 127.0.0.1.
+#[derive(Parser, Debug)]
+#[command(
+    name = "dps-emulator",
+    version,
+    after_help = "On start it prints exactly one line, `listening on 127.0.0.1:PORT`, to stdout (flushed); \
+                  by then it accepts connections and the --server-ca-out file is written.\n\
+                  It serves until it receives SIGTERM or SIGINT, then closes every connection and exits with \
+                  status 0. Standard input is not read. A bad configuration exits with status 1 and a message \
+                  on stderr naming the file and key. Log level: RUST_LOG (default: warn), to stderr."
+)]
+struct Args {
+    /// TOML configuration: id_scope, assigned_hub, [[enrollment]] sections.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    port: u16,
+    /// Write the PEM of the CA that signed the server certificate here (clients trust it).
+    #[arg(long, value_name = "PATH")]
+    server_ca_out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("dps-emulator: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| format!("cannot install the handler for signal {signal}: {e}"))?;
+    }
+    let config = EmulatorConfig::from_file(&args.config).map_err(|e| e.to_string())?;
+    let emulator = Emulator::start_on(config, args.port).map_err(|e| e.to_string())?;
+    if let Some(path) = &args.server_ca_out {
+        std::fs::write(path, emulator.server_ca_pem())
+            .map_err(|e| format!("writing the server CA to {}: {e}", path.display()))?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {}", emulator.global_endpoint())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("writing to stdout: {e}"))?;
+    drop(stdout);
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    emulator.shutdown();
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! The DPS device REST API: register, poll the operation, and the error answers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rustls_pki_types::CertificateDer;
+use serde_json::{Value, json};
+
+use crate::auth::{Admitted, Denied, Trust};
+use crate::http::{Request, Response};
+
+/// A registration request accepted and not yet polled to completion.
+struct Operation {
+    registration_id: String,
+}
+
+/// What the emulator remembers of a device it assigned.
+struct Registration {
+    created: String,
+    etag: String,
+}
+
+pub(crate) struct Service {
+    id_scope: String,
+    assigned_hub: String,
+    trust: Trust,
+    operations: Mutex<HashMap<String, Operation>>,
+    registrations: Mutex<HashMap<String, Registration>>,
+}
+
+enum Route<'a> {
+    Register {
+        registration_id: &'a str,
+    },
+    Operation {
+        registration_id: &'a str,
+        operation_id: &'a str,
+    },
+}
+
+impl Service {
+    pub(crate) fn new(id_scope: String, assigned_hub: String, trust: Trust) -> Self {
+        Service {
+            id_scope,
+            assigned_hub,
+            trust,
+            operations: Mutex::new(HashMap::new()),
+            registrations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Answer one request from a connection that presented `peer_chain` (leaf first), if any.
+    pub(crate) fn handle(&self, request: &Request, peer_chain: Option<&[CertificateDer<'static>]>) -> Response {
+        let response = self.route(request, peer_chain);
+        tracing::info!(
+            method = %request.method,
+            target = %request.target,
+            status = response.status,
+            "request"
+        );
+        response
+    }
+
+    fn route(&self, request: &Request, peer_chain: Option<&[CertificateDer<'static>]>) -> Response {
+        let (path, query) = request.target.split_once('?').unwrap_or((request.target.as_str(), ""));
+        let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        let (scope, route) = match segments.as_slice() {
+            [scope, "registrations", registration_id, "register"] => (*scope, Route::Register { registration_id }),
+            [scope, "registrations", registration_id, "operations", operation_id] => (
+                *scope,
+                Route::Operation {
+                    registration_id,
+                    operation_id,
+                },
+            ),
+            _ => return error(404, 404001, format!("no such resource: {path}")),
+        };
+        let allowed = match route {
+            Route::Register { .. } => "PUT",
+            Route::Operation { .. } => "GET",
+        };
+        if request.method != allowed {
+            return error(
+                405,
+                405001,
+                format!("method {} is not allowed on {path}: use {allowed}", request.method),
+            )
+            .with_header("Allow", allowed);
+        }
+        if !scope.eq_ignore_ascii_case(&self.id_scope) {
+            return error(404, 404001, format!("unknown id scope '{scope}'"));
+        }
+        if !query
+            .split('&')
+            .any(|p| p.starts_with("api-version=") && p.len() > "api-version=".len())
+        {
+            return error(400, 400004, "missing query parameter api-version");
+        }
+        match route {
+            Route::Register { registration_id } => self.register(request, registration_id, peer_chain),
+            Route::Operation {
+                registration_id,
+                operation_id,
+            } => self.poll(request, registration_id, operation_id, peer_chain),
+        }
+    }
+
+    fn register(&self, request: &Request, raw_id: &str, peer_chain: Option<&[CertificateDer<'static>]>) -> Response {
+        let registration_id = match decode_segment(raw_id) {
+            Ok(id) => id,
+            Err(r) => return r,
+        };
+        if request.body.is_empty() {
+            return error(400, 400004, "missing request body: expected {\"registrationId\": ...}");
+        }
+        let body: Value = match serde_json::from_slice(&request.body) {
+            Ok(v) => v,
+            Err(e) => return error(400, 400004, format!("request body is not valid JSON: {e}")),
+        };
+        let Some(object) = body.as_object() else {
+            return error(400, 400004, "request body must be a JSON object");
+        };
+        let Some(body_id) = object.get("registrationId").and_then(Value::as_str) else {
+            return error(400, 400004, "request body has no string field registrationId");
+        };
+        if body_id != registration_id {
+            return error(
+                400,
+                400004,
+                format!("registrationId '{body_id}' in the body does not match '{registration_id}' in the path"),
+            );
+        }
+        if object.contains_key("tpm") {
+            return unauthorized("TPM attestation is not supported by this emulator yet");
+        }
+        let admitted = match self.authenticate(request, &registration_id, peer_chain) {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        let operation_id = match random_id() {
+            Ok(id) => format!("4.{}", id.replace('-', "")),
+            Err(r) => return r,
+        };
+        tracing::info!(registration_id, ?admitted, operation_id, "registration accepted");
+        lock(&self.operations).insert(
+            operation_id.clone(),
+            Operation {
+                registration_id: registration_id.clone(),
+            },
+        );
+        Response::json(202, &json!({"operationId": operation_id, "status": "assigning"}))
+            .with_header("Retry-After", "0")
+    }
+
+    fn poll(
+        &self,
+        request: &Request,
+        raw_id: &str,
+        operation_id: &str,
+        peer_chain: Option<&[CertificateDer<'static>]>,
+    ) -> Response {
+        let registration_id = match decode_segment(raw_id) {
+            Ok(id) => id,
+            Err(r) => return r,
+        };
+        if let Err(r) = self.authenticate(request, &registration_id, peer_chain) {
+            return r;
+        }
+        let known = lock(&self.operations)
+            .get(operation_id)
+            .is_some_and(|op| op.registration_id == registration_id);
+        if !known {
+            return error(
+                404,
+                404002,
+                format!("unknown operation id '{operation_id}' for registration id '{registration_id}'"),
+            );
+        }
+        let now = now_rfc3339();
+        let (created, etag) = {
+            let mut registrations = lock(&self.registrations);
+            let etag = match random_id() {
+                Ok(id) => format!("\"{id}\""),
+                Err(r) => return r,
+            };
+            let entry = registrations
+                .entry(registration_id.clone())
+                .or_insert_with(|| Registration {
+                    created: now.clone(),
+                    etag: etag.clone(),
+                });
+            entry.etag = etag;
+            (entry.created.clone(), entry.etag.clone())
+        };
+        Response::json(
+            200,
+            &json!({
+                "operationId": operation_id,
+                "status": "assigned",
+                "registrationState": {
+                    "registrationId": registration_id,
+                    "createdDateTimeUtc": created,
+                    "assignedHub": self.assigned_hub,
+                    "deviceId": registration_id,
+                    "status": "assigned",
+                    "substatus": "initialAssignment",
+                    "lastUpdatedDateTimeUtc": now,
+                    "etag": etag,
+                },
+            }),
+        )
+    }
+
+    fn authenticate(
+        &self,
+        request: &Request,
+        registration_id: &str,
+        peer_chain: Option<&[CertificateDer<'static>]>,
+    ) -> Result<Admitted, Response> {
+        self.trust
+            .authenticate(registration_id, request.header("authorization"), peer_chain)
+            .map_err(|Denied(message)| {
+                tracing::info!(registration_id, %message, "authentication failed");
+                unauthorized(message)
+            })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn decode_segment(raw: &str) -> Result<String, Response> {
+    let id =
+        hsm_core::sas::url_decode(raw).map_err(|e| error(400, 400004, format!("registration id in the path: {e}")))?;
+    if id.is_empty() {
+        return Err(error(400, 400004, "empty registration id in the path"));
+    }
+    Ok(id)
+}
+
+fn unauthorized(message: impl Into<String>) -> Response {
+    error(401, 401002, message)
+}
+
+fn error(status: u16, code: u32, message: impl Into<String>) -> Response {
+    let tracking_id = random_id().unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".to_string());
+    Response::json(
+        status,
+        &json!({
+            "errorCode": code,
+            "trackingId": tracking_id,
+            "message": message.into(),
+            "timestampUtc": now_rfc3339(),
+        }),
+    )
+}
+
+/// A random version-4 UUID string.
+fn random_id() -> Result<String, Response> {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| {
+        Response::json(
+            500,
+            &json!({"errorCode": 500000, "message": "the system random generator failed"}),
+        )
+    })?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    ))
+}
+
+fn now_rfc3339() -> String {
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC time (the number itself when out of range).
+pub(crate) fn rfc3339_from_unix(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .map_or_else(|| format!("{secs} (seconds since the epoch)"), format_time)
+}
+
+fn format_time(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}

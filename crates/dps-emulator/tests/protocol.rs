@@ -1,0 +1,236 @@
+//! The REST surface: routing, bad requests, TPM seam, robustness and concurrency.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use dps_emulator::{Emulator, Enrollment};
+use serde_json::json;
+
+const KEY: &str = "cHJpbWFyeS1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk=";
+
+fn emulator() -> Emulator {
+    Emulator::start(config(vec![Enrollment::SymmetricIndividual {
+        registration_id: "sym-device".into(),
+        primary_key: KEY.into(),
+        secondary_key: None,
+    }]))
+    .unwrap()
+}
+
+fn token() -> String {
+    sas("sym-device", KEY, now() + 3600)
+}
+
+fn assert_error((status, body): (u16, serde_json::Value), expected: u16, needle: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert!(body["errorCode"].is_u64(), "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(needle), "message {message:?} lacks {needle:?}");
+}
+
+#[test]
+fn unknown_id_scope_is_404() {
+    let emu = emulator();
+    let agent = agent(&emu, None, Tls::Any);
+    let r = agent
+        .put(&register_url(&emu, "0ne99999999", "sym-device"))
+        .set("Authorization", &token())
+        .send_json(json!({"registrationId": "sym-device"}));
+    assert_error(outcome(r), 404, "unknown id scope '0ne99999999'");
+}
+
+#[test]
+fn unknown_path_is_404_and_wrong_method_is_405() {
+    let emu = emulator();
+    let agent = agent(&emu, None, Tls::Any);
+    let url = format!("https://{}/{SCOPE}/devices/x", emu.global_endpoint());
+    assert_error(
+        outcome(agent.get(&url).call()),
+        404,
+        "no such resource: /0ne00000A0A/devices/x",
+    );
+    let r = agent.get(&register_url(&emu, SCOPE, "sym-device")).call();
+    match r {
+        Err(ureq::Error::Status(405, resp)) => {
+            assert_eq!(resp.header("Allow"), Some("PUT"));
+            let body: serde_json::Value = resp.into_json().unwrap();
+            assert!(
+                body["message"].as_str().unwrap().contains("method GET is not allowed"),
+                "{body}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn malformed_bodies_are_400() {
+    let emu = emulator();
+    let agent = agent(&emu, None, Tls::Any);
+    let url = register_url(&emu, SCOPE, "sym-device");
+    let put = || agent.put(&url).set("Authorization", &token());
+    assert_error(
+        outcome(put().send_string("{not json")),
+        400,
+        "request body is not valid JSON",
+    );
+    assert_error(outcome(put().call()), 400, "missing request body");
+    assert_error(
+        outcome(put().send_json(json!(["sym-device"]))),
+        400,
+        "request body must be a JSON object",
+    );
+    assert_error(
+        outcome(put().send_json(json!({"payload": {}}))),
+        400,
+        "request body has no string field registrationId",
+    );
+    assert_error(
+        outcome(put().send_json(json!({"registrationId": "other"}))),
+        400,
+        "registrationId 'other' in the body does not match 'sym-device' in the path",
+    );
+}
+
+#[test]
+fn missing_api_version_is_400() {
+    let emu = emulator();
+    let agent = agent(&emu, None, Tls::Any);
+    let url = format!(
+        "https://{}/{SCOPE}/registrations/sym-device/register",
+        emu.global_endpoint()
+    );
+    let r = agent
+        .put(&url)
+        .set("Authorization", &token())
+        .send_json(json!({"registrationId": "sym-device"}));
+    assert_error(outcome(r), 400, "missing query parameter api-version");
+}
+
+#[test]
+fn payload_is_accepted() {
+    let emu = emulator();
+    let agent = agent(&emu, None, Tls::Any);
+    let r = agent
+        .put(&register_url(&emu, SCOPE, "sym-device"))
+        .set("Authorization", &token())
+        .send_json(json!({"registrationId": "sym-device", "payload": {"model": "x"}}));
+    let (status, body) = outcome(r);
+    assert_eq!(status, 202, "{body}");
+}
+
+#[test]
+fn tpm_attestation_is_refused_for_now() {
+    let emu = emulator();
+    let agent = agent(&emu, None, Tls::Any);
+    let r = agent.put(&register_url(&emu, SCOPE, "tpm-device")).send_json(json!({
+        "registrationId": "tpm-device",
+        "tpm": {"endorsementKey": "AAAA", "storageRootKey": "AAAA"}
+    }));
+    assert_denied(outcome(r), "TPM attestation is not supported by this emulator yet");
+}
+
+#[test]
+fn unknown_operation_is_404() {
+    let emu = emulator();
+    let agent = agent(&emu, None, Tls::Any);
+    let r = agent
+        .get(&operation_url(&emu, "sym-device", "4.nope"))
+        .set("Authorization", &token())
+        .call();
+    assert_error(
+        outcome(r),
+        404,
+        "unknown operation id '4.nope' for registration id 'sym-device'",
+    );
+}
+
+#[test]
+fn responses_carry_json_content_type() {
+    let emu = emulator();
+    let agent = agent(&emu, None, Tls::Any);
+    let r = agent
+        .put(&register_url(&emu, SCOPE, "sym-device"))
+        .set("Authorization", &token())
+        .send_json(json!({"registrationId": "sym-device"}))
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.header("Content-Type"), Some("application/json; charset=utf-8"));
+    assert!(r.header("Content-Length").is_some());
+}
+
+#[test]
+fn silent_and_broken_clients_do_not_hurt_the_server() {
+    let emu = emulator();
+    let addr = emu.global_endpoint();
+    // Connects and closes at once.
+    drop(TcpStream::connect(&addr).unwrap());
+    // Sends garbage instead of a ClientHello.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+    // Sends half a ClientHello and leaves.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    drop(s);
+    // Connects and says nothing (stays open while others are served).
+    let idle = TcpStream::connect(&addr).unwrap();
+    let agent = agent(&emu, None, Tls::Any);
+    assert_assigned(&provision(&agent, &emu, "sym-device", Some(&token())), "sym-device");
+    drop(idle);
+    // Shutdown with an idle connection still open must not hang.
+    let idle = TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    emu.shutdown();
+    drop(idle);
+    assert!(TcpStream::connect(&addr).is_err(), "listener still open after shutdown");
+}
+
+#[test]
+fn eight_concurrent_registrations() {
+    let ca = Ca::root("fleet root");
+    let emu = Emulator::start(config(vec![
+        Enrollment::SymmetricGroup {
+            name: "group".into(),
+            primary_key: GROUP_KEY.into(),
+            secondary_key: None,
+        },
+        Enrollment::X509Group {
+            name: "fleet".into(),
+            ca: vec![ca.der()],
+        },
+    ]))
+    .unwrap();
+    let barrier = std::sync::Barrier::new(8);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (emu, ca, barrier) = (&emu, &ca, &barrier);
+                s.spawn(move || {
+                    let id = format!("concurrent-{i}");
+                    barrier.wait();
+                    if i % 2 == 0 {
+                        let device_key = hsm_core::sas::derive_device_key(GROUP_KEY, &id).unwrap();
+                        let key_b64 = hsm_core::sas::encode_key(&device_key);
+                        let token = sas(&id, &key_b64, now() + 3600);
+                        let agent = agent(emu, None, Tls::Any);
+                        provision(&agent, emu, &id, Some(&token))
+                    } else {
+                        let agent = agent(emu, Some(&ca.leaf(&id)), Tls::Any);
+                        provision(&agent, emu, &id, None)
+                    }
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_assigned(&h.join().unwrap(), &format!("concurrent-{i}"));
+        }
+    });
+}
