@@ -1,0 +1,36 @@
+//! Everything `extern "C"`: the only module of the crate with `unsafe` code.
+//!
+//! Rules kept by every export:
+//! - the body runs inside [`ffi_boundary!`]: a panic never crosses into C, the function
+//!   returns a fallback chosen by its return type (`int`: [`errors::HSM_ABI_ERR_PANIC`],
+//!   pointer: NULL, `void`: nothing, `size_t`: 0);
+//! - pointers from C go through the helpers of `ptr`, which turn NULL and invalid UTF-8 into
+//!   errors; output parameters are written only on success (documented exceptions: the
+//!   "needed size" of a too-small buffer);
+//! - memory handed to C comes from `malloc` (module `malloc`) and is released with `free()`;
+//! - every failure is logged with `tracing` and kept as this thread's last error
+//!   (`errors::hsm_abi_last_error`).
+
+/// Run an export body: catch panics, record them, and return the fallback value of the
+/// function's return type. `$op` names the export in logs and in the last error.
+macro_rules! ffi_boundary {
+    ($op:literal, $body:block) => {{
+        $crate::ffi::boundary::enter();
+        match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| $body)) {
+            Ok(value) => value,
+            Err(payload) => {
+                $crate::ffi::boundary::panicked($op, payload.as_ref());
+                $crate::ffi::boundary::Fallback::fallback()
+            }
+        }
+    }};
+}
+
+pub(crate) mod boundary;
+pub mod errors;
+pub mod ext;
+mod handle;
+mod malloc;
+mod ptr;
+pub mod sdk;
+pub mod signer;

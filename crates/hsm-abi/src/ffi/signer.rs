@@ -1,0 +1,317 @@
+//! The versioned signer table: open a key from an alias-key token, describe it, sign with it.
+//! Shared by the TLS bridge (which gets the token from the SDK's `get_key`) and vendors.
+//!
+//! The table starts with `version` and `struct_size`; fields are only ever appended, so a
+//! caller compiled against an older header reads a prefix that keeps its meaning.
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, c_int, c_uchar};
+use std::sync::Arc;
+
+use hsm_core::{Curve, Error, KeyAlgorithm, SignatureScheme, SigningKey};
+
+use super::errors::{AbiError, AbiResult, to_code};
+use super::malloc::malloc_bytes;
+use super::ptr::{self, Out};
+use crate::registry;
+
+/// Version of `HSM_ABI_SIGNER_TABLE` this library fills in.
+pub const HSM_ABI_SIGNER_TABLE_VERSION: u32 = 1;
+/// `HSM_ABI_KEY_INFO.algorithm`: an elliptic-curve key (`curve_or_bits` 256 or 384).
+pub const HSM_ABI_KEY_ALGORITHM_EC: u32 = 1;
+/// `HSM_ABI_KEY_INFO.algorithm`: an RSA key (`curve_or_bits` = modulus bits).
+pub const HSM_ABI_KEY_ALGORITHM_RSA: u32 = 2;
+/// Capacity of `HSM_ABI_KEY_INFO.schemes`.
+pub const HSM_ABI_MAX_SCHEMES: usize = 8;
+
+/// An open key (opaque to C).
+pub struct HSM_ABI_SIGNER {
+    key: Arc<dyn SigningKey>,
+}
+
+/// What a key is and which schemes it signs with.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HSM_ABI_KEY_INFO {
+    /// Set by the caller to `sizeof(HSM_ABI_KEY_INFO)`; the library writes its own size back.
+    pub struct_size: u32,
+    /// `HSM_ABI_KEY_ALGORITHM_EC` or `HSM_ABI_KEY_ALGORITHM_RSA`.
+    pub algorithm: u32,
+    /// 256 or 384 for EC; the modulus size in bits for RSA.
+    pub curve_or_bits: u32,
+    /// Number of valid entries of `schemes`.
+    pub scheme_count: u32,
+    /// TLS SignatureScheme code points (0x0403 ecdsa_secp256r1_sha256, 0x0804 rsa_pss_rsae_sha256,
+    /// ...), most preferred first.
+    pub schemes: [u32; HSM_ABI_MAX_SCHEMES],
+    /// The largest signature the key makes: a `sign` buffer of this size always suffices.
+    pub max_signature_len: u32,
+}
+
+/// Open a key from an alias-key token (`file:PATH`, an inline PEM private key, and the tokens
+/// of the backends built in).
+pub type HSM_ABI_SIGNER_OPEN =
+    Option<unsafe extern "C" fn(token: *const c_char, out: *mut *mut HSM_ABI_SIGNER) -> c_int>;
+/// Describe an open key.
+pub type HSM_ABI_SIGNER_KEY_INFO =
+    Option<unsafe extern "C" fn(signer: *const HSM_ABI_SIGNER, out: *mut HSM_ABI_KEY_INFO) -> c_int>;
+/// Sign `msg` (the whole message, not a digest) with `scheme`. `*sig_len` is the capacity of
+/// `sig` on input and the signature length on success. If `sig` is NULL or `*sig_len` is below
+/// the key's `max_signature_len`, returns `HSM_ABI_ERR_BUFFER_TOO_SMALL` and sets `*sig_len`
+/// to `max_signature_len`. ECDSA signatures are DER.
+pub type HSM_ABI_SIGNER_SIGN = Option<
+    unsafe extern "C" fn(
+        signer: *const HSM_ABI_SIGNER,
+        scheme: u32,
+        msg: *const c_uchar,
+        msg_len: usize,
+        sig: *mut c_uchar,
+        sig_len: *mut usize,
+    ) -> c_int,
+>;
+/// Close a key; NULL is a no-op.
+pub type HSM_ABI_SIGNER_CLOSE = Option<unsafe extern "C" fn(signer: *mut HSM_ABI_SIGNER)>;
+/// The key's DER SubjectPublicKeyInfo, malloc'd (release with `free()`).
+pub type HSM_ABI_SIGNER_PUBLIC_KEY =
+    Option<unsafe extern "C" fn(signer: *const HSM_ABI_SIGNER, spki: *mut *mut c_uchar, spki_len: *mut usize) -> c_int>;
+
+/// The signer table (version 1).
+#[repr(C)]
+pub struct HSM_ABI_SIGNER_TABLE {
+    /// `HSM_ABI_SIGNER_TABLE_VERSION` of the library that filled it.
+    pub version: u32,
+    /// `sizeof` the table in that library.
+    pub struct_size: u32,
+    pub open: HSM_ABI_SIGNER_OPEN,
+    pub key_info: HSM_ABI_SIGNER_KEY_INFO,
+    pub sign: HSM_ABI_SIGNER_SIGN,
+    pub close: HSM_ABI_SIGNER_CLOSE,
+    pub public_key: HSM_ABI_SIGNER_PUBLIC_KEY,
+}
+
+static SIGNER_TABLE: HSM_ABI_SIGNER_TABLE = HSM_ABI_SIGNER_TABLE {
+    version: HSM_ABI_SIGNER_TABLE_VERSION,
+    struct_size: size_of::<HSM_ABI_SIGNER_TABLE>() as u32,
+    open: Some(hsm_abi_signer_open),
+    key_info: Some(hsm_abi_signer_key_info),
+    sign: Some(hsm_abi_signer_sign),
+    close: Some(hsm_abi_signer_close),
+    public_key: Some(hsm_abi_signer_public_key),
+};
+
+/// The signer table of this library (static, every field non-NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn hsm_abi_signer_table() -> *const HSM_ABI_SIGNER_TABLE {
+    ffi_boundary!("hsm_abi_signer_table", { &SIGNER_TABLE })
+}
+
+/// Build the key description of `key`.
+pub fn key_info(key: &dyn SigningKey) -> hsm_core::Result<HSM_ABI_KEY_INFO> {
+    let (algorithm, curve_or_bits, max_signature_len) = match key.algorithm() {
+        // DER Ecdsa-Sig-Value: SEQUENCE of two INTEGERs of up to n+1 bytes each.
+        KeyAlgorithm::Ec(Curve::P256) => (HSM_ABI_KEY_ALGORITHM_EC, 256, 72),
+        KeyAlgorithm::Ec(Curve::P384) => (HSM_ABI_KEY_ALGORITHM_EC, 384, 104),
+        KeyAlgorithm::Rsa { bits } => (HSM_ABI_KEY_ALGORITHM_RSA, bits, bits.div_ceil(8)),
+        other => {
+            return Err(Error::unsupported(
+                "the signer table",
+                format!("describing a key of algorithm {other:?}"),
+            ));
+        }
+    };
+    let schemes = key.schemes();
+    let mut codes = [0u32; HSM_ABI_MAX_SCHEMES];
+    for (slot, scheme) in codes.iter_mut().zip(&schemes) {
+        *slot = scheme.code();
+    }
+    let count = schemes.len().min(HSM_ABI_MAX_SCHEMES);
+    Ok(HSM_ABI_KEY_INFO {
+        struct_size: size_of::<HSM_ABI_KEY_INFO>() as u32,
+        algorithm,
+        curve_or_bits,
+        scheme_count: u32::try_from(count).map_err(|e| Error::Internal(e.to_string()))?,
+        schemes: codes,
+        max_signature_len,
+    })
+}
+
+/// Open a key from an alias-key token; on success `*out` is a signer to release with
+/// `hsm_abi_signer_close`.
+///
+/// # Safety
+/// `token` is NULL or NUL-terminated; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn hsm_abi_signer_open(token: *const c_char, out: *mut *mut HSM_ABI_SIGNER) -> c_int {
+    ffi_boundary!("hsm_abi_signer_open", {
+        // SAFETY: promises of the caller, as documented.
+        let r = unsafe { ptr::cstr("token", token).and_then(|t| Ok((t, Out::new("out", out)?))) }.and_then(
+            |(token, out)| {
+                let key = registry::open_signer(token)?;
+                out.write(Box::into_raw(Box::new(HSM_ABI_SIGNER { key })));
+                Ok(())
+            },
+        );
+        to_code("hsm_abi_signer_open", r.map_err(Into::into))
+    })
+}
+
+/// Describe an open key. `out->struct_size` must be at least `sizeof(HSM_ABI_KEY_INFO)` of
+/// this library version; the whole structure is written on success.
+///
+/// # Safety
+/// `signer` is NULL or from `hsm_abi_signer_open` and not closed; `out` is NULL or writable
+/// with `struct_size` initialized.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn hsm_abi_signer_key_info(signer: *const HSM_ABI_SIGNER, out: *mut HSM_ABI_KEY_INFO) -> c_int {
+    ffi_boundary!("hsm_abi_signer_key_info", {
+        // SAFETY: promises of the caller, as documented.
+        let r = unsafe { signer_key_info(signer, out) };
+        to_code("hsm_abi_signer_key_info", r)
+    })
+}
+
+/// # Safety
+/// As for [`hsm_abi_signer_key_info`].
+unsafe fn signer_key_info(signer: *const HSM_ABI_SIGNER, out: *mut HSM_ABI_KEY_INFO) -> AbiResult<()> {
+    // SAFETY: forwarded promises.
+    let (signer, out) = unsafe { (ptr::reference("signer", signer)?, Out::new("out", out)?) };
+    // SAFETY: the caller initialized `struct_size`, the first field; only it is read.
+    let given = unsafe { std::ptr::addr_of!((*out.as_ptr()).struct_size).read() } as usize;
+    let needed = size_of::<HSM_ABI_KEY_INFO>();
+    if given < needed {
+        return Err(AbiError::StructSize {
+            what: "HSM_ABI_KEY_INFO",
+            given,
+            needed,
+        });
+    }
+    out.write(key_info(signer.key.as_ref())?);
+    Ok(())
+}
+
+/// Sign with an open key; see `HSM_ABI_SIGNER_SIGN` for the buffer rules.
+///
+/// # Safety
+/// `signer` is NULL or an open signer; `msg` is NULL (with `msg_len` 0) or `msg_len` readable
+/// bytes; `sig` is NULL or `*sig_len` writable bytes; `sig_len` is NULL or an initialized,
+/// writable `size_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn hsm_abi_signer_sign(
+    signer: *const HSM_ABI_SIGNER,
+    scheme: u32,
+    msg: *const c_uchar,
+    msg_len: usize,
+    sig: *mut c_uchar,
+    sig_len: *mut usize,
+) -> c_int {
+    ffi_boundary!("hsm_abi_signer_sign", {
+        // SAFETY: promises of the caller, as documented.
+        let r = unsafe { sign(signer, scheme, msg, msg_len, sig, sig_len) };
+        to_code("hsm_abi_signer_sign", r)
+    })
+}
+
+/// # Safety
+/// As for [`hsm_abi_signer_sign`].
+unsafe fn sign(
+    signer: *const HSM_ABI_SIGNER,
+    scheme: u32,
+    msg: *const c_uchar,
+    msg_len: usize,
+    sig: *mut c_uchar,
+    sig_len: *mut usize,
+) -> AbiResult<()> {
+    // SAFETY: forwarded promises.
+    let (signer, msg, sig_len) = unsafe {
+        (
+            ptr::reference("signer", signer)?,
+            ptr::slice("msg", msg, msg_len)?,
+            Out::new("sig_len", sig_len)?,
+        )
+    };
+    let scheme = SignatureScheme::try_from(scheme)?;
+    if !signer.key.schemes().contains(&scheme) {
+        return Err(Error::unsupported(
+            format!("this {:?} key", signer.key.algorithm()),
+            format!("signature scheme {scheme}"),
+        )
+        .into());
+    }
+    let needed = key_info(signer.key.as_ref())?.max_signature_len as usize;
+    // SAFETY: the caller initialized `*sig_len`.
+    let capacity = unsafe { sig_len.read() };
+    if sig.is_null() || capacity < needed {
+        sig_len.write(needed);
+        return Err(AbiError::BufferTooSmall {
+            what: "sig",
+            given: if sig.is_null() { 0 } else { capacity },
+            needed,
+        });
+    }
+    let signature = signer.key.sign(scheme, msg)?;
+    if signature.len() > capacity {
+        return Err(Error::Internal(format!(
+            "a {scheme} signature of {} bytes exceeds the maximum of {needed}",
+            signature.len()
+        ))
+        .into());
+    }
+    // SAFETY: `sig` is non-NULL with `capacity` writable bytes (caller's promise).
+    let out = unsafe { ptr::slice_mut("sig", sig, capacity)? };
+    out[..signature.len()].copy_from_slice(&signature);
+    sig_len.write(signature.len());
+    Ok(())
+}
+
+/// Close an open key; NULL is a no-op.
+///
+/// # Safety
+/// `signer` is NULL or from `hsm_abi_signer_open`, not closed, and not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn hsm_abi_signer_close(signer: *mut HSM_ABI_SIGNER) {
+    ffi_boundary!("hsm_abi_signer_close", {
+        if !signer.is_null() {
+            // SAFETY: created by `Box::into_raw` in `hsm_abi_signer_open`, released once.
+            drop(unsafe { Box::from_raw(signer) });
+        }
+    })
+}
+
+/// The DER SubjectPublicKeyInfo of an open key, malloc'd; release `*spki` with `free()`.
+///
+/// # Safety
+/// `signer` is NULL or an open signer; `spki` and `spki_len` are NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn hsm_abi_signer_public_key(
+    signer: *const HSM_ABI_SIGNER,
+    spki: *mut *mut c_uchar,
+    spki_len: *mut usize,
+) -> c_int {
+    ffi_boundary!("hsm_abi_signer_public_key", {
+        // SAFETY: promises of the caller, as documented.
+        let r = unsafe { signer_public_key(signer, spki, spki_len) };
+        to_code("hsm_abi_signer_public_key", r)
+    })
+}
+
+/// # Safety
+/// As for [`hsm_abi_signer_public_key`].
+unsafe fn signer_public_key(
+    signer: *const HSM_ABI_SIGNER,
+    spki: *mut *mut c_uchar,
+    spki_len: *mut usize,
+) -> AbiResult<()> {
+    // SAFETY: forwarded promises.
+    let (signer, spki, spki_len) = unsafe {
+        (
+            ptr::reference("signer", signer)?,
+            Out::new("spki", spki)?,
+            Out::new("spki_len", spki_len)?,
+        )
+    };
+    let der = signer.key.public_key_spki()?;
+    let p = malloc_bytes(&der)?;
+    spki.write(p);
+    spki_len.write(der.len());
+    Ok(())
+}

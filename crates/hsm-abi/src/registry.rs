@@ -1,0 +1,184 @@
+//! Backend registry: turns a [`Config`] into backend objects.
+//!
+//! One `match` per interface on the section's `backend` name. A backend added behind a cargo
+//! feature gets one `#[cfg(feature = "...")]` arm in the match and one line in the list of
+//! built-in names of that interface.
+
+use std::sync::Arc;
+
+use hsm_core::config::{Config, Section};
+use hsm_core::token::KeyToken;
+use hsm_core::{Error, Result, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity, file};
+
+/// Backends built into this library for the x509 interface.
+pub fn x509_backends() -> Vec<&'static str> {
+    vec!["file"]
+}
+
+/// Backends built into this library for the symmetric-key interface.
+pub fn symmetric_backends() -> Vec<&'static str> {
+    vec!["file"]
+}
+
+/// Backends built into this library for the TPM interface.
+pub fn tpm_backends() -> Vec<&'static str> {
+    Vec::new()
+}
+
+/// Key-token schemes this library resolves to signers (`pem` is an inline PEM private key).
+pub fn signer_token_schemes() -> Vec<&'static str> {
+    vec!["file", "pem"]
+}
+
+fn not_built_in(section: &Section, built_in: &[&str]) -> Error {
+    let list = if built_in.is_empty() {
+        "none".to_string()
+    } else {
+        built_in.join(", ")
+    };
+    section.error(
+        "backend",
+        format!(
+            "backend \"{}\" is not built into this library; built in: {list}",
+            section.backend
+        ),
+    )
+}
+
+/// Open the identity of the `[x509]` section.
+pub fn open_x509(config: &Config) -> Result<Box<dyn X509Identity>> {
+    let section = config.section("x509")?;
+    match section.backend.as_str() {
+        "file" => Ok(Box::new(file::FileX509::from_section(section)?)),
+        _ => Err(not_built_in(section, &x509_backends())),
+    }
+}
+
+/// Open the identity of the `[symmetric_key]` section.
+pub fn open_symmetric(config: &Config) -> Result<Box<dyn SymmetricIdentity>> {
+    let section = config.section("symmetric_key")?;
+    match section.backend.as_str() {
+        "file" => Ok(Box::new(file::FileSymmetric::from_section(section)?)),
+        _ => Err(not_built_in(section, &symmetric_backends())),
+    }
+}
+
+/// Open the identity of the `[tpm]` section.
+pub fn open_tpm(config: &Config) -> Result<Box<dyn TpmIdentity>> {
+    let section = config.section("tpm")?;
+    #[allow(clippy::match_single_binding)] // TPM backends add their arms here
+    match section.backend.as_str() {
+        _ => Err(not_built_in(section, &tpm_backends())),
+    }
+}
+
+/// Resolve an alias-key token (or an inline PEM private key) to a signer.
+pub fn open_signer(token: &str) -> Result<Arc<dyn SigningKey>> {
+    match KeyToken::parse(token)? {
+        KeyToken::File(path) => Ok(Arc::new(file::FileKey::from_file(&path)?)),
+        KeyToken::InlinePem => Ok(Arc::new(file::FileKey::from_pem(
+            "inline PEM private key",
+            token.as_bytes(),
+        )?)),
+        other => Err(Error::unsupported(
+            format!(
+                "this library (key tokens built in: {})",
+                signer_token_schemes().join(", ")
+            ),
+            format!("resolving the key token {}", token_kind(&other)),
+        )),
+    }
+}
+
+fn token_kind(token: &KeyToken) -> &'static str {
+    match token {
+        KeyToken::Pkcs11(_) => "`pkcs11:`",
+        KeyToken::Tpm(_) => "`tpm:`",
+        KeyToken::Dice(_) => "`dice:`",
+        KeyToken::File(_) => "`file:`",
+        KeyToken::InlinePem => "inline PEM",
+        _ => "of an unknown kind",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn cfg(text: &str) -> Config {
+        Config::from_toml(text, "test.toml", Path::new("")).unwrap()
+    }
+
+    fn err<T>(r: Result<T>) -> String {
+        match r {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn unknown_backends_list_the_built_in_ones() {
+        let c = cfg("[x509]\nbackend = \"pkcs11\"\n[symmetric_key]\nbackend = \"vendor\"\n[tpm]\nbackend = \"tpm\"\n");
+        let e = err(open_x509(&c));
+        assert!(
+            e.contains("backend \"pkcs11\" is not built into this library; built in: file") && e.contains("test.toml"),
+            "{e}"
+        );
+        let e = err(open_symmetric(&c));
+        assert!(
+            e.contains("backend \"vendor\" is not built into this library; built in: file"),
+            "{e}"
+        );
+        let e = err(open_tpm(&c));
+        assert!(
+            e.contains("backend \"tpm\" is not built into this library; built in: none"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_sections_are_named() {
+        let c = cfg("");
+        assert!(err(open_x509(&c)).contains("[x509] is missing"));
+        assert!(err(open_symmetric(&c)).contains("[symmetric_key] is missing"));
+        assert!(err(open_tpm(&c)).contains("[tpm] is missing"));
+    }
+
+    #[test]
+    fn symmetric_group_key_is_derived() {
+        let c = cfg(concat!(
+            "[symmetric_key]\nbackend = \"file\"\nregistration_id = \"device-0001\"\n",
+            "group_key = \"9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==\"\n"
+        ));
+        let id = open_symmetric(&c).unwrap();
+        assert_eq!(id.registration_id().unwrap(), "device-0001");
+        assert_eq!(
+            hsm_core::sas::encode_key(&id.symmetric_key().unwrap()).as_str(),
+            "GRPTH+dyLH5yQZctR5eMNCRGWfZXuw/fZzAhRArVPkQ="
+        );
+    }
+
+    #[test]
+    fn signer_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let path = dir.path().join("k.pem");
+        std::fs::write(&path, key.serialize_pem()).unwrap();
+        let from_file = open_signer(&format!("file:{}", path.display())).unwrap();
+        let inline = open_signer(&key.serialize_pem()).unwrap();
+        assert_eq!(
+            from_file.public_key_spki().unwrap(),
+            rcgen::PublicKeyData::subject_public_key_info(&key)
+        );
+        assert_eq!(
+            inline.public_key_spki().unwrap(),
+            rcgen::PublicKeyData::subject_public_key_info(&key)
+        );
+        let e = err(open_signer("pkcs11:token=a;object=b"));
+        assert!(e.contains("`pkcs11:`") && e.contains("file, pem"), "{e}");
+        let e = err(open_signer(&format!("file:{}", dir.path().join("none.pem").display())));
+        assert!(e.contains("none.pem"), "{e}");
+        assert!(err(open_signer("nothing")).contains("key token"));
+    }
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Generate the C headers of libhsm_abi with a pinned cbindgen.
+#   scripts/gen-headers.sh           regenerate include/hsm_client_data.h and include/hsm_abi.h
+#   scripts/gen-headers.sh --check   regenerate into a temp dir; fail with a diff if include/ drifted
+set -euo pipefail
+
+CBINDGEN_VERSION=0.29.4
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+crate="$root/crates/hsm-abi"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+tools="$target_dir/tools"
+
+check=0
+case "${1:-}" in
+    --check) check=1 ;;
+    "") ;;
+    *) echo "usage: $0 [--check]" >&2; exit 2 ;;
+esac
+
+cbindgen_ok() {
+    [ -x "$1" ] && [ "$("$1" --version 2>/dev/null)" = "cbindgen $CBINDGEN_VERSION" ]
+}
+
+cbindgen=""
+if command -v cbindgen >/dev/null && cbindgen_ok "$(command -v cbindgen)"; then
+    cbindgen="$(command -v cbindgen)"
+elif cbindgen_ok "$tools/bin/cbindgen"; then
+    cbindgen="$tools/bin/cbindgen"
+else
+    echo "installing cbindgen $CBINDGEN_VERSION into $tools" >&2
+    cargo install cbindgen --version "$CBINDGEN_VERSION" --locked --root "$tools" >&2
+    cbindgen="$tools/bin/cbindgen"
+    cbindgen_ok "$cbindgen" || { echo "cbindgen $CBINDGEN_VERSION not usable at $cbindgen" >&2; exit 1; }
+fi
+
+out="$root/include"
+if [ "$check" = 1 ]; then
+    out="$(mktemp -d)"
+    trap 'rm -rf "$out"' EXIT
+fi
+mkdir -p "$out"
+
+"$cbindgen" --quiet --config "$crate/cbindgen-sdk.toml" --output "$out/hsm_client_data.h" "$crate"
+"$cbindgen" --quiet --config "$crate/cbindgen-abi.toml" --output "$out/hsm_abi.h" "$crate"
+
+# The split must be clean: no extension in the SDK header, no SDK function in ours.
+if grep -nE '^(#define HSM_ABI_|typedef .*HSM_ABI_|[a-z].*\bhsm_abi_[a-z_]+\()' "$out/hsm_client_data.h" >&2; then
+    echo "hsm_client_data.h declares hsm_abi_* items: add them to the exclude list of cbindgen-sdk.toml" >&2
+    exit 1
+fi
+if grep -nE '^(typedef .*HSM_CLIENT_|[a-z].*\bhsm_client_[a-z0-9_]+\()' "$out/hsm_abi.h" >&2; then
+    echo "hsm_abi.h declares SDK items: add them to the exclude list of cbindgen-abi.toml" >&2
+    exit 1
+fi
+
+if [ "$check" = 1 ]; then
+    status=0
+    for h in hsm_client_data.h hsm_abi.h; do
+        if ! diff -u "$root/include/$h" "$out/$h"; then
+            echo "include/$h is out of date: run scripts/gen-headers.sh" >&2
+            status=1
+        fi
+    done
+    [ "$status" = 0 ] && echo "headers up to date"
+    exit "$status"
+fi
+echo "generated include/hsm_client_data.h include/hsm_abi.h"
