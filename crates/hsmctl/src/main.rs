@@ -1,0 +1,343 @@
+//! `hsmctl`: the tools around hsm-abi.
+#![forbid(unsafe_code)]
+
+mod dps;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hsm_core::config::Config;
+use hsm_core::sas::{self, Audience};
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Core(#[from] hsm_core::Error),
+    #[error("the service answered {status}: {message}{}", error_code.map(|c| format!(" (errorCode {c})")).unwrap_or_default())]
+    Service {
+        status: u16,
+        error_code: Option<i64>,
+        message: String,
+    },
+    #[error("connection failed: {0}")]
+    Transport(String),
+    #[error("unexpected answer from the service: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+#[derive(Parser)]
+#[command(
+    name = "hsmctl",
+    version,
+    about = "Hardware-backed device identities for Azure IoT provisioning"
+)]
+struct Cli {
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register this device with the Device Provisioning Service and print its assignment.
+    Provision(ProvisionArgs),
+    /// Make a SAS token for DPS or IoT Hub.
+    #[command(subcommand)]
+    Sas(SasCommand),
+    /// Derive a device key from a group enrollment key: base64(HMAC-SHA256(group key, registration id)).
+    DeriveKey {
+        #[command(flatten)]
+        group: GroupKeyArgs,
+        #[arg(long)]
+        registration_id: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Attestation {
+    X509,
+    SymmetricKey,
+}
+
+#[derive(Args)]
+struct ProvisionArgs {
+    /// Configuration file (the library's TOML); default: $HSM_ABI_CONFIG.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Which configured identity to use; needed when the configuration has both.
+    #[arg(long, value_enum)]
+    attestation: Option<Attestation>,
+    /// The DPS ID scope.
+    #[arg(long)]
+    id_scope: String,
+    /// Registration id to ask for; default: the identity's (x509: the certificate's common name).
+    #[arg(long)]
+    registration_id: Option<String>,
+    /// DPS endpoint, host[:port].
+    #[arg(long, default_value = "global.azure-devices-provisioning.net")]
+    global_endpoint: String,
+    /// PEM file of the CA(s) to trust for the service; default: the Mozilla root store.
+    #[arg(long)]
+    trusted_ca: Option<PathBuf>,
+    /// SAS token lifetime in seconds.
+    #[arg(long, default_value_t = 3600, conflicts_with = "sas_expiry")]
+    sas_ttl: u64,
+    /// SAS token expiry as seconds since the epoch (instead of --sas-ttl).
+    #[arg(long)]
+    sas_expiry: Option<u64>,
+    /// Give up waiting for the assignment after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// JSON payload sent with the registration.
+    #[arg(long)]
+    payload: Option<String>,
+    /// Print the whole registration state as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum SasCommand {
+    /// A DPS registration token (resource URL-encoded, skn=registration).
+    Dps {
+        #[arg(long)]
+        id_scope: String,
+        /// Registration id; default: the configured one (with --config).
+        #[arg(long)]
+        registration_id: Option<String>,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        expiry: ExpiryArgs,
+    },
+    /// An IoT Hub device token (`{host}/devices/{deviceId}`, as the SDK's TPM path signs it).
+    Hub {
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        device_id: String,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        expiry: ExpiryArgs,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct KeyArgs {
+    /// The device key, base64.
+    #[arg(long)]
+    key: Option<String>,
+    /// A file holding the device key, base64.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Sign with the [symmetric_key] identity of this configuration (the key may stay in the HSM).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct GroupKeyArgs {
+    /// The group enrollment key, base64.
+    #[arg(long)]
+    group_key: Option<String>,
+    /// A file holding the group enrollment key, base64.
+    #[arg(long)]
+    group_key_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ExpiryArgs {
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600, conflicts_with = "expiry")]
+    ttl: u64,
+    /// Expiry as seconds since the epoch.
+    #[arg(long)]
+    expiry: Option<u64>,
+}
+
+impl ExpiryArgs {
+    fn expiry(&self) -> u64 {
+        self.expiry
+            .unwrap_or_else(|| sas::expiry_in(Duration::from_secs(self.ttl)))
+    }
+}
+
+fn read_secret(path: &Path) -> Result<Zeroizing<String>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| hsm_core::Error::io("read key file", path, e))?;
+    Ok(Zeroizing::new(text.trim().to_string()))
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
+    Ok(match path {
+        Some(p) => Config::from_file(p)?,
+        None => Config::from_env()?,
+    })
+}
+
+fn provision(a: ProvisionArgs) -> Result<(), CliError> {
+    let config = load_config(a.config.as_deref())?;
+    let attestation = match (a.attestation, &config.x509, &config.symmetric_key) {
+        (Some(x), _, _) => x,
+        (None, Some(_), None) => Attestation::X509,
+        (None, None, Some(_)) => Attestation::SymmetricKey,
+        (None, Some(_), Some(_)) => {
+            return Err(CliError::Usage(format!(
+                "{} has both [x509] and [symmetric_key]: choose one with --attestation",
+                config.source
+            )));
+        }
+        (None, None, None) => {
+            return Err(CliError::Usage(format!(
+                "{} has neither [x509] nor [symmetric_key]",
+                config.source
+            )));
+        }
+    };
+    let roots = match &a.trusted_ca {
+        Some(p) => tlsio_bridge::roots_from_pem(
+            &format!("trusted CA {}", p.display()),
+            &hsm_core::pem::read_file("read trusted CA", p)?,
+        )?,
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    };
+    let payload = a
+        .payload
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--payload is not JSON: {e}")))?;
+    let timeout = Duration::from_secs(a.timeout);
+    let expiry = a
+        .sas_expiry
+        .unwrap_or_else(|| sas::expiry_in(Duration::from_secs(a.sas_ttl)));
+
+    let (x509, symm);
+    let (credential, registration_id) = match attestation {
+        Attestation::X509 => {
+            x509 = hsm_abi::registry::open_x509(&config)?;
+            let id = x509.common_name()?;
+            (dps::Credential::X509(x509.as_ref()), id)
+        }
+        Attestation::SymmetricKey => {
+            symm = hsm_abi::registry::open_symmetric(&config)?;
+            let id = symm.registration_id()?;
+            (
+                dps::Credential::Sas {
+                    identity: symm.as_ref(),
+                    expiry,
+                },
+                id,
+            )
+        }
+    };
+    let registration_id = a.registration_id.clone().unwrap_or(registration_id);
+    let client = dps::DpsClient::new(&a.global_endpoint, &a.id_scope, roots, &credential, timeout)?;
+    let result = client.register(&registration_id, &credential, payload)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&result.state).unwrap_or_default());
+    } else {
+        println!("registration id: {}", result.registration_id);
+        println!("status: {}", result.status);
+        println!("assigned hub: {}", result.assigned_hub.as_deref().unwrap_or("-"));
+        println!("device id: {}", result.device_id.as_deref().unwrap_or("-"));
+    }
+    if result.status != "assigned" {
+        return Err(CliError::Protocol(format!(
+            "registration ended with status {:?}: {}",
+            result.status, result.state
+        )));
+    }
+    Ok(())
+}
+
+/// Sign a SAS token with a key given as text or file, or with a configured identity.
+fn sas_token(key: &KeyArgs, aud: &Audience, expiry: u64) -> Result<String, CliError> {
+    let raw = match (&key.key, &key.key_file, &key.config) {
+        (Some(k), _, _) => sas::decode_key("--key", k)?,
+        (_, Some(f), _) => sas::decode_key(&format!("key file {}", f.display()), &read_secret(f)?)?,
+        (_, _, Some(c)) => {
+            let id = hsm_abi::registry::open_symmetric(&Config::from_file(c)?)?;
+            let mac = id.hmac_sha256(aud.string_to_sign(expiry).as_bytes())?;
+            return Ok(aud.token(&mac, expiry));
+        }
+        _ => return Err(CliError::Usage("give --key, --key-file or --config".into())),
+    };
+    Ok(aud.sign_with_key(&raw, expiry))
+}
+
+fn sas_cmd(cmd: SasCommand) -> Result<(), CliError> {
+    let (aud, key, expiry) = match cmd {
+        SasCommand::Dps {
+            id_scope,
+            registration_id,
+            key,
+            expiry,
+        } => {
+            let registration_id = match (registration_id, &key.config) {
+                (Some(r), _) => r,
+                (None, Some(c)) => hsm_abi::registry::open_symmetric(&Config::from_file(c)?)?.registration_id()?,
+                (None, None) => return Err(CliError::Usage("--registration-id is required with --key".into())),
+            };
+            (
+                Audience::Dps {
+                    id_scope,
+                    registration_id,
+                },
+                key,
+                expiry,
+            )
+        }
+        SasCommand::Hub {
+            host,
+            device_id,
+            key,
+            expiry,
+        } => (Audience::Hub { host, device_id }, key, expiry),
+    };
+    println!("{}", sas_token(&key, &aud, expiry.expiry())?);
+    Ok(())
+}
+
+fn derive_key(group: GroupKeyArgs, registration_id: &str) -> Result<(), CliError> {
+    let group_key = match (group.group_key, group.group_key_file) {
+        (Some(k), _) => Zeroizing::new(k),
+        (_, Some(f)) => read_secret(&f)?,
+        _ => return Err(CliError::Usage("give --group-key or --group-key-file".into())),
+    };
+    let key = sas::derive_device_key(&group_key, registration_id)?;
+    println!("{}", sas::encode_key(&key).as_str());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.cmd {
+        Command::Provision(a) => provision(a),
+        Command::Sas(c) => sas_cmd(c),
+        Command::DeriveKey { group, registration_id } => derive_key(group, &registration_id),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

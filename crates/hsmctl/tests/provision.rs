@@ -1,0 +1,298 @@
+//! `hsmctl provision` and friends against the local DPS emulator over real HTTPS.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+const SCOPE: &str = "0ne00000A0A";
+const HUB: &str = "hub.example.test";
+const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
+const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+}
+
+fn ca(cn: &str) -> Ca {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca { params, key, pem }
+}
+
+/// Write a device chain (leaf + issuing CA) and key; return the config path.
+fn x509_device(dir: &Path, name: &str, ca: &Ca, cn: &str) -> PathBuf {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    let leaf = p
+        .signed_by(&key, &Issuer::from_params(&ca.params, &ca.key))
+        .unwrap()
+        .pem();
+    std::fs::write(dir.join(format!("{name}-chain.pem")), format!("{leaf}{}", ca.pem)).unwrap();
+    std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &cfg,
+        format!("[x509]\nbackend = \"file\"\ncertificate = \"{name}-chain.pem\"\nprivate_key = \"{name}-key.pem\"\n"),
+    )
+    .unwrap();
+    cfg
+}
+
+fn symm_device(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, format!("[symmetric_key]\nbackend = \"file\"\n{body}\n")).unwrap();
+    cfg
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    emulator: Emulator,
+    server_ca: PathBuf,
+    root: Ca,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let root = ca("test group root");
+    let emulator = Emulator::start(EmulatorConfig {
+        id_scope: SCOPE.into(),
+        assigned_hub: HUB.into(),
+        enrollments: vec![
+            Enrollment::X509Group {
+                name: "x509-group".into(),
+                ca: hsm_core::pem::parse_certificates("root", root.pem.as_bytes()).unwrap(),
+            },
+            Enrollment::SymmetricIndividual {
+                registration_id: "device-sym".into(),
+                primary_key: DEVICE_KEY.into(),
+                secondary_key: None,
+            },
+            Enrollment::SymmetricGroup {
+                name: "symm-group".into(),
+                primary_key: GROUP_KEY.into(),
+                secondary_key: None,
+            },
+        ],
+    })
+    .unwrap();
+    let server_ca = dir.path().join("server-ca.pem");
+    std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
+    Env {
+        dir,
+        emulator,
+        server_ca,
+        root,
+    }
+}
+
+impl Env {
+    fn provision(&self, config: &Path, extra: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+            .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
+            .arg(self.emulator.global_endpoint())
+            .arg("--trusted-ca")
+            .arg(&self.server_ca)
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn refused(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        !out.status.success(),
+        "should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr.contains("401"), "no 401 in: {stderr}");
+    assert!(stderr.contains(&needle.to_lowercase()), "no {needle:?} in: {stderr}");
+}
+
+#[test]
+fn x509_group_enrollment_is_assigned() {
+    let e = env();
+    let cfg = x509_device(e.dir.path(), "dev", &e.root, "device-x509");
+    let out = ok(&e.provision(&cfg, &[]));
+    assert!(out.contains("registration id: device-x509"), "{out}");
+    assert!(out.contains(&format!("assigned hub: {HUB}")), "{out}");
+    assert!(out.contains("device id: device-x509"), "{out}");
+}
+
+#[test]
+fn x509_untrusted_chain_is_refused() {
+    let e = env();
+    let rogue = ca("rogue root");
+    let cfg = x509_device(e.dir.path(), "rogue", &rogue, "device-rogue");
+    refused(&e.provision(&cfg, &[]), "verify");
+}
+
+#[test]
+fn x509_cn_mismatch_is_refused() {
+    let e = env();
+    let cfg = x509_device(e.dir.path(), "dev", &e.root, "device-x509");
+    refused(
+        &e.provision(&cfg, &["--registration-id", "someone-else"]),
+        "does not match",
+    );
+}
+
+#[test]
+fn symmetric_individual_is_assigned() {
+    let e = env();
+    let cfg = symm_device(
+        e.dir.path(),
+        "sym",
+        &format!("registration_id = \"device-sym\"\nsymmetric_key = \"{DEVICE_KEY}\""),
+    );
+    let out = ok(&e.provision(&cfg, &[]));
+    assert!(out.contains("device id: device-sym"), "{out}");
+    assert!(out.contains(&format!("assigned hub: {HUB}")), "{out}");
+}
+
+#[test]
+fn symmetric_group_is_assigned_with_derived_key() {
+    let e = env();
+    let cfg = symm_device(
+        e.dir.path(),
+        "grp",
+        &format!("registration_id = \"device-0001\"\ngroup_key = \"{GROUP_KEY}\""),
+    );
+    let out = ok(&e.provision(&cfg, &["--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["deviceId"], "device-0001");
+    assert_eq!(v["assignedHub"], HUB);
+}
+
+#[test]
+fn symmetric_wrong_key_is_refused() {
+    let e = env();
+    let cfg = symm_device(
+        e.dir.path(),
+        "bad",
+        "registration_id = \"device-sym\"\nsymmetric_key = \"d3Jvbmcta2V5LXdyb25nLWtleQ==\"",
+    );
+    refused(&e.provision(&cfg, &[]), "signature");
+}
+
+#[test]
+fn symmetric_expired_token_is_refused() {
+    let e = env();
+    let cfg = symm_device(
+        e.dir.path(),
+        "sym",
+        &format!("registration_id = \"device-sym\"\nsymmetric_key = \"{DEVICE_KEY}\""),
+    );
+    refused(&e.provision(&cfg, &["--sas-expiry", "1000"]), "expired");
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let e = env();
+    let cfg = symm_device(
+        e.dir.path(),
+        "broken",
+        "registration_id = \"x\"\nsymmetric_key = \"not base64!\"",
+    );
+    let out = e.provision(&cfg, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("broken.toml") && stderr.contains("symmetric_key"),
+        "{stderr}"
+    );
+}
+
+fn hsmctl(args: &[&str]) -> String {
+    ok(&Command::new(env!("CARGO_BIN_EXE_hsmctl")).args(args).output().unwrap())
+}
+
+#[test]
+fn derive_key_and_sas_match_the_test_vectors() {
+    let derived = hsmctl(&[
+        "derive-key",
+        "--group-key",
+        GROUP_KEY,
+        "--registration-id",
+        "device-0001",
+    ]);
+    assert_eq!(derived.trim(), "GRPTH+dyLH5yQZctR5eMNCRGWfZXuw/fZzAhRArVPkQ=");
+    let token = hsmctl(&[
+        "sas",
+        "dps",
+        "--id-scope",
+        SCOPE,
+        "--registration-id",
+        "device-0001",
+        "--key",
+        derived.trim(),
+        "--expiry",
+        "1767225600",
+    ]);
+    assert_eq!(
+        token.trim(),
+        "SharedAccessSignature sr=0ne00000A0A%2fregistrations%2fdevice-0001&sig=sWSjFs4E5KYQNTTlI1ZWkgs5AaRrTQvh2QKwI5650IA%3d&se=1767225600&skn=registration"
+    );
+}
+
+#[test]
+fn sas_from_configuration_signs_through_the_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = symm_device(
+        dir.path(),
+        "grp",
+        &format!("registration_id = \"device-0001\"\ngroup_key = \"{GROUP_KEY}\""),
+    );
+    let token = hsmctl(&[
+        "sas",
+        "dps",
+        "--id-scope",
+        SCOPE,
+        "--config",
+        cfg.to_str().unwrap(),
+        "--expiry",
+        "1767225600",
+    ]);
+    assert!(
+        token.contains("sig=sWSjFs4E5KYQNTTlI1ZWkgs5AaRrTQvh2QKwI5650IA%3d"),
+        "{token}"
+    );
+    let hub = hsmctl(&[
+        "sas",
+        "hub",
+        "--host",
+        "h.example",
+        "--device-id",
+        "d1",
+        "--key",
+        "a2V5",
+        "--expiry",
+        "10",
+    ]);
+    assert!(
+        hub.starts_with("SharedAccessSignature sr=h.example/devices/d1&sig="),
+        "{hub}"
+    );
+    assert!(!hub.contains("skn="));
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh Debian 12 machine (run as root, or with sudo
+# available). Safe to run again: packages already present are not reinstalled.
+set -euo pipefail
+
+packages=(
+    build-essential pkg-config openssl libssl-dev valgrind
+    softhsm2 opensc
+    swtpm swtpm-tools libtss2-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo not found; install a stable Rust toolchain (rustup) first" >&2
+    exit 1
+fi
