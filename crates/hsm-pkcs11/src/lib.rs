@@ -1,0 +1,28 @@
+//! PKCS#11 backend of hsm-abi: keys, certificates and HMAC secrets on any token (SoftHSM2,
+//! YubiHSM, NXP SE05x, tpm2-pkcs11, ...), addressed by RFC 7512 URIs.
+//!
+//! - [`Pkcs11X509`]: an x509 identity (private key on the token; certificate object or PEM chain);
+//! - [`Pkcs11Symmetric`]: a registration id and an HMAC-SHA256 key that never leaves the token;
+//! - [`open_signer`]: the signer for an alias-key token (what `get_key` hands out);
+//! - [`tools`]: key generation, CSRs, certificate and secret import, object listing.
+//!
+//! One `C_Initialize` per module and process ([`module::module`]); one login and a session pool
+//! per token ([`token::Token`]).
+#![forbid(unsafe_code)]
+
+pub mod der;
+pub mod error;
+pub mod key;
+pub mod module;
+pub mod symmetric;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod token;
+pub mod tools;
+pub mod uri;
+pub mod x509;
+
+pub use key::Pkcs11Key;
+pub use symmetric::{Pkcs11Secret, Pkcs11Symmetric};
+pub use uri::Pkcs11Uri;
+pub use x509::{Pkcs11X509, open_signer};

@@ -1,0 +1,510 @@
+//! A token: found by its URI attributes, logged in once, used through a pool of sessions.
+//!
+//! A cryptoki `Session` is `Send` but not `Sync`: a thread takes a session out of the pool for
+//! one operation and puts it back. The user is logged in once per token (PKCS#11 login state is
+//! shared by all sessions of the process). Errors are recovered once per operation:
+//! - `CKR_USER_NOT_LOGGED_IN`, `CKR_KEY_HANDLE_INVALID`, `CKR_OBJECT_HANDLE_INVALID`: log in
+//!   again and find the objects again;
+//! - `CKR_DEVICE_REMOVED`, `CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`,
+//!   `CKR_TOKEN_NOT_PRESENT`, `CKR_TOKEN_NOT_RECOGNIZED`: drop every session, find the token
+//!   again by its attributes, log in, find the objects again.
+//!
+//! A wrong PIN is tried exactly once: the token remembers the rejection and refuses to log in
+//! again with that PIN (a retry loop could lock the token).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::MechanismType;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use cryptoki_sys as sys;
+use hsm_core::{Error, Origin, Result};
+use zeroize::Zeroizing;
+
+use crate::error::{device, rv_of};
+use crate::module::{Module, module, resolve_module_path};
+use crate::uri::{ObjectType, Pkcs11Uri};
+
+/// A token and its session pool.
+pub struct Token {
+    module: Arc<Module>,
+    /// Token attributes, module path and pin-source (no object, no pin-value).
+    uri: Pkcs11Uri,
+    pin: Option<Zeroizing<String>>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("module", &self.module.path())
+            .field("token", &self.uri.token_description())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    slot: Option<Slot>,
+    /// Bumped whenever sessions or object handles become invalid.
+    generation: u64,
+    idle: Vec<Session>,
+    logged_in: bool,
+    pin_rejected: Option<String>,
+    mechanisms: Option<(u64, Vec<MechanismType>)>,
+}
+
+enum Recovery {
+    None,
+    Relogin,
+    Reopen,
+}
+
+fn recovery(e: &Error) -> Recovery {
+    match rv_of(e) {
+        Some(sys::CKR_USER_NOT_LOGGED_IN | sys::CKR_KEY_HANDLE_INVALID | sys::CKR_OBJECT_HANDLE_INVALID) => {
+            Recovery::Relogin
+        }
+        Some(
+            sys::CKR_DEVICE_REMOVED
+            | sys::CKR_SESSION_HANDLE_INVALID
+            | sys::CKR_SESSION_CLOSED
+            | sys::CKR_TOKEN_NOT_PRESENT
+            | sys::CKR_TOKEN_NOT_RECOGNIZED,
+        ) => Recovery::Reopen,
+        _ => Recovery::None,
+    }
+}
+
+fn tokens() -> &'static Mutex<HashMap<String, Arc<Token>>> {
+    static TOKENS: OnceLock<Mutex<HashMap<String, Arc<Token>>>> = OnceLock::new();
+    TOKENS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl Token {
+    /// The token a URI names, shared by every user in the process with the same token
+    /// attributes, module and pin-source. `default_module` applies when the URI names none; a
+    /// URI with `pin-value` gets a token object of its own.
+    pub fn open(uri: &Pkcs11Uri, default_module: Option<&Path>) -> Result<Arc<Token>> {
+        let module_path = resolve_module_path(uri, default_module)?;
+        let module = module(&module_path)?;
+        let mut token_uri = Pkcs11Uri {
+            token: uri.token.clone(),
+            manufacturer: uri.manufacturer.clone(),
+            serial: uri.serial.clone(),
+            model: uri.model.clone(),
+            slot_id: uri.slot_id,
+            pin_source: uri.pin_source.clone(),
+            ..Pkcs11Uri::default()
+        };
+        token_uri.module_path = Some(module.path().to_path_buf());
+        let make = |pin| {
+            Arc::new(Token {
+                module: module.clone(),
+                uri: token_uri.clone(),
+                pin,
+                state: Mutex::new(State::default()),
+            })
+        };
+        if uri.pin_value.is_some() {
+            return Ok(make(uri.read_pin()?));
+        }
+        let key = token_uri.to_token_string();
+        let mut map = tokens()
+            .lock()
+            .map_err(|_| Error::Internal("PKCS#11 token registry lock poisoned".into()))?;
+        if let Some(t) = map.get(&key) {
+            return Ok(t.clone());
+        }
+        let t = make(uri.read_pin()?);
+        map.insert(key, t.clone());
+        Ok(t)
+    }
+
+    pub fn module(&self) -> &Arc<Module> {
+        &self.module
+    }
+
+    /// The token attributes and module as a URI (no object, no PIN).
+    pub fn uri(&self) -> &Pkcs11Uri {
+        &self.uri
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        self.state
+            .lock()
+            .map_err(|_| Error::Internal("PKCS#11 token state lock poisoned".into()))
+    }
+
+    /// The slot holding the token: exactly one token must match the URI's attributes.
+    pub fn find_slot(&self) -> Result<Slot> {
+        let ctx = self.module.context();
+        let slots = ctx.get_slots_with_token().map_err(|e| device("C_GetSlotList", e))?;
+        let mut found = Vec::new();
+        for slot in slots {
+            if self.uri.slot_id.is_some_and(|id| id != slot.id()) {
+                continue;
+            }
+            let info = match ctx.get_token_info(slot) {
+                Ok(i) => i,
+                Err(CkError::Pkcs11(RvError::TokenNotPresent | RvError::TokenNotRecognized, _)) => continue,
+                Err(e) => return Err(device("C_GetTokenInfo", e)),
+            };
+            let matches =
+                |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w.trim_end() == have.trim_end());
+            if matches(&self.uri.token, info.label())
+                && matches(&self.uri.manufacturer, info.manufacturer_id())
+                && matches(&self.uri.serial, info.serial_number())
+                && matches(&self.uri.model, info.model())
+            {
+                found.push((slot, info.label().trim_end().to_string()));
+            }
+        }
+        match found.len() {
+            1 => Ok(found[0].0),
+            0 => Err(Error::Device {
+                origin: Origin::Pkcs11,
+                op: "find token".into(),
+                rv: sys::CKR_TOKEN_NOT_PRESENT,
+                message: format!(
+                    "no token matches `{}` in module {}",
+                    self.uri.token_description(),
+                    self.module.path().display()
+                ),
+            }),
+            n => Err(Error::invalid(
+                "PKCS#11 URI",
+                format!(
+                    "{n} tokens match `{}` (labels: {}); add `token`, `serial` or `slot-id` to choose one",
+                    self.uri.token_description(),
+                    found.iter().map(|f| f.1.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Log in on `session` (once per token); `CKR_USER_ALREADY_LOGGED_IN` counts as success.
+    fn login_locked(&self, state: &mut State, session: &Session) -> Result<()> {
+        if let Some(reason) = &state.pin_rejected {
+            return Err(Error::Device {
+                origin: Origin::Pkcs11,
+                op: "C_Login".into(),
+                rv: sys::CKR_PIN_INCORRECT,
+                message: format!(
+                    "{reason}; not trying that PIN again so the token does not lock (fix the PIN and restart)"
+                ),
+            });
+        }
+        let slot = state
+            .slot
+            .ok_or_else(|| Error::Internal("login without a slot".into()))?;
+        let info = self
+            .module
+            .context()
+            .get_token_info(slot)
+            .map_err(|e| device("C_GetTokenInfo", e))?;
+        if !info.login_required() {
+            state.logged_in = true;
+            return Ok(());
+        }
+        let Some(pin) = &self.pin else {
+            return Err(Error::config(
+                self.uri.to_token_string(),
+                "pin-source",
+                format!(
+                    "token `{}` needs a user PIN: add `pin-source=file:/path` to the URI or `pin_file` to the configuration",
+                    info.label().trim_end()
+                ),
+            ));
+        };
+        if info.user_pin_locked() {
+            return Err(Error::Device {
+                origin: Origin::Pkcs11,
+                op: "C_Login".into(),
+                rv: sys::CKR_PIN_LOCKED,
+                message: format!("the user PIN of token `{}` is locked", info.label().trim_end()),
+            });
+        }
+        let auth = AuthPin::from(pin.as_str().to_string());
+        match session.login(UserType::User, Some(&auth)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+                state.logged_in = true;
+                Ok(())
+            }
+            Err(CkError::Pkcs11(rv @ (RvError::PinIncorrect | RvError::PinLocked | RvError::PinExpired), _)) => {
+                let what = match rv {
+                    RvError::PinIncorrect => "the PIN was rejected (CKR_PIN_INCORRECT)",
+                    RvError::PinLocked => "the PIN is locked (CKR_PIN_LOCKED)",
+                    _ => "the PIN has expired (CKR_PIN_EXPIRED)",
+                };
+                let reason = format!(
+                    "token `{}`: {what}; check the file named by pin-source / pin_file",
+                    info.label().trim_end()
+                );
+                state.pin_rejected = Some(reason.clone());
+                Err(Error::Device {
+                    origin: Origin::Pkcs11,
+                    op: "C_Login".into(),
+                    rv: crate::error::ckr_code(rv),
+                    message: reason,
+                })
+            }
+            Err(e) => Err(device("C_Login", e)),
+        }
+    }
+
+    /// A session from the pool, or a new one (finding the token and logging in as needed).
+    fn checkout(&self) -> Result<(Session, u64)> {
+        let mut state = self.lock()?;
+        if let Some(s) = state.idle.pop() {
+            return Ok((s, state.generation));
+        }
+        let slot = match state.slot {
+            Some(s) => s,
+            None => {
+                let s = self.find_slot()?;
+                state.slot = Some(s);
+                s
+            }
+        };
+        let session = self
+            .module
+            .context()
+            .open_ro_session(slot)
+            .map_err(|e| device("C_OpenSession", e))?;
+        if !state.logged_in {
+            self.login_locked(&mut state, &session)?;
+        }
+        Ok((session, state.generation))
+    }
+
+    fn checkin(&self, session: Session, generation: u64) {
+        if let Ok(mut state) = self.lock() {
+            if state.generation == generation {
+                state.idle.push(session);
+            }
+        }
+    }
+
+    fn relogin(&self, session: &Session, seen: u64) -> Result<()> {
+        let mut state = self.lock()?;
+        if state.generation != seen {
+            return Ok(());
+        }
+        state.generation += 1;
+        state.logged_in = false;
+        self.login_locked(&mut state, session)
+    }
+
+    fn reset(&self, seen: u64) -> Result<()> {
+        let mut state = self.lock()?;
+        if state.generation != seen {
+            return Ok(());
+        }
+        tracing::warn!(token = %self.uri.token_description(), "PKCS#11 token went away; re-opening it");
+        state.generation += 1;
+        state.idle.clear();
+        state.slot = None;
+        state.logged_in = false;
+        state.mechanisms = None;
+        Ok(())
+    }
+
+    /// Run `f` on a pooled session. `f` gets the session and the handle generation: object
+    /// handles cached under another generation are stale and must be found again. Recovers
+    /// once from a lost login and once from a lost token (see the module documentation).
+    pub fn run<T>(&self, op: &str, f: impl Fn(&Session, u64) -> Result<T>) -> Result<T> {
+        let (mut session, mut generation) = self.checkout()?;
+        let mut relogged = false;
+        let mut reopened = false;
+        loop {
+            let err = match f(&session, generation) {
+                Ok(v) => {
+                    self.checkin(session, generation);
+                    return Ok(v);
+                }
+                Err(e) => e,
+            };
+            match recovery(&err) {
+                Recovery::Relogin if !relogged && !reopened => {
+                    relogged = true;
+                    tracing::info!(op, error = %err, "PKCS#11: logging in again");
+                    self.relogin(&session, generation)?;
+                    generation = self.lock()?.generation;
+                }
+                Recovery::Reopen if !reopened => {
+                    reopened = true;
+                    tracing::info!(op, error = %err, "PKCS#11: re-opening the token");
+                    drop(session);
+                    self.reset(generation)?;
+                    (session, generation) = self.checkout().map_err(|e| after_recovery(op, e))?;
+                }
+                Recovery::None => {
+                    self.checkin(session, generation);
+                    return Err(err);
+                }
+                _ => {
+                    return Err(after_recovery(op, err));
+                }
+            }
+        }
+    }
+
+    /// Run `f` on a fresh read-write session (for the tools: key generation, imports).
+    pub fn run_rw<T>(&self, f: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
+        // A pooled session holds the login while the read-write session works (closing the
+        // last session of a token logs the application out).
+        let (pooled, generation) = self.checkout()?;
+        let slot = self
+            .lock()?
+            .slot
+            .ok_or_else(|| Error::Internal("token without a slot after checkout".into()))?;
+        let session = self
+            .module
+            .context()
+            .open_rw_session(slot)
+            .map_err(|e| device("C_OpenSession (read-write)", e))?;
+        if is_public_session(&session) && self.pin.is_some() {
+            let mut state = self.lock()?;
+            self.login_locked(&mut state, &session)?;
+        }
+        let out = f(&session);
+        drop(session);
+        self.checkin(pooled, generation);
+        out
+    }
+
+    /// The mechanisms the token offers (cached).
+    pub fn mechanisms(&self) -> Result<Vec<MechanismType>> {
+        let mut state = self.lock()?;
+        if let Some((g, m)) = &state.mechanisms {
+            if *g == state.generation {
+                return Ok(m.clone());
+            }
+        }
+        let slot = match state.slot {
+            Some(s) => s,
+            None => {
+                let s = self.find_slot()?;
+                state.slot = Some(s);
+                s
+            }
+        };
+        let m = self
+            .module
+            .context()
+            .get_mechanism_list(slot)
+            .map_err(|e| device("C_GetMechanismList", e))?;
+        state.mechanisms = Some((state.generation, m.clone()));
+        Ok(m)
+    }
+}
+
+fn after_recovery(op: &str, e: Error) -> Error {
+    match e {
+        Error::Device {
+            origin,
+            op: inner,
+            rv,
+            message,
+        } => Error::Device {
+            origin,
+            op: format!("{op}: {inner}"),
+            rv,
+            message: format!("{message} (after re-opening the token once; is the token present and unchanged?)"),
+        },
+        other => other,
+    }
+}
+
+/// The CKO class a URI `type` means.
+pub fn class_of(t: ObjectType) -> ObjectClass {
+    match t {
+        ObjectType::Private => ObjectClass::PRIVATE_KEY,
+        ObjectType::Public => ObjectClass::PUBLIC_KEY,
+        ObjectType::Cert => ObjectClass::CERTIFICATE,
+        ObjectType::SecretKey => ObjectClass::SECRET_KEY,
+        ObjectType::Data => ObjectClass::DATA,
+    }
+}
+
+/// The search template for a URI's object attributes.
+pub fn template(uri: &Pkcs11Uri) -> Vec<Attribute> {
+    let mut t = Vec::new();
+    if let Some(ty) = uri.object_type {
+        t.push(Attribute::Class(class_of(ty)));
+    }
+    if let Some(id) = &uri.id {
+        t.push(Attribute::Id(id.clone()));
+    }
+    if let Some(label) = &uri.object {
+        t.push(Attribute::Label(label.as_bytes().to_vec()));
+    }
+    t
+}
+
+fn is_public_session(session: &Session) -> bool {
+    session
+        .get_session_info()
+        .map(|i| matches!(i.session_state(), SessionState::RoPublic | SessionState::RwPublic))
+        .unwrap_or(false)
+}
+
+/// Exactly one object matching the URI's object attributes.
+pub fn find_one(session: &Session, uri: &Pkcs11Uri, token: &Token) -> Result<ObjectHandle> {
+    let found = session
+        .find_objects(&template(uri))
+        .map_err(|e| device("C_FindObjects", e))?;
+    match found.len() {
+        1 => Ok(found[0]),
+        0 if token.pin.is_some() && is_public_session(session) => Err(Error::Device {
+            origin: Origin::Pkcs11,
+            op: "C_FindObjects".into(),
+            rv: sys::CKR_USER_NOT_LOGGED_IN,
+            message: format!(
+                "no object matches `{}` and the session is not logged in",
+                uri.object_description()
+            ),
+        }),
+        0 => Err(Error::invalid(
+            "PKCS#11 URI",
+            format!(
+                "no object matches `{}` on token `{}` (is the object private and the PIN missing?)",
+                uri.object_description(),
+                token.uri().token_description()
+            ),
+        )),
+        n => {
+            let mut labels = Vec::new();
+            for h in &found {
+                if let Ok(attrs) = session.get_attributes(*h, &[AttributeType::Label]) {
+                    for a in attrs {
+                        if let Attribute::Label(l) = a {
+                            labels.push(String::from_utf8_lossy(&l).into_owned());
+                        }
+                    }
+                }
+            }
+            let hint = if uri.id.is_none() && uri.object.is_some() {
+                "add `id` to choose one"
+            } else if uri.object.is_none() {
+                "add `object` or `id` to choose one"
+            } else {
+                "give the objects distinct ids or labels"
+            };
+            Err(Error::invalid(
+                "PKCS#11 URI",
+                format!(
+                    "ambiguous: {n} objects match `{}` (labels: {}); {hint}",
+                    uri.object_description(),
+                    labels.join(", ")
+                ),
+            ))
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! Token tools, all addressed by URI: generate a key pair, make a CSR signed on the token,
+//! import a certificate, list objects, import or generate an HMAC secret.
+//!
+//! URIs given to the tools may carry `pin-value` (a command line is not an alias-key token);
+//! the URIs they return never do.
+
+use std::sync::{Arc, Mutex};
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, CertificateType, KeyType, ObjectClass};
+use cryptoki::session::Session;
+use hsm_core::{Curve, Error, KeyAlgorithm, Result, SignatureScheme, SigningKey, pem};
+use sha2::Digest;
+
+use crate::der;
+use crate::error::device;
+use crate::key::Pkcs11Key;
+use crate::token::{Token, template};
+use crate::uri::{ObjectType, Pkcs11Uri};
+
+fn object_uri(token: &Token, label: Option<&[u8]>, id: Option<&[u8]>, ty: ObjectType) -> Pkcs11Uri {
+    let mut u = token.uri().clone();
+    u.object = label.map(|l| String::from_utf8_lossy(l).into_owned());
+    u.id = id.filter(|i| !i.is_empty()).map(<[u8]>::to_vec);
+    u.object_type = Some(ty);
+    u
+}
+
+fn exists(session: &Session, class: ObjectClass, uri: &Pkcs11Uri) -> Result<bool> {
+    let mut probe = uri.clone();
+    probe.object_type = None;
+    let mut t = template(&probe);
+    t.push(Attribute::Class(class));
+    Ok(!session
+        .find_objects(&t)
+        .map_err(|e| device("C_FindObjects", e))?
+        .is_empty())
+}
+
+fn new_id(session: &Session, label: &str) -> Vec<u8> {
+    match session.generate_random_vec(8) {
+        Ok(v) => v,
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let mut h = sha2::Sha256::new();
+            h.update(label.as_bytes());
+            h.update(nanos.to_le_bytes());
+            h.update(std::process::id().to_le_bytes());
+            h.finalize()[..8].to_vec()
+        }
+    }
+}
+
+fn require_label(uri: &Pkcs11Uri, what: &str) -> Result<String> {
+    uri.object.clone().ok_or_else(|| {
+        Error::parse(
+            "PKCS#11 URI attribute `object`",
+            format!("{what} needs a label (`object=`)"),
+        )
+    })
+}
+
+/// Generate a key pair on the token (EC P-256 / P-384, RSA 2048-4096). The URI names the
+/// token and the label (`object`); `id` is optional (random if absent). Returns the private
+/// key's URI.
+pub fn generate_key_pair(uri: &str, algorithm: KeyAlgorithm) -> Result<Pkcs11Uri> {
+    let uri = Pkcs11Uri::parse(uri)?;
+    let label = require_label(&uri, "a new key pair")?;
+    let (mechanism, mut public, mut private) = match algorithm {
+        KeyAlgorithm::Ec(curve @ (Curve::P256 | Curve::P384)) => (
+            Mechanism::EccKeyPairGen,
+            vec![Attribute::EcParams(der::curve_params(curve)?.to_vec())],
+            vec![],
+        ),
+        KeyAlgorithm::Rsa { bits } if (2048..=4096).contains(&bits) && bits % 8 == 0 => (
+            Mechanism::RsaPkcsKeyPairGen,
+            vec![
+                Attribute::ModulusBits(u64::from(bits).into()),
+                Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+            ],
+            vec![],
+        ),
+        other => {
+            return Err(Error::invalid(
+                "key algorithm",
+                format!("{other:?}: EC P-256, P-384 or RSA 2048 to 4096 bits are supported"),
+            ));
+        }
+    };
+    let token = Token::open(&uri, None)?;
+    let (label, id) = token.run_rw(|session| {
+        if exists(session, ObjectClass::PRIVATE_KEY, &uri)? {
+            return Err(Error::invalid(
+                "PKCS#11 URI",
+                format!(
+                    "a private key `{}` already exists on the token",
+                    uri.object_description()
+                ),
+            ));
+        }
+        let id = uri.id.clone().unwrap_or_else(|| new_id(session, &label));
+        let common = [
+            Attribute::Token(true),
+            Attribute::Id(id.clone()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        public.extend(common.iter().cloned());
+        public.extend([Attribute::Verify(true), Attribute::Private(false)]);
+        private.extend(common.iter().cloned());
+        private.extend([
+            Attribute::Sign(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+        ]);
+        session
+            .generate_key_pair(&mechanism, &public, &private)
+            .map_err(|e| device(format!("C_GenerateKeyPair ({algorithm:?})"), e))?;
+        Ok((label.clone(), id))
+    })?;
+    Ok(object_uri(
+        &token,
+        Some(label.as_bytes()),
+        Some(&id),
+        ObjectType::Private,
+    ))
+}
+
+/// rcgen's view of a token key.
+struct RemoteKey {
+    key: Arc<Pkcs11Key>,
+    public: Vec<u8>,
+    scheme: SignatureScheme,
+    algorithm: &'static rcgen::SignatureAlgorithm,
+    error: Mutex<Option<Error>>,
+}
+
+impl rcgen::PublicKeyData for RemoteKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
+impl rcgen::SigningKey for RemoteKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.key.sign(self.scheme, msg).map_err(|e| {
+            if let Ok(mut slot) = self.error.lock() {
+                *slot = Some(e);
+            }
+            rcgen::Error::RemoteKeyError
+        })
+    }
+}
+
+/// A PKCS#10 CSR (PEM) with subject `CN=common_name`, signed by the token key `uri` names
+/// (ECDSA with SHA-256/384 for P-256/P-384, RSA PKCS#1 v1.5 SHA-256 for RSA).
+pub fn make_csr(uri: &str, common_name: &str) -> Result<String> {
+    if common_name.is_empty() {
+        return Err(Error::invalid("common name", "must not be empty"));
+    }
+    let uri = Pkcs11Uri::parse(uri)?;
+    let token = Token::open(&uri, None)?;
+    let key = Arc::new(Pkcs11Key::open(token, &uri, None)?);
+    let (scheme, algorithm) = match key.algorithm() {
+        KeyAlgorithm::Ec(Curve::P256) => (SignatureScheme::EcdsaP256Sha256, &rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyAlgorithm::Ec(Curve::P384) => (SignatureScheme::EcdsaP384Sha384, &rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyAlgorithm::Rsa { .. } => (SignatureScheme::RsaPkcs1Sha256, &rcgen::PKCS_RSA_SHA256),
+        other => return Err(Error::unsupported("make_csr", format!("{other:?} keys"))),
+    };
+    let remote = RemoteKey {
+        public: der::spki_public_key_bytes(&key.public_key_spki()?)?,
+        key,
+        scheme,
+        algorithm,
+        error: Mutex::new(None),
+    };
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| Error::Crypto {
+        op: "CSR parameters",
+        reason: e.to_string(),
+    })?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    let csr =
+        params
+            .serialize_request(&remote)
+            .map_err(|e| match remote.error.lock().ok().and_then(|mut s| s.take()) {
+                Some(inner) => inner,
+                None => Error::Crypto {
+                    op: "make CSR",
+                    reason: e.to_string(),
+                },
+            })?;
+    csr.pem().map_err(|e| Error::Crypto {
+        op: "CSR to PEM",
+        reason: e.to_string(),
+    })
+}
+
+/// Import one certificate (PEM or DER) as a CKO_CERTIFICATE object with the URI's label and
+/// id. Without `id`, the id of the private key with the same label is used. Returns its URI.
+pub fn import_certificate(uri: &str, data: &[u8]) -> Result<Pkcs11Uri> {
+    let uri = Pkcs11Uri::parse(uri)?;
+    let label = require_label(&uri, "an imported certificate")?;
+    let der = if data.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let mut chain = pem::parse_certificates("certificate", data)?;
+        if chain.len() != 1 {
+            return Err(Error::parse(
+                "certificate",
+                format!(
+                    "{} certificates given; import the leaf only (give the chain as certificate_file)",
+                    chain.len()
+                ),
+            ));
+        }
+        chain.remove(0).as_ref().to_vec()
+    } else {
+        data.to_vec()
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| Error::parse("certificate (DER)", e))?;
+    let subject = cert.subject().as_raw().to_vec();
+    let issuer = cert.issuer().as_raw().to_vec();
+    let serial = der::unsigned_integer(cert.raw_serial());
+    let token = Token::open(&uri, None)?;
+    let id = token.run_rw(|session| {
+        let cert_uri = Pkcs11Uri {
+            object_type: Some(ObjectType::Cert),
+            ..uri.clone()
+        };
+        if exists(session, ObjectClass::CERTIFICATE, &cert_uri)? {
+            return Err(Error::invalid(
+                "PKCS#11 URI",
+                format!(
+                    "a certificate `{}` already exists on the token",
+                    cert_uri.object_description()
+                ),
+            ));
+        }
+        let id = match &uri.id {
+            Some(id) => id.clone(),
+            None => {
+                let keys = session
+                    .find_objects(&[
+                        Attribute::Class(ObjectClass::PRIVATE_KEY),
+                        Attribute::Label(label.as_bytes().to_vec()),
+                    ])
+                    .map_err(|e| device("C_FindObjects", e))?;
+                match keys.first() {
+                    Some(k) => session
+                        .get_attributes(*k, &[AttributeType::Id])
+                        .map_err(|e| device("C_GetAttributeValue", e))?
+                        .into_iter()
+                        .find_map(|a| match a {
+                            Attribute::Id(id) => Some(id),
+                            _ => None,
+                        })
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                }
+            }
+        };
+        session
+            .create_object(&[
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::CertificateType(CertificateType::X_509),
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Id(id.clone()),
+                Attribute::Subject(subject.clone()),
+                Attribute::Issuer(issuer.clone()),
+                Attribute::SerialNumber(serial.clone()),
+                Attribute::Value(der.clone()),
+            ])
+            .map_err(|e| device("C_CreateObject (certificate)", e))?;
+        Ok(id)
+    })?;
+    Ok(object_uri(&token, Some(label.as_bytes()), Some(&id), ObjectType::Cert))
+}
+
+fn secret_template(label: &str, id: &[u8]) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Verify(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Id(id.to_vec()),
+    ]
+}
+
+/// Import an HMAC key (CKK_GENERIC_SECRET, sensitive, not extractable). Returns its URI.
+pub fn import_secret(uri: &str, key: &[u8]) -> Result<Pkcs11Uri> {
+    if key.is_empty() {
+        return Err(Error::invalid("secret", "empty key"));
+    }
+    store_secret(uri, Some(key), 0)
+}
+
+/// Generate an HMAC key of `len` bytes on the token (CKM_GENERIC_SECRET_KEY_GEN).
+pub fn generate_secret(uri: &str, len: usize) -> Result<Pkcs11Uri> {
+    if !(16..=128).contains(&len) {
+        return Err(Error::invalid(
+            "secret length",
+            format!("{len} bytes; 16 to 128 are supported"),
+        ));
+    }
+    store_secret(uri, None, len)
+}
+
+fn store_secret(uri: &str, key: Option<&[u8]>, len: usize) -> Result<Pkcs11Uri> {
+    let uri = Pkcs11Uri::parse(uri)?;
+    let label = require_label(&uri, "a secret key")?;
+    let token = Token::open(&uri, None)?;
+    let id = token.run_rw(|session| {
+        if exists(session, ObjectClass::SECRET_KEY, &uri)? {
+            return Err(Error::invalid(
+                "PKCS#11 URI",
+                format!(
+                    "a secret key `{}` already exists on the token",
+                    uri.object_description()
+                ),
+            ));
+        }
+        let id = uri.id.clone().unwrap_or_else(|| new_id(session, &label));
+        let mut t = secret_template(&label, &id);
+        match key {
+            Some(k) => {
+                t.push(Attribute::Value(k.to_vec()));
+                session
+                    .create_object(&t)
+                    .map_err(|e| device("C_CreateObject (secret key)", e))?;
+            }
+            None => {
+                t.retain(|a| !matches!(a, Attribute::Class(_) | Attribute::KeyType(_)));
+                t.push(Attribute::ValueLen((len as u64).into()));
+                session
+                    .generate_key(&Mechanism::GenericSecretKeyGen, &t)
+                    .map_err(|e| device("C_GenerateKey (generic secret)", e))?;
+            }
+        }
+        Ok(id)
+    })?;
+    Ok(object_uri(
+        &token,
+        Some(label.as_bytes()),
+        Some(&id),
+        ObjectType::SecretKey,
+    ))
+}
+
+/// The URIs of the objects matching `uri` (all objects of the token when it names none).
+pub fn list_objects(uri: &str) -> Result<Vec<String>> {
+    let uri = Pkcs11Uri::parse(uri)?;
+    let token = Token::open(&uri, None)?;
+    let mut base = token.uri().clone();
+    let info = token
+        .module()
+        .context()
+        .get_token_info(token.find_slot()?)
+        .map_err(|e| device("C_GetTokenInfo", e))?;
+    base.token = Some(info.label().trim_end().to_string());
+    base.manufacturer = Some(info.manufacturer_id().trim_end().to_string());
+    base.serial = Some(info.serial_number().trim_end().to_string());
+    base.model = Some(info.model().trim_end().to_string());
+    base.slot_id = None;
+    token.run("list objects", |session, _| {
+        let found = session
+            .find_objects(&template(&uri))
+            .map_err(|e| device("C_FindObjects", e))?;
+        let mut out = Vec::new();
+        for h in found {
+            let attrs = session
+                .get_attributes(h, &[AttributeType::Class, AttributeType::Label, AttributeType::Id])
+                .map_err(|e| device("C_GetAttributeValue", e))?;
+            let mut u = base.clone();
+            for a in attrs {
+                match a {
+                    Attribute::Class(c) => {
+                        u.object_type = match c {
+                            ObjectClass::PRIVATE_KEY => Some(ObjectType::Private),
+                            ObjectClass::PUBLIC_KEY => Some(ObjectType::Public),
+                            ObjectClass::CERTIFICATE => Some(ObjectType::Cert),
+                            ObjectClass::SECRET_KEY => Some(ObjectType::SecretKey),
+                            ObjectClass::DATA => Some(ObjectType::Data),
+                            _ => None,
+                        }
+                    }
+                    Attribute::Label(l) if !l.is_empty() => u.object = Some(String::from_utf8_lossy(&l).into_owned()),
+                    Attribute::Id(id) if !id.is_empty() => u.id = Some(id),
+                    _ => {}
+                }
+            }
+            out.push(u.to_token_string());
+        }
+        out.sort();
+        Ok(out)
+    })
+}

@@ -1,0 +1,586 @@
+//! PKCS#11 URIs (RFC 7512), parsed strictly.
+//!
+//! Path attributes (separated by `;`): `token`, `manufacturer`, `serial`, `model`, `slot-id`,
+//! `object`, `id` (bytes, percent-encoded), `type` (`private`, `public`, `cert`, `secret-key`,
+//! `data`). Query attributes (separated by `&`): `module-path`, `module-name`, `pin-source`
+//! (a file holding the PIN), `pin-value`.
+//!
+//! Unknown or repeated attributes, bad percent-encoding and bad values are errors that name the
+//! attribute. [`Pkcs11Uri::to_token_string`] writes the URI back without `pin-value`, so it can
+//! be handed out as an alias-key token.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use hsm_core::{Error, Result};
+use zeroize::Zeroizing;
+
+/// The kind of object a URI names (`type=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectType {
+    Private,
+    Public,
+    Cert,
+    SecretKey,
+    Data,
+}
+
+impl ObjectType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectType::Private => "private",
+            ObjectType::Public => "public",
+            ObjectType::Cert => "cert",
+            ObjectType::SecretKey => "secret-key",
+            ObjectType::Data => "data",
+        }
+    }
+
+    fn parse(v: &str) -> Result<Self> {
+        Ok(match v {
+            "private" => ObjectType::Private,
+            "public" => ObjectType::Public,
+            "cert" => ObjectType::Cert,
+            "secret-key" => ObjectType::SecretKey,
+            "data" => ObjectType::Data,
+            other => {
+                return Err(uri_error(
+                    "type",
+                    format!("unknown object type `{other}`; expected private, public, cert, secret-key or data"),
+                ));
+            }
+        })
+    }
+}
+
+/// A parsed PKCS#11 URI.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Pkcs11Uri {
+    pub token: Option<String>,
+    pub manufacturer: Option<String>,
+    pub serial: Option<String>,
+    pub model: Option<String>,
+    pub slot_id: Option<u64>,
+    pub object: Option<String>,
+    pub id: Option<Vec<u8>>,
+    pub object_type: Option<ObjectType>,
+    pub module_path: Option<PathBuf>,
+    pub module_name: Option<String>,
+    pub pin_source: Option<String>,
+    pub pin_value: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for Pkcs11Uri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never prints pin-value.
+        f.write_str(&self.to_token_string())
+    }
+}
+
+fn uri_error(attribute: &str, reason: impl Into<String>) -> Error {
+    Error::parse(format!("PKCS#11 URI attribute `{attribute}`"), reason.into())
+}
+
+/// RFC 7512 attributes this implementation does not use: named in the error message.
+const KNOWN_UNSUPPORTED: [&str; 5] = [
+    "library-manufacturer",
+    "library-description",
+    "library-version",
+    "slot-description",
+    "slot-manufacturer",
+];
+
+impl Pkcs11Uri {
+    /// Parse a `pkcs11:` URI.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let rest = text
+            .strip_prefix("pkcs11:")
+            .ok_or_else(|| Error::parse("PKCS#11 URI", "it must start with `pkcs11:`"))?;
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (rest, None),
+        };
+        if path.contains('#') || query.is_some_and(|q| q.contains('#')) {
+            return Err(Error::parse("PKCS#11 URI", "a fragment (`#`) is not allowed"));
+        }
+        let mut uri = Pkcs11Uri::default();
+        if !path.is_empty() {
+            for attr in path.split(';') {
+                if attr.is_empty() {
+                    return Err(Error::parse("PKCS#11 URI", "empty attribute (stray `;`?)"));
+                }
+                let (name, value) = attr
+                    .split_once('=')
+                    .ok_or_else(|| uri_error(attr, "expected `name=value` in the path"))?;
+                uri.set_path_attribute(name, value)?;
+            }
+        }
+        if let Some(query) = query {
+            if query.is_empty() {
+                return Err(Error::parse("PKCS#11 URI", "empty query after `?`"));
+            }
+            for attr in query.split('&') {
+                if attr.is_empty() {
+                    return Err(Error::parse("PKCS#11 URI", "empty attribute (stray `&`?)"));
+                }
+                let (name, value) = attr
+                    .split_once('=')
+                    .ok_or_else(|| uri_error(attr, "expected `name=value` in the query"))?;
+                uri.set_query_attribute(name, value)?;
+            }
+        }
+        if uri.pin_source.is_some() && uri.pin_value.is_some() {
+            return Err(uri_error("pin-value", "give either pin-source or pin-value, not both"));
+        }
+        Ok(uri)
+    }
+
+    fn set_path_attribute(&mut self, name: &str, value: &str) -> Result<()> {
+        fn set<T>(slot: &mut Option<T>, name: &str, v: T) -> Result<()> {
+            if slot.is_some() {
+                return Err(uri_error(name, "given more than once"));
+            }
+            *slot = Some(v);
+            Ok(())
+        }
+        match name {
+            "token" => set(&mut self.token, name, decode_text(name, value)?),
+            "manufacturer" => set(&mut self.manufacturer, name, decode_text(name, value)?),
+            "serial" => set(&mut self.serial, name, decode_text(name, value)?),
+            "model" => set(&mut self.model, name, decode_text(name, value)?),
+            "object" => set(&mut self.object, name, decode_text(name, value)?),
+            "id" => {
+                let id = percent_decode(name, value)?;
+                if id.is_empty() {
+                    return Err(uri_error(name, "empty id"));
+                }
+                set(&mut self.id, name, id)
+            }
+            "slot-id" => {
+                let text = decode_text(name, value)?;
+                let v = text
+                    .parse::<u64>()
+                    .map_err(|_| uri_error(name, format!("`{text}` is not a decimal number")))?;
+                set(&mut self.slot_id, name, v)
+            }
+            "type" => set(
+                &mut self.object_type,
+                name,
+                ObjectType::parse(&decode_text(name, value)?)?,
+            ),
+            other if KNOWN_UNSUPPORTED.contains(&other) => {
+                Err(uri_error(other, "this RFC 7512 attribute is not supported here"))
+            }
+            other if other.is_empty() => Err(uri_error(other, "empty attribute name (stray `;`?)")),
+            other => Err(uri_error(
+                other,
+                "unknown path attribute; expected token, manufacturer, serial, model, slot-id, object, id or type",
+            )),
+        }
+    }
+
+    fn set_query_attribute(&mut self, name: &str, value: &str) -> Result<()> {
+        fn set<T>(slot: &mut Option<T>, name: &str, v: T) -> Result<()> {
+            if slot.is_some() {
+                return Err(uri_error(name, "given more than once"));
+            }
+            *slot = Some(v);
+            Ok(())
+        }
+        match name {
+            "module-path" => {
+                let p = decode_text(name, value)?;
+                if p.is_empty() {
+                    return Err(uri_error(name, "empty path"));
+                }
+                set(&mut self.module_path, name, PathBuf::from(p))
+            }
+            "module-name" => {
+                let n = decode_text(name, value)?;
+                if n.is_empty() || n.contains('/') {
+                    return Err(uri_error(name, "expected a module file name without `/`"));
+                }
+                set(&mut self.module_name, name, n)
+            }
+            "pin-source" => {
+                let s = decode_text(name, value)?;
+                if s.is_empty() {
+                    return Err(uri_error(name, "empty pin-source"));
+                }
+                set(&mut self.pin_source, name, s)
+            }
+            "pin-value" => {
+                let bytes = Zeroizing::new(percent_decode(name, value)?);
+                let pin =
+                    std::str::from_utf8(&bytes).map_err(|_| uri_error(name, "not UTF-8 after percent-decoding"))?;
+                set(&mut self.pin_value, name, Zeroizing::new(pin.to_string()))
+            }
+            other if other.is_empty() => Err(uri_error(other, "empty attribute name (stray `&`?)")),
+            other => Err(uri_error(
+                other,
+                "unknown query attribute; expected module-path, module-name, pin-source or pin-value",
+            )),
+        }
+    }
+
+    /// Refuse a URI that carries its PIN inline: tokens pass through logs and option copies.
+    pub fn reject_pin_value(&self, context: &str) -> Result<()> {
+        if self.pin_value.is_some() {
+            return Err(uri_error(
+                "pin-value",
+                format!(
+                    "{context} must not carry the PIN inline, because it is copied and logged as an alias-key \
+                     token; put the PIN in a file readable only by the device user and name it with \
+                     `pin-source=file:/path/to/pin`"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The PIN: from `pin-value`, or read from the `pin-source` file. `None` when neither is given.
+    pub fn read_pin(&self) -> Result<Option<Zeroizing<String>>> {
+        if let Some(v) = &self.pin_value {
+            return Ok(Some(v.clone()));
+        }
+        match &self.pin_source {
+            Some(source) => read_pin_file(&pin_source_path(source)?).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the URI names an object (`object`, `id` or `type`).
+    pub fn names_object(&self) -> bool {
+        self.object.is_some() || self.id.is_some() || self.object_type.is_some()
+    }
+
+    /// The token part: which token, and through which module (no object, no PIN).
+    pub fn token_key(&self) -> String {
+        let t = Pkcs11Uri {
+            token: self.token.clone(),
+            manufacturer: self.manufacturer.clone(),
+            serial: self.serial.clone(),
+            model: self.model.clone(),
+            slot_id: self.slot_id,
+            module_path: self.module_path.clone(),
+            module_name: self.module_name.clone(),
+            pin_source: self.pin_source.clone(),
+            ..Pkcs11Uri::default()
+        };
+        t.to_token_string()
+    }
+
+    /// Describe the token attributes for error messages.
+    pub fn token_description(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(v) = &self.token {
+            parts.push(format!("token={v}"));
+        }
+        if let Some(v) = &self.manufacturer {
+            parts.push(format!("manufacturer={v}"));
+        }
+        if let Some(v) = &self.serial {
+            parts.push(format!("serial={v}"));
+        }
+        if let Some(v) = &self.model {
+            parts.push(format!("model={v}"));
+        }
+        if let Some(v) = self.slot_id {
+            parts.push(format!("slot-id={v}"));
+        }
+        if parts.is_empty() {
+            "any token".to_string()
+        } else {
+            parts.join(";")
+        }
+    }
+
+    /// Describe the object attributes for error messages.
+    pub fn object_description(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(v) = &self.object {
+            parts.push(format!("object={v}"));
+        }
+        if let Some(v) = &self.id {
+            parts.push(format!("id={}", encode_bytes(v)));
+        }
+        if let Some(v) = self.object_type {
+            parts.push(format!("type={}", v.as_str()));
+        }
+        if parts.is_empty() {
+            "any object".to_string()
+        } else {
+            parts.join(";")
+        }
+    }
+
+    /// The URI as text without `pin-value`: safe to hand out as an alias-key token.
+    pub fn to_token_string(&self) -> String {
+        let mut path = Vec::new();
+        let mut push = |name: &str, v: &str| path.push(format!("{name}={}", encode_text(v)));
+        if let Some(v) = &self.token {
+            push("token", v);
+        }
+        if let Some(v) = &self.manufacturer {
+            push("manufacturer", v);
+        }
+        if let Some(v) = &self.serial {
+            push("serial", v);
+        }
+        if let Some(v) = &self.model {
+            push("model", v);
+        }
+        if let Some(v) = self.slot_id {
+            push("slot-id", &v.to_string());
+        }
+        if let Some(v) = &self.object {
+            push("object", v);
+        }
+        if let Some(v) = self.object_type {
+            push("type", v.as_str());
+        }
+        if let Some(v) = &self.id {
+            path.push(format!("id={}", encode_bytes(v)));
+        }
+        let mut query = Vec::new();
+        if let Some(v) = &self.module_path {
+            query.push(format!("module-path={}", encode_text(&v.to_string_lossy())));
+        }
+        if let Some(v) = &self.module_name {
+            query.push(format!("module-name={}", encode_text(v)));
+        }
+        if let Some(v) = &self.pin_source {
+            query.push(format!("pin-source={}", encode_text(v)));
+        }
+        let mut out = format!("pkcs11:{}", path.join(";"));
+        if !query.is_empty() {
+            out.push('?');
+            out.push_str(&query.join("&"));
+        }
+        out
+    }
+}
+
+impl std::str::FromStr for Pkcs11Uri {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Pkcs11Uri::parse(s)
+    }
+}
+
+/// The file a `pin-source` names: `file:/path`, `file:///path` or a plain path.
+pub fn pin_source_path(source: &str) -> Result<PathBuf> {
+    let path = if let Some(rest) = source.strip_prefix("file://") {
+        if !rest.starts_with('/') {
+            return Err(uri_error(
+                "pin-source",
+                "`file://` must be followed by an absolute path",
+            ));
+        }
+        rest
+    } else if let Some(rest) = source.strip_prefix("file:") {
+        rest
+    } else if source.contains(':') && !source.starts_with('/') && !source.starts_with('.') {
+        return Err(uri_error(
+            "pin-source",
+            format!("`{source}`: only files are supported (`file:/path` or a path)"),
+        ));
+    } else {
+        source
+    };
+    if path.is_empty() {
+        return Err(uri_error("pin-source", "empty file name"));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Read a PIN file; one trailing newline is removed.
+pub fn read_pin_file(path: &Path) -> Result<Zeroizing<String>> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io("read PIN file", path, e))?);
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| Error::parse(format!("PIN file {}", path.display()), "not UTF-8"))?;
+    let pin = text.strip_suffix('\n').unwrap_or(text);
+    let pin = pin.strip_suffix('\r').unwrap_or(pin);
+    if pin.is_empty() {
+        return Err(Error::parse(
+            format!("PIN file {}", path.display()),
+            "the file is empty",
+        ));
+    }
+    Ok(Zeroizing::new(pin.to_string()))
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Characters RFC 7512 allows unescaped in an attribute value (pchar minus the separators).
+fn is_value_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:[]@!$'()*+,".contains(&b) || b == b'/' || b == b'|'
+}
+
+fn percent_decode(attribute: &str, value: &str) -> Result<Vec<u8>> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex_value);
+            let lo = bytes.get(i + 2).copied().and_then(hex_value);
+            match (hi, lo) {
+                (Some(h), Some(l)) => out.push(h << 4 | l),
+                _ => {
+                    return Err(uri_error(
+                        attribute,
+                        format!("bad percent-encoding at byte {i}: `%` must be followed by two hex digits"),
+                    ));
+                }
+            }
+            i += 3;
+        } else if is_value_char(b) {
+            out.push(b);
+            i += 1;
+        } else {
+            return Err(uri_error(
+                attribute,
+                format!(
+                    "character `{}` at byte {i} must be percent-encoded",
+                    char::from(b).escape_default()
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn decode_text(attribute: &str, value: &str) -> Result<String> {
+    String::from_utf8(percent_decode(attribute, value)?)
+        .map_err(|_| uri_error(attribute, "not UTF-8 after percent-decoding"))
+}
+
+fn encode_text(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/:".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Every byte as `%XX` (the usual form of `id`).
+pub fn encode_bytes(v: &[u8]) -> String {
+    let mut out = String::with_capacity(v.len() * 3);
+    for b in v {
+        let _ = write!(out, "%{b:02X}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_all_attributes_and_round_trips() {
+        let u = Pkcs11Uri::parse(
+            "pkcs11:token=My%20Token;manufacturer=SoftHSM%20project;serial=abc;model=SoftHSM%20v2;slot-id=7;\
+             object=dev%3Bkey;id=%01%02%ff;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin",
+        )
+        .unwrap();
+        assert_eq!(u.token.as_deref(), Some("My Token"));
+        assert_eq!(u.manufacturer.as_deref(), Some("SoftHSM project"));
+        assert_eq!(u.serial.as_deref(), Some("abc"));
+        assert_eq!(u.model.as_deref(), Some("SoftHSM v2"));
+        assert_eq!(u.slot_id, Some(7));
+        assert_eq!(u.object.as_deref(), Some("dev;key"));
+        assert_eq!(u.id.as_deref(), Some(&[1u8, 2, 0xff][..]));
+        assert_eq!(u.object_type, Some(ObjectType::Private));
+        assert_eq!(
+            u.module_path.as_deref(),
+            Some(Path::new("/usr/lib/softhsm/libsofthsm2.so"))
+        );
+        assert_eq!(
+            pin_source_path(u.pin_source.as_deref().unwrap()).unwrap(),
+            Path::new("/run/pin")
+        );
+        let again = Pkcs11Uri::parse(&u.to_token_string()).unwrap();
+        assert_eq!(again, u);
+        assert_eq!(Pkcs11Uri::parse("pkcs11:").unwrap(), Pkcs11Uri::default());
+    }
+
+    fn err(text: &str) -> String {
+        Pkcs11Uri::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn strict_errors_name_the_attribute() {
+        let e = err("pkcs11:token=a;colour=blue");
+        assert!(e.contains("`colour`") && e.contains("unknown path attribute"), "{e}");
+        let e = err("pkcs11:token=a;token=b");
+        assert!(e.contains("`token`") && e.contains("more than once"), "{e}");
+        let e = err("pkcs11:id=%0g");
+        assert!(e.contains("`id`") && e.contains("percent-encoding"), "{e}");
+        let e = err("pkcs11:object=a%2");
+        assert!(e.contains("`object`") && e.contains("percent-encoding"), "{e}");
+        let e = err("pkcs11:object=a b");
+        assert!(e.contains("`object`") && e.contains("percent-encoded"), "{e}");
+        let e = err("pkcs11:token=%ff%fe");
+        assert!(e.contains("`token`") && e.contains("UTF-8"), "{e}");
+        let e = err("pkcs11:slot-id=x1");
+        assert!(e.contains("`slot-id`"), "{e}");
+        let e = err("pkcs11:type=key");
+        assert!(e.contains("`type`"), "{e}");
+        let e = err("pkcs11:token=a?pin-value=1&pin-value=2");
+        assert!(e.contains("`pin-value`") && e.contains("more than once"), "{e}");
+        let e = err("pkcs11:token=a?pin-value=1&pin-source=/p");
+        assert!(e.contains("`pin-value`"), "{e}");
+        let e = err("pkcs11:token=a?foo=1");
+        assert!(e.contains("`foo`") && e.contains("unknown query attribute"), "{e}");
+        let e = err("pkcs11:token=a?module-name=a/b");
+        assert!(e.contains("`module-name`"), "{e}");
+        let e = err("pkcs11:slot-description=x");
+        assert!(e.contains("`slot-description`") && e.contains("not supported"), "{e}");
+        let e = err("pkcs11:token");
+        assert!(e.contains("`token`") && e.contains("name=value"), "{e}");
+        let e = err("token=a");
+        assert!(e.contains("pkcs11:"), "{e}");
+        let e = err("pkcs11:token=a;;object=b");
+        assert!(e.contains("empty attribute"), "{e}");
+        let e = err("pkcs11:id=");
+        assert!(e.contains("`id`"), "{e}");
+    }
+
+    #[test]
+    fn pin_value_is_never_written_back() {
+        let u = Pkcs11Uri::parse("pkcs11:token=t;object=k?pin-value=12%2034").unwrap();
+        assert_eq!(u.read_pin().unwrap().unwrap().as_str(), "12 34");
+        assert_eq!(u.to_token_string(), "pkcs11:token=t;object=k");
+        assert!(!format!("{u:?}").contains("12"));
+        let e = u.reject_pin_value("the x509 key").unwrap_err().to_string();
+        assert!(e.contains("pin-value") && e.contains("pin-source"), "{e}");
+    }
+
+    #[test]
+    fn pin_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pin");
+        std::fs::write(&p, "1234\n").unwrap();
+        let u = Pkcs11Uri::parse(&format!("pkcs11:token=t?pin-source=file:{}", p.display())).unwrap();
+        assert_eq!(u.read_pin().unwrap().unwrap().as_str(), "1234");
+        std::fs::write(&p, "").unwrap();
+        assert!(u.read_pin().unwrap_err().to_string().contains("empty"));
+        let missing = Pkcs11Uri::parse("pkcs11:token=t?pin-source=/nonexistent/pin").unwrap();
+        assert!(missing.read_pin().unwrap_err().to_string().contains("/nonexistent/pin"));
+        assert!(pin_source_path("https://x/pin").is_err());
+    }
+}
