@@ -156,13 +156,19 @@ impl Service {
         &self,
         request: &Request,
         raw_id: &str,
-        operation_id: &str,
+        raw_operation_id: &str,
         peer_chain: Option<&[CertificateDer<'static>]>,
     ) -> Response {
         let registration_id = match decode_segment(raw_id) {
             Ok(id) => id,
             Err(r) => return r,
         };
+        // Clients URL-encode the operation id in the path (the C SDK does).
+        let operation_id = match hsm_core::sas::url_decode(raw_operation_id) {
+            Ok(id) => id,
+            Err(e) => return error(400, 400004, format!("operation id in the path: {e}")),
+        };
+        let operation_id = operation_id.as_str();
         if let Err(r) = self.authenticate(request, &registration_id, peer_chain) {
             return r;
         }

@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -233,4 +234,76 @@ fn eight_concurrent_registrations() {
             assert_assigned(&h.join().unwrap(), &format!("concurrent-{i}"));
         }
     });
+}
+
+/// Reads one HTTP response (head and Content-Length body) from a stream.
+fn read_response(stream: &mut impl Read) -> (String, serde_json::Value) {
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "connection closed in the head");
+        data.push(byte[0]);
+    }
+    let head = String::from_utf8(data).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    (head, serde_json::from_slice(&body).unwrap())
+}
+
+#[test]
+fn keep_alive_serves_register_and_poll_on_one_connection_like_the_c_sdk() {
+    let emu = emulator();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut emu.server_ca_pem().as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let sock = TcpStream::connect(emu.global_endpoint()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let token = token();
+    let body = r#"{"registrationId":"sym-device"}"#;
+    // Headers as the C SDK's HTTP transport sends them.
+    let put = format!(
+        "PUT /{SCOPE}/registrations/sym-device/register?api-version=2021-06-01 HTTP/1.1\r\nHost: localhost\r\n\
+         UserAgent: prov_device_client/1.0\r\nAccept: application/json\r\nConnection: keep-alive\r\n\
+         Content-Type: application/json; charset=utf-8\r\nAuthorization: {token}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(put.as_bytes()).unwrap();
+    let (head, json) = read_response(&mut tls);
+    assert!(head.starts_with("HTTP/1.1 202 Accepted\r\n"), "{head}");
+    assert!(head.contains("Connection: keep-alive\r\n"), "{head}");
+    assert!(head.contains("Retry-After: 0\r\n"), "{head}");
+    let op = json["operationId"].as_str().unwrap();
+    // The C SDK URL-encodes the operation id: '.' may arrive as %2e.
+    let encoded = op.replace('.', "%2e");
+    assert_ne!(encoded, op);
+    let get = format!(
+        "GET /{SCOPE}/registrations/sym-device/operations/{encoded}?api-version=2021-06-01 HTTP/1.1\r\n\
+         Host: localhost\r\nConnection: keep-alive\r\nAuthorization: {token}\r\nContent-Length: 0\r\n\r\n"
+    );
+    tls.write_all(get.as_bytes()).unwrap();
+    let (head, json) = read_response(&mut tls);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(json["operationId"], op);
+    assert_eq!(json["registrationState"]["assignedHub"], HUB);
+    // A last request asking to close: answered with Connection: close, then close_notify.
+    let close = get.replace("Connection: keep-alive", "Connection: close");
+    tls.write_all(close.as_bytes()).unwrap();
+    let (head, _) = read_response(&mut tls);
+    assert!(head.contains("Connection: close\r\n"), "{head}");
+    let mut rest = Vec::new();
+    assert_eq!(tls.read_to_end(&mut rest).unwrap(), 0);
 }
