@@ -227,3 +227,26 @@ fn polls_are_authenticated_too() {
         "{body}"
     );
 }
+
+#[test]
+fn leaf_without_extended_key_usage_is_accepted_and_server_only_usage_is_refused() {
+    let ca = Ca::root("root");
+    let emu = Emulator::start(config(vec![Enrollment::X509Group {
+        name: "fleet".into(),
+        ca: vec![ca.der()],
+    }]))
+    .unwrap();
+    let plain = ca.leaf_with("device-plain", |p| p.extended_key_usages.clear());
+    let agent_plain = agent(&emu, Some(&plain), Tls::Any);
+    assert_assigned(&provision(&agent_plain, &emu, "device-plain", None), "device-plain");
+
+    let server_only = ca.leaf_with("device-server", |p| {
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    });
+    let agent_server = agent(&emu, Some(&server_only), Tls::Any);
+    assert_denied(
+        put_register(&agent_server, &emu, "device-server", None),
+        "certificate chain does not verify to any enrollment: certificate does not allow extended key usage for \
+         client authentication",
+    );
+}
