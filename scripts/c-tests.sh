@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Build libhsm_abi.a, build the C tests of tests/c against it through the generated headers
+# only, and run each under valgrind with test certificates, keys and configurations made by
+# the openssl CLI in a temporary directory. Exits non-zero on any failure.
+#   scripts/c-tests.sh            all tests
+#   KEEP_TMP=1 scripts/c-tests.sh keep the temporary directory for inspection
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+lib="$target_dir/debug/libhsm_abi.a"
+so="$target_dir/debug/libhsm_abi.so"
+src="$root/tests/c"
+inc="$root/include"
+
+for tool in cargo gcc g++ openssl valgrind nm; do
+    command -v "$tool" >/dev/null || { echo "c-tests: $tool is required" >&2; exit 1; }
+done
+
+tmp="$(mktemp -d)"
+if [ -z "${KEEP_TMP:-}" ]; then
+    trap 'rm -rf "$tmp"' EXIT
+else
+    echo "c-tests: temporary directory $tmp"
+fi
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+
+# run NAME CMD...: run a step, show its output on failure.
+run() {
+    local name="$1"
+    shift
+    if "$@" >"$tmp/$name.log" 2>&1; then
+        pass "$name"
+    else
+        fail "$name"
+        sed 's/^/    /' "$tmp/$name.log"
+    fi
+}
+
+# ---- build ----
+echo "c-tests: building hsm-abi"
+(cd "$root" && cargo build -p hsm-abi) || exit 1
+# The link line for a Rust staticlib: ask rustc (this also rebuilds only the staticlib).
+native_libs="$(cd "$root" && cargo rustc -p hsm-abi --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
+    | sed -n 's/.*native-static-libs: //p' | tail -n 1)"
+if [ -z "$native_libs" ]; then
+    echo "c-tests: could not read native-static-libs from rustc" >&2
+    exit 1
+fi
+echo "c-tests: native libs: $native_libs"
+[ -f "$lib" ] || { echo "c-tests: $lib missing" >&2; exit 1; }
+
+# ---- exported symbols ----
+check_symbols() {
+    local defined
+    defined="$(nm -g --defined-only "$1" 2>/dev/null | awk 'NF == 3 { print $3 }' | sort -u)"
+    local ok=0
+    for sym in hsm_client_x509_init hsm_client_x509_deinit hsm_client_tpm_init hsm_client_tpm_deinit \
+        hsm_client_x509_interface hsm_client_tpm_interface hsm_client_key_interface; do
+        grep -qx "$sym" <<<"$defined" || { echo "missing symbol $sym in $1"; ok=1; }
+    done
+    for sym in initialize_hsm_system deinitialize_hsm_system; do
+        if grep -qx "$sym" <<<"$defined"; then
+            echo "$1 defines $sym (the SDK defines it)"
+            ok=1
+        fi
+    done
+    return $ok
+}
+check_so_symbols() {
+    local defined
+    defined="$(nm -D --defined-only "$so" | awk 'NF == 3 { print $3 }')"
+    for sym in hsm_client_x509_init hsm_client_key_interface hsm_abi_signer_table hsm_abi_last_error; do
+        grep -qx "$sym" <<<"$defined" || { echo "missing $sym in $so"; return 1; }
+    done
+    ! grep -qx 'initialize_hsm_system' <<<"$defined"
+}
+run symbols_static check_symbols "$lib"
+run symbols_shared check_so_symbols
+
+# ---- test material ----
+pki() {
+    set -e
+    cd "$tmp"
+    cat >ca.ext <<'EOF'
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+    cat >leaf.ext <<'EOF'
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out root.key
+    openssl req -x509 -new -key root.key -subj "/CN=hsm-abi test root" -days 30 -out root.pem \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out int.key
+    openssl req -new -key int.key -subj "/CN=hsm-abi test intermediate" -out int.csr
+    openssl x509 -req -in int.csr -CA root.pem -CAkey root.key -CAcreateserial -days 30 \
+        -extfile ca.ext -out int.pem
+    for kind in p256 p384 rsa; do
+        mkdir -p "$kind"
+        case "$kind" in
+            p256) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$kind/key.pem" ;;
+            p384) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$kind/key.pem" ;;
+            rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$kind/key.pem" ;;
+        esac
+        openssl req -new -key "$kind/key.pem" -subj "/CN=device-$kind" -out "$kind/leaf.csr"
+        openssl x509 -req -in "$kind/leaf.csr" -CA int.pem -CAkey int.key -CAcreateserial -days 30 \
+            -extfile leaf.ext -out "$kind/leaf.pem"
+        cat "$kind/leaf.pem" int.pem >"$kind/chain.pem"
+        openssl verify -CAfile root.pem -untrusted int.pem "$kind/leaf.pem"
+        openssl pkey -in "$kind/key.pem" -pubout -out "$kind/pub.pem"
+        openssl pkey -in "$kind/key.pem" -pubout -outform DER -out "$kind/pub.der"
+        printf '[x509]\nbackend = "file"\ncertificate = "chain.pem"\nprivate_key = "key.pem"\n' >"$kind/hsm.toml"
+    done
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out p256/other-key.pem
+    printf 'the message to sign\n' >msg.txt
+}
+run pki pki
+if [ "$failed" -ne 0 ]; then
+    echo "$passed passed, $failed failed"
+    exit 1
+fi
+
+# ---- compile ----
+cflags=(-Wall -Wextra -Werror -g -I "$inc")
+link=("$lib" $native_libs)
+compile_headers() {
+    set -e
+    gcc -std=c99 -Wpedantic "${cflags[@]}" "$src/test_headers.c" "${link[@]}" -o "$tmp/test_headers_c99"
+    gcc -std=c11 -Wpedantic "${cflags[@]}" "$src/test_headers.c" "${link[@]}" -o "$tmp/test_headers_c11"
+    printf '#include "hsm_client_data.h"\n#include "hsm_abi.h"\nint main() { return hsm_client_x509_interface() == 0; }\n' \
+        >"$tmp/headers.cpp"
+    g++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -I "$inc" -fsyntax-only "$tmp/headers.cpp"
+}
+run compile_headers compile_headers
+for t in test_x509 test_symm test_bad_input test_threads; do
+    run "compile_$t" gcc -std=c11 "${cflags[@]}" "$src/$t.c" "${link[@]}" -pthread -o "$tmp/$t"
+done
+
+# ---- run under valgrind ----
+vg=(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1)
+
+run headers_c99 env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_headers_c99"
+run headers_c11 env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_headers_c11"
+
+# x509 via HSM_ABI_CONFIG, one run per key type and scheme; then verify with openssl.
+x509_case() {
+    local kind="$1" scheme="$2" digest="$3"
+    shift 3
+    set -e
+    local d="$tmp/$kind"
+    rm -f "$d/sig.bin" "$d/spki.der"
+    HSM_ABI_CONFIG="$d/hsm.toml" "${vg[@]}" "$tmp/test_x509" "device-$kind" "$d/chain.pem" "$d/key.pem" \
+        "$scheme" "$tmp/msg.txt" "$d/sig.bin" "$d/spki.der"
+    cmp "$d/spki.der" "$d/pub.der"
+    openssl dgst "-$digest" "$@" -verify "$d/pub.pem" -signature "$d/sig.bin" "$tmp/msg.txt"
+}
+run x509_p256 x509_case p256 0x0403 sha256
+run x509_p384 x509_case p384 0x0503 sha384
+run x509_rsa_pss x509_case rsa 0x0804 sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest
+run x509_rsa_pkcs1 x509_case rsa 0x0601 sha512
+
+run symm env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_symm"
+run bad_input env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_bad_input" "$tmp/p256"
+run threads env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_threads" "$tmp/p256/hsm.toml" "$tmp/p256/chain.pem" \
+    "$tmp/p256/key.pem"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
