@@ -7,7 +7,7 @@
 //! | file | what |
 //! | --- | --- |
 //! | `root-ca.cert.pem`, `root-ca.key.pem` | the root CA (trust anchor, group enrollment CA) |
-//! | `intermediate-ca.cert.pem`, `intermediate-ca.key.pem` | the intermediate CA, if asked for |
+//! | `intermediate-ca.cert.pem`, `intermediate-ca.key.pem` | the intermediate CA (pathlen 1, so it can also sign DICE DeviceID CAs), if asked for |
 //! | `<id>.cert.pem` | a device leaf certificate alone (individual enrollment) |
 //! | `<id>.chain.pem` | the leaf, then the intermediate: what the device presents |
 //! | `<id>.key.pem` | the leaf's private key (PKCS#8), for generated leaves only |
@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use hsm_core::{Error, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SerialNumber,
 };
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
@@ -232,32 +232,53 @@ fn pem_of(chain: &[&CertificateDer<'_>]) -> String {
     hsm_core::pem::certificates_to_pem(&owned)
 }
 
-fn read_csr(path: &Path) -> Result<CertificateSigningRequestParams> {
-    let what = format!("CSR {}", path.display());
-    let bytes = hsm_core::pem::read_file("read CSR", path)?;
-    let parsed = if bytes.starts_with(b"-----BEGIN") {
-        let text = std::str::from_utf8(&bytes).map_err(|_| Error::parse(&what, "PEM that is not UTF-8"))?;
-        CertificateSigningRequestParams::from_pem(text)
-    } else {
-        CertificateSigningRequestParams::from_der(&bytes[..].into())
-    };
-    parsed.map_err(|e| Error::parse(&what, e))
+/// A verified CSR: its subject common name and public key. Requested extensions are ignored
+/// (and so do not make the CSR unusable).
+struct Csr {
+    common_name: String,
+    public_key: rcgen::SubjectPublicKeyInfo,
+    spki: Vec<u8>,
 }
 
-fn csr_common_name(what: &str, csr: &CertificateSigningRequestParams) -> Result<String> {
-    match csr.params.distinguished_name.get(&DnType::CommonName) {
-        Some(rcgen::DnValue::Utf8String(s)) => Ok(s.clone()),
-        Some(rcgen::DnValue::PrintableString(s)) => Ok(s.as_str().to_string()),
-        Some(rcgen::DnValue::Ia5String(s)) => Ok(s.as_str().to_string()),
-        Some(_) => Err(Error::parse(
-            what,
-            "the subject common name has an unsupported string type",
-        )),
-        None => Err(Error::parse(
-            what,
-            "the subject has no common name (the registration id)",
-        )),
+fn read_csr(path: &Path) -> Result<Csr> {
+    use x509_parser::prelude::FromDer as _;
+    let what = format!("CSR {}", path.display());
+    let bytes = hsm_core::pem::read_file("read CSR", path)?;
+    let der = if bytes.starts_with(b"-----BEGIN") {
+        let first: Option<std::result::Result<rustls_pki_types::CertificateSigningRequestDer<'static>, _>> =
+            rustls_pki_types::pem::PemObject::pem_slice_iter(&bytes).next();
+        first
+            .ok_or_else(|| Error::parse(&what, "no CERTIFICATE REQUEST block"))?
+            .map_err(|e| Error::parse(&what, format!("bad PEM: {e}")))?
+            .as_ref()
+            .to_vec()
+    } else {
+        bytes
+    };
+    let (rest, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
+        .map_err(|e| Error::parse(&what, format!("not a PKCS#10 request: {e}")))?;
+    if !rest.is_empty() {
+        return Err(Error::parse(&what, "trailing bytes after the request"));
     }
+    csr.verify_signature()
+        .map_err(|e| Error::parse(&what, format!("the request's signature does not verify: {e}")))?;
+    let info = &csr.certification_request_info;
+    let common_name = info
+        .subject
+        .iter_common_name()
+        .next()
+        .ok_or_else(|| Error::parse(&what, "the subject has no common name (the registration id)"))?
+        .as_str()
+        .map_err(|e| Error::parse(&what, format!("subject common name: {e}")))?
+        .to_string();
+    let spki = info.subject_pki.raw.to_vec();
+    let public_key = rcgen::SubjectPublicKeyInfo::from_der(&spki)
+        .map_err(|e| Error::parse(&what, format!("unsupported public key: {e}")))?;
+    Ok(Csr {
+        common_name,
+        public_key,
+        spki,
+    })
 }
 
 /// Generate the PKI.
@@ -274,10 +295,8 @@ pub fn generate(opts: &PkiOptions) -> Result<PkiOutput> {
     let mut csrs = Vec::new();
     for path in &opts.csr_files {
         let csr = read_csr(path)?;
-        let what = format!("CSR {}", path.display());
-        let cn = csr_common_name(&what, &csr)?;
-        check_registration_id(&what, &cn)?;
-        csrs.push((path.clone(), cn, csr));
+        check_registration_id(&format!("CSR {}", path.display()), &csr.common_name)?;
+        csrs.push((path.clone(), csr));
     }
 
     // The issuing CA and the CA certificates devices present with their leaf (not the root).
@@ -315,7 +334,8 @@ pub fn generate(opts: &PkiOptions) -> Result<PkiOutput> {
             match &opts.intermediate_cn {
                 Some(cn) => {
                     let int_key = opts.key_kind.generate()?;
-                    let int_params = ca_params(cn, opts.ca_days, Some(0), true)?;
+                    // pathlen 1: a DICE DeviceID certificate (a CA itself) may be issued under it.
+                    let int_params = ca_params(cn, opts.ca_days, Some(1), true)?;
                     let root_issuer = Issuer::new(root_params, root_key);
                     let int_cert = int_params
                         .signed_by(&int_key, &root_issuer)
@@ -366,7 +386,8 @@ pub fn generate(opts: &PkiOptions) -> Result<PkiOutput> {
             from_csr: None,
         });
     }
-    for (path, cn, csr) in &csrs {
+    for (path, csr) in &csrs {
+        let cn = &csr.common_name;
         let cert = leaf_params(cn, opts.leaf_days)?
             .signed_by(&csr.public_key, issuer)
             .map_err(rcgen_err("issue a certificate for a CSR"))?;
@@ -379,7 +400,7 @@ pub fn generate(opts: &PkiOptions) -> Result<PkiOutput> {
         });
         // The public key came from the CSR: make sure it is the one certified.
         let leaf_spki = hsm_core::pem::public_key_spki(cert.der())?;
-        if leaf_spki != csr.public_key.subject_public_key_info() {
+        if leaf_spki != csr.spki {
             return Err(Error::Internal(format!(
                 "the certificate for {} does not carry the CSR's public key",
                 path.display()
