@@ -3,8 +3,11 @@
 //!
 //! - [`HsmSigningKey`] adapts any [`hsm_core::SigningKey`] to [`rustls::sign::SigningKey`];
 //! - [`client_config`] builds a [`rustls::ClientConfig`] from an [`X509Identity`] and trust
-//!   anchors, with the ring provider installed explicitly.
+//!   anchors, with the ring provider installed explicitly;
+//! - [`io`] is the C SDK's non-blocking TLS IO on rustls (the C side lives in `hsm-abi`).
 #![forbid(unsafe_code)]
+
+pub mod io;
 
 use std::sync::Arc;
 
@@ -97,8 +100,17 @@ impl ResolvesClientCert for FixedClientCert {
 
 /// A certificate chain plus a backend key, ready for rustls.
 pub fn certified_key(identity: &dyn X509Identity) -> Result<Arc<CertifiedKey>> {
-    let chain = identity.certificate_chain()?;
-    let key = identity.signing_key()?;
+    certified_key_from_parts(identity.certificate_chain()?, identity.signing_key()?)
+}
+
+/// A certificate chain (leaf first) plus the backend key of its leaf, ready for rustls.
+pub fn certified_key_from_parts(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: Arc<dyn hsm_core::SigningKey>,
+) -> Result<Arc<CertifiedKey>> {
+    if chain.is_empty() {
+        return Err(Error::parse("x509 identity", "the certificate chain is empty"));
+    }
     let leaf_spki = hsm_core::pem::public_key_spki(&chain[0])?;
     if leaf_spki != key.public_key_spki()? {
         return Err(Error::parse(
@@ -137,6 +149,16 @@ pub fn client_config(
     identity: Option<&dyn X509Identity>,
     versions: TlsVersions,
 ) -> Result<rustls::ClientConfig> {
+    let key = identity.map(certified_key).transpose()?;
+    client_config_with_key(roots, key, versions)
+}
+
+/// Like [`client_config`], with the client's certificate and key already paired.
+pub fn client_config_with_key(
+    roots: rustls::RootCertStore,
+    key: Option<Arc<CertifiedKey>>,
+    versions: TlsVersions,
+) -> Result<rustls::ClientConfig> {
     let v: &[&rustls::SupportedProtocolVersion] = match versions {
         TlsVersions::Both => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersions::Tls12Only => &[&rustls::version::TLS12],
@@ -146,8 +168,8 @@ pub fn client_config(
         .with_protocol_versions(v)
         .map_err(|e| Error::Internal(format!("rustls rejected the protocol versions: {e}")))?
         .with_root_certificates(roots);
-    Ok(match identity {
-        Some(id) => builder.with_client_cert_resolver(Arc::new(FixedClientCert(certified_key(id)?))),
+    Ok(match key {
+        Some(key) => builder.with_client_cert_resolver(Arc::new(FixedClientCert(key))),
         None => builder.with_no_client_auth(),
     })
 }
