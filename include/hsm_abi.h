@@ -229,9 +229,10 @@ const char *hsm_abi_error_string(int code);
 /*
  Copy this thread's last error message (the detailed cause of the last failure of any
  `hsm_client_*` / `hsm_abi_*` function on this thread) into `buf`, truncated to `len - 1`
- bytes and always NUL-terminated when `len > 0`. Returns the message's full length without
- the NUL (like `snprintf`): the message was truncated if the result is `>= len`. `buf` may be
- NULL when `len` is 0. An empty message means nothing failed on this thread yet.
+ bytes and always NUL-terminated when `len > 0`. Returns the buffer size the whole message
+ needs, its terminating NUL included: the message was truncated if the result is `> len`.
+ `buf` may be NULL when `len` is 0, to ask for the size. An empty message (result 1) means
+ nothing failed on this thread yet.
 
  # Safety
  `buf` must be NULL or point to `len` writable bytes.

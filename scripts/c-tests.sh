@@ -175,5 +175,16 @@ run bad_input env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_bad_input" "$tmp/p256"
 run threads env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_threads" "$tmp/p256/hsm.toml" "$tmp/p256/chain.pem" \
     "$tmp/p256/key.pem"
 
+# Logging: silent without HSM_ABI_LOG; failures logged to stderr with it.
+logging() {
+    local quiet loud
+    quiet="$(env -u HSM_ABI_CONFIG -u HSM_ABI_LOG "$tmp/test_symm" 2>&1 >/dev/null)"
+    [ -z "$quiet" ] || { echo "stderr without HSM_ABI_LOG: $quiet"; return 1; }
+    loud="$(env -u HSM_ABI_CONFIG HSM_ABI_LOG=warn "$tmp/test_symm" 2>&1 >/dev/null)"
+    grep -q 'ERROR.*hsm_client_set_symm_key_info: cannot parse symm_key' <<<"$loud" \
+        || { echo "expected an error log line, got: $loud"; return 1; }
+}
+run logging logging
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

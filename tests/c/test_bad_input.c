@@ -190,9 +190,11 @@ int main(int argc, char** argv)
     CHECK(strcmp(hsm_abi_error_string(42), "unknown error code") == 0);
     full = hsm_abi_last_error(NULL, 0);
     CHECK(full > sizeof small);
+    CHECK(full == strlen(last_error()) + 1);
     memset(small, 'x', sizeof small);
     CHECK(hsm_abi_last_error(small, sizeof small) == full);
     CHECK(small[sizeof small - 1] == '\0' && strlen(small) == sizeof small - 1);
+    CHECK(strncmp(small, "hsm_abi", 7) == 0);
 
     hsm_abi_configure_clear();
     hsm_client_x509_deinit();

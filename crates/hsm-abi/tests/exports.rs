@@ -33,7 +33,7 @@ fn last_error() -> String {
     let mut buf = vec![0 as c_char; 1024];
     let n = unsafe { hsm_abi_last_error(buf.as_mut_ptr(), buf.len()) };
     let s = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_string();
-    assert_eq!(n, s.len());
+    assert_eq!(n, s.len() + 1);
     s
 }
 
@@ -481,7 +481,7 @@ fn error_strings_and_last_error_truncation() {
     }
     // A fresh thread has no last error; then truncation keeps the NUL.
     std::thread::spawn(|| {
-        assert_eq!(unsafe { hsm_abi_last_error(std::ptr::null_mut(), 0) }, 0);
+        assert_eq!(unsafe { hsm_abi_last_error(std::ptr::null_mut(), 0) }, 1);
         assert_eq!(
             unsafe { hsm_abi_configure_toml(std::ptr::null()) },
             HSM_ABI_ERR_INVALID_ARGUMENT
