@@ -1,0 +1,251 @@
+//! One shared, serialized connection per TCTI, with reconnection and bounded retries.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use hsm_core::{Error, Result};
+use tss_esapi::Context;
+use tss_esapi::handles::{ObjectHandle, PersistentTpmHandle, TpmHandle};
+use tss_esapi::structures::Auth;
+use tss_esapi::tcti_ldr::TctiNameConf;
+use zeroize::Zeroizing;
+
+use crate::error;
+
+/// The TCTI used when the configuration names none: `TPM2TOOLS_TCTI`, else `TCTI`, else the
+/// kernel resource manager `device:/dev/tpmrm0`.
+pub fn default_tcti() -> String {
+    for var in ["TPM2TOOLS_TCTI", "TCTI"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.trim().is_empty() {
+                return v.trim().to_string();
+            }
+        }
+    }
+    "device:/dev/tpmrm0".to_string()
+}
+
+/// How often a command answered with TPM_RC_RETRY / YIELDED / TESTING is sent again.
+const RETRIES: u32 = 20;
+
+/// Hierarchy authorization values, applied to every (re)opened context.
+#[derive(Clone, Default)]
+pub(crate) struct HierarchyAuth {
+    pub owner: Option<Zeroizing<Vec<u8>>>,
+    pub endorsement: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// An open ESAPI context and what is cached for it.
+pub struct Session {
+    pub(crate) ctx: Context,
+    persistent: HashMap<u32, ObjectHandle>,
+    input_buffer: Option<usize>,
+}
+
+impl Session {
+    /// The ESYS object of a persistent handle, or `None` when nothing is persisted there.
+    pub(crate) fn persistent(&mut self, handle: u32) -> Result<Option<ObjectHandle>> {
+        if let Some(h) = self.persistent.get(&handle) {
+            return Ok(Some(*h));
+        }
+        let tpm_handle = PersistentTpmHandle::new(handle)
+            .map_err(|e| Error::invalid("handle", format!("0x{handle:08x} is not a persistent handle: {e}")))?;
+        let found = retry(|| {
+            self.ctx
+                .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::Persistent(tpm_handle)))
+        });
+        match found {
+            Ok(h) => {
+                self.persistent.insert(handle, h);
+                Ok(Some(h))
+            }
+            Err(e) if error::raw_rc(&e).is_some_and(error::is_missing_handle) => Ok(None),
+            Err(e) => Err(error::tpm(format!("read persistent handle 0x{handle:08x}"), e)),
+        }
+    }
+
+    /// Forget a cached persistent handle (it was evicted).
+    pub(crate) fn forget(&mut self, handle: u32) {
+        self.persistent.remove(&handle);
+    }
+
+    /// TPM_PT_INPUT_BUFFER: the largest buffer TPM2_HMAC and SequenceUpdate accept.
+    pub(crate) fn input_buffer(&mut self) -> Result<usize> {
+        if let Some(n) = self.input_buffer {
+            return Ok(n);
+        }
+        let v = retry(|| {
+            self.ctx
+                .execute_without_session(|ctx| ctx.get_tpm_property(tss_esapi::constants::PropertyTag::InputBuffer))
+        })
+        .map_err(|e| error::tpm("read TPM_PT_INPUT_BUFFER", e))?;
+        // The spec's minimum is 1024; ESAPI's TPM2B_MAX_BUFFER holds at most 1024.
+        let n = v.map(|v| v as usize).unwrap_or(1024).clamp(1, 1024);
+        self.input_buffer = Some(n);
+        Ok(n)
+    }
+}
+
+/// Run `f` again while the TPM answers RETRY, YIELDED or TESTING, a bounded number of times.
+pub(crate) fn retry<T>(mut f: impl FnMut() -> tss_esapi::Result<T>) -> tss_esapi::Result<T> {
+    let mut attempt = 0;
+    loop {
+        match f() {
+            Err(e) if attempt < RETRIES && error::raw_rc(&e).is_some_and(error::is_retryable) => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(u64::from(attempt) * 5));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A connection to one TPM, shared by every key and identity of the process that uses the
+/// same TCTI. Calls are serialized; a lost connection is reopened once per call.
+pub struct TpmConn {
+    tcti: String,
+    auth: Mutex<HierarchyAuth>,
+    session: Mutex<Option<Session>>,
+}
+
+impl std::fmt::Debug for TpmConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TpmConn")
+            .field("tcti", &self.tcti)
+            .finish_non_exhaustive()
+    }
+}
+
+type Registry = Mutex<HashMap<String, Weak<TpmConn>>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl TpmConn {
+    /// The process-wide connection for `tcti` (opened now if there is none). Hierarchy
+    /// authorization given here replaces what an earlier opener set.
+    pub fn shared(tcti: &str) -> Result<Arc<TpmConn>> {
+        Self::shared_with_auth(tcti, HierarchyAuth::default())
+    }
+
+    pub(crate) fn shared_with_auth(tcti: &str, auth: HierarchyAuth) -> Result<Arc<TpmConn>> {
+        let tcti = tcti.trim();
+        TctiNameConf::from_str(tcti).map_err(|e| Error::invalid("tcti", format!("`{tcti}`: {e}")))?;
+        let mut reg = registry()
+            .lock()
+            .map_err(|_| Error::Internal("TPM registry poisoned".into()))?;
+        reg.retain(|_, w| w.strong_count() > 0);
+        if let Some(conn) = reg.get(tcti).and_then(Weak::upgrade) {
+            if auth.owner.is_some() || auth.endorsement.is_some() {
+                let mut guard = conn.lock()?;
+                if let Some(s) = guard.as_mut() {
+                    apply_auth(&mut s.ctx, &auth)?;
+                }
+                *conn
+                    .auth
+                    .lock()
+                    .map_err(|_| Error::Internal("TPM auth poisoned".into()))? = auth;
+            }
+            return Ok(conn);
+        }
+        let conn = Arc::new(TpmConn {
+            tcti: tcti.to_string(),
+            auth: Mutex::new(auth),
+            session: Mutex::new(None),
+        });
+        {
+            let mut guard = conn.lock()?;
+            *guard = Some(conn.open()?);
+        }
+        reg.insert(tcti.to_string(), Arc::downgrade(&conn));
+        Ok(conn)
+    }
+
+    /// The TCTI string this connection uses.
+    pub fn tcti(&self) -> &str {
+        &self.tcti
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Option<Session>>> {
+        // A panic while holding the lock leaves a context of unknown state: drop it.
+        Ok(self.session.lock().unwrap_or_else(|poisoned| {
+            let mut g = poisoned.into_inner();
+            *g = None;
+            g
+        }))
+    }
+
+    fn open(&self) -> Result<Session> {
+        let conf =
+            TctiNameConf::from_str(&self.tcti).map_err(|e| Error::invalid("tcti", format!("`{}`: {e}", self.tcti)))?;
+        let mut ctx = Context::new(conf).map_err(|e| error::tpm(format!("open TPM at `{}`", self.tcti), e))?;
+        let auth = self
+            .auth
+            .lock()
+            .map_err(|_| Error::Internal("TPM auth poisoned".into()))?
+            .clone();
+        apply_auth(&mut ctx, &auth)?;
+        Ok(Session {
+            ctx,
+            persistent: HashMap::new(),
+            input_buffer: None,
+        })
+    }
+
+    /// Run `f` on the session. When the connection turns out to be lost (TPM restarted,
+    /// socket closed), the context is reopened and `f` runs once more; a second failure is
+    /// returned as it is.
+    pub fn with<T>(&self, mut f: impl FnMut(&mut Session) -> Result<T>) -> Result<T> {
+        let mut guard = self.lock()?;
+        let mut reopened = false;
+        loop {
+            if guard.is_none() {
+                *guard = Some(self.open()?);
+                reopened = true;
+            }
+            let session = guard
+                .as_mut()
+                .ok_or_else(|| Error::Internal("TPM session vanished".into()))?;
+            match f(session) {
+                Err(Error::Device { rv, .. }) if !reopened && error::is_connection_lost(rv as u32) => {
+                    tracing::warn!(tcti = %self.tcti, "TPM connection lost; reconnecting");
+                    *guard = None;
+                }
+                Err(e) => {
+                    if let Error::Device { rv, .. } = &e {
+                        if error::is_connection_lost(*rv as u32) {
+                            *guard = None;
+                        }
+                    }
+                    return Err(e);
+                }
+                ok => return ok,
+            }
+        }
+    }
+
+    /// Run `f` with the ESAPI context closed (the raw command path for HMAC sequences needs
+    /// the TPM connection to itself); the context is reopened on the next call.
+    pub(crate) fn without_context<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let mut guard = self.lock()?;
+        *guard = None;
+        f()
+    }
+}
+
+fn apply_auth(ctx: &mut Context, auth: &HierarchyAuth) -> Result<()> {
+    let set = |ctx: &mut Context, h: ObjectHandle, v: &Option<Zeroizing<Vec<u8>>>, name: &str| -> Result<()> {
+        if let Some(v) = v {
+            let a = Auth::try_from(v.to_vec()).map_err(|e| Error::invalid("auth", format!("{name}: {e}")))?;
+            ctx.tr_set_auth(h, a)
+                .map_err(|e| error::tpm(format!("set {name}"), e))?;
+        }
+        Ok(())
+    };
+    set(ctx, ObjectHandle::Owner, &auth.owner, "owner_auth")?;
+    set(ctx, ObjectHandle::Endorsement, &auth.endorsement, "endorsement_auth")
+}

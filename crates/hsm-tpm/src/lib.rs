@@ -1,0 +1,50 @@
+//! TPM 2.0 backend of hsm-abi, over tss-esapi 7 (tpm2-tss 3.2).
+//!
+//! - [`Tpm`]: the SDK's "sastoken" (TPM) attestation ([`hsm_core::TpmIdentity`]): EK and SRK at
+//!   their standard persistent handles (created and persisted when missing), activation of the
+//!   identity key the Device Provisioning Service sends, and HMAC-SHA256 with that key.
+//! - [`TpmX509`] and [`open_signer`]: an x509 identity whose ECDSA P-256 key lives in the TPM
+//!   (persistent handle or a saved key blob), for TLS and CSRs; the key never leaves the TPM.
+//! - [`service`]: the service side of the activation in pure Rust (MakeCredential to an EK and an
+//!   HMAC key duplicated to an SRK), used by the DPS emulator and the tests.
+//!
+//! One connection per TCTI is shared by every object of the process and serialized by a mutex:
+//! swtpm serves one client at a time and a device without resource manager does the same.
+#![forbid(unsafe_code)]
+
+mod blob;
+mod conn;
+mod error;
+mod identity;
+mod raw;
+pub mod service;
+mod templates;
+mod x509;
+
+pub use blob::ActivationBlob;
+pub use conn::{TpmConn, default_tcti};
+pub use identity::{
+    EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, SRK_HANDLE, Tpm, TpmOptions, ek_report,
+};
+pub use templates::{ek_template, srk_template, tpm2b_public};
+pub use x509::{KeyLocation, SignerToken, TpmKey, TpmX509, generate_key, open_signer};
+
+/// The registration id the SDK derives from an EK: lowercase RFC 4648 base32 of
+/// SHA-256(`TPM2B_PUBLIC` bytes as `get_ek` returns them), without `=` padding.
+pub fn registration_id(ek_tpm2b_public: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(ek_tpm2b_public);
+    data_encoding::BASE32_NOPAD.encode(&digest).to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn registration_id_matches_the_shared_vector() {
+        let ek: Vec<u8> = (0u8..0x40).collect();
+        assert_eq!(
+            super::registration_id(&ek),
+            "7xvltlhtoebwfpjgldg4tiu6r6ohk76ptaiwaoumir6ndwivceea"
+        );
+    }
+}

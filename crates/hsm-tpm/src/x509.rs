@@ -1,0 +1,542 @@
+//! TPM-resident ECDSA P-256 keys: signing for TLS and CSRs, x509 identities, `tpm:` tokens.
+//!
+//! Token syntax (no secret in it): `tpm:handle=0x81000200` or `tpm:blob=/path/key.tpmkey`,
+//! optionally followed by `;tcti=<TCTI string>` (last, it may contain any character); without
+//! `tcti=` the default TCTI is used (`TPM2TOOLS_TCTI`, `TCTI`, else `device:/dev/tpmrm0`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hsm_core::config::Section;
+use hsm_core::{Curve, Error, KeyAlgorithm, Result, SignatureScheme, SigningKey, X509Identity};
+use rustls_pki_types::CertificateDer;
+use serde::Deserialize;
+use sha2::Digest as _;
+use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
+use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle};
+use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+use tss_esapi::interface_types::dynamic_handles::Persistent;
+use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
+use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::structures::{Digest, HashScheme, HashcheckTicket, Private, Public, Signature};
+use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
+use zeroize::Zeroizing;
+
+use crate::conn::{Session, TpmConn, retry};
+use crate::identity::{SRK_HANDLE, flush, parse_handle, read_public};
+use crate::{error, templates};
+
+/// Where a TPM key lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLocation {
+    /// Persisted at a handle (0x81000000..0x81ffffff).
+    Persistent(u32),
+    /// A key blob file (public and wrapped private part) loaded under the SRK for each use.
+    Blob(PathBuf),
+}
+
+/// A parsed `tpm:` token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerToken {
+    pub location: KeyLocation,
+    pub tcti: Option<String>,
+}
+
+impl SignerToken {
+    /// Parse `handle=0x81000200` / `blob=PATH`, then optionally `;tcti=...`; the `tpm:` prefix is optional.
+    pub fn parse(token: &str) -> Result<Self> {
+        let t = token.trim();
+        let t = t.strip_prefix("tpm:").unwrap_or(t);
+        let (key_part, tcti) = match t.find(";tcti=") {
+            Some(i) => (&t[..i], Some(t[i + ";tcti=".len()..].to_string())),
+            None => (t, None),
+        };
+        if tcti.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err(Error::parse("tpm token", "`tcti=` is empty"));
+        }
+        let location = match key_part.split_once('=') {
+            Some(("handle", v)) => KeyLocation::Persistent(parse_handle("tpm token handle", v)?),
+            Some(("blob", v)) if !v.is_empty() => KeyLocation::Blob(PathBuf::from(v)),
+            _ => {
+                return Err(Error::parse(
+                    "tpm token",
+                    format!("`{key_part}`: expected `handle=0x81xxxxxx` or `blob=PATH` (then optionally `;tcti=...`)"),
+                ));
+            }
+        };
+        Ok(SignerToken { location, tcti })
+    }
+
+    /// The token string (`tpm:...`).
+    pub fn to_token(&self) -> String {
+        let mut s = match &self.location {
+            KeyLocation::Persistent(h) => format!("tpm:handle=0x{h:08x}"),
+            KeyLocation::Blob(p) => format!("tpm:blob={}", p.display()),
+        };
+        if let Some(t) = &self.tcti {
+            s.push_str(";tcti=");
+            s.push_str(t);
+        }
+        s
+    }
+}
+
+const BLOB_MAGIC: &[u8; 8] = b"HSMTPMK1";
+
+fn write_blob(path: &Path, public: &Public, private: &Private) -> Result<()> {
+    let mut out = BLOB_MAGIC.to_vec();
+    out.extend_from_slice(&templates::tpm2b_public(public)?);
+    out.extend_from_slice(&(private.value().len() as u16).to_be_bytes());
+    out.extend_from_slice(private.value());
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).map_err(|e| Error::io("create key blob", path, e))?;
+    std::io::Write::write_all(&mut f, &out).map_err(|e| Error::io("write key blob", path, e))
+}
+
+fn read_blob(path: &Path) -> Result<(Public, Private)> {
+    let what = format!("TPM key blob {}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read key blob", path, e))?;
+    let rest = bytes
+        .strip_prefix(BLOB_MAGIC.as_slice())
+        .ok_or_else(|| Error::parse(&what, "not a key blob written by hsmctl tpm keygen"))?;
+    let (psize, _) = rest
+        .split_first_chunk::<2>()
+        .ok_or_else(|| Error::parse(&what, "truncated"))?;
+    let plen = 2 + usize::from(u16::from_be_bytes(*psize));
+    let (pub_bytes, rest) = rest
+        .split_at_checked(plen)
+        .ok_or_else(|| Error::parse(&what, "truncated"))?;
+    let public = templates::parse_tpm2b_public(&what, pub_bytes)?;
+    let (ssize, priv_bytes) = rest
+        .split_first_chunk::<2>()
+        .ok_or_else(|| Error::parse(&what, "truncated"))?;
+    if usize::from(u16::from_be_bytes(*ssize)) != priv_bytes.len() {
+        return Err(Error::parse(&what, "private part size does not match the file"));
+    }
+    let private = Private::try_from(priv_bytes.to_vec()).map_err(|e| Error::parse(&what, e))?;
+    Ok((public, private))
+}
+
+/// DER SubjectPublicKeyInfo of a P-256 public area.
+fn p256_spki(public: &Public) -> Result<(Vec<u8>, Vec<u8>)> {
+    let Public::Ecc { unique, .. } = public else {
+        return Err(error::device("read the key", "not an ECC key"));
+    };
+    let mut point = vec![0x04];
+    for c in [unique.x().value(), unique.y().value()] {
+        if c.len() > 32 {
+            return Err(error::device("read the key", "not a P-256 point"));
+        }
+        point.extend(std::iter::repeat_n(0, 32 - c.len()));
+        point.extend_from_slice(c);
+    }
+    const PREFIX: [u8; 26] = [
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+        0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    let mut spki = PREFIX.to_vec();
+    spki.extend_from_slice(&point);
+    Ok((spki, point))
+}
+
+fn der_integer(out: &mut Vec<u8>, v: &[u8]) {
+    let v = match v.iter().position(|b| *b != 0) {
+        Some(i) => &v[i..],
+        None => &[0u8][..],
+    };
+    let pad = v[0] & 0x80 != 0;
+    out.push(0x02);
+    out.push((v.len() + usize::from(pad)) as u8);
+    if pad {
+        out.push(0);
+    }
+    out.extend_from_slice(v);
+}
+
+fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(72);
+    der_integer(&mut body, r);
+    der_integer(&mut body, s);
+    let mut out = vec![0x30, body.len() as u8];
+    out.extend_from_slice(&body);
+    out
+}
+
+/// An ECDSA P-256 key inside a TPM.
+pub struct TpmKey {
+    conn: Arc<TpmConn>,
+    location: KeyLocation,
+    blob: Option<(Public, Private)>,
+    spki: Vec<u8>,
+    point: Vec<u8>,
+}
+
+impl std::fmt::Debug for TpmKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TpmKey")
+            .field("tcti", &self.conn.tcti())
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+fn null_ticket() -> Result<HashcheckTicket> {
+    HashcheckTicket::try_from(TPMT_TK_HASHCHECK {
+        tag: TPM2_ST_HASHCHECK,
+        hierarchy: TPM2_RH_NULL,
+        digest: Default::default(),
+    })
+    .map_err(|e| Error::Internal(format!("null hashcheck ticket: {e}")))
+}
+
+impl TpmKey {
+    /// Open a key on the connection `conn`.
+    pub fn open(conn: Arc<TpmConn>, location: KeyLocation) -> Result<Self> {
+        let (public, blob) = match &location {
+            KeyLocation::Persistent(h) => {
+                let h = *h;
+                let public = conn.with(|s| {
+                    let obj = s
+                        .persistent(h)?
+                        .ok_or_else(|| error::device("open TPM key", format!("no key persisted at 0x{h:08x}")))?;
+                    read_public(s, obj, &format!("the key at 0x{h:08x}"))
+                })?;
+                (public, None)
+            }
+            KeyLocation::Blob(path) => {
+                let (public, private) = read_blob(path)?;
+                (public.clone(), Some((public, private)))
+            }
+        };
+        let expected = templates::ecc_signing_template()?;
+        if public.object_attributes() != expected.object_attributes() {
+            return Err(error::device(
+                "open TPM key",
+                format!("{location:?} is not an unrestricted ECDSA signing key with empty auth"),
+            ));
+        }
+        let (spki, point) = p256_spki(&public)?;
+        Ok(TpmKey {
+            conn,
+            location,
+            blob,
+            spki,
+            point,
+        })
+    }
+
+    /// The uncompressed public point (0x04 || X || Y).
+    pub fn public_point(&self) -> &[u8] {
+        &self.point
+    }
+
+    pub fn location(&self) -> &KeyLocation {
+        &self.location
+    }
+
+    /// Sign a SHA-256 digest; returns the DER ECDSA signature.
+    pub fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
+        let digest = Digest::try_from(digest.to_vec()).map_err(|e| Error::Internal(format!("digest: {e}")))?;
+        let scheme = tss_esapi::structures::SignatureScheme::EcDsa {
+            hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
+        };
+        let ticket = null_ticket()?;
+        let sign = |s: &mut Session, key: KeyHandle| {
+            retry(|| {
+                s.ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+                    ctx.sign(key, digest.clone(), scheme, ticket.clone())
+                })
+            })
+            .map_err(|e| error::tpm("ECDSA sign with the TPM key", e))
+        };
+        let signature = self.conn.with(|s| match (&self.location, &self.blob) {
+            (KeyLocation::Persistent(h), _) => {
+                let obj = s
+                    .persistent(*h)?
+                    .ok_or_else(|| error::device("sign", format!("no key persisted at 0x{h:08x}")))?;
+                sign(s, KeyHandle::from(obj))
+            }
+            (KeyLocation::Blob(_), Some((public, private))) => {
+                let srk = s
+                    .persistent(SRK_HANDLE)?
+                    .ok_or_else(|| error::device("sign", "no SRK at 0x81000001 to load the key blob under"))?;
+                let loaded = retry(|| {
+                    s.ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+                        ctx.load(KeyHandle::from(srk), private.clone(), public.clone())
+                    })
+                })
+                .map_err(|e| error::tpm("load the key blob under the SRK", e))?;
+                let r = sign(s, loaded);
+                flush(s, ObjectHandle::from(loaded));
+                r
+            }
+            (KeyLocation::Blob(p), None) => Err(Error::Internal(format!("key blob {} not read", p.display()))),
+        })?;
+        match signature {
+            Signature::EcDsa(sig) => Ok(ecdsa_der(sig.signature_r().value(), sig.signature_s().value())),
+            _ => Err(error::device("sign", "the TPM returned a non-ECDSA signature")),
+        }
+    }
+}
+
+impl SigningKey for TpmKey {
+    fn algorithm(&self) -> KeyAlgorithm {
+        KeyAlgorithm::Ec(Curve::P256)
+    }
+
+    fn public_key_spki(&self) -> Result<Vec<u8>> {
+        Ok(self.spki.clone())
+    }
+
+    fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>> {
+        if scheme != SignatureScheme::EcdsaP256Sha256 {
+            return Err(Error::unsupported(
+                "a TPM ECDSA P-256 key",
+                format!("signature scheme {scheme}"),
+            ));
+        }
+        self.sign_digest(&sha2::Sha256::digest(message).into())
+    }
+}
+
+impl rcgen::PublicKeyData for TpmKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.point
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+impl rcgen::SigningKey for TpmKey {
+    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
+        SigningKey::sign(self, SignatureScheme::EcdsaP256Sha256, msg).map_err(|e| rcgen::Error::RemoteKeyError.tap(e))
+    }
+}
+
+trait Tap {
+    fn tap(self, e: Error) -> Self;
+}
+
+impl Tap for rcgen::Error {
+    fn tap(self, e: Error) -> Self {
+        tracing::error!("TPM signing for rcgen failed: {e}");
+        self
+    }
+}
+
+impl TpmKey {
+    /// A PEM PKCS#10 certificate signing request with subject CN `common_name`, signed in the TPM.
+    pub fn csr_pem(&self, common_name: &str) -> Result<String> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .map_err(|e| Error::invalid("common_name", e.to_string()))?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+        let csr = params.serialize_request(self).map_err(|e| Error::Crypto {
+            op: "make a CSR",
+            reason: e.to_string(),
+        })?;
+        csr.pem().map_err(|e| Error::Crypto {
+            op: "encode the CSR",
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Create an ECDSA P-256 key under the SRK (created first when missing) and persist it at a
+/// handle or save it as a blob file (refuses to overwrite either).
+pub fn generate_key(conn: Arc<TpmConn>, location: KeyLocation) -> Result<TpmKey> {
+    if let KeyLocation::Blob(p) = &location {
+        if p.exists() {
+            return Err(Error::invalid(
+                "blob",
+                format!("{} exists; not overwritten", p.display()),
+            ));
+        }
+    }
+    let template = templates::ecc_signing_template()?;
+    let srk_template = templates::srk_template()?;
+    conn.with(|s| {
+        let srk = match s.persistent(SRK_HANDLE)? {
+            Some(h) => h,
+            None => {
+                crate::identity::ensure_primary(
+                    s,
+                    SRK_HANDLE,
+                    Hierarchy::Owner,
+                    srk_template.clone(),
+                    "storage root key",
+                )?;
+                s.persistent(SRK_HANDLE)?
+                    .ok_or_else(|| error::device("create the SRK", "not found after persisting"))?
+            }
+        };
+        let created = retry(|| {
+            s.ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.create(KeyHandle::from(srk), template.clone(), None, None, None, None)
+            })
+        })
+        .map_err(|e| error::tpm("create an ECDSA P-256 key under the SRK", e))?;
+        match &location {
+            KeyLocation::Blob(path) => write_blob(path, &created.out_public, &created.out_private),
+            KeyLocation::Persistent(h) => {
+                if s.persistent(*h)?.is_some() {
+                    return Err(Error::invalid("handle", format!("0x{h:08x} is already in use")));
+                }
+                let loaded = retry(|| {
+                    s.ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+                        ctx.load(
+                            KeyHandle::from(srk),
+                            created.out_private.clone(),
+                            created.out_public.clone(),
+                        )
+                    })
+                })
+                .map_err(|e| error::tpm("load the new key", e))?;
+                let p = PersistentTpmHandle::new(*h)
+                    .map(Persistent::Persistent)
+                    .map_err(|e| Error::invalid("handle", format!("0x{h:08x}: {e}")));
+                let r = p.and_then(|p| {
+                    retry(|| {
+                        s.ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+                            ctx.evict_control(Provision::Owner, ObjectHandle::from(loaded), p)
+                        })
+                    })
+                    .map_err(|e| error::tpm(format!("persist the key at 0x{h:08x}"), e))
+                });
+                flush(s, ObjectHandle::from(loaded));
+                r.map(|_| ())
+            }
+        }
+    })?;
+    TpmKey::open(conn, location)
+}
+
+/// Open a signer for a `tpm:` token (see the module documentation).
+pub fn open_signer(token: &str) -> Result<Arc<dyn SigningKey>> {
+    let t = SignerToken::parse(token)?;
+    let tcti = t.tcti.clone().unwrap_or_else(crate::conn::default_tcti);
+    let conn = TpmConn::shared(&tcti)?;
+    Ok(Arc::new(TpmKey::open(conn, t.location)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct X509Params {
+    tcti: Option<String>,
+    key_handle: Option<toml_handle::Handle>,
+    key_blob: Option<PathBuf>,
+    certificate: PathBuf,
+}
+
+mod toml_handle {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    pub(super) enum Handle {
+        Int(i64),
+        Str(String),
+    }
+}
+
+/// An x509 identity whose key is in the TPM: `[x509] backend = "tpm"` with `certificate`
+/// (PEM chain, leaf first), `key_handle` or `key_blob`, and optionally `tcti`.
+pub struct TpmX509 {
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<TpmKey>,
+    token: SignerToken,
+}
+
+impl TpmX509 {
+    pub fn from_section(section: &Section) -> Result<Self> {
+        let p: X509Params = section.parse()?;
+        let location = match (&p.key_handle, &p.key_blob) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(section.error("key_handle", "give exactly one of key_handle and key_blob"));
+            }
+            (Some(toml_handle::Handle::Int(i)), None) => KeyLocation::Persistent(
+                parse_handle("key_handle", &i.to_string()).map_err(|e| section.error("key_handle", e.to_string()))?,
+            ),
+            (Some(toml_handle::Handle::Str(s)), None) => KeyLocation::Persistent(
+                parse_handle("key_handle", s).map_err(|e| section.error("key_handle", e.to_string()))?,
+            ),
+            (None, Some(path)) => KeyLocation::Blob(section.path(path)),
+        };
+        let tcti = p.tcti.unwrap_or_else(crate::conn::default_tcti);
+        let cert_path = section.path(&p.certificate);
+        let chain = hsm_core::pem::parse_certificates(
+            &format!("certificate chain {}", cert_path.display()),
+            &hsm_core::pem::read_file("read certificate chain", &cert_path)?,
+        )?;
+        let conn = TpmConn::shared(&tcti)?;
+        let key = TpmKey::open(conn, location.clone())?;
+        let leaf = hsm_core::pem::public_key_spki(&chain[0])?;
+        if leaf != key.spki {
+            return Err(section.error(
+                "certificate",
+                format!(
+                    "the first certificate of {} is not for the TPM key {location:?}",
+                    cert_path.display()
+                ),
+            ));
+        }
+        hsm_core::pem::common_name(&chain[0])?;
+        Ok(TpmX509 {
+            chain,
+            key: Arc::new(key),
+            token: SignerToken {
+                location,
+                tcti: Some(tcti),
+            },
+        })
+    }
+}
+
+impl X509Identity for TpmX509 {
+    fn certificate_chain(&self) -> Result<Vec<CertificateDer<'static>>> {
+        Ok(self.chain.clone())
+    }
+
+    fn signing_key(&self) -> Result<Arc<dyn SigningKey>> {
+        Ok(self.key.clone())
+    }
+
+    fn key_reference(&self) -> Result<Zeroizing<String>> {
+        Ok(Zeroizing::new(self.token.to_token()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        let t = SignerToken::parse("tpm:handle=0x81000200").unwrap();
+        assert_eq!(t.location, KeyLocation::Persistent(0x8100_0200));
+        assert_eq!(t.tcti, None);
+        let t = SignerToken::parse("blob=/k/a.tpmkey;tcti=swtpm:host=127.0.0.1,port=2321").unwrap();
+        assert_eq!(t.location, KeyLocation::Blob("/k/a.tpmkey".into()));
+        assert_eq!(t.tcti.as_deref(), Some("swtpm:host=127.0.0.1,port=2321"));
+        assert_eq!(
+            SignerToken::parse(&t.to_token()).unwrap(),
+            t,
+            "round trip through {}",
+            t.to_token()
+        );
+        assert!(SignerToken::parse("tpm:handle=0x01").is_err());
+        assert!(SignerToken::parse("tpm:key=1").is_err());
+        assert!(SignerToken::parse("tpm:handle=0x81000200;tcti=").is_err());
+    }
+
+    #[test]
+    fn der_signature() {
+        assert_eq!(
+            ecdsa_der(&[0, 1], &[0x80]),
+            vec![0x30, 0x07, 0x02, 0x01, 0x01, 0x02, 0x02, 0x00, 0x80]
+        );
+    }
+}

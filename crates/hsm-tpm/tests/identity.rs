@@ -1,0 +1,301 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The SDK's TPM attestation on swtpm: EK/SRK creation and reuse, both EK templates, real
+//! activation blobs, corrupted blobs, large-input HMAC, restart recovery.
+
+mod common;
+
+use common::Swtpm;
+use hsm_core::TpmIdentity;
+use hsm_tpm::{EkTemplate, Tpm, TpmOptions, service};
+
+fn opts(tpm: &Swtpm, template: EkTemplate) -> TpmOptions {
+    let mut o = TpmOptions::new(tpm.tcti());
+    o.ek_template = template;
+    o
+}
+
+fn activate(t: &mut Tpm) -> Vec<u8> {
+    let ek = t.endorsement_key().unwrap();
+    let srk = t.storage_root_key().unwrap();
+    let a = service::make_activation(&ek, &srk).unwrap();
+    t.activate_identity_key(&a.blob).unwrap();
+    a.key.to_vec()
+}
+
+#[test]
+fn fresh_tpm_gets_keys_and_a_provisioned_one_reuses_them() {
+    let sw = Swtpm::start();
+    let (ek, srk) = {
+        let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+        assert_eq!(t.keys_created(), hsm_tpm::KeysCreated { ek: true, srk: true });
+        let ek = t.endorsement_key().unwrap();
+        let srk = t.storage_root_key().unwrap();
+        // TPM2B_PUBLIC: the size prefix covers the rest; RSA, SHA-256; 256-byte modulus at the end.
+        assert_eq!(usize::from(u16::from_be_bytes([ek[0], ek[1]])), ek.len() - 2);
+        assert_eq!(&ek[2..6], &[0, 1, 0, 0x0b]);
+        assert_eq!(&ek[ek.len() - 258..ek.len() - 256], &[1, 0]);
+        assert_eq!(t.registration_id(), hsm_tpm::registration_id(&ek));
+        assert_eq!(t.registration_id().len(), 52);
+        assert!(!t.has_identity_key().unwrap());
+        (ek, srk)
+    };
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    assert_eq!(t.keys_created(), hsm_tpm::KeysCreated { ek: false, srk: false });
+    assert_eq!(t.endorsement_key().unwrap(), ek);
+    assert_eq!(t.storage_root_key().unwrap(), srk);
+    // An existing EK is used as it is, whatever template is configured.
+    drop(t);
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Tcg)).unwrap();
+    assert_eq!(t.endorsement_key().unwrap(), ek);
+}
+
+#[test]
+fn both_ek_templates_give_different_eks_and_are_detected() {
+    let a = Swtpm::start();
+    let b = Swtpm::start();
+    let mut sdk = Tpm::open(opts(&a, EkTemplate::Sdk)).unwrap();
+    let mut tcg = Tpm::open(opts(&b, EkTemplate::Tcg)).unwrap();
+    let ek_sdk = sdk.endorsement_key().unwrap();
+    let ek_tcg = tcg.endorsement_key().unwrap();
+
+    let report = hsm_tpm::ek_report(sdk.connection()).unwrap();
+    assert_eq!(report.persisted.as_deref(), Some(ek_sdk.as_slice()));
+    assert_eq!(report.matching_template(), Some(EkTemplate::Sdk));
+    let report_tcg = hsm_tpm::ek_report(tcg.connection()).unwrap();
+    assert_eq!(report_tcg.matching_template(), Some(EkTemplate::Tcg));
+
+    // On one TPM the two templates yield different keys, hence different registration ids.
+    let c: Vec<_> = report
+        .candidates
+        .iter()
+        .map(|(_, k)| hsm_tpm::registration_id(k))
+        .collect();
+    assert_eq!(c.len(), 2);
+    assert_ne!(c[0], c[1]);
+    // The SDK template's unique is empty: the EK's TPM2B_PUBLIC bytes match the sdk candidate.
+    assert_eq!(report.candidates[0].0, EkTemplate::Sdk);
+    assert_eq!(report.candidates[0].1, ek_sdk);
+    // Both EKs activate a real blob.
+    let k1 = activate(&mut sdk);
+    let k2 = activate(&mut tcg);
+    let data = b"0ne00000A0A%2fregistrations%2fdevice\n1767225600";
+    assert_eq!(
+        sdk.sign_with_identity(data).unwrap(),
+        hsm_core::sas::hmac_sha256(&k1, data).to_vec()
+    );
+    assert_eq!(
+        tcg.sign_with_identity(data).unwrap(),
+        hsm_core::sas::hmac_sha256(&k2, data).to_vec()
+    );
+    drop(ek_tcg);
+}
+
+#[test]
+fn real_activation_signs_like_software_and_replacement_works() {
+    let sw = Swtpm::start();
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    let err = t.sign_with_identity(b"x").unwrap_err().to_string();
+    assert!(err.contains("no identity key at 0x81000100"), "{err}");
+
+    let key = activate(&mut t);
+    assert!(t.has_identity_key().unwrap());
+    let data = b"0ne00000A0A%2fregistrations%2fabc\n1767225600";
+    assert_eq!(
+        t.sign_with_identity(data).unwrap(),
+        hsm_core::sas::hmac_sha256(&key, data).to_vec()
+    );
+    assert_eq!(
+        t.sign_with_identity(b"").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"").to_vec()
+    );
+
+    // The SDK activates again with the key returned at assignment: the new key replaces the old.
+    let key2 = activate(&mut t);
+    assert_ne!(key, key2);
+    assert_eq!(
+        t.sign_with_identity(data).unwrap(),
+        hsm_core::sas::hmac_sha256(&key2, data).to_vec()
+    );
+
+    // A fresh object on the same TPM finds the persisted key.
+    drop(t);
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    assert_eq!(
+        t.sign_with_identity(data).unwrap(),
+        hsm_core::sas::hmac_sha256(&key2, data).to_vec()
+    );
+}
+
+#[test]
+fn large_inputs_use_an_hmac_sequence_and_match_software() {
+    let sw = Swtpm::start();
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    let key = activate(&mut t);
+    for len in [1023usize, 1024, 1025, 2048, 5000, 70_000] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        assert_eq!(
+            t.sign_with_identity(&data).unwrap(),
+            hsm_core::sas::hmac_sha256(&key, &data).to_vec(),
+            "length {len}"
+        );
+        // The ordinary path keeps working after the raw sequence path.
+        assert_eq!(
+            t.sign_with_identity(b"ab").unwrap(),
+            hsm_core::sas::hmac_sha256(&key, b"ab").to_vec()
+        );
+    }
+}
+
+#[test]
+fn corrupted_or_truncated_blobs_fail_and_the_old_key_keeps_working() {
+    let sw = Swtpm::start();
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    let key = activate(&mut t);
+    let data = b"payload";
+    let expected = hsm_core::sas::hmac_sha256(&key, data).to_vec();
+
+    let ek = t.endorsement_key().unwrap();
+    let srk = t.storage_root_key().unwrap();
+    let good = service::make_activation(&ek, &srk).unwrap().blob;
+
+    // Truncations at every field boundary and a few inside fields.
+    let parsed = hsm_tpm::ActivationBlob::parse(&good).unwrap();
+    let mut cuts = vec![0usize, 1, good.len() - 1, good.len() / 2];
+    let mut off = 0;
+    for part in [
+        &parsed.credential_blob,
+        &parsed.credential_secret,
+        &parsed.duplicate,
+        &parsed.import_secret,
+        &parsed.public,
+    ] {
+        off += 2 + part.len();
+        cuts.push(off);
+    }
+    for cut in cuts {
+        let e = t.activate_identity_key(&good[..cut]).unwrap_err().to_string();
+        assert!(e.contains("activation blob"), "cut {cut}: {e}");
+    }
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert!(
+        t.activate_identity_key(&trailing)
+            .unwrap_err()
+            .to_string()
+            .contains("trailing")
+    );
+
+    // Flipped bytes in each protected part: the TPM's integrity checks refuse them.
+    let flip = |mut b: hsm_tpm::ActivationBlob, which: usize| {
+        let part = match which {
+            0 => &mut b.credential_blob,
+            1 => &mut b.credential_secret,
+            2 => &mut b.duplicate,
+            3 => &mut b.import_secret,
+            _ => &mut b.public,
+        };
+        let i = part.len() - 5;
+        part[i] ^= 0x40;
+        b.to_bytes()
+    };
+    for which in 0..5 {
+        let bad = flip(parsed.clone(), which);
+        assert!(
+            t.activate_identity_key(&bad).is_err(),
+            "corruption of part {which} accepted"
+        );
+        assert_eq!(
+            t.sign_with_identity(data).unwrap(),
+            expected,
+            "old key lost after part {which}"
+        );
+    }
+    // A blob made for another TPM fails too.
+    let other = Swtpm::start();
+    let mut o = Tpm::open(opts(&other, EkTemplate::Sdk)).unwrap();
+    let foreign = service::make_activation(&o.endorsement_key().unwrap(), &o.storage_root_key().unwrap()).unwrap();
+    let e = t.activate_identity_key(&foreign.blob).unwrap_err().to_string();
+    assert!(e.contains("ActivateCredential"), "{e}");
+    assert_eq!(t.sign_with_identity(data).unwrap(), expected);
+    // And the good one still activates.
+    t.activate_identity_key(&good).unwrap();
+    assert_ne!(t.sign_with_identity(data).unwrap(), expected);
+}
+
+#[test]
+fn swtpm_restart_mid_run_recovers() {
+    let mut sw = Swtpm::start();
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    let key = activate(&mut t);
+    let data = b"before and after";
+    let expected = hsm_core::sas::hmac_sha256(&key, data).to_vec();
+    assert_eq!(t.sign_with_identity(data).unwrap(), expected);
+    sw.restart();
+    assert_eq!(t.sign_with_identity(data).unwrap(), expected);
+    // Stopped for good: a clear error, no hang.
+    sw.stop();
+    let e = t.sign_with_identity(data).unwrap_err().to_string();
+    assert!(e.contains("TPM"), "{e}");
+    sw.restart();
+    assert_eq!(t.sign_with_identity(data).unwrap(), expected);
+}
+
+#[test]
+fn concurrent_callers_are_serialized() {
+    let sw = Swtpm::start();
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    let key = activate(&mut t);
+    let t = std::sync::Arc::new(t);
+    let threads: Vec<_> = (0..4)
+        .map(|n| {
+            let t = t.clone();
+            let key = key.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let data = format!("thread {n} call {i}");
+                    assert_eq!(
+                        t.hmac(data.as_bytes()).unwrap(),
+                        hsm_core::sas::hmac_sha256(&key, data.as_bytes())
+                    );
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+}
+
+#[test]
+fn configuration_keys() {
+    let sw = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[tpm]\nbackend = \"tpm\"\ntcti = \"{}\"\nek_template = \"tcg\"\nidentity_handle = 0x81000123\nowner_auth = \"\"\n",
+        sw.tcti()
+    );
+    let cfg = hsm_core::config::Config::from_toml(&text, "t.toml", dir.path()).unwrap();
+    let mut t = Tpm::from_section(cfg.section("tpm").unwrap()).unwrap();
+    assert_eq!(t.identity_handle(), 0x8100_0123);
+    assert_eq!(t.ek_template(), EkTemplate::Tcg);
+    let key = activate(&mut t);
+    assert_eq!(
+        t.sign_with_identity(b"k").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"k").to_vec()
+    );
+
+    for (bad, needle) in [
+        ("ek_template = \"x\"", "ek_template"),
+        ("identity_handle = 5", "identity_handle"),
+        ("identity_handle = \"0x81010001\"", "identity_handle"),
+        ("owner_auth = \"a\"\nowner_auth_file = \"f\"", "owner_auth"),
+        ("tcti = \"bogus:x\"", "tcti"),
+        ("unknown = 1", "unknown"),
+        ("endorsement_auth_file = \"missing\"", "endorsement_auth_file"),
+    ] {
+        let text = format!("[tpm]\nbackend = \"tpm\"\n{bad}\n");
+        let cfg = hsm_core::config::Config::from_toml(&text, "t.toml", dir.path()).unwrap();
+        let e = Tpm::from_section(cfg.section("tpm").unwrap()).unwrap_err().to_string();
+        assert!(e.contains(needle), "{bad}: {e}");
+    }
+}
