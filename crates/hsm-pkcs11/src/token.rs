@@ -6,8 +6,12 @@
 //! - `CKR_USER_NOT_LOGGED_IN`, `CKR_KEY_HANDLE_INVALID`, `CKR_OBJECT_HANDLE_INVALID`: log in
 //!   again and find the objects again;
 //! - `CKR_DEVICE_REMOVED`, `CKR_SESSION_HANDLE_INVALID`, `CKR_SESSION_CLOSED`,
-//!   `CKR_TOKEN_NOT_PRESENT`, `CKR_TOKEN_NOT_RECOGNIZED`: drop every session, find the token
-//!   again by its attributes, log in, find the objects again.
+//!   `CKR_TOKEN_NOT_PRESENT`, `CKR_TOKEN_NOT_RECOGNIZED`, `CKR_DEVICE_ERROR`,
+//!   `CKR_GENERAL_ERROR`: drop every session, find the token again by its attributes, log in,
+//!   find the objects again (a key that changed meanwhile is `CKR_KEY_CHANGED`, not used).
+//!
+//! SoftHSM2 reads its token directory at `C_Initialize` only: a token deleted under a running
+//! process stays gone for that process (`CKR_GENERAL_ERROR`), and the error says so clearly.
 //!
 //! A wrong PIN is tried exactly once: the token remembers the rejection and refuses to log in
 //! again with that PIN (a retry loop could lock the token).
@@ -75,7 +79,9 @@ fn recovery(e: &Error) -> Recovery {
             | sys::CKR_SESSION_HANDLE_INVALID
             | sys::CKR_SESSION_CLOSED
             | sys::CKR_TOKEN_NOT_PRESENT
-            | sys::CKR_TOKEN_NOT_RECOGNIZED,
+            | sys::CKR_TOKEN_NOT_RECOGNIZED
+            | sys::CKR_DEVICE_ERROR
+            | sys::CKR_GENERAL_ERROR,
         ) => Recovery::Reopen,
         _ => Recovery::None,
     }
@@ -319,7 +325,7 @@ impl Token {
     /// handles cached under another generation are stale and must be found again. Recovers
     /// once from a lost login and once from a lost token (see the module documentation).
     pub fn run<T>(&self, op: &str, f: impl Fn(&Session, u64) -> Result<T>) -> Result<T> {
-        let (mut session, mut generation) = self.checkout()?;
+        let (mut session, mut generation) = self.checkout().map_err(|e| wrap(op, e, "the token is not available"))?;
         let mut relogged = false;
         let mut reopened = false;
         loop {
@@ -334,7 +340,17 @@ impl Token {
                 Recovery::Relogin if !relogged && !reopened => {
                     relogged = true;
                     tracing::info!(op, error = %err, "PKCS#11: logging in again");
-                    self.relogin(&session, generation)?;
+                    if let Err(e) = self.relogin(&session, generation) {
+                        // A lost token also shows up here (the login cannot read it).
+                        if matches!(recovery(&e), Recovery::Reopen) && !reopened {
+                            reopened = true;
+                            drop(session);
+                            self.reset(generation)?;
+                            (session, generation) = self.checkout().map_err(|e| after_recovery(op, e))?;
+                            continue;
+                        }
+                        return Err(after_recovery(op, e));
+                    }
                     generation = self.lock()?.generation;
                 }
                 Recovery::Reopen if !reopened => {
@@ -406,6 +422,10 @@ impl Token {
 }
 
 fn after_recovery(op: &str, e: Error) -> Error {
+    wrap(op, e, "the token stopped answering and re-opening it once did not help")
+}
+
+fn wrap(op: &str, e: Error, what: &str) -> Error {
     match e {
         Error::Device {
             origin,
@@ -416,7 +436,7 @@ fn after_recovery(op: &str, e: Error) -> Error {
             origin,
             op: format!("{op}: {inner}"),
             rv,
-            message: format!("{message} (after re-opening the token once; is the token present and unchanged?)"),
+            message: format!("{message}; {what}: is the token present, and is it the same token?"),
         },
         other => other,
     }

@@ -1,0 +1,152 @@
+//! Signing throughput on a SoftHSM2 P-256 key, as ratios measured in one run:
+//! - backend `SigningKey::sign` vs a raw cryptoki loop (hash + C_Sign CKM_ECDSA) on the same key;
+//! - two threads vs one thread through the backend.
+//!
+//! Run: `cargo bench -p hsm-pkcs11 --bench sign` (needs the `softhsm2` package).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectClass};
+use hsm_core::{Curve, KeyAlgorithm, SignatureScheme, SigningKey};
+use hsm_pkcs11::{open_signer, tools};
+use sha2::Digest;
+
+const ROUND: Duration = Duration::from_millis(250);
+const ROUNDS: usize = 15;
+
+/// Signatures per second of `f` run for `ROUND`.
+fn rate(mut f: impl FnMut(u64)) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < ROUND {
+        f(n);
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn threaded_rate(signer: &Arc<dyn SigningKey>, threads: usize) -> f64 {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let signer = signer.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while start.elapsed() < ROUND {
+                    signer
+                        .sign(SignatureScheme::EcdsaP256Sha256, format!("{t}/{n}").as_bytes())
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let f = common::fixture();
+    let uri = tools::generate_key_pair(&f.uri("object=bench;id=%be%0c"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    let signer = open_signer(&uri.to_token_string()).unwrap();
+
+    // The raw loop: its own session on the same token and key (the login is shared).
+    let token = hsm_pkcs11::token::Token::open(&uri, None).unwrap();
+    let session = token
+        .module()
+        .context()
+        .open_ro_session(token.find_slot().unwrap())
+        .unwrap();
+    let key = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Id(vec![0xbe, 0x0c]),
+        ])
+        .unwrap()[0];
+
+    // Rounds alternate the contenders, and each ratio compares neighbouring rounds, so load
+    // from other processes on the machine hits both sides alike.
+    let mut backend_ratio = Vec::new();
+    let mut thread_ratio = Vec::new();
+    let mut raw_thread_ratio = Vec::new();
+    let (mut raw_rates, mut backend_rates, mut one_rates, mut two_rates) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let slot = token.find_slot().unwrap();
+    for _ in 0..ROUNDS {
+        let raw = rate(|n| {
+            let digest = sha2::Sha256::digest(n.to_le_bytes());
+            session.sign(&Mechanism::Ecdsa, key, &digest).unwrap();
+        });
+        let backend = rate(|n| {
+            signer.sign(SignatureScheme::EcdsaP256Sha256, &n.to_le_bytes()).unwrap();
+        });
+        let one = threaded_rate(&signer, 1);
+        let two = threaded_rate(&signer, 2);
+        // The same two-thread comparison on raw sessions: what the token itself allows.
+        let raw_two = {
+            let start = Instant::now();
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let s = token.module().context().open_ro_session(slot).unwrap();
+                    std::thread::spawn(move || {
+                        let mut n = 0u64;
+                        while start.elapsed() < ROUND {
+                            let digest = sha2::Sha256::digest(n.to_le_bytes());
+                            s.sign(&Mechanism::Ecdsa, key, &digest).unwrap();
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            total as f64 / start.elapsed().as_secs_f64()
+        };
+        backend_ratio.push(backend / raw);
+        thread_ratio.push(two / one);
+        raw_thread_ratio.push(raw_two / raw);
+        raw_rates.push(raw);
+        backend_rates.push(backend);
+        one_rates.push(one);
+        two_rates.push(two);
+    }
+    println!(
+        "PKCS#11 SoftHSM2 ECDSA P-256, {ROUNDS} alternating rounds of {} ms (medians)",
+        ROUND.as_millis()
+    );
+    println!("raw cryptoki loop (hash + C_Sign)   {:>9.0} signs/s", median(raw_rates));
+    println!(
+        "backend SigningKey::sign            {:>9.0} signs/s",
+        median(backend_rates)
+    );
+    println!("backend, 1 thread                   {:>9.0} signs/s", median(one_rates));
+    println!("backend, 2 threads                  {:>9.0} signs/s", median(two_rates));
+    println!(
+        "ratio backend / raw                 {:>9.3}  (target >= 0.95)",
+        median(backend_ratio)
+    );
+    println!(
+        "ratio 2 threads / 1 thread          {:>9.3}  (target >= 1.4)",
+        median(thread_ratio)
+    );
+    println!(
+        "ratio raw 2 sessions / raw 1        {:>9.3}  (what the token allows)",
+        median(raw_thread_ratio)
+    );
+    println!(
+        "load average at the end             {}",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
+}
