@@ -132,12 +132,12 @@ if [ "$failed" -ne 0 ]; then
 fi
 
 # ---- compile ----
-cflags=(-Wall -Wextra -Werror -g -I "$inc")
+cflags=(-Wall -Wextra -Wpedantic -Werror -g -I "$inc")
 link=("$lib" $native_libs)
 compile_headers() {
     set -e
-    gcc -std=c99 -Wpedantic "${cflags[@]}" "$src/test_headers.c" "${link[@]}" -o "$tmp/test_headers_c99"
-    gcc -std=c11 -Wpedantic "${cflags[@]}" "$src/test_headers.c" "${link[@]}" -o "$tmp/test_headers_c11"
+    gcc -std=c99 "${cflags[@]}" "$src/test_headers.c" "${link[@]}" -o "$tmp/test_headers_c99"
+    gcc -std=c11 "${cflags[@]}" "$src/test_headers.c" "${link[@]}" -o "$tmp/test_headers_c11"
     printf '#include "hsm_client_data.h"\n#include "hsm_abi.h"\nint main() { return hsm_client_x509_interface() == 0; }\n' \
         >"$tmp/headers.cpp"
     g++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -I "$inc" -fsyntax-only "$tmp/headers.cpp"

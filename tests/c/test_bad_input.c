@@ -127,7 +127,7 @@ int main(int argc, char** argv)
         CHECK(key->hsm_client_set_symm_key_info(h, NULL, NULL) == 0);
         CHECK(key->hsm_client_set_symm_key_info(h, "", NULL) == HSM_ABI_ERR_INVALID_ARGUMENT);
         CHECK(x509->hsm_client_get_cert(h) == NULL);
-        CHECK(last_error_has("is not a x509 handle"));
+        CHECK(last_error_has("is not a handle of the x509 interface"));
         x509->hsm_client_x509_destroy(h); /* refused: wrong kind */
         CHECK(take_equals(key->hsm_client_get_registration_name(h), "r1"));
         key->hsm_client_key_destroy(h);
@@ -136,9 +136,9 @@ int main(int argc, char** argv)
     CHECK(h != NULL);
     if (h != NULL) {
         CHECK(key->hsm_client_get_symm_key(h) == NULL);
-        CHECK(last_error_has("is not a symmetric key handle"));
+        CHECK(last_error_has("is not a handle of the symmetric key interface"));
         CHECK(tpm->hsm_client_get_ek(h, &bytes, &len) == HSM_ABI_ERR_INVALID_ARGUMENT);
-        CHECK(last_error_has("is not a TPM handle"));
+        CHECK(last_error_has("is not a handle of the TPM interface"));
         x509->hsm_client_x509_destroy(h);
     }
 
