@@ -380,7 +380,11 @@ fn bad_handles_and_missing_configuration() {
         let h = k.hsm_client_key_create.unwrap()();
         assert!(!h.is_null());
         assert!(x.hsm_client_get_cert.unwrap()(h).is_null());
-        assert!(last_error().contains("is not a handle of the x509 interface"), "{}", last_error());
+        assert!(
+            last_error().contains("is not a handle of the x509 interface"),
+            "{}",
+            last_error()
+        );
         x.hsm_client_x509_destroy.unwrap()(h);
         assert!(last_error().contains("is not a handle of the x509 interface"));
         assert_eq!(take(k.hsm_client_get_registration_name.unwrap()(h)).unwrap(), "r");

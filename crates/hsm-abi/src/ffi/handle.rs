@@ -44,7 +44,10 @@ unsafe fn check<T: HandleKind>(p: *mut c_void) -> Result<*mut Handle<T>, Error> 
             format!("this {} handle was already destroyed", T::NAME),
         ))
     } else {
-        Err(Error::invalid("handle", format!("is not a handle of the {} interface", T::NAME)))
+        Err(Error::invalid(
+            "handle",
+            format!("is not a handle of the {} interface", T::NAME),
+        ))
     }
 }
 
