@@ -47,6 +47,12 @@ fn issue(dir: &Path, name: &str, csr_pem: &str) -> (String, String) {
         "2",
     ]);
     let leaf = dir.join(format!("{name}.pem"));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
     openssl(&[
         "x509",
         "-req",
@@ -58,6 +64,8 @@ fn issue(dir: &Path, name: &str, csr_pem: &str) -> (String, String) {
         ca_key.to_str().unwrap(),
         "-days",
         "1",
+        "-extfile",
+        ext.to_str().unwrap(),
         "-out",
         leaf.to_str().unwrap(),
     ]);
@@ -65,6 +73,57 @@ fn issue(dir: &Path, name: &str, csr_pem: &str) -> (String, String) {
         std::fs::read_to_string(leaf).unwrap(),
         std::fs::read_to_string(ca).unwrap(),
     )
+}
+
+/// A rustls server on 127.0.0.1 that requires a client certificate issued by `ca_pem`; the
+/// client authenticates with `identity` through the tlsio bridge's rustls key.
+fn tls_handshake(identity: &dyn X509Identity, ca_pem: &str, versions: tlsio_bridge::TlsVersions) {
+    use std::io::{Read, Write};
+    let provider = tlsio_bridge::provider();
+    let server_cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let client_roots = tlsio_bridge::roots_from_pem("test CA", ca_pem.as_bytes()).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider.clone())
+            .build()
+            .unwrap();
+    let server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![server_cert.cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(server_cert.signing_key.serialize_der().into()),
+        )
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let conn = rustls::ServerConnection::new(Arc::new(server_config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut buf = [0u8; 5];
+        tls.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        let cn_seen = tls.conn.peer_certificates().unwrap().len();
+        tls.write_all(b"world").unwrap();
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+        cn_seen
+    });
+    let server_roots = tlsio_bridge::roots_from_pem(
+        "server",
+        hsm_core::pem::certificates_to_pem(&[server_cert.cert.der().clone()]).as_bytes(),
+    )
+    .unwrap();
+    let config = tlsio_bridge::client_config(server_roots, Some(identity), versions).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    tls.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"world");
+    assert!(server.join().unwrap() >= 1, "the server saw the client certificate");
 }
 
 fn x509_config(toml: &str) -> hsm_core::Result<Pkcs11X509> {
@@ -174,6 +233,9 @@ fn full_identity(label: &str, algorithm: KeyAlgorithm, schemes: &[SignatureSchem
         msg_file.to_str().unwrap(),
     ]);
     openssl(&args);
+    // A real mutual-TLS handshake on 127.0.0.1, every client signature made by the token.
+    tls_handshake(&id, &ca, tlsio_bridge::TlsVersions::Tls13Only);
+    tls_handshake(&by_file, &ca, tlsio_bridge::TlsVersions::Tls12Only);
     // A scheme of another algorithm is refused clearly.
     let other = if matches!(algorithm, KeyAlgorithm::Rsa { .. }) {
         SignatureScheme::EcdsaP256Sha256
