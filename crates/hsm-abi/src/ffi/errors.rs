@@ -159,7 +159,12 @@ pub(crate) fn record(op: &'static str, e: &AbiError) -> c_int {
     } else {
         tracing::error!(code, "{message}");
     }
-    LAST_ERROR.with(|last| *last.borrow_mut() = message);
+    // `try_with`: during thread teardown the slot may be gone; the failure is still logged.
+    let _ = LAST_ERROR.try_with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = message;
+        }
+    });
     code
 }
 
@@ -184,7 +189,9 @@ pub(crate) fn to_ptr<T>(op: &'static str, r: AbiResult<*mut T>) -> *mut T {
 
 /// This thread's last error message (empty if nothing failed yet on this thread).
 pub fn last_error() -> String {
-    LAST_ERROR.with(|last| last.borrow().clone())
+    LAST_ERROR
+        .try_with(|last| last.try_borrow().map(|m| m.clone()).unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// The explanation of an error code, or `None` for an unknown code.
