@@ -43,13 +43,28 @@ mkdir -p "$out"
 "$cbindgen" --quiet --config "$crate/cbindgen-sdk.toml" --output "$out/hsm_client_data.h" "$crate"
 "$cbindgen" --quiet --config "$crate/cbindgen-abi.toml" --output "$out/hsm_abi.h" "$crate"
 
-# The split must be clean: no extension in the SDK header, no SDK function in ours.
-if grep -nE '^(#define HSM_ABI_|typedef .*HSM_ABI_|[a-z].*\bhsm_abi_[a-z_]+\()' "$out/hsm_client_data.h" >&2; then
-    echo "hsm_client_data.h declares hsm_abi_* items: add them to the exclude list of cbindgen-sdk.toml" >&2
+# The split must be clean: the SDK header declares exactly the SDK's seven functions, ours only
+# hsm_abi_* ones. A new export lands in both until it is excluded where it does not belong.
+declared() { grep -oE '^[A-Za-z][^#(]*[ *]([a-z_][a-z0-9_]*)\(' "$1" | grep -v '^typedef' |
+    sed -E 's/.*[ *]([a-z_][a-z0-9_]*)\($/\1/' | grep -vx 'initialize_hsm_system\|deinitialize_hsm_system' | sort; }
+sdk_expected="$(printf '%s\n' hsm_client_key_interface hsm_client_tpm_deinit hsm_client_tpm_init \
+    hsm_client_tpm_interface hsm_client_x509_deinit hsm_client_x509_init hsm_client_x509_interface | sort)"
+if [ "$(declared "$out/hsm_client_data.h")" != "$sdk_expected" ]; then
+    echo "hsm_client_data.h must declare exactly the SDK's seven functions; it declares:" >&2
+    declared "$out/hsm_client_data.h" >&2
+    echo "(exclude the others in crates/hsm-abi/cbindgen-sdk.toml)" >&2
     exit 1
 fi
-if grep -nE '^(typedef .*HSM_CLIENT_|[a-z].*\bhsm_client_[a-z0-9_]+\()' "$out/hsm_abi.h" >&2; then
-    echo "hsm_abi.h declares SDK items: add them to the exclude list of cbindgen-abi.toml" >&2
+if declared "$out/hsm_abi.h" | grep -v '^hsm_abi_' >&2; then
+    echo "hsm_abi.h declares functions other than hsm_abi_* (above): exclude them in cbindgen-abi.toml" >&2
+    exit 1
+fi
+if grep -nE '^(#define HSM_ABI_|typedef .*HSM_ABI_)' "$out/hsm_client_data.h" >&2; then
+    echo "hsm_client_data.h declares hsm_abi items: exclude them in cbindgen-sdk.toml" >&2
+    exit 1
+fi
+if grep -nE '^typedef .*HSM_CLIENT_' "$out/hsm_abi.h" >&2; then
+    echo "hsm_abi.h declares SDK types: exclude what uses them in cbindgen-abi.toml" >&2
     exit 1
 fi
 
