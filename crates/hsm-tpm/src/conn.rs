@@ -32,9 +32,18 @@ const RETRIES: u32 = 20;
 
 /// Hierarchy authorization values, applied to every (re)opened context.
 #[derive(Clone, Default)]
-pub(crate) struct HierarchyAuth {
+pub struct HierarchyAuth {
     pub owner: Option<Zeroizing<Vec<u8>>>,
     pub endorsement: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for HierarchyAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HierarchyAuth")
+            .field("owner", &self.owner.as_ref().map(|_| "<set>"))
+            .field("endorsement", &self.endorsement.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 /// An open ESAPI context and what is cached for it.
@@ -132,7 +141,8 @@ impl TpmConn {
         Self::shared_with_auth(tcti, HierarchyAuth::default())
     }
 
-    pub(crate) fn shared_with_auth(tcti: &str, auth: HierarchyAuth) -> Result<Arc<TpmConn>> {
+    /// Like [`TpmConn::shared`], with hierarchy authorization values.
+    pub fn shared_with_auth(tcti: &str, auth: HierarchyAuth) -> Result<Arc<TpmConn>> {
         let tcti = tcti.trim();
         TctiNameConf::from_str(tcti).map_err(|e| Error::invalid("tcti", format!("`{tcti}`: {e}")))?;
         let mut reg = registry()

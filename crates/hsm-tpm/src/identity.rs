@@ -92,6 +92,11 @@ pub(crate) fn parse_handle(what: &'static str, text: &str) -> Result<u32> {
     check_persistent(what, v)
 }
 
+/// Parse a persistent handle (`0x81000200` or decimal) and check its range.
+pub fn parse_persistent_handle(text: &str) -> Result<u32> {
+    parse_handle("handle", text)
+}
+
 fn check_persistent(what: &'static str, v: u32) -> Result<u32> {
     if (0x8100_0000..=0x81ff_ffff).contains(&v) {
         Ok(v)

@@ -22,9 +22,10 @@ mod templates;
 mod x509;
 
 pub use blob::ActivationBlob;
-pub use conn::{TpmConn, default_tcti};
+pub use conn::{HierarchyAuth, TpmConn, default_tcti};
 pub use identity::{
     EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, SRK_HANDLE, Tpm, TpmOptions, ek_report,
+    parse_persistent_handle,
 };
 pub use templates::{ek_template, srk_template, tpm2b_public};
 pub use x509::{KeyLocation, SignerToken, TpmKey, TpmX509, generate_key, open_signer};
