@@ -42,6 +42,7 @@ mkdir -p "$out"
 
 "$cbindgen" --quiet --config "$crate/cbindgen-sdk.toml" --output "$out/hsm_client_data.h" "$crate"
 "$cbindgen" --quiet --config "$crate/cbindgen-abi.toml" --output "$out/hsm_abi.h" "$crate"
+"$cbindgen" --quiet --config "$crate/cbindgen-tlsio.toml" --output "$out/tlsio_rustls.h" "$crate/src/ffi/tlsio.rs"
 
 # The split must be clean: the SDK header declares exactly the SDK's seven functions, ours only
 # hsm_abi_* ones. A new export lands in both until it is excluded where it does not belong.
@@ -59,6 +60,10 @@ if declared "$out/hsm_abi.h" | grep -v '^hsm_abi_' >&2; then
     echo "hsm_abi.h declares functions other than hsm_abi_* (above): exclude them in cbindgen-abi.toml" >&2
     exit 1
 fi
+if [ "$(declared "$out/tlsio_rustls.h")" != tlsio_rustls_get_interface_description ]; then
+    echo "tlsio_rustls.h must declare only tlsio_rustls_get_interface_description" >&2
+    exit 1
+fi
 if grep -nE '^(#define HSM_ABI_|typedef .*HSM_ABI_)' "$out/hsm_client_data.h" >&2; then
     echo "hsm_client_data.h declares hsm_abi items: exclude them in cbindgen-sdk.toml" >&2
     exit 1
@@ -70,7 +75,7 @@ fi
 
 if [ "$check" = 1 ]; then
     status=0
-    for h in hsm_client_data.h hsm_abi.h; do
+    for h in hsm_client_data.h hsm_abi.h tlsio_rustls.h; do
         if ! diff -u "$root/include/$h" "$out/$h"; then
             echo "include/$h is out of date: run scripts/gen-headers.sh" >&2
             status=1
@@ -79,4 +84,4 @@ if [ "$check" = 1 ]; then
     [ "$status" = 0 ] && echo "headers up to date"
     exit "$status"
 fi
-echo "generated include/hsm_client_data.h include/hsm_abi.h"
+echo "generated include/hsm_client_data.h include/hsm_abi.h include/tlsio_rustls.h"

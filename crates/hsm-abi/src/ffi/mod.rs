@@ -34,3 +34,4 @@ mod malloc;
 mod ptr;
 pub mod sdk;
 pub mod signer;
+mod tlsio;

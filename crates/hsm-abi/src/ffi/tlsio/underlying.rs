@@ -90,9 +90,14 @@ impl UnderlyingTransport {
         // SAFETY: same size and layout (asserted above; only callback argument types differ,
         // `int` for a C enum, which has the same ABI); valid for reads per the caller.
         let table = unsafe { iface.cast::<RawIoInterface>().read() };
-        let (Some(create), Some(_), Some(_), Some(_), Some(_), Some(_)) =
-            (table.create, table.destroy, table.open, table.close, table.send, table.dowork)
-        else {
+        let (Some(create), Some(_), Some(_), Some(_), Some(_), Some(_)) = (
+            table.create,
+            table.destroy,
+            table.open,
+            table.close,
+            table.send,
+            table.dowork,
+        ) else {
             return Err(hsm_core::Error::invalid(
                 "underlying_io_interface",
                 "create, destroy, open, close, send and dowork must not be NULL",
@@ -151,8 +156,11 @@ unsafe extern "C" fn on_open_complete(ctx: *mut c_void, result: c_int) {
     // SAFETY: our context (see `shared`).
     if let Some(s) = unsafe { shared(ctx) } {
         // IO_OPEN_OK is 0.
-        s.state
-            .set(if result == 0 { LinkState::Open } else { LinkState::Failed });
+        s.state.set(if result == 0 {
+            LinkState::Open
+        } else {
+            LinkState::Failed
+        });
     }
 }
 
@@ -230,7 +238,10 @@ impl Transport for UnderlyingTransport {
                 io::ErrorKind::ConnectionRefused,
                 "the underlying IO failed to open",
             )),
-            LinkState::Closed => Err(io::Error::new(io::ErrorKind::NotConnected, "the underlying IO is closed")),
+            LinkState::Closed => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the underlying IO is closed",
+            )),
         }
     }
 

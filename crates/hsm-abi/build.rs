@@ -1,0 +1,15 @@
+//! Builds the C shim through which the rustls TLS IO reaches the SDK's OptionHandler API by
+//! weak references (`src/ffi/tlsio/optionhandler_shim.c`).
+
+fn main() {
+    let shim = "src/ffi/tlsio/optionhandler_shim.c";
+    println!("cargo::rerun-if-changed={shim}");
+    // Set only for cbindgen (`#if !defined(XIO_H)`...): the SDK's headers define these types.
+    println!("cargo::rustc-check-cfg=cfg(tlsio_sdk_xio, tlsio_sdk_tlsio, tlsio_sdk_optionhandler)");
+    cc::Build::new()
+        .file(shim)
+        .warnings(true)
+        .extra_warnings(true)
+        .warnings_into_errors(true)
+        .compile("hsm_abi_tlsio_shim");
+}
