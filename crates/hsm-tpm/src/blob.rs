@@ -7,6 +7,7 @@
 //! truncated, oversized and trailing input are errors.
 
 use hsm_core::{Error, Result};
+#[cfg(feature = "device")]
 use tss_esapi::structures::{EncryptedSecret, IdObject, Private, Public};
 
 /// A parsed activation blob.
@@ -122,6 +123,7 @@ impl ActivationBlob {
         out
     }
 
+    #[cfg(feature = "device")]
     /// The identity key's public area, checked to be an HMAC-SHA256 signing key.
     pub(crate) fn identity_public(&self) -> Result<Public> {
         use tss_esapi::traits::UnMarshall;
@@ -154,6 +156,7 @@ impl ActivationBlob {
         Ok(public)
     }
 
+    #[cfg(feature = "device")]
     pub(crate) fn tpm_parts(&self) -> Result<(IdObject, EncryptedSecret, Private, EncryptedSecret)> {
         let e = |what: &'static str| move |err: tss_esapi::Error| Error::parse(format!("activation blob: {what}"), err);
         Ok((

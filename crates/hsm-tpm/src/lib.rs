@@ -8,26 +8,39 @@
 //! - [`service`]: the service side of the activation in pure Rust (MakeCredential to an EK and an
 //!   HMAC key duplicated to an SRK), used by the DPS emulator and the tests.
 //!
+//! Feature `device` (default) is the TPM side over tss-esapi; without it the crate is pure
+//! Rust (registration ids, the activation blob, [`service`]) and links no tpm2-tss.
+//!
 //! One connection per TCTI is shared by every object of the process and serialized by a mutex:
 //! swtpm serves one client at a time and a device without resource manager does the same.
 #![forbid(unsafe_code)]
 
 mod blob;
+#[cfg(feature = "device")]
 mod conn;
+#[cfg(feature = "device")]
 mod error;
+#[cfg(feature = "device")]
 mod identity;
+#[cfg(feature = "device")]
 mod raw;
 pub mod service;
+#[cfg(feature = "device")]
 mod templates;
+#[cfg(feature = "device")]
 mod x509;
 
 pub use blob::ActivationBlob;
+#[cfg(feature = "device")]
 pub use conn::{HierarchyAuth, TpmConn, default_tcti};
+#[cfg(feature = "device")]
 pub use identity::{
     EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, SRK_HANDLE, Tpm, TpmOptions, ek_report,
     parse_persistent_handle,
 };
+#[cfg(feature = "device")]
 pub use templates::{ek_template, srk_template, tpm2b_public};
+#[cfg(feature = "device")]
 pub use x509::{KeyLocation, SignerToken, TpmKey, TpmX509, generate_key, open_signer};
 
 /// The registration id the SDK derives from an EK: lowercase RFC 4648 base32 of

@@ -311,6 +311,7 @@ mod tests {
         assert_eq!(kdfa_sha256(b"s", "INTEGRITY", &[], &[], 512).len(), 64);
     }
 
+    #[cfg(feature = "device")]
     #[test]
     fn identity_public_parses_as_hmac_key() {
         let p = hmac_key_public(&[7; 32], &[1; 32]);
