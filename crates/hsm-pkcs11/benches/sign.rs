@@ -52,6 +52,32 @@ fn threaded_rate(signer: &Arc<dyn SigningKey>, threads: usize) -> f64 {
     total as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Software ECDSA P-256 (ring) signatures per second in `threads` threads: how much the
+/// machine's cores are free during this run.
+fn cpu_rate(threads: usize) -> f64 {
+    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+    let key = Arc::new(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap());
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let key = key.clone();
+            std::thread::spawn(move || {
+                let rng = ring::rand::SystemRandom::new();
+                let mut n = 0u64;
+                while start.elapsed() < ROUND {
+                    key.sign(&rng, &n.to_le_bytes()).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -81,6 +107,7 @@ fn main() {
     let mut backend_ratio = Vec::new();
     let mut thread_ratio = Vec::new();
     let mut raw_thread_ratio = Vec::new();
+    let mut cpu_ratio = Vec::new();
     let (mut raw_rates, mut backend_rates, mut one_rates, mut two_rates) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let slot = token.find_slot().unwrap();
@@ -114,6 +141,7 @@ fn main() {
             let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
             total as f64 / start.elapsed().as_secs_f64()
         };
+        cpu_ratio.push(cpu_rate(2) / cpu_rate(1));
         backend_ratio.push(backend / raw);
         thread_ratio.push(two / one);
         raw_thread_ratio.push(raw_two / raw);
@@ -144,6 +172,10 @@ fn main() {
     println!(
         "ratio raw 2 sessions / raw 1        {:>9.3}  (what the token allows)",
         median(raw_thread_ratio)
+    );
+    println!(
+        "ratio ring 2 threads / 1 (CPU)     {:>9.3}  (free cores during the run)",
+        median(cpu_ratio)
     );
     println!(
         "load average at the end             {}",

@@ -525,6 +525,29 @@ fn list_objects_as_uris() {
         let parsed = hsm_pkcs11::Pkcs11Uri::parse(u).unwrap();
         assert_eq!(parsed.object.as_deref(), Some("listed"));
     }
+    // Listed URIs carry token, manufacturer, serial and model: they select that token.
     let private = listed.iter().find(|u| u.contains("type=private")).unwrap();
-    open_signer(private).unwrap();
+    let by_serial = open_signer(private).unwrap();
+    // slot-id and module-name select the same key.
+    let token = hsm_pkcs11::token::Token::open(&hsm_pkcs11::Pkcs11Uri::parse(&f.uri("")).unwrap(), None).unwrap();
+    let slot = token.find_slot().unwrap().id();
+    let by_slot = open_signer(&format!(
+        "pkcs11:slot-id={slot};object=listed;type=private?module-name=softhsm2&pin-source=file:{}",
+        f.pin_file.display()
+    ))
+    .unwrap();
+    assert_eq!(by_slot.public_key_spki().unwrap(), by_serial.public_key_spki().unwrap());
+    let e = open_signer(&format!(
+        "pkcs11:slot-id={};object=listed?module-path={}&pin-source=file:{}",
+        slot.wrapping_add(1),
+        f.hsm.module().display(),
+        f.pin_file.display()
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no token matches") && e.contains("slot-id="), "{e}");
+    let e = open_signer("pkcs11:object=listed?module-name=no-such-module")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`module-name`") && e.contains("no-such-module"), "{e}");
 }
