@@ -108,7 +108,8 @@ impl Token {
             pin_source: uri.pin_source.clone(),
             ..Pkcs11Uri::default()
         };
-        token_uri.module_path = Some(module.path().to_path_buf());
+        // The path as configured (not the resolved symlink): it goes into alias-key tokens.
+        token_uri.module_path = Some(module_path);
         let make = |pin| {
             Arc::new(Token {
                 module: module.clone(),
