@@ -21,6 +21,7 @@ pub(crate) enum Admitted {
     X509Group(String),
     SymmetricIndividual,
     SymmetricGroup(String),
+    TpmIndividual,
 }
 
 /// Why a request was refused (the message goes to the device in the 401 body).
@@ -66,6 +67,7 @@ pub(crate) struct Trust {
     x509_groups: Vec<(String, X509Anchor)>,
     symmetric_individual: HashMap<String, SymmetricKeys>,
     symmetric_groups: Vec<(String, SymmetricKeys)>,
+    pub(crate) tpm: crate::tpm::TpmAttestation,
 }
 
 impl Trust {
@@ -78,6 +80,7 @@ impl Trust {
             x509_groups: Vec::new(),
             symmetric_individual: HashMap::new(),
             symmetric_groups: Vec::new(),
+            tpm: crate::tpm::TpmAttestation::new(config, source)?,
         };
         for (i, e) in config.enrollments.iter().enumerate() {
             let prefix = format!("enrollment[{i}]");
@@ -109,6 +112,8 @@ impl Trust {
                     let keys = SymmetricKeys::new(source, &prefix, primary_key, secondary_key.as_deref())?;
                     trust.symmetric_groups.push((name.clone(), keys));
                 }
+                // Checked by `tpm::TpmAttestation`.
+                Enrollment::TpmIndividual { .. } => {}
             }
         }
         Ok(trust)
@@ -122,6 +127,16 @@ impl Trust {
         authorization: Option<&str>,
         peer_chain: Option<&[CertificateDer<'static>]>,
     ) -> Result<Admitted, Denied> {
+        if self.tpm.is_enrolled(registration_id) {
+            let header = authorization.ok_or_else(|| {
+                Denied("no credentials: a TPM registration needs a SAS token in the Authorization header".into())
+            })?;
+            return self
+                .tpm
+                .verify(registration_id, header)
+                .map(|()| Admitted::TpmIndividual)
+                .map_err(Denied);
+        }
         if let Some(header) = authorization {
             return self.check_sas(registration_id, header);
         }

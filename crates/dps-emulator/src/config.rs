@@ -45,6 +45,12 @@ pub enum Enrollment {
         primary_key: String,
         secondary_key: Option<String>,
     },
+    /// Individual TPM: the device's EK (base64 `TPM2B_PUBLIC`, as `hsmctl tpm ek` prints it); the device
+    /// proves it holds the EK by activating the key the emulator sends (see `tpm.rs`).
+    TpmIndividual {
+        registration_id: String,
+        endorsement_key: String,
+    },
 }
 
 impl fmt::Debug for Enrollment {
@@ -82,6 +88,10 @@ impl fmt::Debug for Enrollment {
                 .field("primary_key", &"<redacted>")
                 .field("secondary_key", &secondary_key.as_ref().map(|_| "<redacted>"))
                 .finish(),
+            Enrollment::TpmIndividual { registration_id, .. } => f
+                .debug_struct("TpmIndividual")
+                .field("registration_id", registration_id)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -96,6 +106,7 @@ impl Enrollment {
                 format!("symmetric-individual '{registration_id}'")
             }
             Enrollment::SymmetricGroup { name, .. } => format!("symmetric-group '{name}'"),
+            Enrollment::TpmIndividual { registration_id, .. } => format!("tpm-individual '{registration_id}'"),
         }
     }
 }
@@ -185,13 +196,14 @@ fn parse_enrollment(t: &Table, base_dir: &Path, source: &str, prefix: &str) -> R
         "x509-group" => &["type", "name", "ca"],
         "symmetric-individual" => &["type", "registration_id", "primary_key", "secondary_key"],
         "symmetric-group" => &["type", "name", "primary_key", "secondary_key"],
+        "tpm-individual" => &["type", "registration_id", "endorsement_key"],
         other => {
             return Err(Error::config(
                 source,
                 format!("{prefix}.type"),
                 format!(
                     "unknown enrollment type {other:?} (expected x509-individual, x509-group, \
-                     symmetric-individual or symmetric-group)"
+                     symmetric-individual, symmetric-group or tpm-individual)"
                 ),
             ));
         }
@@ -241,6 +253,10 @@ fn parse_enrollment(t: &Table, base_dir: &Path, source: &str, prefix: &str) -> R
             registration_id: required_str(t, source, prefix, "registration_id")?,
             primary_key: key("primary_key", true)?.unwrap_or_default(),
             secondary_key: key("secondary_key", false)?,
+        },
+        "tpm-individual" => Enrollment::TpmIndividual {
+            registration_id: required_str(t, source, prefix, "registration_id")?,
+            endorsement_key: required_str(t, source, prefix, "endorsement_key")?,
         },
         _ => Enrollment::SymmetricGroup {
             name: required_str(t, source, prefix, "name")?,
@@ -308,6 +324,14 @@ impl EmulatorConfig {
                 }
                 Enrollment::SymmetricIndividual { registration_id, .. } => (2, registration_id, "registration_id"),
                 Enrollment::SymmetricGroup { name, .. } => (3, name, "name"),
+                Enrollment::TpmIndividual {
+                    registration_id,
+                    endorsement_key,
+                } => {
+                    crate::tpm::decode_key("endorsement key", endorsement_key)
+                        .map_err(|m| Error::config(source, format!("{prefix}.endorsement_key"), m))?;
+                    (4, registration_id, "registration_id")
+                }
             };
             if id.is_empty() {
                 return Err(Error::config(source, format!("{prefix}.{id_key}"), "must not be empty"));

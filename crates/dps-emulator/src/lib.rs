@@ -10,6 +10,9 @@
 //! - `GET /{idScope}/registrations/{registrationId}/operations/{operationId}?api-version=...`
 //!   answers `200 {"operationId", "status": "assigned", "registrationState": {...}}`.
 //!
+//! TPM registrations (a `tpm` node in the body) get the DPS activation challenge and are then checked with
+//! the key they activated (see `tpm.rs`).
+//!
 //! Failed authentication answers 401 with `{"errorCode": 401002, "trackingId", "message"}`, where the
 //! message names the check that failed.
 #![forbid(unsafe_code)]
@@ -21,6 +24,7 @@ mod http;
 mod server;
 mod service;
 mod tls;
+mod tpm;
 
 pub use config::{DEFAULT_ASSIGNED_HUB, EmulatorConfig, Enrollment};
 pub use error::Error;

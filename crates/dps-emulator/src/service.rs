@@ -130,12 +130,23 @@ impl Service {
                 format!("registrationId '{body_id}' in the body does not match '{registration_id}' in the path"),
             );
         }
-        if object.contains_key("tpm") {
-            return unauthorized("TPM attestation is not supported by this emulator yet");
-        }
-        let admitted = match self.authenticate(request, &registration_id, peer_chain) {
-            Ok(a) => a,
-            Err(r) => return r,
+        let admitted = match object.get("tpm") {
+            Some(tpm) => match self
+                .trust
+                .tpm
+                .register(&registration_id, tpm, request.header("authorization"))
+            {
+                Ok(crate::tpm::Step::Challenge(body)) => return Response::json(401, &body),
+                Ok(crate::tpm::Step::Admitted) => Admitted::TpmIndividual,
+                Err(message) => {
+                    tracing::info!(registration_id, %message, "TPM authentication failed");
+                    return unauthorized(message);
+                }
+            },
+            None => match self.authenticate(request, &registration_id, peer_chain) {
+                Ok(a) => a,
+                Err(r) => return r,
+            },
         };
         let operation_id = match random_id() {
             Ok(id) => format!("4.{}", id.replace('-', "")),
@@ -198,9 +209,11 @@ impl Service {
             entry.etag = etag;
             (entry.created.clone(), entry.etag.clone())
         };
-        Response::json(
-            200,
-            &json!({
+        let tpm = match self.trust.tpm.assignment(&registration_id) {
+            Ok(t) => t,
+            Err(message) => return error(500, 500000, message),
+        };
+        let mut body = json!({
                 "operationId": operation_id,
                 "status": "assigned",
                 "registrationState": {
@@ -213,8 +226,11 @@ impl Service {
                     "lastUpdatedDateTimeUtc": now,
                     "etag": etag,
                 },
-            }),
-        )
+        });
+        if let (Some(tpm), Some(state)) = (tpm, body.get_mut("registrationState").and_then(Value::as_object_mut)) {
+            state.insert("tpm".to_string(), tpm);
+        }
+        Response::json(200, &body)
     }
 
     fn authenticate(

@@ -126,14 +126,14 @@ fn payload_is_accepted() {
 }
 
 #[test]
-fn tpm_attestation_is_refused_for_now() {
+fn tpm_registration_without_enrollment_is_refused() {
     let emu = emulator();
     let agent = agent(&emu, None, Tls::Any);
     let r = agent.put(&register_url(&emu, SCOPE, "tpm-device")).send_json(json!({
         "registrationId": "tpm-device",
         "tpm": {"endorsementKey": "AAAA", "storageRootKey": "AAAA"}
     }));
-    assert_denied(outcome(r), "TPM attestation is not supported by this emulator yet");
+    assert_denied(outcome(r), "no TPM enrollment for registration id 'tpm-device'");
 }
 
 #[test]

@@ -1,0 +1,177 @@
+//! TPM attestation (the SDK's "sastoken" type), as DPS does it:
+//!
+//! 1. `PUT register` with `"tpm": {"endorsementKey", "storageRootKey"}` (base64 `TPM2B_PUBLIC`) and no
+//!    Authorization: the EK must equal the enrollment's; the answer is `401 {"authenticationKey", "keyName"}`,
+//!    an activation blob built for real (`hsm_tpm::service`: MakeCredential to the EK, a fresh HMAC key
+//!    duplicated to the SRK with an AES-128-CFB inner wrapper).
+//! 2. The same request with a SAS token signed (inside the device's TPM) with that HMAC key: verified, then
+//!    `202` as for the other types; polls are verified with the same key.
+//! 3. The assignment carries `registrationState.tpm.authenticationKey`: a second blob (the hub key), which
+//!    the SDK activates again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use hsm_core::sas::{SasToken, dps_resource, url_decode, url_encode};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::config::{EmulatorConfig, Enrollment};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// What the last challenge issued to a device.
+struct Issued {
+    ek: Vec<u8>,
+    srk: Vec<u8>,
+    key: Zeroizing<Vec<u8>>,
+}
+
+/// The outcome of a TPM registration request.
+pub(crate) enum Step {
+    /// Answer 401 with this body (the activation challenge).
+    Challenge(Value),
+    /// The SAS token verified with the issued key.
+    Admitted,
+}
+
+pub(crate) struct TpmAttestation {
+    id_scope: String,
+    enrollments: HashMap<String, Vec<u8>>,
+    issued: Mutex<HashMap<String, Issued>>,
+}
+
+/// Decode and check a base64 `TPM2B_PUBLIC` of an RSA-2048 storage key (EK or SRK).
+pub(crate) fn decode_key(what: &str, b64: &str) -> Result<Vec<u8>, String> {
+    let bytes = B64
+        .decode(b64.trim())
+        .map_err(|e| format!("{what} is not base64: {e}"))?;
+    hsm_tpm::service::RsaStorageKey::parse(what, &bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
+impl TpmAttestation {
+    pub(crate) fn new(config: &EmulatorConfig, source: &str) -> Result<Self, Error> {
+        let mut enrollments = HashMap::new();
+        for (i, e) in config.enrollments.iter().enumerate() {
+            if let Enrollment::TpmIndividual {
+                registration_id,
+                endorsement_key,
+            } = e
+            {
+                let ek = decode_key("endorsement key", endorsement_key)
+                    .map_err(|m| Error::config(source, format!("enrollment[{i}].endorsement_key"), m))?;
+                enrollments.insert(registration_id.clone(), ek);
+            }
+        }
+        Ok(TpmAttestation {
+            id_scope: config.id_scope.clone(),
+            enrollments,
+            issued: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn is_enrolled(&self, registration_id: &str) -> bool {
+        self.enrollments.contains_key(registration_id)
+    }
+
+    fn issued(&self) -> std::sync::MutexGuard<'_, HashMap<String, Issued>> {
+        self.issued.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A registration request whose body has a `tpm` node.
+    pub(crate) fn register(
+        &self,
+        registration_id: &str,
+        tpm: &Value,
+        authorization: Option<&str>,
+    ) -> Result<Step, String> {
+        let enrolled = self
+            .enrollments
+            .get(registration_id)
+            .ok_or_else(|| format!("no TPM enrollment for registration id '{registration_id}'"))?;
+        let field = |name: &str| {
+            tpm.get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("the tpm node has no string field {name}"))
+        };
+        let ek = decode_key("endorsementKey", field("endorsementKey")?)?;
+        let srk = decode_key("storageRootKey", field("storageRootKey")?)?;
+        if &ek != enrolled {
+            return Err(format!(
+                "endorsementKey does not match the enrollment tpm-individual '{registration_id}'"
+            ));
+        }
+        match authorization {
+            None => {
+                let activation = hsm_tpm::service::make_activation(&ek, &srk).map_err(|e| e.to_string())?;
+                let body = json!({
+                    "authenticationKey": B64.encode(&activation.blob),
+                    "keyName": "registration",
+                });
+                self.issued().insert(
+                    registration_id.to_string(),
+                    Issued {
+                        ek,
+                        srk,
+                        key: activation.key,
+                    },
+                );
+                Ok(Step::Challenge(body))
+            }
+            Some(header) => {
+                self.verify(registration_id, header)?;
+                Ok(Step::Admitted)
+            }
+        }
+    }
+
+    /// Verify a SAS token against the key issued to `registration_id`.
+    pub(crate) fn verify(&self, registration_id: &str, header: &str) -> Result<(), String> {
+        let token = SasToken::parse(header).map_err(|e| format!("malformed SAS token: {e}"))?;
+        if token.key_name.as_deref() != Some("registration") {
+            return Err("SAS token key name (skn) must be 'registration'".to_string());
+        }
+        let resource =
+            url_decode(&token.resource).map_err(|e| format!("SAS token resource (sr) is not URL encoded: {e}"))?;
+        let expected = dps_resource(&self.id_scope, registration_id);
+        if !resource.eq_ignore_ascii_case(&expected) {
+            return Err(format!(
+                "SAS token resource (sr) '{}' does not match '{}'",
+                token.resource,
+                url_encode(&expected)
+            ));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if token.expiry <= now {
+            return Err(format!("SAS token expired (se={}, now {now})", token.expiry));
+        }
+        let issued = self.issued();
+        let entry = issued.get(registration_id).ok_or_else(|| {
+            format!("no authenticationKey was issued to '{registration_id}': register without a token first")
+        })?;
+        if token.verify(&entry.key) {
+            Ok(())
+        } else {
+            Err(format!(
+                "SAS signature does not match the key issued to TPM registration '{registration_id}'"
+            ))
+        }
+    }
+
+    /// The `registrationState.tpm` node of an assignment: a fresh key activated to the same EK and SRK.
+    pub(crate) fn assignment(&self, registration_id: &str) -> Result<Option<Value>, String> {
+        let issued = self.issued();
+        let Some(entry) = issued.get(registration_id) else {
+            return Ok(None);
+        };
+        let activation = hsm_tpm::service::make_activation(&entry.ek, &entry.srk).map_err(|e| e.to_string())?;
+        Ok(Some(json!({"authenticationKey": B64.encode(&activation.blob)})))
+    }
+}
