@@ -12,22 +12,46 @@ use hsm_core::{Error, Result, SigningKey, SymmetricIdentity, TpmIdentity, X509Id
 
 /// Backends built into this library for the x509 interface.
 pub fn x509_backends() -> Vec<&'static str> {
-    vec!["file"]
+    vec![
+        "file",
+        #[cfg(feature = "pkcs11")]
+        "pkcs11",
+        #[cfg(feature = "dice")]
+        "dice",
+        #[cfg(feature = "tpm")]
+        "tpm",
+    ]
 }
 
 /// Backends built into this library for the symmetric-key interface.
 pub fn symmetric_backends() -> Vec<&'static str> {
-    vec!["file"]
+    vec![
+        "file",
+        #[cfg(feature = "pkcs11")]
+        "pkcs11",
+    ]
 }
 
 /// Backends built into this library for the TPM interface.
 pub fn tpm_backends() -> Vec<&'static str> {
-    Vec::new()
+    vec![
+        #[cfg(feature = "tpm")]
+        "tpm",
+    ]
 }
 
 /// Key-token schemes this library resolves to signers (`pem` is an inline PEM private key).
 pub fn signer_token_schemes() -> Vec<&'static str> {
-    vec!["file", "pem"]
+    vec![
+        "file",
+        "pem",
+        #[cfg(feature = "pkcs11")]
+        "pkcs11",
+        #[cfg(feature = "dice")]
+        "dice",
+        #[cfg(feature = "tpm")]
+        "tpm",
+    ]
 }
 
 fn not_built_in(section: &Section, built_in: &[&str]) -> Error {
@@ -50,6 +74,12 @@ pub fn open_x509(config: &Config) -> Result<Box<dyn X509Identity>> {
     let section = config.section("x509")?;
     match section.backend.as_str() {
         "file" => Ok(Box::new(file::FileX509::from_section(section)?)),
+        #[cfg(feature = "pkcs11")]
+        "pkcs11" => Ok(Box::new(hsm_pkcs11::Pkcs11X509::from_section(section)?)),
+        #[cfg(feature = "dice")]
+        "dice" => Ok(Box::new(hsm_riot::DiceX509::from_section(section)?)),
+        #[cfg(feature = "tpm")]
+        "tpm" => Ok(Box::new(hsm_tpm::TpmX509::from_section(section)?)),
         _ => Err(not_built_in(section, &x509_backends())),
     }
 }
@@ -59,6 +89,8 @@ pub fn open_symmetric(config: &Config) -> Result<Box<dyn SymmetricIdentity>> {
     let section = config.section("symmetric_key")?;
     match section.backend.as_str() {
         "file" => Ok(Box::new(file::FileSymmetric::from_section(section)?)),
+        #[cfg(feature = "pkcs11")]
+        "pkcs11" => Ok(Box::new(hsm_pkcs11::Pkcs11Symmetric::from_section(section)?)),
         _ => Err(not_built_in(section, &symmetric_backends())),
     }
 }
@@ -66,8 +98,10 @@ pub fn open_symmetric(config: &Config) -> Result<Box<dyn SymmetricIdentity>> {
 /// Open the identity of the `[tpm]` section.
 pub fn open_tpm(config: &Config) -> Result<Box<dyn TpmIdentity>> {
     let section = config.section("tpm")?;
-    #[allow(clippy::match_single_binding)] // TPM backends add their arms here
+    #[cfg_attr(not(feature = "tpm"), allow(clippy::match_single_binding))]
     match section.backend.as_str() {
+        #[cfg(feature = "tpm")]
+        "tpm" => Ok(Box::new(hsm_tpm::Tpm::from_section(section)?)),
         _ => Err(not_built_in(section, &tpm_backends())),
     }
 }
@@ -76,6 +110,12 @@ pub fn open_tpm(config: &Config) -> Result<Box<dyn TpmIdentity>> {
 pub fn open_signer(token: &str) -> Result<Arc<dyn SigningKey>> {
     match KeyToken::parse(token)? {
         KeyToken::File(path) => Ok(Arc::new(file::FileKey::from_file(&path)?)),
+        #[cfg(feature = "pkcs11")]
+        KeyToken::Pkcs11(uri) => hsm_pkcs11::open_signer(&uri),
+        #[cfg(feature = "dice")]
+        KeyToken::Dice(_) => hsm_riot::open_signer(token),
+        #[cfg(feature = "tpm")]
+        KeyToken::Tpm(_) => hsm_tpm::open_signer(token),
         KeyToken::InlinePem => Ok(Arc::new(file::FileKey::from_pem(
             "inline PEM private key",
             token.as_bytes(),
@@ -119,20 +159,26 @@ mod tests {
 
     #[test]
     fn unknown_backends_list_the_built_in_ones() {
-        let c = cfg("[x509]\nbackend = \"pkcs11\"\n[symmetric_key]\nbackend = \"vendor\"\n[tpm]\nbackend = \"tpm\"\n");
+        let c = cfg("[x509]\nbackend = \"magic\"\n[symmetric_key]\nbackend = \"vendor\"\n[tpm]\nbackend = \"tpm2\"\n");
         let e = err(open_x509(&c));
+        let list = x509_backends().join(", ");
         assert!(
-            e.contains("backend \"pkcs11\" is not built into this library; built in: file") && e.contains("test.toml"),
+            e.contains(&format!(
+                "backend \"magic\" is not built into this library; built in: {list}"
+            )) && e.contains("test.toml"),
             "{e}"
         );
         let e = err(open_symmetric(&c));
+        let list = symmetric_backends().join(", ");
         assert!(
-            e.contains("backend \"vendor\" is not built into this library; built in: file"),
+            e.contains(&format!(
+                "backend \"vendor\" is not built into this library; built in: {list}"
+            )),
             "{e}"
         );
         let e = err(open_tpm(&c));
         assert!(
-            e.contains("backend \"tpm\" is not built into this library; built in: none"),
+            e.contains("backend \"tpm2\" is not built into this library; built in: "),
             "{e}"
         );
     }
@@ -176,7 +222,10 @@ mod tests {
             rcgen::PublicKeyData::subject_public_key_info(&key)
         );
         let e = err(open_signer("pkcs11:token=a;object=b"));
+        #[cfg(not(feature = "pkcs11"))]
         assert!(e.contains("`pkcs11:`") && e.contains("file, pem"), "{e}");
+        #[cfg(feature = "pkcs11")]
+        assert!(e.contains("token=a"), "{e}");
         let e = err(open_signer(&format!("file:{}", dir.path().join("none.pem").display())));
         assert!(e.contains("none.pem"), "{e}");
         assert!(err(open_signer("nothing")).contains("key token"));

@@ -238,12 +238,9 @@ fn signer_rejects_bad_input() {
             hsm_abi_signer_open(pem.as_ptr(), std::ptr::null_mut()),
             HSM_ABI_ERR_INVALID_ARGUMENT
         );
-        let pkcs11 = CString::new("pkcs11:token=a;object=b").unwrap();
-        assert_eq!(
-            hsm_abi_signer_open(pkcs11.as_ptr(), &mut signer),
-            HSM_ABI_ERR_UNSUPPORTED
-        );
-        assert!(last_error().contains("`pkcs11:`"), "{}", last_error());
+        let unknown = CString::new("ftp:key").unwrap();
+        assert_eq!(hsm_abi_signer_open(unknown.as_ptr(), &mut signer), HSM_ABI_ERR_PARSE);
+        assert!(last_error().contains("unknown scheme `ftp:`"), "{}", last_error());
         let missing = CString::new("file:/nonexistent/key.pem").unwrap();
         assert_eq!(hsm_abi_signer_open(missing.as_ptr(), &mut signer), HSM_ABI_ERR_IO);
         assert!(last_error().contains("/nonexistent/key.pem"));
@@ -433,7 +430,7 @@ fn file_backend_errors_are_named() {
             ),
             "none.pem",
         ),
-        ("[x509]\nbackend = \"pkcs11\"\n".to_string(), "built in: file"),
+        ("[x509]\nbackend = \"magic\"\n".to_string(), "built in: file"),
     ];
     for (toml, expected) in cases {
         configure(&toml);

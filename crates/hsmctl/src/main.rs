@@ -1,7 +1,13 @@
 //! `hsmctl`: the tools around hsm-abi.
 #![forbid(unsafe_code)]
 
+mod certs_cmd;
+mod dice_cmd;
 mod dps;
+mod enrollment_cmd;
+mod pkcs11_cmd;
+#[cfg(feature = "tpm")]
+mod tpm_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,6 +64,20 @@ enum Command {
         #[arg(long)]
         registration_id: String,
     },
+    /// Generate a test PKI: root CA, optional intermediate, device certificates (also from HSM CSRs).
+    Certs(certs_cmd::CertsArgs),
+    /// DICE: create a Unique Device Secret, print the DeviceID/Alias chain and registration id.
+    #[command(subcommand)]
+    Dice(dice_cmd::DiceCommand),
+    /// Print the DPS enrollment record (attestation JSON) for a configured identity.
+    Enrollment(enrollment_cmd::EnrollmentArgs),
+    /// PKCS#11 tokens: generate keys, make CSRs, import certificates and secrets, list objects.
+    #[command(subcommand)]
+    Pkcs11(pkcs11_cmd::Pkcs11Command),
+    /// TPM 2.0: read the EK and registration id, generate TPM-resident keys and CSRs.
+    #[cfg(feature = "tpm")]
+    #[command(subcommand)]
+    Tpm(tpm_cmd::TpmCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -332,6 +352,12 @@ fn main() -> ExitCode {
         Command::Provision(a) => provision(a),
         Command::Sas(c) => sas_cmd(c),
         Command::DeriveKey { group, registration_id } => derive_key(group, &registration_id),
+        Command::Certs(a) => certs_cmd::run(a).map_err(CliError::from),
+        Command::Dice(c) => dice_cmd::run(c).map_err(CliError::from),
+        Command::Enrollment(a) => enrollment_cmd::run(a).map_err(CliError::from),
+        Command::Pkcs11(c) => pkcs11_cmd::run(c).map_err(CliError::from),
+        #[cfg(feature = "tpm")]
+        Command::Tpm(c) => tpm_cmd::run(c).map_err(CliError::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
