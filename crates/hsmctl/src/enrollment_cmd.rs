@@ -18,7 +18,6 @@ use hsm_core::config::Config;
 use hsm_core::{Error, X509Identity};
 use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Kind {
@@ -175,14 +174,9 @@ fn group_x509(group: &str, ca: &CertificateDer<'_>) -> Value {
     })
 }
 
-/// Registration id of a TPM: lowercase RFC 4648 base32 of SHA-256(EK), without padding.
-fn tpm_registration_id(ek: &[u8]) -> String {
-    data_encoding::BASE32_NOPAD.encode(&Sha256::digest(ek)).to_lowercase()
-}
-
 fn tpm_enrollment(ek: &[u8]) -> Value {
     json!({
-        "registrationId": tpm_registration_id(ek),
+        "registrationId": hsm_tpm::registration_id(ek),
         "attestation": {
             "type": "tpm",
             "tpm": { "endorsementKey": base64::engine::general_purpose::STANDARD.encode(ek) }

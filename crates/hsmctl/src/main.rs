@@ -84,6 +84,7 @@ enum Command {
 enum Attestation {
     X509,
     SymmetricKey,
+    Tpm,
 }
 
 #[derive(Args)]
@@ -206,19 +207,26 @@ fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
 
 fn provision(a: ProvisionArgs) -> Result<(), CliError> {
     let config = load_config(a.config.as_deref())?;
-    let attestation = match (a.attestation, &config.x509, &config.symmetric_key) {
-        (Some(x), _, _) => x,
-        (None, Some(_), None) => Attestation::X509,
-        (None, None, Some(_)) => Attestation::SymmetricKey,
-        (None, Some(_), Some(_)) => {
+    let configured: Vec<Attestation> = [
+        (config.x509.is_some(), Attestation::X509),
+        (config.symmetric_key.is_some(), Attestation::SymmetricKey),
+        (config.tpm.is_some(), Attestation::Tpm),
+    ]
+    .into_iter()
+    .filter_map(|(present, a)| present.then_some(a))
+    .collect();
+    let attestation = match (a.attestation, configured.as_slice()) {
+        (Some(x), _) => x,
+        (None, [one]) => *one,
+        (None, []) => {
             return Err(CliError::Usage(format!(
-                "{} has both [x509] and [symmetric_key]: choose one with --attestation",
+                "{} has none of [x509], [symmetric_key], [tpm]",
                 config.source
             )));
         }
-        (None, None, None) => {
+        (None, _) => {
             return Err(CliError::Usage(format!(
-                "{} has neither [x509] nor [symmetric_key]",
+                "{} configures several identities: choose one with --attestation",
                 config.source
             )));
         }
@@ -243,6 +251,22 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
         .sas_expiry
         .unwrap_or_else(|| sas::expiry_in(Duration::from_secs(a.sas_ttl)));
 
+    if let Attestation::Tpm = attestation {
+        let mut tpm = hsm_abi::registry::open_tpm(&config)?;
+        let registration_id = match &a.registration_id {
+            Some(r) => r.clone(),
+            None => hsm_tpm::registration_id(&tpm.endorsement_key()?),
+        };
+        let client = dps::DpsClient::new(
+            &a.global_endpoint,
+            &a.id_scope,
+            roots,
+            &dps::Credential::Token(String::new()),
+            timeout,
+        )?;
+        let result = client.register_tpm(&registration_id, tpm.as_mut(), expiry, payload)?;
+        return report(&result, a.json);
+    }
     let (x509, symm);
     let (credential, registration_id) = match attestation {
         Attestation::X509 => {
@@ -261,11 +285,16 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
                 id,
             )
         }
+        Attestation::Tpm => return Err(CliError::Usage("TPM attestation is handled above".into())),
     };
     let registration_id = a.registration_id.clone().unwrap_or(registration_id);
     let client = dps::DpsClient::new(&a.global_endpoint, &a.id_scope, roots, &credential, timeout)?;
     let result = client.register(&registration_id, &credential, payload)?;
-    if a.json {
+    report(&result, a.json)
+}
+
+fn report(result: &dps::Assignment, json: bool) -> Result<(), CliError> {
+    if json {
         println!("{}", serde_json::to_string_pretty(&result.state).unwrap_or_default());
     } else {
         println!("registration id: {}", result.registration_id);
