@@ -1,9 +1,13 @@
 //! Signing throughput on a SoftHSM2 P-256 key, as ratios measured in one run:
 //! - backend `SigningKey::sign` vs a raw cryptoki loop (hash + C_Sign CKM_ECDSA) on the same key;
-//! - two threads vs one thread through the backend.
+//! - two threads vs one thread through the backend;
+//! - the C signer table (`hsm_abi_signer_table()->sign`, what C callers and vendors use) vs the
+//!   backend call, on the same key.
 //!
 //! Run: `cargo bench -p hsm-pkcs11 --bench sign` (needs the `softhsm2` package).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Calling the C signer table is an FFI call, as a C program makes it.
+#![allow(unsafe_code)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -78,6 +82,52 @@ fn cpu_rate(threads: usize) -> f64 {
     total as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The key opened through hsm-abi's C signer table.
+struct TableSigner {
+    table: &'static hsm_abi::ffi::signer::HSM_ABI_SIGNER_TABLE,
+    signer: *mut hsm_abi::ffi::signer::HSM_ABI_SIGNER,
+}
+
+impl TableSigner {
+    fn open(uri: &str) -> Result<Self, String> {
+        // SAFETY: the function takes no arguments and returns a pointer to a static table.
+        let table = unsafe { &*hsm_abi::ffi::signer::hsm_abi_signer_table() };
+        let c_uri = std::ffi::CString::new(uri).unwrap();
+        let mut signer = std::ptr::null_mut();
+        // SAFETY: `c_uri` is NUL-terminated and `signer` is a writable pointer.
+        let rc = unsafe { (table.open.unwrap())(c_uri.as_ptr(), &mut signer) };
+        if rc != 0 {
+            return Err(format!("hsm_abi_signer_open returned {rc}"));
+        }
+        Ok(TableSigner { table, signer })
+    }
+
+    fn sign(&self, msg: &[u8]) {
+        let mut sig = [0u8; 80];
+        let mut len = sig.len();
+        // SAFETY: `signer` is open; `msg` and `sig` are valid for their lengths; `len` is
+        // initialized and writable.
+        let rc = unsafe {
+            (self.table.sign.unwrap())(
+                self.signer,
+                SignatureScheme::EcdsaP256Sha256.code(),
+                msg.as_ptr(),
+                msg.len(),
+                sig.as_mut_ptr(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "hsm_abi_signer_sign");
+    }
+}
+
+impl Drop for TableSigner {
+    fn drop(&mut self) {
+        // SAFETY: `signer` came from `open` and is closed once.
+        unsafe { (self.table.close.unwrap())(self.signer) };
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -108,6 +158,11 @@ fn main() {
     let mut thread_ratio = Vec::new();
     let mut raw_thread_ratio = Vec::new();
     let mut cpu_ratio = Vec::new();
+    let mut table_ratio = Vec::new();
+    let table = TableSigner::open(&uri.to_token_string());
+    if let Err(e) = &table {
+        println!("C signer table: cannot open the key ({e}); is hsm-abi built with its `pkcs11` feature?");
+    }
     let (mut raw_rates, mut backend_rates, mut one_rates, mut two_rates) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let slot = token.find_slot().unwrap();
@@ -142,6 +197,13 @@ fn main() {
             total as f64 / start.elapsed().as_secs_f64()
         };
         cpu_ratio.push(cpu_rate(2) / cpu_rate(1));
+        if let Ok(table) = &table {
+            let via_table = rate(|n| table.sign(&n.to_le_bytes()));
+            let backend_again = rate(|n| {
+                signer.sign(SignatureScheme::EcdsaP256Sha256, &n.to_le_bytes()).unwrap();
+            });
+            table_ratio.push(via_table / backend_again);
+        }
         backend_ratio.push(backend / raw);
         thread_ratio.push(two / one);
         raw_thread_ratio.push(raw_two / raw);
@@ -177,6 +239,12 @@ fn main() {
         "ratio ring 2 threads / 1 (CPU)     {:>9.3}  (free cores during the run)",
         median(cpu_ratio)
     );
+    if !table_ratio.is_empty() {
+        println!(
+            "ratio C signer table / backend      {:>9.3}  (target >= 0.95)",
+            median(table_ratio)
+        );
+    }
     println!(
         "load average at the end             {}",
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
