@@ -13,8 +13,10 @@ bin="$root/target/debug"
 
 work=$(mktemp -d -t hsm-abi-demo.XXXXXX)
 emu_pid=""
+tpm_pid=""
 cleanup() {
-    [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null && wait "$emu_pid" 2>/dev/null
+    if [ -n "$emu_pid" ]; then kill "$emu_pid" 2>/dev/null; wait "$emu_pid" 2>/dev/null; fi
+    if [ -n "$tpm_pid" ]; then kill "$tpm_pid" 2>/dev/null; wait "$tpm_pid" 2>/dev/null; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -23,16 +25,57 @@ cd "$work"
 scope="0ne00000DEMO"
 hub="demo-hub.azure-devices.net"
 
-echo "== a test PKI (root CA and an x509 device certificate)"
-openssl ecparam -name prime256v1 -genkey -noout -out root-key.pem 2>/dev/null
-openssl req -x509 -new -key root-key.pem -subj "/CN=Demo Root CA" -days 30 -out root.pem \
-    -addext basicConstraints=critical,CA:true -addext keyUsage=critical,keyCertSign,cRLSign
-openssl ecparam -name prime256v1 -genkey -noout -out device-key.pem 2>/dev/null
-openssl req -new -key device-key.pem -subj "/CN=demo-x509-device" -out device.csr
-openssl x509 -req -in device.csr -CA root.pem -CAkey root-key.pem -CAcreateserial -days 30 \
-    -extfile <(printf 'basicConstraints=CA:false\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n') \
-    -out device-leaf.pem 2>/dev/null
-cat device-leaf.pem root.pem > device-chain.pem
+echo "== a test PKI: root CA and a file-based x509 device (hsmctl certs)"
+"$bin/hsmctl" certs --out-dir pki --device-id demo-x509-device
+
+echo
+echo "== a SoftHSM2 token with a device key generated inside it"
+eval "$(bash "$root/scripts/softhsm-env.sh" "$work/softhsm" demo-token)"
+key_uri=$("$bin/hsmctl" pkcs11 keygen --uri "pkcs11:token=demo-token;object=device-key?pin-source=file:$PKCS11_PIN_FILE")
+echo "key: $key_uri"
+"$bin/hsmctl" pkcs11 csr --uri "$key_uri" --common-name demo-pkcs11-device --out pkcs11.csr.pem
+"$bin/hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem --csr pkcs11.csr.pem
+"$bin/hsmctl" pkcs11 import-cert --uri "pkcs11:token=demo-token;object=device-key?pin-source=file:$PKCS11_PIN_FILE" \
+    --file pki/demo-pkcs11-device.cert.pem
+
+echo
+echo "== a DICE device: a Unique Device Secret and a firmware image"
+head -c 4096 /dev/urandom > firmware.bin
+"$bin/hsmctl" dice init --uds-file uds.bin > /dev/null
+cat > dice.toml <<TOML
+[x509]
+backend = "dice"
+uds_file = "uds.bin"
+firmware_file = "firmware.bin"
+registration_id = "demo-dice-device"
+TOML
+"$bin/hsmctl" dice chain --config dice.toml --out-dir dice > /dev/null
+
+echo
+echo "== a TPM (swtpm) and its endorsement key"
+tpm_port=$(python3 -c 'import socket
+while True:
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError: pass')
+mkdir -p tpmstate
+swtpm socket --tpm2 --server "type=tcp,port=$tpm_port,bindaddr=127.0.0.1" \
+    --ctrl "type=tcp,port=$((tpm_port + 1)),bindaddr=127.0.0.1" --tpmstate dir=tpmstate \
+    --flags not-need-init,startup-clear &
+tpm_pid=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$((tpm_port + 1))") 2>/dev/null && break; sleep 0.1; done
+cat > tpm.toml <<TOML
+[tpm]
+backend = "tpm"
+tcti = "swtpm:host=127.0.0.1,port=$tpm_port"
+TOML
+export TSS2_LOG=all+NONE
+"$bin/hsmctl" --log error enrollment --config tpm.toml > tpm-enrollment.json
+tpm_reg=$(python3 -c 'import json; print(json.load(open("tpm-enrollment.json"))["registrationId"])')
+tpm_ek=$(python3 -c 'import json; print(json.load(open("tpm-enrollment.json"))["attestation"]["tpm"]["endorsementKey"])')
+echo "TPM registration id: $tpm_reg"
 
 individual_key=$(openssl rand -base64 32)
 group_key=$(openssl rand -base64 64 | tr -d '\n')
@@ -44,7 +87,17 @@ assigned_hub = "$hub"
 [[enrollment]]
 type = "x509-group"
 name = "demo-x509-group"
-ca = "root.pem"
+ca = "pki/root-ca.cert.pem"
+
+[[enrollment]]
+type = "x509-individual"
+registration_id = "demo-dice-device"
+certificate = "dice/device-id.cert.pem"
+
+[[enrollment]]
+type = "tpm-individual"
+registration_id = "$tpm_reg"
+endorsement_key = "$tpm_ek"
 
 [[enrollment]]
 type = "symmetric-individual"
@@ -60,8 +113,14 @@ TOML
 cat > x509.toml <<TOML
 [x509]
 backend = "file"
-certificate = "device-chain.pem"
-private_key = "device-key.pem"
+certificate = "pki/demo-x509-device.chain.pem"
+private_key = "pki/demo-x509-device.key.pem"
+TOML
+cat > pkcs11.toml <<TOML
+[x509]
+backend = "pkcs11"
+key = "$key_uri"
+certificate_file = "pki/demo-pkcs11-device.chain.pem"
 TOML
 cat > symm.toml <<TOML
 [symmetric_key]
@@ -92,6 +151,9 @@ provision() {
 }
 
 provision "x509, file-based key" --config x509.toml
+provision "x509, key inside a SoftHSM2 token (PKCS#11)" --config pkcs11.toml
+provision "x509, DICE alias key (software DICE engine)" --config dice.toml
+provision "TPM attestation on swtpm" --config tpm.toml
 provision "symmetric key, individual enrollment" --config symm.toml
 echo "(derived device key: $("$bin/hsmctl" derive-key --group-key "$group_key" --registration-id demo-group-device-7))"
 provision "symmetric key, group enrollment" --config group.toml

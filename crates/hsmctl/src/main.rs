@@ -43,7 +43,9 @@ pub enum CliError {
     about = "Hardware-backed device identities for Azure IoT provisioning"
 )]
 struct Cli {
-    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    /// Diagnostics on stderr: a level (error, warn, info, debug, trace) or a tracing filter.
+    /// The device libraries' own logs (cryptoki, tss_esapi) are shown only when named,
+    /// e.g. `--log warn,cryptoki=debug`; our errors carry their return codes anyway.
     #[arg(long, global = true, default_value = "warn")]
     log: String,
     #[command(subcommand)]
@@ -372,7 +374,13 @@ fn derive_key(group: GroupKeyArgs, registration_id: &str) -> Result<(), CliError
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into());
+    let mut directives = cli.log.clone();
+    for noisy in ["cryptoki", "tss_esapi"] {
+        if !directives.contains(noisy) {
+            directives.push_str(&format!(",{noisy}=off"));
+        }
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
