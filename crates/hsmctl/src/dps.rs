@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hsm_core::sas::{Audience, url_encode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use hsm_core::sas::{Audience, url_encode};
 use hsm_core::{SymmetricIdentity, TpmIdentity, X509Identity};
 use serde_json::{Value, json};
 

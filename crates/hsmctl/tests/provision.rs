@@ -296,3 +296,103 @@ fn sas_from_configuration_signs_through_the_identity() {
     );
     assert!(!hub.contains("skn="));
 }
+
+/// Issue a leaf for a CSR with the test root, through `hsmctl certs --csr`.
+fn certify_csr(e: &Env, csr: &Path) -> PathBuf {
+    let root_pem = e.dir.path().join("root.pem");
+    let root_key = e.dir.path().join("root.key.pem");
+    std::fs::write(&root_pem, &e.root.pem).unwrap();
+    std::fs::write(&root_key, e.root.key.serialize_pem()).unwrap();
+    let out = e.dir.path().join("issued");
+    let o = out.to_str().unwrap();
+    hsmctl(&[
+        "certs",
+        "--out-dir",
+        o,
+        "--ca-cert",
+        root_pem.to_str().unwrap(),
+        "--ca-key",
+        root_key.to_str().unwrap(),
+        "--csr",
+        csr.to_str().unwrap(),
+    ]);
+    out
+}
+
+#[test]
+fn x509_key_generated_in_softhsm_is_assigned() {
+    let e = env();
+    let hsm = hsm_pkcs11::testing::SoftHsm::create().unwrap();
+    hsm.init_token("provision", "so-pin", "1234").unwrap();
+    let pin = hsm.pin_file("user.pin", "1234").unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+            .env("SOFTHSM2_CONF", hsm.conf())
+            .args(args)
+            .output()
+            .unwrap();
+        ok(&out)
+    };
+    let base = format!(
+        "pkcs11:token=provision;object=dev-key?pin-source=file:{}",
+        pin.display()
+    );
+    let key_uri = run(&["pkcs11", "keygen", "--uri", &base, "--key-type", "p256"])
+        .trim()
+        .to_string();
+    assert!(!key_uri.contains("pin-value"), "{key_uri}");
+    let csr = e.dir.path().join("dev.csr");
+    run(&[
+        "pkcs11",
+        "csr",
+        "--uri",
+        &key_uri,
+        "--common-name",
+        "device-hsm",
+        "--out",
+        csr.to_str().unwrap(),
+    ]);
+    let issued = certify_csr(&e, &csr);
+    run(&[
+        "pkcs11",
+        "import-cert",
+        "--uri",
+        &base,
+        "--file",
+        issued.join("device-hsm.cert.pem").to_str().unwrap(),
+    ]);
+
+    // The certificate object on the token, found by the key's id: no file at all.
+    let cfg = e.dir.path().join("pkcs11.toml");
+    std::fs::write(&cfg, format!("[x509]\nbackend = \"pkcs11\"\nkey = \"{key_uri}\"\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
+        .arg(e.emulator.global_endpoint())
+        .arg("--trusted-ca")
+        .arg(&e.server_ca)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains("device id: device-hsm"), "{stdout}");
+
+    // A wrong PIN is one clear error, not a registration.
+    let bad_pin = hsm.pin_file("bad.pin", "9999").unwrap();
+    let bad_uri = key_uri.replace(&pin.display().to_string(), &bad_pin.display().to_string());
+    std::fs::write(&cfg, format!("[x509]\nbackend = \"pkcs11\"\nkey = \"{bad_uri}\"\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
+        .arg(e.emulator.global_endpoint())
+        .arg("--trusted-ca")
+        .arg(&e.server_ca)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.to_lowercase().contains("pin"), "{stderr}");
+}
