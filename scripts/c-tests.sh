@@ -186,5 +186,8 @@ logging() {
 }
 run logging logging
 
+# The rustls TLS IO (include/tlsio_rustls.h): its own script, servers and SoftHSM token.
+run tlsio bash "$root/scripts/c-tests-tlsio.sh"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
