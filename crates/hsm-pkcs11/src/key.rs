@@ -147,7 +147,8 @@ impl Pkcs11Key {
                 op: "find private key".into(),
                 rv: cryptoki_sys::CKR_KEY_CHANGED,
                 message: format!(
-                    "the key `{}` on the token is not the key this identity was opened with (the token was re-created?)",
+                    "the key `{}` on the token is not the key this identity was opened with (was the token \
+                     re-created?); open the key again to use the new one",
                     self.uri.object_description()
                 ),
             });

@@ -49,7 +49,35 @@ fn removed_token_fails_clearly_never_crashes() {
     // Re-created with the same label and a new key: SoftHSM does not rescan its token
     // directory within a process, so this process keeps failing clearly, never crashing.
     f.hsm.init_token(LABEL, SO_PIN, PIN).unwrap();
-    check("token re-created");
+    // A new key with the old label, made by another process (opensc's pkcs11-tool).
+    let out = std::process::Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            f.hsm.module().to_str().unwrap(),
+            "--token-label",
+            LABEL,
+            "--login",
+            "--pin",
+            PIN,
+        ])
+        .args([
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            "survivor",
+            "--id",
+            "01",
+        ])
+        .env("SOFTHSM2_CONF", f.hsm.conf())
+        .output()
+        .expect("pkcs11-tool (package opensc)");
+    assert!(
+        out.status.success(),
+        "pkcs11-tool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check("token re-created with a new key");
     let e = tools::generate_key_pair(&f.uri("object=newcomer"), KeyAlgorithm::Ec(Curve::P256)).unwrap_err();
     assert!(matches!(e, hsm_core::Error::Device { .. }), "{e:?}");
 }

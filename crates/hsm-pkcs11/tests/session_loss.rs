@@ -88,4 +88,40 @@ fn recovers_after_all_sessions_are_closed() {
     for h in handles {
         h.join().unwrap();
     }
+
+    // The key is replaced under the same label and id: the cached handle goes stale, the key
+    // is found again, and the backend refuses to sign with a different key.
+    let swap = tools::generate_key_pair(&f.uri("object=swapped;id=%5a"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    let swap_signer = open_signer(&swap.to_token_string()).unwrap();
+    swap_signer.sign(SignatureScheme::EcdsaP256Sha256, b"before").unwrap();
+    token
+        .run_rw(|session| {
+            for h in session
+                .find_objects(&[cryptoki::object::Attribute::Id(vec![0x5a])])
+                .unwrap()
+            {
+                session.destroy_object(h).unwrap();
+            }
+            Ok(())
+        })
+        .unwrap();
+    tools::generate_key_pair(&f.uri("object=swapped;id=%5a"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    let e = swap_signer
+        .sign(SignatureScheme::EcdsaP256Sha256, b"after")
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(
+            e,
+            hsm_core::Error::Device {
+                rv: cryptoki_sys::CKR_KEY_CHANGED,
+                ..
+            }
+        ) && text.contains("not the key this identity was opened with"),
+        "{text}"
+    );
+    // Opening it again gives the new key.
+    let fresh = open_signer(&swap.to_token_string()).unwrap();
+    assert_ne!(fresh.public_key_spki().unwrap(), swap_signer.public_key_spki().unwrap());
+    fresh.sign(SignatureScheme::EcdsaP256Sha256, b"after").unwrap();
 }
