@@ -145,20 +145,20 @@ impl Pkcs11Uri {
             Ok(())
         }
         match name {
-            "token" => set(&mut self.token, name, decode_text(name, value)?),
-            "manufacturer" => set(&mut self.manufacturer, name, decode_text(name, value)?),
-            "serial" => set(&mut self.serial, name, decode_text(name, value)?),
-            "model" => set(&mut self.model, name, decode_text(name, value)?),
-            "object" => set(&mut self.object, name, decode_text(name, value)?),
+            "token" => set(&mut self.token, name, decode_text(name, value, Part::Path)?),
+            "manufacturer" => set(&mut self.manufacturer, name, decode_text(name, value, Part::Path)?),
+            "serial" => set(&mut self.serial, name, decode_text(name, value, Part::Path)?),
+            "model" => set(&mut self.model, name, decode_text(name, value, Part::Path)?),
+            "object" => set(&mut self.object, name, decode_text(name, value, Part::Path)?),
             "id" => {
-                let id = percent_decode(name, value)?;
+                let id = percent_decode(name, value, Part::Path)?;
                 if id.is_empty() {
                     return Err(uri_error(name, "empty id"));
                 }
                 set(&mut self.id, name, id)
             }
             "slot-id" => {
-                let text = decode_text(name, value)?;
+                let text = decode_text(name, value, Part::Path)?;
                 let v = text
                     .parse::<u64>()
                     .map_err(|_| uri_error(name, format!("`{text}` is not a decimal number")))?;
@@ -167,7 +167,7 @@ impl Pkcs11Uri {
             "type" => set(
                 &mut self.object_type,
                 name,
-                ObjectType::parse(&decode_text(name, value)?)?,
+                ObjectType::parse(&decode_text(name, value, Part::Path)?)?,
             ),
             other if KNOWN_UNSUPPORTED.contains(&other) => {
                 Err(uri_error(other, "this RFC 7512 attribute is not supported here"))
@@ -190,28 +190,28 @@ impl Pkcs11Uri {
         }
         match name {
             "module-path" => {
-                let p = decode_text(name, value)?;
+                let p = decode_text(name, value, Part::Query)?;
                 if p.is_empty() {
                     return Err(uri_error(name, "empty path"));
                 }
                 set(&mut self.module_path, name, PathBuf::from(p))
             }
             "module-name" => {
-                let n = decode_text(name, value)?;
+                let n = decode_text(name, value, Part::Query)?;
                 if n.is_empty() || n.contains('/') {
                     return Err(uri_error(name, "expected a module file name without `/`"));
                 }
                 set(&mut self.module_name, name, n)
             }
             "pin-source" => {
-                let s = decode_text(name, value)?;
+                let s = decode_text(name, value, Part::Query)?;
                 if s.is_empty() {
                     return Err(uri_error(name, "empty pin-source"));
                 }
                 set(&mut self.pin_source, name, s)
             }
             "pin-value" => {
-                let bytes = Zeroizing::new(percent_decode(name, value)?);
+                let bytes = Zeroizing::new(percent_decode(name, value, Part::Query)?);
                 let pin =
                     std::str::from_utf8(&bytes).map_err(|_| uri_error(name, "not UTF-8 after percent-decoding"))?;
                 set(&mut self.pin_value, name, Zeroizing::new(pin.to_string()))
@@ -318,7 +318,7 @@ impl Pkcs11Uri {
     /// The URI as text without `pin-value`: safe to hand out as an alias-key token.
     pub fn to_token_string(&self) -> String {
         let mut path = Vec::new();
-        let mut push = |name: &str, v: &str| path.push(format!("{name}={}", encode_text(v)));
+        let mut push = |name: &str, v: &str| path.push(format!("{name}={}", encode_text(v, Part::Path)));
         if let Some(v) = &self.token {
             push("token", v);
         }
@@ -345,13 +345,16 @@ impl Pkcs11Uri {
         }
         let mut query = Vec::new();
         if let Some(v) = &self.module_path {
-            query.push(format!("module-path={}", encode_text(&v.to_string_lossy())));
+            query.push(format!(
+                "module-path={}",
+                encode_text(&v.to_string_lossy(), Part::Query)
+            ));
         }
         if let Some(v) = &self.module_name {
-            query.push(format!("module-name={}", encode_text(v)));
+            query.push(format!("module-name={}", encode_text(v, Part::Query)));
         }
         if let Some(v) = &self.pin_source {
-            query.push(format!("pin-source={}", encode_text(v)));
+            query.push(format!("pin-source={}", encode_text(v, Part::Query)));
         }
         let mut out = format!("pkcs11:{}", path.join(";"));
         if !query.is_empty() {
@@ -420,12 +423,25 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-/// Characters RFC 7512 allows unescaped in an attribute value (pchar minus the separators).
-fn is_value_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~:[]@!$'()*+,".contains(&b) || b == b'/' || b == b'|'
+/// Where an attribute stands: the path (`;`-separated) or the query (`&`-separated).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Path,
+    Query,
 }
 
-fn percent_decode(attribute: &str, value: &str) -> Result<Vec<u8>> {
+/// Characters RFC 7512 allows unescaped in a value: unreserved, `pk11-res-avail`, plus `&` in
+/// the path and `/ ? |` in the query.
+fn is_value_char(b: u8, part: Part) -> bool {
+    b.is_ascii_alphanumeric()
+        || b"-._~:[]@!$'()*+,=".contains(&b)
+        || match part {
+            Part::Path => b == b'&',
+            Part::Query => b"/?|".contains(&b),
+        }
+}
+
+fn percent_decode(attribute: &str, value: &str, part: Part) -> Result<Vec<u8>> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -444,7 +460,7 @@ fn percent_decode(attribute: &str, value: &str) -> Result<Vec<u8>> {
                 }
             }
             i += 3;
-        } else if is_value_char(b) {
+        } else if is_value_char(b, part) {
             out.push(b);
             i += 1;
         } else {
@@ -460,15 +476,15 @@ fn percent_decode(attribute: &str, value: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn decode_text(attribute: &str, value: &str) -> Result<String> {
-    String::from_utf8(percent_decode(attribute, value)?)
+fn decode_text(attribute: &str, value: &str, part: Part) -> Result<String> {
+    String::from_utf8(percent_decode(attribute, value, part)?)
         .map_err(|_| uri_error(attribute, "not UTF-8 after percent-decoding"))
 }
 
-fn encode_text(v: &str) -> String {
+fn encode_text(v: &str, part: Part) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/:".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) || (part == Part::Query && b == b'/') {
             out.push(char::from(b));
         } else {
             let _ = write!(out, "%{b:02X}");
@@ -516,6 +532,17 @@ mod tests {
         let again = Pkcs11Uri::parse(&u.to_token_string()).unwrap();
         assert_eq!(again, u);
         assert_eq!(Pkcs11Uri::parse("pkcs11:").unwrap(), Pkcs11Uri::default());
+        // RFC 7512 allows `&` and `=` in path values, `/ ? |` in query values.
+        let u = Pkcs11Uri::parse("pkcs11:object=a&b=c?pin-source=/x?y|z").unwrap();
+        assert_eq!(u.object.as_deref(), Some("a&b=c"));
+        assert_eq!(u.pin_source.as_deref(), Some("/x?y|z"));
+        let odd = Pkcs11Uri {
+            token: Some("a/b;c?d".into()),
+            object: Some("é k".into()),
+            pin_source: Some("/p&q".into()),
+            ..Pkcs11Uri::default()
+        };
+        assert_eq!(Pkcs11Uri::parse(&odd.to_token_string()).unwrap(), odd);
     }
 
     fn err(text: &str) -> String {
@@ -558,6 +585,10 @@ mod tests {
         assert!(e.contains("empty attribute"), "{e}");
         let e = err("pkcs11:id=");
         assert!(e.contains("`id`"), "{e}");
+        let e = err("pkcs11:object=a/b");
+        assert!(e.contains("`object`") && e.contains("`/`"), "{e}");
+        let e = err("pkcs11:token=t?pin-source=a;b");
+        assert!(e.contains("`pin-source`") && e.contains("`;`"), "{e}");
     }
 
     #[test]
