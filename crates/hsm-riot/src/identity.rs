@@ -126,8 +126,14 @@ impl DiceX509 {
         };
         check_registration_id(&format!("{}.registration_id", section.name), &p.registration_id)
             .map_err(|e| section.error("registration_id", e.to_string()))?;
-        let validity = Validity::from_parts(section.name, p.not_before.as_deref(), p.validity_days)
-            .map_err(|e| section.error("not_before", e.to_string()))?;
+        let validity = Validity::from_parts(section.name, p.not_before.as_deref(), p.validity_days).map_err(|e| {
+            let key = if e.to_string().contains("validity_days") {
+                "validity_days"
+            } else {
+                "not_before"
+            };
+            section.error(key, e.to_string())
+        })?;
         Self::new(&DiceOptions {
             uds_file: section.path(&p.uds_file),
             firmware,

@@ -254,7 +254,8 @@ fn bad_firmware_and_configuration_give_clear_errors() {
         ("firmware_digest = \"00\"\n", "either firmware_file or firmware_digest"),
         ("colour = \"blue\"\n", "unknown field `colour`"),
         ("ca_certificate = \"ca.pem\"\n", "ca_key"),
-        ("not_before = \"soon\"\n", "RFC 3339"),
+        ("not_before = \"soon\"\n", "x509.not_before"),
+        ("validity_days = 0\n", "x509.validity_days"),
     ];
     for (extra, msg) in cases {
         let e = err(dev.identity("device-1", extra));
