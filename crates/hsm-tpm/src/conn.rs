@@ -238,6 +238,20 @@ impl TpmConn {
         }
     }
 
+    /// Run `f` on the raw tss-esapi context of this connection (serialized with every other
+    /// user; no reconnection). For callers that need a command this crate does not wrap, and
+    /// for benchmarks against raw tss-esapi. Flush what you load.
+    pub fn with_context<T>(&self, f: impl FnOnce(&mut Context) -> T) -> Result<T> {
+        let mut guard = self.lock()?;
+        if guard.is_none() {
+            *guard = Some(self.open()?);
+        }
+        let session = guard
+            .as_mut()
+            .ok_or_else(|| Error::Internal("TPM session vanished".into()))?;
+        Ok(f(&mut session.ctx))
+    }
+
     /// Run `f` with the ESAPI context closed (the raw command path for HMAC sequences needs
     /// the TPM connection to itself); the context is reopened on the next call.
     pub(crate) fn without_context<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
