@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The symbol a vendor shared object exports: a function of type HSM_ABI_VENDOR_GET_TABLE. */
+#define HSM_ABI_VENDOR_ENTRY_POINT "hsm_abi_vendor_table"
+
+
 /*
  Success.
  */
@@ -133,6 +137,12 @@
 #define HSM_ABI_MAX_SCHEMES 8
 
 /*
+ Version of `HSM_ABI_VENDOR_TABLE` described by this header. A vendor sets `version` to the
+ version its code implements; the library accepts 1 up to this value.
+ */
+#define HSM_ABI_VENDOR_TABLE_VERSION 1
+
+/*
  An open key (opaque to C).
  */
 typedef struct HSM_ABI_SIGNER HSM_ABI_SIGNER;
@@ -215,6 +225,155 @@ typedef struct HSM_ABI_SIGNER_TABLE {
   HSM_ABI_SIGNER_CLOSE close;
   HSM_ABI_SIGNER_PUBLIC_KEY public_key;
 } HSM_ABI_SIGNER_TABLE;
+
+/*
+ Open the identity named by `identity` (a vendor-defined, NUL-terminated string that holds no
+ secret: a slot, a label, a path). On success store the vendor's handle in `*out` (any
+ non-NULL value) and return 0. Mandatory.
+ */
+typedef int (*HSM_ABI_VENDOR_OPEN)(const char *identity, void **out);
+
+/*
+ Release a handle from `open`; NULL is a no-op. Mandatory.
+ */
+typedef void (*HSM_ABI_VENDOR_CLOSE)(void *handle);
+
+/*
+ Produce bytes into a caller buffer (see the memory rule of `HSM_ABI_VENDOR_TABLE`).
+ */
+typedef int (*HSM_ABI_VENDOR_GET_BYTES)(void *handle, unsigned char *buf, size_t *len);
+
+/*
+ Describe the identity's key: write every field of `*out` (the caller set `out->struct_size`
+ to its size, at least `sizeof(HSM_ABI_KEY_INFO)`; leave it as it is).
+ */
+typedef int (*HSM_ABI_VENDOR_KEY_INFO)(void *handle, struct HSM_ABI_KEY_INFO *out);
+
+/*
+ Sign `msg` (the whole message, not a digest) with `scheme` (a TLS SignatureScheme code point
+ listed by `key_info`); the signature goes into a caller buffer. ECDSA signatures are DER.
+ */
+typedef int (*HSM_ABI_VENDOR_SIGN)(void *handle, uint32_t scheme, const unsigned char *msg, size_t msg_len, unsigned char *sig, size_t *sig_len);
+
+/*
+ A static, NUL-terminated explanation of one of the vendor's own return codes, or NULL.
+ */
+typedef const char *(*HSM_ABI_VENDOR_ERROR_STRING)(int code);
+
+/*
+ Take input bytes, no output (the TPM activation blob).
+ */
+typedef int (*HSM_ABI_VENDOR_PUT_BYTES)(void *handle, const unsigned char *data, size_t data_len);
+
+/*
+ Take input bytes, produce bytes into a caller buffer.
+ */
+typedef int (*HSM_ABI_VENDOR_TRANSFORM)(void *handle, const unsigned char *data, size_t data_len, unsigned char *buf, size_t *len);
+
+/*
+ HMAC-SHA256 of `data` with the identity's symmetric key into the caller's 32-byte `mac`.
+ */
+typedef int (*HSM_ABI_VENDOR_HMAC)(void *handle, const unsigned char *data, size_t data_len, unsigned char *mac);
+
+/*
+ A vendor backend (version 1). `version` and `struct_size` come first and fields are only
+ ever appended. Return codes: 0 success; `HSM_ABI_ERR_BUFFER_TOO_SMALL` (size query, see
+ below); `HSM_ABI_ERR_INVALID_ARGUMENT` for NULL or bad arguments; `HSM_ABI_ERR_UNSUPPORTED`
+ when this identity cannot do the operation; any other non-zero value is the vendor's own
+ error code (explained by `error_string` when set).
+
+ Memory: output buffers belong to the caller. `*len` is the capacity of `buf` on entry (0
+ when `buf` is NULL); when the output does not fit, store the needed size in `*len`, write
+ nothing and return `HSM_ABI_ERR_BUFFER_TOO_SMALL`; on success write the output and store its
+ length in `*len`. Text outputs are UTF-8 without a terminating NUL. The vendor never returns
+ memory for the library to free. Input pointers are only valid during the call.
+
+ Threading: `open` / `close` are not concurrent with other calls on the same handle; every
+ other function may run concurrently from several threads, on the same handle too.
+ */
+typedef struct HSM_ABI_VENDOR_TABLE {
+  /*
+   The `HSM_ABI_VENDOR_TABLE_VERSION` the vendor implements (1).
+   */
+  uint32_t version;
+  /*
+   `sizeof(HSM_ABI_VENDOR_TABLE)` as the vendor compiled it.
+   */
+  uint32_t struct_size;
+  /*
+   Mandatory. Static NUL-terminated name of the backend (letters, digits, `-`, `_`, `.`);
+   a registered table is selected by it (`registered = "name"`). Copied by the library.
+   */
+  const char *name;
+  /*
+   Mandatory: open an identity.
+   */
+  HSM_ABI_VENDOR_OPEN open;
+  /*
+   Mandatory: close an identity.
+   */
+  HSM_ABI_VENDOR_CLOSE close;
+  /*
+   Mandatory: the PEM certificate chain, leaf first (caller buffer).
+   */
+  HSM_ABI_VENDOR_GET_BYTES get_certificate_chain;
+  /*
+   Mandatory: the common name of the leaf certificate, the registration id (caller buffer).
+   */
+  HSM_ABI_VENDOR_GET_BYTES get_common_name;
+  /*
+   Mandatory: algorithm, curve or modulus size, schemes and maximum signature size of the
+   leaf certificate's key (fills the caller's structure).
+   */
+  HSM_ABI_VENDOR_KEY_INFO key_info;
+  /*
+   Mandatory: sign with the leaf certificate's key (caller buffer; a buffer of
+   `max_signature_len` bytes always suffices).
+   */
+  HSM_ABI_VENDOR_SIGN sign;
+  /*
+   Optional: the key's DER SubjectPublicKeyInfo (caller buffer). NULL: the library takes it
+   from the leaf certificate.
+   */
+  HSM_ABI_VENDOR_GET_BYTES get_public_key;
+  /*
+   Optional: explain the vendor's own error codes (returns static strings, never freed).
+   */
+  HSM_ABI_VENDOR_ERROR_STRING error_string;
+  /*
+   TPM group (all four set, or all four NULL): marshalled TPM2B_PUBLIC of the endorsement
+   key with its 2-byte size (caller buffer).
+   */
+  HSM_ABI_VENDOR_GET_BYTES get_endorsement_key;
+  /*
+   TPM group: marshalled TPM2B_PUBLIC of the storage root key (caller buffer).
+   */
+  HSM_ABI_VENDOR_GET_BYTES get_storage_root_key;
+  /*
+   TPM group: import the identity key from the DPS activation blob (input only).
+   */
+  HSM_ABI_VENDOR_PUT_BYTES activate_identity_key;
+  /*
+   TPM group: HMAC-SHA256 of `data` with the activated identity key (caller buffer).
+   */
+  HSM_ABI_VENDOR_TRANSFORM sign_with_identity;
+  /*
+   Symmetric group (this and `hmac_sha256` set, or both NULL): the registration id of the
+   symmetric-key identity (caller buffer).
+   */
+  HSM_ABI_VENDOR_GET_BYTES get_registration_id;
+  /*
+   Symmetric group, optional inside it: the raw symmetric key (caller buffer). NULL when the
+   key never leaves the device (then the SDK's get_symm_key reports "unsupported").
+   */
+  HSM_ABI_VENDOR_GET_BYTES get_symmetric_key;
+  /*
+   Symmetric group: HMAC-SHA256 with the symmetric key into a 32-byte caller buffer.
+   */
+  HSM_ABI_VENDOR_HMAC hmac_sha256;
+} HSM_ABI_VENDOR_TABLE;
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -319,6 +478,35 @@ void hsm_abi_signer_close(struct HSM_ABI_SIGNER *signer);
  `signer` is NULL or an open signer; `spki` and `spki_len` are NULL or writable.
  */
 int hsm_abi_signer_public_key(const struct HSM_ABI_SIGNER *signer, unsigned char **spki, size_t *spki_len);
+
+/*
+ Register a vendor table from a C program linked with this library, before the SDK starts.
+ The table is validated (version, `struct_size`, mandatory fields, complete optional groups)
+ and copied; its `name` selects it in the configuration (`registered = "name"`); registering a
+ name again replaces the table for identities opened afterwards. Returns 0, or
+ `HSM_ABI_ERR_CONFIG` with the reason in `hsm_abi_last_error`.
+
+ # Safety
+ `table` is NULL or a valid table; the functions it points to stay valid for the process.
+ */
+int hsm_abi_vendor_register(const struct HSM_ABI_VENDOR_TABLE *table);
+
+/*
+ Load a vendor shared object (as `library = "..."` does) and check its table, without opening
+ an identity. Returns 0 or an error code (reason in `hsm_abi_last_error`).
+
+ # Safety
+ `path` is NULL or NUL-terminated.
+ */
+int hsm_abi_vendor_check_library(const char *path);
+
+/*
+ The backends built into this library as a vendor table (name "hsm-abi-builtin"): `open`
+ takes the path of a configuration file and opens its `[x509]` section (and `[symmetric_key]`
+ and `[tpm]` when present; without them those operations return `HSM_ABI_ERR_UNSUPPORTED`).
+ Lets the conformance check run on the project's own backends and lets a C program wrap them.
+ */
+const struct HSM_ABI_VENDOR_TABLE *hsm_abi_vendor_builtin_table(void);
 
 #ifdef __cplusplus
 }  // extern "C"

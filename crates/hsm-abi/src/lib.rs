@@ -15,5 +15,7 @@
 pub mod ffi;
 pub mod registry;
 mod state;
+#[cfg(feature = "vendor")]
+pub mod vendor;
 
 pub use state::{clear_config, set_config};

@@ -20,6 +20,8 @@ pub fn x509_backends() -> Vec<&'static str> {
         "dice",
         #[cfg(feature = "tpm")]
         "tpm",
+        #[cfg(feature = "vendor")]
+        "vendor",
     ]
 }
 
@@ -29,6 +31,8 @@ pub fn symmetric_backends() -> Vec<&'static str> {
         "file",
         #[cfg(feature = "pkcs11")]
         "pkcs11",
+        #[cfg(feature = "vendor")]
+        "vendor",
     ]
 }
 
@@ -37,6 +41,8 @@ pub fn tpm_backends() -> Vec<&'static str> {
     vec![
         #[cfg(feature = "tpm")]
         "tpm",
+        #[cfg(feature = "vendor")]
+        "vendor",
     ]
 }
 
@@ -51,6 +57,8 @@ pub fn signer_token_schemes() -> Vec<&'static str> {
         "dice",
         #[cfg(feature = "tpm")]
         "tpm",
+        #[cfg(feature = "vendor")]
+        "vendor",
     ]
 }
 
@@ -80,6 +88,8 @@ pub fn open_x509(config: &Config) -> Result<Box<dyn X509Identity>> {
         "dice" => Ok(Box::new(hsm_riot::DiceX509::from_section(section)?)),
         #[cfg(feature = "tpm")]
         "tpm" => Ok(Box::new(hsm_tpm::TpmX509::from_section(section)?)),
+        #[cfg(feature = "vendor")]
+        "vendor" => Ok(Box::new(crate::vendor::VendorX509::from_section(section)?)),
         _ => Err(not_built_in(section, &x509_backends())),
     }
 }
@@ -91,6 +101,8 @@ pub fn open_symmetric(config: &Config) -> Result<Box<dyn SymmetricIdentity>> {
         "file" => Ok(Box::new(file::FileSymmetric::from_section(section)?)),
         #[cfg(feature = "pkcs11")]
         "pkcs11" => Ok(Box::new(hsm_pkcs11::Pkcs11Symmetric::from_section(section)?)),
+        #[cfg(feature = "vendor")]
+        "vendor" => Ok(Box::new(crate::vendor::VendorSymmetric::from_section(section)?)),
         _ => Err(not_built_in(section, &symmetric_backends())),
     }
 }
@@ -98,10 +110,12 @@ pub fn open_symmetric(config: &Config) -> Result<Box<dyn SymmetricIdentity>> {
 /// Open the identity of the `[tpm]` section.
 pub fn open_tpm(config: &Config) -> Result<Box<dyn TpmIdentity>> {
     let section = config.section("tpm")?;
-    #[cfg_attr(not(feature = "tpm"), allow(clippy::match_single_binding))]
+    #[cfg_attr(not(any(feature = "tpm", feature = "vendor")), allow(clippy::match_single_binding))]
     match section.backend.as_str() {
         #[cfg(feature = "tpm")]
         "tpm" => Ok(Box::new(hsm_tpm::Tpm::from_section(section)?)),
+        #[cfg(feature = "vendor")]
+        "vendor" => Ok(Box::new(crate::vendor::VendorTpm::from_section(section)?)),
         _ => Err(not_built_in(section, &tpm_backends())),
     }
 }
@@ -116,6 +130,8 @@ pub fn open_signer(token: &str) -> Result<Arc<dyn SigningKey>> {
         KeyToken::Dice(_) => hsm_riot::open_signer(token),
         #[cfg(feature = "tpm")]
         KeyToken::Tpm(_) => hsm_tpm::open_signer(token),
+        #[cfg(feature = "vendor")]
+        KeyToken::Vendor(rest) => crate::vendor::open_signer(&rest),
         KeyToken::InlinePem => Ok(Arc::new(file::FileKey::from_pem(
             "inline PEM private key",
             token.as_bytes(),
@@ -136,6 +152,7 @@ fn token_kind(token: &KeyToken) -> &'static str {
         KeyToken::Tpm(_) => "`tpm:`",
         KeyToken::Dice(_) => "`dice:`",
         KeyToken::File(_) => "`file:`",
+        KeyToken::Vendor(_) => "`vendor:`",
         KeyToken::InlinePem => "inline PEM",
         _ => "of an unknown kind",
     }
@@ -159,7 +176,7 @@ mod tests {
 
     #[test]
     fn unknown_backends_list_the_built_in_ones() {
-        let c = cfg("[x509]\nbackend = \"magic\"\n[symmetric_key]\nbackend = \"vendor\"\n[tpm]\nbackend = \"tpm2\"\n");
+        let c = cfg("[x509]\nbackend = \"magic\"\n[symmetric_key]\nbackend = \"acme\"\n[tpm]\nbackend = \"tpm2\"\n");
         let e = err(open_x509(&c));
         let list = x509_backends().join(", ");
         assert!(
@@ -172,7 +189,7 @@ mod tests {
         let list = symmetric_backends().join(", ");
         assert!(
             e.contains(&format!(
-                "backend \"vendor\" is not built into this library; built in: {list}"
+                "backend \"acme\" is not built into this library; built in: {list}"
             )),
             "{e}"
         );

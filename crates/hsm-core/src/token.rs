@@ -3,7 +3,8 @@
 //! - `pkcs11:...` an RFC 7512 URI (PIN through `pin-source`, never `pin-value`);
 //! - `tpm:...` a TPM-resident key (persistent handle or saved blob);
 //! - `dice:...` a key of the software DICE engine;
-//! - `file:PATH` a PEM private key file of the development backend.
+//! - `file:PATH` a PEM private key file of the development backend;
+//! - `vendor:...` a key of a vendor backend (`library=PATH` or `registered=NAME`, `identity=ID`).
 //!
 //! A PEM private key (`-----BEGIN ... PRIVATE KEY-----`) is still accepted where a token is
 //! expected, for compatibility with the SDK's OpenSSL options.
@@ -18,6 +19,8 @@ pub enum KeyToken {
     Tpm(String),
     Dice(String),
     File(std::path::PathBuf),
+    /// A vendor backend's key: the part after `vendor:`, parsed by hsm-abi.
+    Vendor(String),
     /// A PEM private key given inline (compatibility only: it is a secret).
     InlinePem,
 }
@@ -32,7 +35,7 @@ impl KeyToken {
         let (scheme, rest) = t.split_once(':').ok_or_else(|| {
             Error::parse(
                 "key token",
-                "expected `pkcs11:`, `tpm:`, `dice:`, `file:` or a PEM private key",
+                "expected `pkcs11:`, `tpm:`, `dice:`, `file:`, `vendor:` or a PEM private key",
             )
         })?;
         match scheme {
@@ -41,6 +44,7 @@ impl KeyToken {
             "dice" => Ok(KeyToken::Dice(rest.to_string())),
             "file" if !rest.is_empty() => Ok(KeyToken::File(rest.into())),
             "file" => Err(Error::parse("key token", "`file:` needs a path")),
+            "vendor" => Ok(KeyToken::Vendor(rest.to_string())),
             other => Err(Error::parse("key token", format!("unknown scheme `{other}:`"))),
         }
     }
@@ -70,5 +74,15 @@ mod tests {
         assert!(KeyToken::parse("nothing").is_err());
         assert!(KeyToken::parse("ftp:x").is_err());
         assert!(KeyToken::parse("file:").is_err());
+    }
+
+    #[test]
+    fn vendor_tokens() {
+        assert_eq!(
+            KeyToken::parse("vendor:library=/l.so;identity=a").unwrap(),
+            KeyToken::Vendor("library=/l.so;identity=a".into())
+        );
+        assert!(!KeyToken::parse("vendor:registered=x").unwrap().is_secret());
+        assert!(KeyToken::parse("vendors:x").is_err());
     }
 }

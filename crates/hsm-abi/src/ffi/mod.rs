@@ -35,3 +35,5 @@ mod ptr;
 pub mod sdk;
 pub mod signer;
 mod tlsio;
+#[cfg(feature = "vendor")]
+pub mod vendor;

@@ -1,0 +1,630 @@
+//! Vendor backends as ordinary backends: a vendor table (a shared object configured by path, or
+//! a table registered from C with `hsm_abi_vendor_register`) seen through the hsm-core traits.
+//!
+//! ```toml
+//! [x509]
+//! backend = "vendor"
+//! library = "libvendor.so"      # or: registered = "name"
+//! identity = "slot-0"           # passed to the vendor's open; no secrets here
+//! ```
+//!
+//! The same keys work in `[symmetric_key]` and `[tpm]` when the table has those groups.
+//! Everything a vendor can get wrong is contained: NULL fields are "unsupported" errors, lengths
+//! and writes are checked against the buffers given, text must be UTF-8, key descriptions must
+//! match the certificate, and every signature is verified against the public key before it is
+//! used, so a vendor returning garbage gives an error naming the vendor and the field.
+//!
+//! `get_key` of a vendor x509 identity is an alias-key token `vendor:library=PATH;identity=ID`
+//! (or `vendor:registered=NAME;identity=ID`), percent-encoded, resolved by
+//! [`crate::registry::open_signer`].
+
+// pub mod conformance;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hsm_core::config::Section;
+use hsm_core::{
+    Curve, Error, KeyAlgorithm, Origin, Result, SignatureScheme, SigningKey, SymmetricIdentity, TpmIdentity,
+    X509Identity,
+};
+use rustls_pki_types::CertificateDer;
+use zeroize::Zeroizing;
+
+use crate::ffi::signer::{HSM_ABI_KEY_ALGORITHM_EC, HSM_ABI_KEY_ALGORITHM_RSA, HSM_ABI_KEY_INFO, HSM_ABI_MAX_SCHEMES};
+pub use crate::ffi::vendor::{BytesField, Capabilities, HSM_ABI_VENDOR_ENTRY_POINT, Probe, RawIdentity, VendorTable};
+
+/// Where a vendor table comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A shared object exporting `hsm_abi_vendor_table`.
+    Library(PathBuf),
+    /// A table registered from C under this name.
+    Registered(String),
+}
+
+impl Source {
+    /// Load (or look up) the table.
+    pub fn table(&self) -> Result<Arc<VendorTable>> {
+        match self {
+            Source::Library(p) => VendorTable::load(p),
+            Source::Registered(n) => VendorTable::registered(n),
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    library: Option<PathBuf>,
+    registered: Option<String>,
+    #[serde(default)]
+    identity: String,
+}
+
+fn source_of(section: &Section) -> Result<(Source, String)> {
+    let p: Params = section.parse()?;
+    let source = match (p.library, p.registered) {
+        (Some(lib), None) => Source::Library(section.path(&lib)),
+        (None, Some(name)) => Source::Registered(name),
+        (Some(_), Some(_)) => {
+            return Err(section.error("library", "give either `library` or `registered`, not both"));
+        }
+        (None, None) => {
+            return Err(section.error(
+                "library",
+                "missing: give `library = \"path/to/libvendor.so\"` or `registered = \"name\"`",
+            ));
+        }
+    };
+    Ok((source, p.identity))
+}
+
+/// Open the identity of a `backend = "vendor"` section, with errors naming the section.
+fn open_section(section: &Section) -> Result<Arc<RawIdentity>> {
+    let (source, identity) = source_of(section)?;
+    let table = source.table().map_err(|e| match e {
+        Error::Config { key, message, .. } => section.error("library", format!("{key}: {message}")),
+        other => other,
+    })?;
+    Ok(Arc::new(table.open(&identity)?))
+}
+
+// ---- alias-key tokens ----
+
+fn pct_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/:+,@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn pct_decode(s: &str) -> Result<String> {
+    let bad = |why: &str| Error::parse("vendor key token", why.to_string());
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or_else(|| bad("truncated %-escape"))?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad("invalid %-escape"))?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad("not UTF-8 after %-decoding"))
+}
+
+/// The alias-key token naming the key of `identity` in `source`.
+pub fn key_token(source: &Source, identity: &str) -> String {
+    let src = match source {
+        Source::Library(p) => format!("library={}", pct_encode(&p.to_string_lossy())),
+        Source::Registered(n) => format!("registered={}", pct_encode(n)),
+    };
+    format!("vendor:{src};identity={}", pct_encode(identity))
+}
+
+/// Parse the part after `vendor:` of a token.
+pub fn parse_token(rest: &str) -> Result<(Source, String)> {
+    let mut source = None;
+    let mut identity = None;
+    for attr in rest.split(';').filter(|a| !a.is_empty()) {
+        let (k, v) = attr
+            .split_once('=')
+            .ok_or_else(|| Error::parse("vendor key token", format!("`{attr}` is not key=value")))?;
+        let v = pct_decode(v)?;
+        let dup = match k {
+            "library" => source.replace(Source::Library(PathBuf::from(v))).is_some(),
+            "registered" => source.replace(Source::Registered(v)).is_some(),
+            "identity" => identity.replace(v).is_some(),
+            other => {
+                return Err(Error::parse(
+                    "vendor key token",
+                    format!("unknown attribute `{other}` (expected library, registered, identity)"),
+                ));
+            }
+        };
+        if dup {
+            return Err(Error::parse("vendor key token", format!("`{k}` given twice")));
+        }
+    }
+    let source = source.ok_or_else(|| Error::parse("vendor key token", "needs `library=` or `registered=`"))?;
+    Ok((source, identity.unwrap_or_default()))
+}
+
+/// Resolve a `vendor:` token (the part after the scheme) to a signer.
+pub fn open_signer(rest: &str) -> Result<Arc<dyn SigningKey>> {
+    let (source, identity) = parse_token(rest)?;
+    let raw = Arc::new(source.table()?.open(&identity)?);
+    Ok(Arc::new(VendorKey::new(raw)?))
+}
+
+// ---- key checks ----
+
+/// Check a key description from a vendor: known algorithm and size, 1..=8 known schemes that
+/// belong to the algorithm, a plausible maximum signature size.
+pub fn validate_key_info(backend: &str, info: &HSM_ABI_KEY_INFO) -> Result<KeyAlgorithm> {
+    let bad = |why: String| Error::Device {
+        origin: Origin::Vendor,
+        op: format!("{backend}: key_info"),
+        rv: 0,
+        message: why,
+    };
+    let algorithm = match (info.algorithm, info.curve_or_bits) {
+        (HSM_ABI_KEY_ALGORITHM_EC, 256) => KeyAlgorithm::Ec(Curve::P256),
+        (HSM_ABI_KEY_ALGORITHM_EC, 384) => KeyAlgorithm::Ec(Curve::P384),
+        (HSM_ABI_KEY_ALGORITHM_RSA, bits @ 2048..=8192) if bits % 8 == 0 => KeyAlgorithm::Rsa { bits },
+        (a, n) => {
+            return Err(bad(format!(
+                "unsupported key: algorithm {a}, curve_or_bits {n} (expected EC 256/384 or RSA 2048..8192)"
+            )));
+        }
+    };
+    let count = info.scheme_count as usize;
+    if count == 0 || count > HSM_ABI_MAX_SCHEMES {
+        return Err(bad(format!(
+            "scheme_count {count} is not within 1..={HSM_ABI_MAX_SCHEMES}"
+        )));
+    }
+    for code in &info.schemes[..count] {
+        let s = SignatureScheme::try_from(*code).map_err(|_| bad(format!("unknown scheme 0x{code:04x}")))?;
+        if !algorithm.schemes().contains(&s) {
+            return Err(bad(format!("scheme {s} does not fit a {algorithm:?} key")));
+        }
+    }
+    let max = info.max_signature_len as usize;
+    let (lo, hi) = match algorithm {
+        KeyAlgorithm::Ec(Curve::P256) => (64, 256),
+        KeyAlgorithm::Ec(Curve::P384) => (96, 256),
+        KeyAlgorithm::Rsa { bits } => ((bits / 8) as usize, (bits / 8) as usize + 64),
+        _ => (1, 1 << 12),
+    };
+    if !(lo..=hi).contains(&max) {
+        return Err(bad(format!(
+            "max_signature_len {max} is implausible for a {algorithm:?} key (expected {lo}..={hi})"
+        )));
+    }
+    Ok(algorithm)
+}
+
+/// The subjectPublicKey bits of a DER SubjectPublicKeyInfo (what ring verifies with).
+pub fn spki_public_key_bits(spki: &[u8]) -> Result<&[u8]> {
+    let bad = || Error::parse("public key", "not a DER SubjectPublicKeyInfo");
+    // One DER element: (tag, content, rest).
+    fn element(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&first, mut b) = b.split_first()?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 3 || b.len() < n {
+                return None;
+            }
+            let l = b[..n].iter().fold(0usize, |acc, x| (acc << 8) | usize::from(*x));
+            b = &b[n..];
+            l
+        };
+        (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+    }
+    let (tag, seq, rest) = element(spki).ok_or_else(bad)?;
+    if tag != 0x30 || !rest.is_empty() {
+        return Err(bad());
+    }
+    let (tag, _alg, rest) = element(seq).ok_or_else(bad)?;
+    if tag != 0x30 {
+        return Err(bad());
+    }
+    let (tag, bits, rest) = element(rest).ok_or_else(bad)?;
+    if tag != 0x03 || !rest.is_empty() || bits.first() != Some(&0) {
+        return Err(bad());
+    }
+    Ok(&bits[1..])
+}
+
+/// Verify `sig` over `msg` with the public key `spki` for `scheme` (ring, independent of the
+/// vendor).
+pub fn verify_signature(spki: &[u8], scheme: SignatureScheme, msg: &[u8], sig: &[u8]) -> Result<()> {
+    use ring::signature as rs;
+    let alg: &dyn rs::VerificationAlgorithm = match scheme {
+        SignatureScheme::EcdsaP256Sha256 => &rs::ECDSA_P256_SHA256_ASN1,
+        SignatureScheme::EcdsaP384Sha384 => &rs::ECDSA_P384_SHA384_ASN1,
+        SignatureScheme::RsaPkcs1Sha256 => &rs::RSA_PKCS1_2048_8192_SHA256,
+        SignatureScheme::RsaPkcs1Sha384 => &rs::RSA_PKCS1_2048_8192_SHA384,
+        SignatureScheme::RsaPkcs1Sha512 => &rs::RSA_PKCS1_2048_8192_SHA512,
+        SignatureScheme::RsaPssSha256 => &rs::RSA_PSS_2048_8192_SHA256,
+        SignatureScheme::RsaPssSha384 => &rs::RSA_PSS_2048_8192_SHA384,
+        SignatureScheme::RsaPssSha512 => &rs::RSA_PSS_2048_8192_SHA512,
+        other => return Err(Error::unsupported("signature verification", format!("scheme {other}"))),
+    };
+    let key = spki_public_key_bits(spki)?;
+    rs::UnparsedPublicKey::new(alg, key)
+        .verify(msg, sig)
+        .map_err(|_| Error::Crypto {
+            op: "signature verification",
+            reason: format!("the {scheme} signature does not verify with the public key"),
+        })
+}
+
+// ---- the key ----
+
+/// The key of a vendor identity. Every signature is verified before it is returned.
+pub struct VendorKey {
+    raw: Arc<RawIdentity>,
+    algorithm: KeyAlgorithm,
+    schemes: Vec<SignatureScheme>,
+    max_signature_len: usize,
+    spki: Vec<u8>,
+}
+
+impl std::fmt::Debug for VendorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VendorKey")
+            .field("backend", &self.raw.table().name())
+            .field("algorithm", &self.algorithm)
+            .finish()
+    }
+}
+
+impl VendorKey {
+    /// Describe the key of `raw` and check it against its certificate (and `get_public_key`).
+    pub fn new(raw: Arc<RawIdentity>) -> Result<Self> {
+        let name = raw.table().name().to_string();
+        let info = raw.key_info()?;
+        let algorithm = validate_key_info(&name, &info)?;
+        let chain = certificate_chain(&raw)?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| Error::Internal("a checked chain is empty".into()))?;
+        let cert_spki = hsm_core::pem::public_key_spki(leaf)?;
+        let spki = if raw.table().has(BytesField::PublicKey) {
+            let spki = raw.bytes(BytesField::PublicKey)?;
+            if spki != cert_spki {
+                return Err(mismatch(
+                    &name,
+                    "get_public_key differs from the leaf certificate's public key",
+                ));
+            }
+            spki
+        } else {
+            cert_spki
+        };
+        let from_spki = hsm_core::pem::key_algorithm_from_spki(&spki)?;
+        if from_spki != algorithm {
+            return Err(mismatch(
+                &name,
+                &format!("key_info says {algorithm:?} but the certificate's key is {from_spki:?}"),
+            ));
+        }
+        let schemes = info.schemes[..info.scheme_count as usize]
+            .iter()
+            .filter_map(|c| SignatureScheme::try_from(*c).ok())
+            .collect();
+        Ok(VendorKey {
+            raw,
+            algorithm,
+            schemes,
+            max_signature_len: info.max_signature_len as usize,
+            spki,
+        })
+    }
+}
+
+fn mismatch(backend: &str, why: &str) -> Error {
+    Error::Device {
+        origin: Origin::Vendor,
+        op: format!("{backend}: key"),
+        rv: 0,
+        message: why.to_string(),
+    }
+}
+
+impl SigningKey for VendorKey {
+    fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    fn public_key_spki(&self) -> Result<Vec<u8>> {
+        Ok(self.spki.clone())
+    }
+
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.clone()
+    }
+
+    fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>> {
+        if !self.schemes.contains(&scheme) {
+            return Err(Error::unsupported(
+                format!("vendor backend \"{}\"", self.raw.table().name()),
+                format!("signature scheme {scheme} (not listed by key_info)"),
+            ));
+        }
+        let sig = self.raw.sign_raw(scheme.code(), message, self.max_signature_len)?;
+        verify_signature(&self.spki, scheme, message, &sig).map_err(|e| Error::Device {
+            origin: Origin::Vendor,
+            op: format!("{}: sign", self.raw.table().name()),
+            rv: 0,
+            message: format!("returned a bad signature: {e}"),
+        })?;
+        Ok(sig)
+    }
+}
+
+fn certificate_chain(raw: &RawIdentity) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = raw.text(BytesField::CertificateChain)?;
+    let what = format!("certificate chain of vendor backend \"{}\"", raw.table().name());
+    let chain = hsm_core::pem::parse_certificates(&what, pem.as_bytes())?;
+    if chain.is_empty() {
+        return Err(Error::parse(what, "no certificate"));
+    }
+    Ok(chain)
+}
+
+// ---- identities ----
+
+/// An x509 identity of a vendor backend.
+pub struct VendorX509 {
+    raw: Arc<RawIdentity>,
+    key: Arc<VendorKey>,
+    token: String,
+}
+
+impl VendorX509 {
+    /// Open from a `backend = "vendor"` section.
+    pub fn from_section(section: &Section) -> Result<Self> {
+        let (source, identity) = source_of(section)?;
+        let raw = open_section(section)?;
+        Ok(Self::from_raw(raw, key_token(&source, &identity))?)
+    }
+
+    /// Open `identity` from `source`.
+    pub fn open(source: &Source, identity: &str) -> Result<Self> {
+        let raw = Arc::new(source.table()?.open(identity)?);
+        Self::from_raw(raw, key_token(source, identity))
+    }
+
+    fn from_raw(raw: Arc<RawIdentity>, token: String) -> Result<Self> {
+        let key = Arc::new(VendorKey::new(raw.clone())?);
+        Ok(VendorX509 { raw, key, token })
+    }
+}
+
+impl X509Identity for VendorX509 {
+    fn certificate_chain(&self) -> Result<Vec<CertificateDer<'static>>> {
+        certificate_chain(&self.raw)
+    }
+
+    fn common_name(&self) -> Result<String> {
+        self.raw.text(BytesField::CommonName)
+    }
+
+    fn signing_key(&self) -> Result<Arc<dyn SigningKey>> {
+        Ok(self.key.clone())
+    }
+
+    fn key_reference(&self) -> Result<Zeroizing<String>> {
+        Ok(Zeroizing::new(self.token.clone()))
+    }
+}
+
+/// A symmetric-key identity of a vendor backend.
+pub struct VendorSymmetric {
+    raw: Arc<RawIdentity>,
+}
+
+impl VendorSymmetric {
+    pub fn from_section(section: &Section) -> Result<Self> {
+        let raw = open_section(section)?;
+        if !raw.table().capabilities().symmetric {
+            return Err(section.error(
+                "backend",
+                format!(
+                    "vendor backend \"{}\" has no symmetric-key operations (get_registration_id and hmac_sha256 are NULL)",
+                    raw.table().name()
+                ),
+            ));
+        }
+        Ok(VendorSymmetric { raw })
+    }
+}
+
+impl SymmetricIdentity for VendorSymmetric {
+    fn registration_id(&self) -> Result<String> {
+        self.raw.text(BytesField::RegistrationId)
+    }
+
+    fn symmetric_key(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let key = Zeroizing::new(self.raw.bytes(BytesField::SymmetricKey)?);
+        if key.is_empty() {
+            return Err(mismatch(
+                self.raw.table().name(),
+                "get_symmetric_key returned an empty key",
+            ));
+        }
+        Ok(key)
+    }
+
+    fn hmac_sha256(&self, data: &[u8]) -> Result<[u8; 32]> {
+        self.raw.hmac_sha256(data)
+    }
+}
+
+/// A TPM-shaped identity of a vendor backend.
+pub struct VendorTpm {
+    raw: Arc<RawIdentity>,
+}
+
+impl VendorTpm {
+    pub fn from_section(section: &Section) -> Result<Self> {
+        let raw = open_section(section)?;
+        if !raw.table().capabilities().tpm {
+            return Err(section.error(
+                "backend",
+                format!(
+                    "vendor backend \"{}\" has no TPM operations (get_endorsement_key... are NULL)",
+                    raw.table().name()
+                ),
+            ));
+        }
+        Ok(VendorTpm { raw })
+    }
+
+    fn tpm2b(&self, field: BytesField) -> Result<Vec<u8>> {
+        let b = self.raw.bytes(field)?;
+        let declared = b.get(..2).map(|s| usize::from(u16::from_be_bytes([s[0], s[1]])));
+        if declared != Some(b.len().saturating_sub(2)) || b.len() <= 2 {
+            return Err(mismatch(
+                self.raw.table().name(),
+                &format!(
+                    "{} did not return a TPM2B (2-byte big-endian size, then that many bytes)",
+                    field.name()
+                ),
+            ));
+        }
+        Ok(b)
+    }
+}
+
+impl TpmIdentity for VendorTpm {
+    fn endorsement_key(&mut self) -> Result<Vec<u8>> {
+        self.tpm2b(BytesField::EndorsementKey)
+    }
+
+    fn storage_root_key(&mut self) -> Result<Vec<u8>> {
+        self.tpm2b(BytesField::StorageRootKey)
+    }
+
+    fn activate_identity_key(&mut self, blob: &[u8]) -> Result<()> {
+        self.raw.activate(blob)
+    }
+
+    fn sign_with_identity(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        self.raw.sign_with_identity(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_the_entry_point() {
+        let h = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../include/hsm_abi.h"));
+        let define = format!("#define HSM_ABI_VENDOR_ENTRY_POINT \"{HSM_ABI_VENDOR_ENTRY_POINT}\"");
+        assert!(h.contains(&define), "include/hsm_abi.h lacks {define}");
+    }
+
+    #[test]
+    fn tokens_round_trip() {
+        let s = Source::Library(PathBuf::from("/opt/v e;n%d/libv.so"));
+        let t = key_token(&s, "slot=1;label=a b");
+        assert!(
+            t.starts_with("vendor:library=/opt/v%20e%3Bn%25d/libv.so;identity="),
+            "{t}"
+        );
+        let rest = t.strip_prefix("vendor:").unwrap();
+        assert_eq!(parse_token(rest).unwrap(), (s, "slot=1;label=a b".to_string()));
+        let r = Source::Registered("acme".into());
+        assert_eq!(
+            parse_token(key_token(&r, "").strip_prefix("vendor:").unwrap()).unwrap(),
+            (r, String::new())
+        );
+        assert!(parse_token("identity=x").unwrap_err().to_string().contains("library="));
+        assert!(
+            parse_token("library=a;library=b")
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+        assert!(parse_token("library=%zz").is_err());
+        assert!(
+            parse_token("lib=a")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown attribute")
+        );
+    }
+
+    #[test]
+    fn key_info_is_checked() {
+        let mut info = HSM_ABI_KEY_INFO {
+            struct_size: size_of::<HSM_ABI_KEY_INFO>() as u32,
+            algorithm: HSM_ABI_KEY_ALGORITHM_EC,
+            curve_or_bits: 256,
+            scheme_count: 1,
+            schemes: [0x0403, 0, 0, 0, 0, 0, 0, 0],
+            max_signature_len: 72,
+        };
+        assert_eq!(validate_key_info("t", &info).unwrap(), KeyAlgorithm::Ec(Curve::P256));
+        info.schemes[0] = 0x0804;
+        assert!(
+            validate_key_info("t", &info)
+                .unwrap_err()
+                .to_string()
+                .contains("does not fit")
+        );
+        info.schemes[0] = 0x0403;
+        info.scheme_count = 9;
+        assert!(
+            validate_key_info("t", &info)
+                .unwrap_err()
+                .to_string()
+                .contains("scheme_count")
+        );
+        info.scheme_count = 1;
+        info.max_signature_len = 1 << 30;
+        assert!(
+            validate_key_info("t", &info)
+                .unwrap_err()
+                .to_string()
+                .contains("max_signature_len")
+        );
+        info.max_signature_len = 72;
+        info.curve_or_bits = 521;
+        assert!(validate_key_info("t", &info).is_err());
+    }
+
+    #[test]
+    fn spki_bits_and_verification() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        assert_eq!(
+            spki_public_key_bits(&spki).unwrap(),
+            rcgen::PublicKeyData::der_bytes(&key)
+        );
+        let file = hsm_core::file::FileKey::from_pem("k", key.serialize_pem().as_bytes()).unwrap();
+        let sig = file.sign(SignatureScheme::EcdsaP256Sha256, b"msg").unwrap();
+        verify_signature(&spki, SignatureScheme::EcdsaP256Sha256, b"msg", &sig).unwrap();
+        let e = verify_signature(&spki, SignatureScheme::EcdsaP256Sha256, b"other", &sig).unwrap_err();
+        assert!(e.to_string().contains("does not verify"), "{e}");
+        assert!(spki_public_key_bits(&spki[..spki.len() - 1]).is_err());
+        assert!(spki_public_key_bits(&[0x30, 0x00]).is_err());
+    }
+}
