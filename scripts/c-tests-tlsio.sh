@@ -114,6 +114,11 @@ pki() {
         printf 'PUT /0ne00TLSIO/registrations/%s/register?api-version=2021-06-01 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
             "$id" "${#body}" "$body" >"$id.http"
     done
+    # A DICE identity (software DICE engine): the DeviceID certificate is signed by device-root.
+    head -c 32 /dev/urandom >uds.bin
+    chmod 600 uds.bin
+    printf '[x509]\nbackend = "dice"\nuds_file = "uds.bin"\nfirmware_digest = "%s"\nregistration_id = "device-dice"\nca_certificate = "device-root.pem"\nca_key = "device-root.key"\n' \
+        "$(printf 'firmware 1.0' | sha256sum | cut -d' ' -f1)" >dice.toml
     printf 'hello from the rustls bridge\n' >hello.txt
     cat >emulator.toml <<'EOF'
 id_scope = "0ne00TLSIO"
@@ -199,6 +204,14 @@ with_aes() {
 }
 run tls13_aes_gcm_softhsm_key with_aes handshake tls13_aes device-hsm -tls1_3 -ciphersuites TLS_AES_128_GCM_SHA256 -- \
     --cert "$tmp/hsm.pem" --key "$hsm_token"
+# The SDK's x509 HSM interface hands the certificate and the key option (a `dice:` token).
+with_config() {
+    export HSM_ABI_CONFIG="$1"
+    shift
+    "$@"
+}
+run tls13_dice_key_via_x509_interface with_config "$tmp/dice.toml" handshake tls13_dice device-dice \
+    -tls1_3 "${chacha13[@]}" -- --from-hsm
 run tls13_underlying_io handshake tls13_underlying device-hsm -tls1_3 "${chacha13[@]}" -- --underlying --cert "$tmp/hsm.pem" \
     --key "$hsm_token" --tls 13
 

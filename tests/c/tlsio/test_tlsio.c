@@ -19,6 +19,9 @@
  *   --retrieve            (needs the OptionHandler API linked) copy the options with
  *                         retrieveoptions, feed them into a second IO and run the exchange on it
  *   --bad-key VALUE       setoption of this key value must fail (then nothing else is done)
+ *   --from-hsm            take the certificate and key option values from the SDK's x509 HSM
+ *                         interface of libhsm_abi (get_cert, get_key; HSM_ABI_CONFIG), as the
+ *                         SDK's provisioning client does
  * Exit status 0 when every check passed. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,7 @@
 #include "option_handler.h"
 #endif
 #include "hsm_abi.h"
+#include "hsm_client_data.h"
 #include "socket_xio.h"
 #include "tlsio_rustls.h"
 
@@ -225,6 +229,7 @@ typedef struct {
     int close_during_open;
     int retrieve;
     const char* bad_key;
+    int from_hsm;
 } ARGS;
 
 static CONCRETE_IO_HANDLE create(const IO_INTERFACE_DESCRIPTION* io, const ARGS* a, SOCKET_XIO_CONFIG* sx)
@@ -328,6 +333,31 @@ static void set_options(const IO_INTERFACE_DESCRIPTION* io, CONCRETE_IO_HANDLE h
               set_string(io, h, a->ecc ? "x509EccAliasKey" : "x509privatekey", value, a->key_is_pem) == 0);
         free(value);
     }
+    if (a->from_hsm) {
+        /* The SDK's order: x509 interface, create, get_common_name, get_cert, get_key. */
+        const HSM_CLIENT_X509_INTERFACE* x509;
+        HSM_CLIENT_HANDLE hh;
+        CHECK(hsm_client_x509_init() == 0);
+        x509 = hsm_client_x509_interface();
+        hh = x509 != NULL ? x509->hsm_client_x509_create() : NULL;
+        CHECK(hh != NULL);
+        if (hh != NULL) {
+            char* cn = x509->hsm_client_get_common_name(hh);
+            char* cert = x509->hsm_client_get_cert(hh);
+            char* key = x509->hsm_client_get_key(hh);
+            CHECK(cn != NULL && cert != NULL && key != NULL);
+            if (cn != NULL && cert != NULL && key != NULL) {
+                fprintf(stderr, "HSM identity %s, key option %s\n", cn, key);
+                CHECK(set_string(io, h, "x509certificate", cert, 0) == 0);
+                CHECK(set_string(io, h, "x509privatekey", key, 0) == 0);
+            }
+            free(cn);
+            free(cert);
+            free(key);
+            x509->hsm_client_x509_destroy(hh);
+        }
+        hsm_client_x509_deinit();
+    }
     if (a->tls != 0) {
         CHECK(io->concrete_io_setoption(h, "tls_version", &a->tls) == 0);
     }
@@ -419,6 +449,8 @@ int main(int argc, char** argv)
             a.retrieve = 1;
         } else if (strcmp(o, "--secret") == 0 && v) {
             g_secret = read_file(v), i++;
+        } else if (strcmp(o, "--from-hsm") == 0) {
+            a.from_hsm = 1;
         } else if (strcmp(o, "--bad-key") == 0 && v) {
             a.bad_key = v, i++;
         } else if (o[0] != '-' && a.host == NULL) {
