@@ -273,3 +273,46 @@ fn apply_auth(ctx: &mut Context, auth: &HierarchyAuth) -> Result<()> {
     set(ctx, ObjectHandle::Owner, &auth.owner, "owner_auth")?;
     set(ctx, ObjectHandle::Endorsement, &auth.endorsement, "endorsement_auth")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tss_esapi::constants::response_code::Tss2ResponseCode;
+
+    fn rc(v: u32) -> tss_esapi::Error {
+        tss_esapi::Error::Tss2Error(Tss2ResponseCode::from(v))
+    }
+
+    #[test]
+    fn raw_codes_survive_the_wrapper() {
+        for v in [0x922u32, 0x18b, 0x000a_000a, 0x0007_0007] {
+            assert_eq!(error::raw_rc(&rc(v)), Some(v));
+        }
+    }
+
+    #[test]
+    fn retries_are_bounded_and_only_for_retry_warnings() {
+        let mut calls = 0;
+        let r = retry(|| {
+            calls += 1;
+            if calls < 3 { Err(rc(0x922)) } else { Ok(calls) }
+        });
+        assert_eq!(r.unwrap(), 3);
+
+        let mut calls = 0;
+        let r: tss_esapi::Result<()> = retry(|| {
+            calls += 1;
+            Err(rc(0x90a))
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, RETRIES + 1);
+
+        let mut calls = 0;
+        let r: tss_esapi::Result<()> = retry(|| {
+            calls += 1;
+            Err(rc(0x18b))
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
+    }
+}

@@ -299,3 +299,55 @@ fn configuration_keys() {
         assert!(e.contains(needle), "{bad}: {e}");
     }
 }
+
+#[test]
+fn hierarchy_auth_values_are_used_and_wrong_ones_fail_clearly() {
+    use tss_esapi::handles::AuthHandle;
+    use tss_esapi::interface_types::session_handles::AuthSession;
+    use tss_esapi::structures::Auth;
+
+    let sw = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Give the owner and endorsement hierarchies passwords, on a fresh TPM.
+    {
+        let conn = hsm_tpm::TpmConn::shared(&sw.tcti()).unwrap();
+        conn.with_context(|ctx| {
+            ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.hierarchy_change_auth(AuthHandle::Owner, Auth::try_from(b"owner-pw".to_vec()).unwrap())
+                    .unwrap();
+                ctx.hierarchy_change_auth(AuthHandle::Endorsement, Auth::try_from(vec![0xe1, 0x02]).unwrap())
+                    .unwrap();
+            })
+        })
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("eh.txt"), "hex:e102\n").unwrap();
+    let section = |extra: &str| {
+        let text = format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{}\"\n{extra}\n", sw.tcti());
+        hsm_core::config::Config::from_toml(&text, "t.toml", dir.path()).unwrap()
+    };
+
+    // Without the passwords the EK cannot be created: a clear authorization error.
+    let cfg = section("");
+    let e = Tpm::from_section(cfg.section("tpm").unwrap()).unwrap_err().to_string();
+    assert!(
+        e.contains("create the endorsement key") && e.contains("authorization"),
+        "{e}"
+    );
+    let cfg = section("endorsement_auth_file = \"eh.txt\"\nowner_auth = \"wrong\"");
+    let e = Tpm::from_section(cfg.section("tpm").unwrap()).unwrap_err().to_string();
+    assert!(
+        e.contains("persist the endorsement key") && e.contains("authorization"),
+        "{e}"
+    );
+
+    // With them: keys created, activation (PolicySecret on the endorsement hierarchy) works.
+    let cfg = section("endorsement_auth_file = \"eh.txt\"\nowner_auth = \"owner-pw\"");
+    let mut t = Tpm::from_section(cfg.section("tpm").unwrap()).unwrap();
+    assert_eq!(t.keys_created(), hsm_tpm::KeysCreated { ek: true, srk: true });
+    let key = activate(&mut t);
+    assert_eq!(
+        t.sign_with_identity(b"auth").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"auth").to_vec()
+    );
+}
