@@ -52,6 +52,16 @@ fn main() {
         std::hint::black_box(derive_alias(&uds, &fwid).unwrap());
     });
 
+    let alias = derive_alias(&uds, &fwid).unwrap();
+    measure("certificate signature (p256, RFC 6979)", runs, || {
+        std::hint::black_box(alias.sign_sha256(b"tbsCertificate"));
+    });
+    measure("TLS signature (SigningKey::sign, ring)", runs, || {
+        std::hint::black_box(
+            hsm_core::SigningKey::sign(&alias, hsm_core::SignatureScheme::EcdsaP256Sha256, b"transcript").unwrap(),
+        );
+    });
+
     let dir = tempfile::tempdir().unwrap();
     let uds_path = dir.path().join("uds.bin");
     hsm_riot::create_uds_file(&uds_path).unwrap();
