@@ -13,6 +13,31 @@
 //!
 //! One connection per TCTI is shared by every object of the process and serialized by a mutex:
 //! swtpm serves one client at a time and a device without resource manager does the same.
+//!
+//! # Configuration
+//!
+//! ```toml
+//! [tpm]                              # the SDK's TPM (sastoken) interface
+//! backend = "tpm"
+//! tcti = "swtpm:host=127.0.0.1,port=2321"  # default: $TPM2TOOLS_TCTI, $TCTI, device:/dev/tpmrm0
+//! ek_template = "sdk"                # or "tcg"; only used when no EK is persisted yet
+//! owner_auth = "str:secret"          # or owner_auth_file; hex:... for bytes; default empty
+//! endorsement_auth_file = "eh.txt"   # or endorsement_auth; default empty
+//! identity_handle = 0x81000100       # where the DPS identity key is persisted
+//!
+//! [x509]                             # an x509 identity whose P-256 key is in the TPM
+//! backend = "tpm"
+//! tcti = "swtpm:host=127.0.0.1,port=2321"
+//! key_handle = "0x81000200"          # or key_blob = "device.tpmkey" (from `hsmctl tpm keygen`)
+//! certificate = "device-chain.pem"   # PEM chain, leaf first; its key must be the TPM key
+//! ```
+//!
+//! Alias-key tokens (what `get_key` hands to the TLS layer; no secret in them):
+//! `tpm:handle=0x81000200` or `tpm:blob=/path/device.tpmkey`, optionally followed by
+//! `;tcti=<TCTI>` (last; without it the default TCTI is used).
+//!
+//! Linking: a C program that links a library built with this crate must also link
+//! `pkg-config --libs tss2-esys tss2-tctildr tss2-mu tss2-sys`.
 #![forbid(unsafe_code)]
 
 mod blob;
