@@ -120,13 +120,20 @@ pub fn create_uds_file(path: &Path) -> Result<()> {
         options.mode(0o600);
     }
     let mut file = options.open(path).map_err(|e| Error::io("create UDS file", path, e))?;
-    // The umask can only remove bits, but the file may sit on a file system that ignores modes: check.
-    let meta = file.metadata().map_err(|e| Error::io("create UDS file", path, e))?;
-    check_mode(path, &meta)?;
-    file.write_all(&bytes[..])
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io("write UDS file", path, e))?;
-    Ok(())
+    let written = (|| {
+        // The umask can only remove bits, but the file may sit on a file system that ignores
+        // modes: check before the secret goes in.
+        let meta = file.metadata().map_err(|e| Error::io("create UDS file", path, e))?;
+        check_mode(path, &meta)?;
+        file.write_all(&bytes[..])
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io("write UDS file", path, e))
+    })();
+    if written.is_err() {
+        // Leave no empty or partial UDS behind: the next run would refuse it or, worse, use it.
+        let _ = std::fs::remove_file(path);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -142,6 +149,27 @@ mod tests {
         let mut v = vec![0u8; 32];
         v[5] = 1;
         assert!(Uds::from_bytes(Zeroizing::new(v)).is_ok());
+    }
+
+    #[test]
+    fn created_files_are_private_random_and_never_replaced() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        create_uds_file(&a).unwrap();
+        create_uds_file(&b).unwrap();
+        assert_eq!(std::fs::metadata(&a).unwrap().permissions().mode() & 0o777, 0o600);
+        let (ua, ub) = (Uds::from_file(&a).unwrap(), Uds::from_file(&b).unwrap());
+        assert_eq!(ua.as_bytes().len(), UDS_NEW_LEN);
+        assert_ne!(ua.as_bytes(), ub.as_bytes());
+        let before = std::fs::read(&a).unwrap();
+        let e = create_uds_file(&a).unwrap_err().to_string();
+        assert!(e.contains("create UDS file") && e.contains("exists"), "{e}");
+        assert_eq!(std::fs::read(&a).unwrap(), before, "an existing UDS is kept");
+        let e = create_uds_file(&dir.path().join("no/such/dir/uds"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no/such/dir"), "{e}");
     }
 
     #[test]
