@@ -142,6 +142,7 @@ impl CaSigner {
         Ok(CaSigner { issuer, chain })
     }
 
+    #[cfg(feature = "pki")]
     pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
         &self.issuer
     }
