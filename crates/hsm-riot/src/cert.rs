@@ -147,6 +147,25 @@ impl CaSigner {
         &self.issuer
     }
 
+    /// Refuse a CA whose path length constraint leaves no room for another CA below it: the
+    /// DeviceID certificate is one, so every verifier would reject the chain.
+    pub fn check_can_sign_a_ca(&self, what: &str) -> Result<()> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(&self.chain[0]).map_err(|e| Error::parse(what, e))?;
+        if let Ok(Some(bc)) = parsed.basic_constraints() {
+            if bc.value.path_len_constraint == Some(0) {
+                return Err(Error::parse(
+                    what,
+                    format!(
+                        "CA `{}` has pathlen 0, so it cannot sign the DeviceID certificate (itself a CA); \
+                         use a CA with pathlen >= 1 or none (hsmctl certs makes its intermediate with pathlen 1)",
+                        parsed.subject()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The CA's certificates, CA first.
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.chain

@@ -149,7 +149,11 @@ impl DiceX509 {
         let uds = Uds::from_file(&opts.uds_file)?;
         let fwid = opts.firmware.measure()?;
         let ca = match &opts.ca {
-            Some((c, k)) => Some(CaSigner::from_files(c, k)?),
+            Some((c, k)) => {
+                let ca = CaSigner::from_files(c, k)?;
+                ca.check_can_sign_a_ca(&format!("CA certificate {}", c.display()))?;
+                Some(ca)
+            }
             None => None,
         };
         let keys = derive_keys(&uds, &fwid)?;
