@@ -18,7 +18,7 @@
 //! (or `vendor:registered=NAME;identity=ID`), percent-encoded, resolved by
 //! [`crate::registry::open_signer`].
 
-// pub mod conformance;
+pub mod conformance;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -377,7 +377,7 @@ impl SigningKey for VendorKey {
     }
 }
 
-fn certificate_chain(raw: &RawIdentity) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn certificate_chain(raw: &RawIdentity) -> Result<Vec<CertificateDer<'static>>> {
     let pem = raw.text(BytesField::CertificateChain)?;
     let what = format!("certificate chain of vendor backend \"{}\"", raw.table().name());
     let chain = hsm_core::pem::parse_certificates(&what, pem.as_bytes())?;
@@ -401,7 +401,7 @@ impl VendorX509 {
     pub fn from_section(section: &Section) -> Result<Self> {
         let (source, identity) = source_of(section)?;
         let raw = open_section(section)?;
-        Ok(Self::from_raw(raw, key_token(&source, &identity))?)
+        Self::from_raw(raw, key_token(&source, &identity))
     }
 
     /// Open `identity` from `source`.
@@ -410,7 +410,7 @@ impl VendorX509 {
         Self::from_raw(raw, key_token(source, identity))
     }
 
-    fn from_raw(raw: Arc<RawIdentity>, token: String) -> Result<Self> {
+    pub(crate) fn from_raw(raw: Arc<RawIdentity>, token: String) -> Result<Self> {
         let key = Arc::new(VendorKey::new(raw.clone())?);
         Ok(VendorX509 { raw, key, token })
     }
