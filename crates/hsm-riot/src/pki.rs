@@ -299,6 +299,38 @@ pub fn generate(opts: &PkiOptions) -> Result<PkiOutput> {
         csrs.push((path.clone(), csr));
     }
 
+    // Every name once, and (unless overwriting) no file already there: fail before writing.
+    let mut names: Vec<String> = Vec::new();
+    if opts.issuer.is_none() {
+        names.extend(["root-ca.key.pem", "root-ca.cert.pem"].map(String::from));
+        if opts.intermediate_cn.is_some() {
+            names.extend(["intermediate-ca.key.pem", "intermediate-ca.cert.pem"].map(String::from));
+        }
+    }
+    let mut ids = std::collections::HashSet::new();
+    for id in opts.device_ids.iter().chain(csrs.iter().map(|(_, c)| &c.common_name)) {
+        if !ids.insert(id.as_str()) {
+            return Err(Error::invalid(
+                "device id",
+                format!("`{id}` is asked for twice (device ids and CSR common names must differ)"),
+            ));
+        }
+        names.extend([format!("{id}.cert.pem"), format!("{id}.chain.pem")]);
+    }
+    names.extend(opts.device_ids.iter().map(|id| format!("{id}.key.pem")));
+    if !opts.overwrite {
+        if let Some(existing) = names.iter().map(|n| opts.out_dir.join(n)).find(|p| p.exists()) {
+            return Err(Error::io(
+                "write PKI file",
+                &existing,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "file exists (use overwrite to replace it); nothing was written",
+                ),
+            ));
+        }
+    }
+
     // The issuing CA and the CA certificates devices present with their leaf (not the root).
     let mut root = None;
     let mut intermediate = None;

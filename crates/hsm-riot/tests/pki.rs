@@ -65,9 +65,31 @@ fn root_intermediate_and_many_leaves_verify() {
         );
     }
 
-    // Nothing is overwritten unless asked.
+    // Nothing is overwritten unless asked, and a clash is found before anything is written.
+    let before = std::fs::read(dir.path().join("root-ca.cert.pem")).unwrap();
     let e = generate(&opts).unwrap_err().to_string();
     assert!(e.contains("root-ca.key.pem") && e.contains("overwrite"), "{e}");
+    let only_leaf_clash = PkiOptions {
+        out_dir: dir.path().join("second"),
+        ..opts.clone()
+    };
+    std::fs::create_dir(&only_leaf_clash.out_dir).unwrap();
+    std::fs::write(only_leaf_clash.out_dir.join("device-0003.chain.pem"), b"mine").unwrap();
+    let e = generate(&only_leaf_clash).unwrap_err().to_string();
+    assert!(
+        e.contains("device-0003.chain.pem") && e.contains("nothing was written"),
+        "{e}"
+    );
+    assert!(!only_leaf_clash.out_dir.join("root-ca.cert.pem").exists());
+    assert_eq!(std::fs::read(dir.path().join("root-ca.cert.pem")).unwrap(), before);
+    let e = generate(&PkiOptions {
+        out_dir: dir.path().join("third"),
+        device_ids: vec!["twin".into(), "twin".into()],
+        ..opts.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`twin` is asked for twice"), "{e}");
     opts.overwrite = true;
     generate(&opts).unwrap();
 }
