@@ -338,9 +338,13 @@ fn store_secret(uri: &str, key: Option<&[u8]>, len: usize) -> Result<Pkcs11Uri> 
         match key {
             Some(k) => {
                 t.push(Attribute::Value(k.to_vec()));
-                session
-                    .create_object(&t)
-                    .map_err(|e| device("C_CreateObject (secret key)", e))?;
+                let created = session.create_object(&t);
+                for a in &mut t {
+                    if let Attribute::Value(v) = a {
+                        zeroize::Zeroize::zeroize(v);
+                    }
+                }
+                created.map_err(|e| device("C_CreateObject (secret key)", e))?;
             }
             None => {
                 t.retain(|a| !matches!(a, Attribute::Class(_) | Attribute::KeyType(_)));
