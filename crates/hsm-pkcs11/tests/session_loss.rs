@@ -30,6 +30,17 @@ fn close_all_sessions(module: &std::path::Path, slot: u64) {
 #[test]
 fn recovers_after_all_sessions_are_closed() {
     let f = fixture();
+    // Another component of the process initialized the module first (as a C library may):
+    // the backend shares it instead of failing, and loads it only once itself.
+    let other = cryptoki::context::Pkcs11::new(f.hsm.module()).unwrap();
+    other
+        .initialize(cryptoki::context::CInitializeArgs::new(
+            cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+        ))
+        .unwrap();
+    let m1 = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
+    let m2 = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
+    assert!(Arc::ptr_eq(&m1, &m2), "one context per module and process");
     let key_uri = tools::generate_key_pair(&f.uri("object=resilient"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
     let signer: Arc<dyn SigningKey> = open_signer(&key_uri.to_token_string()).unwrap();
     let spki = signer.public_key_spki().unwrap();
