@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# C tests of vendor backends (include/hsm_abi.h, HSM_ABI_VENDOR_TABLE), under valgrind:
+# the example backend examples/vendor-ecdsa (built here with its Makefile) loaded by path and
+# registered from a C program, driven through the SDK's x509 call sequence and the signer table
+# (signatures verified with openssl); deliberately broken vendor libraries
+# (tests/c/vendor/broken_vendor.c) refused or reported without crashing.
+#   scripts/c-tests-vendor.sh            all tests
+#   KEEP_TMP=1 scripts/c-tests-vendor.sh keep the temporary directory for inspection
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+lib="$target_dir/debug/libhsm_abi.a"
+src="$root/tests/c"
+example="$root/examples/vendor-ecdsa"
+inc="$root/include"
+
+for tool in cargo gcc make openssl valgrind; do
+    command -v "$tool" >/dev/null || { echo "c-tests-vendor: $tool is required" >&2; exit 1; }
+done
+
+tmp="$(mktemp -d)"
+cleanup() { [ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"; }
+trap cleanup EXIT
+[ -n "${KEEP_TMP:-}" ] && echo "c-tests-vendor: temporary directory $tmp"
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+# run NAME CMD...: one step in a subshell with errexit on; its output is shown on failure.
+run() {
+    local name="$1"
+    shift
+    ( set -e; "$@" ) >"$tmp/$name.log" 2>&1
+    if [ "$?" -eq 0 ]; then
+        pass "$name"
+    else
+        fail "$name"
+        sed 's/^/    /' "$tmp/$name.log"
+    fi
+}
+
+# ---- build ----
+echo "c-tests-vendor: building hsm-abi"
+(cd "$root" && cargo build -p hsm-abi) || exit 1
+native_libs="$(cd "$root" && cargo rustc -p hsm-abi --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
+    | sed -n 's/.*native-static-libs: //p' | tail -n 1)"
+[ -n "$native_libs" ] || { echo "c-tests-vendor: no native-static-libs from rustc" >&2; exit 1; }
+
+cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror -g -I "$inc")
+link=("$lib" $native_libs -pthread)
+build() {
+    make -s -C "$example" OUT="$tmp" CFLAGS="${cflags[*]} -O2"
+    for n in 1 2 3 4 5 6 7 8 9 10; do
+        gcc "${cflags[@]}" -I "$example" -fPIC -shared -DBROKEN="$n" "$src/vendor/broken_vendor.c" \
+            -o "$tmp/libbroken$n.so" -lcrypto
+    done
+    gcc "${cflags[@]}" -I "$src" "$src/vendor/test_vendor.c" "${link[@]}" -o "$tmp/test_vendor"
+    gcc "${cflags[@]}" -I "$src" -DWITH_VENDOR_ECDSA -DVENDOR_ECDSA_ENTRY=vendor_ecdsa_table \
+        "$src/vendor/test_vendor.c" "$example/vendor_ecdsa.c" "${link[@]}" -lcrypto -o "$tmp/test_vendor_registered"
+}
+run build build
+
+# ---- test material: a P-256 device under a test CA ----
+pki() {
+    cd "$tmp"
+    mkdir -p dev
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key
+    openssl req -x509 -new -key ca.key -subj "/CN=vendor test CA" -days 30 -out ca.pem \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out dev/key.pem
+    openssl req -new -key dev/key.pem -subj "/CN=device-vendor" -out dev/leaf.csr
+    openssl x509 -req -in dev/leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -out dev/leaf.pem
+    cat dev/leaf.pem ca.pem >dev/chain.pem
+    openssl pkey -in dev/key.pem -pubout -out dev/pub.pem
+    openssl pkey -in dev/key.pem -pubout -outform DER -out dev/pub.der
+    printf 'a message signed by the vendor backend\n' >msg.txt
+    conf() { printf '[%s]\nbackend = "vendor"\nlibrary = "%s"\nidentity = "%s"\n' "$1" "$2" "$tmp/dev"; }
+    conf x509 libvendor_ecdsa.so >vendor.toml
+    { conf symmetric_key libvendor_ecdsa.so; conf tpm libvendor_ecdsa.so; } >groups.toml
+    for n in 6 7 8 9 10; do conf x509 "libbroken$n.so" >"broken$n.toml"; done
+}
+run pki pki
+if [ "$failed" -ne 0 ]; then
+    echo "$passed passed, $failed failed"
+    exit 1
+fi
+
+vg=(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1)
+
+# The SDK's x509 sequence through the loaded example; signature and public key checked by openssl.
+sdk() {
+    HSM_ABI_CONFIG="$tmp/vendor.toml" "${vg[@]}" "$tmp/test_vendor" sdk device-vendor "$tmp/dev/chain.pem" \
+        "$tmp/msg.txt" "$tmp/sig.bin" "$tmp/spki.der"
+    cmp "$tmp/spki.der" "$tmp/dev/pub.der"
+    openssl dgst -sha256 -verify "$tmp/dev/pub.pem" -signature "$tmp/sig.bin" "$tmp/msg.txt"
+}
+run sdk_loaded sdk
+run missing_groups env HSM_ABI_CONFIG="$tmp/groups.toml" "${vg[@]}" "$tmp/test_vendor" groups
+run sdk_registered env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_vendor_registered" registered "$tmp/dev" \
+    device-vendor "$tmp/dev/chain.pem"
+
+# Broken libraries: refused at load time...
+refused() { env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_vendor" refused "$tmp/libbroken$1.so" "$2"; }
+run broken_wrong_version refused 1 "version 99 is not supported"
+run broken_struct_size refused 2 "struct_size 24 is smaller than"
+run broken_null_mandatory refused 3 "mandatory field \`sign\` is NULL"
+run broken_partial_tpm_group refused 4 "TPM group is incomplete"
+run broken_missing_entry_point refused 5 "does not export \`hsm_abi_vendor_table\`"
+run not_a_library refused 999 "cannot load"
+# ... or reported when they misbehave.
+run broken_bad_signature env HSM_ABI_CONFIG="$tmp/broken6.toml" "${vg[@]}" "$tmp/test_vendor" sign-fails \
+    "returned a bad signature"
+run broken_length_past_buffer env HSM_ABI_CONFIG="$tmp/broken7.toml" "${vg[@]}" "$tmp/test_vendor" create-fails \
+    "bytes written into a"
+run broken_key_info env HSM_ABI_CONFIG="$tmp/broken9.toml" "${vg[@]}" "$tmp/test_vendor" create-fails \
+    "unsupported key: algorithm 2, curve_or_bits 1024"
+run broken_short_buffer_forever env HSM_ABI_CONFIG="$tmp/broken10.toml" "${vg[@]}" "$tmp/test_vendor" \
+    create-fails "kept growing"
+# A vendor writing past its buffer is caught by the canary (the SDK sequence reports it).
+overrun() {
+    ! HSM_ABI_CONFIG="$tmp/broken8.toml" "$tmp/test_vendor" sdk device-vendor "$tmp/dev/chain.pem" \
+        "$tmp/msg.txt" "$tmp/sig8.bin" "$tmp/spki8.der" 2>"$tmp/overrun.err"
+    grep -q "wrote past the end" "$tmp/overrun.err"
+}
+run broken_writes_past_buffer overrun
+
+echo "c-tests-vendor: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
