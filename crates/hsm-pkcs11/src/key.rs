@@ -2,9 +2,10 @@
 //!
 //! The message is hashed in Rust and the token signs the digest: `CKM_ECDSA` (raw `r || s`,
 //! converted to DER), `CKM_RSA_PKCS` over a DigestInfo, `CKM_RSA_PKCS_PSS` with MGF1 of the
-//! same hash and a salt as long as the hash. These raw mechanisms are the ones every token has
-//! (SoftHSM 2.6 lacks `CKM_ECDSA_SHA256`). The schemes offered come from the token's mechanism
-//! list.
+//! same hash and a salt as long as the hash. These raw mechanisms are the ones most tokens have
+//! (SoftHSM 2.6 lacks `CKM_ECDSA_SHA256`); a token without one gets the hashing mechanism
+//! (`CKM_ECDSA_SHA256`, `CKM_SHA256_RSA_PKCS_PSS`, ...) instead. The schemes offered come from
+//! the token's mechanism list.
 
 use std::sync::{Arc, Mutex};
 
@@ -27,8 +28,19 @@ pub struct Pkcs11Key {
     uri: Pkcs11Uri,
     algorithm: KeyAlgorithm,
     spki: Vec<u8>,
-    schemes: Vec<SignatureScheme>,
+    /// The schemes offered, each with the mechanism family used for it.
+    schemes: Vec<(SignatureScheme, Flavor)>,
     handle: Mutex<Option<(u64, ObjectHandle)>>,
+}
+
+/// How a scheme is signed on the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    /// Hash in Rust, raw mechanism on the token (`CKM_ECDSA`, `CKM_RSA_PKCS`, `CKM_RSA_PKCS_PSS`).
+    Raw,
+    /// The token hashes too (`CKM_ECDSA_SHA256`, `CKM_SHA256_RSA_PKCS_PSS`, ...): for tokens
+    /// that do not offer the raw mechanism.
+    Hashed,
 }
 
 impl std::fmt::Debug for Pkcs11Key {
@@ -95,16 +107,25 @@ impl Pkcs11Key {
             }
         }
         let mechanisms = token.mechanisms()?;
-        let schemes: Vec<SignatureScheme> = algorithm
+        let schemes: Vec<(SignatureScheme, Flavor)> = algorithm
             .schemes()
             .iter()
-            .copied()
-            .filter(|s| mechanisms.contains(&mechanism_type(*s)))
+            .filter_map(|s| {
+                if mechanisms.contains(&mechanism_type(*s, Flavor::Raw)) {
+                    Some((*s, Flavor::Raw))
+                } else if mechanisms.contains(&mechanism_type(*s, Flavor::Hashed)) {
+                    Some((*s, Flavor::Hashed))
+                } else {
+                    None
+                }
+            })
             .collect();
         if schemes.is_empty() {
             return Err(Error::unsupported(
                 format!("token `{}`", token.uri().token_description()),
-                format!("signing with a {algorithm:?} key (CKM_ECDSA / CKM_RSA_PKCS / CKM_RSA_PKCS_PSS missing)"),
+                format!(
+                    "signing with a {algorithm:?} key (neither raw nor hashing ECDSA / RSA mechanisms are offered)"
+                ),
             ));
         }
         Ok(Pkcs11Key {
@@ -115,6 +136,22 @@ impl Pkcs11Key {
             schemes,
             handle: Mutex::new(Some((generation, handle))),
         })
+    }
+
+    /// Sign with the token's hashing mechanisms (`CKM_ECDSA_SHA256`, `CKM_SHA256_RSA_PKCS_PSS`,
+    /// ...) wherever the token offers them, instead of hashing in Rust; returns how many
+    /// schemes use them now. For tests of that path on tokens that have both.
+    #[doc(hidden)]
+    pub fn prefer_hashed_mechanisms(&mut self) -> Result<usize> {
+        let mechanisms = self.token.mechanisms()?;
+        let mut n = 0;
+        for (scheme, flavor) in &mut self.schemes {
+            if mechanisms.contains(&mechanism_type(*scheme, Flavor::Hashed)) {
+                *flavor = Flavor::Hashed;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// The key's URI (object and token attributes, module, pin-source; never pin-value).
@@ -255,24 +292,52 @@ fn public_key(
     }
 }
 
-fn mechanism_type(s: SignatureScheme) -> MechanismType {
+fn mechanism_type(s: SignatureScheme, flavor: Flavor) -> MechanismType {
     use SignatureScheme::*;
-    match s {
-        EcdsaP256Sha256 | EcdsaP384Sha384 => MechanismType::ECDSA,
-        RsaPssSha256 | RsaPssSha384 | RsaPssSha512 => MechanismType::RSA_PKCS_PSS,
-        _ => MechanismType::RSA_PKCS,
+    match (flavor, s) {
+        (Flavor::Raw, EcdsaP256Sha256 | EcdsaP384Sha384) => MechanismType::ECDSA,
+        (Flavor::Raw, RsaPssSha256 | RsaPssSha384 | RsaPssSha512) => MechanismType::RSA_PKCS_PSS,
+        (Flavor::Raw, _) => MechanismType::RSA_PKCS,
+        (Flavor::Hashed, EcdsaP256Sha256) => MechanismType::ECDSA_SHA256,
+        (Flavor::Hashed, EcdsaP384Sha384) => MechanismType::ECDSA_SHA384,
+        (Flavor::Hashed, RsaPssSha256) => MechanismType::SHA256_RSA_PKCS_PSS,
+        (Flavor::Hashed, RsaPssSha384) => MechanismType::SHA384_RSA_PKCS_PSS,
+        (Flavor::Hashed, RsaPssSha512) => MechanismType::SHA512_RSA_PKCS_PSS,
+        (Flavor::Hashed, RsaPkcs1Sha256) => MechanismType::SHA256_RSA_PKCS,
+        (Flavor::Hashed, RsaPkcs1Sha384) => MechanismType::SHA384_RSA_PKCS,
+        (Flavor::Hashed, _) => MechanismType::SHA512_RSA_PKCS,
     }
+}
+
+fn pss_params(hash: MechanismType, mgf: PkcsMgfType, len: u64) -> PkcsPssParams {
+    PkcsPssParams {
+        hash_alg: hash,
+        mgf,
+        s_len: len.into(),
+    }
+}
+
+/// The mechanism for `scheme` when the token hashes: the whole message goes in.
+fn prepare_hashed(scheme: SignatureScheme) -> Result<Mechanism<'static>> {
+    use SignatureScheme::*;
+    Ok(match scheme {
+        EcdsaP256Sha256 => Mechanism::EcdsaSha256,
+        EcdsaP384Sha384 => Mechanism::EcdsaSha384,
+        RsaPssSha256 => Mechanism::Sha256RsaPkcsPss(pss_params(MechanismType::SHA256, PkcsMgfType::MGF1_SHA256, 32)),
+        RsaPssSha384 => Mechanism::Sha384RsaPkcsPss(pss_params(MechanismType::SHA384, PkcsMgfType::MGF1_SHA384, 48)),
+        RsaPssSha512 => Mechanism::Sha512RsaPkcsPss(pss_params(MechanismType::SHA512, PkcsMgfType::MGF1_SHA512, 64)),
+        RsaPkcs1Sha256 => Mechanism::Sha256RsaPkcs,
+        RsaPkcs1Sha384 => Mechanism::Sha384RsaPkcs,
+        RsaPkcs1Sha512 => Mechanism::Sha512RsaPkcs,
+        other => return Err(Error::unsupported("the PKCS#11 backend", format!("scheme {other}"))),
+    })
 }
 
 /// What goes to the token for `scheme`: the mechanism and the (prefixed) digest.
 fn prepare(scheme: SignatureScheme, message: &[u8]) -> Result<(Mechanism<'static>, Vec<u8>)> {
     use SignatureScheme::*;
     fn pss(hash: MechanismType, mgf: PkcsMgfType, len: u64) -> Mechanism<'static> {
-        Mechanism::RsaPkcsPss(PkcsPssParams {
-            hash_alg: hash,
-            mgf,
-            s_len: len.into(),
-        })
+        Mechanism::RsaPkcsPss(pss_params(hash, mgf, len))
     }
     fn pkcs1(prefix: &[u8], digest: &[u8]) -> Vec<u8> {
         [prefix, digest].concat()
@@ -318,17 +383,20 @@ impl SigningKey for Pkcs11Key {
     }
 
     fn schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
+        self.schemes.iter().map(|(s, _)| *s).collect()
     }
 
     fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>> {
-        if !self.schemes.contains(&scheme) {
+        let Some((_, flavor)) = self.schemes.iter().find(|(s, _)| *s == scheme) else {
             return Err(Error::unsupported(
                 format!("PKCS#11 key `{}` ({:?})", self.uri.object_description(), self.algorithm),
                 format!("signature scheme {scheme}"),
             ));
-        }
-        let (mechanism, data) = prepare(scheme, message)?;
+        };
+        let (mechanism, data) = match flavor {
+            Flavor::Raw => prepare(scheme, message)?,
+            Flavor::Hashed => (prepare_hashed(scheme)?, message.to_vec()),
+        };
         let raw = self.token.run("sign", |session, generation| {
             let handle = self.handle(session, generation)?;
             session

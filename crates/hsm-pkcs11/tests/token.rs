@@ -282,6 +282,32 @@ fn x509_identity_rsa_pss_and_pkcs1() {
 }
 
 #[test]
+fn token_hashing_mechanisms() {
+    use SignatureScheme::*;
+    let f = fixture();
+    let uri = tools::generate_key_pair(&f.uri("object=hashed-rsa"), KeyAlgorithm::Rsa { bits: 2048 }).unwrap();
+    let token = hsm_pkcs11::token::Token::open(&uri, None).unwrap();
+    let mut key = hsm_pkcs11::Pkcs11Key::open(token, &uri, None).unwrap();
+    assert_eq!(
+        key.prefer_hashed_mechanisms().unwrap(),
+        6,
+        "SoftHSM hashes for every RSA scheme"
+    );
+    let spki = key.public_key_spki().unwrap();
+    for scheme in [
+        RsaPssSha256,
+        RsaPssSha384,
+        RsaPssSha512,
+        RsaPkcs1Sha256,
+        RsaPkcs1Sha384,
+        RsaPkcs1Sha512,
+    ] {
+        let sig = key.sign(scheme, b"hashed on the token").unwrap();
+        ring_verify(scheme, &spki, b"hashed on the token", &sig);
+    }
+}
+
+#[test]
 fn rsa_3072_key_generation_and_signing() {
     let f = fixture();
     let uri = tools::generate_key_pair(&f.uri("object=rsa-3072"), KeyAlgorithm::Rsa { bits: 3072 }).unwrap();
