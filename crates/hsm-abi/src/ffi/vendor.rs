@@ -1234,6 +1234,15 @@ unsafe extern "C" fn builtin_sign(
                         format!("{scheme} is not a scheme of this key"),
                     ));
                 }
+                // A buffer of max_signature_len always suffices: when the caller's is smaller,
+                // answer with that size (the zeros are never copied out) without signing.
+                let max = key_info(id.key.as_ref())?.max_signature_len as usize;
+                // Inside the unsafe block above: by the table contract `sig_len` is NULL or an
+                // initialized size.
+                let capacity = sig_len.as_ref().copied().unwrap_or(0);
+                if sig.is_null() || capacity < max {
+                    return Ok(vec![0; max]);
+                }
                 id.key.sign(scheme, msg)
             })
         }

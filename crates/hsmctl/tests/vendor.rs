@@ -1,0 +1,292 @@
+//! The example vendor backend (examples/vendor-ecdsa, plain C over libcrypto, built here with
+//! make) end to end from Rust: `hsmctl provision` against the DPS emulator, a rustls mutual-TLS
+//! handshake against `openssl s_server` with the vendor identity (tlsio_bridge::client_config),
+//! and the conformance command on the example and on the built-in file backend.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+// The command module, compiled here as well so it is tested before main.rs wires it in.
+#[allow(dead_code)]
+#[path = "../src/conformance_cmd.rs"]
+mod conformance_cmd;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
+use hsm_core::X509Identity;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+const SCOPE: &str = "0ne00000A0A";
+const HUB: &str = "hub.example.test";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Build the example vendor backend once per test process.
+fn example() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("vendor-example-{}", std::process::id()));
+        let st = Command::new("make")
+            .arg("-s")
+            .arg("-C")
+            .arg(root().join("examples/vendor-ecdsa"))
+            .arg(format!("OUT={}", out.display()))
+            .status()
+            .expect("make is required to build examples/vendor-ecdsa");
+        assert!(st.success(), "building examples/vendor-ecdsa failed");
+        out.join("libvendor_ecdsa.so")
+    })
+}
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+}
+
+fn ca(cn: &str) -> Ca {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca { params, key, pem }
+}
+
+/// A device directory for the example backend (chain.pem, key.pem) and its configuration.
+fn vendor_device(dir: &Path, ca: &Ca, cn: &str) -> PathBuf {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    let leaf = p
+        .signed_by(&key, &Issuer::from_params(&ca.params, &ca.key))
+        .unwrap()
+        .pem();
+    let dev = dir.join("device");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(dev.join("chain.pem"), format!("{leaf}{}", ca.pem)).unwrap();
+    std::fs::write(dev.join("key.pem"), key.serialize_pem()).unwrap();
+    let cfg = dir.join("vendor.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[x509]\nbackend = \"vendor\"\nlibrary = \"{}\"\nidentity = \"{}\"\n",
+            example().display(),
+            dev.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn provision_with_the_example_vendor_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let root_ca = ca("vendor group root");
+    let emulator = Emulator::start(EmulatorConfig {
+        id_scope: SCOPE.into(),
+        assigned_hub: HUB.into(),
+        enrollments: vec![Enrollment::X509Group {
+            name: "vendor-group".into(),
+            ca: hsm_core::pem::parse_certificates("root", root_ca.pem.as_bytes()).unwrap(),
+        }],
+    })
+    .unwrap();
+    let server_ca = dir.path().join("server-ca.pem");
+    std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
+    let cfg = vendor_device(dir.path(), &root_ca, "device-vendor-c");
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+        .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
+        .arg(emulator.global_endpoint())
+        .arg("--trusted-ca")
+        .arg(&server_ca)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("registration id: device-vendor-c"), "{stdout}");
+    assert!(stdout.contains(&format!("assigned hub: {HUB}")), "{stdout}");
+
+    // A device whose chain the service does not trust is refused (the TLS identity is real).
+    let rogue_dir = dir.path().join("rogue");
+    std::fs::create_dir_all(&rogue_dir).unwrap();
+    let cfg = vendor_device(&rogue_dir, &ca("rogue root"), "device-rogue");
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+        .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
+        .arg(emulator.global_endpoint())
+        .arg("--trusted-ca")
+        .arg(&server_ca)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
+
+/// `openssl s_server` requiring a client certificate, killed on drop.
+struct SServer {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Drop for SServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s_server(dir: &Path, cert: &Path, key: &Path, client_ca: &Path) -> SServer {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = dir.join("s_server.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("openssl")
+        .args(["s_server", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .arg("-CAfile")
+        .arg(client_ca)
+        .args(["-Verify", "1", "-verify_return_error", "-naccept", "1", "-rev"])
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("openssl is required");
+    let server = SServer { child, port, log };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&server.log)
+        .unwrap_or_default()
+        .contains("ACCEPT")
+    {
+        assert!(Instant::now() < deadline, "s_server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+#[test]
+fn rustls_handshake_with_a_vendor_identity_against_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let root_ca = ca("vendor tls root");
+    let cfg = vendor_device(dir.path(), &root_ca, "device-vendor-tls");
+
+    // Server certificate for 127.0.0.1 from the same root.
+    let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut sp = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    sp.subject_alt_names
+        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    sp.distinguished_name.push(DnType::CommonName, "vendor tls server");
+    let server_pem = sp
+        .signed_by(&server_key, &Issuer::from_params(&root_ca.params, &root_ca.key))
+        .unwrap()
+        .pem();
+    let (cert, key, ca_file) = (
+        dir.path().join("server.pem"),
+        dir.path().join("server.key"),
+        dir.path().join("root.pem"),
+    );
+    std::fs::write(&cert, server_pem).unwrap();
+    std::fs::write(&key, server_key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, &root_ca.pem).unwrap();
+
+    let config = hsm_core::config::Config::from_file(&cfg).unwrap();
+    let identity = hsm_abi::registry::open_x509(&config).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in hsm_core::pem::parse_certificates("root", root_ca.pem.as_bytes()).unwrap() {
+        roots.add(c).unwrap();
+    }
+
+    for versions in [
+        tlsio_bridge::TlsVersions::Tls13Only,
+        tlsio_bridge::TlsVersions::Tls12Only,
+    ] {
+        let server = s_server(dir.path(), &cert, &key, &ca_file);
+        let client =
+            tlsio_bridge::client_config(roots.clone(), Some(identity.as_ref() as &dyn X509Identity), versions).unwrap();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let sock = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        tls.write_all(b"hello from a vendor key\n").unwrap();
+        tls.flush().unwrap();
+        let mut line = String::new();
+        BufReader::new(&mut tls).read_line(&mut line).unwrap();
+        assert_eq!(line.trim_end(), "yek rodnev a morf olleh", "{versions:?}");
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+        drop(tls);
+        // s_server (-naccept 1) reports the peer certificate and exits after the connection.
+        let mut server = server;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "s_server did not finish");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = std::fs::read_to_string(&server.log).unwrap();
+        assert!(
+            log.contains("device-vendor-tls"),
+            "the server did not log the client certificate: {log}"
+        );
+    }
+}
+
+#[test]
+fn conformance_command_passes_the_example_and_the_file_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let root_ca = ca("conformance root");
+    vendor_device(dir.path(), &root_ca, "device-conformance");
+    let dev = dir.path().join("device");
+    conformance_cmd::run(conformance_cmd::ConformanceArgs {
+        vendor_lib: Some(example().to_path_buf()),
+        builtin: false,
+        identity: dev.display().to_string(),
+        threads: 8,
+        signs_per_thread: 10,
+    })
+    .unwrap();
+
+    let file_cfg = dir.path().join("file.toml");
+    std::fs::write(
+        &file_cfg,
+        "[x509]\nbackend = \"file\"\ncertificate = \"device/chain.pem\"\nprivate_key = \"device/key.pem\"\n",
+    )
+    .unwrap();
+    conformance_cmd::run(conformance_cmd::ConformanceArgs {
+        vendor_lib: None,
+        builtin: true,
+        identity: file_cfg.display().to_string(),
+        threads: 8,
+        signs_per_thread: 10,
+    })
+    .unwrap();
+
+    // A wrong identity fails the run with a non-zero result.
+    let e = conformance_cmd::run(conformance_cmd::ConformanceArgs {
+        vendor_lib: Some(example().to_path_buf()),
+        builtin: false,
+        identity: dir.path().join("nowhere").display().to_string(),
+        threads: 1,
+        signs_per_thread: 1,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("conformance") && e.contains("failed"), "{e}");
+}
