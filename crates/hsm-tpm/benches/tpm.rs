@@ -2,10 +2,15 @@
 //! - `Tpm::sign_with_identity` (HMAC-SHA256 with the persisted identity key) vs a raw tss-esapi
 //!   `TPM2_HMAC` loop on the same context with the handle resolved once and a password session;
 //! - `TpmKey::sign` (ECDSA P-256, persistent key) vs a raw loop: SHA-256 in Rust + `TPM2_Sign`;
+//! - the same two operations through hsm-abi's C entry points, as a C program calls them:
+//!   `hsm_client_tpm_interface()->hsm_client_sign_with_identity` (the SDK's call, result
+//!   malloc'd and freed) and `hsm_abi_signer_table()->sign` on a `tpm:` token, vs the raw loops;
 //! - opening a provisioned TPM (EK and SRK reused) vs a fresh one (both created).
 //!
 //! Run: `cargo bench -p hsm-tpm --bench tpm` (needs the `swtpm` package).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Calling the C ABI is an FFI call, as a C program makes it.
+#![allow(unsafe_code)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -63,6 +68,101 @@ fn report(name: &str, raw: Vec<f64>, ours: Vec<f64>) {
     );
 }
 
+/// The SDK's TPM interface of hsm-abi, configured with a `[tpm]` section.
+struct AbiTpm {
+    table: &'static hsm_abi::ffi::sdk::HSM_CLIENT_TPM_INTERFACE,
+    handle: hsm_abi::ffi::sdk::HSM_CLIENT_HANDLE,
+}
+
+impl AbiTpm {
+    fn open(tcti: &str) -> Self {
+        let toml = std::ffi::CString::new(format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{tcti}\"\n")).unwrap();
+        // SAFETY: `toml` is NUL-terminated.
+        assert_eq!(unsafe { hsm_abi::ffi::ext::hsm_abi_configure_toml(toml.as_ptr()) }, 0);
+        assert_eq!(hsm_abi::ffi::sdk::hsm_client_tpm_init(), 0);
+        // SAFETY: returns a pointer to a static table.
+        let table = unsafe { &*hsm_abi::ffi::sdk::hsm_client_tpm_interface() };
+        // SAFETY: create takes no argument.
+        let handle = unsafe { (table.hsm_client_tpm_create.unwrap())() };
+        assert!(!handle.is_null(), "hsm_client_tpm_create");
+        AbiTpm { table, handle }
+    }
+
+    fn sign(&self, data: &[u8]) -> Vec<u8> {
+        let mut key = std::ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: the handle is open; `data` is valid for its length; the outputs are writable.
+        let rc = unsafe {
+            (self.table.hsm_client_sign_with_identity.unwrap())(
+                self.handle,
+                data.as_ptr(),
+                data.len(),
+                &mut key,
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "hsm_client_sign_with_identity");
+        // SAFETY: on success `key` points to `len` bytes from malloc, ours to free.
+        let out = unsafe { std::slice::from_raw_parts(key, len) }.to_vec();
+        // SAFETY: allocated with malloc by the library, freed once, as the SDK does.
+        unsafe { libc::free(key.cast()) };
+        out
+    }
+}
+
+impl Drop for AbiTpm {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from create and is destroyed once.
+        unsafe { (self.table.hsm_client_tpm_destroy.unwrap())(self.handle) };
+    }
+}
+
+/// A `tpm:` key opened through hsm-abi's C signer table.
+struct AbiSigner {
+    table: &'static hsm_abi::ffi::signer::HSM_ABI_SIGNER_TABLE,
+    signer: *mut hsm_abi::ffi::signer::HSM_ABI_SIGNER,
+}
+
+impl AbiSigner {
+    fn open(token: &str) -> Self {
+        // SAFETY: returns a pointer to a static table.
+        let table = unsafe { &*hsm_abi::ffi::signer::hsm_abi_signer_table() };
+        let c = std::ffi::CString::new(token).unwrap();
+        let mut signer = std::ptr::null_mut();
+        // SAFETY: `c` is NUL-terminated and `signer` is writable.
+        assert_eq!(
+            unsafe { (table.open.unwrap())(c.as_ptr(), &mut signer) },
+            0,
+            "hsm_abi_signer_open"
+        );
+        AbiSigner { table, signer }
+    }
+
+    fn sign(&self, msg: &[u8]) {
+        let mut sig = [0u8; 80];
+        let mut len = sig.len();
+        // SAFETY: the signer is open; buffers are valid for their lengths; `len` is writable.
+        let rc = unsafe {
+            (self.table.sign.unwrap())(
+                self.signer,
+                SignatureScheme::EcdsaP256Sha256.code(),
+                msg.as_ptr(),
+                msg.len(),
+                sig.as_mut_ptr(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "hsm_abi_signer_sign");
+    }
+}
+
+impl Drop for AbiSigner {
+    fn drop(&mut self) {
+        // SAFETY: opened once, closed once.
+        unsafe { (self.table.close.unwrap())(self.signer) };
+    }
+}
+
 fn main() {
     let sw = common::Swtpm::start();
 
@@ -107,7 +207,12 @@ fn main() {
         hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
     };
 
+    let abi = AbiTpm::open(&sw.tcti());
+    assert_eq!(abi.sign(msg), hsm_core::sas::hmac_sha256(&a.key, msg).to_vec());
+    let abi_signer = AbiSigner::open(&format!("tpm:handle=0x81000200;tcti={}", sw.tcti()));
+
     let (mut raw_h, mut our_h, mut raw_e, mut our_e) = (vec![], vec![], vec![], vec![]);
+    let (mut abi_h, mut abi_e): (Vec<f64>, Vec<f64>) = (vec![], vec![]);
     for _ in 0..ROUNDS {
         raw_h.push(rate(|_| {
             conn.with_context(|ctx| {
@@ -142,7 +247,13 @@ fn main() {
             )
             .unwrap();
         }));
+        abi_h.push(rate(|_| {
+            abi.sign(msg);
+        }));
+        abi_e.push(rate(|n| abi_signer.sign(format!("tls transcript {n}").as_bytes())));
     }
-    report("HMAC-SHA256 (sign_with_identity)", raw_h, our_h);
-    report("ECDSA P-256 sign (persistent key)", raw_e, our_e);
+    report("HMAC-SHA256, Rust sign_with_identity", raw_h.clone(), our_h);
+    report("HMAC-SHA256, C ABI sign_with_identity", raw_h, abi_h);
+    report("ECDSA P-256, Rust TpmKey::sign", raw_e.clone(), our_e);
+    report("ECDSA P-256, C signer table", raw_e, abi_e);
 }
