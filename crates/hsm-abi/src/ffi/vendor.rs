@@ -150,7 +150,8 @@ pub struct HSM_ABI_VENDOR_TABLE {
 /// pointer to a table that stays valid until the library is unloaded (a `static`).
 pub type HSM_ABI_VENDOR_GET_TABLE = Option<unsafe extern "C" fn() -> *const HSM_ABI_VENDOR_TABLE>;
 
-/// Size of the version-1 table (every field of this header).
+/// Size of the version-1 table. While version 1 is the newest, that is the whole struct; when a
+/// version 2 appends fields, this becomes the offset of its first new field.
 const V1_SIZE: usize = size_of::<HSM_ABI_VENDOR_TABLE>();
 /// Largest output the library accepts from a vendor (a certificate chain is far smaller).
 pub(crate) const MAX_OUTPUT: usize = 1 << 20;
@@ -280,11 +281,17 @@ unsafe fn read_table(origin: &str, p: *const HSM_ABI_VENDOR_TABLE) -> Result<Ven
     if size > 1 << 16 {
         return Err(refuse(format!("struct_size {size} is implausibly large")));
     }
-    // SAFETY: at least V1_SIZE readable bytes (struct_size >= V1_SIZE, caller's promise); the
-    // struct is Copy and every bit pattern of its pointer fields is a valid value... except for
-    // function pointers, which are read as Option<fn> whose NULL is None; non-NULL values are the
-    // vendor's functions.
-    let raw = unsafe { p.read_unaligned() };
+    // Copy the prefix the vendor has (a table from an older header is shorter: its missing tail
+    // stays zero, i.e. NULL fields); never read past `struct_size`.
+    let mut copy = std::mem::MaybeUninit::<HSM_ABI_VENDOR_TABLE>::zeroed();
+    let n = size.min(size_of::<HSM_ABI_VENDOR_TABLE>());
+    // SAFETY: `p` has `struct_size` >= `n` readable bytes (caller's promise); `copy` has room for
+    // `n` bytes and does not overlap the vendor's table.
+    unsafe { std::ptr::copy_nonoverlapping(p.cast::<u8>(), copy.as_mut_ptr().cast::<u8>(), n) };
+    // SAFETY: all-zero bytes are a valid table (0 integers, NULL pointer, `None` functions), and
+    // the bytes copied over them are the vendor's table of the same C layout: function pointers
+    // are NULL (`None`) or the vendor's functions.
+    let raw = unsafe { copy.assume_init() };
     if raw.name.is_null() {
         return Err(refuse("mandatory field `name` is NULL".into()));
     }
