@@ -1,0 +1,98 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! A TPM-resident key authenticating TLS: an x509 identity (`backend = "tpm"`) provisions over
+//! mutual TLS against the DPS emulator, TLS 1.3 and 1.2, every CertificateVerify signed in swtpm.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Swtpm;
+use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
+use hsm_core::X509Identity;
+use hsm_tpm::{KeyLocation, TpmConn, TpmX509, generate_key};
+use serde_json::{Value, json};
+
+const SCOPE: &str = "0ne00000A0A";
+
+fn send(req: ureq::Request, body: Option<&Value>) -> (u16, Value) {
+    let r = match body {
+        Some(b) => req.send_json(b.clone()),
+        None => req.call(),
+    };
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport: {e}"),
+    };
+    (resp.status(), resp.into_json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn tpm_key_authenticates_mutual_tls_to_the_emulator() {
+    let sw = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let conn = TpmConn::shared(&sw.tcti()).unwrap();
+    let blob = dir.path().join("device.tpmkey");
+    let key = generate_key(conn, KeyLocation::Blob(blob.clone())).unwrap();
+
+    // A group CA issues the device certificate for the TPM key (CN = registration id).
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "TPM group CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "tpm-tls-device");
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let leaf = leaf.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.path().join("chain.pem"), format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+
+    let text = format!(
+        "[x509]\nbackend = \"tpm\"\ntcti = \"{}\"\nkey_blob = \"device.tpmkey\"\ncertificate = \"chain.pem\"\n",
+        sw.tcti()
+    );
+    let cfg = hsm_core::config::Config::from_toml(&text, "t.toml", dir.path()).unwrap();
+    let identity = TpmX509::from_section(cfg.section("x509").unwrap()).unwrap();
+    assert_eq!(identity.common_name().unwrap(), "tpm-tls-device");
+
+    let emu = Emulator::start(EmulatorConfig {
+        id_scope: SCOPE.into(),
+        assigned_hub: "hub.example.test".into(),
+        enrollments: vec![Enrollment::X509Group {
+            name: "tpm-group".into(),
+            ca: vec![ca.der().clone()],
+        }],
+    })
+    .unwrap();
+    let roots = tlsio_bridge::roots_from_pem("emulator CA", emu.server_ca_pem().as_bytes()).unwrap();
+    for versions in [
+        tlsio_bridge::TlsVersions::Tls13Only,
+        tlsio_bridge::TlsVersions::Tls12Only,
+    ] {
+        let config = tlsio_bridge::client_config(roots.clone(), Some(&identity), versions).unwrap();
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(config))
+            .timeout(Duration::from_secs(20))
+            .build();
+        let url = |path: &str| {
+            format!(
+                "https://localhost:{}/{SCOPE}/registrations/tpm-tls-device/{path}?api-version=2021-06-01",
+                emu.port()
+            )
+        };
+        let (status, op) = send(
+            agent.put(&url("register")),
+            Some(&json!({"registrationId": "tpm-tls-device"})),
+        );
+        assert_eq!(status, 202, "{versions:?}: {op}");
+        let op_id = op["operationId"].as_str().unwrap();
+        let (status, assigned) = send(agent.get(&url(&format!("operations/{op_id}"))), None);
+        assert_eq!(status, 200, "{assigned}");
+        assert_eq!(assigned["registrationState"]["deviceId"], "tpm-tls-device");
+    }
+}
