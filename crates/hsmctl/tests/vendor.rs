@@ -1,7 +1,8 @@
 //! The example vendor backend (examples/vendor-ecdsa, plain C over libcrypto, built here with
 //! make) end to end from Rust: `hsmctl provision` against the DPS emulator, a rustls mutual-TLS
 //! handshake against `openssl s_server` with the vendor identity (tlsio_bridge::client_config),
-//! and the conformance command on the example and on the built-in file backend.
+//! and the conformance command on the example and on the built-in file and PKCS#11 (SoftHSM2)
+//! backends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 // The command module, compiled here as well so it is tested before main.rs wires it in.
@@ -289,4 +290,113 @@ fn conformance_command_passes_the_example_and_the_file_backend() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("conformance") && e.contains("failed"), "{e}");
+}
+
+const CHILD_ENV: &str = "HSMCTL_TEST_CONFORMANCE_CONFIG";
+
+fn hsmctl_ok(args: &[&str], softhsm_conf: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+        .env("SOFTHSM2_CONF", softhsm_conf)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hsmctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The PKCS#11 backend (a key generated inside SoftHSM2) through the built-in vendor table.
+/// SoftHSM2 reads SOFTHSM2_CONF once per process, so the run happens in a child process: this
+/// test binary again, with the configuration in CHILD_ENV.
+#[test]
+fn conformance_command_passes_the_pkcs11_backend() {
+    if let Some(cfg) = std::env::var_os(CHILD_ENV) {
+        conformance_cmd::run(conformance_cmd::ConformanceArgs {
+            vendor_lib: None,
+            builtin: true,
+            identity: PathBuf::from(cfg).display().to_string(),
+            threads: 8,
+            signs_per_thread: 10,
+        })
+        .unwrap();
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hsm = hsm_pkcs11::testing::SoftHsm::create().unwrap();
+    hsm.init_token("vendor", "so-pin", "1234").unwrap();
+    let pin = hsm.pin_file("user.pin", "1234").unwrap();
+    let base = format!("pkcs11:token=vendor;object=dev-key?pin-source=file:{}", pin.display());
+    let key_uri = hsmctl_ok(&["pkcs11", "keygen", "--uri", &base, "--key-type", "p256"], hsm.conf())
+        .trim()
+        .to_string();
+    let csr = dir.path().join("dev.csr");
+    hsmctl_ok(
+        &[
+            "pkcs11",
+            "csr",
+            "--uri",
+            &key_uri,
+            "--common-name",
+            "device-p11",
+            "--out",
+            csr.to_str().unwrap(),
+        ],
+        hsm.conf(),
+    );
+    let root_ca = ca("pkcs11 conformance root");
+    let (root_pem, root_key) = (dir.path().join("root.pem"), dir.path().join("root.key.pem"));
+    std::fs::write(&root_pem, &root_ca.pem).unwrap();
+    std::fs::write(&root_key, root_ca.key.serialize_pem()).unwrap();
+    let issued = dir.path().join("issued");
+    hsmctl_ok(
+        &[
+            "certs",
+            "--out-dir",
+            issued.to_str().unwrap(),
+            "--ca-cert",
+            root_pem.to_str().unwrap(),
+            "--ca-key",
+            root_key.to_str().unwrap(),
+            "--csr",
+            csr.to_str().unwrap(),
+        ],
+        hsm.conf(),
+    );
+    let cfg = dir.path().join("pkcs11.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[x509]\nbackend = \"pkcs11\"\nkey = \"{key_uri}\"\ncertificate_file = \"{}\"\n",
+            issued.join("device-p11.cert.pem").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "conformance_command_passes_the_pkcs11_backend",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &cfg)
+        .env("SOFTHSM2_CONF", hsm.conf())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("PASS 8 threads sign concurrently on one identity"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 failed") && stdout.contains(": CONFORMANT"),
+        "{stdout}"
+    );
 }
