@@ -129,6 +129,33 @@ impl std::fmt::Debug for TpmConn {
 
 type Registry = Mutex<HashMap<String, Weak<TpmConn>>>;
 
+/// The registry key of a TCTI string: `swtpm`/`mssim` options sorted, with their defaults
+/// filled in, so that two spellings of one simulator share one connection (swtpm serves a
+/// single client: a second connection would wait for the first to close).
+fn registry_key(tcti: &str) -> String {
+    let (name, conf) = tcti.split_once(':').unwrap_or((tcti, ""));
+    match name {
+        "swtpm" | "mssim" if !conf.contains('/') => {
+            let mut host = "localhost".to_string();
+            let mut port = "2321".to_string();
+            let mut rest = Vec::new();
+            for kv in conf.split(',').filter(|s| !s.is_empty()) {
+                match kv.split_once('=') {
+                    Some(("host", v)) => host = v.to_string(),
+                    Some(("port", v)) => port = v.to_string(),
+                    _ => rest.push(kv.to_string()),
+                }
+            }
+            rest.sort();
+            format!(
+                "{name}:host={host},port={port}{}",
+                rest.iter().map(|r| format!(",{r}")).collect::<String>()
+            )
+        }
+        _ => tcti.to_string(),
+    }
+}
+
 fn registry() -> &'static Registry {
     static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
     REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
@@ -145,11 +172,12 @@ impl TpmConn {
     pub fn shared_with_auth(tcti: &str, auth: HierarchyAuth) -> Result<Arc<TpmConn>> {
         let tcti = tcti.trim();
         TctiNameConf::from_str(tcti).map_err(|e| Error::invalid("tcti", format!("`{tcti}`: {e}")))?;
+        let key = registry_key(tcti);
         let mut reg = registry()
             .lock()
             .map_err(|_| Error::Internal("TPM registry poisoned".into()))?;
         reg.retain(|_, w| w.strong_count() > 0);
-        if let Some(conn) = reg.get(tcti).and_then(Weak::upgrade) {
+        if let Some(conn) = reg.get(&key).and_then(Weak::upgrade) {
             if auth.owner.is_some() || auth.endorsement.is_some() {
                 let mut guard = conn.lock()?;
                 if let Some(s) = guard.as_mut() {
@@ -171,7 +199,7 @@ impl TpmConn {
             let mut guard = conn.lock()?;
             *guard = Some(conn.open()?);
         }
-        reg.insert(tcti.to_string(), Arc::downgrade(&conn));
+        reg.insert(key, Arc::downgrade(&conn));
         Ok(conn)
     }
 
@@ -281,6 +309,15 @@ mod tests {
 
     fn rc(v: u32) -> tss_esapi::Error {
         tss_esapi::Error::Tss2Error(Tss2ResponseCode::from(v))
+    }
+
+    #[test]
+    fn spellings_of_one_simulator_share_a_key() {
+        let k = registry_key("swtpm:host=127.0.0.1,port=2400");
+        assert_eq!(registry_key("swtpm:port=2400,host=127.0.0.1"), k);
+        assert_ne!(registry_key("swtpm:host=127.0.0.1,port=2402"), k);
+        assert_eq!(registry_key("swtpm"), registry_key("swtpm:port=2321,host=localhost"));
+        assert_eq!(registry_key("device:/dev/tpmrm0"), "device:/dev/tpmrm0");
     }
 
     #[test]
