@@ -1,0 +1,183 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// The SDK's calls are FFI calls: this test makes them as the C SDK does.
+#![allow(unsafe_code)]
+//! The C SDK's TPM call sequence through hsm-abi's exported interface (feature `tpm`), against
+//! swtpm and the DPS emulator: tpm_interface, create, get_ek (twice), get_srk, the 401
+//! challenge, activate_identity_key, sign_with_identity (SAS), register, poll,
+//! activate_identity_key with the key returned at assignment, destroy.
+
+mod common;
+
+use std::ffi::CString;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::Swtpm;
+use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
+use hsm_abi::ffi::sdk::{HSM_CLIENT_HANDLE, HSM_CLIENT_TPM_INTERFACE};
+use hsm_core::sas::Audience;
+use serde_json::{Value, json};
+
+const SCOPE: &str = "0ne00000A0A";
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+struct Sdk {
+    table: &'static HSM_CLIENT_TPM_INTERFACE,
+    handle: HSM_CLIENT_HANDLE,
+}
+
+impl Sdk {
+    fn bytes(&self, f: hsm_abi::ffi::sdk::HSM_CLIENT_GET_ENDORSEMENT_KEY) -> Vec<u8> {
+        let mut p = std::ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: open handle, writable outputs.
+        assert_eq!(unsafe { (f.unwrap())(self.handle, &mut p, &mut len) }, 0);
+        // SAFETY: on success `p` holds `len` bytes from malloc, ours to free.
+        let v = unsafe { std::slice::from_raw_parts(p, len) }.to_vec();
+        // SAFETY: freed once, with free(), as the SDK does.
+        unsafe { libc::free(p.cast()) };
+        v
+    }
+
+    fn ek(&self) -> Vec<u8> {
+        self.bytes(self.table.hsm_client_get_ek)
+    }
+
+    fn srk(&self) -> Vec<u8> {
+        self.bytes(self.table.hsm_client_get_srk)
+    }
+
+    fn activate(&self, blob: &[u8]) -> i32 {
+        // SAFETY: open handle; `blob` valid for its length.
+        unsafe { (self.table.hsm_client_activate_identity_key.unwrap())(self.handle, blob.as_ptr(), blob.len()) }
+    }
+
+    fn sign(&self, data: &[u8]) -> Vec<u8> {
+        let mut p = std::ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: open handle; `data` valid; outputs writable.
+        let rc = unsafe {
+            (self.table.hsm_client_sign_with_identity.unwrap())(
+                self.handle,
+                data.as_ptr(),
+                data.len(),
+                &mut p,
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "sign_with_identity");
+        // SAFETY: as in `bytes`.
+        let v = unsafe { std::slice::from_raw_parts(p, len) }.to_vec();
+        // SAFETY: as in `bytes`.
+        unsafe { libc::free(p.cast()) };
+        v
+    }
+}
+
+impl Drop for Sdk {
+    fn drop(&mut self) {
+        // SAFETY: created once, destroyed once.
+        unsafe { (self.table.hsm_client_tpm_destroy.unwrap())(self.handle) };
+    }
+}
+
+fn send(req: ureq::Request, body: Option<&Value>) -> (u16, Value) {
+    let r = match body {
+        Some(b) => req.send_json(b.clone()),
+        None => req.call(),
+    };
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport: {e}"),
+    };
+    (resp.status(), resp.into_json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn the_sdk_tpm_sequence_through_the_c_abi() {
+    let sw = Swtpm::start();
+    let toml = CString::new(format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{}\"\n", sw.tcti())).unwrap();
+    // SAFETY: NUL-terminated.
+    assert_eq!(unsafe { hsm_abi::ffi::ext::hsm_abi_configure_toml(toml.as_ptr()) }, 0);
+    assert_eq!(hsm_abi::ffi::sdk::hsm_client_tpm_init(), 0);
+    // SAFETY: a pointer to a static table.
+    let table = unsafe { &*hsm_abi::ffi::sdk::hsm_client_tpm_interface() };
+    // SAFETY: create takes no argument.
+    let handle = unsafe { (table.hsm_client_tpm_create.unwrap())() };
+    assert!(!handle.is_null());
+    let sdk = Sdk { table, handle };
+
+    let ek = sdk.ek();
+    assert_eq!(sdk.ek(), ek);
+    let srk = sdk.srk();
+    let reg = hsm_tpm::registration_id(&ek);
+
+    let emu = Emulator::start(EmulatorConfig {
+        id_scope: SCOPE.into(),
+        assigned_hub: "hub.example.test".into(),
+        enrollments: vec![Enrollment::TpmIndividual {
+            registration_id: reg.clone(),
+            endorsement_key: B64.encode(&ek),
+        }],
+    })
+    .unwrap();
+    let roots = tlsio_bridge::roots_from_pem("emulator CA", emu.server_ca_pem().as_bytes()).unwrap();
+    let config = tlsio_bridge::client_config(roots, None, tlsio_bridge::TlsVersions::Both).unwrap();
+    let agent = ureq::AgentBuilder::new()
+        .tls_config(Arc::new(config))
+        .timeout(Duration::from_secs(20))
+        .build();
+    let url = |path: &str| {
+        format!(
+            "https://localhost:{}/{SCOPE}/registrations/{reg}/{path}?api-version=2021-06-01",
+            emu.port()
+        )
+    };
+    let body = json!({
+        "registrationId": reg,
+        "tpm": {"endorsementKey": B64.encode(&ek), "storageRootKey": B64.encode(&srk)},
+    });
+
+    let (status, challenge) = send(agent.put(&url("register")), Some(&body));
+    assert_eq!(status, 401, "{challenge}");
+    let blob = B64.decode(challenge["authenticationKey"].as_str().unwrap()).unwrap();
+    // A truncated blob is refused and nothing is imported.
+    assert_ne!(sdk.activate(&blob[..blob.len() - 3]), 0);
+    assert_eq!(sdk.activate(&blob), 0);
+
+    let audience = Audience::Dps {
+        id_scope: SCOPE.into(),
+        registration_id: reg.clone(),
+    };
+    let expiry = hsm_core::sas::expiry_in(Duration::from_secs(3600));
+    let token = audience.token(&sdk.sign(audience.string_to_sign(expiry).as_bytes()), expiry);
+    let (status, op) = send(agent.put(&url("register")).set("Authorization", &token), Some(&body));
+    assert_eq!(status, 202, "{op}");
+    let op_id = op["operationId"].as_str().unwrap();
+    let (status, assigned) = send(
+        agent
+            .get(&url(&format!("operations/{op_id}")))
+            .set("Authorization", &token),
+        None,
+    );
+    assert_eq!(status, 200, "{assigned}");
+    let hub_blob = B64
+        .decode(
+            assigned["registrationState"]["tpm"]["authenticationKey"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(sdk.activate(&hub_blob), 0);
+    // The hub key replaced the DPS key: a token signed now no longer verifies for DPS.
+    let token = audience.token(&sdk.sign(audience.string_to_sign(expiry).as_bytes()), expiry);
+    let (status, _) = send(
+        agent
+            .get(&url(&format!("operations/{op_id}")))
+            .set("Authorization", &token),
+        None,
+    );
+    assert_eq!(status, 401);
+}
