@@ -3,7 +3,9 @@
 # the example backend examples/vendor-ecdsa (built here with its Makefile) loaded by path and
 # registered from a C program, driven through the SDK's x509 call sequence and the signer table
 # (signatures verified with openssl); deliberately broken vendor libraries
-# (tests/c/vendor/broken_vendor.c) refused or reported without crashing.
+# (tests/c/vendor/broken_vendor.c) refused or reported without crashing; and a DPS registration
+# from C: the SDK's x509 HSM interface hands the vendor certificate and `vendor:` key token to the
+# rustls TLS IO (tests/c/tlsio/test_tlsio.c --from-hsm), which registers with the DPS emulator.
 #   scripts/c-tests-vendor.sh            all tests
 #   KEEP_TMP=1 scripts/c-tests-vendor.sh keep the temporary directory for inspection
 set -uo pipefail
@@ -15,7 +17,7 @@ src="$root/tests/c"
 example="$root/examples/vendor-ecdsa"
 inc="$root/include"
 
-for tool in cargo gcc make openssl valgrind; do
+for tool in cargo gcc make openssl valgrind python3; do
     command -v "$tool" >/dev/null || { echo "c-tests-vendor: $tool is required" >&2; exit 1; }
 done
 
@@ -42,8 +44,9 @@ run() {
 }
 
 # ---- build ----
-echo "c-tests-vendor: building hsm-abi"
-(cd "$root" && cargo build -p hsm-abi) || exit 1
+echo "c-tests-vendor: building hsm-abi and dps-emulator"
+(cd "$root" && cargo build -p hsm-abi && cargo build -p dps-emulator) || exit 1
+emulator="$target_dir/debug/dps-emulator"
 native_libs="$(cd "$root" && cargo rustc -p hsm-abi --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
     | sed -n 's/.*native-static-libs: //p' | tail -n 1)"
 [ -n "$native_libs" ] || { echo "c-tests-vendor: no native-static-libs from rustc" >&2; exit 1; }
@@ -59,6 +62,9 @@ build() {
     gcc "${cflags[@]}" -I "$src" "$src/vendor/test_vendor.c" "${link[@]}" -o "$tmp/test_vendor"
     gcc "${cflags[@]}" -I "$src" -DWITH_VENDOR_ECDSA -DVENDOR_ECDSA_ENTRY=vendor_ecdsa_table \
         "$src/vendor/test_vendor.c" "$example/vendor_ecdsa.c" "${link[@]}" -lcrypto -o "$tmp/test_vendor_registered"
+    # The SDK's TLS transport: the rustls TLS IO test client (owned by the tlsio tests).
+    gcc "${cflags[@]}" -D_GNU_SOURCE -I "$src/tlsio" "$src/tlsio/test_tlsio.c" "$src/tlsio/socket_xio.c" "${link[@]}" \
+        -o "$tmp/test_tlsio"
 }
 run build build
 
@@ -71,7 +77,9 @@ pki() {
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign"
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out dev/key.pem
     openssl req -new -key dev/key.pem -subj "/CN=device-vendor" -out dev/leaf.csr
-    openssl x509 -req -in dev/leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -out dev/leaf.pem
+    printf 'basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n' >leaf.ext
+    openssl x509 -req -in dev/leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile leaf.ext \
+        -out dev/leaf.pem
     cat dev/leaf.pem ca.pem >dev/chain.pem
     openssl pkey -in dev/key.pem -pubout -out dev/pub.pem
     openssl pkey -in dev/key.pem -pubout -outform DER -out dev/pub.der
@@ -80,6 +88,11 @@ pki() {
     conf x509 libvendor_ecdsa.so >vendor.toml
     { conf symmetric_key libvendor_ecdsa.so; conf tpm libvendor_ecdsa.so; } >groups.toml
     for n in 6 7 8 9 10; do conf x509 "libbroken$n.so" >"broken$n.toml"; done
+    printf 'id_scope = "0ne00VENDR"\n\n[[enrollment]]\ntype = "x509-group"\nname = "vendor-devices"\nca = "ca.pem"\n' \
+        >emulator.toml
+    body='{"registrationId":"device-vendor"}'
+    printf 'PUT /0ne00VENDR/registrations/device-vendor/register?api-version=2021-06-01 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+        "${#body}" "$body" >register.http
 }
 run pki pki
 if [ "$failed" -ne 0 ]; then
@@ -87,7 +100,9 @@ if [ "$failed" -ne 0 ]; then
     exit 1
 fi
 
-vg=(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1)
+# "Possibly lost" blocks are the process-wide registries of loaded and registered vendor tables,
+# kept for the life of the process by design.
+vg=(valgrind -q --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite,indirect --error-exitcode=1)
 
 # The SDK's x509 sequence through the loaded example; signature and public key checked by openssl.
 sdk() {
@@ -125,6 +140,27 @@ overrun() {
     grep -q "wrote past the end" "$tmp/overrun.err"
 }
 run broken_writes_past_buffer overrun
+
+# DPS registration from C: certificate and key token from the SDK's x509 interface (vendor
+# backend), TLS by the rustls TLS IO, the emulator answers 202 "assigning" only to a client
+# certificate chaining to the enrolled CA.
+provision() {
+    "$emulator" --config "$tmp/emulator.toml" --port 0 --server-ca-out "$tmp/dps-ca.pem" >"$tmp/dps.out" 2>&1 &
+    emulator_pid=$!
+    trap 'kill "$emulator_pid" 2>/dev/null || true' EXIT
+    for _ in $(seq 100); do grep -q '^listening on' "$tmp/dps.out" && break; sleep 0.05; done
+    local port
+    port="$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/dps.out")"
+    [ -n "$port" ] || { cat "$tmp/dps.out"; return 1; }
+    # ring's software AES-GCM defeats memcheck's definedness tracking (see c-tests-tlsio.sh).
+    HSM_ABI_CONFIG="$tmp/vendor.toml" "${vg[@]}" --undef-value-errors=no "$tmp/test_tlsio" --trusted "$tmp/dps-ca.pem" \
+        --from-hsm --send "$tmp/register.http" --expect '"status":"assigning"' localhost "$port" 2>&1 |
+        tee "$tmp/provision.client"
+    grep -q 'HTTP/1.1 202' "$tmp/provision.client"
+    kill "$emulator_pid"
+    wait "$emulator_pid" || true
+}
+run provision_from_c_with_vendor_key provision
 
 echo "c-tests-vendor: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
