@@ -105,6 +105,8 @@ pub struct TlsIo<T: Transport, S> {
     sends: VecDeque<(u64, S)>,
     events: VecDeque<Event<S>>,
     last_error: Option<String>,
+    /// Scratch buffer for reads (kept, so an idle `dowork` allocates nothing).
+    scratch: Vec<u8>,
 }
 
 impl<T: Transport, S> std::fmt::Debug for TlsIo<T, S> {
@@ -144,6 +146,7 @@ impl<T: Transport, S> TlsIo<T, S> {
             sends: VecDeque::new(),
             events: VecDeque::new(),
             last_error: None,
+            scratch: Vec::new(),
         })
     }
 
@@ -228,6 +231,10 @@ impl<T: Transport, S> TlsIo<T, S> {
             Ok(conn) => {
                 self.conn = Some(conn);
                 self.phase = Phase::Connecting;
+                // A connection that is up at once (loopback, an underlying IO that opens
+                // synchronously) gets its ClientHello now rather than at the next dowork.
+                // Nothing is read here: the open completes in a later dowork, never inside open.
+                self.start_handshake();
             }
             Err(e) => {
                 self.note_error(&e.to_string());
@@ -290,6 +297,23 @@ impl<T: Transport, S> TlsIo<T, S> {
         self.events.push_back(Event::CloseComplete);
     }
 
+    /// If the transport is connected already, write the ClientHello.
+    fn start_handshake(&mut self) {
+        match self.transport.poll_open() {
+            Ok(true) => {
+                self.phase = Phase::Handshaking;
+                if let Err(e) = self.write_pending() {
+                    self.fail(&e);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let e = io_error("connecting", &self.host, self.port, &e);
+                self.fail(&e);
+            }
+        }
+    }
+
     /// One turn of work: connect, handshake, write what is pending, read what arrived.
     pub fn dowork(&mut self) {
         if matches!(self.phase, Phase::NotOpen | Phase::Error) {
@@ -314,11 +338,18 @@ impl<T: Transport, S> TlsIo<T, S> {
 
     /// Write, read, process, until the transport has nothing more for now.
     fn cycle(&mut self) -> Result<()> {
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.resize(READ_CHUNK, 0);
+        let r = self.cycle_with(&mut buf);
+        self.scratch = buf;
+        r
+    }
+
+    fn cycle_with(&mut self, buf: &mut [u8]) -> Result<()> {
         for _ in 0..MAX_READS_PER_DOWORK {
             self.write_pending()?;
             self.check_handshake_done()?;
-            let n = match self.transport.read(&mut buf) {
+            let n = match self.transport.read(buf) {
                 Ok(0) => {
                     return Err(peer_closed(self.phase));
                 }
@@ -328,7 +359,7 @@ impl<T: Transport, S> TlsIo<T, S> {
                 Err(e) => return Err(io_error("reading from", &self.host, self.port, &e)),
             };
             self.take_tls(&buf[..n])?;
-            self.deliver_plaintext()?;
+            self.deliver_plaintext(buf)?;
         }
         self.write_pending()?;
         self.check_handshake_done()
@@ -385,22 +416,25 @@ impl<T: Transport, S> TlsIo<T, S> {
                 );
             }
             self.events.push_back(Event::OpenComplete(OpenResult::Ok));
-            self.deliver_plaintext()?;
+            let mut buf = std::mem::take(&mut self.scratch);
+            buf.resize(READ_CHUNK, 0);
+            let r = self.deliver_plaintext(&mut buf);
+            self.scratch = buf;
+            r?;
         }
         Ok(())
     }
 
     /// Hand decrypted bytes to the caller (only once open, so they follow the open event).
-    fn deliver_plaintext(&mut self) -> Result<()> {
+    fn deliver_plaintext(&mut self, buf: &mut [u8]) -> Result<()> {
         if self.phase != Phase::Open {
             return Ok(());
         }
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
-        let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            match conn.reader().read(&mut buf) {
+            match conn.reader().read(buf) {
                 Ok(0) => return Err(peer_closed(Phase::Open)),
                 Ok(n) => self.events.push_back(Event::BytesReceived(buf[..n].to_vec())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
