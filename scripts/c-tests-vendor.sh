@@ -88,6 +88,13 @@ pki() {
     conf x509 libvendor_ecdsa.so >vendor.toml
     { conf symmetric_key libvendor_ecdsa.so; conf tpm libvendor_ecdsa.so; } >groups.toml
     for n in 6 7 8 9 10; do conf x509 "libbroken$n.so" >"broken$n.toml"; done
+    # A TLS server certificate for localhost from the same CA, and a line to send.
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key
+    openssl req -new -key server.key -subj "/CN=localhost" -out server.csr
+    printf 'basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\nsubjectAltName = DNS:localhost\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile server.ext \
+        -out server.pem
+    printf 'hello from a vendor key\n' >hello.txt
     printf 'id_scope = "0ne00VENDR"\n\n[[enrollment]]\ntype = "x509-group"\nname = "vendor-devices"\nca = "ca.pem"\n' \
         >emulator.toml
     body='{"registrationId":"device-vendor"}'
@@ -140,6 +147,25 @@ overrun() {
     grep -q "wrote past the end" "$tmp/overrun.err"
 }
 run broken_writes_past_buffer overrun
+
+# TLS handshake from C against openssl s_server, which requires a client certificate from the CA:
+# the SDK's x509 interface gives the certificate and the `vendor:` token, the rustls TLS IO signs
+# through the vendor backend; s_server -rev answers the line reversed and logs the client's CN.
+handshake() {
+    local port
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
+    openssl s_server -accept "127.0.0.1:$port" -cert "$tmp/server.pem" -key "$tmp/server.key" -CAfile "$tmp/ca.pem" \
+        -Verify 1 -verify_return_error -naccept 1 -rev -tls1_3 -ciphersuites TLS_CHACHA20_POLY1305_SHA256 \
+        </dev/null >"$tmp/s_server.out" 2>&1 &
+    server_pid=$!
+    trap 'kill "$server_pid" 2>/dev/null || true' EXIT
+    for _ in $(seq 100); do grep -q '^ACCEPT' "$tmp/s_server.out" && break; sleep 0.05; done
+    HSM_ABI_CONFIG="$tmp/vendor.toml" "${vg[@]}" "$tmp/test_tlsio" --trusted "$tmp/ca.pem" --from-hsm \
+        --send "$tmp/hello.txt" --expect "yek rodnev a morf olleh" localhost "$port"
+    wait "$server_pid" || true
+    grep -q "CN *= *device-vendor" "$tmp/s_server.out" || { cat "$tmp/s_server.out"; return 1; }
+}
+run tls_handshake_from_c_with_vendor_key handshake
 
 # DPS registration from C: certificate and key token from the SDK's x509 interface (vendor
 # backend), TLS by the rustls TLS IO, the emulator answers 202 "assigning" only to a client
