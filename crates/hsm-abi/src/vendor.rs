@@ -84,7 +84,11 @@ fn source_of(section: &Section) -> Result<(Source, String)> {
 fn open_section(section: &Section) -> Result<Arc<RawIdentity>> {
     let (source, identity) = source_of(section)?;
     let table = source.table().map_err(|e| match e {
-        Error::Config { key, message, .. } => section.error("library", format!("{key}: {message}")),
+        Error::Config {
+            source_name,
+            key,
+            message,
+        } => section.error("library", format!("{source_name}: {key}: {message}")),
         other => other,
     })?;
     Ok(Arc::new(table.open(&identity)?))

@@ -247,6 +247,17 @@ fn broken_tables_are_refused_when_loaded() {
     for n in 1..=5 {
         assert!(load_error(n).contains(&format!("libbroken{n}.so")), "{}", load_error(n));
     }
+    // Through a configuration: the file, the key and the library are all named.
+    let text = format!("[x509]\nbackend = \"vendor\"\nlibrary = \"{}\"\n", broken(1).display());
+    let config = Config::from_toml(&text, "broken.toml", Path::new("")).unwrap();
+    let e = registry::open_x509(&config).err().unwrap().to_string();
+    assert!(
+        e.contains("broken.toml")
+            && e.contains("x509.library")
+            && e.contains("libbroken1.so")
+            && e.contains("version 99"),
+        "{e}"
+    );
 }
 
 #[test]
