@@ -157,6 +157,11 @@ static int registered(char** argv)
     CHECK(last_error_has("no vendor table registered"));
 
     CHECK(hsm_abi_vendor_register(vendor_ecdsa_table()) == HSM_ABI_OK);
+    /* The library's own backends as a vendor table: valid, registrable, every mandatory field. */
+    CHECK(hsm_abi_vendor_builtin_table() != NULL);
+    CHECK(hsm_abi_vendor_builtin_table()->version == HSM_ABI_VENDOR_TABLE_VERSION);
+    CHECK(hsm_abi_vendor_builtin_table()->struct_size == sizeof(HSM_ABI_VENDOR_TABLE));
+    CHECK(hsm_abi_vendor_register(hsm_abi_vendor_builtin_table()) == HSM_ABI_OK);
     token = x509_sequence(argv[3], chain);
     if (token != NULL) {
         CHECK(strstr(token, "registered=vendor-ecdsa") != NULL);
