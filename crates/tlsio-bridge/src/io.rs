@@ -385,9 +385,9 @@ impl<T: Transport, S> TlsIo<T, S> {
 
     fn phase_action(&self) -> &'static str {
         if self.phase == Phase::Open {
-            "TLS connection"
+            "connection"
         } else {
-            "TLS handshake"
+            "handshake"
         }
     }
 
@@ -481,7 +481,17 @@ impl<T: Transport, S> TlsIo<T, S> {
     /// A failure: while opening, the open fails and the IO is closed again; once open, one
     /// error event and the IO waits for `close`.
     fn fail(&mut self, e: &Error) {
-        self.note_error(&e.to_string());
+        let message = match e {
+            // Our own TLS and socket errors: the device-style "(rv 0x0)" says nothing here.
+            Error::Device {
+                origin: hsm_core::Origin::Tls,
+                op,
+                message,
+                ..
+            } => format!("{op}: {message}"),
+            other => other.to_string(),
+        };
+        self.note_error(&message);
         match self.phase {
             Phase::Connecting | Phase::Handshaking => {
                 self.shut();
@@ -596,10 +606,10 @@ fn io_error(op: &str, host: &str, port: u16, e: &io::Error) -> Error {
 
 fn peer_closed(phase: Phase) -> Error {
     if phase == Phase::Open {
-        tls_error("TLS connection", "the peer closed the connection".into())
+        tls_error("connection", "the peer closed the connection".into())
     } else {
         tls_error(
-            "TLS handshake",
+            "handshake",
             "the peer closed the connection during the handshake".into(),
         )
     }
