@@ -42,8 +42,10 @@ run() {
 }
 
 # ---- build ----
-echo "c-tests: building hsm-abi"
-(cd "$root" && cargo build -p hsm-abi) || exit 1
+echo "c-tests: building hsm-abi and hsmctl"
+# hsmctl makes test keys; built on its own so its features do not change the library's.
+(cd "$root" && cargo build -p hsmctl && cargo build -p hsm-abi) || exit 1
+hsmctl="$root/target/debug/hsmctl"
 # The link line for a Rust staticlib: ask rustc (this also rebuilds only the staticlib).
 native_libs="$(cd "$root" && cargo rustc -p hsm-abi --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
     | sed -n 's/.*native-static-libs: //p' | tail -n 1)"
@@ -169,6 +171,42 @@ run x509_p256 x509_case p256 0x0403 sha256
 run x509_p384 x509_case p384 0x0503 sha384
 run x509_rsa_pss x509_case rsa 0x0804 sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest
 run x509_rsa_pkcs1 x509_case rsa 0x0601 sha512
+
+# The same SDK sequence with the key inside a SoftHSM2 token (PKCS#11) and with the software
+# DICE engine: get_key must return a token, and the signature verifies with the leaf's key.
+hardware_x509_case() {
+    local kind="$1"
+    set -e
+    local d="$tmp/$kind"
+    mkdir -p "$d"
+    cd "$d"
+    case "$kind" in
+        pkcs11)
+            eval "$(bash "$root/scripts/softhsm-env.sh" "$d/softhsm" ctest)"
+            local uri
+            uri=$("$hsmctl" pkcs11 keygen --uri "pkcs11:token=ctest;object=dev?pin-source=file:$PKCS11_PIN_FILE")
+            "$hsmctl" pkcs11 csr --uri "$uri" --common-name device-pkcs11 --out dev.csr
+            "$hsmctl" certs --out-dir pki --ca-cert "$tmp/int.pem" --ca-key "$tmp/int.key" --csr dev.csr >/dev/null
+            cp pki/device-pkcs11.chain.pem chain.pem
+            printf '[x509]\nbackend = "pkcs11"\nkey = "%s"\ncertificate_file = "chain.pem"\n' "$uri" >hsm.toml
+            ;;
+        dice)
+            head -c 1024 /dev/urandom >firmware.bin
+            "$hsmctl" dice init --uds-file uds.bin >/dev/null
+            printf '[x509]\nbackend = "dice"\nuds_file = "uds.bin"\nfirmware_file = "firmware.bin"\nregistration_id = "device-dice"\n' \
+                >hsm.toml
+            "$hsmctl" dice chain --config hsm.toml --pem >chain.pem
+            ;;
+    esac
+    openssl x509 -in chain.pem -pubkey -noout >pub.pem
+    HSM_ABI_CONFIG="$d/hsm.toml" "${vg[@]}" "$tmp/test_x509" "device-$kind" chain.pem - 0x0403 "$tmp/msg.txt" \
+        sig.bin spki.der
+    openssl pkey -pubin -in pub.pem -outform DER -out pub.der
+    cmp spki.der pub.der
+    openssl dgst -sha256 -verify pub.pem -signature sig.bin "$tmp/msg.txt"
+}
+run x509_pkcs11 hardware_x509_case pkcs11
+run x509_dice hardware_x509_case dice
 
 run symm env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_symm"
 run bad_input env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_bad_input" "$tmp/p256"

@@ -105,14 +105,14 @@ int main(int argc, char** argv)
     configure("[x509]\nbackend = \"file\"\ncertificate = \"chain.pem\"\nprivate_key = \"key.pem\"\npin = \"1\"\n");
     CHECK(x509->hsm_client_x509_create() == NULL);
     CHECK(last_error_has("pin"));
-    /* Unknown backends; the TPM interface has none built in. */
+    /* Unknown backends (this library is built with the default features). */
     configure("[x509]\nbackend = \"magic\"\n[symmetric_key]\nbackend = \"nope\"\n[tpm]\nbackend = \"tpm\"\n");
     CHECK(x509->hsm_client_x509_create() == NULL);
     CHECK(last_error_has("backend \"magic\" is not built into this library; built in: file, pkcs11, dice"));
     CHECK(key->hsm_client_key_create() == NULL);
     CHECK(last_error_has("backend \"nope\""));
     CHECK(tpm->hsm_client_tpm_create() == NULL);
-    CHECK(last_error_has("built in: none"));
+    CHECK(last_error_has("backend \"tpm\" is not built into this library"));
     /* A missing section. */
     configure("[tpm]\nbackend = \"tpm\"\n");
     CHECK(key->hsm_client_key_create() == NULL);

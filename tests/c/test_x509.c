@@ -1,6 +1,9 @@
-/* The SDK's x509 call sequence against a configured file identity, plus a signer-table round
- * trip with the same key.
+/* The SDK's x509 call sequence against a configured identity, plus a signer-table round trip
+ * with the same key.
  * usage: test_x509 CN CHAIN_PEM KEY_PEM SCHEME MSG_FILE SIG_OUT SPKI_OUT
+ * KEY_PEM is the file backend's key (get_key returns it; the signer opens `file:KEY_PEM`), or
+ * `-` for a hardware backend: get_key must then return an alias-key token holding no key
+ * material, and the signer opens that token.
  * The configuration comes from HSM_ABI_CONFIG (set by the script). The script verifies the
  * signature written to SIG_OUT with openssl and compares SPKI_OUT with the key's public key. */
 #include "common.h"
@@ -9,7 +12,8 @@ int main(int argc, char** argv)
 {
     const HSM_CLIENT_X509_INTERFACE* x509;
     HSM_CLIENT_HANDLE h;
-    char *chain, *key, *msg, *token;
+    char *chain, *key = NULL, *msg, *token = NULL;
+    int by_token = 0;
     size_t msg_len = 0, sig_len = 0, spki_len = 0, token_len;
     unsigned long scheme;
     const HSM_ABI_SIGNER_TABLE* table;
@@ -24,10 +28,13 @@ int main(int argc, char** argv)
         return 2;
     }
     chain = read_file(argv[2], NULL);
-    key = read_file(argv[3], NULL);
+    by_token = strcmp(argv[3], "-") == 0;
+    if (!by_token) {
+        key = read_file(argv[3], NULL);
+    }
     msg = read_file(argv[5], &msg_len);
     scheme = strtoul(argv[4], NULL, 0);
-    if (chain == NULL || key == NULL || msg == NULL) {
+    if (chain == NULL || (key == NULL && !by_token) || msg == NULL) {
         return 2;
     }
 
@@ -41,7 +48,14 @@ int main(int argc, char** argv)
     if (h != NULL) {
         CHECK(take_equals(x509->hsm_client_get_common_name(h), argv[1]));
         CHECK(take_equals(x509->hsm_client_get_cert(h), chain));
-        CHECK(take_equals(x509->hsm_client_get_key(h), key));
+        if (by_token) {
+            token = x509->hsm_client_get_key(h);
+            CHECK(token != NULL && strstr(token, "PRIVATE KEY") == NULL && strchr(token, ':') != NULL);
+            CHECK(token == NULL || strstr(token, "pin-value") == NULL);
+            printf("key token: %s\n", token ? token : "(NULL)");
+        } else {
+            CHECK(take_equals(x509->hsm_client_get_key(h), key));
+        }
         /* Repeated calls give the same answers. */
         CHECK(take_equals(x509->hsm_client_get_common_name(h), argv[1]));
         x509->hsm_client_x509_destroy(h);
@@ -50,12 +64,17 @@ int main(int argc, char** argv)
     hsm_client_x509_deinit();
 
     /* Signer table with the same key, by token. */
-    token_len = strlen("file:") + strlen(argv[3]) + 1;
-    token = malloc(token_len);
-    if (token == NULL) {
-        return 2;
+    if (!by_token) {
+        token_len = strlen("file:") + strlen(argv[3]) + 1;
+        token = malloc(token_len);
+        if (token == NULL) {
+            return 2;
+        }
+        snprintf(token, token_len, "file:%s", argv[3]);
     }
-    snprintf(token, token_len, "file:%s", argv[3]);
+    if (token == NULL) {
+        return 1;
+    }
     table = hsm_abi_signer_table();
     CHECK(table != NULL && table->version == HSM_ABI_SIGNER_TABLE_VERSION);
     CHECK(table->struct_size >= sizeof(HSM_ABI_SIGNER_TABLE));
