@@ -15,7 +15,7 @@ src="$root/tests/c/tlsio"
 inc="$root/include"
 softhsm_module=/usr/lib/softhsm/libsofthsm2.so
 
-for tool in cargo gcc openssl valgrind pkcs11-tool softhsm2-util python3; do
+for tool in cargo gcc g++ openssl valgrind pkcs11-tool softhsm2-util python3; do
     command -v "$tool" >/dev/null || { echo "c-tests-tlsio: $tool is required" >&2; exit 1; }
 done
 [ -f "$softhsm_module" ] || { echo "c-tests-tlsio: $softhsm_module is required (softhsm2)" >&2; exit 1; }
@@ -59,6 +59,11 @@ emulator="$target_dir/debug/dps-emulator"
 cflags=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Werror -g -I "$inc" -I "$src")
 link=("$lib" $native_libs -pthread)
 run compile_test_tlsio gcc "${cflags[@]}" "$src/test_tlsio.c" "$src/socket_xio.c" "${link[@]}" -o "$tmp/test_tlsio"
+header_cpp() {
+    printf '#include "tlsio_rustls.h"\nint main() { return tlsio_rustls_get_interface_description() == 0; }\n' >"$tmp/h.cpp"
+    g++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -I "$inc" -fsyntax-only "$tmp/h.cpp"
+}
+run header_cpp header_cpp
 run compile_test_tlsio_sdk gcc "${cflags[@]}" -DWITH_OPTION_HANDLER "$src/test_tlsio.c" "$src/socket_xio.c" \
     "$src/option_handler.c" "${link[@]}" -o "$tmp/test_tlsio_sdk"
 
