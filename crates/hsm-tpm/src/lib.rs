@@ -50,6 +50,8 @@ mod identity;
 #[cfg(feature = "device")]
 mod raw;
 pub mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "device")]
 mod templates;
 #[cfg(feature = "device")]

@@ -396,3 +396,63 @@ fn x509_key_generated_in_softhsm_is_assigned() {
     assert!(!out.status.success());
     assert!(stderr.to_lowercase().contains("pin"), "{stderr}");
 }
+
+/// TPM attestation on a fresh swtpm: enrollment record from `hsmctl enrollment`, then
+/// `hsmctl provision` (activation challenge, SAS signed in the TPM, hub key at assignment);
+/// a second run reuses the persisted keys; a TPM with another EK is refused.
+#[cfg(feature = "tpm")]
+#[test]
+fn tpm_attestation_is_assigned() {
+    use hsm_tpm::testing::Swtpm;
+    let dir = tempfile::tempdir().unwrap();
+    let tpm = Swtpm::start().unwrap();
+    let cfg = dir.path().join("tpm.toml");
+    std::fs::write(&cfg, format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{}\"\n", tpm.tcti())).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&hsmctl(&["enrollment", "--config", cfg.to_str().unwrap()])).unwrap();
+    let registration_id = record["registrationId"].as_str().unwrap().to_string();
+    let ek = record["attestation"]["tpm"]["endorsementKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let emulator = Emulator::start(EmulatorConfig {
+        id_scope: SCOPE.into(),
+        assigned_hub: HUB.into(),
+        enrollments: vec![Enrollment::TpmIndividual {
+            registration_id: registration_id.clone(),
+            endorsement_key: ek,
+        }],
+    })
+    .unwrap();
+    let server_ca = dir.path().join("server-ca.pem");
+    std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
+    let provision = |cfg: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+            .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
+            .arg(emulator.global_endpoint())
+            .arg("--trusted-ca")
+            .arg(&server_ca)
+            .arg("--config")
+            .arg(cfg)
+            .output()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let out = ok(&provision(&cfg));
+        assert!(out.contains(&format!("device id: {registration_id}")), "{out}");
+        assert!(out.contains(&format!("assigned hub: {HUB}")), "{out}");
+    }
+
+    let other = Swtpm::start().unwrap();
+    let other_cfg = dir.path().join("other.toml");
+    std::fs::write(
+        &other_cfg,
+        format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{}\"\n", other.tcti()),
+    )
+    .unwrap();
+    let out = provision(&other_cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("401"), "{stderr}");
+}
