@@ -50,10 +50,10 @@ mod identity;
 #[cfg(feature = "device")]
 mod raw;
 pub mod service;
-#[cfg(feature = "testing")]
-pub mod testing;
 #[cfg(feature = "device")]
 mod templates;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "device")]
 mod x509;
 
