@@ -88,6 +88,9 @@ pki() {
     conf x509 libvendor_ecdsa.so >vendor.toml
     { conf symmetric_key libvendor_ecdsa.so; conf tpm libvendor_ecdsa.so; } >groups.toml
     for n in 6 7 8 9 10; do conf x509 "libbroken$n.so" >"broken$n.toml"; done
+    # For the built-in table: a file identity with a group-derived symmetric key (test vector).
+    printf '[x509]\nbackend = "file"\ncertificate = "dev/chain.pem"\nprivate_key = "dev/key.pem"\n[symmetric_key]\nbackend = "file"\nregistration_id = "device-0001"\ngroup_key = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ=="\n' \
+        >builtin.toml
     # A TLS server certificate for localhost from the same CA, and a line to send.
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key
     openssl req -new -key server.key -subj "/CN=localhost" -out server.csr
@@ -121,7 +124,7 @@ sdk() {
 run sdk_loaded sdk
 run missing_groups env HSM_ABI_CONFIG="$tmp/groups.toml" "${vg[@]}" "$tmp/test_vendor" groups
 run sdk_registered env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_vendor_registered" registered "$tmp/dev" \
-    device-vendor "$tmp/dev/chain.pem"
+    device-vendor "$tmp/dev/chain.pem" "$tmp/builtin.toml"
 
 # Broken libraries: refused at load time...
 refused() { env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_vendor" refused "$tmp/libbroken$1.so" "$2"; }

@@ -2,7 +2,9 @@
  * usage:
  *   test_vendor sdk CN CHAIN_PEM MSG_FILE SIG_OUT SPKI_OUT   x509 sequence + signer table by token
  *   test_vendor groups                                       no TPM/symmetric group: clear errors
- *   test_vendor registered DIR CN CHAIN_PEM                  table registered from this program
+ *   test_vendor registered DIR CN CHAIN_PEM SYMM_TOML        tables registered from this program
+ *                                                            (the example; the built-in table over
+ *                                                            SYMM_TOML for the symmetric group)
  *   test_vendor refused LIB NEEDLE                           hsm_abi_vendor_check_library refuses LIB
  *   test_vendor create-fails NEEDLE                          x509 create fails, last error has NEEDLE
  *   test_vendor sign-fails NEEDLE                            signing fails with HSM_ABI_ERR_VENDOR
@@ -169,6 +171,23 @@ static int registered(char** argv)
     }
     free(token);
     free(chain);
+
+    /* The symmetric group through the SDK's key interface: the built-in table over a file
+     * configuration whose group key derives the test vector's device key. */
+    snprintf(config, sizeof config,
+             "[symmetric_key]\nbackend = \"vendor\"\nregistered = \"hsm-abi-builtin\"\nidentity = \"%s\"\n", argv[5]);
+    CHECK(hsm_abi_configure_toml(config) == HSM_ABI_OK);
+    {
+        const HSM_CLIENT_KEY_INTERFACE* key = hsm_client_key_interface();
+        HSM_CLIENT_HANDLE h = key->hsm_client_key_create();
+        CHECK(h != NULL);
+        if (h != NULL) {
+            CHECK(key->hsm_client_set_symm_key_info(h, NULL, NULL) == 0);
+            CHECK(take_equals(key->hsm_client_get_registration_name(h), "device-0001"));
+            CHECK(take_equals(key->hsm_client_get_symm_key(h), "GRPTH+dyLH5yQZctR5eMNCRGWfZXuw/fZzAhRArVPkQ="));
+            key->hsm_client_key_destroy(h);
+        }
+    }
     hsm_abi_configure_clear();
     return finish("test_vendor registered");
 }
@@ -235,7 +254,7 @@ int main(int argc, char** argv)
         return groups();
     }
 #ifdef WITH_VENDOR_ECDSA
-    if (strcmp(mode, "registered") == 0 && argc == 5) {
+    if (strcmp(mode, "registered") == 0 && argc == 6) {
         return registered(argv);
     }
 #endif
