@@ -372,7 +372,7 @@ fn bad_handles_and_missing_configuration() {
         // A handle of another interface is refused, not misused.
         configure(&format!(
             "[symmetric_key]\nbackend = \"file\"\nregistration_id = \"r\"\nsymmetric_key = \"{DERIVED_KEY}\"\n\
-             [tpm]\nbackend = \"tpm\"\n"
+             [tpm]\nbackend = \"tpm-9000\"\n"
         ));
         let h = k.hsm_client_key_create.unwrap()();
         assert!(!h.is_null());
@@ -391,7 +391,7 @@ fn bad_handles_and_missing_configuration() {
         assert!(x.hsm_client_x509_create.unwrap()().is_null());
         assert!(last_error().contains("[x509] is missing"), "{}", last_error());
         assert!(t.hsm_client_tpm_create.unwrap()().is_null());
-        assert!(last_error().contains("backend \"tpm\" is not built into this library"));
+        assert!(last_error().contains("backend \"tpm-9000\" is not built into this library"));
     }
     let toml = CString::new("[x509\n").unwrap();
     assert_eq!(unsafe { hsm_abi_configure_toml(toml.as_ptr()) }, HSM_ABI_ERR_CONFIG);
