@@ -301,6 +301,8 @@ run key_not_matching_certificate fails mismatch -tls1_3 "${chacha13[@]}" -- --tr
 run malformed_token env "${vg[@]}" "$tmp/test_tlsio" --bad-key "not a token" localhost 443
 run close_during_open fails close_during_open -tls1_3 "${chacha13[@]}" -- --trusted "$tmp/server-root.pem" "${hsm_client[@]}" \
     --close-during-open localhost
+run destroy_in_close_callback fails destroy_in_callback -tls1_3 "${chacha13[@]}" -- --trusted "$tmp/server-root.pem" \
+    "${hsm_client[@]}" --underlying --destroy-in-callback localhost
 run connection_refused env "${vg[@]}" "$tmp/test_tlsio" --trusted "$tmp/server-root.pem" --expect-open-error \
     localhost "$(free_port)"
 

@@ -332,3 +332,32 @@ fn connection_refused_and_unresolvable_keys_fail_the_open() {
     );
     assert_eq!(io.phase(), Phase::NotOpen);
 }
+
+#[test]
+fn tls_version_13_against_a_tls12_server_fails_the_open() {
+    static TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    let p = pki(&["localhost"]);
+    let (port, server) = serve(&p, Server::Echo, TLS12);
+    let mut io = new_io("localhost", port, &p, true);
+    io.set_option_int(options::OPTION_TLS_VERSION, 13).unwrap();
+    io.open().unwrap();
+    let mut ev = Vec::new();
+    pump(&mut io, &mut ev, has_open);
+    assert_eq!(ev, vec![Event::OpenComplete(OpenResult::Error)]);
+    assert!(server.join().unwrap().is_err());
+}
+
+#[test]
+fn without_trusted_certs_the_system_store_is_used() {
+    // The system store does not hold this test's private CA: the server is not trusted.
+    let p = pki(&["localhost"]);
+    let (port, server) = serve(&p, Server::Echo, TLS13);
+    let mut io = Io::new("localhost", port, TcpTransport::new(), resolver()).unwrap();
+    io.open().unwrap();
+    let mut ev = Vec::new();
+    pump(&mut io, &mut ev, has_open);
+    assert_eq!(ev, vec![Event::OpenComplete(OpenResult::Error)]);
+    let e = io.last_error().unwrap();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    assert!(server.join().unwrap().is_err());
+}

@@ -19,6 +19,8 @@
  *   --retrieve            (needs the OptionHandler API linked) copy the options with
  *                         retrieveoptions, feed them into a second IO and run the exchange on it
  *   --bad-key VALUE       setoption of this key value must fail (then nothing else is done)
+ *   --destroy-in-callback open, then close with a close callback that destroys the IO (the
+ *                         library frees it when the close returns)
  *   --from-hsm            take the certificate and key option values from the SDK's x509 HSM
  *                         interface of libhsm_abi (get_cert, get_key; HSM_ABI_CONFIG), as the
  *                         SDK's provisioning client does
@@ -230,6 +232,7 @@ typedef struct {
     int retrieve;
     const char* bad_key;
     int from_hsm;
+    int destroy_in_callback;
 } ARGS;
 
 static CONCRETE_IO_HANDLE create(const IO_INTERFACE_DESCRIPTION* io, const ARGS* a, SOCKET_XIO_CONFIG* sx)
@@ -313,6 +316,39 @@ static void run(const IO_INTERFACE_DESCRIPTION* io, CONCRETE_IO_HANDLE h, const 
     CHECK(io->concrete_io_send(h, "x", 1, on_send_complete, &st) != 0);
     fprintf(stderr, "events: %s\n", st.events);
     free(st.received);
+}
+
+typedef struct {
+    const IO_INTERFACE_DESCRIPTION* io;
+    CONCRETE_IO_HANDLE h;
+    STATE* st;
+    int destroyed;
+} DESTROY_CTX;
+
+static void on_close_destroy(void* ctx)
+{
+    DESTROY_CTX* d = ctx;
+    event(d->st, 'Z');
+    d->io->concrete_io_destroy(d->h);
+    d->destroyed++;
+}
+
+/* The SDK may destroy an IO from one of its callbacks: nothing may touch it afterwards. */
+static void destroy_in_callback(const IO_INTERFACE_DESCRIPTION* io, CONCRETE_IO_HANDLE h)
+{
+    STATE st;
+    DESTROY_CTX d;
+    memset(&st, 0, sizeof st);
+    d.io = io;
+    d.h = h;
+    d.st = &st;
+    d.destroyed = 0;
+    CHECK(io->concrete_io_open(h, on_open_complete, &st, on_bytes_received, &st, on_io_error, &st) == 0);
+    io->concrete_io_dowork(h);
+    CHECK(io->concrete_io_close(h, on_close_destroy, &d) == 0);
+    CHECK(d.destroyed == 1);
+    CHECK(strcmp(st.events, "CZ") == 0);
+    fprintf(stderr, "events: %s\n", st.events);
 }
 
 static void set_options(const IO_INTERFACE_DESCRIPTION* io, CONCRETE_IO_HANDLE h, const ARGS* a)
@@ -449,6 +485,8 @@ int main(int argc, char** argv)
             a.retrieve = 1;
         } else if (strcmp(o, "--secret") == 0 && v) {
             g_secret = read_file(v), i++;
+        } else if (strcmp(o, "--destroy-in-callback") == 0) {
+            a.destroy_in_callback = 1;
         } else if (strcmp(o, "--from-hsm") == 0) {
             a.from_hsm = 1;
         } else if (strcmp(o, "--bad-key") == 0 && v) {
@@ -483,6 +521,12 @@ int main(int argc, char** argv)
         return failures == 0 ? 0 : 1;
     }
     set_options(io, h, &a);
+    if (a.destroy_in_callback) {
+        destroy_in_callback(io, h);
+        CHECK(socket_xio_instances == 0);
+        free(g_secret);
+        return failures == 0 ? 0 : 1;
+    }
     run(io, h, &a);
 #ifdef WITH_OPTION_HANDLER
     if (a.retrieve) {
