@@ -400,3 +400,39 @@ fn conformance_command_passes_the_pkcs11_backend() {
         "{stdout}"
     );
 }
+
+/// The TPM group through the vendor table: the built-in TPM backend on a fresh swtpm (EK and SRK
+/// as TPM2B, a truncated activation blob refused), next to a file x509 identity.
+#[cfg(feature = "tpm")]
+#[test]
+fn conformance_command_checks_the_tpm_group_on_swtpm() {
+    let dir = tempfile::tempdir().unwrap();
+    vendor_device(dir.path(), &ca("tpm conformance root"), "device-tpm-conformance");
+    let tpm = hsm_tpm::testing::Swtpm::start().unwrap();
+    let cfg = dir.path().join("tpm.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[x509]\nbackend = \"file\"\ncertificate = \"device/chain.pem\"\nprivate_key = \"device/key.pem\"\n[tpm]\nbackend = \"tpm\"\ntcti = \"{}\"\n",
+            tpm.tcti()
+        ),
+    )
+    .unwrap();
+    let table = hsm_abi::vendor::VendorTable::builtin().unwrap();
+    let opts = hsm_abi::vendor::conformance::Options {
+        identity: cfg.display().to_string(),
+        threads: 2,
+        signs_per_thread: 2,
+    };
+    let report = hsm_abi::vendor::conformance::run(&table, &opts, &mut |_| {});
+    let lines: Vec<String> = report.checks.iter().map(|c| c.to_string()).collect();
+    assert!(report.ok(), "{}", lines.join("\n"));
+    for expected in [
+        "PASS get_endorsement_key is a TPM2B",
+        "PASS get_storage_root_key is a TPM2B",
+        "PASS activate_identity_key refuses a truncated blob",
+        "PASS get_endorsement_key: short buffer is refused with the needed size",
+    ] {
+        assert!(lines.iter().any(|l| l.starts_with(expected)), "{expected}: {lines:#?}");
+    }
+}
