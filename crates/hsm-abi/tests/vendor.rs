@@ -24,7 +24,8 @@ fn root() -> PathBuf {
 fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("vendor-{}", std::process::id()));
+        // One fixed directory under the target dir (rebuilt by each run, never left in /tmp).
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vendor-hsm-abi-tests");
         std::fs::create_dir_all(&out).unwrap();
         let st = Command::new("make")
             .arg("-s")

@@ -32,7 +32,8 @@ fn root() -> PathBuf {
 fn example() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("vendor-example-{}", std::process::id()));
+        // One fixed directory under the target dir (rebuilt by each run, never left in /tmp).
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vendor-hsmctl-tests");
         let st = Command::new("make")
             .arg("-s")
             .arg("-C")
