@@ -730,6 +730,40 @@ impl RawIdentity {
         })
     }
 
+    /// `sign` with bad pointers (they must be refused, not crash): a NULL message with a length
+    /// of 16 (`null_msg`), or a NULL `sig_len`.
+    pub fn probe_sign_bad_pointers(&self, scheme: u32, null_msg: bool) -> c_int {
+        let Some(f) = self.table.raw.sign else {
+            return HSM_ABI_ERR_UNSUPPORTED;
+        };
+        let msg = [0u8; 16];
+        let mut buf = [0u8; 1024];
+        let mut len = buf.len();
+        // SAFETY: a conformance probe: every pointer is valid or NULL, and the contract requires
+        // the vendor to refuse a NULL message with a non-zero length and a NULL length.
+        unsafe {
+            if null_msg {
+                f(
+                    self.handle,
+                    scheme,
+                    std::ptr::null(),
+                    msg.len(),
+                    buf.as_mut_ptr(),
+                    &mut len,
+                )
+            } else {
+                f(
+                    self.handle,
+                    scheme,
+                    msg.as_ptr(),
+                    msg.len(),
+                    buf.as_mut_ptr(),
+                    std::ptr::null_mut(),
+                )
+            }
+        }
+    }
+
     /// One raw `sign_with_identity` call (`None` when the TPM group is absent).
     pub fn probe_sign_with_identity(&self, data: &[u8], capacity: Option<usize>) -> Option<Probe> {
         let f = self.table.raw.sign_with_identity?;

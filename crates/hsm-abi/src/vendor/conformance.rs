@@ -447,6 +447,16 @@ fn sign_checks(
             },
         );
     }
+    if let Some(scheme) = key.schemes().first() {
+        run.check(
+            "sign with a NULL message of length 16 is refused",
+            expect_failure("sign(msg NULL)", raw.probe_sign_bad_pointers(scheme.code(), true)),
+        );
+        run.check(
+            "sign with a NULL sig_len is refused",
+            expect_failure("sign(sig_len NULL)", raw.probe_sign_bad_pointers(scheme.code(), false)),
+        );
+    }
     let p = raw.probe_sign(0x9999, b"x", Some(max));
     run.check(
         "sign with unknown scheme 0x9999 is refused",
