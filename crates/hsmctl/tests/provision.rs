@@ -96,7 +96,11 @@ fn env() -> Env {
 
 impl Env {
     fn provision(&self, config: &Path, extra: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+        self.provision_with(Command::new(env!("CARGO_BIN_EXE_hsmctl")), config, extra)
+    }
+
+    fn provision_with(&self, mut command: Command, config: &Path, extra: &[&str]) -> Output {
+        command
             .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
             .arg(self.emulator.global_endpoint())
             .arg("--trusted-ca")
@@ -362,36 +366,20 @@ fn x509_key_generated_in_softhsm_is_assigned() {
         issued.join("device-hsm.cert.pem").to_str().unwrap(),
     ]);
 
-    // The certificate object on the token, found by the key's id: no file at all.
+    // No certificate in the configuration: the certificate object on the token with the key's id.
     let cfg = e.dir.path().join("pkcs11.toml");
-    std::fs::write(&cfg, format!("[x509]\nbackend = \"pkcs11\"\nkey = \"{key_uri}\"\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-        .env("SOFTHSM2_CONF", hsm.conf())
-        .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
-        .arg(e.emulator.global_endpoint())
-        .arg("--trusted-ca")
-        .arg(&e.server_ca)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stdout = ok(&out);
+    let provision = |uri: &str| {
+        std::fs::write(&cfg, format!("[x509]\nbackend = \"pkcs11\"\nkey = \"{uri}\"\n")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hsmctl"));
+        command.env("SOFTHSM2_CONF", hsm.conf());
+        e.provision_with(command, &cfg, &[])
+    };
+    let stdout = ok(&provision(&key_uri));
     assert!(stdout.contains("device id: device-hsm"), "{stdout}");
 
     // A wrong PIN is one clear error, not a registration.
     let bad_pin = hsm.pin_file("bad.pin", "9999").unwrap();
-    let bad_uri = key_uri.replace(&pin.display().to_string(), &bad_pin.display().to_string());
-    std::fs::write(&cfg, format!("[x509]\nbackend = \"pkcs11\"\nkey = \"{bad_uri}\"\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-        .env("SOFTHSM2_CONF", hsm.conf())
-        .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
-        .arg(e.emulator.global_endpoint())
-        .arg("--trusted-ca")
-        .arg(&e.server_ca)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = provision(&key_uri.replace(&pin.display().to_string(), &bad_pin.display().to_string()));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.to_lowercase().contains("pin"), "{stderr}");
