@@ -227,6 +227,7 @@ run logging logging
 # The rustls TLS IO (include/tlsio_rustls.h): its own script, servers and SoftHSM token.
 run tlsio bash "$root/scripts/c-tests-tlsio.sh"
 run vendor bash "$root/scripts/c-tests-vendor.sh"
+run tpm bash "$root/scripts/c-tests-tpm.sh"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

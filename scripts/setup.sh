@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-    build-essential pkg-config openssl libssl-dev valgrind
+    build-essential pkg-config openssl libssl-dev valgrind libcurl4-openssl-dev
     softhsm2 opensc
     swtpm swtpm-tools libtss2-dev
 )
