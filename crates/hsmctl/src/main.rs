@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod certs_cmd;
+mod conformance_cmd;
 mod dice_cmd;
 mod dps;
 mod enrollment_cmd;
@@ -71,6 +72,8 @@ enum Command {
     /// DICE: create a Unique Device Secret, print the DeviceID/Alias chain and registration id.
     #[command(subcommand)]
     Dice(dice_cmd::DiceCommand),
+    /// Check a vendor backend (a library implementing HSM_ABI_VENDOR_TABLE) for conformance.
+    Conformance(conformance_cmd::ConformanceArgs),
     /// Print the DPS enrollment record (attestation JSON) for a configured identity.
     Enrollment(enrollment_cmd::EnrollmentArgs),
     /// PKCS#11 tokens: generate keys, make CSRs, import certificates and secrets, list objects.
@@ -390,6 +393,7 @@ fn main() -> ExitCode {
         Command::Sas(c) => sas_cmd(c),
         Command::DeriveKey { group, registration_id } => derive_key(group, &registration_id),
         Command::Certs(a) => certs_cmd::run(a).map_err(CliError::from),
+        Command::Conformance(a) => conformance_cmd::run(a).map_err(CliError::from),
         Command::Dice(c) => dice_cmd::run(c).map_err(CliError::from),
         Command::Enrollment(a) => enrollment_cmd::run(a).map_err(CliError::from),
         Command::Pkcs11(c) => pkcs11_cmd::run(c).map_err(CliError::from),

@@ -5,11 +5,6 @@
 //! backends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-// The command module, compiled here as well so it is tested before main.rs wires it in.
-#[allow(dead_code)]
-#[path = "../src/conformance_cmd.rs"]
-mod conformance_cmd;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -256,14 +251,8 @@ fn conformance_command_passes_the_example_and_the_file_backend() {
     let root_ca = ca("conformance root");
     vendor_device(dir.path(), &root_ca, "device-conformance");
     let dev = dir.path().join("device");
-    conformance_cmd::run(conformance_cmd::ConformanceArgs {
-        vendor_lib: Some(example().to_path_buf()),
-        builtin: false,
-        identity: dev.display().to_string(),
-        threads: 8,
-        signs_per_thread: 10,
-    })
-    .unwrap();
+    let lib = example().display().to_string();
+    conformance(&["--vendor-lib", &lib, "--identity", &dev.display().to_string()], None).unwrap();
 
     let file_cfg = dir.path().join("file.toml");
     std::fs::write(
@@ -271,29 +260,33 @@ fn conformance_command_passes_the_example_and_the_file_backend() {
         "[x509]\nbackend = \"file\"\ncertificate = \"device/chain.pem\"\nprivate_key = \"device/key.pem\"\n",
     )
     .unwrap();
-    conformance_cmd::run(conformance_cmd::ConformanceArgs {
-        vendor_lib: None,
-        builtin: true,
-        identity: file_cfg.display().to_string(),
-        threads: 8,
-        signs_per_thread: 10,
-    })
-    .unwrap();
+    conformance(&["--builtin", "--identity", &file_cfg.display().to_string()], None).unwrap();
 
     // A wrong identity fails the run with a non-zero result.
-    let e = conformance_cmd::run(conformance_cmd::ConformanceArgs {
-        vendor_lib: Some(example().to_path_buf()),
-        builtin: false,
-        identity: dir.path().join("nowhere").display().to_string(),
-        threads: 1,
-        signs_per_thread: 1,
-    })
-    .unwrap_err()
-    .to_string();
+    let nowhere = dir.path().join("nowhere").display().to_string();
+    let e = conformance(&["--vendor-lib", &lib, "--identity", &nowhere, "--threads", "1"], None).unwrap_err();
     assert!(e.contains("conformance") && e.contains("failed"), "{e}");
 }
 
-const CHILD_ENV: &str = "HSMCTL_TEST_CONFORMANCE_CONFIG";
+/// `hsmctl conformance ARGS`: its stdout on success, stdout and stderr on failure.
+fn conformance(args: &[&str], softhsm_conf: Option<&Path>) -> Result<String, String> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hsmctl"));
+    if let Some(conf) = softhsm_conf {
+        command.env("SOFTHSM2_CONF", conf);
+    }
+    let out = command
+        .arg("conformance")
+        .args(["--signs-per-thread", "10"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
 
 fn hsmctl_ok(args: &[&str], softhsm_conf: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
@@ -310,21 +303,8 @@ fn hsmctl_ok(args: &[&str], softhsm_conf: &Path) -> String {
 }
 
 /// The PKCS#11 backend (a key generated inside SoftHSM2) through the built-in vendor table.
-/// SoftHSM2 reads SOFTHSM2_CONF once per process, so the run happens in a child process: this
-/// test binary again, with the configuration in CHILD_ENV.
 #[test]
 fn conformance_command_passes_the_pkcs11_backend() {
-    if let Some(cfg) = std::env::var_os(CHILD_ENV) {
-        conformance_cmd::run(conformance_cmd::ConformanceArgs {
-            vendor_lib: None,
-            builtin: true,
-            identity: PathBuf::from(cfg).display().to_string(),
-            threads: 8,
-            signs_per_thread: 10,
-        })
-        .unwrap();
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let hsm = hsm_pkcs11::testing::SoftHsm::create().unwrap();
     hsm.init_token("vendor", "so-pin", "1234").unwrap();
@@ -375,23 +355,11 @@ fn conformance_command_passes_the_pkcs11_backend() {
         ),
     )
     .unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "conformance_command_passes_the_pkcs11_backend",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, &cfg)
-        .env("SOFTHSM2_CONF", hsm.conf())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = conformance(
+        &["--builtin", "--identity", &cfg.display().to_string()],
+        Some(hsm.conf()),
+    )
+    .unwrap();
     assert!(
         stdout.contains("PASS 8 threads sign concurrently on one identity"),
         "{stdout}"
