@@ -170,7 +170,11 @@ need
 # ---- the SDK's TPM sequence from C, under valgrind ----
 vg=(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1)
 run tpm_sequence env HSM_ABI_CONFIG="$tmp/tpm.toml" "${vg[@]}" "$tmp/test_tpm" "$reg_id" "$scope" "$endpoint" \
-    "$tmp/server-ca.pem"
+    "$tmp/server-ca.pem" fresh
+# Again in a new process on the now provisioned TPM: EK and SRK reused (the emulator still
+# matches the enrolled EK), the persisted key signs before the new activation replaces it.
+run tpm_sequence_provisioned env HSM_ABI_CONFIG="$tmp/tpm.toml" "${vg[@]}" "$tmp/test_tpm" "$reg_id" "$scope" \
+    "$endpoint" "$tmp/server-ca.pem" provisioned
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -10,9 +10,11 @@
  * refused and the previous key keeps signing with the same HMAC; NULL arguments give error codes.
  * Every buffer the library returns is released with free() (run under valgrind).
  *
- * usage: test_tpm REGISTRATION_ID ID_SCOPE HOST:PORT SERVER_CA_PEM
+ * usage: test_tpm REGISTRATION_ID ID_SCOPE HOST:PORT SERVER_CA_PEM fresh|provisioned
  * The registration id is the one `hsmctl enrollment` derived from the same TPM's EK; the
- * emulator's assigned deviceId must equal it. */
+ * emulator's assigned deviceId must equal it. `fresh`: the TPM has no identity key yet, so
+ * sign_with_identity fails before the first activation. `provisioned`: a previous run left its
+ * (hub) key persisted, which signs at once and is replaced by this run's activation. */
 #include <curl/curl.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -414,12 +416,15 @@ int main(int argc, char** argv)
     buf_t body = {NULL, 0};
     long status;
     long long expiry = (long long)time(NULL) + 3600;
+    int provisioned;
+    unsigned char old_mac[HMAC_LEN];
     static const char probe[] = "probe: the same input before and after a refused activation";
 
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s REGISTRATION_ID ID_SCOPE HOST:PORT SERVER_CA_PEM\n", argv[0]);
+    if (argc != 6 || (strcmp(argv[5], "fresh") != 0 && strcmp(argv[5], "provisioned") != 0)) {
+        fprintf(stderr, "usage: %s REGISTRATION_ID ID_SCOPE HOST:PORT SERVER_CA_PEM fresh|provisioned\n", argv[0]);
         return 2;
     }
+    provisioned = strcmp(argv[5], "provisioned") == 0;
     dps.reg_id = argv[1];
     dps.scope = argv[2];
     dps.endpoint = argv[3];
@@ -460,8 +465,11 @@ int main(int argc, char** argv)
         goto done;
     }
 
-    /* A TPM without an identity key cannot sign yet. */
-    {
+    if (provisioned) {
+        /* The key a previous run activated is persisted and signs at once. */
+        CHECK(sign(tpm, h, probe, old_mac));
+    } else {
+        /* A TPM without an identity key cannot sign yet. */
         unsigned char* out = NULL;
         size_t len = 0;
         int rc = tpm->hsm_client_sign_with_identity(h, (const unsigned char*)probe, sizeof probe - 1, &out, &len);
@@ -493,6 +501,7 @@ int main(int argc, char** argv)
     /* 2. Activate the DPS key and sign the SAS token with it. */
     CHECK(tpm->hsm_client_activate_identity_key(h, blob, blob_len) == 0);
     CHECK(sign(tpm, h, probe, mac));
+    CHECK(!provisioned || memcmp(mac, old_mac, HMAC_LEN) != 0);
     bad_blobs(tpm, h, blob, blob_len, probe, mac);
     token = sas_token(tpm, h, &dps, expiry, dps_mac);
     CHECK(token != NULL);
