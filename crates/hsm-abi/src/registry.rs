@@ -39,6 +39,8 @@ pub fn symmetric_backends() -> Vec<&'static str> {
 /// Backends built into this library for the TPM interface.
 pub fn tpm_backends() -> Vec<&'static str> {
     vec![
+        #[cfg(feature = "pkcs11")]
+        "pkcs11",
         #[cfg(feature = "tpm")]
         "tpm",
         #[cfg(feature = "vendor")]
@@ -110,10 +112,17 @@ pub fn open_symmetric(config: &Config) -> Result<Box<dyn SymmetricIdentity>> {
 /// Open the identity of the `[tpm]` section.
 pub fn open_tpm(config: &Config) -> Result<Box<dyn TpmIdentity>> {
     let section = config.section("tpm")?;
-    #[cfg_attr(not(any(feature = "tpm", feature = "vendor")), allow(clippy::match_single_binding))]
+    #[cfg_attr(
+        not(any(feature = "tpm", feature = "pkcs11", feature = "vendor")),
+        allow(clippy::match_single_binding)
+    )]
     match section.backend.as_str() {
         #[cfg(feature = "tpm")]
         "tpm" => Ok(Box::new(hsm_tpm::Tpm::from_section(section)?)),
+        // IoT Hub authentication through the TPM-shaped interface: an HMAC key on a token
+        // signs the SAS tokens (get_ek/get_srk/activate report that the token has none).
+        #[cfg(feature = "pkcs11")]
+        "pkcs11" => Ok(Box::new(hsm_pkcs11::Pkcs11Symmetric::from_section(section)?)),
         #[cfg(feature = "vendor")]
         "vendor" => Ok(Box::new(crate::vendor::VendorTpm::from_section(section)?)),
         _ => Err(not_built_in(section, &tpm_backends())),

@@ -1,0 +1,64 @@
+//! IoT Hub authentication through the SDK's TPM interface with an HMAC key held in a SoftHSM2
+//! token (`[tpm] backend = "pkcs11"`): sign_with_identity signs on the token and matches a
+//! software HMAC with the same key; the TPM-only calls fail clearly.
+#![cfg(feature = "pkcs11")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, c_char};
+
+use hsm_abi::ffi::errors::*;
+use hsm_abi::ffi::ext::*;
+use hsm_abi::ffi::sdk::*;
+
+fn last_error() -> String {
+    let mut buf = vec![0 as c_char; 1024];
+    unsafe { hsm_abi_last_error(buf.as_mut_ptr(), buf.len()) };
+    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+#[test]
+fn hub_sas_signed_by_a_token_secret() {
+    let hsm = hsm_pkcs11::testing::SoftHsm::create().unwrap();
+    // SAFETY: the only test of this binary, before any PKCS#11 module is loaded.
+    unsafe { std::env::set_var("SOFTHSM2_CONF", hsm.conf()) };
+    hsm.init_token("hub", "so-pin", "1234").unwrap();
+    let pin = hsm.pin_file("user.pin", "1234").unwrap();
+    let key: Vec<u8> = (0u8..64).map(|i| i.wrapping_mul(37)).collect();
+    let uri = format!("pkcs11:token=hub;object=hub-key?pin-source=file:{}", pin.display());
+    let stored = hsm_pkcs11::tools::import_secret(&uri, &key).unwrap().to_token_string();
+
+    let toml = format!("[tpm]\nbackend = \"pkcs11\"\nregistration_id = \"device-hub\"\nkey = \"{stored}\"\n");
+    let c = CString::new(toml).unwrap();
+    assert_eq!(
+        unsafe { hsm_abi_configure_toml(c.as_ptr()) },
+        HSM_ABI_OK,
+        "{}",
+        last_error()
+    );
+
+    let tpm = unsafe { &*hsm_client_tpm_interface() };
+    let h = unsafe { tpm.hsm_client_tpm_create.unwrap()() };
+    assert!(!h.is_null(), "{}", last_error());
+
+    let aud = hsm_core::sas::Audience::Hub {
+        host: "hub.example.net".into(),
+        device_id: "device-hub".into(),
+    };
+    let data = aud.string_to_sign(1767225600);
+    let (mut sig, mut sig_len) = (std::ptr::null_mut(), 0usize);
+    let rc =
+        unsafe { tpm.hsm_client_sign_with_identity.unwrap()(h, data.as_ptr(), data.len(), &mut sig, &mut sig_len) };
+    assert_eq!(rc, HSM_ABI_OK, "{}", last_error());
+    let got = unsafe { std::slice::from_raw_parts(sig, sig_len) }.to_vec();
+    unsafe { libc::free(sig.cast()) };
+    assert_eq!(got, hsm_core::sas::hmac_sha256(&key, data.as_bytes()));
+
+    // The token has no EK: a clear error, and the out-params stay untouched.
+    let (mut ek, mut ek_len) = (std::ptr::null_mut(), 0usize);
+    let rc = unsafe { tpm.hsm_client_get_ek.unwrap()(h, &mut ek, &mut ek_len) };
+    assert_ne!(rc, HSM_ABI_OK);
+    assert!(ek.is_null() && ek_len == 0);
+    assert!(last_error().contains("not supported"), "{}", last_error());
+    unsafe { tpm.hsm_client_tpm_destroy.unwrap()(h) };
+}
