@@ -2,7 +2,8 @@
 # C tests of the rustls TLS IO (include/tlsio_rustls.h): tests/c/tlsio/test_tlsio.c drives the
 # bridge exactly as the SDK's transports do, under valgrind, against `openssl s_server -Verify`
 # on 127.0.0.1 and against the DPS emulator (an HTTP PUT register request over the bridge).
-# Client keys: in SoftHSM2 (made with pkcs11-tool in a temporary token), in a PEM file (`file:`
+# Client keys: in SoftHSM2 (made with pkcs11-tool in a temporary token), in swtpm (hsmctl tpm keygen;
+# libhsm_abi built with its `tpm` feature), from the DICE engine, in a PEM file (`file:`
 # token) and inline PEM (compatibility). Negative cases end in the SDK's error callbacks.
 #   scripts/c-tests-tlsio.sh            all tests
 #   KEEP_TMP=1 scripts/c-tests-tlsio.sh keep the temporary directory for inspection
@@ -15,7 +16,7 @@ src="$root/tests/c/tlsio"
 inc="$root/include"
 softhsm_module=/usr/lib/softhsm/libsofthsm2.so
 
-for tool in cargo gcc g++ openssl valgrind pkcs11-tool softhsm2-util python3; do
+for tool in cargo gcc g++ openssl valgrind pkcs11-tool softhsm2-util python3 swtpm swtpm_ioctl pkg-config; do
     command -v "$tool" >/dev/null || { echo "c-tests-tlsio: $tool is required" >&2; exit 1; }
 done
 [ -f "$softhsm_module" ] || { echo "c-tests-tlsio: $softhsm_module is required (softhsm2)" >&2; exit 1; }
@@ -353,6 +354,53 @@ misbehaving_peer() {
 }
 run server_closes_mid_handshake misbehaving_peer mid_handshake --expect-open-error
 run peer_reset_after_open misbehaving_peer reset --send "$tmp/hello.txt" --expect-io-error
+
+# ---- a key in a TPM (swtpm): libhsm_abi built with its `tpm` feature in target/c-tpm ----
+tpm_case() {
+    set -e
+    local tpm_target="$root/target/c-tpm"
+    (cd "$root" && CARGO_TARGET_DIR="$tpm_target" cargo build -p hsm-abi --features tpm && cargo build -p hsmctl)
+    local tpm_native
+    tpm_native="$(cd "$root" && CARGO_TARGET_DIR="$tpm_target" cargo rustc -p hsm-abi --features tpm --lib \
+        --crate-type staticlib -- --print native-static-libs 2>&1 | sed -n 's/.*native-static-libs: //p' | tail -n 1)"
+    gcc "${cflags[@]}" "$src/test_tlsio.c" "$src/socket_xio.c" "$tpm_target/debug/libhsm_abi.a" $tpm_native \
+        $(pkg-config --libs tss2-esys tss2-tctildr tss2-mu tss2-sys) -pthread -o "$tmp/test_tlsio_tpm"
+    local tpm_port
+    tpm_port=$(python3 -c 'import socket
+while True:
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError: pass')
+    mkdir -p "$tmp/tpmstate"
+    swtpm socket --tpm2 --server "type=tcp,port=$tpm_port,bindaddr=127.0.0.1" \
+        --ctrl "type=tcp,port=$((tpm_port + 1)),bindaddr=127.0.0.1" --tpmstate "dir=$tmp/tpmstate" \
+        --flags not-need-init,startup-clear >"$tmp/swtpm.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$tpm_port") 2>/dev/null && break
+        sleep 0.1
+    done
+    export TSS2_LOG=all+NONE
+    "$root/target/debug/hsmctl" tpm keygen --tcti "swtpm:host=127.0.0.1,port=$tpm_port" --handle 0x81000200 \
+        >"$tmp/tpm-keygen.out"
+    local token
+    token="$(sed -n 's/^token: //p' "$tmp/tpm-keygen.out")"
+    case "$token" in tpm:*) ;; *) echo "no tpm: token from hsmctl tpm keygen"; cat "$tmp/tpm-keygen.out"; return 1 ;; esac
+    sed -n '/BEGIN PUBLIC KEY/,/END PUBLIC KEY/p' "$tmp/tpm-keygen.out" >"$tmp/tpm-pub.pem"
+    openssl req -new -key "$tmp/p256.key" -subj "/CN=device-tpm" -out "$tmp/tpm.csr"
+    openssl x509 -req -in "$tmp/tpm.csr" -force_pubkey "$tmp/tpm-pub.pem" -CA "$tmp/device-root.pem" \
+        -CAkey "$tmp/device-root.key" -CAcreateserial -days 30 -extfile "$tmp/client.ext" -out "$tmp/tpm.pem"
+    local port
+    port="$(free_port)"
+    s_server tpm "$port" -CAfile "$tmp/device-root.pem" -tls1_3 "${chacha13[@]}"
+    "${vg[@]}" "$tmp/test_tlsio_tpm" --trusted "$tmp/server-root.pem" --cert "$tmp/tpm.pem" --key "$token" \
+        --send "$tmp/hello.txt" --expect "egdirb sltsur eht morf olleh" localhost "$port"
+    grep -q "CN *= *device-tpm" "$tmp/tpm.server" || { cat "$tmp/tpm.server"; return 1; }
+    swtpm_ioctl --tcp "127.0.0.1:$((tpm_port + 1))" -s >/dev/null 2>&1 || true
+}
+run tls13_tpm_key tpm_case
 
 echo "c-tests-tlsio: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
