@@ -24,7 +24,7 @@ for pc in tss2-esys tss2-tctildr tss2-mu tss2-sys libcurl; do
     pkg-config --exists "$pc" || { echo "c-tests-tpm: pkg-config cannot find $pc (scripts/setup.sh)" >&2; exit 1; }
 done
 
-tmp="$(mktemp -d)"
+tmp="$(mktemp -d -t c-tests-tpm.XXXXXX)"
 swtpm_pid=""
 swtpm_ctrl=""
 emu_pid=""
