@@ -29,11 +29,18 @@ failed=0
 pass() { passed=$((passed + 1)); echo "PASS $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL $1"; }
 
-# run NAME CMD...: run a step, show its output on failure.
+# run NAME CMD...: run a step in a subshell with `set -e` (so a failure anywhere in a step
+# function fails the step; inside an `if` condition bash would ignore it), show its output on
+# failure.
 run() {
-    local name="$1"
+    local name="$1" rc
     shift
-    if "$@" >"$tmp/$name.log" 2>&1; then
+    (
+        set -e
+        "$@"
+    ) >"$tmp/$name.log" 2>&1
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
         pass "$name"
     else
         fail "$name"
