@@ -51,11 +51,12 @@ run() {
 
 # ---- build ----
 echo "c-tests-tlsio: building hsm-abi and dps-emulator"
-(cd "$root" && cargo build -p hsm-abi && cargo build -p dps-emulator) || exit 1
+(cd "$root" && cargo build -p hsmctl && cargo build -p dps-emulator && cargo build -p hsm-abi) || exit 1
 native_libs="$(cd "$root" && cargo rustc -p hsm-abi --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
     | sed -n 's/.*native-static-libs: //p' | tail -n 1)"
 [ -n "$native_libs" ] || { echo "c-tests-tlsio: no native-static-libs from rustc" >&2; exit 1; }
 emulator="$target_dir/debug/dps-emulator"
+hsmctl="$target_dir/debug/hsmctl"
 
 cflags=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Werror -g -I "$inc" -I "$src")
 link=("$lib" $native_libs -pthread)
@@ -115,7 +116,7 @@ pki() {
     openssl x509 -req -in hsm.csr -force_pubkey hsm-pub.pem -CA device-root.pem -CAkey device-root.key \
         -CAcreateserial -days 30 -extfile client.ext -out hsm.pem
     # The DPS request of each device.
-    for id in device-hsm device-p256; do
+    for id in device-hsm device-p256 device-dice device-dice-solo; do
         body="{\"registrationId\":\"$id\"}"
         printf 'PUT /0ne00TLSIO/registrations/%s/register?api-version=2021-06-01 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
             "$id" "${#body}" "$body" >"$id.http"
@@ -125,6 +126,10 @@ pki() {
     chmod 600 uds.bin
     printf '[x509]\nbackend = "dice"\nuds_file = "uds.bin"\nfirmware_digest = "%s"\nregistration_id = "device-dice"\nca_certificate = "device-root.pem"\nca_key = "device-root.key"\n' \
         "$(printf 'firmware 1.0' | sha256sum | cut -d' ' -f1)" >dice.toml
+    # A DICE identity with a self-signed DeviceID, enrolled individually by that certificate.
+    printf '[x509]\nbackend = "dice"\nuds_file = "uds.bin"\nfirmware_digest = "%s"\nregistration_id = "device-dice-solo"\n' \
+        "$(printf 'firmware 1.0' | sha256sum | cut -d' ' -f1)" >dice-solo.toml
+    "$hsmctl" dice chain --config dice-solo.toml --out-dir dice-solo >/dev/null
     printf 'hello from the rustls bridge\n' >hello.txt
     cat >emulator.toml <<'EOF'
 id_scope = "0ne00TLSIO"
@@ -133,6 +138,11 @@ id_scope = "0ne00TLSIO"
 type = "x509-group"
 name = "tlsio-devices"
 ca = "device-root.pem"
+
+[[enrollment]]
+type = "x509-individual"
+registration_id = "device-dice-solo"
+certificate = "dice-solo/device-id.cert.pem"
 EOF
 }
 run pki pki
@@ -246,10 +256,12 @@ retrieve_pem() {
 }
 run retrieveoptions_keeps_pem_keys_in retrieve_pem
 
-# DPS emulator: PUT register over the bridge, 202 expected, with the SoftHSM key and a file key.
+# DPS emulator: PUT register over the bridge, 202 expected, with the SoftHSM key, a file key
+# and the DICE identity (certificate and key token from the SDK's x509 interface).
 emulator_case() {
     set -e
-    local id="$1" cert="$2" key="$3"
+    local id="$1"
+    shift
     "$emulator" --config "$tmp/emulator.toml" --port 0 --server-ca-out "$tmp/dps-ca.pem" >"$tmp/dps-$id.out" 2>&1 &
     local pid=$!
     pids+=("$pid")
@@ -257,14 +269,16 @@ emulator_case() {
     local port
     port="$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/dps-$id.out")"
     [ -n "$port" ] || { cat "$tmp/dps-$id.out"; return 1; }
-    "${vg_aes[@]}" "$tmp/test_tlsio" --trusted "$tmp/dps-ca.pem" --cert "$cert" --key "$key" --send "$tmp/$id.http" \
+    "${vg_aes[@]}" "$tmp/test_tlsio" --trusted "$tmp/dps-ca.pem" "$@" --send "$tmp/$id.http" \
         --expect '"status":"assigning"' localhost "$port" 2>&1 | tee "$tmp/dps-$id.client"
     grep -q 'HTTP/1.1 202' "$tmp/dps-$id.client"
     kill "$pid"
     wait "$pid"
 }
-run dps_emulator_softhsm_key emulator_case device-hsm "$tmp/hsm.pem" "$hsm_token"
-run dps_emulator_file_key emulator_case device-p256 "$tmp/p256.pem" "file:$tmp/p256.key"
+run dps_emulator_softhsm_key emulator_case device-hsm --cert "$tmp/hsm.pem" --key "$hsm_token"
+run dps_emulator_file_key emulator_case device-p256 --cert "$tmp/p256.pem" --key "file:$tmp/p256.key"
+run dps_emulator_dice_group with_config "$tmp/dice.toml" emulator_case device-dice --from-hsm
+run dps_emulator_dice_individual with_config "$tmp/dice-solo.toml" emulator_case device-dice-solo --from-hsm
 
 # ---- negative cases: each ends in the SDK's error callback ----
 # fails NAME [s_server options] -- [test_tlsio options]
