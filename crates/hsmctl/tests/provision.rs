@@ -1,41 +1,20 @@
 //! `hsmctl provision` and friends against the local DPS emulator over real HTTPS.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::{Ca, HUB, SCOPE, ca};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
-const SCOPE: &str = "0ne00000A0A";
-const HUB: &str = "hub.example.test";
 const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
 const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
 
-struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    pem: String,
-}
-
-fn ca(cn: &str) -> Ca {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let pem = params.self_signed(&key).unwrap().pem();
-    Ca { params, key, pem }
-}
-
 /// Write a device chain (leaf + issuing CA) and key; return the config path.
 fn x509_device(dir: &Path, name: &str, ca: &Ca, cn: &str) -> PathBuf {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    let leaf = p
-        .signed_by(&key, &Issuer::from_params(&ca.params, &ca.key))
-        .unwrap()
-        .pem();
+    let (leaf, key) = ca.leaf(cn);
     std::fs::write(dir.join(format!("{name}-chain.pem")), format!("{leaf}{}", ca.pem)).unwrap();
     std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
     let cfg = dir.join(format!("{name}.toml"));

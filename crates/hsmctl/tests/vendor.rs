@@ -5,6 +5,8 @@
 //! backends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,12 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::{Ca, HUB, SCOPE, ca};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
 use hsm_core::X509Identity;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-const SCOPE: &str = "0ne00000A0A";
-const HUB: &str = "hub.example.test";
+use rcgen::{CertificateParams, DnType, Issuer, KeyPair};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -41,30 +41,9 @@ fn example() -> &'static Path {
     })
 }
 
-struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    pem: String,
-}
-
-fn ca(cn: &str) -> Ca {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let pem = params.self_signed(&key).unwrap().pem();
-    Ca { params, key, pem }
-}
-
 /// A device directory for the example backend (chain.pem, key.pem) and its configuration.
 fn vendor_device(dir: &Path, ca: &Ca, cn: &str) -> PathBuf {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    let leaf = p
-        .signed_by(&key, &Issuer::from_params(&ca.params, &ca.key))
-        .unwrap()
-        .pem();
+    let (leaf, key) = ca.leaf(cn);
     let dev = dir.join("device");
     std::fs::create_dir_all(&dev).unwrap();
     std::fs::write(dev.join("chain.pem"), format!("{leaf}{}", ca.pem)).unwrap();
