@@ -26,10 +26,9 @@ cleanup() { [ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"; }
 trap cleanup EXIT
 [ -n "${KEEP_TMP:-}" ] && echo "c-tests-tlsio: temporary directory $tmp"
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "PASS $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+# shellcheck source=lib/steps.sh
+source "$root/scripts/lib/steps.sh"
+# Its own `run`: a step's background servers (pids) are killed when the step ends.
 # run NAME CMD...: one step in a subshell with errexit on (a step function stops at its first
 # failing command); servers it started are stopped when it ends.
 run() {
@@ -379,19 +378,9 @@ tpm_case() {
         --crate-type staticlib -- --print native-static-libs 2>&1 | sed -n 's/.*native-static-libs: //p' | tail -n 1)"
     gcc "${cflags[@]}" "$src/test_tlsio.c" "$src/socket_xio.c" "$tpm_target/debug/libhsm_abi.a" $tpm_native \
         $(pkg-config --libs tss2-esys tss2-tctildr tss2-mu tss2-sys) -pthread -o "$tmp/test_tlsio_tpm"
-    local tpm_port
-    tpm_port=$(python3 -c 'import socket
-while True:
-    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", p + 1)); print(p); break
-    except OSError: pass')
-    mkdir -p "$tmp/tpmstate"
-    swtpm socket --tpm2 --server "type=tcp,port=$tpm_port,bindaddr=127.0.0.1" \
-        --ctrl "type=tcp,port=$((tpm_port + 1)),bindaddr=127.0.0.1" --tpmstate "dir=$tmp/tpmstate" \
-        --flags not-need-init,startup-clear >"$tmp/swtpm.log" 2>&1 &
-    pids+=($!)
+    start_swtpm "$tmp/tpmstate" "$tmp/swtpm.log"
+    pids+=("$swtpm_pid")
+    local tpm_port=$swtpm_port
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$tpm_port") 2>/dev/null && break
         sleep 0.1

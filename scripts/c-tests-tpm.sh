@@ -45,22 +45,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 [ -n "${KEEP_TMP:-}" ] && echo "c-tests-tpm: temporary directory $tmp"
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "PASS $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
-# run NAME CMD...: one step in a subshell with errexit on; its output is shown on failure.
-run() {
-    local name="$1"
-    shift
-    ( set -e; "$@" ) >"$tmp/$name.log" 2>&1
-    if [ "$?" -eq 0 ]; then
-        pass "$name"
-    else
-        fail "$name"
-        sed 's/^/    /' "$tmp/$name.log"
-    fi
-}
+# shellcheck source=lib/steps.sh
+source "$root/scripts/lib/steps.sh"
 # Stop at the first failed step (later steps need its result).
 need() {
     if [ "$failed" -ne 0 ]; then
@@ -88,31 +74,14 @@ run compile compile
 need
 
 # ---- a fresh swtpm on a free port pair (server P, control P+1) ----
-start_swtpm() {
-    local port
-    port=$(python3 -c 'import socket
-while True:
-    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", p + 1)); print(p); break
-    except OSError: pass')
-    mkdir -p "$tmp/tpmstate"
-    swtpm socket --tpm2 --server "type=tcp,port=$port,bindaddr=127.0.0.1" \
-        --ctrl "type=tcp,port=$((port + 1)),bindaddr=127.0.0.1" --tpmstate "dir=$tmp/tpmstate" \
-        --flags not-need-init,startup-clear >"$tmp/swtpm.log" 2>&1 &
-    swtpm_pid=$!
-    swtpm_ctrl=$((port + 1))
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$swtpm_ctrl") 2>/dev/null && break
-        kill -0 "$swtpm_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    (exec 3<>"/dev/tcp/127.0.0.1/$swtpm_ctrl") 2>/dev/null || { cat "$tmp/swtpm.log"; return 1; }
+start_swtpm_for_test() {
+    start_swtpm "$tmp/tpmstate" "$tmp/swtpm.log" || return 1
+    swtpm_ctrl=$((swtpm_port + 1))
+    local port=$swtpm_port
     printf '[tpm]\nbackend = "tpm"\ntcti = "swtpm:host=127.0.0.1,port=%s"\n' "$port" >"$tmp/tpm.toml"
 }
 # Not through `run`: the pids must stay in this shell for the trap.
-if start_swtpm >"$tmp/swtpm_start.log" 2>&1; then
+if start_swtpm_for_test >"$tmp/swtpm_start.log" 2>&1; then
     pass swtpm
 else
     fail swtpm

@@ -26,22 +26,8 @@ cleanup() { [ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"; }
 trap cleanup EXIT
 [ -n "${KEEP_TMP:-}" ] && echo "c-tests-vendor: temporary directory $tmp"
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "PASS $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
-# run NAME CMD...: one step in a subshell with errexit on; its output is shown on failure.
-run() {
-    local name="$1"
-    shift
-    ( set -e; "$@" ) >"$tmp/$name.log" 2>&1
-    if [ "$?" -eq 0 ]; then
-        pass "$name"
-    else
-        fail "$name"
-        sed 's/^/    /' "$tmp/$name.log"
-    fi
-}
+# shellcheck source=lib/steps.sh
+source "$root/scripts/lib/steps.sh"
 
 # ---- build ----
 echo "c-tests-vendor: building hsm-abi and dps-emulator"

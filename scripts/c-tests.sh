@@ -24,29 +24,8 @@ else
     echo "c-tests: temporary directory $tmp"
 fi
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "PASS $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
-
-# run NAME CMD...: run a step in a subshell with `set -e` (so a failure anywhere in a step
-# function fails the step; inside an `if` condition bash would ignore it), show its output on
-# failure.
-run() {
-    local name="$1" rc
-    shift
-    (
-        set -e
-        "$@"
-    ) >"$tmp/$name.log" 2>&1
-    rc=$?
-    if [ "$rc" -eq 0 ]; then
-        pass "$name"
-    else
-        fail "$name"
-        sed 's/^/    /' "$tmp/$name.log"
-    fi
-}
+# shellcheck source=lib/steps.sh
+source "$root/scripts/lib/steps.sh"
 
 # ---- build ----
 echo "c-tests: building hsm-abi and hsmctl"

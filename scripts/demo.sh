@@ -21,6 +21,8 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$work"
+# shellcheck source=lib/steps.sh
+source "$root/scripts/lib/steps.sh"
 
 scope="0ne00000DEMO"
 hub="demo-hub.azure-devices.net"
@@ -53,19 +55,9 @@ TOML
 
 echo
 echo "== a TPM (swtpm) and its endorsement key"
-tpm_port=$(python3 -c 'import socket
-while True:
-    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", p + 1)); print(p); break
-    except OSError: pass')
-mkdir -p tpmstate
-swtpm socket --tpm2 --server "type=tcp,port=$tpm_port,bindaddr=127.0.0.1" \
-    --ctrl "type=tcp,port=$((tpm_port + 1)),bindaddr=127.0.0.1" --tpmstate dir=tpmstate \
-    --flags not-need-init,startup-clear &
-tpm_pid=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$((tpm_port + 1))") 2>/dev/null && break; sleep 0.1; done
+start_swtpm "$work/tpmstate" "$work/swtpm.log"
+tpm_pid=$swtpm_pid
+tpm_port=$swtpm_port
 cat > tpm.toml <<TOML
 [tpm]
 backend = "tpm"

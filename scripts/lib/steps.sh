@@ -1,0 +1,52 @@
+# Shared by the test and demo scripts (sourced, not run). The caller sets `tmp` (step logs).
+#   pass NAME / fail NAME     count and print a step result
+#   run NAME CMD...           one step in a subshell with errexit on; output shown on failure
+#   start_swtpm DIR LOG       swtpm on a free port pair (server P, control P+1), state in DIR;
+#                             sets swtpm_pid and swtpm_port once the control port answers;
+#                             on failure prints the log, stops the process and returns 1
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+
+run() {
+    local name="$1" rc
+    shift
+    (
+        set -e
+        "$@"
+    ) >"$tmp/$name.log" 2>&1
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        pass "$name"
+    else
+        fail "$name"
+        sed 's/^/    /' "$tmp/$name.log"
+    fi
+}
+
+start_swtpm() {
+    local dir="$1" log="$2"
+    swtpm_port=$(python3 -c 'import socket
+while True:
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError: pass')
+    mkdir -p "$dir"
+    swtpm socket --tpm2 --server "type=tcp,port=$swtpm_port,bindaddr=127.0.0.1" \
+        --ctrl "type=tcp,port=$((swtpm_port + 1)),bindaddr=127.0.0.1" --tpmstate "dir=$dir" \
+        --flags not-need-init,startup-clear >"$log" 2>&1 &
+    swtpm_pid=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$((swtpm_port + 1))") 2>/dev/null && return 0
+        kill -0 "$swtpm_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$log"
+    kill "$swtpm_pid" 2>/dev/null
+    wait "$swtpm_pid" 2>/dev/null
+    return 1
+}
