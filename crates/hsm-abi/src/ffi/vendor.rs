@@ -1294,16 +1294,9 @@ unsafe extern "C" fn builtin_ek(handle: *mut c_void, buf: *mut c_uchar, len: *mu
     ffi_boundary!("hsm-abi-builtin get_endorsement_key", {
         // SAFETY: table contract.
         unsafe {
-            builtin_bytes(
-                "hsm-abi-builtin get_endorsement_key",
-                handle,
-                buf,
-                len,
-                |id| match &id.tpm {
-                    Some(t) => lock_tpm(t).endorsement_key(),
-                    None => Err(unsupported_here("get_endorsement_key", "tpm")),
-                },
-            )
+            builtin_bytes("hsm-abi-builtin get_endorsement_key", handle, buf, len, |id| {
+                id.tpm("get_endorsement_key")?.endorsement_key()
+            })
         }
     })
 }
@@ -1312,22 +1305,26 @@ unsafe extern "C" fn builtin_srk(handle: *mut c_void, buf: *mut c_uchar, len: *m
     ffi_boundary!("hsm-abi-builtin get_storage_root_key", {
         // SAFETY: table contract.
         unsafe {
-            builtin_bytes(
-                "hsm-abi-builtin get_storage_root_key",
-                handle,
-                buf,
-                len,
-                |id| match &id.tpm {
-                    Some(t) => lock_tpm(t).storage_root_key(),
-                    None => Err(unsupported_here("get_storage_root_key", "tpm")),
-                },
-            )
+            builtin_bytes("hsm-abi-builtin get_storage_root_key", handle, buf, len, |id| {
+                id.tpm("get_storage_root_key")?.storage_root_key()
+            })
         }
     })
 }
 
-fn lock_tpm(m: &Mutex<Box<dyn TpmIdentity>>) -> MutexGuard<'_, Box<dyn TpmIdentity>> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+impl BuiltinIdentity {
+    /// The [tpm] identity for `op`, locked, or a clear error when the configuration has none.
+    fn tpm(&self, op: &str) -> Result<MutexGuard<'_, Box<dyn TpmIdentity>>, Error> {
+        let m = self.tpm.as_ref().ok_or_else(|| unsupported_here(op, "tpm"))?;
+        Ok(m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// The [symmetric_key] identity for `op`, or a clear error when the configuration has none.
+    fn symmetric(&self, op: &str) -> Result<&dyn SymmetricIdentity, Error> {
+        self.symmetric
+            .as_deref()
+            .ok_or_else(|| unsupported_here(op, "symmetric_key"))
+    }
 }
 
 unsafe extern "C" fn builtin_activate(handle: *mut c_void, data: *const c_uchar, data_len: usize) -> c_int {
@@ -1335,10 +1332,7 @@ unsafe extern "C" fn builtin_activate(handle: *mut c_void, data: *const c_uchar,
         // SAFETY: table contract.
         let r = unsafe { ptr::reference("handle", handle.cast::<BuiltinIdentity>().cast_const()) }
             .and_then(|id| Ok((id, unsafe { ptr::slice("data", data, data_len) }?)))
-            .and_then(|(id, blob)| match &id.tpm {
-                Some(t) => lock_tpm(t).activate_identity_key(blob),
-                None => Err(unsupported_here("activate_identity_key", "tpm")),
-            });
+            .and_then(|(id, blob)| id.tpm("activate_identity_key")?.activate_identity_key(blob));
         to_code("hsm-abi-builtin activate_identity_key", r.map_err(Into::into))
     })
 }
@@ -1359,10 +1353,7 @@ unsafe extern "C" fn builtin_sign_with_identity(
         // SAFETY: table contract.
         unsafe {
             builtin_bytes("hsm-abi-builtin sign_with_identity", handle, buf, len, |id| {
-                match &id.tpm {
-                    Some(t) => lock_tpm(t).sign_with_identity(data),
-                    None => Err(unsupported_here("sign_with_identity", "tpm")),
-                }
+                id.tpm("sign_with_identity")?.sign_with_identity(data)
             })
         }
     })
@@ -1372,16 +1363,9 @@ unsafe extern "C" fn builtin_registration_id(handle: *mut c_void, buf: *mut c_uc
     ffi_boundary!("hsm-abi-builtin get_registration_id", {
         // SAFETY: table contract.
         unsafe {
-            builtin_bytes(
-                "hsm-abi-builtin get_registration_id",
-                handle,
-                buf,
-                len,
-                |id| match &id.symmetric {
-                    Some(s) => Ok(s.registration_id()?.into_bytes()),
-                    None => Err(unsupported_here("get_registration_id", "symmetric_key")),
-                },
-            )
+            builtin_bytes("hsm-abi-builtin get_registration_id", handle, buf, len, |id| {
+                Ok(id.symmetric("get_registration_id")?.registration_id()?.into_bytes())
+            })
         }
     })
 }
@@ -1391,10 +1375,7 @@ unsafe extern "C" fn builtin_symmetric_key(handle: *mut c_void, buf: *mut c_ucha
         // SAFETY: table contract.
         unsafe {
             builtin_bytes("hsm-abi-builtin get_symmetric_key", handle, buf, len, |id| {
-                match &id.symmetric {
-                    Some(s) => Ok(s.symmetric_key()?.to_vec()),
-                    None => Err(unsupported_here("get_symmetric_key", "symmetric_key")),
-                }
+                Ok(id.symmetric("get_symmetric_key")?.symmetric_key()?.to_vec())
             })
         }
     })
@@ -1413,13 +1394,8 @@ unsafe extern "C" fn builtin_hmac(
             .and_then(|(id, data)| {
                 // SAFETY: table contract: 32 writable bytes at `mac`.
                 let out = unsafe { ptr::slice_mut("mac", mac, 32) }?;
-                match &id.symmetric {
-                    Some(s) => {
-                        out.copy_from_slice(&s.hmac_sha256(data)?);
-                        Ok(())
-                    }
-                    None => Err(unsupported_here("hmac_sha256", "symmetric_key")),
-                }
+                out.copy_from_slice(&id.symmetric("hmac_sha256")?.hmac_sha256(data)?);
+                Ok(())
             });
         to_code("hsm-abi-builtin hmac_sha256", r.map_err(Into::into))
     })
