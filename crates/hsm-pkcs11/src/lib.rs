@@ -6,8 +6,9 @@
 //! - [`open_signer`]: the signer for an alias-key token (what `get_key` hands out);
 //! - [`tools`]: key generation, CSRs, certificate and secret import, object listing.
 //!
-//! One `C_Initialize` per module and process ([`module::module`]); one login and a session pool
-//! per token ([`token::Token`]).
+//! One `C_Initialize` per module and process ([`module::module`], re-initialized only to find a
+//! token that went away and came back); one login and a session pool per token
+//! ([`token::Token`], which documents the recovery rules).
 #![forbid(unsafe_code)]
 
 pub mod der;

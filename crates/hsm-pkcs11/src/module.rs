@@ -1,8 +1,16 @@
 //! PKCS#11 modules: loaded and `C_Initialize`d once per process, shared by every user.
+//!
+//! Some modules (SoftHSM2 among them) learn which tokens exist only in `C_Initialize`: a token
+//! that is removed and comes back, or one created after the process started, stays invisible
+//! until the module is initialized again. [`Module::reinitialize`] does that (`C_Finalize`, then
+//! `C_Initialize`) when a token cannot be found, but only for a module this backend initialized
+//! itself. Every use of a session holds the module's gate for reading ([`Module::enter`]); the
+//! re-initialization holds it for writing and bumps the module generation, so no operation is
+//! in flight while it runs and every session opened before it is known to be void.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -27,7 +35,15 @@ const MODULE_DIRS: [&str; 6] = [
 pub struct Module {
     path: PathBuf,
     ctx: Pkcs11,
+    /// The process's `C_Initialize` was ours (not another component's): only then may the
+    /// backend finalize and re-initialize the module.
+    owned: bool,
+    /// The module generation, bumped by each re-initialization.
+    gate: RwLock<u64>,
 }
+
+/// Proof that no re-initialization runs while it is held; derefs to the module generation.
+pub type Entered<'a> = RwLockReadGuard<'a, u64>;
 
 impl std::fmt::Debug for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,9 +56,60 @@ impl Module {
         &self.path
     }
 
-    /// The cryptoki context (initialized).
+    /// The cryptoki context (initialized). Sessions opened on it directly are not protected
+    /// from a re-initialization: hold [`Module::enter`] while using them.
     pub fn context(&self) -> &Pkcs11 {
         &self.ctx
+    }
+
+    /// Hold off re-initialization while sessions of this module are used. Never call it
+    /// twice on one thread (a waiting re-initialization would block the second call).
+    pub fn enter(&self) -> Result<Entered<'_>> {
+        self.gate
+            .read()
+            .map_err(|_| Error::Internal("PKCS#11 module gate poisoned".into()))
+    }
+
+    /// Whether [`Module::reinitialize`] may run (this backend initialized the module).
+    pub fn can_reinitialize(&self) -> bool {
+        self.owned
+    }
+
+    /// `C_Finalize` and `C_Initialize` again so the module looks for its tokens anew. `seen` is
+    /// the generation the caller entered with: when another thread re-initialized the module
+    /// since, this does nothing. Every session of the module is void afterwards (callers
+    /// forget them; see `Token`). Must be called without holding [`Module::enter`].
+    pub fn reinitialize(&self, seen: u64) -> Result<()> {
+        if !self.owned {
+            return Err(Error::Internal(format!(
+                "PKCS#11 module {} was initialized by another component of this process; not re-initializing it",
+                self.path.display()
+            )));
+        }
+        let mut generation = self
+            .gate
+            .write()
+            .map_err(|_| Error::Internal("PKCS#11 module gate poisoned".into()))?;
+        if *generation != seen {
+            return Ok(());
+        }
+        tracing::warn!(module = %self.path.display(), "PKCS#11: re-initializing the module to look for its tokens again");
+        match self.ctx.clone().finalize() {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
+            Err(e) => return Err(crate::error::device(format!("C_Finalize {}", self.path.display()), e)),
+        }
+        // Every session is gone from here on, whether or not C_Initialize succeeds.
+        *generation += 1;
+        match self
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+            Err(e) => Err(crate::error::device(
+                format!("C_Initialize {} (re-initializing)", self.path.display()),
+                e,
+            )),
+        }
     }
 }
 
@@ -88,15 +155,17 @@ pub fn module(path: &Path) -> Result<Arc<Module>> {
         return Ok(m.clone());
     }
     let ctx = Pkcs11::new(&canonical).map_err(|e| crate::error::device(format!("load {}", path.display()), e))?;
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) => {}
+    let owned = match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) => true,
         // Another component of this process (a C library) initialized it: share it.
-        Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => false,
         Err(e) => return Err(crate::error::device(format!("C_Initialize {}", path.display()), e)),
-    }
+    };
     let m = Arc::new(Module {
         path: canonical.clone(),
         ctx,
+        owned,
+        gate: RwLock::new(0),
     });
     map.insert(canonical, m.clone());
     Ok(m)

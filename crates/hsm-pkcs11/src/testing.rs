@@ -4,8 +4,9 @@
 //! it, and [`SoftHsm::init_token`] runs `softhsm2-util --init-token --free`. SoftHSM reads
 //! `SOFTHSM2_CONF` when the module is initialized, once per process: the caller sets it (for
 //! this process before the first PKCS#11 call, or on child processes) to [`SoftHsm::conf`].
-//! A missing `softhsm2` package is an error, never a skip. SoftHSM sees only the tokens that
-//! exist when a process initializes it: create every token a test process needs first.
+//! A missing `softhsm2` package is an error, never a skip. SoftHSM lists only the tokens that
+//! exist when a process initializes it; the backend re-initializes the module when a token is
+//! not found, but creating every token a test process needs first keeps tests simple.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

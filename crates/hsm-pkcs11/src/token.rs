@@ -10,8 +10,13 @@
 //!   `CKR_GENERAL_ERROR`: drop every session, find the token again by its attributes, log in,
 //!   find the objects again (a key that changed meanwhile is `CKR_KEY_CHANGED`, not used).
 //!
-//! SoftHSM2 reads its token directory at `C_Initialize` only: a token deleted under a running
-//! process stays gone for that process (`CKR_GENERAL_ERROR`), and the error says so clearly.
+//! When re-opening does not find the token either (or no token matched in the first place),
+//! the module is re-initialized once ([`Module::reinitialize`]) and the token looked for again:
+//! modules such as SoftHSM2 learn about tokens only in `C_Initialize`, so a token that went away
+//! and came back is found again this way. Each operation re-initializes at most once; while the
+//! token stays away every call fails quickly with an error naming the token. Sessions that a
+//! re-initialization voided are forgotten, never closed (their handle numbers may already belong
+//! to new sessions).
 //!
 //! A wrong PIN is tried exactly once: the token remembers the rejection and refuses to log in
 //! again with that PIN (a retry loop could lock the token).
@@ -31,7 +36,7 @@ use hsm_core::{Error, Origin, Result};
 use zeroize::Zeroizing;
 
 use crate::error::{device, rv_of};
-use crate::module::{Module, module, resolve_module_path};
+use crate::module::{Entered, Module, module, resolve_module_path};
 use crate::uri::{ObjectType, Pkcs11Uri};
 
 /// A token and its session pool.
@@ -54,6 +59,8 @@ impl std::fmt::Debug for Token {
 
 #[derive(Default)]
 struct State {
+    /// The module generation the sessions, slot and login below belong to.
+    module_generation: u64,
     slot: Option<Slot>,
     /// Bumped whenever sessions or object handles become invalid.
     generation: u64,
@@ -81,7 +88,8 @@ fn recovery(e: &Error) -> Recovery {
             | sys::CKR_TOKEN_NOT_PRESENT
             | sys::CKR_TOKEN_NOT_RECOGNIZED
             | sys::CKR_DEVICE_ERROR
-            | sys::CKR_GENERAL_ERROR,
+            | sys::CKR_GENERAL_ERROR
+            | sys::CKR_CRYPTOKI_NOT_INITIALIZED,
         ) => Recovery::Reopen,
         _ => Recovery::None,
     }
@@ -148,8 +156,15 @@ impl Token {
             .map_err(|_| Error::Internal("PKCS#11 token state lock poisoned".into()))
     }
 
-    /// The slot holding the token: exactly one token must match the URI's attributes.
+    /// The slot holding the token: exactly one token must match the URI's attributes. (No
+    /// recovery here: [`Token::run`] finds the token again when it went away.)
     pub fn find_slot(&self) -> Result<Slot> {
+        let _entered = self.module.enter()?;
+        self.locate()
+    }
+
+    /// [`Token::find_slot`] for callers that hold [`Module::enter`].
+    fn locate(&self) -> Result<Slot> {
         let ctx = self.module.context();
         let slots = ctx.get_slots_with_token().map_err(|e| device("C_GetSlotList", e))?;
         let mut found = Vec::new();
@@ -265,20 +280,43 @@ impl Token {
         }
     }
 
+    /// Bring the state up to the module generation `entered`: after a re-initialization every
+    /// pooled session is void (forgotten, not closed: its handle number may belong to a new
+    /// session by now), and the slot, login and object handles must be found again.
+    fn sync(&self, state: &mut State, entered: &Entered<'_>) {
+        if state.module_generation == **entered {
+            return;
+        }
+        for stale in state.idle.drain(..) {
+            std::mem::forget(stale);
+        }
+        state.module_generation = **entered;
+        state.generation += 1;
+        state.slot = None;
+        state.logged_in = false;
+        state.mechanisms = None;
+    }
+
+    /// The slot of the token (found again after a reset or re-initialization).
+    fn slot_locked(&self, state: &mut State) -> Result<Slot> {
+        match state.slot {
+            Some(s) => Ok(s),
+            None => {
+                let s = self.locate()?;
+                state.slot = Some(s);
+                Ok(s)
+            }
+        }
+    }
+
     /// A session from the pool, or a new one (finding the token and logging in as needed).
-    fn checkout(&self) -> Result<(Session, u64)> {
+    fn checkout(&self, entered: &Entered<'_>) -> Result<(Session, u64)> {
         let mut state = self.lock()?;
+        self.sync(&mut state, entered);
         if let Some(s) = state.idle.pop() {
             return Ok((s, state.generation));
         }
-        let slot = match state.slot {
-            Some(s) => s,
-            None => {
-                let s = self.find_slot()?;
-                state.slot = Some(s);
-                s
-            }
-        };
+        let slot = self.slot_locked(&mut state)?;
         let session = self
             .module
             .context()
@@ -290,6 +328,8 @@ impl Token {
         Ok((session, state.generation))
     }
 
+    /// Return a session to the pool (called under the same [`Module::enter`] as the checkout,
+    /// so the session is valid; a session of an older token generation is closed).
     fn checkin(&self, session: Session, generation: u64) {
         if let Ok(mut state) = self.lock() {
             if state.generation == generation {
@@ -322,14 +362,62 @@ impl Token {
         Ok(())
     }
 
+    /// Re-initialize the module (once per operation, only a module this backend initialized)
+    /// and enter it again. `entered` is released first: the re-initialization waits for every
+    /// other operation on the module to finish.
+    fn rescan<'m>(&'m self, entered: Entered<'m>) -> Result<Entered<'m>> {
+        let seen = *entered;
+        drop(entered);
+        self.module.reinitialize(seen)?;
+        self.module.enter()
+    }
+
+    /// Forget the lost token's sessions and slot; where this backend may, re-initialize the
+    /// module too (once per operation): a module that lists tokens only at `C_Initialize` may
+    /// still show the lost token, or not yet show it back.
+    fn reopen<'m>(
+        &'m self,
+        op: &str,
+        entered: Entered<'m>,
+        generation: u64,
+        rescanned: &mut bool,
+    ) -> Result<Entered<'m>> {
+        self.reset(generation)?;
+        if *rescanned || !self.module.can_reinitialize() {
+            return Ok(entered);
+        }
+        *rescanned = true;
+        self.rescan(entered).map_err(|e| after_recovery(op, e))
+    }
+
     /// Run `f` on a pooled session. `f` gets the session and the handle generation: object
     /// handles cached under another generation are stale and must be found again. Recovers
-    /// once from a lost login and once from a lost token (see the module documentation).
+    /// once from a lost login, once from a lost token and, when the token cannot be found
+    /// again, re-initializes the module once (see the module documentation).
     pub fn run<T>(&self, op: &str, f: impl Fn(&Session, u64) -> Result<T>) -> Result<T> {
-        let (mut session, mut generation) = self.checkout().map_err(|e| wrap(op, e, "the token is not available"))?;
+        let mut entered = self.module.enter()?;
+        let mut current = self.checkout(&entered);
         let mut relogged = false;
         let mut reopened = false;
+        let mut rescanned = false;
         loop {
+            let (session, generation) = match current {
+                Ok(s) => s,
+                Err(e) => {
+                    if !rescanned && self.module.can_reinitialize() && matches!(recovery(&e), Recovery::Reopen) {
+                        rescanned = true;
+                        tracing::info!(op, error = %e, "PKCS#11: token not found; looking for it again");
+                        entered = self.rescan(entered).map_err(|e| after_recovery(op, e))?;
+                        current = self.checkout(&entered);
+                        continue;
+                    }
+                    return Err(if reopened {
+                        after_recovery(op, e)
+                    } else {
+                        wrap(op, e, "the token is not available")
+                    });
+                }
+            };
             let err = match f(&session, generation) {
                 Ok(v) => {
                     self.checkin(session, generation);
@@ -341,42 +429,42 @@ impl Token {
                 Recovery::Relogin if !relogged && !reopened => {
                     relogged = true;
                     tracing::info!(op, error = %err, "PKCS#11: logging in again");
-                    if let Err(e) = self.relogin(&session, generation) {
+                    match self.relogin(&session, generation) {
+                        Ok(()) => current = Ok((session, self.lock()?.generation)),
                         // A lost token also shows up here (the login cannot read it).
-                        if matches!(recovery(&e), Recovery::Reopen) && !reopened {
+                        Err(e) if matches!(recovery(&e), Recovery::Reopen) => {
                             reopened = true;
                             drop(session);
-                            self.reset(generation)?;
-                            (session, generation) = self.checkout().map_err(|e| after_recovery(op, e))?;
-                            continue;
+                            entered = self.reopen(op, entered, generation, &mut rescanned)?;
+                            current = self.checkout(&entered);
                         }
-                        return Err(after_recovery(op, e));
+                        Err(e) => return Err(after_recovery(op, e)),
                     }
-                    generation = self.lock()?.generation;
                 }
                 Recovery::Reopen if !reopened => {
                     reopened = true;
                     tracing::info!(op, error = %err, "PKCS#11: re-opening the token");
                     drop(session);
-                    self.reset(generation)?;
-                    (session, generation) = self.checkout().map_err(|e| after_recovery(op, e))?;
+                    entered = self.reopen(op, entered, generation, &mut rescanned)?;
+                    current = self.checkout(&entered);
                 }
                 Recovery::None => {
                     self.checkin(session, generation);
-                    return Err(err);
+                    return Err(in_op(op, err));
                 }
-                _ => {
-                    return Err(after_recovery(op, err));
-                }
+                _ => return Err(after_recovery(op, err)),
             }
         }
     }
 
     /// Run `f` on a fresh read-write session (for the tools: key generation, imports).
     pub fn run_rw<T>(&self, f: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
+        // Find the token (re-initializing the module if it must) before taking a session.
+        self.run("find token", |_, _| Ok(()))?;
+        let entered = self.module.enter()?;
         // A pooled session holds the login while the read-write session works (closing the
         // last session of a token logs the application out).
-        let (pooled, generation) = self.checkout()?;
+        let (pooled, generation) = self.checkout(&entered)?;
         let slot = self
             .lock()?
             .slot
@@ -398,20 +486,15 @@ impl Token {
 
     /// The mechanisms the token offers (cached).
     pub fn mechanisms(&self) -> Result<Vec<MechanismType>> {
+        let entered = self.module.enter()?;
         let mut state = self.lock()?;
+        self.sync(&mut state, &entered);
         if let Some((g, m)) = &state.mechanisms {
             if *g == state.generation {
                 return Ok(m.clone());
             }
         }
-        let slot = match state.slot {
-            Some(s) => s,
-            None => {
-                let s = self.find_slot()?;
-                state.slot = Some(s);
-                s
-            }
-        };
+        let slot = self.slot_locked(&mut state)?;
         let m = self
             .module
             .context()
@@ -424,6 +507,24 @@ impl Token {
 
 fn after_recovery(op: &str, e: Error) -> Error {
     wrap(op, e, "the token stopped answering and re-opening it once did not help")
+}
+
+/// A device error prefixed with the operation it failed (other errors as they are).
+fn in_op(op: &str, e: Error) -> Error {
+    match e {
+        Error::Device {
+            origin,
+            op: inner,
+            rv,
+            message,
+        } if !inner.starts_with(op) => Error::Device {
+            origin,
+            op: format!("{op}: {inner}"),
+            rv,
+            message,
+        },
+        other => other,
+    }
 }
 
 fn wrap(op: &str, e: Error, what: &str) -> Error {

@@ -368,18 +368,22 @@ fn store_secret(uri: &str, key: Option<&[u8]>, len: usize) -> Result<Pkcs11Uri> 
 pub fn list_objects(uri: &str) -> Result<Vec<String>> {
     let uri = Pkcs11Uri::parse(uri)?;
     let token = Token::open(&uri, None)?;
-    let mut base = token.uri().clone();
-    let info = token
-        .module()
-        .context()
-        .get_token_info(token.find_slot()?)
-        .map_err(|e| device("C_GetTokenInfo", e))?;
-    base.token = Some(info.label().trim_end().to_string());
-    base.manufacturer = Some(info.manufacturer_id().trim_end().to_string());
-    base.serial = Some(info.serial_number().trim_end().to_string());
-    base.model = Some(info.model().trim_end().to_string());
-    base.slot_id = None;
     token.run("list objects", |session, _| {
+        let slot = session
+            .get_session_info()
+            .map_err(|e| device("C_GetSessionInfo", e))?
+            .slot_id();
+        let info = token
+            .module()
+            .context()
+            .get_token_info(slot)
+            .map_err(|e| device("C_GetTokenInfo", e))?;
+        let mut base = token.uri().clone();
+        base.token = Some(info.label().trim_end().to_string());
+        base.manufacturer = Some(info.manufacturer_id().trim_end().to_string());
+        base.serial = Some(info.serial_number().trim_end().to_string());
+        base.model = Some(info.model().trim_end().to_string());
+        base.slot_id = None;
         let found = session
             .find_objects(&template(&uri))
             .map_err(|e| device("C_FindObjects", e))?;

@@ -1,65 +1,121 @@
-//! The token goes away and comes back (its own test process: it destroys its token).
+//! The token goes away and comes back (its own test process: it destroys its tokens).
+//!
+//! SoftHSM2 learns which tokens exist only in `C_Initialize`, so this is the hard case: the
+//! backend must re-initialize the module to see a token come back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{LABEL, PIN, SO_PIN, fixture, ring_verify};
-use hsm_core::{Curve, KeyAlgorithm, SignatureScheme};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{LABEL, PIN, PIN_TEST_LABEL, SO_PIN, fixture, ring_verify};
+use hsm_core::{Curve, KeyAlgorithm, SignatureScheme, SigningKey};
 use hsm_pkcs11::{open_signer, tools};
 
+const P256: SignatureScheme = SignatureScheme::EcdsaP256Sha256;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn sign_verifies(signer: &dyn SigningKey, spki: &[u8], message: &[u8]) {
+    ring_verify(P256, spki, message, &signer.sign(P256, message).unwrap());
+}
+
+/// The signer fails with a PKCS#11 device error that names the operation and says what to
+/// check, quickly (one re-open and one module re-initialization, no retry loop).
+fn fails_clearly(signer: &dyn SigningKey, what: &str, expect_rv: Option<u64>) -> String {
+    let started = Instant::now();
+    let e = signer.sign(P256, b"2").unwrap_err();
+    let text = e.to_string();
+    let hsm_core::Error::Device {
+        origin: hsm_core::Origin::Pkcs11,
+        rv,
+        ..
+    } = e
+    else {
+        panic!("{what}: {e:?}");
+    };
+    if let Some(want) = expect_rv {
+        assert_eq!(rv, want, "{what}: {text}");
+    }
+    assert!(text.contains("sign"), "{what}: {text}");
+    assert!(
+        text.contains("is the token present") || text.contains("was the token re-created?"),
+        "{what}: says what to check: {text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{what}: no retry loop");
+    text
+}
+
 #[test]
-fn removed_token_fails_clearly_never_crashes() {
+fn token_goes_away_and_comes_back() {
     let f = fixture();
     let uri = tools::generate_key_pair(&f.uri("object=survivor"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
     let signer = open_signer(&uri.to_token_string()).unwrap();
     let spki = signer.public_key_spki().unwrap();
-    ring_verify(
-        SignatureScheme::EcdsaP256Sha256,
-        &spki,
-        b"1",
-        &signer.sign(SignatureScheme::EcdsaP256Sha256, b"1").unwrap(),
-    );
+    sign_verifies(signer.as_ref(), &spki, b"1");
+    // A key on the other token of the same module: its pooled sessions are voided by the
+    // re-initializations below and must be replaced without an error.
+    let other_uri = tools::generate_key_pair(
+        &f.uri_on(PIN_TEST_LABEL, "object=bystander"),
+        KeyAlgorithm::Ec(Curve::P256),
+    )
+    .unwrap();
+    let other = open_signer(&other_uri.to_token_string()).unwrap();
+    let other_spki = other.public_key_spki().unwrap();
+    sign_verifies(other.as_ref(), &other_spki, b"1");
 
+    // The token goes away (its files are kept aside, as a device is unplugged).
+    let aside = f.hsm.path().join("unplugged");
+    copy_dir(&f.hsm.token_dir(), &aside);
     f.hsm.remove_tokens().unwrap();
-    let check = |what: &str| {
-        let started = std::time::Instant::now();
-        let e = signer.sign(SignatureScheme::EcdsaP256Sha256, b"2").unwrap_err();
-        let text = e.to_string();
-        assert!(
-            matches!(
-                e,
-                hsm_core::Error::Device {
-                    origin: hsm_core::Origin::Pkcs11,
-                    ..
+    let text = fails_clearly(signer.as_ref(), "token removed", None);
+    assert!(text.contains(LABEL), "the error names the token: {text}");
+    fails_clearly(
+        signer.as_ref(),
+        "token still removed",
+        Some(cryptoki_sys::CKR_TOKEN_NOT_PRESENT),
+    );
+    fails_clearly(other.as_ref(), "the other token is gone too", None);
+
+    // It comes back: the same signer works again, with the same key.
+    copy_dir(&aside, &f.hsm.token_dir());
+    sign_verifies(signer.as_ref(), &spki, b"3");
+    sign_verifies(other.as_ref(), &other_spki, b"3");
+    // Eight threads after the recovery, zero errors.
+    std::thread::scope(|s| {
+        for t in 0..8u8 {
+            let (signer, spki) = (&signer, &spki);
+            s.spawn(move || {
+                for i in 0..20u8 {
+                    sign_verifies(signer.as_ref(), spki, &[t, i]);
                 }
-            ),
-            "{what}: {e:?}"
-        );
-        assert!(
-            text.contains("sign") && text.contains("is the token present"),
-            "{what}: {text}"
-        );
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "{what}: no retry loop"
-        );
-    };
-    check("token removed");
-    check("token still removed");
-    // Re-created with the same label and a new key: SoftHSM does not rescan its token
-    // directory within a process, so this process keeps failing clearly, never crashing.
+            });
+        }
+    });
+
+    // It goes away again and a different token with the same label and key label takes its
+    // place (made by another process, opensc's pkcs11-tool): the signer refuses the other key.
+    f.hsm.remove_tokens().unwrap();
     f.hsm.init_token(LABEL, SO_PIN, PIN).unwrap();
-    // A new key with the old label, made by another process (opensc's pkcs11-tool).
+    // Without the key: an error naming the missing object.
+    let e = signer.sign(P256, b"2").unwrap_err().to_string();
+    assert!(e.contains("no object matches") && e.contains("object=survivor"), "{e}");
+    let id: String = uri.id.as_ref().unwrap().iter().map(|b| format!("{b:02x}")).collect();
     let out = std::process::Command::new("pkcs11-tool")
-        .args([
-            "--module",
-            f.hsm.module().to_str().unwrap(),
-            "--token-label",
-            LABEL,
-            "--login",
-            "--pin",
-            PIN,
-        ])
+        .args(["--module", f.hsm.module().to_str().unwrap(), "--token-label", LABEL])
+        .args(["--login", "--pin", PIN])
         .args([
             "--keypairgen",
             "--key-type",
@@ -67,7 +123,7 @@ fn removed_token_fails_clearly_never_crashes() {
             "--label",
             "survivor",
             "--id",
-            "01",
+            &id,
         ])
         .env("SOFTHSM2_CONF", f.hsm.conf())
         .output()
@@ -77,7 +133,30 @@ fn removed_token_fails_clearly_never_crashes() {
         "pkcs11-tool: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    check("token re-created with a new key");
-    let e = tools::generate_key_pair(&f.uri("object=newcomer"), KeyAlgorithm::Ec(Curve::P256)).unwrap_err();
-    assert!(matches!(e, hsm_core::Error::Device { .. }), "{e:?}");
+    let text = fails_clearly(
+        signer.as_ref(),
+        "token re-created with a new key",
+        Some(cryptoki_sys::CKR_KEY_CHANGED),
+    );
+    assert!(text.contains("not the key this identity was opened with"), "{text}");
+    // Opened again, the new key is used; the new token takes new keys.
+    let reopened = open_signer(&uri.to_token_string()).unwrap();
+    let new_spki = reopened.public_key_spki().unwrap();
+    assert_ne!(new_spki, spki);
+    sign_verifies(reopened.as_ref(), &new_spki, b"4");
+    let newcomer = tools::generate_key_pair(&f.uri("object=newcomer"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    let newcomer = open_signer(&newcomer.to_token_string()).unwrap();
+    sign_verifies(newcomer.as_ref(), &newcomer.public_key_spki().unwrap(), b"5");
+    // The other token was not re-created: its signer still fails clearly.
+    fails_clearly(
+        other.as_ref(),
+        "the other token stays away",
+        Some(cryptoki_sys::CKR_TOKEN_NOT_PRESENT),
+    );
+
+    // A token created after the module was initialized is found too.
+    f.hsm.init_token("late-token", SO_PIN, PIN).unwrap();
+    let late = tools::generate_key_pair(&f.uri_on("late-token", "object=late"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    let late = open_signer(&late.to_token_string()).unwrap();
+    sign_verifies(late.as_ref(), &late.public_key_spki().unwrap(), b"late");
 }

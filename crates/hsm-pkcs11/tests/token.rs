@@ -501,6 +501,9 @@ fn logs_in_again_after_logout() {
     let module = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
     let token = hsm_pkcs11::token::Token::open(&hsm_pkcs11::Pkcs11Uri::parse(&f.uri("")).unwrap(), None).unwrap();
     let slot = token.find_slot().unwrap();
+    // Other tests of this process may re-initialize the module (looking for a missing
+    // token): hold that off while using a session of our own.
+    let entered = module.enter().unwrap();
     let session = module.context().open_ro_session(slot).unwrap();
     session.logout().unwrap();
     assert!(
@@ -511,6 +514,7 @@ fn logs_in_again_after_logout() {
         "really logged out"
     );
     drop(session);
+    drop(entered);
     let sig = signer.sign(SignatureScheme::EcdsaP256Sha256, b"after").unwrap();
     ring_verify(SignatureScheme::EcdsaP256Sha256, &spki, b"after", &sig);
 }

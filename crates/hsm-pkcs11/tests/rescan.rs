@@ -1,0 +1,74 @@
+//! Module re-initializations (looking for a token that is not there) while other threads sign
+//! and MAC on tokens of the same module: no operation fails, no session is closed twice, and
+//! signatures still verify. Its own test process: it re-initializes the module many times.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{PIN_TEST_LABEL, fixture, ring_verify};
+use hsm_core::{Curve, KeyAlgorithm, SignatureScheme, SymmetricIdentity};
+use hsm_pkcs11::{open_signer, tools};
+
+#[test]
+fn reinitializing_the_module_under_load_loses_no_operation() {
+    let f = fixture();
+    let uri = tools::generate_key_pair(&f.uri("object=busy"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    let signer = open_signer(&uri.to_token_string()).unwrap();
+    let spki = signer.public_key_spki().unwrap();
+    let secret_uri = tools::import_secret(&f.uri_on(PIN_TEST_LABEL, "object=busy-hmac"), &[9u8; 32]).unwrap();
+    let secret = hsm_pkcs11::Pkcs11Symmetric::new(
+        "device-busy".into(),
+        hsm_pkcs11::Pkcs11Secret::open(&secret_uri).unwrap(),
+    );
+    let expected_mac = hsm_core::sas::hmac_sha256(&[9u8; 32], b"busy");
+    let module = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
+    assert!(module.can_reinitialize(), "this process initialized the module");
+    let before = *module.enter().unwrap();
+
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..6u8)
+            .map(|t| {
+                let (signer, spki, secret, expected_mac, done) = (&signer, &spki, &secret, &expected_mac, &done);
+                s.spawn(move || {
+                    let mut n = 0u32;
+                    while !done.load(Ordering::Relaxed) || n < 20 {
+                        let msg = [t, (n % 251) as u8];
+                        if t % 2 == 0 {
+                            let sig = signer.sign(SignatureScheme::EcdsaP256Sha256, &msg).unwrap();
+                            ring_verify(SignatureScheme::EcdsaP256Sha256, spki, &msg, &sig);
+                        } else {
+                            assert_eq!(&secret.hmac_sha256(b"busy").unwrap(), expected_mac);
+                        }
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        // Each failed lookup of a missing token re-initializes the module once.
+        for _ in 0..25 {
+            let e = open_signer(&f.uri_on("no-such-token", "object=k"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("no token matches") && e.contains("token=no-such-token"),
+                "{e}"
+            );
+        }
+        done.store(true, Ordering::Relaxed);
+        for w in workers {
+            assert!(w.join().unwrap() >= 20);
+        }
+    });
+    let after = *module.enter().unwrap();
+    assert!(
+        after >= before + 25,
+        "the module was re-initialized 25 times ({before} -> {after})"
+    );
+    // Still one login, a working pool: a plain signature afterwards.
+    let sig = signer.sign(SignatureScheme::EcdsaP256Sha256, b"after").unwrap();
+    ring_verify(SignatureScheme::EcdsaP256Sha256, &spki, b"after", &sig);
+}
