@@ -106,7 +106,7 @@ impl CertsArgs {
 
 pub fn run(args: CertsArgs) -> Result<(), hsm_core::Error> {
     let out = generate(&args.options())?;
-    print!("{}", summary(&out));
+    out!("{}", summary(&out));
     Ok(())
 }
 

@@ -59,7 +59,7 @@ pub fn run(args: ConformanceArgs) -> Result<(), Error> {
         let _ = writeln!(out, "{check}");
         let _ = out.flush();
     });
-    println!("{}", report.summary());
+    outln!("{}", report.summary());
     if report.ok() {
         Ok(())
     } else {

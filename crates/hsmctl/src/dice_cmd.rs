@@ -67,7 +67,7 @@ pub struct ChainArgs {
 pub fn run(cmd: DiceCommand) -> Result<(), hsm_core::Error> {
     match cmd {
         DiceCommand::Init(a) => {
-            print!("{}", init(&a)?);
+            out!("{}", init(&a)?);
             Ok(())
         }
         DiceCommand::Chain(a) => {
@@ -76,9 +76,9 @@ pub fn run(cmd: DiceCommand) -> Result<(), hsm_core::Error> {
                 write_files(&id, dir)?;
             }
             if a.pem {
-                print!("{}", hsm_core::pem::certificates_to_pem(&id.certificate_chain()?));
+                out!("{}", hsm_core::pem::certificates_to_pem(&id.certificate_chain()?));
             } else {
-                print!("{}", describe(&id)?);
+                out!("{}", describe(&id)?);
             }
             Ok(())
         }

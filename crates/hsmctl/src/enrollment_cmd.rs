@@ -49,7 +49,7 @@ pub fn run(args: EnrollmentArgs) -> Result<(), hsm_core::Error> {
         None => Config::from_env()?,
     };
     let record = enrollment(&config, &args)?;
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(format!("JSON encoding: {e}")))?
     );

@@ -1,6 +1,38 @@
 //! `hsmctl`: the tools around hsm-abi.
 #![forbid(unsafe_code)]
 
+/// Print to standard output; a reader that went away (`hsmctl ... | head -1`) ends the program
+/// quietly (exit 0), any other write error with a message (exit 1). Never a panic.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::stdout::write(format_args!($($arg)*), false) };
+}
+
+/// [`out!`] with a newline.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::stdout::write(format_args!($($arg)*), true) };
+}
+
+mod stdout {
+    use std::io::Write;
+
+    pub fn write(args: std::fmt::Arguments<'_>, newline: bool) {
+        let mut out = std::io::stdout().lock();
+        let written = out
+            .write_fmt(args)
+            .and_then(|()| if newline { out.write_all(b"\n") } else { Ok(()) })
+            .and_then(|()| out.flush());
+        match written {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+            Err(e) => {
+                // stderr may be gone too: nothing more to do than the exit status.
+                let _ = writeln!(std::io::stderr(), "error: writing to standard output: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
 mod certs_cmd;
 mod conformance_cmd;
 mod dice_cmd;
@@ -300,12 +332,12 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
 
 fn report(result: &dps::Assignment, json: bool) -> Result<(), CliError> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&result.state).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&result.state).unwrap_or_default());
     } else {
-        println!("registration id: {}", result.registration_id);
-        println!("status: {}", result.status);
-        println!("assigned hub: {}", result.assigned_hub.as_deref().unwrap_or("-"));
-        println!("device id: {}", result.device_id.as_deref().unwrap_or("-"));
+        outln!("registration id: {}", result.registration_id);
+        outln!("status: {}", result.status);
+        outln!("assigned hub: {}", result.assigned_hub.as_deref().unwrap_or("-"));
+        outln!("device id: {}", result.device_id.as_deref().unwrap_or("-"));
     }
     if result.status != "assigned" {
         return Err(CliError::Protocol(format!(
@@ -360,7 +392,7 @@ fn sas_cmd(cmd: SasCommand) -> Result<(), CliError> {
             expiry,
         } => (Audience::Hub { host, device_id }, key, expiry),
     };
-    println!("{}", sas_token(&key, &aud, expiry.expiry())?);
+    outln!("{}", sas_token(&key, &aud, expiry.expiry())?);
     Ok(())
 }
 
@@ -371,7 +403,7 @@ fn derive_key(group: GroupKeyArgs, registration_id: &str) -> Result<(), CliError
         _ => return Err(CliError::Usage("give --group-key or --group-key-file".into())),
     };
     let key = sas::derive_device_key(&group_key, registration_id)?;
-    println!("{}", sas::encode_key(&key).as_str());
+    outln!("{}", sas::encode_key(&key).as_str());
     Ok(())
 }
 

@@ -93,7 +93,7 @@ fn ek(a: EkArgs) -> Result<(), Error> {
             opts.ek_template = template.parse::<EkTemplate>()?;
             let tpm = Tpm::open(opts.clone())?;
             let created = tpm.keys_created();
-            println!(
+            outln!(
                 "EK {}, SRK {}",
                 if created.ek {
                     "created and persisted at 0x81010001"
@@ -118,25 +118,25 @@ fn ek(a: EkArgs) -> Result<(), Error> {
         )?,
     };
     let report = hsm_tpm::ek_report(&conn)?;
-    println!("TCTI: {}", conn.tcti());
+    outln!("TCTI: {}", conn.tcti());
     match (&report.persisted, report.matching_template()) {
         (Some(ek), Some(t)) => {
-            println!("persisted EK at 0x81010001: matches the {} template", t.name());
-            println!("registration id: {}", hsm_tpm::registration_id(ek));
-            println!(
+            outln!("persisted EK at 0x81010001: matches the {} template", t.name());
+            outln!("registration id: {}", hsm_tpm::registration_id(ek));
+            outln!(
                 "endorsement key (base64, for the enrollment): {}",
                 base64::engine::general_purpose::STANDARD.encode(ek)
             );
         }
         (Some(ek), None) => {
-            println!("persisted EK at 0x81010001: matches neither the sdk nor the tcg template");
-            println!("registration id: {}", hsm_tpm::registration_id(ek));
-            println!(
+            outln!("persisted EK at 0x81010001: matches neither the sdk nor the tcg template");
+            outln!("registration id: {}", hsm_tpm::registration_id(ek));
+            outln!(
                 "endorsement key (base64, for the enrollment): {}",
                 base64::engine::general_purpose::STANDARD.encode(ek)
             );
         }
-        (None, _) => println!("no EK persisted at 0x81010001 (the SDK creates one from the sdk template)"),
+        (None, _) => outln!("no EK persisted at 0x81010001 (the SDK creates one from the sdk template)"),
     }
     for (t, ek) in &report.candidates {
         let mark = if report.persisted.as_ref() == Some(ek) {
@@ -144,7 +144,7 @@ fn ek(a: EkArgs) -> Result<(), Error> {
         } else {
             ""
         };
-        println!(
+        outln!(
             "candidate {:<3} template: registration id {}{mark}",
             t.name(),
             hsm_tpm::registration_id(ek)
@@ -168,8 +168,8 @@ fn keygen(a: KeygenArgs) -> Result<(), Error> {
         location,
         tcti: Some(tcti),
     };
-    println!("token: {}", token.to_token());
-    print!("{}", pem("PUBLIC KEY", &key.public_key_spki()?));
+    outln!("token: {}", token.to_token());
+    out!("{}", pem("PUBLIC KEY", &key.public_key_spki()?));
     Ok(())
 }
 
@@ -181,7 +181,7 @@ fn csr(a: CsrArgs) -> Result<(), Error> {
     match a.out {
         Some(path) => std::fs::write(&path, csr).map_err(|e| Error::io("write CSR", &path, e)),
         None => {
-            print!("{csr}");
+            out!("{csr}");
             Ok(())
         }
     }

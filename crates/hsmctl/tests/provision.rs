@@ -207,6 +207,42 @@ fn bad_configuration_is_a_clear_error() {
     );
 }
 
+/// A reader that went away (`hsmctl ... | head -1`) ends hsmctl quietly, never with a panic;
+/// other write errors are reported.
+#[test]
+fn closed_or_failing_stdout_is_no_panic() {
+    let args = [
+        "derive-key",
+        "--group-key",
+        GROUP_KEY,
+        "--registration-id",
+        "device-0001",
+    ];
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+        .args(args)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "closed pipe: {:?} {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // A full device: an error naming standard output, exit status 1.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+        .args(args)
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("writing to standard output") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
 fn hsmctl(args: &[&str]) -> String {
     ok(&Command::new(env!("CARGO_BIN_EXE_hsmctl")).args(args).output().unwrap())
 }
