@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -40,6 +40,8 @@ pub struct Module {
     owned: bool,
     /// The module generation, bumped by each re-initialization.
     gate: RwLock<u64>,
+    /// Serializes `C_Login` across every user of the module (see [`Module::login_lock`]).
+    login: Mutex<()>,
 }
 
 /// Proof that no re-initialization runs while it is held; derefs to the module generation.
@@ -67,6 +69,26 @@ impl Module {
     pub fn enter(&self) -> Result<Entered<'_>> {
         self.gate
             .read()
+            .map_err(|_| Error::Internal("PKCS#11 module gate poisoned".into()))
+    }
+
+    /// Held around "is the token logged in? if not, `C_Login`". Login state belongs to the
+    /// application, not to one `Token` object, and a `C_Login` on a token that is already
+    /// logged in is not harmless everywhere: SoftHSM2 then fails key generation running on
+    /// other threads at that moment with `CKR_GENERAL_ERROR`.
+    pub fn login_lock(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.login
+            .lock()
+            .map_err(|_| Error::Internal("PKCS#11 module login lock poisoned".into()))
+    }
+
+    /// The module to this thread alone (no other operation runs meanwhile; sessions stay
+    /// valid). For object creation: SoftHSM2 fails a key generation or object import that runs
+    /// while another thread searches the same token's objects (`CKR_GENERAL_ERROR`). Never
+    /// call it while holding [`Module::enter`].
+    pub fn exclusive(&self) -> Result<RwLockWriteGuard<'_, u64>> {
+        self.gate
+            .write()
             .map_err(|_| Error::Internal("PKCS#11 module gate poisoned".into()))
     }
 
@@ -166,6 +188,7 @@ pub fn module(path: &Path) -> Result<Arc<Module>> {
         ctx,
         owned,
         gate: RwLock::new(0),
+        login: Mutex::new(()),
     });
     map.insert(canonical, m.clone());
     Ok(m)

@@ -18,6 +18,11 @@
 //! re-initialization voided are forgotten, never closed (their handle numbers may already belong
 //! to new sessions).
 //!
+//! Object creation ([`Token::run_rw`]: key generation, imports) holds the module to itself
+//! ([`Module::exclusive`]): SoftHSM2 fails a key generation that overlaps an object search on
+//! another thread. Logging in happens once per application: a token some other user of the
+//! module already logged in is not logged in again.
+//!
 //! A wrong PIN is tried exactly once: the token remembers the rejection and refuses to log in
 //! again with that PIN (a retry loop could lock the token).
 
@@ -252,6 +257,17 @@ impl Token {
                 message: format!("the user PIN of token `{}` is locked", info.label().trim_end()),
             });
         }
+        // One login for the whole application: another user of this token (or another
+        // `Token` object for it) may have logged in already.
+        let _serial = self.module.login_lock()?;
+        let session_state = session
+            .get_session_info()
+            .map_err(|e| device("C_GetSessionInfo", e))?
+            .session_state();
+        if matches!(session_state, SessionState::RoUser | SessionState::RwUser) {
+            state.logged_in = true;
+            return Ok(());
+        }
         let auth = AuthPin::from(pin.as_str().to_string());
         match session.login(UserType::User, Some(&auth)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
@@ -283,14 +299,14 @@ impl Token {
     /// Bring the state up to the module generation `entered`: after a re-initialization every
     /// pooled session is void (forgotten, not closed: its handle number may belong to a new
     /// session by now), and the slot, login and object handles must be found again.
-    fn sync(&self, state: &mut State, entered: &Entered<'_>) {
-        if state.module_generation == **entered {
+    fn sync(&self, state: &mut State, module_generation: u64) {
+        if state.module_generation == module_generation {
             return;
         }
         for stale in state.idle.drain(..) {
             std::mem::forget(stale);
         }
-        state.module_generation = **entered;
+        state.module_generation = module_generation;
         state.generation += 1;
         state.slot = None;
         state.logged_in = false;
@@ -310,9 +326,10 @@ impl Token {
     }
 
     /// A session from the pool, or a new one (finding the token and logging in as needed).
-    fn checkout(&self, entered: &Entered<'_>) -> Result<(Session, u64)> {
+    /// The caller holds the module's gate (read or write) at `module_generation`.
+    fn checkout(&self, module_generation: u64) -> Result<(Session, u64)> {
         let mut state = self.lock()?;
-        self.sync(&mut state, entered);
+        self.sync(&mut state, module_generation);
         if let Some(s) = state.idle.pop() {
             return Ok((s, state.generation));
         }
@@ -396,7 +413,7 @@ impl Token {
     /// again, re-initializes the module once (see the module documentation).
     pub fn run<T>(&self, op: &str, f: impl Fn(&Session, u64) -> Result<T>) -> Result<T> {
         let mut entered = self.module.enter()?;
-        let mut current = self.checkout(&entered);
+        let mut current = self.checkout(*entered);
         let mut relogged = false;
         let mut reopened = false;
         let mut rescanned = false;
@@ -408,7 +425,7 @@ impl Token {
                         rescanned = true;
                         tracing::info!(op, error = %e, "PKCS#11: token not found; looking for it again");
                         entered = self.rescan(entered).map_err(|e| after_recovery(op, e))?;
-                        current = self.checkout(&entered);
+                        current = self.checkout(*entered);
                         continue;
                     }
                     return Err(if reopened {
@@ -436,7 +453,7 @@ impl Token {
                             reopened = true;
                             drop(session);
                             entered = self.reopen(op, entered, generation, &mut rescanned)?;
-                            current = self.checkout(&entered);
+                            current = self.checkout(*entered);
                         }
                         Err(e) => return Err(after_recovery(op, e)),
                     }
@@ -446,11 +463,11 @@ impl Token {
                     tracing::info!(op, error = %err, "PKCS#11: re-opening the token");
                     drop(session);
                     entered = self.reopen(op, entered, generation, &mut rescanned)?;
-                    current = self.checkout(&entered);
+                    current = self.checkout(*entered);
                 }
                 Recovery::None => {
                     self.checkin(session, generation);
-                    return Err(in_op(op, err));
+                    return Err(in_op(op, err, None));
                 }
                 _ => return Err(after_recovery(op, err)),
             }
@@ -461,10 +478,11 @@ impl Token {
     pub fn run_rw<T>(&self, f: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
         // Find the token (re-initializing the module if it must) before taking a session.
         self.run("find token", |_, _| Ok(()))?;
-        let entered = self.module.enter()?;
+        // The module to this thread alone while objects are created (see Module::exclusive).
+        let exclusive = self.module.exclusive()?;
         // A pooled session holds the login while the read-write session works (closing the
         // last session of a token logs the application out).
-        let (pooled, generation) = self.checkout(&entered)?;
+        let (pooled, generation) = self.checkout(*exclusive)?;
         let slot = self
             .lock()?
             .slot
@@ -488,7 +506,7 @@ impl Token {
     pub fn mechanisms(&self) -> Result<Vec<MechanismType>> {
         let entered = self.module.enter()?;
         let mut state = self.lock()?;
-        self.sync(&mut state, &entered);
+        self.sync(&mut state, *entered);
         if let Some((g, m)) = &state.mechanisms {
             if *g == state.generation {
                 return Ok(m.clone());
@@ -509,25 +527,13 @@ fn after_recovery(op: &str, e: Error) -> Error {
     wrap(op, e, "the token stopped answering and re-opening it once did not help")
 }
 
-/// A device error prefixed with the operation it failed (other errors as they are).
-fn in_op(op: &str, e: Error) -> Error {
-    match e {
-        Error::Device {
-            origin,
-            op: inner,
-            rv,
-            message,
-        } if !inner.starts_with(op) => Error::Device {
-            origin,
-            op: format!("{op}: {inner}"),
-            rv,
-            message,
-        },
-        other => other,
-    }
+fn wrap(op: &str, e: Error, what: &str) -> Error {
+    in_op(op, e, Some(what))
 }
 
-fn wrap(op: &str, e: Error, what: &str) -> Error {
+/// A device error prefixed with the operation it failed and, with `lost`, what recovery did
+/// and what to check (other errors as they are).
+fn in_op(op: &str, e: Error, lost: Option<&str>) -> Error {
     match e {
         Error::Device {
             origin,
@@ -536,9 +542,16 @@ fn wrap(op: &str, e: Error, what: &str) -> Error {
             message,
         } => Error::Device {
             origin,
-            op: format!("{op}: {inner}"),
+            op: if inner.starts_with(op) {
+                inner
+            } else {
+                format!("{op}: {inner}")
+            },
             rv,
-            message: format!("{message}; {what}: is the token present, and is it the same token?"),
+            message: match lost {
+                Some(what) => format!("{message}; {what}: is the token present, and is it the same token?"),
+                None => message,
+            },
         },
         other => other,
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{PIN, fixture, ring_verify};
+use common::{LABEL, PIN, fixture, ring_verify};
 use hsm_core::config::Config;
 use hsm_core::{Curve, KeyAlgorithm, SignatureScheme, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity};
 use hsm_pkcs11::{Pkcs11Symmetric, Pkcs11X509, open_signer, tools};
@@ -580,4 +580,47 @@ fn list_objects_as_uris() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("`module-name`") && e.contains("no-such-module"), "{e}");
+}
+
+/// Keys generated while other threads search the token's objects and log in through other
+/// token objects: zero errors. (SoftHSM2 fails a key generation that overlaps an object
+/// search with CKR_GENERAL_ERROR; the backend runs object creation alone.)
+#[test]
+fn key_generation_while_other_threads_search() {
+    let f = fixture();
+    tools::generate_key_pair(&f.uri("object=searched"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let done = &done;
+        for t in 0..2 {
+            s.spawn(move || {
+                let mut i = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    // Another pin file each time: another token object, its own login check.
+                    let pin = f.hsm.pin_file(&format!("search-{t}-{i}.pin"), PIN).unwrap();
+                    let uri = format!(
+                        "pkcs11:token={LABEL};object=searched?module-path={}&pin-source=file:{}",
+                        f.hsm.module().display(),
+                        pin.display()
+                    );
+                    assert_eq!(tools::list_objects(&uri).unwrap().len(), 2);
+                    open_signer(&uri.replace("object=searched", "object=searched;type=private")).unwrap();
+                }
+            });
+        }
+        let generator = s.spawn(move || {
+            let results: Vec<_> = (0..30)
+                .map(|i| {
+                    tools::generate_key_pair(&f.uri(&format!("object=generated-{i}")), KeyAlgorithm::Ec(Curve::P256))
+                })
+                .collect();
+            // Stop the searchers whatever happened, then report.
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            results
+        });
+        for r in generator.join().unwrap() {
+            r.unwrap();
+        }
+    });
 }
