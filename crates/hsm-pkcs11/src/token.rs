@@ -345,8 +345,8 @@ impl Token {
         Ok((session, state.generation))
     }
 
-    /// Return a session to the pool (called under the same [`Module::enter`] as the checkout,
-    /// so the session is valid; a session of an older token generation is closed).
+    /// Return a session to the pool (called under the same hold of the module gate as the
+    /// checkout, so the session is valid; a session of an older token generation is closed).
     fn checkin(&self, session: Session, generation: u64) {
         if let Ok(mut state) = self.lock() {
             if state.generation == generation {
@@ -474,7 +474,8 @@ impl Token {
         }
     }
 
-    /// Run `f` on a fresh read-write session (for the tools: key generation, imports).
+    /// Run `f` on a fresh read-write session (for the tools: key generation, imports). Other
+    /// operations on the module wait meanwhile (an RSA-4096 generation can take seconds).
     pub fn run_rw<T>(&self, f: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
         // Find the token (re-initializing the module if it must) before taking a session.
         self.run("find token", |_, _| Ok(()))?;
