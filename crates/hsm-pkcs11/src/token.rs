@@ -227,9 +227,7 @@ impl Token {
                 ),
             });
         }
-        let slot = state
-            .slot
-            .ok_or_else(|| Error::Internal("login without a slot".into()))?;
+        let slot = self.slot_locked(state)?;
         let info = self
             .module
             .context()
@@ -355,12 +353,14 @@ impl Token {
         }
     }
 
+    /// Log in again after the login was lost. Cached object handles of generation `seen` are
+    /// stale. Whatever other threads did meanwhile (another relogin, a reset), the login is
+    /// checked on `session` itself and made when it is missing.
     fn relogin(&self, session: &Session, seen: u64) -> Result<()> {
         let mut state = self.lock()?;
-        if state.generation != seen {
-            return Ok(());
+        if state.generation == seen {
+            state.generation += 1;
         }
-        state.generation += 1;
         state.logged_in = false;
         self.login_locked(&mut state, session)
     }
