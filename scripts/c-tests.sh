@@ -131,7 +131,7 @@ compile_headers() {
     g++ -std=c++11 -Wall -Wextra -Wpedantic -Werror -I "$inc" -fsyntax-only "$tmp/headers.cpp"
 }
 run compile_headers compile_headers
-for t in test_x509 test_symm test_bad_input test_threads; do
+for t in test_x509 test_replug test_symm test_bad_input test_threads; do
     run "compile_$t" gcc -std=c11 "${cflags[@]}" "$src/$t.c" "${link[@]}" -pthread -o "$tmp/$t"
 done
 
@@ -193,6 +193,29 @@ hardware_x509_case() {
 }
 run x509_pkcs11 hardware_x509_case pkcs11
 run x509_dice hardware_x509_case dice
+
+# The PKCS#11 token goes away (its directory moved aside) and comes back, under an open signer.
+replug_case() {
+    set -e
+    local d="$tmp/replug"
+    mkdir -p "$d"
+    cd "$d"
+    eval "$(bash "$root/scripts/softhsm-env.sh" "$d/softhsm" replug)"
+    local uri
+    uri=$("$hsmctl" pkcs11 keygen --uri "pkcs11:token=replug;object=dev?pin-source=file:$PKCS11_PIN_FILE")
+    "$hsmctl" pkcs11 csr --uri "$uri" --common-name device-replug --out dev.csr
+    "$hsmctl" certs --out-dir pki --ca-cert "$tmp/int.pem" --ca-key "$tmp/int.key" --csr dev.csr >/dev/null
+    printf '[x509]\nbackend = "pkcs11"\nkey = "%s"\ncertificate_file = "pki/device-replug.chain.pem"\n' "$uri" \
+        >hsm.toml
+    openssl x509 -in pki/device-replug.chain.pem -pubkey -noout >pub.pem
+    local token_dir
+    token_dir=$(find "$d/softhsm/tokens" -mindepth 1 -maxdepth 1 -type d)
+    HSM_ABI_CONFIG="$d/hsm.toml" "${vg[@]}" "$tmp/test_replug" "$token_dir" "$d/away" "$tmp/msg.txt" \
+        before.sig after.sig
+    openssl dgst -sha256 -verify pub.pem -signature before.sig "$tmp/msg.txt"
+    openssl dgst -sha256 -verify pub.pem -signature after.sig "$tmp/msg.txt"
+}
+run pkcs11_replug replug_case
 
 run symm env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_symm"
 run bad_input env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_bad_input" "$tmp/p256"
