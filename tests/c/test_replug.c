@@ -6,7 +6,9 @@
  * TOKEN_DIR is the token's own directory inside SoftHSM2's token directory; ASIDE a free path on
  * the same file system. The configuration comes from HSM_ABI_CONFIG ([x509] backend "pkcs11").
  * The script verifies both signatures with openssl. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -90,8 +92,10 @@ int main(int argc, char** argv)
             printf("token away, round %d: %s\n", round, last_error());
         }
 
-        /* It comes back: the same open signer signs with the same key. */
+        /* It comes back: the same open signer signs with the same key. (The module is
+         * re-initialized to look for it at most once a second: wait that out.) */
         CHECK(rename(argv[2], argv[1]) == 0);
+        sleep(2);
         CHECK(sign(table, signer, msg, msg_len, &sig, &sig_len) == HSM_ABI_OK);
         CHECK(sig != NULL && write_file(argv[5], sig, sig_len));
         free(sig);

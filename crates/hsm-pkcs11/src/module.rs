@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -42,6 +43,24 @@ pub struct Module {
     gate: RwLock<u64>,
     /// Serializes `C_Login` across every user of the module (see [`Module::login_lock`]).
     login: Mutex<()>,
+    /// When the module was last re-initialized, and the least time between two.
+    rescan: Mutex<Rescan>,
+}
+
+/// The least time between two re-initializations of a module, by default: a token that stays
+/// away costs one `C_Finalize`/`C_Initialize` a second at most, however often it is asked for
+/// (each one makes every other user of the module open sessions and log in again).
+pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+
+struct Rescan {
+    last: Option<Instant>,
+    interval: Duration,
+}
+
+impl Rescan {
+    fn due(&self) -> bool {
+        self.last.is_none_or(|t| t.elapsed() >= self.interval)
+    }
 }
 
 /// Proof that no re-initialization runs while it is held; derefs to the module generation.
@@ -97,23 +116,49 @@ impl Module {
         self.owned
     }
 
+    /// Set the least time between two re-initializations ([`DEFAULT_RESCAN_INTERVAL`]);
+    /// `Duration::ZERO` lets every failed lookup re-initialize.
+    pub fn set_rescan_interval(&self, interval: Duration) -> Result<()> {
+        self.rescan_state()?.interval = interval;
+        Ok(())
+    }
+
+    fn rescan_state(&self) -> Result<std::sync::MutexGuard<'_, Rescan>> {
+        self.rescan
+            .lock()
+            .map_err(|_| Error::Internal("PKCS#11 module rescan state poisoned".into()))
+    }
+
     /// `C_Finalize` and `C_Initialize` again so the module looks for its tokens anew. `seen` is
     /// the generation the caller entered with: when another thread re-initialized the module
-    /// since, this does nothing. Every session of the module is void afterwards (callers
-    /// forget them; see `Token`). Must be called without holding [`Module::enter`].
-    pub fn reinitialize(&self, seen: u64) -> Result<()> {
+    /// since, this does nothing more. Within the rescan interval of the last
+    /// re-initialization it does nothing either (returns `false`). Every session of the
+    /// module is void afterwards (callers forget them; see `Token`). Must be called without
+    /// holding [`Module::enter`].
+    pub fn reinitialize(&self, seen: u64) -> Result<bool> {
         if !self.owned {
             return Err(Error::Internal(format!(
                 "PKCS#11 module {} was initialized by another component of this process; not re-initializing it",
                 self.path.display()
             )));
         }
+        // Cheap check first: waiting for the gate stalls every other user of the module.
+        if !self.rescan_state()?.due() {
+            return Ok(false);
+        }
         let mut generation = self
             .gate
             .write()
             .map_err(|_| Error::Internal("PKCS#11 module gate poisoned".into()))?;
         if *generation != seen {
-            return Ok(());
+            return Ok(true);
+        }
+        {
+            let mut rescan = self.rescan_state()?;
+            if !rescan.due() {
+                return Ok(false);
+            }
+            rescan.last = Some(Instant::now());
         }
         tracing::warn!(module = %self.path.display(), "PKCS#11: re-initializing the module to look for its tokens again");
         match self.ctx.clone().finalize() {
@@ -126,7 +171,7 @@ impl Module {
             .ctx
             .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         {
-            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(true),
             Err(e) => Err(crate::error::device(
                 format!("C_Initialize {} (re-initializing)", self.path.display()),
                 e,
@@ -189,6 +234,10 @@ pub fn module(path: &Path) -> Result<Arc<Module>> {
         owned,
         gate: RwLock::new(0),
         login: Mutex::new(()),
+        rescan: Mutex::new(Rescan {
+            last: None,
+            interval: DEFAULT_RESCAN_INTERVAL,
+        }),
     });
     map.insert(canonical, m.clone());
     Ok(m)

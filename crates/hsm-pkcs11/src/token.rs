@@ -13,7 +13,8 @@
 //! When re-opening does not find the token either (or no token matched in the first place),
 //! the module is re-initialized once ([`Module::reinitialize`]) and the token looked for again:
 //! modules such as SoftHSM2 learn about tokens only in `C_Initialize`, so a token that went away
-//! and came back is found again this way. Each operation re-initializes at most once; while the
+//! and came back is found again this way. Each operation re-initializes at most once, and a
+//! module at most once per [`crate::module::DEFAULT_RESCAN_INTERVAL`] (settable); while the
 //! token stays away every call fails quickly with an error naming the token. Sessions that a
 //! re-initialization voided are forgotten, never closed (their handle numbers may already belong
 //! to new sessions).
@@ -385,7 +386,9 @@ impl Token {
     fn rescan<'m>(&'m self, entered: Entered<'m>) -> Result<Entered<'m>> {
         let seen = *entered;
         drop(entered);
-        self.module.reinitialize(seen)?;
+        if !self.module.reinitialize(seen)? {
+            tracing::info!(module = %self.module.path().display(), "PKCS#11: re-initialized too recently; not again yet");
+        }
         self.module.enter()
     }
 

@@ -61,6 +61,9 @@ fn fails_clearly(signer: &dyn SigningKey, what: &str, expect_rv: Option<u64>) ->
 #[test]
 fn token_goes_away_and_comes_back() {
     let f = fixture();
+    // Every failed lookup may re-initialize the module here (the default allows one a second).
+    let module = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
+    module.set_rescan_interval(Duration::ZERO).unwrap();
     let uri = tools::generate_key_pair(&f.uri("object=survivor"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
     let signer = open_signer(&uri.to_token_string()).unwrap();
     let spki = signer.public_key_spki().unwrap();
@@ -158,5 +161,27 @@ fn token_goes_away_and_comes_back() {
     f.hsm.init_token("late-token", SO_PIN, PIN).unwrap();
     let late = tools::generate_key_pair(&f.uri_on("late-token", "object=late"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
     let late = open_signer(&late.to_token_string()).unwrap();
-    sign_verifies(late.as_ref(), &late.public_key_spki().unwrap(), b"late");
+    let late_spki = late.public_key_spki().unwrap();
+    sign_verifies(late.as_ref(), &late_spki, b"late");
+
+    // Within the rescan interval, calls for a token that is away fail without re-initializing
+    // the module each time; once the interval allows it, the token is found again.
+    module.set_rescan_interval(Duration::from_secs(3600)).unwrap();
+    let aside = f.hsm.path().join("unplugged-again");
+    copy_dir(&f.hsm.token_dir(), &aside);
+    f.hsm.remove_tokens().unwrap();
+    let before = *module.enter().unwrap();
+    for round in 0..3 {
+        fails_clearly(late.as_ref(), &format!("away, round {round}"), None);
+    }
+    assert_eq!(
+        *module.enter().unwrap(),
+        before,
+        "no re-initialization within the interval"
+    );
+    copy_dir(&aside, &f.hsm.token_dir());
+    fails_clearly(late.as_ref(), "back, but not looked for yet", None);
+    module.set_rescan_interval(Duration::ZERO).unwrap();
+    sign_verifies(late.as_ref(), &late_spki, b"found again");
+    assert_eq!(*module.enter().unwrap(), before + 1);
 }
