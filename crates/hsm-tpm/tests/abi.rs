@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::Swtpm;
+use common::{Swtpm, send};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
 use hsm_abi::ffi::sdk::{HSM_CLIENT_HANDLE, HSM_CLIENT_TPM_INTERFACE};
 use hsm_core::sas::Audience;
@@ -80,19 +80,6 @@ impl Drop for Sdk {
         // SAFETY: created once, destroyed once.
         unsafe { (self.table.hsm_client_tpm_destroy.unwrap())(self.handle) };
     }
-}
-
-fn send(req: ureq::Request, body: Option<&Value>) -> (u16, Value) {
-    let r = match body {
-        Some(b) => req.send_json(b.clone()),
-        None => req.call(),
-    };
-    let resp = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("transport: {e}"),
-    };
-    (resp.status(), resp.into_json().unwrap_or(Value::Null))
 }
 
 #[test]

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::Swtpm;
+use common::{Swtpm, send};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
 use hsm_core::TpmIdentity;
 use hsm_core::sas::Audience;
 use hsm_tpm::{Tpm, TpmOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SCOPE: &str = "0ne00000A0A";
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -37,21 +37,6 @@ fn agent(emu: &Emulator) -> ureq::Agent {
 
 fn url(emu: &Emulator, path: &str) -> String {
     format!("https://localhost:{}/{SCOPE}/{path}?api-version=2021-06-01", emu.port())
-}
-
-/// Send and return (status, JSON body) whatever the status.
-fn send(req: ureq::Request, body: Option<&Value>) -> (u16, Value) {
-    let r = match body {
-        Some(b) => req.send_json(b.clone()),
-        None => req.call(),
-    };
-    let resp = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("transport: {e}"),
-    };
-    let status = resp.status();
-    (status, resp.into_json().unwrap_or(Value::Null))
 }
 
 fn sas(tpm: &mut Tpm, registration_id: &str) -> String {

@@ -7,26 +7,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Swtpm;
+use common::{Swtpm, send};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
 use hsm_core::X509Identity;
 use hsm_tpm::{KeyLocation, TpmConn, TpmX509, generate_key};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SCOPE: &str = "0ne00000A0A";
-
-fn send(req: ureq::Request, body: Option<&Value>) -> (u16, Value) {
-    let r = match body {
-        Some(b) => req.send_json(b.clone()),
-        None => req.call(),
-    };
-    let resp = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("transport: {e}"),
-    };
-    (resp.status(), resp.into_json().unwrap_or(Value::Null))
-}
 
 #[test]
 fn tpm_key_authenticates_mutual_tls_to_the_emulator() {

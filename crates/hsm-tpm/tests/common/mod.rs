@@ -1,4 +1,5 @@
-//! The swtpm fixture of `hsm_tpm::testing`, panicking on failure as tests want.
+//! The swtpm fixture of `hsm_tpm::testing`, panicking on failure as tests want, and an HTTP
+//! helper for the emulator tests.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -25,4 +26,18 @@ impl Swtpm {
     pub fn restart(&mut self) {
         self.0.restart().unwrap_or_else(|e| panic!("{e}"))
     }
+}
+
+/// Send and return (status, JSON body) whatever the status.
+pub fn send(req: ureq::Request, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+    let r = match body {
+        Some(b) => req.send_json(b.clone()),
+        None => req.call(),
+    };
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport: {e}"),
+    };
+    (resp.status(), resp.into_json().unwrap_or(serde_json::Value::Null))
 }
