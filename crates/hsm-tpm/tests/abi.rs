@@ -17,7 +17,7 @@ use common::{Swtpm, send};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
 use hsm_abi::ffi::sdk::{HSM_CLIENT_HANDLE, HSM_CLIENT_TPM_INTERFACE};
 use hsm_core::sas::Audience;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SCOPE: &str = "0ne00000A0A";
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
