@@ -380,21 +380,25 @@ impl Token {
         Ok(())
     }
 
-    /// Re-initialize the module (once per operation, only a module this backend initialized)
-    /// and enter it again. `entered` is released first: the re-initialization waits for every
-    /// other operation on the module to finish.
-    fn rescan<'m>(&'m self, entered: Entered<'m>) -> Result<Entered<'m>> {
+    /// Re-initialize the module once per operation, where this backend may (a module it
+    /// initialized), and enter it again. `entered` is released first: the re-initialization
+    /// waits for every other operation on the module to finish.
+    fn rescan<'m>(&'m self, op: &str, entered: Entered<'m>, rescanned: &mut bool) -> Result<Entered<'m>> {
+        if *rescanned || !self.module.can_reinitialize() {
+            return Ok(entered);
+        }
+        *rescanned = true;
         let seen = *entered;
         drop(entered);
-        if !self.module.reinitialize(seen)? {
+        if !self.module.reinitialize(seen).map_err(|e| after_recovery(op, e))? {
             tracing::info!(module = %self.module.path().display(), "PKCS#11: re-initialized too recently; not again yet");
         }
         self.module.enter()
     }
 
-    /// Forget the lost token's sessions and slot; where this backend may, re-initialize the
-    /// module too (once per operation): a module that lists tokens only at `C_Initialize` may
-    /// still show the lost token, or not yet show it back.
+    /// Forget the lost token's sessions and slot, and look for it anew ([`Token::rescan`]): a
+    /// module that lists tokens only at `C_Initialize` may still show the lost token, or not
+    /// yet show it back.
     fn reopen<'m>(
         &'m self,
         op: &str,
@@ -403,11 +407,7 @@ impl Token {
         rescanned: &mut bool,
     ) -> Result<Entered<'m>> {
         self.reset(generation)?;
-        if *rescanned || !self.module.can_reinitialize() {
-            return Ok(entered);
-        }
-        *rescanned = true;
-        self.rescan(entered).map_err(|e| after_recovery(op, e))
+        self.rescan(op, entered, rescanned)
     }
 
     /// Run `f` on a pooled session. `f` gets the session and the handle generation: object
@@ -425,9 +425,8 @@ impl Token {
                 Ok(s) => s,
                 Err(e) => {
                     if !rescanned && self.module.can_reinitialize() && matches!(recovery(&e), Recovery::Reopen) {
-                        rescanned = true;
                         tracing::info!(op, error = %e, "PKCS#11: token not found; looking for it again");
-                        entered = self.rescan(entered).map_err(|e| after_recovery(op, e))?;
+                        entered = self.rescan(op, entered, &mut rescanned)?;
                         current = self.checkout(*entered);
                         continue;
                     }
