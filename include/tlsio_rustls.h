@@ -11,23 +11,28 @@
 
 #if !defined(XIO_H)
 /*
- `IO_OPEN_RESULT` (`xio.h`).
+ `IO_OPEN_RESULT` (`xio.h`). The SDK declares it with `MU_DEFINE_ENUM`, which puts an
+ `IO_OPEN_RESULT_INVALID` value first: OK is 1, not 0. The interoperability suite
+ (`scripts/sdk-interop.sh`) asserts these numbers against the SDK's own header at compile time.
  */
 typedef enum {
-  IO_OPEN_OK,
-  IO_OPEN_ERROR,
-  IO_OPEN_CANCELLED,
+  IO_OPEN_RESULT_INVALID = 0,
+  IO_OPEN_OK = 1,
+  IO_OPEN_ERROR = 2,
+  IO_OPEN_CANCELLED = 3,
 } IO_OPEN_RESULT;
 #endif
 
 #if !defined(XIO_H)
 /*
- `IO_SEND_RESULT` (`xio.h`).
+ `IO_SEND_RESULT` (`xio.h`), also from `MU_DEFINE_ENUM`: `IO_SEND_RESULT_INVALID` is 0 and
+ OK is 1 (checked against the SDK's header as above).
  */
 typedef enum {
-  IO_SEND_OK,
-  IO_SEND_ERROR,
-  IO_SEND_CANCELLED,
+  IO_SEND_RESULT_INVALID = 0,
+  IO_SEND_OK = 1,
+  IO_SEND_ERROR = 2,
+  IO_SEND_CANCELLED = 3,
 } IO_SEND_RESULT;
 #endif
 

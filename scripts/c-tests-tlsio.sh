@@ -361,7 +361,11 @@ misbehaving_peer() {
     shift
     local port
     port="$(free_port)"
+    rm -f "$tmp/peer-$mode.ready"
     peer "$mode" "$port"
+    # The peer must listen before the client connects (python starts slowly on a busy machine).
+    for _ in $(seq 200); do [ -f "$tmp/peer-$mode.ready" ] && break; sleep 0.05; done
+    [ -f "$tmp/peer-$mode.ready" ] || { echo "the $mode peer did not start"; return 1; }
     "${vg[@]}" "$tmp/test_tlsio" --trusted "$tmp/server-root.pem" "${hsm_client[@]}" "$@" localhost "$port"
     wait "${pids[-1]}"
 }

@@ -204,8 +204,16 @@ impl<T: Transport, S> TlsIo<T, S> {
         self.events.pop_front()
     }
 
-    /// Start opening. An error here means the call was wrong (the IO is not closed); every
-    /// other failure is reported by an [`Event::OpenComplete`] with [`OpenResult::Error`].
+    /// Start opening.
+    ///
+    /// An open that fails at once (the client configuration or the key cannot be resolved, the
+    /// connection is refused before `open` returns) returns the error, leaves the IO closed,
+    /// AND queues an [`Event::OpenComplete`] with [`OpenResult::Error`]: the convention of the
+    /// SDK's own socket and OpenSSL layers, which call their open callback with an error and
+    /// then return non-zero. A caller such as the SDK's MQTT transport relies on the non-zero
+    /// return: seeing success, it would wait forever for a connection that already failed.
+    /// Calling `open` on an IO that is not closed is refused without any event
+    /// (see [`TlsIo::is_closed`]). Later failures come only as the event.
     pub fn open(&mut self) -> Result<()> {
         if self.phase != Phase::NotOpen {
             return Err(Error::invalid(
@@ -235,13 +243,29 @@ impl<T: Transport, S> TlsIo<T, S> {
                 // synchronously) gets its ClientHello now rather than at the next dowork.
                 // Nothing is read here: the open completes in a later dowork, never inside open.
                 self.start_handshake();
+                if self.phase == Phase::NotOpen {
+                    // The transport failed at once; `fail` queued the event and closed the IO.
+                    let message = self.last_error.clone().unwrap_or_else(|| "the connection failed".into());
+                    return Err(Error::Device {
+                        origin: hsm_core::Origin::Tls,
+                        op: "open".into(),
+                        rv: 0,
+                        message,
+                    });
+                }
+                Ok(())
             }
             Err(e) => {
                 self.note_error(&e.to_string());
                 self.events.push_back(Event::OpenComplete(OpenResult::Error));
+                Err(e)
             }
         }
-        Ok(())
+    }
+
+    /// True when the IO is closed, so that [`TlsIo::open`] may be called.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::NotOpen
     }
 
     /// Queue `data` for sending; its [`Event::SendComplete`] carries `token`.

@@ -36,24 +36,29 @@ use underlying::UnderlyingTransport;
 #[cfg(not(tlsio_sdk_xio))]
 pub type CONCRETE_IO_HANDLE = *mut c_void;
 
-/// `IO_OPEN_RESULT` (`xio.h`).
+/// `IO_OPEN_RESULT` (`xio.h`). The SDK declares it with `MU_DEFINE_ENUM`, which puts an
+/// `IO_OPEN_RESULT_INVALID` value first: OK is 1, not 0. The interoperability suite
+/// (`scripts/sdk-interop.sh`) asserts these numbers against the SDK's own header at compile time.
 #[cfg(not(tlsio_sdk_xio))]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IO_OPEN_RESULT {
-    IO_OPEN_OK,
-    IO_OPEN_ERROR,
-    IO_OPEN_CANCELLED,
+    IO_OPEN_RESULT_INVALID = 0,
+    IO_OPEN_OK = 1,
+    IO_OPEN_ERROR = 2,
+    IO_OPEN_CANCELLED = 3,
 }
 
-/// `IO_SEND_RESULT` (`xio.h`).
+/// `IO_SEND_RESULT` (`xio.h`), also from `MU_DEFINE_ENUM`: `IO_SEND_RESULT_INVALID` is 0 and
+/// OK is 1 (checked against the SDK's header as above).
 #[cfg(not(tlsio_sdk_xio))]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IO_SEND_RESULT {
-    IO_SEND_OK,
-    IO_SEND_ERROR,
-    IO_SEND_CANCELLED,
+    IO_SEND_RESULT_INVALID = 0,
+    IO_SEND_OK = 1,
+    IO_SEND_ERROR = 2,
+    IO_SEND_CANCELLED = 3,
 }
 
 /// The SDK's opaque option handler (`optionhandler.h`).
@@ -462,9 +467,10 @@ unsafe extern "C" fn tlsio_rustls_open(
                     let Ok(mut io) = t.io.try_borrow_mut() else {
                         return Err(borrow_error());
                     };
-                    io.open().map_err(AbiError::from)
-                };
-                if r.is_ok() {
+                    if !io.is_closed() {
+                        // A wrong call: the callbacks of the open under way stay as they are.
+                        return io.open().map_err(AbiError::from);
+                    }
                     t.callbacks.set(OpenCallbacks {
                         on_open_complete: on_io_open_complete,
                         open_context: on_io_open_complete_context,
@@ -473,8 +479,11 @@ unsafe extern "C" fn tlsio_rustls_open(
                         on_error: on_io_error,
                         error_context: on_io_error_context,
                     });
-                    deliver(t);
-                }
+                    io.open().map_err(AbiError::from)
+                };
+                // An open that failed at once calls the open callback with IO_OPEN_ERROR here
+                // and then returns non-zero, as the SDK's socket and OpenSSL IOs do.
+                deliver(t);
                 r
             })
         };

@@ -9,7 +9,7 @@ use std::io;
 
 use tlsio_bridge::io::Transport;
 
-use super::IO_INTERFACE_DESCRIPTION;
+use super::{IO_INTERFACE_DESCRIPTION, IO_OPEN_RESULT, IO_SEND_RESULT};
 
 /// The SDK's `IO_INTERFACE_DESCRIPTION`, as this module calls it: the callbacks it gives the
 /// underlying IO take their result enums as `int` (same C ABI), so that a value coming in from
@@ -155,8 +155,7 @@ unsafe fn shared<'a>(ctx: *mut c_void) -> Option<&'a Shared> {
 unsafe extern "C" fn on_open_complete(ctx: *mut c_void, result: c_int) {
     // SAFETY: our context (see `shared`).
     if let Some(s) = unsafe { shared(ctx) } {
-        // IO_OPEN_OK is 0.
-        s.state.set(if result == 0 {
+        s.state.set(if result == IO_OPEN_RESULT::IO_OPEN_OK as c_int {
             LinkState::Open
         } else {
             LinkState::Failed
@@ -194,8 +193,8 @@ unsafe extern "C" fn on_error(ctx: *mut c_void) {
 unsafe extern "C" fn on_send_complete(ctx: *mut c_void, result: c_int) {
     // SAFETY: our context (see `shared`).
     if let Some(s) = unsafe { shared(ctx) } {
-        // IO_SEND_OK is 0; IO_SEND_CANCELLED (2) comes with a close we asked for.
-        if result == 1 {
+        // IO_SEND_CANCELLED comes with a close we asked for; anything else but OK is an error.
+        if result != IO_SEND_RESULT::IO_SEND_OK as c_int && result != IO_SEND_RESULT::IO_SEND_CANCELLED as c_int {
             s.error.set(true);
         }
     }
