@@ -64,6 +64,9 @@ fn require_mechanism(token: &Token, mechanism: MechanismType, what: &str, rsa_bi
             format!("{what} ({why})"),
         ))
     };
+    // Find the token first, re-initializing the module if it must (a token created after
+    // the module was initialized), as every other operation does.
+    token.run("find token", |_, _| Ok(()))?;
     if !token.mechanisms()?.contains(&mechanism) {
         return refuse(format!("the token does not offer {mechanism}"));
     }
