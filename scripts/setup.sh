@@ -7,6 +7,7 @@ packages=(
     build-essential pkg-config openssl libssl-dev valgrind libcurl4-openssl-dev
     softhsm2 opensc
     swtpm swtpm-tools libtss2-dev
+    libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon dbus-bin
 )
 
 missing=()

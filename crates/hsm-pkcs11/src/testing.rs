@@ -1,4 +1,6 @@
-//! A SoftHSM2 token directory for tests and benchmarks (feature `testing`).
+//! PKCS#11 modules under test, with their tokens in temp dirs (feature `testing`): SoftHSM2
+//! ([`SoftHsm`]) and tpm2-pkcs11 on its own swtpm ([`Tpm2Pkcs11`]), both behind [`TestModule`]
+//! so one suite of assertions runs on each.
 //!
 //! [`SoftHsm::create`] makes a temp dir with a `softhsm2.conf` whose token directory is inside
 //! it, and [`SoftHsm::init_token`] runs `softhsm2-util --init-token --free`. SoftHSM reads
@@ -8,12 +10,42 @@
 //! exist when a process initializes it; the backend re-initializes the module when a token is
 //! not found, but creating every token a test process needs first keeps tests simple.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hsm_core::{Error, Result};
 
 use crate::module::DEFAULT_MODULE;
+use crate::uri::Pkcs11Uri;
+
+/// Which module a [`TestModule`] is (for the few assertions that differ between tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    SoftHsm2,
+    Tpm2Pkcs11,
+}
+
+/// A PKCS#11 module under test: its library, a temp dir, the environment the module reads at
+/// `C_Initialize` (set it in this process before the first PKCS#11 call, and on child
+/// processes), and a way to make an initialized token with a user PIN.
+pub trait TestModule: Send + Sync {
+    fn kind(&self) -> ModuleKind;
+    /// The module library.
+    fn module(&self) -> &Path;
+    /// The temp dir (for PIN files and the like).
+    fn path(&self) -> &Path;
+    /// Environment variables the module reads when it is initialized.
+    fn environment(&self) -> Vec<(&'static str, OsString)>;
+    /// Create and initialize a token with `label`, SO PIN and user PIN.
+    fn init_token(&self, label: &str, so_pin: &str, pin: &str) -> Result<()>;
+    /// Write a PIN file in the temp dir and return its path.
+    fn pin_file(&self, name: &str, pin: &str) -> Result<PathBuf> {
+        let p = self.path().join(name);
+        std::fs::write(&p, pin).map_err(|e| Error::io("write PIN file", &p, e))?;
+        Ok(p)
+    }
+}
 
 /// A SoftHSM2 configuration and token directory in a temp dir (removed on drop).
 pub struct SoftHsm {
@@ -95,9 +127,7 @@ impl SoftHsm {
 
     /// Write a PIN file in the temp dir and return its path.
     pub fn pin_file(&self, name: &str, pin: &str) -> Result<PathBuf> {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, pin).map_err(|e| Error::io("write PIN file", &p, e))?;
-        Ok(p)
+        TestModule::pin_file(self, name, pin)
     }
 
     /// Run `softhsm2-util` with this configuration.
@@ -116,5 +146,157 @@ impl SoftHsm {
             )));
         }
         Ok(())
+    }
+}
+
+impl TestModule for SoftHsm {
+    fn kind(&self) -> ModuleKind {
+        ModuleKind::SoftHsm2
+    }
+
+    fn module(&self) -> &Path {
+        SoftHsm::module(self)
+    }
+
+    fn path(&self) -> &Path {
+        SoftHsm::path(self)
+    }
+
+    fn environment(&self) -> Vec<(&'static str, OsString)> {
+        vec![("SOFTHSM2_CONF", self.conf.clone().into_os_string())]
+    }
+
+    fn init_token(&self, label: &str, so_pin: &str, pin: &str) -> Result<()> {
+        SoftHsm::init_token(self, label, so_pin, pin)
+    }
+}
+
+/// tpm2-pkcs11 (Debian `libtpm2-pkcs11-1`) on a swtpm of its own behind the tpm2-abrmd
+/// resource manager, with its store (the SQLite database of token metadata and wrapped keys)
+/// in a temp dir. The module reads `TPM2_PKCS11_STORE` and `TPM2_PKCS11_TCTI`, the tabrmd TCTI
+/// `DBUS_SESSION_BUS_ADDRESS` ([`TestModule::environment`]). The store, its primary key and
+/// the tokens are made with `tpm2_ptool` (Debian `libtpm2-pkcs11-tools`, which runs
+/// `tpm2-tools`), so nothing in this process touches the module before the tests do:
+/// tpm2-pkcs11 reads its store when it is initialized and does not see objects added to it
+/// later by another process. Everything stops when this is dropped.
+///
+/// Why a resource manager: tpm2-pkcs11 keeps its primary key, the token's unsealed wrapping
+/// key and every key it used loaded in the TPM. On a bare swtpm (3 transient object slots, like
+/// many TPM chips) the second key generation of a process already fails with
+/// `CKR_GENERAL_ERROR` (TPM: "out of memory for object contexts"). Devices run it over the
+/// kernel's `/dev/tpmrm0` or tpm2-abrmd, which swap objects out.
+pub struct Tpm2Pkcs11 {
+    tabrmd: hsm_tpm::testing::Tabrmd,
+    dir: tempfile::TempDir,
+    module: PathBuf,
+}
+
+impl Tpm2Pkcs11 {
+    pub fn create() -> Result<Self> {
+        let module = crate::module::resolve_module_path(
+            &Pkcs11Uri {
+                module_name: Some("tpm2_pkcs11".into()),
+                ..Pkcs11Uri::default()
+            },
+            None,
+        )
+        .map_err(|e| Error::NotConfigured(format!("tpm2-pkcs11: {e} (install the `libtpm2-pkcs11-1` package)")))?;
+        let tabrmd = hsm_tpm::testing::Tabrmd::start()?;
+        let dir = tempfile::Builder::new()
+            .prefix("tpm2-pkcs11-")
+            .tempdir()
+            .map_err(|e| Error::io("create temp dir", std::env::temp_dir(), e))?;
+        let t = Tpm2Pkcs11 { tabrmd, dir, module };
+        let store = t.store();
+        std::fs::create_dir(&store).map_err(|e| Error::io("create tpm2-pkcs11 store", &store, e))?;
+        t.ptool(&["init"])?;
+        Ok(t)
+    }
+
+    /// The store directory (`TPM2_PKCS11_STORE`).
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// The resource manager and swtpm under the module.
+    pub fn tabrmd(&mut self) -> &mut hsm_tpm::testing::Tabrmd {
+        &mut self.tabrmd
+    }
+
+    /// Import an HMAC-SHA256 key into `token` with `tpm2_ptool import` (tpm2-pkcs11 refuses
+    /// `C_CreateObject` for secret keys and has no `CKM_GENERIC_SECRET_KEY_GEN`). Call it
+    /// before this process first uses the module.
+    pub fn import_hmac_key(&self, token: &str, label: &str, key: &[u8], pin: &str) -> Result<()> {
+        let file = self.dir.path().join(format!("{label}.hmac"));
+        std::fs::write(&file, key).map_err(|e| Error::io("write HMAC key file", &file, e))?;
+        let path = file.display().to_string();
+        let r = self.ptool(&[
+            "import",
+            "--label",
+            token,
+            "--key-label",
+            label,
+            "--userpin",
+            pin,
+            "--privkey",
+            &path,
+            "--algorithm",
+            "hmac:sha256",
+        ]);
+        let _ = std::fs::remove_file(&file);
+        r
+    }
+
+    /// Run `tpm2_ptool COMMAND ... --path STORE` against this instance.
+    pub fn ptool(&self, args: &[&str]) -> Result<()> {
+        let out = Command::new("tpm2_ptool")
+            .args(args)
+            .arg("--path")
+            .arg(self.store())
+            .env("TPM2TOOLS_TCTI", self.tabrmd.tcti())
+            .env("DBUS_SESSION_BUS_ADDRESS", self.tabrmd.bus_address())
+            .output()
+            .map_err(|e| Error::io("run tpm2_ptool (install `libtpm2-pkcs11-tools`)", "tpm2_ptool", e))?;
+        if !out.status.success() {
+            return Err(Error::Internal(format!(
+                "tpm2_ptool {} failed: {}{}",
+                args.first().copied().unwrap_or_default(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl TestModule for Tpm2Pkcs11 {
+    fn kind(&self) -> ModuleKind {
+        ModuleKind::Tpm2Pkcs11
+    }
+
+    fn module(&self) -> &Path {
+        &self.module
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn environment(&self) -> Vec<(&'static str, OsString)> {
+        vec![
+            ("TPM2_PKCS11_STORE", self.store().into_os_string()),
+            ("TPM2_PKCS11_TCTI", self.tabrmd.tcti().into()),
+            ("DBUS_SESSION_BUS_ADDRESS", self.tabrmd.bus_address().into()),
+        ]
+    }
+
+    /// `tpm2_ptool addtoken` under the store's primary key (id 1, made by `create`).
+    fn init_token(&self, label: &str, so_pin: &str, pin: &str) -> Result<()> {
+        let (so, user, label) = (
+            format!("--sopin={so_pin}"),
+            format!("--userpin={pin}"),
+            format!("--label={label}"),
+        );
+        self.ptool(&["addtoken", "--pid=1", &label, &so, &user])
     }
 }

@@ -505,6 +505,16 @@ impl Token {
         out
     }
 
+    /// What the token says about `mechanism` (`C_GetMechanismInfo`: key sizes, flags).
+    pub fn mechanism_info(&self, mechanism: MechanismType) -> Result<cryptoki::mechanism::MechanismInfo> {
+        let _entered = self.module.enter()?;
+        let slot = self.locate()?;
+        self.module
+            .context()
+            .get_mechanism_info(slot, mechanism)
+            .map_err(|e| device(format!("C_GetMechanismInfo ({mechanism})"), e))
+    }
+
     /// The mechanisms the token offers (cached).
     pub fn mechanisms(&self) -> Result<Vec<MechanismType>> {
         let entered = self.module.enter()?;

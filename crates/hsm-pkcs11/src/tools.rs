@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, CertificateType, KeyType, ObjectClass};
 use cryptoki::session::Session;
 use hsm_core::{Curve, Error, KeyAlgorithm, Result, SignatureScheme, SigningKey, pem};
@@ -54,6 +54,33 @@ fn new_id(session: &Session, label: &str) -> Vec<u8> {
     }
 }
 
+/// Refuse, before asking the token and naming it, what it cannot do: `mechanism` missing from
+/// its mechanism list or, for an RSA key pair, `bits` outside the key sizes it reports (tokens
+/// answer a plain `CKR_ATTRIBUTE_VALUE_INVALID` or `CKR_MECHANISM_INVALID` otherwise).
+fn require_mechanism(token: &Token, mechanism: MechanismType, what: &str, rsa_bits: Option<u32>) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::unsupported(
+            format!("token `{}`", token.uri().token_description()),
+            format!("{what} ({why})"),
+        ))
+    };
+    // Find the token first, re-initializing the module if it must (a token created after
+    // the module was initialized), as every other operation does.
+    token.run("find token", |_, _| Ok(()))?;
+    if !token.mechanisms()?.contains(&mechanism) {
+        return refuse(format!("the token does not offer {mechanism}"));
+    }
+    if let Some(bits) = rsa_bits {
+        let info = token.mechanism_info(mechanism)?;
+        let (min, max) = (info.min_key_size(), info.max_key_size());
+        let bits = bits as usize;
+        if max > 0 && !(min..=max).contains(&bits) {
+            return refuse(format!("its {mechanism} makes keys of {min} to {max} bits"));
+        }
+    }
+    Ok(())
+}
+
 fn require_label(uri: &Pkcs11Uri, what: &str) -> Result<String> {
     uri.object.clone().ok_or_else(|| {
         Error::parse(
@@ -91,6 +118,19 @@ pub fn generate_key_pair(uri: &str, algorithm: KeyAlgorithm) -> Result<Pkcs11Uri
         }
     };
     let token = Token::open(&uri, None)?;
+    let rsa_bits = match algorithm {
+        KeyAlgorithm::Rsa { bits } => Some(bits),
+        _ => None,
+    };
+    require_mechanism(
+        &token,
+        mechanism.mechanism_type(),
+        &match algorithm {
+            KeyAlgorithm::Rsa { bits } => format!("generating a {bits}-bit RSA key pair"),
+            other => format!("generating a {other:?} key pair"),
+        },
+        rsa_bits,
+    )?;
     let (label, id) = token.run_rw(|session| {
         if exists(session, ObjectClass::PRIVATE_KEY, &uri)? {
             return Err(Error::invalid(
@@ -323,6 +363,14 @@ fn store_secret(uri: &str, key: Option<&[u8]>, len: usize) -> Result<Pkcs11Uri> 
     let uri = Pkcs11Uri::parse(uri)?;
     let label = require_label(&uri, "a secret key")?;
     let token = Token::open(&uri, None)?;
+    if key.is_none() {
+        require_mechanism(
+            &token,
+            MechanismType::GENERIC_SECRET_KEY_GEN,
+            "generating an HMAC key",
+            None,
+        )?;
+    }
     let id = token.run_rw(|session| {
         if exists(session, ObjectClass::SECRET_KEY, &uri)? {
             return Err(Error::invalid(

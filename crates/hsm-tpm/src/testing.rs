@@ -1,6 +1,6 @@
 //! A swtpm instance for tests and benchmarks (feature `testing`): its own TCP port pair and
 //! state directory, stopped (`swtpm_ioctl -s`, then kill) on drop. A missing swtpm is an
-//! error, never a skip.
+//! error, never a skip. [`Tabrmd`] puts the tpm2-abrmd resource manager in front of one.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -124,5 +124,125 @@ impl Swtpm {
 impl Drop for Swtpm {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// tpm2-abrmd, the TPM2 access broker and resource manager many devices share their TPM
+/// through, over a [`Swtpm`] of its own and on a private D-Bus session bus (a `dbus-daemon`
+/// started here). Clients reach it with [`Tabrmd::tcti`] once `DBUS_SESSION_BUS_ADDRESS` is
+/// [`Tabrmd::bus_address`] in their environment (the TCTI reads it; a process has one session
+/// bus, so one `Tabrmd` per process). Needs the packages `tpm2-abrmd`, `libtss2-tcti-tabrmd0`
+/// and `dbus-daemon`; a missing one is an error, never a skip. Everything stops on drop.
+pub struct Tabrmd {
+    abrmd: Option<Child>,
+    dbus: Option<Child>,
+    address: String,
+    swtpm: Swtpm,
+}
+
+impl Tabrmd {
+    pub fn start() -> Result<Self> {
+        let swtpm = Swtpm::start()?;
+        let mut dbus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::io("start dbus-daemon (Debian package dbus-daemon)", "dbus-daemon", e))?;
+        let mut address = String::new();
+        if let Some(out) = dbus.stdout.take() {
+            use std::io::BufRead as _;
+            std::io::BufReader::new(out)
+                .read_line(&mut address)
+                .map_err(|e| Error::io("read the D-Bus address", "dbus-daemon", e))?;
+        }
+        let address = address.trim().to_string();
+        let mut t = Tabrmd {
+            abrmd: None,
+            dbus: Some(dbus),
+            address,
+            swtpm,
+        };
+        if t.address.is_empty() {
+            return Err(Error::Internal("dbus-daemon printed no bus address".into()));
+        }
+        let abrmd = Command::new("tpm2-abrmd")
+            // --allow-root: tests run as root in containers; it changes nothing otherwise.
+            .args(["--session", "--allow-root", "--flush-all"])
+            .arg(format!("--tcti={}", t.swtpm.tcti()))
+            .env("DBUS_SESSION_BUS_ADDRESS", &t.address)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("start tpm2-abrmd (Debian package tpm2-abrmd)", "tpm2-abrmd", e))?;
+        t.abrmd = Some(abrmd);
+        t.wait_ready()?;
+        Ok(t)
+    }
+
+    /// Wait until tpm2-abrmd owns its bus name (it exits with a message when it cannot).
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(c) = self.abrmd.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    let mut message = String::new();
+                    if let Some(mut err) = c.stderr.take() {
+                        use std::io::Read as _;
+                        let _ = err.read_to_string(&mut message);
+                    }
+                    self.abrmd = None;
+                    return Err(Error::Internal(format!(
+                        "tpm2-abrmd exited ({status}): {}",
+                        message.trim()
+                    )));
+                }
+            }
+            let owned = Command::new("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:com.intel.tss2.Tabrmd",
+                ])
+                .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+                .output()
+                .map_err(|e| Error::io("run dbus-send (Debian package dbus-bin)", "dbus-send", e))?;
+            if String::from_utf8_lossy(&owned.stdout).contains("boolean true") {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(Error::Internal(
+            "tpm2-abrmd did not register on the D-Bus within 10 s".into(),
+        ))
+    }
+
+    /// The TCTI string for clients (with `DBUS_SESSION_BUS_ADDRESS` set to [`Tabrmd::bus_address`]).
+    pub fn tcti(&self) -> String {
+        "tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=session".into()
+    }
+
+    /// The private session bus (the value for `DBUS_SESSION_BUS_ADDRESS`).
+    pub fn bus_address(&self) -> &str {
+        &self.address
+    }
+
+    /// The swtpm under the resource manager.
+    pub fn swtpm(&mut self) -> &mut Swtpm {
+        &mut self.swtpm
+    }
+}
+
+impl Drop for Tabrmd {
+    fn drop(&mut self) {
+        for mut child in [self.abrmd.take(), self.dbus.take()].into_iter().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -1,45 +1,53 @@
-//! Shared fixture: one SoftHSM2 token directory per test process (C_Initialize is once per
-//! process), set up on first use.
+//! Shared fixture: one module under test per test process (C_Initialize is once per
+//! process): SoftHSM2 ([`fixture`], set up on first use) or tpm2-pkcs11 ([`set_up`] on a
+//! `Tpm2Pkcs11`), each with the tokens `LABEL` and `PIN_TEST_LABEL`. `suite` holds the
+//! assertions both run.
 #![allow(dead_code)]
+
+pub mod suite;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use hsm_pkcs11::testing::SoftHsm;
+use hsm_pkcs11::testing::{SoftHsm, TestModule};
 
 pub const SO_PIN: &str = "so-pin-0000";
 pub const PIN: &str = "user-pin-1234";
 pub const LABEL: &str = "hsm-test";
 pub const PIN_TEST_LABEL: &str = "pin-test";
 
-pub struct Fixture {
-    pub hsm: SoftHsm,
+pub struct Fixture<M: TestModule = SoftHsm> {
+    pub hsm: M,
     pub pin_file: PathBuf,
 }
 
-/// The process-wide SoftHSM2 fixture with one token `LABEL`. Fails (never skips) when
-/// softhsm2 is missing.
+/// The process-wide SoftHSM2 fixture with the tokens `LABEL` and `PIN_TEST_LABEL`. Fails
+/// (never skips) when softhsm2 is missing.
 pub fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let hsm = SoftHsm::create().expect("SoftHSM2 must be installed (apt-get install softhsm2)");
-        // SAFETY: runs once, inside OnceLock initialization, before any PKCS#11 module is
-        // loaded in this process; no other code of this test binary reads or writes the
-        // environment concurrently.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var("SOFTHSM2_CONF", hsm.conf());
-        }
-        hsm.init_token(LABEL, SO_PIN, PIN).expect("softhsm2-util --init-token");
-        // SoftHSM sees only the tokens that exist when the module is initialized.
-        hsm.init_token(PIN_TEST_LABEL, SO_PIN, PIN)
-            .expect("softhsm2-util --init-token");
-        let pin_file = hsm.pin_file("user.pin", &format!("{PIN}\n")).unwrap();
-        Fixture { hsm, pin_file }
-    })
+    F.get_or_init(|| set_up(SoftHsm::create().expect("SoftHSM2 must be installed (apt-get install softhsm2)")))
 }
 
-impl Fixture {
+/// Set the module's environment for this process, and make the tokens `LABEL` and
+/// `PIN_TEST_LABEL` (both first: SoftHSM sees only the tokens that exist when the module is
+/// initialized) and the PIN file. Call it once per process, before any PKCS#11 call.
+pub fn set_up<M: TestModule>(hsm: M) -> Fixture<M> {
+    for (name, value) in hsm.environment() {
+        // SAFETY: runs once per process (inside OnceLock initialization, or first in the
+        // only test of its binary), before any PKCS#11 module is loaded; no other code of
+        // this test binary reads or writes the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(name, value);
+        }
+    }
+    hsm.init_token(LABEL, SO_PIN, PIN).expect("init token");
+    hsm.init_token(PIN_TEST_LABEL, SO_PIN, PIN).expect("init token");
+    let pin_file = hsm.pin_file("user.pin", &format!("{PIN}\n")).unwrap();
+    Fixture { hsm, pin_file }
+}
+
+impl<M: TestModule> Fixture<M> {
     /// A URI on the test token with the PIN file and `rest` (`object=...;id=...`).
     pub fn uri(&self, rest: &str) -> String {
         self.uri_on(LABEL, rest)
