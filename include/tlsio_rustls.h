@@ -38,6 +38,19 @@ typedef enum {
 
 #if !defined(OPTIONHANDLER_H)
 /*
+ `OPTIONHANDLER_RESULT` (`optionhandler.h`), declared with `MU_DEFINE_ENUM_WITHOUT_INVALID`:
+ no INVALID value, OK is 0 (asserted against the SDK's header as above). The SDK's option
+ handler functions return it; this library compares their results with these values.
+ */
+typedef enum {
+  OPTIONHANDLER_OK = 0,
+  OPTIONHANDLER_ERROR = 1,
+  OPTIONHANDLER_INVALIDARG = 2,
+} OPTIONHANDLER_RESULT;
+#endif
+
+#if !defined(OPTIONHANDLER_H)
+/*
  The SDK's opaque option handler (`optionhandler.h`).
  */
 typedef struct OPTIONHANDLER_HANDLE_DATA_TAG OPTIONHANDLER_HANDLE_DATA_TAG;

@@ -61,6 +61,18 @@ pub enum IO_SEND_RESULT {
     IO_SEND_CANCELLED = 3,
 }
 
+/// `OPTIONHANDLER_RESULT` (`optionhandler.h`), declared with `MU_DEFINE_ENUM_WITHOUT_INVALID`:
+/// no INVALID value, OK is 0 (asserted against the SDK's header as above). The SDK's option
+/// handler functions return it; this library compares their results with these values.
+#[cfg(not(tlsio_sdk_optionhandler))]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OPTIONHANDLER_RESULT {
+    OPTIONHANDLER_OK = 0,
+    OPTIONHANDLER_ERROR = 1,
+    OPTIONHANDLER_INVALIDARG = 2,
+}
+
 /// The SDK's opaque option handler (`optionhandler.h`).
 #[cfg(not(tlsio_sdk_optionhandler))]
 pub struct OPTIONHANDLER_HANDLE_DATA_TAG {
@@ -640,7 +652,7 @@ unsafe fn set_option(
             AnyTransport::Underlying(u) => {
                 // SAFETY: the value is an OPTIONHANDLER_HANDLE; fed to the live underlying IO.
                 let rc = unsafe { shim::feed(value.cast_mut(), u.handle()) };
-                if rc == 0 {
+                if rc == OPTIONHANDLER_RESULT::OPTIONHANDLER_OK as c_int {
                     Ok(())
                 } else {
                     Err(Some(
@@ -845,7 +857,7 @@ fn retrieve(io: &Io) -> Result<OPTIONHANDLER_HANDLE, AbiError> {
                 unsafe { shim::add(oh, cname.as_ptr(), (&raw mut v).cast()) }
             }
         };
-        if rc != 0 {
+        if rc != OPTIONHANDLER_RESULT::OPTIONHANDLER_OK as c_int {
             // SAFETY: the handler created above, destroyed once.
             unsafe { shim::destroy(oh) };
             return Err(Error::Internal(format!("OptionHandler_AddOption({name}) failed with {rc}")).into());

@@ -12,7 +12,9 @@ typedef void* (*hsm_tlsio_clone_option)(const char* name, void* value);
 typedef void (*hsm_tlsio_destroy_option)(const char* name, void* value);
 typedef int (*hsm_tlsio_set_option)(void* handle, const char* name, void* value);
 
-/* The SDK's functions; OPTIONHANDLER_RESULT is a C enum: OK = 0, ERROR = 1, INVALIDARG = 2. */
+/* The SDK's functions. OPTIONHANDLER_RESULT is returned as it is; the Rust side compares it with
+ * the numbers of its own OPTIONHANDLER_RESULT (include/tlsio_rustls.h), which the interop suite
+ * asserts against the SDK's header. */
 extern hsm_tlsio_option_handler OptionHandler_Create(hsm_tlsio_clone_option clone_option,
                                                      hsm_tlsio_destroy_option destroy_option,
                                                      hsm_tlsio_set_option set_option) __attribute__((weak));
@@ -39,7 +41,7 @@ HIDDEN void* hsm_abi_tlsio_option_handler_create(hsm_tlsio_clone_option clone_op
     return OptionHandler_Create(clone_option, destroy_option, set_option);
 }
 
-/* 0 on success, else the OPTIONHANDLER_RESULT (or -1: the API is absent). */
+/* The SDK's OPTIONHANDLER_RESULT (or -1: the API is absent). */
 HIDDEN int hsm_abi_tlsio_option_handler_add(void* handle, const char* name, void* value)
 {
     if (!hsm_abi_tlsio_option_handler_available()) {

@@ -1,0 +1,456 @@
+#!/usr/bin/env bash
+# The interoperability suite: the REAL Azure IoT C SDK, built from its source, with libhsm_abi
+# as its custom HSM (hsm_custom_lib) exactly as README.md tells users, registering our C device
+# program (examples/c-device) with the project's DPS emulator for every identity we support.
+#
+#   scripts/sdk-interop.sh               every case, one line each, then "N passed, N failed"
+#   scripts/sdk-interop.sh --bench N     then N alternating registrations per TLS path (CPU)
+#   KEEP_TMP=1 scripts/sdk-interop.sh    keep the work directory for inspection
+#
+# The SDK source: the tree named by HSM_ABI_SDK_SRC (check your own SDK version with it), else
+# the tarball HSM_ABI_SDK_TARBALL, else ../shared/upstream/azure-iot-sdk-c.tar.xz beside the
+# project. It is unpacked into the work directory and never modified in place: the rustls build
+# is a second copy whose platform adapter is replaced by examples/platform_tlsio_rustls.c.
+# Without a source the suite says so loudly and exits 0, unless CI is set (then it fails).
+#
+# The SDK dials fixed ports (443 for HTTPS and MQTT over WebSockets, 8883 for MQTT), so the
+# suite runs in a network namespace of its own (unshare -n, as root): the emulator listens on
+# 127.0.0.1:443 there, and nothing outside is touched or reachable.
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+bench_runs=0
+case "${1:-}" in
+    --bench) bench_runs="${2:?--bench needs a count}" ;;
+    "") ;;
+    *) echo "usage: $0 [--bench N]" >&2; exit 2 ;;
+esac
+
+# ---- the SDK source ----
+sdk_src="${HSM_ABI_SDK_SRC:-}"
+tarball="${HSM_ABI_SDK_TARBALL:-$root/../shared/upstream/azure-iot-sdk-c.tar.xz}"
+if [ -n "$sdk_src" ]; then
+    [ -f "$sdk_src/provisioning_client/CMakeLists.txt" ] ||
+        { echo "sdk-interop: HSM_ABI_SDK_SRC=$sdk_src is not an Azure IoT C SDK tree" >&2; exit 1; }
+elif [ ! -f "$tarball" ]; then
+    echo "############################################################################" >&2
+    echo "sdk-interop: NO AZURE IOT C SDK SOURCE: $tarball is absent and" >&2
+    echo "sdk-interop: HSM_ABI_SDK_SRC is not set. The tests against the real SDK did NOT run." >&2
+    echo "############################################################################" >&2
+    if [ -n "${CI:-}" ]; then
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    exit 0
+fi
+
+# ---- a network namespace of our own ----
+if [ -z "${SDK_INTEROP_IN_NETNS:-}" ]; then
+    if ! unshare -n true 2>/dev/null; then
+        echo "sdk-interop: cannot create a network namespace (unshare -n needs root)" >&2
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    exec env SDK_INTEROP_IN_NETNS=1 unshare -n bash "${BASH_SOURCE[0]}" "$@"
+fi
+ip link set lo up || { echo "sdk-interop: cannot bring up lo in the namespace" >&2; exit 1; }
+
+for tool in cargo cmake make gcc openssl python3 pkg-config softhsm2-util swtpm tinyproxy valgrind; do
+    command -v "$tool" >/dev/null || { echo "sdk-interop: $tool is required (scripts/setup.sh)" >&2; exit 1; }
+done
+
+w="$target_dir/sdk-interop"
+rm -rf "$w"
+mkdir -p "$w"
+tmp="$w/logs"
+mkdir -p "$tmp"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    [ -n "${KEEP_TMP:-}" ] || rm -rf "$w"
+}
+trap cleanup EXIT
+[ -n "${KEEP_TMP:-}" ] && echo "sdk-interop: work directory $w"
+
+# shellcheck source=lib/steps.sh
+source "$root/scripts/lib/steps.sh"
+abort_if_failed() {
+    if [ "$failed" -ne 0 ]; then
+        echo "sdk-interop: $passed passed, $failed failed"
+        echo "$passed passed, $failed failed"
+        exit 1
+    fi
+}
+
+# ---- our library, installed like a C library; the tools ----
+prefix="$w/prefix"
+install_lib() {
+    bash "$root/scripts/install-c.sh" --prefix "$prefix" --features tpm
+    (cd "$root" && cargo build --locked -p hsmctl -p dps-emulator --all-features)
+}
+run install install_lib
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+hsmctl="$target_dir/debug/hsmctl"
+emulator="$target_dir/debug/dps-emulator"
+
+# The pkg-config file: what it gives is exactly what links, with and without the tpm feature.
+pkgconfig_case() {
+    local p="$w/prefix-$1"
+    if [ "$1" = tpm ]; then p="$prefix"; else bash "$root/scripts/install-c.sh" --prefix "$p"; fi
+    printf '#include "hsm_client_data.h"\n#include "hsm_abi.h"\nint main(void) { return hsm_client_x509_interface() == 0; }\n' \
+        >"$w/pc-$1.c"
+    local custom
+    custom="$(PKG_CONFIG_PATH="$p/lib/pkgconfig" pkg-config --variable=hsm_custom_lib hsm_abi)"
+    # Static, as the SDK's hsm_custom_lib list: the archive first, then -l of each native.
+    # shellcheck disable=SC2046
+    gcc -std=c11 $(PKG_CONFIG_PATH="$p/lib/pkgconfig" pkg-config --cflags hsm_abi) "$w/pc-$1.c" \
+        $(tr ';' '\n' <<<"$custom" | sed '1!s/^/-l/') -o "$w/pc-static-$1"
+    "$w/pc-static-$1"
+    ! readelf -d "$w/pc-static-$1" | grep -q 'libhsm_abi'
+    # Static through pkg-config --static, and shared (the soname is recorded).
+    # shellcheck disable=SC2046
+    gcc -std=c11 $(PKG_CONFIG_PATH="$p/lib/pkgconfig" pkg-config --cflags hsm_abi) "$w/pc-$1.c" \
+        $(PKG_CONFIG_PATH="$p/lib/pkgconfig" pkg-config --libs hsm_abi) -o "$w/pc-shared-$1"
+    readelf -d "$w/pc-shared-$1" | grep -q 'NEEDED.*\[libhsm_abi.so.0\]'
+    LD_LIBRARY_PATH="$p/lib" "$w/pc-shared-$1"
+    if [ "$1" = tpm ]; then grep -q '^Requires.private: .*tss2-esys' "$p/lib/pkgconfig/hsm_abi.pc"; fi
+    if [ "$1" = notpm ]; then ! grep -q 'tss2' "$p/lib/pkgconfig/hsm_abi.pc"; fi
+}
+run pkgconfig_tpm pkgconfig_case tpm
+run pkgconfig_without_tpm pkgconfig_case notpm
+
+# ---- the SDK, twice: its own OpenSSL tlsio, and our platform adapter (rustls tlsio) ----
+unpack() {
+    local dest="$1"
+    mkdir -p "$dest"
+    if [ -n "$sdk_src" ]; then
+        cp -a "$sdk_src/." "$dest/"
+    else
+        tar -xJf "$tarball" -C "$dest" --strip-components=1
+    fi
+    [ -f "$dest/provisioning_client/CMakeLists.txt" ]
+}
+build_device() {
+    local flavour="$1" src="$w/sdk-$1" build="$w/build-$1"
+    unpack "$src"
+    if [ "$flavour" = rustls ]; then
+        # README.md, "Using the rustls TLS bridge in the C SDK".
+        cp "$root/examples/platform_tlsio_rustls.c" "$src/c-utility/adapters/platform_linux.c"
+        cp "$prefix/include/hsm_abi/tlsio_rustls.h" "$src/c-utility/inc/"
+    fi
+    cmake -S "$root/examples/c-device" -B "$build" -DCMAKE_BUILD_TYPE=Release -DAZURE_IOT_SDK_SRC="$src" \
+        >"$tmp/cmake-$flavour.out"
+    cmake --build "$build" --target prov_device -j 2 >"$tmp/make-$flavour.out"
+    [ -x "$build/prov_device" ]
+}
+run build_sdk_openssl build_device openssl
+run build_sdk_rustls build_device rustls
+dev_openssl="$w/build-openssl/prov_device"
+dev_rustls="$w/build-rustls/prov_device"
+
+# Which TLS layer each program really has (the symbol the adapter pulls in).
+tls_layers() {
+    nm "$dev_rustls" | grep -q ' T tlsio_rustls_get_interface_description'
+    ! nm "$dev_rustls" | grep -q 'tlsio_openssl_get_interface_description'
+    nm "$dev_openssl" | grep -q 'tlsio_openssl_get_interface_description'
+}
+run tls_layers tls_layers
+
+# ---- our headers against the SDK's: enum values and layouts, asserted at compile time ----
+abi_check() {
+    local src="$w/sdk-openssl"
+    local sdk_inc=(-I "$src/c-utility/inc" -I "$src/deps/azure-macro-utils-c/inc" -I "$src/deps/umock-c/inc"
+        -I "$src/provisioning_client/adapters" -I "$src/deps/c-logging/v2/inc")
+    # 1. What OUR headers say, compiled alone, printed as #defines.
+    gcc -std=c11 -Wall -Werror -I "$prefix/include/hsm_abi" -DOURS "$root/tests/c/sdk_abi_check.c" -o "$w/abi-ours"
+    "$w/abi-ours" >"$w/abi_ours.h"
+    # 2. The SDK's headers, with those numbers: every _Static_assert must hold.
+    gcc -std=c11 -Wall -Werror "${sdk_inc[@]}" -include "$w/abi_ours.h" -c "$root/tests/c/sdk_abi_check.c" \
+        -o "$w/abi-sdk.o"
+    wc -l <"$w/abi_ours.h"
+}
+run abi_layout_matches_sdk_headers abi_check
+abort_if_failed
+
+# ---- identities ----
+scope="0ne00SDKINT"
+hub="sdk-interop-hub.azure-devices.net"
+id_dir="$w/ids"
+mkdir -p "$id_dir"
+identities() {
+    cd "$id_dir"
+    # A root CA enrolled as a group; file devices under it (PEM key and key token).
+    "$hsmctl" certs --out-dir pki --device-id sdk-file-pem >/dev/null
+    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem \
+        --device-id sdk-file-token >/dev/null
+    # A device whose chain the emulator does not know (a CA of its own).
+    "$hsmctl" certs --out-dir rogue --root-cn "rogue root" --device-id sdk-rogue >/dev/null
+    printf '[x509]\nbackend = "file"\ncertificate = "pki/sdk-file-pem.chain.pem"\nprivate_key = "pki/sdk-file-pem.key.pem"\nkey_reference = "pem"\n' \
+        >file-pem.toml
+    printf '[x509]\nbackend = "file"\ncertificate = "pki/sdk-file-token.chain.pem"\nprivate_key = "pki/sdk-file-token.key.pem"\nkey_reference = "token"\n' \
+        >file-token.toml
+    # Wrong key: the certificate of one device with the key of another.
+    printf '[x509]\nbackend = "file"\ncertificate = "pki/sdk-file-token.chain.pem"\nprivate_key = "pki/sdk-file-pem.key.pem"\nkey_reference = "token"\n' \
+        >wrong-key.toml
+    printf '[x509]\nbackend = "file"\ncertificate = "rogue/sdk-rogue.chain.pem"\nprivate_key = "rogue/sdk-rogue.key.pem"\nkey_reference = "token"\n' \
+        >rogue.toml
+
+    # PKCS#11 (SoftHSM2): a key generated on the token, and one imported from a known PEM
+    # (for the memory scan, which must know what to look for).
+    eval "$(bash "$root/scripts/softhsm-env.sh" "$id_dir/softhsm" sdkint)"
+    printf 'export SOFTHSM2_CONF=%q PKCS11_PIN_FILE=%q\n' "$SOFTHSM2_CONF" "$PKCS11_PIN_FILE" >softhsm.env
+    local uri
+    uri=$("$hsmctl" pkcs11 keygen --uri "pkcs11:token=sdkint;object=dev?pin-source=file:$PKCS11_PIN_FILE")
+    "$hsmctl" pkcs11 csr --uri "$uri" --common-name sdk-pkcs11 --out pkcs11.csr
+    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem --csr pkcs11.csr \
+        >/dev/null
+    printf '[x509]\nbackend = "pkcs11"\nkey = "%s"\ncertificate_file = "pki/sdk-pkcs11.chain.pem"\n' "$uri" >pkcs11.toml
+
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out scan.key.pem
+    softhsm2-util --import scan.key.pem --token sdkint --label scan --id 5ca7 --pin "$(cat "$PKCS11_PIN_FILE")" \
+        >/dev/null
+    openssl pkey -in scan.key.pem -pubout -out scan.pub.pem
+    openssl req -new -key scan.key.pem -subj "/CN=sdk-pkcs11-scan" -out scan.csr
+    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem --csr scan.csr \
+        >/dev/null
+    printf '[x509]\nbackend = "pkcs11"\nkey = "pkcs11:token=sdkint;object=scan?pin-source=file:%s"\ncertificate_file = "pki/sdk-pkcs11-scan.chain.pem"\n' \
+        "$PKCS11_PIN_FILE" >pkcs11-scan.toml
+    # The same known key as a PEM file for the OpenSSL tlsio (the scan's positive control).
+    openssl req -new -key scan.key.pem -subj "/CN=sdk-pem-scan" -out pem-scan.csr
+    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem --csr pem-scan.csr \
+        >/dev/null
+    printf '[x509]\nbackend = "file"\ncertificate = "pki/sdk-pem-scan.chain.pem"\nprivate_key = "scan.key.pem"\nkey_reference = "pem"\n' \
+        >pem-scan.toml
+    openssl pkey -in scan.key.pem -text -noout | python3 -c '
+import sys, re
+t = sys.stdin.read()
+hexd = re.search(r"priv:\s*((?:[0-9a-f]{2}:?\s*)+)", t).group(1)
+d = bytes.fromhex(re.sub(r"[^0-9a-f]", "", hexd))[-32:]
+open("scan.d.bin", "wb").write(d.rjust(32, b"\0"))'
+
+    # DICE: a group (the device CA is enrolled) and an individual (DeviceID enrolled).
+    head -c 1024 /dev/urandom >firmware.bin
+    "$hsmctl" dice init --uds-file uds.bin >/dev/null
+    printf '[x509]\nbackend = "dice"\nuds_file = "uds.bin"\nfirmware_file = "firmware.bin"\nregistration_id = "sdk-dice-group"\nca_certificate = "pki/root-ca.cert.pem"\nca_key = "pki/root-ca.key.pem"\n' \
+        >dice-group.toml
+    "$hsmctl" dice init --uds-file uds2.bin >/dev/null
+    printf '[x509]\nbackend = "dice"\nuds_file = "uds2.bin"\nfirmware_file = "firmware.bin"\nregistration_id = "sdk-dice-solo"\n' \
+        >dice-solo.toml
+    "$hsmctl" dice chain --config dice-solo.toml --out-dir dice-solo >/dev/null
+
+    # The example vendor backend (C, OpenSSL inside), with a device under the root CA.
+    make -s -C "$root/examples/vendor-ecdsa" OUT="$id_dir" CFLAGS="-std=c11 -O2 -Wall -I $root/include"
+    mkdir -p vendor
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out vendor/key.pem
+    openssl req -new -key vendor/key.pem -subj "/CN=sdk-vendor" -out vendor.csr
+    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem --csr vendor.csr \
+        >/dev/null
+    cp pki/sdk-vendor.chain.pem vendor/chain.pem
+    printf '[x509]\nbackend = "vendor"\nlibrary = "libvendor_ecdsa.so"\nidentity = "%s"\n' "$id_dir/vendor" >vendor.toml
+
+    # Symmetric keys: individual, and a device of a group (its key derived by the library).
+    individual_key="$(openssl rand -base64 32)"
+    group_key="$(openssl rand -base64 64 | tr -d '\n')"
+    printf '[symmetric_key]\nbackend = "file"\nregistration_id = "sdk-symm"\nsymmetric_key = "%s"\n' "$individual_key" \
+        >symm.toml
+    printf '[symmetric_key]\nbackend = "file"\nregistration_id = "sdk-symm-group-7"\ngroup_key = "%s"\n' "$group_key" \
+        >symm-group.toml
+    printf '[symmetric_key]\nbackend = "file"\nregistration_id = "sdk-symm"\nsymmetric_key = "%s"\n' \
+        "$(openssl rand -base64 32)" >symm-wrong.toml
+
+    cat >emulator.toml <<EOF
+id_scope = "$scope"
+assigned_hub = "$hub"
+
+[[enrollment]]
+type = "x509-group"
+name = "sdk-x509-group"
+ca = "pki/root-ca.cert.pem"
+
+[[enrollment]]
+type = "x509-individual"
+registration_id = "sdk-dice-solo"
+certificate = "dice-solo/device-id.cert.pem"
+
+[[enrollment]]
+type = "symmetric-individual"
+registration_id = "sdk-symm"
+primary_key = "$individual_key"
+
+[[enrollment]]
+type = "symmetric-group"
+name = "sdk-symm-group"
+primary_key = "$group_key"
+EOF
+}
+run identities identities
+[ -f "$id_dir/softhsm.env" ] && source "$id_dir/softhsm.env"
+
+# A TPM (swtpm): an x509 key inside it, and the SDK's TPM attestation.
+export TSS2_LOG=all+NONE
+tpm_identities() {
+    cd "$id_dir"
+    start_swtpm "$id_dir/tpmstate" "$tmp/swtpm.log"
+    echo "$swtpm_pid" >swtpm.pid
+    local tcti="swtpm:host=127.0.0.1,port=$swtpm_port"
+    "$hsmctl" tpm keygen --tcti "$tcti" --handle 0x81000200 >tpm-keygen.out
+    local token
+    token="$(sed -n 's/^token: //p' tpm-keygen.out)"
+    "$hsmctl" tpm csr --key "$token" --common-name sdk-tpm-x509 --out tpm.csr
+    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem --csr tpm.csr >/dev/null
+    printf '[x509]\nbackend = "tpm"\ntcti = "%s"\nkey_handle = 0x81000200\ncertificate = "pki/sdk-tpm-x509.chain.pem"\n' \
+        "$tcti" >tpm-x509.toml
+    printf '[tpm]\nbackend = "tpm"\ntcti = "%s"\n' "$tcti" >tpm.toml
+    "$hsmctl" --log error enrollment --config tpm.toml >tpm-enrollment.json
+    python3 - <<'PY' >>emulator.toml
+import json
+e = json.load(open("tpm-enrollment.json"))
+print()
+print("[[enrollment]]")
+print('type = "tpm-individual"')
+print(f'registration_id = "{e["registrationId"]}"')
+print(f'endorsement_key = "{e["attestation"]["tpm"]["endorsementKey"]}"')
+PY
+}
+run tpm_identities tpm_identities
+[ -f "$id_dir/swtpm.pid" ] && pids+=("$(cat "$id_dir/swtpm.pid")")
+abort_if_failed
+
+# ---- the emulator on 127.0.0.1:443 (inside the namespace); a proxy on 127.0.0.1:8888 ----
+(cd "$id_dir" && exec "$emulator" --config emulator.toml --port 443 --server-ca-out server-ca.pem \
+    >"$tmp/emulator.out" 2>"$tmp/emulator.log") &
+pids+=("$!")
+for _ in $(seq 100); do grep -q '^listening on ' "$tmp/emulator.out" 2>/dev/null && break; sleep 0.1; done
+grep -q '^listening on 127.0.0.1:443' "$tmp/emulator.out" || { cat "$tmp/emulator.log"; fail emulator; abort_if_failed; }
+server_ca="$id_dir/server-ca.pem"
+
+cat >"$w/tinyproxy.conf" <<EOF
+Port 8888
+Listen 127.0.0.1
+Timeout 30
+Allow 127.0.0.1
+ConnectPort 443
+LogLevel Connect
+LogFile "$tmp/tinyproxy.log"
+PidFile "$w/tinyproxy.pid"
+MaxClients 20
+EOF
+tinyproxy -d -c "$w/tinyproxy.conf" >"$tmp/tinyproxy.out" 2>&1 &
+pids+=("$!")
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/8888) 2>/dev/null && break; sleep 0.1; done
+
+# ---- the cases ----
+# register NAME DEVICE CONFIG ATTESTATION EXPECT [prov_device options...]
+#   EXPECT: "assigned" (exit 0, one "assigned hub=... device=..." line naming our hub) or
+#   "error" (the SDK's error path: exit 1, never "assigned", within the program's timeout).
+#   A successful run must print no ERROR line from our library or its devices.
+register() {
+    local name="$1" dev="$2" config="$3" attestation="$4" expect="$5"
+    shift 5
+    local out="$tmp/$name.stdout" err="$tmp/$name.stderr" rc=0 start end
+    start=$(date +%s)
+    (cd "$id_dir" && HSM_ABI_CONFIG="$id_dir/$config" HSM_ABI_LOG=warn "$@" "$dev" --id-scope "$scope" \
+        --endpoint localhost --attestation "$attestation" --timeout 60 "${extra[@]}" >"$out" 2>"$err") || rc=$?
+    end=$(date +%s)
+    echo "exit $rc after $((end - start)) s"
+    if [ "${max_s:-0}" -gt 0 ] && [ $((end - start)) -ge "$max_s" ]; then
+        echo "took $((end - start)) s, more than $max_s s"
+        return 1
+    fi
+    case "$expect" in
+        assigned)
+            [ "$rc" -eq 0 ] || { cat "$err"; return 1; }
+            grep -q "^assigned hub=$hub device=" "$out" || { cat "$out" "$err"; return 1; }
+            cat "$out"
+            if grep -E '(^|[^_])ERROR' "$err" | grep -v '^status:'; then
+                echo "a successful run printed ERROR lines (above)"
+                return 1
+            fi
+            ;;
+        error)
+            [ "$rc" -eq 1 ] || { echo "expected the SDK's error path (exit 1)"; cat "$out" "$err"; return 1; }
+            ! grep -q '^assigned' "$out"
+            grep -q 'registration failed\|failed' "$err" || { cat "$err"; return 1; }
+            tail -n 3 "$err"
+            ;;
+    esac
+}
+# case NAME DEVICE CONFIG ATTESTATION EXPECT [prov_device options] [-- wrapper...]
+case_() {
+    local name="$1" dev="$2" config="$3" attestation="$4" expect="$5"
+    shift 5
+    extra=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do extra+=("$1"); shift; done
+    [ "${1:-}" = -- ] && shift
+    run "$name" register "$name" "$dev" "$config" "$attestation" "$expect" "$@"
+}
+trusted=(--trusted-ca "$server_ca")
+vg=(valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite
+    --suppressions="$root/tests/c/sdk.supp")
+
+case_ http_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}"
+case_ http_x509_file_token_rustls "$dev_rustls" file-token.toml x509 assigned "${trusted[@]}"
+case_ http_x509_pkcs11_rustls_valgrind "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" -- "${vg[@]}"
+case_ http_x509_tpm_key_rustls_valgrind "$dev_rustls" tpm-x509.toml x509 assigned "${trusted[@]}" -- "${vg[@]}"
+case_ http_x509_dice_group_rustls "$dev_rustls" dice-group.toml x509 assigned "${trusted[@]}"
+case_ http_x509_dice_individual_rustls "$dev_rustls" dice-solo.toml x509 assigned "${trusted[@]}"
+case_ http_x509_vendor_rustls "$dev_rustls" vendor.toml x509 assigned "${trusted[@]}"
+case_ http_symm_individual_openssl "$dev_openssl" symm.toml symmetric-key assigned "${trusted[@]}"
+case_ http_symm_group_rustls "$dev_rustls" symm-group.toml symmetric-key assigned "${trusted[@]}"
+case_ http_tpm_attestation_rustls "$dev_rustls" tpm.toml tpm assigned "${trusted[@]}"
+case_ http_proxy_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" --proxy 127.0.0.1:8888
+proxy_used() { grep -q 'CONNECT localhost:443' "$tmp/tinyproxy.log" || { cat "$tmp/tinyproxy.log"; return 1; }; }
+run http_proxy_was_used proxy_used
+
+# Negatives: each must end in the SDK's error path.
+case_ neg_wrong_key_rustls "$dev_rustls" wrong-key.toml x509 error "${trusted[@]}"
+case_ neg_untrusted_chain_rustls "$dev_rustls" rogue.toml x509 error "${trusted[@]}"
+case_ neg_cn_mismatch_rustls "$dev_rustls" file-token.toml x509 error "${trusted[@]}" --registration-id sdk-not-the-cn
+case_ neg_symm_wrong_key_openssl "$dev_openssl" symm-wrong.toml symmetric-key error "${trusted[@]}"
+case_ neg_untrusted_server_rustls "$dev_rustls" pkcs11.toml x509 error
+case_ neg_untrusted_server_openssl "$dev_openssl" file-pem.toml x509 error
+# MQTT to a port where nothing listens (8883 in this namespace): refused at once, and the SDK
+# must report it within seconds, not wait for the program's timeout (max_s bounds the run).
+max_s=20
+case_ neg_mqtt_nothing_listening_rustls "$dev_rustls" file-token.toml x509 error "${trusted[@]}" --transport mqtt
+case_ neg_mqtt_nothing_listening_openssl "$dev_openssl" file-pem.toml x509 error "${trusted[@]}" --transport mqtt
+max_s=0
+
+# ---- no private key bytes in the device's memory after a PKCS#11 registration ----
+# The device holds after registering; its memory is read through /proc/PID/mem and searched for
+# the key's private scalar (both byte orders) and its PEM text. The PEM run through the SDK's
+# OpenSSL tlsio must be found (the scan works); the PKCS#11 run through the rustls tlsio not.
+memory_scan() {
+    local dev="$1" config="$2" expect="$3"
+    cd "$id_dir"
+    rm -f hold.fifo
+    mkfifo hold.fifo
+    HSM_ABI_CONFIG="$id_dir/$config" "$dev" --id-scope "$scope" --endpoint localhost --attestation x509 \
+        --timeout 60 --trusted-ca "$server_ca" --hold <hold.fifo >"$tmp/scan-$expect.out" 2>"$tmp/scan-$expect.err" &
+    local pid=$!
+    exec 5>hold.fifo
+    for _ in $(seq 600); do grep -q '^holding' "$tmp/scan-$expect.out" && break; sleep 0.1; done
+    grep -q '^holding' "$tmp/scan-$expect.out" || { cat "$tmp/scan-$expect.err"; kill "$pid"; exec 5>&-; return 1; }
+    local found=0
+    python3 "$root/tests/c/scan_memory.py" "$pid" scan.d.bin scan.key.pem >"$tmp/scan-$expect.result" || found=$?
+    exec 5>&-
+    wait "$pid"
+    cat "$tmp/scan-$expect.result"
+    grep -q "^assigned hub=$hub" "$tmp/scan-$expect.out"
+    if [ "$expect" = found ]; then [ "$found" -eq 1 ]; else [ "$found" -eq 0 ]; fi
+}
+run memory_scan_finds_pem_key_openssl memory_scan "$dev_openssl" pem-scan.toml found
+run memory_scan_no_key_pkcs11_rustls memory_scan "$dev_rustls" pkcs11-scan.toml absent
+
+echo "sdk-interop: $passed passed, $failed failed"
+
+# ---- client CPU per registration: rustls + SoftHSM key vs OpenSSL + PEM key ----
+if [ "$bench_runs" -gt 0 ]; then
+    python3 "$root/tests/c/bench_registration.py" "$bench_runs" "$id_dir" "$scope" "$server_ca" \
+        "$dev_rustls" pkcs11.toml "$dev_openssl" file-pem.toml
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,58 @@
+"""Client CPU per x509 registration through the real C SDK (scripts/sdk-interop.sh --bench N).
+
+    python3 bench_registration.py N ID_DIR SCOPE SERVER_CA DEV_A CONFIG_A DEV_B CONFIG_B
+
+Runs N alternating registrations of device program A (the rustls tlsio, a SoftHSM key) and B
+(the SDK's OpenSSL tlsio, a PEM key) against the running emulator, measures each process's
+user+sys CPU (wait4 rusage) and wall time, and prints the medians and the ratio A/B measured in
+this one run.
+"""
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def one(dev, config, id_dir, scope, server_ca):
+    env = dict(os.environ, HSM_ABI_CONFIG=os.path.join(id_dir, config))
+    env.pop("HSM_ABI_LOG", None)
+    start = time.monotonic()
+    p = subprocess.Popen(
+        [dev, "--id-scope", scope, "--endpoint", "localhost", "--attestation", "x509",
+         "--trusted-ca", server_ca, "--timeout", "60"],
+        cwd=id_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - start
+    if p.returncode != 0 or not out.startswith(b"assigned"):
+        raise SystemExit(f"bench: {dev} with {config} did not register (exit {p.returncode})")
+    return (usage.ru_utime + usage.ru_stime) * 1000, wall * 1000
+
+
+def main():
+    if len(sys.argv) != 9:
+        raise SystemExit(__doc__)
+    n = int(sys.argv[1])
+    id_dir, scope, server_ca = sys.argv[2:5]
+    dev_a, config_a, dev_b, config_b = sys.argv[5:9]
+    a, b = [], []
+    one(dev_a, config_a, id_dir, scope, server_ca)  # warm-up (page cache, token files)
+    one(dev_b, config_b, id_dir, scope, server_ca)
+    for _ in range(n):
+        a.append(one(dev_a, config_a, id_dir, scope, server_ca))
+        b.append(one(dev_b, config_b, id_dir, scope, server_ca))
+    cpu_a = statistics.median(x[0] for x in a)
+    cpu_b = statistics.median(x[0] for x in b)
+    wall_a = statistics.median(x[1] for x in a)
+    wall_b = statistics.median(x[1] for x in b)
+    load = open("/proc/loadavg").read().split()[0]
+    print(f"bench: {n} registrations each, load average {load}")
+    print(f"bench: rustls tlsio + SoftHSM key: CPU {cpu_a:.1f} ms, wall {wall_a:.0f} ms (median)")
+    print(f"bench: OpenSSL tlsio + PEM key:    CPU {cpu_b:.1f} ms, wall {wall_b:.0f} ms (median)")
+    print(f"bench: CPU ratio rustls/OpenSSL = {cpu_a / cpu_b:.2f}x (target <= 0.5x)")
+
+
+if __name__ == "__main__":
+    main()
