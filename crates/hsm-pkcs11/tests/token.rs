@@ -624,3 +624,55 @@ fn key_generation_while_other_threads_search() {
         }
     });
 }
+
+#[test]
+fn module_path_in_configuration_and_uri() {
+    let f = fixture();
+    let module = f.hsm.module();
+    let key_uri = tools::generate_key_pair(&f.uri("object=modpath"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    let key = key_uri.to_token_string();
+    assert!(key.contains("module-path="), "{key}");
+    let csr = tools::make_csr(&key, "modpath").unwrap();
+    let (leaf, _) = issue(f.hsm.path(), "modpath", &csr);
+    std::fs::write(f.hsm.path().join("modpath-leaf.pem"), leaf).unwrap();
+    // The same module by another name: a symbolic link next to the configuration.
+    std::os::unix::fs::symlink(module, f.hsm.path().join("module-link.so")).unwrap();
+    std::fs::write(f.hsm.path().join("other-module.so"), b"").unwrap();
+    let x509 = |module_path: &str| {
+        x509_config(&format!(
+            "[x509]\nbackend = \"pkcs11\"\nkey = \"{key}\"\ncertificate_file = \"modpath-leaf.pem\"\nmodule_path = \"{module_path}\"\n"
+        ))
+    };
+    // The same path in both places, and the same module through the link: accepted.
+    let id = x509(&module.display().to_string()).unwrap();
+    assert_eq!(id.common_name().unwrap(), "modpath");
+    assert_eq!(x509("module-link.so").unwrap().common_name().unwrap(), "modpath");
+    // Another module: a clear error naming both.
+    let e = x509("other-module.so").err().unwrap().to_string();
+    assert!(
+        e.contains("x509.module_path") && e.contains("other-module.so") && e.contains(&module.display().to_string()),
+        "{e}"
+    );
+
+    // [symmetric_key] (and a [tpm] section with the pkcs11 backend) read the same keys.
+    let secret = tools::generate_secret(&f.uri("object=modpath-hmac"), 32).unwrap();
+    let symmetric = |module_path: &str| {
+        let cfg = Config::from_toml(
+            &format!(
+                "[symmetric_key]\nbackend = \"pkcs11\"\nregistration_id = \"d\"\nkey = \"{}\"\nmodule_path = \"{module_path}\"\n",
+                secret.to_token_string()
+            ),
+            "test.toml",
+            f.hsm.path(),
+        )
+        .unwrap();
+        Pkcs11Symmetric::from_section(cfg.section("symmetric_key").unwrap())
+    };
+    let id = symmetric("module-link.so").unwrap();
+    assert_eq!(id.hmac_sha256(b"m").unwrap(), id.hmac_sha256(b"m").unwrap());
+    let e = symmetric("other-module.so").err().unwrap().to_string();
+    assert!(
+        e.contains("symmetric_key.module_path") && e.contains("other-module.so"),
+        "{e}"
+    );
+}
