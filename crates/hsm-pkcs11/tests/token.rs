@@ -676,3 +676,54 @@ fn module_path_in_configuration_and_uri() {
         "{e}"
     );
 }
+
+/// With `HSM_ABI_LOG=warn`, opening a key through the library's C export (which installs the
+/// stderr logger) prints no ERROR line: a token's vendor mechanisms are not errors. Runs the
+/// open in a child process (this test binary again), whose stderr is the logger's output.
+#[test]
+fn open_with_warn_logging_prints_no_error() {
+    const CHILD: &str = "HSM_PKCS11_TEST_OPEN_TOKEN";
+    if let Ok(token) = std::env::var(CHILD) {
+        let token = std::ffi::CString::new(token).unwrap();
+        let mut signer = std::ptr::null_mut();
+        #[allow(unsafe_code)]
+        // SAFETY: a NUL-terminated token and a writable out-pointer; the signer is closed once.
+        unsafe {
+            assert_eq!(
+                hsm_abi::ffi::signer::hsm_abi_signer_open(token.as_ptr(), &mut signer),
+                0
+            );
+            hsm_abi::ffi::signer::hsm_abi_signer_close(signer);
+        }
+        // Shows that the logger installed by the export reaches stderr.
+        tracing::warn!("child done");
+        return;
+    }
+    let f = fixture();
+    let uri = tools::generate_key_pair(&f.uri("object=quiet-open"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "open_with_warn_logging_prints_no_error",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, uri.to_token_string())
+        .env("HSM_ABI_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("child done"),
+        "the child's log did not reach stderr: {stderr}"
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "{} ERROR lines:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+}
