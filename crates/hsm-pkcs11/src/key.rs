@@ -106,20 +106,14 @@ impl Pkcs11Key {
                 ));
             }
         }
-        let mechanisms = token.mechanisms()?;
-        let schemes: Vec<(SignatureScheme, Flavor)> = algorithm
-            .schemes()
-            .iter()
-            .filter_map(|s| {
-                if mechanisms.contains(&mechanism_type(*s, Flavor::Raw)) {
-                    Some((*s, Flavor::Raw))
-                } else if mechanisms.contains(&mechanism_type(*s, Flavor::Hashed)) {
-                    Some((*s, Flavor::Hashed))
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let mut schemes: Vec<(SignatureScheme, Flavor)> = Vec::new();
+        for s in algorithm.schemes() {
+            if token.has_mechanism(mechanism_type(*s, Flavor::Raw))? {
+                schemes.push((*s, Flavor::Raw));
+            } else if token.has_mechanism(mechanism_type(*s, Flavor::Hashed))? {
+                schemes.push((*s, Flavor::Hashed));
+            }
+        }
         if schemes.is_empty() {
             return Err(Error::unsupported(
                 format!("token `{}`", token.uri().token_description()),
@@ -143,10 +137,9 @@ impl Pkcs11Key {
     /// schemes use them now. For tests of that path on tokens that have both.
     #[doc(hidden)]
     pub fn prefer_hashed_mechanisms(&mut self) -> Result<usize> {
-        let mechanisms = self.token.mechanisms()?;
         let mut n = 0;
         for (scheme, flavor) in &mut self.schemes {
-            if mechanisms.contains(&mechanism_type(*scheme, Flavor::Hashed)) {
+            if self.token.has_mechanism(mechanism_type(*scheme, Flavor::Hashed))? {
                 *flavor = Flavor::Hashed;
                 n += 1;
             }

@@ -73,7 +73,8 @@ struct State {
     idle: Vec<Session>,
     logged_in: bool,
     pin_rejected: Option<String>,
-    mechanisms: Option<(u64, Vec<MechanismType>)>,
+    /// Mechanisms asked about (and whether the token offers them), for one generation.
+    mechanisms: Option<(u64, Vec<(MechanismType, bool)>)>,
 }
 
 enum Recovery {
@@ -515,24 +516,34 @@ impl Token {
             .map_err(|e| device(format!("C_GetMechanismInfo ({mechanism})"), e))
     }
 
-    /// The mechanisms the token offers (cached).
-    pub fn mechanisms(&self) -> Result<Vec<MechanismType>> {
+    /// Whether the token offers `mechanism` (cached).
+    ///
+    /// Asks `C_GetMechanismInfo` about this one mechanism rather than reading the whole
+    /// `C_GetMechanismList`: cryptoki logs every vendor-defined mechanism of a list it cannot
+    /// name as an error, and a token's vendor mechanisms are no error of ours.
+    pub fn has_mechanism(&self, mechanism: MechanismType) -> Result<bool> {
         let entered = self.module.enter()?;
         let mut state = self.lock()?;
         self.sync(&mut state, *entered);
-        if let Some((g, m)) = &state.mechanisms {
-            if *g == state.generation {
-                return Ok(m.clone());
+        let generation = state.generation;
+        if let Some((g, known)) = &state.mechanisms {
+            if *g == generation {
+                if let Some((_, offered)) = known.iter().find(|(m, _)| *m == mechanism) {
+                    return Ok(*offered);
+                }
             }
         }
         let slot = self.slot_locked(&mut state)?;
-        let m = self
-            .module
-            .context()
-            .get_mechanism_list(slot)
-            .map_err(|e| device("C_GetMechanismList", e))?;
-        state.mechanisms = Some((state.generation, m.clone()));
-        Ok(m)
+        let offered = match self.module.context().get_mechanism_info(slot, mechanism) {
+            Ok(_) => true,
+            Err(CkError::Pkcs11(RvError::MechanismInvalid, _)) => false,
+            Err(e) => return Err(device("C_GetMechanismInfo", e)),
+        };
+        match &mut state.mechanisms {
+            Some((g, known)) if *g == generation => known.push((mechanism, offered)),
+            other => *other = Some((generation, vec![(mechanism, offered)])),
+        }
+        Ok(offered)
     }
 }
 

@@ -67,7 +67,7 @@ fn require_mechanism(token: &Token, mechanism: MechanismType, what: &str, rsa_bi
     // Find the token first, re-initializing the module if it must (a token created after
     // the module was initialized), as every other operation does.
     token.run("find token", |_, _| Ok(()))?;
-    if !token.mechanisms()?.contains(&mechanism) {
+    if !token.has_mechanism(mechanism)? {
         return refuse(format!("the token does not offer {mechanism}"));
     }
     if let Some(bits) = rsa_bits {

@@ -50,13 +50,20 @@ pub(crate) fn configured_uri(
     let mut uri = Pkcs11Uri::parse(text).map_err(|e| section.error(key, e.to_string()))?;
     uri.reject_pin_value(&format!("the configuration key `{key}`"))
         .map_err(|e| section.error(key, e.to_string()))?;
-    if uri.module_path.is_some() && module_path.is_some() {
-        return Err(section.error(
-            "module_path",
-            format!("both module_path and the `{key}` URI's module-path are given; keep one"),
-        ));
-    }
     let default = module_path.map(|p| section.path(p));
+    if let (Some(in_uri), Some(in_toml)) = (&uri.module_path, &default) {
+        if !same_file(in_uri, in_toml) {
+            return Err(section.error(
+                "module_path",
+                format!(
+                    "names the module {}, but the `{key}` URI's module-path names another, {}; give one module \
+                     (or the same one in both)",
+                    in_toml.display(),
+                    in_uri.display()
+                ),
+            ));
+        }
+    }
     uri.module_path =
         Some(resolve_module_path(&uri, default.as_deref()).map_err(|e| section.error(key, e.to_string()))?);
     uri.module_name = None;
@@ -72,6 +79,16 @@ pub(crate) fn configured_uri(
         uri.pin_source = Some(format!("file:{}", path.display()));
     }
     Ok(uri)
+}
+
+/// Whether two paths name the same file: equal once canonicalized (symbolic links and `..`
+/// resolved), or equal as written when either cannot be canonicalized (a missing file, which
+/// loading the module reports).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// An x509 identity: a private key on a token and its certificate (token object or PEM file).

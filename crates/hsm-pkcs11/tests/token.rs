@@ -4,8 +4,13 @@
 
 mod common;
 
+use std::process::Command;
+
+use common::suite::{issue, x509_config};
 use common::{fixture, suite};
-use hsm_core::{Curve, KeyAlgorithm, SignatureScheme};
+use hsm_core::config::Config;
+use hsm_core::{Curve, KeyAlgorithm, SignatureScheme, SymmetricIdentity, X509Identity};
+use hsm_pkcs11::{Pkcs11Symmetric, tools};
 
 #[test]
 fn x509_identity_p256() {
@@ -83,4 +88,107 @@ fn list_objects_as_uris() {
 #[test]
 fn key_generation_while_other_threads_search() {
     suite::key_generation_while_other_threads_search(fixture());
+}
+
+#[test]
+fn module_path_in_configuration_and_uri() {
+    let f = fixture();
+    let module = f.hsm.module();
+    let key_uri = tools::generate_key_pair(&f.uri("object=modpath"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    let key = key_uri.to_token_string();
+    assert!(key.contains("module-path="), "{key}");
+    let csr = tools::make_csr(&key, "modpath").unwrap();
+    let (leaf, _) = issue(f.hsm.path(), "modpath", &csr);
+    std::fs::write(f.hsm.path().join("modpath-leaf.pem"), leaf).unwrap();
+    // The same module by another name: a symbolic link next to the configuration.
+    std::os::unix::fs::symlink(module, f.hsm.path().join("module-link.so")).unwrap();
+    std::fs::write(f.hsm.path().join("other-module.so"), b"").unwrap();
+    let x509 = |module_path: &str| {
+        x509_config(&f, &format!(
+            "[x509]\nbackend = \"pkcs11\"\nkey = \"{key}\"\ncertificate_file = \"modpath-leaf.pem\"\nmodule_path = \"{module_path}\"\n"
+        ))
+    };
+    // The same path in both places, and the same module through the link: accepted.
+    let id = x509(&module.display().to_string()).unwrap();
+    assert_eq!(id.common_name().unwrap(), "modpath");
+    assert_eq!(x509("module-link.so").unwrap().common_name().unwrap(), "modpath");
+    // Another module: a clear error naming both.
+    let e = x509("other-module.so").err().unwrap().to_string();
+    assert!(
+        e.contains("x509.module_path") && e.contains("other-module.so") && e.contains(&module.display().to_string()),
+        "{e}"
+    );
+
+    // [symmetric_key] (and a [tpm] section with the pkcs11 backend) read the same keys.
+    let secret = tools::generate_secret(&f.uri("object=modpath-hmac"), 32).unwrap();
+    let symmetric = |module_path: &str| {
+        let cfg = Config::from_toml(
+            &format!(
+                "[symmetric_key]\nbackend = \"pkcs11\"\nregistration_id = \"d\"\nkey = \"{}\"\nmodule_path = \"{module_path}\"\n",
+                secret.to_token_string()
+            ),
+            "test.toml",
+            f.hsm.path(),
+        )
+        .unwrap();
+        Pkcs11Symmetric::from_section(cfg.section("symmetric_key").unwrap())
+    };
+    let id = symmetric("module-link.so").unwrap();
+    assert_eq!(id.hmac_sha256(b"m").unwrap(), id.hmac_sha256(b"m").unwrap());
+    let e = symmetric("other-module.so").err().unwrap().to_string();
+    assert!(
+        e.contains("symmetric_key.module_path") && e.contains("other-module.so"),
+        "{e}"
+    );
+}
+
+/// With `HSM_ABI_LOG=warn`, opening a key through the library's C export (which installs the
+/// stderr logger) prints no ERROR line: a token's vendor mechanisms are not errors. Runs the
+/// open in a child process (this test binary again), whose stderr is the logger's output.
+#[test]
+fn open_with_warn_logging_prints_no_error() {
+    const CHILD: &str = "HSM_PKCS11_TEST_OPEN_TOKEN";
+    if let Ok(token) = std::env::var(CHILD) {
+        let token = std::ffi::CString::new(token).unwrap();
+        let mut signer = std::ptr::null_mut();
+        #[allow(unsafe_code)]
+        // SAFETY: a NUL-terminated token and a writable out-pointer; the signer is closed once.
+        unsafe {
+            assert_eq!(
+                hsm_abi::ffi::signer::hsm_abi_signer_open(token.as_ptr(), &mut signer),
+                0
+            );
+            hsm_abi::ffi::signer::hsm_abi_signer_close(signer);
+        }
+        // Shows that the logger installed by the export reaches stderr.
+        tracing::warn!("child done");
+        return;
+    }
+    let f = fixture();
+    let uri = tools::generate_key_pair(&f.uri("object=quiet-open"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "open_with_warn_logging_prints_no_error",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, uri.to_token_string())
+        .env("HSM_ABI_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("child done"),
+        "the child's log did not reach stderr: {stderr}"
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "{} ERROR lines:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
 }

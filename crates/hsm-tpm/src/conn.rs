@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use hsm_core::{Error, Result};
 use tss_esapi::Context;
+use tss_esapi::constants::CapabilityType;
 use tss_esapi::handles::{ObjectHandle, PersistentTpmHandle, TpmHandle};
-use tss_esapi::structures::Auth;
+use tss_esapi::structures::{Auth, CapabilityData};
 use tss_esapi::tcti_ldr::TctiNameConf;
 use zeroize::Zeroizing;
 
@@ -61,6 +62,24 @@ impl Session {
         }
         let tpm_handle = PersistentTpmHandle::new(handle)
             .map_err(|e| Error::invalid("handle", format!("0x{handle:08x} is not a persistent handle: {e}")))?;
+        // Ask whether the handle exists before making an ESYS object of it: ESYS logs a
+        // failed TR_FromTPMPublic as an ERROR on stderr, and an empty handle is no error here.
+        let listed = retry(|| {
+            self.ctx
+                .execute_without_session(|ctx| ctx.get_capability(CapabilityType::Handles, handle, 1))
+        })
+        .map_err(|e| error::tpm(format!("list persistent handles from 0x{handle:08x}"), e))?;
+        let exists = match listed {
+            (CapabilityData::Handles(list), _) => list.iter().any(|h| u32::from(*h) == handle),
+            (other, _) => {
+                return Err(Error::Internal(format!(
+                    "TPM2_GetCapability(TPM_CAP_HANDLES) answered with {other:?}"
+                )));
+            }
+        };
+        if !exists {
+            return Ok(None);
+        }
         let found = retry(|| {
             self.ctx
                 .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::Persistent(tpm_handle)))

@@ -351,3 +351,48 @@ fn hierarchy_auth_values_are_used_and_wrong_ones_fail_clearly() {
         hsm_core::sas::hmac_sha256(&key, b"auth").to_vec()
     );
 }
+
+/// A first open of a fresh TPM (EK, SRK and identity key handles all empty) and a second one
+/// print nothing on stderr that says ERROR: tpm2-tss logs a failed `Esys_TR_FromTPMPublic` as
+/// an error, so an empty persistent handle must be found empty without that call. Runs the
+/// opens in a child process (this test binary again) to read its stderr.
+#[test]
+fn first_open_of_a_fresh_tpm_logs_no_error() {
+    const CHILD: &str = "HSM_TPM_TEST_FIRST_OPEN_TCTI";
+    if let Ok(tcti) = std::env::var(CHILD) {
+        let mut o = TpmOptions::new(tcti.clone());
+        o.ek_template = EkTemplate::Sdk;
+        let t = Tpm::open(o).unwrap();
+        assert_eq!(t.keys_created(), hsm_tpm::KeysCreated { ek: true, srk: true });
+        assert!(!t.has_identity_key().unwrap());
+        drop(t);
+        let t = Tpm::open(TpmOptions::new(tcti)).unwrap();
+        assert_eq!(t.keys_created(), hsm_tpm::KeysCreated { ek: false, srk: false });
+        assert!(!t.has_identity_key().unwrap());
+        eprintln!("child done");
+        return;
+    }
+    let sw = Swtpm::start();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "first_open_of_a_fresh_tpm_logs_no_error",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, sw.tcti())
+        .env_remove("TSS2_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("child done"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "{} ERROR lines:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+}

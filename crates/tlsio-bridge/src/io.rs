@@ -17,6 +17,7 @@
 //!   after the handshake, a reset or the peer closing);
 //! - close: pending sends complete with `Cancelled`, then [`Event::CloseComplete`].
 
+pub mod cache;
 pub mod options;
 pub mod tcp;
 
@@ -518,6 +519,12 @@ impl<T: Transport, S> TlsIo<T, S> {
         self.note_error(&message);
         match self.phase {
             Phase::Connecting | Phase::Handshaking => {
+                if self.phase == Phase::Handshaking {
+                    // The key or the configuration may be what failed: resolve it again next time.
+                    cache::forget(&self.options);
+                    self.config = None;
+                    self.signer = None;
+                }
                 self.shut();
                 self.events.push_back(Event::OpenComplete(OpenResult::Error));
             }
@@ -540,10 +547,15 @@ impl<T: Transport, S> TlsIo<T, S> {
         self.phase = Phase::NotOpen;
     }
 
-    /// The client configuration for the current options (kept until an option changes).
+    /// The client configuration for the current options (kept until an option changes, and
+    /// across IOs with the same options: [`cache`]).
     fn client_config(&mut self) -> Result<Arc<rustls::ClientConfig>> {
         if let Some(c) = &self.config {
             return Ok(c.clone());
+        }
+        if let Some(c) = cache::get(&self.options) {
+            self.config = Some(c.clone());
+            return Ok(c);
         }
         let roots = match &self.options.trusted_certs {
             Some(pem) => crate::roots_from_pem("option TrustedCerts", pem.as_bytes())?,
@@ -577,6 +589,7 @@ impl<T: Transport, S> TlsIo<T, S> {
             }
         };
         let config = Arc::new(crate::client_config_with_key(roots, identity, self.options.versions)?);
+        cache::put(&self.options, &config);
         self.config = Some(config.clone());
         Ok(config)
     }

@@ -367,3 +367,71 @@ fn without_trusted_certs_the_system_store_is_used() {
     assert!(e.contains("UnknownIssuer"), "{e}");
     assert!(server.join().unwrap().is_err());
 }
+
+/// One mutual-TLS echo through a new IO with the trust anchor and client certificate of `p` and
+/// `token` as its key, against a server of `server`'s PKI; the open's result.
+fn echo_with_token(server: &Pki, p: &Pki, token: &str, resolver: &KeyResolver) -> OpenResult {
+    let (port, server) = serve(server, Server::Echo, TLS13);
+    let mut io = Io::new("localhost", port, TcpTransport::new(), resolver.clone()).unwrap();
+    io.set_option_str(options::OPTION_TRUSTED_CERTS, &p.server_ca.pem)
+        .unwrap();
+    io.set_option_str(options::OPTION_X509_CERT, &p.client_chain).unwrap();
+    io.set_option_str(options::OPTION_X509_KEY, token).unwrap();
+    io.open().unwrap();
+    let mut ev = Vec::new();
+    pump(&mut io, &mut ev, has_open);
+    let Event::OpenComplete(result) = ev[0] else {
+        panic!("{ev:?}")
+    };
+    if result == OpenResult::Ok {
+        io.send(b"hi", 1).unwrap();
+        pump(&mut io, &mut ev, |e| e.iter().any(|e| matches!(e, Event::Error)));
+        assert!(ev.contains(&Event::BytesReceived(b"HI".to_vec())), "{ev:?}");
+        assert_eq!(server.join().unwrap().unwrap(), "device-1");
+    }
+    io.close();
+    result
+}
+
+#[test]
+fn a_device_key_token_is_resolved_once_across_ios_and_again_after_a_failed_open() {
+    let p = pki(&["localhost"]);
+    let resolved = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let key_pem = p.client_key.serialize_pem();
+    let counting: KeyResolver = {
+        let resolved = resolved.clone();
+        Arc::new(move |_: &str| {
+            resolved.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let key: Arc<dyn hsm_core::SigningKey> = Arc::new(FileKey::from_pem("test key", key_pem.as_bytes())?);
+            Ok(key)
+        })
+    };
+    let count = || resolved.load(std::sync::atomic::Ordering::SeqCst);
+    // A key in a device (`pkcs11:`): resolved by the first IO, kept for the next ones.
+    let device = "pkcs11:token=cache-test;object=device-key";
+    assert_eq!(echo_with_token(&p, &p, device, &counting), OpenResult::Ok);
+    assert_eq!(count(), 1);
+    assert_eq!(echo_with_token(&p, &p, device, &counting), OpenResult::Ok);
+    assert_eq!(echo_with_token(&p, &p, device, &counting), OpenResult::Ok);
+    assert_eq!(count(), 1, "the second and third IO reuse the first one's signer");
+    // A key whose material would stay in this process (`file:`, inline PEM): never kept.
+    let file = "file:/nonexistent/only-the-resolver-reads-this.pem";
+    assert_eq!(echo_with_token(&p, &p, file, &counting), OpenResult::Ok);
+    assert_eq!(echo_with_token(&p, &p, file, &counting), OpenResult::Ok);
+    assert_eq!(count(), 3);
+    assert_eq!(echo_with_token(&p, &p, &key_pem_of(&p), &counting), OpenResult::Ok);
+    assert_eq!(count(), 4);
+    // A failed handshake with the kept configuration (a server the device does not trust):
+    // the entry is dropped and the next IO resolves the token again.
+    let stranger = pki(&["localhost"]);
+    assert_eq!(echo_with_token(&stranger, &p, device, &counting), OpenResult::Error);
+    assert_eq!(count(), 4, "the failing open used the kept configuration");
+    assert_eq!(echo_with_token(&p, &p, device, &counting), OpenResult::Ok);
+    assert_eq!(count(), 5, "resolved again after the failed open");
+    assert_eq!(echo_with_token(&p, &p, device, &counting), OpenResult::Ok);
+    assert_eq!(count(), 5);
+}
+
+fn key_pem_of(p: &Pki) -> String {
+    p.client_key.serialize_pem()
+}

@@ -35,7 +35,7 @@ fn openssl(args: &[&str]) {
 }
 
 /// Issue a certificate for `csr` with a throw-away openssl CA; returns (leaf PEM, CA PEM).
-fn issue(dir: &Path, name: &str, csr_pem: &str) -> (String, String) {
+pub fn issue(dir: &Path, name: &str, csr_pem: &str) -> (String, String) {
     let csr = dir.join(format!("{name}.csr"));
     std::fs::write(&csr, csr_pem).unwrap();
     openssl(&["req", "-verify", "-noout", "-in", csr.to_str().unwrap()]);
@@ -147,7 +147,7 @@ fn module_line<M: TestModule>(f: &Fixture<M>) -> String {
     }
 }
 
-fn x509_config<M: TestModule>(f: &Fixture<M>, toml: &str) -> hsm_core::Result<Pkcs11X509> {
+pub fn x509_config<M: TestModule>(f: &Fixture<M>, toml: &str) -> hsm_core::Result<Pkcs11X509> {
     let toml = if toml.contains("module-path=") {
         toml.to_string()
     } else {
