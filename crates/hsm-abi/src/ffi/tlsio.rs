@@ -42,6 +42,7 @@ pub type CONCRETE_IO_HANDLE = *mut c_void;
 #[cfg(not(tlsio_sdk_xio))]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // every value the C ABI defines, used or not
 pub enum IO_OPEN_RESULT {
     IO_OPEN_RESULT_INVALID = 0,
     IO_OPEN_OK = 1,
@@ -54,6 +55,7 @@ pub enum IO_OPEN_RESULT {
 #[cfg(not(tlsio_sdk_xio))]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // every value the C ABI defines, used or not
 pub enum IO_SEND_RESULT {
     IO_SEND_RESULT_INVALID = 0,
     IO_SEND_OK = 1,
@@ -67,6 +69,7 @@ pub enum IO_SEND_RESULT {
 #[cfg(not(tlsio_sdk_optionhandler))]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // every value the C ABI defines, used or not
 pub enum OPTIONHANDLER_RESULT {
     OPTIONHANDLER_OK = 0,
     OPTIONHANDLER_ERROR = 1,
