@@ -177,7 +177,6 @@ struct X509Handle {
 }
 
 impl HandleKind for X509Handle {
-    const MAGIC: u64 = 0x6873_6d78_3530_3921;
     const NAME: &'static str = "x509";
 }
 
@@ -185,7 +184,7 @@ fn x509_open() -> AbiResult<HSM_CLIENT_HANDLE> {
     let identity = registry::open_x509(&*state::current()?)?;
     Ok(handle::into_raw(X509Handle {
         identity: Mutex::new(identity),
-    }))
+    })?)
 }
 
 /// Run `f` on the identity behind an x509 handle and return its string result malloc'd.
@@ -259,7 +258,6 @@ struct KeyHandle {
 }
 
 impl HandleKind for KeyHandle {
-    const MAGIC: u64 = 0x6873_6d6b_6579_7321;
     const NAME: &'static str = "symmetric key";
 }
 
@@ -271,7 +269,7 @@ fn key_open() -> AbiResult<HSM_CLIENT_HANDLE> {
             registration_id: None,
             key: None,
         }),
-    }))
+    })?)
 }
 
 unsafe extern "C" fn key_create() -> HSM_CLIENT_HANDLE {
@@ -371,7 +369,6 @@ struct TpmHandle {
 }
 
 impl HandleKind for TpmHandle {
-    const MAGIC: u64 = 0x6873_6d74_706d_3221;
     const NAME: &'static str = "TPM";
 }
 
@@ -379,7 +376,7 @@ fn tpm_open() -> AbiResult<HSM_CLIENT_HANDLE> {
     let identity = registry::open_tpm(&*state::current()?)?;
     Ok(handle::into_raw(TpmHandle {
         identity: Mutex::new(identity),
-    }))
+    })?)
 }
 
 /// Run `f` on the TPM identity and hand its bytes to C through `out` / `out_len`.
