@@ -53,7 +53,7 @@ const SECTIONS: [&str; 3] = ["x509", "symmetric_key", "tpm"];
 impl Config {
     /// Read and parse a configuration file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read configuration", path, e))?;
+        let text = crate::fs::read_bounded_string("read configuration", path, crate::fs::CONFIG_MAX)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::from_toml(&text, &path.display().to_string(), &base)
     }

@@ -400,7 +400,7 @@ pub fn pin_source_path(source: &str) -> Result<PathBuf> {
 
 /// Read a PIN file; one trailing newline is removed.
 pub fn read_pin_file(path: &Path) -> Result<Zeroizing<String>> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io("read PIN file", path, e))?);
+    let bytes = hsm_core::fs::read_bounded("read PIN file", path, hsm_core::fs::SECRET_MAX)?;
     let text =
         std::str::from_utf8(&bytes).map_err(|_| Error::parse(format!("PIN file {}", path.display()), "not UTF-8"))?;
     let pin = text.strip_suffix('\n').unwrap_or(text);

@@ -231,7 +231,7 @@ impl ExpiryArgs {
 }
 
 fn read_secret(path: &Path) -> Result<Zeroizing<String>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| hsm_core::Error::io("read key file", path, e))?;
+    let text = hsm_core::fs::read_bounded_string("read key file", path, hsm_core::fs::SECRET_MAX)?;
     Ok(Zeroizing::new(text.trim().to_string()))
 }
 
