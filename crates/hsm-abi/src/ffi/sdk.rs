@@ -181,7 +181,7 @@ impl HandleKind for X509Handle {
 }
 
 fn x509_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = registry::open_x509(&*state::current()?)?;
+    let identity = state::open_with(registry::open_x509)?;
     Ok(handle::into_raw(X509Handle {
         identity: Mutex::new(identity),
     })?)
@@ -262,7 +262,7 @@ impl HandleKind for KeyHandle {
 }
 
 fn key_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = registry::open_symmetric(&*state::current()?)?;
+    let identity = state::open_with(registry::open_symmetric)?;
     Ok(handle::into_raw(KeyHandle {
         state: Mutex::new(KeyState {
             identity,
@@ -373,7 +373,7 @@ impl HandleKind for TpmHandle {
 }
 
 fn tpm_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = registry::open_tpm(&*state::current()?)?;
+    let identity = state::open_with(registry::open_tpm)?;
     Ok(handle::into_raw(TpmHandle {
         identity: Mutex::new(identity),
     })?)
