@@ -449,7 +449,8 @@ int hsm_abi_signer_open(const char *token, struct HSM_ABI_SIGNER **out);
  this library version; the whole structure is written on success.
 
  # Safety
- `signer` is NULL or from `hsm_abi_signer_open` and not closed; `out` is NULL or writable
+ `signer` may be anything (a closed or foreign handle is reported) and is not closed during
+ the call; `out` is NULL or writable
  with `struct_size` initialized.
  */
 int hsm_abi_signer_key_info(const struct HSM_ABI_SIGNER *signer, struct HSM_ABI_KEY_INFO *out);
@@ -458,17 +459,19 @@ int hsm_abi_signer_key_info(const struct HSM_ABI_SIGNER *signer, struct HSM_ABI_
  Sign with an open key; see `HSM_ABI_SIGNER_SIGN` for the buffer rules.
 
  # Safety
- `signer` is NULL or an open signer; `msg` is NULL (with `msg_len` 0) or `msg_len` readable
+ `signer` may be anything (reported unless an open signer) and is not closed during the
+ call; `msg` is NULL (with `msg_len` 0) or `msg_len` readable
  bytes; `sig` is NULL or `*sig_len` writable bytes; `sig_len` is NULL or an initialized,
  writable `size_t`.
  */
 int hsm_abi_signer_sign(const struct HSM_ABI_SIGNER *signer, uint32_t scheme, const unsigned char *msg, size_t msg_len, unsigned char *sig, size_t *sig_len);
 
 /*
- Close an open key; NULL is a no-op.
+ Close an open key; NULL is a no-op. A closed, foreign or wrong-kind handle is reported
+ (`hsm_abi_last_error`) and nothing is freed.
 
  # Safety
- `signer` is NULL or from `hsm_abi_signer_open`, not closed, and not used afterwards.
+ `signer` is not in use by another thread during this call.
  */
 void hsm_abi_signer_close(struct HSM_ABI_SIGNER *signer);
 
@@ -476,7 +479,8 @@ void hsm_abi_signer_close(struct HSM_ABI_SIGNER *signer);
  The DER SubjectPublicKeyInfo of an open key, malloc'd; release `*spki` with `free()`.
 
  # Safety
- `signer` is NULL or an open signer; `spki` and `spki_len` are NULL or writable.
+ `signer` may be anything (reported unless an open signer) and is not closed during the
+ call; `spki` and `spki_len` are NULL or writable.
  */
 int hsm_abi_signer_public_key(const struct HSM_ABI_SIGNER *signer, unsigned char **spki, size_t *spki_len);
 

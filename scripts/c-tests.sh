@@ -134,6 +134,9 @@ run compile_headers compile_headers
 for t in test_x509 test_replug test_symm test_bad_input test_threads; do
     run "compile_$t" gcc -std=c11 "${cflags[@]}" "$src/$t.c" "${link[@]}" -pthread -o "$tmp/$t"
 done
+# -- misused handles (issue 12): stale, double-closed and wrong-kind handles --
+run compile_test_handles gcc -std=c11 "${cflags[@]}" "$src/test_handles.c" "${link[@]}" -pthread -o "$tmp/test_handles"
+# -- end misused handles --
 
 # ---- run under valgrind ----
 vg=(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1)
@@ -221,6 +224,9 @@ run symm env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_symm"
 run bad_input env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_bad_input" "$tmp/p256"
 run threads env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_threads" "$tmp/p256/hsm.toml" "$tmp/p256/chain.pem" \
     "$tmp/p256/key.pem"
+# -- misused handles (issue 12), under valgrind --
+run handles env -u HSM_ABI_CONFIG "${vg[@]}" "$tmp/test_handles" "$tmp/p256"
+# -- end misused handles --
 
 # Logging: silent without HSM_ABI_LOG; failures logged to stderr with it.
 logging() {

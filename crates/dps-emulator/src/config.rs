@@ -116,10 +116,14 @@ const TOP_KEYS: &[&str] = &["id_scope", "assigned_hub", "enrollment"];
 impl EmulatorConfig {
     /// Read a TOML configuration file; certificate paths in it are relative to the file's directory.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            op: "reading the emulator configuration",
-            path: path.to_path_buf(),
-            source,
+        let op = "reading the emulator configuration";
+        let text = hsm_core::fs::read_bounded_string(op, path, hsm_core::fs::CONFIG_MAX).map_err(|e| match e {
+            hsm_core::Error::Io { op, path, source } => Error::Io { op, path, source },
+            other => Error::Io {
+                op,
+                path: path.to_path_buf(),
+                source: std::io::Error::other(other.to_string()),
+            },
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         parse(&text, base, &path.display().to_string())
@@ -223,7 +227,7 @@ fn parse_enrollment(t: &Table, base_dir: &Path, source: &str, prefix: &str) -> R
     let certs = |key: &str| -> Result<Vec<CertificateDer<'static>>, Error> {
         let rel = required_str(t, source, prefix, key)?;
         let path = base_dir.join(&rel);
-        let pem = std::fs::read(&path)
+        let pem = hsm_core::pem::read_file("read certificates", &path)
             .map_err(|e| Error::config(source, format!("{prefix}.{key}"), format!("cannot read {rel:?}: {e}")))?;
         hsm_core::pem::parse_certificates(&rel, &pem)
             .map_err(|e| Error::config(source, format!("{prefix}.{key}"), e.to_string()))

@@ -4,7 +4,9 @@
 //! the file named by `HSM_ABI_CONFIG` is loaded at `init` (or at the first `create` when the
 //! caller never called `init`). The last `deinit` forgets a configuration loaded from the
 //! environment, so the next `init` reads the file again; a configuration set by the
-//! application stays until it is replaced or cleared.
+//! application stays until it is replaced or cleared. A file caught mid-rewrite (empty or
+//! incomplete) is not kept: an empty document is an error, and a configuration from the
+//! environment that a backend could not open is forgotten, so a later call reads the file again.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -64,8 +66,23 @@ pub(crate) fn deinit() {
     }
 }
 
+/// Open something from the current configuration; if that fails and the configuration was
+/// loaded from the environment, forget it so the next call reads the file again (it may have
+/// been caught while being rewritten).
+pub(crate) fn open_with<T>(open: impl FnOnce(&Config) -> Result<T>) -> Result<T> {
+    let config = current()?;
+    let r = open(&config);
+    if r.is_err() {
+        let mut s = lock();
+        if s.from_env.as_ref().is_some_and(|c| Arc::ptr_eq(c, &config)) {
+            s.from_env = None;
+        }
+    }
+    r
+}
+
 /// The configuration handles are opened from.
-pub(crate) fn current() -> Result<Arc<Config>> {
+fn current() -> Result<Arc<Config>> {
     let mut s = lock();
     if let Some(c) = s.configured.as_ref().or(s.from_env.as_ref()) {
         return Ok(c.clone());

@@ -53,7 +53,7 @@ const SECTIONS: [&str; 3] = ["x509", "symmetric_key", "tpm"];
 impl Config {
     /// Read and parse a configuration file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read configuration", path, e))?;
+        let text = crate::fs::read_bounded_string("read configuration", path, crate::fs::CONFIG_MAX)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::from_toml(&text, &path.display().to_string(), &base)
     }
@@ -110,6 +110,16 @@ impl Config {
                 "symmetric_key" => cfg.symmetric_key = Some(section),
                 _ => cfg.tpm = Some(section),
             }
+        }
+        if cfg.x509.is_none() && cfg.symmetric_key.is_none() && cfg.tpm.is_none() {
+            return Err(Error::config(
+                source,
+                "(document)",
+                format!(
+                    "no section: the configuration is empty or incomplete (being rewritten?); expected one of {}",
+                    SECTIONS.join(", ")
+                ),
+            ));
         }
         Ok(cfg)
     }
@@ -188,6 +198,16 @@ mod tests {
         assert_eq!(s.path(&p.path), Path::new("/etc/x/a.pem"));
         let e = c.section("tpm").unwrap_err().to_string();
         assert!(e.contains("t.toml") && e.contains("[tpm] is missing"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_document_is_an_error() {
+        for text in ["", "\n", "# only a comment\n"] {
+            let e = Config::from_toml(text, "c.toml", Path::new(""))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("c.toml") && e.contains("empty or incomplete"), "{e}");
+        }
     }
 
     #[test]

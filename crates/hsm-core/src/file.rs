@@ -76,7 +76,7 @@ impl FileKey {
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let text = Zeroizing::new(pem::read_file("read private key", path)?);
+        let text = pem::read_file("read private key", path)?;
         Self::from_pem(&format!("private key {}", path.display()), &text)
     }
 }
@@ -158,7 +158,7 @@ impl X509Identity for FileX509 {
         match self.key_reference {
             KeyReference::Token => Ok(Zeroizing::new(format!("file:{}", self.key_path.display()))),
             KeyReference::Pem => {
-                let text = Zeroizing::new(pem::read_file("read private key", &self.key_path)?);
+                let text = pem::read_file("read private key", &self.key_path)?;
                 String::from_utf8(text.to_vec())
                     .map(Zeroizing::new)
                     .map_err(|_| Error::parse(format!("private key {}", self.key_path.display()), "not UTF-8 PEM"))
@@ -191,8 +191,8 @@ impl FileSymmetric {
         }
         let read = |key: &str, path: &PathBuf| -> Result<Zeroizing<String>> {
             let path = section.path(path);
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| section.error(key, format!("{}: {e}", path.display())))?;
+            let text = crate::fs::read_bounded_string("read symmetric key file", &path, crate::fs::SECRET_MAX)
+                .map_err(|e| section.error(key, e.to_string()))?;
             Ok(Zeroizing::new(text.trim().to_string()))
         };
         let given = [

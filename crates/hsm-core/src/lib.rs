@@ -11,6 +11,7 @@
 pub mod config;
 mod error;
 pub mod file;
+pub mod fs;
 pub mod pem;
 pub mod sas;
 mod scheme;

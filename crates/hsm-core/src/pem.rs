@@ -6,9 +6,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::{Error, Result};
 
-/// Read a file, naming it in the error.
-pub fn read_file(op: &'static str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(op, path, e))
+/// Read a PEM file (a regular file of at most [`crate::fs::PEM_MAX`] bytes), naming it in
+/// the error; zeroized when dropped, as it may hold a private key.
+pub fn read_file(op: &'static str, path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    crate::fs::read_bounded(op, path, crate::fs::PEM_MAX)
 }
 
 /// Parse every `CERTIFICATE` block of a PEM text; other blocks are an error.

@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::MechanismType;
@@ -51,6 +51,8 @@ pub struct Token {
     /// Token attributes, module path and pin-source (no object, no pin-value).
     uri: Pkcs11Uri,
     pin: Option<Zeroizing<String>>,
+    /// Its key in [`tokens`] (`None` for a URI with `pin-value`: a token of its own).
+    key: Option<String>,
     state: Mutex<State>,
 }
 
@@ -102,14 +104,24 @@ fn recovery(e: &Error) -> Recovery {
     }
 }
 
-fn tokens() -> &'static Mutex<HashMap<String, Arc<Token>>> {
-    static TOKENS: OnceLock<Mutex<HashMap<String, Arc<Token>>>> = OnceLock::new();
+/// Tokens (by their key in [`tokens`]) whose PIN was rejected, with the reason: remembered after
+/// the token itself is dropped, so a wrong PIN is not tried again (the token would lock).
+fn rejected() -> &'static Mutex<HashMap<String, String>> {
+    static REJECTED: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    REJECTED.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The tokens in use, shared by their users. Weak: when the last key, secret or tool using a
+/// token is dropped, the token goes (its sessions closed, its PIN zeroized) and the next user
+/// reads the PIN again.
+fn tokens() -> &'static Mutex<HashMap<String, Weak<Token>>> {
+    static TOKENS: OnceLock<Mutex<HashMap<String, Weak<Token>>>> = OnceLock::new();
     TOKENS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 impl Token {
     /// The token a URI names, shared by every user in the process with the same token
-    /// attributes, module and pin-source. `default_module` applies when the URI names none; a
+    /// attributes, module and pin-source, for as long as one of them holds it. `default_module` applies when the URI names none; a
     /// URI with `pin-value` gets a token object of its own.
     pub fn open(uri: &Pkcs11Uri, default_module: Option<&Path>) -> Result<Arc<Token>> {
         let module_path = resolve_module_path(uri, default_module)?;
@@ -125,26 +137,34 @@ impl Token {
         };
         // The path as configured (not the resolved symlink): it goes into alias-key tokens.
         token_uri.module_path = Some(module_path);
-        let make = |pin| {
+        let make = |pin, key: Option<String>| {
+            let pin_rejected = key
+                .as_ref()
+                .and_then(|k| rejected().lock().ok().and_then(|r| r.get(k).cloned()));
             Arc::new(Token {
                 module: module.clone(),
                 uri: token_uri.clone(),
                 pin,
-                state: Mutex::new(State::default()),
+                key,
+                state: Mutex::new(State {
+                    pin_rejected,
+                    ..State::default()
+                }),
             })
         };
         if uri.pin_value.is_some() {
-            return Ok(make(uri.read_pin()?));
+            return Ok(make(uri.read_pin()?, None));
         }
         let key = token_uri.to_token_string();
         let mut map = tokens()
             .lock()
             .map_err(|_| Error::Internal("PKCS#11 token registry lock poisoned".into()))?;
-        if let Some(t) = map.get(&key) {
-            return Ok(t.clone());
+        if let Some(t) = map.get(&key).and_then(Weak::upgrade) {
+            return Ok(t);
         }
-        let t = make(uri.read_pin()?);
-        map.insert(key, t.clone());
+        map.retain(|_, t| t.strong_count() > 0);
+        let t = make(uri.read_pin()?, Some(key.clone()));
+        map.insert(key, Arc::downgrade(&t));
         Ok(t)
     }
 
@@ -285,6 +305,9 @@ impl Token {
                     info.label().trim_end()
                 );
                 state.pin_rejected = Some(reason.clone());
+                if let (Some(key), Ok(mut r)) = (&self.key, rejected().lock()) {
+                    r.insert(key.clone(), reason.clone());
+                }
                 Err(Error::Device {
                     origin: Origin::Pkcs11,
                     op: "C_Login".into(),

@@ -81,6 +81,34 @@ fn uri_error(attribute: &str, reason: impl Into<String>) -> Error {
     Error::parse(format!("PKCS#11 URI attribute `{attribute}`"), reason.into())
 }
 
+/// Query attributes whose value is a secret: never quoted in an error, in whole or in part.
+const SECRET_ATTRIBUTES: [&str; 1] = ["pin-value"];
+
+/// What an error may show of an attribute with no `=`: nothing when it may hold a PIN.
+fn shown_name(attr: &str) -> &str {
+    if attr.contains("pin") {
+        "(not shown: it may hold a PIN)"
+    } else {
+        attr
+    }
+}
+
+/// A query attribute written into the path (`object=k1&pin-value=1234` without `?`) would
+/// become part of a label that is logged: refuse it, without quoting the value.
+fn refuse_secret_in_path(name: &str, value: &str) -> Result<()> {
+    let lower = value.to_ascii_lowercase();
+    match ["pin-value", "pin-source"].into_iter().find(|q| lower.contains(q)) {
+        Some(q) => Err(uri_error(
+            name,
+            format!(
+                "the value contains `{q}`, a query attribute: the query starts with `?` \
+                 (`pkcs11:...;object=NAME?{q}=...`); the value is not shown"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// RFC 7512 attributes this implementation does not use: named in the error message.
 const KNOWN_UNSUPPORTED: [&str; 5] = [
     "library-manufacturer",
@@ -112,7 +140,8 @@ impl Pkcs11Uri {
                 }
                 let (name, value) = attr
                     .split_once('=')
-                    .ok_or_else(|| uri_error(attr, "expected `name=value` in the path"))?;
+                    .ok_or_else(|| uri_error(shown_name(attr), "expected `name=value` in the path"))?;
+                refuse_secret_in_path(name, value)?;
                 uri.set_path_attribute(name, value)?;
             }
         }
@@ -126,7 +155,7 @@ impl Pkcs11Uri {
                 }
                 let (name, value) = attr
                     .split_once('=')
-                    .ok_or_else(|| uri_error(attr, "expected `name=value` in the query"))?;
+                    .ok_or_else(|| uri_error(shown_name(attr), "expected `name=value` in the query"))?;
                 uri.set_query_attribute(name, value)?;
             }
         }
@@ -400,7 +429,7 @@ pub fn pin_source_path(source: &str) -> Result<PathBuf> {
 
 /// Read a PIN file; one trailing newline is removed.
 pub fn read_pin_file(path: &Path) -> Result<Zeroizing<String>> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io("read PIN file", path, e))?);
+    let bytes = hsm_core::fs::read_bounded("read PIN file", path, hsm_core::fs::SECRET_MAX)?;
     let text =
         std::str::from_utf8(&bytes).map_err(|_| Error::parse(format!("PIN file {}", path.display()), "not UTF-8"))?;
     let pin = text.strip_suffix('\n').unwrap_or(text);
@@ -464,13 +493,15 @@ fn percent_decode(attribute: &str, value: &str, part: Part) -> Result<Vec<u8>> {
             out.push(b);
             i += 1;
         } else {
-            return Err(uri_error(
-                attribute,
+            let reason = if SECRET_ATTRIBUTES.contains(&attribute) {
+                format!("the character at byte {i} must be percent-encoded (not shown: the value is secret)")
+            } else {
                 format!(
                     "character `{}` at byte {i} must be percent-encoded",
                     char::from(b).escape_default()
-                ),
-            ));
+                )
+            };
+            return Err(uri_error(attribute, reason));
         }
     }
     Ok(out)

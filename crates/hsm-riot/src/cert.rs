@@ -110,7 +110,7 @@ impl CaSigner {
     /// Load a CA certificate file (the CA first, then its own issuers, if any) and its key.
     pub fn from_files(cert_path: &Path, key_path: &Path) -> Result<Self> {
         let cert_pem = pem::read_file("read CA certificate", cert_path)?;
-        let key_pem = zeroize::Zeroizing::new(pem::read_file("read CA private key", key_path)?);
+        let key_pem = pem::read_file("read CA private key", key_path)?;
         let key_text = std::str::from_utf8(&key_pem)
             .map_err(|_| Error::parse(format!("CA private key {}", key_path.display()), "not UTF-8 PEM text"))?;
         Self::from_pem(

@@ -34,14 +34,8 @@ pub struct Fwid(pub [u8; 32]);
 impl Fwid {
     /// SHA-256 of a firmware image file.
     pub fn of_file(path: &Path) -> Result<Self> {
-        let mut file = std::fs::File::open(path).map_err(|e| Error::io("read firmware image", path, e))?;
-        let meta = file.metadata().map_err(|e| Error::io("read firmware image", path, e))?;
-        if !meta.is_file() {
-            return Err(Error::parse(
-                format!("firmware image {}", path.display()),
-                "not a regular file",
-            ));
-        }
+        // Any size (it is hashed in chunks), but a regular file: a FIFO would block.
+        let (mut file, _) = hsm_core::fs::open_regular("read firmware image", path)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {

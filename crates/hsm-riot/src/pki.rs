@@ -253,7 +253,7 @@ fn read_csr(path: &Path) -> Result<Csr> {
             .as_ref()
             .to_vec()
     } else {
-        bytes
+        bytes.to_vec()
     };
     let (rest, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
         .map_err(|e| Error::parse(&what, format!("not a PKCS#10 request: {e}")))?;

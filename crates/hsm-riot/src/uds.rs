@@ -48,7 +48,7 @@ impl Uds {
                 format!("{} bytes; a UDS has {UDS_MIN_LEN} to {UDS_MAX_LEN} bytes", meta.len()),
             ));
         }
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io("read UDS file", path, e))?);
+        let bytes = hsm_core::fs::read_bounded("read UDS file", path, UDS_MAX_LEN as u64)?;
         check_bytes(&format!("UDS file {}", path.display()), &bytes)?;
         Ok(Uds(bytes))
     }

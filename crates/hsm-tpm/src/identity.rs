@@ -175,8 +175,8 @@ impl TpmOptions {
                 (None, Some(path)) => {
                     let path = section.path(&path);
                     let text = Zeroizing::new(
-                        std::fs::read_to_string(&path)
-                            .map_err(|e| section.error(file_key, format!("{}: {e}", path.display())))?,
+                        hsm_core::fs::read_bounded_string("read authorization file", &path, hsm_core::fs::SECRET_MAX)
+                            .map_err(|e| section.error(file_key, e.to_string()))?,
                     );
                     parse_auth(file_key, text.trim_end_matches(['\n', '\r']))
                         .map(Some)

@@ -98,7 +98,7 @@ fn write_blob(path: &Path, public: &Public, private: &Private) -> Result<()> {
 
 fn read_blob(path: &Path) -> Result<(Public, Private)> {
     let what = format!("TPM key blob {}", path.display());
-    let bytes = std::fs::read(path).map_err(|e| Error::io("read key blob", path, e))?;
+    let bytes = hsm_core::fs::read_bounded("read key blob", path, hsm_core::fs::BLOB_MAX)?;
     let rest = bytes
         .strip_prefix(BLOB_MAGIC.as_slice())
         .ok_or_else(|| Error::parse(&what, "not a key blob written by hsmctl tpm keygen"))?;
@@ -512,6 +512,23 @@ impl X509Identity for TpmX509 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_blob_at_dev_zero_or_a_fifo_is_refused_at_once() {
+        let e = read_blob(Path::new("/dev/zero")).err().unwrap().to_string();
+        assert!(e.contains("/dev/zero") && e.contains("character device"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("key.blob");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let e = read_blob(&fifo).err().unwrap().to_string();
+        assert!(e.contains("is a FIFO"), "{e}");
+    }
 
     #[test]
     fn tokens() {

@@ -191,12 +191,16 @@ enum SasCommand {
 #[derive(Args)]
 #[group(required = true, multiple = false)]
 struct KeyArgs {
-    /// The device key, base64.
+    /// The device key, base64 (visible to other users in /proc/PID/cmdline: prefer --key-file
+    /// or --key-env).
     #[arg(long)]
     key: Option<String>,
-    /// A file holding the device key, base64.
+    /// A file holding the device key, base64; `-` reads it from standard input.
     #[arg(long)]
     key_file: Option<PathBuf>,
+    /// The name of an environment variable holding the device key, base64.
+    #[arg(long, value_name = "NAME")]
+    key_env: Option<String>,
     /// Sign with the [symmetric_key] identity of this configuration (the key may stay in the HSM).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -205,12 +209,16 @@ struct KeyArgs {
 #[derive(Args)]
 #[group(required = true, multiple = false)]
 struct GroupKeyArgs {
-    /// The group enrollment key, base64.
+    /// The group enrollment key, base64 (visible to other users in /proc/PID/cmdline: prefer
+    /// --group-key-file or --group-key-env).
     #[arg(long)]
     group_key: Option<String>,
-    /// A file holding the group enrollment key, base64.
+    /// A file holding the group enrollment key, base64; `-` reads it from standard input.
     #[arg(long)]
     group_key_file: Option<PathBuf>,
+    /// The name of an environment variable holding the group enrollment key, base64.
+    #[arg(long, value_name = "NAME")]
+    group_key_env: Option<String>,
 }
 
 #[derive(Args)]
@@ -230,9 +238,68 @@ impl ExpiryArgs {
     }
 }
 
+/// A key from a file, or from standard input when `path` is `-`.
 fn read_secret(path: &Path) -> Result<Zeroizing<String>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| hsm_core::Error::io("read key file", path, e))?;
+    let text = if path == Path::new("-") {
+        use std::io::Read as _;
+        let mut buf = Zeroizing::new(Vec::with_capacity(1024));
+        std::io::stdin()
+            .lock()
+            .take(hsm_core::fs::SECRET_MAX + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| hsm_core::Error::io("read key from standard input", path, e))?;
+        if buf.len() as u64 > hsm_core::fs::SECRET_MAX {
+            return Err(CliError::Usage(format!(
+                "the key on standard input is longer than {} bytes",
+                hsm_core::fs::SECRET_MAX
+            )));
+        }
+        Zeroizing::new(
+            String::from_utf8(std::mem::take(&mut *buf))
+                .map_err(|_| CliError::Usage("the key on standard input is not UTF-8".into()))?,
+        )
+    } else {
+        hsm_core::fs::read_bounded_string("read key file", path, hsm_core::fs::SECRET_MAX)?
+    };
     Ok(Zeroizing::new(text.trim().to_string()))
+}
+
+/// A key from the environment variable `name`.
+fn env_secret(name: &str) -> Result<Zeroizing<String>, CliError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(Zeroizing::new(v.trim().to_string())),
+        _ => Err(CliError::Usage(format!(
+            "environment variable {name} is not set or empty"
+        ))),
+    }
+}
+
+/// Warnings for secrets given on the command line, where every user sees them in
+/// /proc/PID/cmdline. They name the option, never its value.
+fn command_line_secret_warnings(args: &[String]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for a in args {
+        let flag = a.split('=').next().unwrap_or_default();
+        let w = match flag {
+            "--key" => {
+                "warning: --key puts the key on the command line, visible to other users; use --key-file \
+                        PATH, --key-file - (standard input) or --key-env NAME"
+            }
+            "--group-key" => {
+                "warning: --group-key puts the key on the command line, visible to other users; use \
+                              --group-key-file PATH, --group-key-file - (standard input) or --group-key-env NAME"
+            }
+            _ if a.contains("pin-value=") => {
+                "warning: a PKCS#11 URI with pin-value puts the PIN on the command \
+                 line, visible to other users; use pin-source=file:PATH (a file readable only by you)"
+            }
+            _ => continue,
+        };
+        if !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    out
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
@@ -353,12 +420,16 @@ fn sas_token(key: &KeyArgs, aud: &Audience, expiry: u64) -> Result<String, CliEr
     let raw = match (&key.key, &key.key_file, &key.config) {
         (Some(k), _, _) => sas::decode_key("--key", k)?,
         (_, Some(f), _) => sas::decode_key(&format!("key file {}", f.display()), &read_secret(f)?)?,
+        (None, None, None) if key.key_env.is_some() => {
+            let name = key.key_env.as_deref().unwrap_or_default();
+            sas::decode_key(&format!("environment variable {name}"), &env_secret(name)?)?
+        }
         (_, _, Some(c)) => {
             let id = hsm_abi::registry::open_symmetric(&Config::from_file(c)?)?;
             let mac = id.hmac_sha256(aud.string_to_sign(expiry).as_bytes())?;
             return Ok(aud.token(&mac, expiry));
         }
-        _ => return Err(CliError::Usage("give --key, --key-file or --config".into())),
+        _ => return Err(CliError::Usage("give --key-file, --key-env, --key or --config".into())),
     };
     Ok(aud.sign_with_key(&raw, expiry))
 }
@@ -397,10 +468,15 @@ fn sas_cmd(cmd: SasCommand) -> Result<(), CliError> {
 }
 
 fn derive_key(group: GroupKeyArgs, registration_id: &str) -> Result<(), CliError> {
-    let group_key = match (group.group_key, group.group_key_file) {
-        (Some(k), _) => Zeroizing::new(k),
-        (_, Some(f)) => read_secret(&f)?,
-        _ => return Err(CliError::Usage("give --group-key or --group-key-file".into())),
+    let group_key = match (group.group_key, group.group_key_file, group.group_key_env) {
+        (Some(k), _, _) => Zeroizing::new(k),
+        (_, Some(f), _) => read_secret(&f)?,
+        (_, _, Some(name)) => env_secret(&name)?,
+        _ => {
+            return Err(CliError::Usage(
+                "give --group-key-file, --group-key-env or --group-key".into(),
+            ));
+        }
     };
     let key = sas::derive_device_key(&group_key, registration_id)?;
     outln!("{}", sas::encode_key(&key).as_str());
@@ -408,6 +484,10 @@ fn derive_key(group: GroupKeyArgs, registration_id: &str) -> Result<(), CliError
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    for w in command_line_secret_warnings(&args) {
+        eprintln!("{w}");
+    }
     let cli = Cli::parse();
     let mut directives = cli.log.clone();
     for noisy in ["cryptoki", "tss_esapi"] {

@@ -109,7 +109,7 @@ pub fn run(cmd: Pkcs11Command) -> Result<(), Error> {
             }
         }
         Pkcs11Command::ImportCert { uri, file } => {
-            let data = std::fs::read(&file).map_err(|e| Error::io("read certificate", &file, e))?;
+            let data = hsm_core::pem::read_file("read certificate", &file)?;
             let cert = hsm_pkcs11::tools::import_certificate(&uri, &data)?;
             print(&cert.to_token_string())
         }
@@ -124,9 +124,7 @@ pub fn run(cmd: Pkcs11Command) -> Result<(), Error> {
         } => {
             let stored = match (key_file, generate_bytes) {
                 (Some(path), None) => {
-                    let text = zeroize::Zeroizing::new(
-                        std::fs::read_to_string(&path).map_err(|e| Error::io("read key file", &path, e))?,
-                    );
+                    let text = hsm_core::fs::read_bounded_string("read key file", &path, hsm_core::fs::SECRET_MAX)?;
                     let key = hsm_core::sas::decode_key(&path.display().to_string(), text.trim())?;
                     hsm_pkcs11::tools::import_secret(&uri, &key)?
                 }

@@ -67,15 +67,6 @@ pub(crate) unsafe fn slice_mut<'a>(what: &'static str, p: *mut u8, len: usize) -
     Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
 }
 
-/// A shared reference argument.
-///
-/// # Safety
-/// `p` is NULL or points to a valid `T` that is not written to during `'a`.
-pub(crate) unsafe fn reference<'a, T>(what: &'static str, p: *const T) -> Result<&'a T, Error> {
-    // SAFETY: valid when non-NULL, by the caller's promise.
-    unsafe { p.as_ref() }.ok_or_else(|| Error::invalid(what, "is NULL"))
-}
-
 /// An output parameter: checked for NULL up front, written only on success.
 pub(crate) struct Out<T>(NonNull<T>);
 

@@ -177,15 +177,14 @@ struct X509Handle {
 }
 
 impl HandleKind for X509Handle {
-    const MAGIC: u64 = 0x6873_6d78_3530_3921;
     const NAME: &'static str = "x509";
 }
 
 fn x509_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = registry::open_x509(&*state::current()?)?;
+    let identity = state::open_with(registry::open_x509)?;
     Ok(handle::into_raw(X509Handle {
         identity: Mutex::new(identity),
-    }))
+    })?)
 }
 
 /// Run `f` on the identity behind an x509 handle and return its string result malloc'd.
@@ -259,19 +258,18 @@ struct KeyHandle {
 }
 
 impl HandleKind for KeyHandle {
-    const MAGIC: u64 = 0x6873_6d6b_6579_7321;
     const NAME: &'static str = "symmetric key";
 }
 
 fn key_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = registry::open_symmetric(&*state::current()?)?;
+    let identity = state::open_with(registry::open_symmetric)?;
     Ok(handle::into_raw(KeyHandle {
         state: Mutex::new(KeyState {
             identity,
             registration_id: None,
             key: None,
         }),
-    }))
+    })?)
 }
 
 unsafe extern "C" fn key_create() -> HSM_CLIENT_HANDLE {
@@ -371,15 +369,14 @@ struct TpmHandle {
 }
 
 impl HandleKind for TpmHandle {
-    const MAGIC: u64 = 0x6873_6d74_706d_3221;
     const NAME: &'static str = "TPM";
 }
 
 fn tpm_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = registry::open_tpm(&*state::current()?)?;
+    let identity = state::open_with(registry::open_tpm)?;
     Ok(handle::into_raw(TpmHandle {
         identity: Mutex::new(identity),
-    }))
+    })?)
 }
 
 /// Run `f` on the TPM identity and hand its bytes to C through `out` / `out_len`.

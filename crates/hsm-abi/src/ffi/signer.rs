@@ -11,6 +11,7 @@ use std::sync::Arc;
 use hsm_core::{Curve, Error, KeyAlgorithm, SignatureScheme, SigningKey};
 
 use super::errors::{AbiError, AbiResult, to_code};
+use super::handle::{self, HandleKind};
 use super::malloc::malloc_bytes;
 use super::ptr::{self, Out};
 use crate::registry;
@@ -27,6 +28,10 @@ pub const HSM_ABI_MAX_SCHEMES: usize = 8;
 /// An open key (opaque to C).
 pub struct HSM_ABI_SIGNER {
     key: Arc<dyn SigningKey>,
+}
+
+impl HandleKind for HSM_ABI_SIGNER {
+    const NAME: &'static str = "signer";
 }
 
 /// What a key is and which schemes it signs with.
@@ -147,7 +152,7 @@ pub unsafe extern "C" fn hsm_abi_signer_open(token: *const c_char, out: *mut *mu
         let r = unsafe { ptr::cstr("token", token).and_then(|t| Ok((t, Out::new("out", out)?))) }.and_then(
             |(token, out)| {
                 let key = registry::open_signer(token)?;
-                out.write(Box::into_raw(Box::new(HSM_ABI_SIGNER { key })));
+                out.write(handle::into_raw(HSM_ABI_SIGNER { key })?.cast());
                 Ok(())
             },
         );
@@ -159,7 +164,8 @@ pub unsafe extern "C" fn hsm_abi_signer_open(token: *const c_char, out: *mut *mu
 /// this library version; the whole structure is written on success.
 ///
 /// # Safety
-/// `signer` is NULL or from `hsm_abi_signer_open` and not closed; `out` is NULL or writable
+/// `signer` may be anything (a closed or foreign handle is reported) and is not closed during
+/// the call; `out` is NULL or writable
 /// with `struct_size` initialized.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn hsm_abi_signer_key_info(signer: *const HSM_ABI_SIGNER, out: *mut HSM_ABI_KEY_INFO) -> c_int {
@@ -174,7 +180,7 @@ pub unsafe extern "C" fn hsm_abi_signer_key_info(signer: *const HSM_ABI_SIGNER, 
 /// As for [`hsm_abi_signer_key_info`].
 unsafe fn signer_key_info(signer: *const HSM_ABI_SIGNER, out: *mut HSM_ABI_KEY_INFO) -> AbiResult<()> {
     // SAFETY: forwarded promises.
-    let (signer, out) = unsafe { (ptr::reference("signer", signer)?, Out::new("out", out)?) };
+    let (signer, out) = unsafe { (handle::get::<HSM_ABI_SIGNER>(signer.cast())?, Out::new("out", out)?) };
     // SAFETY: the caller initialized `struct_size`, the first field; only it is read.
     let given = unsafe { std::ptr::addr_of!((*out.as_ptr()).struct_size).read() } as usize;
     let needed = size_of::<HSM_ABI_KEY_INFO>();
@@ -192,7 +198,8 @@ unsafe fn signer_key_info(signer: *const HSM_ABI_SIGNER, out: *mut HSM_ABI_KEY_I
 /// Sign with an open key; see `HSM_ABI_SIGNER_SIGN` for the buffer rules.
 ///
 /// # Safety
-/// `signer` is NULL or an open signer; `msg` is NULL (with `msg_len` 0) or `msg_len` readable
+/// `signer` may be anything (reported unless an open signer) and is not closed during the
+/// call; `msg` is NULL (with `msg_len` 0) or `msg_len` readable
 /// bytes; `sig` is NULL or `*sig_len` writable bytes; `sig_len` is NULL or an initialized,
 /// writable `size_t`.
 #[unsafe(no_mangle)]
@@ -224,7 +231,7 @@ unsafe fn sign(
     // SAFETY: forwarded promises.
     let (signer, msg, sig_len) = unsafe {
         (
-            ptr::reference("signer", signer)?,
+            handle::get::<HSM_ABI_SIGNER>(signer.cast())?,
             ptr::slice("msg", msg, msg_len)?,
             Out::new("sig_len", sig_len)?,
         )
@@ -263,24 +270,26 @@ unsafe fn sign(
     Ok(())
 }
 
-/// Close an open key; NULL is a no-op.
+/// Close an open key; NULL is a no-op. A closed, foreign or wrong-kind handle is reported
+/// (`hsm_abi_last_error`) and nothing is freed.
 ///
 /// # Safety
-/// `signer` is NULL or from `hsm_abi_signer_open`, not closed, and not used afterwards.
+/// `signer` is not in use by another thread during this call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn hsm_abi_signer_close(signer: *mut HSM_ABI_SIGNER) {
     ffi_boundary!("hsm_abi_signer_close", {
-        if !signer.is_null() {
-            // SAFETY: created by `Box::into_raw` in `hsm_abi_signer_open`, released once.
-            drop(unsafe { Box::from_raw(signer) });
-        }
+        // SAFETY: the handle is looked up before anything is freed; the caller does not use
+        // it on another thread meanwhile.
+        let r = unsafe { handle::destroy::<HSM_ABI_SIGNER>(signer.cast_const().cast()) };
+        to_code("hsm_abi_signer_close", r.map_err(Into::into));
     })
 }
 
 /// The DER SubjectPublicKeyInfo of an open key, malloc'd; release `*spki` with `free()`.
 ///
 /// # Safety
-/// `signer` is NULL or an open signer; `spki` and `spki_len` are NULL or writable.
+/// `signer` may be anything (reported unless an open signer) and is not closed during the
+/// call; `spki` and `spki_len` are NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn hsm_abi_signer_public_key(
     signer: *const HSM_ABI_SIGNER,
@@ -304,7 +313,7 @@ unsafe fn signer_public_key(
     // SAFETY: forwarded promises.
     let (signer, spki, spki_len) = unsafe {
         (
-            ptr::reference("signer", signer)?,
+            handle::get::<HSM_ABI_SIGNER>(signer.cast())?,
             Out::new("spki", spki)?,
             Out::new("spki_len", spki_len)?,
         )

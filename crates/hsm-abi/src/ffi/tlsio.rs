@@ -278,7 +278,6 @@ struct Tlsio {
 }
 
 impl HandleKind for Tlsio {
-    const MAGIC: u64 = 0x6873_6d74_6c73_696f;
     const NAME: &'static str = "rustls TLS IO";
 }
 
@@ -435,7 +434,7 @@ unsafe fn create(config: *const TLSIO_CONFIG) -> Result<*mut c_void, AbiError> {
         close_callback: Cell::new((None, std::ptr::null_mut())),
         depth: Cell::new(0),
         destroy_requested: Cell::new(false),
-    }))
+    })?)
 }
 
 /// # Safety

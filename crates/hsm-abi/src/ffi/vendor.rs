@@ -29,6 +29,7 @@ use hsm_core::{Error, Origin, SigningKey, SymmetricIdentity, TpmIdentity, X509Id
 use super::errors::{
     HSM_ABI_ERR_BUFFER_TOO_SMALL, HSM_ABI_ERR_INVALID_ARGUMENT, HSM_ABI_ERR_UNSUPPORTED, HSM_ABI_OK, record, to_code,
 };
+use super::handle::{self, HandleKind};
 use super::ptr::{self, Out};
 use super::signer::{HSM_ABI_KEY_INFO, key_info};
 use crate::registry;
@@ -1073,6 +1074,10 @@ struct BuiltinIdentity {
     tpm: Option<Mutex<Box<dyn TpmIdentity>>>,
 }
 
+impl HandleKind for BuiltinIdentity {
+    const NAME: &'static str = "hsm-abi-builtin identity";
+}
+
 struct StaticTable(HSM_ABI_VENDOR_TABLE);
 // SAFETY: immutable static data: a static string and function pointers.
 unsafe impl Sync for StaticTable {}
@@ -1133,7 +1138,7 @@ unsafe extern "C" fn builtin_open(identity: *const c_char, out: *mut *mut c_void
         let r = unsafe { ptr::cstr("identity", identity).and_then(|i| Ok((i, Out::new("out", out)?))) }.and_then(
             |(identity, out)| {
                 let id = builtin_open_config(identity)?;
-                out.write(Box::into_raw(Box::new(id)).cast());
+                out.write(handle::into_raw(id)?);
                 Ok(())
             },
         );
@@ -1143,10 +1148,9 @@ unsafe extern "C" fn builtin_open(identity: *const c_char, out: *mut *mut c_void
 
 unsafe extern "C" fn builtin_close(handle: *mut c_void) {
     ffi_boundary!("hsm-abi-builtin close", {
-        if !handle.is_null() {
-            // SAFETY: a handle from builtin_open, closed once (table contract).
-            drop(unsafe { Box::from_raw(handle.cast::<BuiltinIdentity>()) });
-        }
+        // SAFETY: looked up before anything is freed; not in use elsewhere (table contract).
+        let r = unsafe { handle::destroy::<BuiltinIdentity>(handle) };
+        to_code("hsm-abi-builtin close", r.map_err(Into::into));
     })
 }
 
@@ -1164,8 +1168,7 @@ unsafe fn builtin_bytes(
     f: impl FnOnce(&BuiltinIdentity) -> Result<Vec<u8>, Error>,
 ) -> c_int {
     // SAFETY: forwarded promises.
-    let r = unsafe { ptr::reference("handle", handle.cast::<BuiltinIdentity>().cast_const()) }
-        .and_then(|id| Ok((id, unsafe { Out::new("len", len) }?)));
+    let r = unsafe { handle::get::<BuiltinIdentity>(handle) }.and_then(|id| Ok((id, unsafe { Out::new("len", len) }?)));
     let (id, len) = match r {
         Ok(v) => v,
         Err(e) => return record(op, &e.into()),
@@ -1234,7 +1237,7 @@ unsafe extern "C" fn builtin_public_key(handle: *mut c_void, buf: *mut c_uchar, 
 unsafe extern "C" fn builtin_key_info(handle: *mut c_void, out: *mut HSM_ABI_KEY_INFO) -> c_int {
     ffi_boundary!("hsm-abi-builtin key_info", {
         // SAFETY: table contract.
-        let r = unsafe { ptr::reference("handle", handle.cast::<BuiltinIdentity>().cast_const()) }
+        let r = unsafe { handle::get::<BuiltinIdentity>(handle) }
             .and_then(|id| Ok((id, unsafe { Out::new("out", out) }?)))
             .and_then(|(id, out)| {
                 // SAFETY: the caller initialized `struct_size`, the first field.
@@ -1330,7 +1333,7 @@ impl BuiltinIdentity {
 unsafe extern "C" fn builtin_activate(handle: *mut c_void, data: *const c_uchar, data_len: usize) -> c_int {
     ffi_boundary!("hsm-abi-builtin activate_identity_key", {
         // SAFETY: table contract.
-        let r = unsafe { ptr::reference("handle", handle.cast::<BuiltinIdentity>().cast_const()) }
+        let r = unsafe { handle::get::<BuiltinIdentity>(handle) }
             .and_then(|id| Ok((id, unsafe { ptr::slice("data", data, data_len) }?)))
             .and_then(|(id, blob)| id.tpm("activate_identity_key")?.activate_identity_key(blob));
         to_code("hsm-abi-builtin activate_identity_key", r.map_err(Into::into))
@@ -1389,7 +1392,7 @@ unsafe extern "C" fn builtin_hmac(
 ) -> c_int {
     ffi_boundary!("hsm-abi-builtin hmac_sha256", {
         // SAFETY: table contract.
-        let r = unsafe { ptr::reference("handle", handle.cast::<BuiltinIdentity>().cast_const()) }
+        let r = unsafe { handle::get::<BuiltinIdentity>(handle) }
             .and_then(|id| Ok((id, unsafe { ptr::slice("data", data, data_len) }?)))
             .and_then(|(id, data)| {
                 // SAFETY: table contract: 32 writable bytes at `mac`.
