@@ -108,12 +108,12 @@ pkgconfig_case() {
     gcc -std=c11 $(PKG_CONFIG_PATH="$p/lib/pkgconfig" pkg-config --cflags hsm_abi) "$w/pc-$1.c" \
         $(tr ';' '\n' <<<"$custom" | sed '1!s/^/-l/') -o "$w/pc-static-$1"
     "$w/pc-static-$1"
-    ! readelf -d "$w/pc-static-$1" | grep -q 'libhsm_abi'
-    # Static through pkg-config --static, and shared (the soname is recorded).
+    ! readelf -d "$w/pc-static-$1" | grep 'libhsm_abi'
+    # Shared, through pkg-config --libs: the soname is recorded.
     # shellcheck disable=SC2046
     gcc -std=c11 $(PKG_CONFIG_PATH="$p/lib/pkgconfig" pkg-config --cflags hsm_abi) "$w/pc-$1.c" \
         $(PKG_CONFIG_PATH="$p/lib/pkgconfig" pkg-config --libs hsm_abi) -o "$w/pc-shared-$1"
-    readelf -d "$w/pc-shared-$1" | grep -q 'NEEDED.*\[libhsm_abi.so.0\]'
+    readelf -d "$w/pc-shared-$1" | grep 'NEEDED.*\[libhsm_abi.so.0\]'
     LD_LIBRARY_PATH="$p/lib" "$w/pc-shared-$1"
     if [ "$1" = tpm ]; then grep -q '^Requires.private: .*tss2-esys' "$p/lib/pkgconfig/hsm_abi.pc"; fi
     if [ "$1" = notpm ]; then ! grep -q 'tss2' "$p/lib/pkgconfig/hsm_abi.pc"; fi
@@ -152,9 +152,12 @@ dev_rustls="$w/build-rustls/prov_device"
 
 # Which TLS layer each program really has (the symbol the adapter pulls in).
 tls_layers() {
-    nm "$dev_rustls" | grep -q ' T tlsio_rustls_get_interface_description'
-    ! nm "$dev_rustls" | grep -q 'tlsio_openssl_get_interface_description'
-    nm "$dev_openssl" | grep -q 'tlsio_openssl_get_interface_description'
+    local r o
+    r="$(nm "$dev_rustls")"
+    o="$(nm "$dev_openssl")"
+    grep -q ' T tlsio_rustls_get_interface_description' <<<"$r"
+    ! grep -q 'tlsio_openssl_get_interface_description' <<<"$r"
+    grep -q ' T tlsio_openssl_get_interface_description' <<<"$o"
 }
 run tls_layers tls_layers
 
