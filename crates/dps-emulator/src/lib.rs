@@ -28,4 +28,4 @@ mod tpm;
 
 pub use config::{DEFAULT_ASSIGNED_HUB, EmulatorConfig, Enrollment};
 pub use error::Error;
-pub use server::Emulator;
+pub use server::{Emulator, ServerOptions};

@@ -231,10 +231,7 @@ impl DpsClient {
                 .ok_or_else(|| CliError::Protocol(format!("no operationId in {}", shown(&reply.to_string()))))?
                 .to_string();
             if Instant::now() + retry > self.deadline {
-                return Err(self.timed_out(&format!(
-                    "registration still {status:?} (operation {})",
-                    shown(&op)
-                )));
+                return Err(self.timed_out(&format!("registration still {status:?} (operation {})", shown(&op))));
             }
             std::thread::sleep(retry);
             let req = self.request(
@@ -333,7 +330,12 @@ fn send(req: ureq::Request, body: Option<&Value>) -> Result<Reply, CliError> {
     resp.into_reader()
         .take(MAX_BODY + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| CliError::Transport(format!("{url}: reading the {status} response: {}", shown(&e.to_string()))))?;
+        .map_err(|e| {
+            CliError::Transport(format!(
+                "{url}: reading the {status} response: {}",
+                shown(&e.to_string())
+            ))
+        })?;
     if bytes.len() as u64 > MAX_BODY {
         return Err(too_big(&url, status));
     }
@@ -402,7 +404,10 @@ mod tests {
 
     #[test]
     fn shown_escapes_controls_and_truncates() {
-        assert_eq!(shown("hub\u{1b}[31m\u{9b}2J\u{202e}x\n"), "hub\\u{1b}[31m\\u{9b}2J\\u{202e}x\\u{a}");
+        assert_eq!(
+            shown("hub\u{1b}[31m\u{9b}2J\u{202e}x\n"),
+            "hub\\u{1b}[31m\\u{9b}2J\\u{202e}x\\u{a}"
+        );
         let long = "a".repeat(2000);
         let s = shown(&long);
         assert!(s.starts_with(&"a".repeat(MAX_SHOWN)));
@@ -414,7 +419,12 @@ mod tests {
     fn json_for_terminal_escapes_and_round_trips() {
         let value = json!({"assignedHub": "a\u{1b}]0;x\u{7}\u{9b}2J\u{202e}b"});
         let text = json_for_terminal(&value);
-        assert!(!text.chars().any(|c| c != '\n' && (c.is_control() || is_bidi_control(c))), "{text}");
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && (c.is_control() || is_bidi_control(c))),
+            "{text}"
+        );
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
     }
 }

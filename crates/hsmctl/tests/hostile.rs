@@ -136,10 +136,7 @@ impl Hostile {
 
 /// Write a whole answer; the client may have gone, which is fine.
 fn answer(tls: &mut Tls, status: &str, headers: &str, body: &[u8]) {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}\r\n",
-        body.len()
-    );
+    let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}\r\n", body.len());
     let _ = tls.write_all(head.as_bytes());
     let _ = tls.write_all(body);
     let _ = tls.flush();
@@ -149,7 +146,10 @@ fn answer(tls: &mut Tls, status: &str, headers: &str, body: &[u8]) {
 fn failed(out: &Output, needles: &[&str]) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "should have failed; stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "should have failed; stdout: {stdout}\nstderr: {stderr}"
+    );
     assert!(!stdout.contains("assigned hub"), "printed an assignment: {stdout}");
     for needle in needles {
         assert!(stderr.contains(needle), "no {needle:?} in: {stderr}");
@@ -277,7 +277,11 @@ fn garbage_and_escape_sequences_are_shown_sanitized_and_truncated() {
     let server = hostile(move |_, tls| answer(tls, "200 OK", "", state.to_string().as_bytes()));
     let (out, _) = server.provision(20);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("assigned hub: hub\\u{1b}]0;pwned\\u{7}"), "{stdout}");
     assert!(stdout.contains("device id: d\\u{9b}2J"), "{stdout}");
     assert!(!stdout.chars().any(|c| c.is_control() && c != '\n'), "{stdout:?}");
