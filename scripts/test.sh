@@ -22,6 +22,9 @@ read -r rust_passed rust_failed < <(grep -E '^test result:' target/rust-tests.lo
     { p += $4; f += $6 } END { print p + 0, f + 0 }')
 echo "rust: $rust_passed passed, $rust_failed failed"
 
+step "fuzzing (corpus replay and a few seconds per target; a crash fails the suite)"
+bash scripts/fuzz.sh --quick
+
 step "C tests (valgrind)"
 bash scripts/c-tests.sh 2>&1 | tee target/c-tests.log
 read -r c_passed c_failed < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' target/c-tests.log | tail -n 1)

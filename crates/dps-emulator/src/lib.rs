@@ -26,6 +26,48 @@ mod service;
 mod tls;
 mod tpm;
 
+/// Entry points for the fuzz targets (`fuzz/`): not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::sync::OnceLock;
+
+    use crate::auth::Trust;
+    use crate::config::{EmulatorConfig, Enrollment};
+    use crate::service::Service;
+
+    /// Read requests from `data` as a connection would deliver them, answer each with the service (one
+    /// symmetric-key group enrollment) and write the answers to a buffer.
+    pub fn http(data: &[u8]) {
+        static SERVICE: OnceLock<Option<Service>> = OnceLock::new();
+        let service = SERVICE.get_or_init(|| {
+            let config = EmulatorConfig {
+                id_scope: "0ne00000A0A".into(),
+                assigned_hub: "hub.example.test".into(),
+                enrollments: vec![Enrollment::SymmetricGroup {
+                    name: "g".into(),
+                    primary_key: "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==".into(),
+                    secondary_key: None,
+                }],
+            };
+            let trust = Trust::new(&config).ok()?;
+            Some(Service::new(
+                config.id_scope,
+                config.assigned_hub,
+                trust,
+                std::time::Duration::from_secs(2),
+            ))
+        });
+        let Some(service) = service else { return };
+        let mut input = data;
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while let Ok(Some(request)) = crate::http::read_request(&mut input, &mut buf) {
+            let _ = service.handle(&request, None).write_to(&mut out, request.keep_alive);
+        }
+    }
+}
+
 pub use config::{DEFAULT_ASSIGNED_HUB, EmulatorConfig, Enrollment};
 pub use error::Error;
-pub use server::Emulator;
+pub use server::{Emulator, ServerOptions};

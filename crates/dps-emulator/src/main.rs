@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
-use dps_emulator::{Emulator, EmulatorConfig};
+use dps_emulator::{Emulator, EmulatorConfig, ServerOptions};
 
 /// A local Azure DPS emulator: serves the DPS device REST API over HTTPS on 127.0.0.1.
 #[derive(Parser, Debug)]
@@ -32,6 +32,15 @@ struct Args {
     /// Write the PEM of the CA that signed the server certificate here (clients trust it).
     #[arg(long, value_name = "PATH")]
     server_ca_out: Option<PathBuf>,
+    /// `Retry-After` (seconds) sent while a registration is assigning.
+    #[arg(long, default_value_t = ServerOptions::default().retry_after.as_secs(), value_name = "SECONDS")]
+    retry_after: u64,
+    /// Connections served at once; when all are taken the longest idle one is closed.
+    #[arg(long, default_value_t = ServerOptions::default().max_connections, value_name = "N")]
+    max_connections: usize,
+    /// A request must arrive whole (TLS handshake included) within this many seconds.
+    #[arg(long, default_value_t = ServerOptions::default().request_timeout.as_secs(), value_name = "SECONDS")]
+    request_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -59,7 +68,15 @@ fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| format!("cannot install the handler for signal {signal}: {e}"))?;
     }
     let config = EmulatorConfig::from_file(&args.config).map_err(|e| e.to_string())?;
-    let emulator = Emulator::start_on(config, args.port).map_err(|e| e.to_string())?;
+    if args.max_connections == 0 || args.request_timeout == 0 {
+        return Err("--max-connections and --request-timeout must be at least 1".into());
+    }
+    let options = ServerOptions {
+        retry_after: Duration::from_secs(args.retry_after),
+        max_connections: args.max_connections,
+        request_timeout: Duration::from_secs(args.request_timeout),
+    };
+    let emulator = Emulator::start_with(config, args.port, options).map_err(|e| e.to_string())?;
     if let Some(path) = &args.server_ca_out {
         std::fs::write(path, emulator.server_ca_pem())
             .map_err(|e| format!("writing the server CA to {}: {e}", path.display()))?;

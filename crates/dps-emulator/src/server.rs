@@ -1,12 +1,14 @@
-//! The listener: one thread accepting on 127.0.0.1, one thread per connection.
+//! The listener: one thread accepting on 127.0.0.1, one thread per connection, at most
+//! [`ServerOptions::max_connections`] of them; each request (TLS handshake included for the first) must arrive
+//! whole within [`ServerOptions::request_timeout`].
 
 use std::collections::HashMap;
-use std::io::Write as _;
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
@@ -16,8 +18,33 @@ use crate::http::{self, ReadError, Response};
 use crate::service::Service;
 use crate::{Error, tls};
 
-/// How long a connection may sit idle (handshake or between requests) before it is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long writing a response may block on a client that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the server treats clients: polling delay, connection bound, request deadline.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Sent as `Retry-After` (whole seconds) with every `assigning` answer. Default 2 s (DPS sends a few
+    /// seconds; the SDKs poll no faster than every second anyway).
+    pub retry_after: Duration,
+    /// Connections served at once (one thread each). When all are taken, the connection that has waited
+    /// longest for its next request is closed to make room; if every one is busy, the new one waits.
+    pub max_connections: usize,
+    /// A request (the TLS handshake and its first request, or the wait for the next request on a kept-alive
+    /// connection and that request) must arrive whole within this time: a total deadline, not a per-read
+    /// timeout, so a client sending a byte now and then cannot hold a connection. Default 30 s.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            retry_after: Duration::from_secs(2),
+            max_connections: 64,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// A running emulator. Dropping it (or [`Emulator::shutdown`]) closes the listener and every open
 /// connection, and joins all threads.
@@ -38,32 +65,106 @@ impl std::fmt::Debug for Emulator {
     }
 }
 
-/// Open connections, so that shutdown can close them.
+/// Open connections, so that shutdown can close them and a full server can close the longest idle one.
 #[derive(Default)]
 struct Connections {
     next: AtomicU64,
-    open: Mutex<HashMap<u64, TcpStream>>,
+    open: Mutex<HashMap<u64, Connection>>,
+    closed: Condvar,
+}
+
+struct Connection {
+    stream: TcpStream,
+    /// Since when it has been waiting for a request; `None` while one is handled or after it was closed.
+    idle_since: Option<Instant>,
 }
 
 impl Connections {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Connection>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn add(&self, stream: &TcpStream) -> Option<u64> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let clone = stream.try_clone().ok()?;
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, clone);
+        let stream = stream.try_clone().ok()?;
+        self.lock().insert(
+            id,
+            Connection {
+                stream,
+                idle_since: Some(Instant::now()),
+            },
+        );
         Some(id)
     }
 
+    fn set_idle(&self, id: u64, idle: bool) {
+        if let Some(c) = self.lock().get_mut(&id) {
+            c.idle_since = idle.then(Instant::now);
+        }
+    }
+
     fn remove(&self, id: u64) {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        self.lock().remove(&id);
+        self.closed.notify_all();
+    }
+
+    /// Wait until fewer than `max` connections are open, closing the one idle the longest while none is free.
+    fn make_room(&self, max: usize, stop: &AtomicBool) {
+        let mut open = self.lock();
+        while open.len() >= max.max(1) && !stop.load(Ordering::SeqCst) {
+            let oldest = open
+                .iter_mut()
+                .filter(|(_, c)| c.idle_since.is_some())
+                .min_by_key(|(_, c)| c.idle_since);
+            if let Some((id, c)) = oldest {
+                tracing::info!(
+                    connection = id,
+                    "connection limit reached: closing the longest idle connection"
+                );
+                let _ = c.stream.shutdown(Shutdown::Both);
+                c.idle_since = None;
+            }
+            open = self
+                .closed
+                .wait_timeout(open, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
     }
 
     fn close_all(&self) {
-        for (_, s) in self.open.lock().unwrap_or_else(PoisonError::into_inner).drain() {
-            let _ = s.shutdown(Shutdown::Both);
+        for (_, c) in self.lock().drain() {
+            let _ = c.stream.shutdown(Shutdown::Both);
         }
+    }
+}
+
+/// The socket under TLS: each read waits no later than the current request's deadline.
+struct DeadlineStream {
+    stream: TcpStream,
+    deadline: Option<Instant>,
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "request deadline passed"));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        self.stream.read(buf)
+    }
+}
+
+impl Write for DeadlineStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
     }
 }
 
@@ -75,6 +176,11 @@ impl Emulator {
 
     /// Start on 127.0.0.1:`port` (0: any free port).
     pub fn start_on(config: EmulatorConfig, port: u16) -> Result<Emulator, Error> {
+        Self::start_with(config, port, ServerOptions::default())
+    }
+
+    /// Start on 127.0.0.1:`port` (0: any free port) with the given polling delay and limits.
+    pub fn start_with(config: EmulatorConfig, port: u16, options: ServerOptions) -> Result<Emulator, Error> {
         let trust = Trust::new(&config)?;
         let identity = tls::make_server_identity()?;
         let tls_config = tls::server_config(&identity)?;
@@ -92,12 +198,13 @@ impl Emulator {
             config.id_scope.clone(),
             config.assigned_hub.clone(),
             trust,
+            options.retry_after,
         ));
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
         let listener_thread = std::thread::Builder::new()
             .name("dps-emulator-listener".to_string())
-            .spawn(move || accept_loop(listener, tls_config, service, thread_stop))
+            .spawn(move || accept_loop(listener, tls_config, service, &options, &thread_stop))
             .map_err(|source| Error::Socket {
                 op: "starting the listener thread for",
                 port: addr.port(),
@@ -156,7 +263,13 @@ impl Drop for Emulator {
     }
 }
 
-fn accept_loop(listener: TcpListener, tls_config: Arc<ServerConfig>, service: Arc<Service>, stop: Arc<AtomicBool>) {
+fn accept_loop(
+    listener: TcpListener,
+    tls_config: Arc<ServerConfig>,
+    service: Arc<Service>,
+    options: &ServerOptions,
+    stop: &AtomicBool,
+) {
     let connections = Arc::new(Connections::default());
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     for incoming in listener.incoming() {
@@ -172,15 +285,22 @@ fn accept_loop(listener: TcpListener, tls_config: Arc<ServerConfig>, service: Ar
             }
         };
         workers.retain(|w| !w.is_finished());
+        connections.make_room(options.max_connections, stop);
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         let Some(id) = connections.add(&stream) else {
             tracing::warn!("cannot track a connection; closing it");
             continue;
         };
         let (tls_config, service, conns) = (tls_config.clone(), service.clone(), connections.clone());
+        let request_timeout = options.request_timeout;
         let spawned = std::thread::Builder::new()
             .name(format!("dps-emulator-conn-{id}"))
             .spawn(move || {
-                serve_connection(stream, tls_config, &service);
+                serve_connection(stream, tls_config, &service, request_timeout, &|idle| {
+                    conns.set_idle(id, idle)
+                });
                 conns.remove(id);
             });
         match spawned {
@@ -198,11 +318,21 @@ fn accept_loop(listener: TcpListener, tls_config: Arc<ServerConfig>, service: Ar
     }
 }
 
-fn serve_connection(stream: TcpStream, tls_config: Arc<ServerConfig>, service: &Service) {
+/// Serve one connection; `idle(true)` when it starts waiting for a request, `idle(false)` while one is handled.
+fn serve_connection(
+    stream: TcpStream,
+    tls_config: Arc<ServerConfig>,
+    service: &Service,
+    request_timeout: Duration,
+    idle: &dyn Fn(bool),
+) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let stream = DeadlineStream {
+        stream,
+        deadline: Some(Instant::now() + request_timeout),
+    };
     let conn = match ServerConnection::new(tls_config) {
         Ok(c) => c,
         Err(e) => {
@@ -231,6 +361,8 @@ fn serve_connection(stream: TcpStream, tls_config: Arc<ServerConfig>, service: &
         match http::read_request(&mut tls, &mut buf) {
             Ok(None) => break,
             Ok(Some(request)) => {
+                idle(false);
+                tls.sock.deadline = None;
                 let response = service.handle(&request, peer_chain.as_deref());
                 if let Err(e) = response.write_to(&mut tls, request.keep_alive) {
                     tracing::debug!(?peer, error = %e, "writing a response failed");
@@ -239,6 +371,8 @@ fn serve_connection(stream: TcpStream, tls_config: Arc<ServerConfig>, service: &
                 if !request.keep_alive {
                     break;
                 }
+                tls.sock.deadline = Some(Instant::now() + request_timeout);
+                idle(true);
             }
             Err(ReadError::Malformed { status, message }) => {
                 let body = serde_json::json!({"errorCode": u32::from(status) * 1000, "message": message});
@@ -251,6 +385,7 @@ fn serve_connection(stream: TcpStream, tls_config: Arc<ServerConfig>, service: &
             }
         }
     }
+    tls.sock.deadline = Some(Instant::now() + Duration::from_secs(1));
     tls.conn.send_close_notify();
     let _ = tls.flush();
     let _ = tls.conn.complete_io(&mut tls.sock);

@@ -24,6 +24,8 @@ pub(crate) struct Service {
     id_scope: String,
     assigned_hub: String,
     trust: Trust,
+    /// `Retry-After` of `assigning` answers, in seconds.
+    retry_after: u64,
     operations: Mutex<HashMap<String, Operation>>,
     registrations: Mutex<HashMap<String, Registration>>,
 }
@@ -39,11 +41,12 @@ enum Route<'a> {
 }
 
 impl Service {
-    pub(crate) fn new(id_scope: String, assigned_hub: String, trust: Trust) -> Self {
+    pub(crate) fn new(id_scope: String, assigned_hub: String, trust: Trust, retry_after: std::time::Duration) -> Self {
         Service {
             id_scope,
             assigned_hub,
             trust,
+            retry_after: retry_after.as_secs(),
             operations: Mutex::new(HashMap::new()),
             registrations: Mutex::new(HashMap::new()),
         }
@@ -160,7 +163,7 @@ impl Service {
             },
         );
         Response::json(202, &json!({"operationId": operation_id, "status": "assigning"}))
-            .with_header("Retry-After", "0")
+            .with_header("Retry-After", self.retry_after.to_string())
     }
 
     fn poll(

@@ -285,7 +285,7 @@ fn keep_alive_serves_register_and_poll_on_one_connection_like_the_c_sdk() {
     let (head, json) = read_response(&mut tls);
     assert!(head.starts_with("HTTP/1.1 202 Accepted\r\n"), "{head}");
     assert!(head.contains("Connection: keep-alive\r\n"), "{head}");
-    assert!(head.contains("Retry-After: 0\r\n"), "{head}");
+    assert!(head.contains("Retry-After: 2\r\n"), "{head}");
     let op = json["operationId"].as_str().unwrap();
     // The C SDK URL-encodes the operation id: '.' may arrive as %2e.
     let encoded = op.replace('.', "%2e");

@@ -81,7 +81,7 @@ pub fn private_key_uri(uri: &Pkcs11Uri) -> Result<Pkcs11Uri> {
     if u.object.is_none() && u.id.is_none() {
         return Err(Error::parse(
             "PKCS#11 URI",
-            "name the key with `object` (label) and/or `id`",
+            format!("name the key with `object` (label) and/or `id`{}", u.vendor_note()),
         ));
     }
     Ok(u)

@@ -141,7 +141,7 @@ impl Pkcs11Secret {
         if uri.object.is_none() && uri.id.is_none() {
             return Err(Error::parse(
                 "PKCS#11 URI",
-                "name the key with `object` (label) and/or `id`",
+                format!("name the key with `object` (label) and/or `id`{}", uri.vendor_note()),
             ));
         }
         let token = Token::open(&uri, None)?;

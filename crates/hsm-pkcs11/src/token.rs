@@ -126,15 +126,8 @@ impl Token {
     pub fn open(uri: &Pkcs11Uri, default_module: Option<&Path>) -> Result<Arc<Token>> {
         let module_path = resolve_module_path(uri, default_module)?;
         let module = module(&module_path)?;
-        let mut token_uri = Pkcs11Uri {
-            token: uri.token.clone(),
-            manufacturer: uri.manufacturer.clone(),
-            serial: uri.serial.clone(),
-            model: uri.model.clone(),
-            slot_id: uri.slot_id,
-            pin_source: uri.pin_source.clone(),
-            ..Pkcs11Uri::default()
-        };
+        let mut token_uri = uri.token_part();
+        token_uri.module_name = None;
         // The path as configured (not the resolved symlink): it goes into alias-key tokens.
         token_uri.module_path = Some(module_path);
         let make = |pin, key: Option<String>| {
@@ -193,19 +186,62 @@ impl Token {
     /// [`Token::find_slot`] for callers that hold [`Module::enter`].
     fn locate(&self) -> Result<Slot> {
         let ctx = self.module.context();
+        let no_token = |why: String| Error::Device {
+            origin: Origin::Pkcs11,
+            op: "find token".into(),
+            rv: sys::CKR_TOKEN_NOT_PRESENT,
+            message: format!(
+                "no token matches `{}` in module {}: {why}",
+                self.uri.token_description(),
+                self.module.path().display()
+            ),
+        };
+        // RFC 7512: a path attribute the consumer does not understand makes the URI match nothing.
+        if let Some((name, _)) = self.uri.vendor_path.first() {
+            return Err(no_token(format!(
+                "the vendor-specific attribute `{name}` is not understood here, and RFC 7512 has such a URI \
+                 match no token"
+            )));
+        }
+        let matches = |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w.trim_end() == have.trim_end());
+        let uri = &self.uri;
+        if uri.library_manufacturer.is_some() || uri.library_description.is_some() || uri.library_version.is_some() {
+            let info = ctx.get_library_info().map_err(|e| device("C_GetInfo", e))?;
+            let version = info.library_version();
+            if !matches(&uri.library_manufacturer, info.manufacturer_id())
+                || !matches(&uri.library_description, info.library_description())
+                || uri
+                    .library_version
+                    .is_some_and(|v| v != (version.major(), version.minor()))
+            {
+                return Err(no_token(format!(
+                    "the library is `{}` by `{}`, version {}.{}",
+                    info.library_description().trim_end(),
+                    info.manufacturer_id().trim_end(),
+                    version.major(),
+                    version.minor()
+                )));
+            }
+        }
         let slots = ctx.get_slots_with_token().map_err(|e| device("C_GetSlotList", e))?;
         let mut found = Vec::new();
         for slot in slots {
-            if self.uri.slot_id.is_some_and(|id| id != slot.id()) {
+            if uri.slot_id.is_some_and(|id| id != slot.id()) {
                 continue;
+            }
+            if uri.slot_description.is_some() || uri.slot_manufacturer.is_some() {
+                let info = ctx.get_slot_info(slot).map_err(|e| device("C_GetSlotInfo", e))?;
+                if !matches(&uri.slot_description, info.slot_description())
+                    || !matches(&uri.slot_manufacturer, info.manufacturer_id())
+                {
+                    continue;
+                }
             }
             let info = match ctx.get_token_info(slot) {
                 Ok(i) => i,
                 Err(CkError::Pkcs11(RvError::TokenNotPresent | RvError::TokenNotRecognized, _)) => continue,
                 Err(e) => return Err(device("C_GetTokenInfo", e)),
             };
-            let matches =
-                |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w.trim_end() == have.trim_end());
             if matches(&self.uri.token, info.label())
                 && matches(&self.uri.manufacturer, info.manufacturer_id())
                 && matches(&self.uri.serial, info.serial_number())
@@ -216,16 +252,7 @@ impl Token {
         }
         match found.len() {
             1 => Ok(found[0].0),
-            0 => Err(Error::Device {
-                origin: Origin::Pkcs11,
-                op: "find token".into(),
-                rv: sys::CKR_TOKEN_NOT_PRESENT,
-                message: format!(
-                    "no token matches `{}` in module {}",
-                    self.uri.token_description(),
-                    self.module.path().display()
-                ),
-            }),
+            0 => Err(no_token("no slot and token with these attributes".into())),
             n => Err(Error::invalid(
                 "PKCS#11 URI",
                 format!(

@@ -1,13 +1,21 @@
 //! PKCS#11 URIs (RFC 7512), parsed strictly.
 //!
-//! Path attributes (separated by `;`): `token`, `manufacturer`, `serial`, `model`, `slot-id`,
-//! `object`, `id` (bytes, percent-encoded), `type` (`private`, `public`, `cert`, `secret-key`,
-//! `data`). Query attributes (separated by `&`): `module-path`, `module-name`, `pin-source`
-//! (a file holding the PIN), `pin-value`.
+//! Every attribute of the RFC. Path attributes (separated by `;`): the token's `token`,
+//! `manufacturer`, `serial`, `model` (C_GetTokenInfo); the library's `library-manufacturer`,
+//! `library-description`, `library-version` (`M` or `M.N`, C_GetInfo); the slot's
+//! `slot-description`, `slot-manufacturer`, `slot-id` (C_GetSlotInfo); the object's `object`,
+//! `id` (bytes, percent-encoded), `type` (`private`, `public`, `cert`, `secret-key`, `data`).
+//! Query attributes (separated by `&`): `module-path`, `module-name`, `pin-source` (a file
+//! holding the PIN), `pin-value`.
 //!
-//! Unknown or repeated attributes, bad percent-encoding and bad values are errors that name the
-//! attribute. [`Pkcs11Uri::to_token_string`] writes the URI back without `pin-value`, so it can
-//! be handed out as an alias-key token.
+//! Vendor-specific attributes (any other name made of letters, digits, `-` and `_`, such as
+//! `x-vendor-thing`) parse, and are treated as RFC 7512 asks of a consumer that does not
+//! understand them: one in the path makes the URI match no token (selection fails with an error
+//! naming it); one in the query is ignored (with a warning naming it, which also shows typos). A standard attribute in the wrong
+//! component (`pin-source` in the path, `token` in the query), a repeated attribute, bad
+//! percent-encoding and a bad value are errors that name the attribute.
+//! [`Pkcs11Uri::to_token_string`] writes the URI back without `pin-value` (and without vendor
+//! query attributes), so it can be handed out as an alias-key token.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -61,6 +69,16 @@ pub struct Pkcs11Uri {
     pub serial: Option<String>,
     pub model: Option<String>,
     pub slot_id: Option<u64>,
+    pub slot_description: Option<String>,
+    pub slot_manufacturer: Option<String>,
+    pub library_manufacturer: Option<String>,
+    pub library_description: Option<String>,
+    /// `library-version=M[.N]`: (major, minor); a missing minor is 0.
+    pub library_version: Option<(u8, u8)>,
+    /// Vendor-specific path attributes, in order: (name, value as written, percent-encoded).
+    pub vendor_path: Vec<(String, String)>,
+    /// Vendor-specific query attributes: parsed and ignored; never written back.
+    pub vendor_query: Vec<(String, String)>,
     pub object: Option<String>,
     pub id: Option<Vec<u8>>,
     pub object_type: Option<ObjectType>,
@@ -109,14 +127,81 @@ fn refuse_secret_in_path(name: &str, value: &str) -> Result<()> {
     }
 }
 
-/// RFC 7512 attributes this implementation does not use: named in the error message.
-const KNOWN_UNSUPPORTED: [&str; 5] = [
+/// The RFC 7512 path attributes.
+const PATH_ATTRIBUTES: [&str; 13] = [
+    "token",
+    "manufacturer",
+    "serial",
+    "model",
     "library-manufacturer",
     "library-description",
     "library-version",
     "slot-description",
     "slot-manufacturer",
+    "slot-id",
+    "object",
+    "id",
+    "type",
 ];
+/// The RFC 7512 query attributes.
+const QUERY_ATTRIBUTES: [&str; 4] = ["module-path", "module-name", "pin-source", "pin-value"];
+
+/// A vendor-specific attribute name: `1*(ALPHA / DIGIT / "-" / "_")` (RFC 7512 `pk11-v-attr-nm`).
+fn check_vendor_name(name: &str, part: Part) -> Result<()> {
+    let (this, other, sep) = match part {
+        Part::Path => ("path", "query", "`;`"),
+        Part::Query => ("query", "path", "`&`"),
+    };
+    if name.is_empty() {
+        return Err(uri_error(name, format!("empty attribute name (stray {sep}?)")));
+    }
+    let known_elsewhere = match part {
+        Part::Path => QUERY_ATTRIBUTES.contains(&name),
+        Part::Query => PATH_ATTRIBUTES.contains(&name),
+    };
+    if known_elsewhere {
+        return Err(uri_error(
+            name,
+            format!("a {other} attribute, given in the {this} (the query starts after `?`)"),
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(uri_error(
+            name,
+            format!(
+                "not a {this} attribute of RFC 7512 (expected one of: {}), and `{}` cannot be in a vendor \
+                 attribute name (letters, digits, `-`, `_`)",
+                match part {
+                    Part::Path => PATH_ATTRIBUTES.join(", "),
+                    Part::Query => QUERY_ATTRIBUTES.join(", "),
+                },
+                c.escape_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `library-version`: `1*DIGIT [ "." 1*DIGIT ]`, each part a CK_VERSION byte.
+fn parse_version(name: &str, text: &str) -> Result<(u8, u8)> {
+    let number = |part: &str| -> Result<u8> {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(uri_error(
+                name,
+                format!("`{text}` is not `M` or `M.N` (decimal digits)"),
+            ));
+        }
+        part.parse::<u8>()
+            .map_err(|_| uri_error(name, format!("`{part}` in `{text}` is larger than 255")))
+    };
+    match text.split_once('.') {
+        Some((major, minor)) => Ok((number(major)?, number(minor)?)),
+        None => Ok((number(text)?, 0)),
+    }
+}
 
 impl Pkcs11Uri {
     /// Parse a `pkcs11:` URI.
@@ -198,14 +283,32 @@ impl Pkcs11Uri {
                 name,
                 ObjectType::parse(&decode_text(name, value, Part::Path)?)?,
             ),
-            other if KNOWN_UNSUPPORTED.contains(&other) => {
-                Err(uri_error(other, "this RFC 7512 attribute is not supported here"))
+            "slot-description" => set(&mut self.slot_description, name, decode_text(name, value, Part::Path)?),
+            "slot-manufacturer" => set(&mut self.slot_manufacturer, name, decode_text(name, value, Part::Path)?),
+            "library-manufacturer" => set(
+                &mut self.library_manufacturer,
+                name,
+                decode_text(name, value, Part::Path)?,
+            ),
+            "library-description" => set(
+                &mut self.library_description,
+                name,
+                decode_text(name, value, Part::Path)?,
+            ),
+            "library-version" => set(
+                &mut self.library_version,
+                name,
+                parse_version(name, &decode_text(name, value, Part::Path)?)?,
+            ),
+            other => {
+                check_vendor_name(other, Part::Path)?;
+                percent_decode(other, value, Part::Path)?;
+                if self.vendor_path.iter().any(|(n, _)| n == other) {
+                    return Err(uri_error(other, "given more than once"));
+                }
+                self.vendor_path.push((other.to_string(), value.to_string()));
+                Ok(())
             }
-            other if other.is_empty() => Err(uri_error(other, "empty attribute name (stray `;`?)")),
-            other => Err(uri_error(
-                other,
-                "unknown path attribute; expected token, manufacturer, serial, model, slot-id, object, id or type",
-            )),
         }
     }
 
@@ -245,11 +348,16 @@ impl Pkcs11Uri {
                     std::str::from_utf8(&bytes).map_err(|_| uri_error(name, "not UTF-8 after percent-decoding"))?;
                 set(&mut self.pin_value, name, Zeroizing::new(pin.to_string()))
             }
-            other if other.is_empty() => Err(uri_error(other, "empty attribute name (stray `&`?)")),
-            other => Err(uri_error(
-                other,
-                "unknown query attribute; expected module-path, module-name, pin-source or pin-value",
-            )),
+            other => {
+                check_vendor_name(other, Part::Query)?;
+                percent_decode(other, value, Part::Query)?;
+                tracing::warn!(
+                    attribute = other,
+                    "ignoring a vendor-specific query attribute of a PKCS#11 URI"
+                );
+                self.vendor_query.push((other.to_string(), value.to_string()));
+                Ok(())
+            }
         }
     }
 
@@ -279,6 +387,23 @@ impl Pkcs11Uri {
         }
     }
 
+    /// For messages about a missing attribute: the vendor-specific path attributes, which may be typos
+    /// (`objekt=`). Empty when there are none.
+    pub fn vendor_note(&self) -> String {
+        if self.vendor_path.is_empty() {
+            return String::new();
+        }
+        let names: Vec<String> = self.vendor_path.iter().map(|(n, _)| format!("`{n}`")).collect();
+        format!(
+            " ({} not an RFC 7512 attribute: read as vendor-specific)",
+            if names.len() == 1 {
+                format!("{} is", names[0])
+            } else {
+                format!("{} are", names.join(", "))
+            }
+        )
+    }
+
     /// Whether the URI names an object (`object`, `id` or `type`).
     pub fn names_object(&self) -> bool {
         self.object.is_some() || self.id.is_some() || self.object_type.is_some()
@@ -292,12 +417,30 @@ impl Pkcs11Uri {
             serial: self.serial.clone(),
             model: self.model.clone(),
             slot_id: self.slot_id,
+            slot_description: self.slot_description.clone(),
+            slot_manufacturer: self.slot_manufacturer.clone(),
+            library_manufacturer: self.library_manufacturer.clone(),
+            library_description: self.library_description.clone(),
+            library_version: self.library_version,
+            vendor_path: self.vendor_path.clone(),
             module_path: self.module_path.clone(),
             module_name: self.module_name.clone(),
             pin_source: self.pin_source.clone(),
             ..Pkcs11Uri::default()
         };
         t.to_token_string()
+    }
+
+    /// The URI without its object attributes (and without pin-value): what selects a token.
+    pub fn token_part(&self) -> Pkcs11Uri {
+        Pkcs11Uri {
+            object: None,
+            id: None,
+            object_type: None,
+            pin_value: None,
+            vendor_query: Vec::new(),
+            ..self.clone()
+        }
     }
 
     /// Describe the token attributes for error messages.
@@ -317,6 +460,22 @@ impl Pkcs11Uri {
         }
         if let Some(v) = self.slot_id {
             parts.push(format!("slot-id={v}"));
+        }
+        for (name, v) in [
+            ("slot-description", &self.slot_description),
+            ("slot-manufacturer", &self.slot_manufacturer),
+            ("library-manufacturer", &self.library_manufacturer),
+            ("library-description", &self.library_description),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{name}={v}"));
+            }
+        }
+        if let Some((major, minor)) = self.library_version {
+            parts.push(format!("library-version={major}.{minor}"));
+        }
+        for (name, v) in &self.vendor_path {
+            parts.push(format!("{name}={v}"));
         }
         if parts.is_empty() {
             "any token".to_string()
@@ -363,6 +522,21 @@ impl Pkcs11Uri {
         if let Some(v) = self.slot_id {
             push("slot-id", &v.to_string());
         }
+        if let Some(v) = &self.slot_description {
+            push("slot-description", v);
+        }
+        if let Some(v) = &self.slot_manufacturer {
+            push("slot-manufacturer", v);
+        }
+        if let Some(v) = &self.library_manufacturer {
+            push("library-manufacturer", v);
+        }
+        if let Some(v) = &self.library_description {
+            push("library-description", v);
+        }
+        if let Some((major, minor)) = self.library_version {
+            push("library-version", &format!("{major}.{minor}"));
+        }
         if let Some(v) = &self.object {
             push("object", v);
         }
@@ -371,6 +545,9 @@ impl Pkcs11Uri {
         }
         if let Some(v) = &self.id {
             path.push(format!("id={}", encode_bytes(v)));
+        }
+        for (name, v) in &self.vendor_path {
+            path.push(format!("{name}={v}"));
         }
         let mut query = Vec::new();
         if let Some(v) = &self.module_path {
@@ -582,8 +759,26 @@ mod tests {
 
     #[test]
     fn strict_errors_name_the_attribute() {
-        let e = err("pkcs11:token=a;colour=blue");
-        assert!(e.contains("`colour`") && e.contains("unknown path attribute"), "{e}");
+        let e = err("pkcs11:token=a;col.our=blue");
+        assert!(e.contains("`col.our`") && e.contains("vendor attribute name"), "{e}");
+        let e = err("pkcs11:token=a;pin-source=/p");
+        assert!(
+            e.contains("`pin-source`") && e.contains("query attribute, given in the path"),
+            "{e}"
+        );
+        let e = err("pkcs11:?token=a");
+        assert!(
+            e.contains("`token`") && e.contains("path attribute, given in the query"),
+            "{e}"
+        );
+        let e = err("pkcs11:x-a=1;x-a=2");
+        assert!(e.contains("`x-a`") && e.contains("more than once"), "{e}");
+        let e = err("pkcs11:x-a=%zz");
+        assert!(e.contains("`x-a`") && e.contains("percent-encoding"), "{e}");
+        for bad in ["", "x", "1.", ".1", "1.2.3", "256", "1.256", "a.b"] {
+            let e = err(&format!("pkcs11:library-version={bad}"));
+            assert!(e.contains("`library-version`"), "{bad}: {e}");
+        }
         let e = err("pkcs11:token=a;token=b");
         assert!(e.contains("`token`") && e.contains("more than once"), "{e}");
         let e = err("pkcs11:id=%0g");
@@ -602,12 +797,10 @@ mod tests {
         assert!(e.contains("`pin-value`") && e.contains("more than once"), "{e}");
         let e = err("pkcs11:token=a?pin-value=1&pin-source=/p");
         assert!(e.contains("`pin-value`"), "{e}");
-        let e = err("pkcs11:token=a?foo=1");
-        assert!(e.contains("`foo`") && e.contains("unknown query attribute"), "{e}");
+        let e = err("pkcs11:token=a?fo;o=1");
+        assert!(e.contains("`fo;o`") && e.contains("vendor attribute name"), "{e}");
         let e = err("pkcs11:token=a?module-name=a/b");
         assert!(e.contains("`module-name`"), "{e}");
-        let e = err("pkcs11:slot-description=x");
-        assert!(e.contains("`slot-description`") && e.contains("not supported"), "{e}");
         let e = err("pkcs11:token");
         assert!(e.contains("`token`") && e.contains("name=value"), "{e}");
         let e = err("token=a");
@@ -620,6 +813,72 @@ mod tests {
         assert!(e.contains("`object`") && e.contains("`/`"), "{e}");
         let e = err("pkcs11:token=t?pin-source=a;b");
         assert!(e.contains("`pin-source`") && e.contains("`;`"), "{e}");
+    }
+
+    /// Every example URI of RFC 7512 section 3.3 (the RFC wraps the long ones for display only).
+    const RFC7512_EXAMPLES: [&str; 13] = [
+        "pkcs11:",
+        "pkcs11:object=my-pubkey;type=public",
+        "pkcs11:object=my-key;type=private?pin-source=file:/etc/token",
+        "pkcs11:token=The%20Software%20PKCS%2311%20Softtoken;manufacturer=Snake%20Oil,%20Inc.;model=1.0;\
+         object=my-certificate;type=cert;id=%69%95%3E%5C%F4%BD%EC%91;serial=?pin-source=file:/etc/token_pin",
+        "pkcs11:object=my-sign-key;type=private?module-name=mypkcs11",
+        "pkcs11:object=my-sign-key;type=private?module-path=/mnt/libmypkcs11.so.1",
+        "pkcs11:token=Software%20PKCS%2311%20softtoken;manufacturer=Snake%20Oil,%20Inc.?pin-value=the-pin",
+        "pkcs11:slot-description=Sun%20Metaslot",
+        "pkcs11:library-manufacturer=Snake%20Oil,%20Inc.;library-description=Soft%20Token%20Library;\
+         library-version=1.23",
+        "pkcs11:token=My%20token%25%20created%20by%20Joe;library-version=3;id=%01%02%03%Ba%dd%Ca%fe%04%05%06",
+        "pkcs11:token=A%20name%20with%20a%20substring%20%25%3B;object=my-certificate;type=cert",
+        "pkcs11:token=Name%20with%20a%20small%20A%20with%20acute:%20%C3%A1;object=my-certificate;type=cert",
+        "pkcs11:token=my-token;object=my-certificate;type=cert;vendor-aaa=value-a\
+         ?pin-source=file:/etc/token_pin&vendor-bbb=value-b",
+    ];
+
+    #[test]
+    fn every_rfc7512_example_parses_and_round_trips() {
+        for text in RFC7512_EXAMPLES {
+            let u = Pkcs11Uri::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let mut back = Pkcs11Uri::parse(&u.to_token_string()).unwrap();
+            back.pin_value = u.pin_value.clone();
+            back.vendor_query = u.vendor_query.clone();
+            assert_eq!(back, u, "{text}");
+        }
+        let u = Pkcs11Uri::parse(RFC7512_EXAMPLES[3]).unwrap();
+        assert_eq!(u.token.as_deref(), Some("The Software PKCS#11 Softtoken"));
+        assert_eq!(u.manufacturer.as_deref(), Some("Snake Oil, Inc."));
+        assert_eq!(u.serial.as_deref(), Some(""));
+        assert_eq!(
+            u.id.as_deref(),
+            Some(&[0x69, 0x95, 0x3e, 0x5c, 0xf4, 0xbd, 0xec, 0x91][..])
+        );
+        let u = Pkcs11Uri::parse(RFC7512_EXAMPLES[7]).unwrap();
+        assert_eq!(u.slot_description.as_deref(), Some("Sun Metaslot"));
+        let u = Pkcs11Uri::parse(RFC7512_EXAMPLES[8]).unwrap();
+        assert_eq!(u.library_manufacturer.as_deref(), Some("Snake Oil, Inc."));
+        assert_eq!(u.library_description.as_deref(), Some("Soft Token Library"));
+        assert_eq!(u.library_version, Some((1, 23)));
+        let u = Pkcs11Uri::parse(RFC7512_EXAMPLES[9]).unwrap();
+        assert_eq!(u.token.as_deref(), Some("My token% created by Joe"));
+        assert_eq!(u.library_version, Some((3, 0)));
+        assert_eq!(u.id.as_deref(), Some(&[1, 2, 3, 0xba, 0xdd, 0xca, 0xfe, 4, 5, 6][..]));
+        assert_eq!(
+            Pkcs11Uri::parse(RFC7512_EXAMPLES[10]).unwrap().token.as_deref(),
+            Some("A name with a substring %;")
+        );
+        assert_eq!(
+            Pkcs11Uri::parse(RFC7512_EXAMPLES[11]).unwrap().token.as_deref(),
+            Some("Name with a small A with acute: \u{e1}")
+        );
+        let u = Pkcs11Uri::parse(RFC7512_EXAMPLES[12]).unwrap();
+        assert_eq!(u.vendor_path, vec![("vendor-aaa".to_string(), "value-a".to_string())]);
+        assert_eq!(u.vendor_query, vec![("vendor-bbb".to_string(), "value-b".to_string())]);
+        assert_eq!(u.pin_source.as_deref(), Some("file:/etc/token_pin"));
+        // Vendor path attributes select the token, so they stay in the token string; query ones do not.
+        assert_eq!(
+            u.to_token_string(),
+            "pkcs11:token=my-token;object=my-certificate;type=cert;vendor-aaa=value-a?pin-source=file:/etc/token_pin"
+        );
     }
 
     #[test]

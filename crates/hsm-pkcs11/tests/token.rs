@@ -10,7 +10,8 @@ use common::suite::{issue, x509_config};
 use common::{fixture, suite};
 use hsm_core::config::Config;
 use hsm_core::{Curve, KeyAlgorithm, SignatureScheme, SymmetricIdentity, X509Identity};
-use hsm_pkcs11::{Pkcs11Symmetric, tools};
+use common::ring_verify;
+use hsm_pkcs11::{Pkcs11Symmetric, open_signer, tools};
 
 #[test]
 fn x509_identity_p256() {
@@ -191,4 +192,62 @@ fn open_with_warn_logging_prints_no_error() {
         errors.len(),
         errors.join("\n")
     );
+}
+
+/// RFC 7512 library and slot attributes select against C_GetInfo and C_GetSlotInfo; vendor attributes
+/// follow the RFC (path: no match, with an error naming it; query: ignored).
+#[test]
+fn library_slot_and_vendor_attributes_select_the_token() {
+    let f = fixture();
+    tools::generate_key_pair(&f.uri("object=rfc-attrs"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    // SoftHSM2's C_GetInfo: "SoftHSM", "Implementation of PKCS11", its version; C_GetSlotInfo: "SoftHSM
+    // project", "SoftHSM slot ID 0x<slot id>".
+    let out = Command::new("softhsm2-util").arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut parts = version.split('.');
+    let (major, minor): (u8, u8) = (
+        parts.next().unwrap().parse().unwrap(),
+        parts.next().unwrap().parse().unwrap(),
+    );
+    let slot = hsm_pkcs11::token::Token::open(&hsm_pkcs11::Pkcs11Uri::parse(&f.uri("")).unwrap(), None)
+        .unwrap()
+        .find_slot()
+        .unwrap()
+        .id();
+    let library = format!(
+        "library-manufacturer=SoftHSM;library-description=Implementation%20of%20PKCS11;library-version={major}.{minor}"
+    );
+    let slot_attrs = format!("slot-manufacturer=SoftHSM%20project;slot-description=SoftHSM%20slot%20ID%200x{slot:x}");
+    let signer = open_signer(&f.uri(&format!("{library};{slot_attrs};slot-id={slot};object=rfc-attrs"))).unwrap();
+    ring_verify(
+        SignatureScheme::EcdsaP256Sha256,
+        &signer.public_key_spki().unwrap(),
+        b"m",
+        &signer.sign(SignatureScheme::EcdsaP256Sha256, b"m").unwrap(),
+    );
+    // A vendor query attribute is ignored.
+    open_signer(&format!("{}&x-vendor-hint=1", f.uri("object=rfc-attrs"))).unwrap();
+
+    let refused = |rest: &str, needles: &[&str]| {
+        let e = open_signer(&f.uri(&format!("{rest};object=rfc-attrs")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no token matches"), "{rest}: {e}");
+        for n in needles {
+            assert!(e.contains(n), "{rest}: no {n:?} in {e}");
+        }
+    };
+    refused(
+        "library-manufacturer=Snake%20Oil",
+        &[
+            "library-manufacturer=Snake Oil",
+            "`Implementation of PKCS11` by `SoftHSM`",
+        ],
+    );
+    refused("library-description=Soft%20Token%20Library", &["library-description"]);
+    refused(&format!("library-version={}.{minor}", major + 1), &["library-version"]);
+    refused(&format!("library-version={major}.{}", minor + 1), &["library-version"]);
+    refused("slot-manufacturer=Snake%20Oil", &["slot-manufacturer"]);
+    refused("slot-description=Sun%20Metaslot", &["slot-description=Sun Metaslot"]);
+    refused("x-vendor-slot=7", &["`x-vendor-slot`", "RFC 7512"]);
 }

@@ -1,5 +1,6 @@
 //! A DPS device client over HTTPS: register, then poll the operation until it is assigned.
 
+use std::io::Read as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,19 @@ use crate::CliError;
 
 /// The REST API version this client speaks.
 pub const API_VERSION: &str = "2021-06-01";
+
+/// Polling is never faster than the C SDK polls (`PROV_GET_THROTTLE_TIME`, 1 s), whatever `Retry-After` says.
+const MIN_POLL: Duration = Duration::from_secs(1);
+/// Nor slower than the SDK's ceiling (`MAX_PROV_GET_THROTTLE_TIME`, 5 min); the overall timeout ends it sooner.
+const MAX_POLL: Duration = Duration::from_secs(300);
+/// The polling delay when the service gives none.
+const DEFAULT_POLL: Duration = Duration::from_secs(2);
+/// One request (connect, TLS, headers and body) may take this long, and never past the overall deadline.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest response body read; DPS answers are a few KiB.
+const MAX_BODY: u64 = 64 * 1024;
+/// Text from the service is shown at most this many characters long.
+const MAX_SHOWN: usize = 512;
 
 /// How the device proves its identity.
 pub enum Credential<'a> {
@@ -42,10 +56,12 @@ pub struct DpsClient {
     endpoint: String,
     id_scope: String,
     timeout: Duration,
+    /// The whole provisioning (every request and every wait) ends by then.
+    deadline: Instant,
 }
 
 impl DpsClient {
-    /// `endpoint` is `host[:port]`; `roots` verify the service.
+    /// `endpoint` is `host[:port]`; `roots` verify the service; the whole provisioning ends within `timeout`.
     pub fn new(
         endpoint: &str,
         id_scope: &str,
@@ -58,9 +74,10 @@ impl DpsClient {
             Credential::Sas { .. } | Credential::Token(_) => None,
         };
         let tls = tlsio_bridge::client_config(roots, identity, tlsio_bridge::TlsVersions::Both)?;
+        // No redirect is followed: a provisioning client talks to its endpoint only (a 3xx is an error).
         let agent = ureq::AgentBuilder::new()
             .tls_config(Arc::new(tls))
-            .timeout(Duration::from_secs(30))
+            .redirects(0)
             .user_agent(concat!("hsmctl/", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(DpsClient {
@@ -68,7 +85,24 @@ impl DpsClient {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             id_scope: id_scope.to_string(),
             timeout,
+            deadline: Instant::now() + timeout,
         })
+    }
+
+    /// A request bounded by [`REQUEST_TIMEOUT`] and by the overall deadline.
+    fn request(&self, method: &str, url: &str) -> Result<ureq::Request, CliError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.timed_out(&format!("before {method} {url}")));
+        }
+        Ok(self.agent.request(method, url).timeout(left.min(REQUEST_TIMEOUT)))
+    }
+
+    fn timed_out(&self, what: &str) -> CliError {
+        CliError::Protocol(format!(
+            "provisioning did not finish within {}s (--timeout): {what}",
+            self.timeout.as_secs()
+        ))
     }
 
     fn url(&self, registration_id: &str, tail: &str) -> String {
@@ -111,7 +145,7 @@ impl DpsClient {
         if let Some(p) = payload {
             body["payload"] = p;
         }
-        let req = self.agent.put(&self.url(registration_id, "register"));
+        let req = self.request("PUT", &self.url(registration_id, "register"))?;
         let req = self.authorize(req, registration_id, credential)?;
         let (reply, retry) = send(req.set("Content-Type", "application/json; charset=utf-8"), Some(&body))?.ok()?;
         self.poll(registration_id, credential, reply, retry)
@@ -139,7 +173,7 @@ impl DpsClient {
         }
         let url = self.url(registration_id, "register");
         let json_type = ("Content-Type", "application/json; charset=utf-8");
-        let challenge = send(self.agent.put(&url).set(json_type.0, json_type.1), Some(&body))?;
+        let challenge = send(self.request("PUT", &url)?.set(json_type.0, json_type.1), Some(&body))?;
         if challenge.status != 401 {
             challenge.ok()?;
             return Err(CliError::Protocol(
@@ -160,7 +194,7 @@ impl DpsClient {
         };
         let token = aud.token(&tpm.sign_with_identity(aud.string_to_sign(expiry).as_bytes())?, expiry);
         let credential = Credential::Token(token);
-        let req = self.authorize(self.agent.put(&url), registration_id, &credential)?;
+        let req = self.authorize(self.request("PUT", &url)?, registration_id, &credential)?;
         let (reply, retry) = send(req.set(json_type.0, json_type.1), Some(&body))?.ok()?;
         let assignment = self.poll(registration_id, &credential, reply, retry)?;
         if let Some(key) = assignment.state["tpm"]["authenticationKey"].as_str() {
@@ -179,7 +213,6 @@ impl DpsClient {
         mut reply: Value,
         mut retry: Duration,
     ) -> Result<Assignment, CliError> {
-        let deadline = Instant::now() + self.timeout;
         loop {
             let status = reply["status"].as_str().unwrap_or_default().to_string();
             match status.as_str() {
@@ -187,24 +220,24 @@ impl DpsClient {
                 "assigned" | "failed" | "disabled" => return Ok(assignment(registration_id, reply)),
                 other => {
                     return Err(CliError::Protocol(format!(
-                        "unexpected registration status {other:?} in {reply}"
+                        "unexpected registration status {} in {}",
+                        shown(&format!("{other:?}")),
+                        shown(&reply.to_string())
                     )));
                 }
             }
             let op = reply["operationId"]
                 .as_str()
-                .ok_or_else(|| CliError::Protocol(format!("no operationId in {reply}")))?
+                .ok_or_else(|| CliError::Protocol(format!("no operationId in {}", shown(&reply.to_string()))))?
                 .to_string();
-            if Instant::now() + retry > deadline {
-                return Err(CliError::Protocol(format!(
-                    "registration still {status:?} after {}s (operation {op})",
-                    self.timeout.as_secs()
-                )));
+            if Instant::now() + retry > self.deadline {
+                return Err(self.timed_out(&format!("registration still {status:?} (operation {})", shown(&op))));
             }
             std::thread::sleep(retry);
-            let req = self
-                .agent
-                .get(&self.url(registration_id, &format!("operations/{}", url_encode(&op))));
+            let req = self.request(
+                "GET",
+                &self.url(registration_id, &format!("operations/{}", url_encode(&op))),
+            )?;
             (reply, retry) = send(self.authorize(req, registration_id, credential)?, None)?.ok()?;
         }
     }
@@ -238,7 +271,11 @@ impl Reply {
     fn ok(self) -> Result<(Value, Duration), CliError> {
         if (200..300).contains(&self.status) {
             if self.json.is_null() {
-                return Err(CliError::Protocol(format!("response is not JSON: {:?}", self.text)));
+                return Err(CliError::Protocol(format!(
+                    "{} response is not JSON: {}",
+                    self.status,
+                    shown(&self.text)
+                )));
             }
             Ok((self.json, self.retry))
         } else {
@@ -247,13 +284,11 @@ impl Reply {
     }
 
     fn into_error(self) -> CliError {
-        let message = self.json["message"].as_str().map(str::to_string).unwrap_or_else(|| {
-            if self.text.is_empty() {
-                "(no message)".into()
-            } else {
-                self.text.clone()
-            }
-        });
+        let message = match self.json["message"].as_str() {
+            Some(m) => shown(m),
+            None if self.text.is_empty() => "(no message)".into(),
+            None => shown(&self.text),
+        };
         CliError::Service {
             status: self.status,
             error_code: self.json["errorCode"].as_i64(),
@@ -262,7 +297,8 @@ impl Reply {
     }
 }
 
-/// Send a request and read the answer, whatever its status.
+/// Send a request and read the answer, whatever its status. A redirect is an error; the body is read up to
+/// [`MAX_BODY`] bytes.
 fn send(req: ureq::Request, body: Option<&Value>) -> Result<Reply, CliError> {
     let url = req.url().to_string();
     let res = match body {
@@ -271,17 +307,39 @@ fn send(req: ureq::Request, body: Option<&Value>) -> Result<Reply, CliError> {
     };
     let resp = match res {
         Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(ureq::Error::Transport(t)) => return Err(CliError::Transport(format!("{url}: {t}"))),
+        Err(ureq::Error::Transport(t)) => return Err(CliError::Transport(format!("{url}: {}", shown(&t.to_string())))),
     };
     let status = resp.status();
+    if (300..400).contains(&status) {
+        return Err(CliError::Protocol(format!(
+            "{url}: the service answered {status} (redirect to {}); a provisioning client follows no redirect",
+            resp.header("Location").map_or_else(|| "no Location".to_string(), shown)
+        )));
+    }
     let retry = resp
         .header("Retry-After")
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s.min(30)))
-        .unwrap_or(Duration::from_secs(1));
-    let text = resp
-        .into_string()
-        .map_err(|e| CliError::Transport(format!("{url}: reading the response: {e}")))?;
+        .map_or(DEFAULT_POLL, Duration::from_secs)
+        .clamp(MIN_POLL, MAX_POLL);
+    if let Some(length) = resp.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok()) {
+        if length > MAX_BODY {
+            return Err(too_big(&url, status));
+        }
+    }
+    let mut bytes = Vec::new();
+    resp.into_reader()
+        .take(MAX_BODY + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            CliError::Transport(format!(
+                "{url}: reading the {status} response: {}",
+                shown(&e.to_string())
+            ))
+        })?;
+    if bytes.len() as u64 > MAX_BODY {
+        return Err(too_big(&url, status));
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
     Ok(Reply {
         status,
@@ -289,4 +347,84 @@ fn send(req: ureq::Request, body: Option<&Value>) -> Result<Reply, CliError> {
         text,
         retry,
     })
+}
+
+fn too_big(url: &str, status: u16) -> CliError {
+    CliError::Protocol(format!(
+        "{url}: the {status} response body exceeds {} KiB",
+        MAX_BODY / 1024
+    ))
+}
+
+/// Text from the service made safe for a terminal: control characters (escape sequences, C1 controls,
+/// bidirectional overrides) shown as `\u{..}` escapes, at most [`MAX_SHOWN`] characters.
+pub(crate) fn shown(text: &str) -> String {
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == MAX_SHOWN {
+            out.push_str(&format!("... ({} more characters)", text.chars().count() - MAX_SHOWN));
+            break;
+        }
+        if c.is_control() || is_bidi_control(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Pretty JSON whose strings hold no character a terminal acts on: serde_json escapes C0 controls, this
+/// escapes the rest (DEL, C1 controls, bidirectional overrides) the same JSON way. The result parses to the
+/// same value.
+pub(crate) fn json_for_terminal(value: &Value) -> String {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != '\n' && (c.is_control() || is_bidi_control(c)) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_escapes_controls_and_truncates() {
+        assert_eq!(
+            shown("hub\u{1b}[31m\u{9b}2J\u{202e}x\n"),
+            "hub\\u{1b}[31m\\u{9b}2J\\u{202e}x\\u{a}"
+        );
+        let long = "a".repeat(2000);
+        let s = shown(&long);
+        assert!(s.starts_with(&"a".repeat(MAX_SHOWN)));
+        assert!(s.ends_with("... (1488 more characters)"), "{s}");
+        assert_eq!(shown("plain text, é"), "plain text, é");
+    }
+
+    #[test]
+    fn json_for_terminal_escapes_and_round_trips() {
+        let value = json!({"assignedHub": "a\u{1b}]0;x\u{7}\u{9b}2J\u{202e}b"});
+        let text = json_for_terminal(&value);
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && (c.is_control() || is_bidi_control(c))),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
+    }
 }

@@ -398,18 +398,21 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
 }
 
 fn report(result: &dps::Assignment, json: bool) -> Result<(), CliError> {
+    // Everything here comes from the service: made safe for a terminal.
     if json {
-        outln!("{}", serde_json::to_string_pretty(&result.state).unwrap_or_default());
+        outln!("{}", dps::json_for_terminal(&result.state));
     } else {
-        outln!("registration id: {}", result.registration_id);
-        outln!("status: {}", result.status);
-        outln!("assigned hub: {}", result.assigned_hub.as_deref().unwrap_or("-"));
-        outln!("device id: {}", result.device_id.as_deref().unwrap_or("-"));
+        let show = |v: Option<&str>| v.map_or_else(|| "-".to_string(), dps::shown);
+        outln!("registration id: {}", dps::shown(&result.registration_id));
+        outln!("status: {}", dps::shown(&result.status));
+        outln!("assigned hub: {}", show(result.assigned_hub.as_deref()));
+        outln!("device id: {}", show(result.device_id.as_deref()));
     }
     if result.status != "assigned" {
         return Err(CliError::Protocol(format!(
-            "registration ended with status {:?}: {}",
-            result.status, result.state
+            "registration ended with status {}: {}",
+            dps::shown(&format!("{:?}", result.status)),
+            dps::shown(&result.state.to_string())
         )));
     }
     Ok(())

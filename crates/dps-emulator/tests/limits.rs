@@ -1,0 +1,173 @@
+//! The emulator under connection floods and slow clients: threads stay bounded, a real device still
+//! registers, a client dribbling bytes is cut off at the request deadline, `Retry-After` is what was set.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dps_emulator::{Emulator, Enrollment, ServerOptions};
+use rustls::{ClientConnection, StreamOwned};
+
+/// Thread counts are per process: these tests run one at a time. A closed connection's thread may still be
+/// ending when its successor starts: at most one more than the limit, plus the accepting thread.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const MAX_CONNECTIONS: usize = 8;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn emulator() -> Emulator {
+    Emulator::start_with(
+        config(vec![Enrollment::SymmetricGroup {
+            name: "g".into(),
+            primary_key: GROUP_KEY.into(),
+            secondary_key: None,
+        }]),
+        0,
+        ServerOptions {
+            retry_after: Duration::from_secs(1),
+            max_connections: MAX_CONNECTIONS,
+            request_timeout: REQUEST_TIMEOUT,
+        },
+    )
+    .unwrap()
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn register(emu: &Emulator) {
+    let agent = agent(emu, None, Tls::Any);
+    let token = sas("device-0001", GROUP_DEVICE_KEY, now() + 600);
+    let body = provision(&agent, emu, "device-0001", Some(&token));
+    assert_assigned(&body, "device-0001");
+}
+
+/// Wait until `stream`'s peer closes it; how long that took.
+fn until_closed(stream: &mut TcpStream, limit: Duration) -> Duration {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = [0u8; 256];
+    while started.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return started.elapsed(),
+        }
+    }
+    panic!("still open after {limit:?}");
+}
+
+#[test]
+fn idle_connections_do_not_grow_threads_and_a_device_still_registers() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = emulator();
+    let before = threads();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(emu.global_endpoint()).unwrap());
+    }
+    // Let the listener take what it can.
+    std::thread::sleep(Duration::from_millis(500));
+    let during = threads();
+    assert!(
+        during <= before + MAX_CONNECTIONS + 2,
+        "{before} threads before 300 idle connections, {during} with them"
+    );
+    let started = Instant::now();
+    register(&emu);
+    assert!(
+        started.elapsed() < REQUEST_TIMEOUT + Duration::from_secs(3),
+        "registering took {:?}",
+        started.elapsed()
+    );
+    assert!(threads() <= before + MAX_CONNECTIONS + 2);
+    drop(idle);
+}
+
+#[test]
+fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = emulator();
+
+    // Before the TLS handshake: a record header, then a byte every 300 ms.
+    let mut raw = TcpStream::connect(emu.global_endpoint()).unwrap();
+    raw.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    let writer = raw.try_clone().unwrap();
+    let dribble = std::thread::spawn(move || {
+        let mut w = writer;
+        while w.write_all(&[0]).is_ok() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let took = until_closed(&mut raw, Duration::from_secs(10));
+    assert!(
+        took <= REQUEST_TIMEOUT + Duration::from_secs(1),
+        "closed after {took:?}"
+    );
+    dribble.join().unwrap();
+
+    // After the handshake: an HTTP request a byte at a time, on time for any per-read timeout.
+    let roots = {
+        let mut r = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut emu.server_ca_pem().as_bytes()) {
+            r.add(c.unwrap()).unwrap();
+        }
+        r
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(emu.global_endpoint()).unwrap();
+    let conn = ClientConnection::new(Arc::new(config), "127.0.0.1".try_into().unwrap()).unwrap();
+    let mut tls = StreamOwned::new(conn, tcp);
+    let started = Instant::now();
+    let mut cut = None;
+    for b in b"PUT /0ne00000A0A/registrations/x/register?api-version=2021-06-01 HTTP/1.1\r\nX: "
+        .iter()
+        .chain(&[b'x'; 200])
+    {
+        if tls.write_all(&[*b]).and_then(|()| tls.flush()).is_err() {
+            cut = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = cut.unwrap_or_else(|| until_closed(&mut tls.sock, Duration::from_secs(10)));
+    assert!(
+        took <= REQUEST_TIMEOUT + Duration::from_secs(1),
+        "closed after {took:?}"
+    );
+
+    // The server is still fine.
+    register(&emu);
+}
+
+#[test]
+fn retry_after_is_the_configured_value() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = emulator();
+    let agent = agent(&emu, None, Tls::Any);
+    let token = sas("device-0001", GROUP_DEVICE_KEY, now() + 600);
+    let response = agent
+        .put(&register_url(&emu, SCOPE, "device-0001"))
+        .set("Authorization", &token)
+        .send_json(serde_json::json!({"registrationId": "device-0001"}))
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.header("Retry-After"), Some("1"));
+    drop(emu);
+
+    // The default is a realistic delay, not 0.
+    let emu = Emulator::start(config(Vec::new())).unwrap();
+    let _ = emu;
+    assert_eq!(ServerOptions::default().retry_after, Duration::from_secs(2));
+}
