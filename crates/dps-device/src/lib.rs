@@ -18,6 +18,7 @@
 pub mod blocking;
 mod error;
 mod https;
+mod mqtt;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -46,12 +47,15 @@ const DEFAULT_RETRY: Duration = Duration::from_secs(2);
 pub enum Transport {
     /// HTTPS, port 443 by default.
     Https,
+    /// MQTT 3.1.1 over TLS, port 8883 by default. No TPM attestation (DPS accepts it over HTTPS only).
+    Mqtt,
 }
 
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Transport::Https => "HTTPS",
+            Transport::Mqtt => "MQTT",
         })
     }
 }
@@ -151,18 +155,22 @@ pub struct ProvisioningClient {
 /// One connection's worth of requests.
 enum Session {
     Https(https::Https),
+    Mqtt(Box<mqtt::Mqtt>),
 }
 
 impl Session {
     async fn register(&mut self, body: &Value, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
         match self {
             Session::Https(h) => h.register(body, auth, deadline).await,
+            // MQTT authenticates once, at CONNECT.
+            Session::Mqtt(m) => m.register(body).await,
         }
     }
 
     async fn operation(&mut self, operation_id: &str, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
         match self {
             Session::Https(h) => h.operation(operation_id, auth, deadline).await,
+            Session::Mqtt(m) => m.operation(operation_id).await,
         }
     }
 }
@@ -207,6 +215,12 @@ impl ProvisioningClient {
                 return Err(Error::InvalidRequest("the payload must be a JSON object".into()));
             }
         }
+        if let (Attestation::Tpm(_), Transport::Mqtt) = (attestation, self.transport) {
+            return Err(Error::InvalidRequest(format!(
+                "TPM attestation is not supported over {}: DPS accepts it over HTTPS only",
+                self.transport
+            )));
+        }
         let started = Instant::now();
         let deadline = started + self.options.timeout;
         match tokio::time::timeout_at(deadline, self.run(attestation, registration_id, payload, deadline)).await {
@@ -248,6 +262,10 @@ impl ProvisioningClient {
         })
         .await?;
         let tls = Arc::new(tls);
+        let token = match attestation {
+            Attestation::SymmetricKey(identity) => Some(self.sas_token(&registration_id, identity.clone()).await?),
+            _ => None,
+        };
         let mut session = match self.transport {
             Transport::Https => Session::Https(https::Https::new(
                 &self.endpoint,
@@ -256,16 +274,22 @@ impl ProvisioningClient {
                 tls,
                 &self.options.user_agent,
             )),
+            Transport::Mqtt => Session::Mqtt(Box::new(
+                mqtt::Mqtt::connect(mqtt::Connect {
+                    endpoint: &self.endpoint,
+                    id_scope: &self.id_scope,
+                    registration_id: &registration_id,
+                    tls,
+                    password: token.as_deref(),
+                    user_agent: &self.options.user_agent,
+                })
+                .await?,
+            )),
         };
         match attestation {
-            Attestation::X509(_) => {
-                let reply = session.register(&body, None, deadline).await?;
-                self.poll(&mut session, reply, None, deadline).await
-            }
-            Attestation::SymmetricKey(identity) => {
-                let token = self.sas_token(&registration_id, identity.clone()).await?;
-                let reply = session.register(&body, Some(&token), deadline).await?;
-                self.poll(&mut session, reply, Some(&token), deadline).await
+            Attestation::X509(_) | Attestation::SymmetricKey(_) => {
+                let reply = session.register(&body, token.as_deref(), deadline).await?;
+                self.poll(&mut session, reply, token.as_deref(), deadline).await
             }
             Attestation::Tpm(tpm) => {
                 self.register_tpm(&mut session, &registration_id, tpm, body, deadline)

@@ -1,4 +1,4 @@
-//! Keys that never leave a SoftHSM2 token: an x509 identity whose TLS signatures are made on the token, and
+//! Keys that never leave a SoftHSM2 token, over HTTPS and MQTT: an x509 identity whose TLS signatures are made on the token, and
 //! a symmetric key whose SAS is an HMAC computed on the token.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -93,11 +93,10 @@ async fn x509_key_on_softhsm_is_assigned() {
         name: "fleet".into(),
         ca: vec![ca.der()],
     }]);
-    let a = https_client(&emu, options())
-        .register(&Attestation::X509(identity), None)
-        .await
-        .unwrap();
-    assert_assigned(&a, "device-hsm");
+    let attestation = Attestation::X509(identity);
+    for client in [https_client(&emu, options()), mqtt_client(&emu, options())] {
+        assert_assigned(&client.register(&attestation, None).await.unwrap(), "device-hsm");
+    }
 }
 
 #[tokio::test]
@@ -115,9 +114,8 @@ async fn symmetric_key_on_softhsm_signs_the_sas() {
         primary_key: GROUP_KEY.into(),
         secondary_key: None,
     }]);
-    let a = https_client(&emu, options())
-        .register(&Attestation::SymmetricKey(identity), None)
-        .await
-        .unwrap();
-    assert_assigned(&a, "hsm-symm");
+    let attestation = Attestation::SymmetricKey(identity);
+    for client in [https_client(&emu, options()), mqtt_client(&emu, options())] {
+        assert_assigned(&client.register(&attestation, None).await.unwrap(), "hsm-symm");
+    }
 }

@@ -25,7 +25,8 @@ struct Registration {
 pub(crate) struct Service {
     id_scope: String,
     assigned_hub: String,
-    trust: Trust,
+    /// Also used by the MQTT listener to authenticate CONNECT.
+    pub(crate) trust: Trust,
     operations: Mutex<HashMap<String, Operation>>,
     registrations: Mutex<HashMap<String, Registration>>,
 }

@@ -123,6 +123,29 @@ pub fn https_client(emu: &Emulator, options: Options) -> ProvisioningClient {
     )
 }
 
+/// A client for the emulator's MQTT endpoint.
+pub fn mqtt_client(emu: &Emulator, options: Options) -> ProvisioningClient {
+    ProvisioningClient::new(
+        &emu.mqtt_endpoint(),
+        SCOPE,
+        Transport::Mqtt,
+        roots(&emu.server_ca_pem()),
+        options,
+    )
+}
+
+/// The MQTT CONNACK refusal `code`.
+pub fn assert_refused(result: Result<dps_device::Assignment, Error>, code: u8) {
+    match result {
+        Err(Error::ConnectionRefused {
+            code: c,
+            transport: Transport::Mqtt,
+            ..
+        }) => assert_eq!(c, code),
+        other => panic!("expected CONNACK {code}, got {other:?}"),
+    }
+}
+
 pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
