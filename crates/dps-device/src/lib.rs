@@ -223,12 +223,21 @@ impl ProvisioningClient {
         }
         let started = Instant::now();
         let deadline = started + self.options.timeout;
-        match tokio::time::timeout_at(deadline, self.run(attestation, registration_id, payload, deadline)).await {
+        // What the last answer said, for the timeout message when a request is cut short.
+        let progress = Mutex::new(String::new());
+        let run = self.run(attestation, registration_id, payload, deadline, &progress);
+        match tokio::time::timeout_at(deadline, run).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                after: started.elapsed(),
-                detail: format!("the service did not answer over {} in time", self.transport),
-            }),
+            Err(_) => {
+                let last = progress.lock().map(|p| p.clone()).unwrap_or_default();
+                Err(Error::Timeout {
+                    after: started.elapsed(),
+                    detail: match last.is_empty() {
+                        true => format!("the service did not answer over {} in time", self.transport),
+                        false => format!("{last}; the next answer did not come in time"),
+                    },
+                })
+            }
         }
     }
 
@@ -238,6 +247,7 @@ impl ProvisioningClient {
         registration_id: Option<&str>,
         payload: Option<Value>,
         deadline: Instant,
+        progress: &Mutex<String>,
     ) -> Result<Assignment, Error> {
         let registration_id = match registration_id {
             Some(r) => r.to_string(),
@@ -289,10 +299,11 @@ impl ProvisioningClient {
         match attestation {
             Attestation::X509(_) | Attestation::SymmetricKey(_) => {
                 let reply = session.register(&body, token.as_deref(), deadline).await?;
-                self.poll(&mut session, reply, token.as_deref(), deadline).await
+                self.poll(&mut session, reply, token.as_deref(), deadline, progress)
+                    .await
             }
             Attestation::Tpm(tpm) => {
-                self.register_tpm(&mut session, &registration_id, tpm, body, deadline)
+                self.register_tpm(&mut session, &registration_id, tpm, body, deadline, progress)
                     .await
             }
         }
@@ -344,6 +355,7 @@ impl ProvisioningClient {
         tpm: &SharedTpm,
         mut body: Value,
         deadline: Instant,
+        progress: &Mutex<String>,
     ) -> Result<Assignment, Error> {
         let ek = with_tpm(tpm, |t| t.endorsement_key()).await?;
         let srk = with_tpm(tpm, |t| t.storage_root_key()).await?;
@@ -366,7 +378,7 @@ impl ProvisioningClient {
         let mac = with_tpm(tpm, move |t| t.sign_with_identity(to_sign.as_bytes())).await?;
         let token = aud.token(&mac, expiry);
         let reply = session.register(&body, Some(&token), deadline).await?;
-        let assignment = self.poll(session, reply, Some(&token), deadline).await?;
+        let assignment = self.poll(session, reply, Some(&token), deadline, progress).await?;
         if let Some(key) = assignment.raw["tpm"]["authenticationKey"].as_str() {
             let blob = B64
                 .decode(key)
@@ -382,6 +394,7 @@ impl ProvisioningClient {
         mut reply: Reply,
         auth: Option<&str>,
         deadline: Instant,
+        progress: &Mutex<String>,
     ) -> Result<Assignment, Error> {
         let mut operation_id = String::new();
         loop {
@@ -408,6 +421,10 @@ impl ProvisioningClient {
             if operation_id.is_empty() {
                 return Err(self.protocol(format!("no operationId in a {status:?} answer")));
             }
+            let still = format!(
+                "registration still {status:?} (operation {})",
+                error::sanitize(&operation_id)
+            );
             let wait = self.retry(reply.retry_after);
             let now = Instant::now();
             if now + wait >= deadline {
@@ -416,12 +433,11 @@ impl ProvisioningClient {
                         .options
                         .timeout
                         .saturating_sub(deadline.saturating_duration_since(now)),
-                    detail: format!(
-                        "registration still {status:?} (operation {}); the next poll in {}s would pass the deadline",
-                        error::sanitize(&operation_id),
-                        wait.as_secs()
-                    ),
+                    detail: format!("{still}; the next poll in {}s would pass the deadline", wait.as_secs()),
                 });
+            }
+            if let Ok(mut p) = progress.lock() {
+                *p = still;
             }
             tokio::time::sleep(wait).await;
             reply = session.operation(&operation_id, auth, deadline).await?;
