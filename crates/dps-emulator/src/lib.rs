@@ -21,6 +21,7 @@ mod auth;
 mod config;
 mod error;
 mod http;
+mod mqtt;
 mod server;
 mod service;
 mod tls;

@@ -54,6 +54,7 @@ pub struct Emulator {
     server_ca_pem: String,
     stop: Arc<AtomicBool>,
     listener: Option<JoinHandle<()>>,
+    pub(crate) mqtt: crate::mqtt::MqttListener,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -200,6 +201,7 @@ impl Emulator {
             trust,
             options.retry_after,
         ));
+        let mqtt = crate::mqtt::MqttListener::start(tls_config.clone(), service.clone())?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
         let listener_thread = std::thread::Builder::new()
@@ -217,6 +219,7 @@ impl Emulator {
             server_ca_pem: identity.ca_pem,
             stop,
             listener: Some(listener_thread),
+            mqtt,
         })
     }
 

@@ -12,6 +12,8 @@ use crate::http::{Request, Response};
 /// A registration request accepted and not yet polled to completion.
 struct Operation {
     registration_id: String,
+    /// The device's `payload`, returned in the assignment as a custom allocation policy would.
+    payload: Option<Value>,
 }
 
 /// What the emulator remembers of a device it assigned.
@@ -23,7 +25,8 @@ struct Registration {
 pub(crate) struct Service {
     id_scope: String,
     assigned_hub: String,
-    trust: Trust,
+    /// Also used by the MQTT listener to authenticate CONNECT.
+    pub(crate) trust: Trust,
     /// `Retry-After` of `assigning` answers, in seconds.
     retry_after: u64,
     operations: Mutex<HashMap<String, Operation>>,
@@ -160,6 +163,7 @@ impl Service {
             operation_id.clone(),
             Operation {
                 registration_id: registration_id.clone(),
+                payload: object.get("payload").filter(|p| p.is_object()).cloned(),
             },
         );
         Response::json(202, &json!({"operationId": operation_id, "status": "assigning"}))
@@ -186,16 +190,17 @@ impl Service {
         if let Err(r) = self.authenticate(request, &registration_id, peer_chain) {
             return r;
         }
-        let known = lock(&self.operations)
-            .get(operation_id)
-            .is_some_and(|op| op.registration_id == registration_id);
-        if !known {
+        let payload = match lock(&self.operations).get(operation_id) {
+            Some(op) if op.registration_id == registration_id => Some(op.payload.clone()),
+            _ => None,
+        };
+        let Some(payload) = payload else {
             return error(
                 404,
                 404002,
                 format!("unknown operation id '{operation_id}' for registration id '{registration_id}'"),
             );
-        }
+        };
         let now = now_rfc3339();
         let (created, etag) = {
             let mut registrations = lock(&self.registrations);
@@ -230,8 +235,13 @@ impl Service {
                     "etag": etag,
                 },
         });
-        if let (Some(tpm), Some(state)) = (tpm, body.get_mut("registrationState").and_then(Value::as_object_mut)) {
-            state.insert("tpm".to_string(), tpm);
+        if let Some(state) = body.get_mut("registrationState").and_then(Value::as_object_mut) {
+            if let Some(tpm) = tpm {
+                state.insert("tpm".to_string(), tpm);
+            }
+            if let Some(payload) = payload {
+                state.insert("payload".to_string(), payload);
+            }
         }
         Response::json(200, &body)
     }

@@ -1,0 +1,49 @@
+//! A blocking facade for programs without an async runtime: the same client on a private
+//! current-thread tokio runtime.
+
+use serde_json::Value;
+
+use crate::{Assignment, Attestation, Error, Options, Transport};
+
+/// [`crate::ProvisioningClient`] for synchronous code.
+#[derive(Debug)]
+pub struct ProvisioningClient {
+    inner: crate::ProvisioningClient,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl ProvisioningClient {
+    /// See [`crate::ProvisioningClient::new`]. Fails only when the runtime cannot start.
+    pub fn new(
+        endpoint: &str,
+        id_scope: &str,
+        transport: Transport,
+        roots: rustls::RootCertStore,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the tokio runtime: {e}")))?;
+        Ok(ProvisioningClient {
+            inner: crate::ProvisioningClient::new(endpoint, id_scope, transport, roots, options),
+            runtime,
+        })
+    }
+
+    /// See [`crate::ProvisioningClient::register`].
+    pub fn register(&self, attestation: &Attestation, payload: Option<Value>) -> Result<Assignment, Error> {
+        self.runtime.block_on(self.inner.register(attestation, payload))
+    }
+
+    /// See [`crate::ProvisioningClient::register_as`].
+    pub fn register_as(
+        &self,
+        attestation: &Attestation,
+        registration_id: Option<&str>,
+        payload: Option<Value>,
+    ) -> Result<Assignment, Error> {
+        self.runtime
+            .block_on(self.inner.register_as(attestation, registration_id, payload))
+    }
+}

@@ -1,0 +1,156 @@
+//! HTTPS: `PUT {scope}/registrations/{id}/register`, `GET .../operations/{opId}`, with ureq on tokio's
+//! blocking pool. Each request carries the time left before the overall deadline as its timeout; redirects
+//! are not followed; bodies are read up to [`crate::MAX_BODY`].
+
+use std::io::Read as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hsm_core::sas::url_encode;
+use tokio::time::Instant;
+
+use crate::error::sanitize;
+use crate::{API_VERSION, Error, MAX_BODY, Reply, Transport, blocking_task};
+
+const T: Transport = Transport::Https;
+
+pub(crate) struct Https {
+    agent: ureq::Agent,
+    /// `https://{endpoint}/{scope}/registrations/{id}`
+    base: String,
+}
+
+impl Https {
+    pub(crate) fn new(
+        endpoint: &str,
+        id_scope: &str,
+        registration_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        user_agent: &str,
+    ) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .tls_config(tls)
+            .redirects(0)
+            .user_agent(user_agent)
+            .build();
+        Https {
+            agent,
+            base: format!(
+                "https://{endpoint}/{}/registrations/{}",
+                url_encode(id_scope),
+                url_encode(registration_id)
+            ),
+        }
+    }
+
+    pub(crate) async fn register(
+        &self,
+        body: &serde_json::Value,
+        auth: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Reply, Error> {
+        let url = format!("{}/register?api-version={API_VERSION}", self.base);
+        self.send("PUT", url, auth, Some(body.to_string().into_bytes()), deadline)
+            .await
+    }
+
+    pub(crate) async fn operation(
+        &self,
+        operation_id: &str,
+        auth: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Reply, Error> {
+        let url = format!(
+            "{}/operations/{}?api-version={API_VERSION}",
+            self.base,
+            url_encode(operation_id)
+        );
+        self.send("GET", url, auth, None, deadline).await
+    }
+
+    async fn send(
+        &self,
+        method: &'static str,
+        url: String,
+        auth: Option<&str>,
+        body: Option<Vec<u8>>,
+        deadline: Instant,
+    ) -> Result<Reply, Error> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let mut req = self
+            .agent
+            .request(method, &url)
+            .timeout(timeout.max(Duration::from_millis(1)));
+        if let Some(a) = auth {
+            req = req.set("Authorization", a);
+        }
+        blocking_task(move || send(req, body)).await
+    }
+}
+
+fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
+    let result = match body {
+        Some(b) => req
+            .set("Content-Type", "application/json; charset=utf-8")
+            .send_bytes(&b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(t)) => return Err(transport_error(&t)),
+    };
+    let status = resp.status();
+    if (300..400).contains(&status) {
+        return Err(Error::Protocol {
+            transport: T,
+            message: format!(
+                "the service answered {status} (redirect to {:?}); redirects are not followed",
+                sanitize(resp.header("Location").unwrap_or(""))
+            ),
+        });
+    }
+    let retry_after = resp.header("Retry-After").and_then(|v| v.trim().parse::<u64>().ok());
+    let mut buf = Vec::new();
+    resp.into_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::Transport {
+            transport: T,
+            message: format!("reading the response: {}", sanitize(&e.to_string())),
+        })?;
+    if buf.len() > MAX_BODY {
+        return Err(Error::Protocol {
+            transport: T,
+            message: format!("the response body exceeds {MAX_BODY} bytes"),
+        });
+    }
+    Ok(Reply {
+        status,
+        body: buf,
+        retry_after,
+    })
+}
+
+/// A TLS failure when a rustls error is in the cause chain, else a transport failure.
+fn transport_error(t: &ureq::Transport) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(e) = cause {
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(e), inner].into_iter().flatten() {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return Error::Tls {
+                    transport: T,
+                    message: sanitize(&tls.to_string()),
+                };
+            }
+        }
+        cause = e.source();
+    }
+    Error::Transport {
+        transport: T,
+        message: sanitize(&t.to_string()),
+    }
+}

@@ -1,0 +1,533 @@
+//! The device side of the Azure IoT Device Provisioning Service (DPS): register with a hardware-backed
+//! identity and get the IoT hub assignment.
+//!
+//! Attestations: x509 (the TLS client identity from `tlsio-bridge`, every signature made by the backend
+//! key), symmetric key (a SAS token signed by the identity's HMAC, so a key that never leaves a PKCS#11
+//! token works), and TPM (activation challenge, SAS signed in the TPM; HTTPS only, as DPS requires).
+//!
+//! ```no_run
+//! # async fn f(identity: std::sync::Arc<dyn hsm_core::X509Identity>, roots: rustls::RootCertStore) -> Result<(), dps_device::Error> {
+//! use dps_device::{Attestation, Options, ProvisioningClient, Transport};
+//! let client = ProvisioningClient::new("global.azure-devices-provisioning.net", "0ne00000000", Transport::Https, roots, Options::default());
+//! let assignment = client.register(&Attestation::X509(identity), None).await?;
+//! println!("{} on {}", assignment.device_id, assignment.assigned_hub);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod blocking;
+mod error;
+mod https;
+mod mqtt;
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hsm_core::sas::Audience;
+use hsm_core::{SymmetricIdentity, TpmIdentity, X509Identity};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+pub use error::{Error, ServiceError};
+pub use tlsio_bridge::TlsVersions;
+
+/// The DPS device API version spoken (the C SDK's `PROV_API_VERSION`).
+pub const API_VERSION: &str = "2021-06-01";
+/// Largest response body (HTTPS) or message (MQTT) accepted from the service.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Poll delay when the service sends no Retry-After (before the floor and ceiling apply).
+const DEFAULT_RETRY: Duration = Duration::from_secs(2);
+
+/// How the device talks to DPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// HTTPS, port 443 by default.
+    Https,
+    /// MQTT 3.1.1 over TLS, port 8883 by default. No TPM attestation (DPS accepts it over HTTPS only).
+    Mqtt,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Https => "HTTPS",
+            Transport::Mqtt => "MQTT",
+        })
+    }
+}
+
+/// A TPM identity shared with the blocking pool (TPM commands run there).
+pub type SharedTpm = Arc<Mutex<Box<dyn TpmIdentity>>>;
+
+/// How the device proves its identity.
+#[derive(Clone)]
+pub enum Attestation {
+    /// TLS client certificate chain; the registration id is the leaf's common name.
+    X509(Arc<dyn X509Identity>),
+    /// A SAS token signed with the identity's HMAC (the key itself is never read).
+    SymmetricKey(Arc<dyn SymmetricIdentity>),
+    /// TPM: endorsement and storage root keys, activation of the key the service sends, SAS signed in
+    /// the TPM, and the hub key imported at assignment. HTTPS only.
+    Tpm(SharedTpm),
+}
+
+impl fmt::Debug for Attestation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Attestation::X509(_) => "Attestation::X509",
+            Attestation::SymmetricKey(_) => "Attestation::SymmetricKey",
+            Attestation::Tpm(_) => "Attestation::Tpm",
+        })
+    }
+}
+
+/// Behaviour knobs; `Options::default()` suits devices.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// One deadline for the whole registration: connection, challenge, every poll.
+    pub timeout: Duration,
+    /// Shortest wait between polls, whatever Retry-After says (tests lower it).
+    pub retry_floor: Duration,
+    /// Longest wait between polls.
+    pub retry_ceiling: Duration,
+    /// Lifetime of the SAS tokens this client signs.
+    pub sas_ttl: Duration,
+    /// An absolute SAS expiry (seconds since the epoch) instead of `now + sas_ttl`.
+    pub sas_expiry: Option<u64>,
+    pub user_agent: String,
+    pub tls_versions: TlsVersions,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout: Duration::from_secs(90),
+            retry_floor: Duration::from_secs(1),
+            retry_ceiling: Duration::from_secs(60),
+            sas_ttl: Duration::from_secs(3600),
+            sas_expiry: None,
+            user_agent: concat!("dps-device/", env!("CARGO_PKG_VERSION")).to_string(),
+            tls_versions: TlsVersions::Both,
+        }
+    }
+}
+
+/// The device's assignment, as DPS reports it in `registrationState`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub registration_id: String,
+    pub assigned_hub: String,
+    pub device_id: String,
+    /// `assigned`.
+    pub status: String,
+    /// `initialAssignment`, `deviceDataMigrated`, `deviceDataReset`, `reprovisionedToInitialAssignment`.
+    pub substatus: Option<String>,
+    pub etag: Option<String>,
+    /// The payload a custom allocation policy returned.
+    pub payload: Option<Value>,
+    pub created_date_time_utc: Option<String>,
+    pub last_updated_date_time_utc: Option<String>,
+    /// The whole `registrationState` object.
+    pub raw: Value,
+}
+
+/// A service answer, whatever the transport: status, body, Retry-After in seconds.
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) retry_after: Option<u64>,
+}
+
+/// A DPS client for one endpoint and id scope.
+#[derive(Debug)]
+pub struct ProvisioningClient {
+    endpoint: String,
+    id_scope: String,
+    transport: Transport,
+    roots: rustls::RootCertStore,
+    options: Options,
+}
+
+/// One connection's worth of requests.
+enum Session {
+    Https(https::Https),
+    Mqtt(Box<mqtt::Mqtt>),
+}
+
+impl Session {
+    async fn register(&mut self, body: &Value, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
+        match self {
+            Session::Https(h) => h.register(body, auth, deadline).await,
+            // MQTT authenticates once, at CONNECT.
+            Session::Mqtt(m) => m.register(body).await,
+        }
+    }
+
+    async fn operation(&mut self, operation_id: &str, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
+        match self {
+            Session::Https(h) => h.operation(operation_id, auth, deadline).await,
+            Session::Mqtt(m) => m.operation(operation_id).await,
+        }
+    }
+}
+
+impl ProvisioningClient {
+    /// `endpoint` is `host[:port]` (the global device endpoint); `roots` verify the service.
+    pub fn new(
+        endpoint: &str,
+        id_scope: &str,
+        transport: Transport,
+        roots: rustls::RootCertStore,
+        options: Options,
+    ) -> Self {
+        ProvisioningClient {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            id_scope: id_scope.to_string(),
+            transport,
+            roots,
+            options,
+        }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Register with the registration id the attestation implies (x509: the leaf CN; symmetric key: the
+    /// identity's id; TPM: derived from the endorsement key) and wait for the assignment.
+    pub async fn register(&self, attestation: &Attestation, payload: Option<Value>) -> Result<Assignment, Error> {
+        self.register_as(attestation, None, payload).await
+    }
+
+    /// Like [`ProvisioningClient::register`], with an explicit registration id.
+    pub async fn register_as(
+        &self,
+        attestation: &Attestation,
+        registration_id: Option<&str>,
+        payload: Option<Value>,
+    ) -> Result<Assignment, Error> {
+        if let Some(p) = &payload {
+            if !p.is_object() {
+                return Err(Error::InvalidRequest("the payload must be a JSON object".into()));
+            }
+        }
+        if let (Attestation::Tpm(_), Transport::Mqtt) = (attestation, self.transport) {
+            return Err(Error::InvalidRequest(format!(
+                "TPM attestation is not supported over {}: DPS accepts it over HTTPS only",
+                self.transport
+            )));
+        }
+        let started = Instant::now();
+        let deadline = started + self.options.timeout;
+        // What the last answer said, for the timeout message when a request is cut short.
+        let progress = Mutex::new(String::new());
+        let run = self.run(attestation, registration_id, payload, deadline, &progress);
+        match tokio::time::timeout_at(deadline, run).await {
+            Ok(result) => result,
+            Err(_) => {
+                let last = progress.lock().map(|p| p.clone()).unwrap_or_default();
+                Err(Error::Timeout {
+                    after: started.elapsed(),
+                    detail: match last.is_empty() {
+                        true => format!("the service did not answer over {} in time", self.transport),
+                        false => format!("{last}; the next answer did not come in time"),
+                    },
+                })
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        attestation: &Attestation,
+        registration_id: Option<&str>,
+        payload: Option<Value>,
+        deadline: Instant,
+        progress: &Mutex<String>,
+    ) -> Result<Assignment, Error> {
+        let registration_id = match registration_id {
+            Some(r) => r.to_string(),
+            None => self.registration_id(attestation).await?,
+        };
+        if registration_id.is_empty() || registration_id.chars().any(char::is_control) {
+            return Err(Error::InvalidRequest(format!(
+                "registration id {registration_id:?} is empty or has control characters"
+            )));
+        }
+        let mut body = json!({ "registrationId": registration_id });
+        if let Some(p) = payload {
+            body["payload"] = p;
+        }
+        let identity = match attestation {
+            Attestation::X509(x) => Some(x.clone()),
+            _ => None,
+        };
+        let (roots, versions) = (self.roots.clone(), self.options.tls_versions);
+        let tls = blocking_task(move || {
+            tlsio_bridge::client_config(roots, identity.as_deref(), versions).map_err(Error::from)
+        })
+        .await?;
+        let tls = Arc::new(tls);
+        let token = match attestation {
+            Attestation::SymmetricKey(identity) => Some(self.sas_token(&registration_id, identity.clone()).await?),
+            _ => None,
+        };
+        let mut session = match self.transport {
+            Transport::Https => Session::Https(https::Https::new(
+                &self.endpoint,
+                &self.id_scope,
+                &registration_id,
+                tls,
+                &self.options.user_agent,
+            )),
+            Transport::Mqtt => Session::Mqtt(Box::new(
+                mqtt::Mqtt::connect(mqtt::Connect {
+                    endpoint: &self.endpoint,
+                    id_scope: &self.id_scope,
+                    registration_id: &registration_id,
+                    tls,
+                    password: token.as_deref(),
+                    user_agent: &self.options.user_agent,
+                })
+                .await?,
+            )),
+        };
+        match attestation {
+            Attestation::X509(_) | Attestation::SymmetricKey(_) => {
+                let reply = session.register(&body, token.as_deref(), deadline).await?;
+                self.poll(&mut session, reply, token.as_deref(), deadline, progress)
+                    .await
+            }
+            Attestation::Tpm(tpm) => {
+                self.register_tpm(&mut session, &registration_id, tpm, body, deadline, progress)
+                    .await
+            }
+        }
+    }
+
+    async fn registration_id(&self, attestation: &Attestation) -> Result<String, Error> {
+        match attestation {
+            Attestation::X509(x) => {
+                let x = x.clone();
+                blocking_task(move || x.common_name().map_err(Error::from)).await
+            }
+            Attestation::SymmetricKey(s) => {
+                let s = s.clone();
+                blocking_task(move || s.registration_id().map_err(Error::from)).await
+            }
+            Attestation::Tpm(tpm) => {
+                let ek = with_tpm(tpm, |t| t.endorsement_key()).await?;
+                Ok(hsm_tpm::registration_id(&ek))
+            }
+        }
+    }
+
+    fn sas_expiry(&self) -> u64 {
+        self.options
+            .sas_expiry
+            .unwrap_or_else(|| hsm_core::sas::expiry_in(self.options.sas_ttl))
+    }
+
+    fn audience(&self, registration_id: &str) -> Audience {
+        Audience::Dps {
+            id_scope: self.id_scope.clone(),
+            registration_id: registration_id.to_string(),
+        }
+    }
+
+    async fn sas_token(&self, registration_id: &str, identity: Arc<dyn SymmetricIdentity>) -> Result<String, Error> {
+        let (aud, expiry) = (self.audience(registration_id), self.sas_expiry());
+        let to_sign = aud.string_to_sign(expiry);
+        let mac = blocking_task(move || identity.hmac_sha256(to_sign.as_bytes()).map_err(Error::from)).await?;
+        Ok(aud.token(&mac, expiry))
+    }
+
+    /// The SDK's TPM sequence: EK and SRK sent, the 401 challenge's key activated, the registration sent
+    /// again with a SAS token signed inside the TPM, polled, and the hub key of the assignment activated.
+    async fn register_tpm(
+        &self,
+        session: &mut Session,
+        registration_id: &str,
+        tpm: &SharedTpm,
+        mut body: Value,
+        deadline: Instant,
+        progress: &Mutex<String>,
+    ) -> Result<Assignment, Error> {
+        let ek = with_tpm(tpm, |t| t.endorsement_key()).await?;
+        let srk = with_tpm(tpm, |t| t.storage_root_key()).await?;
+        body["tpm"] = json!({ "endorsementKey": B64.encode(ek), "storageRootKey": B64.encode(srk) });
+        let challenge = session.register(&body, None, deadline).await?;
+        if challenge.status != 401 {
+            self.json(&challenge)?;
+            return Err(self.protocol("the service registered a TPM device without the activation challenge"));
+        }
+        let key = serde_json::from_slice::<Value>(&challenge.body)
+            .ok()
+            .and_then(|v| v["authenticationKey"].as_str().map(str::to_string))
+            .ok_or_else(|| self.service_error(&challenge))?;
+        let blob = B64
+            .decode(key)
+            .map_err(|e| self.protocol(format!("authenticationKey is not base64: {e}")))?;
+        with_tpm(tpm, move |t| t.activate_identity_key(&blob)).await?;
+        let (aud, expiry) = (self.audience(registration_id), self.sas_expiry());
+        let to_sign = aud.string_to_sign(expiry);
+        let mac = with_tpm(tpm, move |t| t.sign_with_identity(to_sign.as_bytes())).await?;
+        let token = aud.token(&mac, expiry);
+        let reply = session.register(&body, Some(&token), deadline).await?;
+        let assignment = self.poll(session, reply, Some(&token), deadline, progress).await?;
+        if let Some(key) = assignment.raw["tpm"]["authenticationKey"].as_str() {
+            let blob = B64
+                .decode(key)
+                .map_err(|e| self.protocol(format!("the assigned authenticationKey is not base64: {e}")))?;
+            with_tpm(tpm, move |t| t.activate_identity_key(&blob)).await?;
+        }
+        Ok(assignment)
+    }
+
+    async fn poll(
+        &self,
+        session: &mut Session,
+        mut reply: Reply,
+        auth: Option<&str>,
+        deadline: Instant,
+        progress: &Mutex<String>,
+    ) -> Result<Assignment, Error> {
+        let mut operation_id = String::new();
+        loop {
+            let value = self.json(&reply)?;
+            let status = value["status"].as_str().unwrap_or_default().to_string();
+            match status.as_str() {
+                "assigning" | "unassigned" => {}
+                "assigned" => return self.assignment(&value),
+                "failed" | "disabled" => {
+                    let state = &value["registrationState"];
+                    return Err(Error::NotAssigned {
+                        status,
+                        error_code: state["errorCode"].as_i64(),
+                        message: error::sanitize(state["errorMessage"].as_str().unwrap_or("(no message)")),
+                    });
+                }
+                other => {
+                    return Err(self.protocol(format!("unexpected registration status {:?}", error::sanitize(other))));
+                }
+            }
+            if let Some(op) = value["operationId"].as_str() {
+                operation_id = op.to_string();
+            }
+            if operation_id.is_empty() {
+                return Err(self.protocol(format!("no operationId in a {status:?} answer")));
+            }
+            let still = format!(
+                "registration still {status:?} (operation {})",
+                error::sanitize(&operation_id)
+            );
+            let wait = self.retry(reply.retry_after);
+            let now = Instant::now();
+            if now + wait >= deadline {
+                return Err(Error::Timeout {
+                    after: self
+                        .options
+                        .timeout
+                        .saturating_sub(deadline.saturating_duration_since(now)),
+                    detail: format!("{still}; the next poll in {}s would pass the deadline", wait.as_secs()),
+                });
+            }
+            if let Ok(mut p) = progress.lock() {
+                *p = still;
+            }
+            tokio::time::sleep(wait).await;
+            reply = session.operation(&operation_id, auth, deadline).await?;
+        }
+    }
+
+    fn retry(&self, retry_after: Option<u64>) -> Duration {
+        let wanted = retry_after.map_or(DEFAULT_RETRY, Duration::from_secs);
+        wanted.min(self.options.retry_ceiling).max(self.options.retry_floor)
+    }
+
+    /// The JSON object of a 2xx answer, or the service's error.
+    fn json(&self, reply: &Reply) -> Result<Value, Error> {
+        if !(200..300).contains(&reply.status) {
+            return Err(self.service_error(reply));
+        }
+        match serde_json::from_slice::<Value>(&reply.body) {
+            Ok(v) if v.is_object() => Ok(v),
+            _ => Err(self.protocol(format!(
+                "the {} answer is not a JSON object: {:?}",
+                reply.status,
+                error::sanitize(&String::from_utf8_lossy(&reply.body))
+            ))),
+        }
+    }
+
+    fn service_error(&self, reply: &Reply) -> Error {
+        let json = serde_json::from_slice::<Value>(&reply.body).unwrap_or(Value::Null);
+        let message = match json["message"].as_str() {
+            Some(m) => error::sanitize(m),
+            None if reply.body.is_empty() => "(no message)".to_string(),
+            None => error::sanitize(&String::from_utf8_lossy(&reply.body)),
+        };
+        Error::Service(ServiceError {
+            transport: self.transport,
+            status: reply.status,
+            error_code: json["errorCode"].as_i64(),
+            tracking_id: json["trackingId"].as_str().map(error::sanitize),
+            message,
+        })
+    }
+
+    fn protocol(&self, message: impl Into<String>) -> Error {
+        Error::Protocol {
+            transport: self.transport,
+            message: message.into(),
+        }
+    }
+
+    fn assignment(&self, value: &Value) -> Result<Assignment, Error> {
+        let state = &value["registrationState"];
+        if !state.is_object() {
+            return Err(self.protocol("an assigned answer without registrationState"));
+        }
+        let text = |k: &str| state[k].as_str().map(str::to_string);
+        let required = |k: &str| text(k).ok_or_else(|| self.protocol(format!("registrationState has no {k}")));
+        Ok(Assignment {
+            registration_id: required("registrationId")?,
+            assigned_hub: required("assignedHub")?,
+            device_id: required("deviceId")?,
+            status: text("status").unwrap_or_else(|| "assigned".to_string()),
+            substatus: text("substatus"),
+            etag: text("etag"),
+            payload: state.get("payload").filter(|p| !p.is_null()).cloned(),
+            created_date_time_utc: text("createdDateTimeUtc"),
+            last_updated_date_time_utc: text("lastUpdatedDateTimeUtc"),
+            raw: state.clone(),
+        })
+    }
+}
+
+/// Run a blocking device or network operation on tokio's blocking pool.
+pub(crate) async fn blocking_task<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("a blocking task failed: {e}")))?
+}
+
+async fn with_tpm<T: Send + 'static>(
+    tpm: &SharedTpm,
+    f: impl FnOnce(&mut dyn TpmIdentity) -> hsm_core::Result<T> + Send + 'static,
+) -> Result<T, Error> {
+    let tpm = tpm.clone();
+    blocking_task(move || {
+        let mut guard = tpm
+            .lock()
+            .map_err(|_| Error::Internal("the TPM lock is poisoned".into()))?;
+        f(guard.as_mut()).map_err(Error::from)
+    })
+    .await
+}

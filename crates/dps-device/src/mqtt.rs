@@ -1,0 +1,285 @@
+//! MQTT 3.1.1 over TLS (rumqttc): client id = registration id, username
+//! `{idScope}/registrations/{registrationId}/api-version={ver}&ClientVersion={user agent}`, password = the
+//! SAS token (none for x509); requests published on `$dps/registrations/PUT/iotdps-register/?$rid={rid}` and
+//! `$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={op}`, answers received on
+//! `$dps/registrations/res/{status}/?$rid={rid}&retry-after={s}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hsm_core::sas::url_encode;
+use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
+
+use crate::error::sanitize;
+use crate::{API_VERSION, Error, MAX_BODY, Reply, Transport};
+
+pub(crate) const SUBSCRIBE_TOPIC: &str = "$dps/registrations/res/#";
+const RESPONSE_PREFIX: &str = "$dps/registrations/res/";
+/// MQTT over TLS.
+pub(crate) const DEFAULT_PORT: u16 = 8883;
+
+pub(crate) struct Mqtt {
+    client: AsyncClient,
+    events: EventLoop,
+    next_rid: u64,
+}
+
+/// What the caller connects with.
+pub(crate) struct Connect<'a> {
+    pub(crate) endpoint: &'a str,
+    pub(crate) id_scope: &'a str,
+    pub(crate) registration_id: &'a str,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) password: Option<&'a str>,
+    pub(crate) user_agent: &'a str,
+}
+
+const T: Transport = Transport::Mqtt;
+
+impl Mqtt {
+    /// Connect, and subscribe to the response topic.
+    pub(crate) async fn connect(c: Connect<'_>) -> Result<Self, Error> {
+        let (host, port) = split_endpoint(c.endpoint, DEFAULT_PORT)?;
+        let mut options = MqttOptions::new(c.registration_id, host, port);
+        options
+            .set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
+                c.tls,
+            )))
+            .set_keep_alive(Duration::from_secs(60))
+            .set_clean_session(true)
+            .set_max_packet_size(MAX_BODY + 1024, MAX_BODY + 1024)
+            .set_credentials(
+                username(c.id_scope, c.registration_id, c.user_agent),
+                c.password.unwrap_or(""),
+            );
+        let (client, events) = AsyncClient::new(options, 8);
+        let mut mqtt = Mqtt {
+            client,
+            events,
+            next_rid: 1,
+        };
+        loop {
+            if let Packet::ConnAck(_) = mqtt.next_packet().await? {
+                break;
+            }
+        }
+        mqtt.client
+            .subscribe(SUBSCRIBE_TOPIC, QoS::AtLeastOnce)
+            .await
+            .map_err(client_error)?;
+        loop {
+            if let Packet::SubAck(ack) = mqtt.next_packet().await? {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    return Err(Error::Protocol {
+                        transport: T,
+                        message: format!("the server refused the subscription to {SUBSCRIBE_TOPIC}"),
+                    });
+                }
+                return Ok(mqtt);
+            }
+        }
+    }
+
+    pub(crate) async fn register(&mut self, body: &serde_json::Value) -> Result<Reply, Error> {
+        let rid = self.rid();
+        self.request(
+            format!("$dps/registrations/PUT/iotdps-register/?$rid={rid}"),
+            rid,
+            body.to_string(),
+        )
+        .await
+    }
+
+    pub(crate) async fn operation(&mut self, operation_id: &str) -> Result<Reply, Error> {
+        let rid = self.rid();
+        let topic = format!(
+            "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={}",
+            url_encode(operation_id)
+        );
+        self.request(topic, rid, String::new()).await
+    }
+
+    fn rid(&mut self) -> u64 {
+        let rid = self.next_rid;
+        self.next_rid += 1;
+        rid
+    }
+
+    async fn request(&mut self, topic: String, rid: u64, payload: String) -> Result<Reply, Error> {
+        self.client
+            .publish(topic, QoS::AtMostOnce, false, payload)
+            .await
+            .map_err(client_error)?;
+        loop {
+            let Packet::Publish(p) = self.next_packet().await? else {
+                continue;
+            };
+            let Some(response) = parse_response_topic(&p.topic) else {
+                tracing::debug!(topic = %sanitize(&p.topic), "ignoring a message on another topic");
+                continue;
+            };
+            let (status, answer_rid, retry_after) = response?;
+            if answer_rid != Some(rid) {
+                tracing::debug!(?answer_rid, rid, "ignoring an answer to another request");
+                continue;
+            }
+            return Ok(Reply {
+                status,
+                body: p.payload.to_vec(),
+                retry_after,
+            });
+        }
+    }
+
+    async fn next_packet(&mut self) -> Result<Packet, Error> {
+        loop {
+            match self.events.poll().await {
+                Ok(Event::Incoming(p)) => return Ok(p),
+                Ok(Event::Outgoing(_)) => {}
+                Err(e) => return Err(connection_error(e)),
+            }
+        }
+    }
+}
+
+/// The DPS MQTT username; the user agent is URL-encoded.
+pub(crate) fn username(id_scope: &str, registration_id: &str, user_agent: &str) -> String {
+    format!(
+        "{id_scope}/registrations/{registration_id}/api-version={API_VERSION}&ClientVersion={}",
+        url_encode(user_agent)
+    )
+}
+
+/// Status, `$rid` and `retry-after` of a response topic.
+type ResponseTopic = (u16, Option<u64>, Option<u64>);
+
+/// `$dps/registrations/res/{status}/?$rid={rid}&retry-after={s}`: None for another topic, an error for a
+/// response topic that does not parse.
+fn parse_response_topic(topic: &str) -> Option<Result<ResponseTopic, Error>> {
+    let rest = topic.strip_prefix(RESPONSE_PREFIX)?;
+    let bad = || Error::Protocol {
+        transport: T,
+        message: format!("malformed response topic {:?}", sanitize(topic)),
+    };
+    let (status, query) = rest.split_once("/?").unwrap_or((rest.trim_end_matches('/'), ""));
+    let Ok(status) = status.parse::<u16>() else {
+        return Some(Err(bad()));
+    };
+    let mut rid = None;
+    let mut retry_after = None;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("$rid", v)) => rid = v.parse::<u64>().ok(),
+            Some(("retry-after", v)) => retry_after = v.trim().parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    Some(Ok((status, rid, retry_after)))
+}
+
+fn split_endpoint(endpoint: &str, default_port: u16) -> Result<(String, u16), Error> {
+    match endpoint.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() => port
+            .parse::<u16>()
+            .map(|p| (host.to_string(), p))
+            .map_err(|_| Error::InvalidRequest(format!("endpoint {endpoint:?}: the port is not a number"))),
+        Some(_) => Err(Error::InvalidRequest(format!("endpoint {endpoint:?} has no host"))),
+        None if endpoint.is_empty() => Err(Error::InvalidRequest("the endpoint is empty".into())),
+        None => Ok((endpoint.to_string(), default_port)),
+    }
+}
+
+fn client_error(e: rumqttc::ClientError) -> Error {
+    Error::Transport {
+        transport: T,
+        message: format!("the MQTT event loop is gone: {e}"),
+    }
+}
+
+fn connection_error(e: ConnectionError) -> Error {
+    match e {
+        ConnectionError::ConnectionRefused(code) => {
+            let (n, reason) = match code {
+                ConnectReturnCode::Success => (0, "success"),
+                ConnectReturnCode::RefusedProtocolVersion => (1, "unacceptable protocol version"),
+                ConnectReturnCode::BadClientId => (2, "identifier rejected"),
+                ConnectReturnCode::ServiceUnavailable => (3, "server unavailable"),
+                ConnectReturnCode::BadUserNamePassword => (4, "bad user name or password"),
+                ConnectReturnCode::NotAuthorized => (5, "not authorized"),
+            };
+            Error::ConnectionRefused {
+                transport: T,
+                code: n,
+                reason: reason.to_string(),
+            }
+        }
+        ConnectionError::Tls(t) => Error::Tls {
+            transport: T,
+            message: sanitize(&t.to_string()),
+        },
+        ConnectionError::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(tls) => Error::Tls {
+                transport: T,
+                message: sanitize(&tls.to_string()),
+            },
+            None => Error::Transport {
+                transport: T,
+                message: sanitize(&io.to_string()),
+            },
+        },
+        ConnectionError::MqttState(rumqttc::StateError::Deserialization(d)) => Error::Protocol {
+            transport: T,
+            message: sanitize(&format!("cannot read a packet from the server: {d}")),
+        },
+        other => Error::Transport {
+            transport: T,
+            message: sanitize(&other.to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_topics_parse() {
+        let (s, rid, retry) = parse_response_topic("$dps/registrations/res/202/?$rid=3&retry-after=2")
+            .unwrap()
+            .unwrap();
+        assert_eq!((s, rid, retry), (202, Some(3), Some(2)));
+        let (s, rid, retry) = parse_response_topic("$dps/registrations/res/200/?$rid=9")
+            .unwrap()
+            .unwrap();
+        assert_eq!((s, rid, retry), (200, Some(9), None));
+        assert!(parse_response_topic("other/topic").is_none());
+        assert!(
+            parse_response_topic("$dps/registrations/res/abc/?$rid=1")
+                .unwrap()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn username_has_the_api_version_and_the_encoded_agent() {
+        assert_eq!(
+            username("0ne00000A0A", "dev-1", "dps-device/0.1.0 (linux)"),
+            "0ne00000A0A/registrations/dev-1/api-version=2021-06-01&ClientVersion=dps-device%2f0.1.0%20(linux)"
+        );
+    }
+
+    #[test]
+    fn endpoints_split() {
+        assert_eq!(split_endpoint("h.example", 8883).unwrap(), ("h.example".into(), 8883));
+        assert_eq!(
+            split_endpoint("127.0.0.1:1234", 8883).unwrap(),
+            ("127.0.0.1".into(), 1234)
+        );
+        assert!(split_endpoint("h:x", 1).is_err());
+        assert!(split_endpoint("", 1).is_err());
+    }
+}

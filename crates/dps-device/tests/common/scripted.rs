@@ -1,0 +1,111 @@
+//! A misbehaving HTTPS "DPS": answers each request with the next scripted step (the last one repeats).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+#[derive(Clone)]
+pub enum Step {
+    /// Raw bytes written as the answer (status line, headers, body).
+    Raw(Vec<u8>),
+    /// Read the request, then say nothing for this long.
+    Hang(Duration),
+    /// Read the request, then close the connection.
+    Close,
+}
+
+/// A JSON answer with `status`, optional Retry-After and `body`.
+pub fn json(status: u16, retry_after: Option<&str>, body: &str) -> Step {
+    let retry = retry_after.map_or(String::new(), |r| format!("Retry-After: {r}\r\n"));
+    Step::Raw(
+        format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{retry}\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+pub struct Scripted {
+    pub endpoint: String,
+    pub ca_pem: String,
+    pub requests: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    pub fn start(steps: Vec<Step>) -> Scripted {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
+            )
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = listener.local_addr().unwrap().to_string();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { return };
+                let (config, steps, counter) = (config.clone(), steps.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    loop {
+                        if !read_request(&mut tls) {
+                            return;
+                        }
+                        let n = counter.fetch_add(1, Ordering::SeqCst);
+                        let step = steps.get(n).or(steps.last()).cloned().unwrap_or(Step::Close);
+                        match step {
+                            Step::Raw(bytes) => {
+                                if tls.write_all(&bytes).and_then(|()| tls.flush()).is_err() {
+                                    return;
+                                }
+                            }
+                            Step::Hang(d) => {
+                                std::thread::sleep(d);
+                                return;
+                            }
+                            Step::Close => return,
+                        }
+                    }
+                });
+            }
+        });
+        Scripted {
+            endpoint,
+            ca_pem: cert.cert.pem(),
+            requests,
+        }
+    }
+}
+
+/// Read one request (head and Content-Length body); false when the peer closed.
+fn read_request(r: &mut impl Read) -> bool {
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        match r.read(&mut byte) {
+            Ok(1) => data.push(byte[0]),
+            _ => return false,
+        }
+    }
+    let head = String::from_utf8_lossy(&data).to_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    r.read_exact(&mut body).is_ok()
+}

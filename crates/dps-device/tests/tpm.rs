@@ -1,0 +1,44 @@
+//! TPM attestation over HTTPS on a fresh swtpm: challenge, activation, SAS signed in the TPM, hub key at
+//! assignment; a second registration reuses the keys; another TPM is refused; MQTT is refused up front.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use common::*;
+use dps_device::Attestation;
+use dps_emulator::Enrollment;
+use hsm_core::TpmIdentity;
+use hsm_tpm::testing::Swtpm;
+
+fn open(tpm: &Swtpm) -> Attestation {
+    let t: Box<dyn TpmIdentity> = Box::new(hsm_tpm::Tpm::open(hsm_tpm::TpmOptions::new(tpm.tcti())).unwrap());
+    Attestation::Tpm(Arc::new(Mutex::new(t)))
+}
+
+#[tokio::test]
+async fn tpm_attestation_is_assigned_and_another_tpm_is_refused() {
+    let swtpm = Swtpm::start().unwrap();
+    let attestation = open(&swtpm);
+    let Attestation::Tpm(tpm) = &attestation else {
+        unreachable!()
+    };
+    let ek = tpm.lock().unwrap().endorsement_key().unwrap();
+    let registration_id = hsm_tpm::registration_id(&ek);
+    let emu = emulator(vec![Enrollment::TpmIndividual {
+        registration_id: registration_id.clone(),
+        endorsement_key: base64::engine::general_purpose::STANDARD.encode(&ek),
+    }]);
+    let client = https_client(&emu, options());
+    for _ in 0..2 {
+        let a = client.register(&attestation, None).await.unwrap();
+        assert_assigned(&a, &registration_id);
+        assert!(a.raw["tpm"]["authenticationKey"].is_string(), "{}", a.raw);
+    }
+
+    let other = Swtpm::start().unwrap();
+    let e = service_error(client.register_as(&open(&other), Some(&registration_id), None).await);
+    assert_eq!(e.status, 401, "{e}");
+}

@@ -1,0 +1,380 @@
+//! The DPS device API over MQTT 3.1.1 and TLS, on its own port of 127.0.0.1: one thread per connection,
+//! packets read and written by rumqttc's `mqttbytes::v4` codec.
+//!
+//! CONNECT is authenticated as DPS does: client id = registration id, username
+//! `{idScope}/registrations/{registrationId}/api-version=...`, then the same checks as HTTPS (the SAS token
+//! in the password, else the TLS client chain). TPM registrations are refused (DPS takes them over HTTPS and
+//! AMQP only). Requests on `$dps/registrations/PUT/iotdps-register/?$rid=N` and
+//! `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=N&operationId=OP` go to the HTTPS service logic;
+//! answers are published on `$dps/registrations/res/{status}/?$rid=N[&retry-after=S]`.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode};
+use rumqttc::mqttbytes::{self, QoS};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use rustls_pki_types::CertificateDer;
+
+use crate::Error;
+use crate::auth::Denied;
+use crate::http::{Request, Response};
+use crate::service::Service;
+
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest packet accepted from a device.
+const MAX_PACKET: usize = 64 * 1024;
+const SUBSCRIBE_TOPIC: &str = "$dps/registrations/res/#";
+const REGISTER_PREFIX: &str = "$dps/registrations/PUT/iotdps-register/?";
+const STATUS_PREFIX: &str = "$dps/registrations/GET/iotdps-get-operationstatus/?";
+
+/// The MQTT listener; dropping it closes the listener and every connection and joins the threads.
+pub(crate) struct MqttListener {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+type Open = Arc<Mutex<Vec<(TcpStream, JoinHandle<()>)>>>;
+
+impl MqttListener {
+    pub(crate) fn start(tls: Arc<ServerConfig>, service: Arc<Service>) -> Result<Self, Error> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|source| Error::Socket {
+            op: "binding the MQTT listener on",
+            port: 0,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| Error::Socket {
+            op: "reading the address of the MQTT listener on",
+            port: 0,
+            source,
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("dps-emulator-mqtt".to_string())
+            .spawn(move || accept_loop(listener, tls, service, thread_stop))
+            .map_err(|source| Error::Socket {
+                op: "starting the MQTT listener thread for",
+                port: addr.port(),
+                source,
+            })?;
+        tracing::info!(%addr, "DPS emulator MQTT listening");
+        Ok(MqttListener {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MqttListener {
+    fn drop(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2));
+        if thread.join().is_err() {
+            tracing::error!("the DPS emulator MQTT listener thread panicked");
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, tls: Arc<ServerConfig>, service: Arc<Service>, stop: Arc<AtomicBool>) {
+    let open: Open = Arc::default();
+    for incoming in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = incoming else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let Ok(clone) = stream.try_clone() else {
+            continue;
+        };
+        let (tls, service) = (tls.clone(), service.clone());
+        let spawned = std::thread::Builder::new()
+            .name("dps-emulator-mqtt-conn".to_string())
+            .spawn(move || serve(stream, tls, &service));
+        let mut list = open.lock().unwrap_or_else(PoisonError::into_inner);
+        list.retain(|(_, t)| !t.is_finished());
+        match spawned {
+            Ok(t) => list.push((clone, t)),
+            Err(e) => tracing::warn!(error = %e, "cannot start an MQTT connection thread"),
+        }
+    }
+    let list = std::mem::take(&mut *open.lock().unwrap_or_else(PoisonError::into_inner));
+    for (stream, thread) in list {
+        let _ = stream.shutdown(Shutdown::Both);
+        let _ = thread.join();
+    }
+}
+
+/// What CONNECT established.
+struct Session {
+    id_scope: String,
+    registration_id: String,
+    api_version: String,
+    password: Option<String>,
+}
+
+fn serve(stream: TcpStream, tls: Arc<ServerConfig>, service: &Service) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
+    let Ok(conn) = ServerConnection::new(tls) else {
+        return;
+    };
+    let mut tls = StreamOwned::new(conn, stream);
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            tracing::debug!(error = %e, "MQTT TLS handshake failed");
+            let _ = tls.conn.write_tls(&mut tls.sock);
+            return;
+        }
+    }
+    let peer_chain = tls.conn.peer_certificates().map(<[_]>::to_vec);
+    if let Err(e) = run(&mut tls, service, peer_chain.as_deref()) {
+        tracing::debug!(error = %e, "MQTT connection ended");
+    }
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+fn run<S: Read + Write>(
+    stream: &mut S,
+    service: &Service,
+    peer_chain: Option<&[CertificateDer<'static>]>,
+) -> io::Result<()> {
+    let mut buf = BytesMut::new();
+    let Packet::Connect(connect) = read_packet(stream, &mut buf)? else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the first packet is not CONNECT",
+        ));
+    };
+    let session = match accept(service, &connect, peer_chain) {
+        Ok(s) => s,
+        Err((code, reason)) => {
+            tracing::info!(client_id = %connect.client_id, ?code, %reason, "MQTT connection refused");
+            write_packet(stream, Packet::ConnAck(ConnAck::new(code, false)))?;
+            return Ok(());
+        }
+    };
+    write_packet(stream, Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)))?;
+    loop {
+        match read_packet(stream, &mut buf)? {
+            Packet::Subscribe(s) => {
+                let codes = s
+                    .filters
+                    .iter()
+                    .map(|f| match f.path == SUBSCRIBE_TOPIC {
+                        true => SubscribeReasonCode::Success(match f.qos {
+                            QoS::AtMostOnce => QoS::AtMostOnce,
+                            _ => QoS::AtLeastOnce,
+                        }),
+                        false => SubscribeReasonCode::Failure,
+                    })
+                    .collect();
+                write_packet(stream, Packet::SubAck(SubAck::new(s.pkid, codes)))?;
+            }
+            Packet::Publish(p) => {
+                if p.qos == QoS::AtLeastOnce {
+                    write_packet(stream, Packet::PubAck(PubAck::new(p.pkid)))?;
+                }
+                let answer = answer(service, &session, peer_chain, &p.topic, &p.payload);
+                write_packet(stream, Packet::Publish(answer))?;
+            }
+            Packet::PingReq => write_packet(stream, Packet::PingResp)?,
+            Packet::Disconnect => return Ok(()),
+            other => tracing::debug!(?other, "ignoring an MQTT packet"),
+        }
+    }
+}
+
+/// Check CONNECT: the username's shape, the client id, then the credentials as over HTTPS.
+fn accept(
+    service: &Service,
+    connect: &mqttbytes::v4::Connect,
+    peer_chain: Option<&[CertificateDer<'static>]>,
+) -> Result<Session, (ConnectReturnCode, String)> {
+    let bad_user = |m: String| (ConnectReturnCode::BadUserNamePassword, m);
+    let login = connect
+        .login
+        .as_ref()
+        .ok_or_else(|| bad_user("no username".to_string()))?;
+    let (scope, rest) = login.username.split_once("/registrations/").ok_or_else(|| {
+        bad_user(format!(
+            "username {:?} is not {{idScope}}/registrations/...",
+            login.username
+        ))
+    })?;
+    let (registration_id, query) = rest
+        .split_once("/api-version=")
+        .ok_or_else(|| bad_user(format!("username {:?} has no api-version", login.username)))?;
+    let api_version = query.split('&').next().unwrap_or_default();
+    if api_version.is_empty() {
+        return Err(bad_user("empty api-version in the username".to_string()));
+    }
+    if registration_id != connect.client_id {
+        return Err((
+            ConnectReturnCode::BadClientId,
+            format!(
+                "client id '{}' is not the registration id '{registration_id}'",
+                connect.client_id
+            ),
+        ));
+    }
+    if service.trust.tpm.is_enrolled(registration_id) {
+        return Err((
+            ConnectReturnCode::NotAuthorized,
+            "TPM attestation is not supported over MQTT (use HTTPS)".to_string(),
+        ));
+    }
+    let password = Some(login.password.clone()).filter(|p| !p.is_empty());
+    service
+        .trust
+        .authenticate(registration_id, password.as_deref(), peer_chain)
+        .map_err(|Denied(m)| (ConnectReturnCode::NotAuthorized, m))?;
+    Ok(Session {
+        id_scope: scope.to_string(),
+        registration_id: registration_id.to_string(),
+        api_version: api_version.to_string(),
+        password,
+    })
+}
+
+/// Answer one request publish with the HTTPS service logic.
+fn answer(
+    service: &Service,
+    session: &Session,
+    peer_chain: Option<&[CertificateDer<'static>]>,
+    topic: &str,
+    payload: &[u8],
+) -> Publish {
+    let (query, request) = if let Some(q) = topic.strip_prefix(REGISTER_PREFIX) {
+        let tpm = serde_json::from_slice::<serde_json::Value>(payload).is_ok_and(|v| v.get("tpm").is_some());
+        let request = match tpm {
+            true => Err(error(400, "TPM attestation is not supported over MQTT (use HTTPS)")),
+            false => Ok(request(session, "PUT", "register".to_string(), payload)),
+        };
+        (q, request)
+    } else if let Some(q) = topic.strip_prefix(STATUS_PREFIX) {
+        let request = match param(q, "operationId") {
+            Some(op) => Ok(request(
+                session,
+                "GET",
+                format!("operations/{}", hsm_core::sas::url_encode(op)),
+                &[],
+            )),
+            None => Err(error(400, "no operationId in the topic")),
+        };
+        (q, request)
+    } else {
+        let q = topic.split_once('?').map_or("", |(_, q)| q);
+        (q, Err(error(404, &format!("no such topic: {topic}"))))
+    };
+    let response = match request {
+        Ok(r) => service.handle(&r, peer_chain),
+        Err(response) => response,
+    };
+    let mut topic = format!(
+        "$dps/registrations/res/{}/?$rid={}",
+        response.status,
+        param(query, "$rid").unwrap_or_default()
+    );
+    if let Some((_, retry)) = response
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
+    {
+        topic.push_str(&format!("&retry-after={retry}"));
+    }
+    Publish::new(topic, QoS::AtMostOnce, response.body)
+}
+
+/// An HTTP request as the HTTPS listener would have parsed it: the SAS token (the password) as the
+/// Authorization header, so the service authenticates each request as over HTTPS.
+fn request(session: &Session, method: &str, tail: String, body: &[u8]) -> Request {
+    Request {
+        method: method.to_string(),
+        target: format!(
+            "/{}/registrations/{}/{tail}?api-version={}",
+            hsm_core::sas::url_encode(&session.id_scope),
+            hsm_core::sas::url_encode(&session.registration_id),
+            session.api_version
+        ),
+        headers: session
+            .password
+            .iter()
+            .map(|p| ("authorization".to_string(), p.clone()))
+            .collect(),
+        body: body.to_vec(),
+        keep_alive: true,
+    }
+}
+
+fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|p| p.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+}
+
+fn error(status: u16, message: &str) -> Response {
+    Response::json(
+        status,
+        &serde_json::json!({"errorCode": u32::from(status) * 1000 + 4, "message": message}),
+    )
+}
+
+fn read_packet<R: Read>(stream: &mut R, buf: &mut BytesMut) -> io::Result<Packet> {
+    loop {
+        match Packet::read(buf, MAX_PACKET) {
+            Ok(p) => return Ok(p),
+            Err(mqttbytes::Error::InsufficientBytes(_)) => {
+                let mut chunk = [0u8; 4096];
+                let n = stream.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the client closed the connection",
+                    ));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad MQTT packet: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+fn write_packet<W: Write>(stream: &mut W, packet: Packet) -> io::Result<()> {
+    let mut out = BytesMut::new();
+    packet
+        .write(&mut out, usize::MAX)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("cannot encode an MQTT packet: {e}")))?;
+    stream.write_all(&out)?;
+    stream.flush()
+}
+
+impl crate::Emulator {
+    /// `127.0.0.1:PORT` of the MQTT listener (same server certificate and enrollments as HTTPS).
+    pub fn mqtt_endpoint(&self) -> String {
+        self.mqtt.addr().to_string()
+    }
+}
