@@ -8,6 +8,7 @@ packages=(
     softhsm2 opensc
     swtpm swtpm-tools libtss2-dev
     libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon dbus-bin
+    cmake uuid-dev tinyproxy iproute2 util-linux
 )
 
 missing=()

@@ -41,6 +41,10 @@ struct Args {
     /// A request must arrive whole (TLS handshake included) within this many seconds.
     #[arg(long, default_value_t = ServerOptions::default().request_timeout.as_secs(), value_name = "SECONDS")]
     request_timeout: u64,
+    /// Offer only the ChaCha20-Poly1305 cipher suites (for clients run under valgrind, which
+    /// cannot follow ring's AES-GCM code).
+    #[arg(long)]
+    chacha20_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +79,7 @@ fn run(args: &Args) -> Result<(), String> {
         retry_after: Duration::from_secs(args.retry_after),
         max_connections: args.max_connections,
         request_timeout: Duration::from_secs(args.request_timeout),
+        chacha20_only: args.chacha20_only,
     };
     let emulator = Emulator::start_with(config, args.port, options).map_err(|e| e.to_string())?;
     if let Some(path) = &args.server_ca_out {

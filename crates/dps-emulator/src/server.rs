@@ -34,6 +34,9 @@ pub struct ServerOptions {
     /// connection and that request) must arrive whole within this time: a total deadline, not a per-read
     /// timeout, so a client sending a byte now and then cannot hold a connection. Default 30 s.
     pub request_timeout: Duration,
+    /// Offer only the ChaCha20-Poly1305 cipher suites. For clients run under valgrind: it cannot
+    /// follow ring's AES-GCM assembly and reports its records as uninitialised. Default off.
+    pub chacha20_only: bool,
 }
 
 impl Default for ServerOptions {
@@ -42,6 +45,7 @@ impl Default for ServerOptions {
             retry_after: Duration::from_secs(2),
             max_connections: 64,
             request_timeout: Duration::from_secs(30),
+            chacha20_only: false,
         }
     }
 }
@@ -184,7 +188,7 @@ impl Emulator {
     pub fn start_with(config: EmulatorConfig, port: u16, options: ServerOptions) -> Result<Emulator, Error> {
         let trust = Trust::new(&config)?;
         let identity = tls::make_server_identity()?;
-        let tls_config = tls::server_config(&identity)?;
+        let tls_config = tls::server_config(&identity, options.chacha20_only)?;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|source| Error::Socket {
             op: "binding",
             port,

@@ -58,9 +58,16 @@ pub(crate) fn make_server_identity() -> Result<ServerIdentity, Error> {
     })
 }
 
-/// TLS 1.2 and 1.3, ring, client certificates requested but optional.
-pub(crate) fn server_config(identity: &ServerIdentity) -> Result<Arc<ServerConfig>, Error> {
-    let provider = provider();
+/// TLS 1.2 and 1.3, ring, client certificates requested but optional. With `chacha20_only`, only
+/// the ChaCha20-Poly1305 suites are offered (see [`crate::ServerOptions::chacha20_only`]).
+pub(crate) fn server_config(identity: &ServerIdentity, chacha20_only: bool) -> Result<Arc<ServerConfig>, Error> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if chacha20_only {
+        provider
+            .cipher_suites
+            .retain(|s| format!("{:?}", s.suite()).contains("CHACHA20_POLY1305"));
+    }
+    let provider = Arc::new(provider);
     let verifier = DeferredClientAuth {
         algorithms: provider.signature_verification_algorithms,
     };

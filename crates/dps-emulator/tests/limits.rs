@@ -32,6 +32,7 @@ fn emulator() -> Emulator {
             retry_after: Duration::from_secs(1),
             max_connections: MAX_CONNECTIONS,
             request_timeout: REQUEST_TIMEOUT,
+            ..ServerOptions::default()
         },
     )
     .unwrap()
@@ -170,4 +171,44 @@ fn retry_after_is_the_configured_value() {
     let emu = Emulator::start(config(Vec::new())).unwrap();
     let _ = emu;
     assert_eq!(ServerOptions::default().retry_after, Duration::from_secs(2));
+}
+
+/// `chacha20_only`: a client offering only AES-GCM is refused; a default client gets ChaCha20.
+#[test]
+fn chacha20_only_offers_nothing_else() {
+    let emu = Emulator::start_with(
+        config(Vec::new()),
+        0,
+        ServerOptions {
+            chacha20_only: true,
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let roots = {
+        let mut r = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut emu.server_ca_pem().as_bytes()) {
+            r.add(c.unwrap()).unwrap();
+        }
+        Arc::new(r)
+    };
+    let handshake = |aes_only: bool| {
+        let mut p = provider().as_ref().clone();
+        if aes_only {
+            p.cipher_suites.retain(|s| format!("{:?}", s.suite()).contains("AES"));
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(p))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(emu.global_endpoint()).unwrap();
+        let conn = ClientConnection::new(Arc::new(config), "127.0.0.1".try_into().unwrap()).unwrap();
+        let mut tls = StreamOwned::new(conn, tcp);
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .map(|()| format!("{:?}", tls.conn.negotiated_cipher_suite().map(|s| s.suite())))
+    };
+    let suite = handshake(false).unwrap();
+    assert!(suite.contains("CHACHA20_POLY1305"), "{suite}");
+    assert!(handshake(true).is_err(), "an AES-only client must be refused");
 }

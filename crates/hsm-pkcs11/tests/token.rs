@@ -6,11 +6,11 @@ mod common;
 
 use std::process::Command;
 
+use common::ring_verify;
 use common::suite::{issue, x509_config};
 use common::{fixture, suite};
 use hsm_core::config::Config;
 use hsm_core::{Curve, KeyAlgorithm, SignatureScheme, SymmetricIdentity, X509Identity};
-use common::ring_verify;
 use hsm_pkcs11::{Pkcs11Symmetric, open_signer, tools};
 
 #[test]
@@ -105,9 +105,12 @@ fn module_path_in_configuration_and_uri() {
     std::os::unix::fs::symlink(module, f.hsm.path().join("module-link.so")).unwrap();
     std::fs::write(f.hsm.path().join("other-module.so"), b"").unwrap();
     let x509 = |module_path: &str| {
-        x509_config(&f, &format!(
-            "[x509]\nbackend = \"pkcs11\"\nkey = \"{key}\"\ncertificate_file = \"modpath-leaf.pem\"\nmodule_path = \"{module_path}\"\n"
-        ))
+        x509_config(
+            &f,
+            &format!(
+                "[x509]\nbackend = \"pkcs11\"\nkey = \"{key}\"\ncertificate_file = \"modpath-leaf.pem\"\nmodule_path = \"{module_path}\"\n"
+            ),
+        )
     };
     // The same path in both places, and the same module through the link: accepted.
     let id = x509(&module.display().to_string()).unwrap();

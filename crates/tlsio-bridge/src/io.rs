@@ -246,7 +246,10 @@ impl<T: Transport, S> TlsIo<T, S> {
                 self.start_handshake();
                 if self.phase == Phase::NotOpen {
                     // The transport failed at once; `fail` queued the event and closed the IO.
-                    let message = self.last_error.clone().unwrap_or_else(|| "the connection failed".into());
+                    let message = self
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "the connection failed".into());
                     return Err(Error::Device {
                         origin: hsm_core::Origin::Tls,
                         op: "open".into(),
