@@ -261,7 +261,7 @@ int main(int argc, char** argv)
     deadline = time(NULL) + timeout;
     while (!outcome.done && time(NULL) < deadline) {
         Prov_Device_LL_DoWork(handle);
-        ThreadAPI_Sleep(1);
+        ThreadAPI_Sleep(10); /* the SDK's own samples pause 10 ms between turns */
     }
     if (!outcome.done) {
         fprintf(stderr, "prov_device: no answer within %d s\n", timeout);
