@@ -17,6 +17,9 @@ pub(crate) struct Request {
     pub(crate) body: Vec<u8>,
     /// HTTP/1.1 without `Connection: close`.
     pub(crate) keep_alive: bool,
+    /// The request head as received when it asks for `Upgrade: websocket`, to replay into the WebSocket
+    /// handshake.
+    pub(crate) upgrade_head: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -79,6 +82,12 @@ pub(crate) fn read_request<R: Read>(stream: &mut R, buf: &mut Vec<u8>) -> Result
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-body").into());
         }
     }
+    if request
+        .header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    {
+        request.upgrade_head = Some(buf[..head_len].to_vec());
+    }
     request.body = buf[head_len..head_len + content_length].to_vec();
     buf.drain(..head_len + content_length);
     Ok(Some(request))
@@ -115,6 +124,7 @@ fn build(parsed: &httparse::Request<'_, '_>) -> Result<(Request, usize), ReadErr
         headers,
         body: Vec::new(),
         keep_alive: false,
+        upgrade_head: None,
     };
     if request.header("transfer-encoding").is_some() {
         return Err(malformed(
