@@ -90,8 +90,8 @@ impl<S: Read + Write> Write for Bytes<S> {
     }
 }
 
-/// Check the upgrade request: the DPS path (404 otherwise) and the `mqtt` subprotocol (400 otherwise),
-/// which the answer selects.
+/// Check the upgrade request: the DPS path (404 otherwise) and the `mqtt` subprotocol, in any case (400
+/// otherwise), which the answer selects.
 fn check(request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
     let refuse = |status: u16, message: String| {
         tracing::info!(path = %request.uri().path(), %message, "WebSocket upgrade refused");
@@ -113,23 +113,23 @@ fn check(request: &Request, mut response: Response) -> Result<Response, ErrorRes
             ),
         ));
     }
-    let offers_mqtt = request
+    // The C SDK offers "MQTT", rumqttc "mqtt": the answer echoes the token as the client spelled it.
+    let offered = request
         .headers()
         .get_all("sec-websocket-protocol")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|p| p.trim().eq_ignore_ascii_case(SUBPROTOCOL));
-    if !offers_mqtt {
+        .map(str::trim)
+        .find(|p| p.eq_ignore_ascii_case(SUBPROTOCOL))
+        .and_then(|p| tungstenite::http::HeaderValue::from_str(p).ok());
+    let Some(offered) = offered else {
         return Err(refuse(
             400,
             format!("the WebSocket subprotocol {SUBPROTOCOL:?} is required"),
         ));
-    }
-    response.headers_mut().insert(
-        "sec-websocket-protocol",
-        tungstenite::http::HeaderValue::from_static(SUBPROTOCOL),
-    );
+    };
+    response.headers_mut().insert("sec-websocket-protocol", offered);
     Ok(response)
 }
 
