@@ -92,6 +92,8 @@ impl<S: Read + Write> Write for Bytes<S> {
 
 /// Check the upgrade request: the DPS path (404 otherwise) and the `mqtt` subprotocol, in any case (400
 /// otherwise), which the answer selects.
+// The signature is tungstenite's `Callback`.
+#[allow(clippy::result_large_err)]
 fn check(request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
     let refuse = |status: u16, message: String| {
         tracing::info!(path = %request.uri().path(), %message, "WebSocket upgrade refused");

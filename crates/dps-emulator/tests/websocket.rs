@@ -1,6 +1,6 @@
 //! MQTT over WebSockets on the HTTPS port: the upgrade's path and subprotocol checks, and an MQTT session
 //! whose packets span WebSocket messages.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::result_large_err)]
 
 mod common;
 
