@@ -201,3 +201,34 @@ impl hsm_core::TpmIdentity for NoTpm {
         panic!("the TPM was used")
     }
 }
+
+#[tokio::test]
+async fn a_server_closing_after_the_request_is_a_transport_error_in_bounded_time() {
+    // A TLS server that reads the upgrade request and closes: no 101, no MQTT.
+    let server = Scripted::start(vec![Step::Close]);
+    let client = ProvisioningClient::new(
+        &server.endpoint,
+        SCOPE,
+        Transport::MqttWs,
+        roots(&server.ca_pem),
+        options(),
+    );
+    let started = std::time::Instant::now();
+    let e = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            Error::Transport {
+                transport: Transport::MqttWs,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
