@@ -10,7 +10,7 @@ use hsm_core::sas::url_encode;
 use tokio::time::Instant;
 
 use crate::error::sanitize;
-use crate::{API_VERSION, Error, MAX_BODY, Reply, Transport, blocking_task};
+use crate::{API_VERSION, Error, MAX_BODY, Proxy, Reply, Transport, blocking_task};
 
 const T: Transport = Transport::Https;
 
@@ -27,20 +27,31 @@ impl Https {
         registration_id: &str,
         tls: Arc<rustls::ClientConfig>,
         user_agent: &str,
-    ) -> Self {
-        let agent = ureq::AgentBuilder::new()
+        proxy: Option<&Proxy>,
+    ) -> Result<Self, Error> {
+        let mut agent = ureq::AgentBuilder::new()
             .tls_config(tls)
             .redirects(0)
-            .user_agent(user_agent)
-            .build();
-        Https {
+            .user_agent(user_agent);
+        if let Some(p) = proxy {
+            let credentials = p
+                .credentials
+                .as_ref()
+                .map(|(user, password)| format!("{user}:{password}@"))
+                .unwrap_or_default();
+            let proxy = ureq::Proxy::new(format!("http://{credentials}{}:{}", p.host, p.port))
+                .map_err(|_| Error::InvalidRequest(format!("proxy {}:{}: not a usable proxy", p.host, p.port)))?;
+            agent = agent.proxy(proxy);
+        }
+        let agent = agent.build();
+        Ok(Https {
             agent,
             base: format!(
                 "https://{endpoint}/{}/registrations/{}",
                 url_encode(id_scope),
                 url_encode(registration_id)
             ),
-        }
+        })
     }
 
     pub(crate) async fn register(
@@ -133,6 +144,23 @@ fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
 
 /// A TLS failure when a rustls error is in the cause chain, else a transport failure.
 fn transport_error(t: &ureq::Transport) -> Error {
+    match t.kind() {
+        ureq::ErrorKind::ProxyUnauthorized => {
+            return Error::Transport {
+                transport: T,
+                message: "the proxy refused the CONNECT: proxy authentication required (missing or wrong \
+                          proxy credentials)"
+                    .to_string(),
+            };
+        }
+        ureq::ErrorKind::ProxyConnect => {
+            return Error::Transport {
+                transport: T,
+                message: format!("the proxy did not open a tunnel: {}", sanitize(&t.to_string())),
+            };
+        }
+        _ => {}
+    }
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
     while let Some(e) = cause {
         let inner = e

@@ -49,6 +49,9 @@ pub enum Transport {
     Https,
     /// MQTT 3.1.1 over TLS, port 8883 by default. No TPM attestation (DPS accepts it over HTTPS only).
     Mqtt,
+    /// MQTT 3.1.1 over WebSockets over TLS (path `/$iothub/websocket`, subprotocol `mqtt`), port 443 by
+    /// default. No TPM attestation.
+    MqttWs,
 }
 
 impl fmt::Display for Transport {
@@ -56,6 +59,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Https => "HTTPS",
             Transport::Mqtt => "MQTT",
+            Transport::MqttWs => "MQTT over WebSockets",
         })
     }
 }
@@ -100,6 +104,9 @@ pub struct Options {
     pub sas_expiry: Option<u64>,
     pub user_agent: String,
     pub tls_versions: TlsVersions,
+    /// An HTTP proxy, `http://[user:password@]host[:port]` (credentials percent-encoded; port 80 by
+    /// default), reached with `CONNECT`. HTTPS and MQTT over WebSockets only, as in the C SDK.
+    pub proxy: Option<url::Url>,
 }
 
 impl Default for Options {
@@ -112,6 +119,7 @@ impl Default for Options {
             sas_expiry: None,
             user_agent: concat!("dps-device/", env!("CARGO_PKG_VERSION")).to_string(),
             tls_versions: TlsVersions::Both,
+            proxy: None,
         }
     }
 }
@@ -215,17 +223,25 @@ impl ProvisioningClient {
                 return Err(Error::InvalidRequest("the payload must be a JSON object".into()));
             }
         }
-        if let (Attestation::Tpm(_), Transport::Mqtt) = (attestation, self.transport) {
+        if let (Attestation::Tpm(_), Transport::Mqtt | Transport::MqttWs) = (attestation, self.transport) {
             return Err(Error::InvalidRequest(format!(
                 "TPM attestation is not supported over {}: DPS accepts it over HTTPS only",
                 self.transport
             )));
         }
+        let proxy = self.proxy()?;
         let started = Instant::now();
         let deadline = started + self.options.timeout;
         // What the last answer said, for the timeout message when a request is cut short.
         let progress = Mutex::new(String::new());
-        let run = self.run(attestation, registration_id, payload, deadline, &progress);
+        let run = self.run(
+            attestation,
+            registration_id,
+            payload,
+            proxy.as_ref(),
+            deadline,
+            &progress,
+        );
         match tokio::time::timeout_at(deadline, run).await {
             Ok(result) => result,
             Err(_) => {
@@ -246,6 +262,7 @@ impl ProvisioningClient {
         attestation: &Attestation,
         registration_id: Option<&str>,
         payload: Option<Value>,
+        proxy: Option<&Proxy>,
         deadline: Instant,
         progress: &Mutex<String>,
     ) -> Result<Assignment, Error> {
@@ -283,9 +300,12 @@ impl ProvisioningClient {
                 &registration_id,
                 tls,
                 &self.options.user_agent,
-            )),
-            Transport::Mqtt => Session::Mqtt(Box::new(
+                proxy,
+            )?),
+            Transport::Mqtt | Transport::MqttWs => Session::Mqtt(Box::new(
                 mqtt::Mqtt::connect(mqtt::Connect {
+                    transport: self.transport,
+                    proxy,
                     endpoint: &self.endpoint,
                     id_scope: &self.id_scope,
                     registration_id: &registration_id,
@@ -307,6 +327,43 @@ impl ProvisioningClient {
                     .await
             }
         }
+    }
+
+    /// The proxy of the options, checked before any connection.
+    fn proxy(&self) -> Result<Option<Proxy>, Error> {
+        let Some(url) = &self.options.proxy else {
+            return Ok(None);
+        };
+        if self.transport == Transport::Mqtt {
+            return Err(Error::InvalidRequest(format!(
+                "a proxy is supported over HTTPS and MQTT over WebSockets, not over {}",
+                self.transport
+            )));
+        }
+        let bad = |why: &str| Error::InvalidRequest(format!("proxy {}: {why}", redacted(url)));
+        if url.scheme() != "http" {
+            return Err(bad("only http:// proxies are supported (CONNECT)"));
+        }
+        let host = match url.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(h) => h.to_string(),
+            None => return Err(bad("no host")),
+        };
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| bad("the credentials are not UTF-8 once decoded"))
+        };
+        let credentials = match (url.username(), url.password()) {
+            ("", None) => None,
+            (user, password) => Some((decode(user)?, decode(password.unwrap_or_default())?)),
+        };
+        Ok(Some(Proxy {
+            host,
+            port: url.port_or_known_default().unwrap_or(80),
+            credentials,
+        }))
     }
 
     async fn registration_id(&self, attestation: &Attestation) -> Result<String, Error> {
@@ -507,6 +564,22 @@ impl ProvisioningClient {
             raw: state.clone(),
         })
     }
+}
+
+/// An HTTP CONNECT proxy, credentials decoded.
+pub(crate) struct Proxy {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) credentials: Option<(String, String)>,
+}
+
+/// The proxy URL without its password, for messages.
+fn redacted(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
 }
 
 /// Run a blocking device or network operation on tokio's blocking pool.

@@ -3,6 +3,9 @@
 //! SAS token (none for x509); requests published on `$dps/registrations/PUT/iotdps-register/?$rid={rid}` and
 //! `$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={op}`, answers received on
 //! `$dps/registrations/res/{status}/?$rid={rid}&retry-after={s}`.
+//!
+//! Over WebSockets (rumqttc's `Transport::Wss`, the same rustls config): `wss://{host}:{port}/$iothub/websocket`
+//! with the `mqtt` subprotocol, optionally through an HTTP CONNECT proxy (rumqttc's `proxy` feature).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,14 +14,19 @@ use hsm_core::sas::url_encode;
 use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 
 use crate::error::sanitize;
-use crate::{API_VERSION, Error, MAX_BODY, Reply, Transport};
+use crate::{API_VERSION, Error, MAX_BODY, Proxy, Reply, Transport};
 
 pub(crate) const SUBSCRIBE_TOPIC: &str = "$dps/registrations/res/#";
 const RESPONSE_PREFIX: &str = "$dps/registrations/res/";
 /// MQTT over TLS.
 pub(crate) const DEFAULT_PORT: u16 = 8883;
+/// MQTT over WebSockets over TLS.
+pub(crate) const DEFAULT_WS_PORT: u16 = 443;
+/// Where DPS serves MQTT over WebSockets.
+pub(crate) const WS_PATH: &str = "/$iothub/websocket";
 
 pub(crate) struct Mqtt {
+    transport: Transport,
     client: AsyncClient,
     events: EventLoop,
     next_rid: u64,
@@ -26,6 +34,9 @@ pub(crate) struct Mqtt {
 
 /// What the caller connects with.
 pub(crate) struct Connect<'a> {
+    /// `Mqtt` or `MqttWs`.
+    pub(crate) transport: Transport,
+    pub(crate) proxy: Option<&'a Proxy>,
     pub(crate) endpoint: &'a str,
     pub(crate) id_scope: &'a str,
     pub(crate) registration_id: &'a str,
@@ -34,17 +45,45 @@ pub(crate) struct Connect<'a> {
     pub(crate) user_agent: &'a str,
 }
 
-const T: Transport = Transport::Mqtt;
-
 impl Mqtt {
     /// Connect, and subscribe to the response topic.
     pub(crate) async fn connect(c: Connect<'_>) -> Result<Self, Error> {
-        let (host, port) = split_endpoint(c.endpoint, DEFAULT_PORT)?;
-        let mut options = MqttOptions::new(c.registration_id, host, port);
+        let t = c.transport;
+        let tls = rumqttc::TlsConfiguration::Rustls(c.tls);
+        let mut options = match t {
+            Transport::MqttWs => {
+                let (host, port) = split_endpoint(c.endpoint, DEFAULT_WS_PORT)?;
+                let host = match host.contains(':') {
+                    true => format!("[{host}]"),
+                    false => host,
+                };
+                let url = format!("wss://{host}:{port}{WS_PATH}");
+                let mut options = MqttOptions::new(c.registration_id, url, port);
+                options.set_transport(rumqttc::Transport::wss_with_config(tls));
+                options
+            }
+            _ => {
+                let (host, port) = split_endpoint(c.endpoint, DEFAULT_PORT)?;
+                let mut options = MqttOptions::new(c.registration_id, host, port);
+                options.set_transport(rumqttc::Transport::tls_with_config(tls));
+                options
+            }
+        };
+        if let Some(p) = c.proxy {
+            options.set_proxy(rumqttc::Proxy {
+                ty: rumqttc::ProxyType::Http,
+                auth: match &p.credentials {
+                    Some((username, password)) => rumqttc::ProxyAuth::Basic {
+                        username: username.clone(),
+                        password: password.clone(),
+                    },
+                    None => rumqttc::ProxyAuth::None,
+                },
+                addr: p.host.clone(),
+                port: p.port,
+            });
+        }
         options
-            .set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
-                c.tls,
-            )))
             .set_keep_alive(Duration::from_secs(60))
             .set_clean_session(true)
             .set_max_packet_size(MAX_BODY + 1024, MAX_BODY + 1024)
@@ -54,6 +93,7 @@ impl Mqtt {
             );
         let (client, events) = AsyncClient::new(options, 8);
         let mut mqtt = Mqtt {
+            transport: t,
             client,
             events,
             next_rid: 1,
@@ -66,7 +106,7 @@ impl Mqtt {
         mqtt.client
             .subscribe(SUBSCRIBE_TOPIC, QoS::AtLeastOnce)
             .await
-            .map_err(client_error)?;
+            .map_err(|e| client_error(e, t))?;
         loop {
             if let Packet::SubAck(ack) = mqtt.next_packet().await? {
                 if ack
@@ -75,7 +115,7 @@ impl Mqtt {
                     .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
                 {
                     return Err(Error::Protocol {
-                        transport: T,
+                        transport: t,
                         message: format!("the server refused the subscription to {SUBSCRIBE_TOPIC}"),
                     });
                 }
@@ -113,12 +153,12 @@ impl Mqtt {
         self.client
             .publish(topic, QoS::AtMostOnce, false, payload)
             .await
-            .map_err(client_error)?;
+            .map_err(|e| client_error(e, self.transport))?;
         loop {
             let Packet::Publish(p) = self.next_packet().await? else {
                 continue;
             };
-            let Some(response) = parse_response_topic(&p.topic) else {
+            let Some(response) = parse_response_topic(&p.topic, self.transport) else {
                 tracing::debug!(topic = %sanitize(&p.topic), "ignoring a message on another topic");
                 continue;
             };
@@ -140,7 +180,7 @@ impl Mqtt {
             match self.events.poll().await {
                 Ok(Event::Incoming(p)) => return Ok(p),
                 Ok(Event::Outgoing(_)) => {}
-                Err(e) => return Err(connection_error(e)),
+                Err(e) => return Err(connection_error(e, self.transport)),
             }
         }
     }
@@ -159,10 +199,10 @@ type ResponseTopic = (u16, Option<u64>, Option<u64>);
 
 /// `$dps/registrations/res/{status}/?$rid={rid}&retry-after={s}`: None for another topic, an error for a
 /// response topic that does not parse.
-fn parse_response_topic(topic: &str) -> Option<Result<ResponseTopic, Error>> {
+fn parse_response_topic(topic: &str, t: Transport) -> Option<Result<ResponseTopic, Error>> {
     let rest = topic.strip_prefix(RESPONSE_PREFIX)?;
     let bad = || Error::Protocol {
-        transport: T,
+        transport: t,
         message: format!("malformed response topic {:?}", sanitize(topic)),
     };
     let (status, query) = rest.split_once("/?").unwrap_or((rest.trim_end_matches('/'), ""));
@@ -193,14 +233,14 @@ fn split_endpoint(endpoint: &str, default_port: u16) -> Result<(String, u16), Er
     }
 }
 
-fn client_error(e: rumqttc::ClientError) -> Error {
+fn client_error(e: rumqttc::ClientError, t: Transport) -> Error {
     Error::Transport {
-        transport: T,
+        transport: t,
         message: format!("the MQTT event loop is gone: {e}"),
     }
 }
 
-fn connection_error(e: ConnectionError) -> Error {
+fn connection_error(e: ConnectionError, t: Transport) -> Error {
     match e {
         ConnectionError::ConnectionRefused(code) => {
             let (n, reason) = match code {
@@ -212,32 +252,92 @@ fn connection_error(e: ConnectionError) -> Error {
                 ConnectReturnCode::NotAuthorized => (5, "not authorized"),
             };
             Error::ConnectionRefused {
-                transport: T,
+                transport: t,
                 code: n,
                 reason: reason.to_string(),
             }
         }
-        ConnectionError::Tls(t) => Error::Tls {
-            transport: T,
-            message: sanitize(&t.to_string()),
+        ConnectionError::Tls(e) => Error::Tls {
+            transport: t,
+            message: sanitize(&e.to_string()),
         },
         ConnectionError::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
             Some(tls) => Error::Tls {
-                transport: T,
+                transport: t,
                 message: sanitize(&tls.to_string()),
             },
             None => Error::Transport {
-                transport: T,
+                transport: t,
                 message: sanitize(&io.to_string()),
             },
         },
         ConnectionError::MqttState(rumqttc::StateError::Deserialization(d)) => Error::Protocol {
-            transport: T,
+            transport: t,
             message: sanitize(&format!("cannot read a packet from the server: {d}")),
         },
+        ConnectionError::Websocket(ws) => websocket_error(ws, t),
+        ConnectionError::ResponseValidation(v) => Error::Protocol {
+            transport: t,
+            message: sanitize(&format!("the WebSocket upgrade answer: {v}")),
+        },
+        ConnectionError::Proxy(p)
+            if matches!(
+                std::error::Error::source(&p).and_then(|s| s.downcast_ref::<async_http_proxy::HttpError>()),
+                Some(async_http_proxy::HttpError::HttpCode200(401 | 407))
+            ) =>
+        {
+            Error::Transport {
+                transport: t,
+                message: "the proxy refused the CONNECT: proxy authentication required (missing or wrong proxy \
+                          credentials)"
+                    .to_string(),
+            }
+        }
+        ConnectionError::Proxy(p) => Error::Transport {
+            transport: t,
+            message: sanitize(&format!("the proxy did not open a tunnel: {p}")),
+        },
         other => Error::Transport {
-            transport: T,
+            transport: t,
             message: sanitize(&other.to_string()),
+        },
+    }
+}
+
+fn websocket_error(e: tungstenite::Error, t: Transport) -> Error {
+    use tungstenite::Error as Ws;
+    match e {
+        Ws::Http(response) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            Error::Transport {
+                transport: t,
+                message: sanitize(&format!(
+                    "the server refused the WebSocket upgrade to {WS_PATH}: HTTP {} {body}",
+                    response.status().as_u16()
+                )),
+            }
+        }
+        Ws::Tls(tls) => Error::Tls {
+            transport: t,
+            message: sanitize(&tls.to_string()),
+        },
+        Ws::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(tls) => Error::Tls {
+                transport: t,
+                message: sanitize(&tls.to_string()),
+            },
+            None => Error::Transport {
+                transport: t,
+                message: sanitize(&io.to_string()),
+            },
+        },
+        other => Error::Transport {
+            transport: t,
+            message: sanitize(&format!("WebSocket: {other}")),
         },
     }
 }
@@ -248,17 +348,17 @@ mod tests {
 
     #[test]
     fn response_topics_parse() {
-        let (s, rid, retry) = parse_response_topic("$dps/registrations/res/202/?$rid=3&retry-after=2")
+        let (s, rid, retry) = parse_response_topic("$dps/registrations/res/202/?$rid=3&retry-after=2", Transport::Mqtt)
             .unwrap()
             .unwrap();
         assert_eq!((s, rid, retry), (202, Some(3), Some(2)));
-        let (s, rid, retry) = parse_response_topic("$dps/registrations/res/200/?$rid=9")
+        let (s, rid, retry) = parse_response_topic("$dps/registrations/res/200/?$rid=9", Transport::Mqtt)
             .unwrap()
             .unwrap();
         assert_eq!((s, rid, retry), (200, Some(9), None));
-        assert!(parse_response_topic("other/topic").is_none());
+        assert!(parse_response_topic("other/topic", Transport::Mqtt).is_none());
         assert!(
-            parse_response_topic("$dps/registrations/res/abc/?$rid=1")
+            parse_response_topic("$dps/registrations/res/abc/?$rid=1", Transport::Mqtt)
                 .unwrap()
                 .is_err()
         );

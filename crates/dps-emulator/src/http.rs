@@ -17,6 +17,9 @@ pub(crate) struct Request {
     pub(crate) body: Vec<u8>,
     /// HTTP/1.1 without `Connection: close`.
     pub(crate) keep_alive: bool,
+    /// The request head as received when it asks for `Upgrade: websocket`, to replay into the WebSocket
+    /// handshake.
+    pub(crate) upgrade_head: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -79,6 +82,12 @@ pub(crate) fn read_request<R: Read>(stream: &mut R, buf: &mut Vec<u8>) -> Result
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-body").into());
         }
     }
+    if request
+        .header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    {
+        request.upgrade_head = Some(buf[..head_len].to_vec());
+    }
     request.body = buf[head_len..head_len + content_length].to_vec();
     buf.drain(..head_len + content_length);
     Ok(Some(request))
@@ -100,9 +109,24 @@ fn fill<R: Read>(stream: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
     }
 }
 
+/// The path and query of a request target: an absolute-form target (`https://host:port/path?query`, as
+/// some clients send through a proxy tunnel; RFC 9112 3.2.2 says servers must accept it) loses its scheme
+/// and authority.
+fn origin_form(target: &str) -> &str {
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    let Some(rest) = ["https://", "http://"]
+        .iter()
+        .find(|p| lower.starts_with(*p))
+        .and_then(|p| target.get(p.len()..))
+    else {
+        return target;
+    };
+    rest.find('/').map_or("/", |i| &rest[i..])
+}
+
 fn build(parsed: &httparse::Request<'_, '_>) -> Result<(Request, usize), ReadError> {
     let method = parsed.method.unwrap_or_default().to_string();
-    let target = parsed.path.unwrap_or_default().to_string();
+    let target = origin_form(parsed.path.unwrap_or_default()).to_string();
     let mut headers = Vec::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
         let value =
@@ -115,6 +139,7 @@ fn build(parsed: &httparse::Request<'_, '_>) -> Result<(Request, usize), ReadErr
         headers,
         body: Vec::new(),
         keep_alive: false,
+        upgrade_head: None,
     };
     if request.header("transfer-encoding").is_some() {
         return Err(malformed(
@@ -213,6 +238,15 @@ mod tests {
         assert_eq!((second.method.as_str(), second.target.as_str()), ("GET", "/b"));
         assert!(!second.keep_alive);
         assert!(read_request(&mut src, &mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn absolute_form_targets_keep_their_path_and_query() {
+        let data = b"GET https://127.0.0.1:443/s/registrations/d/operations/x?api-version=1 HTTP/1.1\r\n\r\n";
+        let request = read_request(&mut &data[..], &mut Vec::new()).unwrap().unwrap();
+        assert_eq!(request.target, "/s/registrations/d/operations/x?api-version=1");
+        assert_eq!(origin_form("HTTP://h"), "/");
+        assert_eq!(origin_form("/a?b"), "/a?b");
     }
 
     #[test]

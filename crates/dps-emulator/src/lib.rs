@@ -26,6 +26,7 @@ mod server;
 mod service;
 mod tls;
 mod tpm;
+mod websocket;
 
 /// Entry points for the fuzz targets (`fuzz/`): not an API.
 #[cfg(feature = "fuzzing")]

@@ -17,7 +17,9 @@ use dps_emulator::{Emulator, EmulatorConfig, ServerOptions};
     name = "dps-emulator",
     version,
     after_help = "On start it prints exactly one line, `listening on 127.0.0.1:PORT`, to stdout (flushed); \
-                  by then it accepts connections and the --server-ca-out file is written.\n\
+                  by then it accepts connections and the --server-ca-out and --mqtt-port-out files are written.\n\
+                  MQTT over TLS listens on --mqtt-port; MQTT over WebSockets (path /$iothub/websocket, \
+                  subprotocol mqtt) is served on the HTTPS port.\n\
                   It serves until it receives SIGTERM or SIGINT, then closes every connection and exits with \
                   status 0. Standard input is not read. A bad configuration exits with status 1 and a message \
                   on stderr naming the file and key. Log level: RUST_LOG (default: warn), to stderr."
@@ -45,6 +47,12 @@ struct Args {
     /// cannot follow ring's AES-GCM code).
     #[arg(long)]
     chacha20_only: bool,
+    /// Port of the MQTT (TLS) listener on 127.0.0.1; 0 picks a free one (see --mqtt-port-out).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    mqtt_port: u16,
+    /// Write the MQTT endpoint, `127.0.0.1:PORT` and a newline, here (before the stdout line).
+    #[arg(long, value_name = "PATH")]
+    mqtt_port_out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -80,11 +88,16 @@ fn run(args: &Args) -> Result<(), String> {
         max_connections: args.max_connections,
         request_timeout: Duration::from_secs(args.request_timeout),
         chacha20_only: args.chacha20_only,
+        mqtt_port: args.mqtt_port,
     };
     let emulator = Emulator::start_with(config, args.port, options).map_err(|e| e.to_string())?;
     if let Some(path) = &args.server_ca_out {
         std::fs::write(path, emulator.server_ca_pem())
             .map_err(|e| format!("writing the server CA to {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.mqtt_port_out {
+        std::fs::write(path, format!("{}\n", emulator.mqtt_endpoint()))
+            .map_err(|e| format!("writing the MQTT endpoint to {}: {e}", path.display()))?;
     }
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {}", emulator.global_endpoint())

@@ -26,7 +26,7 @@ use crate::auth::Denied;
 use crate::http::{Request, Response};
 use crate::service::Service;
 
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest packet accepted from a device.
 const MAX_PACKET: usize = 64 * 1024;
 const SUBSCRIBE_TOPIC: &str = "$dps/registrations/res/#";
@@ -43,15 +43,16 @@ pub(crate) struct MqttListener {
 type Open = Arc<Mutex<Vec<(TcpStream, JoinHandle<()>)>>>;
 
 impl MqttListener {
-    pub(crate) fn start(tls: Arc<ServerConfig>, service: Arc<Service>) -> Result<Self, Error> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|source| Error::Socket {
+    /// Listen on 127.0.0.1:`port` (0: any free port).
+    pub(crate) fn start(port: u16, tls: Arc<ServerConfig>, service: Arc<Service>) -> Result<Self, Error> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|source| Error::Socket {
             op: "binding the MQTT listener on",
-            port: 0,
+            port,
             source,
         })?;
         let addr = listener.local_addr().map_err(|source| Error::Socket {
             op: "reading the address of the MQTT listener on",
-            port: 0,
+            port,
             source,
         })?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -152,7 +153,7 @@ fn serve(stream: TcpStream, tls: Arc<ServerConfig>, service: &Service) {
     let _ = tls.flush();
 }
 
-fn run<S: Read + Write>(
+pub(crate) fn run<S: Read + Write>(
     stream: &mut S,
     service: &Service,
     peer_chain: Option<&[CertificateDer<'static>]>,
@@ -322,6 +323,7 @@ fn request(session: &Session, method: &str, tail: String, body: &[u8]) -> Reques
             .collect(),
         body: body.to_vec(),
         keep_alive: true,
+        upgrade_head: None,
     }
 }
 

@@ -37,6 +37,8 @@ pub struct ServerOptions {
     /// Offer only the ChaCha20-Poly1305 cipher suites. For clients run under valgrind: it cannot
     /// follow ring's AES-GCM assembly and reports its records as uninitialised. Default off.
     pub chacha20_only: bool,
+    /// Port of the MQTT listener on 127.0.0.1; 0 (the default) picks a free one.
+    pub mqtt_port: u16,
 }
 
 impl Default for ServerOptions {
@@ -46,6 +48,7 @@ impl Default for ServerOptions {
             max_connections: 64,
             request_timeout: Duration::from_secs(30),
             chacha20_only: false,
+            mqtt_port: 0,
         }
     }
 }
@@ -205,7 +208,7 @@ impl Emulator {
             trust,
             options.retry_after,
         ));
-        let mqtt = crate::mqtt::MqttListener::start(tls_config.clone(), service.clone())?;
+        let mqtt = crate::mqtt::MqttListener::start(options.mqtt_port, tls_config.clone(), service.clone())?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
         let listener_thread = std::thread::Builder::new()
@@ -367,9 +370,16 @@ fn serve_connection(
     loop {
         match http::read_request(&mut tls, &mut buf) {
             Ok(None) => break,
-            Ok(Some(request)) => {
+            Ok(Some(mut request)) => {
                 idle(false);
                 tls.sock.deadline = None;
+                if let Some(mut head) = request.upgrade_head.take() {
+                    // MQTT over WebSockets: the connection is the session's until it ends.
+                    head.append(&mut buf);
+                    let _ = tls.sock.stream.set_read_timeout(Some(crate::mqtt::IDLE_TIMEOUT));
+                    crate::websocket::serve(&mut tls, head, service, peer_chain.as_deref());
+                    break;
+                }
                 let response = service.handle(&request, peer_chain.as_deref());
                 if let Err(e) = response.write_to(&mut tls, request.keep_alive) {
                     tracing::debug!(?peer, error = %e, "writing a response failed");

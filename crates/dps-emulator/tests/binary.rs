@@ -24,6 +24,10 @@ impl Drop for Guard {
 }
 
 fn start(dir: &std::path::Path) -> (Guard, String, String) {
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &std::path::Path, extra: &[&std::ffi::OsStr]) -> (Guard, String, String) {
     let config = dir.join("dps.toml");
     std::fs::write(
         &config,
@@ -40,6 +44,7 @@ fn start(dir: &std::path::Path) -> (Guard, String, String) {
             .arg(&config)
             .arg("--server-ca-out")
             .arg(&ca_out)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -107,6 +112,43 @@ fn stop_with(signal: &str) {
     assert!(exit.success(), "exit {exit:?} after SIG{signal}; stderr: {stderr}");
     assert_eq!(rest, "", "only one line on stdout");
     assert!(std::net::TcpStream::connect(&endpoint).is_err(), "port still open");
+}
+
+#[test]
+fn mqtt_listens_on_the_port_asked_and_writes_its_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = dir.path().join("mqtt-endpoint");
+    let (_child, _endpoint, _ca) = start_with(
+        dir.path(),
+        &[
+            "--mqtt-port".as_ref(),
+            port.to_string().as_ref(),
+            "--mqtt-port-out".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), format!("127.0.0.1:{port}\n"));
+    std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // A port already taken is a clear start-up error.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = dir.path().join("dps.toml");
+    let failed = Command::new(env!("CARGO_BIN_EXE_dps-emulator"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--mqtt-port")
+        .arg(taken.local_addr().unwrap().port().to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(failed.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("MQTT"), "{stderr}");
 }
 
 #[test]

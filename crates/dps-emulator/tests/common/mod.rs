@@ -112,7 +112,7 @@ pub enum Tls {
     Only12,
 }
 
-fn client_builder(
+pub fn client_builder(
     server_ca_pem: &str,
     tls: Tls,
 ) -> rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert> {
