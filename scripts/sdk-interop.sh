@@ -5,7 +5,8 @@
 #
 #   scripts/sdk-interop.sh               every case, one line each, then "N passed, N failed"
 #   scripts/sdk-interop.sh --bench N     then N alternating registrations per TLS path (CPU)
-#   KEEP_TMP=1 scripts/sdk-interop.sh    keep the work directory for inspection
+#   KEEP_TMP=1 scripts/sdk-interop.sh    keep the work directory (SDK_INTEROP_DIR, default
+#                                        target/sdk-interop) for inspection
 #
 # The SDK source: the tree named by HSM_ABI_SDK_SRC (check your own SDK version with it), else
 # the tarball HSM_ABI_SDK_TARBALL, else ../shared/upstream/azure-iot-sdk-c.tar.xz beside the
@@ -60,7 +61,7 @@ for tool in cargo cmake make gcc openssl python3 pkg-config softhsm2-util swtpm 
     command -v "$tool" >/dev/null || { echo "sdk-interop: $tool is required (scripts/setup.sh)" >&2; exit 1; }
 done
 
-w="$target_dir/sdk-interop"
+w="${SDK_INTEROP_DIR:-$target_dir/sdk-interop}"
 rm -rf "$w"
 mkdir -p "$w"
 tmp="$w/logs"
@@ -436,6 +437,19 @@ max_s=20
 case_ neg_mqtt_nothing_listening_rustls "$dev_rustls" file-token.toml x509 error "${trusted[@]}" --transport mqtt
 case_ neg_mqtt_nothing_listening_openssl "$dev_openssl" file-pem.toml x509 error "${trusted[@]}" --transport mqtt
 max_s=0
+
+# ---- the SDK's MQTT transports: MQTT on 8883, MQTT over WebSockets on 443 beside HTTPS ----
+start_emulator --mqtt-port 8883 || { fail emulator_mqtt; abort_if_failed; }
+case_ mqtt_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" --transport mqtt
+case_ mqtt_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}" --transport mqtt
+case_ mqtt_symm_individual_rustls "$dev_rustls" symm.toml symmetric-key assigned "${trusted[@]}" --transport mqtt
+case_ mqtt_symm_group_openssl "$dev_openssl" symm-group.toml symmetric-key assigned "${trusted[@]}" --transport mqtt
+case_ mqtt_ws_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" --transport mqtt-ws
+case_ mqtt_ws_symm_group_rustls "$dev_rustls" symm-group.toml symmetric-key assigned "${trusted[@]}" --transport mqtt-ws
+case_ mqtt_ws_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}" --transport mqtt-ws
+case_ neg_mqtt_untrusted_chain_rustls "$dev_rustls" rogue.toml x509 error "${trusted[@]}" --transport mqtt
+case_ neg_mqtt_symm_wrong_key_rustls "$dev_rustls" symm-wrong.toml symmetric-key error "${trusted[@]}" --transport mqtt
+start_emulator || { fail emulator; abort_if_failed; }
 
 # ---- no private key bytes in the device's memory after a PKCS#11 registration ----
 # The device holds after registering; its memory is read through /proc/PID/mem and searched for
