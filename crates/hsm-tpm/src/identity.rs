@@ -233,6 +233,7 @@ pub struct Tpm {
     ek: Vec<u8>,
     srk: Vec<u8>,
     created: KeysCreated,
+    fail_after: Option<ActivationStep>,
 }
 
 impl std::fmt::Debug for Tpm {
@@ -327,6 +328,7 @@ impl Tpm {
                 "endorsement key",
             )?;
             let srk = ensure_primary(s, SRK_HANDLE, Hierarchy::Owner, srk_public.clone(), "storage root key")?;
+            tidy_staged_identity(s, opts.identity_handle)?;
             Ok((ek, srk))
         })?;
         Ok(Tpm {
@@ -339,6 +341,7 @@ impl Tpm {
                 ek: ek_created,
                 srk: srk_created,
             },
+            fail_after: None,
         })
     }
 
@@ -370,22 +373,28 @@ impl Tpm {
     /// Whether an identity key is persisted.
     pub fn has_identity_key(&self) -> Result<bool> {
         let h = self.identity_handle;
-        self.conn.with(|s| Ok(s.persistent(h)?.is_some()))
+        self.conn.with(|s| Ok(identity_object(s, h)?.is_some()))
     }
 
     /// Evict the identity key, if any.
     pub fn remove_identity_key(&self) -> Result<bool> {
         let h = self.identity_handle;
         self.conn.with(|s| {
-            let Some(old) = s.persistent(h)? else {
-                return Ok(false);
-            };
-            let p = persistent_handle(h)?;
-            retry(|| password(s, |ctx| ctx.evict_control(Provision::Owner, old, p)))
-                .map_err(|e| error::tpm(format!("evict the identity key at 0x{h:08x}"), e))?;
-            s.forget(h);
-            Ok(true)
+            let mut any = false;
+            for (handle, what) in [(staging_handle(h), "the staged identity key"), (h, "the identity key")] {
+                if s.persistent(handle)?.is_some() {
+                    evict(s, handle, what)?;
+                    any = true;
+                }
+            }
+            Ok(any)
         })
+    }
+
+    /// Make the next activation fail after `step` (tests of the key replacement order).
+    #[cfg(feature = "testing")]
+    pub fn fail_activation_after(&mut self, step: Option<ActivationStep>) {
+        self.fail_after = step;
     }
 
     /// HMAC-SHA256 with the identity key.
@@ -396,7 +405,7 @@ impl Tpm {
             if data.len() > limit {
                 return Ok(None);
             }
-            let key = s.persistent(h)?.ok_or_else(|| no_identity_key(h))?;
+            let (_, key) = identity_object(s, h)?.ok_or_else(|| no_identity_key(h))?;
             let buffer = MaxBuffer::try_from(data.to_vec())
                 .map_err(|e| Error::invalid("data", format!("{} bytes: {e}", data.len())))?;
             let digest = retry(|| password(s, |ctx| ctx.hmac(key, buffer.clone(), HashingAlgorithm::Sha256)))
@@ -413,13 +422,13 @@ impl Tpm {
 
     fn hmac_sequence(&self, data: &[u8]) -> Result<Vec<u8>> {
         let h = self.identity_handle;
-        let limit = self.conn.with(|s| {
-            s.persistent(h)?.ok_or_else(|| no_identity_key(h))?;
-            s.input_buffer()
+        let (handle, limit) = self.conn.with(|s| {
+            let (handle, _) = identity_object(s, h)?.ok_or_else(|| no_identity_key(h))?;
+            Ok((handle, s.input_buffer()?))
         })?;
         let tcti = self.conn.tcti().to_string();
         self.conn
-            .without_context(|| crate::raw::hmac_sha256_sequence(&tcti, h, data, limit))
+            .without_context(|| crate::raw::hmac_sha256_sequence(&tcti, handle, data, limit))
     }
 
     fn activate(&self, blob: &ActivationBlob) -> Result<()> {
@@ -494,19 +503,121 @@ impl Tpm {
             let loaded = retry(|| password(s, |ctx| ctx.load(KeyHandle::from(srk), private.clone(), public.clone())))
                 .map_err(|e| error::tpm("Load the identity key", e))?;
             let loaded = ObjectHandle::from(loaded);
-            let replaced = (|| {
-                let p = persistent_handle(h)?;
-                if let Some(old) = s.persistent(h)? {
-                    retry(|| password(s, |ctx| ctx.evict_control(Provision::Owner, old, p)))
-                        .map_err(|e| error::tpm(format!("evict the old identity key at 0x{h:08x}"), e))?;
-                    s.forget(h);
-                }
-                retry(|| password(s, |ctx| ctx.evict_control(Provision::Owner, loaded, p)))
-                    .map_err(|e| error::tpm(format!("persist the identity key at 0x{h:08x}"), e))
-            })();
+            let replaced = replace_identity_key(s, loaded, h, self.fail_after);
             flush(s, loaded);
-            replaced.map(|_| ())
+            replaced
         })
+    }
+}
+
+/// The persistent handle a new identity key is staged at during activation: the first of
+/// `identity + 1`, `identity - 1`, `identity + 2` that is a persistent handle and not the EK's or
+/// SRK's.
+pub fn staging_handle(identity: u32) -> u32 {
+    [
+        identity.wrapping_add(1),
+        identity.wrapping_sub(1),
+        identity.wrapping_add(2),
+    ]
+    .into_iter()
+    .find(|c| (0x8100_0000..=0x81ff_ffff).contains(c) && ![EK_HANDLE, SRK_HANDLE].contains(c))
+    .unwrap_or(identity)
+}
+
+/// A step of [`replace_identity_key`] after which a test can make activation fail
+/// ([`Tpm::fail_activation_after`], feature `testing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationStep {
+    /// The new key is persisted at the staging handle.
+    Staged,
+    /// The old key at the identity handle is evicted.
+    OldEvicted,
+    /// The new key is persisted at the identity handle (the staging copy is still there).
+    Persisted,
+}
+
+fn evict(s: &mut Session, handle: u32, what: &str) -> Result<()> {
+    if let Some(obj) = s.persistent(handle)? {
+        let p = persistent_handle(handle)?;
+        retry(|| password(s, |ctx| ctx.evict_control(Provision::Owner, obj, p)))
+            .map_err(|e| error::tpm(format!("evict {what} at 0x{handle:08x}"), e))?;
+        s.forget(handle);
+    }
+    Ok(())
+}
+
+fn persist(s: &mut Session, loaded: ObjectHandle, handle: u32, what: &str) -> Result<()> {
+    let p = persistent_handle(handle)?;
+    retry(|| password(s, |ctx| ctx.evict_control(Provision::Owner, loaded, p)))
+        .map_err(|e| error::tpm(format!("persist {what} at 0x{handle:08x}"), e))?;
+    s.forget(handle);
+    Ok(())
+}
+
+/// Persist the loaded new identity key at `h` so that a working key exists after every step:
+/// when `h` holds a key, the new one is first persisted at the staging handle (a leftover
+/// there is evicted first), then the old one is evicted, the new one persisted at `h` and the
+/// staging copy evicted. When `h` is empty (an earlier activation stopped half-way and the
+/// key lives at the staging handle), the new key goes straight to `h`. Signing uses the
+/// staging handle while `h` is empty.
+fn replace_identity_key(
+    s: &mut Session,
+    loaded: ObjectHandle,
+    h: u32,
+    fail_after: Option<ActivationStep>,
+) -> Result<()> {
+    let staging = staging_handle(h);
+    let injected = |step: ActivationStep| -> Result<()> {
+        if fail_after == Some(step) {
+            return Err(error::device("activate", format!("injected failure after {step:?}")));
+        }
+        Ok(())
+    };
+    if s.persistent(h)?.is_some() {
+        evict(s, staging, "a leftover staged identity key")?;
+        persist(s, loaded, staging, "the new identity key (staged)")?;
+        injected(ActivationStep::Staged)?;
+        evict(s, h, "the old identity key")?;
+        injected(ActivationStep::OldEvicted)?;
+    }
+    persist(s, loaded, h, "the identity key")?;
+    injected(ActivationStep::Persisted)?;
+    evict(s, staging, "the staged identity key")
+}
+
+/// The identity key's handle and object: the staged key when there is one (an activation
+/// stopped after staging it, so it is the newest), else the key at `h`.
+fn identity_object(s: &mut Session, h: u32) -> Result<Option<(u32, ObjectHandle)>> {
+    let staging = staging_handle(h);
+    if let Some(o) = s.persistent(staging)? {
+        return Ok(Some((staging, o)));
+    }
+    Ok(s.persistent(h)?.map(|o| (h, o)))
+}
+
+/// At open: a staged identity key that equals the one at `h` (an activation stopped after
+/// persisting it at `h`) is evicted; one that is the only or the newer key stays (it signs)
+/// until the next activation puts a key at `h` again.
+fn tidy_staged_identity(s: &mut Session, h: u32) -> Result<()> {
+    let staging = staging_handle(h);
+    let Some(staged) = s.persistent(staging)? else {
+        return Ok(());
+    };
+    let Some(current) = s.persistent(h)? else {
+        tracing::warn!(
+            "the identity key is at the staging handle 0x{staging:08x} (an activation was interrupted); the next activation moves it to 0x{h:08x}"
+        );
+        return Ok(());
+    };
+    let a = read_public(s, staged, "the staged identity key")?;
+    let b = read_public(s, current, "the identity key")?;
+    if templates::tpm2b_public(&a)? == templates::tpm2b_public(&b)? {
+        evict(s, staging, "the staged copy of the identity key")
+    } else {
+        tracing::warn!(
+            "the newest identity key is at the staging handle 0x{staging:08x} (an activation was interrupted); the next activation moves it to 0x{h:08x}"
+        );
+        Ok(())
     }
 }
 

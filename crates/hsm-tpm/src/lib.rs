@@ -62,8 +62,8 @@ pub use blob::ActivationBlob;
 pub use conn::{HierarchyAuth, TpmConn, default_tcti};
 #[cfg(feature = "device")]
 pub use identity::{
-    EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, SRK_HANDLE, Tpm, TpmOptions, ek_report,
-    parse_persistent_handle,
+    ActivationStep, EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, SRK_HANDLE, Tpm, TpmOptions,
+    ek_report, parse_persistent_handle, staging_handle,
 };
 #[cfg(feature = "device")]
 pub use templates::{ek_template, srk_template, tpm2b_public};

@@ -396,3 +396,94 @@ fn first_open_of_a_fresh_tpm_logs_no_error() {
         errors.join("\n")
     );
 }
+
+/// Issue 12, defect 10: re-activation never leaves the TPM without an identity key. An
+/// activation made to fail after each step of the replacement (staged, old evicted, new
+/// persisted) leaves a key that signs with the new key; a following open or activation puts
+/// the layout back to one key at the identity handle and none at the staging handle.
+#[test]
+fn interrupted_reactivation_keeps_a_working_key() {
+    use hsm_tpm::ActivationStep;
+
+    let sw = Swtpm::start();
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    let h = t.identity_handle();
+    let staging = hsm_tpm::staging_handle(h);
+    assert_eq!(staging, 0x8100_0101);
+    let layout = |t: &Tpm| {
+        let conn = t.connection().clone();
+        let listed = conn
+            .with_context(move |ctx| {
+                use tss_esapi::constants::CapabilityType;
+                use tss_esapi::structures::CapabilityData;
+                match ctx.get_capability(CapabilityType::Handles, 0x8100_0000, 64).unwrap().0 {
+                    CapabilityData::Handles(l) => l.iter().map(|h| u32::from(*h)).collect::<Vec<_>>(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .unwrap();
+        (listed.contains(&h), listed.contains(&staging))
+    };
+    let mut key = activate(&mut t);
+    assert_eq!(layout(&t), (true, false));
+
+    for step in [
+        ActivationStep::Staged,
+        ActivationStep::OldEvicted,
+        ActivationStep::Persisted,
+    ] {
+        let ek = t.endorsement_key().unwrap();
+        let srk = t.storage_root_key().unwrap();
+        let a = service::make_activation(&ek, &srk).unwrap();
+        assert_ne!(a.key.to_vec(), key);
+        t.fail_activation_after(Some(step));
+        let e = t.activate_identity_key(&a.blob).unwrap_err().to_string();
+        assert!(e.contains("injected failure"), "{step:?}: {e}");
+        t.fail_activation_after(None);
+        // A key still signs, and it is the new one.
+        assert!(t.has_identity_key().unwrap(), "{step:?}");
+        assert_eq!(
+            t.sign_with_identity(b"after").unwrap(),
+            hsm_core::sas::hmac_sha256(&a.key, b"after").to_vec(),
+            "{step:?}"
+        );
+        // Also over the HMAC sequence path (input longer than TPM_PT_INPUT_BUFFER).
+        let long = vec![7u8; 3000];
+        assert_eq!(
+            t.sign_with_identity(&long).unwrap(),
+            hsm_core::sas::hmac_sha256(&a.key, &long).to_vec(),
+            "{step:?}"
+        );
+        let expected = match step {
+            ActivationStep::Staged => (true, true),
+            ActivationStep::OldEvicted => (false, true),
+            ActivationStep::Persisted => (true, true),
+        };
+        assert_eq!(layout(&t), expected, "{step:?}");
+        key = a.key.to_vec();
+
+        // Opening again removes a staged duplicate; a key that is only staged stays until the
+        // next activation, which converges to the normal layout.
+        drop(t);
+        t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+        assert_eq!(
+            t.sign_with_identity(b"reopened").unwrap(),
+            hsm_core::sas::hmac_sha256(&key, b"reopened").to_vec(),
+            "{step:?}"
+        );
+        if step == ActivationStep::Persisted {
+            assert_eq!(layout(&t), (true, false));
+        } else {
+            assert_eq!(layout(&t), expected, "{step:?}");
+            key = activate(&mut t);
+            assert_eq!(layout(&t), (true, false), "{step:?}");
+            assert_eq!(
+                t.sign_with_identity(b"again").unwrap(),
+                hsm_core::sas::hmac_sha256(&key, b"again").to_vec()
+            );
+        }
+    }
+    // Removing the identity key removes a staged one too.
+    assert!(t.remove_identity_key().unwrap());
+    assert!(!t.has_identity_key().unwrap());
+}
