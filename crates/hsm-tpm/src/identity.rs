@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hsm_core::config::Section;
 use hsm_core::{Error, Result, TpmIdentity};
@@ -79,6 +80,30 @@ struct Params {
     endorsement_auth: Option<Zeroizing<String>>,
     endorsement_auth_file: Option<PathBuf>,
     identity_handle: Option<HandleValue>,
+    command_timeout: Option<TimeoutValue>,
+}
+
+/// `command_timeout`: seconds, an integer or a fraction.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum TimeoutValue {
+    Int(i64),
+    Float(f64),
+}
+
+impl TimeoutValue {
+    /// The timeout, between 1 ms and one hour.
+    pub(crate) fn duration(&self) -> std::result::Result<Duration, String> {
+        let secs = match *self {
+            TimeoutValue::Int(i) => i as f64,
+            TimeoutValue::Float(f) => f,
+        };
+        if secs.is_finite() && (0.001..=3600.0).contains(&secs) {
+            Ok(Duration::from_secs_f64(secs))
+        } else {
+            Err(format!("{secs} s: expected seconds between 0.001 and 3600"))
+        }
+    }
 }
 
 /// Parse a persistent handle: an integer or a `0x...` string, within 0x81000000..=0x81ffffff.
@@ -132,6 +157,9 @@ pub struct TpmOptions {
     pub owner_auth: Option<Zeroizing<Vec<u8>>>,
     pub endorsement_auth: Option<Zeroizing<Vec<u8>>>,
     pub identity_handle: u32,
+    /// Bound of every TPM operation ([`TpmConn::set_command_timeout`]; key generation gets
+    /// twelve times as much).
+    pub command_timeout: Duration,
 }
 
 impl std::fmt::Debug for TpmOptions {
@@ -142,6 +170,7 @@ impl std::fmt::Debug for TpmOptions {
             .field("owner_auth", &self.owner_auth.as_ref().map(|_| "<set>"))
             .field("endorsement_auth", &self.endorsement_auth.as_ref().map(|_| "<set>"))
             .field("identity_handle", &format_args!("0x{:08x}", self.identity_handle))
+            .field("command_timeout", &self.command_timeout)
             .finish()
     }
 }
@@ -155,11 +184,12 @@ impl TpmOptions {
             owner_auth: None,
             endorsement_auth: None,
             identity_handle: IDENTITY_HANDLE,
+            command_timeout: crate::conn::DEFAULT_COMMAND_TIMEOUT,
         }
     }
 
     /// Read the `[tpm]` section (keys: `tcti`, `ek_template`, `owner_auth`/`owner_auth_file`,
-    /// `endorsement_auth`/`endorsement_auth_file`, `identity_handle`).
+    /// `endorsement_auth`/`endorsement_auth_file`, `identity_handle`, `command_timeout`).
     pub fn from_section(section: &Section) -> Result<Self> {
         let p: Params = section.parse()?;
         let auth = |key: &'static str,
@@ -196,6 +226,10 @@ impl TpmOptions {
                 parse_handle("identity_handle", s).map_err(|e| section.error("identity_handle", e.to_string()))?
             }
         };
+        let command_timeout = match &p.command_timeout {
+            None => crate::conn::DEFAULT_COMMAND_TIMEOUT,
+            Some(t) => t.duration().map_err(|e| section.error("command_timeout", e))?,
+        };
         if [EK_HANDLE, SRK_HANDLE].contains(&identity_handle) {
             return Err(section.error("identity_handle", "must differ from the EK and SRK handles"));
         }
@@ -214,6 +248,7 @@ impl TpmOptions {
                 p.endorsement_auth_file,
             )?,
             identity_handle,
+            command_timeout,
         })
     }
 }
@@ -317,9 +352,11 @@ impl Tpm {
                 endorsement: opts.endorsement_auth.clone(),
             },
         )?;
+        conn.set_command_timeout(opts.command_timeout);
         let ek_public = templates::ek_template(opts.ek_template)?;
         let srk_public = templates::srk_template()?;
-        let ((ek, ek_created), (srk, srk_created)) = conn.with(|s| {
+        let identity_handle = opts.identity_handle;
+        let ((ek, ek_created), (srk, srk_created)) = conn.with_keygen(move |s| {
             let ek = ensure_primary(
                 s,
                 EK_HANDLE,
@@ -328,7 +365,7 @@ impl Tpm {
                 "endorsement key",
             )?;
             let srk = ensure_primary(s, SRK_HANDLE, Hierarchy::Owner, srk_public.clone(), "storage root key")?;
-            tidy_staged_identity(s, opts.identity_handle)?;
+            tidy_staged_identity(s, identity_handle)?;
             Ok((ek, srk))
         })?;
         Ok(Tpm {
@@ -373,13 +410,13 @@ impl Tpm {
     /// Whether an identity key is persisted.
     pub fn has_identity_key(&self) -> Result<bool> {
         let h = self.identity_handle;
-        self.conn.with(|s| Ok(identity_object(s, h)?.is_some()))
+        self.conn.with(move |s| Ok(identity_object(s, h)?.is_some()))
     }
 
     /// Evict the identity key, if any.
     pub fn remove_identity_key(&self) -> Result<bool> {
         let h = self.identity_handle;
-        self.conn.with(|s| {
+        self.conn.with(move |s| {
             let mut any = false;
             for (handle, what) in [(staging_handle(h), "the staged identity key"), (h, "the identity key")] {
                 if s.persistent(handle)?.is_some() {
@@ -400,14 +437,16 @@ impl Tpm {
     /// HMAC-SHA256 with the identity key.
     pub fn hmac(&self, data: &[u8]) -> Result<[u8; 32]> {
         let h = self.identity_handle;
-        let short = self.conn.with(|s| {
+        let len = data.len();
+        let owned = data.to_vec();
+        let short = self.conn.with(move |s| {
             let limit = s.input_buffer()?;
-            if data.len() > limit {
+            if len > limit {
                 return Ok(None);
             }
             let (_, key) = identity_object(s, h)?.ok_or_else(|| no_identity_key(h))?;
-            let buffer = MaxBuffer::try_from(data.to_vec())
-                .map_err(|e| Error::invalid("data", format!("{} bytes: {e}", data.len())))?;
+            let buffer =
+                MaxBuffer::try_from(owned.clone()).map_err(|e| Error::invalid("data", format!("{len} bytes: {e}")))?;
             let digest = retry(|| password(s, |ctx| ctx.hmac(key, buffer.clone(), HashingAlgorithm::Sha256)))
                 .map_err(|e| error::tpm(format!("TPM2_HMAC with the identity key 0x{h:08x}"), e))?;
             Ok(Some((digest, limit)))
@@ -422,20 +461,22 @@ impl Tpm {
 
     fn hmac_sequence(&self, data: &[u8]) -> Result<Vec<u8>> {
         let h = self.identity_handle;
-        let (handle, limit) = self.conn.with(|s| {
+        let (handle, limit) = self.conn.with(move |s| {
             let (handle, _) = identity_object(s, h)?.ok_or_else(|| no_identity_key(h))?;
             Ok((handle, s.input_buffer()?))
         })?;
         let tcti = self.conn.tcti().to_string();
+        let data = data.to_vec();
         self.conn
-            .without_context(|| crate::raw::hmac_sha256_sequence(&tcti, handle, data, limit))
+            .without_context(move || crate::raw::hmac_sha256_sequence(&tcti, handle, &data, limit))
     }
 
     fn activate(&self, blob: &ActivationBlob) -> Result<()> {
         let public = blob.identity_public()?;
         let (id_object, credential_secret, duplicate, import_secret) = blob.tpm_parts()?;
         let h = self.identity_handle;
-        self.conn.with(|s| {
+        let fail_after = self.fail_after;
+        self.conn.with(move |s| {
             let ek = s
                 .persistent(EK_HANDLE)?
                 .ok_or_else(|| error::device("activate", "the EK vanished from 0x81010001"))?;
@@ -503,7 +544,7 @@ impl Tpm {
             let loaded = retry(|| password(s, |ctx| ctx.load(KeyHandle::from(srk), private.clone(), public.clone())))
                 .map_err(|e| error::tpm("Load the identity key", e))?;
             let loaded = ObjectHandle::from(loaded);
-            let replaced = replace_identity_key(s, loaded, h, self.fail_after);
+            let replaced = replace_identity_key(s, loaded, h, fail_after);
             flush(s, loaded);
             replaced
         })
@@ -673,7 +714,7 @@ pub fn ek_report(conn: &TpmConn) -> Result<EkReport> {
     for t in EkTemplate::ALL {
         templates_.push((t, templates::ek_template(t)?));
     }
-    conn.with(|s| {
+    conn.with_keygen(move |s| {
         let persisted = match s.persistent(EK_HANDLE)? {
             Some(h) => Some(templates::tpm2b_public(&read_public(s, h, "the persisted EK")?)?),
             None => None,

@@ -59,7 +59,7 @@ mod x509;
 
 pub use blob::ActivationBlob;
 #[cfg(feature = "device")]
-pub use conn::{HierarchyAuth, TpmConn, default_tcti};
+pub use conn::{DEFAULT_COMMAND_TIMEOUT, HierarchyAuth, TpmConn, default_tcti};
 #[cfg(feature = "device")]
 pub use identity::{
     ActivationStep, EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, SRK_HANDLE, Tpm, TpmOptions,

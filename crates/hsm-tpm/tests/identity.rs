@@ -311,7 +311,7 @@ fn hierarchy_auth_values_are_used_and_wrong_ones_fail_clearly() {
     // Give the owner and endorsement hierarchies passwords, on a fresh TPM.
     {
         let conn = hsm_tpm::TpmConn::shared(&sw.tcti()).unwrap();
-        conn.with_context(|ctx| {
+        conn.with_context(move |ctx| {
             ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
                 ctx.hierarchy_change_auth(AuthHandle::Owner, Auth::try_from(b"owner-pw".to_vec()).unwrap())
                     .unwrap();
@@ -486,4 +486,107 @@ fn interrupted_reactivation_keeps_a_working_key() {
     // Removing the identity key removes a staged one too.
     assert!(t.remove_identity_key().unwrap());
     assert!(!t.has_identity_key().unwrap());
+}
+
+/// Issue 12, defect 5: a frozen TPM (swtpm stopped with SIGSTOP) fails a sign within the
+/// command timeout with an error naming the TCTI and the timeout; a second caller waiting
+/// behind it fails as soon as the first gives up, a third at once; after SIGCONT signing works
+/// again (over a new connection).
+#[test]
+fn a_frozen_tpm_fails_signing_within_the_command_timeout() {
+    use std::time::{Duration, Instant};
+
+    let sw = Swtpm::start();
+    let mut o = opts(&sw, EkTemplate::Sdk);
+    o.command_timeout = Duration::from_millis(1500);
+    let mut t = Tpm::open(o.clone()).unwrap();
+    assert_eq!(t.connection().command_timeout(), Duration::from_millis(1500));
+    let key = activate(&mut t);
+    let mut other = Tpm::open(o).unwrap();
+    assert_eq!(
+        other.sign_with_identity(b"x").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"x").to_vec()
+    );
+
+    sw.signal("STOP");
+    let start = Instant::now();
+    let second = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        let r = other.sign_with_identity(b"second");
+        (r, t0.elapsed(), other)
+    });
+    let e = t.sign_with_identity(b"first").unwrap_err().to_string();
+    let first_took = start.elapsed();
+    let (r2, second_took, mut other) = second.join().unwrap();
+    let e2 = r2.unwrap_err().to_string();
+    let t0 = Instant::now();
+    let e3 = t.sign_with_identity(b"third").unwrap_err().to_string();
+    let third_took = t0.elapsed();
+    sw.signal("CONT");
+
+    assert!(
+        first_took >= Duration::from_millis(1400) && first_took < Duration::from_millis(2500),
+        "{first_took:?}"
+    );
+    assert!(
+        e.contains(&sw.tcti()) && e.contains("1500 ms") && e.contains("did not answer"),
+        "{e}"
+    );
+    // The second caller waited behind the first and gave up when it did, not 1.5 s later.
+    assert!(second_took < Duration::from_millis(1500), "{second_took:?}: {e2}");
+    assert!(e2.contains(&sw.tcti()) && e2.contains("1500 ms"), "{e2}");
+    assert!(third_took < Duration::from_millis(200), "{third_took:?}");
+    assert!(e3.contains("earlier command"), "{e3}");
+
+    // The TPM answers again: after the stuck command returns, signing works (reconnected).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sig = loop {
+        match t.sign_with_identity(b"again") {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                assert!(e.to_string().contains("earlier command"), "{e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("signing did not recover after SIGCONT: {e}"),
+        }
+    };
+    assert_eq!(sig, hsm_core::sas::hmac_sha256(&key, b"again").to_vec());
+    assert_eq!(
+        other.sign_with_identity(b"y").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"y").to_vec()
+    );
+    // Long input (the raw HMAC sequence path) is bounded the same way.
+    sw.signal("STOP");
+    let t0 = Instant::now();
+    let e = t.sign_with_identity(&[1u8; 3000]).unwrap_err().to_string();
+    let took = t0.elapsed();
+    sw.signal("CONT");
+    assert!(
+        took < Duration::from_millis(2500) && e.contains("1500 ms"),
+        "{took:?}: {e}"
+    );
+}
+
+#[test]
+fn command_timeout_is_configurable_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let parse = |extra: &str| {
+        let text = format!("[tpm]\nbackend = \"tpm\"\ntcti = \"swtpm:port=1\"\n{extra}\n");
+        let cfg = hsm_core::config::Config::from_toml(&text, "t.toml", dir.path()).unwrap();
+        TpmOptions::from_section(cfg.section("tpm").unwrap())
+    };
+    assert_eq!(parse("").unwrap().command_timeout, hsm_tpm::DEFAULT_COMMAND_TIMEOUT);
+    assert_eq!(
+        parse("command_timeout = 2.5").unwrap().command_timeout,
+        std::time::Duration::from_millis(2500)
+    );
+    assert_eq!(
+        parse("command_timeout = 30").unwrap().command_timeout,
+        std::time::Duration::from_secs(30)
+    );
+    for bad in ["command_timeout = 0", "command_timeout = -1", "command_timeout = 1e9"] {
+        let e = parse(bad).unwrap_err().to_string();
+        assert!(e.contains("command_timeout"), "{bad}: {e}");
+    }
 }
