@@ -1,6 +1,6 @@
 //! One shared, serialized connection per TCTI, with reconnection and bounded retries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak, mpsc};
@@ -52,6 +52,8 @@ impl std::fmt::Debug for HierarchyAuth {
 pub struct Session {
     pub(crate) ctx: Context,
     persistent: HashMap<u32, ObjectHandle>,
+    /// Handles found empty by [`Session::persistent_cached`] (until [`Session::forget`]).
+    absent: HashSet<u32>,
     input_buffer: Option<usize>,
 }
 
@@ -98,6 +100,21 @@ impl Session {
     /// Forget a cached persistent handle (it was evicted).
     pub(crate) fn forget(&mut self, handle: u32) {
         self.persistent.remove(&handle);
+        self.absent.remove(&handle);
+    }
+
+    /// Like [`Session::persistent`], and an empty handle stays known empty on this session
+    /// until [`Session::forget`] (for a handle this process is the only one to fill, checked
+    /// on every signature).
+    pub(crate) fn persistent_cached(&mut self, handle: u32) -> Result<Option<ObjectHandle>> {
+        if self.absent.contains(&handle) {
+            return Ok(None);
+        }
+        let found = self.persistent(handle)?;
+        if found.is_none() {
+            self.absent.insert(handle);
+        }
+        Ok(found)
     }
 
     /// TPM_PT_INPUT_BUFFER: the largest buffer TPM2_HMAC and SequenceUpdate accept.
@@ -458,6 +475,7 @@ fn open(shared: &Shared) -> Result<Session> {
     Ok(Session {
         ctx,
         persistent: HashMap::new(),
+        absent: HashSet::new(),
         input_buffer: None,
     })
 }

@@ -418,11 +418,13 @@ impl Tpm {
         let h = self.identity_handle;
         self.conn.with(move |s| {
             let mut any = false;
-            for (handle, what) in [(staging_handle(h), "the staged identity key"), (h, "the identity key")] {
-                if s.persistent(handle)?.is_some() {
-                    evict(s, handle, what)?;
-                    any = true;
-                }
+            if staged_identity(s, h)?.is_some() {
+                evict(s, staging_handle(h), "the staged identity key")?;
+                any = true;
+            }
+            if s.persistent(h)?.is_some() {
+                evict(s, h, "the identity key")?;
+                any = true;
             }
             Ok(any)
         })
@@ -615,7 +617,16 @@ fn replace_identity_key(
         Ok(())
     };
     if s.persistent(h)?.is_some() {
-        evict(s, staging, "a leftover staged identity key")?;
+        if staged_identity(s, h)?.is_some() {
+            evict(s, staging, "a leftover staged identity key")?;
+        } else if s.persistent(staging)?.is_some() {
+            return Err(error::device(
+                "activate",
+                format!(
+                    "0x{staging:08x}, the handle a new identity key is staged at, holds another object (not an HMAC key); free it or choose another identity_handle"
+                ),
+            ));
+        }
         persist(s, loaded, staging, "the new identity key (staged)")?;
         injected(ActivationStep::Staged)?;
         evict(s, h, "the old identity key")?;
@@ -626,12 +637,24 @@ fn replace_identity_key(
     evict(s, staging, "the staged identity key")
 }
 
+/// The key at the staging handle of `h` if it is one (an HMAC key, as the identity key is);
+/// another object there is none of ours and is left alone.
+fn staged_identity(s: &mut Session, h: u32) -> Result<Option<ObjectHandle>> {
+    let staging = staging_handle(h);
+    let Some(o) = s.persistent_cached(staging)? else {
+        return Ok(None);
+    };
+    match read_public(s, o, "the object at the staging handle")? {
+        Public::KeyedHash { .. } => Ok(Some(o)),
+        _ => Ok(None),
+    }
+}
+
 /// The identity key's handle and object: the staged key when there is one (an activation
 /// stopped after staging it, so it is the newest), else the key at `h`.
 fn identity_object(s: &mut Session, h: u32) -> Result<Option<(u32, ObjectHandle)>> {
-    let staging = staging_handle(h);
-    if let Some(o) = s.persistent(staging)? {
-        return Ok(Some((staging, o)));
+    if let Some(o) = staged_identity(s, h)? {
+        return Ok(Some((staging_handle(h), o)));
     }
     Ok(s.persistent(h)?.map(|o| (h, o)))
 }
@@ -641,7 +664,7 @@ fn identity_object(s: &mut Session, h: u32) -> Result<Option<(u32, ObjectHandle)
 /// until the next activation puts a key at `h` again.
 fn tidy_staged_identity(s: &mut Session, h: u32) -> Result<()> {
     let staging = staging_handle(h);
-    let Some(staged) = s.persistent(staging)? else {
+    let Some(staged) = staged_identity(s, h)? else {
         return Ok(());
     };
     let Some(current) = s.persistent(h)? else {

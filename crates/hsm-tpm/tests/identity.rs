@@ -590,3 +590,36 @@ fn command_timeout_is_configurable_and_checked() {
         assert!(e.contains("command_timeout"), "{bad}: {e}");
     }
 }
+
+/// The staging handle holding an object that is not an identity key (a user's ECDSA key) is
+/// never evicted: re-activation refuses with a clear error and the old identity key still signs.
+#[test]
+fn a_foreign_object_at_the_staging_handle_is_left_alone() {
+    let sw = Swtpm::start();
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    let key = activate(&mut t);
+    let staging = hsm_tpm::staging_handle(t.identity_handle());
+    let ecc = hsm_tpm::generate_key(t.connection().clone(), hsm_tpm::KeyLocation::Persistent(staging)).unwrap();
+    let spki = hsm_core::SigningKey::public_key_spki(&ecc).unwrap();
+    assert_eq!(
+        t.sign_with_identity(b"m").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"m").to_vec()
+    );
+    let ek = t.endorsement_key().unwrap();
+    let srk = t.storage_root_key().unwrap();
+    let a = service::make_activation(&ek, &srk).unwrap();
+    let e = t.activate_identity_key(&a.blob).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("0x{staging:08x}")) && e.contains("another object"),
+        "{e}"
+    );
+    assert_eq!(
+        t.sign_with_identity(b"m").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"m").to_vec()
+    );
+    drop(t);
+    let t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    assert!(t.remove_identity_key().unwrap());
+    let again = hsm_tpm::TpmKey::open(t.connection().clone(), hsm_tpm::KeyLocation::Persistent(staging)).unwrap();
+    assert_eq!(hsm_core::SigningKey::public_key_spki(&again).unwrap(), spki);
+}
