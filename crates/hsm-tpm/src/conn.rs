@@ -175,7 +175,8 @@ struct Shared {
 /// and the timeout, and every other caller at once until it answers again.
 pub struct TpmConn {
     shared: Arc<Shared>,
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
     timeout_ms: AtomicU64,
 }
 
@@ -276,13 +277,14 @@ impl TpmConn {
         });
         let (tx, rx) = mpsc::channel::<Job>();
         let for_worker = shared.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("hsm-tpm".into())
             .spawn(move || worker(for_worker, rx))
             .map_err(|e| Error::Internal(format!("start the TPM worker thread: {e}")))?;
         let conn = Arc::new(TpmConn {
             shared,
-            jobs: Mutex::new(tx),
+            jobs: Mutex::new(Some(tx)),
+            worker: Mutex::new(Some(handle)),
             timeout_ms: AtomicU64::new(DEFAULT_COMMAND_TIMEOUT.as_millis() as u64),
         });
         conn.run(conn.command_timeout(), |slot, shared| {
@@ -354,6 +356,8 @@ impl TpmConn {
         self.jobs
             .lock()
             .map_err(|_| Error::Internal("TPM job queue poisoned".into()))?
+            .as_ref()
+            .ok_or_else(|| Error::Internal("TPM connection closed".into()))?
             .send(job)
             .map_err(|_| Error::Internal(format!("the TPM worker of `{}` has stopped", self.shared.tcti)))?;
         loop {
@@ -459,6 +463,23 @@ impl TpmConn {
             *slot = None;
             f()
         })?
+    }
+}
+
+impl Drop for TpmConn {
+    /// Close the queue and wait for the worker to close the context, unless it is stuck in a
+    /// TPM command (then it ends on its own when the command returns).
+    fn drop(&mut self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        let handle = self.worker.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            // Never join from the worker itself (a job holding the last reference).
+            if !self.shared.stuck.load(Ordering::SeqCst) && handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
     }
 }
 
