@@ -287,7 +287,9 @@ impl TpmConn {
             worker: Mutex::new(Some(handle)),
             timeout_ms: AtomicU64::new(DEFAULT_COMMAND_TIMEOUT.as_millis() as u64),
         });
-        conn.run(conn.command_timeout(), |slot, shared| {
+        // Connecting (a simulator or resource manager starting up, a loaded machine) gets the
+        // key-generation bound.
+        conn.run(conn.command_timeout().saturating_mul(KEYGEN_FACTOR), |slot, shared| {
             *slot = Some(open(shared)?);
             Ok(())
         })??;

@@ -634,7 +634,10 @@ fn replace_identity_key(
     }
     persist(s, loaded, h, "the identity key")?;
     injected(ActivationStep::Persisted)?;
-    evict(s, staging, "the staged identity key")
+    if staged_identity(s, h)?.is_some() {
+        evict(s, staging, "the staged identity key")?;
+    }
+    Ok(())
 }
 
 /// The key at the staging handle of `h` if it is one (an HMAC key, as the identity key is);

@@ -622,4 +622,14 @@ fn a_foreign_object_at_the_staging_handle_is_left_alone() {
     assert!(t.remove_identity_key().unwrap());
     let again = hsm_tpm::TpmKey::open(t.connection().clone(), hsm_tpm::KeyLocation::Persistent(staging)).unwrap();
     assert_eq!(hsm_core::SigningKey::public_key_spki(&again).unwrap(), spki);
+    // With the identity handle empty, activation persists there directly and still leaves the
+    // object at the staging handle alone.
+    let mut t = t;
+    let key = activate(&mut t);
+    assert_eq!(
+        t.sign_with_identity(b"n").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"n").to_vec()
+    );
+    let again = hsm_tpm::TpmKey::open(t.connection().clone(), hsm_tpm::KeyLocation::Persistent(staging)).unwrap();
+    assert_eq!(hsm_core::SigningKey::public_key_spki(&again).unwrap(), spki);
 }
