@@ -46,7 +46,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn persistent(conn: &TpmConn, h: u32) -> KeyHandle {
-    conn.with_context(|ctx| {
+    conn.with_context(move |ctx| {
         ctx.execute_without_session(|ctx| {
             ctx.tr_from_tpm_public(TpmHandle::Persistent(PersistentTpmHandle::new(h).unwrap()))
         })
@@ -215,13 +215,10 @@ fn main() {
     let (mut abi_h, mut abi_e): (Vec<f64>, Vec<f64>) = (vec![], vec![]);
     for _ in 0..ROUNDS {
         raw_h.push(rate(|_| {
-            conn.with_context(|ctx| {
+            let m = msg.to_vec();
+            conn.with_context(move |ctx| {
                 ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
-                    ctx.hmac(
-                        id.into(),
-                        MaxBuffer::try_from(msg.to_vec()).unwrap(),
-                        HashingAlgorithm::Sha256,
-                    )
+                    ctx.hmac(id.into(), MaxBuffer::try_from(m).unwrap(), HashingAlgorithm::Sha256)
                 })
                 .unwrap()
             })
@@ -232,9 +229,10 @@ fn main() {
         }));
         raw_e.push(rate(|n| {
             let d = sha2::Sha256::digest(format!("tls transcript {n}").as_bytes());
-            conn.with_context(|ctx| {
+            let ticket = ticket.clone();
+            conn.with_context(move |ctx| {
                 ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
-                    ctx.sign(ecc, Digest::try_from(d.to_vec()).unwrap(), scheme, ticket.clone())
+                    ctx.sign(ecc, Digest::try_from(d.to_vec()).unwrap(), scheme, ticket)
                 })
                 .unwrap()
             })

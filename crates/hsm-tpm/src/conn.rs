@@ -1,9 +1,10 @@
 //! One shared, serialized connection per TCTI, with reconnection and bounded retries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak, mpsc};
+use std::time::{Duration, Instant};
 
 use hsm_core::{Error, Result};
 use tss_esapi::Context;
@@ -51,6 +52,8 @@ impl std::fmt::Debug for HierarchyAuth {
 pub struct Session {
     pub(crate) ctx: Context,
     persistent: HashMap<u32, ObjectHandle>,
+    /// Handles found empty by [`Session::persistent_cached`] (until [`Session::forget`]).
+    absent: HashSet<u32>,
     input_buffer: Option<usize>,
 }
 
@@ -97,6 +100,21 @@ impl Session {
     /// Forget a cached persistent handle (it was evicted).
     pub(crate) fn forget(&mut self, handle: u32) {
         self.persistent.remove(&handle);
+        self.absent.remove(&handle);
+    }
+
+    /// Like [`Session::persistent`], and an empty handle stays known empty on this session
+    /// until [`Session::forget`] (for a handle this process is the only one to fill, checked
+    /// on every signature).
+    pub(crate) fn persistent_cached(&mut self, handle: u32) -> Result<Option<ObjectHandle>> {
+        if self.absent.contains(&handle) {
+            return Ok(None);
+        }
+        let found = self.persistent(handle)?;
+        if found.is_none() {
+            self.absent.insert(handle);
+        }
+        Ok(found)
     }
 
     /// TPM_PT_INPUT_BUFFER: the largest buffer TPM2_HMAC and SequenceUpdate accept.
@@ -130,19 +148,61 @@ pub(crate) fn retry<T>(mut f: impl FnMut() -> tss_esapi::Result<T>) -> tss_esapi
     }
 }
 
-/// A connection to one TPM, shared by every key and identity of the process that uses the
-/// same TCTI. Calls are serialized; a lost connection is reopened once per call.
-pub struct TpmConn {
+/// Default bound of one TPM operation ([`TpmConn::set_command_timeout`]).
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Operations that generate keys (RSA primary keys take seconds on real TPMs) get this many
+/// times the command timeout.
+pub(crate) const KEYGEN_FACTOR: u32 = 12;
+
+/// What one job on the worker sees: the session slot (empty until opened) and the state
+/// shared with the connection.
+type Job = Box<dyn FnOnce(&mut Option<Session>, &Shared) + Send>;
+
+/// State shared by a [`TpmConn`] and its worker thread.
+struct Shared {
     tcti: String,
     auth: Mutex<HierarchyAuth>,
-    session: Mutex<Option<Session>>,
+    /// Set when a caller gave up waiting for the TPM; cleared (and the session reopened) when
+    /// the worker's command returns. While set, callers fail at once.
+    stuck: AtomicBool,
+}
+
+/// A connection to one TPM, shared by every key and identity of the process that uses the
+/// same TCTI. One worker thread owns the ESAPI context and runs one operation at a time;
+/// callers wait for it at most the command timeout. A lost connection is reopened once per
+/// call; a TPM that does not answer in time fails the caller with an error naming the TCTI
+/// and the timeout, and every other caller at once until it answers again.
+pub struct TpmConn {
+    shared: Arc<Shared>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    timeout_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for TpmConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TpmConn")
-            .field("tcti", &self.tcti)
+            .field("tcti", &self.shared.tcti)
+            .field("command_timeout", &self.command_timeout())
             .finish_non_exhaustive()
+    }
+}
+
+/// The worker: runs jobs in order; after a job whose caller gave up (the TPM was stuck), the
+/// context is dropped so that the next job reconnects.
+fn worker(shared: Arc<Shared>, jobs: mpsc::Receiver<Job>) {
+    let mut session: Option<Session> = None;
+    while let Ok(job) = jobs.recv() {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut session, &shared)));
+        if r.is_err() {
+            // A panic inside tss-esapi leaves a context of unknown state: drop it.
+            session = None;
+        }
+        if shared.stuck.swap(false, Ordering::SeqCst) {
+            tracing::warn!(tcti = %shared.tcti, "the TPM answered again; reconnecting");
+            session = None;
+        }
     }
 }
 
@@ -198,114 +258,249 @@ impl TpmConn {
         reg.retain(|_, w| w.strong_count() > 0);
         if let Some(conn) = reg.get(&key).and_then(Weak::upgrade) {
             if auth.owner.is_some() || auth.endorsement.is_some() {
-                let mut guard = conn.lock()?;
-                if let Some(s) = guard.as_mut() {
-                    apply_auth(&mut s.ctx, &auth)?;
-                }
                 *conn
+                    .shared
                     .auth
                     .lock()
-                    .map_err(|_| Error::Internal("TPM auth poisoned".into()))? = auth;
+                    .map_err(|_| Error::Internal("TPM auth poisoned".into()))? = auth.clone();
+                conn.run(conn.command_timeout(), move |slot, _| match slot.as_mut() {
+                    Some(s) => apply_auth(&mut s.ctx, &auth),
+                    None => Ok(()),
+                })??;
             }
             return Ok(conn);
         }
-        let conn = Arc::new(TpmConn {
+        let shared = Arc::new(Shared {
             tcti: tcti.to_string(),
             auth: Mutex::new(auth),
-            session: Mutex::new(None),
+            stuck: AtomicBool::new(false),
         });
-        {
-            let mut guard = conn.lock()?;
-            *guard = Some(conn.open()?);
-        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let for_worker = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("hsm-tpm".into())
+            .spawn(move || worker(for_worker, rx))
+            .map_err(|e| Error::Internal(format!("start the TPM worker thread: {e}")))?;
+        let conn = Arc::new(TpmConn {
+            shared,
+            jobs: Mutex::new(Some(tx)),
+            worker: Mutex::new(Some(handle)),
+            timeout_ms: AtomicU64::new(DEFAULT_COMMAND_TIMEOUT.as_millis() as u64),
+        });
+        // Connecting (a simulator or resource manager starting up, a loaded machine) gets the
+        // key-generation bound.
+        conn.run(conn.command_timeout().saturating_mul(KEYGEN_FACTOR), |slot, shared| {
+            *slot = Some(open(shared)?);
+            Ok(())
+        })??;
         reg.insert(key, Arc::downgrade(&conn));
         Ok(conn)
     }
 
     /// The TCTI string this connection uses.
     pub fn tcti(&self) -> &str {
-        &self.tcti
+        &self.shared.tcti
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, Option<Session>>> {
-        // A panic while holding the lock leaves a context of unknown state: drop it.
-        Ok(self.session.lock().unwrap_or_else(|poisoned| {
-            let mut g = poisoned.into_inner();
-            *g = None;
-            g
-        }))
+    /// How long a caller waits for one TPM operation (default [`DEFAULT_COMMAND_TIMEOUT`]).
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
     }
 
-    fn open(&self) -> Result<Session> {
-        let conf =
-            TctiNameConf::from_str(&self.tcti).map_err(|e| Error::invalid("tcti", format!("`{}`: {e}", self.tcti)))?;
-        let mut ctx = Context::new(conf).map_err(|e| error::tpm(format!("open TPM at `{}`", self.tcti), e))?;
-        let auth = self
-            .auth
+    /// Set the bound of every TPM operation on this connection (shared by every user of the
+    /// same TCTI in the process: the last setter wins). At least 1 ms.
+    pub fn set_command_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn timeout_error(&self, timeout: Duration, earlier: bool) -> Error {
+        let message = if earlier {
+            format!(
+                "the TPM at `{}` has not answered an earlier command within the command timeout of {} ms; failing at once until it answers",
+                self.shared.tcti,
+                timeout.as_millis()
+            )
+        } else {
+            format!(
+                "the TPM at `{}` did not answer within the command timeout of {} ms (command_timeout)",
+                self.shared.tcti,
+                timeout.as_millis()
+            )
+        };
+        Error::Device {
+            origin: hsm_core::Origin::Tpm,
+            op: "TPM command".into(),
+            rv: 0,
+            message,
+        }
+    }
+
+    /// Run `f` on the worker thread and wait for it at most `timeout`. A caller that gives up
+    /// marks the connection stuck; callers then fail at once until the worker is back.
+    fn run<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut Option<Session>, &Shared) -> T + Send + 'static,
+    ) -> Result<T> {
+        if self.shared.stuck.load(Ordering::SeqCst) {
+            return Err(self.timeout_error(timeout, true));
+        }
+        let deadline = Instant::now() + timeout;
+        let (tx, rx) = mpsc::sync_channel::<T>(1);
+        let job: Job = Box::new(move |slot, shared| {
+            // The caller gave up already (it waited behind a stuck command): do not run.
+            if Instant::now() >= deadline {
+                return;
+            }
+            let _ = tx.send(f(slot, shared));
+        });
+        self.jobs
             .lock()
-            .map_err(|_| Error::Internal("TPM auth poisoned".into()))?
-            .clone();
-        apply_auth(&mut ctx, &auth)?;
-        Ok(Session {
-            ctx,
-            persistent: HashMap::new(),
-            input_buffer: None,
-        })
+            .map_err(|_| Error::Internal("TPM job queue poisoned".into()))?
+            .as_ref()
+            .ok_or_else(|| Error::Internal("TPM connection closed".into()))?
+            .send(job)
+            .map_err(|_| Error::Internal(format!("the TPM worker of `{}` has stopped", self.shared.tcti)))?;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                self.shared.stuck.store(true, Ordering::SeqCst);
+                tracing::warn!(tcti = %self.shared.tcti, timeout_ms = timeout.as_millis() as u64, "TPM command timed out");
+                return Err(self.timeout_error(timeout, false));
+            }
+            match rx.recv_timeout((deadline - now).min(Duration::from_millis(20))) {
+                Ok(v) => return Ok(v),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if self.shared.stuck.load(Ordering::SeqCst) {
+                        return Err(self.timeout_error(timeout, true));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if Instant::now() >= deadline {
+                        continue;
+                    }
+                    return Err(Error::Internal(format!(
+                        "a TPM operation on `{}` ended without a result (panicked)",
+                        self.shared.tcti
+                    )));
+                }
+            }
+        }
     }
 
     /// Run `f` on the session. When the connection turns out to be lost (TPM restarted,
     /// socket closed), the context is reopened and `f` runs once more; a second failure is
-    /// returned as it is.
-    pub fn with<T>(&self, mut f: impl FnMut(&mut Session) -> Result<T>) -> Result<T> {
-        let mut guard = self.lock()?;
-        let mut reopened = false;
-        loop {
-            if guard.is_none() {
-                *guard = Some(self.open()?);
-                reopened = true;
-            }
-            let session = guard
-                .as_mut()
-                .ok_or_else(|| Error::Internal("TPM session vanished".into()))?;
-            match f(session) {
-                Err(Error::Device { rv, .. }) if !reopened && error::is_connection_lost(rv as u32) => {
-                    tracing::warn!(tcti = %self.tcti, "TPM connection lost; reconnecting");
-                    *guard = None;
+    /// returned as it is. Bounded by the command timeout.
+    pub fn with<T: Send + 'static>(&self, f: impl FnMut(&mut Session) -> Result<T> + Send + 'static) -> Result<T> {
+        self.with_timeout(self.command_timeout(), f)
+    }
+
+    /// [`TpmConn::with`] for operations that generate keys: [`KEYGEN_FACTOR`] times the timeout.
+    pub(crate) fn with_keygen<T: Send + 'static>(
+        &self,
+        f: impl FnMut(&mut Session) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.with_timeout(self.command_timeout().saturating_mul(KEYGEN_FACTOR), f)
+    }
+
+    fn with_timeout<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut(&mut Session) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.run(timeout, move |slot, shared| {
+            let mut reopened = false;
+            loop {
+                if slot.is_none() {
+                    *slot = Some(open(shared)?);
+                    reopened = true;
                 }
-                Err(e) => {
-                    if let Error::Device { rv, .. } = &e {
-                        if error::is_connection_lost(*rv as u32) {
-                            *guard = None;
-                        }
+                let session = slot
+                    .as_mut()
+                    .ok_or_else(|| Error::Internal("TPM session vanished".into()))?;
+                match f(session) {
+                    Err(Error::Device { rv, .. }) if !reopened && error::is_connection_lost(rv as u32) => {
+                        tracing::warn!(tcti = %shared.tcti, "TPM connection lost; reconnecting");
+                        *slot = None;
                     }
-                    return Err(e);
+                    Err(e) => {
+                        if let Error::Device { rv, .. } = &e {
+                            if error::is_connection_lost(*rv as u32) {
+                                *slot = None;
+                            }
+                        }
+                        return Err(e);
+                    }
+                    ok => return ok,
                 }
-                ok => return ok,
             }
-        }
+        })?
     }
 
     /// Run `f` on the raw tss-esapi context of this connection (serialized with every other
-    /// user; no reconnection). For callers that need a command this crate does not wrap, and
-    /// for benchmarks against raw tss-esapi. Flush what you load.
-    pub fn with_context<T>(&self, f: impl FnOnce(&mut Context) -> T) -> Result<T> {
-        let mut guard = self.lock()?;
-        if guard.is_none() {
-            *guard = Some(self.open()?);
-        }
-        let session = guard
-            .as_mut()
-            .ok_or_else(|| Error::Internal("TPM session vanished".into()))?;
-        Ok(f(&mut session.ctx))
+    /// user and bounded by the command timeout; no reconnection). For callers that need a
+    /// command this crate does not wrap, and for benchmarks against raw tss-esapi. Flush what
+    /// you load.
+    pub fn with_context<T: Send + 'static>(&self, f: impl FnOnce(&mut Context) -> T + Send + 'static) -> Result<T> {
+        self.run(self.command_timeout(), move |slot, shared| {
+            if slot.is_none() {
+                *slot = Some(open(shared)?);
+            }
+            let session = slot
+                .as_mut()
+                .ok_or_else(|| Error::Internal("TPM session vanished".into()))?;
+            Ok(f(&mut session.ctx))
+        })?
     }
 
     /// Run `f` with the ESAPI context closed (the raw command path for HMAC sequences needs
-    /// the TPM connection to itself); the context is reopened on the next call.
-    pub(crate) fn without_context<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let mut guard = self.lock()?;
-        *guard = None;
-        f()
+    /// the TPM connection to itself); the context is reopened on the next call. Bounded by
+    /// the command timeout.
+    pub(crate) fn without_context<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.run(self.command_timeout(), move |slot, _| {
+            *slot = None;
+            f()
+        })?
     }
+}
+
+impl Drop for TpmConn {
+    /// Close the queue and wait for the worker to close the context, unless it is stuck in a
+    /// TPM command (then it ends on its own when the command returns).
+    fn drop(&mut self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        let handle = self.worker.lock().ok().and_then(|mut w| w.take());
+        if let Some(handle) = handle {
+            // Never join from the worker itself (a job holding the last reference).
+            if !self.shared.stuck.load(Ordering::SeqCst) && handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+fn open(shared: &Shared) -> Result<Session> {
+    let conf =
+        TctiNameConf::from_str(&shared.tcti).map_err(|e| Error::invalid("tcti", format!("`{}`: {e}", shared.tcti)))?;
+    let mut ctx = Context::new(conf).map_err(|e| error::tpm(format!("open TPM at `{}`", shared.tcti), e))?;
+    let auth = shared
+        .auth
+        .lock()
+        .map_err(|_| Error::Internal("TPM auth poisoned".into()))?
+        .clone();
+    apply_auth(&mut ctx, &auth)?;
+    Ok(Session {
+        ctx,
+        persistent: HashMap::new(),
+        absent: HashSet::new(),
+        input_buffer: None,
+    })
 }
 
 fn apply_auth(ctx: &mut Context, auth: &HierarchyAuth) -> Result<()> {

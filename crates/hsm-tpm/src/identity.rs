@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hsm_core::config::Section;
 use hsm_core::{Error, Result, TpmIdentity};
@@ -79,6 +80,30 @@ struct Params {
     endorsement_auth: Option<Zeroizing<String>>,
     endorsement_auth_file: Option<PathBuf>,
     identity_handle: Option<HandleValue>,
+    command_timeout: Option<TimeoutValue>,
+}
+
+/// `command_timeout`: seconds, an integer or a fraction.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum TimeoutValue {
+    Int(i64),
+    Float(f64),
+}
+
+impl TimeoutValue {
+    /// The timeout, between 1 ms and one hour.
+    pub(crate) fn duration(&self) -> std::result::Result<Duration, String> {
+        let secs = match *self {
+            TimeoutValue::Int(i) => i as f64,
+            TimeoutValue::Float(f) => f,
+        };
+        if secs.is_finite() && (0.001..=3600.0).contains(&secs) {
+            Ok(Duration::from_secs_f64(secs))
+        } else {
+            Err(format!("{secs} s: expected seconds between 0.001 and 3600"))
+        }
+    }
 }
 
 /// Parse a persistent handle: an integer or a `0x...` string, within 0x81000000..=0x81ffffff.
@@ -132,6 +157,9 @@ pub struct TpmOptions {
     pub owner_auth: Option<Zeroizing<Vec<u8>>>,
     pub endorsement_auth: Option<Zeroizing<Vec<u8>>>,
     pub identity_handle: u32,
+    /// Bound of every TPM operation ([`TpmConn::set_command_timeout`]; key generation gets
+    /// twelve times as much).
+    pub command_timeout: Duration,
 }
 
 impl std::fmt::Debug for TpmOptions {
@@ -142,6 +170,7 @@ impl std::fmt::Debug for TpmOptions {
             .field("owner_auth", &self.owner_auth.as_ref().map(|_| "<set>"))
             .field("endorsement_auth", &self.endorsement_auth.as_ref().map(|_| "<set>"))
             .field("identity_handle", &format_args!("0x{:08x}", self.identity_handle))
+            .field("command_timeout", &self.command_timeout)
             .finish()
     }
 }
@@ -155,11 +184,12 @@ impl TpmOptions {
             owner_auth: None,
             endorsement_auth: None,
             identity_handle: IDENTITY_HANDLE,
+            command_timeout: crate::conn::DEFAULT_COMMAND_TIMEOUT,
         }
     }
 
     /// Read the `[tpm]` section (keys: `tcti`, `ek_template`, `owner_auth`/`owner_auth_file`,
-    /// `endorsement_auth`/`endorsement_auth_file`, `identity_handle`).
+    /// `endorsement_auth`/`endorsement_auth_file`, `identity_handle`, `command_timeout`).
     pub fn from_section(section: &Section) -> Result<Self> {
         let p: Params = section.parse()?;
         let auth = |key: &'static str,
@@ -196,6 +226,10 @@ impl TpmOptions {
                 parse_handle("identity_handle", s).map_err(|e| section.error("identity_handle", e.to_string()))?
             }
         };
+        let command_timeout = match &p.command_timeout {
+            None => crate::conn::DEFAULT_COMMAND_TIMEOUT,
+            Some(t) => t.duration().map_err(|e| section.error("command_timeout", e))?,
+        };
         if [EK_HANDLE, SRK_HANDLE].contains(&identity_handle) {
             return Err(section.error("identity_handle", "must differ from the EK and SRK handles"));
         }
@@ -214,6 +248,7 @@ impl TpmOptions {
                 p.endorsement_auth_file,
             )?,
             identity_handle,
+            command_timeout,
         })
     }
 }
@@ -233,6 +268,7 @@ pub struct Tpm {
     ek: Vec<u8>,
     srk: Vec<u8>,
     created: KeysCreated,
+    fail_after: Option<ActivationStep>,
 }
 
 impl std::fmt::Debug for Tpm {
@@ -316,9 +352,11 @@ impl Tpm {
                 endorsement: opts.endorsement_auth.clone(),
             },
         )?;
+        conn.set_command_timeout(opts.command_timeout);
         let ek_public = templates::ek_template(opts.ek_template)?;
         let srk_public = templates::srk_template()?;
-        let ((ek, ek_created), (srk, srk_created)) = conn.with(|s| {
+        let identity_handle = opts.identity_handle;
+        let ((ek, ek_created), (srk, srk_created)) = conn.with_keygen(move |s| {
             let ek = ensure_primary(
                 s,
                 EK_HANDLE,
@@ -327,6 +365,7 @@ impl Tpm {
                 "endorsement key",
             )?;
             let srk = ensure_primary(s, SRK_HANDLE, Hierarchy::Owner, srk_public.clone(), "storage root key")?;
+            tidy_staged_identity(s, identity_handle)?;
             Ok((ek, srk))
         })?;
         Ok(Tpm {
@@ -339,6 +378,7 @@ impl Tpm {
                 ek: ek_created,
                 srk: srk_created,
             },
+            fail_after: None,
         })
     }
 
@@ -370,35 +410,45 @@ impl Tpm {
     /// Whether an identity key is persisted.
     pub fn has_identity_key(&self) -> Result<bool> {
         let h = self.identity_handle;
-        self.conn.with(|s| Ok(s.persistent(h)?.is_some()))
+        self.conn.with(move |s| Ok(identity_object(s, h)?.is_some()))
     }
 
     /// Evict the identity key, if any.
     pub fn remove_identity_key(&self) -> Result<bool> {
         let h = self.identity_handle;
-        self.conn.with(|s| {
-            let Some(old) = s.persistent(h)? else {
-                return Ok(false);
-            };
-            let p = persistent_handle(h)?;
-            retry(|| password(s, |ctx| ctx.evict_control(Provision::Owner, old, p)))
-                .map_err(|e| error::tpm(format!("evict the identity key at 0x{h:08x}"), e))?;
-            s.forget(h);
-            Ok(true)
+        self.conn.with(move |s| {
+            let mut any = false;
+            if staged_identity(s, h)?.is_some() {
+                evict(s, staging_handle(h), "the staged identity key")?;
+                any = true;
+            }
+            if s.persistent(h)?.is_some() {
+                evict(s, h, "the identity key")?;
+                any = true;
+            }
+            Ok(any)
         })
+    }
+
+    /// Make the next activation fail after `step` (tests of the key replacement order).
+    #[cfg(feature = "testing")]
+    pub fn fail_activation_after(&mut self, step: Option<ActivationStep>) {
+        self.fail_after = step;
     }
 
     /// HMAC-SHA256 with the identity key.
     pub fn hmac(&self, data: &[u8]) -> Result<[u8; 32]> {
         let h = self.identity_handle;
-        let short = self.conn.with(|s| {
+        let len = data.len();
+        let owned = data.to_vec();
+        let short = self.conn.with(move |s| {
             let limit = s.input_buffer()?;
-            if data.len() > limit {
+            if len > limit {
                 return Ok(None);
             }
-            let key = s.persistent(h)?.ok_or_else(|| no_identity_key(h))?;
-            let buffer = MaxBuffer::try_from(data.to_vec())
-                .map_err(|e| Error::invalid("data", format!("{} bytes: {e}", data.len())))?;
+            let (_, key) = identity_object(s, h)?.ok_or_else(|| no_identity_key(h))?;
+            let buffer =
+                MaxBuffer::try_from(owned.clone()).map_err(|e| Error::invalid("data", format!("{len} bytes: {e}")))?;
             let digest = retry(|| password(s, |ctx| ctx.hmac(key, buffer.clone(), HashingAlgorithm::Sha256)))
                 .map_err(|e| error::tpm(format!("TPM2_HMAC with the identity key 0x{h:08x}"), e))?;
             Ok(Some((digest, limit)))
@@ -413,20 +463,22 @@ impl Tpm {
 
     fn hmac_sequence(&self, data: &[u8]) -> Result<Vec<u8>> {
         let h = self.identity_handle;
-        let limit = self.conn.with(|s| {
-            s.persistent(h)?.ok_or_else(|| no_identity_key(h))?;
-            s.input_buffer()
+        let (handle, limit) = self.conn.with(move |s| {
+            let (handle, _) = identity_object(s, h)?.ok_or_else(|| no_identity_key(h))?;
+            Ok((handle, s.input_buffer()?))
         })?;
         let tcti = self.conn.tcti().to_string();
+        let data = data.to_vec();
         self.conn
-            .without_context(|| crate::raw::hmac_sha256_sequence(&tcti, h, data, limit))
+            .without_context(move || crate::raw::hmac_sha256_sequence(&tcti, handle, &data, limit))
     }
 
     fn activate(&self, blob: &ActivationBlob) -> Result<()> {
         let public = blob.identity_public()?;
         let (id_object, credential_secret, duplicate, import_secret) = blob.tpm_parts()?;
         let h = self.identity_handle;
-        self.conn.with(|s| {
+        let fail_after = self.fail_after;
+        self.conn.with(move |s| {
             let ek = s
                 .persistent(EK_HANDLE)?
                 .ok_or_else(|| error::device("activate", "the EK vanished from 0x81010001"))?;
@@ -494,19 +546,145 @@ impl Tpm {
             let loaded = retry(|| password(s, |ctx| ctx.load(KeyHandle::from(srk), private.clone(), public.clone())))
                 .map_err(|e| error::tpm("Load the identity key", e))?;
             let loaded = ObjectHandle::from(loaded);
-            let replaced = (|| {
-                let p = persistent_handle(h)?;
-                if let Some(old) = s.persistent(h)? {
-                    retry(|| password(s, |ctx| ctx.evict_control(Provision::Owner, old, p)))
-                        .map_err(|e| error::tpm(format!("evict the old identity key at 0x{h:08x}"), e))?;
-                    s.forget(h);
-                }
-                retry(|| password(s, |ctx| ctx.evict_control(Provision::Owner, loaded, p)))
-                    .map_err(|e| error::tpm(format!("persist the identity key at 0x{h:08x}"), e))
-            })();
+            let replaced = replace_identity_key(s, loaded, h, fail_after);
             flush(s, loaded);
-            replaced.map(|_| ())
+            replaced
         })
+    }
+}
+
+/// The persistent handle a new identity key is staged at during activation: the first of
+/// `identity + 1`, `identity - 1`, `identity + 2` that is a persistent handle and not the EK's or
+/// SRK's.
+pub fn staging_handle(identity: u32) -> u32 {
+    [
+        identity.wrapping_add(1),
+        identity.wrapping_sub(1),
+        identity.wrapping_add(2),
+    ]
+    .into_iter()
+    .find(|c| (0x8100_0000..=0x81ff_ffff).contains(c) && ![EK_HANDLE, SRK_HANDLE].contains(c))
+    .unwrap_or(identity)
+}
+
+/// A step of [`replace_identity_key`] after which a test can make activation fail
+/// ([`Tpm::fail_activation_after`], feature `testing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationStep {
+    /// The new key is persisted at the staging handle.
+    Staged,
+    /// The old key at the identity handle is evicted.
+    OldEvicted,
+    /// The new key is persisted at the identity handle (the staging copy is still there).
+    Persisted,
+}
+
+fn evict(s: &mut Session, handle: u32, what: &str) -> Result<()> {
+    if let Some(obj) = s.persistent(handle)? {
+        let p = persistent_handle(handle)?;
+        retry(|| password(s, |ctx| ctx.evict_control(Provision::Owner, obj, p)))
+            .map_err(|e| error::tpm(format!("evict {what} at 0x{handle:08x}"), e))?;
+        s.forget(handle);
+    }
+    Ok(())
+}
+
+fn persist(s: &mut Session, loaded: ObjectHandle, handle: u32, what: &str) -> Result<()> {
+    let p = persistent_handle(handle)?;
+    retry(|| password(s, |ctx| ctx.evict_control(Provision::Owner, loaded, p)))
+        .map_err(|e| error::tpm(format!("persist {what} at 0x{handle:08x}"), e))?;
+    s.forget(handle);
+    Ok(())
+}
+
+/// Persist the loaded new identity key at `h` so that a working key exists after every step:
+/// when `h` holds a key, the new one is first persisted at the staging handle (a leftover
+/// there is evicted first), then the old one is evicted, the new one persisted at `h` and the
+/// staging copy evicted. When `h` is empty (an earlier activation stopped half-way and the
+/// key lives at the staging handle), the new key goes straight to `h`. Signing uses the
+/// staging handle while `h` is empty.
+fn replace_identity_key(
+    s: &mut Session,
+    loaded: ObjectHandle,
+    h: u32,
+    fail_after: Option<ActivationStep>,
+) -> Result<()> {
+    let staging = staging_handle(h);
+    let injected = |step: ActivationStep| -> Result<()> {
+        if fail_after == Some(step) {
+            return Err(error::device("activate", format!("injected failure after {step:?}")));
+        }
+        Ok(())
+    };
+    if s.persistent(h)?.is_some() {
+        if staged_identity(s, h)?.is_some() {
+            evict(s, staging, "a leftover staged identity key")?;
+        } else if s.persistent(staging)?.is_some() {
+            return Err(error::device(
+                "activate",
+                format!(
+                    "0x{staging:08x}, the handle a new identity key is staged at, holds another object (not an HMAC key); free it or choose another identity_handle"
+                ),
+            ));
+        }
+        persist(s, loaded, staging, "the new identity key (staged)")?;
+        injected(ActivationStep::Staged)?;
+        evict(s, h, "the old identity key")?;
+        injected(ActivationStep::OldEvicted)?;
+    }
+    persist(s, loaded, h, "the identity key")?;
+    injected(ActivationStep::Persisted)?;
+    if staged_identity(s, h)?.is_some() {
+        evict(s, staging, "the staged identity key")?;
+    }
+    Ok(())
+}
+
+/// The key at the staging handle of `h` if it is one (an HMAC key, as the identity key is);
+/// another object there is none of ours and is left alone.
+fn staged_identity(s: &mut Session, h: u32) -> Result<Option<ObjectHandle>> {
+    let staging = staging_handle(h);
+    let Some(o) = s.persistent_cached(staging)? else {
+        return Ok(None);
+    };
+    match read_public(s, o, "the object at the staging handle")? {
+        Public::KeyedHash { .. } => Ok(Some(o)),
+        _ => Ok(None),
+    }
+}
+
+/// The identity key's handle and object: the staged key when there is one (an activation
+/// stopped after staging it, so it is the newest), else the key at `h`.
+fn identity_object(s: &mut Session, h: u32) -> Result<Option<(u32, ObjectHandle)>> {
+    if let Some(o) = staged_identity(s, h)? {
+        return Ok(Some((staging_handle(h), o)));
+    }
+    Ok(s.persistent(h)?.map(|o| (h, o)))
+}
+
+/// At open: a staged identity key that equals the one at `h` (an activation stopped after
+/// persisting it at `h`) is evicted; one that is the only or the newer key stays (it signs)
+/// until the next activation puts a key at `h` again.
+fn tidy_staged_identity(s: &mut Session, h: u32) -> Result<()> {
+    let staging = staging_handle(h);
+    let Some(staged) = staged_identity(s, h)? else {
+        return Ok(());
+    };
+    let Some(current) = s.persistent(h)? else {
+        tracing::warn!(
+            "the identity key is at the staging handle 0x{staging:08x} (an activation was interrupted); the next activation moves it to 0x{h:08x}"
+        );
+        return Ok(());
+    };
+    let a = read_public(s, staged, "the staged identity key")?;
+    let b = read_public(s, current, "the identity key")?;
+    if templates::tpm2b_public(&a)? == templates::tpm2b_public(&b)? {
+        evict(s, staging, "the staged copy of the identity key")
+    } else {
+        tracing::warn!(
+            "the newest identity key is at the staging handle 0x{staging:08x} (an activation was interrupted); the next activation moves it to 0x{h:08x}"
+        );
+        Ok(())
     }
 }
 
@@ -562,7 +740,7 @@ pub fn ek_report(conn: &TpmConn) -> Result<EkReport> {
     for t in EkTemplate::ALL {
         templates_.push((t, templates::ek_template(t)?));
     }
-    conn.with(|s| {
+    conn.with_keygen(move |s| {
         let persisted = match s.persistent(EK_HANDLE)? {
             Some(h) => Some(templates::tpm2b_public(&read_public(s, h, "the persisted EK")?)?),
             None => None,

@@ -59,11 +59,11 @@ mod x509;
 
 pub use blob::ActivationBlob;
 #[cfg(feature = "device")]
-pub use conn::{HierarchyAuth, TpmConn, default_tcti};
+pub use conn::{DEFAULT_COMMAND_TIMEOUT, HierarchyAuth, TpmConn, default_tcti};
 #[cfg(feature = "device")]
 pub use identity::{
-    EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, SRK_HANDLE, Tpm, TpmOptions, ek_report,
-    parse_persistent_handle,
+    ActivationStep, EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, SRK_HANDLE, Tpm, TpmOptions,
+    ek_report, parse_persistent_handle, staging_handle,
 };
 #[cfg(feature = "device")]
 pub use templates::{ek_template, srk_template, tpm2b_public};

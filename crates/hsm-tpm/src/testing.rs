@@ -86,6 +86,11 @@ impl Swtpm {
         self.dir.path()
     }
 
+    /// The process id of the running swtpm (to freeze it with SIGSTOP in tests).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("swtpm_ioctl")

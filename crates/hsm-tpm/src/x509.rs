@@ -198,7 +198,7 @@ impl TpmKey {
         let (public, blob) = match &location {
             KeyLocation::Persistent(h) => {
                 let h = *h;
-                let public = conn.with(|s| {
+                let public = conn.with(move |s| {
                     let obj = s
                         .persistent(h)?
                         .ok_or_else(|| error::device("open TPM key", format!("no key persisted at 0x{h:08x}")))?;
@@ -244,7 +244,7 @@ impl TpmKey {
             hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
         };
         let ticket = null_ticket()?;
-        let sign = |s: &mut Session, key: KeyHandle| {
+        let sign = move |s: &mut Session, key: KeyHandle| {
             retry(|| {
                 s.ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
                     ctx.sign(key, digest.clone(), scheme, ticket.clone())
@@ -252,7 +252,9 @@ impl TpmKey {
             })
             .map_err(|e| error::tpm("ECDSA sign with the TPM key", e))
         };
-        let signature = self.conn.with(|s| match (&self.location, &self.blob) {
+        let location = self.location.clone();
+        let blob = self.blob.clone();
+        let signature = self.conn.with(move |s| match (&location, &blob) {
             (KeyLocation::Persistent(h), _) => {
                 let obj = s
                     .persistent(*h)?
@@ -360,7 +362,8 @@ pub fn generate_key(conn: Arc<TpmConn>, location: KeyLocation) -> Result<TpmKey>
     }
     let template = templates::ecc_signing_template()?;
     let srk_template = templates::srk_template()?;
-    conn.with(|s| {
+    let where_ = location.clone();
+    conn.with_keygen(move |s| {
         let srk = match s.persistent(SRK_HANDLE)? {
             Some(h) => h,
             None => {
@@ -381,7 +384,7 @@ pub fn generate_key(conn: Arc<TpmConn>, location: KeyLocation) -> Result<TpmKey>
             })
         })
         .map_err(|e| error::tpm("create an ECDSA P-256 key under the SRK", e))?;
-        match &location {
+        match &where_ {
             KeyLocation::Blob(path) => write_blob(path, &created.out_public, &created.out_private),
             KeyLocation::Persistent(h) => {
                 if s.persistent(*h)?.is_some() {
@@ -431,6 +434,7 @@ struct X509Params {
     key_handle: Option<toml_handle::Handle>,
     key_blob: Option<PathBuf>,
     certificate: PathBuf,
+    command_timeout: Option<crate::identity::TimeoutValue>,
 }
 
 mod toml_handle {
@@ -443,7 +447,8 @@ mod toml_handle {
 }
 
 /// An x509 identity whose key is in the TPM: `[x509] backend = "tpm"` with `certificate`
-/// (PEM chain, leaf first), `key_handle` or `key_blob`, and optionally `tcti`.
+/// (PEM chain, leaf first), `key_handle` or `key_blob`, and optionally `tcti` and
+/// `command_timeout` (seconds).
 pub struct TpmX509 {
     chain: Vec<CertificateDer<'static>>,
     key: Arc<TpmKey>,
@@ -466,12 +471,17 @@ impl TpmX509 {
             (None, Some(path)) => KeyLocation::Blob(section.path(path)),
         };
         let tcti = p.tcti.unwrap_or_else(crate::conn::default_tcti);
+        let command_timeout = match &p.command_timeout {
+            None => crate::conn::DEFAULT_COMMAND_TIMEOUT,
+            Some(t) => t.duration().map_err(|e| section.error("command_timeout", e))?,
+        };
         let cert_path = section.path(&p.certificate);
         let chain = hsm_core::pem::parse_certificates(
             &format!("certificate chain {}", cert_path.display()),
             &hsm_core::pem::read_file("read certificate chain", &cert_path)?,
         )?;
         let conn = TpmConn::shared(&tcti)?;
+        conn.set_command_timeout(command_timeout);
         let key = TpmKey::open(conn, location.clone())?;
         let leaf = hsm_core::pem::public_key_spki(&chain[0])?;
         if leaf != key.spki {

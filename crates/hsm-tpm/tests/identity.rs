@@ -311,7 +311,7 @@ fn hierarchy_auth_values_are_used_and_wrong_ones_fail_clearly() {
     // Give the owner and endorsement hierarchies passwords, on a fresh TPM.
     {
         let conn = hsm_tpm::TpmConn::shared(&sw.tcti()).unwrap();
-        conn.with_context(|ctx| {
+        conn.with_context(move |ctx| {
             ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
                 ctx.hierarchy_change_auth(AuthHandle::Owner, Auth::try_from(b"owner-pw".to_vec()).unwrap())
                     .unwrap();
@@ -395,4 +395,241 @@ fn first_open_of_a_fresh_tpm_logs_no_error() {
         errors.len(),
         errors.join("\n")
     );
+}
+
+/// Issue 12, defect 10: re-activation never leaves the TPM without an identity key. An
+/// activation made to fail after each step of the replacement (staged, old evicted, new
+/// persisted) leaves a key that signs with the new key; a following open or activation puts
+/// the layout back to one key at the identity handle and none at the staging handle.
+#[test]
+fn interrupted_reactivation_keeps_a_working_key() {
+    use hsm_tpm::ActivationStep;
+
+    let sw = Swtpm::start();
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    let h = t.identity_handle();
+    let staging = hsm_tpm::staging_handle(h);
+    assert_eq!(staging, 0x8100_0101);
+    let layout = |t: &Tpm| {
+        let conn = t.connection().clone();
+        let listed = conn
+            .with_context(move |ctx| {
+                use tss_esapi::constants::CapabilityType;
+                use tss_esapi::structures::CapabilityData;
+                match ctx.get_capability(CapabilityType::Handles, 0x8100_0000, 64).unwrap().0 {
+                    CapabilityData::Handles(l) => l.iter().map(|h| u32::from(*h)).collect::<Vec<_>>(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .unwrap();
+        (listed.contains(&h), listed.contains(&staging))
+    };
+    let mut key = activate(&mut t);
+    assert_eq!(layout(&t), (true, false));
+
+    for step in [
+        ActivationStep::Staged,
+        ActivationStep::OldEvicted,
+        ActivationStep::Persisted,
+    ] {
+        let ek = t.endorsement_key().unwrap();
+        let srk = t.storage_root_key().unwrap();
+        let a = service::make_activation(&ek, &srk).unwrap();
+        assert_ne!(a.key.to_vec(), key);
+        t.fail_activation_after(Some(step));
+        let e = t.activate_identity_key(&a.blob).unwrap_err().to_string();
+        assert!(e.contains("injected failure"), "{step:?}: {e}");
+        t.fail_activation_after(None);
+        // A key still signs, and it is the new one.
+        assert!(t.has_identity_key().unwrap(), "{step:?}");
+        assert_eq!(
+            t.sign_with_identity(b"after").unwrap(),
+            hsm_core::sas::hmac_sha256(&a.key, b"after").to_vec(),
+            "{step:?}"
+        );
+        // Also over the HMAC sequence path (input longer than TPM_PT_INPUT_BUFFER).
+        let long = vec![7u8; 3000];
+        assert_eq!(
+            t.sign_with_identity(&long).unwrap(),
+            hsm_core::sas::hmac_sha256(&a.key, &long).to_vec(),
+            "{step:?}"
+        );
+        let expected = match step {
+            ActivationStep::Staged => (true, true),
+            ActivationStep::OldEvicted => (false, true),
+            ActivationStep::Persisted => (true, true),
+        };
+        assert_eq!(layout(&t), expected, "{step:?}");
+        key = a.key.to_vec();
+
+        // Opening again removes a staged duplicate; a key that is only staged stays until the
+        // next activation, which converges to the normal layout.
+        drop(t);
+        t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+        assert_eq!(
+            t.sign_with_identity(b"reopened").unwrap(),
+            hsm_core::sas::hmac_sha256(&key, b"reopened").to_vec(),
+            "{step:?}"
+        );
+        if step == ActivationStep::Persisted {
+            assert_eq!(layout(&t), (true, false));
+        } else {
+            assert_eq!(layout(&t), expected, "{step:?}");
+            key = activate(&mut t);
+            assert_eq!(layout(&t), (true, false), "{step:?}");
+            assert_eq!(
+                t.sign_with_identity(b"again").unwrap(),
+                hsm_core::sas::hmac_sha256(&key, b"again").to_vec()
+            );
+        }
+    }
+    // Removing the identity key removes a staged one too.
+    assert!(t.remove_identity_key().unwrap());
+    assert!(!t.has_identity_key().unwrap());
+}
+
+/// Issue 12, defect 5: a frozen TPM (swtpm stopped with SIGSTOP) fails a sign within the
+/// command timeout with an error naming the TCTI and the timeout; a second caller waiting
+/// behind it fails as soon as the first gives up, a third at once; after SIGCONT signing works
+/// again (over a new connection).
+#[test]
+fn a_frozen_tpm_fails_signing_within_the_command_timeout() {
+    use std::time::{Duration, Instant};
+
+    let sw = Swtpm::start();
+    let mut o = opts(&sw, EkTemplate::Sdk);
+    o.command_timeout = Duration::from_millis(1500);
+    let mut t = Tpm::open(o.clone()).unwrap();
+    assert_eq!(t.connection().command_timeout(), Duration::from_millis(1500));
+    let key = activate(&mut t);
+    let mut other = Tpm::open(o).unwrap();
+    assert_eq!(
+        other.sign_with_identity(b"x").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"x").to_vec()
+    );
+
+    sw.signal("STOP");
+    let start = Instant::now();
+    let second = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        let r = other.sign_with_identity(b"second");
+        (r, t0.elapsed(), other)
+    });
+    let e = t.sign_with_identity(b"first").unwrap_err().to_string();
+    let first_took = start.elapsed();
+    let (r2, second_took, mut other) = second.join().unwrap();
+    let e2 = r2.unwrap_err().to_string();
+    let t0 = Instant::now();
+    let e3 = t.sign_with_identity(b"third").unwrap_err().to_string();
+    let third_took = t0.elapsed();
+    sw.signal("CONT");
+
+    assert!(
+        first_took >= Duration::from_millis(1400) && first_took < Duration::from_millis(2500),
+        "{first_took:?}"
+    );
+    assert!(
+        e.contains(&sw.tcti()) && e.contains("1500 ms") && e.contains("did not answer"),
+        "{e}"
+    );
+    // The second caller waited behind the first and gave up when it did, not 1.5 s later.
+    assert!(second_took < Duration::from_millis(1500), "{second_took:?}: {e2}");
+    assert!(e2.contains(&sw.tcti()) && e2.contains("1500 ms"), "{e2}");
+    assert!(third_took < Duration::from_millis(200), "{third_took:?}");
+    assert!(e3.contains("earlier command"), "{e3}");
+
+    // The TPM answers again: after the stuck command returns, signing works (reconnected).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sig = loop {
+        match t.sign_with_identity(b"again") {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                assert!(e.to_string().contains("earlier command"), "{e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("signing did not recover after SIGCONT: {e}"),
+        }
+    };
+    assert_eq!(sig, hsm_core::sas::hmac_sha256(&key, b"again").to_vec());
+    assert_eq!(
+        other.sign_with_identity(b"y").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"y").to_vec()
+    );
+    // Long input (the raw HMAC sequence path) is bounded the same way.
+    sw.signal("STOP");
+    let t0 = Instant::now();
+    let e = t.sign_with_identity(&[1u8; 3000]).unwrap_err().to_string();
+    let took = t0.elapsed();
+    sw.signal("CONT");
+    assert!(
+        took < Duration::from_millis(2500) && e.contains("1500 ms"),
+        "{took:?}: {e}"
+    );
+}
+
+#[test]
+fn command_timeout_is_configurable_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let parse = |extra: &str| {
+        let text = format!("[tpm]\nbackend = \"tpm\"\ntcti = \"swtpm:port=1\"\n{extra}\n");
+        let cfg = hsm_core::config::Config::from_toml(&text, "t.toml", dir.path()).unwrap();
+        TpmOptions::from_section(cfg.section("tpm").unwrap())
+    };
+    assert_eq!(parse("").unwrap().command_timeout, hsm_tpm::DEFAULT_COMMAND_TIMEOUT);
+    assert_eq!(
+        parse("command_timeout = 2.5").unwrap().command_timeout,
+        std::time::Duration::from_millis(2500)
+    );
+    assert_eq!(
+        parse("command_timeout = 30").unwrap().command_timeout,
+        std::time::Duration::from_secs(30)
+    );
+    for bad in ["command_timeout = 0", "command_timeout = -1", "command_timeout = 1e9"] {
+        let e = parse(bad).unwrap_err().to_string();
+        assert!(e.contains("command_timeout"), "{bad}: {e}");
+    }
+}
+
+/// The staging handle holding an object that is not an identity key (a user's ECDSA key) is
+/// never evicted: re-activation refuses with a clear error and the old identity key still signs.
+#[test]
+fn a_foreign_object_at_the_staging_handle_is_left_alone() {
+    let sw = Swtpm::start();
+    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    let key = activate(&mut t);
+    let staging = hsm_tpm::staging_handle(t.identity_handle());
+    let ecc = hsm_tpm::generate_key(t.connection().clone(), hsm_tpm::KeyLocation::Persistent(staging)).unwrap();
+    let spki = hsm_core::SigningKey::public_key_spki(&ecc).unwrap();
+    assert_eq!(
+        t.sign_with_identity(b"m").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"m").to_vec()
+    );
+    let ek = t.endorsement_key().unwrap();
+    let srk = t.storage_root_key().unwrap();
+    let a = service::make_activation(&ek, &srk).unwrap();
+    let e = t.activate_identity_key(&a.blob).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("0x{staging:08x}")) && e.contains("another object"),
+        "{e}"
+    );
+    assert_eq!(
+        t.sign_with_identity(b"m").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"m").to_vec()
+    );
+    drop(t);
+    let t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    assert!(t.remove_identity_key().unwrap());
+    let again = hsm_tpm::TpmKey::open(t.connection().clone(), hsm_tpm::KeyLocation::Persistent(staging)).unwrap();
+    assert_eq!(hsm_core::SigningKey::public_key_spki(&again).unwrap(), spki);
+    // With the identity handle empty, activation persists there directly and still leaves the
+    // object at the staging handle alone.
+    let mut t = t;
+    let key = activate(&mut t);
+    assert_eq!(
+        t.sign_with_identity(b"n").unwrap(),
+        hsm_core::sas::hmac_sha256(&key, b"n").to_vec()
+    );
+    let again = hsm_tpm::TpmKey::open(t.connection().clone(), hsm_tpm::KeyLocation::Persistent(staging)).unwrap();
+    assert_eq!(hsm_core::SigningKey::public_key_spki(&again).unwrap(), spki);
 }

@@ -146,4 +146,51 @@ fn x509_identity_from_configuration() {
         .unwrap()
         .to_string();
     assert!(e.contains("key_handle"), "{e}");
+
+    // command_timeout: checked, applied to the shared connection, and bounding a signature
+    // on a frozen TPM (issue 12, defect 5).
+    let bad = format!("{}command_timeout = 0\n", text_for(&sw));
+    let cfg = hsm_core::config::Config::from_toml(&bad, "t.toml", dir.path()).unwrap();
+    let e = hsm_tpm::TpmX509::from_section(cfg.section("x509").unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("command_timeout"), "{e}");
+    let good = format!("{}command_timeout = 1.5\n", text_for(&sw));
+    let cfg = hsm_core::config::Config::from_toml(&good, "t.toml", dir.path()).unwrap();
+    let id = hsm_tpm::TpmX509::from_section(cfg.section("x509").unwrap()).unwrap();
+    assert_eq!(
+        TpmConn::shared(&sw.tcti()).unwrap().command_timeout(),
+        std::time::Duration::from_millis(1500)
+    );
+    let signer = id.signing_key().unwrap();
+    sw.signal("STOP");
+    let t0 = std::time::Instant::now();
+    let e = signer
+        .sign(SignatureScheme::EcdsaP256Sha256, b"frozen")
+        .unwrap_err()
+        .to_string();
+    let took = t0.elapsed();
+    sw.signal("CONT");
+    assert!(took < std::time::Duration::from_millis(2500), "{took:?}");
+    assert!(e.contains(&sw.tcti()) && e.contains("1500 ms"), "{e}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let sig = loop {
+        match signer.sign(SignatureScheme::EcdsaP256Sha256, b"thawed") {
+            Ok(sig) => break sig,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("earlier command"), "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("signing did not recover after SIGCONT: {e}"),
+        }
+    };
+    verify(&key.public_key_spki().unwrap(), b"thawed", &sig);
+}
+
+fn text_for(sw: &Swtpm) -> String {
+    format!(
+        "[x509]\nbackend = \"tpm\"\ntcti = \"{}\"\nkey_handle = \"0x81000200\"\ncertificate = \"chain.pem\"\n",
+        sw.tcti()
+    )
 }

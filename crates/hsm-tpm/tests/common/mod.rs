@@ -23,6 +23,17 @@ impl Swtpm {
         self.0.stop()
     }
 
+    /// Send `signal` (`STOP`, `CONT`) to the swtpm process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.0.pid().expect("swtpm is running");
+        let st = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -{signal} {pid}");
+    }
+
     pub fn restart(&mut self) {
         self.0.restart().unwrap_or_else(|e| panic!("{e}"))
     }
