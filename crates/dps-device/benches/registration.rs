@@ -32,6 +32,9 @@ const SCOPE: &str = "0ne00000A0A";
 const CHILD: &str = "DPS_BENCH_EMULATOR";
 const CN: &str = "bench-device";
 
+/// A named registration to time.
+type Case<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
 fn main() {
     if let Some(ca) = std::env::var_os(CHILD) {
         emulator_child(Path::new(&ca));
@@ -92,14 +95,17 @@ fn main() {
     let raw = Raw {
         identity,
         roots,
-        runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
     };
 
     let lib = |client: &ProvisioningClient| {
         let a = client.register(&attestation, None).unwrap();
         assert_eq!(a.device_id, CN);
     };
-    let cases: [(&str, Box<dyn Fn()>); 4] = [
+    let cases: [Case<'_>; 4] = [
         ("library HTTPS", Box::new(|| lib(&https))),
         ("library MQTT", Box::new(|| lib(&mqtt))),
         ("raw HTTPS", Box::new(|| raw.https(&https_ep))),
@@ -256,7 +262,6 @@ fn emulator_child(ca: &Path) {
     )
     .unwrap();
     stdout.flush().unwrap();
-    drop(stdout);
     // Close our end so the parent's read_to_string returns.
     let _ = rustix::stdio::dup2_stdout(std::fs::File::open("/dev/null").unwrap());
     let mut rest = Vec::new();
@@ -293,7 +298,10 @@ impl Raw {
             .unwrap();
         let op = v["operationId"].as_str().unwrap();
         let v: Value = agent
-            .get(&format!("{base}/operations/{op}?api-version={}", dps_device::API_VERSION))
+            .get(&format!(
+                "{base}/operations/{op}?api-version={}",
+                dps_device::API_VERSION
+            ))
             .call()
             .unwrap()
             .into_json()
@@ -305,11 +313,16 @@ impl Raw {
         use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration};
         let (host, port) = endpoint.rsplit_once(':').unwrap();
         let mut o = MqttOptions::new(CN, host, port.parse().unwrap());
-        o.set_transport(rumqttc::Transport::tls_with_config(TlsConfiguration::Rustls(self.tls())))
-            .set_credentials(
-                format!("{SCOPE}/registrations/{CN}/api-version={}&ClientVersion=raw", dps_device::API_VERSION),
-                "",
-            );
+        o.set_transport(rumqttc::Transport::tls_with_config(TlsConfiguration::Rustls(
+            self.tls(),
+        )))
+        .set_credentials(
+            format!(
+                "{SCOPE}/registrations/{CN}/api-version={}&ClientVersion=raw",
+                dps_device::API_VERSION
+            ),
+            "",
+        );
         self.runtime.block_on(async {
             let (client, mut events) = AsyncClient::new(o, 8);
             let mut next = async || loop {
@@ -318,11 +331,19 @@ impl Raw {
                 }
             };
             while !matches!(next().await, Packet::ConnAck(_)) {}
-            client.subscribe("$dps/registrations/res/#", QoS::AtLeastOnce).await.unwrap();
+            client
+                .subscribe("$dps/registrations/res/#", QoS::AtLeastOnce)
+                .await
+                .unwrap();
             while !matches!(next().await, Packet::SubAck(_)) {}
             let body = json!({ "registrationId": CN }).to_string();
             client
-                .publish("$dps/registrations/PUT/iotdps-register/?$rid=1", QoS::AtMostOnce, false, body)
+                .publish(
+                    "$dps/registrations/PUT/iotdps-register/?$rid=1",
+                    QoS::AtMostOnce,
+                    false,
+                    body,
+                )
                 .await
                 .unwrap();
             let op = loop {

@@ -371,9 +371,7 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
         Attestation::SymmetricKey => {
             dps_device::Attestation::SymmetricKey(hsm_abi::registry::open_symmetric(&config)?.into())
         }
-        Attestation::Tpm => {
-            dps_device::Attestation::Tpm(Arc::new(Mutex::new(hsm_abi::registry::open_tpm(&config)?)))
-        }
+        Attestation::Tpm => dps_device::Attestation::Tpm(Arc::new(Mutex::new(hsm_abi::registry::open_tpm(&config)?))),
     };
     let client = dps_device::blocking::ProvisioningClient::new(
         &a.global_endpoint,

@@ -96,7 +96,14 @@ impl Env {
     /// `hsmctl provision --transport mqtt` against the emulator's MQTT listener.
     fn provision_mqtt(&self, config: &Path, extra: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-            .args(["provision", "--transport", "mqtt", "--id-scope", SCOPE, "--global-endpoint"])
+            .args([
+                "provision",
+                "--transport",
+                "mqtt",
+                "--id-scope",
+                SCOPE,
+                "--global-endpoint",
+            ])
             .arg(self.emulator.mqtt_endpoint())
             .arg("--trusted-ca")
             .arg(&self.server_ca)
@@ -537,7 +544,14 @@ fn tpm_over_mqtt_is_refused_before_connecting() {
         }
     });
     let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-        .args(["provision", "--transport", "mqtt", "--id-scope", SCOPE, "--global-endpoint"])
+        .args([
+            "provision",
+            "--transport",
+            "mqtt",
+            "--id-scope",
+            SCOPE,
+            "--global-endpoint",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--config")
         .arg(&cfg)
