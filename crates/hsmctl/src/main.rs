@@ -44,6 +44,7 @@ mod tpm_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -55,10 +56,14 @@ use zeroize::Zeroizing;
 pub enum CliError {
     #[error(transparent)]
     Core(#[from] hsm_core::Error),
-    #[error("the service answered {status}: {message}{}", error_code.map(|c| format!(" (errorCode {c})")).unwrap_or_default())]
+    #[error("{transport}: the service answered {status}: {message}{}{}",
+        error_code.map(|c| format!(" (errorCode {c})")).unwrap_or_default(),
+        tracking_id.as_ref().map(|t| format!(" (trackingId {t})")).unwrap_or_default())]
     Service {
+        transport: String,
         status: u16,
         error_code: Option<i64>,
+        tracking_id: Option<String>,
         message: String,
     },
     #[error("connection failed: {0}")]
@@ -138,9 +143,13 @@ struct ProvisionArgs {
     /// Registration id to ask for; default: the identity's (x509: the certificate's common name).
     #[arg(long)]
     registration_id: Option<String>,
-    /// DPS endpoint, host[:port].
+    /// DPS endpoint, host[:port], for the chosen transport: the port defaults to 443 (https) or
+    /// 8883 (mqtt).
     #[arg(long, default_value = "global.azure-devices-provisioning.net")]
     global_endpoint: String,
+    /// How to talk to DPS. TPM attestation is HTTPS only (as DPS requires).
+    #[arg(long, value_enum, default_value = "https")]
+    transport: dps::TransportArg,
     /// PEM file of the CA(s) to trust for the service; default: the Mozilla root store.
     #[arg(long)]
     trusted_ca: Option<PathBuf>,
@@ -350,72 +359,45 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
         .map(serde_json::from_str)
         .transpose()
         .map_err(|e| CliError::Usage(format!("--payload is not JSON: {e}")))?;
-    let timeout = Duration::from_secs(a.timeout);
-    let expiry = a
-        .sas_expiry
-        .unwrap_or_else(|| sas::expiry_in(Duration::from_secs(a.sas_ttl)));
-
-    if let Attestation::Tpm = attestation {
-        let mut tpm = hsm_abi::registry::open_tpm(&config)?;
-        let registration_id = match &a.registration_id {
-            Some(r) => r.clone(),
-            None => hsm_tpm::registration_id(&tpm.endorsement_key()?),
-        };
-        let client = dps::DpsClient::new(
-            &a.global_endpoint,
-            &a.id_scope,
-            roots,
-            &dps::Credential::Token(String::new()),
-            timeout,
-        )?;
-        let result = client.register_tpm(&registration_id, tpm.as_mut(), expiry, payload)?;
-        return report(&result, a.json);
-    }
-    let (x509, symm);
-    let (credential, registration_id) = match attestation {
-        Attestation::X509 => {
-            x509 = hsm_abi::registry::open_x509(&config)?;
-            let id = x509.common_name()?;
-            (dps::Credential::X509(x509.as_ref()), id)
-        }
-        Attestation::SymmetricKey => {
-            symm = hsm_abi::registry::open_symmetric(&config)?;
-            let id = symm.registration_id()?;
-            (
-                dps::Credential::Sas {
-                    identity: symm.as_ref(),
-                    expiry,
-                },
-                id,
-            )
-        }
-        Attestation::Tpm => return Err(CliError::Usage("TPM attestation is handled above".into())),
+    let options = dps_device::Options {
+        timeout: Duration::from_secs(a.timeout),
+        sas_ttl: Duration::from_secs(a.sas_ttl),
+        sas_expiry: a.sas_expiry,
+        user_agent: concat!("hsmctl/", env!("CARGO_PKG_VERSION")).to_string(),
+        ..dps_device::Options::default()
     };
-    let registration_id = a.registration_id.clone().unwrap_or(registration_id);
-    let client = dps::DpsClient::new(&a.global_endpoint, &a.id_scope, roots, &credential, timeout)?;
-    let result = client.register(&registration_id, &credential, payload)?;
-    report(&result, a.json)
+    let identity = match attestation {
+        Attestation::X509 => dps_device::Attestation::X509(hsm_abi::registry::open_x509(&config)?.into()),
+        Attestation::SymmetricKey => {
+            dps_device::Attestation::SymmetricKey(hsm_abi::registry::open_symmetric(&config)?.into())
+        }
+        Attestation::Tpm => dps_device::Attestation::Tpm(Arc::new(Mutex::new(hsm_abi::registry::open_tpm(&config)?))),
+    };
+    let client = dps_device::blocking::ProvisioningClient::new(
+        &a.global_endpoint,
+        &a.id_scope,
+        a.transport.into(),
+        roots,
+        options,
+    )
+    .map_err(|e| dps::cli_error(e, a.timeout))?;
+    let assignment = client
+        .register_as(&identity, a.registration_id.as_deref(), payload)
+        .map_err(|e| dps::cli_error(e, a.timeout))?;
+    report(&assignment, a.json);
+    Ok(())
 }
 
-fn report(result: &dps::Assignment, json: bool) -> Result<(), CliError> {
+fn report(result: &dps_device::Assignment, json: bool) {
     // Everything here comes from the service: made safe for a terminal.
     if json {
-        outln!("{}", dps::json_for_terminal(&result.state));
+        outln!("{}", dps::json_for_terminal(&result.raw));
     } else {
-        let show = |v: Option<&str>| v.map_or_else(|| "-".to_string(), dps::shown);
         outln!("registration id: {}", dps::shown(&result.registration_id));
         outln!("status: {}", dps::shown(&result.status));
-        outln!("assigned hub: {}", show(result.assigned_hub.as_deref()));
-        outln!("device id: {}", show(result.device_id.as_deref()));
+        outln!("assigned hub: {}", dps::shown(&result.assigned_hub));
+        outln!("device id: {}", dps::shown(&result.device_id));
     }
-    if result.status != "assigned" {
-        return Err(CliError::Protocol(format!(
-            "registration ended with status {}: {}",
-            dps::shown(&format!("{:?}", result.status)),
-            dps::shown(&result.state.to_string())
-        )));
-    }
-    Ok(())
 }
 
 /// Sign a SAS token with a key given as text or file, or with a configured identity.

@@ -187,7 +187,7 @@ fn a_redirect_to_plain_http_is_not_followed() {
     let (out, _) = server.provision(20);
     failed(
         &out,
-        &["302", &format!("http://127.0.0.1:{plain_port}/forged"), "no redirect"],
+        &["302", &format!("http://127.0.0.1:{plain_port}/forged"), "not followed"],
     );
     assert_eq!(visits.load(Ordering::SeqCst), 0, "the plain HTTP server was visited");
 }
@@ -207,7 +207,7 @@ fn a_huge_body_is_refused_after_64_kib() {
         let _ = tls.flush();
     });
     let (out, _) = server.provision(20);
-    failed(&out, &["202", "exceeds 64 KiB"]);
+    failed(&out, &["exceeds 65536 bytes"]);
 
     // With a Content-Length: refused before reading.
     let server = hostile(|_, tls| {
@@ -215,7 +215,7 @@ fn a_huge_body_is_refused_after_64_kib() {
         let _ = tls.write_all(&vec![b'a'; 1024 * 1024]);
     });
     let (out, _) = server.provision(20);
-    failed(&out, &["400", "exceeds 64 KiB"]);
+    failed(&out, &["exceeds 65536 bytes"]);
 }
 
 #[test]
@@ -254,14 +254,14 @@ fn garbage_and_escape_sequences_are_shown_sanitized_and_truncated() {
     let body = format!("\x1b[2J\x1b]0;pwned\x07\u{9b}31m{}", "x".repeat(4096));
     let server = hostile(move |_, tls| answer(tls, "202 Accepted", "", body.as_bytes()));
     let (out, _) = server.provision(20);
-    let stderr = failed(&out, &["not JSON", "\\u{1b}[2J", "more characters"]);
+    let stderr = failed(&out, &["202", "not a JSON object", "[2J", "more characters"]);
     assert!(!stderr.contains("pwned\u{7}"));
 
     // A service message in JSON, with escapes.
     let message = serde_json::json!({"errorCode": 401002, "message": format!("\x1b[31mdenied{}", "y".repeat(4096))});
     let server = hostile(move |_, tls| answer(tls, "401 Unauthorized", "", message.to_string().as_bytes()));
     let (out, _) = server.provision(20);
-    failed(&out, &["401", "\\u{1b}[31mdenied", "more characters"]);
+    failed(&out, &["401", "[31mdenied", "more characters"]);
 
     // Not HTTP at all.
     let server = hostile(|_, tls| {

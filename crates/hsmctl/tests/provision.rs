@@ -92,6 +92,29 @@ impl Env {
     }
 }
 
+impl Env {
+    /// `hsmctl provision --transport mqtt` against the emulator's MQTT listener.
+    fn provision_mqtt(&self, config: &Path, extra: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+            .args([
+                "provision",
+                "--transport",
+                "mqtt",
+                "--id-scope",
+                SCOPE,
+                "--global-endpoint",
+            ])
+            .arg(self.emulator.mqtt_endpoint())
+            .arg("--trusted-ca")
+            .arg(&self.server_ca)
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
 fn ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -139,6 +162,44 @@ fn x509_cn_mismatch_is_refused() {
         &e.provision(&cfg, &["--registration-id", "someone-else"]),
         "does not match",
     );
+}
+
+#[test]
+fn x509_over_mqtt_is_assigned() {
+    let e = env();
+    let cfg = x509_device(e.dir.path(), "dev", &e.root, "device-x509-mqtt");
+    let out = ok(&e.provision_mqtt(&cfg, &[]));
+    assert!(out.contains("registration id: device-x509-mqtt"), "{out}");
+    assert!(out.contains(&format!("assigned hub: {HUB}")), "{out}");
+    assert!(out.contains("device id: device-x509-mqtt"), "{out}");
+}
+
+#[test]
+fn symmetric_group_over_mqtt_is_assigned_with_payload() {
+    let e = env();
+    let cfg = symm_device(
+        e.dir.path(),
+        "grp",
+        &format!("registration_id = \"device-0002\"\ngroup_key = \"{GROUP_KEY}\""),
+    );
+    let out = ok(&e.provision_mqtt(&cfg, &["--json", "--payload", r#"{"modelId":"dtmi:test;1"}"#]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["deviceId"], "device-0002");
+    assert_eq!(v["assignedHub"], HUB);
+}
+
+#[test]
+fn symmetric_wrong_key_over_mqtt_is_refused_at_connect() {
+    let e = env();
+    let cfg = symm_device(
+        e.dir.path(),
+        "bad",
+        "registration_id = \"device-sym\"\nsymmetric_key = \"d3Jvbmcta2V5LXdyb25nLWtleQ==\"",
+    );
+    let out = e.provision_mqtt(&cfg, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("MQTT") && stderr.contains("CONNACK"), "{stderr}");
 }
 
 #[test]
@@ -458,4 +519,49 @@ fn tpm_attestation_is_assigned() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("401"), "{stderr}");
+}
+
+/// DPS takes TPM attestation over HTTPS only: `--transport mqtt` with a TPM identity is refused, naming the
+/// transport, before any connection to the service (a listener counts the attempts).
+#[cfg(feature = "tpm")]
+#[test]
+fn tpm_over_mqtt_is_refused_before_connecting() {
+    use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let tpm = hsm_tpm::testing::Swtpm::start().unwrap();
+    let cfg = dir.path().join("tpm.toml");
+    std::fs::write(&cfg, format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{}\"\n", tpm.tcti())).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    std::thread::spawn(move || {
+        for _ in listener.incoming() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+        .args([
+            "provision",
+            "--transport",
+            "mqtt",
+            "--id-scope",
+            SCOPE,
+            "--global-endpoint",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stderr.contains("TPM") && stderr.contains("MQTT") && stderr.contains("HTTPS only"),
+        "{stderr}"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "connected to the service");
 }
