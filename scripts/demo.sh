@@ -128,12 +128,14 @@ group_key = "$group_key"
 TOML
 
 echo "== starting the DPS emulator"
-"$bin/dps-emulator" --config emulator.toml --port 0 --server-ca-out server-ca.pem > emulator.out 2> emulator.log &
+"$bin/dps-emulator" --config emulator.toml --port 0 --mqtt-port 0 --mqtt-port-out mqtt.endpoint \
+    --server-ca-out server-ca.pem > emulator.out 2> emulator.log &
 emu_pid=$!
 for _ in $(seq 100); do grep -q '^listening on ' emulator.out 2>/dev/null && break; sleep 0.1; done
 endpoint=$(sed -n 's/^listening on //p' emulator.out)
 [ -n "$endpoint" ] || { echo "the emulator did not start:"; cat emulator.log; exit 1; }
-echo "emulator at $endpoint"
+mqtt_endpoint=$(cat mqtt.endpoint)
+echo "emulator at $endpoint (HTTPS and MQTT over WebSockets), $mqtt_endpoint (MQTT)"
 
 provision() {
     local title=$1; shift
@@ -149,6 +151,15 @@ provision "TPM attestation on swtpm" --config tpm.toml
 provision "symmetric key, individual enrollment" --config symm.toml
 echo "(derived device key: $("$bin/hsmctl" derive-key --group-key "$group_key" --registration-id demo-group-device-7))"
 provision "symmetric key, group enrollment" --config group.toml
+
+echo
+echo "== provision over MQTT: x509, key inside the SoftHSM2 token"
+"$bin/hsmctl" provision --id-scope "$scope" --transport mqtt --global-endpoint "$mqtt_endpoint" \
+    --trusted-ca server-ca.pem --config pkcs11.toml
+echo
+echo "== provision over MQTT over WebSockets: symmetric key, individual enrollment"
+"$bin/hsmctl" provision --id-scope "$scope" --transport mqtt-ws --global-endpoint "$endpoint" \
+    --trusted-ca server-ca.pem --config symm.toml
 
 echo
 echo "== demo complete"

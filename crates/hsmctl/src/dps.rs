@@ -15,6 +15,9 @@ pub enum TransportArg {
     Https,
     /// MQTT 3.1.1 over TLS (port 8883 unless the endpoint names one); x509 and symmetric key.
     Mqtt,
+    /// MQTT over WebSockets (port 443 unless the endpoint names one, path `/$iothub/websocket`);
+    /// x509 and symmetric key.
+    MqttWs,
 }
 
 impl From<TransportArg> for dps_device::Transport {
@@ -22,6 +25,7 @@ impl From<TransportArg> for dps_device::Transport {
         match t {
             TransportArg::Https => dps_device::Transport::Https,
             TransportArg::Mqtt => dps_device::Transport::Mqtt,
+            TransportArg::MqttWs => dps_device::Transport::MqttWs,
         }
     }
 }

@@ -150,6 +150,10 @@ struct ProvisionArgs {
     /// How to talk to DPS. TPM attestation is HTTPS only (as DPS requires).
     #[arg(long, value_enum, default_value = "https")]
     transport: dps::TransportArg,
+    /// An HTTP proxy reached with CONNECT, `http://[user:password@]host[:port]` (https and
+    /// mqtt-ws only, as in the C SDK).
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
     /// PEM file of the CA(s) to trust for the service; default: the Mozilla root store.
     #[arg(long)]
     trusted_ca: Option<PathBuf>,
@@ -359,11 +363,18 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
         .map(serde_json::from_str)
         .transpose()
         .map_err(|e| CliError::Usage(format!("--payload is not JSON: {e}")))?;
+    let proxy = a
+        .proxy
+        .as_deref()
+        .map(url::Url::parse)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--proxy is not a URL (http://host:port): {e}")))?;
     let options = dps_device::Options {
         timeout: Duration::from_secs(a.timeout),
         sas_ttl: Duration::from_secs(a.sas_ttl),
         sas_expiry: a.sas_expiry,
         user_agent: concat!("hsmctl/", env!("CARGO_PKG_VERSION")).to_string(),
+        proxy,
         ..dps_device::Options::default()
     };
     let identity = match attestation {

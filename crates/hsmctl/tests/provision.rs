@@ -174,6 +174,32 @@ fn x509_over_mqtt_is_assigned() {
     assert!(out.contains("device id: device-x509-mqtt"), "{out}");
 }
 
+/// MQTT over WebSockets: on the emulator's HTTPS port, path `/$iothub/websocket`.
+#[test]
+fn x509_over_mqtt_ws_is_assigned() {
+    let e = env();
+    let cfg = x509_device(e.dir.path(), "dev", &e.root, "device-x509-ws");
+    let out = ok(&e.provision(&cfg, &["--transport", "mqtt-ws"]));
+    assert!(out.contains("registration id: device-x509-ws"), "{out}");
+    assert!(out.contains(&format!("assigned hub: {HUB}")), "{out}");
+}
+
+/// A proxy on plain MQTT is refused before connecting (as in the C SDK: HTTPS and MQTT over
+/// WebSockets only); a proxy URL that does not parse is a usage error.
+#[test]
+fn proxy_on_plain_mqtt_and_a_bad_proxy_url_are_refused() {
+    let e = env();
+    let cfg = x509_device(e.dir.path(), "dev", &e.root, "device-x509-proxy");
+    let out = e.provision_mqtt(&cfg, &["--proxy", "http://127.0.0.1:9"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.to_lowercase().contains("proxy"), "{err}");
+    let out = e.provision(&cfg, &["--proxy", "not a url"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--proxy"), "{err}");
+}
+
 #[test]
 fn symmetric_group_over_mqtt_is_assigned_with_payload() {
     let e = env();
