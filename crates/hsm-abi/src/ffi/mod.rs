@@ -34,6 +34,15 @@ mod malloc;
 mod ptr;
 pub mod sdk;
 pub mod signer;
+mod signer_exports;
+pub(crate) mod signer_types;
 mod tlsio;
 #[cfg(feature = "vendor")]
 pub mod vendor;
+// In this order, not sorted: cbindgen writes the exports in the order of the modules, and
+// include/hsm_abi.h lists the registration before the built-in table.
+#[cfg(feature = "vendor")]
+mod vendor_exports;
+
+#[cfg(feature = "vendor")]
+mod vendor_builtin;
