@@ -3,7 +3,7 @@
 //! Rules kept by every export:
 //! - the body runs inside [`ffi_boundary!`]: a panic never crosses into C, the function
 //!   returns a fallback chosen by its return type (`int`: [`errors::HSM_ABI_ERR_PANIC`],
-//!   pointer: NULL, `void`: nothing, `size_t`: 0);
+//!   pointer: NULL, `void`: nothing, `size_t` and `unsigned long`: 0);
 //! - pointers from C go through the helpers of `ptr`, which turn NULL and invalid UTF-8 into
 //!   errors; output parameters are written only on success (documented exceptions: the
 //!   "needed size" of a too-small buffer);
