@@ -106,7 +106,7 @@ fn module_path_in_configuration_and_uri() {
     std::fs::write(f.hsm.path().join("other-module.so"), b"").unwrap();
     let x509 = |module_path: &str| {
         x509_config(
-            &f,
+            f,
             &format!(
                 "[x509]\nbackend = \"pkcs11\"\nkey = \"{key}\"\ncertificate_file = \"modpath-leaf.pem\"\nmodule_path = \"{module_path}\"\n"
             ),

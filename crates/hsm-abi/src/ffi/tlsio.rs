@@ -42,7 +42,7 @@ pub type CONCRETE_IO_HANDLE = *mut c_void;
 #[cfg(not(tlsio_sdk_xio))]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // every value the C ABI defines, used or not
+#[allow(dead_code, clippy::enum_variant_names)] // every value the C ABI defines, used or not, with its SDK name
 pub enum IO_OPEN_RESULT {
     IO_OPEN_RESULT_INVALID = 0,
     IO_OPEN_OK = 1,
@@ -55,7 +55,7 @@ pub enum IO_OPEN_RESULT {
 #[cfg(not(tlsio_sdk_xio))]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // every value the C ABI defines, used or not
+#[allow(dead_code, clippy::enum_variant_names)] // every value the C ABI defines, used or not, with its SDK name
 pub enum IO_SEND_RESULT {
     IO_SEND_RESULT_INVALID = 0,
     IO_SEND_OK = 1,
