@@ -78,12 +78,12 @@
 #define HSM_ABI_ERR_STRUCT_SIZE 12
 
 /*
- A PKCS#11 module returned an error (the CK_RV is in the last error message).
+ A PKCS#11 module returned an error (its CK_RV: `hsm_abi_last_error_rv`).
  */
 #define HSM_ABI_ERR_PKCS11 100
 
 /*
- A TPM returned an error (the TPM response code is in the last error message).
+ A TPM returned an error (its response code: `hsm_abi_last_error_rv`).
  */
 #define HSM_ABI_ERR_TPM 200
 
@@ -98,7 +98,7 @@
 #define HSM_ABI_ERR_TLS 400
 
 /*
- A vendor backend returned an error (its code is in the last error message).
+ A vendor backend returned an error (its code: `hsm_abi_last_error_rv`).
  */
 #define HSM_ABI_ERR_VENDOR 500
 
@@ -398,6 +398,25 @@ const char *hsm_abi_error_string(int code);
  `buf` must be NULL or point to `len` writable bytes.
  */
 size_t hsm_abi_last_error(char *buf, size_t len);
+
+/*
+ Where this thread's last failure came from, when a device returned an error code:
+ `HSM_ABI_ERR_PKCS11`, `HSM_ABI_ERR_TPM`, `HSM_ABI_ERR_DICE`, `HSM_ABI_ERR_TLS` or
+ `HSM_ABI_ERR_VENDOR` (the first code of the range the failing call returned). `HSM_ABI_OK`
+ when the last failure did not come from a device (a bad argument, the configuration, a
+ file, ...) or nothing failed yet on this thread. Like `hsm_abi_last_error`, it describes the
+ last failure on this thread until the next one; a successful call does not reset it.
+ */
+int hsm_abi_last_error_origin(void);
+
+/*
+ The device's own return code of this thread's last failure, to act on the cause: for
+ `HSM_ABI_ERR_PKCS11` the module's CK_RV (e.g. `CKR_PIN_INCORRECT` 0xA0, `CKR_TOKEN_NOT_PRESENT`
+ 0xE0 when no token matches, `CKR_DEVICE_REMOVED` 0x32), for `HSM_ABI_ERR_TPM` the TPM 2.0
+ response code (TPM2_RC), for `HSM_ABI_ERR_VENDOR` the vendor's `int` code as a 32-bit
+ unsigned value. 0 when `hsm_abi_last_error_origin()` is `HSM_ABI_OK`.
+ */
+unsigned long hsm_abi_last_error_rv(void);
 
 /*
  The version as a static string "MAJOR.MINOR.PATCH"; never free it.

@@ -75,6 +75,8 @@ int main(int argc, char** argv)
     CHECK(tpm->hsm_client_get_ek(NULL, &bytes, &len) == HSM_ABI_ERR_INVALID_ARGUMENT);
     CHECK(tpm->hsm_client_get_srk(NULL, &bytes, &len) == HSM_ABI_ERR_INVALID_ARGUMENT);
     CHECK(tpm->hsm_client_activate_identity_key(NULL, data, sizeof data) == HSM_ABI_ERR_INVALID_ARGUMENT);
+    /* Not a device's failure: no device origin, no device return code. */
+    CHECK(hsm_abi_last_error_origin() == HSM_ABI_OK && hsm_abi_last_error_rv() == 0);
     CHECK(tpm->hsm_client_sign_with_identity(NULL, data, sizeof data, &bytes, &len) ==
           HSM_ABI_ERR_INVALID_ARGUMENT);
     CHECK(tpm->hsm_client_sign_with_identity(NULL, NULL, 4, NULL, NULL) == HSM_ABI_ERR_INVALID_ARGUMENT);

@@ -150,37 +150,7 @@ impl Trust {
     }
 
     fn check_sas(&self, registration_id: &str, header: &str) -> Result<Admitted, Denied> {
-        let token = SasToken::parse(header).map_err(|e| Denied(format!("malformed SAS token: {e}")))?;
-        if token.key_name.as_deref() != Some("registration") {
-            return Err(Denied(format!(
-                "SAS token key name (skn) must be 'registration', found {}",
-                token
-                    .key_name
-                    .as_deref()
-                    .map_or("none".to_string(), |k| format!("'{k}'"))
-            )));
-        }
-        let resource = url_decode(&token.resource)
-            .map_err(|e| Denied(format!("SAS token resource (sr) is not valid URL encoding: {e}")))?;
-        let expected = dps_resource(&self.id_scope, registration_id);
-        if !resource.eq_ignore_ascii_case(&expected) {
-            return Err(Denied(format!(
-                "SAS token resource (sr) '{}' does not match '{}'",
-                token.resource,
-                url_encode(&expected)
-            )));
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        if token.expiry <= now {
-            return Err(Denied(format!(
-                "SAS token expired at {} (se={}, now {now})",
-                crate::service::rfc3339_from_unix(token.expiry),
-                token.expiry
-            )));
-        }
+        let token = check_sas_claims(&self.id_scope, registration_id, header).map_err(Denied)?;
         if let Some(keys) = self.symmetric_individual.get(registration_id) {
             return match keys.keys().any(|k| verify_b64(&token, k)) {
                 true => Ok(Admitted::SymmetricIndividual),
@@ -260,6 +230,44 @@ impl Trust {
             names(&self.x509_groups)
         )))
     }
+}
+
+/// Parse a SAS token from a registration request and check its claims (key name
+/// `registration`, resource `{scope}/registrations/{id}`, not expired); the signature is for
+/// the caller to verify against the key it trusts. Shared by the symmetric-key and TPM paths.
+pub(crate) fn check_sas_claims(id_scope: &str, registration_id: &str, header: &str) -> Result<SasToken, String> {
+    let token = SasToken::parse(header).map_err(|e| format!("malformed SAS token: {e}"))?;
+    if token.key_name.as_deref() != Some("registration") {
+        return Err(format!(
+            "SAS token key name (skn) must be 'registration', found {}",
+            token
+                .key_name
+                .as_deref()
+                .map_or("none".to_string(), |k| format!("'{k}'"))
+        ));
+    }
+    let resource =
+        url_decode(&token.resource).map_err(|e| format!("SAS token resource (sr) is not valid URL encoding: {e}"))?;
+    let expected = dps_resource(id_scope, registration_id);
+    if !resource.eq_ignore_ascii_case(&expected) {
+        return Err(format!(
+            "SAS token resource (sr) '{}' does not match '{}'",
+            token.resource,
+            url_encode(&expected)
+        ));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if token.expiry <= now {
+        return Err(format!(
+            "SAS token expired at {} (se={}, now {now})",
+            crate::service::rfc3339_from_unix(token.expiry),
+            token.expiry
+        ));
+    }
+    Ok(token)
 }
 
 fn names<T>(items: &[(String, T)]) -> String {

@@ -118,12 +118,12 @@ impl EmulatorConfig {
     pub fn from_file(path: &Path) -> Result<Self, Error> {
         let op = "reading the emulator configuration";
         let text = hsm_core::fs::read_bounded_string(op, path, hsm_core::fs::CONFIG_MAX).map_err(|e| match e {
-            hsm_core::Error::Io { op, path, source } => Error::Io { op, path, source },
-            other => Error::Io {
+            io @ hsm_core::Error::Io { .. } => Error::Core(io),
+            other => Error::Core(hsm_core::Error::Io {
                 op,
                 path: path.to_path_buf(),
                 source: std::io::Error::other(other.to_string()),
-            },
+            }),
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         parse(&text, base, &path.display().to_string())

@@ -1,26 +1,14 @@
-use std::path::PathBuf;
-
 /// Every error of the emulator: configuration, files, sockets and TLS set-up.
 ///
 /// Errors that a device's request causes are not here: they become HTTP responses.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The configuration is wrong: names the source (file), the key and what was expected.
-    #[error("configuration {source_name}: {key}: {message}")]
-    Config {
-        source_name: String,
-        key: String,
-        message: String,
-    },
-    /// A file could not be read or written.
-    #[error("{op}: {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The configuration is wrong (names the source file, the key and what was expected) or a
+    /// file could not be read: the core's `Config` and `Io` errors, one definition for the
+    /// library and the emulator.
+    #[error(transparent)]
+    Core(#[from] hsm_core::Error),
     /// The listening socket could not be set up.
     #[error("{op} 127.0.0.1:{port}: {source}")]
     Socket {
@@ -43,10 +31,6 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn config(source_name: impl Into<String>, key: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config {
-            source_name: source_name.into(),
-            key: key.into(),
-            message: message.into(),
-        }
+        Error::Core(hsm_core::Error::config(source_name, key, message))
     }
 }

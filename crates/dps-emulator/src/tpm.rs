@@ -11,10 +11,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use hsm_core::sas::{SasToken, dps_resource, url_decode, url_encode};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -131,27 +129,7 @@ impl TpmAttestation {
 
     /// Verify a SAS token against the key issued to `registration_id`.
     pub(crate) fn verify(&self, registration_id: &str, header: &str) -> Result<(), String> {
-        let token = SasToken::parse(header).map_err(|e| format!("malformed SAS token: {e}"))?;
-        if token.key_name.as_deref() != Some("registration") {
-            return Err("SAS token key name (skn) must be 'registration'".to_string());
-        }
-        let resource =
-            url_decode(&token.resource).map_err(|e| format!("SAS token resource (sr) is not URL encoded: {e}"))?;
-        let expected = dps_resource(&self.id_scope, registration_id);
-        if !resource.eq_ignore_ascii_case(&expected) {
-            return Err(format!(
-                "SAS token resource (sr) '{}' does not match '{}'",
-                token.resource,
-                url_encode(&expected)
-            ));
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        if token.expiry <= now {
-            return Err(format!("SAS token expired (se={}, now {now})", token.expiry));
-        }
+        let token = crate::auth::check_sas_claims(&self.id_scope, registration_id, header)?;
         let issued = self.issued();
         let entry = issued.get(registration_id).ok_or_else(|| {
             format!("no authenticationKey was issued to '{registration_id}': register without a token first")

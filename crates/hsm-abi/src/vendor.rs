@@ -31,7 +31,9 @@ use hsm_core::{
 use rustls_pki_types::CertificateDer;
 use zeroize::Zeroizing;
 
-use crate::ffi::signer::{HSM_ABI_KEY_ALGORITHM_EC, HSM_ABI_KEY_ALGORITHM_RSA, HSM_ABI_KEY_INFO, HSM_ABI_MAX_SCHEMES};
+use crate::ffi::signer_types::{
+    HSM_ABI_KEY_ALGORITHM_EC, HSM_ABI_KEY_ALGORITHM_RSA, HSM_ABI_KEY_INFO, HSM_ABI_MAX_SCHEMES,
+};
 pub use crate::ffi::vendor::{BytesField, Capabilities, HSM_ABI_VENDOR_ENTRY_POINT, Probe, RawIdentity, VendorTable};
 
 /// Where a vendor table comes from.
@@ -171,6 +173,18 @@ pub fn open_signer(rest: &str) -> Result<Arc<dyn SigningKey>> {
 }
 
 // ---- key checks ----
+
+impl RawIdentity {
+    /// The key description, validated.
+    pub fn key_info(&self) -> Result<HSM_ABI_KEY_INFO> {
+        let (rc, info) = self.probe_key_info(size_of::<HSM_ABI_KEY_INFO>() as u32);
+        if rc != crate::ffi::errors::HSM_ABI_OK {
+            return Err(self.table().error("key_info", rc));
+        }
+        validate_key_info(self.table().name(), &info)?;
+        Ok(info)
+    }
+}
 
 /// Check a key description from a vendor: known algorithm and size, 1..=8 known schemes that
 /// belong to the algorithm, a plausible maximum signature size.

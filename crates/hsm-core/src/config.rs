@@ -164,6 +164,27 @@ impl Section {
         Error::config(&self.source, format!("{}.{key}", self.name), message)
     }
 
+    /// An error that opening what `key` of this section names ran into. A device's error stays a
+    /// device error, its origin and return code kept (C callers act on them through
+    /// `hsm_abi_last_error_rv`), with this key named in its operation; any other error becomes a
+    /// configuration error about `key`, as [`Section::error`] makes.
+    pub fn context(&self, key: &str, e: Error) -> Error {
+        match e {
+            Error::Device {
+                origin,
+                op,
+                rv,
+                message,
+            } => Error::Device {
+                origin,
+                op: format!("configuration {}: {}.{key}: {op}", self.source, self.name),
+                rv,
+                message,
+            },
+            other => self.error(key, other.to_string()),
+        }
+    }
+
     /// Resolve a path relative to the configuration file.
     pub fn path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {

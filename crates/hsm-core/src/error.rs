@@ -1,8 +1,11 @@
 use std::path::PathBuf;
 
 /// Where a device error came from; used to map errors onto stable C code ranges.
+///
+/// Not `#[non_exhaustive]`, like [`Error`]: every crate that matches on them is in this
+/// workspace, and an exhaustive match is what makes a new variant a compile error in the C
+/// mapping (`hsm-abi`'s `ffi/errors.rs`) instead of a silent `HSM_ABI_ERR_INTERNAL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Origin {
     Pkcs11,
     Tpm,
@@ -27,8 +30,10 @@ impl std::fmt::Display for Origin {
 ///
 /// Our own bugs ([`Error::Internal`]) and the device's errors ([`Error::Device`]) are
 /// different variants; each carries the operation and the object it was about.
+///
+/// Not `#[non_exhaustive]` (see [`Origin`]): adding a variant must fail to compile wherever
+/// errors are mapped, in particular onto the stable C codes.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// The configuration is missing, unreadable or wrong: names the source, the key and
     /// what was expected.

@@ -46,7 +46,7 @@ impl Pkcs11Symmetric {
             return Err(section.error("registration_id", "must not be empty"));
         }
         let uri = configured_uri(section, "key", &p.key, p.module_path.as_deref(), p.pin_file.as_deref())?;
-        let key = Pkcs11Secret::open(&uri).map_err(|e| section.error("key", e.to_string()))?;
+        let key = Pkcs11Secret::open(&uri).map_err(|e| section.context("key", e))?;
         Ok(Pkcs11Symmetric {
             registration_id: p.registration_id,
             key,

@@ -106,7 +106,7 @@ impl Pkcs11X509 {
         }
         let key_uri = configured_uri(section, "key", &p.key, p.module_path.as_deref(), p.pin_file.as_deref())?;
         let key_uri = private_key_uri(&key_uri).map_err(|e| section.error("key", e.to_string()))?;
-        let token = Token::open(&key_uri, None).map_err(|e| section.error("key", e.to_string()))?;
+        let token = Token::open(&key_uri, None).map_err(|e| section.context("key", e))?;
         let chain = match (&p.certificate, &p.certificate_file) {
             (_, Some(file)) => {
                 let path = section.path(file);
@@ -160,7 +160,7 @@ impl Pkcs11X509 {
                 })?]
             }
         };
-        Self::new(token, &key_uri, chain).map_err(|e| section.error("key", e.to_string()))
+        Self::new(token, &key_uri, chain).map_err(|e| section.context("key", e))
     }
 
     /// An identity from a token key and a chain (leaf first); the leaf must match the key.

@@ -52,8 +52,11 @@ mod raw;
 pub mod service;
 #[cfg(feature = "device")]
 mod templates;
+// Without `device` only the service side uses it (the raw commands are gone).
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg_attr(not(feature = "device"), allow(dead_code))]
+mod tpm2;
 #[cfg(feature = "device")]
 mod x509;
 

@@ -11,15 +11,11 @@ use std::time::Duration;
 
 use hsm_core::{Error, Origin, Result};
 
-const TPM_ST_NO_SESSIONS: u16 = 0x8001;
-const TPM_ST_SESSIONS: u16 = 0x8002;
-const TPM_CC_HMAC_START: u32 = 0x0000_015b;
-const TPM_CC_SEQUENCE_UPDATE: u32 = 0x0000_015c;
-const TPM_CC_SEQUENCE_COMPLETE: u32 = 0x0000_013e;
-const TPM_CC_FLUSH_CONTEXT: u32 = 0x0000_0165;
-const TPM_RS_PW: u32 = 0x4000_0009;
-const TPM_RH_NULL: u32 = 0x4000_0007;
-const TPM_ALG_SHA256: u16 = 0x000b;
+use crate::tpm2::{
+    TPM_ALG_SHA256, TPM_CC_FLUSH_CONTEXT, TPM_CC_HMAC_START, TPM_CC_SEQUENCE_COMPLETE, TPM_CC_SEQUENCE_UPDATE,
+    TPM_RH_NULL, TPM_RS_PW, TPM_ST_NO_SESSIONS, TPM_ST_SESSIONS,
+};
+
 const MAX_RESPONSE: usize = 4096;
 
 enum Transport {

@@ -21,14 +21,9 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::blob::ActivationBlob;
-
-const TPM_ALG_RSA: u16 = 0x0001;
-const TPM_ALG_KEYEDHASH: u16 = 0x0008;
-const TPM_ALG_SHA256: u16 = 0x000b;
-const TPM_ALG_AES: u16 = 0x0006;
-const TPM_ALG_CFB: u16 = 0x0043;
-const TPM_ALG_NULL: u16 = 0x0010;
-const TPM_ALG_HMAC: u16 = 0x0005;
+use crate::tpm2::{
+    TPM_ALG_AES, TPM_ALG_CFB, TPM_ALG_HMAC, TPM_ALG_KEYEDHASH, TPM_ALG_NULL, TPM_ALG_RSA, TPM_ALG_SHA256,
+};
 
 /// Attributes of the identity key: userWithAuth | noDA | sign (duplicable: no fixedTPM/fixedParent).
 const IDENTITY_KEY_ATTRIBUTES: u32 = 0x0000_0040 | 0x0000_0400 | 0x0004_0000;

@@ -1,7 +1,7 @@
 //! Support of [`ffi_boundary!`]: fallback values, panic recording and logging set-up.
 
 use std::any::Any;
-use std::ffi::c_int;
+use std::ffi::{c_int, c_ulong};
 use std::sync::Once;
 
 use super::errors::{self, AbiError};
@@ -34,6 +34,12 @@ impl Fallback for () {
 }
 
 impl Fallback for usize {
+    fn fallback() -> Self {
+        0
+    }
+}
+
+impl Fallback for c_ulong {
     fn fallback() -> Self {
         0
     }

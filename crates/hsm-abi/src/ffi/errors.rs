@@ -4,9 +4,14 @@
 //! parsing, unsupported operations, internal errors); 100..=199 PKCS#11; 200..=299 TPM;
 //! 300..=399 DICE; 400..=499 TLS; 500..=599 vendor backends. Codes are never renumbered;
 //! new ones are appended in their range.
+//!
+//! A device error also keeps the device's own return code, for C callers that act on it
+//! (`hsm_abi_last_error_origin`, `hsm_abi_last_error_rv`). The mapping from errors to codes is
+//! an exhaustive match: `hsm_core::Error` and `hsm_core::Origin` are not `#[non_exhaustive]`,
+//! so a new variant does not compile until it has its code here.
 
 use std::cell::RefCell;
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::{CStr, c_char, c_int, c_ulong};
 
 use hsm_core::{Error, Origin};
 
@@ -38,15 +43,15 @@ pub const HSM_ABI_ERR_BUFFER_TOO_SMALL: c_int = 10;
 pub const HSM_ABI_ERR_OUT_OF_MEMORY: c_int = 11;
 /// A versioned structure's `struct_size` is smaller than this version of the library needs.
 pub const HSM_ABI_ERR_STRUCT_SIZE: c_int = 12;
-/// A PKCS#11 module returned an error (the CK_RV is in the last error message).
+/// A PKCS#11 module returned an error (its CK_RV: `hsm_abi_last_error_rv`).
 pub const HSM_ABI_ERR_PKCS11: c_int = 100;
-/// A TPM returned an error (the TPM response code is in the last error message).
+/// A TPM returned an error (its response code: `hsm_abi_last_error_rv`).
 pub const HSM_ABI_ERR_TPM: c_int = 200;
 /// The DICE engine failed.
 pub const HSM_ABI_ERR_DICE: c_int = 300;
 /// A TLS error.
 pub const HSM_ABI_ERR_TLS: c_int = 400;
-/// A vendor backend returned an error (its code is in the last error message).
+/// A vendor backend returned an error (its code: `hsm_abi_last_error_rv`).
 pub const HSM_ABI_ERR_VENDOR: c_int = 500;
 
 /// Every code and its explanation; `hsm_abi_error_string` reads this table.
@@ -128,16 +133,8 @@ pub(crate) fn code_of(e: &AbiError) -> c_int {
             Error::Parse { .. } => HSM_ABI_ERR_PARSE,
             Error::Unsupported { .. } => HSM_ABI_ERR_UNSUPPORTED,
             Error::Crypto { .. } => HSM_ABI_ERR_CRYPTO,
-            Error::Device { origin, .. } => match origin {
-                Origin::Pkcs11 => HSM_ABI_ERR_PKCS11,
-                Origin::Tpm => HSM_ABI_ERR_TPM,
-                Origin::Dice => HSM_ABI_ERR_DICE,
-                Origin::Tls => HSM_ABI_ERR_TLS,
-                Origin::Vendor => HSM_ABI_ERR_VENDOR,
-                _ => HSM_ABI_ERR_INTERNAL,
-            },
+            Error::Device { origin, .. } => origin_code(*origin),
             Error::Internal(_) => HSM_ABI_ERR_INTERNAL,
-            _ => HSM_ABI_ERR_INTERNAL,
         },
         AbiError::BufferTooSmall { .. } => HSM_ABI_ERR_BUFFER_TOO_SMALL,
         AbiError::StructSize { .. } => HSM_ABI_ERR_STRUCT_SIZE,
@@ -146,8 +143,39 @@ pub(crate) fn code_of(e: &AbiError) -> c_int {
     }
 }
 
+/// The first code of the range of a device origin.
+fn origin_code(origin: Origin) -> c_int {
+    match origin {
+        Origin::Pkcs11 => HSM_ABI_ERR_PKCS11,
+        Origin::Tpm => HSM_ABI_ERR_TPM,
+        Origin::Dice => HSM_ABI_ERR_DICE,
+        Origin::Tls => HSM_ABI_ERR_TLS,
+        Origin::Vendor => HSM_ABI_ERR_VENDOR,
+    }
+}
+
+/// The device's origin (range code) and raw return code of an error, `None` when the error
+/// did not come from a device.
+fn device_code(e: &AbiError) -> Option<(c_int, u64)> {
+    match e {
+        AbiError::Core(Error::Device { origin, rv, .. }) => Some((origin_code(*origin), *rv)),
+        _ => None,
+    }
+}
+
+/// This thread's last failure.
+struct LastError {
+    message: String,
+    /// `HSM_ABI_OK` or the range code of the device that failed.
+    origin: c_int,
+    /// The device's return code (0 when `origin` is `HSM_ABI_OK`).
+    rv: u64,
+}
+
 thread_local! {
-    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+    static LAST_ERROR: RefCell<LastError> = const {
+        RefCell::new(LastError { message: String::new(), origin: HSM_ABI_OK, rv: 0 })
+    };
 }
 
 /// Log a failure of export `op`, keep it as this thread's last error, and return its code.
@@ -160,9 +188,10 @@ pub(crate) fn record(op: &'static str, e: &AbiError) -> c_int {
         tracing::error!(code, "{message}");
     }
     // `try_with`: during thread teardown the slot may be gone; the failure is still logged.
+    let (origin, rv) = device_code(e).unwrap_or((HSM_ABI_OK, 0));
     let _ = LAST_ERROR.try_with(|last| {
         if let Ok(mut last) = last.try_borrow_mut() {
-            *last = message;
+            *last = LastError { message, origin, rv };
         }
     });
     code
@@ -190,8 +219,16 @@ pub(crate) fn to_ptr<T>(op: &'static str, r: AbiResult<*mut T>) -> *mut T {
 /// This thread's last error message (empty if nothing failed yet on this thread).
 pub fn last_error() -> String {
     LAST_ERROR
-        .try_with(|last| last.try_borrow().map(|m| m.clone()).unwrap_or_default())
+        .try_with(|last| last.try_borrow().map(|l| l.message.clone()).unwrap_or_default())
         .unwrap_or_default()
+}
+
+/// This thread's last device failure: the range code of its origin and the device's return
+/// code; `(HSM_ABI_OK, 0)` when the last failure was not a device's (or nothing failed yet).
+pub fn last_device_code() -> (c_int, u64) {
+    LAST_ERROR
+        .try_with(|last| last.try_borrow().map(|l| (l.origin, l.rv)).unwrap_or((HSM_ABI_OK, 0)))
+        .unwrap_or((HSM_ABI_OK, 0))
 }
 
 /// The explanation of an error code, or `None` for an unknown code.
@@ -236,5 +273,30 @@ pub unsafe extern "C" fn hsm_abi_last_error(buf: *mut c_char, len: usize) -> usi
             }
         }
         message.len() + 1
+    })
+}
+
+/// Where this thread's last failure came from, when a device returned an error code:
+/// `HSM_ABI_ERR_PKCS11`, `HSM_ABI_ERR_TPM`, `HSM_ABI_ERR_DICE`, `HSM_ABI_ERR_TLS` or
+/// `HSM_ABI_ERR_VENDOR` (the first code of the range the failing call returned). `HSM_ABI_OK`
+/// when the last failure did not come from a device (a bad argument, the configuration, a
+/// file, ...) or nothing failed yet on this thread. Like `hsm_abi_last_error`, it describes the
+/// last failure on this thread until the next one; a successful call does not reset it.
+#[unsafe(no_mangle)]
+pub extern "C" fn hsm_abi_last_error_origin() -> c_int {
+    ffi_boundary!("hsm_abi_last_error_origin", { last_device_code().0 })
+}
+
+/// The device's own return code of this thread's last failure, to act on the cause: for
+/// `HSM_ABI_ERR_PKCS11` the module's CK_RV (e.g. `CKR_PIN_INCORRECT` 0xA0, `CKR_TOKEN_NOT_PRESENT`
+/// 0xE0 when no token matches, `CKR_DEVICE_REMOVED` 0x32), for `HSM_ABI_ERR_TPM` the TPM 2.0
+/// response code (TPM2_RC), for `HSM_ABI_ERR_VENDOR` the vendor's `int` code as a 32-bit
+/// unsigned value. 0 when `hsm_abi_last_error_origin()` is `HSM_ABI_OK`.
+#[unsafe(no_mangle)]
+pub extern "C" fn hsm_abi_last_error_rv() -> c_ulong {
+    ffi_boundary!("hsm_abi_last_error_rv", {
+        // Device codes are 32-bit (CK_RV values, TPM2_RC, a vendor's int): no truncation where
+        // `unsigned long` is 32 bits wide.
+        c_ulong::try_from(last_device_code().1).unwrap_or(c_ulong::MAX)
     })
 }

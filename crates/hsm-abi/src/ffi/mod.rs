@@ -3,7 +3,7 @@
 //! Rules kept by every export:
 //! - the body runs inside [`ffi_boundary!`]: a panic never crosses into C, the function
 //!   returns a fallback chosen by its return type (`int`: [`errors::HSM_ABI_ERR_PANIC`],
-//!   pointer: NULL, `void`: nothing, `size_t`: 0);
+//!   pointer: NULL, `void`: nothing, `size_t` and `unsigned long`: 0);
 //! - pointers from C go through the helpers of `ptr`, which turn NULL and invalid UTF-8 into
 //!   errors; output parameters are written only on success (documented exceptions: the
 //!   "needed size" of a too-small buffer);
@@ -34,6 +34,15 @@ mod malloc;
 mod ptr;
 pub mod sdk;
 pub mod signer;
+mod signer_exports;
+pub(crate) mod signer_types;
 mod tlsio;
 #[cfg(feature = "vendor")]
 pub mod vendor;
+// In this order, not sorted: cbindgen writes the exports in the order of the modules, and
+// include/hsm_abi.h lists the registration before the built-in table.
+#[cfg(feature = "vendor")]
+mod vendor_exports;
+
+#[cfg(feature = "vendor")]
+mod vendor_builtin;

@@ -12,7 +12,7 @@ use hsm_core::{Error, SignatureScheme, SigningKey, X509Identity};
 
 use super::{BytesField, RawIdentity, VendorKey, VendorTable, VendorX509, verify_signature};
 use crate::ffi::errors::{HSM_ABI_ERR_BUFFER_TOO_SMALL, HSM_ABI_ERR_UNSUPPORTED, HSM_ABI_OK};
-use crate::ffi::signer::HSM_ABI_KEY_INFO;
+use crate::ffi::signer_types::HSM_ABI_KEY_INFO;
 
 /// How a check ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
