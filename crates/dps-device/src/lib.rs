@@ -508,61 +508,110 @@ impl ProvisioningClient {
 
     /// The JSON object of a 2xx answer, or the service's error.
     fn json(&self, reply: &Reply) -> Result<Value, Error> {
-        if !(200..300).contains(&reply.status) {
-            return Err(self.service_error(reply));
-        }
-        match serde_json::from_slice::<Value>(&reply.body) {
-            Ok(v) if v.is_object() => Ok(v),
-            _ => Err(self.protocol(format!(
-                "the {} answer is not a JSON object: {:?}",
-                reply.status,
-                error::sanitize(&String::from_utf8_lossy(&reply.body))
-            ))),
-        }
+        read_json(self.transport, reply)
     }
 
     fn service_error(&self, reply: &Reply) -> Error {
-        let json = serde_json::from_slice::<Value>(&reply.body).unwrap_or(Value::Null);
-        let message = match json["message"].as_str() {
-            Some(m) => error::sanitize(m),
-            None if reply.body.is_empty() => "(no message)".to_string(),
-            None => error::sanitize(&String::from_utf8_lossy(&reply.body)),
-        };
-        Error::Service(ServiceError {
-            transport: self.transport,
-            status: reply.status,
-            error_code: json["errorCode"].as_i64(),
-            tracking_id: json["trackingId"].as_str().map(error::sanitize),
-            message,
-        })
+        service_error(self.transport, reply)
     }
 
     fn protocol(&self, message: impl Into<String>) -> Error {
-        Error::Protocol {
-            transport: self.transport,
-            message: message.into(),
-        }
+        protocol(self.transport, message)
     }
 
     fn assignment(&self, value: &Value) -> Result<Assignment, Error> {
-        let state = &value["registrationState"];
-        if !state.is_object() {
-            return Err(self.protocol("an assigned answer without registrationState"));
+        assignment(self.transport, value)
+    }
+}
+
+/// The JSON object of a 2xx answer, or the service's error.
+fn read_json(t: Transport, reply: &Reply) -> Result<Value, Error> {
+    if !(200..300).contains(&reply.status) {
+        return Err(service_error(t, reply));
+    }
+    match serde_json::from_slice::<Value>(&reply.body) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err(protocol(
+            t,
+            format!(
+                "the {} answer is not a JSON object: {:?}",
+                reply.status,
+                error::sanitize(&String::from_utf8_lossy(&reply.body))
+            ),
+        )),
+    }
+}
+
+fn service_error(t: Transport, reply: &Reply) -> Error {
+    let json = serde_json::from_slice::<Value>(&reply.body).unwrap_or(Value::Null);
+    let message = match json["message"].as_str() {
+        Some(m) => error::sanitize(m),
+        None if reply.body.is_empty() => "(no message)".to_string(),
+        None => error::sanitize(&String::from_utf8_lossy(&reply.body)),
+    };
+    Error::Service(ServiceError {
+        transport: t,
+        status: reply.status,
+        error_code: json["errorCode"].as_i64(),
+        tracking_id: json["trackingId"].as_str().map(error::sanitize),
+        message,
+    })
+}
+
+fn protocol(t: Transport, message: impl Into<String>) -> Error {
+    Error::Protocol {
+        transport: t,
+        message: message.into(),
+    }
+}
+
+fn assignment(t: Transport, value: &Value) -> Result<Assignment, Error> {
+    let state = &value["registrationState"];
+    if !state.is_object() {
+        return Err(protocol(t, "an assigned answer without registrationState"));
+    }
+    let text = |k: &str| state[k].as_str().map(str::to_string);
+    let required = |k: &str| text(k).ok_or_else(|| protocol(t, format!("registrationState has no {k}")));
+    Ok(Assignment {
+        registration_id: required("registrationId")?,
+        assigned_hub: required("assignedHub")?,
+        device_id: required("deviceId")?,
+        status: text("status").unwrap_or_else(|| "assigned".to_string()),
+        substatus: text("substatus"),
+        etag: text("etag"),
+        payload: state.get("payload").filter(|p| !p.is_null()).cloned(),
+        created_date_time_utc: text("createdDateTimeUtc"),
+        last_updated_date_time_utc: text("lastUpdatedDateTimeUtc"),
+        raw: state.clone(),
+    })
+}
+
+/// The readers of service answers, for the fuzz target (`fuzzing` feature; not a stable API).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use super::{Assignment, Error, Reply, Transport};
+
+    /// What the client reads from one answer (an HTTP response, or an MQTT response's status and
+    /// payload): the assignment when it says `assigned`, nothing for other statuses, or the error.
+    pub fn read_answer(t: Transport, status: u16, body: &[u8]) -> Result<Option<Assignment>, Error> {
+        let reply = Reply {
+            status,
+            body: body.to_vec(),
+            retry_after: None,
+        };
+        let value = super::read_json(t, &reply)?;
+        match value["status"].as_str() {
+            Some("assigned") => super::assignment(t, &value).map(Some),
+            _ => Ok(None),
         }
-        let text = |k: &str| state[k].as_str().map(str::to_string);
-        let required = |k: &str| text(k).ok_or_else(|| self.protocol(format!("registrationState has no {k}")));
-        Ok(Assignment {
-            registration_id: required("registrationId")?,
-            assigned_hub: required("assignedHub")?,
-            device_id: required("deviceId")?,
-            status: text("status").unwrap_or_else(|| "assigned".to_string()),
-            substatus: text("substatus"),
-            etag: text("etag"),
-            payload: state.get("payload").filter(|p| !p.is_null()).cloned(),
-            created_date_time_utc: text("createdDateTimeUtc"),
-            last_updated_date_time_utc: text("lastUpdatedDateTimeUtc"),
-            raw: state.clone(),
-        })
+    }
+
+    /// A response topic read: (status, rid, retry-after).
+    pub type ResponseTopic = (u16, Option<u64>, Option<u64>);
+
+    /// `$dps/registrations/res/{status}/?$rid={rid}&retry-after={s}`; None for another topic.
+    pub fn read_response_topic(topic: &str) -> Option<Result<ResponseTopic, Error>> {
+        crate::mqtt::parse_response_topic(topic, Transport::Mqtt)
     }
 }
 

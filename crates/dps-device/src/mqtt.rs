@@ -199,7 +199,7 @@ type ResponseTopic = (u16, Option<u64>, Option<u64>);
 
 /// `$dps/registrations/res/{status}/?$rid={rid}&retry-after={s}`: None for another topic, an error for a
 /// response topic that does not parse.
-fn parse_response_topic(topic: &str, t: Transport) -> Option<Result<ResponseTopic, Error>> {
+pub(crate) fn parse_response_topic(topic: &str, t: Transport) -> Option<Result<ResponseTopic, Error>> {
     let rest = topic.strip_prefix(RESPONSE_PREFIX)?;
     let bad = || Error::Protocol {
         transport: t,
