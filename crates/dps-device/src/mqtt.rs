@@ -271,6 +271,14 @@ fn connection_error(e: ConnectionError, t: Transport) -> Error {
                 message: sanitize(&io.to_string()),
             },
         },
+        // The connection failed under the packet reader (closed, reset): the transport, not the
+        // server's packets, is what went wrong.
+        ConnectionError::MqttState(rumqttc::StateError::Deserialization(rumqttc::mqttbytes::Error::Io(io))) => {
+            Error::Transport {
+                transport: t,
+                message: sanitize(&format!("the connection failed while reading from the server: {io}")),
+            }
+        }
         ConnectionError::MqttState(rumqttc::StateError::Deserialization(d)) => Error::Protocol {
             transport: t,
             message: sanitize(&format!("cannot read a packet from the server: {d}")),
