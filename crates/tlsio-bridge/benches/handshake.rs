@@ -320,7 +320,12 @@ impl CTlsio {
                 timed(&mut || (t.dowork.unwrap())(h));
                 pause();
             }
-            assert_eq!((*ctx.cast::<Events>()).open_result, 0, "open failed");
+            // The SDK's numbering (MU_DEFINE_ENUM: IO_OPEN_RESULT_INVALID = 0, IO_OPEN_OK = 1).
+            assert_eq!(
+                (*ctx.cast::<Events>()).open_result,
+                1, // IO_OPEN_OK, asserted against the SDK header by scripts/sdk-interop.sh
+                "open failed"
+            );
             timed(&mut || rc = (t.send.unwrap())(h, b"x".as_ptr().cast(), 1, None, ctx));
             assert_eq!(rc, 0);
             while (*ctx.cast::<Events>()).received == 0 && (*ctx.cast::<Events>()).errors == 0 {
