@@ -419,16 +419,19 @@ impl ProvisioningClient {
         body["tpm"] = json!({ "endorsementKey": B64.encode(ek), "storageRootKey": B64.encode(srk) });
         let challenge = session.register(&body, None, deadline).await?;
         if challenge.status != 401 {
-            self.json(&challenge)?;
-            return Err(self.protocol("the service registered a TPM device without the activation challenge"));
+            read_json(self.transport, &challenge)?;
+            return Err(protocol(
+                self.transport,
+                "the service registered a TPM device without the activation challenge",
+            ));
         }
         let key = serde_json::from_slice::<Value>(&challenge.body)
             .ok()
             .and_then(|v| v["authenticationKey"].as_str().map(str::to_string))
-            .ok_or_else(|| self.service_error(&challenge))?;
+            .ok_or_else(|| service_error(self.transport, &challenge))?;
         let blob = B64
             .decode(key)
-            .map_err(|e| self.protocol(format!("authenticationKey is not base64: {e}")))?;
+            .map_err(|e| protocol(self.transport, format!("authenticationKey is not base64: {e}")))?;
         with_tpm(tpm, move |t| t.activate_identity_key(&blob)).await?;
         let (aud, expiry) = (self.audience(registration_id), self.sas_expiry());
         let to_sign = aud.string_to_sign(expiry);
@@ -437,9 +440,12 @@ impl ProvisioningClient {
         let reply = session.register(&body, Some(&token), deadline).await?;
         let assignment = self.poll(session, reply, Some(&token), deadline, progress).await?;
         if let Some(key) = assignment.raw["tpm"]["authenticationKey"].as_str() {
-            let blob = B64
-                .decode(key)
-                .map_err(|e| self.protocol(format!("the assigned authenticationKey is not base64: {e}")))?;
+            let blob = B64.decode(key).map_err(|e| {
+                protocol(
+                    self.transport,
+                    format!("the assigned authenticationKey is not base64: {e}"),
+                )
+            })?;
             with_tpm(tpm, move |t| t.activate_identity_key(&blob)).await?;
         }
         Ok(assignment)
@@ -455,11 +461,11 @@ impl ProvisioningClient {
     ) -> Result<Assignment, Error> {
         let mut operation_id = String::new();
         loop {
-            let value = self.json(&reply)?;
+            let value = read_json(self.transport, &reply)?;
             let status = value["status"].as_str().unwrap_or_default().to_string();
             match status.as_str() {
                 "assigning" | "unassigned" => {}
-                "assigned" => return self.assignment(&value),
+                "assigned" => return assignment(self.transport, &value),
                 "failed" | "disabled" => {
                     let state = &value["registrationState"];
                     return Err(Error::NotAssigned {
@@ -469,14 +475,20 @@ impl ProvisioningClient {
                     });
                 }
                 other => {
-                    return Err(self.protocol(format!("unexpected registration status {:?}", error::sanitize(other))));
+                    return Err(protocol(
+                        self.transport,
+                        format!("unexpected registration status {:?}", error::sanitize(other)),
+                    ));
                 }
             }
             if let Some(op) = value["operationId"].as_str() {
                 operation_id = op.to_string();
             }
             if operation_id.is_empty() {
-                return Err(self.protocol(format!("no operationId in a {status:?} answer")));
+                return Err(protocol(
+                    self.transport,
+                    format!("no operationId in a {status:?} answer"),
+                ));
             }
             let still = format!(
                 "registration still {status:?} (operation {})",
@@ -504,23 +516,6 @@ impl ProvisioningClient {
     fn retry(&self, retry_after: Option<u64>) -> Duration {
         let wanted = retry_after.map_or(DEFAULT_RETRY, Duration::from_secs);
         wanted.min(self.options.retry_ceiling).max(self.options.retry_floor)
-    }
-
-    /// The JSON object of a 2xx answer, or the service's error.
-    fn json(&self, reply: &Reply) -> Result<Value, Error> {
-        read_json(self.transport, reply)
-    }
-
-    fn service_error(&self, reply: &Reply) -> Error {
-        service_error(self.transport, reply)
-    }
-
-    fn protocol(&self, message: impl Into<String>) -> Error {
-        protocol(self.transport, message)
-    }
-
-    fn assignment(&self, value: &Value) -> Result<Assignment, Error> {
-        assignment(self.transport, value)
     }
 }
 
