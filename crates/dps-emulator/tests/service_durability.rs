@@ -101,7 +101,7 @@ fn start(dir: &Path) -> Running {
 }
 
 impl Running {
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), ureq::Error> {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
         let req = self
             .agent
             .request(method, &format!("https://{}{path}?api-version=2021-10-01", self.host))
@@ -113,7 +113,7 @@ impl Running {
         let r = match r {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.to_string()),
         };
         let status = r.status();
         let text = r.into_string().unwrap();
