@@ -136,3 +136,27 @@ async fn a_disabled_api_enrollment_is_refused_over_https_and_mqtt() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_api_created_tpm_enrollment_is_attested_on_swtpm() {
+    use hsm_core::TpmIdentity;
+    let swtpm = hsm_tpm::testing::Swtpm::start().unwrap();
+    let mut t: Box<dyn TpmIdentity> = Box::new(hsm_tpm::Tpm::open(hsm_tpm::TpmOptions::new(swtpm.tcti())).unwrap());
+    let ek = t.endorsement_key().unwrap();
+    let registration_id = hsm_tpm::registration_id(&ek);
+    let attestation = dps_device::Attestation::Tpm(Arc::new(std::sync::Mutex::new(t)));
+    let emu = start();
+    let (s, b) = put(
+        &emu,
+        &format!("/enrollments/{registration_id}"),
+        json!({"registrationId": registration_id, "attestation": {"type": "tpm",
+               "tpm": {"endorsementKey": B64.encode(&ek)}}}),
+    );
+    assert_eq!(s, 200, "{b}");
+    let a = https_client(&emu, options())
+        .register(&attestation, None)
+        .await
+        .unwrap();
+    assert_assigned(&a, &registration_id);
+    assert!(a.raw["tpm"]["authenticationKey"].is_string(), "{}", a.raw);
+}
