@@ -228,15 +228,21 @@ fn random_key() -> Result<String, String> {
     Ok(B64.encode(key.as_ref()))
 }
 
-/// PEM (one or more certificates) or the base64 of one DER certificate.
+/// PEM (one or more certificates), the base64 of PEM, or the base64 of one DER certificate (the service
+/// SDKs send each of these).
 fn parse_certificates(what: &str, text: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = |bytes: &[u8]| hsm_core::pem::parse_certificates(what, bytes).map_err(|e| e.to_string());
     let chain = if text.contains("-----BEGIN") {
-        hsm_core::pem::parse_certificates(what, text.as_bytes()).map_err(|e| e.to_string())?
+        pem(text.as_bytes())?
     } else {
-        let der = B64
+        let bytes = B64
             .decode(text.trim())
             .map_err(|e| format!("{what} is neither PEM nor base64 DER: {e}"))?;
-        vec![CertificateDer::from(der)]
+        if bytes.starts_with(b"-----BEGIN") {
+            pem(&bytes)?
+        } else {
+            vec![CertificateDer::from(bytes)]
+        }
     };
     if chain.is_empty() {
         return Err(format!("{what} holds no certificate"));

@@ -285,6 +285,16 @@ fn enrollment_groups_x509_and_symmetric_are_created_read_updated_and_deleted() {
         )
         .1["attestation"]["x509"]["signingCertificates"]["primary"]["info"];
     assert_eq!(info["subjectName"], "CN=group root", "{info}");
+    let (s, b64_pem) = c.put(
+        "/enrollmentGroups/info",
+        json!({"enrollmentGroupId": "info", "attestation": {"type": "x509",
+               "x509": {"signingCertificates": {"primary": {"certificate": B64.encode(ca.pem())}}}}}),
+    );
+    assert_eq!(s, 200, "base64 of PEM is accepted too: {b64_pem}");
+    assert_eq!(
+        b64_pem["attestation"]["x509"]["signingCertificates"]["primary"]["info"],
+        *info
+    );
     assert_eq!(info["sha256Thumbprint"].as_str().unwrap().len(), 64);
     // Wrong shapes name what is wrong.
     for (body, needle) in [
