@@ -15,15 +15,26 @@
 //!
 //! Failed authentication answers 401 with `{"errorCode": 401002, "trackingId", "message"}`, where the
 //! message names the check that failed.
+//!
+//! The same port serves the DPS service API (`2021-10-01`, `enrollments_api.rs`): CRUD of individual
+//! enrollments and enrollment groups with etags, bulk calls of up to [`MAX_BULK`], paged queries and
+//! registration states, authenticated with service SAS tokens of the [`ServicePolicy`]s in
+//! [`ServerOptions::service_policies`]. Records live in a SQLite store (`store.rs`; in
+//! [`ServerOptions::state_dir`], else in memory) that the configuration's enrollments seed; device
+//! registrations are checked against it at once, and a `disabled` enrollment ends them `disabled`.
 #![forbid(unsafe_code)]
 
 mod auth;
 mod config;
+mod enrollments_api;
 mod error;
 mod http;
 mod mqtt;
+mod records;
 mod server;
 mod service;
+mod service_auth;
+mod store;
 mod tls;
 mod tpm;
 mod websocket;
@@ -34,7 +45,6 @@ mod websocket;
 pub mod fuzzing {
     use std::sync::OnceLock;
 
-    use crate::auth::Trust;
     use crate::config::{EmulatorConfig, Enrollment};
     use crate::service::Service;
 
@@ -52,13 +62,8 @@ pub mod fuzzing {
                     secondary_key: None,
                 }],
             };
-            let trust = Trust::new(&config).ok()?;
-            Some(Service::new(
-                config.id_scope,
-                config.assigned_hub,
-                trust,
-                std::time::Duration::from_secs(2),
-            ))
+            let store = crate::store::Store::open(None).ok()?;
+            Service::new(&config, store, Vec::new(), std::time::Duration::from_secs(2)).ok()
         });
         let Some(service) = service else { return };
         let mut input = data;
@@ -70,6 +75,9 @@ pub mod fuzzing {
     }
 }
 
-pub use config::{DEFAULT_ASSIGNED_HUB, EmulatorConfig, Enrollment};
+pub use config::{DEFAULT_ASSIGNED_HUB, EmulatorConfig, Enrollment, ServiceSettings};
+pub use enrollments_api::MAX_BULK;
 pub use error::Error;
 pub use server::{Emulator, ServerOptions};
+pub use service_auth::{ServicePolicy, ServiceRight};
+pub use store::STATE_FILE;
