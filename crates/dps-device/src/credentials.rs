@@ -186,12 +186,22 @@ async fn renew(
             return Err(error);
         };
         match next_step(e.status, e.error_code, reply.retry_after, attempt, options) {
+            // Our own request with replace was itself refused as in progress: do not fight over it.
+            Next::Replace if replace => return Err(error),
             Next::Replace => {
-                tracing::info!(device_id, "a certificate operation is in progress: sending again with replace");
+                tracing::info!(
+                    device_id,
+                    "a certificate operation is in progress: sending again with replace"
+                );
                 replace = true;
             }
             Next::RetryAfter(wait) => {
-                tracing::info!(device_id, status = e.status, wait_s = wait.as_secs(), "throttled: retrying");
+                tracing::info!(
+                    device_id,
+                    status = e.status,
+                    wait_s = wait.as_secs(),
+                    "throttled: retrying"
+                );
                 tokio::time::sleep(wait).await;
             }
             Next::Fail => return Err(error),
@@ -336,8 +346,8 @@ pub(crate) fn certificates(reply: &Reply) -> Result<Vec<Vec<u8>>, Error> {
         transport: T,
         message: m,
     };
-    let json: Value = serde_json::from_slice(&reply.body)
-        .map_err(|e| bad(format!("the 200 answer is not JSON: {e}")))?;
+    let json: Value =
+        serde_json::from_slice(&reply.body).map_err(|e| bad(format!("the 200 answer is not JSON: {e}")))?;
     let Some(items) = json["certificates"].as_array().filter(|a| !a.is_empty()) else {
         return Err(bad("the 200 answer has no certificates".into()));
     };
@@ -391,7 +401,11 @@ mod tests {
             .unwrap();
         assert_eq!((s, retry), (429, Some(5)));
         assert!(parse_response_topic("$dps/registrations/res/200/?$rid=1").is_none());
-        assert!(parse_response_topic("$iothub/credentials/res/x/?$rid=1").unwrap().is_err());
+        assert!(
+            parse_response_topic("$iothub/credentials/res/x/?$rid=1")
+                .unwrap()
+                .is_err()
+        );
     }
 
     #[test]
@@ -401,7 +415,10 @@ mod tests {
             body: body.as_bytes().to_vec(),
             retry_after: None,
         };
-        assert_eq!(certificates(&reply(r#"{"certificates":["AAEC"]}"#)).unwrap(), vec![vec![0, 1, 2]]);
+        assert_eq!(
+            certificates(&reply(r#"{"certificates":["AAEC"]}"#)).unwrap(),
+            vec![vec![0, 1, 2]]
+        );
         assert!(certificates(&reply(r#"{"certificates":[]}"#)).is_err());
         assert!(certificates(&reply(r#"{}"#)).is_err());
         assert!(certificates(&reply("nope")).is_err());

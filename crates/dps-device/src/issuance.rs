@@ -19,8 +19,8 @@ pub(crate) fn api_version_knows_csr(version: &str) -> bool {
 /// answer either).
 pub(crate) fn decode_certificate(text: &str) -> Result<Vec<u8>, String> {
     if text.contains("-----BEGIN") {
-        let mut certs = hsm_core::pem::parse_certificates("issued certificate", text.as_bytes())
-            .map_err(|e| e.to_string())?;
+        let mut certs =
+            hsm_core::pem::parse_certificates("issued certificate", text.as_bytes()).map_err(|e| e.to_string())?;
         return match certs.len() {
             1 => Ok(certs.remove(0).to_vec()),
             n => Err(format!("a PEM entry holds {n} certificates, expected 1")),
@@ -75,11 +75,7 @@ pub fn verify_issued_chain(chain: &[Vec<u8>], csr: &[u8], registration_id: &str)
             "the leaf certificate's public key is not the key of our CSR (a certificate for another key)".into(),
         ));
     }
-    let cn = leaf
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|c| c.as_str().ok());
+    let cn = leaf.subject().iter_common_name().next().and_then(|c| c.as_str().ok());
     if cn != Some(registration_id) {
         return Err(refuse(format!(
             "the leaf certificate's CN {cn:?} is not the registration id '{registration_id}'"
@@ -129,7 +125,12 @@ mod tests {
             read_chain(t, Some(&serde_json::json!(["AAEC"]))).unwrap(),
             Some(vec![vec![0, 1, 2]])
         );
-        for bad in [serde_json::json!([]), serde_json::json!([1]), serde_json::json!("x"), serde_json::json!(["!"])] {
+        for bad in [
+            serde_json::json!([]),
+            serde_json::json!([1]),
+            serde_json::json!("x"),
+            serde_json::json!(["!"]),
+        ] {
             assert!(read_chain(t, Some(&bad)).is_err(), "{bad}");
         }
     }

@@ -51,13 +51,18 @@ pub(crate) fn accept(
 ) -> Result<String, (ConnectReturnCode, String)> {
     let bad_user = |m: String| (ConnectReturnCode::BadUserNamePassword, m);
     let username = connect.login.as_ref().map(|l| l.username.as_str()).unwrap_or_default();
-    let (hub, rest) = username
-        .split_once('/')
-        .ok_or_else(|| bad_user(format!("username {username:?} is not {{hub}}/{{deviceId}}/?api-version=...")))?;
+    let (hub, rest) = username.split_once('/').ok_or_else(|| {
+        bad_user(format!(
+            "username {username:?} is not {{hub}}/{{deviceId}}/?api-version=..."
+        ))
+    })?;
     let (device_id, query) = rest
         .split_once("/?")
         .ok_or_else(|| bad_user(format!("username {username:?} has no /?api-version=...")))?;
-    if !query.split('&').any(|p| p.len() > "api-version=".len() && p.starts_with("api-version=")) {
+    if !query
+        .split('&')
+        .any(|p| p.len() > "api-version=".len() && p.starts_with("api-version="))
+    {
         return Err(bad_user(format!("username {username:?} has no api-version")));
     }
     if !hub.eq_ignore_ascii_case(service.assigned_hub()) {
@@ -74,7 +79,9 @@ pub(crate) fn accept(
     }
     let refused = |m: String| (ConnectReturnCode::NotAuthorized, m);
     let Some(leaf) = peer_chain.and_then(<[_]>::first) else {
-        return Err(refused("no client certificate: IoT Hub credentials need an x509 client".into()));
+        return Err(refused(
+            "no client certificate: IoT Hub credentials need an x509 client".into(),
+        ));
     };
     let issued = match &service.issuer {
         Some(issuer) => issuer.admits(leaf, device_id),
@@ -126,7 +133,10 @@ pub(crate) fn serve(
         return send(fail(
             400,
             400004,
-            format!("the request's id {} is not the connected device '{device_id}'", body["id"]),
+            format!(
+                "the request's id {} is not the connected device '{device_id}'",
+                body["id"]
+            ),
         ));
     }
     let Some(issuer) = &service.issuer else {
@@ -149,8 +159,7 @@ pub(crate) fn serve(
                 return send(fail(
                     409,
                     409005,
-                    "a certificate operation is already in progress for this device: send replace to replace it"
-                        .into(),
+                    "a certificate operation is already in progress for this device: send replace to replace it".into(),
                 ));
             }
         }
@@ -172,7 +181,16 @@ pub(crate) fn serve(
         }
     };
     let correlation = format!("{op}");
-    send(answer(202, &json!({"correlationId": correlation})))?;
+    let expires = crate::service::rfc3339_from_unix(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_add(issuer.credentials_delay.as_secs() + 60),
+    );
+    send(answer(
+        202,
+        &json!({"correlationId": correlation, "operationExpires": expires}),
+    ))?;
     std::thread::sleep(issuer.credentials_delay);
     let replaced = issuer.pending.lock().get(device_id).is_some_and(|(o, _)| *o != op);
     if replaced {

@@ -33,7 +33,9 @@ pub struct IssuingCa {
 
 impl std::fmt::Debug for IssuingCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuingCa").field("key_pem", &"<redacted>").finish_non_exhaustive()
+        f.debug_struct("IssuingCa")
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
     }
 }
 
@@ -188,7 +190,10 @@ impl CertificateIssuer {
 }
 
 fn common_name(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
-    name.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string)
+    name.iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string)
 }
 
 /// The first DPS device API version that knows `csr` and `issuedCertificateChain`.
@@ -212,7 +217,10 @@ pub(crate) fn registration_csr(
         .find_map(|p| p.strip_prefix("api-version="))
         .unwrap_or_default();
     // Versions are dates: `2025-07-01-preview` and every later one know the field.
-    if version.get(..10).is_none_or(|date| date < &FIRST_ISSUING_API_VERSION[..10]) {
+    if version
+        .get(..10)
+        .is_none_or(|date| date < &FIRST_ISSUING_API_VERSION[..10])
+    {
         return Err(bad(format!(
             "the request has a csr but api-version {version:?} does not know it \
              (use {FIRST_ISSUING_API_VERSION} or later)"
@@ -245,7 +253,9 @@ pub(crate) fn check_csr(csr: &[u8], id: &str) -> Result<(), Refused> {
     let (rest, request) = X509CertificationRequest::from_der(csr)
         .map_err(|e| Refused(format!("the CSR is not a DER PKCS#10 certification request: {e}")))?;
     if !rest.is_empty() {
-        return Err(Refused("the CSR has trailing bytes after the DER PKCS#10 request".into()));
+        return Err(Refused(
+            "the CSR has trailing bytes after the DER PKCS#10 request".into(),
+        ));
     }
     request
         .verify_signature()
@@ -262,11 +272,7 @@ pub(crate) fn check_csr(csr: &[u8], id: &str) -> Result<(), Refused> {
             "the CSR's key is {name}: an EC P-384 (secp384r1) key is required"
         )));
     }
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok());
+    let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
     if curve.as_ref() != Some(&x509_parser::oid_registry::OID_NIST_EC_P384) {
         let shown = curve.map_or_else(|| "unnamed".to_string(), |c| c.to_id_string());
         return Err(Refused(format!(

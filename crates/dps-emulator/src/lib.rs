@@ -19,10 +19,10 @@
 
 mod auth;
 mod config;
+mod credentials;
 mod error;
 mod http;
 mod issuance;
-mod credentials;
 mod mqtt;
 mod server;
 mod service;
