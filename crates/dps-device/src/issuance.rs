@@ -43,7 +43,8 @@ pub(crate) fn read_chain(t: Transport, value: Option<&Value>) -> Result<Option<V
             let text = item
                 .as_str()
                 .ok_or_else(|| protocol(t, format!("issuedCertificateChain[{i}] is not a string")))?;
-            decode_certificate(text).map_err(|e| protocol(t, format!("issuedCertificateChain[{i}]: {e}")))
+            decode_certificate(text)
+                .map_err(|e| protocol(t, crate::error::sanitize(&format!("issuedCertificateChain[{i}]: {e}"))))
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)

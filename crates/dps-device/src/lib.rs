@@ -673,6 +673,16 @@ pub mod fuzzing {
     pub fn read_response_topic(topic: &str) -> Option<Result<ResponseTopic, Error>> {
         crate::mqtt::parse_response_topic(topic, Transport::Mqtt)
     }
+
+    /// An IoT Hub `$iothub/credentials` answer: the certificates of a 200, the service error otherwise.
+    pub fn read_credentials_answer(status: u16, body: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+        crate::credentials::read_answer(status, body)
+    }
+
+    /// `$iothub/credentials/res/{status}/?$rid={rid}...`: (status, rid, retry-after); None for another topic.
+    pub fn read_credentials_topic(topic: &str) -> Option<Result<(u16, Option<String>, Option<u64>), Error>> {
+        crate::credentials::parse_response_topic(topic)
+    }
 }
 
 /// An HTTP CONNECT proxy, credentials decoded.
