@@ -367,3 +367,65 @@ async fn the_hub_gone_mid_renewal_is_a_clear_error() {
     }
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_throttled_renewal_waits_for_retry_after_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator_with(
+        vec![sym_enrollment("renew-throttled")],
+        IssuanceOptions {
+            credentials_throttle: 2,
+            ..IssuanceOptions::default()
+        },
+    );
+    let (key, _, chain) = register_issued(&emu, false, "renew-throttled").await;
+    let identity = issued_identity(dir.path(), "issued", &chain, &key);
+    let (_, csr) = csr("renew-throttled");
+    let started = std::time::Instant::now();
+    let renewed = renew_certificate(
+        HUB,
+        &emu.mqtt_endpoint(),
+        "renew-throttled",
+        identity.clone(),
+        roots(&emu.server_ca_pem()),
+        &csr,
+        &renewal_options(),
+    )
+    .await
+    .unwrap();
+    // Two 429s with retry-after=1: at least two seconds of waiting, whatever the floor (zero here).
+    assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
+    verify_issued_chain(&renewed, &csr, "renew-throttled").unwrap();
+}
+
+#[tokio::test]
+async fn throttling_beyond_max_attempts_is_the_service_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator_with(
+        vec![sym_enrollment("renew-throttled-out")],
+        IssuanceOptions {
+            credentials_throttle: 10,
+            ..IssuanceOptions::default()
+        },
+    );
+    let (key, _, chain) = register_issued(&emu, false, "renew-throttled-out").await;
+    let identity = issued_identity(dir.path(), "issued", &chain, &key);
+    let (_, csr) = csr("renew-throttled-out");
+    let r = renew_certificate(
+        HUB,
+        &emu.mqtt_endpoint(),
+        "renew-throttled-out",
+        identity,
+        roots(&emu.server_ca_pem()),
+        &csr,
+        &RenewalOptions {
+            max_attempts: 2,
+            ..renewal_options()
+        },
+    )
+    .await;
+    match r {
+        Err(Error::Service(e)) => assert_eq!((e.status, e.error_code), (429, Some(429002)), "{e}"),
+        other => panic!("expected the 429, got {other:?}"),
+    }
+}
