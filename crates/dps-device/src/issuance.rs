@@ -65,7 +65,7 @@ pub fn verify_issued_chain(chain: &[Vec<u8>], csr: &[u8], registration_id: &str)
         .iter()
         .enumerate()
         .map(|(i, der)| match X509Certificate::from_der(der) {
-            Ok((rest, c)) if rest.is_empty() => Ok(c),
+            Ok(([], c)) => Ok(c),
             Ok(_) => Err(refuse(format!("certificate {i} has trailing bytes"))),
             Err(e) => Err(refuse(format!("certificate {i} does not parse: {e}"))),
         })
