@@ -299,14 +299,7 @@ impl ProvisioningClient {
         if let Some(csr) = csr {
             extra.insert("csr".into(), Value::String(B64.encode(csr)));
         }
-        let run = self.run(
-            attestation,
-            registration_id,
-            extra,
-            proxy.as_ref(),
-            deadline,
-            &progress,
-        );
+        let run = self.run(attestation, registration_id, extra, proxy.as_ref(), deadline, &progress);
         match tokio::time::timeout_at(deadline, run).await {
             Ok(result) => result,
             Err(_) => {

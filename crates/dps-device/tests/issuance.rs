@@ -429,3 +429,47 @@ async fn throttling_beyond_max_attempts_is_the_service_error() {
         other => panic!("expected the 429, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn renewal_with_the_onboarding_x509_credential_is_admitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("onboarding CA");
+    let emu = emulator(vec![Enrollment::X509Group {
+        name: "g".into(),
+        ca: vec![ca.der()],
+    }]);
+    let onboarding = ca.file_identity(dir.path(), "renew-onboarding", &[]);
+    let (_, csr) = csr("renew-onboarding");
+    let chain = renew_certificate(
+        HUB,
+        &emu.mqtt_endpoint(),
+        "renew-onboarding",
+        onboarding,
+        roots(&emu.server_ca_pem()),
+        &csr,
+        &renewal_options(),
+    )
+    .await
+    .unwrap();
+    verify_issued_chain(&chain, &csr, "renew-onboarding").unwrap();
+}
+
+#[test]
+fn verify_refuses_an_expired_chain() {
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(DnType::CommonName, "CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let (key, csr) = csr("expired");
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "expired");
+    leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    leaf.not_after = rcgen::date_time_ymd(2020, 2, 1);
+    let leaf = leaf.signed_by(&key, &ca).unwrap();
+    let chain = vec![leaf.der().to_vec(), ca.der().to_vec()];
+    match verify_issued_chain(&chain, &csr, "expired") {
+        Err(Error::IssuedChain(m)) => assert!(m.contains("certificate 0 is not valid now"), "{m}"),
+        other => panic!("expected IssuedChain, got {other:?}"),
+    }
+}
