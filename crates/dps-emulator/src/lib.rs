@@ -26,9 +26,11 @@
 
 mod auth;
 mod config;
+mod credentials;
 mod enrollments_api;
 mod error;
 mod http;
+mod issuance;
 mod mqtt;
 mod records;
 mod server;
@@ -78,6 +80,7 @@ pub mod fuzzing {
 pub use config::{DEFAULT_ASSIGNED_HUB, EmulatorConfig, Enrollment, ServiceSettings};
 pub use enrollments_api::MAX_BULK;
 pub use error::Error;
+pub use issuance::{FIRST_ISSUING_API_VERSION, IssuanceOptions, IssuingCa, MAX_VALIDITY_DAYS, MIN_VALIDITY_DAYS};
 pub use server::{Emulator, ServerOptions};
 pub use service_auth::{ServicePolicy, ServiceRight};
 pub use store::STATE_FILE;

@@ -43,6 +43,8 @@ pub struct ServerOptions {
     pub state_dir: Option<std::path::PathBuf>,
     /// Shared access policies of the service API; none (the default): every service request is refused.
     pub service_policies: Vec<crate::ServicePolicy>,
+    /// Certificate issuance: the CA, the validity, the IoT Hub credentials delay.
+    pub issuance: crate::issuance::IssuanceOptions,
 }
 
 impl Default for ServerOptions {
@@ -55,6 +57,7 @@ impl Default for ServerOptions {
             mqtt_port: 0,
             state_dir: None,
             service_policies: Vec::new(),
+            issuance: crate::issuance::IssuanceOptions::default(),
         }
     }
 }
@@ -65,6 +68,7 @@ pub struct Emulator {
     addr: SocketAddr,
     id_scope: String,
     server_ca_pem: String,
+    issuing_ca_pem: String,
     stop: Arc<AtomicBool>,
     listener: Option<JoinHandle<()>>,
     service_policies: Vec<crate::ServicePolicy>,
@@ -197,12 +201,11 @@ impl Emulator {
     /// Start on 127.0.0.1:`port` (0: any free port) with the given polling delay and limits.
     pub fn start_with(config: EmulatorConfig, port: u16, options: ServerOptions) -> Result<Emulator, Error> {
         let store = crate::store::Store::open(options.state_dir.as_deref())?;
-        let service = Arc::new(Service::new(
-            &config,
-            store,
-            options.service_policies.clone(),
-            options.retry_after,
-        )?);
+        let issuer = Arc::new(crate::issuance::CertificateIssuer::new(&options.issuance)?);
+        let issuing_ca_pem = issuer.root_pem().to_string();
+        let service = Arc::new(
+            Service::new(&config, store, options.service_policies.clone(), options.retry_after)?.with_issuer(issuer),
+        );
         let identity = tls::make_server_identity()?;
         let tls_config = tls::server_config(&identity, options.chacha20_only)?;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|source| Error::Socket {
@@ -232,6 +235,7 @@ impl Emulator {
             addr,
             id_scope: config.id_scope,
             server_ca_pem: identity.ca_pem,
+            issuing_ca_pem,
             stop,
             listener: Some(listener_thread),
             service_policies,
@@ -261,6 +265,12 @@ impl Emulator {
             .iter()
             .find(|p| name.is_none_or(|n| p.name == n))
             .map(|p| p.connection_string(&self.global_endpoint()))
+    }
+
+    /// PEM of the root that signs issued device certificates (the last certificate of every
+    /// `issuedCertificateChain`).
+    pub fn issuing_ca_pem(&self) -> String {
+        self.issuing_ca_pem.clone()
     }
 
     pub fn id_scope(&self) -> &str {

@@ -22,6 +22,8 @@ struct Operation {
     group: Option<String>,
     /// The enrollment that admitted the device is disabled: the operation ends `disabled`.
     disabled: bool,
+    /// `issuedCertificateChain` (base64 DER, leaf first) when the registration carried a `csr`.
+    issued: Option<Vec<String>>,
 }
 
 /// The enrollments as devices are checked against them now: rebuilt from the store after a change.
@@ -54,6 +56,8 @@ pub(crate) struct Service {
     /// `Retry-After` of `assigning` answers, in seconds.
     retry_after: u64,
     operations: Mutex<HashMap<String, Operation>>,
+    /// Signs the CSRs of registrations and IoT Hub credential requests (see `issuance.rs`).
+    pub(crate) issuer: Option<Arc<crate::issuance::CertificateIssuer>>,
 }
 
 enum Route<'a> {
@@ -107,6 +111,7 @@ impl Service {
             previous: Mutex::new(None),
             retry_after: retry_after.as_secs(),
             operations: Mutex::new(HashMap::new()),
+            issuer: None,
         };
         service.build_live(None).map_err(seed_error)?;
         Ok(service)
@@ -177,6 +182,15 @@ impl Service {
         });
         *live = Some(built.clone());
         Ok(built)
+    }
+
+    pub(crate) fn assigned_hub(&self) -> &str {
+        &self.assigned_hub
+    }
+
+    pub(crate) fn with_issuer(mut self, issuer: Arc<crate::issuance::CertificateIssuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
     }
 
     /// Answer one request from a connection that presented `peer_chain` (leaf first), if any.
@@ -293,6 +307,13 @@ impl Service {
             Admitted::X509Group(g) | Admitted::SymmetricGroup(g) => Some(g.clone()),
             _ => None,
         };
+        let issued = match object.get("csr") {
+            Some(csr) if !disabled => match crate::issuance::registration_csr(self, request, csr, &registration_id) {
+                Ok(chain) => Some(chain),
+                Err(r) => return r,
+            },
+            _ => None,
+        };
         let operation_id = match random_id() {
             Ok(id) => format!("4.{}", id.replace('-', "")),
             Err(r) => return r,
@@ -305,6 +326,7 @@ impl Service {
                 payload: object.get("payload").filter(|p| p.is_object()).cloned(),
                 group,
                 disabled,
+                issued,
             },
         );
         Response::json(202, &json!({"operationId": operation_id, "status": "assigning"}))
@@ -337,11 +359,11 @@ impl Service {
         }
         let operation = match lock(&self.operations).get(operation_id) {
             Some(op) if op.registration_id == registration_id => {
-                Some((op.payload.clone(), op.group.clone(), op.disabled))
+                Some((op.payload.clone(), op.group.clone(), op.disabled, op.issued.clone()))
             }
             _ => None,
         };
-        let Some((payload, group, disabled)) = operation else {
+        let Some((payload, group, disabled, issued)) = operation else {
             return error(
                 404,
                 404002,
@@ -402,6 +424,9 @@ impl Service {
             }
             if let Some(payload) = payload {
                 obj.insert("payload".to_string(), payload);
+            }
+            if let Some(chain) = issued {
+                obj.insert("issuedCertificateChain".to_string(), json!(chain));
             }
         }
         Response::json(
