@@ -80,7 +80,7 @@ impl Store {
                  id TEXT PRIMARY KEY NOT NULL, group_id TEXT, body TEXT NOT NULL
              ) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS registrations_by_group ON registrations (group_id, id);
-             CREATE TABLE IF NOT EXISTS seeded (
+             CREATE TABLE IF NOT EXISTS seeds (
                  kind TEXT NOT NULL, id TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (kind, id)
              ) WITHOUT ROWID;",
         )
@@ -185,7 +185,7 @@ impl Tx<'_> {
     pub(crate) fn seeded_digest(&self, kind: Kind, id: &str) -> Result<Option<String>, StoreError> {
         self.0
             .query_row(
-                "SELECT digest FROM seeded WHERE kind = ?1 AND id = ?2",
+                "SELECT digest FROM seeds WHERE kind = ?1 AND id = ?2",
                 params![kind.tag(), id],
                 |r| r.get::<_, String>(0),
             )
@@ -196,7 +196,7 @@ impl Tx<'_> {
     pub(crate) fn mark_seeded(&self, kind: Kind, id: &str, digest: &str) -> Result<(), StoreError> {
         self.0
             .execute(
-                "INSERT OR REPLACE INTO seeded (kind, id, digest) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO seeds (kind, id, digest) VALUES (?1, ?2, ?3)",
                 params![kind.tag(), id, digest],
             )
             .map_err(failed("to write the seed list"))?;
