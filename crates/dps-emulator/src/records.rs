@@ -338,6 +338,16 @@ pub(crate) fn to_enrollment(kind: Kind, record: &Value) -> Result<Enrollment, St
     })
 }
 
+/// A digest of a seed record (from [`from_enrollment`]; serde_json objects serialise in key order), to
+/// notice a configuration file enrollment that changed since it was copied into the store.
+pub(crate) fn seed_digest(body: &Value) -> String {
+    ring::digest::digest(&ring::digest::SHA256, body.to_string().as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The record a configuration file enrollment becomes in the store (before [`prepare`]).
 pub(crate) fn from_enrollment(e: &Enrollment) -> (Kind, String, Value) {
     let pem = hsm_core::pem::certificates_to_pem;
