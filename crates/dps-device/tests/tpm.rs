@@ -1,5 +1,6 @@
 //! TPM attestation over HTTPS on a fresh swtpm: challenge, activation, SAS signed in the TPM, hub key at
-//! assignment; a second registration reuses the keys; another TPM is refused; MQTT is refused up front; a CSR sent with TPM attestation gets an issued chain.
+//! assignment; a second registration reuses the keys; another TPM is refused; MQTT is refused up front; a
+//! CSR sent with TPM attestation gets an issued chain.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
