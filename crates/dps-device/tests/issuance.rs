@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::scripted::{Scripted, json};
 use common::*;
 use dps_device::{Error, RenewalOptions, renew_certificate, verify_issued_chain};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment, IssuanceOptions, ServerOptions};
@@ -471,5 +472,40 @@ fn verify_refuses_an_expired_chain() {
     match verify_issued_chain(&chain, &csr, "expired") {
         Err(Error::IssuedChain(m)) => assert!(m.contains("certificate 0 is not valid now"), "{m}"),
         other => panic!("expected IssuedChain, got {other:?}"),
+    }
+}
+
+/// A service that assigns without the chain, or with a chain that is not base64: errors, not an assignment.
+#[tokio::test]
+async fn an_assignment_without_a_usable_chain_is_a_protocol_error() {
+    let (_, csr) = csr("d");
+    let state = r#""registrationId":"d","assignedHub":"h","deviceId":"d","status":"assigned""#;
+    for (answer, needle) in [
+        (
+            format!(r#"{{"operationId":"o","status":"assigned","registrationState":{{{state}}}}}"#),
+            "without an issuedCertificateChain",
+        ),
+        (
+            format!(
+                r#"{{"operationId":"o","status":"assigned","registrationState":{{{state},"issuedCertificateChain":["%%"]}}}}"#
+            ),
+            "issuedCertificateChain[0]: not base64",
+        ),
+    ] {
+        let server = Scripted::start(vec![json(200, None, &answer)]);
+        let client = dps_device::ProvisioningClient::new(
+            &server.endpoint,
+            SCOPE,
+            dps_device::Transport::Https,
+            roots(&server.ca_pem),
+            options(),
+        );
+        match client
+            .register_with_csr(&symmetric("d", DEVICE_KEY), None, None, &csr)
+            .await
+        {
+            Err(Error::Protocol { message, .. }) => assert!(message.contains(needle), "{message}"),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
     }
 }

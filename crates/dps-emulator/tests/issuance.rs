@@ -176,3 +176,46 @@ fn the_binary_writes_the_issuing_ca_and_refuses_a_validity_out_of_range() {
         x509_parser::oid_registry::OID_NIST_EC_P384
     );
 }
+
+#[test]
+fn the_status_lookup_never_returns_the_chain_and_refuses_a_csr() {
+    let emu = Emulator::start(config(vec![enrollment()])).unwrap();
+    let (status, body) = register(
+        &emu,
+        "2025-07-01-preview",
+        json!({"registrationId": ID, "csr": csr_b64(ID)}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body["registrationState"]["issuedCertificateChain"].is_array());
+    let agent = agent(&emu, None, Tls::Any);
+    let url = format!(
+        "https://{}/{SCOPE}/registrations/{ID}?api-version=2025-07-01-preview",
+        emu.global_endpoint()
+    );
+    let auth = sas(ID, KEY, now() + 600);
+    let (status, state) = outcome(
+        agent
+            .post(&url)
+            .set("Authorization", &auth)
+            .send_json(json!({"registrationId": ID})),
+    );
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["assignedHub"], HUB);
+    assert_eq!(state["etag"], body["registrationState"]["etag"]);
+    assert!(state.get("issuedCertificateChain").is_none(), "{state}");
+    let (status, refused) = outcome(
+        agent
+            .post(&url)
+            .set("Authorization", &auth)
+            .send_json(json!({"registrationId": ID, "csr": csr_b64(ID)})),
+    );
+    assert_eq!(
+        (status, refused["errorCode"].as_u64()),
+        (400, Some(400004)),
+        "{refused}"
+    );
+    assert!(
+        refused["message"].as_str().unwrap().contains("must not carry a csr"),
+        "{refused}"
+    );
+}
