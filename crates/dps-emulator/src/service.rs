@@ -285,28 +285,19 @@ impl Service {
                 _ => return error(400, 400004, "request body must be a JSON object"),
             }
         }
-        if let Err(r) = self.authenticate(request, &registration_id, peer_chain) {
+        let live = match self.live() {
+            Ok(l) => l,
+            Err(message) => return error(500, 500000, message),
+        };
+        if let Err(r) = authenticate(&live, request, &registration_id, peer_chain) {
             return r;
         }
-        let Some((created, etag)) = lock(&self.registrations)
-            .get(&registration_id)
-            .map(|r| (r.created.clone(), r.etag.clone()))
-        else {
-            return error(404, 404001, format!("no registration for '{registration_id}'"));
-        };
-        Response::json(
-            200,
-            &json!({
-                "registrationId": registration_id,
-                "createdDateTimeUtc": created,
-                "assignedHub": self.assigned_hub,
-                "deviceId": registration_id,
-                "status": "assigned",
-                "substatus": "initialAssignment",
-                "lastUpdatedDateTimeUtc": now_rfc3339(),
-                "etag": etag,
-            }),
-        )
+        // The stored state is what the last registration recorded; the chain is never part of it.
+        match self.store.read(|tx| tx.registration(&registration_id)) {
+            Ok(Some(state)) => Response::json(200, &state),
+            Ok(None) => error(404, 404001, format!("no registration for '{registration_id}'")),
+            Err(e) => error(500, 500000, e.0),
+        }
     }
 
     fn register(&self, request: &Request, raw_id: &str, peer_chain: Option<&[CertificateDer<'static>]>) -> Response {
