@@ -111,7 +111,7 @@ impl Enrollment {
     }
 }
 
-const TOP_KEYS: &[&str] = &["id_scope", "assigned_hub", "enrollment"];
+const TOP_KEYS: &[&str] = &["id_scope", "assigned_hub", "enrollment", "state_dir", "service_policy"];
 
 impl EmulatorConfig {
     /// Read a TOML configuration file; certificate paths in it are relative to the file's directory.
@@ -350,5 +350,101 @@ impl EmulatorConfig {
             seen.push((class, id.as_str()));
         }
         Ok(())
+    }
+}
+
+/// The service API settings of a configuration file: `state_dir` (relative to the file's directory) and
+/// `[[service_policy]]` sections (`name`, `primary_key` base64, `rights` from EnrollmentRead, EnrollmentWrite,
+/// RegistrationStatusRead, RegistrationStatusWrite).
+#[derive(Debug, Clone, Default)]
+pub struct ServiceSettings {
+    pub state_dir: Option<std::path::PathBuf>,
+    pub policies: Vec<crate::ServicePolicy>,
+}
+
+impl ServiceSettings {
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let op = "reading the emulator configuration";
+        let text = hsm_core::fs::read_bounded_string(op, path, hsm_core::fs::CONFIG_MAX)?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::from_toml(&text, base, &path.display().to_string())
+    }
+
+    /// Parse the settings from TOML text; `state_dir` is relative to `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path, source: &str) -> Result<Self, Error> {
+        let table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| Error::config(source, "(document)", format!("not valid TOML: {e}")))?;
+        let state_dir = optional_str(&table, source, "", "state_dir")?.map(|d| base_dir.join(d));
+        let mut policies: Vec<crate::ServicePolicy> = Vec::new();
+        let items = match table.get("service_policy") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items.clone(),
+            Some(other) => {
+                return Err(Error::config(
+                    source,
+                    "service_policy",
+                    format!("expected [[service_policy]] sections, found a {}", other.type_str()),
+                ));
+            }
+        };
+        for (i, item) in items.iter().enumerate() {
+            let prefix = format!("service_policy[{i}]");
+            let Value::Table(t) = item else {
+                return Err(Error::config(
+                    source,
+                    prefix,
+                    "expected a table ([[service_policy]] section)",
+                ));
+            };
+            for key in t.keys() {
+                if !["name", "primary_key", "rights"].contains(&key.as_str()) {
+                    return Err(Error::config(
+                        source,
+                        format!("{prefix}.{key}"),
+                        "unknown key (expected one of: name, primary_key, rights)",
+                    ));
+                }
+            }
+            let name = required_str(t, source, &prefix, "name")?;
+            if policies.iter().any(|p| p.name == name) {
+                return Err(Error::config(
+                    source,
+                    format!("{prefix}.name"),
+                    format!("a second policy '{name}'"),
+                ));
+            }
+            let key = required_str(t, source, &prefix, "primary_key")?;
+            hsm_core::sas::decode_key("primary_key", &key)
+                .map_err(|e| Error::config(source, format!("{prefix}.primary_key"), e.to_string()))?;
+            let rights_key = format!("{prefix}.rights");
+            let Some(Value::Array(names)) = t.get("rights") else {
+                return Err(Error::config(
+                    source,
+                    rights_key,
+                    "missing (required): an array of right names",
+                ));
+            };
+            let mut rights = Vec::new();
+            for n in names {
+                let right = n.as_str().and_then(crate::ServiceRight::from_name).ok_or_else(|| {
+                    Error::config(
+                        source,
+                        rights_key.clone(),
+                        format!(
+                            "{n} is not a right (expected EnrollmentRead, EnrollmentWrite, RegistrationStatusRead \
+                             or RegistrationStatusWrite)"
+                        ),
+                    )
+                })?;
+                rights.push(right);
+            }
+            policies.push(crate::ServicePolicy {
+                name,
+                key: zeroize::Zeroizing::new(key),
+                rights,
+            });
+        }
+        Ok(ServiceSettings { state_dir, policies })
     }
 }

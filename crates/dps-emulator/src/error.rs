@@ -20,6 +20,9 @@ pub enum Error {
     /// The server's own CA or certificate could not be generated.
     #[error("generating the server {what}: {reason}")]
     Certificate { what: &'static str, reason: String },
+    /// The durable state store (`--state-dir`) could not be opened or set up.
+    #[error("the state store {}: {reason}", .path.display())]
+    Store { path: std::path::PathBuf, reason: String },
     /// The TLS server configuration or an enrollment's trust store could not be built.
     #[error("TLS set-up ({what}): {source}")]
     Tls {

@@ -19,11 +19,15 @@
 
 mod auth;
 mod config;
+mod enrollments_api;
 mod error;
 mod http;
 mod mqtt;
+mod records;
 mod server;
 mod service;
+mod service_auth;
+mod store;
 mod tls;
 mod tpm;
 mod websocket;
@@ -34,7 +38,6 @@ mod websocket;
 pub mod fuzzing {
     use std::sync::OnceLock;
 
-    use crate::auth::Trust;
     use crate::config::{EmulatorConfig, Enrollment};
     use crate::service::Service;
 
@@ -52,13 +55,8 @@ pub mod fuzzing {
                     secondary_key: None,
                 }],
             };
-            let trust = Trust::new(&config).ok()?;
-            Some(Service::new(
-                config.id_scope,
-                config.assigned_hub,
-                trust,
-                std::time::Duration::from_secs(2),
-            ))
+            let store = crate::store::Store::open(None).ok()?;
+            Service::new(&config, store, Vec::new(), std::time::Duration::from_secs(2)).ok()
         });
         let Some(service) = service else { return };
         let mut input = data;
@@ -70,6 +68,9 @@ pub mod fuzzing {
     }
 }
 
-pub use config::{DEFAULT_ASSIGNED_HUB, EmulatorConfig, Enrollment};
+pub use config::{DEFAULT_ASSIGNED_HUB, EmulatorConfig, Enrollment, ServiceSettings};
+pub use enrollments_api::MAX_BULK;
 pub use error::Error;
 pub use server::{Emulator, ServerOptions};
+pub use service_auth::{ServicePolicy, ServiceRight};
+pub use store::STATE_FILE;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
-use dps_emulator::{Emulator, EmulatorConfig, ServerOptions};
+use dps_emulator::{Emulator, EmulatorConfig, ServerOptions, ServiceSettings};
 
 /// A local Azure DPS emulator: serves the DPS device REST API over HTTPS on 127.0.0.1.
 #[derive(Parser, Debug)]
@@ -53,6 +53,15 @@ struct Args {
     /// Write the MQTT endpoint, `127.0.0.1:PORT` and a newline, here (before the stdout line).
     #[arg(long, value_name = "PATH")]
     mqtt_port_out: Option<PathBuf>,
+    /// Keep enrollments, groups and registration states here (a SQLite file); overrides `state_dir` of the
+    /// configuration. Without either they live in memory only.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Write the service connection string of the first `[[service_policy]]`
+    /// (`HostName=127.0.0.1:PORT;SharedAccessKeyName=..;SharedAccessKey=..` and a newline) here, mode 0600,
+    /// before the stdout line.
+    #[arg(long, value_name = "PATH")]
+    connection_string_out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +89,7 @@ fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| format!("cannot install the handler for signal {signal}: {e}"))?;
     }
     let config = EmulatorConfig::from_file(&args.config).map_err(|e| e.to_string())?;
+    let settings = ServiceSettings::from_file(&args.config).map_err(|e| e.to_string())?;
     if args.max_connections == 0 || args.request_timeout == 0 {
         return Err("--max-connections and --request-timeout must be at least 1".into());
     }
@@ -89,6 +99,8 @@ fn run(args: &Args) -> Result<(), String> {
         request_timeout: Duration::from_secs(args.request_timeout),
         chacha20_only: args.chacha20_only,
         mqtt_port: args.mqtt_port,
+        state_dir: args.state_dir.clone().or(settings.state_dir),
+        service_policies: settings.policies,
     };
     let emulator = Emulator::start_with(config, args.port, options).map_err(|e| e.to_string())?;
     if let Some(path) = &args.server_ca_out {
@@ -98,6 +110,13 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(path) = &args.mqtt_port_out {
         std::fs::write(path, format!("{}\n", emulator.mqtt_endpoint()))
             .map_err(|e| format!("writing the MQTT endpoint to {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.connection_string_out {
+        let Some(connection) = emulator.service_connection_string(None) else {
+            return Err("--connection-string-out needs a [[service_policy]] in the configuration".into());
+        };
+        write_private(path, &format!("{}\n", connection.as_str()))
+            .map_err(|e| format!("writing the connection string to {}: {e}", path.display()))?;
     }
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {}", emulator.global_endpoint())
@@ -109,4 +128,17 @@ fn run(args: &Args) -> Result<(), String> {
     }
     emulator.shutdown();
     Ok(())
+}
+
+/// Write a file only its owner can read (it holds a key).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }

@@ -237,15 +237,15 @@ fn accept(
             ),
         ));
     }
-    if service.trust.tpm.is_enrolled(registration_id) {
+    let live = service.live().map_err(|m| (ConnectReturnCode::ServiceUnavailable, m))?;
+    if live.trust.tpm.is_enrolled(registration_id) {
         return Err((
             ConnectReturnCode::NotAuthorized,
             "TPM attestation is not supported over MQTT (use HTTPS)".to_string(),
         ));
     }
     let password = Some(login.password.clone()).filter(|p| !p.is_empty());
-    service
-        .trust
+    live.trust
         .authenticate(registration_id, password.as_deref(), peer_chain)
         .map_err(|Denied(m)| (ConnectReturnCode::NotAuthorized, m))?;
     Ok(Session {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-use crate::auth::Trust;
 use crate::config::EmulatorConfig;
 use crate::http::{self, ReadError, Response};
 use crate::service::Service;
@@ -39,6 +38,11 @@ pub struct ServerOptions {
     pub chacha20_only: bool,
     /// Port of the MQTT listener on 127.0.0.1; 0 (the default) picks a free one.
     pub mqtt_port: u16,
+    /// Where enrollments, groups and registration states are kept (SQLite file [`crate::STATE_FILE`]);
+    /// `None` (the default): in memory, lost at shutdown.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Shared access policies of the service API; none (the default): every service request is refused.
+    pub service_policies: Vec<crate::ServicePolicy>,
 }
 
 impl Default for ServerOptions {
@@ -49,6 +53,8 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(30),
             chacha20_only: false,
             mqtt_port: 0,
+            state_dir: None,
+            service_policies: Vec::new(),
         }
     }
 }
@@ -61,6 +67,7 @@ pub struct Emulator {
     server_ca_pem: String,
     stop: Arc<AtomicBool>,
     listener: Option<JoinHandle<()>>,
+    service_policies: Vec<crate::ServicePolicy>,
     pub(crate) mqtt: crate::mqtt::MqttListener,
 }
 
@@ -189,7 +196,13 @@ impl Emulator {
 
     /// Start on 127.0.0.1:`port` (0: any free port) with the given polling delay and limits.
     pub fn start_with(config: EmulatorConfig, port: u16, options: ServerOptions) -> Result<Emulator, Error> {
-        let trust = Trust::new(&config)?;
+        let store = crate::store::Store::open(options.state_dir.as_deref())?;
+        let service = Arc::new(Service::new(
+            &config,
+            store,
+            options.service_policies.clone(),
+            options.retry_after,
+        )?);
         let identity = tls::make_server_identity()?;
         let tls_config = tls::server_config(&identity, options.chacha20_only)?;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|source| Error::Socket {
@@ -202,13 +215,8 @@ impl Emulator {
             port,
             source,
         })?;
-        let service = Arc::new(Service::new(
-            config.id_scope.clone(),
-            config.assigned_hub.clone(),
-            trust,
-            options.retry_after,
-        ));
         let mqtt = crate::mqtt::MqttListener::start(options.mqtt_port, tls_config.clone(), service.clone())?;
+        let service_policies = options.service_policies.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
         let listener_thread = std::thread::Builder::new()
@@ -226,6 +234,7 @@ impl Emulator {
             server_ca_pem: identity.ca_pem,
             stop,
             listener: Some(listener_thread),
+            service_policies,
             mqtt,
         })
     }
@@ -242,6 +251,16 @@ impl Emulator {
     /// PEM of the CA that signed the server certificate (SAN: IP 127.0.0.1 and DNS localhost).
     pub fn server_ca_pem(&self) -> String {
         self.server_ca_pem.clone()
+    }
+
+    /// The service connection string of the shared access policy `name`, or of the first policy when `name`
+    /// is `None`: `HostName=127.0.0.1:PORT;SharedAccessKeyName=..;SharedAccessKey=..`. It holds the policy's
+    /// key: keep it out of logs.
+    pub fn service_connection_string(&self, name: Option<&str>) -> Option<zeroize::Zeroizing<String>> {
+        self.service_policies
+            .iter()
+            .find(|p| name.is_none_or(|n| p.name == n))
+            .map(|p| p.connection_string(&self.global_endpoint()))
     }
 
     pub fn id_scope(&self) -> &str {

@@ -1,36 +1,59 @@
 //! The DPS device REST API: register, poll the operation, and the error answers.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 
 use crate::auth::{Admitted, Denied, Trust};
+use crate::config::EmulatorConfig;
 use crate::http::{Request, Response};
+use crate::records;
+use crate::service_auth::ServicePolicy;
+use crate::store::{Kind, Store};
 
 /// A registration request accepted and not yet polled to completion.
 struct Operation {
     registration_id: String,
     /// The device's `payload`, returned in the assignment as a custom allocation policy would.
     payload: Option<Value>,
+    /// The enrollment group that admitted the device, if a group did.
+    group: Option<String>,
+    /// The enrollment that admitted the device is disabled: the operation ends `disabled`.
+    disabled: bool,
 }
 
-/// What the emulator remembers of a device it assigned.
-struct Registration {
-    created: String,
-    etag: String,
+/// The enrollments as devices are checked against them now: rebuilt from the store after a change.
+pub(crate) struct Live {
+    pub(crate) trust: Trust,
+    disabled_individual: HashSet<String>,
+    disabled_groups: HashSet<String>,
+}
+
+impl Live {
+    fn is_disabled(&self, registration_id: &str, admitted: &Admitted) -> bool {
+        match admitted {
+            Admitted::X509Group(g) | Admitted::SymmetricGroup(g) => self.disabled_groups.contains(g),
+            _ => self.disabled_individual.contains(registration_id),
+        }
+    }
 }
 
 pub(crate) struct Service {
     id_scope: String,
     assigned_hub: String,
-    /// Also used by the MQTT listener to authenticate CONNECT.
-    pub(crate) trust: Trust,
+    /// Enrollments, groups and registration states.
+    pub(crate) store: Store,
+    /// The shared access policies of the service API.
+    pub(crate) policies: Vec<ServicePolicy>,
+    /// The current trust store (`None` after a change: rebuilt at the next device request).
+    live: RwLock<Option<Arc<Live>>>,
+    /// The trust store replaced last (its TPM challenges go to the next one).
+    previous: Mutex<Option<Arc<Live>>>,
     /// `Retry-After` of `assigning` answers, in seconds.
     retry_after: u64,
     operations: Mutex<HashMap<String, Operation>>,
-    registrations: Mutex<HashMap<String, Registration>>,
 }
 
 enum Route<'a> {
@@ -44,15 +67,116 @@ enum Route<'a> {
 }
 
 impl Service {
-    pub(crate) fn new(id_scope: String, assigned_hub: String, trust: Trust, retry_after: std::time::Duration) -> Self {
-        Service {
-            id_scope,
-            assigned_hub,
-            trust,
+    /// A service over `store`, seeded with the configuration's enrollments (each copied once: one deleted
+    /// through the API stays deleted).
+    pub(crate) fn new(
+        config: &EmulatorConfig,
+        store: Store,
+        policies: Vec<ServicePolicy>,
+        retry_after: std::time::Duration,
+    ) -> Result<Self, crate::Error> {
+        // The configuration is checked as before (names the key of a bad enrollment).
+        Trust::new(config)?;
+        let seed_error = |reason: String| crate::Error::Store {
+            path: "(seeding from the configuration)".into(),
+            reason,
+        };
+        store
+            .write(|tx| {
+                for e in &config.enrollments {
+                    let (kind, id, body) = records::from_enrollment(e);
+                    if tx.was_seeded(kind, &id)? {
+                        continue;
+                    }
+                    if tx.get(kind, &id)?.is_none() {
+                        let record = records::prepare(kind, Some(&id), &body, None)
+                            .map_err(|m| crate::store::StoreError(format!("{}: {m}", e.describe())))?;
+                        tx.put(kind, &id, &record)?;
+                    }
+                    tx.mark_seeded(kind, &id)?;
+                }
+                Ok::<_, crate::store::StoreError>(())
+            })
+            .map_err(|e| seed_error(e.0))?;
+        let service = Service {
+            id_scope: config.id_scope.clone(),
+            assigned_hub: config.assigned_hub.clone(),
+            store,
+            policies,
+            live: RwLock::new(None),
+            previous: Mutex::new(None),
             retry_after: retry_after.as_secs(),
             operations: Mutex::new(HashMap::new()),
-            registrations: Mutex::new(HashMap::new()),
+        };
+        service.build_live(None).map_err(seed_error)?;
+        Ok(service)
+    }
+
+    /// Forget the trust store after an enrollment change; the next device request rebuilds it.
+    pub(crate) fn enrollments_changed(&self) {
+        let mut live = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = live.take() {
+            // Kept for its TPM challenges: the rebuilt store takes them over.
+            *lock(&self.previous) = Some(old);
         }
+    }
+
+    /// The trust store for device requests (rebuilt from the store after a change).
+    pub(crate) fn live(&self) -> Result<Arc<Live>, String> {
+        if let Some(live) = self
+            .live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            return Ok(live.clone());
+        }
+        let previous = lock(&self.previous).clone();
+        self.build_live(previous.as_deref()).inspect_err(|message| {
+            tracing::error!(%message, "cannot rebuild the enrollments from the store");
+        })
+    }
+
+    fn build_live(&self, previous: Option<&Live>) -> Result<Arc<Live>, String> {
+        let mut live = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(l) = live.as_ref() {
+            return Ok(l.clone());
+        }
+        let (individual, groups) = self
+            .store
+            .read(|tx| Ok::<_, crate::store::StoreError>((tx.all(Kind::Enrollment)?, tx.all(Kind::Group)?)))
+            .map_err(|e| e.0)?;
+        let mut config = EmulatorConfig {
+            id_scope: self.id_scope.clone(),
+            assigned_hub: self.assigned_hub.clone(),
+            enrollments: Vec::with_capacity(individual.len() + groups.len()),
+        };
+        let mut disabled_individual = HashSet::new();
+        let mut disabled_groups = HashSet::new();
+        for (kind, records) in [(Kind::Enrollment, &individual), (Kind::Group, &groups)] {
+            for record in records {
+                let enrollment = records::to_enrollment(kind, record)?;
+                if records::is_disabled(record) {
+                    let id = record[records::id_field(kind)].as_str().unwrap_or_default().to_string();
+                    match kind {
+                        Kind::Enrollment => disabled_individual.insert(id),
+                        Kind::Group => disabled_groups.insert(id),
+                    };
+                }
+                config.enrollments.push(enrollment);
+            }
+        }
+        let mut trust = Trust::new(&config).map_err(|e| e.to_string())?;
+        if let Some(p) = previous {
+            trust.tpm.share_issued(&p.trust.tpm);
+        }
+        let built = Arc::new(Live {
+            trust,
+            disabled_individual,
+            disabled_groups,
+        });
+        *live = Some(built.clone());
+        Ok(built)
     }
 
     /// Answer one request from a connection that presented `peer_chain` (leaf first), if any.
@@ -70,6 +194,12 @@ impl Service {
     fn route(&self, request: &Request, peer_chain: Option<&[CertificateDer<'static>]>) -> Response {
         let (path, query) = request.target.split_once('?').unwrap_or((request.target.as_str(), ""));
         let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        if segments
+            .first()
+            .is_some_and(|first| crate::enrollments_api::is_service_path(first))
+        {
+            return crate::enrollments_api::route(self, request, &segments, query);
+        }
         let (scope, route) = match segments.as_slice() {
             [scope, "registrations", registration_id, "register"] => (*scope, Route::Register { registration_id }),
             [scope, "registrations", registration_id, "operations", operation_id] => (
@@ -136,8 +266,12 @@ impl Service {
                 format!("registrationId '{body_id}' in the body does not match '{registration_id}' in the path"),
             );
         }
+        let live = match self.live() {
+            Ok(l) => l,
+            Err(message) => return error(500, 500000, message),
+        };
         let admitted = match object.get("tpm") {
-            Some(tpm) => match self
+            Some(tpm) => match live
                 .trust
                 .tpm
                 .register(&registration_id, tpm, request.header("authorization"))
@@ -149,10 +283,15 @@ impl Service {
                     return unauthorized(message);
                 }
             },
-            None => match self.authenticate(request, &registration_id, peer_chain) {
+            None => match authenticate(&live, request, &registration_id, peer_chain) {
                 Ok(a) => a,
                 Err(r) => return r,
             },
+        };
+        let disabled = live.is_disabled(&registration_id, &admitted);
+        let group = match &admitted {
+            Admitted::X509Group(g) | Admitted::SymmetricGroup(g) => Some(g.clone()),
+            _ => None,
         };
         let operation_id = match random_id() {
             Ok(id) => format!("4.{}", id.replace('-', "")),
@@ -164,6 +303,8 @@ impl Service {
             Operation {
                 registration_id: registration_id.clone(),
                 payload: object.get("payload").filter(|p| p.is_object()).cloned(),
+                group,
+                disabled,
             },
         );
         Response::json(202, &json!({"operationId": operation_id, "status": "assigning"}))
@@ -187,14 +328,20 @@ impl Service {
             Err(e) => return error(400, 400004, format!("operation id in the path: {e}")),
         };
         let operation_id = operation_id.as_str();
-        if let Err(r) = self.authenticate(request, &registration_id, peer_chain) {
+        let live = match self.live() {
+            Ok(l) => l,
+            Err(message) => return error(500, 500000, message),
+        };
+        if let Err(r) = authenticate(&live, request, &registration_id, peer_chain) {
             return r;
         }
-        let payload = match lock(&self.operations).get(operation_id) {
-            Some(op) if op.registration_id == registration_id => Some(op.payload.clone()),
+        let operation = match lock(&self.operations).get(operation_id) {
+            Some(op) if op.registration_id == registration_id => {
+                Some((op.payload.clone(), op.group.clone(), op.disabled))
+            }
             _ => None,
         };
-        let Some(payload) = payload else {
+        let Some((payload, group, disabled)) = operation else {
             return error(
                 404,
                 404002,
@@ -202,63 +349,80 @@ impl Service {
             );
         };
         let now = now_rfc3339();
-        let (created, etag) = {
-            let mut registrations = lock(&self.registrations);
-            let etag = match random_id() {
-                Ok(id) => format!("\"{id}\""),
-                Err(r) => return r,
-            };
-            let entry = registrations
-                .entry(registration_id.clone())
-                .or_insert_with(|| Registration {
-                    created: now.clone(),
-                    etag: etag.clone(),
-                });
-            entry.etag = etag;
-            (entry.created.clone(), entry.etag.clone())
+        let etag = match random_id() {
+            Ok(id) => format!("\"{id}\""),
+            Err(r) => return r,
         };
-        let tpm = match self.trust.tpm.assignment(&registration_id) {
+        let tpm = match live.trust.tpm.assignment(&registration_id) {
             Ok(t) => t,
             Err(message) => return error(500, 500000, message),
         };
-        let mut body = json!({
-                "operationId": operation_id,
-                "status": "assigned",
-                "registrationState": {
-                    "registrationId": registration_id,
-                    "createdDateTimeUtc": created,
-                    "assignedHub": self.assigned_hub,
-                    "deviceId": registration_id,
-                    "status": "assigned",
-                    "substatus": "initialAssignment",
-                    "lastUpdatedDateTimeUtc": now,
-                    "etag": etag,
-                },
+        // The state is recorded (durably) before the device is told.
+        let recorded = self.store.write(|tx| {
+            let previous = tx.registration(&registration_id)?;
+            let created = previous
+                .as_ref()
+                .and_then(|p| p.get("createdDateTimeUtc"))
+                .cloned()
+                .unwrap_or_else(|| Value::String(now.clone()));
+            let mut state = json!({
+                "registrationId": registration_id,
+                "createdDateTimeUtc": created,
+                "lastUpdatedDateTimeUtc": now,
+                "etag": etag,
+            });
+            if disabled {
+                state["status"] = json!("disabled");
+                state["errorMessage"] = json!(format!(
+                    "the enrollment of '{registration_id}' is disabled (provisioningStatus: disabled)"
+                ));
+            } else {
+                state["assignedHub"] = json!(self.assigned_hub);
+                state["deviceId"] = json!(registration_id);
+                state["status"] = json!("assigned");
+                state["substatus"] = json!("initialAssignment");
+            }
+            tx.put_registration(&registration_id, group.as_deref(), &state)?;
+            Ok::<_, crate::store::StoreError>(state)
         });
-        if let Some(state) = body.get_mut("registrationState").and_then(Value::as_object_mut) {
+        let mut state = match recorded {
+            Ok(s) => s,
+            Err(e) => return error(500, 500000, e.0),
+        };
+        if disabled {
+            tracing::info!(registration_id, "registration refused: the enrollment is disabled");
+            return Response::json(
+                200,
+                &json!({"operationId": operation_id, "status": "disabled", "registrationState": state}),
+            );
+        }
+        if let Some(obj) = state.as_object_mut() {
             if let Some(tpm) = tpm {
-                state.insert("tpm".to_string(), tpm);
+                obj.insert("tpm".to_string(), tpm);
             }
             if let Some(payload) = payload {
-                state.insert("payload".to_string(), payload);
+                obj.insert("payload".to_string(), payload);
             }
         }
-        Response::json(200, &body)
+        Response::json(
+            200,
+            &json!({"operationId": operation_id, "status": "assigned", "registrationState": state}),
+        )
     }
+}
 
-    fn authenticate(
-        &self,
-        request: &Request,
-        registration_id: &str,
-        peer_chain: Option<&[CertificateDer<'static>]>,
-    ) -> Result<Admitted, Response> {
-        self.trust
-            .authenticate(registration_id, request.header("authorization"), peer_chain)
-            .map_err(|Denied(message)| {
-                tracing::info!(registration_id, %message, "authentication failed");
-                unauthorized(message)
-            })
-    }
+fn authenticate(
+    live: &Live,
+    request: &Request,
+    registration_id: &str,
+    peer_chain: Option<&[CertificateDer<'static>]>,
+) -> Result<Admitted, Response> {
+    live.trust
+        .authenticate(registration_id, request.header("authorization"), peer_chain)
+        .map_err(|Denied(message)| {
+            tracing::info!(registration_id, %message, "authentication failed");
+            unauthorized(message)
+        })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -278,7 +442,7 @@ fn unauthorized(message: impl Into<String>) -> Response {
     error(401, 401002, message)
 }
 
-fn error(status: u16, code: u32, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: u16, code: u32, message: impl Into<String>) -> Response {
     let tracking_id = random_id().unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".to_string());
     Response::json(
         status,
@@ -289,6 +453,11 @@ fn error(status: u16, code: u32, message: impl Into<String>) -> Response {
             "timestampUtc": now_rfc3339(),
         }),
     )
+}
+
+/// A random version-4 UUID string; `None` when the system random generator fails.
+pub(crate) fn random_uuid() -> Option<String> {
+    random_id().ok()
 }
 
 /// A random version-4 UUID string.
@@ -314,7 +483,7 @@ fn random_id() -> Result<String, Response> {
     ))
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     format_time(time::OffsetDateTime::now_utc())
 }
 

@@ -10,7 +10,7 @@
 //!    the SDK activates again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -39,7 +39,8 @@ pub(crate) enum Step {
 pub(crate) struct TpmAttestation {
     id_scope: String,
     enrollments: HashMap<String, Vec<u8>>,
-    issued: Mutex<HashMap<String, Issued>>,
+    /// Shared by the trust stores rebuilt after enrollment changes, so a challenge outlives a rebuild.
+    issued: Arc<Mutex<HashMap<String, Issued>>>,
 }
 
 /// Decode and check a base64 `TPM2B_PUBLIC` of an RSA-2048 storage key (EK or SRK).
@@ -68,8 +69,13 @@ impl TpmAttestation {
         Ok(TpmAttestation {
             id_scope: config.id_scope.clone(),
             enrollments,
-            issued: Mutex::new(HashMap::new()),
+            issued: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    /// Keep the challenges issued by `previous` (a trust store this one replaces).
+    pub(crate) fn share_issued(&mut self, previous: &TpmAttestation) {
+        self.issued = previous.issued.clone();
     }
 
     pub(crate) fn is_enrolled(&self, registration_id: &str) -> bool {

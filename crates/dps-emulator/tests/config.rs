@@ -131,7 +131,7 @@ fn errors_name_the_file_and_the_key() {
     let cases = [
         (
             "id_scope = \"s\"\nbogus = 1\n",
-            "bogus: unknown key (expected one of: id_scope, assigned_hub, enrollment)",
+            "bogus: unknown key (expected one of: id_scope, assigned_hub, enrollment, state_dir, service_policy)",
         ),
         ("assigned_hub = \"h\"\n", "id_scope: missing (required)"),
         ("id_scope = 5\n", "id_scope: expected a string, found a integer"),

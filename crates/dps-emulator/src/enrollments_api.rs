@@ -1,0 +1,446 @@
+//! The DPS service API (`2021-10-01`) on the HTTPS port, authenticated with service SAS tokens:
+//!
+//! - `PUT|GET|DELETE /enrollments/{registrationId}` and `/enrollmentGroups/{enrollmentGroupId}` (`If-Match`
+//!   checked: 412 on a mismatch; PUT answers 200 with the stored record, DELETE 204);
+//! - `POST /enrollments` and `/enrollmentGroups`: bulk `create|update|updateIfMatchETag|delete` of at most
+//!   10 records, answered `{"isSuccessful", "errors": [{"registrationId"|"enrollmentGroupId", "errorCode",
+//!   "errorStatus"}]}`; the records that succeed are committed together;
+//! - `POST /enrollments/query` and `/enrollmentGroups/query` (`{"query": "SELECT * FROM enrollments"}`),
+//!   paged by `x-ms-max-item-count` and `x-ms-continuation`;
+//! - `POST /enrollments/{id}/attestationmechanism` and `/enrollmentGroups/{id}/attestationmechanism`;
+//! - `GET|DELETE /registrations/{registrationId}`, `POST /registrations/{enrollmentGroupId}/query`.
+//!
+//! Errors answer `{"errorCode", "trackingId", "message", "timestampUtc"}` (DPS's error body); the error codes
+//! are the HTTP status times 1000 plus a small number, as elsewhere in the emulator.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::http::{Request, Response};
+use crate::records::{self, etag_matches, id_field};
+use crate::service::{Service, error};
+use crate::service_auth::{self, ServiceRight};
+use crate::store::{Kind, StoreError};
+
+/// Records per bulk call, as DPS allows.
+pub const MAX_BULK: usize = 10;
+/// Page size of a query without `x-ms-max-item-count`, and the largest one accepted.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+const BAD_REQUEST: u32 = 400004;
+const NOT_FOUND: u32 = 404001;
+const CONFLICT: u32 = 409001;
+const PRECONDITION_FAILED: u32 = 412001;
+const INTERNAL: u32 = 500000;
+
+const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+pub(crate) fn is_service_path(first: &str) -> bool {
+    matches!(first, "enrollments" | "enrollmentGroups" | "registrations")
+}
+
+enum Route<'a> {
+    Record(Kind, &'a str),
+    Bulk(Kind),
+    Query(Kind),
+    Attestation(Kind, &'a str),
+    Registration(&'a str),
+    RegistrationQuery(&'a str),
+}
+
+/// An error answer with its status and message (for per-item bulk errors and whole answers alike).
+struct Failure {
+    status: u16,
+    code: u32,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: u16, code: u32, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn response(self) -> Response {
+        error(self.status, self.code, self.message)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::new(500, INTERNAL, e.0)
+    }
+}
+
+fn bad(message: impl Into<String>) -> Failure {
+    Failure::new(400, BAD_REQUEST, message)
+}
+
+fn what(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Enrollment => "enrollment",
+        Kind::Group => "enrollment group",
+    }
+}
+
+pub(crate) fn route(service: &Service, request: &Request, segments: &[&str], query: &str) -> Response {
+    let kind = |s: &str| {
+        if s == "enrollments" {
+            Kind::Enrollment
+        } else {
+            Kind::Group
+        }
+    };
+    let (route, allowed) = match segments {
+        [c @ ("enrollments" | "enrollmentGroups")] => (Route::Bulk(kind(c)), "POST"),
+        [c @ ("enrollments" | "enrollmentGroups"), "query"] if request.method == "POST" => {
+            (Route::Query(kind(c)), "POST")
+        }
+        [c @ ("enrollments" | "enrollmentGroups"), id] => (Route::Record(kind(c), id), "GET, PUT, DELETE"),
+        [c @ ("enrollments" | "enrollmentGroups"), id, "attestationmechanism"] => {
+            (Route::Attestation(kind(c), id), "POST")
+        }
+        ["registrations", id] => (Route::Registration(id), "GET, DELETE"),
+        ["registrations", id, "query"] => (Route::RegistrationQuery(id), "POST"),
+        _ => return error(404, NOT_FOUND, format!("no such resource: /{}", segments.join("/"))),
+    };
+    if !allowed.split(", ").any(|m| m == request.method) {
+        return error(
+            405,
+            405001,
+            format!(
+                "method {} is not allowed on /{}: use {allowed}",
+                request.method,
+                segments.join("/")
+            ),
+        )
+        .with_header("Allow", allowed);
+    }
+    let needed = match (&route, request.method.as_str()) {
+        (Route::Record(..), "GET") | (Route::Query(_), _) | (Route::Attestation(..), _) => ServiceRight::EnrollmentRead,
+        (Route::Record(..), _) | (Route::Bulk(_), _) => ServiceRight::EnrollmentWrite,
+        (Route::Registration(_), "DELETE") => ServiceRight::RegistrationStatusWrite,
+        (Route::Registration(_), _) | (Route::RegistrationQuery(_), _) => ServiceRight::RegistrationStatusRead,
+    };
+    if let Err(refused) = service_auth::check(
+        &service.policies,
+        request.header("authorization"),
+        request.header("host"),
+        needed,
+    ) {
+        tracing::info!(message = %refused.message, "service request refused");
+        let code = if refused.status == 401 { 401002 } else { 403001 };
+        return error(refused.status, code, refused.message);
+    }
+    if !query
+        .split('&')
+        .any(|p| p.starts_with("api-version=") && p.len() > "api-version=".len())
+    {
+        return error(400, BAD_REQUEST, "missing query parameter api-version");
+    }
+    let result = match route {
+        Route::Record(kind, raw) => decode(raw).and_then(|id| record(service, request, kind, &id)),
+        Route::Bulk(kind) => bulk(service, request, kind),
+        Route::Query(kind) => query_records(service, request, kind),
+        Route::Attestation(kind, raw) => decode(raw).and_then(|id| attestation(service, kind, &id)),
+        Route::Registration(raw) => decode(raw).and_then(|id| registration(service, request, &id)),
+        Route::RegistrationQuery(raw) => decode(raw).and_then(|id| registration_query(service, request, &id)),
+    };
+    result.unwrap_or_else(Failure::response)
+}
+
+fn decode(raw: &str) -> Result<String, Failure> {
+    let id = hsm_core::sas::url_decode(raw).map_err(|e| bad(format!("id in the path: {e}")))?;
+    if id.is_empty() {
+        return Err(bad("empty id in the path"));
+    }
+    Ok(id)
+}
+
+fn json_body(request: &Request) -> Result<Value, Failure> {
+    if request.body.is_empty() {
+        return Err(bad("missing request body"));
+    }
+    serde_json::from_slice(&request.body).map_err(|e| bad(format!("request body is not valid JSON: {e}")))
+}
+
+fn if_match(request: &Request) -> Option<&str> {
+    request.header("if-match").filter(|v| !v.is_empty())
+}
+
+fn record(service: &Service, request: &Request, kind: Kind, id: &str) -> Result<Response, Failure> {
+    match request.method.as_str() {
+        "GET" => {
+            let found = service.store.read(|tx| {
+                let record = tx.get(kind, id)?;
+                let state = match (kind, &record) {
+                    (Kind::Enrollment, Some(_)) => tx.registration(id)?,
+                    _ => None,
+                };
+                Ok::<_, StoreError>(record.map(|mut r| {
+                    if let Some(state) = state {
+                        r["registrationState"] = state;
+                    }
+                    r
+                }))
+            })?;
+            let record = found.ok_or_else(|| not_found(kind, id))?;
+            Ok(Response::json(200, &record))
+        }
+        "PUT" => {
+            let body = json_body(request)?;
+            let stored = service.store.write(|tx| {
+                let previous = tx.get(kind, id)?;
+                if let Some(wanted) = if_match(request) {
+                    check_etag(kind, id, wanted, previous.as_ref())?;
+                }
+                let record = records::prepare(kind, Some(id), &body, previous.as_ref()).map_err(bad)?;
+                tx.put(kind, id, &record)?;
+                Ok::<_, Failure>(record)
+            })?;
+            service.enrollments_changed();
+            Ok(Response::json(200, &stored))
+        }
+        _ => {
+            service.store.write(|tx| {
+                let previous = tx.get(kind, id)?.ok_or_else(|| not_found(kind, id))?;
+                if let Some(wanted) = if_match(request) {
+                    check_etag(kind, id, wanted, Some(&previous))?;
+                }
+                tx.delete(kind, id)?;
+                Ok::<_, Failure>(())
+            })?;
+            service.enrollments_changed();
+            Ok(Response::empty(204))
+        }
+    }
+}
+
+fn not_found(kind: Kind, id: &str) -> Failure {
+    Failure::new(404, NOT_FOUND, format!("no {} '{id}'", what(kind)))
+}
+
+fn check_etag(kind: Kind, id: &str, wanted: &str, stored: Option<&Value>) -> Result<(), Failure> {
+    let Some(stored) = stored else {
+        return Err(Failure::new(
+            412,
+            PRECONDITION_FAILED,
+            format!("etag {wanted} given but there is no {} '{id}'", what(kind)),
+        ));
+    };
+    let current = stored.get("etag").and_then(Value::as_str);
+    if etag_matches(wanted, current) {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            412,
+            PRECONDITION_FAILED,
+            format!(
+                "etag {wanted} does not match the current etag {} of {} '{id}'",
+                current.unwrap_or("(none)"),
+                what(kind)
+            ),
+        ))
+    }
+}
+
+fn bulk(service: &Service, request: &Request, kind: Kind) -> Result<Response, Failure> {
+    let body = json_body(request)?;
+    let list_field = match kind {
+        Kind::Enrollment => "enrollments",
+        Kind::Group => "enrollmentGroups",
+    };
+    let mode = body
+        .get("mode")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("bulk operation has no string field mode"))?;
+    if !matches!(mode, "create" | "update" | "updateIfMatchETag" | "delete") {
+        return Err(bad(format!(
+            "bulk mode {mode:?} is not one of create, update, updateIfMatchETag, delete"
+        )));
+    }
+    let items = body
+        .get(list_field)
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad(format!("bulk operation has no array field {list_field}")))?;
+    if items.is_empty() || items.len() > MAX_BULK {
+        return Err(bad(format!(
+            "a bulk operation takes 1 to {MAX_BULK} records, found {}",
+            items.len()
+        )));
+    }
+    let field = id_field(kind);
+    let errors = service.store.write(|tx| {
+        let mut errors = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for item in items {
+            let id = item.get(field).and_then(Value::as_str).unwrap_or_default().to_string();
+            let outcome = (|| -> Result<(), Failure> {
+                if !seen.insert(id.clone()) {
+                    return Err(bad(format!("{field} '{id}' appears twice in this bulk operation")));
+                }
+                records::check_id(kind, &id).map_err(bad)?;
+                let previous = tx.get(kind, &id)?;
+                let etag = item.get("etag").and_then(Value::as_str);
+                match mode {
+                    "create" if previous.is_some() => {
+                        return Err(Failure::new(
+                            409,
+                            CONFLICT,
+                            format!("{} '{id}' already exists", what(kind)),
+                        ));
+                    }
+                    "updateIfMatchETag" | "delete" if previous.is_none() => return Err(not_found(kind, &id)),
+                    "updateIfMatchETag" => {
+                        check_etag(kind, &id, etag.unwrap_or(""), previous.as_ref())?;
+                    }
+                    "delete" => {
+                        if let Some(wanted) = etag {
+                            check_etag(kind, &id, wanted, previous.as_ref())?;
+                        }
+                        tx.delete(kind, &id)?;
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+                let record = records::prepare(kind, None, item, previous.as_ref()).map_err(bad)?;
+                tx.put(kind, &id, &record)?;
+                Ok(())
+            })();
+            match outcome {
+                Ok(()) => {}
+                // The store failed: nothing of this call is committed.
+                Err(f) if f.status == 500 => return Err(f),
+                Err(f) => errors.push(json!({field: id, "errorCode": f.code, "errorStatus": f.message})),
+            }
+        }
+        Ok::<_, Failure>(errors)
+    })?;
+    service.enrollments_changed();
+    Ok(Response::json(
+        200,
+        &json!({"isSuccessful": errors.is_empty(), "errors": errors}),
+    ))
+}
+
+/// The page size and the id after which the page starts, from the paging headers.
+fn paging(request: &Request) -> Result<(usize, Option<String>), Failure> {
+    let size = match request.header("x-ms-max-item-count") {
+        None => DEFAULT_PAGE,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(bad(format!(
+                    "x-ms-max-item-count {v:?} must be a whole number from 1 to {MAX_PAGE}"
+                )));
+            }
+        },
+    };
+    let after = match request.header("x-ms-continuation").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(token) => Some(
+            B64URL
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "x-ms-continuation {token:?} is not a token this service issued"
+                    ))
+                })?,
+        ),
+    };
+    Ok((size, after))
+}
+
+/// Answer a page: `items` holds up to `size + 1` records; the extra one means there is a next page.
+fn page(mut items: Vec<Value>, size: usize, id_key: &str, item_type: &str) -> Response {
+    let more = items.len() > size;
+    items.truncate(size);
+    let mut response = Response::json(200, &Value::Array(items.clone()))
+        .with_header("x-ms-max-item-count", size.to_string())
+        .with_header("x-ms-item-type", item_type);
+    if more {
+        if let Some(last) = items.last().and_then(|r| r.get(id_key)).and_then(Value::as_str) {
+            response = response.with_header("x-ms-continuation", B64URL.encode(last));
+        }
+    }
+    response
+}
+
+fn query_records(service: &Service, request: &Request, kind: Kind) -> Result<Response, Failure> {
+    let body = json_body(request)?;
+    let text = body
+        .get("query")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("query specification has no string field query"))?;
+    let words: Vec<String> = text.split_whitespace().map(str::to_ascii_lowercase).collect();
+    let collection = match kind {
+        Kind::Enrollment => "enrollments",
+        Kind::Group => "enrollmentgroups",
+    };
+    if words != ["select", "*", "from", collection] {
+        return Err(bad(format!(
+            "query {text:?} is not supported: the emulator answers only \"SELECT * FROM {}\"",
+            if kind == Kind::Enrollment {
+                "enrollments"
+            } else {
+                "enrollmentGroups"
+            }
+        )));
+    }
+    let (size, after) = paging(request)?;
+    let items = service.store.read(|tx| tx.page(kind, after.as_deref(), size + 1))?;
+    let item_type = match kind {
+        Kind::Enrollment => "enrollment",
+        Kind::Group => "enrollmentGroup",
+    };
+    Ok(page(items, size, id_field(kind), item_type))
+}
+
+fn attestation(service: &Service, kind: Kind, id: &str) -> Result<Response, Failure> {
+    let record = service
+        .store
+        .read(|tx| tx.get(kind, id))?
+        .ok_or_else(|| not_found(kind, id))?;
+    Ok(Response::json(200, &record["attestation"]))
+}
+
+fn registration(service: &Service, request: &Request, id: &str) -> Result<Response, Failure> {
+    let missing = || Failure::new(404, NOT_FOUND, format!("no registration state for '{id}'"));
+    if request.method == "GET" {
+        let state = service.store.read(|tx| tx.registration(id))?.ok_or_else(missing)?;
+        return Ok(Response::json(200, &state));
+    }
+    service.store.write(|tx| {
+        let state = tx.registration(id)?.ok_or_else(missing)?;
+        if let Some(wanted) = if_match(request) {
+            let current = state.get("etag").and_then(Value::as_str);
+            if !etag_matches(wanted, current) {
+                return Err(Failure::new(
+                    412,
+                    PRECONDITION_FAILED,
+                    format!(
+                        "etag {wanted} does not match the current etag {} of the registration state of '{id}'",
+                        current.unwrap_or("(none)")
+                    ),
+                ));
+            }
+        }
+        tx.delete_registration(id)?;
+        Ok(())
+    })?;
+    Ok(Response::empty(204))
+}
+
+fn registration_query(service: &Service, request: &Request, group: &str) -> Result<Response, Failure> {
+    let (size, after) = paging(request)?;
+    let items = service
+        .store
+        .read(|tx| tx.registrations_of(group, after.as_deref(), size + 1))?;
+    Ok(page(items, size, "registrationId", "deviceRegistration"))
+}

@@ -1,0 +1,258 @@
+//! The durable store of the service API: individual enrollments, enrollment groups and device registration
+//! states, as the JSON records the API answers with.
+//!
+//! SQLite (bundled) in WAL mode with `synchronous=FULL`: every write is a transaction that is on disk before
+//! the API answers, so a crash (kill -9, power loss) keeps every acknowledged write and never a half one;
+//! concurrent requests are serialised on one connection. Without a state directory the database lives in
+//! memory (tests, throwaway runs).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::Error;
+
+/// The database file inside the state directory.
+pub const STATE_FILE: &str = "dps-emulator.sqlite3";
+
+/// Which collection a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `/enrollments/{registrationId}`
+    Enrollment,
+    /// `/enrollmentGroups/{enrollmentGroupId}`
+    Group,
+}
+
+impl Kind {
+    fn tag(self) -> &'static str {
+        match self {
+            Kind::Enrollment => "enrollment",
+            Kind::Group => "group",
+        }
+    }
+}
+
+/// A failed database operation (shown in a 500 answer; names the operation).
+#[derive(Debug)]
+pub(crate) struct StoreError(pub(crate) String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn failed(op: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError(format!("the state store failed {op}: {e}"))
+}
+
+pub(crate) struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Open (creating if needed) the store in `dir`, or an in-memory one.
+    pub(crate) fn open(dir: Option<&Path>) -> Result<Store, Error> {
+        let path = dir.map(|d| d.join(STATE_FILE));
+        let store_error = |path: &Option<PathBuf>, reason: String| Error::Store {
+            path: path.clone().unwrap_or_else(|| PathBuf::from(":memory:")),
+            reason,
+        };
+        if let Some(d) = dir {
+            std::fs::create_dir_all(d)
+                .map_err(|e| store_error(&path, format!("cannot create the state directory: {e}")))?;
+        }
+        let conn = match &path {
+            Some(p) => Connection::open(p),
+            None => Connection::open_in_memory(),
+        }
+        .map_err(|e| store_error(&path, e.to_string()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS records (
+                 kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, id)
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS registrations (
+                 id TEXT PRIMARY KEY NOT NULL, group_id TEXT, body TEXT NOT NULL
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS registrations_by_group ON registrations (group_id, id);
+             CREATE TABLE IF NOT EXISTS seeded (
+                 kind TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (kind, id)
+             ) WITHOUT ROWID;",
+        )
+        .map_err(|e| store_error(&path, format!("cannot set up the schema: {e}")))?;
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Run `f` in one transaction, committed (and on disk) when it returns `Ok`, rolled back otherwise.
+    pub(crate) fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&Tx<'_>) -> Result<R, E>) -> Result<R, E> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(failed("to start a transaction"))?;
+        let r = f(&Tx(&tx))?;
+        tx.commit().map_err(failed("to commit"))?;
+        Ok(r)
+    }
+
+    /// Read with the same helpers as a write, without a transaction of its own.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Tx<'_>) -> R) -> R {
+        let conn = self.lock();
+        f(&Tx(&conn))
+    }
+}
+
+/// The operations available inside [`Store::write`] and [`Store::read`].
+pub(crate) struct Tx<'a>(&'a Connection);
+
+fn parse(body: String) -> Result<Value, StoreError> {
+    serde_json::from_str(&body).map_err(|e| StoreError(format!("a stored record is not JSON: {e}")))
+}
+
+impl Tx<'_> {
+    pub(crate) fn get(&self, kind: Kind, id: &str) -> Result<Option<Value>, StoreError> {
+        self.0
+            .query_row(
+                "SELECT body FROM records WHERE kind = ?1 AND id = ?2",
+                params![kind.tag(), id],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(failed("to read a record"))?
+            .map(parse)
+            .transpose()
+    }
+
+    pub(crate) fn put(&self, kind: Kind, id: &str, record: &Value) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)",
+                params![kind.tag(), id, record.to_string()],
+            )
+            .map_err(failed("to write a record"))?;
+        Ok(())
+    }
+
+    /// Delete a record; `false` when there was none.
+    pub(crate) fn delete(&self, kind: Kind, id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .0
+            .execute(
+                "DELETE FROM records WHERE kind = ?1 AND id = ?2",
+                params![kind.tag(), id],
+            )
+            .map_err(failed("to delete a record"))?;
+        Ok(n > 0)
+    }
+
+    /// Up to `limit` records with ids after `after`, in id order.
+    pub(crate) fn page(&self, kind: Kind, after: Option<&str>, limit: usize) -> Result<Vec<Value>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT body FROM records WHERE kind = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
+            .map_err(failed("to query records"))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    kind.tag(),
+                    after.unwrap_or(""),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(failed("to query records"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(parse(row.map_err(failed("to query records"))?)?);
+        }
+        Ok(out)
+    }
+
+    /// Every record of a kind (to build the trust store).
+    pub(crate) fn all(&self, kind: Kind) -> Result<Vec<Value>, StoreError> {
+        self.page(kind, None, usize::MAX)
+    }
+
+    /// Whether the configuration file's enrollment `id` was copied into the store before (so one deleted
+    /// through the API is not brought back at the next start).
+    pub(crate) fn was_seeded(&self, kind: Kind, id: &str) -> Result<bool, StoreError> {
+        self.0
+            .query_row(
+                "SELECT 1 FROM seeded WHERE kind = ?1 AND id = ?2",
+                params![kind.tag(), id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(failed("to read the seed list"))
+    }
+
+    pub(crate) fn mark_seeded(&self, kind: Kind, id: &str) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT OR IGNORE INTO seeded (kind, id) VALUES (?1, ?2)",
+                params![kind.tag(), id],
+            )
+            .map_err(failed("to write the seed list"))?;
+        Ok(())
+    }
+
+    pub(crate) fn registration(&self, id: &str) -> Result<Option<Value>, StoreError> {
+        self.0
+            .query_row("SELECT body FROM registrations WHERE id = ?1", params![id], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+            .map_err(failed("to read a registration state"))?
+            .map(parse)
+            .transpose()
+    }
+
+    pub(crate) fn put_registration(&self, id: &str, group: Option<&str>, state: &Value) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT OR REPLACE INTO registrations (id, group_id, body) VALUES (?1, ?2, ?3)",
+                params![id, group, state.to_string()],
+            )
+            .map_err(failed("to write a registration state"))?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_registration(&self, id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .0
+            .execute("DELETE FROM registrations WHERE id = ?1", params![id])
+            .map_err(failed("to delete a registration state"))?;
+        Ok(n > 0)
+    }
+
+    /// Up to `limit` registration states of devices admitted by group `group`, ids after `after`.
+    pub(crate) fn registrations_of(
+        &self,
+        group: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT body FROM registrations WHERE group_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
+            .map_err(failed("to query registration states"))?;
+        let rows = stmt
+            .query_map(
+                params![group, after.unwrap_or(""), i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(failed("to query registration states"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(parse(row.map_err(failed("to query registration states"))?)?);
+        }
+        Ok(out)
+    }
+}
