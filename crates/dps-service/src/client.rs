@@ -29,6 +29,8 @@ pub struct ClientOptions {
     pub endpoint: Option<String>,
     /// CAs to trust instead of the Mozilla root store (an emulator's CA).
     pub trusted_cas: Option<Vec<CertificateDer<'static>>>,
+    /// A whole TLS configuration (its own verifier, a client certificate); wins over `trusted_cas`.
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Lifetime of each request's SAS token.
@@ -40,6 +42,7 @@ impl Default for ClientOptions {
         ClientOptions {
             endpoint: None,
             trusted_cas: None,
+            tls_config: None,
             timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(3600),
         }
@@ -84,7 +87,9 @@ impl ServiceClient {
             .redirects(0)
             .timeout(options.timeout)
             .user_agent(concat!("dps-service/", env!("CARGO_PKG_VERSION")));
-        if let Some(cas) = &options.trusted_cas {
+        if let Some(tls) = &options.tls_config {
+            agent = agent.tls_config(Arc::clone(tls));
+        } else if let Some(cas) = &options.trusted_cas {
             let mut roots = rustls::RootCertStore::empty();
             for ca in cas {
                 roots.add(ca.clone()).map_err(|e| Error::Invalid {

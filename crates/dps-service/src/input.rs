@@ -4,8 +4,8 @@
 //! `registrationId,attestation,endorsementKey,certificate,primaryKey,secondaryKey,deviceId,provisioningStatus,iotHubHostName`
 //!
 //! where `registrationId` and `attestation` (`tpm`, `x509`, `symmetricKey`) are required and the other
-//! columns optional (in any order, empty cells absent); `certificate` is base64 of the device PEM, as
-//! in the service's records. A bad record is an [`Error::Input`] naming the line; reading goes on.
+//! columns optional (in any order, empty cells absent); `certificate` is the device certificate as the
+//! service takes it: base64 DER (one line) or PEM (a quoted cell). A bad record is an [`Error::Input`] naming the line; reading goes on.
 
 use std::io::BufRead;
 use std::marker::PhantomData;

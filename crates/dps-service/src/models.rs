@@ -139,7 +139,8 @@ pub struct X509Certificates {
     pub secondary: Option<X509CertificateWithInfo>,
 }
 
-/// `certificate`: base64 of the PEM (as sent); `info`: what the service read from it (answers only).
+/// `certificate`: the PEM (the API's "PEM-formatted certificate string"; base64 DER is also taken by
+/// DPS); `info`: what the service read from it (answers only).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct X509CertificateWithInfo {
@@ -159,28 +160,28 @@ pub struct X509CaReferences {
 }
 
 impl X509Attestation {
-    /// An individual enrollment's device certificate: `pem_b64` is base64 of the PEM.
-    pub fn client_certificate(pem_b64: impl Into<String>) -> Self {
+    /// An individual enrollment's device certificate (PEM).
+    pub fn client_certificate(pem: impl Into<String>) -> Self {
         X509Attestation {
-            client_certificates: Some(X509Certificates::primary(pem_b64)),
+            client_certificates: Some(X509Certificates::primary(pem)),
             ..Default::default()
         }
     }
 
-    /// A group's signing CA: `pem_b64` is base64 of the PEM.
-    pub fn signing_certificate(pem_b64: impl Into<String>) -> Self {
+    /// A group's signing CA (PEM).
+    pub fn signing_certificate(pem: impl Into<String>) -> Self {
         X509Attestation {
-            signing_certificates: Some(X509Certificates::primary(pem_b64)),
+            signing_certificates: Some(X509Certificates::primary(pem)),
             ..Default::default()
         }
     }
 }
 
 impl X509Certificates {
-    fn primary(pem_b64: impl Into<String>) -> Self {
+    fn primary(pem: impl Into<String>) -> Self {
         X509Certificates {
             primary: Some(X509CertificateWithInfo {
-                certificate: Some(pem_b64.into()),
+                certificate: Some(pem.into()),
                 info: None,
             }),
             secondary: None,
