@@ -371,15 +371,16 @@ fn typed(v: Value, source: &str) -> Result<Record, CliError> {
 
 fn create(a: CreateArgs) -> Result<(), CliError> {
     let (value, source) = match (&a.config, &a.file) {
-        (Some(_), _) => (
-            enrollment_cmd::record(&EnrollmentArgs {
+        (Some(_), _) => {
+            let mut v = enrollment_cmd::record(&EnrollmentArgs {
                 config: a.config.clone(),
                 attestation: a.attestation,
                 group: a.group.clone(),
                 certificate: a.certificate.clone(),
-            })?,
-            "the configured identity".to_string(),
-        ),
+            })?;
+            certificates_as_pem(&mut v);
+            (v, "the configured identity".to_string())
+        }
         (None, Some(f)) => (read_record(f)?, f.display().to_string()),
         (None, None) => return Err(CliError::Usage("give --config (a device identity) or --file (a JSON record)".into())),
     };
@@ -421,6 +422,28 @@ fn create(a: CreateArgs) -> Result<(), CliError> {
     };
     outln!("{}", json_for_terminal(&v));
     Ok(())
+}
+
+/// The printed record carries base64 of each PEM; the API's field is the PEM itself.
+fn certificates_as_pem(record: &mut Value) {
+    use base64::Engine as _;
+    let Some(x509) = record.pointer_mut("/attestation/x509").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for set in x509.values_mut() {
+        for slot in ["primary", "secondary"] {
+            if let Some(cert) = set.pointer_mut(&format!("/{slot}/certificate")) {
+                let pem = cert
+                    .as_str()
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .and_then(|p| String::from_utf8(p).ok())
+                    .filter(|p| p.starts_with("-----BEGIN"));
+                if let Some(pem) = pem {
+                    *cert = Value::String(pem);
+                }
+            }
+        }
+    }
 }
 
 fn update(a: UpdateArgs) -> Result<(), CliError> {
