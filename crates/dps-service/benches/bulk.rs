@@ -98,7 +98,9 @@ fn main() {
         .spawn()
         .unwrap();
     let mut endpoint = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut endpoint).unwrap();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut endpoint)
+        .unwrap();
     let cs = ConnectionString::parse(&format!(
         "HostName={};SharedAccessKeyName=owner;SharedAccessKey={KEY}",
         endpoint.trim()
@@ -137,13 +139,14 @@ fn main() {
     ratios.sort_by(f64::total_cmp);
     let peak_large = rows.iter().map(|r| r.2).max().unwrap();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("bulk create, {n} enrollments per run from a JSON-lines file (load average: {})", load.trim());
+    println!(
+        "bulk create, {n} enrollments per run from a JSON-lines file (load average: {})",
+        load.trim()
+    );
     for (k, rate, peak) in &rows {
         println!("  {k} in flight: {rate:8.0} enrollments/s, client peak RSS {peak} KiB");
     }
-    println!(
-        "  {small_n}-record file, 4 in flight: {small_rate:8.0} enrollments/s, client peak RSS {small_peak} KiB"
-    );
+    println!("  {small_n}-record file, 4 in flight: {small_rate:8.0} enrollments/s, client peak RSS {small_peak} KiB");
     println!(
         "4 in flight / 1, per round: {}; median {:.2}x",
         ratios.iter().map(|r| format!("{r:.2}x")).collect::<Vec<_>>().join(" "),

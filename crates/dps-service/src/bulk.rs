@@ -77,7 +77,10 @@ pub enum Outcome {
     Done,
     /// `create` of a record the service already has (a re-run): not a failure.
     AlreadyExists,
-    Failed { code: Option<i64>, message: String },
+    Failed {
+        code: Option<i64>,
+        message: String,
+    },
 }
 
 /// The report of one record: its id (empty when the input line could not be read) and its line.
@@ -235,20 +238,19 @@ fn call_with_retries<T: BulkRecord>(
             .iter()
             .zip(&records)
             .map(|(line, r)| {
-                let err = result
-                    .errors
-                    .iter()
-                    .find(|e| e.registration_id == r.id())
-                    .or_else(|| result.errors.iter().find(|e| e.registration_id.eq_ignore_ascii_case(r.id())));
+                let err = result.errors.iter().find(|e| e.registration_id == r.id()).or_else(|| {
+                    result
+                        .errors
+                        .iter()
+                        .find(|e| e.registration_id.eq_ignore_ascii_case(r.id()))
+                });
                 let outcome = match err {
                     None if result.is_successful || !result.errors.is_empty() => Outcome::Done,
                     None => Outcome::Failed {
                         code: None,
                         message: "the service reported the call unsuccessful without naming this record".into(),
                     },
-                    Some(e) if options.mode == BulkMode::Create && e.error_code / 1000 == 409 => {
-                        Outcome::AlreadyExists
-                    }
+                    Some(e) if options.mode == BulkMode::Create && e.error_code / 1000 == 409 => Outcome::AlreadyExists,
                     Some(e) => Outcome::Failed {
                         code: Some(e.error_code),
                         message: e.error_status.clone(),

@@ -146,7 +146,14 @@ impl ServiceClient {
             mode: BulkMode,
             enrollments: &'a [IndividualEnrollment],
         }
-        self.bulk(Collection::Enrollments, items.len(), &Body { mode, enrollments: items })
+        self.bulk(
+            Collection::Enrollments,
+            items.len(),
+            &Body {
+                mode,
+                enrollments: items,
+            },
+        )
     }
 
     /// `SELECT * FROM enrollments`, page by page as needed.
@@ -187,7 +194,12 @@ impl ServiceClient {
     }
 
     pub fn query_groups(&self, query: &str, page_size: Option<u32>) -> Query<'_, EnrollmentGroup> {
-        Query::new(self, "/enrollmentGroups/query".into(), Some(query.to_string()), page_size)
+        Query::new(
+            self,
+            "/enrollmentGroups/query".into(),
+            Some(query.to_string()),
+            page_size,
+        )
     }
 
     // ---- registration states ----
@@ -195,31 +207,44 @@ impl ServiceClient {
     pub fn get_registration(&self, registration_id: &str) -> Result<DeviceRegistrationState> {
         let id = non_empty("registration id", registration_id)?;
         let what = format!("registration {id}");
-        let r = self.send("GET", &format!("/registrations/{}", url_encode(id)), &what, None, &[], None)?;
+        let r = self.send(
+            "GET",
+            &format!("/registrations/{}", url_encode(id)),
+            &what,
+            None,
+            &[],
+            None,
+        )?;
         read_json(r, &what)
     }
 
     pub fn delete_registration(&self, registration_id: &str, etag: Option<&str>) -> Result<()> {
         let id = non_empty("registration id", registration_id)?;
         let what = format!("registration {id}");
-        self.send("DELETE", &format!("/registrations/{}", url_encode(id)), &what, etag, &[], None)?;
+        self.send(
+            "DELETE",
+            &format!("/registrations/{}", url_encode(id)),
+            &what,
+            etag,
+            &[],
+            None,
+        )?;
         Ok(())
     }
 
     /// The registration states of the devices of one enrollment group.
     pub fn query_registrations(&self, group_id: &str, page_size: Option<u32>) -> Query<'_, DeviceRegistrationState> {
-        Query::new(self, format!("/registrations/{}/query", url_encode(group_id)), None, page_size)
+        Query::new(
+            self,
+            format!("/registrations/{}/query", url_encode(group_id)),
+            None,
+            page_size,
+        )
     }
 
     // ---- plumbing ----
 
-    fn put<T: Serialize + DeserializeOwned>(
-        &self,
-        c: Collection,
-        id: &str,
-        etag: Option<&str>,
-        body: &T,
-    ) -> Result<T> {
+    fn put<T: Serialize + DeserializeOwned>(&self, c: Collection, id: &str, etag: Option<&str>, body: &T) -> Result<T> {
         let what = format!("{} {id}", c.noun());
         let body = serde_json::to_string(body).map_err(|e| Error::Invalid {
             what: what.clone(),

@@ -48,7 +48,11 @@ impl ConnectionString {
                 "HostName" => host.replace(value.trim().to_string()).is_some(),
                 "SharedAccessKeyName" => policy.replace(value.trim().to_string()).is_some(),
                 "SharedAccessKey" => key.replace(Zeroizing::new(value.trim().to_string())).is_some(),
-                other => return Err(bad(format!("unknown field {other:?} (expected HostName, SharedAccessKeyName, SharedAccessKey)"))),
+                other => {
+                    return Err(bad(format!(
+                        "unknown field {other:?} (expected HostName, SharedAccessKeyName, SharedAccessKey)"
+                    )));
+                }
             };
             if dup {
                 return Err(bad(format!("field {name} appears twice")));
@@ -56,7 +60,9 @@ impl ConnectionString {
         }
         let missing = |f: &str| bad(format!("field {f} is missing"));
         let host = host.filter(|h| !h.is_empty()).ok_or_else(|| missing("HostName"))?;
-        let policy = policy.filter(|p| !p.is_empty()).ok_or_else(|| missing("SharedAccessKeyName"))?;
+        let policy = policy
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| missing("SharedAccessKeyName"))?;
         let key = key.ok_or_else(|| missing("SharedAccessKey"))?;
         let key = sas::decode_key("SharedAccessKey", &key).map_err(|e| bad(e.to_string()))?;
         Ok(ConnectionString { host, policy, key })
@@ -123,9 +129,18 @@ mod tests {
             ("SharedAccessKeyName=p;SharedAccessKey=a2V5", "HostName is missing"),
             ("HostName=h;SharedAccessKey=a2V5", "SharedAccessKeyName is missing"),
             ("HostName=h;SharedAccessKeyName=p", "SharedAccessKey is missing"),
-            ("HostName=h;HostName=g;SharedAccessKeyName=p;SharedAccessKey=a2V5", "appears twice"),
-            ("HostName=h;SharedAccessKeyName=p;SharedAccessKey=a2V5;Foo=1", "unknown field \"Foo\""),
-            ("HostName=h;SharedAccessKeyName=p;SharedAccessKey=not*base64", "not valid base64"),
+            (
+                "HostName=h;HostName=g;SharedAccessKeyName=p;SharedAccessKey=a2V5",
+                "appears twice",
+            ),
+            (
+                "HostName=h;SharedAccessKeyName=p;SharedAccessKey=a2V5;Foo=1",
+                "unknown field \"Foo\"",
+            ),
+            (
+                "HostName=h;SharedAccessKeyName=p;SharedAccessKey=not*base64",
+                "not valid base64",
+            ),
             ("HostName=h;SharedAccessKeyName=p;garbage", "has no `=`"),
         ] {
             let e = ConnectionString::parse(s).unwrap_err().to_string();

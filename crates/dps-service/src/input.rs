@@ -16,8 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::bulk::Numbered;
 use crate::models::{
-    Attestation, IndividualEnrollment, ProvisioningStatus, SymmetricKeyAttestation, TpmAttestation,
-    X509Attestation,
+    Attestation, IndividualEnrollment, ProvisioningStatus, SymmetricKeyAttestation, TpmAttestation, X509Attestation,
 };
 use crate::{Error, Result};
 
@@ -105,7 +104,10 @@ struct Columns {
 impl<R: std::io::Read> CsvEnrollments<R> {
     pub fn new(reader: R, source: impl Into<String>) -> Self {
         let source = source.into();
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(reader);
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .trim(csv::Trim::All)
+            .from_reader(reader);
         let columns = match rdr.headers() {
             Ok(h) => columns(h).map_err(|m| input_error(&source, 1, m)),
             Err(e) => Err(input_error(&source, 1, e.to_string())),
@@ -184,10 +186,10 @@ fn record(c: &Columns, r: &csv::StringRecord) -> std::result::Result<IndividualE
             endorsement_key: need(c.endorsement_key, "endorsementKey (needed for tpm)")?.to_string(),
             storage_root_key: None,
         }),
-        "x509" => Attestation::X509(X509Attestation::client_certificate(need(
+        "x509" => Attestation::X509(Box::new(X509Attestation::client_certificate(need(
             c.certificate,
             "certificate (needed for x509)",
-        )?)),
+        )?))),
         "symmetricKey" => Attestation::SymmetricKey(SymmetricKeyAttestation {
             primary_key: cell(c.primary_key).map(|k| Zeroizing::new(k.to_string())),
             secondary_key: cell(c.secondary_key).map(|k| Zeroizing::new(k.to_string())),
@@ -260,7 +262,11 @@ mod tests {
         let (_, e2) = rows[1].as_ref().unwrap();
         assert_eq!(e2.common.provisioning_status, Some(ProvisioningStatus::Disabled));
         assert!(matches!(&e2.attestation, Attestation::Tpm(t) if t.endorsement_key == "AToAAQ=="));
-        for (i, needle) in [(2, "line 4: endorsementKey"), (3, "line 5: attestation \"dice\""), (4, "line 6: provisioningStatus")] {
+        for (i, needle) in [
+            (2, "line 4: endorsementKey"),
+            (3, "line 5: attestation \"dice\""),
+            (4, "line 6: provisioningStatus"),
+        ] {
             let e = rows[i].as_ref().unwrap_err().to_string();
             assert!(e.contains(needle), "{e}");
         }
@@ -270,7 +276,13 @@ mod tests {
     fn csv_header_errors_are_reported_once() {
         let rows: Vec<_> = CsvEnrollments::new("registrationId,colour\nx,y\n".as_bytes(), "f.csv").collect();
         assert_eq!(rows.len(), 1);
-        assert!(rows[0].as_ref().unwrap_err().to_string().contains("unknown column \"colour\""));
+        assert!(
+            rows[0]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown column \"colour\"")
+        );
     }
 
     #[test]

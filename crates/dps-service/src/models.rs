@@ -23,7 +23,7 @@ pub enum ProvisioningStatus {
 #[serde(try_from = "RawAttestation", into = "RawAttestation")]
 pub enum Attestation {
     Tpm(TpmAttestation),
-    X509(X509Attestation),
+    X509(Box<X509Attestation>),
     SymmetricKey(SymmetricKeyAttestation),
     None,
 }
@@ -59,11 +59,15 @@ impl TryFrom<RawAttestation> for Attestation {
         let need = |what: &str| format!("attestation type {:?} needs its `{what}` object", r.kind);
         Ok(match r.kind.as_str() {
             "tpm" => Attestation::Tpm(r.tpm.ok_or_else(|| need("tpm"))?),
-            "x509" => Attestation::X509(r.x509.ok_or_else(|| need("x509"))?),
+            "x509" => Attestation::X509(Box::new(r.x509.ok_or_else(|| need("x509"))?)),
             // The service omits generated keys from some answers: an empty object then.
             "symmetricKey" => Attestation::SymmetricKey(r.symmetric_key.unwrap_or_default()),
             "none" => Attestation::None,
-            other => return Err(format!("unknown attestation type {other:?} (expected tpm, x509, symmetricKey)")),
+            other => {
+                return Err(format!(
+                    "unknown attestation type {other:?} (expected tpm, x509, symmetricKey)"
+                ));
+            }
         })
     }
 }
@@ -79,7 +83,7 @@ impl From<Attestation> for RawAttestation {
         };
         match a {
             Attestation::Tpm(t) => raw.tpm = Some(t),
-            Attestation::X509(x) => raw.x509 = Some(x),
+            Attestation::X509(x) => raw.x509 = Some(*x),
             Attestation::SymmetricKey(s) => raw.symmetric_key = Some(s),
             Attestation::None => {}
         }
@@ -381,7 +385,10 @@ mod tests {
             "enrollmentGroupId": "fleet", "attestation": {"type": "symmetricKey"}
         }))
         .unwrap();
-        assert_eq!(g.attestation, Attestation::SymmetricKey(SymmetricKeyAttestation::default()));
+        assert_eq!(
+            g.attestation,
+            Attestation::SymmetricKey(SymmetricKeyAttestation::default())
+        );
         let r: BulkResult = serde_json::from_value(json!({
             "isSuccessful": false,
             "errors": [{"enrollmentGroupId": "g", "errorCode": 409201, "errorStatus": "exists"}]

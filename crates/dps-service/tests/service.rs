@@ -30,8 +30,17 @@ fn individual_enrollments_of_each_type_round_trip_with_etags() {
     let c = owner(&emu);
     let pki = pki("x509-dev");
     let cases = [
-        ("tpm-dev", Attestation::Tpm(TpmAttestation { endorsement_key: ek(1), storage_root_key: None })),
-        ("x509-dev", Attestation::X509(X509Attestation::client_certificate(pki.leaf_pem.clone()))),
+        (
+            "tpm-dev",
+            Attestation::Tpm(TpmAttestation {
+                endorsement_key: ek(1),
+                storage_root_key: None,
+            }),
+        ),
+        (
+            "x509-dev",
+            Attestation::X509(Box::new(X509Attestation::client_certificate(pki.leaf_pem.clone()))),
+        ),
         ("sym-dev", sym(Some(DEVICE_KEY))),
     ];
     for (id, att) in cases {
@@ -69,7 +78,10 @@ fn individual_enrollments_of_each_type_round_trip_with_etags() {
         c.delete_enrollment(id, Some(&etag2)).unwrap();
         let gone = c.get_enrollment(id).unwrap_err();
         assert!(matches!(gone, Error::NotFound { .. }), "{gone}");
-        assert!(matches!(c.delete_enrollment(id, None).unwrap_err(), Error::NotFound { .. }));
+        assert!(matches!(
+            c.delete_enrollment(id, None).unwrap_err(),
+            Error::NotFound { .. }
+        ));
     }
 }
 
@@ -79,7 +91,10 @@ fn enrollment_groups_x509_and_symmetric_round_trip() {
     let c = owner(&emu);
     let pki = pki("leaf");
     for (id, att) in [
-        ("x509-group", Attestation::X509(X509Attestation::signing_certificate(pki.ca_pem.clone()))),
+        (
+            "x509-group",
+            Attestation::X509(Box::new(X509Attestation::signing_certificate(pki.ca_pem.clone()))),
+        ),
         ("sym-group", sym(None)),
     ] {
         let created = c.put_group(&EnrollmentGroup::new(id, att)).unwrap();
@@ -90,7 +105,10 @@ fn enrollment_groups_x509_and_symmetric_round_trip() {
         assert_eq!(g.enrollment_group_id, id);
         g.common.iot_hub_host_name = Some(HUB.into());
         let etag = c.put_group(&g).unwrap().common.etag.unwrap();
-        assert!(matches!(c.delete_group(id, Some("\"stale\"")).unwrap_err(), Error::PreconditionFailed { .. }));
+        assert!(matches!(
+            c.delete_group(id, Some("\"stale\"")).unwrap_err(),
+            Error::PreconditionFailed { .. }
+        ));
         c.delete_group(id, Some(&etag)).unwrap();
         assert!(matches!(c.get_group(id).unwrap_err(), Error::NotFound { .. }));
     }
@@ -114,7 +132,10 @@ fn bulk_reports_every_failure_by_id_and_a_rerun_reports_existing_records() {
     let c = owner(&emu);
     // 23 good records, one the service refuses (bad id), one line that is not JSON.
     let mut text = records(23, "bulk");
-    text.insert_str(0, "{\"registrationId\":\"bad id!\",\"attestation\":{\"type\":\"symmetricKey\"}}\n");
+    text.insert_str(
+        0,
+        "{\"registrationId\":\"bad id!\",\"attestation\":{\"type\":\"symmetricKey\"}}\n",
+    );
     text.push_str("{not json\n");
     for in_flight in [1, 3] {
         let mut reports: Vec<ItemReport> = Vec::new();
@@ -176,7 +197,13 @@ fn bulk_from_csv_and_groups() {
          csv-3,symmetricKey,,,\n",
         ek(7)
     );
-    let s = bulk::run(&c, CsvEnrollments::new(csv.as_bytes(), "f.csv"), &BulkOptions::default(), |_| {}).unwrap();
+    let s = bulk::run(
+        &c,
+        CsvEnrollments::new(csv.as_bytes(), "f.csv"),
+        &BulkOptions::default(),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!((s.done, s.failed), (3, 0), "{s:?}");
     assert_eq!(
         c.get_enrollment("csv-2").unwrap().common.provisioning_status,
@@ -188,7 +215,10 @@ fn bulk_from_csv_and_groups() {
     let input = JsonLines::<_, EnrollmentGroup>::new(groups.as_bytes(), "groups.jsonl");
     let s = bulk::run(&c, input, &BulkOptions::default(), |r| reports.push(r.clone())).unwrap();
     assert_eq!((s.done, s.failed), (1, 1), "{reports:?}");
-    assert!(matches!(&reports.iter().find(|r| r.id == "g2").unwrap().outcome, Outcome::Failed { .. }));
+    assert!(matches!(
+        &reports.iter().find(|r| r.id == "g2").unwrap().outcome,
+        Outcome::Failed { .. }
+    ));
     c.get_group("g1").unwrap();
 }
 
@@ -219,7 +249,10 @@ fn bad_keys_are_401_and_missing_rights_403() {
     let e = wrong.get_enrollment("x").unwrap_err();
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
     let unknown = client_for(&emu, "nobody", OWNER_KEY);
-    assert!(matches!(unknown.query_enrollments("SELECT * FROM enrollments", None).next(), Some(Err(Error::Unauthorized { .. }))));
+    assert!(matches!(
+        unknown.query_enrollments("SELECT * FROM enrollments", None).next(),
+        Some(Err(Error::Unauthorized { .. }))
+    ));
 
     // An expired token (made with the crate's own signer) is refused too.
     let cs = dps_service::ConnectionString::parse(&format!(
@@ -232,22 +265,35 @@ fn bad_keys_are_401_and_missing_rights_403() {
         .tls_config(GrowingRoots::new(ca_certs(&emu)).tls_config())
         .build();
     let r = agent
-        .get(&format!("https://{}/enrollments/x?api-version=2021-10-01", emu.global_endpoint()))
+        .get(&format!(
+            "https://{}/enrollments/x?api-version=2021-10-01",
+            emu.global_endpoint()
+        ))
         .set("Authorization", &expired)
         .call();
     assert!(matches!(r, Err(ureq::Error::Status(401, _))), "{r:?}");
 
-    owner(&emu).put_enrollment(&IndividualEnrollment::new("r1", sym(None))).unwrap();
+    owner(&emu)
+        .put_enrollment(&IndividualEnrollment::new("r1", sym(None)))
+        .unwrap();
     let reader = client_for(&emu, READER, READER_KEY);
     assert_eq!(reader.get_enrollment("r1").unwrap().registration_id, "r1");
-    let e = reader.put_enrollment(&IndividualEnrollment::new("r2", sym(None))).unwrap_err();
+    let e = reader
+        .put_enrollment(&IndividualEnrollment::new("r2", sym(None)))
+        .unwrap_err();
     assert!(matches!(e, Error::Forbidden { .. }), "{e}");
-    assert!(matches!(reader.delete_enrollment("r1", None).unwrap_err(), Error::Forbidden { .. }));
+    assert!(matches!(
+        reader.delete_enrollment("r1", None).unwrap_err(),
+        Error::Forbidden { .. }
+    ));
     let e = reader
         .bulk_enrollments(BulkMode::Create, &[IndividualEnrollment::new("r3", sym(None))])
         .unwrap_err();
     assert!(matches!(e, Error::Forbidden { .. }), "{e}");
-    assert!(matches!(reader.delete_registration("r1", None).unwrap_err(), Error::Forbidden { .. }));
+    assert!(matches!(
+        reader.delete_registration("r1", None).unwrap_err(),
+        Error::Forbidden { .. }
+    ));
 }
 
 fn device(emu: &dps_emulator::Emulator, transport: dps_device::Transport) -> dps_device::blocking::ProvisioningClient {
@@ -281,11 +327,16 @@ fn key_identity(id: &str, key_b64: &str) -> dps_device::Attestation {
 fn api_created_enrollments_register_over_https_and_mqtt_and_disabled_ones_are_refused() {
     let emu = start();
     let c = owner(&emu);
-    for (id, transport) in [("api-https", dps_device::Transport::Https), ("api-mqtt", dps_device::Transport::Mqtt)] {
+    for (id, transport) in [
+        ("api-https", dps_device::Transport::Https),
+        ("api-mqtt", dps_device::Transport::Mqtt),
+    ] {
         let mut e = IndividualEnrollment::new(id, sym(Some(DEVICE_KEY)));
         e.device_id = Some(format!("{id}-dev"));
         c.put_enrollment(&e).unwrap();
-        let a = device(&emu, transport).register(&key_identity(id, DEVICE_KEY), None).unwrap();
+        let a = device(&emu, transport)
+            .register(&key_identity(id, DEVICE_KEY), None)
+            .unwrap();
         assert_eq!((a.status.as_str(), a.assigned_hub.as_str()), ("assigned", HUB));
         let state = c.get_registration(id).unwrap();
         assert_eq!(state.status.as_deref(), Some("assigned"), "{state:?}");
@@ -306,7 +357,9 @@ fn api_created_enrollments_register_over_https_and_mqtt_and_disabled_ones_are_re
     // A symmetric group made here: a device with the derived key registers; the group's registrations
     // are listed.
     let g = c.put_group(&EnrollmentGroup::new("api-group", sym(None))).unwrap();
-    let Attestation::SymmetricKey(k) = &g.attestation else { panic!("{g:?}") };
+    let Attestation::SymmetricKey(k) = &g.attestation else {
+        panic!("{g:?}")
+    };
     let group_key = k.primary_key.clone().unwrap();
     for i in 0..3 {
         let id = format!("member-{i}");

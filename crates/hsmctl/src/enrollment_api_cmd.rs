@@ -11,8 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use dps_service::bulk::{self, BulkOptions, ItemReport, Outcome};
 use dps_service::input::{Format, JsonLines};
 use dps_service::{
-    BulkMode, ClientOptions, ConnectionString, EnrollmentGroup, IndividualEnrollment, ProvisioningStatus,
-    ServiceClient,
+    BulkMode, ClientOptions, ConnectionString, EnrollmentGroup, IndividualEnrollment, ProvisioningStatus, ServiceClient,
 };
 use serde_json::Value;
 
@@ -356,16 +355,16 @@ fn read_record(path: &Path) -> Result<Value, CliError> {
 }
 
 enum Record {
-    Individual(IndividualEnrollment),
-    Group(EnrollmentGroup),
+    Individual(Box<IndividualEnrollment>),
+    Group(Box<EnrollmentGroup>),
 }
 
 fn typed(v: Value, source: &str) -> Result<Record, CliError> {
     let bad = |e: serde_json::Error| CliError::Usage(format!("{source}: not an enrollment record: {e}"));
     Ok(if v.get("enrollmentGroupId").is_some() {
-        Record::Group(serde_json::from_value(v).map_err(bad)?)
+        Record::Group(Box::new(serde_json::from_value(v).map_err(bad)?))
     } else {
-        Record::Individual(serde_json::from_value(v).map_err(bad)?)
+        Record::Individual(Box::new(serde_json::from_value(v).map_err(bad)?))
     })
 }
 
@@ -382,7 +381,11 @@ fn create(a: CreateArgs) -> Result<(), CliError> {
             (v, "the configured identity".to_string())
         }
         (None, Some(f)) => (read_record(f)?, f.display().to_string()),
-        (None, None) => return Err(CliError::Usage("give --config (a device identity) or --file (a JSON record)".into())),
+        (None, None) => {
+            return Err(CliError::Usage(
+                "give --config (a device identity) or --file (a JSON record)".into(),
+            ));
+        }
     };
     let c = client(&a.service)?;
     let status = a.disabled.then_some(ProvisioningStatus::Disabled);
@@ -395,14 +398,18 @@ fn create(a: CreateArgs) -> Result<(), CliError> {
             if a.device_id.is_some() {
                 e.device_id = a.device_id.clone();
             }
-            let r = c.bulk_enrollments(BulkMode::Create, std::slice::from_ref(&e)).map_err(svc)?;
+            let r = c
+                .bulk_enrollments(BulkMode::Create, std::slice::from_ref(&*e))
+                .map_err(svc)?;
             (r, e.registration_id, false)
         }
         Record::Group(mut g) => {
             if let Some(s) = status {
                 g.common.provisioning_status = Some(s);
             }
-            let r = c.bulk_groups(BulkMode::Create, std::slice::from_ref(&g)).map_err(svc)?;
+            let r = c
+                .bulk_groups(BulkMode::Create, std::slice::from_ref(&*g))
+                .map_err(svc)?;
             (r, g.enrollment_group_id, true)
         }
     };
@@ -412,7 +419,11 @@ fn create(a: CreateArgs) -> Result<(), CliError> {
             shown(&id),
             shown(&e.error_status),
             e.error_code,
-            if e.error_code / 1000 == 409 { ": it exists; use `hsmctl enrollment update`" } else { "" }
+            if e.error_code / 1000 == 409 {
+                ": it exists; use `hsmctl enrollment update`"
+            } else {
+                ""
+            }
         )));
     }
     let v = if is_group {
@@ -450,8 +461,8 @@ fn update(a: UpdateArgs) -> Result<(), CliError> {
     let c = client(&a.service)?;
     let record = match (&a.file, a.status) {
         (Some(f), _) => typed(read_record(f)?, &f.display().to_string())?,
-        (None, Some(_)) if a.group => Record::Group(c.get_group(&a.id).map_err(svc)?),
-        (None, Some(_)) => Record::Individual(c.get_enrollment(&a.id).map_err(svc)?),
+        (None, Some(_)) if a.group => Record::Group(Box::new(c.get_group(&a.id).map_err(svc)?)),
+        (None, Some(_)) => Record::Individual(Box::new(c.get_enrollment(&a.id).map_err(svc)?)),
         (None, None) => return Err(CliError::Usage("give --file (the new record) or --status".into())),
     };
     let status = a.status.map(|s| match s {
@@ -516,7 +527,9 @@ fn bulk_cmd(a: BulkArgs) -> Result<(), CliError> {
     let start = Instant::now();
     let summary = if a.groups {
         if format == Format::Csv {
-            return Err(CliError::Usage("enrollment groups are read from JSON lines only".into()));
+            return Err(CliError::Usage(
+                "enrollment groups are read from JSON lines only".into(),
+            ));
         }
         let f = std::fs::File::open(&a.file).map_err(|e| CliError::Usage(format!("{}: {e}", a.file.display())))?;
         let input = JsonLines::<_, EnrollmentGroup>::new(std::io::BufReader::new(f), a.file.display().to_string());
@@ -539,7 +552,10 @@ fn bulk_cmd(a: BulkArgs) -> Result<(), CliError> {
         summary.total() as f64 / secs.max(1e-9)
     );
     if summary.failed > 0 {
-        return Err(CliError::Usage(format!("{} record(s) failed (listed above)", summary.failed)));
+        return Err(CliError::Usage(format!(
+            "{} record(s) failed (listed above)",
+            summary.failed
+        )));
     }
     Ok(())
 }

@@ -25,12 +25,20 @@ fn run(args: &[&str], env_cs: Option<&str>) -> Output {
 
 fn ok(out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
 fn failed(out: Output) -> String {
-    assert!(!out.status.success(), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
@@ -66,7 +74,9 @@ fn enrollments_made_with_hsmctl_provision_devices() {
     // The device identities a factory line just made: a symmetric key and an x509 certificate.
     std::fs::write(
         d.join("sym.toml"),
-        format!("[symmetric_key]\nbackend = \"file\"\nregistration_id = \"cli-sym\"\nsymmetric_key = \"{DEVICE_KEY}\"\n"),
+        format!(
+            "[symmetric_key]\nbackend = \"file\"\nregistration_id = \"cli-sym\"\nsymmetric_key = \"{DEVICE_KEY}\"\n"
+        ),
     )
     .unwrap();
     let root = ca("cli root");
@@ -81,8 +91,17 @@ fn enrollments_made_with_hsmctl_provision_devices() {
     let provision = |config: &str| {
         run(
             &[
-                "provision", "--config", config, "--id-scope", SCOPE, "--global-endpoint",
-                &emu.global_endpoint(), "--trusted-ca", p(&ca_file), "--timeout", "20",
+                "provision",
+                "--config",
+                config,
+                "--id-scope",
+                SCOPE,
+                "--global-endpoint",
+                &emu.global_endpoint(),
+                "--trusted-ca",
+                p(&ca_file),
+                "--timeout",
+                "20",
             ],
             None,
         )
@@ -99,14 +118,31 @@ fn enrollments_made_with_hsmctl_provision_devices() {
         .unwrap();
         assert_eq!(out["registrationId"], id, "{out}");
         assert!(out["etag"].is_string(), "{out}");
-        let again = failed(run(&[&["enrollment", "create", "--config", p(&config)][..], &svc[..]].concat(), None));
-        assert!(again.contains("exists") && again.contains("enrollment update"), "{again}");
+        let again = failed(run(
+            &[&["enrollment", "create", "--config", p(&config)][..], &svc[..]].concat(),
+            None,
+        ));
+        assert!(
+            again.contains("exists") && again.contains("enrollment update"),
+            "{again}"
+        );
         let assigned = ok(provision(p(&config)));
         assert!(assigned.contains(&format!("registration id: {id}")), "{assigned}");
     }
 
     // The connection string from the environment; disabling refuses the next registration.
-    let out = ok(run(&["enrollment", "update", "cli-sym", "--status", "disabled", "--trusted-ca", p(&ca_file)], Some(&cs)));
+    let out = ok(run(
+        &[
+            "enrollment",
+            "update",
+            "cli-sym",
+            "--status",
+            "disabled",
+            "--trusted-ca",
+            p(&ca_file),
+        ],
+        Some(&cs),
+    ));
     assert!(out.contains("\"provisioningStatus\": \"disabled\""), "{out}");
     failed(provision(p(&d.join("sym.toml"))));
 
@@ -128,12 +164,21 @@ fn enrollments_made_with_hsmctl_provision_devices() {
     let bulk = [&["enrollment", "bulk", p(&csv_file), "--in-flight", "2"][..], &svc[..]].concat();
     let first = failed(run(&bulk, None));
     assert!(first.contains("bad id! (line 14): failed:"), "{first}");
-    assert!(first.contains("13 records: 12 done, 0 already existed, 1 failed"), "{first}");
+    assert!(
+        first.contains("13 records: 12 done, 0 already existed, 1 failed"),
+        "{first}"
+    );
     let second = failed(run(&bulk, None));
     assert!(second.contains("bulk-3 (line 5): already exists"), "{second}");
-    assert!(second.contains("13 records: 0 done, 12 already existed, 1 failed"), "{second}");
+    assert!(
+        second.contains("13 records: 0 done, 12 already existed, 1 failed"),
+        "{second}"
+    );
 
-    let list = ok(run(&[&["enrollment", "list", "--page-size", "5"][..], &svc[..]].concat(), None));
+    let list = ok(run(
+        &[&["enrollment", "list", "--page-size", "5"][..], &svc[..]].concat(),
+        None,
+    ));
     assert_eq!(list.lines().count(), 14, "{list}");
     for line in list.lines() {
         serde_json::from_str::<Value>(line).unwrap();
@@ -144,7 +189,18 @@ fn enrollments_made_with_hsmctl_provision_devices() {
     assert!(gone.contains("not found"), "{gone}");
 
     // A connection string on the command line works, with a warning that never shows the key.
-    let out = run(&["enrollment", "get", "bulk-1", "--connection-string", &cs, "--trusted-ca", p(&ca_file)], None);
+    let out = run(
+        &[
+            "enrollment",
+            "get",
+            "bulk-1",
+            "--connection-string",
+            &cs,
+            "--trusted-ca",
+            p(&ca_file),
+        ],
+        None,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(stderr.contains("warning: --connection-string"), "{stderr}");
     assert!(!stderr.contains(OWNER_KEY));
