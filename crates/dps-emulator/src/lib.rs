@@ -15,6 +15,13 @@
 //!
 //! Failed authentication answers 401 with `{"errorCode": 401002, "trackingId", "message"}`, where the
 //! message names the check that failed.
+//!
+//! The same port serves the DPS service API (`2021-10-01`, `enrollments_api.rs`): CRUD of individual
+//! enrollments and enrollment groups with etags, bulk calls of up to [`MAX_BULK`], paged queries and
+//! registration states, authenticated with service SAS tokens of the [`ServicePolicy`]s in
+//! [`ServerOptions::service_policies`]. Records live in a SQLite store (`store.rs`; in
+//! [`ServerOptions::state_dir`], else in memory) that the configuration's enrollments seed; device
+//! registrations are checked against it at once, and a `disabled` enrollment ends them `disabled`.
 #![forbid(unsafe_code)]
 
 mod auth;

@@ -228,15 +228,21 @@ fn random_key() -> Result<String, String> {
     Ok(B64.encode(key.as_ref()))
 }
 
-/// PEM (one or more certificates) or the base64 of one DER certificate.
+/// PEM (one or more certificates), the base64 of PEM, or the base64 of one DER certificate (the service
+/// SDKs send each of these).
 fn parse_certificates(what: &str, text: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = |bytes: &[u8]| hsm_core::pem::parse_certificates(what, bytes).map_err(|e| e.to_string());
     let chain = if text.contains("-----BEGIN") {
-        hsm_core::pem::parse_certificates(what, text.as_bytes()).map_err(|e| e.to_string())?
+        pem(text.as_bytes())?
     } else {
-        let der = B64
+        let bytes = B64
             .decode(text.trim())
             .map_err(|e| format!("{what} is neither PEM nor base64 DER: {e}"))?;
-        vec![CertificateDer::from(der)]
+        if bytes.starts_with(b"-----BEGIN") {
+            pem(&bytes)?
+        } else {
+            vec![CertificateDer::from(bytes)]
+        }
     };
     if chain.is_empty() {
         return Err(format!("{what} holds no certificate"));
@@ -330,6 +336,16 @@ pub(crate) fn to_enrollment(kind: Kind, record: &Value) -> Result<Enrollment, St
             ));
         }
     })
+}
+
+/// A digest of a seed record (from [`from_enrollment`]; serde_json objects serialise in key order), to
+/// notice a configuration file enrollment that changed since it was copied into the store.
+pub(crate) fn seed_digest(body: &Value) -> String {
+    ring::digest::digest(&ring::digest::SHA256, body.to_string().as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The record a configuration file enrollment becomes in the store (before [`prepare`]).

@@ -67,8 +67,9 @@ enum Route<'a> {
 }
 
 impl Service {
-    /// A service over `store`, seeded with the configuration's enrollments (each copied once: one deleted
-    /// through the API stays deleted).
+    /// A service over `store`, seeded with the configuration's enrollments: each is copied in when it is new
+    /// in the file or changed there since the last copy; otherwise the store's version stands (one deleted or
+    /// changed through the API stays so).
     pub(crate) fn new(
         config: &EmulatorConfig,
         store: Store,
@@ -85,15 +86,16 @@ impl Service {
             .write(|tx| {
                 for e in &config.enrollments {
                     let (kind, id, body) = records::from_enrollment(e);
-                    if tx.was_seeded(kind, &id)? {
+                    let digest = records::seed_digest(&body);
+                    if tx.seeded_digest(kind, &id)?.as_deref() == Some(digest.as_str()) {
                         continue;
                     }
-                    if tx.get(kind, &id)?.is_none() {
-                        let record = records::prepare(kind, Some(&id), &body, None)
-                            .map_err(|m| crate::store::StoreError(format!("{}: {m}", e.describe())))?;
-                        tx.put(kind, &id, &record)?;
-                    }
-                    tx.mark_seeded(kind, &id)?;
+                    // New in the file, or changed there since it was copied: the file's version wins.
+                    let previous = tx.get(kind, &id)?;
+                    let record = records::prepare(kind, Some(&id), &body, previous.as_ref())
+                        .map_err(|m| crate::store::StoreError(format!("{}: {m}", e.describe())))?;
+                    tx.put(kind, &id, &record)?;
+                    tx.mark_seeded(kind, &id, &digest)?;
                 }
                 Ok::<_, crate::store::StoreError>(())
             })

@@ -80,8 +80,8 @@ impl Store {
                  id TEXT PRIMARY KEY NOT NULL, group_id TEXT, body TEXT NOT NULL
              ) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS registrations_by_group ON registrations (group_id, id);
-             CREATE TABLE IF NOT EXISTS seeded (
-                 kind TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (kind, id)
+             CREATE TABLE IF NOT EXISTS seeds (
+                 kind TEXT NOT NULL, id TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (kind, id)
              ) WITHOUT ROWID;",
         )
         .map_err(|e| store_error(&path, format!("cannot set up the schema: {e}")))?;
@@ -179,25 +179,25 @@ impl Tx<'_> {
         self.page(kind, None, usize::MAX)
     }
 
-    /// Whether the configuration file's enrollment `id` was copied into the store before (so one deleted
-    /// through the API is not brought back at the next start).
-    pub(crate) fn was_seeded(&self, kind: Kind, id: &str) -> Result<bool, StoreError> {
+    /// The digest of the configuration file's enrollment `id` when it was last copied into the store: the
+    /// same digest at the next start means the file did not change it (so one deleted or changed through
+    /// the API stays so).
+    pub(crate) fn seeded_digest(&self, kind: Kind, id: &str) -> Result<Option<String>, StoreError> {
         self.0
             .query_row(
-                "SELECT 1 FROM seeded WHERE kind = ?1 AND id = ?2",
+                "SELECT digest FROM seeds WHERE kind = ?1 AND id = ?2",
                 params![kind.tag(), id],
-                |_| Ok(()),
+                |r| r.get::<_, String>(0),
             )
             .optional()
-            .map(|r| r.is_some())
             .map_err(failed("to read the seed list"))
     }
 
-    pub(crate) fn mark_seeded(&self, kind: Kind, id: &str) -> Result<(), StoreError> {
+    pub(crate) fn mark_seeded(&self, kind: Kind, id: &str, digest: &str) -> Result<(), StoreError> {
         self.0
             .execute(
-                "INSERT OR IGNORE INTO seeded (kind, id) VALUES (?1, ?2)",
-                params![kind.tag(), id],
+                "INSERT OR REPLACE INTO seeds (kind, id, digest) VALUES (?1, ?2, ?3)",
+                params![kind.tag(), id, digest],
             )
             .map_err(failed("to write the seed list"))?;
         Ok(())

@@ -285,6 +285,16 @@ fn enrollment_groups_x509_and_symmetric_are_created_read_updated_and_deleted() {
         )
         .1["attestation"]["x509"]["signingCertificates"]["primary"]["info"];
     assert_eq!(info["subjectName"], "CN=group root", "{info}");
+    let (s, b64_pem) = c.put(
+        "/enrollmentGroups/info",
+        json!({"enrollmentGroupId": "info", "attestation": {"type": "x509",
+               "x509": {"signingCertificates": {"primary": {"certificate": B64.encode(ca.pem())}}}}}),
+    );
+    assert_eq!(s, 200, "base64 of PEM is accepted too: {b64_pem}");
+    assert_eq!(
+        b64_pem["attestation"]["x509"]["signingCertificates"]["primary"]["info"],
+        *info
+    );
     assert_eq!(info["sha256Thumbprint"].as_str().unwrap().len(), 64);
     // Wrong shapes name what is wrong.
     for (body, needle) in [
@@ -627,4 +637,33 @@ fn a_disabled_enrollment_ends_the_registration_disabled() {
     }
     .sign_with_key(&derived, now() + 600);
     assert_eq!(provision(&device, &emu, "member", Some(&member))["status"], "disabled");
+}
+
+#[test]
+fn concurrent_updates_with_the_same_etag_let_exactly_one_win() {
+    let emu = start(vec![]);
+    let c = Client::owner(&emu);
+    let (_, record) = c.put(
+        "/enrollments/contended",
+        json!({"registrationId": "contended", "attestation": {"type": "symmetricKey"}}),
+    );
+    let etag = record["etag"].as_str().unwrap().to_string();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (c, etag, mut record) = (Client::owner(&emu), etag.clone(), record.clone());
+                s.spawn(move || {
+                    record["deviceId"] = json!(format!("writer-{i}"));
+                    c.send("PUT", "/enrollments/contended", Some(record), &[("If-Match", &etag)])
+                        .0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 412).count(), 7, "{statuses:?}");
+    let winner = c.get("/enrollments/contended").1;
+    assert!(winner["deviceId"].as_str().unwrap().starts_with("writer-"));
+    assert_ne!(winner["etag"], etag.as_str());
 }

@@ -39,12 +39,17 @@ struct Running {
 }
 
 fn start(dir: &Path) -> Running {
+    start_seeded(dir, SEED_KEY)
+}
+
+/// Start with a configuration whose enrollment `seeded` has the key `seed_key`.
+fn start_seeded(dir: &Path, seed_key: &str) -> Running {
     let config = dir.join("dps.toml");
     std::fs::write(
         &config,
         format!(
             "id_scope = \"{SCOPE}\"\nassigned_hub = \"{HUB}\"\nstate_dir = \"state\"\n\
-             [[enrollment]]\ntype = \"symmetric-individual\"\nregistration_id = \"seeded\"\nprimary_key = \"{SEED_KEY}\"\n\
+             [[enrollment]]\ntype = \"symmetric-individual\"\nregistration_id = \"seeded\"\nprimary_key = \"{seed_key}\"\n\
              [[service_policy]]\nname = \"owner\"\nprimary_key = \"{OWNER_KEY}\"\n\
              rights = [\"EnrollmentRead\", \"EnrollmentWrite\", \"RegistrationStatusRead\", \"RegistrationStatusWrite\"]\n"
         ),
@@ -101,7 +106,7 @@ fn start(dir: &Path) -> Running {
 }
 
 impl Running {
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), ureq::Error> {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
         let req = self
             .agent
             .request(method, &format!("https://{}{path}?api-version=2021-10-01", self.host))
@@ -113,7 +118,7 @@ impl Running {
         let r = match r {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.to_string()),
         };
         let status = r.status();
         let text = r.into_string().unwrap();
@@ -206,6 +211,17 @@ fn a_restart_keeps_enrollments_groups_and_deletions() {
         ["kept", "bulk-1", "bulk-2"].iter().map(|s| s.to_string()).collect()
     );
     assert_eq!(emu.call("GET", "/enrollments/seeded", None).unwrap().0, 404);
+    emu.stop();
+
+    // Changed in the file: copied in again, the file's version wins.
+    let new_key = "bmV3LWtleS1pbi10aGUtY29uZmlndXJhdGlvbi1maWxl";
+    let emu = start_seeded(dir.path(), new_key);
+    let (s, seeded) = emu.call("GET", "/enrollments/seeded", None).unwrap();
+    assert_eq!(s, 200, "{seeded}");
+    assert_eq!(seeded["attestation"]["symmetricKey"]["primaryKey"], new_key);
+    emu.stop();
+    let emu = start_seeded(dir.path(), new_key);
+    assert_eq!(emu.call("GET", "/enrollments/seeded", None).unwrap(), (200, seeded));
     emu.stop();
 }
 
