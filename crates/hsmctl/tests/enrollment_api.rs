@@ -130,6 +130,42 @@ fn enrollments_made_with_hsmctl_provision_devices() {
         assert!(assigned.contains(&format!("registration id: {id}")), "{assigned}");
     }
 
+    // A group from the same identity's chain (its CA): another device of that CA then provisions.
+    let out: Value = serde_json::from_str(&ok(run(
+        &[
+            &[
+                "enrollment",
+                "create",
+                "--config",
+                p(&d.join("x509.toml")),
+                "--group",
+                "cli-fleet",
+            ][..],
+            &svc[..],
+        ]
+        .concat(),
+        None,
+    )))
+    .unwrap();
+    assert_eq!(out["enrollmentGroupId"], "cli-fleet", "{out}");
+    assert!(
+        out["attestation"]["x509"]["signingCertificates"]["primary"]["info"]["subjectName"]
+            .as_str()
+            .unwrap()
+            .contains("cli root"),
+        "{out}"
+    );
+    let (leaf2, key2) = root.leaf("fleet-dev");
+    std::fs::write(d.join("chain2.pem"), format!("{leaf2}{}", root.pem)).unwrap();
+    std::fs::write(d.join("key2.pem"), key2.serialize_pem()).unwrap();
+    std::fs::write(
+        d.join("fleet.toml"),
+        "[x509]\nbackend = \"file\"\ncertificate = \"chain2.pem\"\nprivate_key = \"key2.pem\"\n",
+    )
+    .unwrap();
+    let assigned = ok(provision(p(&d.join("fleet.toml"))));
+    assert!(assigned.contains("registration id: fleet-dev"), "{assigned}");
+
     // The connection string from the environment; disabling refuses the next registration.
     let out = ok(run(
         &[
