@@ -244,3 +244,58 @@ fn enrollments_made_with_hsmctl_provision_devices() {
     let none = failed(run(&["enrollment", "list"], None));
     assert!(none.contains("DPS_SERVICE_CONNECTION_STRING"), "{none}");
 }
+
+/// A TPM enrolled through the service API from its own EK (`enrollment create --config`, on a fresh
+/// swtpm) is then assigned through the activation challenge.
+#[cfg(feature = "tpm")]
+#[test]
+fn tpm_enrolled_from_its_ek_is_assigned() {
+    let tpm = hsm_tpm::testing::Swtpm::start().unwrap();
+    let emu = Emulator::start_with(
+        EmulatorConfig {
+            id_scope: SCOPE.into(),
+            assigned_hub: HUB.into(),
+            enrollments: vec![],
+        },
+        0,
+        ServerOptions {
+            retry_after: std::time::Duration::ZERO,
+            service_policies: vec![ServicePolicy::owner("owner", OWNER_KEY)],
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca_file = d.join("server-ca.pem");
+    std::fs::write(&ca_file, emu.server_ca_pem()).unwrap();
+    let cs = emu.service_connection_string(None).unwrap();
+    let cfg = d.join("tpm.toml");
+    std::fs::write(&cfg, format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{}\"\n", tpm.tcti())).unwrap();
+
+    let created: Value = serde_json::from_str(&ok(run(
+        &["enrollment", "create", "--config", p(&cfg), "--trusted-ca", p(&ca_file)],
+        Some(&cs),
+    )))
+    .unwrap();
+    assert_eq!(created["attestation"]["type"], "tpm", "{created}");
+    let id = created["registrationId"].as_str().unwrap();
+    let out = ok(run(
+        &[
+            "provision",
+            "--config",
+            p(&cfg),
+            "--id-scope",
+            SCOPE,
+            "--global-endpoint",
+            &emu.global_endpoint(),
+            "--trusted-ca",
+            p(&ca_file),
+            "--timeout",
+            "30",
+        ],
+        None,
+    ));
+    assert!(out.contains(&format!("registration id: {id}")), "{out}");
+    assert!(out.contains(&format!("assigned hub: {HUB}")), "{out}");
+}
