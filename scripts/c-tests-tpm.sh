@@ -92,7 +92,7 @@ export TSS2_LOG=all+NONE
 
 # ---- the enrollment hsmctl derives from this TPM (EK and SRK created and persisted here) ----
 enrollment() {
-    "$bin/hsmctl" --log error enrollment --config "$tmp/tpm.toml" >"$tmp/enrollment.json"
+    "$bin/hsmctl" --log error enrollment record --config "$tmp/tpm.toml" >"$tmp/enrollment.json"
     python3 - "$tmp/enrollment.json" "$tmp" <<'EOF'
 import json, sys
 e = json.load(open(sys.argv[1]))

@@ -64,7 +64,7 @@ backend = "tpm"
 tcti = "swtpm:host=127.0.0.1,port=$tpm_port"
 TOML
 export TSS2_LOG=all+NONE
-"$bin/hsmctl" --log error enrollment --config tpm.toml > tpm-enrollment.json
+"$bin/hsmctl" --log error enrollment record --config tpm.toml > tpm-enrollment.json
 tpm_reg=$(python3 -c 'import json; print(json.load(open("tpm-enrollment.json"))["registrationId"])')
 tpm_ek=$(python3 -c 'import json; print(json.load(open("tpm-enrollment.json"))["attestation"]["tpm"]["endorsementKey"])')
 echo "TPM registration id: $tpm_reg"

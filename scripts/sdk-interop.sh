@@ -307,7 +307,7 @@ tpm_identities() {
     printf '[x509]\nbackend = "tpm"\ntcti = "%s"\nkey_handle = 0x81000200\ncertificate = "pki/sdk-tpm-x509.chain.pem"\n' \
         "$tcti" >tpm-x509.toml
     printf '[tpm]\nbackend = "tpm"\ntcti = "%s"\n' "$tcti" >tpm.toml
-    "$hsmctl" --log error enrollment --config tpm.toml >tpm-enrollment.json
+    "$hsmctl" --log error enrollment record --config tpm.toml >tpm-enrollment.json
     python3 - <<'PY' >>emulator.toml
 import json
 e = json.load(open("tpm-enrollment.json"))

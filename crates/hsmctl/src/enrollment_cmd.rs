@@ -8,7 +8,9 @@
 //! - x509 group: `x509.signingCertificates.primary.certificate` = base64 of the PEM of the CA
 //!   (the last certificate of the presented chain, or `--certificate`);
 //! - TPM: `tpm.endorsementKey` = base64 of the EK (`TPM2B_PUBLIC` as get_ek returns it), and the
-//!   registration id = lowercase base32 of SHA-256(EK), unpadded.
+//!   registration id = lowercase base32 of SHA-256(EK), unpadded;
+//! - symmetric key: `symmetricKey.primaryKey` = the identity's device key, base64 (a key derived from
+//!   a group key gives the individual enrollment of that one device).
 
 use std::path::PathBuf;
 
@@ -23,6 +25,7 @@ use serde_json::{Value, json};
 pub enum Kind {
     X509,
     Tpm,
+    SymmetricKey,
 }
 
 /// Print the DPS enrollment JSON (individual or group) for the configured identity.
@@ -44,11 +47,7 @@ pub struct EnrollmentArgs {
 }
 
 pub fn run(args: EnrollmentArgs) -> Result<(), hsm_core::Error> {
-    let config = match &args.config {
-        Some(p) => Config::from_file(p)?,
-        None => Config::from_env()?,
-    };
-    let record = enrollment(&config, &args)?;
+    let record = record(&args)?;
     outln!(
         "{}",
         serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(format!("JSON encoding: {e}")))?
@@ -56,22 +55,57 @@ pub fn run(args: EnrollmentArgs) -> Result<(), hsm_core::Error> {
     Ok(())
 }
 
+/// The record for the configuration `args.config` (default: $HSM_ABI_CONFIG).
+pub fn record(args: &EnrollmentArgs) -> Result<Value, Error> {
+    let config = match &args.config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::from_env()?,
+    };
+    enrollment(&config, args)
+}
+
 fn enrollment(config: &Config, args: &EnrollmentArgs) -> Result<Value, Error> {
-    let kind = match (args.attestation, &config.x509, &config.tpm) {
-        (Some(k), _, _) => k,
-        (None, Some(_), None) => Kind::X509,
-        (None, None, Some(_)) => Kind::Tpm,
-        (None, Some(_), Some(_)) => {
-            return Err(Error::invalid(
-                "--attestation",
-                format!("{} has both [x509] and [tpm]: choose one", config.source),
+    let configured: Vec<Kind> = [
+        (config.x509.is_some(), Kind::X509),
+        (config.tpm.is_some(), Kind::Tpm),
+        (config.symmetric_key.is_some(), Kind::SymmetricKey),
+    ]
+    .into_iter()
+    .filter_map(|(present, k)| present.then_some(k))
+    .collect();
+    let kind = match (args.attestation, configured.as_slice()) {
+        (Some(k), _) => k,
+        (None, [one]) => *one,
+        (None, []) => {
+            return Err(Error::config(
+                &config.source,
+                "x509",
+                "has none of [x509], [tpm], [symmetric_key]",
             ));
         }
-        (None, None, None) => {
-            return Err(Error::config(&config.source, "x509", "has neither [x509] nor [tpm]"));
+        (None, _) => {
+            return Err(Error::invalid(
+                "--attestation",
+                format!("{} configures several identities: choose one", config.source),
+            ));
         }
     };
     match kind {
+        Kind::SymmetricKey => {
+            if args.group.is_some() || args.certificate.is_some() {
+                return Err(Error::invalid(
+                    "--group",
+                    "a symmetric-key identity gives its individual enrollment (a group key is not read back)",
+                ));
+            }
+            let id = hsm_abi::registry::open_symmetric(config)?;
+            let key = hsm_core::sas::encode_key(&id.symmetric_key()?);
+            Ok(json!({
+                "registrationId": id.registration_id()?,
+                "attestation": { "type": "symmetricKey", "symmetricKey": { "primaryKey": key.as_str() } },
+                "provisioningStatus": "enabled"
+            }))
+        }
         Kind::X509 => x509_enrollment(config, args),
         Kind::Tpm => {
             if args.group.is_some() || args.certificate.is_some() {

@@ -37,6 +37,7 @@ mod certs_cmd;
 mod conformance_cmd;
 mod dice_cmd;
 mod dps;
+mod enrollment_api_cmd;
 mod enrollment_cmd;
 mod pkcs11_cmd;
 #[cfg(feature = "tpm")]
@@ -111,8 +112,10 @@ enum Command {
     Dice(dice_cmd::DiceCommand),
     /// Check a vendor backend (a library implementing HSM_ABI_VENDOR_TABLE) for conformance.
     Conformance(conformance_cmd::ConformanceArgs),
-    /// Print the DPS enrollment record (attestation JSON) for a configured identity.
-    Enrollment(enrollment_cmd::EnrollmentArgs),
+    /// DPS enrollments through the service API (create, get, update, delete, list, bulk,
+    /// registrations), and the enrollment record of a configured identity.
+    #[command(subcommand)]
+    Enrollment(enrollment_api_cmd::EnrollmentCommand),
     /// PKCS#11 tokens: generate keys, make CSRs, import certificates and secrets, list objects.
     #[command(subcommand)]
     Pkcs11(pkcs11_cmd::Pkcs11Command),
@@ -301,6 +304,11 @@ fn command_line_secret_warnings(args: &[String]) -> Vec<&'static str> {
             "--group-key" => {
                 "warning: --group-key puts the key on the command line, visible to other users; use \
                               --group-key-file PATH, --group-key-file - (standard input) or --group-key-env NAME"
+            }
+            "--connection-string" => {
+                "warning: --connection-string puts the service key on the command line, visible to other \
+                 users; use --connection-string-file PATH, --connection-string-file - (standard input) or \
+                 $DPS_SERVICE_CONNECTION_STRING"
             }
             _ if a.contains("pin-value=") => {
                 "warning: a PKCS#11 URI with pin-value puts the PIN on the command \
@@ -503,7 +511,7 @@ fn main() -> ExitCode {
         Command::Certs(a) => certs_cmd::run(a).map_err(CliError::from),
         Command::Conformance(a) => conformance_cmd::run(a).map_err(CliError::from),
         Command::Dice(c) => dice_cmd::run(c).map_err(CliError::from),
-        Command::Enrollment(a) => enrollment_cmd::run(a).map_err(CliError::from),
+        Command::Enrollment(c) => enrollment_api_cmd::run(c),
         Command::Pkcs11(c) => pkcs11_cmd::run(c).map_err(CliError::from),
         #[cfg(feature = "tpm")]
         Command::Tpm(c) => tpm_cmd::run(c).map_err(CliError::from),

@@ -499,7 +499,7 @@ fn tpm_attestation_is_assigned() {
     let cfg = dir.path().join("tpm.toml");
     std::fs::write(&cfg, format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{}\"\n", tpm.tcti())).unwrap();
     let record: serde_json::Value =
-        serde_json::from_str(&hsmctl(&["enrollment", "--config", cfg.to_str().unwrap()])).unwrap();
+        serde_json::from_str(&hsmctl(&["enrollment", "record", "--config", cfg.to_str().unwrap()])).unwrap();
     let registration_id = record["registrationId"].as_str().unwrap().to_string();
     let ek = record["attestation"]["tpm"]["endorsementKey"]
         .as_str()

@@ -1,0 +1,32 @@
+//! The service side of Azure IoT DPS (service API `2021-10-01`): individual enrollments and enrollment
+//! groups (create, get, update with etag, delete, query), bulk operations streamed from files at
+//! factory scale, and device registration states.
+//!
+//! Blocking (ureq over rustls); [`bulk::run`] runs a bounded number of calls in flight on threads.
+//!
+//! ```no_run
+//! use dps_service::{ClientOptions, ConnectionString, ServiceClient};
+//! # fn main() -> Result<(), dps_service::Error> {
+//! let cs = ConnectionString::parse(&std::env::var("DPS_SERVICE_CONNECTION_STRING").unwrap_or_default())?;
+//! let client = ServiceClient::new(cs, ClientOptions::default())?;
+//! for e in client.query_enrollments("SELECT * FROM enrollments", Some(100)) {
+//!     println!("{}", e?.registration_id);
+//! }
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod bulk;
+mod client;
+mod connection;
+mod error;
+pub mod input;
+pub mod models;
+
+pub use client::{API_VERSION, ClientOptions, Collection, MAX_BULK, Query, ServiceClient};
+pub use connection::{ConnectionString, service_sas};
+pub use error::{Error, Result};
+pub use models::{
+    Attestation, BulkMode, BulkResult, DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment,
+    ProvisioningStatus, SymmetricKeyAttestation, TpmAttestation, X509Attestation,
+};

@@ -1,0 +1,617 @@
+//! `hsmctl enrollment ...`: the Provisioning Service's enrollments, groups and registration states
+//! through the `dps-service` library; `enrollment record` prints a record without calling the
+//! service. The connection string comes from `--connection-string-file`, `--connection-string` or
+//! `$DPS_SERVICE_CONNECTION_STRING`.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use dps_service::bulk::{self, BulkOptions, ItemReport, Outcome};
+use dps_service::input::{Format, JsonLines};
+use dps_service::{
+    BulkMode, ClientOptions, ConnectionString, EnrollmentGroup, IndividualEnrollment, ProvisioningStatus, ServiceClient,
+};
+use serde_json::Value;
+
+use crate::dps::{json_for_terminal, shown};
+use crate::enrollment_cmd::{self, EnrollmentArgs};
+use crate::{CliError, read_secret};
+
+/// The environment variable holding the service connection string.
+pub const CONNECTION_STRING_ENV: &str = "DPS_SERVICE_CONNECTION_STRING";
+
+#[derive(Subcommand)]
+pub enum EnrollmentCommand {
+    /// Print the enrollment record (attestation JSON) for a configured identity; no service call.
+    Record(EnrollmentArgs),
+    /// Create an enrollment (or group) from a configured identity or a JSON record; an existing one is
+    /// an error (use `update`).
+    Create(CreateArgs),
+    /// Print an enrollment or group as JSON.
+    Get(IdArgs),
+    /// Replace an enrollment or group (If-Match: its etag), or change its provisioning status.
+    Update(UpdateArgs),
+    /// Delete an enrollment or group (with --etag: only if unchanged).
+    Delete(DeleteArgs),
+    /// List enrollments (or groups), one JSON record a line.
+    List(ListArgs),
+    /// Create, update or delete many enrollments from a CSV or JSON-lines file, 10 per call.
+    Bulk(BulkArgs),
+    /// Registration states: list a group's, get or delete one.
+    #[command(subcommand)]
+    Registrations(RegistrationsCommand),
+}
+
+#[derive(Args)]
+pub struct ServiceArgs {
+    /// The service connection string `HostName=..;SharedAccessKeyName=..;SharedAccessKey=..` (visible
+    /// to other users in /proc/PID/cmdline: prefer --connection-string-file or $DPS_SERVICE_CONNECTION_STRING).
+    #[arg(long, global = true)]
+    connection_string: Option<String>,
+    /// A file holding the connection string; `-` reads it from standard input.
+    #[arg(long, global = true, conflicts_with = "connection_string")]
+    connection_string_file: Option<PathBuf>,
+    /// Connect to host:port instead of the connection string's HostName (an emulator).
+    #[arg(long, global = true)]
+    endpoint: Option<String>,
+    /// PEM file of the CA(s) to trust for the service; default: the Mozilla root store.
+    #[arg(long, global = true)]
+    trusted_ca: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct IdArgs {
+    /// Registration id (or, with --group, the enrollment group id).
+    id: String,
+    /// The id is an enrollment group's.
+    #[arg(long)]
+    group: bool,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Build the record from this device configuration's identity (TPM EK, x509 certificate or group
+    /// CA, symmetric key).
+    #[arg(long, conflicts_with = "file")]
+    config: Option<PathBuf>,
+    /// Which configured identity: needed when the configuration has several.
+    #[arg(long, value_enum)]
+    attestation: Option<enrollment_cmd::Kind>,
+    /// With --config: make an enrollment group with this id (x509: the chain's CA).
+    #[arg(long)]
+    group: Option<String>,
+    /// With --config: the PEM certificate to enroll instead of the one chosen from the identity.
+    #[arg(long)]
+    certificate: Option<PathBuf>,
+    /// A JSON record (IndividualEnrollment, or EnrollmentGroup when it has enrollmentGroupId); `-`:
+    /// standard input.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Create it disabled (provisioningStatus: disabled).
+    #[arg(long)]
+    disabled: bool,
+    /// The IoT Hub device id to assign (individual enrollments).
+    #[arg(long)]
+    device_id: Option<String>,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// Registration id (or, with --group, the enrollment group id).
+    id: String,
+    #[arg(long)]
+    group: bool,
+    /// The whole new record as JSON (its etag, or --etag, is sent as If-Match); `-`: standard input.
+    #[arg(long, conflicts_with = "status")]
+    file: Option<PathBuf>,
+    /// Only change the provisioning status (read, change, write back with If-Match).
+    #[arg(long, value_enum)]
+    status: Option<StatusArg>,
+    /// If-Match etag to send instead of the record's.
+    #[arg(long)]
+    etag: Option<String>,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    Enabled,
+    Disabled,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    id: String,
+    #[arg(long)]
+    group: bool,
+    /// Delete only if the record still has this etag.
+    #[arg(long)]
+    etag: Option<String>,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// List enrollment groups instead of individual enrollments.
+    #[arg(long)]
+    groups: bool,
+    /// Records per page asked of the service.
+    #[arg(long)]
+    page_size: Option<u32>,
+    /// The query (default: every record).
+    #[arg(long)]
+    query: Option<String>,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Create,
+    Update,
+    UpdateIfMatchEtag,
+    Delete,
+}
+
+impl From<ModeArg> for BulkMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Create => BulkMode::Create,
+            ModeArg::Update => BulkMode::Update,
+            ModeArg::UpdateIfMatchEtag => BulkMode::UpdateIfMatchETag,
+            ModeArg::Delete => BulkMode::Delete,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Args)]
+pub struct BulkArgs {
+    /// The records: CSV (header row; see the dps-service README) or JSON lines.
+    file: PathBuf,
+    /// Default: from the file name (.csv is CSV, anything else JSON lines).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    #[arg(long, value_enum, default_value = "create")]
+    mode: ModeArg,
+    /// Bulk calls in flight at once.
+    #[arg(long, default_value_t = 4)]
+    in_flight: usize,
+    /// The file holds enrollment groups (JSON lines only).
+    #[arg(long)]
+    groups: bool,
+    /// Retries of a call that got no answer (or 429/5xx).
+    #[arg(long, default_value_t = 5)]
+    retries: u32,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[derive(Subcommand)]
+pub enum RegistrationsCommand {
+    /// The registration states of an enrollment group's devices, one JSON record a line.
+    List {
+        group_id: String,
+        #[arg(long)]
+        page_size: Option<u32>,
+        #[command(flatten)]
+        service: ServiceArgs,
+    },
+    /// One device's registration state.
+    Get {
+        registration_id: String,
+        #[command(flatten)]
+        service: ServiceArgs,
+    },
+    /// Delete a device's registration state (it may then register again from scratch).
+    Delete {
+        registration_id: String,
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        service: ServiceArgs,
+    },
+}
+
+pub fn run(cmd: EnrollmentCommand) -> Result<(), CliError> {
+    match cmd {
+        EnrollmentCommand::Record(a) => enrollment_cmd::run(a).map_err(CliError::from),
+        EnrollmentCommand::Create(a) => create(a),
+        EnrollmentCommand::Get(a) => {
+            let c = client(&a.service)?;
+            let v = if a.group {
+                to_value(&c.get_group(&a.id).map_err(svc)?)?
+            } else {
+                to_value(&c.get_enrollment(&a.id).map_err(svc)?)?
+            };
+            outln!("{}", json_for_terminal(&v));
+            Ok(())
+        }
+        EnrollmentCommand::Update(a) => update(a),
+        EnrollmentCommand::Delete(a) => {
+            let c = client(&a.service)?;
+            if a.group {
+                c.delete_group(&a.id, a.etag.as_deref()).map_err(svc)?;
+            } else {
+                c.delete_enrollment(&a.id, a.etag.as_deref()).map_err(svc)?;
+            }
+            Ok(())
+        }
+        EnrollmentCommand::List(a) => {
+            let c = client(&a.service)?;
+            if a.groups {
+                let q = a.query.as_deref().unwrap_or("SELECT * FROM enrollmentGroups");
+                print_all(c.query_groups(q, a.page_size))
+            } else {
+                let q = a.query.as_deref().unwrap_or("SELECT * FROM enrollments");
+                print_all(c.query_enrollments(q, a.page_size))
+            }
+        }
+        EnrollmentCommand::Bulk(a) => bulk_cmd(a),
+        EnrollmentCommand::Registrations(r) => match r {
+            RegistrationsCommand::List {
+                group_id,
+                page_size,
+                service,
+            } => print_all(client(&service)?.query_registrations(&group_id, page_size)),
+            RegistrationsCommand::Get {
+                registration_id,
+                service,
+            } => {
+                let v = to_value(&client(&service)?.get_registration(&registration_id).map_err(svc)?)?;
+                outln!("{}", json_for_terminal(&v));
+                Ok(())
+            }
+            RegistrationsCommand::Delete {
+                registration_id,
+                etag,
+                service,
+            } => client(&service)?
+                .delete_registration(&registration_id, etag.as_deref())
+                .map_err(svc),
+        },
+    }
+}
+
+/// The library's errors as hsmctl's; service text made safe for a terminal.
+fn svc(e: dps_service::Error) -> CliError {
+    use dps_service::Error as E;
+    match e {
+        E::Transport { .. } => CliError::Transport(shown(&e.to_string())),
+        E::Protocol { .. } => CliError::Protocol(shown(&e.to_string())),
+        E::ConnectionString(_) | E::Invalid { .. } | E::Input { .. } => CliError::Usage(e.to_string()),
+        other => CliError::Usage(shown(&other.to_string())),
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, CliError> {
+    serde_json::to_value(v).map_err(|e| CliError::Protocol(format!("JSON encoding: {e}")))
+}
+
+fn client(a: &ServiceArgs) -> Result<ServiceClient, CliError> {
+    let text = match (&a.connection_string, &a.connection_string_file) {
+        (Some(s), _) => zeroize::Zeroizing::new(s.clone()),
+        (_, Some(p)) => read_secret(p)?,
+        (None, None) => match std::env::var(CONNECTION_STRING_ENV) {
+            Ok(s) if !s.trim().is_empty() => zeroize::Zeroizing::new(s),
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "no connection string: give --connection-string-file, --connection-string or set {CONNECTION_STRING_ENV}"
+                )));
+            }
+        },
+    };
+    let cs = ConnectionString::parse(&text).map_err(svc)?;
+    let trusted_cas = match &a.trusted_ca {
+        Some(p) => Some(hsm_core::pem::parse_certificates(
+            &format!("trusted CA {}", p.display()),
+            &hsm_core::pem::read_file("read trusted CA", p)?,
+        )?),
+        None => None,
+    };
+    ServiceClient::new(
+        cs,
+        ClientOptions {
+            endpoint: a.endpoint.clone(),
+            trusted_cas,
+            ..ClientOptions::default()
+        },
+    )
+    .map_err(svc)
+}
+
+fn print_all<T: serde::Serialize>(q: impl Iterator<Item = dps_service::Result<T>>) -> Result<(), CliError> {
+    for item in q {
+        let v = to_value(&item.map_err(svc)?)?;
+        outln!("{}", json_for_terminal(&v).replace('\n', " "));
+    }
+    Ok(())
+}
+
+/// A record read from a JSON file (or standard input).
+fn read_record(path: &Path) -> Result<Value, CliError> {
+    let text = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut s)
+            .map_err(|e| CliError::Usage(format!("reading the record from standard input: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("reading {}: {e}", path.display())))?
+    };
+    serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("{} is not a JSON record: {e}", path.display())))
+}
+
+enum Record {
+    Individual(Box<IndividualEnrollment>),
+    Group(Box<EnrollmentGroup>),
+}
+
+fn typed(v: Value, source: &str) -> Result<Record, CliError> {
+    let bad = |e: serde_json::Error| CliError::Usage(format!("{source}: not an enrollment record: {e}"));
+    Ok(if v.get("enrollmentGroupId").is_some() {
+        Record::Group(Box::new(serde_json::from_value(v).map_err(bad)?))
+    } else {
+        Record::Individual(Box::new(serde_json::from_value(v).map_err(bad)?))
+    })
+}
+
+fn create(a: CreateArgs) -> Result<(), CliError> {
+    let (value, source) = match (&a.config, &a.file) {
+        (Some(_), _) => {
+            let mut v = enrollment_cmd::record(&EnrollmentArgs {
+                config: a.config.clone(),
+                attestation: a.attestation,
+                group: a.group.clone(),
+                certificate: a.certificate.clone(),
+            })?;
+            certificates_as_pem(&mut v);
+            (v, "the configured identity".to_string())
+        }
+        (None, Some(f)) => (read_record(f)?, f.display().to_string()),
+        (None, None) => {
+            return Err(CliError::Usage(
+                "give --config (a device identity) or --file (a JSON record)".into(),
+            ));
+        }
+    };
+    let c = client(&a.service)?;
+    let status = a.disabled.then_some(ProvisioningStatus::Disabled);
+    // A bulk `create` of one record: refused if it exists, where a PUT would replace it.
+    let (result, id, is_group) = match typed(value, &source)? {
+        Record::Individual(mut e) => {
+            if let Some(s) = status {
+                e.common.provisioning_status = Some(s);
+            }
+            if a.device_id.is_some() {
+                e.device_id = a.device_id.clone();
+            }
+            let r = c
+                .bulk_enrollments(BulkMode::Create, std::slice::from_ref(&*e))
+                .map_err(svc)?;
+            (r, e.registration_id, false)
+        }
+        Record::Group(mut g) => {
+            if let Some(s) = status {
+                g.common.provisioning_status = Some(s);
+            }
+            let r = c
+                .bulk_groups(BulkMode::Create, std::slice::from_ref(&*g))
+                .map_err(svc)?;
+            (r, g.enrollment_group_id, true)
+        }
+    };
+    if let Some(e) = result.errors.first() {
+        return Err(CliError::Usage(format!(
+            "creating {}: {} (errorCode {}){}",
+            shown(&id),
+            shown(&e.error_status),
+            e.error_code,
+            if e.error_code / 1000 == 409 {
+                ": it exists; use `hsmctl enrollment update`"
+            } else {
+                ""
+            }
+        )));
+    }
+    let v = if is_group {
+        to_value(&c.get_group(&id).map_err(svc)?)?
+    } else {
+        to_value(&c.get_enrollment(&id).map_err(svc)?)?
+    };
+    outln!("{}", json_for_terminal(&v));
+    Ok(())
+}
+
+/// The printed record carries base64 of each PEM; the API's field is the PEM itself.
+fn certificates_as_pem(record: &mut Value) {
+    use base64::Engine as _;
+    let Some(x509) = record.pointer_mut("/attestation/x509").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for set in x509.values_mut() {
+        for slot in ["primary", "secondary"] {
+            if let Some(cert) = set.pointer_mut(&format!("/{slot}/certificate")) {
+                let pem = cert
+                    .as_str()
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .and_then(|p| String::from_utf8(p).ok())
+                    .filter(|p| p.starts_with("-----BEGIN"));
+                if let Some(pem) = pem {
+                    *cert = Value::String(pem);
+                }
+            }
+        }
+    }
+}
+
+fn update(a: UpdateArgs) -> Result<(), CliError> {
+    let c = client(&a.service)?;
+    let record = match (&a.file, a.status) {
+        (Some(f), _) => typed(read_record(f)?, &f.display().to_string())?,
+        (None, Some(_)) if a.group => Record::Group(Box::new(c.get_group(&a.id).map_err(svc)?)),
+        (None, Some(_)) => Record::Individual(Box::new(c.get_enrollment(&a.id).map_err(svc)?)),
+        (None, None) => return Err(CliError::Usage("give --file (the new record) or --status".into())),
+    };
+    let status = a.status.map(|s| match s {
+        StatusArg::Enabled => ProvisioningStatus::Enabled,
+        StatusArg::Disabled => ProvisioningStatus::Disabled,
+    });
+    let v = match record {
+        Record::Individual(mut e) => {
+            if e.registration_id != a.id || a.group {
+                return Err(CliError::Usage(format!(
+                    "the record is the enrollment {}, not {}{}",
+                    shown(&e.registration_id),
+                    if a.group { "the group " } else { "" },
+                    shown(&a.id)
+                )));
+            }
+            if let Some(s) = status {
+                e.common.provisioning_status = Some(s);
+            }
+            if a.etag.is_some() {
+                e.common.etag = a.etag.clone();
+            }
+            e.registration_state = None;
+            to_value(&c.put_enrollment(&e).map_err(svc)?)?
+        }
+        Record::Group(mut g) => {
+            if g.enrollment_group_id != a.id || !a.group {
+                return Err(CliError::Usage(format!(
+                    "the record is the group {}, not {}{} (groups need --group)",
+                    shown(&g.enrollment_group_id),
+                    if a.group { "the group " } else { "" },
+                    shown(&a.id)
+                )));
+            }
+            if let Some(s) = status {
+                g.common.provisioning_status = Some(s);
+            }
+            if a.etag.is_some() {
+                g.common.etag = a.etag.clone();
+            }
+            to_value(&c.put_group(&g).map_err(svc)?)?
+        }
+    };
+    outln!("{}", json_for_terminal(&v));
+    Ok(())
+}
+
+fn bulk_cmd(a: BulkArgs) -> Result<(), CliError> {
+    let c = client(&a.service)?;
+    let format = match a.format {
+        Some(FormatArg::Csv) => Format::Csv,
+        Some(FormatArg::Jsonl) => Format::JsonLines,
+        None => Format::from_path(&a.file),
+    };
+    let options = BulkOptions {
+        mode: a.mode.into(),
+        in_flight: a.in_flight,
+        retries: a.retries,
+        ..BulkOptions::default()
+    };
+    let mut out = Reporter::new();
+    let start = Instant::now();
+    let summary = if a.groups {
+        if format == Format::Csv {
+            return Err(CliError::Usage(
+                "enrollment groups are read from JSON lines only".into(),
+            ));
+        }
+        let f = std::fs::File::open(&a.file).map_err(|e| CliError::Usage(format!("{}: {e}", a.file.display())))?;
+        let input = JsonLines::<_, EnrollmentGroup>::new(std::io::BufReader::new(f), a.file.display().to_string());
+        bulk::run(&c, input, &options, |r| out.item(r))
+    } else {
+        let input = dps_service::input::enrollments_from_file(&a.file, format).map_err(svc)?;
+        bulk::run(&c, input, &options, |r| out.item(r))
+    }
+    .map_err(svc)?;
+    out.finish();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{} records: {} done, {} already existed, {} failed; {} calls in {:.1}s ({:.0} records/s)",
+        summary.total(),
+        summary.done,
+        summary.already_existed,
+        summary.failed,
+        summary.calls,
+        secs,
+        summary.total() as f64 / secs.max(1e-9)
+    );
+    if summary.failed > 0 {
+        return Err(CliError::Usage(format!(
+            "{} record(s) failed (listed above)",
+            summary.failed
+        )));
+    }
+    Ok(())
+}
+
+/// Per-record lines for failures (always) and a progress bar when standard error is a terminal.
+struct Reporter {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Reporter {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {pos} records {per_sec} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Reporter { bar }
+    }
+
+    fn item(&mut self, r: &ItemReport) {
+        let line = match &r.outcome {
+            Outcome::Done => None,
+            Outcome::AlreadyExists => Some(format!("{}: already exists", self.name(r))),
+            Outcome::Failed { code, message } => Some(format!(
+                "{}: failed: {}{}",
+                self.name(r),
+                shown(message),
+                code.map(|c| format!(" (errorCode {c})")).unwrap_or_default()
+            )),
+        };
+        match (&self.bar, line) {
+            (Some(b), Some(l)) => b.println(l),
+            (None, Some(l)) => eprintln!("{l}"),
+            _ => {}
+        }
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+
+    fn name(&self, r: &ItemReport) -> String {
+        match (r.id.is_empty(), r.line) {
+            (false, Some(l)) => format!("{} (line {l})", shown(&r.id)),
+            (false, None) => shown(&r.id),
+            (true, Some(l)) => format!("line {l}"),
+            (true, None) => "input".into(),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
