@@ -19,6 +19,8 @@
 pub mod csr;
 pub mod keys;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

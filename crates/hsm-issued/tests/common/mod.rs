@@ -7,65 +7,27 @@ use std::sync::OnceLock;
 
 use hsm_core::SigningKey;
 use hsm_pkcs11::testing::{SoftHsm, TestModule};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
+use rustls_pki_types::CertificateDer;
 use x509_parser::prelude::FromDer as _;
 
-/// A root and an intermediate CA (ECDSA P-384), issuing leaves for CSRs: leaf, intermediate,
-/// root, as DPS returns `issuedCertificateChain`.
-pub struct Ca {
-    root: CertifiedIssuer<'static, KeyPair>,
-    intermediate: CertifiedIssuer<'static, KeyPair>,
-}
-
-fn ca_params(cn: &str) -> CertificateParams {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p
-}
+/// The test CA (panicking wrappers).
+pub struct Ca(hsm_issued::testing::Ca);
 
 impl Ca {
     pub fn new(name: &str) -> Ca {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-        let root = CertifiedIssuer::self_signed(ca_params(&format!("{name} root")), key).unwrap();
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-        let intermediate = CertifiedIssuer::signed_by(ca_params(&format!("{name} intermediate")), key, &root).unwrap();
-        Ca { root, intermediate }
+        Ca(hsm_issued::testing::Ca::new(name).unwrap())
     }
-
-    /// The chain for a CSR, its subject taken as it is (the store must check the CN).
     pub fn issue(&self, csr: &[u8]) -> Vec<CertificateDer<'static>> {
-        let params =
-            rcgen::CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr.to_vec()))
-                .unwrap();
-        let leaf = params.signed_by(&self.intermediate).unwrap();
-        vec![
-            leaf.der().clone(),
-            self.intermediate.der().clone(),
-            self.root.der().clone(),
-        ]
+        self.0.issue(csr).unwrap()
     }
-
-    /// A chain whose leaf is for another key than the CSR's, with the CSR's subject.
     pub fn issue_for_other_key(&self, cn: &str) -> Vec<CertificateDer<'static>> {
-        let other = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        let leaf = p.signed_by(&other, &self.intermediate).unwrap();
-        vec![
-            leaf.der().clone(),
-            self.intermediate.der().clone(),
-            self.root.der().clone(),
-        ]
+        self.0.issue_for_other_key(cn).unwrap()
     }
-
     pub fn intermediate(&self) -> CertificateDer<'static> {
-        self.intermediate.der().clone()
+        self.0.intermediate()
     }
-
     pub fn root(&self) -> CertificateDer<'static> {
-        self.root.der().clone()
+        self.0.root()
     }
 }
 
