@@ -45,6 +45,10 @@ pub enum Error {
     /// missing field).
     #[error("{transport}: protocol: {message}")]
     Protocol { transport: Transport, message: String },
+    /// An issued certificate chain failed a check (wrong key, wrong CN, broken links, not valid now):
+    /// it must not be stored or used.
+    #[error("the issued certificate chain is refused: {0}")]
+    IssuedChain(String),
     /// A bug in this crate.
     #[error("internal error: {0}")]
     Internal(String),

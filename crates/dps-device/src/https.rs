@@ -10,7 +10,7 @@ use hsm_core::sas::url_encode;
 use tokio::time::Instant;
 
 use crate::error::sanitize;
-use crate::{API_VERSION, Error, MAX_BODY, Proxy, Reply, Transport, blocking_task};
+use crate::{Error, MAX_BODY, Proxy, Reply, Transport, blocking_task};
 
 const T: Transport = Transport::Https;
 
@@ -18,6 +18,8 @@ pub(crate) struct Https {
     agent: ureq::Agent,
     /// `https://{endpoint}/{scope}/registrations/{id}`
     base: String,
+    /// The `api-version` query parameter (URL-encoded).
+    api_version: String,
 }
 
 impl Https {
@@ -28,6 +30,7 @@ impl Https {
         tls: Arc<rustls::ClientConfig>,
         user_agent: &str,
         proxy: Option<&Proxy>,
+        api_version: &str,
     ) -> Result<Self, Error> {
         let mut agent = ureq::AgentBuilder::new()
             .tls_config(tls)
@@ -51,6 +54,7 @@ impl Https {
                 url_encode(id_scope),
                 url_encode(registration_id)
             ),
+            api_version: url_encode(api_version),
         })
     }
 
@@ -60,7 +64,7 @@ impl Https {
         auth: Option<&str>,
         deadline: Instant,
     ) -> Result<Reply, Error> {
-        let url = format!("{}/register?api-version={API_VERSION}", self.base);
+        let url = format!("{}/register?api-version={}", self.base, self.api_version);
         self.send("PUT", url, auth, Some(body.to_string().into_bytes()), deadline)
             .await
     }
@@ -72,9 +76,10 @@ impl Https {
         deadline: Instant,
     ) -> Result<Reply, Error> {
         let url = format!(
-            "{}/operations/{}?api-version={API_VERSION}",
+            "{}/operations/{}?api-version={}",
             self.base,
-            url_encode(operation_id)
+            url_encode(operation_id),
+            self.api_version
         );
         self.send("GET", url, auth, None, deadline).await
     }

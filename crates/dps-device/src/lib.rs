@@ -16,8 +16,10 @@
 #![forbid(unsafe_code)]
 
 pub mod blocking;
+mod credentials;
 mod error;
 mod https;
+mod issuance;
 mod mqtt;
 
 use std::fmt;
@@ -31,11 +33,16 @@ use hsm_core::{SymmetricIdentity, TpmIdentity, X509Identity};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+pub use credentials::{HUB_API_VERSION, RenewalOptions, renew_certificate};
 pub use error::{Error, ServiceError};
+pub use issuance::verify_issued_chain;
 pub use tlsio_bridge::TlsVersions;
 
-/// The DPS device API version spoken (the C SDK's `PROV_API_VERSION`).
+/// The DPS device API version of the C SDK (`PROV_API_VERSION`).
 pub const API_VERSION: &str = "2021-06-01";
+/// The DPS device API version this client speaks by default: the first that knows `csr` and
+/// `issuedCertificateChain` (certificate issuance at registration).
+pub const DEFAULT_API_VERSION: &str = "2025-07-01-preview";
 /// Largest response body (HTTPS) or message (MQTT) accepted from the service.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Poll delay when the service sends no Retry-After (before the floor and ceiling apply).
@@ -107,6 +114,9 @@ pub struct Options {
     /// An HTTP proxy, `http://[user:password@]host[:port]` (credentials percent-encoded; port 80 by
     /// default), reached with `CONNECT`. HTTPS and MQTT over WebSockets only, as in the C SDK.
     pub proxy: Option<url::Url>,
+    /// The DPS device `api-version` (query parameter over HTTPS, in the username over MQTT). Default
+    /// [`DEFAULT_API_VERSION`]; a registration with a CSR needs `2025-07-01-preview` or later.
+    pub api_version: String,
 }
 
 impl Default for Options {
@@ -120,6 +130,7 @@ impl Default for Options {
             user_agent: concat!("dps-device/", env!("CARGO_PKG_VERSION")).to_string(),
             tls_versions: TlsVersions::Both,
             proxy: None,
+            api_version: DEFAULT_API_VERSION.to_string(),
         }
     }
 }
@@ -139,6 +150,9 @@ pub struct Assignment {
     pub payload: Option<Value>,
     pub created_date_time_utc: Option<String>,
     pub last_updated_date_time_utc: Option<String>,
+    /// `issuedCertificateChain` (DER, leaf first, ending with the root) when the registration sent a
+    /// CSR: check it with [`verify_issued_chain`] before using it.
+    pub issued_certificate_chain: Option<Vec<Vec<u8>>>,
     /// The whole `registrationState` object.
     pub raw: Value,
 }
@@ -218,6 +232,49 @@ impl ProvisioningClient {
         registration_id: Option<&str>,
         payload: Option<Value>,
     ) -> Result<Assignment, Error> {
+        self.register_inner(attestation, registration_id, payload, None).await
+    }
+
+    /// Register and ask DPS for an operational certificate: `csr` is a DER PKCS#10 request (EC P-384,
+    /// CN = the registration id) sent as the body's `csr`; the assignment carries the
+    /// `issuedCertificateChain` (an assignment without one is an error). Needs an
+    /// [`Options::api_version`] of `2025-07-01-preview` or later. The chain is not checked here: call
+    /// [`verify_issued_chain`] before storing or using it.
+    pub async fn register_with_csr(
+        &self,
+        attestation: &Attestation,
+        registration_id: Option<&str>,
+        payload: Option<Value>,
+        csr: &[u8],
+    ) -> Result<Assignment, Error> {
+        if csr.is_empty() {
+            return Err(Error::InvalidRequest("the CSR is empty".into()));
+        }
+        if !issuance::api_version_knows_csr(&self.options.api_version) {
+            return Err(Error::InvalidRequest(format!(
+                "api-version {:?} does not know csr: use {DEFAULT_API_VERSION} or later",
+                self.options.api_version
+            )));
+        }
+        let assignment = self
+            .register_inner(attestation, registration_id, payload, Some(csr))
+            .await?;
+        if assignment.issued_certificate_chain.is_none() {
+            return Err(protocol(
+                self.transport,
+                "the service assigned the device without an issuedCertificateChain for the CSR",
+            ));
+        }
+        Ok(assignment)
+    }
+
+    async fn register_inner(
+        &self,
+        attestation: &Attestation,
+        registration_id: Option<&str>,
+        payload: Option<Value>,
+        csr: Option<&[u8]>,
+    ) -> Result<Assignment, Error> {
         if let Some(p) = &payload {
             if !p.is_object() {
                 return Err(Error::InvalidRequest("the payload must be a JSON object".into()));
@@ -238,6 +295,7 @@ impl ProvisioningClient {
             attestation,
             registration_id,
             payload,
+            csr,
             proxy.as_ref(),
             deadline,
             &progress,
@@ -262,6 +320,7 @@ impl ProvisioningClient {
         attestation: &Attestation,
         registration_id: Option<&str>,
         payload: Option<Value>,
+        csr: Option<&[u8]>,
         proxy: Option<&Proxy>,
         deadline: Instant,
         progress: &Mutex<String>,
@@ -278,6 +337,9 @@ impl ProvisioningClient {
         let mut body = json!({ "registrationId": registration_id });
         if let Some(p) = payload {
             body["payload"] = p;
+        }
+        if let Some(csr) = csr {
+            body["csr"] = Value::String(B64.encode(csr));
         }
         let identity = match attestation {
             Attestation::X509(x) => Some(x.clone()),
@@ -301,6 +363,7 @@ impl ProvisioningClient {
                 tls,
                 &self.options.user_agent,
                 proxy,
+                &self.options.api_version,
             )?),
             Transport::Mqtt | Transport::MqttWs => Session::Mqtt(Box::new(
                 mqtt::Mqtt::connect(mqtt::Connect {
@@ -312,6 +375,7 @@ impl ProvisioningClient {
                     tls,
                     password: token.as_deref(),
                     user_agent: &self.options.user_agent,
+                    api_version: &self.options.api_version,
                 })
                 .await?,
             )),
@@ -577,6 +641,7 @@ fn assignment(t: Transport, value: &Value) -> Result<Assignment, Error> {
         payload: state.get("payload").filter(|p| !p.is_null()).cloned(),
         created_date_time_utc: text("createdDateTimeUtc"),
         last_updated_date_time_utc: text("lastUpdatedDateTimeUtc"),
+        issued_certificate_chain: issuance::read_chain(t, state.get("issuedCertificateChain"))?,
         raw: state.clone(),
     })
 }

@@ -14,7 +14,7 @@ use hsm_core::sas::url_encode;
 use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 
 use crate::error::sanitize;
-use crate::{API_VERSION, Error, MAX_BODY, Proxy, Reply, Transport};
+use crate::{Error, MAX_BODY, Proxy, Reply, Transport};
 
 pub(crate) const SUBSCRIBE_TOPIC: &str = "$dps/registrations/res/#";
 const RESPONSE_PREFIX: &str = "$dps/registrations/res/";
@@ -43,6 +43,7 @@ pub(crate) struct Connect<'a> {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) password: Option<&'a str>,
     pub(crate) user_agent: &'a str,
+    pub(crate) api_version: &'a str,
 }
 
 impl Mqtt {
@@ -88,7 +89,7 @@ impl Mqtt {
             .set_clean_session(true)
             .set_max_packet_size(MAX_BODY + 1024, MAX_BODY + 1024)
             .set_credentials(
-                username(c.id_scope, c.registration_id, c.user_agent),
+                username(c.id_scope, c.registration_id, c.api_version, c.user_agent),
                 c.password.unwrap_or(""),
             );
         let (client, events) = AsyncClient::new(options, 8);
@@ -187,9 +188,10 @@ impl Mqtt {
 }
 
 /// The DPS MQTT username; the user agent is URL-encoded.
-pub(crate) fn username(id_scope: &str, registration_id: &str, user_agent: &str) -> String {
+pub(crate) fn username(id_scope: &str, registration_id: &str, api_version: &str, user_agent: &str) -> String {
     format!(
-        "{id_scope}/registrations/{registration_id}/api-version={API_VERSION}&ClientVersion={}",
+        "{id_scope}/registrations/{registration_id}/api-version={}&ClientVersion={}",
+        url_encode(api_version),
         url_encode(user_agent)
     )
 }
@@ -221,7 +223,7 @@ pub(crate) fn parse_response_topic(topic: &str, t: Transport) -> Option<Result<R
     Some(Ok((status, rid, retry_after)))
 }
 
-fn split_endpoint(endpoint: &str, default_port: u16) -> Result<(String, u16), Error> {
+pub(crate) fn split_endpoint(endpoint: &str, default_port: u16) -> Result<(String, u16), Error> {
     match endpoint.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() => port
             .parse::<u16>()
@@ -233,14 +235,14 @@ fn split_endpoint(endpoint: &str, default_port: u16) -> Result<(String, u16), Er
     }
 }
 
-fn client_error(e: rumqttc::ClientError, t: Transport) -> Error {
+pub(crate) fn client_error(e: rumqttc::ClientError, t: Transport) -> Error {
     Error::Transport {
         transport: t,
         message: format!("the MQTT event loop is gone: {e}"),
     }
 }
 
-fn connection_error(e: ConnectionError, t: Transport) -> Error {
+pub(crate) fn connection_error(e: ConnectionError, t: Transport) -> Error {
     match e {
         ConnectionError::ConnectionRefused(code) => {
             let (n, reason) = match code {
@@ -375,7 +377,7 @@ mod tests {
     #[test]
     fn username_has_the_api_version_and_the_encoded_agent() {
         assert_eq!(
-            username("0ne00000A0A", "dev-1", "dps-device/0.1.0 (linux)"),
+            username("0ne00000A0A", "dev-1", "2021-06-01", "dps-device/0.1.0 (linux)"),
             "0ne00000A0A/registrations/dev-1/api-version=2021-06-01&ClientVersion=dps-device%2f0.1.0%20(linux)"
         );
     }

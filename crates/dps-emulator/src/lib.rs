@@ -19,8 +19,10 @@
 
 mod auth;
 mod config;
+mod credentials;
 mod error;
 mod http;
+mod issuance;
 mod mqtt;
 mod server;
 mod service;
@@ -72,4 +74,5 @@ pub mod fuzzing {
 
 pub use config::{DEFAULT_ASSIGNED_HUB, EmulatorConfig, Enrollment};
 pub use error::Error;
+pub use issuance::{FIRST_ISSUING_API_VERSION, IssuanceOptions, IssuingCa, MAX_VALIDITY_DAYS, MIN_VALIDITY_DAYS};
 pub use server::{Emulator, ServerOptions};

@@ -53,6 +53,19 @@ struct Args {
     /// Write the MQTT endpoint, `127.0.0.1:PORT` and a newline, here (before the stdout line).
     #[arg(long, value_name = "PATH")]
     mqtt_port_out: Option<PathBuf>,
+    /// Validity of issued device certificates (registrations with a `csr`, IoT Hub
+    /// `$iothub/credentials`), 7 to 90 days.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    certificate_validity_days: u32,
+    /// PEM certificate of the issuing CA (with --issuing-ca-key); default: an ECDSA P-384 root generated at start.
+    #[arg(long, value_name = "PATH", requires = "issuing_ca_key")]
+    issuing_ca: Option<PathBuf>,
+    /// PEM PKCS#8 key of --issuing-ca.
+    #[arg(long, value_name = "PATH", requires = "issuing_ca")]
+    issuing_ca_key: Option<PathBuf>,
+    /// Write the PEM of the issuing CA here (the root of every issued chain).
+    #[arg(long, value_name = "PATH")]
+    issuing_ca_out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -89,11 +102,20 @@ fn run(args: &Args) -> Result<(), String> {
         request_timeout: Duration::from_secs(args.request_timeout),
         chacha20_only: args.chacha20_only,
         mqtt_port: args.mqtt_port,
+        issuance: dps_emulator::IssuanceOptions {
+            validity_days: args.certificate_validity_days,
+            ca: issuing_ca(args)?,
+            ..dps_emulator::IssuanceOptions::default()
+        },
     };
     let emulator = Emulator::start_with(config, args.port, options).map_err(|e| e.to_string())?;
     if let Some(path) = &args.server_ca_out {
         std::fs::write(path, emulator.server_ca_pem())
             .map_err(|e| format!("writing the server CA to {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.issuing_ca_out {
+        std::fs::write(path, emulator.issuing_ca_pem())
+            .map_err(|e| format!("writing the issuing CA to {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.mqtt_port_out {
         std::fs::write(path, format!("{}\n", emulator.mqtt_endpoint()))
@@ -109,4 +131,15 @@ fn run(args: &Args) -> Result<(), String> {
     }
     emulator.shutdown();
     Ok(())
+}
+
+fn issuing_ca(args: &Args) -> Result<Option<dps_emulator::IssuingCa>, String> {
+    let (Some(cert), Some(key)) = (&args.issuing_ca, &args.issuing_ca_key) else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()));
+    Ok(Some(dps_emulator::IssuingCa {
+        certificate_pem: read(cert)?,
+        key_pem: zeroize::Zeroizing::new(read(key)?),
+    }))
 }

@@ -128,6 +128,8 @@ struct Session {
     registration_id: String,
     api_version: String,
     password: Option<String>,
+    /// An IoT Hub (`$iothub/credentials`) session rather than DPS; `registration_id` is the device id.
+    hub: bool,
 }
 
 fn serve(stream: TcpStream, tls: Arc<ServerConfig>, service: &Service) {
@@ -180,7 +182,7 @@ pub(crate) fn run<S: Read + Write>(
                 let codes = s
                     .filters
                     .iter()
-                    .map(|f| match f.path == SUBSCRIBE_TOPIC {
+                    .map(|f| match f.path == session_topic(&session) {
                         true => SubscribeReasonCode::Success(match f.qos {
                             QoS::AtMostOnce => QoS::AtMostOnce,
                             _ => QoS::AtLeastOnce,
@@ -193,6 +195,12 @@ pub(crate) fn run<S: Read + Write>(
             Packet::Publish(p) => {
                 if p.qos == QoS::AtLeastOnce {
                     write_packet(stream, Packet::PubAck(PubAck::new(p.pkid)))?;
+                }
+                if session.hub {
+                    crate::credentials::serve(service, &session.registration_id, &p.topic, &p.payload, &mut |a| {
+                        write_packet(stream, Packet::Publish(a))
+                    })?;
+                    continue;
                 }
                 let answer = answer(service, &session, peer_chain, &p.topic, &p.payload);
                 write_packet(stream, Packet::Publish(answer))?;
@@ -215,6 +223,16 @@ fn accept(
         .login
         .as_ref()
         .ok_or_else(|| bad_user("no username".to_string()))?;
+    if crate::credentials::is_hub_username(&login.username) {
+        let device_id = crate::credentials::accept(service, connect, peer_chain)?;
+        return Ok(Session {
+            id_scope: String::new(),
+            registration_id: device_id,
+            api_version: String::new(),
+            password: None,
+            hub: true,
+        });
+    }
     let (scope, rest) = login.username.split_once("/registrations/").ok_or_else(|| {
         bad_user(format!(
             "username {:?} is not {{idScope}}/registrations/...",
@@ -253,7 +271,15 @@ fn accept(
         registration_id: registration_id.to_string(),
         api_version: api_version.to_string(),
         password,
+        hub: false,
     })
+}
+
+fn session_topic(session: &Session) -> &'static str {
+    match session.hub {
+        true => crate::credentials::SUBSCRIBE_TOPIC,
+        false => SUBSCRIBE_TOPIC,
+    }
 }
 
 /// Answer one request publish with the HTTPS service logic.
@@ -327,7 +353,7 @@ fn request(session: &Session, method: &str, tail: String, body: &[u8]) -> Reques
     }
 }
 
-fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
         .find_map(|p| p.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))

@@ -39,6 +39,8 @@ pub struct ServerOptions {
     pub chacha20_only: bool,
     /// Port of the MQTT listener on 127.0.0.1; 0 (the default) picks a free one.
     pub mqtt_port: u16,
+    /// Certificate issuance: the CA, the validity, the IoT Hub credentials delay.
+    pub issuance: crate::issuance::IssuanceOptions,
 }
 
 impl Default for ServerOptions {
@@ -49,6 +51,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(30),
             chacha20_only: false,
             mqtt_port: 0,
+            issuance: crate::issuance::IssuanceOptions::default(),
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Emulator {
     addr: SocketAddr,
     id_scope: String,
     server_ca_pem: String,
+    issuing_ca_pem: String,
     stop: Arc<AtomicBool>,
     listener: Option<JoinHandle<()>>,
     pub(crate) mqtt: crate::mqtt::MqttListener,
@@ -202,12 +206,17 @@ impl Emulator {
             port,
             source,
         })?;
-        let service = Arc::new(Service::new(
-            config.id_scope.clone(),
-            config.assigned_hub.clone(),
-            trust,
-            options.retry_after,
-        ));
+        let issuer = Arc::new(crate::issuance::CertificateIssuer::new(&options.issuance)?);
+        let issuing_ca_pem = issuer.root_pem().to_string();
+        let service = Arc::new(
+            Service::new(
+                config.id_scope.clone(),
+                config.assigned_hub.clone(),
+                trust,
+                options.retry_after,
+            )
+            .with_issuer(issuer),
+        );
         let mqtt = crate::mqtt::MqttListener::start(options.mqtt_port, tls_config.clone(), service.clone())?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
@@ -224,6 +233,7 @@ impl Emulator {
             addr,
             id_scope: config.id_scope,
             server_ca_pem: identity.ca_pem,
+            issuing_ca_pem,
             stop,
             listener: Some(listener_thread),
             mqtt,
@@ -242,6 +252,12 @@ impl Emulator {
     /// PEM of the CA that signed the server certificate (SAN: IP 127.0.0.1 and DNS localhost).
     pub fn server_ca_pem(&self) -> String {
         self.server_ca_pem.clone()
+    }
+
+    /// PEM of the root that signs issued device certificates (the last certificate of every
+    /// `issuedCertificateChain`).
+    pub fn issuing_ca_pem(&self) -> String {
+        self.issuing_ca_pem.clone()
     }
 
     pub fn id_scope(&self) -> &str {

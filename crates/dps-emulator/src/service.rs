@@ -14,6 +14,8 @@ struct Operation {
     registration_id: String,
     /// The device's `payload`, returned in the assignment as a custom allocation policy would.
     payload: Option<Value>,
+    /// `issuedCertificateChain` (base64 DER, leaf first) when the registration carried a `csr`.
+    issued: Option<Vec<String>>,
 }
 
 /// What the emulator remembers of a device it assigned.
@@ -31,6 +33,8 @@ pub(crate) struct Service {
     retry_after: u64,
     operations: Mutex<HashMap<String, Operation>>,
     registrations: Mutex<HashMap<String, Registration>>,
+    /// Signs the CSRs of registrations and IoT Hub credential requests (see `issuance.rs`).
+    pub(crate) issuer: Option<std::sync::Arc<crate::issuance::CertificateIssuer>>,
 }
 
 enum Route<'a> {
@@ -52,7 +56,17 @@ impl Service {
             retry_after: retry_after.as_secs(),
             operations: Mutex::new(HashMap::new()),
             registrations: Mutex::new(HashMap::new()),
+            issuer: None,
         }
+    }
+
+    pub(crate) fn assigned_hub(&self) -> &str {
+        &self.assigned_hub
+    }
+
+    pub(crate) fn with_issuer(mut self, issuer: std::sync::Arc<crate::issuance::CertificateIssuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
     }
 
     /// Answer one request from a connection that presented `peer_chain` (leaf first), if any.
@@ -154,6 +168,13 @@ impl Service {
                 Err(r) => return r,
             },
         };
+        let issued = match object.get("csr") {
+            Some(csr) => match crate::issuance::registration_csr(self, request, csr, &registration_id) {
+                Ok(chain) => Some(chain),
+                Err(r) => return r,
+            },
+            None => None,
+        };
         let operation_id = match random_id() {
             Ok(id) => format!("4.{}", id.replace('-', "")),
             Err(r) => return r,
@@ -164,6 +185,7 @@ impl Service {
             Operation {
                 registration_id: registration_id.clone(),
                 payload: object.get("payload").filter(|p| p.is_object()).cloned(),
+                issued,
             },
         );
         Response::json(202, &json!({"operationId": operation_id, "status": "assigning"}))
@@ -190,11 +212,11 @@ impl Service {
         if let Err(r) = self.authenticate(request, &registration_id, peer_chain) {
             return r;
         }
-        let payload = match lock(&self.operations).get(operation_id) {
-            Some(op) if op.registration_id == registration_id => Some(op.payload.clone()),
+        let found = match lock(&self.operations).get(operation_id) {
+            Some(op) if op.registration_id == registration_id => Some((op.payload.clone(), op.issued.clone())),
             _ => None,
         };
-        let Some(payload) = payload else {
+        let Some((payload, issued)) = found else {
             return error(
                 404,
                 404002,
@@ -242,6 +264,9 @@ impl Service {
             if let Some(payload) = payload {
                 state.insert("payload".to_string(), payload);
             }
+            if let Some(chain) = issued {
+                state.insert("issuedCertificateChain".to_string(), json!(chain));
+            }
         }
         Response::json(200, &body)
     }
@@ -278,7 +303,7 @@ fn unauthorized(message: impl Into<String>) -> Response {
     error(401, 401002, message)
 }
 
-fn error(status: u16, code: u32, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: u16, code: u32, message: impl Into<String>) -> Response {
     let tracking_id = random_id().unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".to_string());
     Response::json(
         status,

@@ -1,0 +1,369 @@
+//! Certificate issuance against the emulator: a CSR with the registration (HTTPS and MQTT), the chain
+//! checked with `verify_issued_chain`, refusals with the service's error, and renewal over IoT Hub
+//! `$iothub/credentials` (retry with replace, the hub gone mid-operation).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use dps_device::{Error, RenewalOptions, renew_certificate, verify_issued_chain};
+use dps_emulator::{Emulator, EmulatorConfig, Enrollment, IssuanceOptions, ServerOptions};
+use hsm_core::file::{FileX509, KeyReference};
+use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P384_SHA384};
+
+/// A fresh P-384 key and its DER CSR with subject CN `cn`.
+fn csr(cn: &str) -> (KeyPair, Vec<u8>) {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    let der = params.serialize_request(&key).unwrap().der().to_vec();
+    (key, der)
+}
+
+fn sym_enrollment(id: &str) -> Enrollment {
+    Enrollment::SymmetricIndividual {
+        registration_id: id.into(),
+        primary_key: DEVICE_KEY.into(),
+        secondary_key: None,
+    }
+}
+
+fn emulator_with(enrollments: Vec<Enrollment>, issuance: IssuanceOptions) -> Emulator {
+    Emulator::start_with(
+        EmulatorConfig {
+            id_scope: SCOPE.to_string(),
+            assigned_hub: HUB.to_string(),
+            enrollments,
+        },
+        0,
+        ServerOptions {
+            issuance,
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn issuing_root(emu: &Emulator) -> Vec<u8> {
+    hsm_core::pem::parse_certificates("issuing CA", emu.issuing_ca_pem().as_bytes()).unwrap()[0].to_vec()
+}
+
+/// The issued chain and key as a file identity (what the issued-identity store holds).
+fn issued_identity(dir: &std::path::Path, name: &str, chain: &[Vec<u8>], key: &KeyPair) -> Arc<FileX509> {
+    let pem: String = chain
+        .iter()
+        .map(|der| format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", b64(der)))
+        .collect();
+    let (cert, keyp) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    std::fs::write(&cert, pem).unwrap();
+    std::fs::write(&keyp, key.serialize_pem()).unwrap();
+    Arc::new(FileX509::open(&cert, &keyp, KeyReference::Token).unwrap())
+}
+
+fn b64(der: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(der)
+}
+
+fn renewal_options() -> RenewalOptions {
+    RenewalOptions {
+        timeout: Duration::from_secs(20),
+        retry_floor: Duration::ZERO,
+        ..RenewalOptions::default()
+    }
+}
+
+async fn register_issued(emu: &Emulator, mqtt: bool, id: &str) -> (KeyPair, Vec<u8>, Vec<Vec<u8>>) {
+    let (key, csr) = csr(id);
+    let client = match mqtt {
+        true => mqtt_client(emu, options()),
+        false => https_client(emu, options()),
+    };
+    let a = client
+        .register_with_csr(&symmetric(id, DEVICE_KEY), None, None, &csr)
+        .await
+        .unwrap();
+    assert_assigned(&a, id);
+    let chain = a.issued_certificate_chain.clone().unwrap();
+    (key, csr, chain)
+}
+
+#[tokio::test]
+async fn issuance_over_https_returns_a_chain_to_the_issuing_root() {
+    let emu = emulator(vec![sym_enrollment("issue-https")]);
+    let (_, csr, chain) = register_issued(&emu, false, "issue-https").await;
+    assert_eq!(chain.len(), 2);
+    assert_eq!(chain[1], issuing_root(&emu), "the chain ends with the issuing root");
+    verify_issued_chain(&chain, &csr, "issue-https").unwrap();
+}
+
+#[tokio::test]
+async fn issuance_over_mqtt_returns_a_chain_that_verifies() {
+    let emu = emulator(vec![sym_enrollment("issue-mqtt")]);
+    let (_, csr, chain) = register_issued(&emu, true, "issue-mqtt").await;
+    assert_eq!(chain.last().unwrap(), &issuing_root(&emu));
+    verify_issued_chain(&chain, &csr, "issue-mqtt").unwrap();
+}
+
+#[tokio::test]
+async fn x509_onboarding_gets_an_issued_certificate_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("onboarding CA");
+    let emu = emulator(vec![Enrollment::X509Group {
+        name: "g".into(),
+        ca: vec![ca.der()],
+    }]);
+    let identity = ca.file_identity(dir.path(), "x509-issue", &[]);
+    let (_, csr) = csr("x509-issue");
+    let a = mqtt_client(&emu, options())
+        .register_with_csr(&x509(identity), None, None, &csr)
+        .await
+        .unwrap();
+    verify_issued_chain(a.issued_certificate_chain.as_ref().unwrap(), &csr, "x509-issue").unwrap();
+}
+
+#[tokio::test]
+async fn a_registration_without_csr_gets_no_chain() {
+    let emu = emulator(vec![sym_enrollment("no-csr")]);
+    let a = https_client(&emu, options())
+        .register(&symmetric("no-csr", DEVICE_KEY), None)
+        .await
+        .unwrap();
+    assert!(a.issued_certificate_chain.is_none());
+    assert!(a.raw.get("issuedCertificateChain").is_none());
+}
+
+#[tokio::test]
+async fn wrong_cn_is_refused_with_the_service_error() {
+    let emu = emulator(vec![sym_enrollment("cn-device")]);
+    let (_, csr) = csr("someone-else");
+    for client in [https_client(&emu, options()), mqtt_client(&emu, options())] {
+        let e = service_error(
+            client
+                .register_with_csr(&symmetric("cn-device", DEVICE_KEY), None, None, &csr)
+                .await,
+        );
+        assert_eq!((e.status, e.error_code), (400, Some(400004)), "{e}");
+        assert!(
+            e.message
+                .contains("CN 'someone-else' does not match the registration id 'cn-device'"),
+            "{e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rsa_csr_is_refused_with_the_service_error() {
+    // Made with `openssl req -new -newkey rsa:2048 -subj /CN=rsa-device -outform DER`.
+    let csr = include_bytes!("../../dps-emulator/tests/data/rsa-device.csr.der");
+    let emu = emulator(vec![sym_enrollment("rsa-device")]);
+    let e = service_error(
+        https_client(&emu, options())
+            .register_with_csr(&symmetric("rsa-device", DEVICE_KEY), None, None, csr)
+            .await,
+    );
+    assert_eq!((e.status, e.error_code), (400, Some(400004)), "{e}");
+    assert!(e.message.contains("key is RSA"), "{e}");
+    assert!(
+        e.to_string().contains("EC P-384"),
+        "the error shows the service's message: {e}"
+    );
+}
+
+#[tokio::test]
+async fn an_api_version_without_csr_is_refused_before_connecting() {
+    let emu = emulator(vec![sym_enrollment("old-api")]);
+    let (_, csr) = csr("old-api");
+    let client = https_client(
+        &emu,
+        dps_device::Options {
+            api_version: dps_device::API_VERSION.to_string(),
+            ..options()
+        },
+    );
+    match client
+        .register_with_csr(&symmetric("old-api", DEVICE_KEY), None, None, &csr)
+        .await
+    {
+        Err(Error::InvalidRequest(m)) => assert!(m.contains("does not know csr"), "{m}"),
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn verify_refuses_a_chain_for_another_key_a_wrong_cn_and_a_broken_link() {
+    let emu = emulator(vec![sym_enrollment("verify-me")]);
+    let (_, csr, chain) = register_issued(&emu, false, "verify-me").await;
+    let (_, other_csr) = self::csr("verify-me");
+    let refused = |r: Result<(), Error>| match r {
+        Err(Error::IssuedChain(m)) => m,
+        other => panic!("expected IssuedChain, got {other:?}"),
+    };
+    let m = refused(verify_issued_chain(&chain, &other_csr, "verify-me"));
+    assert!(m.contains("not the key of our CSR"), "{m}");
+    let m = refused(verify_issued_chain(&chain, &csr, "another-id"));
+    assert!(m.contains("is not the registration id 'another-id'"), "{m}");
+    let stranger = Ca::root("dps-emulator issuing CA");
+    let m = refused(verify_issued_chain(
+        &[chain[0].clone(), stranger.der().to_vec()],
+        &csr,
+        "verify-me",
+    ));
+    assert!(m.contains("certificate 0 is not signed by certificate 1"), "{m}");
+    let m = refused(verify_issued_chain(&chain[..1], &csr, "verify-me"));
+    assert!(m.contains("root is not self-signed"), "{m}");
+    let m = refused(verify_issued_chain(&[], &csr, "verify-me"));
+    assert!(m.contains("empty"), "{m}");
+}
+
+#[tokio::test]
+async fn renewal_over_iothub_credentials_issues_a_chain_for_the_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(vec![sym_enrollment("renew-me")]);
+    let (key, _, chain) = register_issued(&emu, false, "renew-me").await;
+    let identity = issued_identity(dir.path(), "issued", &chain, &key);
+    let (_, new_csr) = csr("renew-me");
+    let renewed = renew_certificate(
+        HUB,
+        &emu.mqtt_endpoint(),
+        "renew-me",
+        identity,
+        roots(&emu.server_ca_pem()),
+        &new_csr,
+        &renewal_options(),
+    )
+    .await
+    .unwrap();
+    verify_issued_chain(&renewed, &new_csr, "renew-me").unwrap();
+    assert_ne!(renewed[0], chain[0]);
+    assert_eq!(renewed.last().unwrap(), &issuing_root(&emu));
+}
+
+#[tokio::test]
+async fn renewal_refuses_wrong_cn_and_rsa_with_400040() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(vec![sym_enrollment("renew-bad")]);
+    let (key, _, chain) = register_issued(&emu, true, "renew-bad").await;
+    let identity = issued_identity(dir.path(), "issued", &chain, &key);
+    let (_, wrong_cn) = csr("not-me");
+    let rsa = include_bytes!("../../dps-emulator/tests/data/rsa-device.csr.der").to_vec();
+    for (csr, needle) in [(wrong_cn, "CN 'not-me' does not match"), (rsa, "key is RSA")] {
+        let r = renew_certificate(
+            HUB,
+            &emu.mqtt_endpoint(),
+            "renew-bad",
+            identity.clone(),
+            roots(&emu.server_ca_pem()),
+            &csr,
+            &renewal_options(),
+        )
+        .await;
+        match r {
+            Err(Error::Service(e)) => {
+                assert_eq!((e.status, e.error_code), (400, Some(400040)), "{e}");
+                assert!(e.message.contains(needle), "{e}");
+            }
+            other => panic!("expected 400040, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn renewal_with_a_certificate_from_another_ca_is_refused_at_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator(vec![sym_enrollment("renew-stranger")]);
+    let stranger = Ca::root("stranger").file_identity(dir.path(), "renew-stranger", &[]);
+    let (_, csr) = csr("renew-stranger");
+    let r = renew_certificate(
+        HUB,
+        &emu.mqtt_endpoint(),
+        "renew-stranger",
+        stranger,
+        roots(&emu.server_ca_pem()),
+        &csr,
+        &renewal_options(),
+    )
+    .await;
+    match r {
+        Err(Error::ConnectionRefused { code: 5, .. }) => {}
+        other => panic!("expected CONNACK 5, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_left_in_progress_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator_with(
+        vec![sym_enrollment("renew-busy")],
+        IssuanceOptions {
+            credentials_delay: Duration::from_secs(3),
+            ..IssuanceOptions::default()
+        },
+    );
+    let (key, _, chain) = register_issued(&emu, false, "renew-busy").await;
+    let identity = issued_identity(dir.path(), "issued", &chain, &key);
+    let (_, first_csr) = csr("renew-busy");
+    // A device that gives up after the 202 (a restart): its operation stays in progress on the hub.
+    let cut_short = renew_certificate(
+        HUB,
+        &emu.mqtt_endpoint(),
+        "renew-busy",
+        identity.clone(),
+        roots(&emu.server_ca_pem()),
+        &first_csr,
+        &RenewalOptions {
+            timeout: Duration::from_secs(1),
+            ..renewal_options()
+        },
+    )
+    .await;
+    assert!(matches!(cut_short, Err(Error::Timeout { .. })), "{cut_short:?}");
+    // The next attempt is told 409005 and sends again with replace.
+    let (_, csr) = csr("renew-busy");
+    let renewed = renew_certificate(
+        HUB,
+        &emu.mqtt_endpoint(),
+        "renew-busy",
+        identity,
+        roots(&emu.server_ca_pem()),
+        &csr,
+        &renewal_options(),
+    )
+    .await
+    .unwrap();
+    verify_issued_chain(&renewed, &csr, "renew-busy").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_gone_mid_renewal_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator_with(
+        vec![sym_enrollment("renew-gone")],
+        IssuanceOptions {
+            credentials_delay: Duration::from_secs(3),
+            ..IssuanceOptions::default()
+        },
+    );
+    let (key, _, chain) = register_issued(&emu, false, "renew-gone").await;
+    let identity = issued_identity(dir.path(), "issued", &chain, &key);
+    let (_, csr) = csr("renew-gone");
+    let (endpoint, roots) = (emu.mqtt_endpoint(), roots(&emu.server_ca_pem()));
+    let renewal = tokio::spawn(async move {
+        renew_certificate(HUB, &endpoint, "renew-gone", identity, roots, &csr, &renewal_options()).await
+    });
+    // The 202 comes at once; the certificate would come after 3 s: stop the emulator in between.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let stopping = tokio::task::spawn_blocking(move || emu.shutdown());
+    let result = renewal.await.unwrap();
+    match &result {
+        Err(Error::Transport { message, .. }) => assert!(
+            message.contains("accepted the certificate request (202) but the connection ended"),
+            "{message}"
+        ),
+        other => panic!("expected a transport error, got {other:?}"),
+    }
+    stopping.await.unwrap();
+}

@@ -1,0 +1,211 @@
+//! IoT Hub certificate renewal over MQTT (`$iothub/credentials`), served on the emulator's MQTT listener
+//! (in Azure it is the IoT hub's host; here one listener serves both, told apart by the CONNECT username).
+//!
+//! CONNECT: client id = device id, username `{assignedHub}/{deviceId}/?api-version=...`, and a TLS client
+//! certificate that is either one the emulator issued to that device id or the device's onboarding x509
+//! credential (as DPS would accept it). Then `$iothub/credentials/POST/issueCertificate/?$rid={rid}` with
+//! `{"id", "csr", "replace"?}` answers on `$iothub/credentials/res/{status}/?$rid={rid}`: `202`, then after
+//! [`crate::IssuanceOptions::credentials_delay`] `200 {"certificates": [base64 DER, leaf first]}`. While an
+//! operation is in progress, a request without `replace` gets 409005; a bad CSR gets 400040.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Publish};
+use rustls_pki_types::CertificateDer;
+use serde_json::{Value, json};
+
+use crate::issuance::Refused;
+use crate::service::Service;
+
+pub(crate) const SUBSCRIBE_TOPIC: &str = "$iothub/credentials/res/#";
+const ISSUE_PREFIX: &str = "$iothub/credentials/POST/issueCertificate/?";
+
+/// Operations in progress, per device id: (operation number, until when).
+#[derive(Default)]
+pub(crate) struct Pending {
+    next: std::sync::atomic::AtomicU64,
+    by_device: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Instant)>> {
+        self.by_device.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Whether a CONNECT username is an IoT Hub one (`{hub}/{deviceId}/?api-version=...`) rather than DPS.
+pub(crate) fn is_hub_username(username: &str) -> bool {
+    !username.contains("/registrations/")
+}
+
+/// Check an IoT Hub CONNECT; the device id on success.
+pub(crate) fn accept(
+    service: &Service,
+    connect: &Connect,
+    peer_chain: Option<&[CertificateDer<'static>]>,
+) -> Result<String, (ConnectReturnCode, String)> {
+    let bad_user = |m: String| (ConnectReturnCode::BadUserNamePassword, m);
+    let username = connect.login.as_ref().map(|l| l.username.as_str()).unwrap_or_default();
+    let (hub, rest) = username.split_once('/').ok_or_else(|| {
+        bad_user(format!(
+            "username {username:?} is not {{hub}}/{{deviceId}}/?api-version=..."
+        ))
+    })?;
+    let (device_id, query) = rest
+        .split_once("/?")
+        .ok_or_else(|| bad_user(format!("username {username:?} has no /?api-version=...")))?;
+    if !query
+        .split('&')
+        .any(|p| p.len() > "api-version=".len() && p.starts_with("api-version="))
+    {
+        return Err(bad_user(format!("username {username:?} has no api-version")));
+    }
+    if !hub.eq_ignore_ascii_case(service.assigned_hub()) {
+        return Err(bad_user(format!(
+            "hub '{hub}' is not the assigned hub '{}'",
+            service.assigned_hub()
+        )));
+    }
+    if device_id != connect.client_id {
+        return Err((
+            ConnectReturnCode::BadClientId,
+            format!("client id '{}' is not the device id '{device_id}'", connect.client_id),
+        ));
+    }
+    let refused = |m: String| (ConnectReturnCode::NotAuthorized, m);
+    let Some(leaf) = peer_chain.and_then(<[_]>::first) else {
+        return Err(refused(
+            "no client certificate: IoT Hub credentials need an x509 client".into(),
+        ));
+    };
+    let issued = match &service.issuer {
+        Some(issuer) => issuer.admits(leaf, device_id),
+        None => Err("certificate issuance is not configured".into()),
+    };
+    if let Err(not_issued) = issued {
+        service
+            .trust
+            .authenticate(device_id, None, peer_chain)
+            .map_err(|crate::auth::Denied(onboarding)| {
+                refused(format!("{not_issued}; as an onboarding credential: {onboarding}"))
+            })?;
+    }
+    Ok(device_id.to_string())
+}
+
+/// Answer one publish of a connected device: every answer goes through `send`.
+pub(crate) fn serve(
+    service: &Service,
+    device_id: &str,
+    topic: &str,
+    payload: &[u8],
+    send: &mut dyn FnMut(Publish) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let query = topic.split_once('?').map_or("", |(_, q)| q);
+    let rid = crate::mqtt::param(query, "$rid").unwrap_or_default().to_string();
+    let answer = |status: u16, body: &Value| {
+        Publish::new(
+            format!("$iothub/credentials/res/{status}/?$rid={rid}"),
+            QoS::AtMostOnce,
+            serde_json::to_vec(body).unwrap_or_default(),
+        )
+    };
+    let fail = |status: u16, code: u32, message: String| {
+        tracing::info!(device_id, status, code, %message, "credentials request refused");
+        answer(status, &json!({"errorCode": code, "message": message}))
+    };
+    if !topic.starts_with(ISSUE_PREFIX) {
+        return send(fail(404, 404001, format!("no such topic: {topic}")));
+    }
+    if rid.is_empty() {
+        return send(fail(400, 400004, "no $rid in the topic".into()));
+    }
+    let body: Value = match serde_json::from_slice(payload) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return send(fail(400, 400004, "the request body is not a JSON object".into())),
+    };
+    if body["id"].as_str() != Some(device_id) {
+        return send(fail(
+            400,
+            400004,
+            format!(
+                "the request's id {} is not the connected device '{device_id}'",
+                body["id"]
+            ),
+        ));
+    }
+    let Some(issuer) = &service.issuer else {
+        return send(fail(503, 503001, "certificate issuance is not configured".into()));
+    };
+    let Some(csr) = body["csr"].as_str() else {
+        return send(fail(400, 400040, "the request has no csr (base64 DER PKCS#10)".into()));
+    };
+    let der = match B64.decode(csr.trim()) {
+        Ok(d) => d,
+        Err(e) => return send(fail(400, 400040, format!("csr is not base64 DER: {e}"))),
+    };
+    let replace = body.get("replace").and_then(Value::as_str).is_some();
+    let op = {
+        let mut pending = issuer.pending.lock();
+        let now = Instant::now();
+        if let Some((_, until)) = pending.get(device_id) {
+            if *until > now && !replace {
+                drop(pending);
+                return send(fail(
+                    409,
+                    409005,
+                    "a certificate operation is already in progress for this device: send replace to replace it".into(),
+                ));
+            }
+        }
+        let op = issuer.pending.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        pending.insert(device_id.to_string(), (op, now + issuer.credentials_delay));
+        op
+    };
+    let done = |issuer: &crate::issuance::CertificateIssuer| {
+        let mut pending = issuer.pending.lock();
+        if pending.get(device_id).is_some_and(|(o, _)| *o == op) {
+            pending.remove(device_id);
+        }
+    };
+    let chain = match issuer.issue(&der, device_id) {
+        Ok(c) => c,
+        Err(Refused(m)) => {
+            done(issuer);
+            return send(fail(400, 400040, m));
+        }
+    };
+    let correlation = format!("{op}");
+    let expires = crate::service::rfc3339_from_unix(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_add(issuer.credentials_delay.as_secs() + 60),
+    );
+    send(answer(
+        202,
+        &json!({"correlationId": correlation, "operationExpires": expires}),
+    ))?;
+    std::thread::sleep(issuer.credentials_delay);
+    let replaced = issuer.pending.lock().get(device_id).is_some_and(|(o, _)| *o != op);
+    if replaced {
+        // A later request with `replace` took over: this one ends without certificates.
+        return send(fail(
+            409,
+            409005,
+            "the operation was replaced by a later request".into(),
+        ));
+    }
+    done(issuer);
+    let certificates: Vec<String> = chain.iter().map(|c| B64.encode(c)).collect();
+    tracing::info!(device_id, "certificate issued over $iothub/credentials");
+    send(answer(
+        200,
+        &json!({"correlationId": correlation, "certificates": certificates}),
+    ))
+}
