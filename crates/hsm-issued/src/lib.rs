@@ -17,6 +17,8 @@
 #![forbid(unsafe_code)]
 
 pub mod csr;
+#[cfg(feature = "dps")]
+pub mod flow;
 pub mod keys;
 pub mod store;
 #[cfg(feature = "testing")]
