@@ -52,13 +52,16 @@ pub struct IssuedX509 {
     loaded: Mutex<Option<Loaded>>,
 }
 
+/// The store an `[x509] backend = "issued"` section names (nothing need be issued yet).
+pub fn store_from_section(section: &Section) -> Result<Store> {
+    let p: Params = section.parse()?;
+    let keys = KeySource::parse(&p.keys).map_err(|e| section.error("keys", e.to_string()))?;
+    Store::open(&section.path(&p.store), &p.registration_id, keys).map_err(|e| section.error("store", e.to_string()))
+}
+
 impl IssuedX509 {
     pub fn from_section(section: &Section) -> Result<Self> {
-        let p: Params = section.parse()?;
-        let keys = KeySource::parse(&p.keys).map_err(|e| section.error("keys", e.to_string()))?;
-        let store = Store::open(&section.path(&p.store), &p.registration_id, keys)
-            .map_err(|e| section.error("store", e.to_string()))?;
-        let id = IssuedX509::new(store);
+        let id = IssuedX509::new(store_from_section(section)?);
         id.load().map_err(|e| section.context("store", e))?;
         Ok(id)
     }

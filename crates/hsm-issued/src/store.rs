@@ -403,6 +403,41 @@ impl Store {
     }
 }
 
+/// What `hsmctl certificate status` shows of one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    pub subject: String,
+    pub issuer: String,
+    /// Validity, seconds since the epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// When renewal is due: at 80 % of the validity (DPS issues for 7 to 90 days).
+    pub renew_at: i64,
+}
+
+/// The fraction of the validity after which renewal is due.
+pub const RENEW_AT_PERCENT: i64 = 80;
+
+impl CertificateInfo {
+    pub fn of(leaf: &CertificateDer<'_>) -> Result<Self> {
+        use x509_parser::prelude::*;
+        let (_, c) = X509Certificate::from_der(leaf.as_ref()).map_err(|e| Error::parse("certificate", e))?;
+        let (from, to) = (c.validity().not_before.timestamp(), c.validity().not_after.timestamp());
+        Ok(CertificateInfo {
+            subject: c.subject().to_string(),
+            issuer: c.issuer().to_string(),
+            not_before: from,
+            not_after: to,
+            renew_at: from + (to - from) * RENEW_AT_PERCENT / 100,
+        })
+    }
+
+    /// Whether renewal is due at `now` (seconds since the epoch).
+    pub fn renewal_due(&self, now: i64) -> bool {
+        now >= self.renew_at
+    }
+}
+
 fn no_pending() -> Error {
     Error::NotConfigured("no certificate request is pending (hsmctl certificate request makes one)".into())
 }
