@@ -28,14 +28,29 @@ pub enum KeySource {
     /// URI, no pin-value); the certificate is stored as a token object with the key's CKA_ID.
     #[cfg(feature = "pkcs11")]
     Pkcs11(Box<hsm_pkcs11::Pkcs11Uri>),
+    /// EC P-384 keys in a TPM, under the SRK, as key blob files in the store directory; the
+    /// TCTI (None: the default one).
+    #[cfg(feature = "tpm")]
+    Tpm(Option<String>),
 }
 
 impl KeySource {
-    /// `"file"` or a `pkcs11:` URI naming a token.
+    /// `"file"`, a `pkcs11:` URI naming a token, or `"tpm"` / `"tpm:tcti=<TCTI>"`.
     pub fn parse(text: &str) -> Result<Self> {
         let t = text.trim();
         if t == "file" {
             return Ok(KeySource::File);
+        }
+        #[cfg(feature = "tpm")]
+        if t == "tpm" {
+            return Ok(KeySource::Tpm(None));
+        }
+        #[cfg(feature = "tpm")]
+        if let Some(tcti) = t.strip_prefix("tpm:tcti=") {
+            if tcti.trim().is_empty() {
+                return Err(Error::parse("key source", "`tpm:tcti=` is empty"));
+            }
+            return Ok(KeySource::Tpm(Some(tcti.to_string())));
         }
         #[cfg(feature = "pkcs11")]
         if t.starts_with("pkcs11:") {
@@ -53,10 +68,11 @@ impl KeySource {
             "key source",
             format!(
                 "`{t}`: expected \"file\"{}",
-                if cfg!(feature = "pkcs11") {
-                    " or a pkcs11: URI naming a token"
-                } else {
-                    ""
+                match (cfg!(feature = "pkcs11"), cfg!(feature = "tpm")) {
+                    (true, true) => ", a pkcs11: URI naming a token, \"tpm\" or \"tpm:tcti=...\"",
+                    (true, false) => " or a pkcs11: URI naming a token",
+                    (false, true) => ", \"tpm\" or \"tpm:tcti=...\"",
+                    (false, false) => "",
                 }
             ),
         ))
@@ -67,9 +83,9 @@ impl KeySource {
     /// session closes logs the application out).
     pub fn hold(&self) -> Result<Option<Hold>> {
         match self {
-            KeySource::File => Ok(None),
             #[cfg(feature = "pkcs11")]
             KeySource::Pkcs11(uri) => Ok(Some(Hold(hsm_pkcs11::token::Token::open(uri, None)?))),
+            _ => Ok(None),
         }
     }
 
@@ -105,6 +121,18 @@ impl KeySource {
                 )?;
                 Ok(key.to_token_string())
             }
+            #[cfg(feature = "tpm")]
+            KeySource::Tpm(tcti) => {
+                let tcti = tcti.clone().unwrap_or_else(hsm_tpm::default_tcti);
+                let conn = hsm_tpm::TpmConn::shared(&tcti)?;
+                let path = blob_file(dir, &name);
+                hsm_tpm::generate_key_on(conn, hsm_tpm::KeyLocation::Blob(path.clone()), hsm_core::Curve::P384)?;
+                Ok(hsm_tpm::SignerToken {
+                    location: hsm_tpm::KeyLocation::Blob(path),
+                    tcti: Some(tcti),
+                }
+                .to_token())
+            }
         }
     }
 
@@ -113,7 +141,7 @@ impl KeySource {
     #[cfg_attr(not(feature = "pkcs11"), allow(unused_variables))]
     pub fn store_certificate(&self, key_token: &str, leaf: &[u8]) -> Result<()> {
         match KeyToken::parse(key_token)? {
-            KeyToken::File(_) => Ok(()),
+            KeyToken::File(_) | KeyToken::Tpm(_) => Ok(()),
             #[cfg(feature = "pkcs11")]
             KeyToken::Pkcs11(text) => {
                 let mut uri = hsm_pkcs11::Pkcs11Uri::parse(&text)?;
@@ -134,24 +162,9 @@ impl KeySource {
     /// identity behind, always a recent one).
     pub fn generations(&self, dir: &Path, registration_id: &str, last: u64) -> Result<Vec<u64>> {
         match self {
-            KeySource::File => {
-                let prefix = format!("{}-", Self::name(registration_id, 0).trim_end_matches("-0"));
-                let mut found = Vec::new();
-                let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list the store", dir, e))?;
-                for entry in entries {
-                    let entry = entry.map_err(|e| Error::io("list the store", dir, e))?;
-                    found.extend(
-                        entry
-                            .file_name()
-                            .to_string_lossy()
-                            .strip_prefix(&prefix)
-                            .and_then(|rest| rest.strip_suffix(".key.pem"))
-                            .and_then(|n| n.parse::<u64>().ok())
-                            .filter(|n| *n <= last),
-                    );
-                }
-                Ok(found)
-            }
+            KeySource::File => key_files(dir, registration_id, ".key.pem", last),
+            #[cfg(feature = "tpm")]
+            KeySource::Tpm(_) => key_files(dir, registration_id, ".tpmkey", last),
             #[cfg(feature = "pkcs11")]
             KeySource::Pkcs11(_) => Ok((last.saturating_sub(SWEEP_WINDOW).max(1)..=last).collect()),
         }
@@ -163,6 +176,8 @@ impl KeySource {
         let name = Self::name(registration_id, generation);
         match self {
             KeySource::File => remove_file(&key_file(dir, &name)),
+            #[cfg(feature = "tpm")]
+            KeySource::Tpm(_) => remove_file(&blob_file(dir, &name)),
             #[cfg(feature = "pkcs11")]
             KeySource::Pkcs11(token) => {
                 let mut uri = (**token).clone();
@@ -176,6 +191,31 @@ impl KeySource {
 
 fn key_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.key.pem"))
+}
+
+#[cfg(feature = "tpm")]
+fn blob_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.tpmkey"))
+}
+
+/// The generations up to `last` with a key file (`suffix`) in `dir`.
+fn key_files(dir: &Path, registration_id: &str, suffix: &str, last: u64) -> Result<Vec<u64>> {
+    let prefix = format!("{}-", KeySource::name(registration_id, 0).trim_end_matches("-0"));
+    let mut found = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list the store", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list the store", dir, e))?;
+        found.extend(
+            entry
+                .file_name()
+                .to_string_lossy()
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(suffix))
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|n| *n <= last),
+        );
+    }
+    Ok(found)
 }
 
 pub(crate) fn remove_file(path: &Path) -> Result<()> {
@@ -201,6 +241,14 @@ pub fn remove_key(key_token: &str) -> Result<()> {
             }
             hsm_pkcs11::tools::destroy_objects(&uri.to_token_string()).map(|_| ())
         }
+        #[cfg(feature = "tpm")]
+        KeyToken::Tpm(text) => match hsm_tpm::SignerToken::parse(&text)?.location {
+            hsm_tpm::KeyLocation::Blob(path) => remove_file(&path),
+            hsm_tpm::KeyLocation::Persistent(h) => Err(Error::unsupported(
+                "an issued identity",
+                format!("deleting the persistent TPM key 0x{h:08x} (issued keys are blobs)"),
+            )),
+        },
         _ => Err(Error::unsupported(
             "an issued identity",
             format!("the key `{key_token}`"),
@@ -214,6 +262,8 @@ pub fn open_signer(key_token: &str) -> Result<Arc<dyn SigningKey>> {
         KeyToken::File(path) => Ok(Arc::new(hsm_core::file::FileKey::from_file(&path)?)),
         #[cfg(feature = "pkcs11")]
         KeyToken::Pkcs11(uri) => hsm_pkcs11::open_signer(&uri),
+        #[cfg(feature = "tpm")]
+        KeyToken::Tpm(_) => hsm_tpm::open_signer(key_token),
         _ => Err(Error::unsupported(
             "an issued identity",
             format!("the key `{key_token}`"),

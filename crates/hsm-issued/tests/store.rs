@@ -288,3 +288,25 @@ fn killed_at_each_step_pkcs11() {
     let t = token();
     killed_at_each_step(&t.key_source(), |_| t.objects("crash-device"));
 }
+
+#[cfg(feature = "tpm")]
+#[test]
+fn tpm_request_install_renew_and_confirm() {
+    let sw = hsm_tpm::testing::Swtpm::start().expect("swtpm must be installed");
+    request_install_renew_confirm(&format!("tpm:tcti={}", sw.tcti()), "tpm-device");
+}
+
+#[cfg(feature = "tpm")]
+#[test]
+fn killed_at_each_step_tpm() {
+    let sw = hsm_tpm::testing::Swtpm::start().expect("swtpm must be installed");
+    killed_at_each_step(&format!("tpm:tcti={}", sw.tcti()), |store| {
+        let mut names: Vec<String> = std::fs::read_dir(store.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "state.toml")
+            .collect();
+        names.sort();
+        names
+    });
+}
