@@ -441,3 +441,24 @@ impl CertificateInfo {
 fn no_pending() -> Error {
     Error::NotConfigured("no certificate request is pending (hsmctl certificate request makes one)".into())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn renewal_is_due_at_80_percent_of_the_validity() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.not_before = rcgen::date_time_ymd(2026, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2026, 1, 31);
+        let cert = p.self_signed(&key).unwrap();
+        let info = CertificateInfo::of(cert.der()).unwrap();
+        let day = 86_400;
+        assert_eq!(info.not_after - info.not_before, 30 * day);
+        assert_eq!(info.renew_at, info.not_before + 24 * day);
+        assert!(!info.renewal_due(info.renew_at - 1));
+        assert!(info.renewal_due(info.renew_at));
+    }
+}

@@ -204,3 +204,34 @@ async fn files_issued_over_mqtt_and_the_hub_gone_mid_renewal_keeps_the_identity(
     assert_eq!(store.state().unwrap().current, Some(renewed.generation));
     assert_current_works(&store, &ca.1);
 }
+
+#[cfg(feature = "tpm")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpm_issued_over_https_and_renewed_via_hub() {
+    let sw = hsm_tpm::testing::Swtpm::start().expect("swtpm must be installed");
+    let id = "flow-tpm";
+    let ca = issuing_ca();
+    let emu = emulator(&ca, id, Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = KeySource::parse(&format!("tpm:tcti={}", sw.tcti())).unwrap();
+    let store = Store::open(dir.path(), id, keys).unwrap();
+    let first = register(&store, &client(&emu, Transport::Https), Some(&symmetric(id)), None)
+        .await
+        .unwrap();
+    assert!(
+        first.generation.key.starts_with("tpm:blob="),
+        "{}",
+        first.generation.key
+    );
+    assert_current_works(&store, &ca.1);
+    let second = renew_via_hub(&store, HUB, &emu.mqtt_endpoint(), id, roots(&emu), &renewal_options())
+        .await
+        .unwrap();
+    assert_current_works(&store, &ca.1);
+    store.confirm().unwrap();
+    assert_eq!(store.state().unwrap().current, Some(second.generation));
+    assert!(
+        hsm_issued::keys::open_signer(&first.generation.key).is_err(),
+        "the first key blob is deleted"
+    );
+}
