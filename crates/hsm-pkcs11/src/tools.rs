@@ -488,3 +488,17 @@ pub fn list_objects(uri: &str) -> Result<Vec<String>> {
         Ok(out)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn destroying_needs_a_label_or_an_id() {
+        // Refused before any module is loaded: a bare token URI never empties a token.
+        let e = super::destroy_objects("pkcs11:token=device?module-path=/nonexistent/module.so")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a label"), "{e}");
+    }
+}
