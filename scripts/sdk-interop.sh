@@ -446,7 +446,6 @@ issue_certificate() {
 }
 run issue_certificate_with_hsmctl issue_certificate
 case_ http_x509_issued_pkcs11_rustls "$dev_rustls" issued.toml x509 assigned "${trusted[@]}"
-case_ mqtt_x509_issued_pkcs11_rustls "$dev_rustls" issued.toml x509 assigned "${trusted[@]}" --transport mqtt
 case_ http_x509_dice_group_rustls "$dev_rustls" dice-group.toml x509 assigned "${trusted[@]}"
 case_ http_x509_dice_individual_rustls "$dev_rustls" dice-solo.toml x509 assigned "${trusted[@]}"
 case_ http_x509_vendor_rustls "$dev_rustls" vendor.toml x509 assigned "${trusted[@]}"
@@ -474,6 +473,7 @@ max_s=0
 # ---- the SDK's MQTT transports: MQTT on 8883, MQTT over WebSockets on 443 beside HTTPS ----
 start_emulator --mqtt-port 8883 || { fail emulator_mqtt; abort_if_failed; }
 case_ mqtt_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" --transport mqtt
+case_ mqtt_x509_issued_pkcs11_rustls "$dev_rustls" issued.toml x509 assigned "${trusted[@]}" --transport mqtt
 case_ mqtt_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}" --transport mqtt
 case_ mqtt_symm_individual_rustls "$dev_rustls" symm.toml symmetric-key assigned "${trusted[@]}" --transport mqtt
 case_ mqtt_symm_group_openssl "$dev_openssl" symm-group.toml symmetric-key assigned "${trusted[@]}" --transport mqtt
