@@ -46,4 +46,34 @@ impl ProvisioningClient {
         self.runtime
             .block_on(self.inner.register_as(attestation, registration_id, payload))
     }
+
+    /// See [`crate::ProvisioningClient::register_with_csr`].
+    pub fn register_with_csr(
+        &self,
+        attestation: &Attestation,
+        registration_id: Option<&str>,
+        payload: Option<Value>,
+        csr: &[u8],
+    ) -> Result<Assignment, Error> {
+        self.runtime
+            .block_on(self.inner.register_with_csr(attestation, registration_id, payload, csr))
+    }
+
+    /// [`crate::renew_certificate`] on this client's runtime (the DPS endpoint is not used: `endpoint` is
+    /// the hub's).
+    #[allow(clippy::too_many_arguments)]
+    pub fn renew_certificate(
+        &self,
+        hub: &str,
+        endpoint: &str,
+        device_id: &str,
+        identity: std::sync::Arc<dyn hsm_core::X509Identity>,
+        roots: rustls::RootCertStore,
+        csr: &[u8],
+        options: &crate::RenewalOptions,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        self.runtime.block_on(crate::renew_certificate(
+            hub, endpoint, device_id, identity, roots, csr, options,
+        ))
+    }
 }

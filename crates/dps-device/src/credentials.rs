@@ -340,6 +340,20 @@ fn service_error(reply: &Reply) -> Error {
     })
 }
 
+/// What a final answer means: the certificates of a 200, the service error otherwise.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn read_answer(status: u16, body: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+    let reply = Reply {
+        status,
+        body: body.to_vec(),
+        retry_after: None,
+    };
+    match status {
+        200 => certificates(&reply),
+        _ => Err(service_error(&reply)),
+    }
+}
+
 /// The `certificates` of a 200 answer, DER, leaf first.
 pub(crate) fn certificates(reply: &Reply) -> Result<Vec<Vec<u8>>, Error> {
     let bad = |m: String| Error::Protocol {
@@ -347,7 +361,7 @@ pub(crate) fn certificates(reply: &Reply) -> Result<Vec<Vec<u8>>, Error> {
         message: m,
     };
     let json: Value =
-        serde_json::from_slice(&reply.body).map_err(|e| bad(format!("the 200 answer is not JSON: {e}")))?;
+        serde_json::from_slice(&reply.body).map_err(|e| bad(sanitize(&format!("the 200 answer is not JSON: {e}"))))?;
     let Some(items) = json["certificates"].as_array().filter(|a| !a.is_empty()) else {
         return Err(bad("the 200 answer has no certificates".into()));
     };
@@ -358,7 +372,7 @@ pub(crate) fn certificates(reply: &Reply) -> Result<Vec<Vec<u8>>, Error> {
             let text = item
                 .as_str()
                 .ok_or_else(|| bad(format!("certificates[{i}] is not a string")))?;
-            crate::issuance::decode_certificate(text).map_err(|e| bad(format!("certificates[{i}]: {e}")))
+            crate::issuance::decode_certificate(text).map_err(|e| bad(sanitize(&format!("certificates[{i}]: {e}"))))
         })
         .collect()
 }

@@ -43,7 +43,8 @@ pub(crate) fn read_chain(t: Transport, value: Option<&Value>) -> Result<Option<V
             let text = item
                 .as_str()
                 .ok_or_else(|| protocol(t, format!("issuedCertificateChain[{i}] is not a string")))?;
-            decode_certificate(text).map_err(|e| protocol(t, format!("issuedCertificateChain[{i}]: {e}")))
+            decode_certificate(text)
+                .map_err(|e| protocol(t, crate::error::sanitize(&format!("issuedCertificateChain[{i}]: {e}"))))
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -64,7 +65,7 @@ pub fn verify_issued_chain(chain: &[Vec<u8>], csr: &[u8], registration_id: &str)
         .iter()
         .enumerate()
         .map(|(i, der)| match X509Certificate::from_der(der) {
-            Ok((rest, c)) if rest.is_empty() => Ok(c),
+            Ok(([], c)) => Ok(c),
             Ok(_) => Err(refuse(format!("certificate {i} has trailing bytes"))),
             Err(e) => Err(refuse(format!("certificate {i} does not parse: {e}"))),
         })

@@ -291,15 +291,15 @@ impl ProvisioningClient {
         let deadline = started + self.options.timeout;
         // What the last answer said, for the timeout message when a request is cut short.
         let progress = Mutex::new(String::new());
-        let run = self.run(
-            attestation,
-            registration_id,
-            payload,
-            csr,
-            proxy.as_ref(),
-            deadline,
-            &progress,
-        );
+        // The optional fields of the register body.
+        let mut extra = serde_json::Map::new();
+        if let Some(p) = payload {
+            extra.insert("payload".into(), p);
+        }
+        if let Some(csr) = csr {
+            extra.insert("csr".into(), Value::String(B64.encode(csr)));
+        }
+        let run = self.run(attestation, registration_id, extra, proxy.as_ref(), deadline, &progress);
         match tokio::time::timeout_at(deadline, run).await {
             Ok(result) => result,
             Err(_) => {
@@ -319,8 +319,7 @@ impl ProvisioningClient {
         &self,
         attestation: &Attestation,
         registration_id: Option<&str>,
-        payload: Option<Value>,
-        csr: Option<&[u8]>,
+        extra: serde_json::Map<String, Value>,
         proxy: Option<&Proxy>,
         deadline: Instant,
         progress: &Mutex<String>,
@@ -335,11 +334,8 @@ impl ProvisioningClient {
             )));
         }
         let mut body = json!({ "registrationId": registration_id });
-        if let Some(p) = payload {
-            body["payload"] = p;
-        }
-        if let Some(csr) = csr {
-            body["csr"] = Value::String(B64.encode(csr));
+        if let Some(object) = body.as_object_mut() {
+            object.extend(extra);
         }
         let identity = match attestation {
             Attestation::X509(x) => Some(x.clone()),
@@ -672,6 +668,19 @@ pub mod fuzzing {
     /// `$dps/registrations/res/{status}/?$rid={rid}&retry-after={s}`; None for another topic.
     pub fn read_response_topic(topic: &str) -> Option<Result<ResponseTopic, Error>> {
         crate::mqtt::parse_response_topic(topic, Transport::Mqtt)
+    }
+
+    /// A credentials response topic read: (status, rid, retry-after).
+    pub type CredentialsTopic = (u16, Option<String>, Option<u64>);
+
+    /// An IoT Hub `$iothub/credentials` answer: the certificates of a 200, the service error otherwise.
+    pub fn read_credentials_answer(status: u16, body: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+        crate::credentials::read_answer(status, body)
+    }
+
+    /// `$iothub/credentials/res/{status}/?$rid={rid}...`: (status, rid, retry-after); None for another topic.
+    pub fn read_credentials_topic(topic: &str) -> Option<Result<CredentialsTopic, Error>> {
+        crate::credentials::parse_response_topic(topic)
     }
 }
 

@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::scripted::{Scripted, json};
 use common::*;
 use dps_device::{Error, RenewalOptions, renew_certificate, verify_issued_chain};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment, IssuanceOptions, ServerOptions};
@@ -366,4 +367,145 @@ async fn the_hub_gone_mid_renewal_is_a_clear_error() {
         other => panic!("expected a transport error, got {other:?}"),
     }
     stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_throttled_renewal_waits_for_retry_after_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator_with(
+        vec![sym_enrollment("renew-throttled")],
+        IssuanceOptions {
+            credentials_throttle: 2,
+            ..IssuanceOptions::default()
+        },
+    );
+    let (key, _, chain) = register_issued(&emu, false, "renew-throttled").await;
+    let identity = issued_identity(dir.path(), "issued", &chain, &key);
+    let (_, csr) = csr("renew-throttled");
+    let started = std::time::Instant::now();
+    let renewed = renew_certificate(
+        HUB,
+        &emu.mqtt_endpoint(),
+        "renew-throttled",
+        identity.clone(),
+        roots(&emu.server_ca_pem()),
+        &csr,
+        &renewal_options(),
+    )
+    .await
+    .unwrap();
+    // Two 429s with retry-after=1: at least two seconds of waiting, whatever the floor (zero here).
+    assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
+    verify_issued_chain(&renewed, &csr, "renew-throttled").unwrap();
+}
+
+#[tokio::test]
+async fn throttling_beyond_max_attempts_is_the_service_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = emulator_with(
+        vec![sym_enrollment("renew-throttled-out")],
+        IssuanceOptions {
+            credentials_throttle: 10,
+            ..IssuanceOptions::default()
+        },
+    );
+    let (key, _, chain) = register_issued(&emu, false, "renew-throttled-out").await;
+    let identity = issued_identity(dir.path(), "issued", &chain, &key);
+    let (_, csr) = csr("renew-throttled-out");
+    let r = renew_certificate(
+        HUB,
+        &emu.mqtt_endpoint(),
+        "renew-throttled-out",
+        identity,
+        roots(&emu.server_ca_pem()),
+        &csr,
+        &RenewalOptions {
+            max_attempts: 2,
+            ..renewal_options()
+        },
+    )
+    .await;
+    match r {
+        Err(Error::Service(e)) => assert_eq!((e.status, e.error_code), (429, Some(429002)), "{e}"),
+        other => panic!("expected the 429, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn renewal_with_the_onboarding_x509_credential_is_admitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("onboarding CA");
+    let emu = emulator(vec![Enrollment::X509Group {
+        name: "g".into(),
+        ca: vec![ca.der()],
+    }]);
+    let onboarding = ca.file_identity(dir.path(), "renew-onboarding", &[]);
+    let (_, csr) = csr("renew-onboarding");
+    let chain = renew_certificate(
+        HUB,
+        &emu.mqtt_endpoint(),
+        "renew-onboarding",
+        onboarding,
+        roots(&emu.server_ca_pem()),
+        &csr,
+        &renewal_options(),
+    )
+    .await
+    .unwrap();
+    verify_issued_chain(&chain, &csr, "renew-onboarding").unwrap();
+}
+
+#[test]
+fn verify_refuses_an_expired_chain() {
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(DnType::CommonName, "CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let (key, csr) = csr("expired");
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "expired");
+    leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    leaf.not_after = rcgen::date_time_ymd(2020, 2, 1);
+    let leaf = leaf.signed_by(&key, &ca).unwrap();
+    let chain = vec![leaf.der().to_vec(), ca.der().to_vec()];
+    match verify_issued_chain(&chain, &csr, "expired") {
+        Err(Error::IssuedChain(m)) => assert!(m.contains("certificate 0 is not valid now"), "{m}"),
+        other => panic!("expected IssuedChain, got {other:?}"),
+    }
+}
+
+/// A service that assigns without the chain, or with a chain that is not base64: errors, not an assignment.
+#[tokio::test]
+async fn an_assignment_without_a_usable_chain_is_a_protocol_error() {
+    let (_, csr) = csr("d");
+    let state = r#""registrationId":"d","assignedHub":"h","deviceId":"d","status":"assigned""#;
+    for (answer, needle) in [
+        (
+            format!(r#"{{"operationId":"o","status":"assigned","registrationState":{{{state}}}}}"#),
+            "without an issuedCertificateChain",
+        ),
+        (
+            format!(
+                r#"{{"operationId":"o","status":"assigned","registrationState":{{{state},"issuedCertificateChain":["%%"]}}}}"#
+            ),
+            "issuedCertificateChain[0]: not base64",
+        ),
+    ] {
+        let server = Scripted::start(vec![json(200, None, &answer)]);
+        let client = dps_device::ProvisioningClient::new(
+            &server.endpoint,
+            SCOPE,
+            dps_device::Transport::Https,
+            roots(&server.ca_pem),
+            options(),
+        );
+        match client
+            .register_with_csr(&symmetric("d", DEVICE_KEY), None, None, &csr)
+            .await
+        {
+            Err(Error::Protocol { message, .. }) => assert!(message.contains(needle), "{message}"),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! TPM attestation over HTTPS on a fresh swtpm: challenge, activation, SAS signed in the TPM, hub key at
-//! assignment; a second registration reuses the keys; another TPM is refused; MQTT is refused up front.
+//! assignment; a second registration reuses the keys; another TPM is refused; MQTT is refused up front; a
+//! CSR sent with TPM attestation gets an issued chain.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -41,4 +42,32 @@ async fn tpm_attestation_is_assigned_and_another_tpm_is_refused() {
     let other = Swtpm::start().unwrap();
     let e = service_error(client.register_as(&open(&other), Some(&registration_id), None).await);
     assert_eq!(e.status, 401, "{e}");
+}
+
+#[tokio::test]
+async fn tpm_onboarding_gets_an_issued_certificate() {
+    let swtpm = Swtpm::start().unwrap();
+    let attestation = open(&swtpm);
+    let Attestation::Tpm(tpm) = &attestation else {
+        unreachable!()
+    };
+    let ek = tpm.lock().unwrap().endorsement_key().unwrap();
+    let registration_id = hsm_tpm::registration_id(&ek);
+    let emu = emulator(vec![Enrollment::TpmIndividual {
+        registration_id: registration_id.clone(),
+        endorsement_key: base64::engine::general_purpose::STANDARD.encode(&ek),
+    }]);
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, registration_id.as_str());
+    let csr = params.serialize_request(&key).unwrap().der().to_vec();
+    let a = https_client(&emu, options())
+        .register_with_csr(&attestation, None, None, &csr)
+        .await
+        .unwrap();
+    assert_assigned(&a, &registration_id);
+    let chain = a.issued_certificate_chain.unwrap();
+    dps_device::verify_issued_chain(&chain, &csr, &registration_id).unwrap();
 }

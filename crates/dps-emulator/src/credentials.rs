@@ -149,6 +149,23 @@ pub(crate) fn serve(
         Ok(d) => d,
         Err(e) => return send(fail(400, 400040, format!("csr is not base64 DER: {e}"))),
     };
+    let throttled = issuer
+        .throttle
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok();
+    if throttled {
+        tracing::info!(device_id, "credentials request throttled");
+        return send(Publish::new(
+            format!("$iothub/credentials/res/429/?$rid={rid}&retry-after=1"),
+            QoS::AtMostOnce,
+            serde_json::to_vec(&json!({"errorCode": 429002, "message": "too many requests: retry later"}))
+                .unwrap_or_default(),
+        ));
+    }
     let replace = body.get("replace").and_then(Value::as_str).is_some();
     let op = {
         let mut pending = issuer.pending.lock();

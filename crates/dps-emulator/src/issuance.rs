@@ -51,6 +51,9 @@ pub struct IssuanceOptions {
     /// Time between the `202` and the `200` answer of an IoT Hub `issueCertificate` request; the
     /// operation is "in progress" (409005 to a request without `replace`) meanwhile. Default 0.
     pub credentials_delay: Duration,
+    /// Answer the first this many `issueCertificate` requests `429` (errorCode 429002, `retry-after=1`
+    /// in the topic), as a throttled hub does. Default 0.
+    pub credentials_throttle: u32,
 }
 
 impl Default for IssuanceOptions {
@@ -59,6 +62,7 @@ impl Default for IssuanceOptions {
             validity_days: 30,
             ca: None,
             credentials_delay: Duration::ZERO,
+            credentials_throttle: 0,
         }
     }
 }
@@ -73,6 +77,8 @@ pub(crate) struct CertificateIssuer {
     root_pem: String,
     validity: time::Duration,
     pub(crate) credentials_delay: Duration,
+    /// Requests still to be throttled.
+    pub(crate) throttle: std::sync::atomic::AtomicU32,
     /// IoT Hub credential operations in progress.
     pub(crate) pending: crate::credentials::Pending,
 }
@@ -132,6 +138,7 @@ impl CertificateIssuer {
             root_pem,
             validity: time::Duration::days(i64::from(options.validity_days)),
             credentials_delay: options.credentials_delay,
+            throttle: std::sync::atomic::AtomicU32::new(options.credentials_throttle),
             pending: crate::credentials::Pending::default(),
         })
     }

@@ -8,7 +8,13 @@
 //! - `PUT /{idScope}/registrations/{registrationId}/register?api-version=...` with
 //!   `{"registrationId": ...}` answers `202 {"operationId", "status": "assigning"}`;
 //! - `GET /{idScope}/registrations/{registrationId}/operations/{operationId}?api-version=...`
-//!   answers `200 {"operationId", "status": "assigned", "registrationState": {...}}`.
+//!   answers `200 {"operationId", "status": "assigned", "registrationState": {...}}`;
+//! - `POST /{idScope}/registrations/{registrationId}?api-version=...` (status lookup) answers the
+//!   registration state of an assigned device.
+//!
+//! A register body with a `csr` (DPS device API `2025-07-01-preview`) gets an `issuedCertificateChain`
+//! from the emulator's issuing CA (`issuance.rs`); the MQTT listener also serves IoT Hub
+//! `$iothub/credentials` renewal (`credentials.rs`).
 //!
 //! TPM registrations (a `tpm` node in the body) get the DPS activation challenge and are then checked with
 //! the key they activated (see `tpm.rs`).

@@ -45,6 +45,10 @@ enum Route<'a> {
         registration_id: &'a str,
         operation_id: &'a str,
     },
+    /// `POST /{idScope}/registrations/{registrationId}`: DeviceRegistrationStatusLookup.
+    Status {
+        registration_id: &'a str,
+    },
 }
 
 impl Service {
@@ -93,11 +97,13 @@ impl Service {
                     operation_id,
                 },
             ),
+            [scope, "registrations", registration_id] => (*scope, Route::Status { registration_id }),
             _ => return error(404, 404001, format!("no such resource: {path}")),
         };
         let allowed = match route {
             Route::Register { .. } => "PUT",
             Route::Operation { .. } => "GET",
+            Route::Status { .. } => "POST",
         };
         if request.method != allowed {
             return error(
@@ -122,7 +128,53 @@ impl Service {
                 registration_id,
                 operation_id,
             } => self.poll(request, registration_id, operation_id, peer_chain),
+            Route::Status { registration_id } => self.status_lookup(request, registration_id, peer_chain),
         }
+    }
+
+    /// The registration state of an assigned device, as DeviceRegistrationStatusLookup returns it: never
+    /// an `issuedCertificateChain`, and a `csr` in the body is a bad request (the spec says both).
+    fn status_lookup(
+        &self,
+        request: &Request,
+        raw_id: &str,
+        peer_chain: Option<&[CertificateDer<'static>]>,
+    ) -> Response {
+        let registration_id = match decode_segment(raw_id) {
+            Ok(id) => id,
+            Err(r) => return r,
+        };
+        if !request.body.is_empty() {
+            match serde_json::from_slice::<Value>(&request.body) {
+                Ok(Value::Object(body)) if body.contains_key("csr") => {
+                    return error(400, 400004, "a status lookup must not carry a csr");
+                }
+                Ok(Value::Object(_)) => {}
+                _ => return error(400, 400004, "request body must be a JSON object"),
+            }
+        }
+        if let Err(r) = self.authenticate(request, &registration_id, peer_chain) {
+            return r;
+        }
+        let Some((created, etag)) = lock(&self.registrations)
+            .get(&registration_id)
+            .map(|r| (r.created.clone(), r.etag.clone()))
+        else {
+            return error(404, 404001, format!("no registration for '{registration_id}'"));
+        };
+        Response::json(
+            200,
+            &json!({
+                "registrationId": registration_id,
+                "createdDateTimeUtc": created,
+                "assignedHub": self.assigned_hub,
+                "deviceId": registration_id,
+                "status": "assigned",
+                "substatus": "initialAssignment",
+                "lastUpdatedDateTimeUtc": now_rfc3339(),
+                "etag": etag,
+            }),
+        )
     }
 
     fn register(&self, request: &Request, raw_id: &str, peer_chain: Option<&[CertificateDer<'static>]>) -> Response {
