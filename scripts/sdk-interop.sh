@@ -264,6 +264,17 @@ open("scan.d.bin", "wb").write(d.rjust(32, b"\0"))'
     printf '[symmetric_key]\nbackend = "file"\nregistration_id = "sdk-symm"\nsymmetric_key = "%s"\n' \
         "$(openssl rand -base64 32)" >symm-wrong.toml
 
+    # An issued identity (DPS csr): the emulator issues from this P-384 CA; the device onboards
+    # with a symmetric key (hsmctl provision --issue-certificate, key generated on the token),
+    # then registers through the SDK with the issued certificate (x509 group of the CA).
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout issuing-ca.key.pem \
+        -out issuing-ca.cert.pem -subj "/CN=sdk issuing CA" -days 30 \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    local issued_key
+    issued_key=$(openssl rand -base64 32)
+    printf '[x509]\nbackend = "issued"\nstore = "issued"\nregistration_id = "sdk-issued"\nkeys = "pkcs11:token=sdkint?pin-source=file:%s"\n\n[symmetric_key]\nbackend = "file"\nregistration_id = "sdk-issued"\nsymmetric_key = "%s"\n' \
+        "$PKCS11_PIN_FILE" "$issued_key" >issued.toml
+
     cat >emulator.toml <<EOF
 id_scope = "$scope"
 assigned_hub = "$hub"
@@ -287,6 +298,16 @@ primary_key = "$individual_key"
 type = "symmetric-group"
 name = "sdk-symm-group"
 primary_key = "$group_key"
+
+[[enrollment]]
+type = "x509-group"
+name = "sdk-issued-ca"
+ca = "issuing-ca.cert.pem"
+
+[[enrollment]]
+type = "symmetric-individual"
+registration_id = "sdk-issued"
+primary_key = "$issued_key"
 EOF
 }
 run identities identities
@@ -328,7 +349,8 @@ emu_pid=""
 start_emulator() {
     if [ -n "$emu_pid" ]; then kill "$emu_pid" 2>/dev/null; wait "$emu_pid" 2>/dev/null; fi
     rm -f "$tmp/emulator.out"
-    (cd "$id_dir" && exec "$emulator" --config emulator.toml --port 443 --server-ca-out server-ca.pem "$@" \
+    (cd "$id_dir" && exec "$emulator" --config emulator.toml --port 443 --server-ca-out server-ca.pem \
+        --issuing-ca issuing-ca.cert.pem --issuing-ca-key issuing-ca.key.pem "$@" \
         >"$tmp/emulator.out" 2>>"$tmp/emulator.log") &
     emu_pid=$!
     pids+=("$emu_pid")
@@ -414,6 +436,16 @@ case_ http_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${t
 case_ http_x509_file_token_rustls "$dev_rustls" file-token.toml x509 assigned "${trusted[@]}"
 case_ http_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}"
 case_ http_x509_pkcs11_openssl_gets_a_clear_error "$dev_openssl" pkcs11.toml x509 error "${trusted[@]}"
+# The issued identity: hsmctl has the emulator issue a certificate for a key made on the token,
+# then the SDK registers with it ([x509] backend = "issued").
+issue_certificate() {
+    (cd "$id_dir" && "$hsmctl" --log error provision --config issued.toml --issue-certificate \
+        --attestation symmetric-key --id-scope "$scope" --global-endpoint localhost:443 \
+        --trusted-ca "$server_ca" --timeout 60) || return 1
+    (cd "$id_dir" && "$hsmctl" certificate status --config issued.toml) | grep -q '^subject: *CN=sdk-issued$'
+}
+run issue_certificate_with_hsmctl issue_certificate
+case_ http_x509_issued_pkcs11_rustls "$dev_rustls" issued.toml x509 assigned "${trusted[@]}"
 case_ http_x509_dice_group_rustls "$dev_rustls" dice-group.toml x509 assigned "${trusted[@]}"
 case_ http_x509_dice_individual_rustls "$dev_rustls" dice-solo.toml x509 assigned "${trusted[@]}"
 case_ http_x509_vendor_rustls "$dev_rustls" vendor.toml x509 assigned "${trusted[@]}"
@@ -441,6 +473,7 @@ max_s=0
 # ---- the SDK's MQTT transports: MQTT on 8883, MQTT over WebSockets on 443 beside HTTPS ----
 start_emulator --mqtt-port 8883 || { fail emulator_mqtt; abort_if_failed; }
 case_ mqtt_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" --transport mqtt
+case_ mqtt_x509_issued_pkcs11_rustls "$dev_rustls" issued.toml x509 assigned "${trusted[@]}" --transport mqtt
 case_ mqtt_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}" --transport mqtt
 case_ mqtt_symm_individual_rustls "$dev_rustls" symm.toml symmetric-key assigned "${trusted[@]}" --transport mqtt
 case_ mqtt_symm_group_openssl "$dev_openssl" symm-group.toml symmetric-key assigned "${trusted[@]}" --transport mqtt

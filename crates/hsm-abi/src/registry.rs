@@ -22,6 +22,8 @@ pub fn x509_backends() -> Vec<&'static str> {
         "tpm",
         #[cfg(feature = "vendor")]
         "vendor",
+        #[cfg(feature = "issued")]
+        "issued",
     ]
 }
 
@@ -92,6 +94,8 @@ pub fn open_x509(config: &Config) -> Result<Box<dyn X509Identity>> {
         "tpm" => Ok(Box::new(hsm_tpm::TpmX509::from_section(section)?)),
         #[cfg(feature = "vendor")]
         "vendor" => Ok(Box::new(crate::vendor::VendorX509::from_section(section)?)),
+        #[cfg(feature = "issued")]
+        "issued" => Ok(Box::new(hsm_issued::IssuedX509::from_section(section)?)),
         _ => Err(not_built_in(section, &x509_backends())),
     }
 }

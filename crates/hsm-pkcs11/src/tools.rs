@@ -412,6 +412,30 @@ fn store_secret(uri: &str, key: Option<&[u8]>, len: usize) -> Result<Pkcs11Uri> 
     ))
 }
 
+/// Destroy every object `uri` matches (it must name one by label or id, so a bare token URI
+/// never empties a token); returns how many were destroyed, 0 when none matched.
+pub fn destroy_objects(uri: &str) -> Result<usize> {
+    let uri = Pkcs11Uri::parse(uri)?;
+    if uri.object.is_none() && uri.id.is_none() {
+        return Err(Error::parse(
+            "PKCS#11 URI",
+            "destroying objects needs a label (`object=`) or an `id=`",
+        ));
+    }
+    let token = Token::open(&uri, None)?;
+    token.run_rw(|session| {
+        let found = session
+            .find_objects(&template(&uri))
+            .map_err(|e| device("C_FindObjects", e))?;
+        for h in &found {
+            session
+                .destroy_object(*h)
+                .map_err(|e| device(format!("C_DestroyObject ({})", uri.object_description()), e))?;
+        }
+        Ok(found.len())
+    })
+}
+
 /// The URIs of the objects matching `uri` (all objects of the token when it names none).
 pub fn list_objects(uri: &str) -> Result<Vec<String>> {
     let uri = Pkcs11Uri::parse(uri)?;
@@ -463,4 +487,18 @@ pub fn list_objects(uri: &str) -> Result<Vec<String>> {
         out.sort();
         Ok(out)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn destroying_needs_a_label_or_an_id() {
+        // Refused before any module is loaded: a bare token URI never empties a token.
+        let e = super::destroy_objects("pkcs11:token=device?module-path=/nonexistent/module.so")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a label"), "{e}");
+    }
 }

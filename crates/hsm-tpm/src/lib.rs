@@ -71,7 +71,7 @@ pub use identity::{
 #[cfg(feature = "device")]
 pub use templates::{ek_template, srk_template, tpm2b_public};
 #[cfg(feature = "device")]
-pub use x509::{KeyLocation, SignerToken, TpmKey, TpmX509, generate_key, open_signer};
+pub use x509::{KeyLocation, SignerToken, TpmKey, TpmX509, generate_key, generate_key_on, open_signer};
 
 /// The registration id the SDK derives from an EK: lowercase RFC 4648 base32 of
 /// SHA-256(`TPM2B_PUBLIC` bytes as `get_ek` returns them), without `=` padding.

@@ -89,10 +89,16 @@ pub fn srk_template() -> Result<Public> {
     )
 }
 
-/// An unrestricted ECDSA P-256 / SHA-256 signing key, created in the TPM (never exported).
-pub(crate) fn ecc_signing_template() -> Result<Public> {
+/// An unrestricted ECDSA signing key, created in the TPM (never exported): P-256 with SHA-256
+/// or P-384 with SHA-384.
+pub(crate) fn ecc_signing_template(curve: hsm_core::Curve) -> Result<Public> {
+    let (tpm_curve, hash) = match curve {
+        hsm_core::Curve::P256 => (EccCurve::NistP256, HashingAlgorithm::Sha256),
+        hsm_core::Curve::P384 => (EccCurve::NistP384, HashingAlgorithm::Sha384),
+        other => return Err(Error::unsupported("the TPM backend", format!("curve {other:?}"))),
+    };
     build(
-        "ECC P-256",
+        "ECC signing key",
         (|| {
             let attributes = ObjectAttributesBuilder::new()
                 .with_fixed_tpm(true)
@@ -108,8 +114,8 @@ pub(crate) fn ecc_signing_template() -> Result<Public> {
                 .with_object_attributes(attributes)
                 .with_ecc_parameters(
                     PublicEccParametersBuilder::new()
-                        .with_ecc_scheme(EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)))
-                        .with_curve(EccCurve::NistP256)
+                        .with_ecc_scheme(EccScheme::EcDsa(HashScheme::new(hash)))
+                        .with_curve(tpm_curve)
                         .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
                         .with_is_signing_key(true)
                         .with_is_decryption_key(false)

@@ -1,4 +1,4 @@
-//! TPM-resident ECDSA P-256 keys: signing for TLS and CSRs, x509 identities, `tpm:` tokens.
+//! TPM-resident ECDSA P-256 and P-384 keys: signing for TLS and CSRs, x509 identities, `tpm:` tokens.
 //!
 //! Token syntax (no secret in it): `tpm:handle=0x81000200` or `tpm:blob=/path/key.tpmkey`,
 //! optionally followed by `;tcti=<TCTI string>` (last, it may contain any character); without
@@ -120,26 +120,42 @@ fn read_blob(path: &Path) -> Result<(Public, Private)> {
     Ok((public, private))
 }
 
-/// DER SubjectPublicKeyInfo of a P-256 public area.
-fn p256_spki(public: &Public) -> Result<(Vec<u8>, Vec<u8>)> {
-    let Public::Ecc { unique, .. } = public else {
+/// The curve, DER SubjectPublicKeyInfo and uncompressed point of an ECC public area
+/// (P-256 or P-384).
+fn ecc_spki(public: &Public) -> Result<(Curve, Vec<u8>, Vec<u8>)> {
+    use tss_esapi::interface_types::ecc::EccCurve;
+    let Public::Ecc { parameters, unique, .. } = public else {
         return Err(error::device("read the key", "not an ECC key"));
     };
-    let mut point = vec![0x04];
-    for c in [unique.x().value(), unique.y().value()] {
-        if c.len() > 32 {
-            return Err(error::device("read the key", "not a P-256 point"));
-        }
-        point.extend(std::iter::repeat_n(0, 32 - c.len()));
-        point.extend_from_slice(c);
-    }
-    const PREFIX: [u8; 26] = [
+    const P256_PREFIX: [u8; 26] = [
         0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
         0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
     ];
-    let mut spki = PREFIX.to_vec();
+    const P384_PREFIX: [u8; 23] = [
+        0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04,
+        0x00, 0x22, 0x03, 0x62, 0x00,
+    ];
+    let (curve, len, prefix): (Curve, usize, &[u8]) = match parameters.ecc_curve() {
+        EccCurve::NistP256 => (Curve::P256, 32, &P256_PREFIX),
+        EccCurve::NistP384 => (Curve::P384, 48, &P384_PREFIX),
+        other => {
+            return Err(error::device(
+                "read the key",
+                format!("curve {other:?} (P-256 or P-384 expected)"),
+            ));
+        }
+    };
+    let mut point = vec![0x04];
+    for c in [unique.x().value(), unique.y().value()] {
+        if c.len() > len {
+            return Err(error::device("read the key", format!("not a {curve:?} point")));
+        }
+        point.extend(std::iter::repeat_n(0, len - c.len()));
+        point.extend_from_slice(c);
+    }
+    let mut spki = prefix.to_vec();
     spki.extend_from_slice(&point);
-    Ok((spki, point))
+    Ok((curve, spki, point))
 }
 
 fn der_integer(out: &mut Vec<u8>, v: &[u8]) {
@@ -160,16 +176,22 @@ fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(72);
     der_integer(&mut body, r);
     der_integer(&mut body, s);
-    let mut out = vec![0x30, body.len() as u8];
+    // A P-384 signature may exceed 127 bytes: long-form length.
+    let mut out = if body.len() < 0x80 {
+        vec![0x30, body.len() as u8]
+    } else {
+        vec![0x30, 0x81, body.len() as u8]
+    };
     out.extend_from_slice(&body);
     out
 }
 
-/// An ECDSA P-256 key inside a TPM.
+/// An ECDSA P-256 or P-384 key inside a TPM.
 pub struct TpmKey {
     conn: Arc<TpmConn>,
     location: KeyLocation,
     blob: Option<(Public, Private)>,
+    curve: Curve,
     spki: Vec<u8>,
     point: Vec<u8>,
 }
@@ -211,18 +233,19 @@ impl TpmKey {
                 (public.clone(), Some((public, private)))
             }
         };
-        let expected = templates::ecc_signing_template()?;
+        let expected = templates::ecc_signing_template(Curve::P256)?;
         if public.object_attributes() != expected.object_attributes() {
             return Err(error::device(
                 "open TPM key",
                 format!("{location:?} is not an unrestricted ECDSA signing key with empty auth"),
             ));
         }
-        let (spki, point) = p256_spki(&public)?;
+        let (curve, spki, point) = ecc_spki(&public)?;
         Ok(TpmKey {
             conn,
             location,
             blob,
+            curve,
             spki,
             point,
         })
@@ -239,9 +262,14 @@ impl TpmKey {
 
     /// Sign a SHA-256 digest; returns the DER ECDSA signature.
     pub fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
+        self.sign_hashed(digest, HashingAlgorithm::Sha256)
+    }
+
+    /// Sign a digest made with `hash`; returns the DER ECDSA signature.
+    fn sign_hashed(&self, digest: &[u8], hash: HashingAlgorithm) -> Result<Vec<u8>> {
         let digest = Digest::try_from(digest.to_vec()).map_err(|e| Error::Internal(format!("digest: {e}")))?;
         let scheme = tss_esapi::structures::SignatureScheme::EcDsa {
-            hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
+            hash_scheme: HashScheme::new(hash),
         };
         let ticket = null_ticket()?;
         let sign = move |s: &mut Session, key: KeyHandle| {
@@ -286,7 +314,7 @@ impl TpmKey {
 
 impl SigningKey for TpmKey {
     fn algorithm(&self) -> KeyAlgorithm {
-        KeyAlgorithm::Ec(Curve::P256)
+        KeyAlgorithm::Ec(self.curve)
     }
 
     fn public_key_spki(&self) -> Result<Vec<u8>> {
@@ -294,13 +322,16 @@ impl SigningKey for TpmKey {
     }
 
     fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>> {
-        if scheme != SignatureScheme::EcdsaP256Sha256 {
-            return Err(Error::unsupported(
-                "a TPM ECDSA P-256 key",
+        match (self.curve, scheme) {
+            (Curve::P256, SignatureScheme::EcdsaP256Sha256) => self.sign_digest(&sha2::Sha256::digest(message).into()),
+            (Curve::P384, SignatureScheme::EcdsaP384Sha384) => {
+                self.sign_hashed(&sha2::Sha384::digest(message), HashingAlgorithm::Sha384)
+            }
+            (curve, _) => Err(Error::unsupported(
+                format!("a TPM ECDSA {curve:?} key"),
                 format!("signature scheme {scheme}"),
-            ));
+            )),
         }
-        self.sign_digest(&sha2::Sha256::digest(message).into())
     }
 }
 
@@ -310,13 +341,20 @@ impl rcgen::PublicKeyData for TpmKey {
     }
 
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        &rcgen::PKCS_ECDSA_P256_SHA256
+        match self.curve {
+            Curve::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            _ => &rcgen::PKCS_ECDSA_P256_SHA256,
+        }
     }
 }
 
 impl rcgen::SigningKey for TpmKey {
     fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
-        SigningKey::sign(self, SignatureScheme::EcdsaP256Sha256, msg).map_err(|e| rcgen::Error::RemoteKeyError.tap(e))
+        let scheme = match self.curve {
+            Curve::P384 => SignatureScheme::EcdsaP384Sha384,
+            _ => SignatureScheme::EcdsaP256Sha256,
+        };
+        SigningKey::sign(self, scheme, msg).map_err(|e| rcgen::Error::RemoteKeyError.tap(e))
     }
 }
 
@@ -352,6 +390,11 @@ impl TpmKey {
 /// Create an ECDSA P-256 key under the SRK (created first when missing) and persist it at a
 /// handle or save it as a blob file (refuses to overwrite either).
 pub fn generate_key(conn: Arc<TpmConn>, location: KeyLocation) -> Result<TpmKey> {
+    generate_key_on(conn, location, Curve::P256)
+}
+
+/// [`generate_key`] on `curve` (P-256 or P-384).
+pub fn generate_key_on(conn: Arc<TpmConn>, location: KeyLocation, curve: Curve) -> Result<TpmKey> {
     if let KeyLocation::Blob(p) = &location {
         if p.exists() {
             return Err(Error::invalid(
@@ -360,7 +403,7 @@ pub fn generate_key(conn: Arc<TpmConn>, location: KeyLocation) -> Result<TpmKey>
             ));
         }
     }
-    let template = templates::ecc_signing_template()?;
+    let template = templates::ecc_signing_template(curve)?;
     let srk_template = templates::srk_template()?;
     let where_ = location.clone();
     conn.with_keygen(move |s| {
@@ -383,7 +426,7 @@ pub fn generate_key(conn: Arc<TpmConn>, location: KeyLocation) -> Result<TpmKey>
                 ctx.create(KeyHandle::from(srk), template.clone(), None, None, None, None)
             })
         })
-        .map_err(|e| error::tpm("create an ECDSA P-256 key under the SRK", e))?;
+        .map_err(|e| error::tpm(format!("create an ECDSA {curve:?} key under the SRK"), e))?;
         match &where_ {
             KeyLocation::Blob(path) => write_blob(path, &created.out_public, &created.out_private),
             KeyLocation::Persistent(h) => {

@@ -194,3 +194,48 @@ fn text_for(sw: &Swtpm) -> String {
         sw.tcti()
     )
 }
+
+#[test]
+fn p384_keys_sign_with_sha384_and_make_csrs() {
+    let sw = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let conn = TpmConn::shared(&sw.tcti()).unwrap();
+    let blob_path = dir.path().join("p384.tpmkey");
+    let key = hsm_tpm::generate_key_on(
+        conn.clone(),
+        KeyLocation::Blob(blob_path.clone()),
+        hsm_core::Curve::P384,
+    )
+    .unwrap();
+    assert_eq!(key.algorithm(), hsm_core::KeyAlgorithm::Ec(hsm_core::Curve::P384));
+    let spki = key.public_key_spki().unwrap();
+    assert_eq!(
+        hsm_core::pem::key_algorithm_from_spki(&spki).unwrap(),
+        hsm_core::KeyAlgorithm::Ec(hsm_core::Curve::P384)
+    );
+    let (_, info): (_, x509_parser::x509::SubjectPublicKeyInfo) =
+        x509_parser::prelude::FromDer::from_der(&spki[..]).unwrap();
+    let point = info.subject_public_key.data.to_vec();
+    assert_eq!(point.len(), 97);
+    // Through a token, as the TLS bridge and the issued-identity store open it.
+    let signer = open_signer(&format!("tpm:blob={};tcti={}", blob_path.display(), sw.tcti())).unwrap();
+    for msg in [&b""[..], b"issued", &[7u8; 3000]] {
+        let sig = signer.sign(SignatureScheme::EcdsaP384Sha384, msg).unwrap();
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P384_SHA384_ASN1, &point)
+            .verify(msg, &sig)
+            .expect("ring verifies the P-384 signature");
+    }
+    assert!(
+        signer.sign(SignatureScheme::EcdsaP256Sha256, b"x").is_err(),
+        "P-256 scheme refused"
+    );
+    let csr = key.csr_pem("p384-device").unwrap();
+    let csr_path = dir.path().join("p384.csr");
+    std::fs::write(&csr_path, csr).unwrap();
+    let ok = std::process::Command::new("openssl")
+        .args(["req", "-verify", "-noout", "-in"])
+        .arg(&csr_path)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl verifies the P-384 CSR");
+}

@@ -33,6 +33,7 @@ mod stdout {
     }
 }
 
+mod certificate_cmd;
 mod certs_cmd;
 mod conformance_cmd;
 mod dice_cmd;
@@ -107,6 +108,9 @@ enum Command {
     },
     /// Generate a test PKI: root CA, optional intermediate, device certificates (also from HSM CSRs).
     Certs(certs_cmd::CertsArgs),
+    /// Issued certificates ([x509] backend = "issued"): request, renew, confirm, status.
+    #[command(subcommand)]
+    Certificate(certificate_cmd::CertificateCommand),
     /// DICE: create a Unique Device Secret, print the DeviceID/Alias chain and registration id.
     #[command(subcommand)]
     Dice(dice_cmd::DiceCommand),
@@ -175,6 +179,11 @@ struct ProvisionArgs {
     /// Print the whole registration state as JSON.
     #[arg(long)]
     json: bool,
+    /// Send the CSR of a new key made in the [x509] backend = "issued" store and store the
+    /// certificate DPS issues (onboarding with [symmetric_key] or [tpm], or `--attestation
+    /// x509`: the current issued certificate).
+    #[arg(long)]
+    issue_certificate: bool,
 }
 
 #[derive(Subcommand)]
@@ -333,7 +342,8 @@ fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
 fn provision(a: ProvisionArgs) -> Result<(), CliError> {
     let config = load_config(a.config.as_deref())?;
     let configured: Vec<Attestation> = [
-        (config.x509.is_some(), Attestation::X509),
+        // With --issue-certificate, [x509] is the store the certificate goes into.
+        (config.x509.is_some() && !a.issue_certificate, Attestation::X509),
         (config.symmetric_key.is_some(), Attestation::SymmetricKey),
         (config.tpm.is_some(), Attestation::Tpm),
     ]
@@ -356,15 +366,7 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
             )));
         }
     };
-    let roots = match &a.trusted_ca {
-        Some(p) => tlsio_bridge::roots_from_pem(
-            &format!("trusted CA {}", p.display()),
-            &hsm_core::pem::read_file("read trusted CA", p)?,
-        )?,
-        None => rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        },
-    };
+    let roots = trusted_roots(a.trusted_ca.as_deref())?;
     let payload = a
         .payload
         .as_deref()
@@ -385,6 +387,20 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
         proxy,
         ..dps_device::Options::default()
     };
+    if a.issue_certificate {
+        let identity = match attestation {
+            Attestation::X509 => None,
+            Attestation::SymmetricKey => Some(dps_device::Attestation::SymmetricKey(
+                hsm_abi::registry::open_symmetric(&config)?.into(),
+            )),
+            Attestation::Tpm => Some(dps_device::Attestation::Tpm(Arc::new(Mutex::new(
+                hsm_abi::registry::open_tpm(&config)?,
+            )))),
+        };
+        let client =
+            dps_device::ProvisioningClient::new(&a.global_endpoint, &a.id_scope, a.transport.into(), roots, options);
+        return certificate_cmd::issue(&config, identity, client, payload, a.json, a.timeout);
+    }
     let identity = match attestation {
         Attestation::X509 => dps_device::Attestation::X509(hsm_abi::registry::open_x509(&config)?.into()),
         Attestation::SymmetricKey => {
@@ -405,6 +421,19 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
         .map_err(|e| dps::cli_error(e, a.timeout))?;
     report(&assignment, a.json);
     Ok(())
+}
+
+/// The CAs trusted for the service: a PEM file, or the Mozilla root store.
+fn trusted_roots(path: Option<&Path>) -> Result<rustls::RootCertStore, CliError> {
+    Ok(match path {
+        Some(p) => tlsio_bridge::roots_from_pem(
+            &format!("trusted CA {}", p.display()),
+            &hsm_core::pem::read_file("read trusted CA", p)?,
+        )?,
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    })
 }
 
 fn report(result: &dps_device::Assignment, json: bool) {
@@ -509,6 +538,7 @@ fn main() -> ExitCode {
         Command::Sas(c) => sas_cmd(c),
         Command::DeriveKey { group, registration_id } => derive_key(group, &registration_id),
         Command::Certs(a) => certs_cmd::run(a).map_err(CliError::from),
+        Command::Certificate(c) => certificate_cmd::run(c),
         Command::Conformance(a) => conformance_cmd::run(a).map_err(CliError::from),
         Command::Dice(c) => dice_cmd::run(c).map_err(CliError::from),
         Command::Enrollment(c) => enrollment_api_cmd::run(c),
