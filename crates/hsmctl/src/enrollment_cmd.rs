@@ -80,7 +80,7 @@ fn enrollment(config: &Config, args: &EnrollmentArgs) -> Result<Value, Error> {
                     "TPM enrollments are individual and carry the EK, not a certificate",
                 ));
             }
-            let mut tpm = hsm_abi::registry::open_tpm(config)?;
+            let mut tpm = hsm::open_tpm(config)?;
             Ok(tpm_enrollment(&tpm.endorsement_key()?))
         }
     }
@@ -93,7 +93,7 @@ fn x509_enrollment(config: &Config, args: &EnrollmentArgs) -> Result<Value, Erro
         let id = hsm_riot::DiceX509::from_section(section)?;
         (id.certificate_chain()?, id.chain().device_id.clone(), id.common_name()?)
     } else {
-        let id = hsm_abi::registry::open_x509(config)?;
+        let id = hsm::open_x509(config)?;
         let chain = id.certificate_chain()?;
         let leaf = chain
             .first()

@@ -21,7 +21,8 @@ use super::errors::{AbiResult, to_code, to_ptr};
 use super::handle::{self, HandleKind};
 use super::malloc::{malloc_bytes, malloc_cstr};
 use super::ptr::{self, Out};
-use crate::{registry, state};
+use crate::state;
+use hsm::registry;
 
 /// An opaque handle made by one of the `create` functions.
 pub type HSM_CLIENT_HANDLE = *mut c_void;

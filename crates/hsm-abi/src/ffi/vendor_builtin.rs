@@ -13,7 +13,7 @@ use super::handle::{self, HandleKind};
 use super::ptr::{self, Out};
 use super::signer_types::{HSM_ABI_KEY_INFO, key_info};
 use super::vendor::{HSM_ABI_VENDOR_TABLE, HSM_ABI_VENDOR_TABLE_VERSION, V1_SIZE, VendorTable};
-use crate::registry;
+use hsm::registry;
 
 /// The identity behind a handle of the built-in table: the sections of one configuration file.
 struct BuiltinIdentity {
@@ -71,6 +71,7 @@ pub extern "C" fn hsm_abi_vendor_builtin_table() -> *const HSM_ABI_VENDOR_TABLE 
 }
 
 fn builtin_open_config(path: &str) -> Result<BuiltinIdentity, Error> {
+    crate::install_backends();
     let config = Config::from_file(Path::new(path))?;
     let x509 = registry::open_x509(&config)?;
     let key = x509.signing_key()?;

@@ -258,4 +258,15 @@ mod tests {
         assert!(e.contains("none.pem"), "{e}");
         assert!(err(open_signer("nothing")).contains("key token"));
     }
+
+    #[cfg(feature = "vendor")]
+    #[test]
+    fn vendor_without_the_c_layer_is_explained() {
+        // Nothing in this crate installs a loader of C tables: hsm-abi does.
+        let c = cfg("[x509]\nbackend = \"vendor\"\nregistered = \"acme\"\n");
+        let e = err(open_x509(&c));
+        assert!(e.contains("hsm_abi::vendor::install()"), "{e}");
+        let e = err(open_signer("vendor:registered=acme;identity=x"));
+        assert!(e.contains("hsm_abi::vendor::install()"), "{e}");
+    }
 }
