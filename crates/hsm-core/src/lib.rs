@@ -12,6 +12,7 @@ pub mod config;
 mod error;
 pub mod file;
 pub mod fs;
+pub mod pct;
 pub mod pem;
 pub mod sas;
 mod scheme;

@@ -8,7 +8,15 @@
 
 use hsm_core::{SignatureScheme, SigningKey, TpmIdentity};
 use hsm_tpm::testing::Tabrmd;
-use hsm_tpm::{EK_HANDLE, KeyLocation, Tpm, TpmConn, TpmOptions, generate_key, open_signer, service};
+use hsm_tpm::{EK_HANDLE, KeyLocation, Tpm, TpmConn, TpmOptions, generate_key, service};
+
+/// A signer from a token's text: decoded once by hsm-core, opened by the backend.
+fn open_signer(token: &str) -> hsm_core::Result<std::sync::Arc<dyn SigningKey>> {
+    match hsm_core::token::KeyToken::decode(token)? {
+        hsm_core::token::KeyToken::Tpm(t) => hsm_tpm::open_signer(&t),
+        other => panic!("not a tpm: token: {other:?}"),
+    }
+}
 
 fn verify(spki: &[u8], msg: &[u8], sig: &[u8]) {
     let (_, info): (_, x509_parser::x509::SubjectPublicKeyInfo) =

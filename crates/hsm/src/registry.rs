@@ -129,41 +129,30 @@ pub fn open_tpm(config: &Config) -> Result<Box<dyn TpmIdentity>> {
     }
 }
 
-/// Resolve an alias-key token (or an inline PEM private key) to a signer.
+/// Resolve an alias-key token (or an inline PEM private key) to a signer: the token is decoded
+/// once (`hsm_core::token`) and its backend receives the typed value.
 pub fn open_signer(token: &str) -> Result<Arc<dyn SigningKey>> {
-    match KeyToken::parse(token)? {
+    match KeyToken::decode(token)? {
         KeyToken::File(path) => Ok(Arc::new(file::FileKey::from_file(&path)?)),
         #[cfg(feature = "pkcs11")]
         KeyToken::Pkcs11(uri) => hsm_pkcs11::open_signer(&uri),
         #[cfg(feature = "dice")]
-        KeyToken::Dice(_) => hsm_riot::open_signer(token),
+        KeyToken::Dice(t) => hsm_riot::open_signer(&t),
         #[cfg(feature = "tpm")]
-        KeyToken::Tpm(_) => hsm_tpm::open_signer(token),
+        KeyToken::Tpm(t) => hsm_tpm::open_signer(&t),
         #[cfg(feature = "vendor")]
-        KeyToken::Vendor(rest) => crate::vendor::open_signer(&rest),
-        KeyToken::InlinePem => Ok(Arc::new(file::FileKey::from_pem(
+        KeyToken::Vendor(t) => crate::vendor::open_signer(&t),
+        KeyToken::InlinePem(pem) => Ok(Arc::new(file::FileKey::from_pem(
             "inline PEM private key",
-            token.as_bytes(),
+            pem.pem().as_bytes(),
         )?)),
         other => Err(Error::unsupported(
             format!(
                 "this library (key tokens built in: {})",
                 signer_token_schemes().join(", ")
             ),
-            format!("resolving the key token {}", token_kind(&other)),
+            format!("resolving the key token {}", other.kind()),
         )),
-    }
-}
-
-fn token_kind(token: &KeyToken) -> &'static str {
-    match token {
-        KeyToken::Pkcs11(_) => "`pkcs11:`",
-        KeyToken::Tpm(_) => "`tpm:`",
-        KeyToken::Dice(_) => "`dice:`",
-        KeyToken::File(_) => "`file:`",
-        KeyToken::Vendor(_) => "`vendor:`",
-        KeyToken::InlinePem => "inline PEM",
-        _ => "of an unknown kind",
     }
 }
 

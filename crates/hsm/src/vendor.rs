@@ -151,14 +151,8 @@ pub fn open_raw(source: &Source, identity: &str) -> Result<Arc<dyn RawVendorIden
     loader.open(source, identity)
 }
 
-/// Where a vendor table comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A shared object exporting `hsm_abi_vendor_table`.
-    Library(PathBuf),
-    /// A table registered from C under this name.
-    Registered(String),
-}
+/// Where a vendor table comes from (the source of a `vendor:` token).
+pub use hsm_core::token::{VendorSource as Source, VendorToken};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,77 +196,18 @@ fn open_section(section: &Section) -> Result<Arc<dyn RawVendorIdentity>> {
 
 // ---- alias-key tokens ----
 
-fn pct_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/:+,@".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// The alias-key token naming the key of `identity` in `source` (`hsm_core::token` encodes it).
+pub fn key_token(source: &Source, identity: &str) -> Result<String> {
+    VendorToken {
+        source: source.clone(),
+        identity: identity.to_string(),
     }
-    out
+    .encode()
 }
 
-fn pct_decode(s: &str) -> Result<String> {
-    let bad = |why: &str| Error::parse("vendor key token", why.to_string());
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or_else(|| bad("truncated %-escape"))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad("invalid %-escape"))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad("not UTF-8 after %-decoding"))
-}
-
-/// The alias-key token naming the key of `identity` in `source`.
-pub fn key_token(source: &Source, identity: &str) -> String {
-    let src = match source {
-        Source::Library(p) => format!("library={}", pct_encode(&p.to_string_lossy())),
-        Source::Registered(n) => format!("registered={}", pct_encode(n)),
-    };
-    format!("vendor:{src};identity={}", pct_encode(identity))
-}
-
-/// Parse the part after `vendor:` of a token.
-pub fn parse_token(rest: &str) -> Result<(Source, String)> {
-    let mut source = None;
-    let mut identity = None;
-    for attr in rest.split(';').filter(|a| !a.is_empty()) {
-        let (k, v) = attr
-            .split_once('=')
-            .ok_or_else(|| Error::parse("vendor key token", format!("`{attr}` is not key=value")))?;
-        let v = pct_decode(v)?;
-        let dup = match k {
-            "library" => source.replace(Source::Library(PathBuf::from(v))).is_some(),
-            "registered" => source.replace(Source::Registered(v)).is_some(),
-            "identity" => identity.replace(v).is_some(),
-            other => {
-                return Err(Error::parse(
-                    "vendor key token",
-                    format!("unknown attribute `{other}` (expected library, registered, identity)"),
-                ));
-            }
-        };
-        if dup {
-            return Err(Error::parse("vendor key token", format!("`{k}` given twice")));
-        }
-    }
-    let source = source.ok_or_else(|| Error::parse("vendor key token", "needs `library=` or `registered=`"))?;
-    Ok((source, identity.unwrap_or_default()))
-}
-
-/// Resolve a `vendor:` token (the part after the scheme) to a signer.
-pub fn open_signer(rest: &str) -> Result<Arc<dyn SigningKey>> {
-    let (source, identity) = parse_token(rest)?;
-    Ok(Arc::new(VendorKey::new(open_raw(&source, &identity)?)?))
+/// Resolve a decoded `vendor:` token to a signer.
+pub fn open_signer(token: &VendorToken) -> Result<Arc<dyn SigningKey>> {
+    Ok(Arc::new(VendorKey::new(open_raw(&token.source, &token.identity)?)?))
 }
 
 // ---- key checks ----
@@ -509,12 +444,12 @@ impl VendorX509 {
     pub fn from_section(section: &Section) -> Result<Self> {
         let (source, identity) = source_of(section)?;
         let raw = open_section(section)?;
-        Self::from_raw(raw, key_token(&source, &identity))
+        Self::from_raw(raw, key_token(&source, &identity)?)
     }
 
     /// Open `identity` from `source`.
     pub fn open(source: &Source, identity: &str) -> Result<Self> {
-        Self::from_raw(open_raw(source, identity)?, key_token(source, identity))
+        Self::from_raw(open_raw(source, identity)?, key_token(source, identity)?)
     }
 
     /// The identity of an opened `raw`, whose key `token` names.
@@ -638,37 +573,6 @@ impl TpmIdentity for VendorTpm {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_round_trip() {
-        let s = Source::Library(PathBuf::from("/opt/v e;n%d/libv.so"));
-        let t = key_token(&s, "slot=1;label=a b");
-        assert!(
-            t.starts_with("vendor:library=/opt/v%20e%3Bn%25d/libv.so;identity="),
-            "{t}"
-        );
-        let rest = t.strip_prefix("vendor:").unwrap();
-        assert_eq!(parse_token(rest).unwrap(), (s, "slot=1;label=a b".to_string()));
-        let r = Source::Registered("acme".into());
-        assert_eq!(
-            parse_token(key_token(&r, "").strip_prefix("vendor:").unwrap()).unwrap(),
-            (r, String::new())
-        );
-        assert!(parse_token("identity=x").unwrap_err().to_string().contains("library="));
-        assert!(
-            parse_token("library=a;library=b")
-                .unwrap_err()
-                .to_string()
-                .contains("twice")
-        );
-        assert!(parse_token("library=%zz").is_err());
-        assert!(
-            parse_token("lib=a")
-                .unwrap_err()
-                .to_string()
-                .contains("unknown attribute")
-        );
-    }
 
     #[test]
     fn key_info_is_checked() {
