@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hsm_core::config::Section;
-use hsm_core::{Error, Result, TpmIdentity};
+use hsm_core::{Error, Result, SasSigner, TpmIdentity};
 use serde::Deserialize;
 use tss_esapi::constants::SessionType;
 use tss_esapi::handles::{AuthHandle, KeyHandle, ObjectHandle, PersistentTpmHandle};
@@ -681,22 +681,26 @@ fn no_identity_key(h: u32) -> Error {
     }
 }
 
+// Device access is serialized by the connection: an activation is one job of its worker, so a
+// signature runs before or after it, never in between.
+impl SasSigner for Tpm {
+    fn sign_with_identity(&self, data: &[u8]) -> Result<Vec<u8>> {
+        self.hmac(data).map(|d| d.to_vec())
+    }
+}
+
 impl TpmIdentity for Tpm {
-    fn endorsement_key(&mut self) -> Result<Vec<u8>> {
+    fn endorsement_key(&self) -> Result<Vec<u8>> {
         Ok(self.ek.clone())
     }
 
-    fn storage_root_key(&mut self) -> Result<Vec<u8>> {
+    fn storage_root_key(&self) -> Result<Vec<u8>> {
         Ok(self.srk.clone())
     }
 
-    fn activate_identity_key(&mut self, blob: &[u8]) -> Result<()> {
+    fn activate_identity_key(&self, blob: &[u8]) -> Result<()> {
         let parsed = ActivationBlob::parse(blob)?;
         self.activate(&parsed)
-    }
-
-    fn sign_with_identity(&mut self, data: &[u8]) -> Result<Vec<u8>> {
-        self.hmac(data).map(|d| d.to_vec())
     }
 }
 

@@ -27,10 +27,10 @@ pub mod vendor;
 
 pub use hsm_core::config::{Config, Section};
 pub use hsm_core::{
-    Curve, Error, KeyAlgorithm, Origin, Result, SignatureScheme, SigningKey, SymmetricIdentity, TpmIdentity,
+    Curve, Error, KeyAlgorithm, Origin, Result, SasSigner, SignatureScheme, SigningKey, SymmetricIdentity, TpmIdentity,
     X509Identity, config, file, fs, pem, sas, token,
 };
-pub use registry::{open_signer, open_symmetric, open_tpm, open_x509};
+pub use registry::{TpmBackend, open_signer, open_symmetric, open_tpm, open_tpm_attestation, open_x509};
 
 use std::path::Path;
 
@@ -38,7 +38,7 @@ use std::path::Path;
 pub struct Identities {
     pub x509: Option<Box<dyn X509Identity>>,
     pub symmetric_key: Option<Box<dyn SymmetricIdentity>>,
-    pub tpm: Option<Box<dyn TpmIdentity>>,
+    pub tpm: Option<TpmBackend>,
 }
 
 impl std::fmt::Debug for Identities {

@@ -27,7 +27,7 @@ use std::sync::{Arc, OnceLock};
 
 use hsm_core::config::Section;
 use hsm_core::{
-    Curve, Error, KeyAlgorithm, Origin, Result, SignatureScheme, SigningKey, SymmetricIdentity, TpmIdentity,
+    Curve, Error, KeyAlgorithm, Origin, Result, SasSigner, SignatureScheme, SigningKey, SymmetricIdentity, TpmIdentity,
     X509Identity,
 };
 use rustls_pki_types::CertificateDer;
@@ -552,21 +552,23 @@ impl VendorTpm {
     }
 }
 
+impl SasSigner for VendorTpm {
+    fn sign_with_identity(&self, data: &[u8]) -> Result<Vec<u8>> {
+        self.raw.sign_with_identity(data)
+    }
+}
+
 impl TpmIdentity for VendorTpm {
-    fn endorsement_key(&mut self) -> Result<Vec<u8>> {
+    fn endorsement_key(&self) -> Result<Vec<u8>> {
         self.tpm2b(BytesField::EndorsementKey)
     }
 
-    fn storage_root_key(&mut self) -> Result<Vec<u8>> {
+    fn storage_root_key(&self) -> Result<Vec<u8>> {
         self.tpm2b(BytesField::StorageRootKey)
     }
 
-    fn activate_identity_key(&mut self, blob: &[u8]) -> Result<()> {
+    fn activate_identity_key(&self, blob: &[u8]) -> Result<()> {
         self.raw.activate(blob)
-    }
-
-    fn sign_with_identity(&mut self, data: &[u8]) -> Result<Vec<u8>> {
-        self.raw.sign_with_identity(data)
     }
 }
 

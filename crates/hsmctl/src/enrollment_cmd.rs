@@ -80,7 +80,7 @@ fn enrollment(config: &Config, args: &EnrollmentArgs) -> Result<Value, Error> {
                     "TPM enrollments are individual and carry the EK, not a certificate",
                 ));
             }
-            let mut tpm = hsm::open_tpm(config)?;
+            let tpm = hsm::open_tpm_attestation(config, "a TPM enrollment (it carries the EK)")?;
             Ok(tpm_enrollment(&tpm.endorsement_key()?))
         }
     }

@@ -380,7 +380,10 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
     let identity = match attestation {
         Attestation::X509 => dps_device::Attestation::X509(hsm::open_x509(&config)?.into()),
         Attestation::SymmetricKey => dps_device::Attestation::SymmetricKey(hsm::open_symmetric(&config)?.into()),
-        Attestation::Tpm => dps_device::Attestation::Tpm(Arc::new(Mutex::new(hsm::open_tpm(&config)?))),
+        Attestation::Tpm => dps_device::Attestation::Tpm(Arc::new(Mutex::new(hsm::open_tpm_attestation(
+            &config,
+            "provisioning with TPM attestation",
+        )?))),
     };
     let client = dps_device::blocking::ProvisioningClient::new(
         &a.global_endpoint,
