@@ -86,6 +86,8 @@ pub struct Capabilities {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyInfo {
     pub family: KeyFamily,
+    /// `HSM_ABI_KEY_INFO.algorithm` as the vendor gave it (named in errors).
+    pub algorithm: u32,
     /// 256 or 384 for EC; the modulus size in bits for RSA.
     pub curve_or_bits: u32,
     /// TLS SignatureScheme code points, as many as the vendor said (`scheme_count`, unchecked).
@@ -225,9 +227,10 @@ pub fn validate_key_info(backend: &str, info: &KeyInfo) -> Result<KeyAlgorithm> 
         (KeyFamily::Ec, 256) => KeyAlgorithm::Ec(Curve::P256),
         (KeyFamily::Ec, 384) => KeyAlgorithm::Ec(Curve::P384),
         (KeyFamily::Rsa, bits @ 2048..=8192) if bits % 8 == 0 => KeyAlgorithm::Rsa { bits },
-        (a, n) => {
+        (_, n) => {
             return Err(bad(format!(
-                "unsupported key: algorithm {a:?}, curve_or_bits {n} (expected EC 256/384 or RSA 2048..8192)"
+                "unsupported key: algorithm {}, curve_or_bits {n} (expected EC 256/384 or RSA 2048..8192)",
+                info.algorithm
             )));
         }
     };
@@ -580,6 +583,7 @@ mod tests {
     fn key_info_is_checked() {
         let mut info = KeyInfo {
             family: KeyFamily::Ec,
+            algorithm: 1,
             curve_or_bits: 256,
             schemes: vec![0x0403],
             max_signature_len: 72,

@@ -50,6 +50,7 @@ pub fn key_info_of(info: &HSM_ABI_KEY_INFO) -> KeyInfo {
             HSM_ABI_KEY_ALGORITHM_RSA => KeyFamily::Rsa,
             other => KeyFamily::Other(other),
         },
+        algorithm: info.algorithm,
         curve_or_bits: info.curve_or_bits,
         // A count beyond the array is kept visible to the check (it names scheme_count).
         schemes: if info.scheme_count as usize > info.schemes.len() {
@@ -145,6 +146,11 @@ mod tests {
         let e = validate_key_info("t", &key_info_of(&info)).unwrap_err().to_string();
         assert!(e.contains("scheme_count 9"), "{e}");
         info.scheme_count = 1;
+        info.algorithm = HSM_ABI_KEY_ALGORITHM_RSA;
+        info.curve_or_bits = 1024;
+        let e = validate_key_info("t", &key_info_of(&info)).unwrap_err().to_string();
+        // The C code, as the vendor gave it (the C tests look for this text).
+        assert!(e.contains("unsupported key: algorithm 2, curve_or_bits 1024"), "{e}");
         info.algorithm = 7;
         assert!(validate_key_info("t", &key_info_of(&info)).is_err());
     }
