@@ -374,8 +374,6 @@ typedef struct HSM_ABI_VENDOR_TABLE {
   HSM_ABI_VENDOR_HMAC hmac_sha256;
 } HSM_ABI_VENDOR_TABLE;
 
-
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

@@ -185,16 +185,19 @@ fn roots_empty() -> rustls::RootCertStore {
 struct NoTpm;
 
 impl hsm_core::TpmIdentity for NoTpm {
-    fn endorsement_key(&mut self) -> hsm_core::Result<Vec<u8>> {
+    fn endorsement_key(&self) -> hsm_core::Result<Vec<u8>> {
         panic!("the TPM was used")
     }
-    fn storage_root_key(&mut self) -> hsm_core::Result<Vec<u8>> {
+    fn storage_root_key(&self) -> hsm_core::Result<Vec<u8>> {
         panic!("the TPM was used")
     }
-    fn activate_identity_key(&mut self, _: &[u8]) -> hsm_core::Result<()> {
+    fn activate_identity_key(&self, _: &[u8]) -> hsm_core::Result<()> {
         panic!("the TPM was used")
     }
-    fn sign_with_identity(&mut self, _: &[u8]) -> hsm_core::Result<Vec<u8>> {
+}
+
+impl hsm_core::SasSigner for NoTpm {
+    fn sign_with_identity(&self, _: &[u8]) -> hsm_core::Result<Vec<u8>> {
         panic!("the TPM was used")
     }
 }
@@ -203,6 +206,6 @@ impl hsm_core::TpmIdentity for NoTpm {
 fn ek_b64() -> String {
     use base64::Engine as _;
     let swtpm = hsm_tpm::testing::Swtpm::start().unwrap();
-    let mut tpm = hsm_tpm::Tpm::open(hsm_tpm::TpmOptions::new(swtpm.tcti())).unwrap();
-    base64::engine::general_purpose::STANDARD.encode(hsm_core::TpmIdentity::endorsement_key(&mut tpm).unwrap())
+    let tpm = hsm_tpm::Tpm::open(hsm_tpm::TpmOptions::new(swtpm.tcti())).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(hsm_core::TpmIdentity::endorsement_key(&tpm).unwrap())
 }

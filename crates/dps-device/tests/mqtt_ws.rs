@@ -188,16 +188,19 @@ async fn tpm_is_refused_before_any_connection() {
 struct NoTpm;
 
 impl hsm_core::TpmIdentity for NoTpm {
-    fn endorsement_key(&mut self) -> hsm_core::Result<Vec<u8>> {
+    fn endorsement_key(&self) -> hsm_core::Result<Vec<u8>> {
         panic!("the TPM was used")
     }
-    fn storage_root_key(&mut self) -> hsm_core::Result<Vec<u8>> {
+    fn storage_root_key(&self) -> hsm_core::Result<Vec<u8>> {
         panic!("the TPM was used")
     }
-    fn activate_identity_key(&mut self, _: &[u8]) -> hsm_core::Result<()> {
+    fn activate_identity_key(&self, _: &[u8]) -> hsm_core::Result<()> {
         panic!("the TPM was used")
     }
-    fn sign_with_identity(&mut self, _: &[u8]) -> hsm_core::Result<Vec<u8>> {
+}
+
+impl hsm_core::SasSigner for NoTpm {
+    fn sign_with_identity(&self, _: &[u8]) -> hsm_core::Result<Vec<u8>> {
         panic!("the TPM was used")
     }
 }

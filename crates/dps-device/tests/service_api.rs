@@ -141,7 +141,7 @@ async fn a_disabled_api_enrollment_is_refused_over_https_and_mqtt() {
 async fn an_api_created_tpm_enrollment_is_attested_on_swtpm() {
     use hsm_core::TpmIdentity;
     let swtpm = hsm_tpm::testing::Swtpm::start().unwrap();
-    let mut t: Box<dyn TpmIdentity> = Box::new(hsm_tpm::Tpm::open(hsm_tpm::TpmOptions::new(swtpm.tcti())).unwrap());
+    let t: Box<dyn TpmIdentity> = Box::new(hsm_tpm::Tpm::open(hsm_tpm::TpmOptions::new(swtpm.tcti())).unwrap());
     let ek = t.endorsement_key().unwrap();
     let registration_id = hsm_tpm::registration_id(&ek);
     let attestation = dps_device::Attestation::Tpm(Arc::new(std::sync::Mutex::new(t)));

@@ -7,15 +7,28 @@
 //! - the `hsm_abi_*` extensions (`include/hsm_abi.h`): configuration, error codes and messages,
 //!   and a versioned signer table shared by the TLS bridge and vendor backends.
 //!
-//! [`registry`] is the safe part: it turns a [`hsm_core::config::Config`] into backend objects
-//! and is used by the CLI as well. All `unsafe` code lives in the `ffi` module.
+//! The safe part, from a configuration to backend objects, is the facade crate `hsm`; this crate
+//! is the C layer over it. All `unsafe` code lives in the `ffi` module; [`vendor`] connects the
+//! vendor tables of `ffi::vendor` to `hsm::vendor`.
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
 pub mod ffi;
-pub mod registry;
 mod state;
 #[cfg(feature = "vendor")]
 pub mod vendor;
 
 pub use state::{clear_config, set_config};
+
+/// Make the backends that need this library (vendor tables) available to `hsm`; called by every
+/// entry point that opens identities.
+pub(crate) fn install_backends() {
+    #[cfg(feature = "vendor")]
+    vendor::install();
+}
+
+/// `hsm::open_signer` with this library's backends installed.
+pub(crate) fn open_signer(token: &str) -> hsm_core::Result<std::sync::Arc<dyn hsm_core::SigningKey>> {
+    install_backends();
+    hsm::open_signer(token)
+}

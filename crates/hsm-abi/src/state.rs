@@ -70,6 +70,7 @@ pub(crate) fn deinit() {
 /// loaded from the environment, forget it so the next call reads the file again (it may have
 /// been caught while being rewritten).
 pub(crate) fn open_with<T>(open: impl FnOnce(&Config) -> Result<T>) -> Result<T> {
+    crate::install_backends();
     let config = current()?;
     let r = open(&config);
     if r.is_err() {

@@ -56,7 +56,7 @@ fn pump(c: &mut rustls::ClientConnection, s: &mut rustls::ServerConnection) -> R
 /// through the registry); returns the leaf the server saw.
 fn connect(cert_pem: &str, key_token: &str, ca: &Ca) -> Vec<u8> {
     let chain = hsm_core::pem::parse_certificates("get_cert", cert_pem.as_bytes()).unwrap();
-    let key = hsm_abi::registry::open_signer(key_token).unwrap();
+    let key = hsm::open_signer(key_token).unwrap();
     let certified = tlsio_bridge::certified_key_from_parts(chain, key).unwrap();
     let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let server_cert = CertificateParams::new(vec!["localhost".to_string()])
@@ -143,10 +143,7 @@ fn issued_identity_through_the_c_abi_and_tls_follows_renewal() {
     assert_eq!(seen2, store.current().unwrap().1[0].as_ref());
     // Used once: the old key goes; the identity keeps working.
     store.confirm().unwrap();
-    assert!(
-        hsm_abi::registry::open_signer(&key1).is_err(),
-        "the retired key is deleted"
-    );
+    assert!(hsm::open_signer(&key1).is_err(), "the retired key is deleted");
     let (cert3, key3) = get(h);
     assert_eq!((cert3.as_str(), key3.as_str()), (cert2.as_str(), key2.as_str()));
     connect(&cert3, &key3, &ca);

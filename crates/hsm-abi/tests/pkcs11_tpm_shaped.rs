@@ -59,6 +59,31 @@ fn hub_sas_signed_by_a_token_secret() {
     let rc = unsafe { tpm.hsm_client_get_ek.unwrap()(h, &mut ek, &mut ek_len) };
     assert_ne!(rc, HSM_ABI_OK);
     assert!(ek.is_null() && ek_len == 0);
-    assert!(last_error().contains("not supported"), "{}", last_error());
+    let e = last_error();
+    assert!(
+        e.contains("not supported") && e.contains("hsm_client_get_ek") && e.contains("TPM attestation"),
+        "{e}"
+    );
+    // Nor an SRK or an activation: the table asks the backend for TPM attestation, which a
+    // token-held HMAC key does not offer.
+    let (mut srk, mut srk_len) = (std::ptr::null_mut(), 0usize);
+    let rc = unsafe { tpm.hsm_client_get_srk.unwrap()(h, &mut srk, &mut srk_len) };
+    assert_ne!(rc, HSM_ABI_OK);
+    assert!(srk.is_null() && srk_len == 0);
+    assert!(last_error().contains("hsm_client_get_srk"), "{}", last_error());
+    let blob = [0u8; 8];
+    let rc = unsafe { tpm.hsm_client_activate_identity_key.unwrap()(h, blob.as_ptr(), blob.len()) };
+    assert_ne!(rc, HSM_ABI_OK);
+    let e = last_error();
+    assert!(
+        e.contains("hsm_client_activate_identity_key") && e.contains("pkcs11"),
+        "{e}"
+    );
+    // The handle still signs afterwards.
+    let (mut sig, mut sig_len) = (std::ptr::null_mut(), 0usize);
+    let rc =
+        unsafe { tpm.hsm_client_sign_with_identity.unwrap()(h, data.as_ptr(), data.len(), &mut sig, &mut sig_len) };
+    assert_eq!(rc, HSM_ABI_OK, "{}", last_error());
+    unsafe { libc::free(sig.cast()) };
     unsafe { tpm.hsm_client_tpm_destroy.unwrap()(h) };
 }

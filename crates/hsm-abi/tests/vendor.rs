@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use hsm_abi::registry;
+use hsm::registry;
 use hsm_abi::vendor::conformance::{self, Options, Outcome};
 use hsm_abi::vendor::{Source, VendorTable, VendorX509};
 use hsm_core::config::Config;
@@ -145,6 +145,8 @@ fn builtin_backends_pass_the_conformance_run() {
 
 #[test]
 fn registry_and_key_tokens_use_the_vendor_backend() {
+    // hsm opens vendor identities through the loader of hsm-abi.
+    hsm_abi::vendor::install();
     let tmp = tempfile::tempdir().unwrap();
     device(&tmp.path().join("dev"), "device-registry");
     let lib = example();
@@ -235,6 +237,8 @@ fn load_error(n: u32) -> String {
 
 #[test]
 fn broken_tables_are_refused_when_loaded() {
+    // hsm opens vendor identities through the loader of hsm-abi.
+    hsm_abi::vendor::install();
     let e = load_error(1);
     assert!(e.contains("version 99 is not supported"), "{e}");
     let e = load_error(2);
@@ -263,6 +267,8 @@ fn broken_tables_are_refused_when_loaded() {
 
 #[test]
 fn broken_behaviour_is_reported() {
+    // hsm opens vendor identities through the loader of hsm-abi.
+    hsm_abi::vendor::install();
     let tmp = tempfile::tempdir().unwrap();
     device(tmp.path(), "device-broken");
     let identity = tmp.path().display().to_string();

@@ -156,7 +156,9 @@ impl X509Identity for FileX509 {
 
     fn key_reference(&self) -> Result<Zeroizing<String>> {
         match self.key_reference {
-            KeyReference::Token => Ok(Zeroizing::new(format!("file:{}", self.key_path.display()))),
+            KeyReference::Token => Ok(Zeroizing::new(
+                crate::token::KeyToken::File(self.key_path.clone()).encode()?,
+            )),
             KeyReference::Pem => {
                 let text = pem::read_file("read private key", &self.key_path)?;
                 String::from_utf8(text.to_vec())

@@ -3,7 +3,8 @@
 //!
 //! A backend implements [`X509Identity`] (certificate chain, common name, signing key),
 //! [`SymmetricIdentity`] (registration id and a symmetric key or an HMAC over it) or, for
-//! TPM-shaped devices, [`TpmIdentity`] (EK, SRK, activate an identity key, sign with it).
+//! TPM-shaped devices, [`TpmIdentity`] (EK, SRK, activate an identity key) over [`SasSigner`]
+//! (sign SAS tokens with the identity key; a PKCS#11 HMAC secret offers only this).
 //! Keys implement [`SigningKey`]: sign a message with a [`SignatureScheme`] and report the
 //! public key. No FFI and no `unsafe` here: the C ABI lives in `hsm-abi`.
 #![forbid(unsafe_code)]
@@ -12,6 +13,7 @@ pub mod config;
 mod error;
 pub mod file;
 pub mod fs;
+pub mod pct;
 pub mod pem;
 pub mod sas;
 mod scheme;
@@ -20,4 +22,4 @@ mod traits;
 
 pub use error::{Error, Origin, Result};
 pub use scheme::{Curve, KeyAlgorithm, SignatureScheme};
-pub use traits::{SigningKey, SymmetricIdentity, TpmIdentity, X509Identity};
+pub use traits::{SasSigner, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity};

@@ -23,39 +23,14 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 }
 
 /// URL-encode as the Azure SDKs do: unreserved `A-Z a-z 0-9 ! ( ) * - . _`, everything
-/// else `%xx` with lowercase hex.
+/// else `%xx` with lowercase hex ([`crate::pct::SAS`]).
 pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"!()*-._".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02x}"));
-        }
-    }
-    out
+    crate::pct::SAS.encode_str(s)
 }
 
 /// Decode `%xx` escapes (either case); `+` is left as it is.
 pub fn url_decode(s: &str) -> Result<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| Error::parse("URL-encoded value", format!("bad escape at byte {i} of {s:?}")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|e| Error::parse("URL-encoded value", e))
+    crate::pct::decode_utf8("URL-encoded value", s)
 }
 
 /// Decode a base64 symmetric key, naming `what` in the error.

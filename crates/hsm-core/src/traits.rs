@@ -59,14 +59,22 @@ pub trait SymmetricIdentity: Send + Sync {
     fn hmac_sha256(&self, data: &[u8]) -> Result<[u8; 32]>;
 }
 
-/// TPM-shaped identity: the SDK's "sastoken" attestation.
-pub trait TpmIdentity: Send {
-    /// Marshalled `TPM2B_PUBLIC` of the endorsement key (with its 2-byte size).
-    fn endorsement_key(&mut self) -> Result<Vec<u8>>;
-    /// Marshalled `TPM2B_PUBLIC` of the storage root key.
-    fn storage_root_key(&mut self) -> Result<Vec<u8>>;
-    /// Import the identity key the service sent (the DPS activation blob).
-    fn activate_identity_key(&mut self, blob: &[u8]) -> Result<()>;
+/// Signs SAS tokens with a key that stays on the device: what IoT Hub authentication through the
+/// SDK's TPM-shaped interface needs (`sign_with_identity`). A TPM's activated identity key
+/// offers it, and so does a PKCS#11 HMAC secret, which has no EK, SRK or activation.
+pub trait SasSigner: Send + Sync {
     /// HMAC-SHA256 of `data` with the identity key.
-    fn sign_with_identity(&mut self, data: &[u8]) -> Result<Vec<u8>>;
+    fn sign_with_identity(&self, data: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// TPM attestation (the SDK's "sastoken" attestation with DPS): the endorsement and storage
+/// root keys, and importing the identity key the service sent, which then signs SAS tokens
+/// ([`SasSigner`]). Calls take `&self`: an implementation serializes device access inside.
+pub trait TpmIdentity: SasSigner {
+    /// Marshalled `TPM2B_PUBLIC` of the endorsement key (with its 2-byte size).
+    fn endorsement_key(&self) -> Result<Vec<u8>>;
+    /// Marshalled `TPM2B_PUBLIC` of the storage root key.
+    fn storage_root_key(&self) -> Result<Vec<u8>>;
+    /// Import the identity key the service sent (the DPS activation blob).
+    fn activate_identity_key(&self, blob: &[u8]) -> Result<()>;
 }

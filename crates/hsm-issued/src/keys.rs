@@ -127,11 +127,11 @@ impl KeySource {
                 let conn = hsm_tpm::TpmConn::shared(&tcti)?;
                 let path = blob_file(dir, &name);
                 hsm_tpm::generate_key_on(conn, hsm_tpm::KeyLocation::Blob(path.clone()), hsm_core::Curve::P384)?;
-                Ok(hsm_tpm::SignerToken {
+                hsm_tpm::SignerToken {
                     location: hsm_tpm::KeyLocation::Blob(path),
                     tcti: Some(tcti),
                 }
-                .to_token())
+                .encode()
             }
         }
     }
@@ -140,7 +140,7 @@ impl KeySource {
     /// with the key's id); a no-op for files, whose chain file is the store.
     #[cfg_attr(not(feature = "pkcs11"), allow(unused_variables))]
     pub fn store_certificate(&self, key_token: &str, leaf: &[u8]) -> Result<()> {
-        match KeyToken::parse(key_token)? {
+        match KeyToken::decode(key_token)? {
             KeyToken::File(_) | KeyToken::Tpm(_) => Ok(()),
             #[cfg(feature = "pkcs11")]
             KeyToken::Pkcs11(text) => {
@@ -229,7 +229,7 @@ pub(crate) fn remove_file(path: &Path) -> Result<()> {
 /// Delete the key a key token names (with its public key and certificate objects on a
 /// token); a missing key is not an error.
 pub fn remove_key(key_token: &str) -> Result<()> {
-    match KeyToken::parse(key_token)? {
+    match KeyToken::decode(key_token)? {
         KeyToken::File(path) => remove_file(&path),
         #[cfg(feature = "pkcs11")]
         KeyToken::Pkcs11(text) => {
@@ -242,7 +242,7 @@ pub fn remove_key(key_token: &str) -> Result<()> {
             hsm_pkcs11::tools::destroy_objects(&uri.to_token_string()).map(|_| ())
         }
         #[cfg(feature = "tpm")]
-        KeyToken::Tpm(text) => match hsm_tpm::SignerToken::parse(&text)?.location {
+        KeyToken::Tpm(token) => match token.location {
             hsm_tpm::KeyLocation::Blob(path) => remove_file(&path),
             hsm_tpm::KeyLocation::Persistent(h) => Err(Error::unsupported(
                 "an issued identity",
@@ -258,12 +258,12 @@ pub fn remove_key(key_token: &str) -> Result<()> {
 
 /// The signer a key token names.
 pub fn open_signer(key_token: &str) -> Result<Arc<dyn SigningKey>> {
-    match KeyToken::parse(key_token)? {
+    match KeyToken::decode(key_token)? {
         KeyToken::File(path) => Ok(Arc::new(hsm_core::file::FileKey::from_file(&path)?)),
         #[cfg(feature = "pkcs11")]
         KeyToken::Pkcs11(uri) => hsm_pkcs11::open_signer(&uri),
         #[cfg(feature = "tpm")]
-        KeyToken::Tpm(_) => hsm_tpm::open_signer(key_token),
+        KeyToken::Tpm(token) => hsm_tpm::open_signer(&token),
         _ => Err(Error::unsupported(
             "an issued identity",
             format!("the key `{key_token}`"),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
 use hsm_core::config::Section;
-use hsm_core::{Error, Result, SymmetricIdentity, TpmIdentity};
+use hsm_core::{Error, Result, SasSigner, SymmetricIdentity};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -80,31 +80,10 @@ impl SymmetricIdentity for Pkcs11Symmetric {
     }
 }
 
-/// The TPM-shaped interface the SDK uses for IoT Hub SAS tokens: only `sign_with_identity`
-/// applies to a token-held HMAC key; the TPM-only operations say so.
-impl TpmIdentity for Pkcs11Symmetric {
-    fn endorsement_key(&mut self) -> Result<Vec<u8>> {
-        Err(Error::unsupported(
-            "the PKCS#11 HMAC identity",
-            "get_ek (a TPM endorsement key)",
-        ))
-    }
-
-    fn storage_root_key(&mut self) -> Result<Vec<u8>> {
-        Err(Error::unsupported(
-            "the PKCS#11 HMAC identity",
-            "get_srk (a TPM storage root key)",
-        ))
-    }
-
-    fn activate_identity_key(&mut self, _blob: &[u8]) -> Result<()> {
-        Err(Error::unsupported(
-            "the PKCS#11 HMAC identity",
-            "activate_identity_key (import the key with `hsmctl pkcs11 import-secret` instead)",
-        ))
-    }
-
-    fn sign_with_identity(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+/// What the SDK's TPM-shaped interface needs for IoT Hub SAS tokens: `sign_with_identity`, an
+/// HMAC on the token (`[tpm] backend = "pkcs11"`).
+impl SasSigner for Pkcs11Symmetric {
+    fn sign_with_identity(&self, data: &[u8]) -> Result<Vec<u8>> {
         Ok(self.key.hmac_sha256(data)?.to_vec())
     }
 }

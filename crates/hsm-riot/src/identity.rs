@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hsm_core::config::Section;
+use hsm_core::token::DiceToken;
 use hsm_core::{Error, Result, SigningKey, X509Identity};
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
@@ -165,11 +166,11 @@ impl DiceX509 {
             alias: Arc::new(keys.alias),
             registration_id: opts.registration_id.clone(),
             fwid,
-            token: AliasToken {
+            token: DiceToken {
                 uds_file: uds_path,
-                fwid,
+                fwid: fwid.0,
             }
-            .to_string(),
+            .encode()?,
         })
     }
 
@@ -211,127 +212,10 @@ impl X509Identity for DiceX509 {
     }
 }
 
-/// A `dice:` alias-key token: `dice:uds-file=<percent-encoded absolute path>;fwid=<64 hex>`.
-///
-/// It names the UDS file and the firmware measurement, from which the Alias key is
-/// re-derived; it holds no secret (the UDS stays in its 0600 file).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AliasToken {
-    pub uds_file: PathBuf,
-    pub fwid: Fwid,
-}
-
-impl std::fmt::Display for AliasToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "dice:uds-file={};fwid={}",
-            percent_encode(&self.uds_file.to_string_lossy()),
-            self.fwid.to_hex()
-        )
-    }
-}
-
-impl AliasToken {
-    /// Parse a whole token (with its `dice:` scheme).
-    pub fn parse(token: &str) -> Result<Self> {
-        let what = "dice: key token";
-        let rest = token
-            .trim()
-            .strip_prefix("dice:")
-            .ok_or_else(|| Error::parse(what, "does not start with `dice:`"))?;
-        let mut uds_file = None;
-        let mut fwid = None;
-        for attr in rest.split(';') {
-            let (k, v) = attr
-                .split_once('=')
-                .ok_or_else(|| Error::parse(what, format!("attribute `{attr}` has no `=`")))?;
-            match k {
-                "uds-file" if uds_file.is_none() => uds_file = Some(PathBuf::from(percent_decode(what, v)?)),
-                "fwid" if fwid.is_none() => fwid = Some(Fwid::from_hex(what, v)?),
-                "uds-file" | "fwid" => return Err(Error::parse(what, format!("attribute `{k}` given twice"))),
-                other => {
-                    return Err(Error::parse(
-                        what,
-                        format!("unknown attribute `{other}` (expected uds-file, fwid)"),
-                    ));
-                }
-            }
-        }
-        Ok(AliasToken {
-            uds_file: uds_file.ok_or_else(|| Error::parse(what, "missing attribute `uds-file`"))?,
-            fwid: fwid.ok_or_else(|| Error::parse(what, "missing attribute `fwid`"))?,
-        })
-    }
-}
-
-/// Resolve a `dice:` alias-key token (the whole string, scheme included) to its signer: reads
-/// the UDS file (mode-checked) and re-derives the Alias key.
-pub fn open_signer(token: &str) -> Result<Arc<dyn SigningKey>> {
-    let t = AliasToken::parse(token)?;
+/// Resolve a decoded `dice:` alias-key token (`hsm_core::token::DiceToken`: the UDS file and
+/// the firmware measurement) to its signer: reads the UDS file (mode-checked) and re-derives the
+/// Alias key. (Its text form, round trip and errors are tested with every token in hsm-core.)
+pub fn open_signer(t: &DiceToken) -> Result<Arc<dyn SigningKey>> {
     let uds = Uds::from_file(&t.uds_file)?;
-    Ok(Arc::new(derive_alias(&uds, &t.fwid)?))
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn percent_decode(what: &str, s: &str) -> Result<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| Error::parse(what, format!("bad percent escape in `{s}`")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| Error::parse(what, "the path is not UTF-8"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_round_trip_and_errors() {
-        let t = AliasToken {
-            uds_file: PathBuf::from("/var/lib/dev ice/uds;1=%.bin"),
-            fwid: Fwid([0x5a; 32]),
-        };
-        let s = t.to_string();
-        assert!(
-            s.starts_with("dice:uds-file=/var/lib/dev%20ice/uds%3B1%3D%25.bin;fwid=5a5a"),
-            "{s}"
-        );
-        assert_eq!(AliasToken::parse(&s).unwrap(), t);
-        for (bad, msg) in [
-            ("file:x", "does not start"),
-            ("dice:uds-file=/x", "missing attribute `fwid`"),
-            ("dice:fwid=00", "32"),
-            ("dice:uds-file=/x;uds-file=/y", "twice"),
-            ("dice:uds-file=/x;pin=1", "unknown attribute `pin`"),
-            ("dice:uds-file=%zz", "percent"),
-        ] {
-            let e = AliasToken::parse(bad).unwrap_err().to_string();
-            assert!(e.contains(msg), "{bad}: {e}");
-        }
-    }
+    Ok(Arc::new(derive_alias(&uds, &Fwid(t.fwid))?))
 }

@@ -41,7 +41,7 @@
 //! DiceTcbInfo extension of [`tcbinfo`] carrying the FWID). The common name of both is the
 //! registration id. As an [`hsm_core::X509Identity`], [`DiceX509`] gives the chain
 //! `[Alias, DeviceID, group CA chain...]`, the Alias key, and a `dice:` token
-//! ([`AliasToken`]) that [`open_signer`] resolves.
+//! (`hsm_core::token::DiceToken`) that [`open_signer`] resolves.
 #![forbid(unsafe_code)]
 
 pub mod cert;
@@ -55,6 +55,6 @@ mod uds;
 
 pub use cert::{CaSigner, DiceChain, Validity, check_registration_id, issue_chain};
 pub use derive::{DiceKeys, Fwid, KDF_LABEL, derive_alias, derive_device_id, derive_keys};
-pub use identity::{AliasToken, DiceOptions, DiceX509, Firmware, open_signer};
+pub use identity::{DiceOptions, DiceX509, Firmware, open_signer};
 pub use key::DiceKey;
 pub use uds::{UDS_MAX_LEN, UDS_MIN_LEN, UDS_NEW_LEN, Uds, create_uds_file};

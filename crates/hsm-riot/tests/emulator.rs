@@ -97,7 +97,11 @@ fn individual_enrollment_with_the_device_id_certificate() {
     }
 
     // The token path: a signer re-derived from the `dice:` token signs the handshake.
-    let token = id.key_reference().unwrap();
+    let hsm_core::token::KeyToken::Dice(token) =
+        hsm_core::token::KeyToken::decode(&id.key_reference().unwrap()).unwrap()
+    else {
+        panic!("not a dice: token")
+    };
     let via_token = Presented {
         chain: id.certificate_chain().unwrap(),
         key: hsm_riot::open_signer(&token).unwrap(),

@@ -17,7 +17,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use hsm_core::{SignatureScheme, SigningKey, TpmIdentity};
+use hsm_core::{SasSigner, SignatureScheme, SigningKey, TpmIdentity};
 use hsm_tpm::{KeyLocation, Tpm, TpmConn, TpmOptions};
 use sha2::Digest as _;
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
@@ -172,7 +172,7 @@ fn main() {
     assert!(fresh.keys_created().ek && fresh.keys_created().srk);
     drop(fresh);
     let t0 = Instant::now();
-    let mut tpm = Tpm::open(TpmOptions::new(sw.tcti())).unwrap();
+    let tpm = Tpm::open(TpmOptions::new(sw.tcti())).unwrap();
     let provisioned_time = t0.elapsed();
     assert!(
         !tpm.keys_created().ek && !tpm.keys_created().srk,

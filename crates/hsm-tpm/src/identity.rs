@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hsm_core::config::Section;
-use hsm_core::{Error, Result, TpmIdentity};
+use hsm_core::{Error, Result, SasSigner, TpmIdentity};
 use serde::Deserialize;
 use tss_esapi::constants::SessionType;
 use tss_esapi::handles::{AuthHandle, KeyHandle, ObjectHandle, PersistentTpmHandle};
@@ -108,29 +108,12 @@ impl TimeoutValue {
 
 /// Parse a persistent handle: an integer or a `0x...` string, within 0x81000000..=0x81ffffff.
 pub(crate) fn parse_handle(what: &'static str, text: &str) -> Result<u32> {
-    let t = text.trim();
-    let v = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => t.parse::<u32>(),
-    }
-    .map_err(|e| Error::invalid(what, format!("`{t}`: {e}")))?;
-    check_persistent(what, v)
+    hsm_core::token::persistent_handle(what, text)
 }
 
 /// Parse a persistent handle (`0x81000200` or decimal) and check its range.
 pub fn parse_persistent_handle(text: &str) -> Result<u32> {
     parse_handle("handle", text)
-}
-
-fn check_persistent(what: &'static str, v: u32) -> Result<u32> {
-    if (0x8100_0000..=0x81ff_ffff).contains(&v) {
-        Ok(v)
-    } else {
-        Err(Error::invalid(
-            what,
-            format!("0x{v:08x} is not a persistent handle (0x81000000..0x81ffffff)"),
-        ))
-    }
 }
 
 /// Parse an authorization value: `hex:0a1b...` for bytes, `str:...` or plain text for UTF-8.
@@ -220,7 +203,8 @@ impl TpmOptions {
             Some(HandleValue::Int(i)) => u32::try_from(*i)
                 .map_err(|_| section.error("identity_handle", format!("{i} is out of range")))
                 .and_then(|v| {
-                    check_persistent("identity_handle", v).map_err(|e| section.error("identity_handle", e.to_string()))
+                    parse_handle("identity_handle", &v.to_string())
+                        .map_err(|e| section.error("identity_handle", e.to_string()))
                 })?,
             Some(HandleValue::Str(s)) => {
                 parse_handle("identity_handle", s).map_err(|e| section.error("identity_handle", e.to_string()))?
@@ -697,22 +681,26 @@ fn no_identity_key(h: u32) -> Error {
     }
 }
 
+// Device access is serialized by the connection: an activation is one job of its worker, so a
+// signature runs before or after it, never in between.
+impl SasSigner for Tpm {
+    fn sign_with_identity(&self, data: &[u8]) -> Result<Vec<u8>> {
+        self.hmac(data).map(|d| d.to_vec())
+    }
+}
+
 impl TpmIdentity for Tpm {
-    fn endorsement_key(&mut self) -> Result<Vec<u8>> {
+    fn endorsement_key(&self) -> Result<Vec<u8>> {
         Ok(self.ek.clone())
     }
 
-    fn storage_root_key(&mut self) -> Result<Vec<u8>> {
+    fn storage_root_key(&self) -> Result<Vec<u8>> {
         Ok(self.srk.clone())
     }
 
-    fn activate_identity_key(&mut self, blob: &[u8]) -> Result<()> {
+    fn activate_identity_key(&self, blob: &[u8]) -> Result<()> {
         let parsed = ActivationBlob::parse(blob)?;
         self.activate(&parsed)
-    }
-
-    fn sign_with_identity(&mut self, data: &[u8]) -> Result<Vec<u8>> {
-        self.hmac(data).map(|d| d.to_vec())
     }
 }
 

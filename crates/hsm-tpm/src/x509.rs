@@ -3,6 +3,7 @@
 //! Token syntax (no secret in it): `tpm:handle=0x81000200` or `tpm:blob=/path/key.tpmkey`,
 //! optionally followed by `;tcti=<TCTI string>` (last, it may contain any character); without
 //! `tcti=` the default TCTI is used (`TPM2TOOLS_TCTI`, `TCTI`, else `device:/dev/tpmrm0`).
+//! Tokens are decoded and encoded by `hsm_core::token` ([`SignerToken`] is its `TpmToken`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,60 +27,7 @@ use crate::conn::{Session, TpmConn, retry};
 use crate::identity::{SRK_HANDLE, flush, parse_handle, read_public};
 use crate::{error, templates};
 
-/// Where a TPM key lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyLocation {
-    /// Persisted at a handle (0x81000000..0x81ffffff).
-    Persistent(u32),
-    /// A key blob file (public and wrapped private part) loaded under the SRK for each use.
-    Blob(PathBuf),
-}
-
-/// A parsed `tpm:` token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignerToken {
-    pub location: KeyLocation,
-    pub tcti: Option<String>,
-}
-
-impl SignerToken {
-    /// Parse `handle=0x81000200` / `blob=PATH`, then optionally `;tcti=...`; the `tpm:` prefix is optional.
-    pub fn parse(token: &str) -> Result<Self> {
-        let t = token.trim();
-        let t = t.strip_prefix("tpm:").unwrap_or(t);
-        let (key_part, tcti) = match t.find(";tcti=") {
-            Some(i) => (&t[..i], Some(t[i + ";tcti=".len()..].to_string())),
-            None => (t, None),
-        };
-        if tcti.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            return Err(Error::parse("tpm token", "`tcti=` is empty"));
-        }
-        let location = match key_part.split_once('=') {
-            Some(("handle", v)) => KeyLocation::Persistent(parse_handle("tpm token handle", v)?),
-            Some(("blob", v)) if !v.is_empty() => KeyLocation::Blob(PathBuf::from(v)),
-            _ => {
-                return Err(Error::parse(
-                    "tpm token",
-                    format!("`{key_part}`: expected `handle=0x81xxxxxx` or `blob=PATH` (then optionally `;tcti=...`)"),
-                ));
-            }
-        };
-        Ok(SignerToken { location, tcti })
-    }
-
-    /// The token string (`tpm:...`).
-    pub fn to_token(&self) -> String {
-        let mut s = match &self.location {
-            KeyLocation::Persistent(h) => format!("tpm:handle=0x{h:08x}"),
-            KeyLocation::Blob(p) => format!("tpm:blob={}", p.display()),
-        };
-        if let Some(t) = &self.tcti {
-            s.push_str(";tcti=");
-            s.push_str(t);
-        }
-        s
-    }
-}
+pub use hsm_core::token::{TpmKeyLocation as KeyLocation, TpmToken as SignerToken};
 
 const BLOB_MAGIC: &[u8; 8] = b"HSMTPMK1";
 
@@ -462,12 +410,11 @@ pub fn generate_key_on(conn: Arc<TpmConn>, location: KeyLocation, curve: Curve) 
     TpmKey::open(conn, location)
 }
 
-/// Open a signer for a `tpm:` token (see the module documentation).
-pub fn open_signer(token: &str) -> Result<Arc<dyn SigningKey>> {
-    let t = SignerToken::parse(token)?;
+/// Open a signer for a decoded `tpm:` token (see the module documentation).
+pub fn open_signer(t: &SignerToken) -> Result<Arc<dyn SigningKey>> {
     let tcti = t.tcti.clone().unwrap_or_else(crate::conn::default_tcti);
     let conn = TpmConn::shared(&tcti)?;
-    Ok(Arc::new(TpmKey::open(conn, t.location)?))
+    Ok(Arc::new(TpmKey::open(conn, t.location.clone())?))
 }
 
 #[derive(Deserialize)]
@@ -495,7 +442,8 @@ mod toml_handle {
 pub struct TpmX509 {
     chain: Vec<CertificateDer<'static>>,
     key: Arc<TpmKey>,
-    token: SignerToken,
+    /// The `tpm:` token of the key (encoded once, at open).
+    token: String,
 }
 
 impl TpmX509 {
@@ -543,7 +491,8 @@ impl TpmX509 {
             token: SignerToken {
                 location,
                 tcti: Some(tcti),
-            },
+            }
+            .encode()?,
         })
     }
 }
@@ -558,7 +507,7 @@ impl X509Identity for TpmX509 {
     }
 
     fn key_reference(&self) -> Result<Zeroizing<String>> {
-        Ok(Zeroizing::new(self.token.to_token()))
+        Ok(Zeroizing::new(self.token.clone()))
     }
 }
 
@@ -581,25 +530,6 @@ mod tests {
         );
         let e = read_blob(&fifo).err().unwrap().to_string();
         assert!(e.contains("is a FIFO"), "{e}");
-    }
-
-    #[test]
-    fn tokens() {
-        let t = SignerToken::parse("tpm:handle=0x81000200").unwrap();
-        assert_eq!(t.location, KeyLocation::Persistent(0x8100_0200));
-        assert_eq!(t.tcti, None);
-        let t = SignerToken::parse("blob=/k/a.tpmkey;tcti=swtpm:host=127.0.0.1,port=2321").unwrap();
-        assert_eq!(t.location, KeyLocation::Blob("/k/a.tpmkey".into()));
-        assert_eq!(t.tcti.as_deref(), Some("swtpm:host=127.0.0.1,port=2321"));
-        assert_eq!(
-            SignerToken::parse(&t.to_token()).unwrap(),
-            t,
-            "round trip through {}",
-            t.to_token()
-        );
-        assert!(SignerToken::parse("tpm:handle=0x01").is_err());
-        assert!(SignerToken::parse("tpm:key=1").is_err());
-        assert!(SignerToken::parse("tpm:handle=0x81000200;tcti=").is_err());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::{Swtpm, send};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
-use hsm_core::TpmIdentity;
 use hsm_core::sas::Audience;
+use hsm_core::{SasSigner, TpmIdentity};
 use hsm_tpm::{Tpm, TpmOptions};
 use serde_json::json;
 
@@ -138,8 +138,8 @@ fn tpm_registration_against_the_emulator() {
 fn a_tpm_with_another_ek_is_refused() {
     let enrolled = Swtpm::start();
     let other = Swtpm::start();
-    let mut a = Tpm::open(TpmOptions::new(enrolled.tcti())).unwrap();
-    let mut b = Tpm::open(TpmOptions::new(other.tcti())).unwrap();
+    let a = Tpm::open(TpmOptions::new(enrolled.tcti())).unwrap();
+    let b = Tpm::open(TpmOptions::new(other.tcti())).unwrap();
     let reg = a.registration_id();
     let emu = Emulator::start(EmulatorConfig {
         id_scope: SCOPE.into(),
@@ -174,7 +174,7 @@ fn a_tpm_with_another_ek_is_refused() {
 #[test]
 fn tpm_enrollments_in_the_emulator_configuration() {
     let sw = Swtpm::start();
-    let mut tpm = Tpm::open(TpmOptions::new(sw.tcti())).unwrap();
+    let tpm = Tpm::open(TpmOptions::new(sw.tcti())).unwrap();
     let text = format!(
         "id_scope = \"{SCOPE}\"\n[[enrollment]]\ntype = \"tpm-individual\"\nregistration_id = \"{}\"\nendorsement_key = \"{}\"\n",
         tpm.registration_id(),

@@ -5,7 +5,7 @@
 mod common;
 
 use common::Swtpm;
-use hsm_core::TpmIdentity;
+use hsm_core::{SasSigner, TpmIdentity};
 use hsm_tpm::{EkTemplate, Tpm, TpmOptions, service};
 
 fn opts(tpm: &Swtpm, template: EkTemplate) -> TpmOptions {
@@ -26,7 +26,7 @@ fn activate(t: &mut Tpm) -> Vec<u8> {
 fn fresh_tpm_gets_keys_and_a_provisioned_one_reuses_them() {
     let sw = Swtpm::start();
     let (ek, srk) = {
-        let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+        let t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
         assert_eq!(t.keys_created(), hsm_tpm::KeysCreated { ek: true, srk: true });
         let ek = t.endorsement_key().unwrap();
         let srk = t.storage_root_key().unwrap();
@@ -39,13 +39,13 @@ fn fresh_tpm_gets_keys_and_a_provisioned_one_reuses_them() {
         assert!(!t.has_identity_key().unwrap());
         (ek, srk)
     };
-    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    let t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
     assert_eq!(t.keys_created(), hsm_tpm::KeysCreated { ek: false, srk: false });
     assert_eq!(t.endorsement_key().unwrap(), ek);
     assert_eq!(t.storage_root_key().unwrap(), srk);
     // An existing EK is used as it is, whatever template is configured.
     drop(t);
-    let mut t = Tpm::open(opts(&sw, EkTemplate::Tcg)).unwrap();
+    let t = Tpm::open(opts(&sw, EkTemplate::Tcg)).unwrap();
     assert_eq!(t.endorsement_key().unwrap(), ek);
 }
 
@@ -119,7 +119,7 @@ fn real_activation_signs_like_software_and_replacement_works() {
 
     // A fresh object on the same TPM finds the persisted key.
     drop(t);
-    let mut t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
+    let t = Tpm::open(opts(&sw, EkTemplate::Sdk)).unwrap();
     assert_eq!(
         t.sign_with_identity(data).unwrap(),
         hsm_core::sas::hmac_sha256(&key2, data).to_vec()
@@ -212,7 +212,7 @@ fn corrupted_or_truncated_blobs_fail_and_the_old_key_keeps_working() {
     }
     // A blob made for another TPM fails too.
     let other = Swtpm::start();
-    let mut o = Tpm::open(opts(&other, EkTemplate::Sdk)).unwrap();
+    let o = Tpm::open(opts(&other, EkTemplate::Sdk)).unwrap();
     let foreign = service::make_activation(&o.endorsement_key().unwrap(), &o.storage_root_key().unwrap()).unwrap();
     let e = t.activate_identity_key(&foreign.blob).unwrap_err().to_string();
     assert!(e.contains("ActivateCredential"), "{e}");
@@ -502,7 +502,7 @@ fn a_frozen_tpm_fails_signing_within_the_command_timeout() {
     let mut t = Tpm::open(o.clone()).unwrap();
     assert_eq!(t.connection().command_timeout(), Duration::from_millis(1500));
     let key = activate(&mut t);
-    let mut other = Tpm::open(o).unwrap();
+    let other = Tpm::open(o).unwrap();
     assert_eq!(
         other.sign_with_identity(b"x").unwrap(),
         hsm_core::sas::hmac_sha256(&key, b"x").to_vec()
@@ -518,7 +518,7 @@ fn a_frozen_tpm_fails_signing_within_the_command_timeout() {
     });
     let e = t.sign_with_identity(b"first").unwrap_err().to_string();
     let first_took = start.elapsed();
-    let (r2, second_took, mut other) = second.join().unwrap();
+    let (r2, second_took, other) = second.join().unwrap();
     let e2 = r2.unwrap_err().to_string();
     let t0 = Instant::now();
     let e3 = t.sign_with_identity(b"third").unwrap_err().to_string();

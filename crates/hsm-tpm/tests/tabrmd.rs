@@ -6,9 +6,17 @@
 //! one client at a time). One test: the tabrmd TCTI finds its bus through the process-wide
 //! `DBUS_SESSION_BUS_ADDRESS`, so one private bus and daemon serve the whole test.
 
-use hsm_core::{SignatureScheme, SigningKey, TpmIdentity};
+use hsm_core::{SasSigner, SignatureScheme, SigningKey, TpmIdentity};
 use hsm_tpm::testing::Tabrmd;
-use hsm_tpm::{EK_HANDLE, KeyLocation, Tpm, TpmConn, TpmOptions, generate_key, open_signer, service};
+use hsm_tpm::{EK_HANDLE, KeyLocation, Tpm, TpmConn, TpmOptions, generate_key, service};
+
+/// A signer from a token's text: decoded once by hsm-core, opened by the backend.
+fn open_signer(token: &str) -> hsm_core::Result<std::sync::Arc<dyn SigningKey>> {
+    match hsm_core::token::KeyToken::decode(token)? {
+        hsm_core::token::KeyToken::Tpm(t) => hsm_tpm::open_signer(&t),
+        other => panic!("not a tpm: token: {other:?}"),
+    }
+}
 
 fn verify(spki: &[u8], msg: &[u8], sig: &[u8]) {
     let (_, info): (_, x509_parser::x509::SubjectPublicKeyInfo) =
@@ -34,11 +42,11 @@ fn identity_and_x509_keys_through_tabrmd() {
 
     // EK and SRK are created and persisted, then found again by a fresh object.
     let (ek, srk) = {
-        let mut t = Tpm::open(TpmOptions::new(tcti.clone())).unwrap();
+        let t = Tpm::open(TpmOptions::new(tcti.clone())).unwrap();
         assert_eq!(t.keys_created(), hsm_tpm::KeysCreated { ek: true, srk: true });
         (t.endorsement_key().unwrap(), t.storage_root_key().unwrap())
     };
-    let mut t = Tpm::open(TpmOptions::new(tcti.clone())).unwrap();
+    let t = Tpm::open(TpmOptions::new(tcti.clone())).unwrap();
     assert_eq!(t.keys_created(), hsm_tpm::KeysCreated { ek: false, srk: false });
     assert_eq!(t.endorsement_key().unwrap(), ek);
     assert_eq!(t.storage_root_key().unwrap(), srk);

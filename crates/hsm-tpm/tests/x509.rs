@@ -8,7 +8,15 @@ use std::sync::Arc;
 
 use common::Swtpm;
 use hsm_core::{SignatureScheme, SigningKey, X509Identity};
-use hsm_tpm::{KeyLocation, TpmConn, generate_key, open_signer};
+use hsm_tpm::{KeyLocation, TpmConn, generate_key};
+
+/// A signer from a token's text: decoded once by hsm-core, opened by the backend.
+fn open_signer(token: &str) -> hsm_core::Result<std::sync::Arc<dyn SigningKey>> {
+    match hsm_core::token::KeyToken::decode(token)? {
+        hsm_core::token::KeyToken::Tpm(t) => hsm_tpm::open_signer(&t),
+        other => panic!("not a tpm: token: {other:?}"),
+    }
+}
 
 fn verify(spki: &[u8], msg: &[u8], sig: &[u8]) {
     let (_, info) = x509_parser::prelude::FromDer::from_der(spki)

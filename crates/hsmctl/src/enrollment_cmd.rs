@@ -98,7 +98,7 @@ fn enrollment(config: &Config, args: &EnrollmentArgs) -> Result<Value, Error> {
                     "a symmetric-key identity gives its individual enrollment (a group key is not read back)",
                 ));
             }
-            let id = hsm_abi::registry::open_symmetric(config)?;
+            let id = hsm::open_symmetric(config)?;
             let key = hsm_core::sas::encode_key(&id.symmetric_key()?);
             Ok(json!({
                 "registrationId": id.registration_id()?,
@@ -114,7 +114,7 @@ fn enrollment(config: &Config, args: &EnrollmentArgs) -> Result<Value, Error> {
                     "TPM enrollments are individual and carry the EK, not a certificate",
                 ));
             }
-            let mut tpm = hsm_abi::registry::open_tpm(config)?;
+            let tpm = hsm::open_tpm_attestation(config, "a TPM enrollment (it carries the EK)")?;
             Ok(tpm_enrollment(&tpm.endorsement_key()?))
         }
     }
@@ -127,7 +127,7 @@ fn x509_enrollment(config: &Config, args: &EnrollmentArgs) -> Result<Value, Erro
         let id = hsm_riot::DiceX509::from_section(section)?;
         (id.certificate_chain()?, id.chain().device_id.clone(), id.common_name()?)
     } else {
-        let id = hsm_abi::registry::open_x509(config)?;
+        let id = hsm::open_x509(config)?;
         let chain = id.certificate_chain()?;
         let leaf = chain
             .first()

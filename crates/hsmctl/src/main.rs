@@ -391,10 +391,10 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
         let identity = match attestation {
             Attestation::X509 => None,
             Attestation::SymmetricKey => Some(dps_device::Attestation::SymmetricKey(
-                hsm_abi::registry::open_symmetric(&config)?.into(),
+                hsm::open_symmetric(&config)?.into(),
             )),
             Attestation::Tpm => Some(dps_device::Attestation::Tpm(Arc::new(Mutex::new(
-                hsm_abi::registry::open_tpm(&config)?,
+                hsm::open_tpm_attestation(&config, "TPM attestation")?,
             )))),
         };
         let client =
@@ -402,11 +402,12 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
         return certificate_cmd::issue(&config, identity, client, payload, a.json, a.timeout);
     }
     let identity = match attestation {
-        Attestation::X509 => dps_device::Attestation::X509(hsm_abi::registry::open_x509(&config)?.into()),
-        Attestation::SymmetricKey => {
-            dps_device::Attestation::SymmetricKey(hsm_abi::registry::open_symmetric(&config)?.into())
-        }
-        Attestation::Tpm => dps_device::Attestation::Tpm(Arc::new(Mutex::new(hsm_abi::registry::open_tpm(&config)?))),
+        Attestation::X509 => dps_device::Attestation::X509(hsm::open_x509(&config)?.into()),
+        Attestation::SymmetricKey => dps_device::Attestation::SymmetricKey(hsm::open_symmetric(&config)?.into()),
+        Attestation::Tpm => dps_device::Attestation::Tpm(Arc::new(Mutex::new(hsm::open_tpm_attestation(
+            &config,
+            "provisioning with TPM attestation",
+        )?))),
     };
     let client = dps_device::blocking::ProvisioningClient::new(
         &a.global_endpoint,
@@ -458,7 +459,7 @@ fn sas_token(key: &KeyArgs, aud: &Audience, expiry: u64) -> Result<String, CliEr
             sas::decode_key(&format!("environment variable {name}"), &env_secret(name)?)?
         }
         (_, _, Some(c)) => {
-            let id = hsm_abi::registry::open_symmetric(&Config::from_file(c)?)?;
+            let id = hsm::open_symmetric(&Config::from_file(c)?)?;
             let mac = id.hmac_sha256(aud.string_to_sign(expiry).as_bytes())?;
             return Ok(aud.token(&mac, expiry));
         }
@@ -477,7 +478,7 @@ fn sas_cmd(cmd: SasCommand) -> Result<(), CliError> {
         } => {
             let registration_id = match (registration_id, &key.config) {
                 (Some(r), _) => r,
-                (None, Some(c)) => hsm_abi::registry::open_symmetric(&Config::from_file(c)?)?.registration_id()?,
+                (None, Some(c)) => hsm::open_symmetric(&Config::from_file(c)?)?.registration_id()?,
                 (None, None) => return Err(CliError::Usage("--registration-id is required with --key".into())),
             };
             (
@@ -522,6 +523,8 @@ fn main() -> ExitCode {
         eprintln!("{w}");
     }
     let cli = Cli::parse();
+    // Identities are opened through `hsm`; vendor tables are loaded by hsm-abi.
+    hsm_abi::vendor::install();
     let mut directives = cli.log.clone();
     for noisy in ["cryptoki", "tss_esapi"] {
         if !directives.contains(noisy) {

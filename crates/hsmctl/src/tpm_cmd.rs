@@ -168,13 +168,21 @@ fn keygen(a: KeygenArgs) -> Result<(), Error> {
         location,
         tcti: Some(tcti),
     };
-    outln!("token: {}", token.to_token());
+    outln!("token: {}", token.encode()?);
     out!("{}", pem("PUBLIC KEY", &key.public_key_spki()?));
     Ok(())
 }
 
 fn csr(a: CsrArgs) -> Result<(), Error> {
-    let t = SignerToken::parse(&a.key)?;
+    let t = match hsm_core::token::KeyToken::decode(&a.key)? {
+        hsm_core::token::KeyToken::Tpm(t) => t,
+        other => {
+            return Err(Error::invalid(
+                "--key",
+                format!("expected a `tpm:` token, got a {} one", other.kind()),
+            ));
+        }
+    };
     let tcti = t.tcti.clone().unwrap_or_else(hsm_tpm::default_tcti);
     let key = hsm_tpm::TpmKey::open(TpmConn::shared(&tcti)?, t.location)?;
     let csr = key.csr_pem(&a.common_name)?;

@@ -286,7 +286,7 @@ fn hsmctl_killed_at_each_step_of_a_renewal_leaves_a_working_identity() {
         assert!((2..=3).contains(&generation), "{step}: {status}");
         // The identity still opens and signs through the library's registry.
         let config = hsm_core::config::Config::from_file(&e.config).unwrap();
-        let id = hsm_abi::registry::open_x509(&config).unwrap();
+        let id = hsm::open_x509(&config).unwrap();
         let key = id.signing_key().unwrap();
         let leaf = &id.certificate_chain().unwrap()[0];
         assert_eq!(

@@ -183,7 +183,8 @@ fn rustls_handshake_with_a_vendor_identity_against_openssl() {
     std::fs::write(&ca_file, &root_ca.pem).unwrap();
 
     let config = hsm_core::config::Config::from_file(&cfg).unwrap();
-    let identity = hsm_abi::registry::open_x509(&config).unwrap();
+    hsm_abi::vendor::install();
+    let identity = hsm::open_x509(&config).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for c in hsm_core::pem::parse_certificates("root", root_ca.pem.as_bytes()).unwrap() {
         roots.add(c).unwrap();

@@ -601,7 +601,7 @@ impl<T: Transport, S> TlsIo<T, S> {
 /// The error of a key that could not be resolved, naming the token (never an inline key).
 fn describe_key_error(key: &KeyOption, e: Error) -> Error {
     let what = match key {
-        KeyOption::Token(t) => format!("key token `{t}`"),
+        KeyOption::Token(t, _) => format!("key token `{t}`"),
         KeyOption::InlinePem(_) => "inline PEM private key".to_string(),
     };
     Error::parse(what, format!("cannot be resolved to a signer: {e}"))

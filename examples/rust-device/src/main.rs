@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use dps_device::blocking::ProvisioningClient;
 use dps_device::{Attestation, Options, Transport};
-use hsm_core::config::Config;
+use hsm::Config;
 
 fn main() -> ExitCode {
     let path = std::env::args_os().nth(1).unwrap_or_else(|| "device.toml".into());
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 }
 
 fn run(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let text = hsm_core::fs::read_bounded_string("read configuration", path, hsm_core::fs::CONFIG_MAX)?;
+    let text = hsm::fs::read_bounded_string("read configuration", path, hsm::fs::CONFIG_MAX)?;
     let mut table: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let dps = match table.remove("dps") {
         Some(toml::Value::Table(t)) => t,
@@ -47,15 +47,15 @@ fn run(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     // The rest of the file is the hsm-abi configuration: the identity, whatever its backend.
     let config = Config::from_toml(&table.to_string(), &path.display().to_string(), base)?;
     let attestation = if config.x509.is_some() {
-        Attestation::X509(hsm_abi::registry::open_x509(&config)?.into())
+        Attestation::X509(hsm::open_x509(&config)?.into())
     } else {
-        Attestation::SymmetricKey(hsm_abi::registry::open_symmetric(&config)?.into())
+        Attestation::SymmetricKey(hsm::open_symmetric(&config)?.into())
     };
     let roots = match get("trusted_ca") {
         Some(ca) => {
             let ca = base.join(ca);
-            let pem = hsm_core::pem::read_file("read trusted CA", &ca)?;
-            tlsio_bridge::roots_from_pem(&format!("trusted CA {}", ca.display()), &pem)?
+            let pem = hsm::pem::read_file("read trusted CA", &ca)?;
+            hsm::tls::roots_from_pem(&format!("trusted CA {}", ca.display()), &pem)?
         }
         None => rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),

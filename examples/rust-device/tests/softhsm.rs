@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
-use hsm_core::{Curve, KeyAlgorithm};
+use hsm::{Curve, KeyAlgorithm};
 use hsm_pkcs11::testing::SoftHsm;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 

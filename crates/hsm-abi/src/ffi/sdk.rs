@@ -14,14 +14,15 @@
 use std::ffi::{c_char, c_int, c_uchar, c_void};
 use std::sync::{Mutex, MutexGuard};
 
-use hsm_core::{Error, SymmetricIdentity, TpmIdentity, X509Identity};
+use hsm_core::{Error, SasSigner, SymmetricIdentity, X509Identity};
 use zeroize::Zeroizing;
 
 use super::errors::{AbiResult, to_code, to_ptr};
 use super::handle::{self, HandleKind};
 use super::malloc::{malloc_bytes, malloc_cstr};
 use super::ptr::{self, Out};
-use crate::{registry, state};
+use crate::state;
+use hsm::registry::{self, TpmBackend};
 
 /// An opaque handle made by one of the `create` functions.
 pub type HSM_CLIENT_HANDLE = *mut c_void;
@@ -364,8 +365,10 @@ unsafe extern "C" fn key_set_symm_key_info(
 
 // ---- TPM ----
 
+/// The `[tpm]` backend: a TPM (attestation and SAS signing) or a key that only signs SAS tokens;
+/// each table function asks for the capability it needs. Backends lock inside (`&self` calls).
 struct TpmHandle {
-    identity: Mutex<Box<dyn TpmIdentity>>,
+    identity: TpmBackend,
 }
 
 impl HandleKind for TpmHandle {
@@ -374,9 +377,7 @@ impl HandleKind for TpmHandle {
 
 fn tpm_open() -> AbiResult<HSM_CLIENT_HANDLE> {
     let identity = state::open_with(registry::open_tpm)?;
-    Ok(handle::into_raw(TpmHandle {
-        identity: Mutex::new(identity),
-    })?)
+    Ok(handle::into_raw(TpmHandle { identity })?)
 }
 
 /// Run `f` on the TPM identity and hand its bytes to C through `out` / `out_len`.
@@ -387,7 +388,7 @@ unsafe fn tpm_bytes(
     h: HSM_CLIENT_HANDLE,
     out: *mut *mut c_uchar,
     out_len: *mut usize,
-    f: impl FnOnce(&mut dyn TpmIdentity) -> hsm_core::Result<Vec<u8>>,
+    f: impl FnOnce(&TpmBackend) -> hsm_core::Result<Vec<u8>>,
 ) -> AbiResult<()> {
     // SAFETY: forwarded promises of the caller.
     let (t, out, out_len) = unsafe {
@@ -397,7 +398,7 @@ unsafe fn tpm_bytes(
             Out::new("key_len", out_len)?,
         )
     };
-    let bytes = f(lock(&t.identity).as_mut())?;
+    let bytes = f(&t.identity)?;
     let p = malloc_bytes(&bytes)?;
     out.write(p);
     out_len.write(bytes.len());
@@ -424,7 +425,9 @@ unsafe extern "C" fn tpm_activate_identity_key(h: HSM_CLIENT_HANDLE, key: *const
                 if blob.is_empty() {
                     return Err(Error::invalid("key", "the activation blob is empty"));
                 }
-                lock(&t.identity).activate_identity_key(blob)
+                t.identity
+                    .attestation("hsm_client_activate_identity_key")?
+                    .activate_identity_key(blob)
             });
         to_code("hsm_client_activate_identity_key", r.map_err(Into::into))
     })
@@ -433,7 +436,11 @@ unsafe extern "C" fn tpm_activate_identity_key(h: HSM_CLIENT_HANDLE, key: *const
 unsafe extern "C" fn tpm_get_ek(h: HSM_CLIENT_HANDLE, key: *mut *mut c_uchar, key_len: *mut usize) -> c_int {
     ffi_boundary!("hsm_client_get_ek", {
         // SAFETY: the SDK passes a live handle and writable out-parameters.
-        let r = unsafe { tpm_bytes(h, key, key_len, |t| t.endorsement_key()) };
+        let r = unsafe {
+            tpm_bytes(h, key, key_len, |t| {
+                t.attestation("hsm_client_get_ek")?.endorsement_key()
+            })
+        };
         to_code("hsm_client_get_ek", r)
     })
 }
@@ -441,7 +448,11 @@ unsafe extern "C" fn tpm_get_ek(h: HSM_CLIENT_HANDLE, key: *mut *mut c_uchar, ke
 unsafe extern "C" fn tpm_get_srk(h: HSM_CLIENT_HANDLE, key: *mut *mut c_uchar, key_len: *mut usize) -> c_int {
     ffi_boundary!("hsm_client_get_srk", {
         // SAFETY: the SDK passes a live handle and writable out-parameters.
-        let r = unsafe { tpm_bytes(h, key, key_len, |t| t.storage_root_key()) };
+        let r = unsafe {
+            tpm_bytes(h, key, key_len, |t| {
+                t.attestation("hsm_client_get_srk")?.storage_root_key()
+            })
+        };
         to_code("hsm_client_get_srk", r)
     })
 }

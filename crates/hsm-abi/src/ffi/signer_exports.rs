@@ -1,5 +1,5 @@
 //! The exports of the signer table (`hsm_abi_signer_*`): open a key from a token through
-//! `crate::registry`, describe it, sign with it. The C types are in `ffi::signer_types`.
+//! `hsm::registry`, describe it, sign with it. The C types are in `ffi::signer_types`.
 
 use std::ffi::{c_char, c_int, c_uchar};
 
@@ -12,7 +12,6 @@ use super::ptr::{self, Out};
 use super::signer_types::{
     HSM_ABI_KEY_INFO, HSM_ABI_SIGNER, HSM_ABI_SIGNER_TABLE, HSM_ABI_SIGNER_TABLE_VERSION, key_info,
 };
-use crate::registry;
 static SIGNER_TABLE: HSM_ABI_SIGNER_TABLE = HSM_ABI_SIGNER_TABLE {
     version: HSM_ABI_SIGNER_TABLE_VERSION,
     struct_size: size_of::<HSM_ABI_SIGNER_TABLE>() as u32,
@@ -40,7 +39,7 @@ pub unsafe extern "C" fn hsm_abi_signer_open(token: *const c_char, out: *mut *mu
         // SAFETY: promises of the caller, as documented.
         let r = unsafe { ptr::cstr("token", token).and_then(|t| Ok((t, Out::new("out", out)?))) }.and_then(
             |(token, out)| {
-                let key = registry::open_signer(token)?;
+                let key = crate::open_signer(token)?;
                 out.write(handle::into_raw(HSM_ABI_SIGNER { key })?.cast());
                 Ok(())
             },

@@ -3,7 +3,7 @@
 //! `xio.h`), created from a `TLSIO_CONFIG` (`tlsio.h`). The state machine is
 //! [`tlsio_bridge::io::TlsIo`]; this module only crosses the C boundary: it reads the SDK's
 //! arguments, turns each event into one callback call, and resolves key options to signers
-//! with [`crate::registry::open_signer`], so an alias-key token (`pkcs11:`, `tpm:`, `dice:`,
+//! with `hsm::registry::open_signer`, so an alias-key token (`pkcs11:`, `tpm:`, `dice:`,
 //! `file:`) signs in its backend and the private key never enters the TLS layer.
 //!
 //! Callbacks run on the caller's thread from inside `open`, `close`, `send` and `dowork`; a
@@ -282,7 +282,7 @@ impl HandleKind for Tlsio {
 }
 
 fn resolver() -> KeyResolver {
-    Arc::new(crate::registry::open_signer)
+    Arc::new(crate::open_signer)
 }
 
 /// Run `f` on the handle; destroy it afterwards if a callback asked for that meanwhile.

@@ -3,24 +3,24 @@
 
 use std::ffi::{c_char, c_int, c_uchar, c_void};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use hsm_core::config::Config;
-use hsm_core::{Error, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity};
+use hsm_core::{Error, SasSigner, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity};
 
 use super::errors::{HSM_ABI_ERR_BUFFER_TOO_SMALL, HSM_ABI_OK, record, to_code};
 use super::handle::{self, HandleKind};
 use super::ptr::{self, Out};
 use super::signer_types::{HSM_ABI_KEY_INFO, key_info};
 use super::vendor::{HSM_ABI_VENDOR_TABLE, HSM_ABI_VENDOR_TABLE_VERSION, V1_SIZE, VendorTable};
-use crate::registry;
+use hsm::registry::{self, TpmBackend};
 
 /// The identity behind a handle of the built-in table: the sections of one configuration file.
 struct BuiltinIdentity {
     x509: Box<dyn X509Identity>,
     key: Arc<dyn SigningKey>,
     symmetric: Option<Box<dyn SymmetricIdentity>>,
-    tpm: Option<Mutex<Box<dyn TpmIdentity>>>,
+    tpm: Option<TpmBackend>,
 }
 
 impl HandleKind for BuiltinIdentity {
@@ -71,6 +71,7 @@ pub extern "C" fn hsm_abi_vendor_builtin_table() -> *const HSM_ABI_VENDOR_TABLE 
 }
 
 fn builtin_open_config(path: &str) -> Result<BuiltinIdentity, Error> {
+    crate::install_backends();
     let config = Config::from_file(Path::new(path))?;
     let x509 = registry::open_x509(&config)?;
     let key = x509.signing_key()?;
@@ -79,7 +80,7 @@ fn builtin_open_config(path: &str) -> Result<BuiltinIdentity, Error> {
         None => None,
     };
     let tpm = match config.tpm {
-        Some(_) => Some(Mutex::new(registry::open_tpm(&config)?)),
+        Some(_) => Some(registry::open_tpm(&config)?),
         None => None,
     };
     Ok(BuiltinIdentity {
@@ -256,7 +257,7 @@ unsafe extern "C" fn builtin_ek(handle: *mut c_void, buf: *mut c_uchar, len: *mu
         // SAFETY: table contract.
         unsafe {
             builtin_bytes("hsm-abi-builtin get_endorsement_key", handle, buf, len, |id| {
-                id.tpm("get_endorsement_key")?.endorsement_key()
+                id.attestation("get_endorsement_key")?.endorsement_key()
             })
         }
     })
@@ -267,17 +268,21 @@ unsafe extern "C" fn builtin_srk(handle: *mut c_void, buf: *mut c_uchar, len: *m
         // SAFETY: table contract.
         unsafe {
             builtin_bytes("hsm-abi-builtin get_storage_root_key", handle, buf, len, |id| {
-                id.tpm("get_storage_root_key")?.storage_root_key()
+                id.attestation("get_storage_root_key")?.storage_root_key()
             })
         }
     })
 }
 
 impl BuiltinIdentity {
-    /// The [tpm] identity for `op`, locked, or a clear error when the configuration has none.
-    fn tpm(&self, op: &str) -> Result<MutexGuard<'_, Box<dyn TpmIdentity>>, Error> {
-        let m = self.tpm.as_ref().ok_or_else(|| unsupported_here(op, "tpm"))?;
-        Ok(m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    /// The [tpm] backend for `op`, or a clear error when the configuration has none.
+    fn tpm(&self, op: &str) -> Result<&TpmBackend, Error> {
+        self.tpm.as_ref().ok_or_else(|| unsupported_here(op, "tpm"))
+    }
+
+    /// The TPM attestation of the [tpm] backend for `op` (a SAS-signing key has none).
+    fn attestation(&self, op: &str) -> Result<&dyn TpmIdentity, Error> {
+        self.tpm(op)?.attestation(op)
     }
 
     /// The [symmetric_key] identity for `op`, or a clear error when the configuration has none.
@@ -293,7 +298,7 @@ unsafe extern "C" fn builtin_activate(handle: *mut c_void, data: *const c_uchar,
         // SAFETY: table contract.
         let r = unsafe { handle::get::<BuiltinIdentity>(handle) }
             .and_then(|id| Ok((id, unsafe { ptr::slice("data", data, data_len) }?)))
-            .and_then(|(id, blob)| id.tpm("activate_identity_key")?.activate_identity_key(blob));
+            .and_then(|(id, blob)| id.attestation("activate_identity_key")?.activate_identity_key(blob));
         to_code("hsm-abi-builtin activate_identity_key", r.map_err(Into::into))
     })
 }

@@ -197,7 +197,7 @@ pub fn run(table: &Arc<VendorTable>, opts: &Options, progress: &mut dyn FnMut(&C
     }
 
     // ---- certificate, common name, public key ----
-    let chain = match crate::vendor::certificate_chain(&raw) {
+    let chain = match super::certificate_chain(raw.as_ref()) {
         Ok(chain) => {
             run.check(
                 "certificate chain is PEM, leaf first",
@@ -243,7 +243,7 @@ pub fn run(table: &Arc<VendorTable>, opts: &Options, progress: &mut dyn FnMut(&C
         "key_info(NULL) is refused",
         expect_failure("key_info(NULL)", raw.probe_key_info_null()),
     );
-    let info = match raw.key_info() {
+    let info = match raw.key_info_checked() {
         Ok(info) => {
             run.check("key_info describes a usable key", Ok(describe(&info)));
             Some(info)

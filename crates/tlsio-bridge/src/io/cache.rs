@@ -37,10 +37,8 @@ fn key(options: &TlsOptions) -> Option<Key> {
     let token = match &options.key {
         None => None,
         Some(KeyOption::InlinePem(_)) => return None,
-        Some(KeyOption::Token(t)) => match KeyToken::parse(t) {
-            Ok(KeyToken::Pkcs11(_) | KeyToken::Tpm(_)) => Some(t.clone()),
-            _ => return None,
-        },
+        Some(KeyOption::Token(t, KeyToken::Pkcs11(_) | KeyToken::Tpm(_))) => Some(t.clone()),
+        Some(KeyOption::Token(..)) => return None,
     };
     Some(Key {
         trusted_certs: options.trusted_certs.clone(),

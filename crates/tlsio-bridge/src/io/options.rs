@@ -61,8 +61,8 @@ pub type KeyResolver = Arc<dyn Fn(&str) -> Result<Arc<dyn SigningKey>> + Send + 
 /// The client key as it was given.
 #[derive(Clone)]
 pub enum KeyOption {
-    /// An alias-key token: a reference, safe to copy and log.
-    Token(String),
+    /// An alias-key token: a reference, safe to copy and log; as given, and decoded.
+    Token(String, KeyToken),
     /// A PEM private key given inline (compatibility): a secret, never copied out.
     InlinePem(Zeroizing<String>),
 }
@@ -70,27 +70,28 @@ pub enum KeyOption {
 impl std::fmt::Debug for KeyOption {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            KeyOption::Token(t) => f.debug_tuple("Token").field(t).finish(),
+            KeyOption::Token(t, _) => f.debug_tuple("Token").field(t).finish(),
             KeyOption::InlinePem(_) => f.write_str("InlinePem(<secret>)"),
         }
     }
 }
 
 impl KeyOption {
-    /// Classify a key option value; a string that is neither a token nor a PEM key is an error.
+    /// Decode a key option value (once: the typed token says whether it is a secret); a string
+    /// that is neither a valid token nor a PEM key is an error.
     pub fn parse(value: &str) -> Result<Self> {
-        let token = KeyToken::parse(value)?;
+        let token = KeyToken::decode(value)?;
         Ok(if token.is_secret() {
             KeyOption::InlinePem(Zeroizing::new(value.to_string()))
         } else {
-            KeyOption::Token(value.trim().to_string())
+            KeyOption::Token(value.trim().to_string(), token)
         })
     }
 
     /// The string handed to the resolver.
     pub fn as_str(&self) -> &str {
         match self {
-            KeyOption::Token(t) => t,
+            KeyOption::Token(t, _) => t,
             KeyOption::InlinePem(p) => p,
         }
     }
@@ -196,7 +197,7 @@ impl TlsOptions {
             out.push((OPTION_TRUSTED_CERTS, RetrievedValue::Str(t.clone())));
         }
         match (&self.certificate, &self.key) {
-            (Some(c), Some(KeyOption::Token(k))) => {
+            (Some(c), Some(KeyOption::Token(k, _))) => {
                 out.push((OPTION_X509_CERT, RetrievedValue::Str(c.clone())));
                 out.push((OPTION_X509_KEY, RetrievedValue::Str(k.clone())));
             }
@@ -204,7 +205,7 @@ impl TlsOptions {
                 tracing::warn!("an inline PEM private key is a secret: it is not copied out by retrieveoptions");
             }
             (Some(c), None) => out.push((OPTION_X509_CERT, RetrievedValue::Str(c.clone()))),
-            (None, Some(KeyOption::Token(k))) => out.push((OPTION_X509_KEY, RetrievedValue::Str(k.clone()))),
+            (None, Some(KeyOption::Token(k, _))) => out.push((OPTION_X509_KEY, RetrievedValue::Str(k.clone()))),
             (None, None) => {}
         }
         if let Some(v) = self.tls_version_value {

@@ -9,6 +9,7 @@ use hsm_core::{Error, Origin};
 
 use super::table_v1::*;
 use crate::ffi::errors::{HSM_ABI_ERR_BUFFER_TOO_SMALL, HSM_ABI_ERR_INVALID_ARGUMENT, HSM_ABI_ERR_UNSUPPORTED};
+pub use hsm::vendor::{BytesField, Capabilities};
 
 /// Size of the version-1 table. While version 1 is the newest, that is the whole struct; when a
 /// version 2 appends fields, this becomes the offset of its first new field.
@@ -25,63 +26,17 @@ pub(super) fn vendor_error(backend: &str, op: &str, rv: c_int, message: impl Int
     }
 }
 
-/// The byte-producing fields of the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BytesField {
-    CertificateChain,
-    CommonName,
-    PublicKey,
-    EndorsementKey,
-    StorageRootKey,
-    RegistrationId,
-    SymmetricKey,
-}
-
-impl BytesField {
-    pub const ALL: [BytesField; 7] = [
-        BytesField::CertificateChain,
-        BytesField::CommonName,
-        BytesField::PublicKey,
-        BytesField::EndorsementKey,
-        BytesField::StorageRootKey,
-        BytesField::RegistrationId,
-        BytesField::SymmetricKey,
-    ];
-
-    /// The field's name in the C table.
-    pub fn name(self) -> &'static str {
-        match self {
-            BytesField::CertificateChain => "get_certificate_chain",
-            BytesField::CommonName => "get_common_name",
-            BytesField::PublicKey => "get_public_key",
-            BytesField::EndorsementKey => "get_endorsement_key",
-            BytesField::StorageRootKey => "get_storage_root_key",
-            BytesField::RegistrationId => "get_registration_id",
-            BytesField::SymmetricKey => "get_symmetric_key",
-        }
+/// The C field behind a [`BytesField`].
+pub(super) fn getter(field: BytesField, t: &HSM_ABI_VENDOR_TABLE) -> HSM_ABI_VENDOR_GET_BYTES {
+    match field {
+        BytesField::CertificateChain => t.get_certificate_chain,
+        BytesField::CommonName => t.get_common_name,
+        BytesField::PublicKey => t.get_public_key,
+        BytesField::EndorsementKey => t.get_endorsement_key,
+        BytesField::StorageRootKey => t.get_storage_root_key,
+        BytesField::RegistrationId => t.get_registration_id,
+        BytesField::SymmetricKey => t.get_symmetric_key,
     }
-
-    pub(super) fn get(self, t: &HSM_ABI_VENDOR_TABLE) -> HSM_ABI_VENDOR_GET_BYTES {
-        match self {
-            BytesField::CertificateChain => t.get_certificate_chain,
-            BytesField::CommonName => t.get_common_name,
-            BytesField::PublicKey => t.get_public_key,
-            BytesField::EndorsementKey => t.get_endorsement_key,
-            BytesField::StorageRootKey => t.get_storage_root_key,
-            BytesField::RegistrationId => t.get_registration_id,
-            BytesField::SymmetricKey => t.get_symmetric_key,
-        }
-    }
-}
-
-/// Which optional parts a table implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Capabilities {
-    pub public_key: bool,
-    pub error_string: bool,
-    pub tpm: bool,
-    pub symmetric: bool,
-    pub symmetric_key_export: bool,
 }
 
 /// A validated vendor table, with the library it came from (kept loaded for the process).
@@ -368,7 +323,7 @@ impl VendorTable {
 
     /// Whether a bytes field is set.
     pub fn has(&self, field: BytesField) -> bool {
-        field.get(&self.raw).is_some()
+        getter(field, &self.raw).is_some()
     }
 
     /// The vendor's explanation of `rc`, if it gives one.

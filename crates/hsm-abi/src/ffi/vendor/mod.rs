@@ -23,11 +23,13 @@
 //! - [`loader`]: reading and validating a table, loading it from a shared object, the registry
 //!   of tables registered by the application;
 //! - [`raw`]: an identity opened in a table, called through guarded buffers (the conformance
-//!   probes and the checked calls the safe wrapper `crate::vendor` uses).
+//!   probes and the checked calls behind `hsm::vendor::RawVendorIdentity`, implemented in
+//!   `crate::vendor`).
 //!
 //! The C exports (`hsm_abi_vendor_register`, `hsm_abi_vendor_check_library`) are in
 //! `ffi::vendor_exports`, the built-in backends seen as a vendor table in `ffi::vendor_builtin`:
-//! both sit above `crate::registry`, which sits above this module.
+//! both sit above the facade `hsm`, whose `vendor` module sees this one only through
+//! `crate::vendor` (the loader it installs).
 
 pub mod loader;
 pub mod raw;

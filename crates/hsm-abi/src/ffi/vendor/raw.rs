@@ -162,7 +162,7 @@ impl RawIdentity {
     /// One raw call of a bytes field with a buffer of `capacity` bytes (`None`: `buf` NULL and
     /// `*len` 0). `Ok(None)` when the field is NULL in the table.
     pub fn probe_bytes(&self, field: BytesField, capacity: Option<usize>) -> Option<Probe> {
-        let f = field.get(&self.table.raw)?;
+        let f = super::loader::getter(field, &self.table.raw)?;
         Some(self.guarded(capacity, |buf, len| {
             // SAFETY: the vendor's function with its handle, a buffer of `*len` writable bytes
             // (or NULL with 0) and a writable length.
@@ -172,7 +172,7 @@ impl RawIdentity {
 
     /// Call a bytes field with `len` NULL (it must fail, not crash).
     pub fn probe_bytes_null_len(&self, field: BytesField) -> Option<c_int> {
-        let f = field.get(&self.table.raw)?;
+        let f = super::loader::getter(field, &self.table.raw)?;
         // SAFETY: a conformance probe: the contract requires refusing a NULL `len`.
         Some(unsafe { f(self.handle, std::ptr::null_mut(), std::ptr::null_mut()) })
     }

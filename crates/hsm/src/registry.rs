@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use hsm_core::config::{Config, Section};
 use hsm_core::token::KeyToken;
-use hsm_core::{Error, Result, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity, file};
+use hsm_core::{Error, Result, SasSigner, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity, file};
 
 /// Backends built into this library for the x509 interface.
 pub fn x509_backends() -> Vec<&'static str> {
@@ -113,8 +113,64 @@ pub fn open_symmetric(config: &Config) -> Result<Box<dyn SymmetricIdentity>> {
     }
 }
 
+/// What a `[tpm]` section opens: a TPM identity (attestation and SAS signing), or a key that
+/// only signs SAS tokens (a PKCS#11 HMAC secret: IoT Hub authentication through the SDK's
+/// TPM-shaped interface, no EK, SRK or activation).
+pub enum TpmBackend {
+    Attestation(Box<dyn TpmIdentity>),
+    SasSigning {
+        /// The backend's name, for errors.
+        backend: String,
+        signer: Box<dyn SasSigner>,
+    },
+}
+
+impl TpmBackend {
+    /// The TPM attestation capability; `op` names what needed it in the error of a backend that
+    /// only signs SAS tokens.
+    pub fn attestation(&self, op: &str) -> Result<&dyn TpmIdentity> {
+        match self {
+            TpmBackend::Attestation(t) => Ok(t.as_ref()),
+            TpmBackend::SasSigning { backend, .. } => Err(Self::sas_only(backend, op)),
+        }
+    }
+
+    /// [`TpmBackend::attestation`], owned.
+    pub fn into_attestation(self, op: &str) -> Result<Box<dyn TpmIdentity>> {
+        match self {
+            TpmBackend::Attestation(t) => Ok(t),
+            TpmBackend::SasSigning { backend, .. } => Err(Self::sas_only(&backend, op)),
+        }
+    }
+
+    fn sas_only(backend: &str, op: &str) -> Error {
+        Error::unsupported(
+            format!("the [tpm] backend \"{backend}\" (a key that signs SAS tokens, not a TPM)"),
+            format!("{op}: TPM attestation (endorsement key, storage root key, activation)"),
+        )
+    }
+}
+
+impl SasSigner for TpmBackend {
+    fn sign_with_identity(&self, data: &[u8]) -> Result<Vec<u8>> {
+        match self {
+            TpmBackend::Attestation(t) => t.sign_with_identity(data),
+            TpmBackend::SasSigning { signer, .. } => signer.sign_with_identity(data),
+        }
+    }
+}
+
+impl std::fmt::Debug for TpmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TpmBackend::Attestation(_) => f.write_str("TpmBackend::Attestation"),
+            TpmBackend::SasSigning { backend, .. } => write!(f, "TpmBackend::SasSigning({backend})"),
+        }
+    }
+}
+
 /// Open the identity of the `[tpm]` section.
-pub fn open_tpm(config: &Config) -> Result<Box<dyn TpmIdentity>> {
+pub fn open_tpm(config: &Config) -> Result<TpmBackend> {
     let section = config.section("tpm")?;
     #[cfg_attr(
         not(any(feature = "tpm", feature = "pkcs11", feature = "vendor")),
@@ -122,52 +178,52 @@ pub fn open_tpm(config: &Config) -> Result<Box<dyn TpmIdentity>> {
     )]
     match section.backend.as_str() {
         #[cfg(feature = "tpm")]
-        "tpm" => Ok(Box::new(hsm_tpm::Tpm::from_section(section)?)),
+        "tpm" => Ok(TpmBackend::Attestation(Box::new(hsm_tpm::Tpm::from_section(section)?))),
         // IoT Hub authentication through the TPM-shaped interface: an HMAC key on a token
-        // signs the SAS tokens (get_ek/get_srk/activate report that the token has none).
+        // signs the SAS tokens.
         #[cfg(feature = "pkcs11")]
-        "pkcs11" => Ok(Box::new(hsm_pkcs11::Pkcs11Symmetric::from_section(section)?)),
+        "pkcs11" => Ok(TpmBackend::SasSigning {
+            backend: section.backend.clone(),
+            signer: Box::new(hsm_pkcs11::Pkcs11Symmetric::from_section(section)?),
+        }),
         #[cfg(feature = "vendor")]
-        "vendor" => Ok(Box::new(crate::vendor::VendorTpm::from_section(section)?)),
+        "vendor" => Ok(TpmBackend::Attestation(Box::new(
+            crate::vendor::VendorTpm::from_section(section)?,
+        ))),
         _ => Err(not_built_in(section, &tpm_backends())),
     }
 }
 
-/// Resolve an alias-key token (or an inline PEM private key) to a signer.
+/// The TPM attestation identity of the `[tpm]` section (a backend that only signs SAS tokens is
+/// refused, naming `op`).
+pub fn open_tpm_attestation(config: &Config, op: &str) -> Result<Box<dyn TpmIdentity>> {
+    open_tpm(config)?.into_attestation(op)
+}
+
+/// Resolve an alias-key token (or an inline PEM private key) to a signer: the token is decoded
+/// once (`hsm_core::token`) and its backend receives the typed value.
 pub fn open_signer(token: &str) -> Result<Arc<dyn SigningKey>> {
-    match KeyToken::parse(token)? {
+    match KeyToken::decode(token)? {
         KeyToken::File(path) => Ok(Arc::new(file::FileKey::from_file(&path)?)),
         #[cfg(feature = "pkcs11")]
         KeyToken::Pkcs11(uri) => hsm_pkcs11::open_signer(&uri),
         #[cfg(feature = "dice")]
-        KeyToken::Dice(_) => hsm_riot::open_signer(token),
+        KeyToken::Dice(t) => hsm_riot::open_signer(&t),
         #[cfg(feature = "tpm")]
-        KeyToken::Tpm(_) => hsm_tpm::open_signer(token),
+        KeyToken::Tpm(t) => hsm_tpm::open_signer(&t),
         #[cfg(feature = "vendor")]
-        KeyToken::Vendor(rest) => crate::vendor::open_signer(&rest),
-        KeyToken::InlinePem => Ok(Arc::new(file::FileKey::from_pem(
+        KeyToken::Vendor(t) => crate::vendor::open_signer(&t),
+        KeyToken::InlinePem(pem) => Ok(Arc::new(file::FileKey::from_pem(
             "inline PEM private key",
-            token.as_bytes(),
+            pem.pem().as_bytes(),
         )?)),
         other => Err(Error::unsupported(
             format!(
                 "this library (key tokens built in: {})",
                 signer_token_schemes().join(", ")
             ),
-            format!("resolving the key token {}", token_kind(&other)),
+            format!("resolving the key token {}", other.kind()),
         )),
-    }
-}
-
-fn token_kind(token: &KeyToken) -> &'static str {
-    match token {
-        KeyToken::Pkcs11(_) => "`pkcs11:`",
-        KeyToken::Tpm(_) => "`tpm:`",
-        KeyToken::Dice(_) => "`dice:`",
-        KeyToken::File(_) => "`file:`",
-        KeyToken::Vendor(_) => "`vendor:`",
-        KeyToken::InlinePem => "inline PEM",
-        _ => "of an unknown kind",
     }
 }
 
@@ -261,5 +317,43 @@ mod tests {
         let e = err(open_signer(&format!("file:{}", dir.path().join("none.pem").display())));
         assert!(e.contains("none.pem"), "{e}");
         assert!(err(open_signer("nothing")).contains("key token"));
+    }
+
+    /// A key that signs SAS tokens in software (HMAC-SHA256), for the dispatch of `TpmBackend`.
+    struct SoftSas(Vec<u8>);
+
+    impl SasSigner for SoftSas {
+        fn sign_with_identity(&self, data: &[u8]) -> Result<Vec<u8>> {
+            Ok(hsm_core::sas::hmac_sha256(&self.0, data).to_vec())
+        }
+    }
+
+    #[test]
+    fn a_sas_signing_backend_signs_and_names_what_it_lacks() {
+        let b = TpmBackend::SasSigning {
+            backend: "pkcs11".into(),
+            signer: Box::new(SoftSas(b"k".to_vec())),
+        };
+        assert_eq!(
+            b.sign_with_identity(b"data").unwrap(),
+            hsm_core::sas::hmac_sha256(b"k", b"data").to_vec()
+        );
+        let e = err(b.attestation("hsm_client_get_ek"));
+        assert!(
+            e.contains("\"pkcs11\"") && e.contains("hsm_client_get_ek") && e.contains("TPM attestation"),
+            "{e}"
+        );
+        assert!(err(b.into_attestation("a TPM enrollment")).contains("a TPM enrollment"));
+    }
+
+    #[cfg(feature = "vendor")]
+    #[test]
+    fn vendor_without_the_c_layer_is_explained() {
+        // Nothing in this crate installs a loader of C tables: hsm-abi does.
+        let c = cfg("[x509]\nbackend = \"vendor\"\nregistered = \"acme\"\n");
+        let e = err(open_x509(&c));
+        assert!(e.contains("hsm_abi::vendor::install()"), "{e}");
+        let e = err(open_signer("vendor:registered=acme;identity=x"));
+        assert!(e.contains("hsm_abi::vendor::install()"), "{e}");
     }
 }

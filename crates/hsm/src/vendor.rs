@@ -17,43 +17,144 @@
 //! `get_key` of a vendor x509 identity is an alias-key token `vendor:library=PATH;identity=ID`
 //! (or `vendor:registered=NAME;identity=ID`), percent-encoded, resolved by
 //! [`crate::registry::open_signer`].
-
-pub mod conformance;
+//!
+//! The tables themselves (C structs, `dlopen`, guarded calls) are in `hsm-abi`, the only crate
+//! with `unsafe`: it implements [`RawVendorIdentity`] and installs a [`VendorLoader`]. This
+//! module is what needs no C: sections, key tokens, key and signature checks, the identities.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hsm_core::config::Section;
 use hsm_core::{
-    Curve, Error, KeyAlgorithm, Origin, Result, SignatureScheme, SigningKey, SymmetricIdentity, TpmIdentity,
+    Curve, Error, KeyAlgorithm, Origin, Result, SasSigner, SignatureScheme, SigningKey, SymmetricIdentity, TpmIdentity,
     X509Identity,
 };
 use rustls_pki_types::CertificateDer;
 use zeroize::Zeroizing;
 
-use crate::ffi::signer_types::{
-    HSM_ABI_KEY_ALGORITHM_EC, HSM_ABI_KEY_ALGORITHM_RSA, HSM_ABI_KEY_INFO, HSM_ABI_MAX_SCHEMES,
-};
-pub use crate::ffi::vendor::{BytesField, Capabilities, HSM_ABI_VENDOR_ENTRY_POINT, Probe, RawIdentity, VendorTable};
+// ---- the C side, as seen from here ----
 
-/// Where a vendor table comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A shared object exporting `hsm_abi_vendor_table`.
-    Library(PathBuf),
-    /// A table registered from C under this name.
-    Registered(String),
+/// The byte-producing fields of the vendor table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BytesField {
+    CertificateChain,
+    CommonName,
+    PublicKey,
+    EndorsementKey,
+    StorageRootKey,
+    RegistrationId,
+    SymmetricKey,
 }
 
-impl Source {
-    /// Load (or look up) the table.
-    pub fn table(&self) -> Result<Arc<VendorTable>> {
+impl BytesField {
+    pub const ALL: [BytesField; 7] = [
+        BytesField::CertificateChain,
+        BytesField::CommonName,
+        BytesField::PublicKey,
+        BytesField::EndorsementKey,
+        BytesField::StorageRootKey,
+        BytesField::RegistrationId,
+        BytesField::SymmetricKey,
+    ];
+
+    /// The field's name in the C table.
+    pub fn name(self) -> &'static str {
         match self {
-            Source::Library(p) => VendorTable::load(p),
-            Source::Registered(n) => VendorTable::registered(n),
+            BytesField::CertificateChain => "get_certificate_chain",
+            BytesField::CommonName => "get_common_name",
+            BytesField::PublicKey => "get_public_key",
+            BytesField::EndorsementKey => "get_endorsement_key",
+            BytesField::StorageRootKey => "get_storage_root_key",
+            BytesField::RegistrationId => "get_registration_id",
+            BytesField::SymmetricKey => "get_symmetric_key",
         }
     }
 }
+
+/// Which optional parts a table implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub public_key: bool,
+    pub error_string: bool,
+    pub tpm: bool,
+    pub symmetric: bool,
+    pub symmetric_key_export: bool,
+}
+
+/// A key description as the vendor gave it (`HSM_ABI_KEY_INFO`), not yet validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub family: KeyFamily,
+    /// `HSM_ABI_KEY_INFO.algorithm` as the vendor gave it (named in errors).
+    pub algorithm: u32,
+    /// 256 or 384 for EC; the modulus size in bits for RSA.
+    pub curve_or_bits: u32,
+    /// TLS SignatureScheme code points, as many as the vendor said (`scheme_count`, unchecked).
+    pub schemes: Vec<u32>,
+    pub max_signature_len: u32,
+}
+
+/// `HSM_ABI_KEY_INFO.algorithm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFamily {
+    Ec,
+    Rsa,
+    /// A code this library does not know.
+    Other(u32),
+}
+
+/// Most schemes a key description may list (`HSM_ABI_MAX_SCHEMES`).
+pub const MAX_SCHEMES: usize = 8;
+
+/// An identity opened in a vendor table by the C layer (`hsm-abi`), whose every call is made
+/// through checked buffers. This module adds the checks that need no C: key descriptions,
+/// certificates, signatures verified independently.
+pub trait RawVendorIdentity: Send + Sync {
+    /// The table's name (for errors).
+    fn backend(&self) -> &str;
+    fn capabilities(&self) -> Capabilities;
+    /// Whether a bytes field is set in the table.
+    fn has(&self, field: BytesField) -> bool;
+    /// The key description (errors: the vendor's code).
+    fn key_info(&self) -> Result<KeyInfo>;
+    fn bytes(&self, field: BytesField) -> Result<Vec<u8>>;
+    /// A UTF-8 text field.
+    fn text(&self, field: BytesField) -> Result<String>;
+    /// A signature of at most `max_signature_len` bytes, not yet verified.
+    fn sign_raw(&self, scheme: u32, msg: &[u8], max_signature_len: usize) -> Result<Vec<u8>>;
+    fn activate(&self, blob: &[u8]) -> Result<()>;
+    fn sign_with_identity(&self, data: &[u8]) -> Result<Vec<u8>>;
+    fn hmac_sha256(&self, data: &[u8]) -> Result<[u8; 32]>;
+}
+
+/// Opens identities in vendor tables: the C layer (`hsm-abi`) installs its loader with
+/// [`install_loader`] (`hsm_abi::vendor::install()`; every C entry point does it).
+pub trait VendorLoader: Send + Sync {
+    fn open(&self, source: &Source, identity: &str) -> Result<Arc<dyn RawVendorIdentity>>;
+}
+
+static LOADER: OnceLock<&'static dyn VendorLoader> = OnceLock::new();
+
+/// Install the loader of vendor tables (the first one installed stays).
+pub fn install_loader(loader: &'static dyn VendorLoader) {
+    let _ = LOADER.set(loader);
+}
+
+/// Open `identity` in the table of `source` through the installed loader.
+pub fn open_raw(source: &Source, identity: &str) -> Result<Arc<dyn RawVendorIdentity>> {
+    let loader = LOADER.get().ok_or_else(|| {
+        Error::unsupported(
+            "this program",
+            "vendor backends: their C tables are loaded by the C layer; link hsm-abi and call \
+             hsm_abi::vendor::install() first",
+        )
+    })?;
+    loader.open(source, identity)
+}
+
+/// Where a vendor table comes from (the source of a `vendor:` token).
+pub use hsm_core::token::{VendorSource as Source, VendorToken};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,135 +184,61 @@ fn source_of(section: &Section) -> Result<(Source, String)> {
 }
 
 /// Open the identity of a `backend = "vendor"` section, with errors naming the section.
-fn open_section(section: &Section) -> Result<Arc<RawIdentity>> {
+fn open_section(section: &Section) -> Result<Arc<dyn RawVendorIdentity>> {
     let (source, identity) = source_of(section)?;
-    let table = source.table().map_err(|e| match e {
+    open_raw(&source, &identity).map_err(|e| match e {
         Error::Config {
             source_name,
             key,
             message,
         } => section.error("library", format!("{source_name}: {key}: {message}")),
         other => other,
-    })?;
-    Ok(Arc::new(table.open(&identity)?))
+    })
 }
 
 // ---- alias-key tokens ----
 
-fn pct_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/:+,@".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// The alias-key token naming the key of `identity` in `source` (`hsm_core::token` encodes it).
+pub fn key_token(source: &Source, identity: &str) -> Result<String> {
+    VendorToken {
+        source: source.clone(),
+        identity: identity.to_string(),
     }
-    out
+    .encode()
 }
 
-fn pct_decode(s: &str) -> Result<String> {
-    let bad = |why: &str| Error::parse("vendor key token", why.to_string());
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or_else(|| bad("truncated %-escape"))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad("invalid %-escape"))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad("not UTF-8 after %-decoding"))
-}
-
-/// The alias-key token naming the key of `identity` in `source`.
-pub fn key_token(source: &Source, identity: &str) -> String {
-    let src = match source {
-        Source::Library(p) => format!("library={}", pct_encode(&p.to_string_lossy())),
-        Source::Registered(n) => format!("registered={}", pct_encode(n)),
-    };
-    format!("vendor:{src};identity={}", pct_encode(identity))
-}
-
-/// Parse the part after `vendor:` of a token.
-pub fn parse_token(rest: &str) -> Result<(Source, String)> {
-    let mut source = None;
-    let mut identity = None;
-    for attr in rest.split(';').filter(|a| !a.is_empty()) {
-        let (k, v) = attr
-            .split_once('=')
-            .ok_or_else(|| Error::parse("vendor key token", format!("`{attr}` is not key=value")))?;
-        let v = pct_decode(v)?;
-        let dup = match k {
-            "library" => source.replace(Source::Library(PathBuf::from(v))).is_some(),
-            "registered" => source.replace(Source::Registered(v)).is_some(),
-            "identity" => identity.replace(v).is_some(),
-            other => {
-                return Err(Error::parse(
-                    "vendor key token",
-                    format!("unknown attribute `{other}` (expected library, registered, identity)"),
-                ));
-            }
-        };
-        if dup {
-            return Err(Error::parse("vendor key token", format!("`{k}` given twice")));
-        }
-    }
-    let source = source.ok_or_else(|| Error::parse("vendor key token", "needs `library=` or `registered=`"))?;
-    Ok((source, identity.unwrap_or_default()))
-}
-
-/// Resolve a `vendor:` token (the part after the scheme) to a signer.
-pub fn open_signer(rest: &str) -> Result<Arc<dyn SigningKey>> {
-    let (source, identity) = parse_token(rest)?;
-    let raw = Arc::new(source.table()?.open(&identity)?);
-    Ok(Arc::new(VendorKey::new(raw)?))
+/// Resolve a decoded `vendor:` token to a signer.
+pub fn open_signer(token: &VendorToken) -> Result<Arc<dyn SigningKey>> {
+    Ok(Arc::new(VendorKey::new(open_raw(&token.source, &token.identity)?)?))
 }
 
 // ---- key checks ----
 
-impl RawIdentity {
-    /// The key description, validated.
-    pub fn key_info(&self) -> Result<HSM_ABI_KEY_INFO> {
-        let (rc, info) = self.probe_key_info(size_of::<HSM_ABI_KEY_INFO>() as u32);
-        if rc != crate::ffi::errors::HSM_ABI_OK {
-            return Err(self.table().error("key_info", rc));
-        }
-        validate_key_info(self.table().name(), &info)?;
-        Ok(info)
-    }
-}
-
 /// Check a key description from a vendor: known algorithm and size, 1..=8 known schemes that
 /// belong to the algorithm, a plausible maximum signature size.
-pub fn validate_key_info(backend: &str, info: &HSM_ABI_KEY_INFO) -> Result<KeyAlgorithm> {
+pub fn validate_key_info(backend: &str, info: &KeyInfo) -> Result<KeyAlgorithm> {
     let bad = |why: String| Error::Device {
         origin: Origin::Vendor,
         op: format!("{backend}: key_info"),
         rv: 0,
         message: why,
     };
-    let algorithm = match (info.algorithm, info.curve_or_bits) {
-        (HSM_ABI_KEY_ALGORITHM_EC, 256) => KeyAlgorithm::Ec(Curve::P256),
-        (HSM_ABI_KEY_ALGORITHM_EC, 384) => KeyAlgorithm::Ec(Curve::P384),
-        (HSM_ABI_KEY_ALGORITHM_RSA, bits @ 2048..=8192) if bits % 8 == 0 => KeyAlgorithm::Rsa { bits },
-        (a, n) => {
+    let algorithm = match (info.family, info.curve_or_bits) {
+        (KeyFamily::Ec, 256) => KeyAlgorithm::Ec(Curve::P256),
+        (KeyFamily::Ec, 384) => KeyAlgorithm::Ec(Curve::P384),
+        (KeyFamily::Rsa, bits @ 2048..=8192) if bits % 8 == 0 => KeyAlgorithm::Rsa { bits },
+        (_, n) => {
             return Err(bad(format!(
-                "unsupported key: algorithm {a}, curve_or_bits {n} (expected EC 256/384 or RSA 2048..8192)"
+                "unsupported key: algorithm {}, curve_or_bits {n} (expected EC 256/384 or RSA 2048..8192)",
+                info.algorithm
             )));
         }
     };
-    let count = info.scheme_count as usize;
-    if count == 0 || count > HSM_ABI_MAX_SCHEMES {
-        return Err(bad(format!(
-            "scheme_count {count} is not within 1..={HSM_ABI_MAX_SCHEMES}"
-        )));
+    let count = info.schemes.len();
+    if count == 0 || count > MAX_SCHEMES {
+        return Err(bad(format!("scheme_count {count} is not within 1..={MAX_SCHEMES}")));
     }
-    for code in &info.schemes[..count] {
+    for code in &info.schemes {
         let s = SignatureScheme::try_from(*code).map_err(|_| bad(format!("unknown scheme 0x{code:04x}")))?;
         if !algorithm.schemes().contains(&s) {
             return Err(bad(format!("scheme {s} does not fit a {algorithm:?} key")));
@@ -295,7 +322,7 @@ pub fn verify_signature(spki: &[u8], scheme: SignatureScheme, msg: &[u8], sig: &
 
 /// The key of a vendor identity. Every signature is verified before it is returned.
 pub struct VendorKey {
-    raw: Arc<RawIdentity>,
+    raw: Arc<dyn RawVendorIdentity>,
     algorithm: KeyAlgorithm,
     schemes: Vec<SignatureScheme>,
     max_signature_len: usize,
@@ -305,7 +332,7 @@ pub struct VendorKey {
 impl std::fmt::Debug for VendorKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VendorKey")
-            .field("backend", &self.raw.table().name())
+            .field("backend", &self.raw.backend())
             .field("algorithm", &self.algorithm)
             .finish()
     }
@@ -313,16 +340,16 @@ impl std::fmt::Debug for VendorKey {
 
 impl VendorKey {
     /// Describe the key of `raw` and check it against its certificate (and `get_public_key`).
-    pub fn new(raw: Arc<RawIdentity>) -> Result<Self> {
-        let name = raw.table().name().to_string();
+    pub fn new(raw: Arc<dyn RawVendorIdentity>) -> Result<Self> {
+        let name = raw.backend().to_string();
         let info = raw.key_info()?;
         let algorithm = validate_key_info(&name, &info)?;
-        let chain = certificate_chain(&raw)?;
+        let chain = certificate_chain(raw.as_ref())?;
         let leaf = chain
             .first()
             .ok_or_else(|| Error::Internal("a checked chain is empty".into()))?;
         let cert_spki = hsm_core::pem::public_key_spki(leaf)?;
-        let spki = if raw.table().has(BytesField::PublicKey) {
+        let spki = if raw.has(BytesField::PublicKey) {
             let spki = raw.bytes(BytesField::PublicKey)?;
             if spki != cert_spki {
                 return Err(mismatch(
@@ -341,7 +368,8 @@ impl VendorKey {
                 &format!("key_info says {algorithm:?} but the certificate's key is {from_spki:?}"),
             ));
         }
-        let schemes = info.schemes[..info.scheme_count as usize]
+        let schemes = info
+            .schemes
             .iter()
             .filter_map(|c| SignatureScheme::try_from(*c).ok())
             .collect();
@@ -380,14 +408,14 @@ impl SigningKey for VendorKey {
     fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>> {
         if !self.schemes.contains(&scheme) {
             return Err(Error::unsupported(
-                format!("vendor backend \"{}\"", self.raw.table().name()),
+                format!("vendor backend \"{}\"", self.raw.backend()),
                 format!("signature scheme {scheme} (not listed by key_info)"),
             ));
         }
         let sig = self.raw.sign_raw(scheme.code(), message, self.max_signature_len)?;
         verify_signature(&self.spki, scheme, message, &sig).map_err(|e| Error::Device {
             origin: Origin::Vendor,
-            op: format!("{}: sign", self.raw.table().name()),
+            op: format!("{}: sign", self.raw.backend()),
             rv: 0,
             message: format!("returned a bad signature: {e}"),
         })?;
@@ -395,9 +423,9 @@ impl SigningKey for VendorKey {
     }
 }
 
-pub(crate) fn certificate_chain(raw: &RawIdentity) -> Result<Vec<CertificateDer<'static>>> {
+pub fn certificate_chain(raw: &dyn RawVendorIdentity) -> Result<Vec<CertificateDer<'static>>> {
     let pem = raw.text(BytesField::CertificateChain)?;
-    let what = format!("certificate chain of vendor backend \"{}\"", raw.table().name());
+    let what = format!("certificate chain of vendor backend \"{}\"", raw.backend());
     let chain = hsm_core::pem::parse_certificates(&what, pem.as_bytes())?;
     if chain.is_empty() {
         return Err(Error::parse(what, "no certificate"));
@@ -409,7 +437,7 @@ pub(crate) fn certificate_chain(raw: &RawIdentity) -> Result<Vec<CertificateDer<
 
 /// An x509 identity of a vendor backend.
 pub struct VendorX509 {
-    raw: Arc<RawIdentity>,
+    raw: Arc<dyn RawVendorIdentity>,
     key: Arc<VendorKey>,
     token: String,
 }
@@ -419,16 +447,16 @@ impl VendorX509 {
     pub fn from_section(section: &Section) -> Result<Self> {
         let (source, identity) = source_of(section)?;
         let raw = open_section(section)?;
-        Self::from_raw(raw, key_token(&source, &identity))
+        Self::from_raw(raw, key_token(&source, &identity)?)
     }
 
     /// Open `identity` from `source`.
     pub fn open(source: &Source, identity: &str) -> Result<Self> {
-        let raw = Arc::new(source.table()?.open(identity)?);
-        Self::from_raw(raw, key_token(source, identity))
+        Self::from_raw(open_raw(source, identity)?, key_token(source, identity)?)
     }
 
-    pub(crate) fn from_raw(raw: Arc<RawIdentity>, token: String) -> Result<Self> {
+    /// The identity of an opened `raw`, whose key `token` names.
+    pub fn from_raw(raw: Arc<dyn RawVendorIdentity>, token: String) -> Result<Self> {
         let key = Arc::new(VendorKey::new(raw.clone())?);
         Ok(VendorX509 { raw, key, token })
     }
@@ -436,7 +464,7 @@ impl VendorX509 {
 
 impl X509Identity for VendorX509 {
     fn certificate_chain(&self) -> Result<Vec<CertificateDer<'static>>> {
-        certificate_chain(&self.raw)
+        certificate_chain(self.raw.as_ref())
     }
 
     fn common_name(&self) -> Result<String> {
@@ -454,18 +482,18 @@ impl X509Identity for VendorX509 {
 
 /// A symmetric-key identity of a vendor backend.
 pub struct VendorSymmetric {
-    raw: Arc<RawIdentity>,
+    raw: Arc<dyn RawVendorIdentity>,
 }
 
 impl VendorSymmetric {
     pub fn from_section(section: &Section) -> Result<Self> {
         let raw = open_section(section)?;
-        if !raw.table().capabilities().symmetric {
+        if !raw.capabilities().symmetric {
             return Err(section.error(
                 "backend",
                 format!(
                     "vendor backend \"{}\" has no symmetric-key operations (get_registration_id and hmac_sha256 are NULL)",
-                    raw.table().name()
+                    raw.backend()
                 ),
             ));
         }
@@ -481,10 +509,7 @@ impl SymmetricIdentity for VendorSymmetric {
     fn symmetric_key(&self) -> Result<Zeroizing<Vec<u8>>> {
         let key = Zeroizing::new(self.raw.bytes(BytesField::SymmetricKey)?);
         if key.is_empty() {
-            return Err(mismatch(
-                self.raw.table().name(),
-                "get_symmetric_key returned an empty key",
-            ));
+            return Err(mismatch(self.raw.backend(), "get_symmetric_key returned an empty key"));
         }
         Ok(key)
     }
@@ -496,18 +521,18 @@ impl SymmetricIdentity for VendorSymmetric {
 
 /// A TPM-shaped identity of a vendor backend.
 pub struct VendorTpm {
-    raw: Arc<RawIdentity>,
+    raw: Arc<dyn RawVendorIdentity>,
 }
 
 impl VendorTpm {
     pub fn from_section(section: &Section) -> Result<Self> {
         let raw = open_section(section)?;
-        if !raw.table().capabilities().tpm {
+        if !raw.capabilities().tpm {
             return Err(section.error(
                 "backend",
                 format!(
                     "vendor backend \"{}\" has no TPM operations (get_endorsement_key... are NULL)",
-                    raw.table().name()
+                    raw.backend()
                 ),
             ));
         }
@@ -519,7 +544,7 @@ impl VendorTpm {
         let declared = b.get(..2).map(|s| usize::from(u16::from_be_bytes([s[0], s[1]])));
         if declared != Some(b.len().saturating_sub(2)) || b.len() <= 2 {
             return Err(mismatch(
-                self.raw.table().name(),
+                self.raw.backend(),
                 &format!(
                     "{} did not return a TPM2B (2-byte big-endian size, then that many bytes)",
                     field.name()
@@ -530,21 +555,23 @@ impl VendorTpm {
     }
 }
 
+impl SasSigner for VendorTpm {
+    fn sign_with_identity(&self, data: &[u8]) -> Result<Vec<u8>> {
+        self.raw.sign_with_identity(data)
+    }
+}
+
 impl TpmIdentity for VendorTpm {
-    fn endorsement_key(&mut self) -> Result<Vec<u8>> {
+    fn endorsement_key(&self) -> Result<Vec<u8>> {
         self.tpm2b(BytesField::EndorsementKey)
     }
 
-    fn storage_root_key(&mut self) -> Result<Vec<u8>> {
+    fn storage_root_key(&self) -> Result<Vec<u8>> {
         self.tpm2b(BytesField::StorageRootKey)
     }
 
-    fn activate_identity_key(&mut self, blob: &[u8]) -> Result<()> {
+    fn activate_identity_key(&self, blob: &[u8]) -> Result<()> {
         self.raw.activate(blob)
-    }
-
-    fn sign_with_identity(&mut self, data: &[u8]) -> Result<Vec<u8>> {
-        self.raw.sign_with_identity(data)
     }
 }
 
@@ -553,51 +580,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_names_the_entry_point() {
-        let h = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../include/hsm_abi.h"));
-        let define = format!("#define HSM_ABI_VENDOR_ENTRY_POINT \"{HSM_ABI_VENDOR_ENTRY_POINT}\"");
-        assert!(h.contains(&define), "include/hsm_abi.h lacks {define}");
-    }
-
-    #[test]
-    fn tokens_round_trip() {
-        let s = Source::Library(PathBuf::from("/opt/v e;n%d/libv.so"));
-        let t = key_token(&s, "slot=1;label=a b");
-        assert!(
-            t.starts_with("vendor:library=/opt/v%20e%3Bn%25d/libv.so;identity="),
-            "{t}"
-        );
-        let rest = t.strip_prefix("vendor:").unwrap();
-        assert_eq!(parse_token(rest).unwrap(), (s, "slot=1;label=a b".to_string()));
-        let r = Source::Registered("acme".into());
-        assert_eq!(
-            parse_token(key_token(&r, "").strip_prefix("vendor:").unwrap()).unwrap(),
-            (r, String::new())
-        );
-        assert!(parse_token("identity=x").unwrap_err().to_string().contains("library="));
-        assert!(
-            parse_token("library=a;library=b")
-                .unwrap_err()
-                .to_string()
-                .contains("twice")
-        );
-        assert!(parse_token("library=%zz").is_err());
-        assert!(
-            parse_token("lib=a")
-                .unwrap_err()
-                .to_string()
-                .contains("unknown attribute")
-        );
-    }
-
-    #[test]
     fn key_info_is_checked() {
-        let mut info = HSM_ABI_KEY_INFO {
-            struct_size: size_of::<HSM_ABI_KEY_INFO>() as u32,
-            algorithm: HSM_ABI_KEY_ALGORITHM_EC,
+        let mut info = KeyInfo {
+            family: KeyFamily::Ec,
+            algorithm: 1,
             curve_or_bits: 256,
-            scheme_count: 1,
-            schemes: [0x0403, 0, 0, 0, 0, 0, 0, 0],
+            schemes: vec![0x0403],
             max_signature_len: 72,
         };
         assert_eq!(validate_key_info("t", &info).unwrap(), KeyAlgorithm::Ec(Curve::P256));
@@ -609,14 +597,14 @@ mod tests {
                 .contains("does not fit")
         );
         info.schemes[0] = 0x0403;
-        info.scheme_count = 9;
+        info.schemes = vec![0x0403; 9];
         assert!(
             validate_key_info("t", &info)
                 .unwrap_err()
                 .to_string()
                 .contains("scheme_count")
         );
-        info.scheme_count = 1;
+        info.schemes = vec![0x0403];
         info.max_signature_len = 1 << 30;
         assert!(
             validate_key_info("t", &info)
