@@ -16,11 +16,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hsm_core::X509Identity;
 use hsm_core::sas::url_encode;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
 use crate::error::sanitize;
-use crate::mqtt::{client_error, connection_error, split_endpoint};
+use crate::mqtt::{MqttSession, client_error, split_endpoint};
 use crate::{Error, MAX_BODY, Reply, ServiceError, TlsVersions, Transport, blocking_task};
 
 const T: Transport = Transport::Mqtt;
@@ -164,9 +164,7 @@ async fn renew(
             ),
             "",
         );
-    let (client, events) = AsyncClient::new(mqtt_options, 8);
-    let mut hub_session = HubSession { client, events };
-    hub_session.connect().await?;
+    let mut hub_session = HubSession(MqttSession::open(mqtt_options, T, SUBSCRIBE_TOPIC, "hub").await?);
     let csr = B64.encode(csr);
     let mut replace = options.replace;
     let mut attempt = 0u32;
@@ -209,42 +207,14 @@ async fn renew(
     }
 }
 
-struct HubSession {
-    client: AsyncClient,
-    events: EventLoop,
-}
+/// The connection to the hub's credentials topics.
+struct HubSession(MqttSession);
 
 impl HubSession {
-    async fn connect(&mut self) -> Result<(), Error> {
-        loop {
-            if let Packet::ConnAck(_) = self.next_packet().await? {
-                break;
-            }
-        }
-        self.client
-            .subscribe(SUBSCRIBE_TOPIC, QoS::AtLeastOnce)
-            .await
-            .map_err(|e| client_error(e, T))?;
-        loop {
-            if let Packet::SubAck(ack) = self.next_packet().await? {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                {
-                    return Err(Error::Protocol {
-                        transport: T,
-                        message: format!("the hub refused the subscription to {SUBSCRIBE_TOPIC}"),
-                    });
-                }
-                return Ok(());
-            }
-        }
-    }
-
     /// Publish one request and wait for its final answer (a 202 is skipped).
     async fn request(&mut self, rid: &str, payload: String) -> Result<Reply, Error> {
-        self.client
+        self.0
+            .client
             .publish(
                 format!("$iothub/credentials/POST/issueCertificate/?$rid={rid}"),
                 QoS::AtMostOnce,
@@ -255,7 +225,7 @@ impl HubSession {
             .map_err(|e| client_error(e, T))?;
         let mut accepted = false;
         loop {
-            let packet = match self.next_packet().await {
+            let packet = match self.0.next_packet().await {
                 Ok(p) => p,
                 Err(Error::Transport { transport, message }) if accepted => {
                     return Err(Error::Transport {
@@ -286,16 +256,6 @@ impl HubSession {
                 body: p.payload.to_vec(),
                 retry_after,
             });
-        }
-    }
-
-    async fn next_packet(&mut self) -> Result<Packet, Error> {
-        loop {
-            match self.events.poll().await {
-                Ok(Event::Incoming(p)) => return Ok(p),
-                Ok(Event::Outgoing(_)) => {}
-                Err(e) => return Err(connection_error(e, T)),
-            }
         }
     }
 }

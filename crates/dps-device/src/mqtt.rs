@@ -26,10 +26,70 @@ pub(crate) const DEFAULT_WS_PORT: u16 = 443;
 pub(crate) const WS_PATH: &str = "/$iothub/websocket";
 
 pub(crate) struct Mqtt {
-    transport: Transport,
-    client: AsyncClient,
-    events: EventLoop,
+    session: MqttSession,
     next_rid: u64,
+}
+
+/// An MQTT connection as DPS and IoT Hub (`credentials.rs`) both use it: rumqttc's client and its
+/// event loop, polled by whoever waits for an answer.
+pub(crate) struct MqttSession {
+    pub(crate) transport: Transport,
+    pub(crate) client: AsyncClient,
+    events: EventLoop,
+}
+
+impl MqttSession {
+    /// Connect with `options`, wait for the CONNACK, subscribe to `topic` and wait for its SUBACK;
+    /// `server` names the peer in the error of a refused subscription.
+    pub(crate) async fn open(
+        options: MqttOptions,
+        transport: Transport,
+        topic: &str,
+        server: &str,
+    ) -> Result<MqttSession, Error> {
+        let (client, events) = AsyncClient::new(options, 8);
+        let mut session = MqttSession {
+            transport,
+            client,
+            events,
+        };
+        loop {
+            if let Packet::ConnAck(_) = session.next_packet().await? {
+                break;
+            }
+        }
+        session
+            .client
+            .subscribe(topic, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| client_error(e, transport))?;
+        loop {
+            if let Packet::SubAck(ack) = session.next_packet().await? {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    return Err(Error::Protocol {
+                        transport,
+                        message: format!("the {server} refused the subscription to {topic}"),
+                    });
+                }
+                return Ok(session);
+            }
+        }
+    }
+
+    /// The next packet the server sent (what the client sent is skipped).
+    pub(crate) async fn next_packet(&mut self) -> Result<Packet, Error> {
+        loop {
+            match self.events.poll().await {
+                Ok(Event::Incoming(p)) => return Ok(p),
+                Ok(Event::Outgoing(_)) => {}
+                Err(e) => return Err(connection_error(e, self.transport)),
+            }
+        }
+    }
 }
 
 /// What the caller connects with.
@@ -92,37 +152,10 @@ impl Mqtt {
                 username(c.id_scope, c.registration_id, c.api_version, c.user_agent),
                 c.password.unwrap_or(""),
             );
-        let (client, events) = AsyncClient::new(options, 8);
-        let mut mqtt = Mqtt {
-            transport: t,
-            client,
-            events,
+        Ok(Mqtt {
+            session: MqttSession::open(options, t, SUBSCRIBE_TOPIC, "server").await?,
             next_rid: 1,
-        };
-        loop {
-            if let Packet::ConnAck(_) = mqtt.next_packet().await? {
-                break;
-            }
-        }
-        mqtt.client
-            .subscribe(SUBSCRIBE_TOPIC, QoS::AtLeastOnce)
-            .await
-            .map_err(|e| client_error(e, t))?;
-        loop {
-            if let Packet::SubAck(ack) = mqtt.next_packet().await? {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                {
-                    return Err(Error::Protocol {
-                        transport: t,
-                        message: format!("the server refused the subscription to {SUBSCRIBE_TOPIC}"),
-                    });
-                }
-                return Ok(mqtt);
-            }
-        }
+        })
     }
 
     pub(crate) async fn register(&mut self, body: &serde_json::Value) -> Result<Reply, Error> {
@@ -151,15 +184,17 @@ impl Mqtt {
     }
 
     async fn request(&mut self, topic: String, rid: u64, payload: String) -> Result<Reply, Error> {
-        self.client
+        let t = self.session.transport;
+        self.session
+            .client
             .publish(topic, QoS::AtMostOnce, false, payload)
             .await
-            .map_err(|e| client_error(e, self.transport))?;
+            .map_err(|e| client_error(e, t))?;
         loop {
-            let Packet::Publish(p) = self.next_packet().await? else {
+            let Packet::Publish(p) = self.session.next_packet().await? else {
                 continue;
             };
-            let Some(response) = parse_response_topic(&p.topic, self.transport) else {
+            let Some(response) = parse_response_topic(&p.topic, t) else {
                 tracing::debug!(topic = %sanitize(&p.topic), "ignoring a message on another topic");
                 continue;
             };
@@ -173,16 +208,6 @@ impl Mqtt {
                 body: p.payload.to_vec(),
                 retry_after,
             });
-        }
-    }
-
-    async fn next_packet(&mut self) -> Result<Packet, Error> {
-        loop {
-            match self.events.poll().await {
-                Ok(Event::Incoming(p)) => return Ok(p),
-                Ok(Event::Outgoing(_)) => {}
-                Err(e) => return Err(connection_error(e, self.transport)),
-            }
         }
     }
 }

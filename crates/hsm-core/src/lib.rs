@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod csr;
 mod error;
 pub mod file;
 pub mod fs;

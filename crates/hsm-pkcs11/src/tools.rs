@@ -4,12 +4,10 @@
 //! URIs given to the tools may carry `pin-value` (a command line is not an alias-key token);
 //! the URIs they return never do.
 
-use std::sync::{Arc, Mutex};
-
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, CertificateType, KeyType, ObjectClass};
 use cryptoki::session::Session;
-use hsm_core::{Curve, Error, KeyAlgorithm, Result, SignatureScheme, SigningKey, pem};
+use hsm_core::{Curve, Error, KeyAlgorithm, Result, pem};
 use sha2::Digest;
 
 use crate::der;
@@ -169,79 +167,13 @@ pub fn generate_key_pair(uri: &str, algorithm: KeyAlgorithm) -> Result<Pkcs11Uri
     ))
 }
 
-/// rcgen's view of a token key.
-struct RemoteKey {
-    key: Arc<Pkcs11Key>,
-    public: Vec<u8>,
-    scheme: SignatureScheme,
-    algorithm: &'static rcgen::SignatureAlgorithm,
-    error: Mutex<Option<Error>>,
-}
-
-impl rcgen::PublicKeyData for RemoteKey {
-    fn der_bytes(&self) -> &[u8] {
-        &self.public
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        self.algorithm
-    }
-}
-
-impl rcgen::SigningKey for RemoteKey {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.key.sign(self.scheme, msg).map_err(|e| {
-            if let Ok(mut slot) = self.error.lock() {
-                *slot = Some(e);
-            }
-            rcgen::Error::RemoteKeyError
-        })
-    }
-}
-
 /// A PKCS#10 CSR (PEM) with subject `CN=common_name`, signed by the token key `uri` names
 /// (ECDSA with SHA-256/384 for P-256/P-384, RSA PKCS#1 v1.5 SHA-256 for RSA).
 pub fn make_csr(uri: &str, common_name: &str) -> Result<String> {
-    if common_name.is_empty() {
-        return Err(Error::invalid("common name", "must not be empty"));
-    }
     let uri = Pkcs11Uri::parse(uri)?;
     let token = Token::open(&uri, None)?;
-    let key = Arc::new(Pkcs11Key::open(token, &uri, None)?);
-    let (scheme, algorithm) = match key.algorithm() {
-        KeyAlgorithm::Ec(Curve::P256) => (SignatureScheme::EcdsaP256Sha256, &rcgen::PKCS_ECDSA_P256_SHA256),
-        KeyAlgorithm::Ec(Curve::P384) => (SignatureScheme::EcdsaP384Sha384, &rcgen::PKCS_ECDSA_P384_SHA384),
-        KeyAlgorithm::Rsa { .. } => (SignatureScheme::RsaPkcs1Sha256, &rcgen::PKCS_RSA_SHA256),
-        other => return Err(Error::unsupported("make_csr", format!("{other:?} keys"))),
-    };
-    let remote = RemoteKey {
-        public: der::spki_public_key_bytes(&key.public_key_spki()?)?,
-        key,
-        scheme,
-        algorithm,
-        error: Mutex::new(None),
-    };
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| Error::Crypto {
-        op: "CSR parameters",
-        reason: e.to_string(),
-    })?;
-    let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, common_name);
-    params.distinguished_name = dn;
-    let csr =
-        params
-            .serialize_request(&remote)
-            .map_err(|e| match remote.error.lock().ok().and_then(|mut s| s.take()) {
-                Some(inner) => inner,
-                None => Error::Crypto {
-                    op: "make CSR",
-                    reason: e.to_string(),
-                },
-            })?;
-    csr.pem().map_err(|e| Error::Crypto {
-        op: "CSR to PEM",
-        reason: e.to_string(),
-    })
+    let key = Pkcs11Key::open(token, &uri, None)?;
+    hsm_core::csr::request_pem(&key, common_name)
 }
 
 /// Import one certificate (PEM or DER) as a CKO_CERTIFICATE object with the URI's label and

@@ -283,55 +283,10 @@ impl SigningKey for TpmKey {
     }
 }
 
-impl rcgen::PublicKeyData for TpmKey {
-    fn der_bytes(&self) -> &[u8] {
-        &self.point
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        match self.curve {
-            Curve::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            _ => &rcgen::PKCS_ECDSA_P256_SHA256,
-        }
-    }
-}
-
-impl rcgen::SigningKey for TpmKey {
-    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
-        let scheme = match self.curve {
-            Curve::P384 => SignatureScheme::EcdsaP384Sha384,
-            _ => SignatureScheme::EcdsaP256Sha256,
-        };
-        SigningKey::sign(self, scheme, msg).map_err(|e| rcgen::Error::RemoteKeyError.tap(e))
-    }
-}
-
-trait Tap {
-    fn tap(self, e: Error) -> Self;
-}
-
-impl Tap for rcgen::Error {
-    fn tap(self, e: Error) -> Self {
-        tracing::error!("TPM signing for rcgen failed: {e}");
-        self
-    }
-}
-
 impl TpmKey {
     /// A PEM PKCS#10 certificate signing request with subject CN `common_name`, signed in the TPM.
     pub fn csr_pem(&self, common_name: &str) -> Result<String> {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
-            .map_err(|e| Error::invalid("common_name", e.to_string()))?;
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
-        let csr = params.serialize_request(self).map_err(|e| Error::Crypto {
-            op: "make a CSR",
-            reason: e.to_string(),
-        })?;
-        csr.pem().map_err(|e| Error::Crypto {
-            op: "encode the CSR",
-            reason: e.to_string(),
-        })
+        hsm_core::csr::request_pem(self, common_name)
     }
 }
 
