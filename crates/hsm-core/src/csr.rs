@@ -8,16 +8,35 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::{Curve, Error, KeyAlgorithm, Result, SignatureScheme, SigningKey};
 
-/// rcgen's view of a key it cannot see: every signature goes to the backend, whose error is kept.
-struct Remote<'a> {
-    key: &'a dyn SigningKey,
+/// A backend key's public half as rcgen wants a subject key (to issue a certificate for a key
+/// that stays in its device).
+pub struct SubjectKey {
     public: Vec<u8>,
     scheme: SignatureScheme,
     algorithm: &'static rcgen::SignatureAlgorithm,
-    error: Mutex<Option<Error>>,
 }
 
-impl rcgen::PublicKeyData for Remote<'_> {
+impl SubjectKey {
+    /// The public key of `key` with the signature algorithm its requests use: ECDSA with SHA-256
+    /// or SHA-384 for P-256 or P-384, RSA PKCS#1 v1.5 with SHA-256 for RSA.
+    pub fn of(key: &dyn SigningKey) -> Result<Self> {
+        let (scheme, algorithm) = match key.algorithm() {
+            KeyAlgorithm::Ec(Curve::P256) => (SignatureScheme::EcdsaP256Sha256, &rcgen::PKCS_ECDSA_P256_SHA256),
+            KeyAlgorithm::Ec(Curve::P384) => (SignatureScheme::EcdsaP384Sha384, &rcgen::PKCS_ECDSA_P384_SHA384),
+            KeyAlgorithm::Rsa { .. } => (SignatureScheme::RsaPkcs1Sha256, &rcgen::PKCS_RSA_SHA256),
+        };
+        let spki = key.public_key_spki()?;
+        let (_, parsed) =
+            SubjectPublicKeyInfo::from_der(&spki).map_err(|e| Error::parse("the key's SubjectPublicKeyInfo", e))?;
+        Ok(SubjectKey {
+            public: parsed.subject_public_key.data.to_vec(),
+            scheme,
+            algorithm,
+        })
+    }
+}
+
+impl rcgen::PublicKeyData for SubjectKey {
     fn der_bytes(&self) -> &[u8] {
         &self.public
     }
@@ -27,9 +46,26 @@ impl rcgen::PublicKeyData for Remote<'_> {
     }
 }
 
+/// rcgen's view of a key it cannot see: every signature goes to the backend, whose error is kept.
+struct Remote<'a> {
+    key: &'a dyn SigningKey,
+    public: SubjectKey,
+    error: Mutex<Option<Error>>,
+}
+
+impl rcgen::PublicKeyData for Remote<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public.public
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.public.algorithm
+    }
+}
+
 impl rcgen::SigningKey for Remote<'_> {
     fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
-        self.key.sign(self.scheme, msg).map_err(|e| {
+        self.key.sign(self.public.scheme, msg).map_err(|e| {
             if let Ok(mut slot) = self.error.lock() {
                 *slot = Some(e);
             }
@@ -44,19 +80,9 @@ pub fn request_der(key: &dyn SigningKey, common_name: &str) -> Result<Vec<u8>> {
     if common_name.is_empty() {
         return Err(Error::invalid("common name", "must not be empty"));
     }
-    let (scheme, algorithm) = match key.algorithm() {
-        KeyAlgorithm::Ec(Curve::P256) => (SignatureScheme::EcdsaP256Sha256, &rcgen::PKCS_ECDSA_P256_SHA256),
-        KeyAlgorithm::Ec(Curve::P384) => (SignatureScheme::EcdsaP384Sha384, &rcgen::PKCS_ECDSA_P384_SHA384),
-        KeyAlgorithm::Rsa { .. } => (SignatureScheme::RsaPkcs1Sha256, &rcgen::PKCS_RSA_SHA256),
-    };
-    let spki = key.public_key_spki()?;
-    let (_, parsed) =
-        SubjectPublicKeyInfo::from_der(&spki).map_err(|e| Error::parse("the key's SubjectPublicKeyInfo", e))?;
     let remote = Remote {
         key,
-        public: parsed.subject_public_key.data.to_vec(),
-        scheme,
-        algorithm,
+        public: SubjectKey::of(key)?,
         error: Mutex::new(None),
     };
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())

@@ -36,7 +36,9 @@ fn tpm_key_authenticates_mutual_tls_to_the_emulator() {
     leaf.distinguished_name
         .push(rcgen::DnType::CommonName, "tpm-tls-device");
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let leaf = leaf.signed_by(&key, &issuer).unwrap();
+    let leaf = leaf
+        .signed_by(&hsm_core::csr::SubjectKey::of(&key).unwrap(), &issuer)
+        .unwrap();
     std::fs::write(dir.path().join("chain.pem"), format!("{}{}", leaf.pem(), ca.pem())).unwrap();
 
     let text = format!(

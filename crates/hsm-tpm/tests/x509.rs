@@ -112,7 +112,9 @@ fn x509_identity_from_configuration() {
     leaf_params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "tpm-device-7");
-    let leaf = leaf_params.signed_by(key.as_ref(), &issuer).unwrap();
+    let leaf = leaf_params
+        .signed_by(&hsm_core::csr::SubjectKey::of(key.as_ref()).unwrap(), &issuer)
+        .unwrap();
     std::fs::write(dir.path().join("chain.pem"), format!("{}{}", leaf.pem(), ca.pem())).unwrap();
 
     let text = format!(
