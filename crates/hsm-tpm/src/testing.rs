@@ -32,6 +32,12 @@ fn free_port_pair() -> Result<u16> {
 impl Swtpm {
     /// Start a fresh swtpm (empty state) on a free port pair.
     pub fn start() -> Result<Self> {
+        // One start at a time in this process: two tests picking ports at once could get the
+        // same free pair, and the second swtpm, failing to bind, would pass for ready because
+        // the first one answers on the port: both tests then share one single-connection TPM
+        // and stall each other (seen as 60 s command timeouts in the full suite).
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for _ in 0..10 {
             let mut s = Swtpm {
                 dir: tempfile::tempdir().map_err(|e| Error::io("create a temp dir", std::env::temp_dir(), e))?,
@@ -69,7 +75,8 @@ impl Swtpm {
                 }
             }
             if TcpStream::connect(("127.0.0.1", self.port + 1)).is_ok() {
-                return Ok(true);
+                // Ours, not another process's swtpm on the same port: still running.
+                return Ok(self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
