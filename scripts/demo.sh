@@ -72,9 +72,33 @@ echo "TPM registration id: $tpm_reg"
 individual_key=$(openssl rand -base64 32)
 group_key=$(openssl rand -base64 64 | tr -d '\n')
 
+# The emulator issues device certificates (DPS csr) from this P-384 CA, enrolled as an x509 group
+# so that a device can also register with the certificate it was issued.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout issuing-ca.key.pem \
+    -out issuing-ca.cert.pem -subj "/CN=demo issuing CA" -days 30 \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+service_key=$(openssl rand -base64 32)
+issued_key=$(openssl rand -base64 32)
+factory_key=$(openssl rand -base64 32)
+
 cat > emulator.toml <<TOML
 id_scope = "$scope"
 assigned_hub = "$hub"
+
+[[service_policy]]
+name = "provisioningserviceowner"
+primary_key = "$service_key"
+rights = ["EnrollmentRead", "EnrollmentWrite", "RegistrationStatusRead", "RegistrationStatusWrite"]
+
+[[enrollment]]
+type = "x509-group"
+name = "demo-issuing-ca"
+ca = "issuing-ca.cert.pem"
+
+[[enrollment]]
+type = "symmetric-individual"
+registration_id = "demo-issued-device"
+primary_key = "$issued_key"
 
 [[enrollment]]
 type = "x509-group"
@@ -127,9 +151,29 @@ registration_id = "demo-group-device-7"
 group_key = "$group_key"
 TOML
 
+cat > issued.toml <<TOML
+[x509]
+backend = "issued"
+store = "issued"
+registration_id = "demo-issued-device"
+keys = "pkcs11:token=demo-token?pin-source=file:$PKCS11_PIN_FILE"
+
+[symmetric_key]
+backend = "file"
+registration_id = "demo-issued-device"
+symmetric_key = "$issued_key"
+TOML
+cat > factory.toml <<TOML
+[symmetric_key]
+backend = "file"
+registration_id = "demo-factory-device"
+symmetric_key = "$factory_key"
+TOML
+
 echo "== starting the DPS emulator"
 "$bin/dps-emulator" --config emulator.toml --port 0 --mqtt-port 0 --mqtt-port-out mqtt.endpoint \
-    --server-ca-out server-ca.pem > emulator.out 2> emulator.log &
+    --server-ca-out server-ca.pem --issuing-ca issuing-ca.cert.pem --issuing-ca-key issuing-ca.key.pem \
+    --state-dir state --connection-string-out service.connection > emulator.out 2> emulator.log &
 emu_pid=$!
 for _ in $(seq 100); do grep -q '^listening on ' emulator.out 2>/dev/null && break; sleep 0.1; done
 endpoint=$(sed -n 's/^listening on //p' emulator.out)
@@ -160,6 +204,21 @@ echo
 echo "== provision over MQTT over WebSockets: symmetric key, individual enrollment"
 "$bin/hsmctl" provision --id-scope "$scope" --transport mqtt-ws --global-endpoint "$endpoint" \
     --trusted-ca server-ca.pem --config symm.toml
+
+
+echo
+echo "== the service API: enroll a device from its configuration (hsmctl enrollment), then provision it"
+"$bin/hsmctl" enrollment create --config factory.toml --connection-string-file service.connection \
+    --trusted-ca server-ca.pem
+provision "symmetric key, enrolled through the service API" --config factory.toml
+"$bin/hsmctl" enrollment get demo-factory-device --connection-string-file service.connection \
+    --trusted-ca server-ca.pem
+
+echo
+echo "== an issued certificate: a P-384 key made on the SoftHSM2 token, only its CSR sent with the registration"
+"$bin/hsmctl" provision --config issued.toml --issue-certificate --attestation symmetric-key \
+    --id-scope "$scope" --global-endpoint "$endpoint" --trusted-ca server-ca.pem
+provision "x509 with the issued certificate (key on the token)" --config issued.toml --attestation x509
 
 echo
 echo "== demo complete"
