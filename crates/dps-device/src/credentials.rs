@@ -325,16 +325,7 @@ pub(crate) fn certificates(reply: &Reply) -> Result<Vec<Vec<u8>>, Error> {
     let Some(items) = json["certificates"].as_array().filter(|a| !a.is_empty()) else {
         return Err(bad("the 200 answer has no certificates".into()));
     };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let text = item
-                .as_str()
-                .ok_or_else(|| bad(format!("certificates[{i}] is not a string")))?;
-            crate::issuance::decode_certificate(text).map_err(|e| bad(sanitize(&format!("certificates[{i}]: {e}"))))
-        })
-        .collect()
+    crate::issuance::decode_chain(items, "certificates").map_err(bad)
 }
 
 #[cfg(test)]

@@ -36,18 +36,22 @@ pub(crate) fn read_chain(t: Transport, value: Option<&Value>) -> Result<Option<V
         Some(Value::Array(items)) if !items.is_empty() => items,
         Some(_) => return Err(protocol(t, "issuedCertificateChain is not a non-empty array")),
     };
+    decode_chain(items, "issuedCertificateChain")
+        .map(Some)
+        .map_err(|m| protocol(t, m))
+}
+
+/// The certificates of a JSON array (base64 DER or PEM strings), DER, in order; the error names
+/// `field[i]`.
+pub(crate) fn decode_chain(items: &[Value], field: &str) -> Result<Vec<Vec<u8>>, String> {
     items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let text = item
-                .as_str()
-                .ok_or_else(|| protocol(t, format!("issuedCertificateChain[{i}] is not a string")))?;
-            decode_certificate(text)
-                .map_err(|e| protocol(t, crate::error::sanitize(&format!("issuedCertificateChain[{i}]: {e}"))))
+            let text = item.as_str().ok_or_else(|| format!("{field}[{i}] is not a string"))?;
+            decode_certificate(text).map_err(|e| crate::error::sanitize(&format!("{field}[{i}]: {e}")))
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+        .collect()
 }
 
 /// Check an issued chain (DER, leaf first, ending with the root) before storing or using it: the leaf's

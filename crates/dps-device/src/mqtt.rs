@@ -288,16 +288,7 @@ pub(crate) fn connection_error(e: ConnectionError, t: Transport) -> Error {
             transport: t,
             message: sanitize(&e.to_string()),
         },
-        ConnectionError::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            Some(tls) => Error::Tls {
-                transport: t,
-                message: sanitize(&tls.to_string()),
-            },
-            None => Error::Transport {
-                transport: t,
-                message: sanitize(&io.to_string()),
-            },
-        },
+        ConnectionError::Io(io) => io_error(&io, t),
         // The connection failed under the packet reader (closed, reset): the transport, not the
         // server's packets, is what went wrong.
         ConnectionError::MqttState(rumqttc::StateError::Deserialization(rumqttc::mqttbytes::Error::Io(io))) => {
@@ -360,19 +351,24 @@ fn websocket_error(e: tungstenite::Error, t: Transport) -> Error {
             transport: t,
             message: sanitize(&tls.to_string()),
         },
-        Ws::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            Some(tls) => Error::Tls {
-                transport: t,
-                message: sanitize(&tls.to_string()),
-            },
-            None => Error::Transport {
-                transport: t,
-                message: sanitize(&io.to_string()),
-            },
-        },
+        Ws::Io(io) => io_error(&io, t),
         other => Error::Transport {
             transport: t,
             message: sanitize(&format!("WebSocket: {other}")),
+        },
+    }
+}
+
+/// An I/O error of the connection: a TLS error when rustls is what failed under it.
+fn io_error(io: &std::io::Error, t: Transport) -> Error {
+    match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(tls) => Error::Tls {
+            transport: t,
+            message: sanitize(&tls.to_string()),
+        },
+        None => Error::Transport {
+            transport: t,
+            message: sanitize(&io.to_string()),
         },
     }
 }
