@@ -1,0 +1,1 @@
+//! The DPS device API (filled in by the device-side work).

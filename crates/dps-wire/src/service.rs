@@ -1,0 +1,1 @@
+//! The DPS service API (filled in by the service-side work).
