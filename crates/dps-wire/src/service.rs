@@ -1,1 +1,0 @@
-//! The DPS service API (filled in by the service-side work).
