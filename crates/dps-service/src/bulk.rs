@@ -238,12 +238,11 @@ fn call_with_retries<T: BulkRecord>(
             .iter()
             .zip(&records)
             .map(|(line, r)| {
-                let err = result.errors.iter().find(|e| e.registration_id == r.id()).or_else(|| {
-                    result
-                        .errors
-                        .iter()
-                        .find(|e| e.registration_id.eq_ignore_ascii_case(r.id()))
-                });
+                let err = result
+                    .errors
+                    .iter()
+                    .find(|e| e.id() == r.id())
+                    .or_else(|| result.errors.iter().find(|e| e.id().eq_ignore_ascii_case(r.id())));
                 let outcome = match err {
                     None if result.is_successful || !result.errors.is_empty() => Outcome::Done,
                     None => Outcome::Failed {

@@ -1,25 +1,28 @@
 //! The blocking service client: one `ureq` agent (connection pool) shared by every call; each request
 //! carries a fresh SAS token.
 
-use std::collections::VecDeque;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dps_wire::ApiVersion;
+use dps_wire::service::{
+    Attestation, BulkEnrollmentGroupOperation, BulkEnrollmentOperation, BulkMode, BulkResult, DeviceRegistrationState,
+    EnrollmentGroup, IndividualEnrollment,
+};
 use hsm_core::sas::url_encode;
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Map;
 
-use crate::models::{
-    BulkMode, BulkResult, DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment, ServiceErrorBody,
-};
+pub use dps_wire::service::MAX_BULK;
+
+use crate::http::{Call, Http, read_json};
+use crate::query::Query;
 use crate::{ConnectionString, Error, Result};
 
-/// The service API version spoken.
-pub const API_VERSION: &str = "2021-10-01";
-/// At most this many records per bulk call (the service's limit).
-pub const MAX_BULK: usize = 10;
+/// The service api-version spoken by default ([`ApiVersion::SERVICE`], the stable `2021-10-01`).
+pub const API_VERSION: ApiVersion = ApiVersion::SERVICE;
 
 /// How to reach the service.
 #[derive(Debug, Clone)]
@@ -35,6 +38,18 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Lifetime of each request's SAS token.
     pub token_ttl: Duration,
+    /// The `api-version` of every request (default [`ApiVersion::SERVICE`]); a newer one (e.g.
+    /// `2026-04-01`) for the fields it adds.
+    pub api_version: ApiVersion,
+    /// How many times a call answered 429 or 503 is sent again (after the service's
+    /// `Retry-After`, else a doubling backoff from 0.5 s).
+    pub retries: u32,
+    /// The longest wait a retry accepts: a `Retry-After` beyond it ends the call with the error.
+    pub max_retry_after: Duration,
+    /// A query stops with [`Error::Paging`] after this many pages.
+    pub max_query_pages: usize,
+    /// A query stops with [`Error::Paging`] when its listing has taken this long (None: no deadline).
+    pub query_timeout: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -45,6 +60,11 @@ impl Default for ClientOptions {
             tls_config: None,
             timeout: Duration::from_secs(30),
             token_ttl: Duration::from_secs(3600),
+            api_version: ApiVersion::SERVICE,
+            retries: 3,
+            max_retry_after: Duration::from_secs(30),
+            max_query_pages: 100_000,
+            query_timeout: Some(Duration::from_secs(3600)),
         }
     }
 }
@@ -52,10 +72,8 @@ impl Default for ClientOptions {
 /// A client of one Provisioning Service. Cheap to share between threads (`&ServiceClient` is all the
 /// bulk pipeline needs).
 pub struct ServiceClient {
-    connection: ConnectionString,
-    base: String,
-    agent: ureq::Agent,
-    token_ttl: Duration,
+    http: Http,
+    options: ClientOptions,
 }
 
 /// Whether an id goes to `/enrollments` or `/enrollmentGroups`.
@@ -81,6 +99,26 @@ impl Collection {
     }
 }
 
+fn tls_for(cas: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig> {
+    let invalid = |what: &str, e: String| Error::Invalid {
+        what: what.into(),
+        message: e,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        roots
+            .add(ca.clone())
+            .map_err(|e| invalid("trusted CA", e.to_string()))?;
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid("TLS configuration", e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 impl ServiceClient {
     pub fn new(connection: ConnectionString, options: ClientOptions) -> Result<Self> {
         let mut agent = ureq::AgentBuilder::new()
@@ -90,48 +128,60 @@ impl ServiceClient {
         if let Some(tls) = &options.tls_config {
             agent = agent.tls_config(Arc::clone(tls));
         } else if let Some(cas) = &options.trusted_cas {
-            let mut roots = rustls::RootCertStore::empty();
-            for ca in cas {
-                roots.add(ca.clone()).map_err(|e| Error::Invalid {
-                    what: "trusted CA".into(),
-                    message: e.to_string(),
-                })?;
-            }
-            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Error::Invalid {
-                    what: "TLS configuration".into(),
-                    message: e.to_string(),
-                })?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            agent = agent.tls_config(Arc::new(tls));
+            agent = agent.tls_config(Arc::new(tls_for(cas)?));
         }
         let endpoint = options.endpoint.as_deref().unwrap_or(&connection.host);
         Ok(ServiceClient {
-            base: format!("https://{endpoint}"),
-            connection,
-            agent: agent.build(),
-            token_ttl: options.token_ttl,
+            http: Http {
+                base: format!("https://{endpoint}"),
+                connection,
+                agent: agent.build(),
+                token_ttl: options.token_ttl,
+                api_version: options.api_version.clone(),
+                retries: options.retries,
+                max_retry_after: options.max_retry_after,
+            },
+            options,
         })
     }
 
     /// The connection string's host.
     pub fn host(&self) -> &str {
-        &self.connection.host
+        &self.http.connection.host
+    }
+
+    /// The `api-version` this client sends.
+    pub fn api_version(&self) -> &ApiVersion {
+        &self.http.api_version
+    }
+
+    pub(crate) fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    pub(crate) fn http(&self) -> &Http {
+        &self.http
     }
 
     // ---- individual enrollments ----
 
     /// Create or replace; with `etag` set, only if the stored record still has it (else
-    /// [`Error::PreconditionFailed`]).
+    /// [`Error::PreconditionFailed`]). Fields the record carries in `extra` (read from a newer
+    /// service) are sent back as they came.
     pub fn put_enrollment(&self, e: &IndividualEnrollment) -> Result<IndividualEnrollment> {
         let id = non_empty("registrationId", &e.registration_id)?;
+        check(&e.attestation, Collection::Enrollments, id)?;
         self.put(Collection::Enrollments, id, e.common.etag.as_deref(), e)
     }
 
     pub fn get_enrollment(&self, registration_id: &str) -> Result<IndividualEnrollment> {
         self.get(Collection::Enrollments, registration_id)
+    }
+
+    /// The enrollment's attestation mechanism with its keys
+    /// (`POST /enrollments/{id}/attestationmechanism`; a GET of the enrollment leaves them out).
+    pub fn get_enrollment_attestation(&self, registration_id: &str) -> Result<Attestation> {
+        self.attestation(Collection::Enrollments, registration_id)
     }
 
     /// Delete; with `etag`, only if it is still the current one.
@@ -141,30 +191,24 @@ impl ServiceClient {
 
     /// One bulk call of at most [`MAX_BULK`] enrollments.
     pub fn bulk_enrollments(&self, mode: BulkMode, items: &[IndividualEnrollment]) -> Result<BulkResult> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            mode: BulkMode,
-            enrollments: &'a [IndividualEnrollment],
-        }
-        self.bulk(
-            Collection::Enrollments,
-            items.len(),
-            &Body {
-                mode,
-                enrollments: items,
-            },
-        )
+        let body = BulkEnrollmentOperation {
+            enrollments: items.to_vec(),
+            mode,
+            extra: Map::new(),
+        };
+        self.bulk(Collection::Enrollments, items.len(), &body)
     }
 
     /// `SELECT * FROM enrollments`, page by page as needed.
     pub fn query_enrollments(&self, query: &str, page_size: Option<u32>) -> Query<'_, IndividualEnrollment> {
-        Query::new(self, "/enrollments/query".into(), Some(query.to_string()), page_size)
+        Query::new(self, "/enrollments/query".into(), Some(query), page_size)
     }
 
     // ---- enrollment groups ----
 
     pub fn put_group(&self, g: &EnrollmentGroup) -> Result<EnrollmentGroup> {
         let id = non_empty("enrollmentGroupId", &g.enrollment_group_id)?;
+        check(&g.attestation, Collection::EnrollmentGroups, id)?;
         self.put(Collection::EnrollmentGroups, id, g.common.etag.as_deref(), g)
     }
 
@@ -172,34 +216,26 @@ impl ServiceClient {
         self.get(Collection::EnrollmentGroups, id)
     }
 
+    /// The group's attestation mechanism with its keys (`POST /enrollmentGroups/{id}/attestationmechanism`).
+    pub fn get_group_attestation(&self, id: &str) -> Result<Attestation> {
+        self.attestation(Collection::EnrollmentGroups, id)
+    }
+
     pub fn delete_group(&self, id: &str, etag: Option<&str>) -> Result<()> {
         self.delete(Collection::EnrollmentGroups, id, etag)
     }
 
     pub fn bulk_groups(&self, mode: BulkMode, items: &[EnrollmentGroup]) -> Result<BulkResult> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body<'a> {
-            mode: BulkMode,
-            enrollment_groups: &'a [EnrollmentGroup],
-        }
-        self.bulk(
-            Collection::EnrollmentGroups,
-            items.len(),
-            &Body {
-                mode,
-                enrollment_groups: items,
-            },
-        )
+        let body = BulkEnrollmentGroupOperation {
+            enrollment_groups: items.to_vec(),
+            mode,
+            extra: Map::new(),
+        };
+        self.bulk(Collection::EnrollmentGroups, items.len(), &body)
     }
 
     pub fn query_groups(&self, query: &str, page_size: Option<u32>) -> Query<'_, EnrollmentGroup> {
-        Query::new(
-            self,
-            "/enrollmentGroups/query".into(),
-            Some(query.to_string()),
-            page_size,
-        )
+        Query::new(self, "/enrollmentGroups/query".into(), Some(query), page_size)
     }
 
     // ---- registration states ----
@@ -207,28 +243,19 @@ impl ServiceClient {
     pub fn get_registration(&self, registration_id: &str) -> Result<DeviceRegistrationState> {
         let id = non_empty("registration id", registration_id)?;
         let what = format!("registration {id}");
-        let r = self.send(
-            "GET",
-            &format!("/registrations/{}", url_encode(id)),
-            &what,
-            None,
-            &[],
-            None,
-        )?;
+        let path = format!("/registrations/{}", url_encode(id));
+        let r = self.http.send(&Call::new("GET", &path, &what))?;
         read_json(r, &what)
     }
 
     pub fn delete_registration(&self, registration_id: &str, etag: Option<&str>) -> Result<()> {
         let id = non_empty("registration id", registration_id)?;
         let what = format!("registration {id}");
-        self.send(
-            "DELETE",
-            &format!("/registrations/{}", url_encode(id)),
-            &what,
-            etag,
-            &[],
-            None,
-        )?;
+        let path = format!("/registrations/{}", url_encode(id));
+        self.http.send(&Call {
+            if_match: etag,
+            ..Call::new("DELETE", &path, &what)
+        })?;
         Ok(())
     }
 
@@ -246,25 +273,38 @@ impl ServiceClient {
 
     fn put<T: Serialize + DeserializeOwned>(&self, c: Collection, id: &str, etag: Option<&str>, body: &T) -> Result<T> {
         let what = format!("{} {id}", c.noun());
-        let body = serde_json::to_string(body).map_err(|e| Error::Invalid {
-            what: what.clone(),
-            message: e.to_string(),
+        let body = encode(&what, body)?;
+        let path = item_path(c, id);
+        let r = self.http.send(&Call {
+            if_match: etag,
+            body: Some(&body),
+            ..Call::new("PUT", &path, &what)
         })?;
-        let r = self.send("PUT", &item_path(c, id), &what, etag, &[], Some(&body))?;
         read_json(r, &what)
     }
 
     fn get<T: DeserializeOwned>(&self, c: Collection, id: &str) -> Result<T> {
         let id = non_empty("id", id)?;
         let what = format!("{} {id}", c.noun());
-        let r = self.send("GET", &item_path(c, id), &what, None, &[], None)?;
+        let r = self.http.send(&Call::new("GET", &item_path(c, id), &what))?;
+        read_json(r, &what)
+    }
+
+    fn attestation(&self, c: Collection, id: &str) -> Result<Attestation> {
+        let id = non_empty("id", id)?;
+        let what = format!("attestation mechanism of {} {id}", c.noun());
+        let path = format!("{}/attestationmechanism", item_path(c, id));
+        let r = self.http.send(&Call::new("POST", &path, &what))?;
         read_json(r, &what)
     }
 
     fn delete(&self, c: Collection, id: &str, etag: Option<&str>) -> Result<()> {
         let id = non_empty("id", id)?;
         let what = format!("{} {id}", c.noun());
-        self.send("DELETE", &item_path(c, id), &what, etag, &[], None)?;
+        self.http.send(&Call {
+            if_match: etag,
+            ..Call::new("DELETE", &item_path(c, id), &what)
+        })?;
         Ok(())
     }
 
@@ -276,49 +316,41 @@ impl ServiceClient {
                 message: format!("a bulk call takes 1 to {MAX_BULK} records"),
             });
         }
-        let body = serde_json::to_string(body).map_err(|e| Error::Invalid {
-            what: what.clone(),
-            message: e.to_string(),
+        let body = encode(&what, body)?;
+        let path = format!("/{}", c.path());
+        let r = self.http.send(&Call {
+            body: Some(&body),
+            ..Call::new("POST", &path, &what)
         })?;
-        let r = self.send("POST", &format!("/{}", c.path()), &what, None, &[], Some(&body))?;
         read_json(r, &what)
     }
+}
 
-    /// One request; error answers become typed errors.
-    fn send(
-        &self,
-        method: &str,
-        path: &str,
-        what: &str,
-        if_match: Option<&str>,
-        headers: &[(&str, String)],
-        body: Option<&str>,
-    ) -> Result<ureq::Response> {
-        let url = format!("{}{path}?api-version={API_VERSION}", self.base);
-        let mut req = self
-            .agent
-            .request(method, &url)
-            .set("Authorization", &self.connection.sas_token_for(self.token_ttl))
-            .set("Accept", "application/json");
-        if let Some(etag) = if_match {
-            req = req.set("If-Match", etag);
-        }
-        for (name, value) in headers {
-            req = req.set(name, value);
-        }
-        let result = match body {
-            Some(b) => req.set("Content-Type", "application/json").send_string(b),
-            None => req.call(),
-        };
-        match result {
-            Ok(r) => Ok(r),
-            Err(ureq::Error::Status(status, r)) => Err(answer_error(what, status, r)),
-            Err(ureq::Error::Transport(t)) => Err(Error::Transport {
-                what: what.to_string(),
-                message: t.to_string(),
-            }),
+impl<'a> Call<'a> {
+    fn new(method: &'a str, path: &'a str, what: &'a str) -> Self {
+        Call {
+            method,
+            path,
+            what,
+            if_match: None,
+            headers: &[],
+            body: None,
         }
     }
+}
+
+fn encode<B: Serialize>(what: &str, body: &B) -> Result<String> {
+    serde_json::to_string(body).map_err(|e| Error::Invalid {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn check(a: &Attestation, c: Collection, id: &str) -> Result<()> {
+    a.check().map_err(|e| Error::Invalid {
+        what: format!("{} {id}", c.noun()),
+        message: e.to_string(),
+    })
 }
 
 fn item_path(c: Collection, id: &str) -> String {
@@ -333,126 +365,4 @@ fn non_empty<'a>(what: &str, id: &'a str) -> Result<&'a str> {
         });
     }
     Ok(id)
-}
-
-fn read_json<T: DeserializeOwned>(r: ureq::Response, what: &str) -> Result<T> {
-    let text = r.into_string().map_err(|e| Error::Transport {
-        what: what.to_string(),
-        message: format!("reading the answer: {e}"),
-    })?;
-    serde_json::from_str(&text).map_err(|e| Error::Protocol {
-        what: what.to_string(),
-        message: format!("the answer is not the expected JSON: {e}"),
-    })
-}
-
-fn answer_error(what: &str, status: u16, r: ureq::Response) -> Error {
-    let text = r.into_string().unwrap_or_default();
-    let body: ServiceErrorBody = serde_json::from_str(&text).unwrap_or_default();
-    let mut message = body.message.unwrap_or_else(|| {
-        let t: String = text.chars().take(200).collect();
-        if t.is_empty() { "(no message)".into() } else { t }
-    });
-    if let Some(t) = body.tracking_id {
-        message.push_str(&format!(" (trackingId {t})"));
-    }
-    let what = what.to_string();
-    match status {
-        404 => Error::NotFound { what, message },
-        412 => Error::PreconditionFailed { what, message },
-        401 => Error::Unauthorized { message },
-        403 => Error::Forbidden { message },
-        _ => Error::Service {
-            what,
-            status,
-            code: body.error_code,
-            message,
-        },
-    }
-}
-
-/// A query's results, fetched a page at a time (`x-ms-max-item-count`, `x-ms-continuation`). An error
-/// ends the iteration after it is yielded.
-pub struct Query<'a, T> {
-    client: &'a ServiceClient,
-    path: String,
-    body: Option<String>,
-    page_size: Option<u32>,
-    continuation: Option<String>,
-    buffer: VecDeque<T>,
-    done: bool,
-    pages: usize,
-    _t: PhantomData<T>,
-}
-
-impl<'a, T: DeserializeOwned> Query<'a, T> {
-    fn new(client: &'a ServiceClient, path: String, query: Option<String>, page_size: Option<u32>) -> Self {
-        Query {
-            client,
-            path,
-            body: query.map(|q| serde_json::json!({ "query": q }).to_string()),
-            page_size,
-            continuation: None,
-            buffer: VecDeque::new(),
-            done: false,
-            pages: 0,
-            _t: PhantomData,
-        }
-    }
-
-    /// Pages fetched so far.
-    pub fn pages(&self) -> usize {
-        self.pages
-    }
-
-    fn fetch(&mut self) -> Result<()> {
-        let what = format!("query {}", self.path);
-        let mut headers = Vec::new();
-        if let Some(n) = self.page_size {
-            headers.push(("x-ms-max-item-count", n.to_string()));
-        }
-        if let Some(c) = &self.continuation {
-            headers.push(("x-ms-continuation", c.clone()));
-        }
-        let r = self
-            .client
-            .send("POST", &self.path, &what, None, &headers, self.body.as_deref())?;
-        self.continuation = r
-            .header("x-ms-continuation")
-            .map(str::to_string)
-            .filter(|c| !c.is_empty());
-        let items: Vec<T> = read_json(r, &what)?;
-        self.pages += 1;
-        if self.continuation.is_some() && items.is_empty() {
-            // A continuation with nothing in the page would loop for ever.
-            return Err(Error::Protocol {
-                what,
-                message: "an empty page with a continuation token".into(),
-            });
-        }
-        self.buffer.extend(items);
-        Ok(())
-    }
-}
-
-impl<T: DeserializeOwned> Iterator for Query<'_, T> {
-    type Item = Result<T>;
-
-    fn next(&mut self) -> Option<Result<T>> {
-        loop {
-            if let Some(item) = self.buffer.pop_front() {
-                return Some(Ok(item));
-            }
-            if self.done {
-                return None;
-            }
-            if let Err(e) = self.fetch() {
-                self.done = true;
-                return Some(Err(e));
-            }
-            if self.continuation.is_none() {
-                self.done = true;
-            }
-        }
-    }
 }

@@ -182,18 +182,18 @@ fn record(c: &Columns, r: &csv::StringRecord) -> std::result::Result<IndividualE
     let id = need(Some(c.registration_id), "registrationId")?;
     let kind = need(Some(c.attestation), "attestation")?;
     let attestation = match kind {
-        "tpm" => Attestation::Tpm(TpmAttestation {
-            endorsement_key: need(c.endorsement_key, "endorsementKey (needed for tpm)")?.to_string(),
-            storage_root_key: None,
-        }),
-        "x509" => Attestation::X509(Box::new(X509Attestation::client_certificate(need(
+        "tpm" => Attestation::tpm(TpmAttestation::new(
+            need(c.endorsement_key, "endorsementKey (needed for tpm)")?,
+            None,
+        )),
+        "x509" => Attestation::x509(X509Attestation::client_certificate(need(
             c.certificate,
             "certificate (needed for x509)",
-        )?))),
-        "symmetricKey" => Attestation::SymmetricKey(SymmetricKeyAttestation {
-            primary_key: cell(c.primary_key).map(|k| Zeroizing::new(k.to_string())),
-            secondary_key: cell(c.secondary_key).map(|k| Zeroizing::new(k.to_string())),
-        }),
+        )?)),
+        "symmetricKey" => Attestation::symmetric_key(SymmetricKeyAttestation::new(
+            cell(c.primary_key).map(|k| Zeroizing::new(k.to_string())),
+            cell(c.secondary_key).map(|k| Zeroizing::new(k.to_string())),
+        )),
         other => return Err(format!("attestation {other:?}: expected tpm, x509 or symmetricKey")),
     };
     let mut e = IndividualEnrollment::new(id, attestation);
@@ -261,7 +261,12 @@ mod tests {
         assert_eq!((*line, e1.registration_id.as_str()), (Some(2), "dev-1"));
         let (_, e2) = rows[1].as_ref().unwrap();
         assert_eq!(e2.common.provisioning_status, Some(ProvisioningStatus::Disabled));
-        assert!(matches!(&e2.attestation, Attestation::Tpm(t) if t.endorsement_key == "AToAAQ=="));
+        assert!(
+            e2.attestation
+                .tpm
+                .as_ref()
+                .is_some_and(|t| t.endorsement_key == "AToAAQ==")
+        );
         for (i, needle) in [
             (2, "line 4: endorsementKey"),
             (3, "line 5: attestation \"dice\""),

@@ -1,6 +1,7 @@
-//! The service side of Azure IoT DPS (service API `2021-10-01`): individual enrollments and enrollment
-//! groups (create, get, update with etag, delete, query), bulk operations streamed from files at
-//! factory scale, and device registration states.
+//! The service side of Azure IoT DPS (service API `2021-10-01` by default, any later version by
+//! [`ClientOptions::api_version`]): individual enrollments and enrollment groups (create, get, update
+//! with etag, delete, query, attestation mechanism), bulk operations streamed from files at factory
+//! scale, and device registration states. The records are the wire types of `dps-wire`.
 //!
 //! Blocking (ureq over rustls); [`bulk::run`] runs a bounded number of calls in flight on threads.
 //!
@@ -20,13 +21,17 @@ pub mod bulk;
 mod client;
 mod connection;
 mod error;
+mod http;
 pub mod input;
 pub mod models;
+mod query;
 
-pub use client::{API_VERSION, ClientOptions, Collection, MAX_BULK, Query, ServiceClient};
+pub use client::{API_VERSION, ClientOptions, Collection, MAX_BULK, ServiceClient};
 pub use connection::{ConnectionString, service_sas};
+pub use dps_wire::{ApiVersion, ErrorDetails};
 pub use error::{Error, Result};
 pub use models::{
-    Attestation, BulkMode, BulkResult, DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment,
+    Attestation, AttestationType, BulkMode, BulkResult, DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment,
     ProvisioningStatus, SymmetricKeyAttestation, TpmAttestation, X509Attestation,
 };
+pub use query::Query;

@@ -18,10 +18,10 @@ use zeroize::Zeroizing;
 const DEVICE_KEY: &str = "ZGV2aWNlLWtleS1mb3ItZHBzLXNlcnZpY2UtdGVzdHMtMQ==";
 
 fn sym(key: Option<&str>) -> Attestation {
-    Attestation::SymmetricKey(SymmetricKeyAttestation {
-        primary_key: key.map(|k| Zeroizing::new(k.to_string())),
-        secondary_key: None,
-    })
+    Attestation::symmetric_key(SymmetricKeyAttestation::new(
+        key.map(|k| Zeroizing::new(k.to_string())),
+        None,
+    ))
 }
 
 #[test]
@@ -30,16 +30,10 @@ fn individual_enrollments_of_each_type_round_trip_with_etags() {
     let c = owner(&emu);
     let pki = pki("x509-dev");
     let cases = [
-        (
-            "tpm-dev",
-            Attestation::Tpm(TpmAttestation {
-                endorsement_key: ek(1),
-                storage_root_key: None,
-            }),
-        ),
+        ("tpm-dev", Attestation::tpm(TpmAttestation::new(ek(1), None))),
         (
             "x509-dev",
-            Attestation::X509(Box::new(X509Attestation::client_certificate(pki.leaf_pem.clone()))),
+            Attestation::x509(X509Attestation::client_certificate(pki.leaf_pem.clone())),
         ),
         ("sym-dev", sym(Some(DEVICE_KEY))),
     ];
@@ -48,7 +42,7 @@ fn individual_enrollments_of_each_type_round_trip_with_etags() {
         e.device_id = Some(format!("{id}-device"));
         let created = c.put_enrollment(&e).unwrap();
         assert_eq!(created.registration_id, id);
-        assert_eq!(created.attestation.kind(), att.kind());
+        assert_eq!(created.attestation.kind, att.kind);
         let etag1 = created.common.etag.clone().expect("the service sets an etag");
 
         let mut got = c.get_enrollment(id).unwrap();
@@ -93,12 +87,12 @@ fn enrollment_groups_x509_and_symmetric_round_trip() {
     for (id, att) in [
         (
             "x509-group",
-            Attestation::X509(Box::new(X509Attestation::signing_certificate(pki.ca_pem.clone()))),
+            Attestation::x509(X509Attestation::signing_certificate(pki.ca_pem.clone())),
         ),
         ("sym-group", sym(None)),
     ] {
         let created = c.put_group(&EnrollmentGroup::new(id, att)).unwrap();
-        if let Attestation::SymmetricKey(k) = &created.attestation {
+        if let Some(k) = &created.attestation.symmetric_key {
             assert!(k.primary_key.is_some(), "the service generates the keys");
         }
         let mut g = c.get_group(id).unwrap();
@@ -339,7 +333,11 @@ fn api_created_enrollments_register_over_https_and_mqtt_and_disabled_ones_are_re
             .unwrap();
         assert_eq!((a.status.as_str(), a.assigned_hub.as_str()), ("assigned", HUB));
         let state = c.get_registration(id).unwrap();
-        assert_eq!(state.status.as_deref(), Some("assigned"), "{state:?}");
+        assert_eq!(
+            state.status,
+            Some(dps_service::models::EnrollmentStatus::Assigned),
+            "{state:?}"
+        );
         assert_eq!(state.assigned_hub.as_deref(), Some(HUB));
 
         // Disabled through the API: the next registration is refused at once.
@@ -357,7 +355,7 @@ fn api_created_enrollments_register_over_https_and_mqtt_and_disabled_ones_are_re
     // A symmetric group made here: a device with the derived key registers; the group's registrations
     // are listed.
     let g = c.put_group(&EnrollmentGroup::new("api-group", sym(None))).unwrap();
-    let Attestation::SymmetricKey(k) = &g.attestation else {
+    let Some(k) = &g.attestation.symmetric_key else {
         panic!("{g:?}")
     };
     let group_key = k.primary_key.clone().unwrap();
@@ -369,7 +367,7 @@ fn api_created_enrollments_register_over_https_and_mqtt_and_disabled_ones_are_re
             .unwrap();
     }
     let mut q = c.query_registrations("api-group", Some(2));
-    let mut ids: Vec<String> = q.by_ref().map(|r| r.unwrap().registration_id).collect();
+    let mut ids: Vec<String> = q.by_ref().map(|r| r.unwrap().registration_id.unwrap()).collect();
     ids.sort();
     assert_eq!(ids, ["member-0", "member-1", "member-2"]);
     assert_eq!(q.pages(), 2);

@@ -1,0 +1,143 @@
+//! One request to the service: the SAS token, `api-version`, `If-Match`; a 3xx is an error (never
+//! followed); a 429 or 503 is sent again after the service's `Retry-After` when that is within
+//! [`crate::ClientOptions::max_retry_after`]; error answers become typed errors with their body.
+
+use std::time::Duration;
+
+use dps_wire::error::ERROR_CODE_HEADER;
+use dps_wire::{ApiVersion, ErrorDetails};
+use serde::de::DeserializeOwned;
+
+use crate::{ConnectionString, Error, Result};
+
+/// The transport of a [`crate::ServiceClient`].
+pub(crate) struct Http {
+    pub(crate) connection: ConnectionString,
+    pub(crate) base: String,
+    pub(crate) agent: ureq::Agent,
+    pub(crate) token_ttl: Duration,
+    pub(crate) api_version: ApiVersion,
+    pub(crate) retries: u32,
+    pub(crate) max_retry_after: Duration,
+}
+
+/// One request: method, path (from `/`), what it is about (for errors), `If-Match`, extra headers, body.
+pub(crate) struct Call<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub what: &'a str,
+    pub if_match: Option<&'a str>,
+    pub headers: &'a [(&'a str, String)],
+    pub body: Option<&'a str>,
+}
+
+/// The wait before the first retry when the service names none; doubled per retry.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+impl Http {
+    /// Send `call`, again after throttling (429) or unavailability (503) as the service asks.
+    pub(crate) fn send(&self, call: &Call<'_>) -> Result<ureq::Response> {
+        let mut attempt = 0;
+        loop {
+            match self.send_once(call) {
+                Err(e) if attempt < self.retries && matches!(e.status(), Some(429 | 503)) => {
+                    let wait = e.retry_after().unwrap_or(FIRST_BACKOFF * 2u32.pow(attempt));
+                    if wait > self.max_retry_after {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, attempt, "the service asked us to wait; sending again");
+                    // The service's own instruction: nothing to wait on but the time.
+                    std::thread::sleep(wait);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn send_once(&self, call: &Call<'_>) -> Result<ureq::Response> {
+        let url = format!("{}{}?api-version={}", self.base, call.path, self.api_version);
+        let mut req = self
+            .agent
+            .request(call.method, &url)
+            .set("Authorization", &self.connection.sas_token_for(self.token_ttl))
+            .set("Accept", "application/json");
+        if let Some(etag) = call.if_match {
+            req = req.set("If-Match", etag);
+        }
+        for (name, value) in call.headers {
+            req = req.set(name, value);
+        }
+        let result = match call.body {
+            Some(b) => req.set("Content-Type", "application/json").send_string(b),
+            // A POST without a body still says so (Content-Length: 0).
+            None if call.method == "POST" => req.send_bytes(&[]),
+            None => req.call(),
+        };
+        match result {
+            Ok(r) if (300..400).contains(&r.status()) => Err(Error::Redirect {
+                what: call.what.to_string(),
+                status: r.status(),
+                location: r.header("location").map(|l| l.chars().take(200).collect()),
+            }),
+            Ok(r) => Ok(r),
+            Err(ureq::Error::Status(status, r)) => Err(answer_error(call.what, status, r)),
+            Err(ureq::Error::Transport(t)) => Err(Error::Transport {
+                what: call.what.to_string(),
+                message: t.to_string(),
+            }),
+        }
+    }
+}
+
+/// The answer's body as `T`.
+pub(crate) fn read_json<T: DeserializeOwned>(r: ureq::Response, what: &str) -> Result<T> {
+    let text = r.into_string().map_err(|e| Error::Transport {
+        what: what.to_string(),
+        message: format!("reading the answer: {e}"),
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Protocol {
+        what: what.to_string(),
+        message: format!("the answer is not the expected JSON: {e}"),
+    })
+}
+
+/// `Retry-After` in seconds (the service's form; an HTTP date is not used by DPS).
+fn retry_after_header(r: &ureq::Response) -> Option<Duration> {
+    r.header("retry-after")?.trim().parse().ok().map(Duration::from_secs)
+}
+
+fn answer_error(what: &str, status: u16, r: ureq::Response) -> Error {
+    let header_code = r.header(ERROR_CODE_HEADER).and_then(|c| c.trim().parse::<i64>().ok());
+    let header_wait = retry_after_header(&r);
+    let text = r.into_string().unwrap_or_default();
+    let details: ErrorDetails = serde_json::from_str(&text).unwrap_or_default();
+    let retry_after = header_wait.or_else(|| details.retry_after_secs().map(Duration::from_secs));
+    let code = details.error_code.or(header_code);
+    let mut message = details.message.clone().unwrap_or_else(|| {
+        let t: String = text.chars().take(200).collect();
+        if t.is_empty() { "(no message)".into() } else { t }
+    });
+    if let Some(t) = &details.tracking_id {
+        message.push_str(&format!(" (trackingId {t})"));
+    }
+    let (what, details) = (what.to_string(), Box::new(details));
+    // Error::Service shows the code itself; the others carry it in their message.
+    if let (Some(c), 401 | 403 | 404 | 412) = (code, status) {
+        message.push_str(&format!(" (errorCode {c})"));
+    }
+    match status {
+        404 => Error::NotFound { what, message, details },
+        412 => Error::PreconditionFailed { what, message, details },
+        401 => Error::Unauthorized { message, details },
+        403 => Error::Forbidden { message, details },
+        _ => Error::Service {
+            what,
+            status,
+            code,
+            message,
+            retry_after,
+            details,
+        },
+    }
+}
