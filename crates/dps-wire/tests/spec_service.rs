@@ -86,12 +86,15 @@ fn first_difference(at: &str, a: &Value, b: &Value) -> Option<String> {
     }
 }
 
+/// Decodes, checks and encodes one body of an example file.
+type Check = fn(&Path, &Value);
+
 /// The request and response body types of an operation (the file name's prefix).
 struct Operation {
     /// Parameter names that carry the request body, and the body's type.
-    request: Option<(&'static [&'static str], fn(&Path, &Value))>,
+    request: Option<(&'static [&'static str], Check)>,
     /// The 200 answer's type; None: the answer has no body.
-    response: Option<fn(&Path, &Value)>,
+    response: Option<Check>,
 }
 
 fn check<T: DeserializeOwned + Serialize>(file: &Path, v: &Value) {
