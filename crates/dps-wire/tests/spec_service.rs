@@ -4,7 +4,11 @@
 //! (`../shared/specs/dps`): absent, this test fails in CI and skips loudly elsewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::specs;
 
 use dps_wire::service::{
     Attestation, BulkEnrollmentGroupOperation, BulkEnrollmentOperation, BulkResult, DeviceRegistrationState,
@@ -18,25 +22,6 @@ use serde_json::Value;
 const MIN_FILES: usize = 150;
 /// Fewer bodies than this likewise.
 const MIN_BODIES: usize = 200;
-
-fn specs() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../..")
-        .join("shared/specs/dps/DeviceProvisioningServices");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "the DPS specification is missing at {} (CI must have it)",
-        dir.display()
-    );
-    eprintln!(
-        "SKIPPED: the DPS specification is missing at {}; the service examples were not checked",
-        dir.display()
-    );
-    None
-}
 
 /// Every example folder: `{stable,preview}/<v>/examples` and `service/examples/<v>`.
 fn example_dirs(root: &Path) -> Vec<PathBuf> {
