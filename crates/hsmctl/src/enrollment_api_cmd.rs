@@ -59,6 +59,10 @@ pub struct ServiceArgs {
     /// PEM file of the CA(s) to trust for the service; default: the Mozilla root store.
     #[arg(long, global = true)]
     trusted_ca: Option<PathBuf>,
+    /// The service api-version (default 2021-10-01, stable); a later one (e.g. 2026-04-01) for the
+    /// fields it adds.
+    #[arg(long, global = true, value_parser = dps_service::ApiVersion::parse)]
+    api_version: Option<dps_service::ApiVersion>,
 }
 
 #[derive(Args)]
@@ -327,6 +331,7 @@ fn client(a: &ServiceArgs) -> Result<ServiceClient, CliError> {
         ClientOptions {
             endpoint: a.endpoint.clone(),
             trusted_cas,
+            api_version: a.api_version.clone().unwrap_or(dps_service::ApiVersion::SERVICE),
             ..ClientOptions::default()
         },
     )
