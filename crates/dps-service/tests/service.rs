@@ -43,6 +43,7 @@ fn individual_enrollments_of_each_type_round_trip_with_etags() {
         let created = c.put_enrollment(&e).unwrap();
         assert_eq!(created.registration_id, id);
         assert_eq!(created.attestation.kind, att.kind);
+        assert_eq!(c.get_enrollment_attestation(id).unwrap(), created.attestation, "{id}");
         let etag1 = created.common.etag.clone().expect("the service sets an etag");
 
         let mut got = c.get_enrollment(id).unwrap();
@@ -94,6 +95,13 @@ fn enrollment_groups_x509_and_symmetric_round_trip() {
         let created = c.put_group(&EnrollmentGroup::new(id, att)).unwrap();
         if let Some(k) = &created.attestation.symmetric_key {
             assert!(k.primary_key.is_some(), "the service generates the keys");
+        }
+        // The attestation mechanism call answers the group's mechanism, keys included.
+        let mechanism = c.get_group_attestation(id).unwrap();
+        assert_eq!(mechanism.kind, created.attestation.kind);
+        if let Some(k) = &created.attestation.symmetric_key {
+            let read = mechanism.symmetric_key.as_ref().expect("the keys");
+            assert_eq!(read.primary_key, k.primary_key);
         }
         let mut g = c.get_group(id).unwrap();
         assert_eq!(g.enrollment_group_id, id);
