@@ -37,6 +37,7 @@ mod enrollments_api;
 mod error;
 mod http;
 mod issuance;
+mod limits;
 mod mqtt;
 mod records;
 mod server;
