@@ -197,12 +197,10 @@ where
             id,
         };
         let serve = serve.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("{name}-{id}"))
-            .spawn(move || {
-                serve(stream, &slot);
-                slot.limiter.remove(slot.id);
-            });
+        let spawned = std::thread::Builder::new().name(format!("{name}-{id}")).spawn(move || {
+            serve(stream, &slot);
+            slot.limiter.remove(slot.id);
+        });
         match spawned {
             Ok(handle) => workers.push((id, handle)),
             Err(e) => {

@@ -67,9 +67,13 @@ impl MqttListener {
         let thread = std::thread::Builder::new()
             .name("dps-emulator-mqtt".to_string())
             .spawn(move || {
-                crate::limits::accept_loop(listener, limiter, &thread_stop, "dps-emulator-mqtt", move |stream, slot| {
-                    serve(stream, tls.clone(), &service, request_timeout, slot)
-                })
+                crate::limits::accept_loop(
+                    listener,
+                    limiter,
+                    &thread_stop,
+                    "dps-emulator-mqtt",
+                    move |stream, slot| serve(stream, tls.clone(), &service, request_timeout, slot),
+                )
             })
             .map_err(|source| Error::Socket {
                 op: "starting the MQTT listener thread for",

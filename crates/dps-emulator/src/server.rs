@@ -131,9 +131,13 @@ impl Emulator {
             .name("dps-emulator-listener".to_string())
             .spawn(move || {
                 let request_timeout = options.request_timeout;
-                limits::accept_loop(listener, limiter, &thread_stop, "dps-emulator-conn", move |stream, slot| {
-                    serve_connection(stream, tls_config.clone(), &service, request_timeout, slot)
-                })
+                limits::accept_loop(
+                    listener,
+                    limiter,
+                    &thread_stop,
+                    "dps-emulator-conn",
+                    move |stream, slot| serve_connection(stream, tls_config.clone(), &service, request_timeout, slot),
+                )
             })
             .map_err(|source| Error::Socket {
                 op: "starting the listener thread for",

@@ -3,9 +3,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
-use rustls_pki_types::CertificateDer;
 use dps_wire::ErrorDetails;
 use dps_wire::error::ERROR_CODE_HEADER;
+use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 
 use crate::auth::{Admitted, Denied, Trust};
@@ -566,11 +566,7 @@ pub(crate) fn error_with_info(
     info: Option<Vec<(&str, String)>>,
 ) -> Response {
     let details = error_details(code, message, info);
-    let retry_after = details
-        .info
-        .as_ref()
-        .and_then(|i| i.get("retryAfter"))
-        .cloned();
+    let retry_after = details.info.as_ref().and_then(|i| i.get("retryAfter")).cloned();
     let mut response = Response {
         status,
         headers: vec![(ERROR_CODE_HEADER, code.to_string())],

@@ -197,7 +197,11 @@ fn idle_mqtt_connections_do_not_grow_threads_and_a_device_still_registers() {
     );
     deadline = Instant::now();
     register(&emu);
-    assert!(deadline.elapsed() < Duration::from_secs(6), "registering took {:?}", deadline.elapsed());
+    assert!(
+        deadline.elapsed() < Duration::from_secs(6),
+        "registering took {:?}",
+        deadline.elapsed()
+    );
     assert!(threads() <= before + MAX_CONNECTIONS + 2);
     drop(idle);
 }
