@@ -9,6 +9,7 @@
 #
 #   scripts/official-sdks.sh        one line per case, then "N passed, N failed"
 #   KEEP_TMP=1 ...                  keep the work directory (target/official-sdks/run) for inspection
+#   OFFICIAL_SDKS_EMULATOR=PATH ... run against that dps-emulator binary instead of building one
 #
 # When a registry cannot be reached outside CI the suite says so loudly and exits 0 without a summary; in
 # CI (CI set) a failed install is a failure.
@@ -56,15 +57,19 @@ if [ -z "${OFFICIAL_SDKS_IN_NETNS:-}" ]; then
             >"$base/pip.log" 2>&1 || { cat "$base/pip.log" >&2; not_installed "pip install $PYPI_PIN failed"; }
     fi
 
-    (cd "$root" && cargo build --locked -q -p dps-emulator) ||
-        { echo "official-sdks: building dps-emulator failed"; echo "0 passed, 1 failed"; exit 1; }
+    emulator="${OFFICIAL_SDKS_EMULATOR:-}"
+    if [ -z "$emulator" ]; then
+        (cd "$root" && cargo build --locked -q -p dps-emulator) ||
+            { echo "official-sdks: building dps-emulator failed"; echo "0 passed, 1 failed"; exit 1; }
+        emulator="$target_dir/debug/dps-emulator"
+    fi
 
     if ! unshare -n true 2>/dev/null; then
         echo "official-sdks: cannot create a network namespace (unshare -n needs root)"
         echo "0 passed, 1 failed"
         exit 1
     fi
-    exec env OFFICIAL_SDKS_IN_NETNS=1 OFFICIAL_SDKS_BASE="$base" OFFICIAL_SDKS_EMULATOR="$target_dir/debug/dps-emulator" \
+    exec env OFFICIAL_SDKS_IN_NETNS=1 OFFICIAL_SDKS_BASE="$base" OFFICIAL_SDKS_EMULATOR="$emulator" \
         unshare -n bash "${BASH_SOURCE[0]}" "$@"
 fi
 

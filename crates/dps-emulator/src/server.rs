@@ -1,5 +1,5 @@
-//! The listener: one thread accepting on 127.0.0.1, one thread per connection, at most
-//! [`ServerOptions::max_connections`] of them; each request (TLS handshake included for the first) must arrive
+//! The HTTPS listener: one thread accepting on 127.0.0.1, one thread per connection, at most
+//! [`ServerOptions::max_connections`] of them over every listener (`limits.rs`); each request (TLS handshake included for the first) must arrive
 //! whole within [`ServerOptions::request_timeout`].
 
 use std::io::Write;
@@ -26,8 +26,9 @@ pub struct ServerOptions {
     /// Sent as `Retry-After` (whole seconds) with every `assigning` answer. Default 2 s (DPS sends a few
     /// seconds; the SDKs poll no faster than every second anyway).
     pub retry_after: Duration,
-    /// Connections served at once (one thread each). When all are taken, the connection that has waited
-    /// longest for its next request is closed to make room; if every one is busy, the new one waits.
+    /// Connections served at once over every listener (HTTPS and MQTT together, one thread each). When all
+    /// are taken, the connection that has waited longest for its client is closed to make room; if every
+    /// one is busy, the new one waits.
     pub max_connections: usize,
     /// A request (the TLS handshake and its first request, or the wait for the next request on a kept-alive
     /// connection and that request) must arrive whole within this time: a total deadline, not a per-read
