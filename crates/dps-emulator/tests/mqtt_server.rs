@@ -250,3 +250,66 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
 
     register(&emu);
 }
+
+/// A throttled IoT Hub credentials request answers 429 in DPS's error shape, `info.retryAfter` included.
+#[test]
+fn a_throttled_credentials_request_carries_retry_after_in_its_error_body() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ca = Ca::root("hub test CA");
+    let device = ca.leaf("hub-device");
+    let emu = Emulator::start_with(
+        config(vec![Enrollment::X509Individual {
+            registration_id: "hub-device".into(),
+            certificate: vec![device.leaf()],
+        }]),
+        0,
+        ServerOptions {
+            issuance: dps_emulator::IssuanceOptions {
+                credentials_throttle: 1,
+                ..dps_emulator::IssuanceOptions::default()
+            },
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let config = client_builder(&emu.server_ca_pem(), common::Tls::Any)
+        .with_client_auth_cert(device.chain.clone(), device.key.clone_key())
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tcp = TcpStream::connect(emu.mqtt_endpoint()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut s = StreamOwned::new(ClientConnection::new(Arc::new(config), name).unwrap(), tcp);
+    let mut connect = Connect::new("hub-device");
+    connect.login = Some(Login::new(
+        format!("{HUB}/hub-device/?api-version=2025-08-01-preview"),
+        "",
+    ));
+    send(&mut s, Packet::Connect(connect));
+    let mut buf = BytesMut::new();
+    match next(&mut s, &mut buf) {
+        Packet::ConnAck(a) => assert_eq!(a.code, ConnectReturnCode::Success),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    send(
+        &mut s,
+        Packet::Subscribe(Subscribe::new("$iothub/credentials/res/#", QoS::AtMostOnce)),
+    );
+    assert!(matches!(next(&mut s, &mut buf), Packet::SubAck(_)));
+    send(
+        &mut s,
+        Packet::Publish(Publish::new(
+            "$iothub/credentials/POST/issueCertificate/?$rid=5",
+            QoS::AtMostOnce,
+            r#"{"id":"hub-device","csr":"AAAA"}"#,
+        )),
+    );
+    let Packet::Publish(answer) = next(&mut s, &mut buf) else {
+        panic!("no answer")
+    };
+    assert_eq!(answer.topic, "$iothub/credentials/res/429/?$rid=5&retry-after=1");
+    let body: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(body["errorCode"], 429002, "{body}");
+    assert_eq!(body["info"]["retryAfter"], "1", "{body}");
+    assert!(body["trackingId"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(body["timestampUtc"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+}
