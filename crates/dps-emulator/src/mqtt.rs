@@ -382,8 +382,9 @@ fn error(status: u16, message: &str) -> Response {
 /// Read one packet. Once its first byte is in, the rest must arrive within the request deadline, so a client
 /// sending a byte now and then is cut off as over HTTPS.
 fn read_packet<R: Read>(stream: &mut R, buf: &mut BytesMut, limits: &Limits<'_>) -> io::Result<Packet> {
-    let mut started = !buf.is_empty();
+    let mut started = false;
     loop {
+        // Bytes of this packet are in (read now, or left over after the previous packet).
         if !started && !buf.is_empty() {
             started = true;
             let whole_by = Instant::now() + limits.request_timeout;
