@@ -1,6 +1,6 @@
 //! The HTTPS listener: one thread accepting on 127.0.0.1, one thread per connection, at most
-//! [`ServerOptions::max_connections`] of them over every listener (`limits.rs`); each request (TLS handshake included for the first) must arrive
-//! whole within [`ServerOptions::request_timeout`].
+//! [`ServerOptions::max_connections`] of them over every listener (`limits.rs`); each request (TLS handshake
+//! included for the first) must arrive whole within [`ServerOptions::request_timeout`].
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -34,9 +34,8 @@ fn specs() -> Option<PathBuf> {
     if std::env::var_os("CI").is_some() {
         panic!("{message}");
     }
-    eprintln!(
-        "################################################################\n{message}\n################################################################"
-    );
+    let bar = "#".repeat(72);
+    eprintln!("{bar}\n{message}\n{bar}");
     None
 }
 
