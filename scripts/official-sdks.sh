@@ -3,7 +3,8 @@
 # MQTT over WebSockets) and service client, and the Python device client (MQTT, MQTT over WebSockets), pinned
 # and installed from the package registries into the cargo target directory (never globally):
 #   npm: tests/official-sdks/package.json with its committed package-lock.json (npm ci);
-#   PyPI: azure-iot-device==2.14.0 into a venv.
+#   PyPI: azure-iot-device==2.14.0 into a venv (tests/official-sdks/requirements.txt pins it and its
+#   dependencies).
 # The clients dial the standard ports (443, 8883) of a host name, so the emulator runs on localhost:443 and
 # :8883 in a network namespace of the suite's own (unshare -n, as root), as scripts/sdk-interop.sh does.
 #
@@ -49,12 +50,15 @@ if [ -z "${OFFICIAL_SDKS_IN_NETNS:-}" ]; then
             { rm -f "$base/node/package-lock.json"; cat "$base/npm.log" >&2; not_installed "npm ci failed"; }
     fi
 
-    # ---- PyPI: a venv of its own ----
+    # ---- PyPI: a venv of its own, exactly the committed requirements (reinstalled when they change) ----
     venv="$base/venv"
-    if ! "$venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("azure-iot-device") != "2.14.0")' 2>/dev/null; then
-        rm -rf "$venv"
-        { python3 -m venv "$venv" && timeout 600 "$venv/bin/pip" install -q --disable-pip-version-check "$PYPI_PIN"; } \
-            >"$base/pip.log" 2>&1 || { cat "$base/pip.log" >&2; not_installed "pip install $PYPI_PIN failed"; }
+    requirements="$root/tests/official-sdks/requirements.txt"
+    if ! cmp -s "$requirements" "$base/requirements.txt" || [ ! -x "$venv/bin/python" ]; then
+        rm -rf "$venv" "$base/requirements.txt"
+        { python3 -m venv "$venv" &&
+            timeout 600 "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"; } \
+            >"$base/pip.log" 2>&1 || { cat "$base/pip.log" >&2; not_installed "pip install of $PYPI_PIN failed"; }
+        cp "$requirements" "$base/requirements.txt"
     fi
 
     emulator="${OFFICIAL_SDKS_EMULATOR:-}"
