@@ -11,6 +11,12 @@ packages=(
     cmake uuid-dev tinyproxy iproute2 util-linux
 )
 
+# The official-SDK suite (scripts/official-sdks.sh) needs Node.js with npm and a Python with venv; a machine
+# that already has them (another Node.js build, pyenv) keeps its own.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
+python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
+
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up, formatting, lints, header drift, Rust tests, fuzzing (short), C tests
-# under valgrind, and the interoperability suite with the real Azure IoT C SDK.
+# under valgrind, the interoperability suite with the real Azure IoT C SDK, and the official Node.js and
+# Python SDKs against the emulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,9 +46,21 @@ if [ -z "${i_passed:-}" ]; then
     if [ -n "${CI:-}" ] || ! grep -q 'NO AZURE IOT C SDK SOURCE' target/sdk-interop.log; then i_failed=1; fi
 fi
 
-passed=$((rust_passed + c_passed + i_passed))
-failed=$((rust_failed + c_failed + i_failed))
+# ---- stage: the official SDKs (scripts/official-sdks.sh) ----
+step "the official Azure IoT Node.js and Python SDKs against the emulator (scripts/official-sdks.sh)"
+bash scripts/official-sdks.sh 2>&1 | tee target/official-sdks.log || true
+read -r o_passed o_failed < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' target/official-sdks.log | tail -n 1)
+if [ -z "${o_passed:-}" ]; then
+    # No registry (said loudly above): skipped outside CI, a failure in CI or for any other reason.
+    o_passed=0
+    o_failed=0
+    if [ -n "${CI:-}" ] || ! grep -q 'THE OFFICIAL SDKS COULD NOT BE INSTALLED' target/official-sdks.log; then o_failed=1; fi
+fi
+# ---- end of stage: the official SDKs ----
+
+passed=$((rust_passed + c_passed + i_passed + o_passed))
+failed=$((rust_failed + c_failed + i_failed + o_failed))
 echo
-echo "rust: $rust_passed passed, $rust_failed failed; C: $c_passed passed, $c_failed failed; SDK interop: $i_passed passed, $i_failed failed"
+echo "rust: $rust_passed passed, $rust_failed failed; C: $c_passed passed, $c_failed failed; SDK interop: $i_passed passed, $i_failed failed; official SDKs: $o_passed passed, $o_failed failed"
 echo "total: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

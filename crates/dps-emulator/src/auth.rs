@@ -233,17 +233,14 @@ impl Trust {
 }
 
 /// Parse a SAS token from a registration request and check its claims (key name
-/// `registration`, resource `{scope}/registrations/{id}`, not expired); the signature is for
+/// `registration` or none, resource `{scope}/registrations/{id}`, not expired); the signature is for
 /// the caller to verify against the key it trusts. Shared by the symmetric-key and TPM paths.
 pub(crate) fn check_sas_claims(id_scope: &str, registration_id: &str, header: &str) -> Result<SasToken, String> {
     let token = SasToken::parse(header).map_err(|e| format!("malformed SAS token: {e}"))?;
-    if token.key_name.as_deref() != Some("registration") {
+    // The C SDK sends skn=registration, the Python SDK no skn at all; DPS accepts both.
+    if let Some(name) = token.key_name.as_deref().filter(|n| *n != "registration") {
         return Err(format!(
-            "SAS token key name (skn) must be 'registration', found {}",
-            token
-                .key_name
-                .as_deref()
-                .map_or("none".to_string(), |k| format!("'{k}'"))
+            "SAS token key name (skn) must be 'registration' or absent, found '{name}'"
         ));
     }
     let resource =

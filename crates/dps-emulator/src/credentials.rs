@@ -119,7 +119,7 @@ pub(crate) fn serve(
     };
     let fail = |status: u16, code: u32, message: String| {
         tracing::info!(device_id, status, code, %message, "credentials request refused");
-        answer(status, &json!({"errorCode": code, "message": message}))
+        answer(status, &json!(crate::service::error_details(code, message, None)))
     };
     if !topic.starts_with(ISSUE_PREFIX) {
         return send(fail(404, 404001, format!("no such topic: {topic}")));
@@ -164,8 +164,12 @@ pub(crate) fn serve(
         return send(Publish::new(
             format!("$iothub/credentials/res/429/?$rid={rid}&retry-after=1"),
             QoS::AtMostOnce,
-            serde_json::to_vec(&json!({"errorCode": 429002, "message": "too many requests: retry later"}))
-                .unwrap_or_default(),
+            serde_json::to_vec(&crate::service::error_details(
+                429002,
+                "too many requests: retry later",
+                Some(vec![("retryAfter", "1".to_string())]),
+            ))
+            .unwrap_or_default(),
         ));
     }
     let replace = body.get("replace").and_then(Value::as_str).is_some();

@@ -10,8 +10,9 @@
 //! - `POST /enrollments/{id}/attestationmechanism` and `/enrollmentGroups/{id}/attestationmechanism`;
 //! - `GET|DELETE /registrations/{registrationId}`, `POST /registrations/{enrollmentGroupId}/query`.
 //!
-//! Errors answer `{"errorCode", "trackingId", "message", "timestampUtc"}` (DPS's error body); the error codes
-//! are the HTTP status times 1000 plus a small number, as elsewhere in the emulator.
+//! Errors answer `{"errorCode", "trackingId", "message", "timestampUtc"}` (DPS's error body) and
+//! `x-ms-error-code`; the error codes are the HTTP status times 1000 plus a small number, as elsewhere in
+//! the emulator.
 
 use base64::Engine as _;
 use serde_json::{Value, json};

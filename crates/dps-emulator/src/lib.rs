@@ -19,8 +19,9 @@
 //! TPM registrations (a `tpm` node in the body) get the DPS activation challenge and are then checked with
 //! the key they activated (see `tpm.rs`).
 //!
-//! Failed authentication answers 401 with `{"errorCode": 401002, "trackingId", "message"}`, where the
-//! message names the check that failed.
+//! Errors answer DPS's error body (`dps_wire::ErrorDetails`: `errorCode`, `trackingId`, `message`,
+//! `timestampUtc`, `info` where it applies) with the code in `x-ms-error-code`; failed authentication is
+//! 401 with errorCode 401002 and a message naming the check that failed.
 //!
 //! The same port serves the DPS service API (`2021-10-01`, `enrollments_api.rs`): CRUD of individual
 //! enrollments and enrollment groups with etags, bulk calls of up to [`MAX_BULK`], paged queries and
@@ -37,6 +38,7 @@ mod enrollments_api;
 mod error;
 mod http;
 mod issuance;
+mod limits;
 mod mqtt;
 mod records;
 mod server;

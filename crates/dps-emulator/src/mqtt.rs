@@ -9,14 +9,16 @@
 //! answers are published on `$dps/registrations/res/{status}/?$rid=N[&retry-after=S]`.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
+};
 use rumqttc::mqttbytes::{self, QoS};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use rustls_pki_types::CertificateDer;
@@ -24,9 +26,9 @@ use rustls_pki_types::CertificateDer;
 use crate::Error;
 use crate::auth::Denied;
 use crate::http::{Request, Response};
+use crate::limits::{Deadline, DeadlineStream, Limiter, Slot};
 use crate::service::Service;
 
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest packet accepted from a device.
 const MAX_PACKET: usize = 64 * 1024;
 const SUBSCRIBE_TOPIC: &str = "$dps/registrations/res/#";
@@ -40,11 +42,16 @@ pub(crate) struct MqttListener {
     thread: Option<JoinHandle<()>>,
 }
 
-type Open = Arc<Mutex<Vec<(TcpStream, JoinHandle<()>)>>>;
-
 impl MqttListener {
-    /// Listen on 127.0.0.1:`port` (0: any free port).
-    pub(crate) fn start(port: u16, tls: Arc<ServerConfig>, service: Arc<Service>) -> Result<Self, Error> {
+    /// Listen on 127.0.0.1:`port` (0: any free port), within the connection bound of `limiter` (shared with
+    /// the HTTPS listener) and with the request deadline of HTTPS.
+    pub(crate) fn start(
+        port: u16,
+        tls: Arc<ServerConfig>,
+        service: Arc<Service>,
+        limiter: Arc<Limiter>,
+        request_timeout: Duration,
+    ) -> Result<Self, Error> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|source| Error::Socket {
             op: "binding the MQTT listener on",
             port,
@@ -59,7 +66,15 @@ impl MqttListener {
         let thread_stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name("dps-emulator-mqtt".to_string())
-            .spawn(move || accept_loop(listener, tls, service, thread_stop))
+            .spawn(move || {
+                crate::limits::accept_loop(
+                    listener,
+                    limiter,
+                    &thread_stop,
+                    "dps-emulator-mqtt",
+                    move |stream, slot| serve(stream, tls.clone(), &service, request_timeout, slot),
+                )
+            })
             .map_err(|source| Error::Socket {
                 op: "starting the MQTT listener thread for",
                 port: addr.port(),
@@ -91,35 +106,12 @@ impl Drop for MqttListener {
     }
 }
 
-fn accept_loop(listener: TcpListener, tls: Arc<ServerConfig>, service: Arc<Service>, stop: Arc<AtomicBool>) {
-    let open: Open = Arc::default();
-    for incoming in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = incoming else {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        let Ok(clone) = stream.try_clone() else {
-            continue;
-        };
-        let (tls, service) = (tls.clone(), service.clone());
-        let spawned = std::thread::Builder::new()
-            .name("dps-emulator-mqtt-conn".to_string())
-            .spawn(move || serve(stream, tls, &service));
-        let mut list = open.lock().unwrap_or_else(PoisonError::into_inner);
-        list.retain(|(_, t)| !t.is_finished());
-        match spawned {
-            Ok(t) => list.push((clone, t)),
-            Err(e) => tracing::warn!(error = %e, "cannot start an MQTT connection thread"),
-        }
-    }
-    let list = std::mem::take(&mut *open.lock().unwrap_or_else(PoisonError::into_inner));
-    for (stream, thread) in list {
-        let _ = stream.shutdown(Shutdown::Both);
-        let _ = thread.join();
-    }
+/// The deadlines of an MQTT session: the connection's read deadline, the request deadline of the server,
+/// and the connection's place in the limiter.
+pub(crate) struct Limits<'a> {
+    pub(crate) deadline: Deadline,
+    pub(crate) request_timeout: Duration,
+    pub(crate) slot: &'a Slot,
 }
 
 /// What CONNECT established.
@@ -132,10 +124,11 @@ struct Session {
     hub: bool,
 }
 
-fn serve(stream: TcpStream, tls: Arc<ServerConfig>, service: &Service) {
+fn serve(stream: TcpStream, tls: Arc<ServerConfig>, service: &Service, request_timeout: Duration, slot: &Slot) {
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(crate::server::WRITE_TIMEOUT));
+    // The TLS handshake and CONNECT must arrive whole within the request deadline, as over HTTPS.
+    let stream = DeadlineStream::new(stream, Some(Instant::now() + request_timeout));
     let Ok(conn) = ServerConnection::new(tls) else {
         return;
     };
@@ -148,9 +141,15 @@ fn serve(stream: TcpStream, tls: Arc<ServerConfig>, service: &Service) {
         }
     }
     let peer_chain = tls.conn.peer_certificates().map(<[_]>::to_vec);
-    if let Err(e) = run(&mut tls, service, peer_chain.as_deref()) {
+    let limits = Limits {
+        deadline: tls.sock.deadline.clone(),
+        request_timeout,
+        slot,
+    };
+    if let Err(e) = run(&mut tls, service, peer_chain.as_deref(), &limits) {
         tracing::debug!(error = %e, "MQTT connection ended");
     }
+    tls.sock.set_deadline(Some(Instant::now() + Duration::from_secs(1)));
     tls.conn.send_close_notify();
     let _ = tls.flush();
 }
@@ -159,9 +158,14 @@ pub(crate) fn run<S: Read + Write>(
     stream: &mut S,
     service: &Service,
     peer_chain: Option<&[CertificateDer<'static>]>,
+    limits: &Limits<'_>,
 ) -> io::Result<()> {
     let mut buf = BytesMut::new();
-    let Packet::Connect(connect) = read_packet(stream, &mut buf)? else {
+    // CONNECT within the request deadline (already running over TLS; from now over WebSockets).
+    if limits.deadline.get().is_none() {
+        limits.deadline.set(Some(Instant::now() + limits.request_timeout));
+    }
+    let Packet::Connect(connect) = read_packet(stream, &mut buf, limits)? else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "the first packet is not CONNECT",
@@ -176,8 +180,18 @@ pub(crate) fn run<S: Read + Write>(
         }
     };
     write_packet(stream, Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)))?;
+    // MQTT 3.1.1 section 3.1.2.10: with a keep-alive, no packet for 1.5 times it closes the connection;
+    // without one, the wait for a packet is bounded by the request deadline, as over HTTPS.
+    let window = match connect.keep_alive {
+        0 => limits.request_timeout,
+        k => Duration::from_millis(u64::from(k) * 1500),
+    };
     loop {
-        match read_packet(stream, &mut buf)? {
+        limits.slot.idle(true);
+        limits.deadline.set(Some(Instant::now() + window));
+        let packet = read_packet(stream, &mut buf, limits)?;
+        limits.slot.idle(false);
+        match packet {
             Packet::Subscribe(s) => {
                 let codes = s
                     .filters
@@ -205,6 +219,8 @@ pub(crate) fn run<S: Read + Write>(
                 let answer = answer(service, &session, peer_chain, &p.topic, &p.payload);
                 write_packet(stream, Packet::Publish(answer))?;
             }
+            // Section 3.10.4: the server must answer UNSUBSCRIBE with UNSUBACK (Node's client waits for it).
+            Packet::Unsubscribe(u) => write_packet(stream, Packet::UnsubAck(UnsubAck::new(u.pkid)))?,
             Packet::PingReq => write_packet(stream, Packet::PingResp)?,
             Packet::Disconnect => return Ok(()),
             other => tracing::debug!(?other, "ignoring an MQTT packet"),
@@ -360,14 +376,22 @@ pub(crate) fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn error(status: u16, message: &str) -> Response {
-    Response::json(
-        status,
-        &serde_json::json!({"errorCode": u32::from(status) * 1000 + 4, "message": message}),
-    )
+    crate::service::error(status, u32::from(status) * 1000 + 4, message)
 }
 
-fn read_packet<R: Read>(stream: &mut R, buf: &mut BytesMut) -> io::Result<Packet> {
+/// Read one packet. Once its first byte is in, the rest must arrive within the request deadline, so a client
+/// sending a byte now and then is cut off as over HTTPS.
+fn read_packet<R: Read>(stream: &mut R, buf: &mut BytesMut, limits: &Limits<'_>) -> io::Result<Packet> {
+    let mut started = false;
     loop {
+        // Bytes of this packet are in (read now, or left over after the previous packet).
+        if !started && !buf.is_empty() {
+            started = true;
+            let whole_by = Instant::now() + limits.request_timeout;
+            limits
+                .deadline
+                .set(Some(limits.deadline.get().map_or(whole_by, |d| d.min(whole_by))));
+        }
         match Packet::read(buf, MAX_PACKET) {
             Ok(p) => return Ok(p),
             Err(mqttbytes::Error::InsufficientBytes(_)) => {

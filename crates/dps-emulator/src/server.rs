@@ -1,24 +1,24 @@
-//! The listener: one thread accepting on 127.0.0.1, one thread per connection, at most
-//! [`ServerOptions::max_connections`] of them; each request (TLS handshake included for the first) must arrive
-//! whole within [`ServerOptions::request_timeout`].
+//! The HTTPS listener: one thread accepting on 127.0.0.1, one thread per connection, at most
+//! [`ServerOptions::max_connections`] of them over every listener (`limits.rs`); each request (TLS handshake
+//! included for the first) must arrive whole within [`ServerOptions::request_timeout`].
 
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use crate::config::EmulatorConfig;
-use crate::http::{self, ReadError, Response};
+use crate::http::{self, ReadError};
+use crate::limits::{self, DeadlineStream, Limiter, Slot};
 use crate::service::Service;
 use crate::{Error, tls};
 
 /// How long writing a response may block on a client that does not read.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the server treats clients: polling delay, connection bound, request deadline.
 #[derive(Debug, Clone)]
@@ -26,8 +26,9 @@ pub struct ServerOptions {
     /// Sent as `Retry-After` (whole seconds) with every `assigning` answer. Default 2 s (DPS sends a few
     /// seconds; the SDKs poll no faster than every second anyway).
     pub retry_after: Duration,
-    /// Connections served at once (one thread each). When all are taken, the connection that has waited
-    /// longest for its next request is closed to make room; if every one is busy, the new one waits.
+    /// Connections served at once over every listener (HTTPS and MQTT together, one thread each). When all
+    /// are taken, the connection that has waited longest for its client is closed to make room; if every
+    /// one is busy, the new one waits.
     pub max_connections: usize,
     /// A request (the TLS handshake and its first request, or the wait for the next request on a kept-alive
     /// connection and that request) must arrive whole within this time: a total deadline, not a per-read
@@ -84,109 +85,6 @@ impl std::fmt::Debug for Emulator {
     }
 }
 
-/// Open connections, so that shutdown can close them and a full server can close the longest idle one.
-#[derive(Default)]
-struct Connections {
-    next: AtomicU64,
-    open: Mutex<HashMap<u64, Connection>>,
-    closed: Condvar,
-}
-
-struct Connection {
-    stream: TcpStream,
-    /// Since when it has been waiting for a request; `None` while one is handled or after it was closed.
-    idle_since: Option<Instant>,
-}
-
-impl Connections {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Connection>> {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn add(&self, stream: &TcpStream) -> Option<u64> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let stream = stream.try_clone().ok()?;
-        self.lock().insert(
-            id,
-            Connection {
-                stream,
-                idle_since: Some(Instant::now()),
-            },
-        );
-        Some(id)
-    }
-
-    fn set_idle(&self, id: u64, idle: bool) {
-        if let Some(c) = self.lock().get_mut(&id) {
-            c.idle_since = idle.then(Instant::now);
-        }
-    }
-
-    fn remove(&self, id: u64) {
-        self.lock().remove(&id);
-        self.closed.notify_all();
-    }
-
-    /// Wait until fewer than `max` connections are open, closing the one idle the longest while none is free.
-    fn make_room(&self, max: usize, stop: &AtomicBool) {
-        let mut open = self.lock();
-        while open.len() >= max.max(1) && !stop.load(Ordering::SeqCst) {
-            let oldest = open
-                .iter_mut()
-                .filter(|(_, c)| c.idle_since.is_some())
-                .min_by_key(|(_, c)| c.idle_since);
-            if let Some((id, c)) = oldest {
-                tracing::info!(
-                    connection = id,
-                    "connection limit reached: closing the longest idle connection"
-                );
-                let _ = c.stream.shutdown(Shutdown::Both);
-                c.idle_since = None;
-            }
-            open = self
-                .closed
-                .wait_timeout(open, Duration::from_millis(100))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-    }
-
-    fn close_all(&self) {
-        for (_, c) in self.lock().drain() {
-            let _ = c.stream.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-/// The socket under TLS: each read waits no later than the current request's deadline.
-struct DeadlineStream {
-    stream: TcpStream,
-    deadline: Option<Instant>,
-}
-
-impl Read for DeadlineStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(deadline) = self.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "request deadline passed"));
-            }
-            self.stream.set_read_timeout(Some(left))?;
-        }
-        self.stream.read(buf)
-    }
-}
-
-impl Write for DeadlineStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
-    }
-}
-
 impl Emulator {
     /// Start on an ephemeral port of 127.0.0.1.
     pub fn start(config: EmulatorConfig) -> Result<Emulator, Error> {
@@ -218,13 +116,30 @@ impl Emulator {
             port,
             source,
         })?;
-        let mqtt = crate::mqtt::MqttListener::start(options.mqtt_port, tls_config.clone(), service.clone())?;
+        // One bound over every listener's connections.
+        let limiter = Limiter::new(options.max_connections);
+        let mqtt = crate::mqtt::MqttListener::start(
+            options.mqtt_port,
+            tls_config.clone(),
+            service.clone(),
+            limiter.clone(),
+            options.request_timeout,
+        )?;
         let service_policies = options.service_policies.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
         let listener_thread = std::thread::Builder::new()
             .name("dps-emulator-listener".to_string())
-            .spawn(move || accept_loop(listener, tls_config, service, &options, &thread_stop))
+            .spawn(move || {
+                let request_timeout = options.request_timeout;
+                limits::accept_loop(
+                    listener,
+                    limiter,
+                    &thread_stop,
+                    "dps-emulator-conn",
+                    move |stream, slot| serve_connection(stream, tls_config.clone(), &service, request_timeout, slot),
+                )
+            })
             .map_err(|source| Error::Socket {
                 op: "starting the listener thread for",
                 port: addr.port(),
@@ -302,76 +217,18 @@ impl Drop for Emulator {
     }
 }
 
-fn accept_loop(
-    listener: TcpListener,
-    tls_config: Arc<ServerConfig>,
-    service: Arc<Service>,
-    options: &ServerOptions,
-    stop: &AtomicBool,
-) {
-    let connections = Arc::new(Connections::default());
-    let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    for incoming in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let stream = match incoming {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        workers.retain(|w| !w.is_finished());
-        connections.make_room(options.max_connections, stop);
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Some(id) = connections.add(&stream) else {
-            tracing::warn!("cannot track a connection; closing it");
-            continue;
-        };
-        let (tls_config, service, conns) = (tls_config.clone(), service.clone(), connections.clone());
-        let request_timeout = options.request_timeout;
-        let spawned = std::thread::Builder::new()
-            .name(format!("dps-emulator-conn-{id}"))
-            .spawn(move || {
-                serve_connection(stream, tls_config, &service, request_timeout, &|idle| {
-                    conns.set_idle(id, idle)
-                });
-                conns.remove(id);
-            });
-        match spawned {
-            Ok(handle) => workers.push(handle),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start a connection thread");
-                connections.remove(id);
-            }
-        }
-    }
-    drop(listener);
-    connections.close_all();
-    for w in workers {
-        let _ = w.join();
-    }
-}
-
 /// Serve one connection; `idle(true)` when it starts waiting for a request, `idle(false)` while one is handled.
 fn serve_connection(
     stream: TcpStream,
     tls_config: Arc<ServerConfig>,
     service: &Service,
     request_timeout: Duration,
-    idle: &dyn Fn(bool),
+    slot: &Slot,
 ) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let stream = DeadlineStream {
-        stream,
-        deadline: Some(Instant::now() + request_timeout),
-    };
+    let stream = DeadlineStream::new(stream, Some(Instant::now() + request_timeout));
     let conn = match ServerConnection::new(tls_config) {
         Ok(c) => c,
         Err(e) => {
@@ -400,13 +257,18 @@ fn serve_connection(
         match http::read_request(&mut tls, &mut buf) {
             Ok(None) => break,
             Ok(Some(mut request)) => {
-                idle(false);
-                tls.sock.deadline = None;
+                slot.idle(false);
+                tls.sock.set_deadline(None);
                 if let Some(mut head) = request.upgrade_head.take() {
                     // MQTT over WebSockets: the connection is the session's until it ends.
                     head.append(&mut buf);
-                    let _ = tls.sock.stream.set_read_timeout(Some(crate::mqtt::IDLE_TIMEOUT));
-                    crate::websocket::serve(&mut tls, head, service, peer_chain.as_deref());
+                    let deadline = tls.sock.deadline.clone();
+                    let session = crate::mqtt::Limits {
+                        deadline,
+                        request_timeout,
+                        slot,
+                    };
+                    crate::websocket::serve(&mut tls, head, service, peer_chain.as_deref(), &session);
                     break;
                 }
                 let response = service.handle(&request, peer_chain.as_deref());
@@ -417,12 +279,11 @@ fn serve_connection(
                 if !request.keep_alive {
                     break;
                 }
-                tls.sock.deadline = Some(Instant::now() + request_timeout);
-                idle(true);
+                tls.sock.set_deadline(Some(Instant::now() + request_timeout));
+                slot.idle(true);
             }
             Err(ReadError::Malformed { status, message }) => {
-                let body = serde_json::json!({"errorCode": u32::from(status) * 1000, "message": message});
-                let _ = Response::json(status, &body).write_to(&mut tls, false);
+                let _ = crate::service::error(status, u32::from(status) * 1000, message).write_to(&mut tls, false);
                 break;
             }
             Err(ReadError::Io(e)) => {
@@ -431,7 +292,7 @@ fn serve_connection(
             }
         }
     }
-    tls.sock.deadline = Some(Instant::now() + Duration::from_secs(1));
+    tls.sock.set_deadline(Some(Instant::now() + Duration::from_secs(1)));
     tls.conn.send_close_notify();
     let _ = tls.flush();
     let _ = tls.conn.complete_io(&mut tls.sock);

@@ -3,6 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
+use dps_wire::ErrorDetails;
+use dps_wire::error::ERROR_CODE_HEADER;
 use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 
@@ -213,6 +215,8 @@ impl Service {
 
     fn route(&self, request: &Request, peer_chain: Option<&[CertificateDer<'static>]>) -> Response {
         let (path, query) = request.target.split_once('?').unwrap_or((request.target.as_str(), ""));
+        // Real clients add a trailing slash (Node's bulk call posts to `/enrollments/`); DPS accepts it.
+        let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
         let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
         if segments
             .first()
@@ -426,6 +430,15 @@ impl Service {
         };
         // The state is recorded (durably) before the device is told.
         let recorded = self.store.write(|tx| {
+            // An individual enrollment names the device id it assigns; the registration id otherwise.
+            let device_id = match &group {
+                None => tx
+                    .get(Kind::Enrollment, &registration_id)?
+                    .and_then(|e| e.get("deviceId").and_then(Value::as_str).map(str::to_string))
+                    .filter(|d| !d.is_empty()),
+                Some(_) => None,
+            }
+            .unwrap_or_else(|| registration_id.clone());
             let previous = tx.registration(&registration_id)?;
             let created = previous
                 .as_ref()
@@ -445,7 +458,7 @@ impl Service {
                 ));
             } else {
                 state["assignedHub"] = json!(self.assigned_hub);
-                state["deviceId"] = json!(registration_id);
+                state["deviceId"] = json!(device_id);
                 state["status"] = json!("assigned");
                 state["substatus"] = json!("initialAssignment");
             }
@@ -513,16 +526,56 @@ fn unauthorized(message: impl Into<String>) -> Response {
 }
 
 pub(crate) fn error(status: u16, code: u32, message: impl Into<String>) -> Response {
+    error_with_info(status, code, message, None)
+}
+
+/// Longest message an error answer carries: what a client sent (a query, a path) is cut, not echoed whole.
+pub(crate) const MAX_MESSAGE: usize = 512;
+
+/// `message` cut to [`MAX_MESSAGE`] bytes (at a character boundary), saying how long it was.
+pub(crate) fn cut(message: String) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes, cut)", &message[..end], message.len())
+}
+
+/// The DPS error body (`ProvisioningServiceErrorDetails`: errorCode, trackingId, message, timestampUtc and
+/// `info` when given), with the code in the `x-ms-error-code` header as DPS sends it.
+pub(crate) fn error_details(code: u32, message: impl Into<String>, info: Option<Vec<(&str, String)>>) -> ErrorDetails {
     let tracking_id = random_id().unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".to_string());
-    Response::json(
+    ErrorDetails {
+        error_code: Some(i64::from(code)),
+        tracking_id: Some(tracking_id),
+        message: Some(cut(message.into())),
+        info: info.map(|i| i.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+        timestamp_utc: Some(now_rfc3339()),
+        extra: serde_json::Map::new(),
+    }
+}
+
+/// An error answer with `info` (for a 429: `retryAfter`, which also goes in the `Retry-After` header).
+pub(crate) fn error_with_info(
+    status: u16,
+    code: u32,
+    message: impl Into<String>,
+    info: Option<Vec<(&str, String)>>,
+) -> Response {
+    let details = error_details(code, message, info);
+    let retry_after = details.info.as_ref().and_then(|i| i.get("retryAfter")).cloned();
+    let mut response = Response {
         status,
-        &json!({
-            "errorCode": code,
-            "trackingId": tracking_id,
-            "message": message.into(),
-            "timestampUtc": now_rfc3339(),
-        }),
-    )
+        headers: vec![(ERROR_CODE_HEADER, code.to_string())],
+        body: serde_json::to_vec(&details).unwrap_or_default(),
+    };
+    if let Some(seconds) = retry_after {
+        response = response.with_header("Retry-After", seconds);
+    }
+    response
 }
 
 /// A random version-4 UUID string; `None` when the system random generator fails.
@@ -535,10 +588,12 @@ fn random_id() -> Result<String, Response> {
     use ring::rand::SecureRandom as _;
     let mut b = [0u8; 16];
     ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| {
-        Response::json(
-            500,
-            &json!({"errorCode": 500000, "message": "the system random generator failed"}),
-        )
+        let details = error_details_fixed(500000, "the system random generator failed");
+        Response {
+            status: 500,
+            headers: vec![(ERROR_CODE_HEADER, "500000".to_string())],
+            body: serde_json::to_vec(&details).unwrap_or_default(),
+        }
     })?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
@@ -568,4 +623,14 @@ pub(crate) fn rfc3339_from_unix(secs: u64) -> String {
 fn format_time(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// An error body without a random tracking id (for when the random generator itself failed).
+fn error_details_fixed(code: u32, message: &str) -> ErrorDetails {
+    ErrorDetails {
+        error_code: Some(i64::from(code)),
+        message: Some(message.to_string()),
+        timestamp_utc: Some(now_rfc3339()),
+        ..ErrorDetails::default()
+    }
 }

@@ -61,9 +61,8 @@ impl Store {
             path: path.clone().unwrap_or_else(|| PathBuf::from(":memory:")),
             reason,
         };
-        if let Some(d) = dir {
-            std::fs::create_dir_all(d)
-                .map_err(|e| store_error(&path, format!("cannot create the state directory: {e}")))?;
+        if let (Some(d), Some(p)) = (dir, &path) {
+            private_files(d, p).map_err(|e| store_error(&path, e))?;
         }
         let conn = match &path {
             Some(p) => Connection::open(p),
@@ -85,6 +84,14 @@ impl Store {
              ) WITHOUT ROWID;",
         )
         .map_err(|e| store_error(&path, format!("cannot set up the schema: {e}")))?;
+        // SQLite gives -wal and -shm the database file's mode; files left by an older version are fixed here.
+        if let Some(p) = &path {
+            for suffix in ["-wal", "-shm"] {
+                let mut side = p.clone().into_os_string();
+                side.push(suffix);
+                restrict(Path::new(&side), 0o600).map_err(|e| store_error(&path, e))?;
+            }
+        }
         Ok(Store { conn: Mutex::new(conn) })
     }
 
@@ -106,6 +113,40 @@ impl Store {
         let conn = self.lock();
         f(&Tx(&conn))
     }
+}
+
+/// The store holds enrollment keys and service policy keys: its directory is 0700 and its files 0600 (an
+/// existing directory or file with wider rights is narrowed).
+fn private_files(dir: &Path, file: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create the state directory: {e}"))?;
+    restrict(dir, 0o700)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| format!("cannot create the state file: {e}"))?;
+    restrict(file, 0o600)
+}
+
+/// Set `path`'s mode to `mode` when it exists and has other bits.
+fn restrict(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let current = match std::fs::metadata(path) {
+        Ok(m) => m.permissions().mode() & 0o777,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read the mode of {}: {e}", path.display())),
+    };
+    if current != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot set the mode of {} to {mode:o}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The operations available inside [`Store::write`] and [`Store::read`].

@@ -142,6 +142,7 @@ pub(crate) fn serve<S: Read + Write>(
     head: Vec<u8>,
     service: &Service,
     peer_chain: Option<&[CertificateDer<'static>]>,
+    limits: &crate::mqtt::Limits<'_>,
 ) {
     let replay = Replay {
         read_first: Cursor::new(head),
@@ -161,7 +162,7 @@ pub(crate) fn serve<S: Read + Write>(
         ws,
         pending: Cursor::new(Vec::new()),
     };
-    if let Err(e) = crate::mqtt::run(&mut bytes, service, peer_chain) {
+    if let Err(e) = crate::mqtt::run(&mut bytes, service, peer_chain, limits) {
         tracing::debug!(error = %e, "MQTT over WebSockets ended");
     }
     let _ = bytes.ws.close(None);
