@@ -1,4 +1,5 @@
-//! HTTPS: `PUT {scope}/registrations/{id}/register`, `GET .../operations/{opId}`, with ureq on tokio's
+//! HTTPS: `PUT {scope}/registrations/{id}/register`, `GET .../operations/{opId}`, `POST
+//! {scope}/registrations/{id}` (status lookup), with ureq on tokio's
 //! blocking pool. Each request carries the time left before the overall deadline as its timeout; redirects
 //! are not followed; bodies are read up to [`crate::MAX_BODY`].
 
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use hsm_core::sas::url_encode;
 use tokio::time::Instant;
+
+use dps_wire::device::DeviceRegistration;
 
 use crate::error::sanitize;
 use crate::{Error, MAX_BODY, Proxy, Reply, Transport, blocking_task};
@@ -60,13 +63,23 @@ impl Https {
 
     pub(crate) async fn register(
         &self,
-        body: &serde_json::Value,
+        body: &DeviceRegistration,
         auth: Option<&str>,
         deadline: Instant,
     ) -> Result<Reply, Error> {
         let url = format!("{}/register?api-version={}", self.base, self.api_version);
-        self.send("PUT", url, auth, Some(body.to_string().into_bytes()), deadline)
-            .await
+        self.send("PUT", url, auth, Some(encode(body)?), deadline).await
+    }
+
+    /// The device registration status lookup.
+    pub(crate) async fn status(
+        &self,
+        body: &DeviceRegistration,
+        auth: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Reply, Error> {
+        let url = format!("{}?api-version={}", self.base, self.api_version);
+        self.send("POST", url, auth, Some(encode(body)?), deadline).await
     }
 
     pub(crate) async fn operation(
@@ -104,6 +117,10 @@ impl Https {
     }
 }
 
+pub(crate) fn encode(body: &DeviceRegistration) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(body).map_err(|e| Error::Internal(format!("encoding the registration: {e}")))
+}
+
 fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
     let result = match body {
         Some(b) => req
@@ -117,13 +134,7 @@ fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
     };
     let status = resp.status();
     if (300..400).contains(&status) {
-        return Err(Error::Protocol {
-            transport: T,
-            message: format!(
-                "the service answered {status} (redirect to {:?}); redirects are not followed",
-                sanitize(resp.header("Location").unwrap_or(""))
-            ),
-        });
+        return Err(crate::answer::redirect(T, status, resp.header("Location")));
     }
     let retry_after = resp.header("Retry-After").and_then(|v| v.trim().parse::<u64>().ok());
     let mut buf = Vec::new();
@@ -137,7 +148,7 @@ fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
     if buf.len() > MAX_BODY {
         return Err(Error::Protocol {
             transport: T,
-            message: format!("the response body exceeds {MAX_BODY} bytes"),
+            message: format!("the response body exceeds {MAX_BODY} bytes (the most this client accepts)"),
         });
     }
     Ok(Reply {
