@@ -16,6 +16,8 @@ use crate::error::sanitize;
 use crate::{Error, MAX_BODY, Proxy, Reply, Transport, blocking_task};
 
 const T: Transport = Transport::Https;
+/// How long a request may outlive the overall deadline (its thread ends then).
+const DEADLINE_GRACE: Duration = Duration::from_millis(500);
 
 pub(crate) struct Https {
     agent: ureq::Agent,
@@ -105,11 +107,10 @@ impl Https {
         body: Option<Vec<u8>>,
         deadline: Instant,
     ) -> Result<Reply, Error> {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let mut req = self
-            .agent
-            .request(method, &url)
-            .timeout(timeout.max(Duration::from_millis(1)));
+        // A little past the overall deadline: the caller's timer ends the registration at the deadline
+        // with a timeout (naming what the last answer was), not ureq's read error racing it.
+        let timeout = deadline.saturating_duration_since(Instant::now()) + DEADLINE_GRACE;
+        let mut req = self.agent.request(method, &url).timeout(timeout);
         if let Some(a) = auth {
             req = req.set("Authorization", a);
         }

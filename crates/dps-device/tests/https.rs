@@ -263,7 +263,7 @@ async fn a_huge_body_is_bounded() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, Error::Protocol { message, .. } if message.contains("exceeds 65536 bytes")),
+        matches!(&e, Error::Protocol { message, .. } if message.contains("exceeds 131072 bytes")),
         "{e}"
     );
 }
