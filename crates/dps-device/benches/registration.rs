@@ -18,16 +18,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dps_device::ApiVersion;
 use dps_device::blocking::ProvisioningClient;
 use dps_device::{Attestation, Options, Transport};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment, ServerOptions};
+use dps_wire::device::{DeviceRegistration, EnrollmentStatus, RegistrationOperationStatus};
 use hsm_core::config::Config;
 use hsm_core::{Curve, KeyAlgorithm, X509Identity};
 use hsm_pkcs11::testing::SoftHsm;
 use hsm_pkcs11::{Pkcs11X509, tools};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use dps_device::ApiVersion;
-use dps_wire::device::{DeviceRegistration, EnrollmentStatus, RegistrationOperationStatus};
 
 const SCOPE: &str = "0ne00000A0A";
 const CHILD: &str = "DPS_BENCH_EMULATOR";

@@ -154,7 +154,13 @@ impl ProvisioningClient {
         let proxy = self.proxy()?;
         self.deadline(async |deadline, progress| {
             let (mut session, body, token) = self
-                .open(attestation, registration_id, DeviceRegistration::default(), &api_version, proxy.as_ref())
+                .open(
+                    attestation,
+                    registration_id,
+                    DeviceRegistration::default(),
+                    &api_version,
+                    proxy.as_ref(),
+                )
                 .await?;
             let token = match (attestation, token) {
                 (Attestation::Tpm(tpm), None) => {
@@ -244,7 +250,15 @@ impl ProvisioningClient {
             Attestation::SymmetricKey(identity) => Some(self.sas_token(&registration_id, identity.clone()).await?),
             _ => None,
         };
-        let session = Session::open(self, &registration_id, Arc::new(tls), token.as_deref(), api_version, proxy).await?;
+        let session = Session::open(
+            self,
+            &registration_id,
+            Arc::new(tls),
+            token.as_deref(),
+            api_version,
+            proxy,
+        )
+        .await?;
         Ok((session, body, token))
     }
 

@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use dps_wire::device::credentials::{CredentialsError, CredentialsRequest, CredentialsResponse};
 use hsm_core::X509Identity;
 use hsm_core::sas::url_encode;
 use rumqttc::{MqttOptions, Packet, QoS};
-use dps_wire::device::credentials::{CredentialsError, CredentialsRequest, CredentialsResponse};
 
 use crate::error::sanitize;
 use crate::mqtt::{MqttSession, client_error, split_endpoint};

@@ -14,7 +14,9 @@ use tokio::time::Instant;
 use crate::answer::{self, protocol};
 use crate::client::ProvisioningClient;
 use crate::error::sanitize;
-use crate::{ApiVersion, Assignment, Attestation, DEFAULT_RETRY, Error, Proxy, Reply, Transport, https, mqtt, with_tpm};
+use crate::{
+    ApiVersion, Assignment, Attestation, DEFAULT_RETRY, Error, Proxy, Reply, Transport, https, mqtt, with_tpm,
+};
 
 /// One connection's worth of requests.
 pub(crate) enum Session {
@@ -110,13 +112,14 @@ async fn send(
                     .options
                     .timeout
                     .saturating_sub(deadline.saturating_duration_since(now)),
-                detail: format!(
-                    "{error}; sending again in {}s would pass the deadline",
-                    wait.as_secs()
-                ),
+                detail: format!("{error}; sending again in {}s would pass the deadline", wait.as_secs()),
             });
         }
-        tracing::info!(status = reply.status, wait_ms = wait.as_millis() as u64, "DPS asked to retry later");
+        tracing::info!(
+            status = reply.status,
+            wait_ms = wait.as_millis() as u64,
+            "DPS asked to retry later"
+        );
         if let Ok(mut p) = progress.lock() {
             *p = format!("{error}; sent again after {}s", wait.as_secs());
         }
@@ -136,7 +139,15 @@ pub(crate) async fn register(
 ) -> Result<Assignment, Error> {
     let t = client.transport;
     let Attestation::Tpm(tpm) = attestation else {
-        let reply = send(client, session, Call::Register(&body), token.as_deref(), deadline, progress).await?;
+        let reply = send(
+            client,
+            session,
+            Call::Register(&body),
+            token.as_deref(),
+            deadline,
+            progress,
+        )
+        .await?;
         return poll(client, session, reply, token.as_deref(), deadline, progress).await;
     };
     // The SDK's TPM sequence: EK and SRK sent, the 401 challenge's key activated, the registration
@@ -162,7 +173,12 @@ pub(crate) async fn register(
         .await?;
     let reply = send(client, session, Call::Register(&body), Some(&token), deadline, progress).await?;
     let assignment = poll(client, session, reply, Some(&token), deadline, progress).await?;
-    if let Some(key) = assignment.state.tpm.as_ref().and_then(|k| k.authentication_key.as_deref()) {
+    if let Some(key) = assignment
+        .state
+        .tpm
+        .as_ref()
+        .and_then(|k| k.authentication_key.as_deref())
+    {
         let blob = B64
             .decode(key)
             .map_err(|e| protocol(t, format!("the assigned authenticationKey is not base64: {e}")))?;
@@ -210,10 +226,7 @@ async fn poll(
         if operation_id.is_empty() {
             return Err(protocol(t, format!("no operationId in a {shown:?} answer")));
         }
-        let still = format!(
-            "registration still {shown:?} (operation {})",
-            sanitize(&operation_id)
-        );
+        let still = format!("registration still {shown:?} (operation {})", sanitize(&operation_id));
         let wait = client.retry(reply.retry_after);
         let now = Instant::now();
         if now + wait >= deadline {
@@ -229,7 +242,15 @@ async fn poll(
             *p = still;
         }
         tokio::time::sleep(wait).await;
-        reply = send(client, session, Call::Operation(&operation_id), auth, deadline, progress).await?;
+        reply = send(
+            client,
+            session,
+            Call::Operation(&operation_id),
+            auth,
+            deadline,
+            progress,
+        )
+        .await?;
     }
 }
 

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::der_parser::asn1_rs::Oid;
-use x509_parser::oid_registry::{OID_NIST_EC_P384, OID_KEY_TYPE_EC_PUBLIC_KEY};
+use x509_parser::oid_registry::{OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::answer::protocol;
@@ -158,7 +158,10 @@ mod tests {
         };
         check_csr(&csr(&rcgen::PKCS_ECDSA_P384_SHA384)).unwrap();
         let e = check_csr(&csr(&rcgen::PKCS_ECDSA_P256_SHA256)).unwrap_err();
-        assert!(e.to_string().contains("1.2.840.10045.3.1.7") && e.to_string().contains("P-384"), "{e}");
+        assert!(
+            e.to_string().contains("1.2.840.10045.3.1.7") && e.to_string().contains("P-384"),
+            "{e}"
+        );
         let e = check_csr(&csr(&rcgen::PKCS_ED25519)).unwrap_err();
         assert!(e.to_string().contains("algorithm 1.3.101.112"), "{e}");
         assert!(check_csr(b"junk").is_err());

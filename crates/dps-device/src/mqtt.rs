@@ -161,8 +161,12 @@ impl Mqtt {
     pub(crate) async fn register(&mut self, body: &dps_wire::device::DeviceRegistration) -> Result<Reply, Error> {
         let rid = self.rid();
         let payload = crate::https::encode(body)?;
-        self.request(format!("$dps/registrations/PUT/iotdps-register/?$rid={rid}"), rid, payload)
-            .await
+        self.request(
+            format!("$dps/registrations/PUT/iotdps-register/?$rid={rid}"),
+            rid,
+            payload,
+        )
+        .await
     }
 
     pub(crate) fn transport(&self) -> Transport {

@@ -47,7 +47,10 @@ async fn https_429_twice_then_assigned() {
     let lines = server.lines();
     assert!(lines.iter().all(|l| l.starts_with("put ")), "{lines:?}");
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(2), "each retry-after (1 s) was honoured: {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "each retry-after (1 s) was honoured: {took:?}"
+    );
 }
 
 #[tokio::test]
@@ -69,7 +72,11 @@ async fn https_5xx_while_polling_is_polled_again() {
     assert_eq!(a.device_id, "d");
     let lines = server.lines();
     assert_eq!(lines.len(), 4, "{lines:?}");
-    assert!(lines[1..].iter().all(|l| l.starts_with("get ") && l.contains("/operations/op-1")));
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.starts_with("get ") && l.contains("/operations/op-1"))
+    );
 }
 
 #[tokio::test]
@@ -87,7 +94,10 @@ async fn a_retry_after_beyond_the_deadline_ends_at_once_with_the_service_error()
     assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     match &e {
         Error::Timeout { detail, .. } => {
-            assert!(detail.contains("429") && detail.contains("throttled") && detail.contains("30s"), "{e}")
+            assert!(
+                detail.contains("429") && detail.contains("throttled") && detail.contains("30s"),
+                "{e}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -97,7 +107,11 @@ async fn a_retry_after_beyond_the_deadline_ends_at_once_with_the_service_error()
 #[tokio::test]
 async fn a_4xx_other_than_429_is_not_retried() {
     let server = Scripted::start(vec![json(401, None, r#"{"errorCode":401002,"message":"no"}"#)]);
-    let e = service_error(https(&server, options()).register(&symmetric("d", DEVICE_KEY), None).await);
+    let e = service_error(
+        https(&server, options())
+            .register(&symmetric("d", DEVICE_KEY), None)
+            .await,
+    );
     assert_eq!(e.status, 401);
     assert_eq!(server.requests.load(Ordering::SeqCst), 1);
 }
@@ -134,7 +148,10 @@ async fn mqtt_429_twice_then_assigned() {
     assert_eq!(a.assigned_hub, "h");
     let topics: Vec<String> = server.received().into_iter().map(|r| r.topic).collect();
     assert_eq!(topics.len(), 5, "{topics:?}");
-    assert!(topics[..3].iter().all(|t| t.contains("/PUT/iotdps-register/")), "{topics:?}");
+    assert!(
+        topics[..3].iter().all(|t| t.contains("/PUT/iotdps-register/")),
+        "{topics:?}"
+    );
     assert!(topics[3..].iter().all(|t| t.contains("operationId=op-1")), "{topics:?}");
     assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
 }

@@ -142,7 +142,10 @@ fn assert_redirect(e: Error, status: &str) {
 #[tokio::test]
 async fn a_redirect_is_an_error_on_every_call() {
     let redirect = |status: u16| {
-        Step::Raw(format!("HTTP/1.1 {status} Moved\r\nLocation: https://elsewhere.example/\r\nContent-Length: 0\r\n\r\n").into_bytes())
+        Step::Raw(
+            format!("HTTP/1.1 {status} Moved\r\nLocation: https://elsewhere.example/\r\nContent-Length: 0\r\n\r\n")
+                .into_bytes(),
+        )
     };
     // HTTPS: the register request, a poll, the status lookup.
     for (steps, status) in [
@@ -216,7 +219,10 @@ async fn renewal_is_sent_at_qos_1_and_honours_the_bodys_retry_after_and_shows_in
         false,
         Arc::new(|p, n| {
             let (status, body) = match n {
-                0 => (429, r#"{"errorCode":429002,"message":"throttled","info":{"retryAfter":"2"}}"#),
+                0 => (
+                    429,
+                    r#"{"errorCode":429002,"message":"throttled","info":{"retryAfter":"2"}}"#,
+                ),
                 _ => (
                     400,
                     r#"{"errorCode":400037,"message":"Unable to complete the certificate request","trackingId":"t","timestampUtc":"2026-01-31T00:49:39Z","info":{"credentialMessage":"CSR did not pass verification","credentialError":"400000"}}"#,
@@ -239,8 +245,10 @@ async fn renewal_is_sent_at_qos_1_and_honours_the_bodys_retry_after_and_shows_in
     let Error::Service(s) = &e else { panic!("{e:?}") };
     assert_eq!((s.status, s.error_code), (400, Some(400037)), "{e}");
     assert!(
-        s.info
-            .contains(&("credentialMessage".to_string(), "CSR did not pass verification".to_string())),
+        s.info.contains(&(
+            "credentialMessage".to_string(),
+            "CSR did not pass verification".to_string()
+        )),
         "{e}"
     );
     assert!(e.to_string().contains("credentialError=400000"), "{e}");
@@ -272,7 +280,10 @@ async fn the_registration_status_lookup_reads_what_dps_holds() {
 
     // A wrong key is the service's refusal.
     let wrong = symmetric("lookup-me", GROUP_DEVICE_KEY);
-    assert_eq!(service_error_of(client.registration_status(&wrong, None).await).status, 401);
+    assert_eq!(
+        service_error_of(client.registration_status(&wrong, None).await).status,
+        401
+    );
 
     // MQTT has no such call.
     let e = mqtt_client(&emu, options())
@@ -295,7 +306,9 @@ fn the_blocking_client_looks_the_status_up_too() {
     .unwrap();
     let attestation = symmetric("lookup-blocking", DEVICE_KEY);
     client.register(&attestation, None).unwrap();
-    let state = client.registration_status(&attestation, Some("lookup-blocking")).unwrap();
+    let state = client
+        .registration_status(&attestation, Some("lookup-blocking"))
+        .unwrap();
     assert_eq!(state.assigned_hub.as_deref(), Some(HUB));
 }
 

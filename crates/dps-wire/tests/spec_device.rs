@@ -42,7 +42,11 @@ fn example_files(dir: &Path) -> Vec<PathBuf> {
             folders.push(version.path().join("examples"));
         }
     }
-    for version in std::fs::read_dir(dir.join("device/examples")).into_iter().flatten().flatten() {
+    for version in std::fs::read_dir(dir.join("device/examples"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         folders.push(version.path());
     }
     let mut files: Vec<PathBuf> = folders
