@@ -18,15 +18,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dps_device::ApiVersion;
 use dps_device::blocking::ProvisioningClient;
 use dps_device::{Attestation, Options, Transport};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment, ServerOptions};
+use dps_wire::device::{DeviceRegistration, EnrollmentStatus, RegistrationOperationStatus};
 use hsm_core::config::Config;
 use hsm_core::{Curve, KeyAlgorithm, X509Identity};
 use hsm_pkcs11::testing::SoftHsm;
 use hsm_pkcs11::{Pkcs11X509, tools};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use serde_json::{Value, json};
 
 const SCOPE: &str = "0ne00000A0A";
 const CHILD: &str = "DPS_BENCH_EMULATOR";
@@ -290,23 +291,20 @@ impl Raw {
     fn https(&self, endpoint: &str) {
         let agent = ureq::AgentBuilder::new().tls_config(self.tls()).redirects(0).build();
         let base = format!("https://{endpoint}/{SCOPE}/registrations/{CN}");
-        let v: Value = agent
-            .put(&format!("{base}/register?api-version={}", dps_device::API_VERSION))
-            .send_json(json!({ "registrationId": CN }))
+        let v: RegistrationOperationStatus = agent
+            .put(&format!("{base}/register?api-version={}", ApiVersion::DEVICE))
+            .send_json(request())
             .unwrap()
             .into_json()
             .unwrap();
-        let op = v["operationId"].as_str().unwrap();
-        let v: Value = agent
-            .get(&format!(
-                "{base}/operations/{op}?api-version={}",
-                dps_device::API_VERSION
-            ))
+        let op = v.operation_id;
+        let v: RegistrationOperationStatus = agent
+            .get(&format!("{base}/operations/{op}?api-version={}", ApiVersion::DEVICE))
             .call()
             .unwrap()
             .into_json()
             .unwrap();
-        assert_eq!(v["status"], "assigned");
+        assert_eq!(v.status, Some(EnrollmentStatus::Assigned));
     }
 
     fn mqtt(&self, endpoint: &str) {
@@ -319,7 +317,7 @@ impl Raw {
         .set_credentials(
             format!(
                 "{SCOPE}/registrations/{CN}/api-version={}&ClientVersion=raw",
-                dps_device::API_VERSION
+                ApiVersion::DEVICE
             ),
             "",
         );
@@ -336,7 +334,7 @@ impl Raw {
                 .await
                 .unwrap();
             while !matches!(next().await, Packet::SubAck(_)) {}
-            let body = json!({ "registrationId": CN }).to_string();
+            let body = serde_json::to_vec(&request()).unwrap();
             client
                 .publish(
                     "$dps/registrations/PUT/iotdps-register/?$rid=1",
@@ -348,19 +346,27 @@ impl Raw {
                 .unwrap();
             let op = loop {
                 if let Packet::Publish(p) = next().await {
-                    let v: Value = serde_json::from_slice(&p.payload).unwrap();
-                    break v["operationId"].as_str().unwrap().to_string();
+                    let v: RegistrationOperationStatus = serde_json::from_slice(&p.payload).unwrap();
+                    break v.operation_id;
                 }
             };
             let topic = format!("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId={op}");
             client.publish(topic, QoS::AtMostOnce, false, "").await.unwrap();
             loop {
                 if let Packet::Publish(p) = next().await {
-                    let v: Value = serde_json::from_slice(&p.payload).unwrap();
-                    assert_eq!(v["status"], "assigned");
+                    let v: RegistrationOperationStatus = serde_json::from_slice(&p.payload).unwrap();
+                    assert_eq!(v.status, Some(EnrollmentStatus::Assigned));
                     break;
                 }
             }
         });
+    }
+}
+
+/// The register body of the raw clients.
+fn request() -> DeviceRegistration {
+    DeviceRegistration {
+        registration_id: Some(CN.to_string()),
+        ..DeviceRegistration::default()
     }
 }

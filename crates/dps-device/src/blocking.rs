@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::{Assignment, Attestation, Error, Options, Transport};
+use crate::{Assignment, Attestation, DeviceRegistrationResult, Error, Options, Registration, Transport};
 
 /// [`crate::ProvisioningClient`] for synchronous code.
 #[derive(Debug)]
@@ -57,6 +57,21 @@ impl ProvisioningClient {
     ) -> Result<Assignment, Error> {
         self.runtime
             .block_on(self.inner.register_with_csr(attestation, registration_id, payload, csr))
+    }
+
+    /// See [`crate::ProvisioningClient::register_with`].
+    pub fn register_with(&self, attestation: &Attestation, request: &Registration) -> Result<Assignment, Error> {
+        self.runtime.block_on(self.inner.register_with(attestation, request))
+    }
+
+    /// See [`crate::ProvisioningClient::registration_status`].
+    pub fn registration_status(
+        &self,
+        attestation: &Attestation,
+        registration_id: Option<&str>,
+    ) -> Result<DeviceRegistrationResult, Error> {
+        self.runtime
+            .block_on(self.inner.registration_status(attestation, registration_id))
     }
 
     /// [`crate::renew_certificate`] on this client's runtime (the DPS endpoint is not used: `endpoint` is

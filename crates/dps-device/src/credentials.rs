@@ -4,20 +4,24 @@
 //! answers on `$iothub/credentials/res/{status}/?$rid={rid}`: `202` (accepted; keep waiting), then `200`
 //! `{"certificates": [...]}` (leaf first; base64 DER or PEM).
 //!
+//! The request is published at QoS 1 (the hub acknowledges it with a PUBACK, as Microsoft's client
+//! expects); every message is built and read through `dps_wire::device::credentials`.
+//!
 //! Retries: 409005 (an operation is in progress) is sent again with `replace: "*"`; 429002, 429003 and
 //! 503001 (throttled, unavailable) and 500001 are sent again after a back-off that honours the service's
-//! `retry-after`; 400040 (bad CSR), 412001 and every other error are final. The whole renewal has one
-//! deadline.
+//! `retry-after` (topic property, else the error body's `info.retryAfter`); 400040 (bad CSR), 412001 and
+//! every other error are final, with the body's `info` in the error. A redirect (3xx) is an error. The
+//! whole renewal has one deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use dps_wire::device::credentials::{CredentialsError, CredentialsRequest, CredentialsResponse};
 use hsm_core::X509Identity;
 use hsm_core::sas::url_encode;
 use rumqttc::{MqttOptions, Packet, QoS};
-use serde_json::{Value, json};
 
 use crate::error::sanitize;
 use crate::mqtt::{MqttSession, client_error, split_endpoint};
@@ -171,11 +175,14 @@ async fn renew(
     loop {
         attempt += 1;
         let rid = attempt.to_string();
-        let mut body = json!({ "id": device_id, "csr": csr });
-        if replace {
-            body["replace"] = Value::String("*".into());
-        }
-        let reply = hub_session.request(&rid, body.to_string()).await?;
+        let body = CredentialsRequest {
+            id: device_id.to_string(),
+            csr: csr.clone(),
+            replace: replace.then(|| "*".to_string()),
+            extra: serde_json::Map::new(),
+        };
+        let body = serde_json::to_vec(&body).map_err(|e| Error::Internal(format!("encoding the request: {e}")))?;
+        let reply = hub_session.request(&rid, body).await?;
         if reply.status == 200 {
             return certificates(&reply);
         }
@@ -183,7 +190,8 @@ async fn renew(
         let Error::Service(e) = &error else {
             return Err(error);
         };
-        match next_step(e.status, e.error_code, reply.retry_after, attempt, options) {
+        let retry_after = reply.retry_after.or_else(|| error_body(&reply).retry_after_secs());
+        match next_step(e.status, e.error_code, retry_after, attempt, options) {
             // Our own request with replace was itself refused as in progress: do not fight over it.
             Next::Replace if replace => return Err(error),
             Next::Replace => {
@@ -211,22 +219,32 @@ async fn renew(
 struct HubSession(MqttSession);
 
 impl HubSession {
-    /// Publish one request and wait for its final answer (a 202 is skipped).
-    async fn request(&mut self, rid: &str, payload: String) -> Result<Reply, Error> {
+    /// Publish one request at QoS 1 and wait for its final answer (the PUBACK and a 202 are noted).
+    async fn request(&mut self, rid: &str, payload: Vec<u8>) -> Result<Reply, Error> {
         self.0
             .client
             .publish(
                 format!("$iothub/credentials/POST/issueCertificate/?$rid={rid}"),
-                QoS::AtMostOnce,
+                QoS::AtLeastOnce,
                 false,
                 payload,
             )
             .await
             .map_err(|e| client_error(e, T))?;
         let mut accepted = false;
+        let mut acknowledged = false;
         loop {
             let packet = match self.0.next_packet().await {
                 Ok(p) => p,
+                Err(Error::Transport { transport, message }) if !acknowledged && !accepted => {
+                    return Err(Error::Transport {
+                        transport,
+                        message: format!(
+                            "the connection ended before the hub acknowledged the certificate request (PUBACK): \
+                             {message}"
+                        ),
+                    });
+                }
                 Err(Error::Transport { transport, message }) if accepted => {
                     return Err(Error::Transport {
                         transport,
@@ -238,7 +256,14 @@ impl HubSession {
                 }
                 Err(e) => return Err(e),
             };
-            let Packet::Publish(p) = packet else { continue };
+            let p = match packet {
+                Packet::Publish(p) => p,
+                Packet::PubAck(_) => {
+                    acknowledged = true;
+                    continue;
+                }
+                _ => continue,
+            };
             let Some(parsed) = parse_response_topic(&p.topic) else {
                 tracing::debug!(topic = %sanitize(&p.topic), "ignoring a message on another topic");
                 continue;
@@ -284,9 +309,17 @@ pub(crate) fn parse_response_topic(topic: &str) -> Option<Result<ResponseTopic, 
     Some(Ok((status, rid, retry_after)))
 }
 
+/// The error body of an answer (empty when it is not the hub's error shape).
+fn error_body(reply: &Reply) -> CredentialsError {
+    serde_json::from_slice::<CredentialsError>(&reply.body).unwrap_or_default()
+}
+
 fn service_error(reply: &Reply) -> Error {
-    let json = serde_json::from_slice::<Value>(&reply.body).unwrap_or(Value::Null);
-    let message = match json["message"].as_str() {
+    if (300..400).contains(&reply.status) {
+        return crate::answer::redirect(T, reply.status, None);
+    }
+    let body = error_body(reply);
+    let message = match &body.message {
         Some(m) => sanitize(m),
         None if reply.body.is_empty() => "(no message)".to_string(),
         None => sanitize(&String::from_utf8_lossy(&reply.body)),
@@ -294,9 +327,14 @@ fn service_error(reply: &Reply) -> Error {
     Error::Service(ServiceError {
         transport: T,
         status: reply.status,
-        error_code: json["errorCode"].as_i64(),
-        tracking_id: json["trackingId"].as_str().map(sanitize),
+        error_code: body.error_code,
+        tracking_id: body.tracking_id.as_deref().map(sanitize),
         message,
+        info: body
+            .info_pairs()
+            .into_iter()
+            .map(|(k, v)| (sanitize(&k), sanitize(&v)))
+            .collect(),
     })
 }
 
@@ -320,12 +358,12 @@ pub(crate) fn certificates(reply: &Reply) -> Result<Vec<Vec<u8>>, Error> {
         transport: T,
         message: m,
     };
-    let json: Value =
-        serde_json::from_slice(&reply.body).map_err(|e| bad(sanitize(&format!("the 200 answer is not JSON: {e}"))))?;
-    let Some(items) = json["certificates"].as_array().filter(|a| !a.is_empty()) else {
+    let answer: CredentialsResponse = serde_json::from_slice(&reply.body)
+        .map_err(|e| bad(sanitize(&format!("the 200 answer is not a certificates answer: {e}"))))?;
+    let Some(items) = answer.certificates.filter(|a| !a.is_empty()) else {
         return Err(bad("the 200 answer has no certificates".into()));
     };
-    crate::issuance::decode_chain(items, "certificates").map_err(bad)
+    crate::issuance::decode_chain(&items, "certificates").map_err(bad)
 }
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ pub struct ServiceError {
     pub error_code: Option<i64>,
     pub tracking_id: Option<String>,
     pub message: String,
+    /// The body's `info` (for example `retryAfter`, `requestId`), as `(key, value)` text pairs.
+    pub info: Vec<(String, String)>,
 }
 
 impl fmt::Display for ServiceError {
@@ -75,7 +77,11 @@ impl fmt::Display for ServiceError {
             self.message,
             opt(&self.error_code),
             self.tracking_id.as_deref().unwrap_or("none")
-        )
+        )?;
+        for (i, (k, v)) in self.info.iter().enumerate() {
+            write!(f, "{}{k}={v}", if i == 0 { "; info: " } else { ", " })?;
+        }
+        Ok(())
     }
 }
 

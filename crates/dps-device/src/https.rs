@@ -1,4 +1,5 @@
-//! HTTPS: `PUT {scope}/registrations/{id}/register`, `GET .../operations/{opId}`, with ureq on tokio's
+//! HTTPS: `PUT {scope}/registrations/{id}/register`, `GET .../operations/{opId}`, `POST
+//! {scope}/registrations/{id}` (status lookup), with ureq on tokio's
 //! blocking pool. Each request carries the time left before the overall deadline as its timeout; redirects
 //! are not followed; bodies are read up to [`crate::MAX_BODY`].
 
@@ -9,10 +10,14 @@ use std::time::Duration;
 use hsm_core::sas::url_encode;
 use tokio::time::Instant;
 
+use dps_wire::device::DeviceRegistration;
+
 use crate::error::sanitize;
 use crate::{Error, MAX_BODY, Proxy, Reply, Transport, blocking_task};
 
 const T: Transport = Transport::Https;
+/// How long a request may outlive the overall deadline (its thread ends then).
+const DEADLINE_GRACE: Duration = Duration::from_millis(500);
 
 pub(crate) struct Https {
     agent: ureq::Agent,
@@ -60,13 +65,23 @@ impl Https {
 
     pub(crate) async fn register(
         &self,
-        body: &serde_json::Value,
+        body: &DeviceRegistration,
         auth: Option<&str>,
         deadline: Instant,
     ) -> Result<Reply, Error> {
         let url = format!("{}/register?api-version={}", self.base, self.api_version);
-        self.send("PUT", url, auth, Some(body.to_string().into_bytes()), deadline)
-            .await
+        self.send("PUT", url, auth, Some(encode(body)?), deadline).await
+    }
+
+    /// The device registration status lookup.
+    pub(crate) async fn status(
+        &self,
+        body: &DeviceRegistration,
+        auth: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Reply, Error> {
+        let url = format!("{}?api-version={}", self.base, self.api_version);
+        self.send("POST", url, auth, Some(encode(body)?), deadline).await
     }
 
     pub(crate) async fn operation(
@@ -92,16 +107,19 @@ impl Https {
         body: Option<Vec<u8>>,
         deadline: Instant,
     ) -> Result<Reply, Error> {
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let mut req = self
-            .agent
-            .request(method, &url)
-            .timeout(timeout.max(Duration::from_millis(1)));
+        // A little past the overall deadline: the caller's timer ends the registration at the deadline
+        // with a timeout (naming what the last answer was), not ureq's read error racing it.
+        let timeout = deadline.saturating_duration_since(Instant::now()) + DEADLINE_GRACE;
+        let mut req = self.agent.request(method, &url).timeout(timeout);
         if let Some(a) = auth {
             req = req.set("Authorization", a);
         }
         blocking_task(move || send(req, body)).await
     }
+}
+
+pub(crate) fn encode(body: &DeviceRegistration) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(body).map_err(|e| Error::Internal(format!("encoding the registration: {e}")))
 }
 
 fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
@@ -117,13 +135,7 @@ fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
     };
     let status = resp.status();
     if (300..400).contains(&status) {
-        return Err(Error::Protocol {
-            transport: T,
-            message: format!(
-                "the service answered {status} (redirect to {:?}); redirects are not followed",
-                sanitize(resp.header("Location").unwrap_or(""))
-            ),
-        });
+        return Err(crate::answer::redirect(T, status, resp.header("Location")));
     }
     let retry_after = resp.header("Retry-After").and_then(|v| v.trim().parse::<u64>().ok());
     let mut buf = Vec::new();
@@ -137,7 +149,7 @@ fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
     if buf.len() > MAX_BODY {
         return Err(Error::Protocol {
             transport: T,
-            message: format!("the response body exceeds {MAX_BODY} bytes"),
+            message: format!("the response body exceeds {MAX_BODY} bytes (the most this client accepts)"),
         });
     }
     Ok(Reply {

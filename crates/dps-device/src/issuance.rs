@@ -1,18 +1,44 @@
 //! Certificates issued by DPS at registration (`csr` / `issuedCertificateChain`, DPS device API
-//! `2025-07-01-preview` and later) and by IoT Hub renewal: reading the chain, and checking it before use.
+//! `2025-07-01-preview` and later; stable from `2026-04-01`) and by IoT Hub renewal: the CSR checked
+//! before it is sent, reading the chain, and checking it before use.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde_json::Value;
 use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::der_parser::asn1_rs::Oid;
+use x509_parser::oid_registry::{OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::{Error, Transport, protocol};
+use crate::answer::protocol;
+use crate::{Error, Transport};
 
-/// Whether a DPS device api-version knows `csr`: `2025-07-01-preview` and every later one (versions are
-/// dates).
-pub(crate) fn api_version_knows_csr(version: &str) -> bool {
-    version.get(..10).is_some_and(|date| date >= "2025-07-01")
+/// A CSR DPS can issue to: a DER PKCS#10 request whose key is ECDSA P-384 (DPS issues to no other
+/// key). Checked before anything is sent.
+pub(crate) fn check_csr(csr: &[u8]) -> Result<(), Error> {
+    if csr.is_empty() {
+        return Err(Error::InvalidRequest("the CSR is empty".into()));
+    }
+    let (_, request) = X509CertificationRequest::from_der(csr)
+        .map_err(|e| Error::InvalidRequest(format!("the CSR is not a DER PKCS#10 request: {e}")))?;
+    let spki = &request.certification_request_info.subject_pki;
+    let algorithm = &spki.algorithm;
+    let curve = algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o: Oid<'_>| o.to_id_string());
+    if algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY && curve == Some(OID_NIST_EC_P384.to_id_string()) {
+        return Ok(());
+    }
+    let key = match (algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY, curve) {
+        (true, Some(c)) => format!("an EC key on curve {c}"),
+        (true, None) => "an EC key without a named curve".to_string(),
+        (false, _) => format!("a key of algorithm {}", algorithm.algorithm.to_id_string()),
+    };
+    Err(Error::InvalidRequest(format!(
+        "the CSR's key is {key}: DPS issues certificates to ECDSA P-384 keys only (curve secp384r1, \
+         1.3.132.0.34); make the key with P-384"
+    )))
 }
 
 /// One certificate of a service answer: base64 DER (DPS `issuedCertificateChain`) or PEM (IoT Hub may
@@ -30,11 +56,11 @@ pub(crate) fn decode_certificate(text: &str) -> Result<Vec<u8>, String> {
 }
 
 /// `issuedCertificateChain` of a registrationState: None when absent.
-pub(crate) fn read_chain(t: Transport, value: Option<&Value>) -> Result<Option<Vec<Vec<u8>>>, Error> {
+pub(crate) fn read_chain(t: Transport, value: Option<&[String]>) -> Result<Option<Vec<Vec<u8>>>, Error> {
     let items = match value {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Array(items)) if !items.is_empty() => items,
-        Some(_) => return Err(protocol(t, "issuedCertificateChain is not a non-empty array")),
+        None => return Ok(None),
+        Some([]) => return Err(protocol(t, "issuedCertificateChain is an empty array")),
+        Some(items) => items,
     };
     decode_chain(items, "issuedCertificateChain")
         .map(Some)
@@ -43,14 +69,11 @@ pub(crate) fn read_chain(t: Transport, value: Option<&Value>) -> Result<Option<V
 
 /// The certificates of a JSON array (base64 DER or PEM strings), DER, in order; the error names
 /// `field[i]`.
-pub(crate) fn decode_chain(items: &[Value], field: &str) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn decode_chain(items: &[String], field: &str) -> Result<Vec<Vec<u8>>, String> {
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| {
-            let text = item.as_str().ok_or_else(|| format!("{field}[{i}] is not a string"))?;
-            decode_certificate(text).map_err(|e| crate::error::sanitize(&format!("{field}[{i}]: {e}")))
-        })
+        .map(|(i, text)| decode_certificate(text).map_err(|e| crate::error::sanitize(&format!("{field}[{i}]: {e}"))))
         .collect()
 }
 
@@ -114,29 +137,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_dated_versions_from_2025_07_01_know_csr() {
-        assert!(api_version_knows_csr("2025-07-01-preview"));
-        assert!(api_version_knows_csr("2026-11-01"));
-        assert!(!api_version_knows_csr("2021-06-01"));
-        assert!(!api_version_knows_csr("latest"));
-        assert!(!api_version_knows_csr(""));
-    }
-
-    #[test]
-    fn chain_entries_must_be_strings_of_base64_or_pem() {
+    fn chain_entries_must_be_base64_or_pem() {
         let t = Transport::Https;
         assert!(read_chain(t, None).unwrap().is_none());
         assert_eq!(
-            read_chain(t, Some(&serde_json::json!(["AAEC"]))).unwrap(),
+            read_chain(t, Some(&["AAEC".to_string()])).unwrap(),
             Some(vec![vec![0, 1, 2]])
         );
-        for bad in [
-            serde_json::json!([]),
-            serde_json::json!([1]),
-            serde_json::json!("x"),
-            serde_json::json!(["!"]),
-        ] {
-            assert!(read_chain(t, Some(&bad)).is_err(), "{bad}");
-        }
+        assert!(read_chain(t, Some(&[])).is_err());
+        assert!(read_chain(t, Some(&["!".to_string()])).is_err());
+    }
+
+    #[test]
+    fn only_p384_csrs_pass() {
+        let csr = |alg: &'static rcgen::SignatureAlgorithm| {
+            let key = rcgen::KeyPair::generate_for(alg).unwrap();
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name.push(rcgen::DnType::CommonName, "d");
+            p.serialize_request(&key).unwrap().der().to_vec()
+        };
+        check_csr(&csr(&rcgen::PKCS_ECDSA_P384_SHA384)).unwrap();
+        let e = check_csr(&csr(&rcgen::PKCS_ECDSA_P256_SHA256)).unwrap_err();
+        assert!(
+            e.to_string().contains("1.2.840.10045.3.1.7") && e.to_string().contains("P-384"),
+            "{e}"
+        );
+        let e = check_csr(&csr(&rcgen::PKCS_ED25519)).unwrap_err();
+        assert!(e.to_string().contains("algorithm 1.3.101.112"), "{e}");
+        assert!(check_csr(b"junk").is_err());
+        assert!(check_csr(b"").is_err());
     }
 }

@@ -15,9 +15,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod answer;
 pub mod blocking;
+mod client;
 mod credentials;
 mod error;
+mod flow;
 mod https;
 mod issuance;
 mod mqtt;
@@ -26,25 +29,20 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
-use hsm_core::sas::Audience;
 use hsm_core::{SymmetricIdentity, TpmIdentity, X509Identity};
-use serde_json::{Value, json};
-use tokio::time::Instant;
+use serde_json::Value;
 
+pub use client::ProvisioningClient;
 pub use credentials::{HUB_API_VERSION, RenewalOptions, renew_certificate};
+pub use dps_wire::ApiVersion;
+pub use dps_wire::device::DeviceRegistrationResult;
 pub use error::{Error, ServiceError};
 pub use issuance::verify_issued_chain;
 pub use tlsio_bridge::TlsVersions;
 
-/// The DPS device API version of the C SDK (`PROV_API_VERSION`).
-pub const API_VERSION: &str = "2021-06-01";
-/// The DPS device API version this client speaks by default: the first that knows `csr` and
-/// `issuedCertificateChain` (certificate issuance at registration).
-pub const DEFAULT_API_VERSION: &str = "2025-07-01-preview";
-/// Largest response body (HTTPS) or message (MQTT) accepted from the service.
-pub const MAX_BODY: usize = 64 * 1024;
+/// Largest response body (HTTPS) or message payload (MQTT) accepted from the service: DPS messages
+/// may be up to 96 KB, so a little above that.
+pub const MAX_BODY: usize = 128 * 1024;
 /// Poll delay when the service sends no Retry-After (before the floor and ceiling apply).
 const DEFAULT_RETRY: Duration = Duration::from_secs(2);
 
@@ -114,9 +112,41 @@ pub struct Options {
     /// An HTTP proxy, `http://[user:password@]host[:port]` (credentials percent-encoded; port 80 by
     /// default), reached with `CONNECT`. HTTPS and MQTT over WebSockets only, as in the C SDK.
     pub proxy: Option<url::Url>,
-    /// The DPS device `api-version` (query parameter over HTTPS, in the username over MQTT). Default
-    /// [`DEFAULT_API_VERSION`]; a registration with a CSR needs `2025-07-01-preview` or later.
-    pub api_version: String,
+    /// The DPS device `api-version` (query parameter over HTTPS, in the username over MQTT). `None`:
+    /// [`ApiVersion::DEVICE`] (`2021-10-01`, stable), or [`ApiVersion::DEVICE_CSR`] (`2026-04-01`, the
+    /// first stable with `csr`) for a registration with a CSR. A version set here is used as it is;
+    /// a registration with a CSR refuses one that does not know `csr`.
+    pub api_version: Option<ApiVersion>,
+}
+
+impl Options {
+    /// The api-version of a request: the one set, else the default for it (see
+    /// [`Options::api_version`]); with a CSR, an error for a version that does not know `csr`.
+    pub fn api_version_for(&self, csr: bool) -> Result<ApiVersion, Error> {
+        match (&self.api_version, csr) {
+            (Some(v), true) if !v.knows_csr() => Err(Error::InvalidRequest(format!(
+                "api-version {v} does not know csr (certificate issuance): use {} (the default for a \
+                 registration with a CSR) or a later version",
+                ApiVersion::DEVICE_CSR
+            ))),
+            (Some(v), _) => Ok(v.clone()),
+            (None, true) => Ok(ApiVersion::DEVICE_CSR),
+            (None, false) => Ok(ApiVersion::DEVICE),
+        }
+    }
+}
+
+/// What a registration sends besides the attestation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Registration {
+    /// `None`: the id the attestation implies (x509: the leaf CN; symmetric key: the identity's id;
+    /// TPM: derived from the endorsement key).
+    pub registration_id: Option<String>,
+    /// Data for a custom allocation policy: a JSON object.
+    pub payload: Option<Value>,
+    /// A DER PKCS#10 request (ECDSA P-384, CN = the registration id): DPS answers with an
+    /// `issuedCertificateChain` (see [`ProvisioningClient::register_with_csr`]).
+    pub csr: Option<Vec<u8>>,
 }
 
 impl Default for Options {
@@ -130,7 +160,7 @@ impl Default for Options {
             user_agent: concat!("dps-device/", env!("CARGO_PKG_VERSION")).to_string(),
             tls_versions: TlsVersions::Both,
             proxy: None,
-            api_version: DEFAULT_API_VERSION.to_string(),
+            api_version: None,
         }
     }
 }
@@ -153,8 +183,8 @@ pub struct Assignment {
     /// `issuedCertificateChain` (DER, leaf first, ending with the root) when the registration sent a
     /// CSR: check it with [`verify_issued_chain`] before using it.
     pub issued_certificate_chain: Option<Vec<Vec<u8>>>,
-    /// The whole `registrationState` object.
-    pub raw: Value,
+    /// The whole `registrationState`, typed (fields this version does not model are in `extra`).
+    pub state: DeviceRegistrationResult,
 }
 
 /// A service answer, whatever the transport: status, body, Retry-After in seconds.
@@ -164,500 +194,24 @@ pub(crate) struct Reply {
     pub(crate) retry_after: Option<u64>,
 }
 
-/// A DPS client for one endpoint and id scope.
-#[derive(Debug)]
-pub struct ProvisioningClient {
-    endpoint: String,
-    id_scope: String,
-    transport: Transport,
-    roots: rustls::RootCertStore,
-    options: Options,
-}
-
-/// One connection's worth of requests.
-enum Session {
-    Https(https::Https),
-    Mqtt(Box<mqtt::Mqtt>),
-}
-
-impl Session {
-    async fn register(&mut self, body: &Value, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
-        match self {
-            Session::Https(h) => h.register(body, auth, deadline).await,
-            // MQTT authenticates once, at CONNECT.
-            Session::Mqtt(m) => m.register(body).await,
-        }
-    }
-
-    async fn operation(&mut self, operation_id: &str, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
-        match self {
-            Session::Https(h) => h.operation(operation_id, auth, deadline).await,
-            Session::Mqtt(m) => m.operation(operation_id).await,
-        }
-    }
-}
-
-impl ProvisioningClient {
-    /// `endpoint` is `host[:port]` (the global device endpoint); `roots` verify the service.
-    pub fn new(
-        endpoint: &str,
-        id_scope: &str,
-        transport: Transport,
-        roots: rustls::RootCertStore,
-        options: Options,
-    ) -> Self {
-        ProvisioningClient {
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            id_scope: id_scope.to_string(),
-            transport,
-            roots,
-            options,
-        }
-    }
-
-    pub fn options(&self) -> &Options {
-        &self.options
-    }
-
-    /// Register with the registration id the attestation implies (x509: the leaf CN; symmetric key: the
-    /// identity's id; TPM: derived from the endorsement key) and wait for the assignment.
-    pub async fn register(&self, attestation: &Attestation, payload: Option<Value>) -> Result<Assignment, Error> {
-        self.register_as(attestation, None, payload).await
-    }
-
-    /// Like [`ProvisioningClient::register`], with an explicit registration id.
-    pub async fn register_as(
-        &self,
-        attestation: &Attestation,
-        registration_id: Option<&str>,
-        payload: Option<Value>,
-    ) -> Result<Assignment, Error> {
-        self.register_inner(attestation, registration_id, payload, None).await
-    }
-
-    /// Register and ask DPS for an operational certificate: `csr` is a DER PKCS#10 request (EC P-384,
-    /// CN = the registration id) sent as the body's `csr`; the assignment carries the
-    /// `issuedCertificateChain` (an assignment without one is an error). Needs an
-    /// [`Options::api_version`] of `2025-07-01-preview` or later. The chain is not checked here: call
-    /// [`verify_issued_chain`] before storing or using it.
-    pub async fn register_with_csr(
-        &self,
-        attestation: &Attestation,
-        registration_id: Option<&str>,
-        payload: Option<Value>,
-        csr: &[u8],
-    ) -> Result<Assignment, Error> {
-        if csr.is_empty() {
-            return Err(Error::InvalidRequest("the CSR is empty".into()));
-        }
-        if !issuance::api_version_knows_csr(&self.options.api_version) {
-            return Err(Error::InvalidRequest(format!(
-                "api-version {:?} does not know csr: use {DEFAULT_API_VERSION} or later",
-                self.options.api_version
-            )));
-        }
-        let assignment = self
-            .register_inner(attestation, registration_id, payload, Some(csr))
-            .await?;
-        if assignment.issued_certificate_chain.is_none() {
-            return Err(protocol(
-                self.transport,
-                "the service assigned the device without an issuedCertificateChain for the CSR",
-            ));
-        }
-        Ok(assignment)
-    }
-
-    async fn register_inner(
-        &self,
-        attestation: &Attestation,
-        registration_id: Option<&str>,
-        payload: Option<Value>,
-        csr: Option<&[u8]>,
-    ) -> Result<Assignment, Error> {
-        if let Some(p) = &payload {
-            if !p.is_object() {
-                return Err(Error::InvalidRequest("the payload must be a JSON object".into()));
-            }
-        }
-        if let (Attestation::Tpm(_), Transport::Mqtt | Transport::MqttWs) = (attestation, self.transport) {
-            return Err(Error::InvalidRequest(format!(
-                "TPM attestation is not supported over {}: DPS accepts it over HTTPS only",
-                self.transport
-            )));
-        }
-        let proxy = self.proxy()?;
-        let started = Instant::now();
-        let deadline = started + self.options.timeout;
-        // What the last answer said, for the timeout message when a request is cut short.
-        let progress = Mutex::new(String::new());
-        // The optional fields of the register body.
-        let mut extra = serde_json::Map::new();
-        if let Some(p) = payload {
-            extra.insert("payload".into(), p);
-        }
-        if let Some(csr) = csr {
-            extra.insert("csr".into(), Value::String(B64.encode(csr)));
-        }
-        let run = self.run(attestation, registration_id, extra, proxy.as_ref(), deadline, &progress);
-        match tokio::time::timeout_at(deadline, run).await {
-            Ok(result) => result,
-            Err(_) => {
-                let last = progress.lock().map(|p| p.clone()).unwrap_or_default();
-                Err(Error::Timeout {
-                    after: started.elapsed(),
-                    detail: match last.is_empty() {
-                        true => format!("the service did not answer over {} in time", self.transport),
-                        false => format!("{last}; the next answer did not come in time"),
-                    },
-                })
-            }
-        }
-    }
-
-    async fn run(
-        &self,
-        attestation: &Attestation,
-        registration_id: Option<&str>,
-        extra: serde_json::Map<String, Value>,
-        proxy: Option<&Proxy>,
-        deadline: Instant,
-        progress: &Mutex<String>,
-    ) -> Result<Assignment, Error> {
-        let registration_id = match registration_id {
-            Some(r) => r.to_string(),
-            None => self.registration_id(attestation).await?,
-        };
-        if registration_id.is_empty() || registration_id.chars().any(char::is_control) {
-            return Err(Error::InvalidRequest(format!(
-                "registration id {registration_id:?} is empty or has control characters"
-            )));
-        }
-        let mut body = json!({ "registrationId": registration_id });
-        if let Some(object) = body.as_object_mut() {
-            object.extend(extra);
-        }
-        let identity = match attestation {
-            Attestation::X509(x) => Some(x.clone()),
-            _ => None,
-        };
-        let (roots, versions) = (self.roots.clone(), self.options.tls_versions);
-        let tls = blocking_task(move || {
-            tlsio_bridge::client_config(roots, identity.as_deref(), versions).map_err(Error::from)
-        })
-        .await?;
-        let tls = Arc::new(tls);
-        let token = match attestation {
-            Attestation::SymmetricKey(identity) => Some(self.sas_token(&registration_id, identity.clone()).await?),
-            _ => None,
-        };
-        let mut session = match self.transport {
-            Transport::Https => Session::Https(https::Https::new(
-                &self.endpoint,
-                &self.id_scope,
-                &registration_id,
-                tls,
-                &self.options.user_agent,
-                proxy,
-                &self.options.api_version,
-            )?),
-            Transport::Mqtt | Transport::MqttWs => Session::Mqtt(Box::new(
-                mqtt::Mqtt::connect(mqtt::Connect {
-                    transport: self.transport,
-                    proxy,
-                    endpoint: &self.endpoint,
-                    id_scope: &self.id_scope,
-                    registration_id: &registration_id,
-                    tls,
-                    password: token.as_deref(),
-                    user_agent: &self.options.user_agent,
-                    api_version: &self.options.api_version,
-                })
-                .await?,
-            )),
-        };
-        match attestation {
-            Attestation::X509(_) | Attestation::SymmetricKey(_) => {
-                let reply = session.register(&body, token.as_deref(), deadline).await?;
-                self.poll(&mut session, reply, token.as_deref(), deadline, progress)
-                    .await
-            }
-            Attestation::Tpm(tpm) => {
-                self.register_tpm(&mut session, &registration_id, tpm, body, deadline, progress)
-                    .await
-            }
-        }
-    }
-
-    /// The proxy of the options, checked before any connection.
-    fn proxy(&self) -> Result<Option<Proxy>, Error> {
-        let Some(url) = &self.options.proxy else {
-            return Ok(None);
-        };
-        if self.transport == Transport::Mqtt {
-            return Err(Error::InvalidRequest(format!(
-                "a proxy is supported over HTTPS and MQTT over WebSockets, not over {}",
-                self.transport
-            )));
-        }
-        let bad = |why: &str| Error::InvalidRequest(format!("proxy {}: {why}", redacted(url)));
-        if url.scheme() != "http" {
-            return Err(bad("only http:// proxies are supported (CONNECT)"));
-        }
-        let host = match url.host() {
-            Some(url::Host::Ipv6(a)) => a.to_string(),
-            Some(h) => h.to_string(),
-            None => return Err(bad("no host")),
-        };
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| bad("the credentials are not UTF-8 once decoded"))
-        };
-        let credentials = match (url.username(), url.password()) {
-            ("", None) => None,
-            (user, password) => Some((decode(user)?, decode(password.unwrap_or_default())?)),
-        };
-        Ok(Some(Proxy {
-            host,
-            port: url.port_or_known_default().unwrap_or(80),
-            credentials,
-        }))
-    }
-
-    async fn registration_id(&self, attestation: &Attestation) -> Result<String, Error> {
-        match attestation {
-            Attestation::X509(x) => {
-                let x = x.clone();
-                blocking_task(move || x.common_name().map_err(Error::from)).await
-            }
-            Attestation::SymmetricKey(s) => {
-                let s = s.clone();
-                blocking_task(move || s.registration_id().map_err(Error::from)).await
-            }
-            Attestation::Tpm(tpm) => {
-                let ek = with_tpm(tpm, |t| t.endorsement_key()).await?;
-                Ok(hsm_tpm::registration_id(&ek))
-            }
-        }
-    }
-
-    fn sas_expiry(&self) -> u64 {
-        self.options
-            .sas_expiry
-            .unwrap_or_else(|| hsm_core::sas::expiry_in(self.options.sas_ttl))
-    }
-
-    fn audience(&self, registration_id: &str) -> Audience {
-        Audience::Dps {
-            id_scope: self.id_scope.clone(),
-            registration_id: registration_id.to_string(),
-        }
-    }
-
-    async fn sas_token(&self, registration_id: &str, identity: Arc<dyn SymmetricIdentity>) -> Result<String, Error> {
-        let (aud, expiry) = (self.audience(registration_id), self.sas_expiry());
-        let to_sign = aud.string_to_sign(expiry);
-        let mac = blocking_task(move || identity.hmac_sha256(to_sign.as_bytes()).map_err(Error::from)).await?;
-        Ok(aud.token(&mac, expiry))
-    }
-
-    /// The SDK's TPM sequence: EK and SRK sent, the 401 challenge's key activated, the registration sent
-    /// again with a SAS token signed inside the TPM, polled, and the hub key of the assignment activated.
-    async fn register_tpm(
-        &self,
-        session: &mut Session,
-        registration_id: &str,
-        tpm: &SharedTpm,
-        mut body: Value,
-        deadline: Instant,
-        progress: &Mutex<String>,
-    ) -> Result<Assignment, Error> {
-        let ek = with_tpm(tpm, |t| t.endorsement_key()).await?;
-        let srk = with_tpm(tpm, |t| t.storage_root_key()).await?;
-        body["tpm"] = json!({ "endorsementKey": B64.encode(ek), "storageRootKey": B64.encode(srk) });
-        let challenge = session.register(&body, None, deadline).await?;
-        if challenge.status != 401 {
-            read_json(self.transport, &challenge)?;
-            return Err(protocol(
-                self.transport,
-                "the service registered a TPM device without the activation challenge",
-            ));
-        }
-        let key = serde_json::from_slice::<Value>(&challenge.body)
-            .ok()
-            .and_then(|v| v["authenticationKey"].as_str().map(str::to_string))
-            .ok_or_else(|| service_error(self.transport, &challenge))?;
-        let blob = B64
-            .decode(key)
-            .map_err(|e| protocol(self.transport, format!("authenticationKey is not base64: {e}")))?;
-        with_tpm(tpm, move |t| t.activate_identity_key(&blob)).await?;
-        let (aud, expiry) = (self.audience(registration_id), self.sas_expiry());
-        let to_sign = aud.string_to_sign(expiry);
-        let mac = with_tpm(tpm, move |t| t.sign_with_identity(to_sign.as_bytes())).await?;
-        let token = aud.token(&mac, expiry);
-        let reply = session.register(&body, Some(&token), deadline).await?;
-        let assignment = self.poll(session, reply, Some(&token), deadline, progress).await?;
-        if let Some(key) = assignment.raw["tpm"]["authenticationKey"].as_str() {
-            let blob = B64.decode(key).map_err(|e| {
-                protocol(
-                    self.transport,
-                    format!("the assigned authenticationKey is not base64: {e}"),
-                )
-            })?;
-            with_tpm(tpm, move |t| t.activate_identity_key(&blob)).await?;
-        }
-        Ok(assignment)
-    }
-
-    async fn poll(
-        &self,
-        session: &mut Session,
-        mut reply: Reply,
-        auth: Option<&str>,
-        deadline: Instant,
-        progress: &Mutex<String>,
-    ) -> Result<Assignment, Error> {
-        let mut operation_id = String::new();
-        loop {
-            let value = read_json(self.transport, &reply)?;
-            let status = value["status"].as_str().unwrap_or_default().to_string();
-            match status.as_str() {
-                "assigning" | "unassigned" => {}
-                "assigned" => return assignment(self.transport, &value),
-                "failed" | "disabled" => {
-                    let state = &value["registrationState"];
-                    return Err(Error::NotAssigned {
-                        status,
-                        error_code: state["errorCode"].as_i64(),
-                        message: error::sanitize(state["errorMessage"].as_str().unwrap_or("(no message)")),
-                    });
-                }
-                other => {
-                    return Err(protocol(
-                        self.transport,
-                        format!("unexpected registration status {:?}", error::sanitize(other)),
-                    ));
-                }
-            }
-            if let Some(op) = value["operationId"].as_str() {
-                operation_id = op.to_string();
-            }
-            if operation_id.is_empty() {
-                return Err(protocol(
-                    self.transport,
-                    format!("no operationId in a {status:?} answer"),
-                ));
-            }
-            let still = format!(
-                "registration still {status:?} (operation {})",
-                error::sanitize(&operation_id)
-            );
-            let wait = self.retry(reply.retry_after);
-            let now = Instant::now();
-            if now + wait >= deadline {
-                return Err(Error::Timeout {
-                    after: self
-                        .options
-                        .timeout
-                        .saturating_sub(deadline.saturating_duration_since(now)),
-                    detail: format!("{still}; the next poll in {}s would pass the deadline", wait.as_secs()),
-                });
-            }
-            if let Ok(mut p) = progress.lock() {
-                *p = still;
-            }
-            tokio::time::sleep(wait).await;
-            reply = session.operation(&operation_id, auth, deadline).await?;
-        }
-    }
-
-    fn retry(&self, retry_after: Option<u64>) -> Duration {
-        let wanted = retry_after.map_or(DEFAULT_RETRY, Duration::from_secs);
-        wanted.min(self.options.retry_ceiling).max(self.options.retry_floor)
-    }
-}
-
-/// The JSON object of a 2xx answer, or the service's error.
-fn read_json(t: Transport, reply: &Reply) -> Result<Value, Error> {
-    if !(200..300).contains(&reply.status) {
-        return Err(service_error(t, reply));
-    }
-    match serde_json::from_slice::<Value>(&reply.body) {
-        Ok(v) if v.is_object() => Ok(v),
-        _ => Err(protocol(
-            t,
-            format!(
-                "the {} answer is not a JSON object: {:?}",
-                reply.status,
-                error::sanitize(&String::from_utf8_lossy(&reply.body))
-            ),
-        )),
-    }
-}
-
-fn service_error(t: Transport, reply: &Reply) -> Error {
-    let json = serde_json::from_slice::<Value>(&reply.body).unwrap_or(Value::Null);
-    let message = match json["message"].as_str() {
-        Some(m) => error::sanitize(m),
-        None if reply.body.is_empty() => "(no message)".to_string(),
-        None => error::sanitize(&String::from_utf8_lossy(&reply.body)),
-    };
-    Error::Service(ServiceError {
-        transport: t,
-        status: reply.status,
-        error_code: json["errorCode"].as_i64(),
-        tracking_id: json["trackingId"].as_str().map(error::sanitize),
-        message,
-    })
-}
-
-fn protocol(t: Transport, message: impl Into<String>) -> Error {
-    Error::Protocol {
-        transport: t,
-        message: message.into(),
-    }
-}
-
-fn assignment(t: Transport, value: &Value) -> Result<Assignment, Error> {
-    let state = &value["registrationState"];
-    if !state.is_object() {
-        return Err(protocol(t, "an assigned answer without registrationState"));
-    }
-    let text = |k: &str| state[k].as_str().map(str::to_string);
-    let required = |k: &str| text(k).ok_or_else(|| protocol(t, format!("registrationState has no {k}")));
-    Ok(Assignment {
-        registration_id: required("registrationId")?,
-        assigned_hub: required("assignedHub")?,
-        device_id: required("deviceId")?,
-        status: text("status").unwrap_or_else(|| "assigned".to_string()),
-        substatus: text("substatus"),
-        etag: text("etag"),
-        payload: state.get("payload").filter(|p| !p.is_null()).cloned(),
-        created_date_time_utc: text("createdDateTimeUtc"),
-        last_updated_date_time_utc: text("lastUpdatedDateTimeUtc"),
-        issued_certificate_chain: issuance::read_chain(t, state.get("issuedCertificateChain"))?,
-        raw: state.clone(),
-    })
-}
-
 /// The readers of service answers, for the fuzz target (`fuzzing` feature; not a stable API).
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing {
     use super::{Assignment, Error, Reply, Transport};
+    use dps_wire::device::EnrollmentStatus;
 
     /// What the client reads from one answer (an HTTP response, or an MQTT response's status and
-    /// payload): the assignment when it says `assigned`, nothing for other statuses, or the error.
+    /// payload), through the wire types: the assignment when it says `assigned`, nothing for other
+    /// statuses, or the error.
     pub fn read_answer(t: Transport, status: u16, body: &[u8]) -> Result<Option<Assignment>, Error> {
         let reply = Reply {
             status,
             body: body.to_vec(),
             retry_after: None,
         };
-        let value = super::read_json(t, &reply)?;
-        match value["status"].as_str() {
-            Some("assigned") => super::assignment(t, &value).map(Some),
+        let answer = crate::answer::read_operation(t, &reply)?;
+        match answer.status {
+            Some(EnrollmentStatus::Assigned) => crate::answer::assignment(t, answer.registration_state).map(Some),
             _ => Ok(None),
         }
     }

@@ -158,14 +158,19 @@ impl Mqtt {
         })
     }
 
-    pub(crate) async fn register(&mut self, body: &serde_json::Value) -> Result<Reply, Error> {
+    pub(crate) async fn register(&mut self, body: &dps_wire::device::DeviceRegistration) -> Result<Reply, Error> {
         let rid = self.rid();
+        let payload = crate::https::encode(body)?;
         self.request(
             format!("$dps/registrations/PUT/iotdps-register/?$rid={rid}"),
             rid,
-            body.to_string(),
+            payload,
         )
         .await
+    }
+
+    pub(crate) fn transport(&self) -> Transport {
+        self.session.transport
     }
 
     pub(crate) async fn operation(&mut self, operation_id: &str) -> Result<Reply, Error> {
@@ -174,7 +179,7 @@ impl Mqtt {
             "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={}",
             url_encode(operation_id)
         );
-        self.request(topic, rid, String::new()).await
+        self.request(topic, rid, Vec::new()).await
     }
 
     fn rid(&mut self) -> u64 {
@@ -183,7 +188,7 @@ impl Mqtt {
         rid
     }
 
-    async fn request(&mut self, topic: String, rid: u64, payload: String) -> Result<Reply, Error> {
+    async fn request(&mut self, topic: String, rid: u64, payload: Vec<u8>) -> Result<Reply, Error> {
         let t = self.session.transport;
         self.session
             .client
@@ -297,6 +302,15 @@ pub(crate) fn connection_error(e: ConnectionError, t: Transport) -> Error {
                 message: sanitize(&format!("the connection failed while reading from the server: {io}")),
             }
         }
+        ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size),
+        )) => Error::Protocol {
+            transport: t,
+            message: format!(
+                "the server sent a message of {size} bytes: more than the {MAX_BODY} bytes (and the topic) this \
+                 client accepts"
+            ),
+        },
         ConnectionError::MqttState(rumqttc::StateError::Deserialization(d)) => Error::Protocol {
             transport: t,
             message: sanitize(&format!("cannot read a packet from the server: {d}")),

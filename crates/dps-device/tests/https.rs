@@ -28,7 +28,7 @@ async fn x509_individual_file_key_is_assigned_with_payload() {
         .unwrap();
     assert_assigned(&a, "device-x509");
     assert_eq!(a.payload, Some(payload));
-    assert_eq!(a.raw["deviceId"], "device-x509");
+    assert_eq!(a.state.device_id.as_deref(), Some("device-x509"));
 }
 
 #[tokio::test]
@@ -263,7 +263,7 @@ async fn a_huge_body_is_bounded() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, Error::Protocol { message, .. } if message.contains("exceeds 65536 bytes")),
+        matches!(&e, Error::Protocol { message, .. } if message.contains("exceeds 131072 bytes")),
         "{e}"
     );
 }

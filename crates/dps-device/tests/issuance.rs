@@ -134,7 +134,7 @@ async fn a_registration_without_csr_gets_no_chain() {
         .await
         .unwrap();
     assert!(a.issued_certificate_chain.is_none());
-    assert!(a.raw.get("issuedCertificateChain").is_none());
+    assert!(a.state.issued_certificate_chain.is_none());
 }
 
 #[tokio::test]
@@ -157,21 +157,35 @@ async fn wrong_cn_is_refused_with_the_service_error() {
 }
 
 #[tokio::test]
-async fn rsa_csr_is_refused_with_the_service_error() {
+async fn rsa_and_p256_csrs_are_refused_before_anything_is_sent() {
     // Made with `openssl req -new -newkey rsa:2048 -subj /CN=rsa-device -outform DER`.
-    let csr = include_bytes!("../../dps-emulator/tests/data/rsa-device.csr.der");
-    let emu = emulator(vec![sym_enrollment("rsa-device")]);
-    let e = service_error(
-        https_client(&emu, options())
-            .register_with_csr(&symmetric("rsa-device", DEVICE_KEY), None, None, csr)
-            .await,
-    );
-    assert_eq!((e.status, e.error_code), (400, Some(400004)), "{e}");
-    assert!(e.message.contains("key is RSA"), "{e}");
-    assert!(
-        e.to_string().contains("EC P-384"),
-        "the error shows the service's message: {e}"
-    );
+    let rsa = include_bytes!("../../dps-emulator/tests/data/rsa-device.csr.der").to_vec();
+    let p256 = {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "p256-device");
+        params.serialize_request(&key).unwrap().der().to_vec()
+    };
+    let server = Scripted::start(vec![json(500, None, "{}")]);
+    for (csr, shown) in [(rsa, "1.2.840.113549.1.1.1"), (p256, "1.2.840.10045.3.1.7")] {
+        let client = dps_device::ProvisioningClient::new(
+            &server.endpoint,
+            SCOPE,
+            dps_device::Transport::Https,
+            roots(&server.ca_pem),
+            options(),
+        );
+        match client
+            .register_with_csr(&symmetric("p256-device", DEVICE_KEY), None, None, &csr)
+            .await
+        {
+            Err(Error::InvalidRequest(m)) => {
+                assert!(m.contains(shown) && m.contains("ECDSA P-384 keys only"), "{m}")
+            }
+            other => panic!("expected InvalidRequest, got {other:?}"),
+        }
+    }
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
@@ -181,7 +195,7 @@ async fn an_api_version_without_csr_is_refused_before_connecting() {
     let client = https_client(
         &emu,
         dps_device::Options {
-            api_version: dps_device::API_VERSION.to_string(),
+            api_version: Some(dps_device::ApiVersion::DEVICE),
             ..options()
         },
     );

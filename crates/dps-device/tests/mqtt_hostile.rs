@@ -5,17 +5,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use common::mqtt_server::{Answer, MqttServer, rid};
 use common::*;
 use dps_device::{Error, Options, ProvisioningClient, Transport};
-use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, Publish, SubAck, SubscribeReasonCode};
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 #[derive(Clone, Copy)]
 enum Mode {
@@ -27,97 +22,19 @@ enum Mode {
     Garbage,
 }
 
-fn read_packet<R: Read>(stream: &mut R, buf: &mut BytesMut) -> Option<Packet> {
-    loop {
-        match Packet::read(buf, 1 << 16) {
-            Ok(p) => return Some(p),
-            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
-                let mut chunk = [0u8; 4096];
-                let n = stream.read(&mut chunk).ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            Err(_) => return None,
-        }
-    }
-}
-
-fn write_packet<W: Write>(stream: &mut W, packet: Packet) {
-    let mut out = BytesMut::new();
-    packet.write(&mut out, usize::MAX).unwrap();
-    let _ = stream.write_all(&out).and_then(|()| stream.flush());
-}
-
 /// Starts the server; returns its endpoint and the PEM of its (self-signed) certificate.
 fn serve(mode: Mode) -> (String, String) {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
-        )
-        .unwrap();
-    let config = Arc::new(config);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let Ok(tcp) = tcp else { return };
-            let config = config.clone();
-            std::thread::spawn(move || {
-                let conn = rustls::ServerConnection::new(config).unwrap();
-                let mut s = rustls::StreamOwned::new(conn, tcp);
-                let mut buf = BytesMut::new();
-                while let Some(packet) = read_packet(&mut s, &mut buf) {
-                    match packet {
-                        Packet::Connect(_) => match mode {
-                            Mode::Garbage => {
-                                let _ = s.write_all(b"\xff\xfe not MQTT at all \x1b[2J");
-                                let _ = s.flush();
-                            }
-                            _ => write_packet(&mut s, Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))),
-                        },
-                        Packet::Subscribe(sub) => {
-                            let codes = sub
-                                .filters
-                                .iter()
-                                .map(|_| SubscribeReasonCode::Success(QoS::AtLeastOnce))
-                                .collect();
-                            write_packet(&mut s, Packet::SubAck(SubAck::new(sub.pkid, codes)));
-                        }
-                        Packet::Publish(p) => {
-                            if matches!(mode, Mode::CloseAfterRegister) {
-                                return;
-                            }
-                            let rid = p
-                                .topic
-                                .split("$rid=")
-                                .nth(1)
-                                .unwrap_or("0")
-                                .split('&')
-                                .next()
-                                .unwrap_or("0")
-                                .to_string();
-                            let topic = format!("$dps/registrations/res/202/?$rid={rid}&retry-after=1");
-                            let body = r#"{"operationId":"4.op","status":"assigning"}"#;
-                            write_packet(
-                                &mut s,
-                                Packet::Publish(Publish::new(topic, QoS::AtMostOnce, body.as_bytes().to_vec())),
-                            );
-                        }
-                        Packet::PingReq => write_packet(&mut s, Packet::PingResp),
-                        _ => {}
-                    }
-                }
-            });
-        }
-    });
-    (endpoint, cert.cert.pem())
+    let server = MqttServer::start(
+        matches!(mode, Mode::Garbage),
+        Arc::new(move |p, _| match mode {
+            Mode::CloseAfterRegister => Answer::Close,
+            _ => Answer::Send(vec![(
+                format!("$dps/registrations/res/202/?$rid={}&retry-after=1", rid(&p.topic)),
+                br#"{"operationId":"4.op","status":"assigning"}"#.to_vec(),
+            )]),
+        }),
+    );
+    (server.endpoint, server.ca_pem)
 }
 
 fn client(endpoint: &str, ca_pem: &str, timeout: Duration) -> ProvisioningClient {

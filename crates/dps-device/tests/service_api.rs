@@ -158,5 +158,13 @@ async fn an_api_created_tpm_enrollment_is_attested_on_swtpm() {
         .await
         .unwrap();
     assert_assigned(&a, &registration_id);
-    assert!(a.raw["tpm"]["authenticationKey"].is_string(), "{}", a.raw);
+    assert!(
+        a.state
+            .tpm
+            .as_ref()
+            .and_then(|t| t.authentication_key.as_ref())
+            .is_some(),
+        "{:?}",
+        a.state
+    );
 }

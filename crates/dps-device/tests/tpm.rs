@@ -36,7 +36,15 @@ async fn tpm_attestation_is_assigned_and_another_tpm_is_refused() {
     for _ in 0..2 {
         let a = client.register(&attestation, None).await.unwrap();
         assert_assigned(&a, &registration_id);
-        assert!(a.raw["tpm"]["authenticationKey"].is_string(), "{}", a.raw);
+        assert!(
+            a.state
+                .tpm
+                .as_ref()
+                .and_then(|t| t.authentication_key.as_ref())
+                .is_some(),
+            "{:?}",
+            a.state
+        );
     }
 
     let other = Swtpm::start().unwrap();

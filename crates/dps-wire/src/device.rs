@@ -1,1 +1,285 @@
-//! The DPS device API (filled in by the device-side work).
+//! The DPS device API (`device.json` of every api-version the specs hold: `2021-10-01`,
+//! `2025-07-01-preview`, `2026-04-01`, `2026-11-01`, `2026-11-02-preview`, `2026-11-15-preview`):
+//! the registration request, the operation status, the registration state, the TPM challenge, and
+//! (in [`credentials`]) the IoT Hub `$iothub/credentials` renewal messages the device also speaks.
+//!
+//! Fields a version added are optional here (`csr`, `issuedCertificateChain` from
+//! `2025-07-01-preview`, `connectionProfile` from `2026-11-02-preview`); a field no version models
+//! is kept in `extra`, so an answer read and written again loses nothing. Status enums keep a value
+//! they do not know ([`EnrollmentStatus::Other`]).
+
+pub mod credentials;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A string enum of the spec that keeps any value it does not know (`modelAsString`).
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+            /// A value this version does not know, kept as it came.
+            Other(String),
+        }
+
+        impl $name {
+            /// The value as sent on the wire.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                match s {
+                    $($text => $name::$variant,)+
+                    other => $name::Other(other.to_string()),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Ok($name::from(s.as_str()))
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// `EnrollmentStatus`: where a registration stands.
+    EnrollmentStatus {
+        Unassigned = "unassigned",
+        Assigning = "assigning",
+        Assigned = "assigned",
+        Failed = "failed",
+        Disabled = "disabled",
+    }
+}
+
+string_enum! {
+    /// `AssignedDeviceSubstatus`: how an assigned device came to its hub.
+    AssignedDeviceSubstatus {
+        InitialAssignment = "initialAssignment",
+        DeviceDataMigrated = "deviceDataMigrated",
+        DeviceDataReset = "deviceDataReset",
+        ReprovisionedToInitialAssignment = "reprovisionedToInitialAssignment",
+    }
+}
+
+string_enum! {
+    /// `ConnectionProfile` (`2026-11-02-preview`): the MQTT version the assigned hub speaks; absent
+    /// means `classic`.
+    ConnectionProfile {
+        Classic = "classic",
+        MqttV5 = "mqttV5",
+    }
+}
+
+/// `DeviceRegistration`: the body of a register request and of a status lookup.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRegistration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_id: Option<String>,
+    /// TPM attestation: the endorsement and storage root keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<TpmAttestation>,
+    /// Base64 of a DER PKCS#10 request (`2025-07-01-preview` and later): DPS answers with an
+    /// `issuedCertificateChain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
+    /// Custom data for a custom allocation policy (a JSON object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `TpmAttestation`: base64 of the TPM2B_PUBLIC of each key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TpmAttestation {
+    pub endorsement_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_root_key: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `RegistrationOperationStatus`: the answer to a register request and to an operation status
+/// lookup.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationOperationStatus {
+    /// Required by every version.
+    pub operation_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<EnrollmentStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_state: Option<DeviceRegistrationResult>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `DeviceRegistrationResult`: the registration state (in an operation status, or the answer of a
+/// status lookup).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRegistrationResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<TpmRegistrationResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509: Option<X509RegistrationResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symmetric_key: Option<SymmetricKeyRegistrationResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_date_time_utc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_hub: Option<String>,
+    /// `2026-11-02-preview`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_profile: Option<ConnectionProfile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<EnrollmentStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substatus: Option<AssignedDeviceSubstatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated_date_time_utc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// What a custom allocation policy returned (a JSON object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    /// Base64 DER, leaf first, ending with the root (`2025-07-01-preview` and later, for a `csr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_certificate_chain: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `TpmRegistrationResult`: the hub key, encrypted to the TPM.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TpmRegistrationResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_key: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `X509RegistrationResult`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509RegistrationResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_info: Option<X509CertificateInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment_group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_certificate_info: Option<X509CertificateInfo>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `X509CertificateInfo` (the spec marks every field required; a device reads them leniently).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509CertificateInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha1_thumbprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256_thumbprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_utc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after_utc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `SymmetricKeyRegistrationResult`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SymmetricKeyRegistrationResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment_group_id: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The body of the `401` that answers a TPM registration without a token: the identity key,
+/// encrypted to the TPM's endorsement key (base64 of the activation blob).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TpmChallenge {
+    pub authentication_key: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_status_values_and_fields_are_kept() -> Result<(), serde_json::Error> {
+        let text = r#"{"operationId":"o","status":"quarantined","registrationState":{"substatus":"moved","newField":[1],"status":"assigned"},"later":true}"#;
+        let s: RegistrationOperationStatus = serde_json::from_str(text)?;
+        assert_eq!(s.status, Some(EnrollmentStatus::Other("quarantined".into())));
+        let state = s.registration_state.as_ref().map(|r| (&r.status, &r.substatus));
+        assert_eq!(
+            state,
+            Some((
+                &Some(EnrollmentStatus::Assigned),
+                &Some(AssignedDeviceSubstatus::Other("moved".into()))
+            ))
+        );
+        assert_eq!(serde_json::to_value(&s)?, serde_json::from_str::<Value>(text)?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_request_without_options_is_only_the_registration_id() -> Result<(), serde_json::Error> {
+        let r = DeviceRegistration {
+            registration_id: Some("d".into()),
+            ..DeviceRegistration::default()
+        };
+        assert_eq!(serde_json::to_string(&r)?, r#"{"registrationId":"d"}"#);
+        Ok(())
+    }
+}

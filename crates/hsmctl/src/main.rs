@@ -440,7 +440,10 @@ fn trusted_roots(path: Option<&Path>) -> Result<rustls::RootCertStore, CliError>
 fn report(result: &dps_device::Assignment, json: bool) {
     // Everything here comes from the service: made safe for a terminal.
     if json {
-        outln!("{}", dps::json_for_terminal(&result.raw));
+        outln!(
+            "{}",
+            dps::json_for_terminal(&serde_json::to_value(&result.state).unwrap_or_default())
+        );
     } else {
         outln!("registration id: {}", dps::shown(&result.registration_id));
         outln!("status: {}", dps::shown(&result.status));

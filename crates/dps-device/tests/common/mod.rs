@@ -1,6 +1,7 @@
 //! Test PKIs (rcgen), identities on files, the emulator, and a scripted HTTPS server for misbehaviour.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod mqtt_server;
 pub mod scripted;
 
 use std::path::Path;

@@ -2,8 +2,8 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -34,9 +34,16 @@ pub struct Scripted {
     pub endpoint: String,
     pub ca_pem: String,
     pub requests: Arc<AtomicUsize>,
+    /// The request line of every request, in order.
+    pub lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Scripted {
+    /// The request lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
     pub fn start(steps: Vec<Step>) -> Scripted {
         let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -53,17 +60,20 @@ impl Scripted {
         let endpoint = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let log = lines.clone();
         std::thread::spawn(move || {
             for tcp in listener.incoming() {
                 let Ok(tcp) = tcp else { return };
-                let (config, steps, counter) = (config.clone(), steps.clone(), counter.clone());
+                let (config, steps, counter, log) = (config.clone(), steps.clone(), counter.clone(), log.clone());
                 std::thread::spawn(move || {
                     let conn = rustls::ServerConnection::new(config).unwrap();
                     let mut tls = rustls::StreamOwned::new(conn, tcp);
                     loop {
-                        if !read_request(&mut tls) {
+                        let Some(line) = read_request(&mut tls) else {
                             return;
-                        }
+                        };
+                        log.lock().unwrap().push(line);
                         let n = counter.fetch_add(1, Ordering::SeqCst);
                         let step = steps.get(n).or(steps.last()).cloned().unwrap_or(Step::Close);
                         match step {
@@ -86,18 +96,19 @@ impl Scripted {
             endpoint,
             ca_pem: cert.cert.pem(),
             requests,
+            lines,
         }
     }
 }
 
-/// Read one request (head and Content-Length body); false when the peer closed.
-fn read_request(r: &mut impl Read) -> bool {
+/// Read one request (head and Content-Length body): its request line; None when the peer closed.
+fn read_request(r: &mut impl Read) -> Option<String> {
     let mut data = Vec::new();
     let mut byte = [0u8; 1];
     while !data.ends_with(b"\r\n\r\n") {
         match r.read(&mut byte) {
             Ok(1) => data.push(byte[0]),
-            _ => return false,
+            _ => return None,
         }
     }
     let head = String::from_utf8_lossy(&data).to_lowercase();
@@ -107,5 +118,6 @@ fn read_request(r: &mut impl Read) -> bool {
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(0);
     let mut body = vec![0u8; length];
-    r.read_exact(&mut body).is_ok()
+    r.read_exact(&mut body).ok()?;
+    Some(head.lines().next().unwrap_or_default().to_string())
 }

@@ -1,0 +1,159 @@
+//! A scripted MQTT server (a real TLS server speaking MQTT 3.1.1 through rumqttc's codec) for the
+//! misbehaviour tests of DPS and IoT Hub: it accepts CONNECT and SUBSCRIBE, acknowledges QoS 1
+//! publishes, records every publish, and answers each with what the script returns.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// What the script does with the n-th publish (counted over all connections, from 0).
+pub enum Answer {
+    /// Publish these (topic, payload) at QoS 0.
+    Send(Vec<(String, Vec<u8>)>),
+    /// Close the connection.
+    Close,
+}
+
+/// A publish the server received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub qos: QoS,
+    pub payload: Vec<u8>,
+}
+
+pub type Script = Arc<dyn Fn(&Received, usize) -> Answer + Send + Sync>;
+
+pub struct MqttServer {
+    pub endpoint: String,
+    pub ca_pem: String,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+/// The `$rid` of a request topic.
+pub fn rid(topic: &str) -> String {
+    topic
+        .split("$rid=")
+        .nth(1)
+        .unwrap_or("0")
+        .split('&')
+        .next()
+        .unwrap_or("0")
+        .to_string()
+}
+
+fn read_packet<R: Read>(stream: &mut R, buf: &mut BytesMut) -> Option<Packet> {
+    loop {
+        match Packet::read(buf, 1 << 20) {
+            Ok(p) => return Some(p),
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
+                let mut chunk = [0u8; 4096];
+                let n = stream.read(&mut chunk).ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+fn write_packet<W: Write>(stream: &mut W, packet: Packet) {
+    let mut out = BytesMut::new();
+    packet.write(&mut out, usize::MAX).unwrap();
+    let _ = stream.write_all(&out).and_then(|()| stream.flush());
+}
+
+impl MqttServer {
+    /// Starts the server. With `garbage_at_connect` it answers CONNECT with bytes that are no MQTT.
+    pub fn start(garbage_at_connect: bool, script: Script) -> MqttServer {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
+            )
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = listener.local_addr().unwrap().to_string();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { return };
+                let (config, script, log) = (config.clone(), script.clone(), log.clone());
+                std::thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut s = rustls::StreamOwned::new(conn, tcp);
+                    let mut buf = BytesMut::new();
+                    while let Some(packet) = read_packet(&mut s, &mut buf) {
+                        match packet {
+                            Packet::Connect(_) if garbage_at_connect => {
+                                let _ = s.write_all(b"\xff\xfe not MQTT at all \x1b[2J");
+                                let _ = s.flush();
+                            }
+                            Packet::Connect(_) => {
+                                write_packet(&mut s, Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)))
+                            }
+                            Packet::Subscribe(sub) => {
+                                let codes = sub
+                                    .filters
+                                    .iter()
+                                    .map(|_| SubscribeReasonCode::Success(QoS::AtLeastOnce))
+                                    .collect();
+                                write_packet(&mut s, Packet::SubAck(SubAck::new(sub.pkid, codes)));
+                            }
+                            Packet::Publish(p) => {
+                                if p.qos == QoS::AtLeastOnce {
+                                    write_packet(&mut s, Packet::PubAck(PubAck::new(p.pkid)));
+                                }
+                                let r = Received {
+                                    topic: p.topic.clone(),
+                                    qos: p.qos,
+                                    payload: p.payload.to_vec(),
+                                };
+                                let n = {
+                                    let mut log = log.lock().unwrap();
+                                    log.push(r.clone());
+                                    log.len() - 1
+                                };
+                                match script(&r, n) {
+                                    Answer::Close => return,
+                                    Answer::Send(messages) => {
+                                        for (topic, payload) in messages {
+                                            write_packet(
+                                                &mut s,
+                                                Packet::Publish(Publish::new(topic, QoS::AtMostOnce, payload)),
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                            Packet::PingReq => write_packet(&mut s, Packet::PingResp),
+                            _ => {}
+                        }
+                    }
+                });
+            }
+        });
+        MqttServer {
+            endpoint,
+            ca_pem: cert.cert.pem(),
+            received,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
