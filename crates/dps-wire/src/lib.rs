@@ -9,7 +9,7 @@
 //!
 //! Every object keeps the fields it does not model (`extra`), so a read-modify-write never drops
 //! what a newer service version sent. The published specification's examples
-//! (`../shared/specs/dps`) round-trip through these types (`tests/spec_service.rs` for the service API).
+//! (`../shared/specs/dps`) round-trip through these types (`tests/spec_device.rs`, `tests/spec_service.rs`).
 
 pub mod api_version;
 pub mod device;
