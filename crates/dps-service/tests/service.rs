@@ -199,7 +199,7 @@ fn bulk_from_csv_and_groups() {
     );
     let s = bulk::run(
         &c,
-        CsvEnrollments::new(csv.as_bytes(), "f.csv"),
+        CsvEnrollments::new(csv.as_bytes(), "f.csv").unwrap(),
         &BulkOptions::default(),
         |_| {},
     )
