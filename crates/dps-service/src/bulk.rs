@@ -353,13 +353,9 @@ fn read_input<T: BulkRecord>(
                 }
                 Err(m) => failed(rec.1.id(), rec.0, m),
             },
-            Err(e) => {
-                let line = match &e {
-                    Error::Input { line, .. } => Some(*line),
-                    _ => None,
-                };
-                failed("", line, e.to_string())
-            }
+            // The report names the line; the message is what is wrong with it.
+            Err(Error::Input { line, message, .. }) => failed("", Some(line), message),
+            Err(e) => failed("", None, e.to_string()),
         };
         if results.send((0, vec![r])).is_err() {
             return;
