@@ -9,9 +9,10 @@
 //!
 //! **Every record is one physical line**, in both formats: enrollment records never need a newline, so a
 //! quoted CSV cell cannot span lines, and a line with an unterminated quote is a failed record of its own
-//! instead of swallowing the lines after it. Blank lines are skipped. A line longer than [`MAX_LINE`]
-//! bytes is a failed record (read past without being held in memory), as is a line that is not UTF-8.
-//! Every failure is an [`Error::Input`] naming the line; reading goes on with the next line.
+//! instead of swallowing the lines after it. Lines end with `\n` or `\r\n`; blank lines are skipped. A
+//! line longer than [`MAX_LINE`] bytes is a failed record (read past without being held in memory), as
+//! is a line that is not UTF-8. Every failure is an [`Error::Input`] naming the line; reading goes on
+//! with the next line.
 
 use std::io::BufRead;
 use std::marker::PhantomData;
