@@ -107,10 +107,16 @@ impl<R: BufRead> Lines<R> {
             }
             let text = trim_line_end(&self.buf);
             if overflow || text.len() > MAX_LINE {
-                let len = if overflow { len - u64::from(newline) } else { text.len() as u64 };
+                let len = if overflow {
+                    len - u64::from(newline)
+                } else {
+                    text.len() as u64
+                };
                 return Some((
                     self.line,
-                    Err(format!("the line is {len} bytes, longer than the {MAX_LINE}-byte limit")),
+                    Err(format!(
+                        "the line is {len} bytes, longer than the {MAX_LINE}-byte limit"
+                    )),
                 ));
             }
             return Some((

@@ -79,10 +79,19 @@ fn csv_unterminated_quote_fails_its_line_only() {
 #[test]
 fn csv_header_errors_fail_the_whole_input() {
     for (text, needle) in [
-        ("registrationId,colour\nx,y\n", "f.csv line 1: header row: unknown column \"colour\""),
-        ("\n\nregistrationId\n", "f.csv line 3: header row: the header has no attestation column"),
+        (
+            "registrationId,colour\nx,y\n",
+            "f.csv line 1: header row: unknown column \"colour\"",
+        ),
+        (
+            "\n\nregistrationId\n",
+            "f.csv line 3: header row: the header has no attestation column",
+        ),
         ("", "f.csv line 1: header row: the file is empty"),
-        ("\"registrationId,attestation\nx,tpm\n", "f.csv line 1: header row: a quote"),
+        (
+            "\"registrationId,attestation\nx,tpm\n",
+            "f.csv line 1: header row: a quote",
+        ),
     ] {
         let e = CsvEnrollments::new(text.as_bytes(), "f.csv").err().unwrap().to_string();
         assert!(e.starts_with(needle), "{e}");
@@ -125,9 +134,16 @@ fn an_80_mb_line_is_a_failed_record_and_is_not_held() {
     let e = err_of(&lines.next().unwrap());
     assert_eq!(
         e,
-        format!("big.jsonl line 1: the line is {} bytes, longer than the {MAX_LINE}-byte limit", BIG + 21)
+        format!(
+            "big.jsonl line 1: the line is {} bytes, longer than the {MAX_LINE}-byte limit",
+            BIG + 21
+        )
     );
-    assert!(lines.lines.buf.capacity() <= MAX_LINE + 2, "{}", lines.lines.buf.capacity());
+    assert!(
+        lines.lines.buf.capacity() <= MAX_LINE + 2,
+        "{}",
+        lines.lines.buf.capacity()
+    );
     let (line, e) = lines.next().unwrap().unwrap();
     assert_eq!((line, e.registration_id.as_str()), (Some(2), "after"));
     assert!(lines.next().is_none());
@@ -137,7 +153,11 @@ fn an_80_mb_line_is_a_failed_record_and_is_not_held() {
     let id = "i".repeat(MAX_LINE - ",tpm".len());
     exact.extend_from_slice(format!("{id},tpm\r\n{id}i,tpm\n").as_bytes());
     let rows: Vec<_> = CsvEnrollments::new(&exact[..], "f.csv").unwrap().collect();
-    assert!(err_of(&rows[0]).contains("line 2: endorsementKey"), "{}", err_of(&rows[0]));
+    assert!(
+        err_of(&rows[0]).contains("line 2: endorsementKey"),
+        "{}",
+        err_of(&rows[0])
+    );
     assert!(err_of(&rows[1]).contains(&format!("line 3: the line is {} bytes", MAX_LINE + 1)));
 }
 

@@ -63,7 +63,9 @@ fn keys_that_are_not_base64_fail_without_a_call() {
             "{{\"registrationId\":\"k-{i}\",\"attestation\":{{\"type\":\"symmetricKey\",\"symmetricKey\":{{\"primaryKey\":\"{key}\"}}}}}}\n"
         ));
     }
-    text.push_str("{\"registrationId\":\"k-ek\",\"attestation\":{\"type\":\"tpm\",\"tpm\":{\"endorsementKey\":\"AT%A\"}}}\n");
+    text.push_str(
+        "{\"registrationId\":\"k-ek\",\"attestation\":{\"type\":\"tpm\",\"tpm\":{\"endorsementKey\":\"AT%A\"}}}\n",
+    );
     let mut reports: Vec<ItemReport> = Vec::new();
     let input = JsonLines::<_, IndividualEnrollment>::new(text.as_bytes(), "keys.jsonl");
     let options = BulkOptions {
@@ -72,7 +74,11 @@ fn keys_that_are_not_base64_fail_without_a_call() {
         ..BulkOptions::default()
     };
     let s = bulk::run(&c, input, &options, |r| reports.push(r.clone())).unwrap();
-    assert_eq!((s.done, s.failed, s.calls), (2, 3, 2), "one call per good record only: {s:?}");
+    assert_eq!(
+        (s.done, s.failed, s.calls),
+        (2, 3, 2),
+        "one call per good record only: {s:?}"
+    );
     for (id, needle) in [
         ("k-0", "attestation.symmetricKey.primaryKey is not base64"),
         ("k-2", "attestation.symmetricKey.primaryKey is not base64"),
@@ -157,5 +163,9 @@ fn a_cancelled_run_reports_what_was_acknowledged() {
     assert!(s.total() < n, "the run went on to the end: {s:?}");
     assert_eq!(s.failed, 0, "{s:?}");
     assert_eq!(acknowledged.len() as u64, s.done);
-    assert_eq!(stored(&c), acknowledged, "the store holds exactly what was acknowledged");
+    assert_eq!(
+        stored(&c),
+        acknowledged,
+        "the store holds exactly what was acknowledged"
+    );
 }

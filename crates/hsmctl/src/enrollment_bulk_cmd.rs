@@ -243,7 +243,10 @@ impl ReportFile {
     fn finish(mut self) -> Result<(), CliError> {
         match self.error.take().map_or_else(|| self.out.flush(), Err) {
             Ok(()) => Ok(()),
-            Err(e) => Err(CliError::Usage(format!("writing the report {}: {e}", self.path.display()))),
+            Err(e) => Err(CliError::Usage(format!(
+                "writing the report {}: {e}",
+                self.path.display()
+            ))),
         }
     }
 }

@@ -78,7 +78,12 @@ fn listed(svc: &Service) -> HashSet<String> {
     assert!(out.status.success(), "{}", stderr(&out));
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["registrationId"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["registrationId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -112,7 +117,13 @@ fn every_line_ends_in_the_report_and_quiet_hides_existing_records() {
     }
     std::fs::write(&csv, text).unwrap();
     let rep = svc.dir.path().join("report.jsonl");
-    let args = ["enrollment", "bulk", csv.to_str().unwrap(), "--report", rep.to_str().unwrap()];
+    let args = [
+        "enrollment",
+        "bulk",
+        csv.to_str().unwrap(),
+        "--report",
+        rep.to_str().unwrap(),
+    ];
     let out = hsmctl(&args, &svc.args).output().unwrap();
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
@@ -122,7 +133,13 @@ fn every_line_ends_in_the_report_and_quiet_hides_existing_records() {
         err.contains("dev-7 (line 7): failed: attestation.symmetricKey.primaryKey is not base64"),
         "{err}"
     );
-    assert!(err.contains(&format!("line 9: failed: the line is {} bytes, longer than", 19 + 70 * 1024)), "{err}");
+    assert!(
+        err.contains(&format!(
+            "line 9: failed: the line is {} bytes, longer than",
+            19 + 70 * 1024
+        )),
+        "{err}"
+    );
     let lines = report(&rep);
     let mut numbers: Vec<u64> = lines.iter().map(|l| l["line"].as_u64().unwrap()).collect();
     numbers.sort();
@@ -154,7 +171,15 @@ fn ctrl_c_reports_what_was_acknowledged_and_exits_130() {
     jsonl(&file, "int", 50_000);
     let rep = svc.dir.path().join("report.jsonl");
     let mut child = hsmctl(
-        &["enrollment", "bulk", file.to_str().unwrap(), "--in-flight", "1", "--report", rep.to_str().unwrap()],
+        &[
+            "enrollment",
+            "bulk",
+            file.to_str().unwrap(),
+            "--in-flight",
+            "1",
+            "--report",
+            rep.to_str().unwrap(),
+        ],
         &svc.args,
     )
     .stderr(Stdio::piped())
@@ -166,7 +191,10 @@ fn ctrl_c_reports_what_was_acknowledged_and_exits_130() {
         assert!(child.try_wait().unwrap().is_none(), "hsmctl ended before the interrupt");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let kill = Command::new("kill").args(["-s", "INT", &child.id().to_string()]).status().unwrap();
+    let kill = Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
@@ -196,7 +224,11 @@ fn a_closed_port_ends_the_run_in_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("closed.jsonl");
     jsonl(&file, "closed", 1000);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cs = dir.path().join("cs");
     std::fs::write(
         &cs,
@@ -228,16 +260,25 @@ fn the_progress_bar_has_a_total_and_an_eta() {
     let file = svc.dir.path().join("bar.jsonl");
     jsonl(&file, "bar", 3000);
     // `script` gives hsmctl a terminal; its output is the terminal's.
-    let mut cmd = vec![env!("CARGO_BIN_EXE_hsmctl").to_string(), "enrollment".into(), "bulk".into(), s(&file)];
+    let mut cmd = vec![
+        env!("CARGO_BIN_EXE_hsmctl").to_string(),
+        "enrollment".into(),
+        "bulk".into(),
+        s(&file),
+    ];
     cmd.extend(svc.args.iter().cloned());
     let line: Vec<String> = cmd.iter().map(|a| format!("'{a}'")).collect();
     let script = PathBuf::from("/usr/bin/script");
-    let out = Command::new(if script.exists() { script } else { PathBuf::from("script") })
-        .args(["-qefc", &line.join(" "), "/dev/null"])
-        .env_remove("DPS_SERVICE_CONNECTION_STRING")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = Command::new(if script.exists() {
+        script
+    } else {
+        PathBuf::from("script")
+    })
+    .args(["-qefc", &line.join(" "), "/dev/null"])
+    .env_remove("DPS_SERVICE_CONNECTION_STRING")
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("/3000 records ("), "{text}");
