@@ -175,3 +175,46 @@ fn count_records_matches_what_the_readers_yield() {
     assert_eq!(count_records(&p, Format::JsonLines, None).unwrap(), Some(5));
     assert_eq!(enrollments_from_file(&p, Format::JsonLines).unwrap().count(), 5);
 }
+
+/// Every line that is not blank is exactly one item naming that line, in order, whatever the bytes (the
+/// property the `bulk_input` fuzz target checks, here over many small generated inputs).
+#[test]
+fn every_non_blank_line_is_one_item_in_order() {
+    let alphabet = b"\",\n\r a{}\xff:\t";
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..4_000 {
+        let len = (next() % 48) as usize;
+        let mut data: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        if next() % 4 == 0 {
+            data.splice(0..0, b"registrationId,attestation\n".iter().copied());
+        }
+        let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+        if data.ends_with(b"\n") {
+            lines.pop();
+        }
+        let expected: Vec<u64> = (1..)
+            .zip(lines)
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+            .map(|(n, _)| n)
+            .collect();
+        let line_of = |i: Result<Numbered<IndividualEnrollment>>| match i {
+            Ok((Some(n), _)) => n,
+            Err(Error::Input { line, .. }) => line,
+            other => panic!("{other:?}"),
+        };
+        let json: Vec<u64> = JsonLines::new(&data[..], "f").map(line_of).collect();
+        assert_eq!(json, expected, "{data:?}");
+        if let Ok(rows) = CsvEnrollments::new(&data[..], "f") {
+            let csv: Vec<u64> = rows.map(line_of).collect();
+            assert_eq!(csv, expected[1..], "{data:?}");
+        }
+    }
+}
