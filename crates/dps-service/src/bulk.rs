@@ -422,7 +422,12 @@ fn call_with_retries<T: BulkRecord>(
                 if matches!(e, Error::Transport { .. }) && shared.no_answer(&e) || shared.stopping() {
                     break Err(e);
                 }
-                tracing::warn!(error = %e, attempt = calls, "bulk call failed, retrying");
+                if shared.answered.load(Ordering::SeqCst) {
+                    tracing::warn!(error = %e, attempt = calls, "bulk call failed, retrying");
+                } else {
+                    // Until the service has answered once, the stop after `connect_grace` says it all.
+                    tracing::debug!(error = %e, attempt = calls, "bulk call failed, retrying");
+                }
                 shared.pause(delay);
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

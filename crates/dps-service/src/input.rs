@@ -242,7 +242,11 @@ fn split(parser: &mut csv_core::Reader, s: &mut CsvScratch, line: &str) -> std::
         R::Record if read == s.input.len() => {}
         R::Record => return Err("a carriage return inside the line (one record a line)".into()),
         _ => {
-            return Err("a quote (\") is not closed: a record is one line, and a quoted cell cannot span lines".into());
+            return Err(
+                "a quote (\") is not closed: a record is one line, and a quoted cell cannot span lines \
+                        (a certificate goes in as base64 DER, or the base64 of its PEM)"
+                    .into(),
+            );
         }
     }
     let mut start = 0;
