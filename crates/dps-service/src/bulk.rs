@@ -7,21 +7,35 @@
 //! not as failures. A call that gets no answer (or a 429/5xx) is retried; a record a lost answer had
 //! already created then reports `AlreadyExists` on the retry, so nothing acknowledged is counted twice
 //! and nothing is lost.
+//!
+//! A record is checked before it is sent ([`BulkRecord::check`]: keys and certificates must be base64):
+//! a bad one is a failed record and costs no call.
+//!
+//! Two things end a run early. [`BulkOptions::cancel`] (Ctrl-C): no further record is read or sent, the
+//! calls in flight finish their current attempt, and the records read but not sent report
+//! [`Outcome::NotSent`]; the summary says `interrupted`. And a service that cannot be reached at all:
+//! when no call has had any answer within [`BulkOptions::connect_grace`] of the first that had none,
+//! the run stops with [`Error::Transport`] instead of retrying every record.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use crate::client::{MAX_BULK, ServiceClient};
-use crate::models::{BulkMode, BulkResult, EnrollmentGroup, IndividualEnrollment};
+use crate::models::{Attestation, BulkMode, BulkResult, EnrollmentGroup, IndividualEnrollment};
 use crate::{Error, Result};
 
 /// A record the bulk API takes.
 pub trait BulkRecord: Serialize + Send {
     /// `registrationId` or `enrollmentGroupId`.
     fn id(&self) -> &str;
+    /// What is wrong with the record that the service would refuse, found without a call.
+    fn check(&self) -> std::result::Result<(), String>;
     /// One bulk call.
     fn call(client: &ServiceClient, mode: BulkMode, items: &[Self]) -> Result<BulkResult>
     where
@@ -32,6 +46,9 @@ impl BulkRecord for IndividualEnrollment {
     fn id(&self) -> &str {
         &self.registration_id
     }
+    fn check(&self) -> std::result::Result<(), String> {
+        check_attestation(&self.attestation)
+    }
     fn call(client: &ServiceClient, mode: BulkMode, items: &[Self]) -> Result<BulkResult> {
         client.bulk_enrollments(mode, items)
     }
@@ -41,9 +58,58 @@ impl BulkRecord for EnrollmentGroup {
     fn id(&self) -> &str {
         &self.enrollment_group_id
     }
+    fn check(&self) -> std::result::Result<(), String> {
+        check_attestation(&self.attestation)
+    }
     fn call(client: &ServiceClient, mode: BulkMode, items: &[Self]) -> Result<BulkResult> {
         client.bulk_groups(mode, items)
     }
+}
+
+/// Keys, endorsement keys and certificates that are not base64 (a certificate may also be PEM).
+fn check_attestation(a: &Attestation) -> std::result::Result<(), String> {
+    let b64 = |what: &str, text: &str| {
+        if text.trim().is_empty() {
+            return Err(format!("{what} is empty"));
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map(Zeroizing::new)
+            .map(drop)
+            .map_err(|e| format!("{what} is not base64 ({e}); not sent"))
+    };
+    // Every object present is checked, whatever `type` says: the service would read them too.
+    if let Some(k) = &a.symmetric_key {
+        for (slot, key) in [("primaryKey", &k.primary_key), ("secondaryKey", &k.secondary_key)] {
+            if let Some(key) = key {
+                b64(&format!("attestation.symmetricKey.{slot}"), key)?;
+            }
+        }
+    }
+    if let Some(t) = &a.tpm {
+        b64("attestation.tpm.endorsementKey", &t.endorsement_key)?;
+        if let Some(srk) = &t.storage_root_key {
+            b64("attestation.tpm.storageRootKey", srk)?;
+        }
+    }
+    if let Some(x) = &a.x509 {
+        {
+            for (set, certs) in [
+                ("clientCertificates", &x.client_certificates),
+                ("signingCertificates", &x.signing_certificates),
+            ] {
+                let Some(certs) = certs else { continue };
+                for (slot, c) in [("primary", &certs.primary), ("secondary", &certs.secondary)] {
+                    match c.as_ref().and_then(|c| c.certificate.as_deref()) {
+                        Some(pem) if pem.contains("-----BEGIN") => {}
+                        Some(text) => b64(&format!("attestation.x509.{set}.{slot}.certificate"), text)?,
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +123,11 @@ pub struct BulkOptions {
     pub retries: u32,
     /// First delay between retries; doubled each time, at most 5 s.
     pub retry_delay: Duration,
+    /// While no call has had an answer: how long after the first call without one the run gives up
+    /// (the service cannot be reached: a closed port, a wrong host, an untrusted certificate).
+    pub connect_grace: Duration,
+    /// Set (e.g. by a SIGINT handler) to stop the run: nothing more is read or sent.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for BulkOptions {
@@ -67,6 +138,8 @@ impl Default for BulkOptions {
             chunk: MAX_BULK,
             retries: 5,
             retry_delay: Duration::from_millis(200),
+            connect_grace: Duration::from_secs(3),
+            cancel: None,
         }
     }
 }
@@ -81,6 +154,15 @@ pub enum Outcome {
         code: Option<i64>,
         message: String,
     },
+    /// Read, but the run was interrupted before it was sent.
+    NotSent,
+}
+
+impl Outcome {
+    /// The service acknowledged the record: it is there (or, for `delete`, gone).
+    pub fn acknowledged(&self) -> bool {
+        matches!(self, Outcome::Done | Outcome::AlreadyExists)
+    }
 }
 
 /// The report of one record: its id (empty when the input line could not be read) and its line.
@@ -96,21 +178,88 @@ pub struct BulkSummary {
     pub done: u64,
     pub already_existed: u64,
     pub failed: u64,
+    /// Read but not sent: the run was interrupted.
+    pub not_sent: u64,
     /// Bulk calls made, retries included.
     pub calls: u64,
+    /// [`BulkOptions::cancel`] stopped the run before the end of the input.
+    pub interrupted: bool,
 }
 
 impl BulkSummary {
+    /// The records read: every one has exactly one report.
     pub fn total(&self) -> u64 {
-        self.done + self.already_existed + self.failed
+        self.done + self.already_existed + self.failed + self.not_sent
+    }
+
+    fn add(&mut self, r: &ItemReport) {
+        match r.outcome {
+            Outcome::Done => self.done += 1,
+            Outcome::AlreadyExists => self.already_existed += 1,
+            Outcome::Failed { .. } => self.failed += 1,
+            Outcome::NotSent => self.not_sent += 1,
+        }
     }
 }
 
 /// A record and the input line it came from.
 pub type Numbered<T> = (Option<u64>, T);
 
+/// What the threads of one run share.
+struct Shared<'a> {
+    options: &'a BulkOptions,
+    /// Some call has had an answer (any HTTP status).
+    answered: AtomicBool,
+    /// When the first call without an answer ended, while none had one.
+    first_silence: Mutex<Option<Instant>>,
+    /// Why the run stopped early (the service cannot be reached).
+    unreachable: Mutex<Option<String>>,
+    stop: AtomicBool,
+}
+
+impl Shared<'_> {
+    fn cancelled(&self) -> bool {
+        self.options.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst))
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || self.cancelled()
+    }
+
+    /// A call ended without an answer: true when the run must stop (none ever had one, for too long).
+    fn no_answer(&self, e: &Error) -> bool {
+        if self.answered.load(Ordering::SeqCst) {
+            return false;
+        }
+        let mut first = self.first_silence.lock().unwrap_or_else(PoisonError::into_inner);
+        if first.get_or_insert_with(Instant::now).elapsed() < self.options.connect_grace {
+            return false;
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.unreachable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(|| e.to_string());
+        true
+    }
+
+    /// Wait `d` before a retry, or less when the run is stopping.
+    fn pause(&self, d: Duration) {
+        let end = Instant::now() + d;
+        while !self.stopping() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+}
+
 /// Run `mode` over every record of `input`; `report` sees each record's outcome as its call ends (on
-/// the calling thread). Input errors are reported as failed records, and the run goes on.
+/// the calling thread). Input errors and records that fail [`BulkRecord::check`] are reported as failed
+/// records, and the run goes on. `Err` only for bad options, or a service that never answered (the
+/// records reported until then keep their reports).
 pub fn run<T, I>(
     client: &ServiceClient,
     input: I,
@@ -130,74 +279,109 @@ where
             ),
         });
     }
+    let shared = Shared {
+        options,
+        answered: AtomicBool::new(false),
+        first_silence: Mutex::new(None),
+        unreachable: Mutex::new(None),
+        stop: AtomicBool::new(false),
+    };
     let mut summary = BulkSummary::default();
     std::thread::scope(|s| {
         let (job_tx, job_rx) = sync_channel::<Vec<Numbered<T>>>(options.in_flight);
         let (res_tx, res_rx) = std::sync::mpsc::channel::<(u64, Vec<ItemReport>)>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         for _ in 0..options.in_flight {
-            let (rx, tx) = (Arc::clone(&job_rx), res_tx.clone());
-            s.spawn(move || worker(client, options, &rx, &tx));
+            let (rx, tx, shared) = (Arc::clone(&job_rx), res_tx.clone(), &shared);
+            s.spawn(move || worker(client, shared, &rx, &tx));
         }
-        let input_tx = res_tx;
-        s.spawn(move || {
-            let mut chunk = Vec::with_capacity(options.chunk);
-            for item in input {
-                match item {
-                    Ok(rec) => {
-                        chunk.push(rec);
-                        if chunk.len() == options.chunk
-                            && job_tx
-                                .send(std::mem::replace(&mut chunk, Vec::with_capacity(options.chunk)))
-                                .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let line = match &e {
-                            Error::Input { line, .. } => Some(*line),
-                            _ => None,
-                        };
-                        let r = ItemReport {
-                            id: String::new(),
-                            line,
-                            outcome: Outcome::Failed {
-                                code: None,
-                                message: e.to_string(),
-                            },
-                        };
-                        if input_tx.send((0, vec![r])).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            if !chunk.is_empty() {
-                let _ = job_tx.send(chunk);
-            }
-        });
+        let shared = &shared;
+        s.spawn(move || read_input(input, shared, &job_tx, &res_tx));
         // Every sender is owned by a thread: the loop ends when the input and all workers are done.
         for (calls, reports) in res_rx {
             summary.calls += calls;
             for r in &reports {
-                match r.outcome {
-                    Outcome::Done => summary.done += 1,
-                    Outcome::AlreadyExists => summary.already_existed += 1,
-                    Outcome::Failed { .. } => summary.failed += 1,
-                }
+                summary.add(r);
                 report(r);
             }
         }
     });
+    summary.interrupted = shared.cancelled();
+    if let Some(why) = shared.unreachable.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        return Err(Error::Transport {
+            what: "bulk run".into(),
+            message: format!(
+                "no call had an answer within {:.1} s, so the run stopped ({} record(s) read, none acknowledged): {why}",
+                options.connect_grace.as_secs_f64(),
+                summary.total()
+            ),
+        });
+    }
     Ok(summary)
 }
 
 type Results = std::sync::mpsc::Sender<(u64, Vec<ItemReport>)>;
 
+/// Records into calls of `chunk`; failed input lines and records straight to the results.
+fn read_input<T: BulkRecord>(
+    mut input: impl Iterator<Item = Result<Numbered<T>>>,
+    shared: &Shared<'_>,
+    jobs: &std::sync::mpsc::SyncSender<Vec<Numbered<T>>>,
+    results: &Results,
+) {
+    let chunk_len = shared.options.chunk;
+    let mut chunk = Vec::with_capacity(chunk_len);
+    let failed = |id: &str, line, message| ItemReport {
+        id: id.to_string(),
+        line,
+        outcome: Outcome::Failed { code: None, message },
+    };
+    while !shared.stopping() {
+        let Some(item) = input.next() else { break };
+        let r = match item {
+            Ok(rec) => match rec.1.check() {
+                Ok(()) => {
+                    chunk.push(rec);
+                    if chunk.len() == chunk_len
+                        && jobs
+                            .send(std::mem::replace(&mut chunk, Vec::with_capacity(chunk_len)))
+                            .is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Err(m) => failed(rec.1.id(), rec.0, m),
+            },
+            // The report names the line; the message is what is wrong with it.
+            Err(Error::Input { line, message, .. }) => failed("", Some(line), message),
+            Err(e) => failed("", None, e.to_string()),
+        };
+        if results.send((0, vec![r])).is_err() {
+            return;
+        }
+    }
+    if shared.stopping() {
+        let _ = results.send((0, not_sent(chunk)));
+    } else if !chunk.is_empty() {
+        let _ = jobs.send(chunk);
+    }
+}
+
+fn not_sent<T: BulkRecord>(chunk: Vec<Numbered<T>>) -> Vec<ItemReport> {
+    chunk
+        .into_iter()
+        .map(|(line, r)| ItemReport {
+            id: r.id().to_string(),
+            line,
+            outcome: Outcome::NotSent,
+        })
+        .collect()
+}
+
 fn worker<T: BulkRecord>(
     client: &ServiceClient,
-    options: &BulkOptions,
+    shared: &Shared<'_>,
     jobs: &Mutex<Receiver<Vec<Numbered<T>>>>,
     results: &Results,
 ) {
@@ -207,8 +391,12 @@ fn worker<T: BulkRecord>(
             Err(_) => return,
         };
         let Ok(chunk) = job else { return };
-        let (calls, reports) = call_with_retries(client, options, chunk);
-        if results.send((calls, reports)).is_err() {
+        let done = if shared.stopping() {
+            (0, not_sent(chunk))
+        } else {
+            call_with_retries(client, shared, chunk)
+        };
+        if results.send(done).is_err() {
             return;
         }
     }
@@ -216,19 +404,38 @@ fn worker<T: BulkRecord>(
 
 fn call_with_retries<T: BulkRecord>(
     client: &ServiceClient,
-    options: &BulkOptions,
+    shared: &Shared<'_>,
     chunk: Vec<Numbered<T>>,
 ) -> (u64, Vec<ItemReport>) {
+    let options = shared.options;
     let (lines, records): (Vec<Option<u64>>, Vec<T>) = chunk.into_iter().unzip();
     let mut delay = options.retry_delay;
     let mut calls = 0;
     let answer = loop {
         calls += 1;
-        match T::call(client, options.mode, &records) {
+        let answer = T::call(client, options.mode, &records);
+        if !matches!(answer, Err(Error::Transport { .. })) {
+            shared.answered.store(true, Ordering::SeqCst);
+        }
+        match answer {
             Err(e) if e.is_transient() && calls <= u64::from(options.retries) => {
-                tracing::warn!(error = %e, attempt = calls, "bulk call failed, retrying");
-                std::thread::sleep(delay);
+                if matches!(e, Error::Transport { .. }) && shared.no_answer(&e) || shared.stopping() {
+                    break Err(e);
+                }
+                if shared.answered.load(Ordering::SeqCst) {
+                    tracing::warn!(error = %e, attempt = calls, "bulk call failed, retrying");
+                } else {
+                    // Until the service has answered once, the stop after `connect_grace` says it all.
+                    tracing::debug!(error = %e, attempt = calls, "bulk call failed, retrying");
+                }
+                shared.pause(delay);
                 delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                if matches!(e, Error::Transport { .. }) {
+                    shared.no_answer(&e);
+                }
+                break Err(e);
             }
             other => break other,
         }

@@ -1,15 +1,23 @@
-//! Bulk input, read record by record: JSON lines (one `IndividualEnrollment` or `EnrollmentGroup` per
-//! line, blank lines skipped) or CSV of individual enrollments with a header row:
+//! Bulk input, read line by line: JSON lines (one `IndividualEnrollment` or `EnrollmentGroup` per
+//! line) or CSV of individual enrollments with a header row:
 //!
 //! `registrationId,attestation,endorsementKey,certificate,primaryKey,secondaryKey,deviceId,provisioningStatus,iotHubHostName`
 //!
 //! where `registrationId` and `attestation` (`tpm`, `x509`, `symmetricKey`) are required and the other
 //! columns optional (in any order, empty cells absent); `certificate` is the device certificate as the
-//! service takes it: base64 DER (one line) or PEM (a quoted cell). A bad record is an [`Error::Input`] naming the line; reading goes on.
+//! service takes it on one line: base64 DER, or the base64 of the PEM.
+//!
+//! **Every record is one physical line**, in both formats: enrollment records never need a newline, so a
+//! quoted CSV cell cannot span lines, and a line with an unterminated quote is a failed record of its own
+//! instead of swallowing the lines after it. Lines end with `\n` or `\r\n`; blank lines are skipped. A
+//! line longer than [`MAX_LINE`] bytes is a failed record (read past without being held in memory), as
+//! is a line that is not UTF-8. Every failure is an [`Error::Input`] naming the line; reading goes on
+//! with the next line.
 
 use std::io::BufRead;
 use std::marker::PhantomData;
 use std::path::Path;
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
@@ -20,56 +28,108 @@ use crate::models::{
 };
 use crate::{Error, Result};
 
-/// JSON lines of `T`.
-pub struct JsonLines<R, T> {
+/// The longest input line taken, in bytes (without its line end). The largest enrollment record in
+/// practice (an x509 chain as base64 PEM) is a few KiB.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Physical lines of at most [`MAX_LINE`] bytes; a longer line is reported by its length and skipped
+/// without being held.
+struct Lines<R> {
     reader: R,
-    source: String,
     line: u64,
-    buf: String,
+    buf: Vec<u8>,
     failed: bool,
-    _t: PhantomData<T>,
 }
 
-impl<R: BufRead, T: DeserializeOwned> JsonLines<R, T> {
-    /// `source` names the input in errors (a file name).
-    pub fn new(reader: R, source: impl Into<String>) -> Self {
-        JsonLines {
+/// One physical line: its number and its text, or why it cannot be read.
+type Line<'a> = (u64, std::result::Result<&'a str, String>);
+
+impl<R: BufRead> Lines<R> {
+    fn new(reader: R) -> Self {
+        Lines {
             reader,
-            source: source.into(),
             line: 0,
-            buf: String::new(),
+            // Never grown past this: a line is never held beyond it.
+            buf: Vec::with_capacity(MAX_LINE + 2),
             failed: false,
-            _t: PhantomData,
         }
     }
-}
 
-impl<R: BufRead, T: DeserializeOwned> Iterator for JsonLines<R, T> {
-    type Item = Result<Numbered<T>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while !self.failed {
+    /// The next line that is not blank; `None` at the end of the input (or after a read error, which
+    /// is returned once).
+    fn next_line(&mut self) -> Option<Line<'_>> {
+        loop {
+            if self.failed {
+                return None;
+            }
             self.buf.clear();
             self.line += 1;
-            match self.reader.read_line(&mut self.buf) {
-                Ok(0) => return None,
-                Ok(_) if self.buf.trim().is_empty() => continue,
-                Ok(_) => {
-                    return Some(
-                        serde_json::from_str(self.buf.trim())
-                            .map(|r| (Some(self.line), r))
-                            .map_err(|e| input_error(&self.source, self.line, e.to_string())),
-                    );
+            let (mut len, mut blank, mut any, mut overflow, mut newline) = (0u64, true, false, false, false);
+            loop {
+                let chunk = match self.reader.fill_buf() {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        // A read error is not tied to a record: report it once and stop.
+                        self.failed = true;
+                        return Some((self.line, Err(format!("read failed: {e}"))));
+                    }
+                };
+                if chunk.is_empty() {
+                    break;
                 }
-                Err(e) => {
-                    // A read error is not tied to a record: report it once and stop.
-                    self.failed = true;
-                    return Some(Err(input_error(&self.source, self.line, format!("read failed: {e}"))));
+                any = true;
+                let (take, end) = match chunk.iter().position(|&b| b == b'\n') {
+                    Some(i) => (i + 1, true),
+                    None => (chunk.len(), false),
+                };
+                let part = &chunk[..take];
+                blank &= part.iter().all(u8::is_ascii_whitespace);
+                len += take as u64;
+                // Keep at most MAX_LINE bytes and the line end; past that only the length is counted.
+                if !overflow && self.buf.len() + take <= MAX_LINE + 2 {
+                    self.buf.extend_from_slice(part);
+                } else {
+                    overflow = true;
+                    self.buf.clear();
+                }
+                self.reader.consume(take);
+                if end {
+                    newline = true;
+                    break;
                 }
             }
+            if !any {
+                return None;
+            }
+            if blank {
+                continue;
+            }
+            let text = trim_line_end(&self.buf);
+            if overflow || text.len() > MAX_LINE {
+                let len = if overflow {
+                    len - u64::from(newline)
+                } else {
+                    text.len() as u64
+                };
+                return Some((
+                    self.line,
+                    Err(format!(
+                        "the line is {len} bytes, longer than the {MAX_LINE}-byte limit"
+                    )),
+                ));
+            }
+            return Some((
+                self.line,
+                std::str::from_utf8(text).map_err(|e| format!("the line is not UTF-8: {e}")),
+            ));
         }
-        None
     }
+}
+
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 fn input_error(source: &str, line: u64, message: String) -> Error {
@@ -80,12 +140,51 @@ fn input_error(source: &str, line: u64, message: String) -> Error {
     }
 }
 
-/// CSV rows of individual enrollments.
-pub struct CsvEnrollments<R> {
-    records: csv::StringRecordsIntoIter<R>,
-    columns: Result<Columns>,
+/// JSON lines of `T`.
+pub struct JsonLines<R, T> {
+    lines: Lines<R>,
     source: String,
-    failed_header: bool,
+    _t: PhantomData<T>,
+}
+
+impl<R: BufRead, T: DeserializeOwned> JsonLines<R, T> {
+    /// `source` names the input in errors (a file name).
+    pub fn new(reader: R, source: impl Into<String>) -> Self {
+        JsonLines {
+            lines: Lines::new(reader),
+            source: source.into(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<R: BufRead, T: DeserializeOwned> Iterator for JsonLines<R, T> {
+    type Item = Result<Numbered<T>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (line, text) = self.lines.next_line()?;
+        Some(
+            text.and_then(|t| serde_json::from_str(t.trim()).map_err(|e| e.to_string()))
+                .map(|r| (Some(line), r))
+                .map_err(|m| input_error(&self.source, line, m)),
+        )
+    }
+}
+
+/// CSV rows of individual enrollments, one a line; the header row is read when it is made.
+pub struct CsvEnrollments<R> {
+    lines: Lines<R>,
+    parser: csv_core::Reader,
+    columns: Columns,
+    source: String,
+    scratch: CsvScratch,
+}
+
+#[derive(Default)]
+struct CsvScratch {
+    input: Vec<u8>,
+    output: Vec<u8>,
+    ends: Vec<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -101,31 +200,71 @@ struct Columns {
     iot_hub_host_name: Option<usize>,
 }
 
-impl<R: std::io::Read> CsvEnrollments<R> {
-    pub fn new(reader: R, source: impl Into<String>) -> Self {
+impl<R: BufRead> CsvEnrollments<R> {
+    /// Reads the header row (the first line that is not blank); a bad or missing header is an error
+    /// for the whole input, as no row can be read without it.
+    pub fn new(reader: R, source: impl Into<String>) -> Result<Self> {
         let source = source.into();
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .trim(csv::Trim::All)
-            .from_reader(reader);
-        let columns = match rdr.headers() {
-            Ok(h) => columns(h).map_err(|m| input_error(&source, 1, m)),
-            Err(e) => Err(input_error(&source, 1, e.to_string())),
-        };
-        CsvEnrollments {
-            records: rdr.into_records(),
+        let mut lines = Lines::new(reader);
+        let mut parser = csv_core::Reader::new();
+        let mut scratch = CsvScratch::default();
+        let columns = match lines.next_line() {
+            None => Err((1, "the file is empty: a header row is needed".to_string())),
+            Some((n, text)) => text
+                .and_then(|t| split(&mut parser, &mut scratch, t))
+                .and_then(|h| columns(&h))
+                .map_err(|m| (n, m)),
+        }
+        .map_err(|(n, m)| input_error(&source, n, format!("header row: {m}")))?;
+        Ok(CsvEnrollments {
+            lines,
+            parser,
             columns,
             source,
-            failed_header: false,
-        }
+            scratch,
+        })
     }
 }
 
-fn columns(h: &csv::StringRecord) -> std::result::Result<Columns, String> {
+/// The trimmed cells of one CSV line.
+fn split(parser: &mut csv_core::Reader, s: &mut CsvScratch, line: &str) -> std::result::Result<Vec<String>, String> {
+    use csv_core::ReadRecordResult as R;
+    parser.reset();
+    // The line with its end put back: a record that ends there is whole; a quote still open swallows
+    // the line end and the record stays unfinished.
+    s.input.clear();
+    s.input.extend_from_slice(line.as_bytes());
+    s.input.push(b'\n');
+    s.output.resize(s.input.len(), 0);
+    s.ends.resize(s.input.len() + 1, 0);
+    let (result, read, _, fields) = parser.read_record(&s.input, &mut s.output, &mut s.ends);
+    match result {
+        R::Record if read == s.input.len() => {}
+        R::Record => return Err("a carriage return inside the line (one record a line)".into()),
+        _ => {
+            return Err(
+                "a quote (\") is not closed: a record is one line, and a quoted cell cannot span lines \
+                        (a certificate goes in as base64 DER, or the base64 of its PEM)"
+                    .into(),
+            );
+        }
+    }
+    let mut start = 0;
+    s.ends[..fields]
+        .iter()
+        .map(|&end| {
+            let cell = std::str::from_utf8(&s.output[start..end]).map_err(|e| format!("not UTF-8: {e}"));
+            start = end;
+            cell.map(|c| c.trim().to_string())
+        })
+        .collect()
+}
+
+fn columns(h: &[String]) -> std::result::Result<Columns, String> {
     let mut c = Columns::default();
     let (mut reg, mut att) = (None, None);
     for (i, name) in h.iter().enumerate() {
-        let slot = match name {
+        let slot = match name.as_str() {
             "registrationId" => &mut reg,
             "attestation" => &mut att,
             "endorsementKey" => &mut c.endorsement_key,
@@ -146,38 +285,23 @@ fn columns(h: &csv::StringRecord) -> std::result::Result<Columns, String> {
     Ok(c)
 }
 
-impl<R: std::io::Read> Iterator for CsvEnrollments<R> {
+impl<R: BufRead> Iterator for CsvEnrollments<R> {
     type Item = Result<Numbered<IndividualEnrollment>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let cols = match &self.columns {
-            Ok(c) => c,
-            Err(e) => {
-                if self.failed_header {
-                    return None;
-                }
-                self.failed_header = true;
-                return Some(Err(input_error(&self.source, 1, e.to_string())));
-            }
-        };
-        let row = self.records.next()?;
-        Some(match row {
-            Ok(r) => {
-                let line = r.position().map(|p| p.line()).unwrap_or(0);
-                record(cols, &r)
-                    .map(|e| (Some(line), e))
-                    .map_err(|m| input_error(&self.source, line, m))
-            }
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                Err(input_error(&self.source, line, e.to_string()))
-            }
-        })
+        let (line, text) = self.lines.next_line()?;
+        let (parser, scratch, cols) = (&mut self.parser, &mut self.scratch, &self.columns);
+        Some(
+            text.and_then(|t| split(parser, scratch, t))
+                .and_then(|cells| record(cols, &cells))
+                .map(|e| (Some(line), e))
+                .map_err(|m| input_error(&self.source, line, m)),
+        )
     }
 }
 
-fn record(c: &Columns, r: &csv::StringRecord) -> std::result::Result<IndividualEnrollment, String> {
-    let cell = |i: Option<usize>| i.and_then(|i| r.get(i)).filter(|v| !v.is_empty());
+fn record(c: &Columns, r: &[String]) -> std::result::Result<IndividualEnrollment, String> {
+    let cell = |i: Option<usize>| i.and_then(|i| r.get(i)).map(String::as_str).filter(|v| !v.is_empty());
     let need = |i: Option<usize>, name: &str| cell(i).ok_or_else(|| format!("{name} is empty"));
     let id = need(Some(c.registration_id), "registrationId")?;
     let kind = need(Some(c.attestation), "attestation")?;
@@ -225,77 +349,45 @@ impl Format {
     }
 }
 
-/// Individual enrollments from a file, streamed.
-pub fn enrollments_from_file(
-    path: &Path,
-    format: Format,
-) -> Result<Box<dyn Iterator<Item = Result<Numbered<IndividualEnrollment>>> + Send>> {
+fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>> {
     let f = std::fs::File::open(path).map_err(|e| Error::Invalid {
         what: format!("input file {}", path.display()),
         message: e.to_string(),
     })?;
+    Ok(std::io::BufReader::with_capacity(64 * 1024, f))
+}
+
+/// Individual enrollments from a file, streamed. A CSV file's header row is read here: a bad one is
+/// the error.
+pub fn enrollments_from_file(
+    path: &Path,
+    format: Format,
+) -> Result<Box<dyn Iterator<Item = Result<Numbered<IndividualEnrollment>>> + Send>> {
+    let reader = open(path)?;
     let name = path.display().to_string();
-    let reader = std::io::BufReader::new(f);
     Ok(match format {
-        Format::Csv => Box::new(CsvEnrollments::new(reader, name)),
+        Format::Csv => Box::new(CsvEnrollments::new(reader, name)?),
         Format::JsonLines => Box::new(JsonLines::new(reader, name)),
     })
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_rows_become_enrollments_and_bad_rows_name_their_line() {
-        let text = "registrationId,attestation,primaryKey,endorsementKey,provisioningStatus\n\
-                    dev-1,symmetricKey,a2V5,,\n\
-                    dev-2,tpm,,AToAAQ==,disabled\n\
-                    dev-3,tpm,,,\n\
-                    \"dev,4\",dice,,,\n\
-                    dev-5,symmetricKey,,,paused\n";
-        let rows: Vec<_> = CsvEnrollments::new(text.as_bytes(), "f.csv").collect();
-        assert_eq!(rows.len(), 5);
-        let (line, e1) = rows[0].as_ref().unwrap();
-        assert_eq!((*line, e1.registration_id.as_str()), (Some(2), "dev-1"));
-        let (_, e2) = rows[1].as_ref().unwrap();
-        assert_eq!(e2.common.provisioning_status, Some(ProvisioningStatus::Disabled));
-        assert!(
-            e2.attestation
-                .tpm
-                .as_ref()
-                .is_some_and(|t| t.endorsement_key == "AToAAQ==")
-        );
-        for (i, needle) in [
-            (2, "line 4: endorsementKey"),
-            (3, "line 5: attestation \"dice\""),
-            (4, "line 6: provisioningStatus"),
-        ] {
-            let e = rows[i].as_ref().unwrap_err().to_string();
-            assert!(e.contains(needle), "{e}");
+/// How many records (lines that are not blank, less a CSV header) a file holds: one pass in bounded
+/// memory, for a progress total. `None` when `deadline` passes first.
+pub fn count_records(path: &Path, format: Format, deadline: Option<Instant>) -> Result<Option<u64>> {
+    let mut lines = Lines::new(open(path)?);
+    let mut n = 0u64;
+    while lines.next_line().is_some() {
+        n += 1;
+        if n % 4096 == 0 && deadline.is_some_and(|d| Instant::now() > d) {
+            return Ok(None);
         }
     }
-
-    #[test]
-    fn csv_header_errors_are_reported_once() {
-        let rows: Vec<_> = CsvEnrollments::new("registrationId,colour\nx,y\n".as_bytes(), "f.csv").collect();
-        assert_eq!(rows.len(), 1);
-        assert!(
-            rows[0]
-                .as_ref()
-                .unwrap_err()
-                .to_string()
-                .contains("unknown column \"colour\"")
-        );
-    }
-
-    #[test]
-    fn json_lines_skip_blanks_and_name_bad_lines() {
-        let text = "{\"registrationId\":\"a\",\"attestation\":{\"type\":\"symmetricKey\"}}\n\n{oops\n";
-        let rows: Vec<Result<Numbered<IndividualEnrollment>>> = JsonLines::new(text.as_bytes(), "f.jsonl").collect();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].as_ref().unwrap().0, Some(1));
-        assert!(rows[1].as_ref().unwrap_err().to_string().starts_with("f.jsonl line 3:"));
-    }
+    Ok(Some(match format {
+        Format::Csv => n.saturating_sub(1),
+        Format::JsonLines => n,
+    }))
 }
+
+#[cfg(test)]
+#[path = "input_tests.rs"]
+mod tests;

@@ -65,6 +65,7 @@ fn emulator_restarted_mid_bulk_loses_nothing_acknowledged() {
         bulk::run(&client, input, &options, |r| match &r.outcome {
             Outcome::Done | Outcome::AlreadyExists => ack.lock().unwrap().push(r.id.clone()),
             Outcome::Failed { message, .. } => fail.lock().unwrap().push(format!("{}: {message}", r.id)),
+            Outcome::NotSent => fail.lock().unwrap().push(format!("{}: not sent", r.id)),
         })
         .unwrap()
     });

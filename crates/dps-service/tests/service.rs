@@ -157,7 +157,7 @@ fn bulk_reports_every_failure_by_id_and_a_rerun_reports_existing_records() {
         );
         let unreadable = reports.iter().find(|r| r.line == Some(25)).unwrap();
         assert!(
-            matches!(&unreadable.outcome, Outcome::Failed { message, .. } if message.starts_with("enrollments.jsonl line 25:")),
+            matches!(&unreadable.outcome, Outcome::Failed { message, .. } if message.starts_with("key must be a string")),
             "{unreadable:?}"
         );
         if in_flight == 1 {
@@ -201,7 +201,7 @@ fn bulk_from_csv_and_groups() {
     );
     let s = bulk::run(
         &c,
-        CsvEnrollments::new(csv.as_bytes(), "f.csv"),
+        CsvEnrollments::new(csv.as_bytes(), "f.csv").unwrap(),
         &BulkOptions::default(),
         |_| {},
     )

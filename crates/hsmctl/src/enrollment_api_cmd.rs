@@ -3,13 +3,9 @@
 //! service. The connection string comes from `--connection-string-file`, `--connection-string` or
 //! `$DPS_SERVICE_CONNECTION_STRING`.
 
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
-use dps_service::bulk::{self, BulkOptions, ItemReport, Outcome};
-use dps_service::input::{Format, JsonLines};
 use dps_service::{
     BulkMode, ClientOptions, ConnectionString, EnrollmentGroup, IndividualEnrollment, ProvisioningStatus, ServiceClient,
 };
@@ -18,6 +14,9 @@ use serde_json::Value;
 use crate::dps::{json_for_terminal, shown};
 use crate::enrollment_cmd::{self, EnrollmentArgs};
 use crate::{CliError, read_secret};
+
+#[path = "enrollment_bulk_cmd.rs"]
+mod bulk_cmd;
 
 /// The environment variable holding the service connection string.
 pub const CONNECTION_STRING_ENV: &str = "DPS_SERVICE_CONNECTION_STRING";
@@ -38,7 +37,7 @@ pub enum EnrollmentCommand {
     /// List enrollments (or groups), one JSON record a line.
     List(ListArgs),
     /// Create, update or delete many enrollments from a CSV or JSON-lines file, 10 per call.
-    Bulk(BulkArgs),
+    Bulk(bulk_cmd::BulkArgs),
     /// Registration states: list a group's, get or delete one.
     #[command(subcommand)]
     Registrations(RegistrationsCommand),
@@ -157,53 +156,6 @@ pub struct ListArgs {
     service: ServiceArgs,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum ModeArg {
-    Create,
-    Update,
-    UpdateIfMatchEtag,
-    Delete,
-}
-
-impl From<ModeArg> for BulkMode {
-    fn from(m: ModeArg) -> Self {
-        match m {
-            ModeArg::Create => BulkMode::Create,
-            ModeArg::Update => BulkMode::Update,
-            ModeArg::UpdateIfMatchEtag => BulkMode::UpdateIfMatchETag,
-            ModeArg::Delete => BulkMode::Delete,
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    Csv,
-    Jsonl,
-}
-
-#[derive(Args)]
-pub struct BulkArgs {
-    /// The records: CSV (header row; see the dps-service README) or JSON lines.
-    file: PathBuf,
-    /// Default: from the file name (.csv is CSV, anything else JSON lines).
-    #[arg(long, value_enum)]
-    format: Option<FormatArg>,
-    #[arg(long, value_enum, default_value = "create")]
-    mode: ModeArg,
-    /// Bulk calls in flight at once.
-    #[arg(long, default_value_t = 4)]
-    in_flight: usize,
-    /// The file holds enrollment groups (JSON lines only).
-    #[arg(long)]
-    groups: bool,
-    /// Retries of a call that got no answer (or 429/5xx).
-    #[arg(long, default_value_t = 5)]
-    retries: u32,
-    #[command(flatten)]
-    service: ServiceArgs,
-}
-
 #[derive(Subcommand)]
 pub enum RegistrationsCommand {
     /// The registration states of an enrollment group's devices, one JSON record a line.
@@ -264,7 +216,7 @@ pub fn run(cmd: EnrollmentCommand) -> Result<(), CliError> {
                 print_all(c.query_enrollments(q, a.page_size))
             }
         }
-        EnrollmentCommand::Bulk(a) => bulk_cmd(a),
+        EnrollmentCommand::Bulk(a) => bulk_cmd::run(a),
         EnrollmentCommand::Registrations(r) => match r {
             RegistrationsCommand::List {
                 group_id,
@@ -513,110 +465,4 @@ fn update(a: UpdateArgs) -> Result<(), CliError> {
     };
     outln!("{}", json_for_terminal(&v));
     Ok(())
-}
-
-fn bulk_cmd(a: BulkArgs) -> Result<(), CliError> {
-    let c = client(&a.service)?;
-    let format = match a.format {
-        Some(FormatArg::Csv) => Format::Csv,
-        Some(FormatArg::Jsonl) => Format::JsonLines,
-        None => Format::from_path(&a.file),
-    };
-    let options = BulkOptions {
-        mode: a.mode.into(),
-        in_flight: a.in_flight,
-        retries: a.retries,
-        ..BulkOptions::default()
-    };
-    let mut out = Reporter::new();
-    let start = Instant::now();
-    let summary = if a.groups {
-        if format == Format::Csv {
-            return Err(CliError::Usage(
-                "enrollment groups are read from JSON lines only".into(),
-            ));
-        }
-        let f = std::fs::File::open(&a.file).map_err(|e| CliError::Usage(format!("{}: {e}", a.file.display())))?;
-        let input = JsonLines::<_, EnrollmentGroup>::new(std::io::BufReader::new(f), a.file.display().to_string());
-        bulk::run(&c, input, &options, |r| out.item(r))
-    } else {
-        let input = dps_service::input::enrollments_from_file(&a.file, format).map_err(svc)?;
-        bulk::run(&c, input, &options, |r| out.item(r))
-    }
-    .map_err(svc)?;
-    out.finish();
-    let secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{} records: {} done, {} already existed, {} failed; {} calls in {:.1}s ({:.0} records/s)",
-        summary.total(),
-        summary.done,
-        summary.already_existed,
-        summary.failed,
-        summary.calls,
-        secs,
-        summary.total() as f64 / secs.max(1e-9)
-    );
-    if summary.failed > 0 {
-        return Err(CliError::Usage(format!(
-            "{} record(s) failed (listed above)",
-            summary.failed
-        )));
-    }
-    Ok(())
-}
-
-/// Per-record lines for failures (always) and a progress bar when standard error is a terminal.
-struct Reporter {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Reporter {
-    fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new_spinner();
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {pos} records {per_sec} {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-            );
-            b.enable_steady_tick(Duration::from_millis(200));
-            b
-        });
-        Reporter { bar }
-    }
-
-    fn item(&mut self, r: &ItemReport) {
-        let line = match &r.outcome {
-            Outcome::Done => None,
-            Outcome::AlreadyExists => Some(format!("{}: already exists", self.name(r))),
-            Outcome::Failed { code, message } => Some(format!(
-                "{}: failed: {}{}",
-                self.name(r),
-                shown(message),
-                code.map(|c| format!(" (errorCode {c})")).unwrap_or_default()
-            )),
-        };
-        match (&self.bar, line) {
-            (Some(b), Some(l)) => b.println(l),
-            (None, Some(l)) => eprintln!("{l}"),
-            _ => {}
-        }
-        if let Some(b) = &self.bar {
-            b.inc(1);
-        }
-    }
-
-    fn name(&self, r: &ItemReport) -> String {
-        match (r.id.is_empty(), r.line) {
-            (false, Some(l)) => format!("{} (line {l})", shown(&r.id)),
-            (false, None) => shown(&r.id),
-            (true, Some(l)) => format!("line {l}"),
-            (true, None) => "input".into(),
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }
