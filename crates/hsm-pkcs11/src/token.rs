@@ -601,8 +601,21 @@ fn after_recovery(op: &str, e: Error) -> Error {
     wrap(op, e, "the token stopped answering and re-opening it once did not help")
 }
 
+/// [`in_op`] with `what` recovery did; not for a PIN the token refused (the token is there:
+/// the message names the PIN, and guessing at a missing token would mislead).
 fn wrap(op: &str, e: Error, what: &str) -> Error {
-    in_op(op, e, Some(what))
+    let pin_refused = matches!(
+        &e,
+        Error::Device { rv, .. } if [
+            sys::CKR_PIN_INCORRECT,
+            sys::CKR_PIN_LOCKED,
+            sys::CKR_PIN_EXPIRED,
+            sys::CKR_PIN_INVALID,
+            sys::CKR_PIN_LEN_RANGE,
+        ]
+        .contains(rv)
+    );
+    in_op(op, e, (!pin_refused).then_some(what))
 }
 
 /// A device error prefixed with the operation it failed and, with `lost`, what recovery did
