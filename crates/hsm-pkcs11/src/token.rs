@@ -252,7 +252,10 @@ impl Token {
         }
         match found.len() {
             1 => Ok(found[0].0),
-            0 => Err(no_token("no slot and token with these attributes".into())),
+            0 => Err(no_token(format!(
+                "no slot and token with these attributes{}",
+                softhsm_hint(self.module.path())
+            ))),
             n => Err(Error::invalid(
                 "PKCS#11 URI",
                 format!(
@@ -594,6 +597,21 @@ impl Token {
             other => *other = Some((generation, vec![(mechanism, offered)])),
         }
         Ok(offered)
+    }
+}
+
+/// Why SoftHSM2 may show no token: without `SOFTHSM2_CONF` it reads its system-wide
+/// configuration and token directory, not the one the token was made in.
+fn softhsm_hint(module: &Path) -> String {
+    let softhsm = module
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().to_ascii_lowercase().contains("softhsm"));
+    if softhsm && std::env::var_os("SOFTHSM2_CONF").is_none_or(|v| v.is_empty()) {
+        "; SOFTHSM2_CONF is not set, so SoftHSM2 reads its system-wide configuration and token \
+         directory: set SOFTHSM2_CONF to the softhsm2.conf of the token directory that holds this token"
+            .into()
+    } else {
+        String::new()
     }
 }
 
