@@ -210,7 +210,12 @@ impl Store {
             return Ok(State::default());
         }
         let text = hsm_core::fs::read_bounded_string("read issued-identity state", &path, hsm_core::fs::CONFIG_MAX)?;
-        toml::from_str(&text).map_err(|e| Error::parse(format!("issued-identity state {}", path.display()), e))
+        toml::from_str(&text).map_err(|e| {
+            Error::parse(
+                format!("issued-identity state {}", path.display()),
+                hsm_core::redact::toml_error(&text, &e),
+            )
+        })
     }
 
     fn save(&self, state: &State) -> Result<()> {
