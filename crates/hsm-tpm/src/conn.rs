@@ -270,20 +270,24 @@ impl TpmConn {
             conn.set_command_timeout(t);
         }
         let command_timeout = conn.command_timeout();
-        if !fresh && (auth.owner.is_some() || auth.endorsement.is_some()) {
-            *conn
-                .shared
-                .auth
-                .lock()
-                .map_err(|_| Error::Internal("TPM auth poisoned".into()))? = auth.clone();
-            conn.run(command_timeout, move |slot, _| match slot.as_mut() {
-                Some(s) => apply_auth(&mut s.ctx, &auth),
-                None => Ok(()),
-            })
-            .map_err(|e| connect_error(e, tcti))??;
+        if !fresh {
+            // Connected already (or being connected by its first opener, queued ahead of any
+            // operation of ours): only new hierarchy authorization is applied.
+            if auth.owner.is_some() || auth.endorsement.is_some() {
+                *conn
+                    .shared
+                    .auth
+                    .lock()
+                    .map_err(|_| Error::Internal("TPM auth poisoned".into()))? = auth.clone();
+                conn.run(command_timeout, move |slot, _| match slot.as_mut() {
+                    Some(s) => apply_auth(&mut s.ctx, &auth),
+                    None => Ok(()),
+                })??;
+            }
+            return Ok(conn);
         }
-        // Open the context (unless an earlier opener did) and wait for a first answer (a
-        // simulator or resource manager that accepts connections and never answers blocks here).
+        // Open the context and wait for a first answer (a simulator or resource manager that
+        // accepts connections and never answers blocks here).
         conn.run(command_timeout, |slot, shared| {
             if slot.is_none() {
                 *slot = Some(open(shared)?);
