@@ -136,13 +136,11 @@ impl EmulatorConfig {
 }
 
 fn parse(text: &str, base_dir: &Path, source: &str) -> Result<EmulatorConfig, Error> {
-    let table: Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| {
-            // Issue 21 (item 6): the parser's message quotes the line, a key included.
-            let e = hsm_core::redact::toml_error(text, &e);
-            Error::config(source, "(document)", format!("not valid TOML: {e}"))
-        })?;
+    let table: Table = text.parse().map_err(|e: toml::de::Error| {
+        // Issue 21 (item 6): the parser's message quotes the line, a key included.
+        let e = hsm_core::redact::toml_error(text, &e);
+        Error::config(source, "(document)", format!("not valid TOML: {e}"))
+    })?;
     for key in table.keys() {
         if !TOP_KEYS.contains(&key.as_str()) {
             return Err(Error::config(
@@ -376,9 +374,7 @@ impl ServiceSettings {
 
     /// Parse the settings from TOML text; `state_dir` is relative to `base_dir`.
     pub fn from_toml(text: &str, base_dir: &Path, source: &str) -> Result<Self, Error> {
-        let table: Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| {
+        let table: Table = text.parse().map_err(|e: toml::de::Error| {
             // Issue 21 (item 6): the parser's message quotes the line, a key included.
             let e = hsm_core::redact::toml_error(text, &e);
             Error::config(source, "(document)", format!("not valid TOML: {e}"))

@@ -203,7 +203,9 @@ fn a_syntax_error_does_not_print_the_key() {
         stderr.contains("broken.toml") && stderr.contains("line 5") && stderr.contains("primary_key = <hidden>"),
         "{stderr}"
     );
-    let e = dps_emulator::EmulatorConfig::from_toml(&text, dir.path()).unwrap_err().to_string();
+    let e = dps_emulator::EmulatorConfig::from_toml(&text, dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(!e.contains(secret) && e.contains("primary_key = <hidden>"), "{e}");
     let e = dps_emulator::ServiceSettings::from_toml(&text, dir.path(), "s.toml")
         .err()

@@ -66,6 +66,9 @@ fn a_syntax_error_shows_no_secret_in_the_last_error_or_the_log() {
     assert!(!stdout.contains(SECRET), "{stdout}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 2, "{stderr}");
-    assert!(errors.iter().all(|l| l.contains("symmetric_key = <hidden>")), "{stderr}");
+    assert!(
+        errors.iter().all(|l| l.contains("symmetric_key = <hidden>")),
+        "{stderr}"
+    );
     assert!(!stderr.contains(SECRET), "{stderr}");
 }

@@ -240,9 +240,14 @@ mod tests {
     fn no_configuration_error_shows_a_secret() {
         let secret = "c2VjcmV0LWtleS1mb3ItdGVzdHM=";
         let text = format!("[symmetric_key]\nbackend = \"file\"\nsymmetric_key = \"{secret}\n");
-        let e = Config::from_toml(&text, "c.toml", Path::new("")).unwrap_err().to_string();
+        let e = Config::from_toml(&text, "c.toml", Path::new(""))
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains(secret), "{e}");
-        assert!(e.contains("c.toml") && e.contains("line 3") && e.contains("symmetric_key = <hidden>"), "{e}");
+        assert!(
+            e.contains("c.toml") && e.contains("line 3") && e.contains("symmetric_key = <hidden>"),
+            "{e}"
+        );
 
         #[derive(serde::Deserialize, Debug)]
         #[allow(dead_code)]
@@ -256,7 +261,10 @@ mod tests {
         )
         .unwrap();
         let e = c.section("x509").unwrap().parse::<Pin>().unwrap_err().to_string();
-        assert!(!e.contains(secret) && e.contains("invalid type: string <hidden>"), "{e}");
+        assert!(
+            !e.contains(secret) && e.contains("invalid type: string <hidden>"),
+            "{e}"
+        );
     }
 
     #[test]

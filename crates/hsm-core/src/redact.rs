@@ -118,7 +118,10 @@ mod tests {
         assert_eq!(line(&format!("\"{SECRET}\"")), "<hidden>");
         assert_eq!(line(&format!("# {SECRET}")), "<hidden>");
         assert_eq!(line(&format!("\"quoted key\" = \"{SECRET}\"")), "<hidden>");
-        assert_eq!(line(&format!("tpm.owner_auth = {SECRET}=")), "tpm.owner_auth = <hidden>");
+        assert_eq!(
+            line(&format!("tpm.owner_auth = {SECRET}=")),
+            "tpm.owner_auth = <hidden>"
+        );
         assert_eq!(line(""), "");
         let e = syntax(&format!("[x509]\n{SECRET}\n"));
         assert!(!e.contains(SECRET) && e.contains("line 2"), "{e}");
@@ -141,9 +144,18 @@ mod tests {
             message("invalid value: integer `1234`, expected a string for pin"),
             "invalid value: integer <hidden>, expected a string for pin"
         );
-        assert_eq!(message("invalid type: sequence, expected a string"), "invalid type: sequence, expected a string");
-        assert_eq!(message("invalid value: 4711, expected x"), "invalid value: <hidden>, expected x");
-        assert_eq!(message("unknown field `pth`, expected `path`"), "unknown field `pth`, expected `path`");
+        assert_eq!(
+            message("invalid type: sequence, expected a string"),
+            "invalid type: sequence, expected a string"
+        );
+        assert_eq!(
+            message("invalid value: 4711, expected x"),
+            "invalid value: <hidden>, expected x"
+        );
+        assert_eq!(
+            message("unknown field `pth`, expected `path`"),
+            "unknown field `pth`, expected `path`"
+        );
         let two = message("invalid type: string \"a\", then invalid value: string \"b\"");
         assert!(!two.contains("\"a\"") && !two.contains("\"b\""), "{two}");
     }

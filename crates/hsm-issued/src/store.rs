@@ -442,7 +442,10 @@ impl Store {
                 Ok((retired, chain, signer))
             }
             Err(e) => {
-                tracing::warn!(generation = retired.generation, "the previous issued identity is not usable either: {e}");
+                tracing::warn!(
+                    generation = retired.generation,
+                    "the previous issued identity is not usable either: {e}"
+                );
                 Err(broken)
             }
         }

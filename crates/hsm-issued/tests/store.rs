@@ -387,7 +387,11 @@ fn a_corrupted_current_chain_falls_back_to_the_previous_generation() {
 
     // Without a previous generation a corrupted chain is an error naming the file.
     let first_path = dir.path().join(first.chain.as_ref().unwrap());
-    std::fs::write(&first_path, "-----BEGIN CERTIFICATE-----\n####\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &first_path,
+        "-----BEGIN CERTIFICATE-----\n####\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let e = store.current().err().unwrap().to_string();
     assert!(e.contains(first.chain.as_ref().unwrap()), "{e}");
 }

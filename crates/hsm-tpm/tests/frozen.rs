@@ -61,7 +61,12 @@ fn a_tpm_frozen_while_connecting_fails_in_its_timeout_and_blocks_no_other_tpm() 
     let t0 = Instant::now();
     let conn = TpmConn::connect(&healthy.tcti(), HierarchyAuth::default(), Duration::from_secs(5)).unwrap();
     let healthy_took = t0.elapsed();
-    assert_eq!(conn.with_context(|ctx| ctx.get_random(8).map(|r| r.len())).unwrap().unwrap(), 8);
+    assert_eq!(
+        conn.with_context(|ctx| ctx.get_random(8).map(|r| r.len()))
+            .unwrap()
+            .unwrap(),
+        8
+    );
 
     let (e, frozen_took) = frozen_open.join().unwrap();
     let e = e.expect("opening a TPM that never answers fails");

@@ -31,7 +31,9 @@ fn emulator_and_device() -> (Emulator, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("device.toml"),
-        format!("[symmetric_key]\nbackend = \"file\"\nregistration_id = \"device-sym\"\nsymmetric_key = \"{DEVICE_KEY}\"\n"),
+        format!(
+            "[symmetric_key]\nbackend = \"file\"\nregistration_id = \"device-sym\"\nsymmetric_key = \"{DEVICE_KEY}\"\n"
+        ),
     )
     .unwrap();
     std::fs::write(dir.path().join("server-ca.pem"), emulator.server_ca_pem()).unwrap();
@@ -40,7 +42,14 @@ fn emulator_and_device() -> (Emulator, tempfile::TempDir) {
 
 fn provision(dir: &std::path::Path, endpoint: &str, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-        .args(["provision", "--id-scope", SCOPE, "--global-endpoint", endpoint, "--config"])
+        .args([
+            "provision",
+            "--id-scope",
+            SCOPE,
+            "--global-endpoint",
+            endpoint,
+            "--config",
+        ])
         .arg(dir.join("device.toml"))
         .args(extra)
         .output()
@@ -52,7 +61,10 @@ fn an_untrusted_server_ca_says_to_pass_trusted_ca() {
     let (emulator, dir) = emulator_and_device();
     let e = stderr(&provision(dir.path(), &emulator.global_endpoint(), &[]));
     assert!(e.contains("UnknownIssuer"), "{e}");
-    assert!(e.contains("a CA this client does not trust") && e.contains("--trusted-ca"), "{e}");
+    assert!(
+        e.contains("a CA this client does not trust") && e.contains("--trusted-ca"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -91,7 +103,10 @@ fn no_softhsm_token_without_softhsm2_conf_names_the_variable() {
         stderr(&c.output().unwrap())
     };
     let e = list(None);
-    assert!(e.contains("no token matches") && e.contains("SOFTHSM2_CONF is not set"), "{e}");
+    assert!(
+        e.contains("no token matches") && e.contains("SOFTHSM2_CONF is not set"),
+        "{e}"
+    );
     // With SOFTHSM2_CONF set (a configuration of its own, with no such token) there is no such hint.
     let hsm = hsm_pkcs11::testing::SoftHsm::create().unwrap();
     let e = list(Some(hsm.conf()));

@@ -142,13 +142,24 @@ fn a_syntax_error_in_the_configuration_does_not_print_the_key() {
     .unwrap();
     let path = config.to_str().unwrap();
     for out in [
-        hsmctl(&["--log", "trace", "provision", "--config", path, "--id-scope", "0ne"], &[], None),
-        hsmctl(&["--log", "trace", "provision", "--id-scope", "0ne"], &[("HSM_ABI_CONFIG", path)], None),
+        hsmctl(
+            &["--log", "trace", "provision", "--config", path, "--id-scope", "0ne"],
+            &[],
+            None,
+        ),
+        hsmctl(
+            &["--log", "trace", "provision", "--id-scope", "0ne"],
+            &[("HSM_ABI_CONFIG", path)],
+            None,
+        ),
         hsmctl(&["sas", "dps", "--id-scope", "0ne", "--config", path], &[], None),
     ] {
         assert!(!out.status.success());
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        assert!(!stdout.contains(GROUP_KEY) && !stderr.contains(GROUP_KEY), "{stdout}{stderr}");
+        assert!(
+            !stdout.contains(GROUP_KEY) && !stderr.contains(GROUP_KEY),
+            "{stdout}{stderr}"
+        );
         assert!(
             stderr.contains("device.toml") && stderr.contains("line 4") && stderr.contains("symmetric_key = <hidden>"),
             "{stderr}"
