@@ -134,6 +134,40 @@ mod tests {
         assert!(e.contains("`pin = <hidden>`"), "{e}");
     }
 
+    /// The property of the fuzz target `config_redaction`, over hand-picked surroundings of a
+    /// secret line: no error of the library's configuration shows the secret.
+    #[test]
+    fn no_surrounding_text_brings_the_secret_into_an_error() {
+        let before = [
+            "",
+            "[x509]",
+            "[x509",
+            "[[x]]",
+            "a = \"\"\"",
+            "a = '''",
+            "a = [",
+            "a = {",
+            "a = \"",
+            "\"k",
+            "k.",
+            "# c",
+            "[symmetric_key]\nbackend = \"file\"",
+            "a = 1\na = 2",
+        ];
+        let after = [
+            "", "\"", "\"\n", "\" x", "\"\"\"", "\\", "\\u12", "\n[x509", "\"\n\"", "\u{7}", "é", "\"]", "\"}",
+        ];
+        for b in before {
+            for a in after {
+                let doc = format!("{b}\nsymmetric_key = \"{SECRET}{a}");
+                if let Err(e) = crate::config::Config::from_toml(&doc, "f.toml", std::path::Path::new("")) {
+                    let e = e.to_string();
+                    assert!(!e.contains(SECRET), "{doc:?}: {e}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_deserializer_message_keeps_the_kind_and_hides_the_value() {
         assert_eq!(
