@@ -10,7 +10,9 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
+# shellcheck source=lib/cargo.sh
+source "$root/scripts/lib/cargo.sh"
+target_dir="$(cargo_target_dir)" || exit 1
 lib="$target_dir/debug/libhsm_abi.a"
 src="$root/tests/c/tlsio"
 inc="$root/include"
@@ -375,7 +377,7 @@ run peer_reset_after_open misbehaving_peer reset --send "$tmp/hello.txt" --expec
 # ---- a key in a TPM (swtpm): libhsm_abi built with its `tpm` feature in target/c-tpm ----
 tpm_case() {
     set -e
-    local tpm_target="$root/target/c-tpm"
+    local tpm_target="$target_dir/c-tpm"
     (cd "$root" && CARGO_TARGET_DIR="$tpm_target" cargo build -p hsm-abi --features tpm && cargo build -p hsmctl)
     local tpm_native
     tpm_native="$(cd "$root" && CARGO_TARGET_DIR="$tpm_target" cargo rustc -p hsm-abi --features tpm --lib \
@@ -390,7 +392,7 @@ tpm_case() {
         sleep 0.1
     done
     export TSS2_LOG=all+NONE
-    "$root/target/debug/hsmctl" tpm keygen --tcti "swtpm:host=127.0.0.1,port=$tpm_port" --handle 0x81000200 \
+    "$target_dir/debug/hsmctl" tpm keygen --tcti "swtpm:host=127.0.0.1,port=$tpm_port" --handle 0x81000200 \
         >"$tmp/tpm-keygen.out"
     local token
     token="$(sed -n 's/^token: //p' "$tmp/tpm-keygen.out")"

@@ -10,9 +10,12 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tpm_target="$root/target/c-tpm"
+# shellcheck source=lib/cargo.sh
+source "$root/scripts/lib/cargo.sh"
+target_dir="$(cargo_target_dir)" || exit 1
+tpm_target="$target_dir/c-tpm"
 lib="$tpm_target/debug/libhsm_abi.a"
-bin="${CARGO_TARGET_DIR:-$root/target}/debug"
+bin="$target_dir/debug"
 src="$root/tests/c"
 inc="$root/include"
 scope="0ne00000C7P"
@@ -56,7 +59,7 @@ need() {
 }
 
 # ---- build ----
-echo "c-tests-tpm: building hsm-abi (feature tpm) in target/c-tpm, hsmctl and dps-emulator"
+echo "c-tests-tpm: building hsm-abi (feature tpm) in $tpm_target, hsmctl and dps-emulator"
 (cd "$root" && CARGO_TARGET_DIR="$tpm_target" cargo build -p hsm-abi --features tpm) || exit 1
 (cd "$root" && cargo build -p hsmctl -p dps-emulator) || exit 1
 native_libs="$(cd "$root" && CARGO_TARGET_DIR="$tpm_target" cargo rustc -p hsm-abi --features tpm --lib \

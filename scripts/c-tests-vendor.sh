@@ -11,7 +11,9 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
+# shellcheck source=lib/cargo.sh
+source "$root/scripts/lib/cargo.sh"
+target_dir="$(cargo_target_dir)" || exit 1
 lib="$target_dir/debug/libhsm_abi.a"
 src="$root/tests/c"
 example="$root/examples/vendor-ecdsa"

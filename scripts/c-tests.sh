@@ -7,7 +7,9 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
+# shellcheck source=lib/cargo.sh
+source "$root/scripts/lib/cargo.sh"
+target_dir="$(cargo_target_dir)" || exit 1
 lib="$target_dir/debug/libhsm_abi.a"
 so="$target_dir/debug/libhsm_abi.so"
 src="$root/tests/c"
@@ -31,7 +33,7 @@ source "$root/scripts/lib/steps.sh"
 echo "c-tests: building hsm-abi and hsmctl"
 # hsmctl makes test keys; built on its own so its features do not change the library's.
 (cd "$root" && cargo build -p hsmctl && cargo build -p hsm-abi) || exit 1
-hsmctl="$root/target/debug/hsmctl"
+hsmctl="$target_dir/debug/hsmctl"
 # The link line for a Rust staticlib: ask rustc (this also rebuilds only the staticlib).
 native_libs="$(cd "$root" && cargo rustc -p hsm-abi --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
     | sed -n 's/.*native-static-libs: //p' | tail -n 1)"

@@ -9,7 +9,9 @@ root=$(pwd)
 bash scripts/setup.sh
 echo "== building hsmctl and dps-emulator"
 cargo build --quiet --locked -p hsmctl -p dps-emulator --all-features
-bin="$root/target/debug"
+# shellcheck source=lib/cargo.sh
+source "$root/scripts/lib/cargo.sh"
+bin="$(cargo_target_dir)/debug"
 
 work=$(mktemp -d -t hsm-abi-demo.XXXXXX)
 emu_pid=""

@@ -7,7 +7,9 @@ set -euo pipefail
 CBINDGEN_VERSION=0.29.4
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 crate="$root/crates/hsm-abi"
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
+# shellcheck source=lib/cargo.sh
+source "$root/scripts/lib/cargo.sh"
+target_dir="$(cargo_target_dir)"
 tools="$target_dir/tools"
 
 check=0

@@ -54,7 +54,9 @@ natives="$(cd "$root" && cargo rustc "${cargo_args[@]}" --crate-type staticlib -
     sed -n 's/.*native-static-libs: //p' | tail -n 1)"
 [ -n "$natives" ] || { echo "install-c: rustc printed no native-static-libs" >&2; exit 1; }
 
-target_dir="${CARGO_TARGET_DIR:-$root/target}/$profile"
+# shellcheck source=lib/cargo.sh
+source "$root/scripts/lib/cargo.sh"
+target_dir="$(cargo_target_dir)/$profile"
 for f in libhsm_abi.a libhsm_abi.so; do
     [ -f "$target_dir/$f" ] || { echo "install-c: $target_dir/$f was not built" >&2; exit 1; }
 done

@@ -20,7 +20,9 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
+# shellcheck source=lib/cargo.sh
+source "$root/scripts/lib/cargo.sh"
+target_dir="$(cargo_target_dir)" || exit 1
 bench_runs=0
 case "${1:-}" in
     --bench) bench_runs="${2:?--bench needs a count}" ;;

@@ -1,66 +1,98 @@
 #!/usr/bin/env bash
 # The whole test suite: set-up, formatting, lints, header drift, Rust tests, fuzzing (short), C tests
 # under valgrind, the interoperability suite with the real Azure IoT C SDK, and the official Node.js and
-# Python SDKs against the emulator.
+# Python SDKs against the emulator. At the end, the wall time of each stage, then the totals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/cargo.sh
+source scripts/lib/cargo.sh
 
-bash scripts/setup.sh
+stage_names=()
+stage_seconds=()
+# stage NAME CMD...: run CMD as one stage (a heading, its wall time kept for the table at the end);
+# returns CMD's status, so a failing stage stops the suite as before (set -e).
+stage() {
+    local name="$1" start rc=0
+    shift
+    printf '\n== %s\n' "$name"
+    start=$EPOCHREALTIME
+    "$@" || rc=$?
+    stage_names+=("$name")
+    stage_seconds+=("$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')")
+    return "$rc"
+}
+# The table of stage times (also when a stage stopped the suite).
+stage_times() {
+    [ "${#stage_names[@]}" -gt 0 ] || return 0
+    echo
+    printf '%-70s %9s\n' "stage" "seconds"
+    local i
+    for i in "${!stage_names[@]}"; do
+        printf '%-70s %9s\n' "${stage_names[$i]}" "${stage_seconds[$i]}"
+    done
+    printf '%-70s %9s\n' "all stages" "$(printf '%s\n' "${stage_seconds[@]}" | awk '{ s += $1 } END { printf "%.1f", s }')"
+}
+trap 'rc=$?; [ "$rc" -eq 0 ] || stage_times' EXIT
 
-step() { printf '\n== %s\n' "$*"; }
+stage "set-up (scripts/setup.sh)" bash scripts/setup.sh
+target_dir="$(cargo_target_dir)"
+mkdir -p "$target_dir"
 
-step "cargo fmt --check"
-cargo fmt --all -- --check
+stage "cargo fmt --check" cargo fmt --all -- --check
+stage "cargo clippy (warnings denied)" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+stage "generated headers are up to date" bash scripts/gen-headers.sh --check
+stage "scripts build where cargo builds (no target/ written out)" bash scripts/check-target-dir.sh
 
-step "cargo clippy (warnings denied)"
-cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
-
-step "generated headers are up to date"
-bash scripts/gen-headers.sh --check
-
-step "Rust tests"
-cargo test --workspace --all-features --locked --no-fail-fast 2>&1 | tee target/rust-tests.log || true
-read -r rust_passed rust_failed < <(grep -E '^test result:' target/rust-tests.log | awk '
+rust_tests() {
+    cargo test --workspace --all-features --locked --no-fail-fast 2>&1 | tee "$target_dir/rust-tests.log" || true
+}
+stage "Rust tests" rust_tests
+read -r rust_passed rust_failed < <(grep -E '^test result:' "$target_dir/rust-tests.log" | awk '
     { p += $4; f += $6 } END { print p + 0, f + 0 }')
-if ! grep -q '^test result:' target/rust-tests.log || grep -qE '^error(\[|:)' target/rust-tests.log; then
+if ! grep -q '^test result:' "$target_dir/rust-tests.log" || grep -qE '^error(\[|:)' "$target_dir/rust-tests.log"; then
     rust_failed=$((rust_failed + 1))
     echo "rust: a test binary did not build or run (see above)"
 fi
 echo "rust: $rust_passed passed, $rust_failed failed"
 
-step "fuzzing (corpus replay and a few seconds per target; a crash fails the suite)"
-bash scripts/fuzz.sh --quick
+stage "fuzzing (corpus replay and a few seconds per target; a crash fails the suite)" bash scripts/fuzz.sh --quick
 
-step "C tests (valgrind)"
-bash scripts/c-tests.sh 2>&1 | tee target/c-tests.log || true
-read -r c_passed c_failed < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' target/c-tests.log | tail -n 1)
+c_tests() {
+    bash scripts/c-tests.sh 2>&1 | tee "$target_dir/c-tests.log" || true
+}
+stage "C tests (valgrind)" c_tests
+read -r c_passed c_failed < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$target_dir/c-tests.log" | tail -n 1)
 [ -n "${c_passed:-}" ] || { c_passed=0; c_failed=1; echo "C tests: no summary line (the script stopped early)"; }
 
-step "the real Azure IoT C SDK with libhsm_abi (scripts/sdk-interop.sh)"
-bash scripts/sdk-interop.sh 2>&1 | tee target/sdk-interop.log || true
-read -r i_passed i_failed < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' target/sdk-interop.log | tail -n 1)
+sdk_interop() {
+    bash scripts/sdk-interop.sh 2>&1 | tee "$target_dir/sdk-interop.log" || true
+}
+stage "the real Azure IoT C SDK with libhsm_abi (scripts/sdk-interop.sh)" sdk_interop
+read -r i_passed i_failed < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$target_dir/sdk-interop.log" | tail -n 1)
 if [ -z "${i_passed:-}" ]; then
     # No SDK source (a clone without ../shared): said loudly above; a failure only in CI.
     i_passed=0
     i_failed=0
-    if [ -n "${CI:-}" ] || ! grep -q 'NO AZURE IOT C SDK SOURCE' target/sdk-interop.log; then i_failed=1; fi
+    if [ -n "${CI:-}" ] || ! grep -q 'NO AZURE IOT C SDK SOURCE' "$target_dir/sdk-interop.log"; then i_failed=1; fi
 fi
 
-# ---- stage: the official SDKs (scripts/official-sdks.sh) ----
-step "the official Azure IoT Node.js and Python SDKs against the emulator (scripts/official-sdks.sh)"
-bash scripts/official-sdks.sh 2>&1 | tee target/official-sdks.log || true
-read -r o_passed o_failed < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' target/official-sdks.log | tail -n 1)
+official_sdks() {
+    bash scripts/official-sdks.sh 2>&1 | tee "$target_dir/official-sdks.log" || true
+}
+stage "the official Azure IoT Node.js and Python SDKs against the emulator (scripts/official-sdks.sh)" official_sdks
+read -r o_passed o_failed < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$target_dir/official-sdks.log" | tail -n 1)
 if [ -z "${o_passed:-}" ]; then
     # No registry (said loudly above): skipped outside CI, a failure in CI or for any other reason.
     o_passed=0
     o_failed=0
-    if [ -n "${CI:-}" ] || ! grep -q 'THE OFFICIAL SDKS COULD NOT BE INSTALLED' target/official-sdks.log; then o_failed=1; fi
+    if [ -n "${CI:-}" ] || ! grep -q 'THE OFFICIAL SDKS COULD NOT BE INSTALLED' "$target_dir/official-sdks.log"; then o_failed=1; fi
 fi
-# ---- end of stage: the official SDKs ----
 
 passed=$((rust_passed + c_passed + i_passed + o_passed))
 failed=$((rust_failed + c_failed + i_failed + o_failed))
+stage_times
 echo
 echo "rust: $rust_passed passed, $rust_failed failed; C: $c_passed passed, $c_failed failed; SDK interop: $i_passed passed, $i_failed failed; official SDKs: $o_passed passed, $o_failed failed"
 echo "total: $passed passed, $failed failed"
+trap - EXIT
 [ "$failed" -eq 0 ]

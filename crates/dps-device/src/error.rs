@@ -16,10 +16,10 @@ pub enum Error {
     #[error("device identity: {0}")]
     Identity(#[from] hsm_core::Error),
     /// The connection could not be made or broke (DNS, TCP, closed mid-operation).
-    #[error("{transport}: {message}")]
+    #[error("{transport}: {message}{}", transport_hint(.message))]
     Transport { transport: Transport, message: String },
     /// The TLS handshake failed (server not trusted, client certificate refused, ...).
-    #[error("{transport}: TLS: {message}")]
+    #[error("{transport}: TLS: {message}{}", tls_hint(.message))]
     Tls { transport: Transport, message: String },
     /// The MQTT server refused the connection (CONNACK return code).
     #[error("{transport}: the server refused the connection: {reason} (CONNACK {code})")]
@@ -89,6 +89,29 @@ impl std::error::Error for ServiceError {}
 
 fn opt<T: fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "none".to_string(), T::to_string)
+}
+
+// Hints naming the likely cause of the failures a new user runs into first (issue 21, item 10).
+
+/// rustls's `invalid peer certificate: UnknownIssuer`: the server's CA is not among the roots.
+fn tls_hint(message: &str) -> &'static str {
+    if message.contains("UnknownIssuer") {
+        " (the server's certificate is issued by a CA this client does not trust: pass the server's CA \
+         certificate as a trusted root, with hsmctl --trusted-ca FILE)"
+    } else {
+        ""
+    }
+}
+
+/// rumqttc's `Expected ConnAck packet, received: ...`: the server answered the MQTT CONNECT
+/// with something else, typically an HTTPS server's `HTTP/1.1 400` read as an MQTT packet.
+fn transport_hint(message: &str) -> &'static str {
+    if message.starts_with("Expected ConnAck packet") {
+        " (this port does not speak MQTT: is it an HTTPS port? DPS takes MQTT on 8883, HTTPS and MQTT \
+         over WebSockets on 443)"
+    } else {
+        ""
+    }
 }
 
 /// Longest server text kept in an error.

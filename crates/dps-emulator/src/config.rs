@@ -136,9 +136,11 @@ impl EmulatorConfig {
 }
 
 fn parse(text: &str, base_dir: &Path, source: &str) -> Result<EmulatorConfig, Error> {
-    let table: Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| Error::config(source, "(document)", format!("not valid TOML: {e}")))?;
+    let table: Table = text.parse().map_err(|e: toml::de::Error| {
+        // Issue 21 (item 6): the parser's message quotes the line, a key included.
+        let e = hsm_core::redact::toml_error(text, &e);
+        Error::config(source, "(document)", format!("not valid TOML: {e}"))
+    })?;
     for key in table.keys() {
         if !TOP_KEYS.contains(&key.as_str()) {
             return Err(Error::config(
@@ -372,9 +374,11 @@ impl ServiceSettings {
 
     /// Parse the settings from TOML text; `state_dir` is relative to `base_dir`.
     pub fn from_toml(text: &str, base_dir: &Path, source: &str) -> Result<Self, Error> {
-        let table: Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| Error::config(source, "(document)", format!("not valid TOML: {e}")))?;
+        let table: Table = text.parse().map_err(|e: toml::de::Error| {
+            // Issue 21 (item 6): the parser's message quotes the line, a key included.
+            let e = hsm_core::redact::toml_error(text, &e);
+            Error::config(source, "(document)", format!("not valid TOML: {e}"))
+        })?;
         let state_dir = optional_str(&table, source, "", "state_dir")?.map(|d| base_dir.join(d));
         let mut policies: Vec<crate::ServicePolicy> = Vec::new();
         let items = match table.get("service_policy") {

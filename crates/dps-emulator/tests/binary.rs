@@ -178,6 +178,42 @@ fn bad_configuration_exits_1_naming_file_and_key() {
     assert!(stderr.contains("broken.toml: port: unknown key"), "{stderr}");
 }
 
+/// Issue 21, item 6: a TOML syntax error names the line and the key, never the value (an
+/// enrollment's or a service policy's key), in the emulator's output; the same through the
+/// library for both of its parsers.
+#[test]
+fn a_syntax_error_does_not_print_the_key() {
+    let secret = "c2VjcmV0LXBvbGljeS1rZXktZm9yLXRlc3Rz";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broken.toml");
+    let text = format!(
+        "id_scope = \"s\"\n[[service_policy]]\nname = \"p\"\nrights = [\"service\"]\nprimary_key = \"{secret}\n"
+    );
+    std::fs::write(&config, &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dps-emulator"))
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(secret), "{stderr}");
+    assert!(
+        stderr.contains("broken.toml") && stderr.contains("line 5") && stderr.contains("primary_key = <hidden>"),
+        "{stderr}"
+    );
+    let e = dps_emulator::EmulatorConfig::from_toml(&text, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains(secret) && e.contains("primary_key = <hidden>"), "{e}");
+    let e = dps_emulator::ServiceSettings::from_toml(&text, dir.path(), "s.toml")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(!e.contains(secret) && e.contains("primary_key = <hidden>"), "{e}");
+}
+
 #[test]
 fn help_documents_the_stop_signals() {
     let out = Command::new(env!("CARGO_BIN_EXE_dps-emulator"))

@@ -61,7 +61,7 @@ impl Config {
     /// Parse TOML text; `source` names it in errors, `base_dir` anchors relative paths.
     pub fn from_toml(text: &str, source: &str, base_dir: &Path) -> Result<Self> {
         let table: toml::Table =
-            toml::from_str(text).map_err(|e| Error::config(source, "(syntax)", e.to_string().trim_end()))?;
+            toml::from_str(text).map_err(|e| Error::config(source, "(syntax)", crate::redact::toml_error(text, &e)))?;
         for key in table.keys() {
             if !SECTIONS.contains(&key.as_str()) {
                 return Err(Error::config(
@@ -154,7 +154,11 @@ impl Section {
             Error::config(
                 &self.source,
                 self.name,
-                format!("backend \"{}\": {}", self.backend, e.to_string().trim_end()),
+                format!(
+                    "backend \"{}\": {}",
+                    self.backend,
+                    crate::redact::message(e.to_string().trim_end())
+                ),
             )
         })
     }
@@ -229,6 +233,38 @@ mod tests {
                 .to_string();
             assert!(e.contains("c.toml") && e.contains("empty or incomplete"), "{e}");
         }
+    }
+
+    /// Issue 21, item 6: neither a syntax error nor a value of the wrong type shows the value.
+    #[test]
+    fn no_configuration_error_shows_a_secret() {
+        let secret = "c2VjcmV0LWtleS1mb3ItdGVzdHM=";
+        let text = format!("[symmetric_key]\nbackend = \"file\"\nsymmetric_key = \"{secret}\n");
+        let e = Config::from_toml(&text, "c.toml", Path::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains(secret), "{e}");
+        assert!(
+            e.contains("c.toml") && e.contains("line 3") && e.contains("symmetric_key = <hidden>"),
+            "{e}"
+        );
+
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Pin {
+            pin: u32,
+        }
+        let c = Config::from_toml(
+            &format!("[x509]\nbackend = \"pkcs11\"\npin = \"{secret}\"\n"),
+            "c.toml",
+            Path::new(""),
+        )
+        .unwrap();
+        let e = c.section("x509").unwrap().parse::<Pin>().unwrap_err().to_string();
+        assert!(
+            !e.contains(secret) && e.contains("invalid type: string <hidden>"),
+            "{e}"
+        );
     }
 
     #[test]

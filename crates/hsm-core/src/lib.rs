@@ -16,6 +16,7 @@ pub mod file;
 pub mod fs;
 pub mod pct;
 pub mod pem;
+pub mod redact;
 pub mod sas;
 mod scheme;
 pub mod token;

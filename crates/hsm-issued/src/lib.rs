@@ -49,7 +49,7 @@ type Loaded = (Generation, Vec<CertificateDer<'static>>, Arc<dyn SigningKey>);
 /// The x509 identity of an issued-identity store: always its current generation.
 pub struct IssuedX509 {
     store: Store,
-    loaded: Mutex<Option<Loaded>>,
+    loaded: Mutex<Option<(Generation, Loaded)>>,
 }
 
 /// The store an `[x509] backend = "issued"` section names (nothing need be issued yet).
@@ -84,13 +84,17 @@ impl IssuedX509 {
             .loaded
             .lock()
             .map_err(|_| hsm_core::Error::Internal("issued identity lock poisoned".into()))?;
-        if let (Some(cached), Some(current)) = (slot.as_ref(), state.current.as_ref()) {
-            if &cached.0 == current {
+        // Keyed by the state's current generation: a fallback to the retired one
+        // ([`Store::current`]) is loaded, and warned about, once.
+        if let (Some((named, cached)), Some(current)) = (slot.as_ref(), state.current.as_ref()) {
+            if named == current {
                 return Ok(cached.clone());
             }
         }
         let loaded = self.store.current()?;
-        *slot = Some(loaded.clone());
+        if let Some(current) = state.current {
+            *slot = Some((current, loaded.clone()));
+        }
         Ok(loaded)
     }
 }

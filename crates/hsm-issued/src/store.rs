@@ -210,7 +210,12 @@ impl Store {
             return Ok(State::default());
         }
         let text = hsm_core::fs::read_bounded_string("read issued-identity state", &path, hsm_core::fs::CONFIG_MAX)?;
-        toml::from_str(&text).map_err(|e| Error::parse(format!("issued-identity state {}", path.display()), e))
+        toml::from_str(&text).map_err(|e| {
+            Error::parse(
+                format!("issued-identity state {}", path.display()),
+                hsm_core::redact::toml_error(&text, &e),
+            )
+        })
     }
 
     fn save(&self, state: &State) -> Result<()> {
@@ -317,6 +322,23 @@ impl Store {
         if state.current.is_none() {
             return Err(Error::NotConfigured("no certificate has been issued yet".into()));
         }
+        // The current chain is unusable and the retired identity was served instead
+        // ([`Store::current`]): that one was used and works: it becomes current again.
+        if let (Some(current), Some(retired)) = (state.current.clone(), state.retired.clone()) {
+            if self.open_current(&current).is_err() && self.open_retired(&retired).is_ok() {
+                tracing::warn!(
+                    "issued identity {}: generation {} is current again; the unusable generation {} is removed",
+                    self.dir.display(),
+                    retired.generation,
+                    current.generation
+                );
+                state.current = Some(retired);
+                state.retired = None;
+                self.save(&state)?;
+                self.remove_generation(&current)?;
+                return self.sweep(&state);
+            }
+        }
         if let Some(old) = state.retired.clone() {
             self.remove_generation(&old)?;
             crash_point("retired-removed");
@@ -389,17 +411,68 @@ impl Store {
         format!("{}.chain.pem", KeySource::name(&self.registration_id, generation))
     }
 
-    /// The current generation, its chain and its signer.
+    /// The current generation, its chain and its signer. When the current chain cannot be
+    /// read (a corrupted or missing file) and the retired generation, kept until the current
+    /// one is confirmed, is still valid, that one is served instead, with a warning; the next
+    /// [`Store::confirm`] makes it current again.
     pub fn current(&self) -> Result<(Generation, Vec<CertificateDer<'static>>, Arc<dyn SigningKey>)> {
-        let g = self.state()?.current.ok_or_else(|| {
+        let state = self.state()?;
+        let g = state.current.ok_or_else(|| {
             Error::NotConfigured(format!(
                 "no certificate has been issued into {} yet (hsmctl certificate request)",
                 self.dir.display()
             ))
         })?;
-        let chain = self.read_chain(&g)?;
+        let broken = match self.open_current(&g) {
+            Ok((chain, signer)) => return Ok((g, chain, signer)),
+            Err(e) => e,
+        };
+        let Some(retired) = state.retired else {
+            return Err(broken);
+        };
+        match self.open_retired(&retired) {
+            Ok((chain, signer)) => {
+                tracing::warn!(
+                    "issued identity {}: the current certificate chain (generation {}) is unusable: {broken}; \
+                     using the previous generation {}, still valid, until the next renewal",
+                    self.dir.display(),
+                    g.generation,
+                    retired.generation
+                );
+                Ok((retired, chain, signer))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    generation = retired.generation,
+                    "the previous issued identity is not usable either: {e}"
+                );
+                Err(broken)
+            }
+        }
+    }
+
+    /// The chain and the signer of the current generation, the leaf for the key.
+    fn open_current(&self, g: &Generation) -> Result<(Vec<CertificateDer<'static>>, Arc<dyn SigningKey>)> {
+        let chain = self.read_chain(g)?;
         let signer = crate::keys::open_signer(&g.key)?;
-        Ok((g, chain, signer))
+        let leaf = chain
+            .first()
+            .ok_or_else(|| Error::parse("issued certificate chain", "the chain is empty"))?;
+        if hsm_core::pem::public_key_spki(leaf)? != signer.public_key_spki()? {
+            return Err(Error::parse(
+                "issued certificate chain",
+                format!("the leaf of generation {} is for another key", g.generation),
+            ));
+        }
+        Ok((chain, signer))
+    }
+
+    /// The retired generation as a fallback: fully verified, valid now.
+    fn open_retired(&self, g: &Generation) -> Result<(Vec<CertificateDer<'static>>, Arc<dyn SigningKey>)> {
+        let chain = self.read_chain(g)?;
+        let signer = crate::keys::open_signer(&g.key)?;
+        verify_chain(&chain, signer.as_ref(), &self.registration_id)?;
+        Ok((chain, signer))
     }
 }
 

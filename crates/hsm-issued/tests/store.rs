@@ -310,3 +310,88 @@ fn killed_at_each_step_tpm() {
         names
     });
 }
+
+/// A log writer for [`warnings_of`].
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Run `f` with this thread's log captured; returns its result and the log.
+fn warnings_of<T>(f: impl FnOnce() -> T) -> (T, String) {
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let r = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    (r, text)
+}
+
+/// Issue 21, item 9: a corrupted current chain falls back to the previous generation (kept
+/// until the current one is confirmed) while that one is valid, with a warning; confirming
+/// then makes the previous one current again. Without a previous generation it stays an error.
+#[test]
+fn a_corrupted_current_chain_falls_back_to_the_previous_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "fallback-device", "file");
+    let ca = Ca::new("fallback");
+    let csr = store.begin().unwrap();
+    let chain1 = ca.issue(&csr);
+    let first = store.install(&chain1).unwrap();
+    store.confirm().unwrap();
+    let csr = store.begin().unwrap();
+    let second = store.install(&ca.issue(&csr)).unwrap();
+    assert_eq!(store.state().unwrap().retired.as_ref(), Some(&first));
+
+    // A disk error garbles the middle of the current chain file.
+    let path = dir.path().join(second.chain.as_ref().unwrap());
+    let mut pem = std::fs::read(&path).unwrap();
+    let middle = pem.len() / 2;
+    pem[middle..middle + 40].fill(b'#');
+    std::fs::write(&path, pem).unwrap();
+
+    let identity = IssuedX509::new(store.clone());
+    let ((served, warning), again) = (
+        warnings_of(|| identity.certificate_chain().unwrap()),
+        identity.certificate_chain().unwrap(),
+    );
+    assert_eq!(served, chain1, "the previous generation is served");
+    assert_eq!(again, chain1);
+    assert_signs_for(identity.signing_key().unwrap().as_ref(), &chain1[0]);
+    assert!(
+        warning.contains("WARN")
+            && warning.contains("the current certificate chain (generation 2) is unusable")
+            && warning.contains("using the previous generation 1"),
+        "{warning}"
+    );
+    assert_eq!(store.current().unwrap().0, first);
+
+    // The previous identity was used and works: confirming makes it current again.
+    store.confirm().unwrap();
+    let state = store.state().unwrap();
+    assert_eq!(state.current.as_ref(), Some(&first));
+    assert!(state.retired.is_none());
+    assert!(!path.exists(), "the unusable generation is removed");
+    assert_eq!(identity.certificate_chain().unwrap(), chain1);
+
+    // Without a previous generation a corrupted chain is an error naming the file.
+    let first_path = dir.path().join(first.chain.as_ref().unwrap());
+    std::fs::write(
+        &first_path,
+        "-----BEGIN CERTIFICATE-----\n####\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = store.current().err().unwrap().to_string();
+    assert!(e.contains(first.chain.as_ref().unwrap()), "{e}");
+}

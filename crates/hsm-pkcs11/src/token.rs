@@ -252,7 +252,10 @@ impl Token {
         }
         match found.len() {
             1 => Ok(found[0].0),
-            0 => Err(no_token("no slot and token with these attributes".into())),
+            0 => Err(no_token(format!(
+                "no slot and token with these attributes{}",
+                softhsm_hint(self.module.path())
+            ))),
             n => Err(Error::invalid(
                 "PKCS#11 URI",
                 format!(
@@ -597,12 +600,40 @@ impl Token {
     }
 }
 
+/// Why SoftHSM2 may show no token: without `SOFTHSM2_CONF` it reads its system-wide
+/// configuration and token directory, not the one the token was made in.
+fn softhsm_hint(module: &Path) -> String {
+    let softhsm = module
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().to_ascii_lowercase().contains("softhsm"));
+    if softhsm && std::env::var_os("SOFTHSM2_CONF").is_none_or(|v| v.is_empty()) {
+        "; SOFTHSM2_CONF is not set, so SoftHSM2 reads its system-wide configuration and token \
+         directory: set SOFTHSM2_CONF to the softhsm2.conf of the token directory that holds this token"
+            .into()
+    } else {
+        String::new()
+    }
+}
+
 fn after_recovery(op: &str, e: Error) -> Error {
     wrap(op, e, "the token stopped answering and re-opening it once did not help")
 }
 
+/// [`in_op`] with `what` recovery did; not for a PIN the token refused (the token is there:
+/// the message names the PIN, and guessing at a missing token would mislead).
 fn wrap(op: &str, e: Error, what: &str) -> Error {
-    in_op(op, e, Some(what))
+    let pin_refused = matches!(
+        &e,
+        Error::Device { rv, .. } if [
+            sys::CKR_PIN_INCORRECT,
+            sys::CKR_PIN_LOCKED,
+            sys::CKR_PIN_EXPIRED,
+            sys::CKR_PIN_INVALID,
+            sys::CKR_PIN_LEN_RANGE,
+        ]
+        .contains(rv)
+    );
+    in_op(op, e, (!pin_refused).then_some(what))
 }
 
 /// A device error prefixed with the operation it failed and, with `lost`, what recovery did

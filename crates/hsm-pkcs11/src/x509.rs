@@ -64,6 +64,11 @@ pub(crate) fn configured_uri(
             ));
         }
     }
+    // A module named by `module_path` alone is loaded here, so that a wrong one is reported
+    // under that key, not under the key URI's.
+    if let (None, None, Some(path)) = (&uri.module_path, &uri.module_name, &default) {
+        crate::module::module(path).map_err(|e| section.context("module_path", e))?;
+    }
     uri.module_path =
         Some(resolve_module_path(&uri, default.as_deref()).map_err(|e| section.error(key, e.to_string()))?);
     uri.module_name = None;

@@ -146,6 +146,29 @@ fn module_path_in_configuration_and_uri() {
     );
 }
 
+/// Issue 21, item 10: a `module_path` that is not a PKCS#11 module (missing, or not a module)
+/// is reported under `module_path`, the key it was given for being fine.
+#[test]
+fn a_wrong_module_path_is_reported_under_module_path() {
+    let f = fixture();
+    let mut key = tools::generate_key_pair(&f.uri("object=wrong-module"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    key.module_path = None;
+    let key = key.to_token_string();
+    assert!(!key.contains("module-path="), "{key}");
+    std::fs::write(f.hsm.path().join("not-a-module.so"), b"").unwrap();
+    for module_path in ["not-a-module.so", "no-such-module.so"] {
+        let e = x509_config(
+            f,
+            &format!("[x509]\nbackend = \"pkcs11\"\nkey = \"{key}\"\nmodule_path = \"{module_path}\"\n"),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("x509.module_path") && e.contains(module_path), "{e}");
+        assert!(!e.contains("x509.key"), "{e}");
+    }
+}
+
 /// With `HSM_ABI_LOG=warn`, opening a key through the library's C export (which installs the
 /// stderr logger) prints no ERROR line: a token's vendor mechanisms are not errors. Runs the
 /// open in a child process (this test binary again), whose stderr is the logger's output.

@@ -249,30 +249,72 @@ impl TpmConn {
 
     /// Like [`TpmConn::shared`], with hierarchy authorization values.
     pub fn shared_with_auth(tcti: &str, auth: HierarchyAuth) -> Result<Arc<TpmConn>> {
+        Self::connect_with(tcti, auth, None)
+    }
+
+    /// The process-wide connection for `tcti`, with hierarchy authorization values and the
+    /// command timeout of this connection ([`TpmConn::set_command_timeout`]: the last setter
+    /// wins). Connecting, up to the first answer of the TPM, is bounded by `command_timeout`;
+    /// no lock shared with other TPMs is held meanwhile, so a TPM that does not answer holds
+    /// up only the callers of its own TCTI.
+    pub fn connect(tcti: &str, auth: HierarchyAuth, command_timeout: Duration) -> Result<Arc<TpmConn>> {
+        Self::connect_with(tcti, auth, Some(command_timeout))
+    }
+
+    /// [`TpmConn::connect`]; without a timeout, the connection's own bounds the connect.
+    fn connect_with(tcti: &str, auth: HierarchyAuth, command_timeout: Option<Duration>) -> Result<Arc<TpmConn>> {
         let tcti = tcti.trim();
         TctiNameConf::from_str(tcti).map_err(|e| Error::invalid("tcti", format!("`{tcti}`: {e}")))?;
-        let key = registry_key(tcti);
-        let mut reg = registry()
-            .lock()
-            .map_err(|_| Error::Internal("TPM registry poisoned".into()))?;
-        reg.retain(|_, w| w.strong_count() > 0);
-        if let Some(conn) = reg.get(&key).and_then(Weak::upgrade) {
+        let (conn, fresh) = Self::registered(tcti, &auth)?;
+        if let Some(t) = command_timeout {
+            conn.set_command_timeout(t);
+        }
+        let command_timeout = conn.command_timeout();
+        if !fresh {
+            // Connected already (or being connected by its first opener, queued ahead of any
+            // operation of ours): only new hierarchy authorization is applied.
             if auth.owner.is_some() || auth.endorsement.is_some() {
                 *conn
                     .shared
                     .auth
                     .lock()
                     .map_err(|_| Error::Internal("TPM auth poisoned".into()))? = auth.clone();
-                conn.run(conn.command_timeout(), move |slot, _| match slot.as_mut() {
+                conn.run(command_timeout, move |slot, _| match slot.as_mut() {
                     Some(s) => apply_auth(&mut s.ctx, &auth),
                     None => Ok(()),
                 })??;
             }
             return Ok(conn);
         }
+        // Open the context and wait for a first answer (a simulator or resource manager that
+        // accepts connections and never answers blocks here).
+        conn.run(command_timeout, |slot, shared| {
+            if slot.is_none() {
+                *slot = Some(open(shared)?);
+            }
+            match slot.as_mut() {
+                Some(s) => s.input_buffer().map(|_| ()),
+                None => Err(Error::Internal("TPM session vanished".into())),
+            }
+        })
+        .map_err(|e| connect_error(e, tcti))??;
+        Ok(conn)
+    }
+
+    /// The registered connection of `tcti`, or a new one (its worker started, not connected
+    /// yet) registered now; `true` when new. The registry lock is held only here.
+    fn registered(tcti: &str, auth: &HierarchyAuth) -> Result<(Arc<TpmConn>, bool)> {
+        let key = registry_key(tcti);
+        let mut reg = registry()
+            .lock()
+            .map_err(|_| Error::Internal("TPM registry poisoned".into()))?;
+        reg.retain(|_, w| w.strong_count() > 0);
+        if let Some(conn) = reg.get(&key).and_then(Weak::upgrade) {
+            return Ok((conn, false));
+        }
         let shared = Arc::new(Shared {
             tcti: tcti.to_string(),
-            auth: Mutex::new(auth),
+            auth: Mutex::new(auth.clone()),
             stuck: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel::<Job>();
@@ -287,14 +329,8 @@ impl TpmConn {
             worker: Mutex::new(Some(handle)),
             timeout_ms: AtomicU64::new(DEFAULT_COMMAND_TIMEOUT.as_millis() as u64),
         });
-        // Connecting (a simulator or resource manager starting up, a loaded machine) gets the
-        // key-generation bound.
-        conn.run(conn.command_timeout().saturating_mul(KEYGEN_FACTOR), |slot, shared| {
-            *slot = Some(open(shared)?);
-            Ok(())
-        })??;
         reg.insert(key, Arc::downgrade(&conn));
-        Ok(conn)
+        Ok((conn, true))
     }
 
     /// The TCTI string this connection uses.
@@ -482,6 +518,24 @@ impl Drop for TpmConn {
                 let _ = handle.join();
             }
         }
+    }
+}
+
+/// A timeout while connecting says so (the TCTI and the timeout are in the message already).
+fn connect_error(e: Error, tcti: &str) -> Error {
+    match e {
+        Error::Device {
+            origin,
+            op,
+            rv,
+            message,
+        } if op == "TPM command" => Error::Device {
+            origin,
+            op: format!("connect to `{tcti}`"),
+            rv,
+            message,
+        },
+        e => e,
     }
 }
 

@@ -329,14 +329,14 @@ impl Tpm {
 
     /// Connect, and make sure the EK and the SRK exist at their persistent handles.
     pub fn open(opts: TpmOptions) -> Result<Self> {
-        let conn = TpmConn::shared_with_auth(
+        let conn = TpmConn::connect(
             &opts.tcti,
             HierarchyAuth {
                 owner: opts.owner_auth.clone(),
                 endorsement: opts.endorsement_auth.clone(),
             },
+            opts.command_timeout,
         )?;
-        conn.set_command_timeout(opts.command_timeout);
         let ek_public = templates::ek_template(opts.ek_template)?;
         let srk_public = templates::srk_template()?;
         let identity_handle = opts.identity_handle;

@@ -426,8 +426,7 @@ impl TpmX509 {
             &format!("certificate chain {}", cert_path.display()),
             &hsm_core::pem::read_file("read certificate chain", &cert_path)?,
         )?;
-        let conn = TpmConn::shared(&tcti)?;
-        conn.set_command_timeout(command_timeout);
+        let conn = TpmConn::connect(&tcti, crate::conn::HierarchyAuth::default(), command_timeout)?;
         let key = TpmKey::open(conn, location.clone())?;
         let leaf = hsm_core::pem::public_key_spki(&chain[0])?;
         if leaf != key.spki {

@@ -127,3 +127,42 @@ fn a_pin_on_the_command_line_warns_and_is_never_quoted() {
     );
     assert!(!err.contains("` `") && !err.contains("12 34"), "{err}");
 }
+
+/// Issue 21, item 6: a configuration with a missing quote after a key names the file, the line
+/// and the key, never the key's value, whether hsmctl reads it from --config or HSM_ABI_CONFIG
+/// (and also in its log at the most verbose level).
+#[test]
+fn a_syntax_error_in_the_configuration_does_not_print_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("device.toml");
+    std::fs::write(
+        &config,
+        format!("[symmetric_key]\nbackend = \"file\"\nregistration_id = \"d1\"\nsymmetric_key = \"{GROUP_KEY}\n"),
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+    for out in [
+        hsmctl(
+            &["--log", "trace", "provision", "--config", path, "--id-scope", "0ne"],
+            &[],
+            None,
+        ),
+        hsmctl(
+            &["--log", "trace", "provision", "--id-scope", "0ne"],
+            &[("HSM_ABI_CONFIG", path)],
+            None,
+        ),
+        hsmctl(&["sas", "dps", "--id-scope", "0ne", "--config", path], &[], None),
+    ] {
+        assert!(!out.status.success());
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            !stdout.contains(GROUP_KEY) && !stderr.contains(GROUP_KEY),
+            "{stdout}{stderr}"
+        );
+        assert!(
+            stderr.contains("device.toml") && stderr.contains("line 4") && stderr.contains("symmetric_key = <hidden>"),
+            "{stderr}"
+        );
+    }
+}

@@ -561,9 +561,12 @@ pub fn wrong_pin_is_tried_once<M: TestModule>(f: &Fixture<M>) {
     );
     let e = open_signer(&uri).unwrap_err().to_string();
     assert!(e.contains("CKR_PIN_INCORRECT") && e.contains("rejected"), "{e}");
+    // Issue 21, item 10: a rejected PIN is not followed by a guess about a missing token.
+    assert!(!e.contains("not available") && !e.contains("token present"), "{e}");
     // The same token object does not try that PIN again.
     let e = open_signer(&uri).unwrap_err().to_string();
     assert!(e.contains("not trying that PIN again"), "{e}");
+    assert!(!e.contains("not available") && !e.contains("token present"), "{e}");
     // The token is not locked: the right PIN works.
     let good = tools::generate_key_pair(&f.uri_on("pin-test", "object=k"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
     let signer = open_signer(&good.to_token_string()).unwrap();
