@@ -418,8 +418,17 @@ pub(crate) fn to_enrollment(record: &Record) -> Result<Enrollment, String> {
 
 /// A digest of a seed record (from [`from_enrollment`]; serde_json objects serialise in key order), to
 /// notice a configuration file enrollment that changed since it was copied into the store.
+///
+/// The text digested is the one earlier versions digested (they wrote an absent secondary key as
+/// `"secondaryKey": null`), so a store they seeded is not seeded again over changes made through the API.
 pub(crate) fn seed_digest(record: &Record) -> String {
-    let text = serde_json::to_value(record).map(|v| v.to_string()).unwrap_or_default();
+    let mut record = record.clone();
+    if let Some(keys) = record.attestation_mut().symmetric_key.as_mut() {
+        if keys.secondary_key.is_none() {
+            keys.extra.insert("secondaryKey".into(), Value::Null);
+        }
+    }
+    let text = serde_json::to_value(&record).map(|v| v.to_string()).unwrap_or_default();
     ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
         .as_ref()
         .iter()
@@ -468,3 +477,7 @@ pub(crate) fn from_enrollment(e: &Enrollment) -> Record {
         ),
     }
 }
+
+#[cfg(test)]
+#[path = "records_tests.rs"]
+mod tests;
