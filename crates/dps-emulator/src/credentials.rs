@@ -14,10 +14,11 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use dps_wire::device::credentials::{CredentialsRequest, CredentialsResponse};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Publish};
 use rustls_pki_types::CertificateDer;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::issuance::Refused;
 use crate::service::Service;
@@ -110,16 +111,16 @@ pub(crate) fn serve(
 ) -> std::io::Result<()> {
     let query = topic.split_once('?').map_or("", |(_, q)| q);
     let rid = crate::mqtt::param(query, "$rid").unwrap_or_default().to_string();
-    let answer = |status: u16, body: &Value| {
+    let answer = |status: u16, body: &dyn AnswerBody| {
         Publish::new(
             format!("$iothub/credentials/res/{status}/?$rid={rid}"),
             QoS::AtMostOnce,
-            serde_json::to_vec(body).unwrap_or_default(),
+            body.to_json(),
         )
     };
     let fail = |status: u16, code: u32, message: String| {
         tracing::info!(device_id, status, code, %message, "credentials request refused");
-        answer(status, &json!(crate::service::error_details(code, message, None)))
+        answer(status, &crate::service::error_details(code, message, None))
     };
     if !topic.starts_with(ISSUE_PREFIX) {
         return send(fail(404, 404001, format!("no such topic: {topic}")));
@@ -127,26 +128,41 @@ pub(crate) fn serve(
     if rid.is_empty() {
         return send(fail(400, 400004, "no $rid in the topic".into()));
     }
-    let body: Value = match serde_json::from_slice(payload) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => return send(fail(400, 400004, "the request body is not a JSON object".into())),
+    if !serde_json::from_slice::<serde_json::Value>(payload).is_ok_and(|v| v.is_object()) {
+        return send(fail(400, 400004, "the request body is not a JSON object".into()));
+    }
+    let body: CredentialsRequest = match serde_json::from_slice(payload) {
+        Ok(b) => b,
+        // A request without a csr (or with one that is not a string) is the 400040 of a bad csr.
+        Err(e) if e.to_string().contains("csr") => {
+            return send(fail(
+                400,
+                400040,
+                format!("the request has no csr (base64 DER PKCS#10): {e}"),
+            ));
+        }
+        Err(e) => {
+            return send(fail(
+                400,
+                400004,
+                format!("the request is not a credentials request: {e}"),
+            ));
+        }
     };
-    if body["id"].as_str() != Some(device_id) {
+    if body.id != device_id {
         return send(fail(
             400,
             400004,
             format!(
-                "the request's id {} is not the connected device '{device_id}'",
-                body["id"]
+                "the request's id {:?} is not the connected device '{device_id}'",
+                body.id
             ),
         ));
     }
     let Some(issuer) = &service.issuer else {
         return send(fail(503, 503001, "certificate issuance is not configured".into()));
     };
-    let Some(csr) = body["csr"].as_str() else {
-        return send(fail(400, 400040, "the request has no csr (base64 DER PKCS#10)".into()));
-    };
+    let csr = body.csr.as_str();
     let der = match B64.decode(csr.trim()) {
         Ok(d) => d,
         Err(e) => return send(fail(400, 400040, format!("csr is not base64 DER: {e}"))),
@@ -172,7 +188,7 @@ pub(crate) fn serve(
             .unwrap_or_default(),
         ));
     }
-    let replace = body.get("replace").and_then(Value::as_str).is_some();
+    let replace = body.replace.is_some();
     let op = {
         let mut pending = issuer.pending.lock();
         let now = Instant::now();
@@ -210,10 +226,12 @@ pub(crate) fn serve(
             .map_or(0, |d| d.as_secs())
             .saturating_add(issuer.credentials_delay.as_secs() + 60),
     );
-    send(answer(
-        202,
-        &json!({"correlationId": correlation, "operationExpires": expires}),
-    ))?;
+    let accepted = CredentialsResponse {
+        correlation_id: Some(correlation.clone()),
+        operation_expires: Some(expires),
+        ..CredentialsResponse::default()
+    };
+    send(answer(202, &accepted))?;
     std::thread::sleep(issuer.credentials_delay);
     let replaced = issuer.pending.lock().get(device_id).is_some_and(|(o, _)| *o != op);
     if replaced {
@@ -227,8 +245,22 @@ pub(crate) fn serve(
     done(issuer);
     let certificates: Vec<String> = chain.iter().map(|c| B64.encode(c)).collect();
     tracing::info!(device_id, "certificate issued over $iothub/credentials");
-    send(answer(
-        200,
-        &json!({"correlationId": correlation, "certificates": certificates}),
-    ))
+    let issued = CredentialsResponse {
+        correlation_id: Some(correlation),
+        certificates: Some(certificates),
+        ..CredentialsResponse::default()
+    };
+    send(answer(200, &issued))
+}
+
+/// A body of a `$iothub/credentials` answer: a [`CredentialsResponse`] or an error's `ErrorDetails`.
+trait AnswerBody {
+    fn to_json(&self) -> Vec<u8>;
+}
+
+impl<T: Serialize> AnswerBody for T {
+    fn to_json(&self) -> Vec<u8> {
+        // The wire types serialise to JSON without fail (string keys only).
+        serde_json::to_vec(self).unwrap_or_default()
+    }
 }

@@ -15,10 +15,13 @@
 //! the emulator.
 
 use base64::Engine as _;
-use serde_json::{Value, json};
+use dps_wire::service::{
+    BulkEnrollmentGroupOperation, BulkEnrollmentOperation, BulkItemError, BulkMode, BulkResult, QuerySpecification,
+};
+use serde_json::Value;
 
 use crate::http::{Request, Response};
-use crate::records::{self, etag_matches, id_field};
+use crate::records::{self, Record, etag_matches, id_field, wire_error};
 use crate::service::{Service, error};
 use crate::service_auth::{self, ServiceRight};
 use crate::store::{Kind, StoreError};
@@ -169,6 +172,11 @@ fn json_body(request: &Request) -> Result<Value, Failure> {
     serde_json::from_slice(&request.body).map_err(|e| bad(format!("request body is not valid JSON: {e}")))
 }
 
+/// The body as the wire type `T` (`what` names it in the error).
+fn wire_body<T: serde::de::DeserializeOwned>(request: &Request, what: &str) -> Result<T, Failure> {
+    serde_json::from_value(json_body(request)?).map_err(|e| bad(wire_error(what, &e)))
+}
+
 fn if_match(request: &Request) -> Option<&str> {
     request.header("if-match").filter(|v| !v.is_empty())
 }
@@ -183,8 +191,8 @@ fn record(service: &Service, request: &Request, kind: Kind, id: &str) -> Result<
                     _ => None,
                 };
                 Ok::<_, StoreError>(record.map(|mut r| {
-                    if let Some(state) = state {
-                        r["registrationState"] = state;
+                    if let (Record::Enrollment(e), Some(state)) = (&mut r, state) {
+                        e.registration_state = Some(state);
                     }
                     r
                 }))
@@ -199,8 +207,8 @@ fn record(service: &Service, request: &Request, kind: Kind, id: &str) -> Result<
                 if let Some(wanted) = if_match(request) {
                     check_etag(kind, id, wanted, previous.as_ref())?;
                 }
-                let record = records::prepare(kind, Some(id), &body, previous.as_ref()).map_err(bad)?;
-                tx.put(kind, id, &record)?;
+                let record = records::prepare(kind, Some(id), body, previous.as_ref()).map_err(bad)?;
+                tx.put(&record)?;
                 Ok::<_, Failure>(record)
             })?;
             service.enrollments_changed();
@@ -225,7 +233,7 @@ fn not_found(kind: Kind, id: &str) -> Failure {
     Failure::new(404, NOT_FOUND, format!("no {} '{id}'", what(kind)))
 }
 
-fn check_etag(kind: Kind, id: &str, wanted: &str, stored: Option<&Value>) -> Result<(), Failure> {
+fn check_etag(kind: Kind, id: &str, wanted: &str, stored: Option<&Record>) -> Result<(), Failure> {
     let Some(stored) = stored else {
         return Err(Failure::new(
             412,
@@ -233,7 +241,7 @@ fn check_etag(kind: Kind, id: &str, wanted: &str, stored: Option<&Value>) -> Res
             format!("etag {wanted} given but there is no {} '{id}'", what(kind)),
         ));
     };
-    let current = stored.get("etag").and_then(Value::as_str);
+    let current = stored.etag();
     if etag_matches(wanted, current) {
         Ok(())
     } else {
@@ -249,25 +257,36 @@ fn check_etag(kind: Kind, id: &str, wanted: &str, stored: Option<&Value>) -> Res
     }
 }
 
+/// The body of a bulk call: an unknown `mode` is named as such (the only enum of the operation that keeps
+/// no unknown value, so serde's "unknown variant" is always the mode).
+fn bulk_body<T: serde::de::DeserializeOwned>(request: &Request, what: &str) -> Result<T, Failure> {
+    serde_json::from_value(json_body(request)?).map_err(|e| {
+        let text = e.to_string();
+        match text
+            .strip_prefix("unknown variant `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            Some((mode, _)) => bad(format!(
+                "bulk mode \"{mode}\" is not one of create, update, updateIfMatchETag, delete"
+            )),
+            None => bad(wire_error(what, &e)),
+        }
+    })
+}
+
 fn bulk(service: &Service, request: &Request, kind: Kind) -> Result<Response, Failure> {
-    let body = json_body(request)?;
-    let list_field = match kind {
-        Kind::Enrollment => "enrollments",
-        Kind::Group => "enrollmentGroups",
+    let (mode, items): (BulkMode, Vec<Record>) = match kind {
+        Kind::Enrollment => {
+            let op: BulkEnrollmentOperation = bulk_body(request, "the bulk enrollment operation")?;
+            let items = op.enrollments.into_iter().map(|e| Record::Enrollment(Box::new(e)));
+            (op.mode, items.collect())
+        }
+        Kind::Group => {
+            let op: BulkEnrollmentGroupOperation = bulk_body(request, "the bulk enrollment group operation")?;
+            let items = op.enrollment_groups.into_iter().map(|g| Record::Group(Box::new(g)));
+            (op.mode, items.collect())
+        }
     };
-    let mode = body
-        .get("mode")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("bulk operation has no string field mode"))?;
-    if !matches!(mode, "create" | "update" | "updateIfMatchETag" | "delete") {
-        return Err(bad(format!(
-            "bulk mode {mode:?} is not one of create, update, updateIfMatchETag, delete"
-        )));
-    }
-    let items = body
-        .get(list_field)
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad(format!("bulk operation has no array field {list_field}")))?;
     if items.is_empty() || items.len() > MAX_BULK {
         return Err(bad(format!(
             "a bulk operation takes 1 to {MAX_BULK} records, found {}",
@@ -279,27 +298,29 @@ fn bulk(service: &Service, request: &Request, kind: Kind) -> Result<Response, Fa
         let mut errors = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for item in items {
-            let id = item.get(field).and_then(Value::as_str).unwrap_or_default().to_string();
+            let id = item.id().to_string();
             let outcome = (|| -> Result<(), Failure> {
                 if !seen.insert(id.clone()) {
                     return Err(bad(format!("{field} '{id}' appears twice in this bulk operation")));
                 }
                 records::check_id(kind, &id).map_err(bad)?;
                 let previous = tx.get(kind, &id)?;
-                let etag = item.get("etag").and_then(Value::as_str);
+                let etag = item.etag();
                 match mode {
-                    "create" if previous.is_some() => {
+                    BulkMode::Create if previous.is_some() => {
                         return Err(Failure::new(
                             409,
                             CONFLICT,
                             format!("{} '{id}' already exists", what(kind)),
                         ));
                     }
-                    "updateIfMatchETag" | "delete" if previous.is_none() => return Err(not_found(kind, &id)),
-                    "updateIfMatchETag" => {
+                    BulkMode::UpdateIfMatchETag | BulkMode::Delete if previous.is_none() => {
+                        return Err(not_found(kind, &id));
+                    }
+                    BulkMode::UpdateIfMatchETag => {
                         check_etag(kind, &id, etag.unwrap_or(""), previous.as_ref())?;
                     }
-                    "delete" => {
+                    BulkMode::Delete => {
                         if let Some(wanted) = etag {
                             check_etag(kind, &id, wanted, previous.as_ref())?;
                         }
@@ -308,24 +329,43 @@ fn bulk(service: &Service, request: &Request, kind: Kind) -> Result<Response, Fa
                     }
                     _ => {}
                 }
-                let record = records::prepare(kind, None, item, previous.as_ref()).map_err(bad)?;
-                tx.put(kind, &id, &record)?;
+                let record = records::complete(item, previous.as_ref()).map_err(bad)?;
+                tx.put(&record)?;
                 Ok(())
             })();
             match outcome {
                 Ok(()) => {}
                 // The store failed: nothing of this call is committed.
                 Err(f) if f.status == 500 => return Err(f),
-                Err(f) => errors.push(json!({field: id, "errorCode": f.code, "errorStatus": f.message})),
+                Err(f) => {
+                    let (registration_id, enrollment_group_id) = match kind {
+                        Kind::Enrollment => (Some(id), None),
+                        Kind::Group => (None, Some(id)),
+                    };
+                    errors.push(BulkItemError {
+                        registration_id,
+                        enrollment_group_id,
+                        error_code: i64::from(f.code),
+                        error_status: f.message,
+                        extra: serde_json::Map::new(),
+                    });
+                }
             }
         }
         Ok::<_, Failure>(errors)
     })?;
     service.enrollments_changed();
-    Ok(Response::json(
-        200,
-        &json!({"isSuccessful": errors.is_empty(), "errors": errors}),
-    ))
+    let mut result = BulkResult {
+        is_successful: errors.is_empty(),
+        errors,
+        extra: serde_json::Map::new(),
+    };
+    if result.errors.is_empty() {
+        // The wire type leaves an empty list out (the spec's examples do); the emulator has always sent
+        // `"errors": []`, which clients that walk the list without a check rely on.
+        result.extra.insert("errors".into(), Value::Array(Vec::new()));
+    }
+    Ok(Response::json(200, &result))
 }
 
 /// The page size and the id after which the page starts, from the paging headers.
@@ -359,14 +399,19 @@ fn paging(request: &Request) -> Result<(usize, Option<String>), Failure> {
 }
 
 /// Answer a page: `items` holds up to `size + 1` records; the extra one means there is a next page.
-fn page(mut items: Vec<Value>, size: usize, id_key: &str, item_type: &str) -> Response {
+fn page<T: serde::Serialize>(
+    mut items: Vec<T>,
+    size: usize,
+    id_of: impl Fn(&T) -> Option<&str>,
+    item_type: &str,
+) -> Response {
     let more = items.len() > size;
     items.truncate(size);
-    let mut response = Response::json(200, &Value::Array(items.clone()))
+    let mut response = Response::json(200, &items)
         .with_header("x-ms-max-item-count", size.to_string())
         .with_header("x-ms-item-type", item_type);
     if more {
-        if let Some(last) = items.last().and_then(|r| r.get(id_key)).and_then(Value::as_str) {
+        if let Some(last) = items.last().and_then(id_of) {
             response = response.with_header("x-ms-continuation", B64URL.encode(last));
         }
     }
@@ -374,11 +419,8 @@ fn page(mut items: Vec<Value>, size: usize, id_key: &str, item_type: &str) -> Re
 }
 
 fn query_records(service: &Service, request: &Request, kind: Kind) -> Result<Response, Failure> {
-    let body = json_body(request)?;
-    let text = body
-        .get("query")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("query specification has no string field query"))?;
+    let spec: QuerySpecification = wire_body(request, "the query specification")?;
+    let text = spec.query.as_str();
     let words: Vec<String> = text.split_whitespace().map(str::to_ascii_lowercase).collect();
     let collection = match kind {
         Kind::Enrollment => "enrollments",
@@ -400,7 +442,7 @@ fn query_records(service: &Service, request: &Request, kind: Kind) -> Result<Res
         Kind::Enrollment => "enrollment",
         Kind::Group => "enrollmentGroup",
     };
-    Ok(page(items, size, id_field(kind), item_type))
+    Ok(page(items, size, |r: &Record| Some(r.id()), item_type))
 }
 
 fn attestation(service: &Service, kind: Kind, id: &str) -> Result<Response, Failure> {
@@ -408,7 +450,7 @@ fn attestation(service: &Service, kind: Kind, id: &str) -> Result<Response, Fail
         .store
         .read(|tx| tx.get(kind, id))?
         .ok_or_else(|| not_found(kind, id))?;
-    Ok(Response::json(200, &record["attestation"]))
+    Ok(Response::json(200, record.attestation()))
 }
 
 fn registration(service: &Service, request: &Request, id: &str) -> Result<Response, Failure> {
@@ -420,7 +462,7 @@ fn registration(service: &Service, request: &Request, id: &str) -> Result<Respon
     service.store.write(|tx| {
         let state = tx.registration(id)?.ok_or_else(missing)?;
         if let Some(wanted) = if_match(request) {
-            let current = state.get("etag").and_then(Value::as_str);
+            let current = state.etag.as_deref();
             if !etag_matches(wanted, current) {
                 return Err(Failure::new(
                     412,
@@ -443,5 +485,10 @@ fn registration_query(service: &Service, request: &Request, group: &str) -> Resu
     let items = service
         .store
         .read(|tx| tx.registrations_of(group, after.as_deref(), size + 1))?;
-    Ok(page(items, size, "registrationId", "deviceRegistration"))
+    Ok(page(
+        items,
+        size,
+        |s: &dps_wire::service::DeviceRegistrationState| s.registration_id.as_deref(),
+        "deviceRegistration",
+    ))
 }

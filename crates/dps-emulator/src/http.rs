@@ -171,11 +171,13 @@ pub(crate) struct Response {
 }
 
 impl Response {
-    pub(crate) fn json(status: u16, body: &serde_json::Value) -> Self {
+    /// A JSON answer: `body` is a `dps_wire` type (or a list of them).
+    pub(crate) fn json<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> Self {
         Response {
             status,
             headers: Vec::new(),
-            body: body.to_string().into_bytes(),
+            // The wire types serialise to JSON without fail (string keys only).
+            body: serde_json::to_vec(body).unwrap_or_default(),
         }
     }
 

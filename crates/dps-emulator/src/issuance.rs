@@ -211,7 +211,7 @@ pub const FIRST_ISSUING_API_VERSION: &str = "2025-07-01-preview";
 pub(crate) fn registration_csr(
     service: &crate::service::Service,
     request: &crate::http::Request,
-    csr: &serde_json::Value,
+    csr: &str,
     registration_id: &str,
 ) -> Result<Vec<String>, crate::http::Response> {
     use base64::Engine as _;
@@ -233,9 +233,7 @@ pub(crate) fn registration_csr(
              (use {FIRST_ISSUING_API_VERSION} or later)"
         )));
     }
-    let Some(text) = csr.as_str() else {
-        return Err(bad("csr must be a string (base64 DER PKCS#10)".into()));
-    };
+    let text = csr;
     if text.contains("-----BEGIN") {
         return Err(bad("csr must be base64 DER PKCS#10 without PEM armour".into()));
     }

@@ -307,7 +307,8 @@ fn answer(
     payload: &[u8],
 ) -> Publish {
     let (query, request) = if let Some(q) = topic.strip_prefix(REGISTER_PREFIX) {
-        let tpm = serde_json::from_slice::<serde_json::Value>(payload).is_ok_and(|v| v.get("tpm").is_some());
+        let tpm =
+            serde_json::from_slice::<dps_wire::device::DeviceRegistration>(payload).is_ok_and(|r| r.tpm.is_some());
         let request = match tpm {
             true => Err(error(400, "TPM attestation is not supported over MQTT (use HTTPS)")),
             false => Ok(request(session, "PUT", "register".to_string(), payload)),

@@ -3,21 +3,85 @@
 //! file's enrollments into records (the seed).
 
 use base64::Engine as _;
+use dps_wire::service::{
+    Attestation, AttestationType, EnrollmentCommon, EnrollmentGroup, IndividualEnrollment, ProvisioningStatus,
+    SymmetricKeyAttestation, TpmAttestation, X509Attestation, X509CertificateInfo, X509Certificates,
+};
 use rustls_pki_types::CertificateDer;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::config::Enrollment;
 use crate::store::Kind;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// Fields the service sets; what a client sends for them is ignored.
-const READ_ONLY: &[&str] = &[
-    "registrationState",
-    "createdDateTimeUtc",
-    "lastUpdatedDateTimeUtc",
-    "etag",
-];
+/// A stored record of the service API: an individual enrollment or an enrollment group, as the wire types
+/// read it (every field the emulator does not model is kept in their `extra`, so a PUT then GET returns it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Record {
+    Enrollment(Box<IndividualEnrollment>),
+    Group(Box<EnrollmentGroup>),
+}
+
+impl Record {
+    /// Read a record of `kind` from its JSON.
+    pub(crate) fn from_value(kind: Kind, value: Value) -> Result<Record, serde_json::Error> {
+        Ok(match kind {
+            Kind::Enrollment => Record::Enrollment(Box::new(serde_json::from_value(value)?)),
+            Kind::Group => Record::Group(Box::new(serde_json::from_value(value)?)),
+        })
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Record::Enrollment(_) => Kind::Enrollment,
+            Record::Group(_) => Kind::Group,
+        }
+    }
+
+    /// `registrationId` or `enrollmentGroupId`.
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            Record::Enrollment(e) => &e.registration_id,
+            Record::Group(g) => &g.enrollment_group_id,
+        }
+    }
+
+    pub(crate) fn attestation(&self) -> &Attestation {
+        match self {
+            Record::Enrollment(e) => &e.attestation,
+            Record::Group(g) => &g.attestation,
+        }
+    }
+
+    fn attestation_mut(&mut self) -> &mut Attestation {
+        match self {
+            Record::Enrollment(e) => &mut e.attestation,
+            Record::Group(g) => &mut g.attestation,
+        }
+    }
+
+    pub(crate) fn common(&self) -> &EnrollmentCommon {
+        match self {
+            Record::Enrollment(e) => &e.common,
+            Record::Group(g) => &g.common,
+        }
+    }
+
+    fn common_mut(&mut self) -> &mut EnrollmentCommon {
+        match self {
+            Record::Enrollment(e) => &mut e.common,
+            Record::Group(g) => &mut g.common,
+        }
+    }
+
+    /// The stored etag.
+    pub(crate) fn etag(&self) -> Option<&str> {
+        self.common().etag.as_deref()
+    }
+}
 
 pub(crate) fn id_field(kind: Kind) -> &'static str {
     match kind {
@@ -46,61 +110,83 @@ pub(crate) fn check_id(kind: Kind, id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A wire type's refusal, in the words of the emulator's other messages (`missing field `x`` becomes
+/// `x is missing`).
+pub(crate) fn wire_error(what: &str, e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        Some((field, _)) => format!("{field} is missing ({what}: {text})"),
+        None => format!("{what} is not valid: {text}"),
+    }
+}
+
 /// Check a record a client sent for `id` (`None`: take the id from the body, as bulk does) and complete it:
 /// read-only fields replaced, `provisioningStatus` defaulted, symmetric keys generated when absent,
 /// certificate info filled in, a new etag and timestamps (`created` kept from `previous`).
 pub(crate) fn prepare(
     kind: Kind,
     path_id: Option<&str>,
-    body: &Value,
-    previous: Option<&Value>,
-) -> Result<Value, String> {
-    let Some(object) = body.as_object() else {
+    body: Value,
+    previous: Option<&Record>,
+) -> Result<Record, String> {
+    let Value::Object(mut object) = body else {
         return Err("the enrollment must be a JSON object".into());
     };
     let field = id_field(kind);
-    let id = match (object.get(field), path_id) {
+    match (object.get(field), path_id) {
         (Some(Value::String(b)), Some(p)) if b != p => {
             return Err(format!("{field} '{b}' in the body does not match '{p}' in the path"));
         }
-        (Some(Value::String(b)), _) => b.clone(),
-        (None, Some(p)) => p.to_string(),
+        (Some(Value::String(_)), _) => {}
+        // A PUT may leave the id to the path.
+        (None, Some(p)) => {
+            object.insert(field.into(), Value::String(p.to_string()));
+        }
         (Some(_), _) => return Err(format!("{field} must be a string")),
         (None, None) => return Err(format!("{field} is missing")),
+    }
+    let what = match kind {
+        Kind::Enrollment => "the individual enrollment",
+        Kind::Group => "the enrollment group",
     };
-    check_id(kind, &id)?;
-    let mut record: Map<String, Value> = object
-        .iter()
-        .filter(|(k, _)| !READ_ONLY.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    record.insert(field.into(), Value::String(id.clone()));
-    match record.get("provisioningStatus") {
-        None | Some(Value::Null) => {
-            record.insert("provisioningStatus".into(), json!("enabled"));
-        }
-        Some(Value::String(s)) if s == "enabled" || s == "disabled" => {}
-        Some(other) => {
+    let record = Record::from_value(kind, Value::Object(object)).map_err(|e| wire_error(what, &e))?;
+    complete(record, previous)
+}
+
+/// Check and complete a record (as [`prepare`] does after reading it): the configuration file's
+/// enrollments come here directly.
+pub(crate) fn complete(mut record: Record, previous: Option<&Record>) -> Result<Record, String> {
+    let kind = record.kind();
+    check_id(kind, record.id())?;
+    if let Record::Enrollment(e) = &mut record {
+        // Read-only: the service's own registration state is joined in at a GET.
+        e.registration_state = None;
+    }
+    let common = record.common_mut();
+    match &common.provisioning_status {
+        None => common.provisioning_status = Some(ProvisioningStatus::Enabled),
+        Some(ProvisioningStatus::Enabled | ProvisioningStatus::Disabled) => {}
+        Some(ProvisioningStatus::Other(other)) => {
             return Err(format!(
-                "provisioningStatus must be \"enabled\" or \"disabled\", found {other}"
+                "provisioningStatus must be \"enabled\" or \"disabled\", found \"{other}\""
             ));
         }
     }
-    let attestation = record
-        .get_mut("attestation")
-        .ok_or_else(|| "attestation is missing".to_string())?;
-    complete_attestation(kind, attestation)?;
+    complete_attestation(kind, record.attestation_mut())?;
     let now = crate::service::now_rfc3339();
     let created = previous
-        .and_then(|p| p.get("createdDateTimeUtc"))
-        .cloned()
-        .unwrap_or_else(|| Value::String(now.clone()));
-    record.insert("createdDateTimeUtc".into(), created);
-    record.insert("lastUpdatedDateTimeUtc".into(), Value::String(now));
-    record.insert("etag".into(), Value::String(new_etag()?));
-    let record = Value::Object(record);
+        .and_then(|p| p.common().created_date_time_utc.clone())
+        .unwrap_or_else(|| now.clone());
+    let etag = new_etag()?;
+    let common = record.common_mut();
+    common.created_date_time_utc = Some(created);
+    common.last_updated_date_time_utc = Some(now);
+    common.etag = Some(etag);
     // Everything a device will be checked against must convert now, not at its first registration.
-    to_enrollment(kind, &record)?;
+    to_enrollment(&record)?;
     Ok(record)
 }
 
@@ -119,13 +205,9 @@ pub(crate) fn etag_matches(wanted: &str, stored: Option<&str>) -> bool {
     wanted.trim() == "*" || bare(wanted) == bare(stored)
 }
 
-fn complete_attestation(kind: Kind, attestation: &mut Value) -> Result<(), String> {
-    let Some(a) = attestation.as_object_mut() else {
-        return Err("attestation must be an object".into());
-    };
-    let kind_name = a.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
-    match kind_name.as_str() {
-        "tpm" => {
+fn complete_attestation(kind: Kind, a: &mut Attestation) -> Result<(), String> {
+    match &a.kind {
+        AttestationType::Tpm => {
             if kind == Kind::Group {
                 return Err(
                     "enrollment groups cannot use TPM attestation (DPS allows it for individual enrollments only)"
@@ -133,18 +215,18 @@ fn complete_attestation(kind: Kind, attestation: &mut Value) -> Result<(), Strin
                 );
             }
             let ek = a
-                .get("tpm")
-                .and_then(|t| t.get("endorsementKey"))
-                .and_then(Value::as_str)
+                .tpm
+                .as_ref()
+                .map(|t| t.endorsement_key.as_str())
                 .ok_or_else(|| "attestation.tpm.endorsementKey is missing".to_string())?;
             crate::tpm::decode_key("attestation.tpm.endorsementKey", ek)?;
         }
-        "x509" => {
+        AttestationType::X509 => {
             let x509 = a
-                .get_mut("x509")
-                .and_then(Value::as_object_mut)
+                .x509
+                .as_mut()
                 .ok_or_else(|| "attestation.x509 is missing".to_string())?;
-            if x509.get("caReferences").is_some_and(|v| !v.is_null()) {
+            if x509.ca_references.is_some() {
                 return Err(
                     "attestation.x509.caReferences is not supported by the emulator (it keeps no verified \
                             CA certificates): send signingCertificates"
@@ -155,63 +237,51 @@ fn complete_attestation(kind: Kind, attestation: &mut Value) -> Result<(), Strin
                 Kind::Enrollment => ("clientCertificates", "signingCertificates"),
                 Kind::Group => ("signingCertificates", "clientCertificates"),
             };
-            if x509.get(other).is_some_and(|v| !v.is_null()) {
+            let (certs, other_certs) = match kind {
+                Kind::Enrollment => (&mut x509.client_certificates, &x509.signing_certificates),
+                Kind::Group => (&mut x509.signing_certificates, &x509.client_certificates),
+            };
+            if other_certs.is_some() {
                 return Err(format!(
                     "attestation.x509.{other} is not for this enrollment type: send {wanted}"
                 ));
             }
-            let certs = x509
-                .get_mut(wanted)
-                .and_then(Value::as_object_mut)
+            let certs = certs
+                .as_mut()
                 .ok_or_else(|| format!("attestation.x509.{wanted} is missing"))?;
-            for slot in ["primary", "secondary"] {
-                let Some(entry) = certs.get_mut(slot).filter(|v| !v.is_null()) else {
-                    if slot == "primary" {
-                        return Err(format!("attestation.x509.{wanted}.primary is missing"));
-                    }
-                    continue;
-                };
+            if certs.primary.is_none() {
+                return Err(format!("attestation.x509.{wanted}.primary is missing"));
+            }
+            for (slot, entry) in [("primary", &mut certs.primary), ("secondary", &mut certs.secondary)] {
+                let Some(entry) = entry else { continue };
                 let what = format!("attestation.x509.{wanted}.{slot}.certificate");
                 let text = entry
-                    .get("certificate")
-                    .and_then(Value::as_str)
+                    .certificate
+                    .as_deref()
                     .ok_or_else(|| format!("{what} is missing"))?;
                 let chain = parse_certificates(&what, text)?;
-                let info = chain
-                    .first()
-                    .map(|c| certificate_info(&what, c))
-                    .transpose()?
-                    .unwrap_or(Value::Null);
-                if let Some(e) = entry.as_object_mut() {
-                    e.insert("info".into(), info);
-                }
+                entry.info = chain.first().map(|c| certificate_info(&what, c)).transpose()?;
             }
         }
-        "symmetricKey" => {
-            let keys = a.entry("symmetricKey").or_insert_with(|| json!({}));
-            if keys.is_null() {
-                *keys = json!({});
-            }
-            let keys = keys
-                .as_object_mut()
-                .ok_or_else(|| "attestation.symmetricKey must be an object".to_string())?;
-            for slot in ["primaryKey", "secondaryKey"] {
-                match keys.get(slot) {
-                    None | Some(Value::Null) => {
-                        keys.insert(slot.into(), Value::String(random_key()?));
-                    }
-                    Some(Value::String(k)) => {
+        AttestationType::SymmetricKey => {
+            let keys = a.symmetric_key.get_or_insert_with(SymmetricKeyAttestation::default);
+            for (slot, key) in [
+                ("primaryKey", &mut keys.primary_key),
+                ("secondaryKey", &mut keys.secondary_key),
+            ] {
+                match key {
+                    None => *key = Some(zeroize::Zeroizing::new(random_key()?)),
+                    Some(k) => {
                         hsm_core::sas::decode_key(slot, k)
                             .map_err(|e| format!("attestation.symmetricKey.{slot}: {e}"))?;
                     }
-                    Some(_) => return Err(format!("attestation.symmetricKey.{slot} must be a string")),
                 }
             }
         }
-        "" => return Err("attestation.type is missing".into()),
         other => {
             return Err(format!(
-                "attestation.type {other:?} is not supported (expected tpm, x509 or symmetricKey)"
+                "attestation.type {:?} is not supported (expected tpm, x509 or symmetricKey)",
+                other.as_str()
             ));
         }
     }
@@ -253,68 +323,74 @@ fn parse_certificates(what: &str, text: &str) -> Result<Vec<CertificateDer<'stat
     Ok(chain)
 }
 
-fn certificate_info(what: &str, der: &CertificateDer<'_>) -> Result<Value, String> {
+fn certificate_info(what: &str, der: &CertificateDer<'_>) -> Result<X509CertificateInfo, String> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| format!("{what} is not an X.509 certificate: {e}"))?;
     let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02X}")).collect::<String>();
     let time =
         |t: x509_parser::time::ASN1Time| crate::service::rfc3339_from_unix(u64::try_from(t.timestamp()).unwrap_or(0));
-    Ok(json!({
-        "subjectName": cert.subject().to_string(),
-        "sha1Thumbprint": hex(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref()),
-        "sha256Thumbprint": hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref()),
-        "issuerName": cert.issuer().to_string(),
-        "notBeforeUtc": time(cert.validity().not_before),
-        "notAfterUtc": time(cert.validity().not_after),
-        "serialNumber": hex(cert.raw_serial()),
-        "version": cert.version().0 + 1,
-    }))
+    Ok(X509CertificateInfo {
+        subject_name: Some(cert.subject().to_string()),
+        sha1_thumbprint: Some(hex(
+            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref()
+        )),
+        sha256_thumbprint: Some(hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())),
+        issuer_name: Some(cert.issuer().to_string()),
+        not_before_utc: Some(time(cert.validity().not_before)),
+        not_after_utc: Some(time(cert.validity().not_after)),
+        serial_number: Some(hex(cert.raw_serial())),
+        version: Some(i64::from(cert.version().0) + 1),
+        extra: Map::new(),
+    })
 }
 
 /// Whether a stored record has `provisioningStatus: disabled`.
-pub(crate) fn is_disabled(record: &Value) -> bool {
-    record.get("provisioningStatus").and_then(Value::as_str) == Some("disabled")
+pub(crate) fn is_disabled(record: &Record) -> bool {
+    record.common().provisioning_status == Some(ProvisioningStatus::Disabled)
 }
 
 /// The enrollment devices are checked against, from a stored (or prepared) record.
-pub(crate) fn to_enrollment(kind: Kind, record: &Value) -> Result<Enrollment, String> {
-    let field = id_field(kind);
-    let id = record
-        .get(field)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("{field} is missing"))?
-        .to_string();
-    let a = &record["attestation"];
-    let chain = |wanted: &str| -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn to_enrollment(record: &Record) -> Result<Enrollment, String> {
+    let kind = record.kind();
+    let id = record.id().to_string();
+    let a = record.attestation();
+    let chain = |wanted: &str, certs: Option<&X509Certificates>| -> Result<Vec<CertificateDer<'static>>, String> {
         let mut all = Vec::new();
-        for slot in ["primary", "secondary"] {
-            if let Some(text) = a["x509"][wanted][slot]["certificate"].as_str() {
+        for (slot, entry) in [
+            ("primary", certs.and_then(|c| c.primary.as_ref())),
+            ("secondary", certs.and_then(|c| c.secondary.as_ref())),
+        ] {
+            if let Some(text) = entry.and_then(|e| e.certificate.as_deref()) {
                 all.extend(parse_certificates(&format!("attestation.x509.{wanted}.{slot}"), text)?);
             }
         }
         Ok(all)
     };
+    let x509 = a.x509.as_ref();
     let keys = || -> (String, Option<String>) {
-        let k = &a["symmetricKey"];
+        let k = a.symmetric_key.as_ref();
         (
-            k["primaryKey"].as_str().unwrap_or_default().to_string(),
-            k["secondaryKey"].as_str().map(str::to_string),
+            k.and_then(|k| k.primary_key.as_deref()).cloned().unwrap_or_default(),
+            k.and_then(|k| k.secondary_key.as_deref()).cloned(),
         )
     };
-    Ok(match (kind, a["type"].as_str().unwrap_or_default()) {
-        (Kind::Enrollment, "tpm") => Enrollment::TpmIndividual {
+    Ok(match (kind, &a.kind) {
+        (Kind::Enrollment, AttestationType::Tpm) => Enrollment::TpmIndividual {
             registration_id: id,
-            endorsement_key: a["tpm"]["endorsementKey"].as_str().unwrap_or_default().to_string(),
+            endorsement_key: a.tpm.as_ref().map(|t| t.endorsement_key.clone()).unwrap_or_default(),
         },
-        (Kind::Enrollment, "x509") => Enrollment::X509Individual {
+        (Kind::Enrollment, AttestationType::X509) => Enrollment::X509Individual {
             registration_id: id,
-            certificate: chain("clientCertificates")?,
+            certificate: chain("clientCertificates", x509.and_then(|x| x.client_certificates.as_ref()))?,
         },
-        (Kind::Group, "x509") => Enrollment::X509Group {
+        (Kind::Group, AttestationType::X509) => Enrollment::X509Group {
             name: id,
-            ca: chain("signingCertificates")?,
+            ca: chain(
+                "signingCertificates",
+                x509.and_then(|x| x.signing_certificates.as_ref()),
+            )?,
         },
-        (Kind::Enrollment, "symmetricKey") => {
+        (Kind::Enrollment, AttestationType::SymmetricKey) => {
             let (primary_key, secondary_key) = keys();
             Enrollment::SymmetricIndividual {
                 registration_id: id,
@@ -322,7 +398,7 @@ pub(crate) fn to_enrollment(kind: Kind, record: &Value) -> Result<Enrollment, St
                 secondary_key,
             }
         }
-        (Kind::Group, "symmetricKey") => {
+        (Kind::Group, AttestationType::SymmetricKey) => {
             let (primary_key, secondary_key) = keys();
             Enrollment::SymmetricGroup {
                 name: id,
@@ -332,7 +408,9 @@ pub(crate) fn to_enrollment(kind: Kind, record: &Value) -> Result<Enrollment, St
         }
         (_, other) => {
             return Err(format!(
-                "attestation type {other:?} cannot be used for a {field} record"
+                "attestation type {:?} cannot be used for a {} record",
+                other.as_str(),
+                id_field(kind)
             ));
         }
     })
@@ -340,8 +418,18 @@ pub(crate) fn to_enrollment(kind: Kind, record: &Value) -> Result<Enrollment, St
 
 /// A digest of a seed record (from [`from_enrollment`]; serde_json objects serialise in key order), to
 /// notice a configuration file enrollment that changed since it was copied into the store.
-pub(crate) fn seed_digest(body: &Value) -> String {
-    ring::digest::digest(&ring::digest::SHA256, body.to_string().as_bytes())
+///
+/// The text digested is the one earlier versions digested (they wrote an absent secondary key as
+/// `"secondaryKey": null`), so a store they seeded is not seeded again over changes made through the API.
+pub(crate) fn seed_digest(record: &Record) -> String {
+    let mut record = record.clone();
+    if let Some(keys) = record.attestation_mut().symmetric_key.as_mut() {
+        if keys.secondary_key.is_none() {
+            keys.extra.insert("secondaryKey".into(), Value::Null);
+        }
+    }
+    let text = serde_json::to_value(&record).map(|v| v.to_string()).unwrap_or_default();
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -349,52 +437,47 @@ pub(crate) fn seed_digest(body: &Value) -> String {
 }
 
 /// The record a configuration file enrollment becomes in the store (before [`prepare`]).
-pub(crate) fn from_enrollment(e: &Enrollment) -> (Kind, String, Value) {
+pub(crate) fn from_enrollment(e: &Enrollment) -> Record {
     let pem = hsm_core::pem::certificates_to_pem;
+    let keys = |primary: &str, secondary: &Option<String>| {
+        Attestation::symmetric_key(SymmetricKeyAttestation::new(
+            Some(zeroize::Zeroizing::new(primary.to_string())),
+            secondary.clone().map(zeroize::Zeroizing::new),
+        ))
+    };
+    let individual = |id: &str, a: Attestation| Record::Enrollment(Box::new(IndividualEnrollment::new(id, a)));
+    let group = |id: &str, a: Attestation| Record::Group(Box::new(EnrollmentGroup::new(id, a)));
     match e {
         Enrollment::X509Individual {
             registration_id,
             certificate,
-        } => (
-            Kind::Enrollment,
-            registration_id.clone(),
-            json!({"registrationId": registration_id, "attestation": {"type": "x509",
-                "x509": {"clientCertificates": {"primary": {"certificate": pem(certificate)}}}}}),
+        } => individual(
+            registration_id,
+            Attestation::x509(X509Attestation::client_certificate(pem(certificate))),
         ),
-        Enrollment::X509Group { name, ca } => (
-            Kind::Group,
-            name.clone(),
-            json!({"enrollmentGroupId": name, "attestation": {"type": "x509",
-                "x509": {"signingCertificates": {"primary": {"certificate": pem(ca)}}}}}),
-        ),
+        Enrollment::X509Group { name, ca } => {
+            group(name, Attestation::x509(X509Attestation::signing_certificate(pem(ca))))
+        }
         Enrollment::SymmetricIndividual {
             registration_id,
             primary_key,
             secondary_key,
-        } => (
-            Kind::Enrollment,
-            registration_id.clone(),
-            json!({"registrationId": registration_id, "attestation": {"type": "symmetricKey",
-                "symmetricKey": {"primaryKey": primary_key, "secondaryKey": secondary_key}}}),
-        ),
+        } => individual(registration_id, keys(primary_key, secondary_key)),
         Enrollment::SymmetricGroup {
             name,
             primary_key,
             secondary_key,
-        } => (
-            Kind::Group,
-            name.clone(),
-            json!({"enrollmentGroupId": name, "attestation": {"type": "symmetricKey",
-                "symmetricKey": {"primaryKey": primary_key, "secondaryKey": secondary_key}}}),
-        ),
+        } => group(name, keys(primary_key, secondary_key)),
         Enrollment::TpmIndividual {
             registration_id,
             endorsement_key,
-        } => (
-            Kind::Enrollment,
-            registration_id.clone(),
-            json!({"registrationId": registration_id, "attestation": {"type": "tpm",
-                "tpm": {"endorsementKey": endorsement_key}}}),
+        } => individual(
+            registration_id,
+            Attestation::tpm(TpmAttestation::new(endorsement_key.clone(), None)),
         ),
     }
 }
+
+#[cfg(test)]
+#[path = "records_tests.rs"]
+mod tests;

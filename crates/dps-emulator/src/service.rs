@@ -4,9 +4,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use dps_wire::ErrorDetails;
+use dps_wire::device::{DeviceRegistration, DeviceRegistrationResult, EnrollmentStatus, RegistrationOperationStatus};
 use dps_wire::error::ERROR_CODE_HEADER;
+use dps_wire::service::{AssignedDeviceSubstatus, DeviceRegistrationState};
 use rustls_pki_types::CertificateDer;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::auth::{Admitted, Denied, Trust};
 use crate::config::EmulatorConfig;
@@ -95,16 +97,17 @@ impl Service {
         store
             .write(|tx| {
                 for e in &config.enrollments {
-                    let (kind, id, body) = records::from_enrollment(e);
-                    let digest = records::seed_digest(&body);
+                    let seed = records::from_enrollment(e);
+                    let (kind, id) = (seed.kind(), seed.id().to_string());
+                    let digest = records::seed_digest(&seed);
                     if tx.seeded_digest(kind, &id)?.as_deref() == Some(digest.as_str()) {
                         continue;
                     }
                     // New in the file, or changed there since it was copied: the file's version wins.
                     let previous = tx.get(kind, &id)?;
-                    let record = records::prepare(kind, Some(&id), &body, previous.as_ref())
+                    let record = records::complete(seed, previous.as_ref())
                         .map_err(|m| crate::store::StoreError(format!("{}: {m}", e.describe())))?;
-                    tx.put(kind, &id, &record)?;
+                    tx.put(&record)?;
                     tx.mark_seeded(kind, &id, &digest)?;
                 }
                 Ok::<_, crate::store::StoreError>(())
@@ -166,12 +169,12 @@ impl Service {
         };
         let mut disabled_individual = HashSet::new();
         let mut disabled_groups = HashSet::new();
-        for (kind, records) in [(Kind::Enrollment, &individual), (Kind::Group, &groups)] {
+        for records in [&individual, &groups] {
             for record in records {
-                let enrollment = records::to_enrollment(kind, record)?;
+                let enrollment = records::to_enrollment(record)?;
                 if records::is_disabled(record) {
-                    let id = record[records::id_field(kind)].as_str().unwrap_or_default().to_string();
-                    match kind {
+                    let id = record.id().to_string();
+                    match record.kind() {
                         Kind::Enrollment => disabled_individual.insert(id),
                         Kind::Group => disabled_groups.insert(id),
                     };
@@ -281,12 +284,18 @@ impl Service {
             Err(r) => return r,
         };
         if !request.body.is_empty() {
-            match serde_json::from_slice::<Value>(&request.body) {
-                Ok(Value::Object(body)) if body.contains_key("csr") => {
+            match serde_json::from_slice::<DeviceRegistration>(&request.body) {
+                Ok(body) if body.csr.is_some() => {
                     return error(400, 400004, "a status lookup must not carry a csr");
                 }
-                Ok(Value::Object(_)) => {}
-                _ => return error(400, 400004, "request body must be a JSON object"),
+                Ok(_) => {}
+                Err(e) => {
+                    return error(
+                        400,
+                        400004,
+                        format!("request body must be a JSON object (a DeviceRegistration): {e}"),
+                    );
+                }
             }
         }
         let live = match self.live() {
@@ -298,7 +307,7 @@ impl Service {
         }
         // The stored state is what the last registration recorded; the chain is never part of it.
         match self.store.read(|tx| tx.registration(&registration_id)) {
-            Ok(Some(state)) => Response::json(200, &state),
+            Ok(Some(state)) => Response::json(200, &DeviceRegistrationResult::from(state)),
             Ok(None) => error(404, 404001, format!("no registration for '{registration_id}'")),
             Err(e) => error(500, 500000, e.0),
         }
@@ -316,10 +325,23 @@ impl Service {
             Ok(v) => v,
             Err(e) => return error(400, 400004, format!("request body is not valid JSON: {e}")),
         };
-        let Some(object) = body.as_object() else {
+        if !body.is_object() {
             return error(400, 400004, "request body must be a JSON object");
+        }
+        let body: DeviceRegistration = match serde_json::from_value(body) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    400,
+                    400004,
+                    format!(
+                        "request body is not a DeviceRegistration ({e}): registrationId and csr must be a string, \
+                         tpm and payload an object"
+                    ),
+                );
+            }
         };
-        let Some(body_id) = object.get("registrationId").and_then(Value::as_str) else {
+        let Some(body_id) = body.registration_id.as_deref() else {
             return error(400, 400004, "request body has no string field registrationId");
         };
         if body_id != registration_id {
@@ -333,7 +355,7 @@ impl Service {
             Ok(l) => l,
             Err(message) => return error(500, 500000, message),
         };
-        let admitted = match object.get("tpm") {
+        let admitted = match &body.tpm {
             Some(tpm) => match live
                 .trust
                 .tpm
@@ -356,7 +378,7 @@ impl Service {
             Admitted::X509Group(g) | Admitted::SymmetricGroup(g) => Some(g.clone()),
             _ => None,
         };
-        let issued = match object.get("csr") {
+        let issued = match &body.csr {
             Some(csr) if !disabled => match crate::issuance::registration_csr(self, request, csr, &registration_id) {
                 Ok(chain) => Some(chain),
                 Err(r) => return r,
@@ -372,14 +394,18 @@ impl Service {
             operation_id.clone(),
             Operation {
                 registration_id: registration_id.clone(),
-                payload: object.get("payload").filter(|p| p.is_object()).cloned(),
+                payload: body.payload.filter(Value::is_object),
                 group,
                 disabled,
                 issued,
             },
         );
-        Response::json(202, &json!({"operationId": operation_id, "status": "assigning"}))
-            .with_header("Retry-After", self.retry_after.to_string())
+        let answer = RegistrationOperationStatus {
+            operation_id,
+            status: Some(EnrollmentStatus::Assigning),
+            ..RegistrationOperationStatus::default()
+        };
+        Response::json(202, &answer).with_header("Retry-After", self.retry_after.to_string())
     }
 
     fn poll(
@@ -434,63 +460,57 @@ impl Service {
             let device_id = match &group {
                 None => tx
                     .get(Kind::Enrollment, &registration_id)?
-                    .and_then(|e| e.get("deviceId").and_then(Value::as_str).map(str::to_string))
+                    .and_then(|r| match r {
+                        records::Record::Enrollment(e) => e.device_id,
+                        records::Record::Group(_) => None,
+                    })
                     .filter(|d| !d.is_empty()),
                 Some(_) => None,
             }
             .unwrap_or_else(|| registration_id.clone());
             let previous = tx.registration(&registration_id)?;
             let created = previous
-                .as_ref()
-                .and_then(|p| p.get("createdDateTimeUtc"))
-                .cloned()
-                .unwrap_or_else(|| Value::String(now.clone()));
-            let mut state = json!({
-                "registrationId": registration_id,
-                "createdDateTimeUtc": created,
-                "lastUpdatedDateTimeUtc": now,
-                "etag": etag,
-            });
+                .and_then(|p| p.created_date_time_utc)
+                .unwrap_or_else(|| now.clone());
+            let mut state = DeviceRegistrationState {
+                registration_id: Some(registration_id.clone()),
+                created_date_time_utc: Some(created),
+                last_updated_date_time_utc: Some(now.clone()),
+                etag: Some(etag.clone()),
+                ..DeviceRegistrationState::default()
+            };
             if disabled {
-                state["status"] = json!("disabled");
-                state["errorMessage"] = json!(format!(
+                state.status = Some(dps_wire::service::EnrollmentStatus::Disabled);
+                state.error_message = Some(format!(
                     "the enrollment of '{registration_id}' is disabled (provisioningStatus: disabled)"
                 ));
             } else {
-                state["assignedHub"] = json!(self.assigned_hub);
-                state["deviceId"] = json!(device_id);
-                state["status"] = json!("assigned");
-                state["substatus"] = json!("initialAssignment");
+                state.assigned_hub = Some(self.assigned_hub.clone());
+                state.device_id = Some(device_id);
+                state.status = Some(dps_wire::service::EnrollmentStatus::Assigned);
+                state.substatus = Some(AssignedDeviceSubstatus::InitialAssignment);
             }
             tx.put_registration(&registration_id, group.as_deref(), &state)?;
             Ok::<_, crate::store::StoreError>(state)
         });
         let mut state = match recorded {
-            Ok(s) => s,
+            Ok(s) => DeviceRegistrationResult::from(s),
             Err(e) => return error(500, 500000, e.0),
+        };
+        let answer = |status, state| RegistrationOperationStatus {
+            operation_id: operation_id.to_string(),
+            status: Some(status),
+            registration_state: Some(state),
+            extra: serde_json::Map::new(),
         };
         if disabled {
             tracing::info!(registration_id, "registration refused: the enrollment is disabled");
-            return Response::json(
-                200,
-                &json!({"operationId": operation_id, "status": "disabled", "registrationState": state}),
-            );
+            return Response::json(200, &answer(EnrollmentStatus::Disabled, state));
         }
-        if let Some(obj) = state.as_object_mut() {
-            if let Some(tpm) = tpm {
-                obj.insert("tpm".to_string(), tpm);
-            }
-            if let Some(payload) = payload {
-                obj.insert("payload".to_string(), payload);
-            }
-            if let Some(chain) = issued {
-                obj.insert("issuedCertificateChain".to_string(), json!(chain));
-            }
-        }
-        Response::json(
-            200,
-            &json!({"operationId": operation_id, "status": "assigned", "registrationState": state}),
-        )
+        state.tpm = tpm;
+        state.payload = payload;
+        state.issued_certificate_chain = issued;
+        Response::json(200, &answer(EnrollmentStatus::Assigned, state))
     }
 }
 
@@ -566,7 +586,7 @@ pub(crate) fn error_with_info(
     info: Option<Vec<(&str, String)>>,
 ) -> Response {
     let details = error_details(code, message, info);
-    let retry_after = details.info.as_ref().and_then(|i| i.get("retryAfter")).cloned();
+    let retry_after = details.retry_after_secs().map(|s| s.to_string());
     let mut response = Response {
         status,
         headers: vec![(ERROR_CODE_HEADER, code.to_string())],

@@ -1,5 +1,6 @@
 //! The durable store of the service API: individual enrollments, enrollment groups and device registration
-//! states, as the JSON records the API answers with.
+//! states, each the JSON of its `dps_wire` type as the API answers with it (the whole record, fields the
+//! emulator does not model included).
 //!
 //! SQLite (bundled) in WAL mode with `synchronous=FULL`: every write is a transaction that is on disk before
 //! the API answers, so a crash (kill -9, power loss) keeps every acknowledged write and never a half one;
@@ -9,8 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use dps_wire::service::DeviceRegistrationState;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
+
+use crate::records::Record;
 
 use crate::Error;
 
@@ -152,12 +155,25 @@ fn restrict(path: &Path, mode: u32) -> Result<(), String> {
 /// The operations available inside [`Store::write`] and [`Store::read`].
 pub(crate) struct Tx<'a>(&'a Connection);
 
-fn parse(body: String) -> Result<Value, StoreError> {
-    serde_json::from_str(&body).map_err(|e| StoreError(format!("a stored record is not JSON: {e}")))
+fn parse_record(kind: Kind) -> impl Fn(String) -> Result<Record, StoreError> {
+    move |body| {
+        serde_json::from_str(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|v| Record::from_value(kind, v).map_err(|e| e.to_string()))
+            .map_err(|e| StoreError(format!("a stored {} record does not read: {e}", kind.tag())))
+    }
+}
+
+fn parse_state(body: String) -> Result<DeviceRegistrationState, StoreError> {
+    serde_json::from_str(&body).map_err(|e| StoreError(format!("a stored registration state does not read: {e}")))
+}
+
+fn to_text(what: &str, value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError(format!("cannot write {what} as JSON: {e}")))
 }
 
 impl Tx<'_> {
-    pub(crate) fn get(&self, kind: Kind, id: &str) -> Result<Option<Value>, StoreError> {
+    pub(crate) fn get(&self, kind: Kind, id: &str) -> Result<Option<Record>, StoreError> {
         self.0
             .query_row(
                 "SELECT body FROM records WHERE kind = ?1 AND id = ?2",
@@ -166,15 +182,17 @@ impl Tx<'_> {
             )
             .optional()
             .map_err(failed("to read a record"))?
-            .map(parse)
+            .map(parse_record(kind))
             .transpose()
     }
 
-    pub(crate) fn put(&self, kind: Kind, id: &str, record: &Value) -> Result<(), StoreError> {
+    /// Store `record` under its kind and id.
+    pub(crate) fn put(&self, record: &Record) -> Result<(), StoreError> {
+        let body = to_text("a record", record)?;
         self.0
             .execute(
                 "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)",
-                params![kind.tag(), id, record.to_string()],
+                params![record.kind().tag(), record.id(), body],
             )
             .map_err(failed("to write a record"))?;
         Ok(())
@@ -193,7 +211,7 @@ impl Tx<'_> {
     }
 
     /// Up to `limit` records with ids after `after`, in id order.
-    pub(crate) fn page(&self, kind: Kind, after: Option<&str>, limit: usize) -> Result<Vec<Value>, StoreError> {
+    pub(crate) fn page(&self, kind: Kind, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
         let mut stmt = self
             .0
             .prepare_cached("SELECT body FROM records WHERE kind = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
@@ -210,13 +228,13 @@ impl Tx<'_> {
             .map_err(failed("to query records"))?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(parse(row.map_err(failed("to query records"))?)?);
+            out.push(parse_record(kind)(row.map_err(failed("to query records"))?)?);
         }
         Ok(out)
     }
 
     /// Every record of a kind (to build the trust store).
-    pub(crate) fn all(&self, kind: Kind) -> Result<Vec<Value>, StoreError> {
+    pub(crate) fn all(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
         self.page(kind, None, usize::MAX)
     }
 
@@ -244,22 +262,28 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub(crate) fn registration(&self, id: &str) -> Result<Option<Value>, StoreError> {
+    pub(crate) fn registration(&self, id: &str) -> Result<Option<DeviceRegistrationState>, StoreError> {
         self.0
             .query_row("SELECT body FROM registrations WHERE id = ?1", params![id], |r| {
                 r.get::<_, String>(0)
             })
             .optional()
             .map_err(failed("to read a registration state"))?
-            .map(parse)
+            .map(parse_state)
             .transpose()
     }
 
-    pub(crate) fn put_registration(&self, id: &str, group: Option<&str>, state: &Value) -> Result<(), StoreError> {
+    pub(crate) fn put_registration(
+        &self,
+        id: &str,
+        group: Option<&str>,
+        state: &DeviceRegistrationState,
+    ) -> Result<(), StoreError> {
+        let body = to_text("a registration state", state)?;
         self.0
             .execute(
                 "INSERT OR REPLACE INTO registrations (id, group_id, body) VALUES (?1, ?2, ?3)",
-                params![id, group, state.to_string()],
+                params![id, group, body],
             )
             .map_err(failed("to write a registration state"))?;
         Ok(())
@@ -279,7 +303,7 @@ impl Tx<'_> {
         group: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Value>, StoreError> {
+    ) -> Result<Vec<DeviceRegistrationState>, StoreError> {
         let mut stmt = self
             .0
             .prepare_cached("SELECT body FROM registrations WHERE group_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
@@ -292,7 +316,7 @@ impl Tx<'_> {
             .map_err(failed("to query registration states"))?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(parse(row.map_err(failed("to query registration states"))?)?);
+            out.push(parse_state(row.map_err(failed("to query registration states"))?)?);
         }
         Ok(out)
     }

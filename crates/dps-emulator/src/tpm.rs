@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use serde_json::{Value, json};
+use dps_wire::device::{TpmChallenge, TpmRegistrationResult};
 use zeroize::Zeroizing;
 
 use crate::Error;
@@ -31,7 +31,7 @@ struct Issued {
 /// The outcome of a TPM registration request.
 pub(crate) enum Step {
     /// Answer 401 with this body (the activation challenge).
-    Challenge(Value),
+    Challenge(TpmChallenge),
     /// The SAS token verified with the issued key.
     Admitted,
 }
@@ -90,20 +90,19 @@ impl TpmAttestation {
     pub(crate) fn register(
         &self,
         registration_id: &str,
-        tpm: &Value,
+        tpm: &dps_wire::device::TpmAttestation,
         authorization: Option<&str>,
     ) -> Result<Step, String> {
         let enrolled = self
             .enrollments
             .get(registration_id)
             .ok_or_else(|| format!("no TPM enrollment for registration id '{registration_id}'"))?;
-        let field = |name: &str| {
-            tpm.get(name)
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("the tpm node has no string field {name}"))
-        };
-        let ek = decode_key("endorsementKey", field("endorsementKey")?)?;
-        let srk = decode_key("storageRootKey", field("storageRootKey")?)?;
+        let ek = decode_key("endorsementKey", &tpm.endorsement_key)?;
+        let srk = tpm
+            .storage_root_key
+            .as_deref()
+            .ok_or_else(|| "the tpm node has no string field storageRootKey".to_string())?;
+        let srk = decode_key("storageRootKey", srk)?;
         if &ek != enrolled {
             return Err(format!(
                 "endorsementKey does not match the enrollment tpm-individual '{registration_id}'"
@@ -112,10 +111,12 @@ impl TpmAttestation {
         match authorization {
             None => {
                 let activation = hsm_tpm::service::make_activation(&ek, &srk).map_err(|e| e.to_string())?;
-                let body = json!({
-                    "authenticationKey": B64.encode(&activation.blob),
-                    "keyName": "registration",
-                });
+                let mut body = TpmChallenge {
+                    authentication_key: B64.encode(&activation.blob),
+                    extra: serde_json::Map::new(),
+                };
+                // The C SDK's service answers name the key; the spec does not model it.
+                body.extra.insert("keyName".into(), "registration".into());
                 self.issued().insert(
                     registration_id.to_string(),
                     Issued {
@@ -150,12 +151,15 @@ impl TpmAttestation {
     }
 
     /// The `registrationState.tpm` node of an assignment: a fresh key activated to the same EK and SRK.
-    pub(crate) fn assignment(&self, registration_id: &str) -> Result<Option<Value>, String> {
+    pub(crate) fn assignment(&self, registration_id: &str) -> Result<Option<TpmRegistrationResult>, String> {
         let issued = self.issued();
         let Some(entry) = issued.get(registration_id) else {
             return Ok(None);
         };
         let activation = hsm_tpm::service::make_activation(&entry.ek, &entry.srk).map_err(|e| e.to_string())?;
-        Ok(Some(json!({"authenticationKey": B64.encode(&activation.blob)})))
+        Ok(Some(TpmRegistrationResult {
+            authentication_key: Some(B64.encode(&activation.blob)),
+            extra: serde_json::Map::new(),
+        }))
     }
 }

@@ -226,6 +226,40 @@ fn a_restart_keeps_enrollments_groups_and_deletions() {
 }
 
 #[test]
+fn fields_the_emulator_does_not_model_are_kept_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start(dir.path());
+    let sent = json!({
+        "registrationId": "rich",
+        "deviceId": "rich-device",
+        "attestation": {"type": "symmetricKey", "futureAttestationField": 1},
+        "capabilities": {"iotEdge": true, "iotGateway": true},
+        "initialTwin": {"tags": {"site": "a"}, "properties": {"desired": {"interval": 5}}},
+        "optionalDeviceInformation": {"model": "m1"},
+        "credentialPolicyName": "policy",
+        "serviceSideSetting": {"keep": [1, 2]},
+    });
+    let (s, put) = emu.call("PUT", "/enrollments/rich", Some(sent.clone())).unwrap();
+    assert_eq!(s, 200, "{put}");
+    emu.stop();
+    let emu = start(dir.path());
+    let (s, got) = emu.call("GET", "/enrollments/rich", None).unwrap();
+    assert_eq!((s, &got), (200, &put));
+    for field in [
+        "deviceId",
+        "capabilities",
+        "initialTwin",
+        "optionalDeviceInformation",
+        "credentialPolicyName",
+        "serviceSideSetting",
+    ] {
+        assert_eq!(got.get(field), sent.get(field), "{field}: {got}");
+    }
+    assert_eq!(got["attestation"]["futureAttestationField"], 1, "{got}");
+    emu.stop();
+}
+
+#[test]
 fn a_kill_9_in_the_middle_of_bulk_calls_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let emu = Arc::new(start(dir.path()));

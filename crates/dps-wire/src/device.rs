@@ -184,6 +184,32 @@ pub struct DeviceRegistrationResult {
     pub extra: Map<String, Value>,
 }
 
+impl From<crate::service::DeviceRegistrationState> for DeviceRegistrationResult {
+    /// The service API's record of a registration as the device API sends it (the same fields; the
+    /// attestation results, `payload` and `issuedCertificateChain` are the device answer's to add).
+    fn from(s: crate::service::DeviceRegistrationState) -> Self {
+        DeviceRegistrationResult {
+            tpm: None,
+            x509: None,
+            symmetric_key: None,
+            registration_id: s.registration_id,
+            created_date_time_utc: s.created_date_time_utc,
+            assigned_hub: s.assigned_hub,
+            connection_profile: s.connection_profile.map(|p| ConnectionProfile::from(p.as_str())),
+            device_id: s.device_id,
+            status: s.status.map(|v| EnrollmentStatus::from(v.as_str())),
+            substatus: s.substatus.map(|v| AssignedDeviceSubstatus::from(v.as_str())),
+            error_code: s.error_code,
+            error_message: s.error_message,
+            last_updated_date_time_utc: s.last_updated_date_time_utc,
+            etag: s.etag,
+            payload: s.payload,
+            issued_certificate_chain: None,
+            extra: s.extra,
+        }
+    }
+}
+
 /// `TpmRegistrationResult`: the hub key, encrypted to the TPM.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -270,6 +296,15 @@ mod tests {
             ))
         );
         assert_eq!(serde_json::to_value(&s)?, serde_json::from_str::<Value>(text)?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_service_registration_state_reads_the_same_as_a_device_result() -> Result<(), serde_json::Error> {
+        let text = r#"{"registrationId":"r","createdDateTimeUtc":"c","assignedHub":"h","connectionProfile":"mqttV5","deviceId":"d","status":"assigned","substatus":"deviceDataReset","errorCode":1,"errorMessage":"m","lastUpdatedDateTimeUtc":"l","etag":"e","payload":{"p":1},"future":2}"#;
+        let state: crate::service::DeviceRegistrationState = serde_json::from_str(text)?;
+        let result = DeviceRegistrationResult::from(state);
+        assert_eq!(serde_json::to_value(&result)?, serde_json::from_str::<Value>(text)?);
         Ok(())
     }
 
