@@ -17,6 +17,14 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "generated headers are up to date"
 bash scripts/gen-headers.sh --check
 
+# ---- packaging and fresh dependencies (issue 25 items 3 and 4) ----
+# Both need crates.io: skipped loudly without it outside CI, a failure in CI.
+step "the crates packaged as crates.io would receive them (scripts/package.sh)"
+bash scripts/package.sh
+step "fresh dependencies: cargo update in a copy, checked with warnings denied (scripts/fresh-deps.sh)"
+bash scripts/fresh-deps.sh
+# ---- end of packaging and fresh dependencies ----
+
 step "Rust tests"
 cargo test --workspace --all-features --locked --no-fail-fast 2>&1 | tee target/rust-tests.log || true
 read -r rust_passed rust_failed < <(grep -E '^test result:' target/rust-tests.log | awk '
