@@ -28,8 +28,8 @@ tar -C "$root" --exclude=./target --exclude=./fuzz/target --exclude=./.git --exc
 cd "$copy"
 echo "fresh-deps: cargo update in a copy of the workspace (what changed against Cargo.lock:)"
 cargo update 2>&1 | sed -n 's/^ *\(Updating\|Adding\|Removing\|Downgrading\) /    \1 /p'
-echo "fresh-deps: cargo check --workspace --all-targets --all-features, warnings denied"
+echo "fresh-deps: cargo check --workspace --all-targets --all-features, warnings denied (every failing crate reported: --keep-going)"
 start=$SECONDS
 RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-D warnings" CARGO_TARGET_DIR="$work/target" \
-    cargo check --workspace --all-targets --all-features
+    cargo check --workspace --all-targets --all-features --keep-going
 echo "fresh-deps: passed in $((SECONDS - start)) s: no warning and no break with today's dependencies"
