@@ -18,6 +18,7 @@ pub mod pct;
 pub mod pem;
 pub mod sas;
 mod scheme;
+pub mod tls;
 pub mod token;
 mod traits;
 

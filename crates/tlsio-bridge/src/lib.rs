@@ -9,35 +9,17 @@
 
 pub mod io;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use hsm_core::{Error, KeyAlgorithm, Result, SignatureScheme, X509Identity};
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 
-/// The crypto provider every configuration of this crate uses.
-///
-/// As rustls asks of libraries, the process-level provider when the application installed one
-/// ([`CryptoProvider::install_default`]): a program that wants the post-quantum key exchange
-/// (X25519MLKEM768) installs the aws-lc-rs provider and our configurations use it. Otherwise
-/// *ring*, the provider this workspace builds rustls with: small and self-contained, which the C
-/// library's size budget needs (aws-lc-rs links aws-lc's own C library of cryptography).
+/// The crypto provider every configuration of this crate uses: [`hsm_core::tls::crypto_provider`]
+/// (the application's process-level provider when it installed one, otherwise *ring*).
 pub fn provider() -> Arc<CryptoProvider> {
-    if let Some(installed) = CryptoProvider::get_default() {
-        return Arc::clone(installed);
-    }
-    static RING: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    Arc::clone(RING.get_or_init(|| Arc::new(ring_provider())))
-}
-
-/// rustls 0.23.48 deprecated naming the *ring* provider (it has no post-quantum key exchange);
-/// an application that needs one installs it as the process default (see [`provider`]). This is
-/// the one place that names *ring*; `allow`, not `expect`: the lock file may hold a rustls from
-/// before the deprecation.
-#[allow(deprecated)]
-fn ring_provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
+    hsm_core::tls::crypto_provider()
 }
 
 /// A backend key seen through rustls.
