@@ -9,7 +9,8 @@
 #   --destdir DIR    stage under DIR (packaging); the .pc still names --prefix
 #   --features LIST  cargo features of hsm-abi besides the defaults (pkcs11, dice, vendor),
 #                    e.g. "tpm" (the pkg-config file then requires tss2-esys and friends)
-#   --debug          the debug build instead of release
+#   --debug          the debug build instead of the release-c profile (the C library as it
+#                    ships: LTO, one codegen unit, stripped; Cargo.toml [profile.release-c])
 #
 # Afterwards:
 #   pkg-config --cflags --libs hsm_abi             the shared library
@@ -22,14 +23,14 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 prefix=/usr/local
 destdir=""
 features=""
-profile=release
+profile=release-c
 while [ $# -gt 0 ]; do
     case "$1" in
         --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
         --destdir) destdir="${2:?--destdir needs a directory}"; shift 2 ;;
         --features) features="${2?--features needs a list}"; shift 2 ;;
         --debug) profile=debug; shift ;;
-        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "install-c: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -43,7 +44,7 @@ major="${version%%.*}"
 [ -n "$version" ] || { echo "install-c: no version in Cargo.toml" >&2; exit 1; }
 
 cargo_args=(-p hsm-abi --lib --locked)
-[ "$profile" = release ] && cargo_args+=(--release)
+[ "$profile" = release-c ] && cargo_args+=(--profile release-c)
 [ -n "$features" ] && cargo_args+=(--features "$features")
 
 echo "install-c: building hsm-abi $version ($profile${features:+, features: $features})" >&2

@@ -43,6 +43,10 @@ stage "cargo clippy (warnings denied)" cargo clippy --workspace --all-targets --
 stage "generated headers are up to date" bash scripts/gen-headers.sh --check
 stage "scripts build where cargo builds (no target/ written out)" bash scripts/check-target-dir.sh
 
+# Packaging and fresh dependencies need crates.io: skipped loudly without it outside CI, a failure in CI.
+stage "the crates packaged as crates.io would receive them (scripts/package.sh)" bash scripts/package.sh
+stage "fresh dependencies: cargo update in a copy, checked with warnings denied (scripts/fresh-deps.sh)" bash scripts/fresh-deps.sh
+
 rust_tests() {
     cargo test --workspace --all-features --locked --no-fail-fast 2>&1 | tee "$target_dir/rust-tests.log" || true
 }

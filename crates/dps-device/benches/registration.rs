@@ -41,7 +41,7 @@ fn main() {
         emulator_child(Path::new(&ca));
         return;
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::CryptoProvider::install_default((*hsm_core::tls::crypto_provider()).clone());
     let rounds = env_number("BENCH_ROUNDS", 60);
     let runs = env_number("BENCH_RUNS", 1000);
 

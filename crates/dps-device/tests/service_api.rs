@@ -42,7 +42,7 @@ fn put(emu: &Emulator, path: &str, body: Value) -> (u16, Value) {
         "SharedAccessSignature sr={sr}&sig={}&se={se}&skn=owner",
         hsm_core::sas::url_encode(&B64.encode(sig))
     );
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let tls = rustls::ClientConfig::builder_with_provider(hsm_core::tls::crypto_provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots(&emu.server_ca_pem()))

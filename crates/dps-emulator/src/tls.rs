@@ -16,7 +16,7 @@ use crate::Error;
 
 /// The one crypto provider of the emulator.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    hsm_core::tls::crypto_provider()
 }
 
 /// The emulator's server identity: a fresh CA per start, and a leaf for 127.0.0.1 and localhost.
@@ -61,7 +61,7 @@ pub(crate) fn make_server_identity() -> Result<ServerIdentity, Error> {
 /// TLS 1.2 and 1.3, ring, client certificates requested but optional. With `chacha20_only`, only
 /// the ChaCha20-Poly1305 suites are offered (see [`crate::ServerOptions::chacha20_only`]).
 pub(crate) fn server_config(identity: &ServerIdentity, chacha20_only: bool) -> Result<Arc<ServerConfig>, Error> {
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = (*hsm_core::tls::crypto_provider()).clone();
     if chacha20_only {
         provider
             .cipher_suites

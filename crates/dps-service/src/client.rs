@@ -111,7 +111,7 @@ fn tls_for(cas: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig> {
             .map_err(|e| invalid("trusted CA", e.to_string()))?;
     }
     Ok(
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        rustls::ClientConfig::builder_with_provider(hsm_core::tls::crypto_provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| invalid("TLS configuration", e.to_string()))?
             .with_root_certificates(roots)

@@ -28,7 +28,12 @@ fn csv_rows_become_enrollments_and_bad_rows_name_their_line() {
     assert_eq!((*line, e1.registration_id.as_str()), (Some(2), "dev-1"));
     let (_, e2) = rows[1].as_ref().unwrap();
     assert_eq!(e2.common.provisioning_status, Some(ProvisioningStatus::Disabled));
-    assert!(e2.attestation.tpm.as_ref().is_some_and(|t| t.endorsement_key == "AToAAQ=="));
+    assert!(
+        e2.attestation
+            .tpm
+            .as_ref()
+            .is_some_and(|t| t.endorsement_key == "AToAAQ==")
+    );
     for (i, needle) in [
         (2, "line 4: endorsementKey"),
         (3, "line 5: attestation \"dice\""),

@@ -19,6 +19,7 @@ pub mod pem;
 pub mod redact;
 pub mod sas;
 mod scheme;
+pub mod tls;
 pub mod token;
 mod traits;
 

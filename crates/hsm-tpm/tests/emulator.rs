@@ -24,7 +24,7 @@ fn agent(emu: &Emulator) -> ureq::Agent {
     for c in rustls_pemfile::certs(&mut emu.server_ca_pem().as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let config = rustls::ClientConfig::builder_with_provider(tlsio_bridge::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)

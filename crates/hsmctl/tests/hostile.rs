@@ -66,7 +66,7 @@ fn read_request(tls: &mut Tls) -> bool {
 }
 
 fn hostile(behaviour: impl Fn(usize, &mut Tls) + Send + Sync + 'static) -> Hostile {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::CryptoProvider::clone(&tlsio_bridge::provider()).install_default();
     let dir = tempfile::tempdir().unwrap();
     let root = ca("hostile root");
     let (chain, key) = server_identity(&root);

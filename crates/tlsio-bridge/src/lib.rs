@@ -3,7 +3,7 @@
 //!
 //! - [`HsmSigningKey`] adapts any [`hsm_core::SigningKey`] to [`rustls::sign::SigningKey`];
 //! - [`client_config`] builds a [`rustls::ClientConfig`] from an [`X509Identity`] and trust
-//!   anchors, with the ring provider installed explicitly;
+//!   anchors, with the crypto provider of [`provider`] (the application's, else *ring*);
 //! - [`io`] is the C SDK's non-blocking TLS IO on rustls (the C side lives in `hsm-abi`).
 #![forbid(unsafe_code)]
 
@@ -13,11 +13,13 @@ use std::sync::Arc;
 
 use hsm_core::{Error, KeyAlgorithm, Result, SignatureScheme, X509Identity};
 use rustls::client::ResolvesClientCert;
+use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 
-/// The crypto provider every configuration of this crate uses.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The crypto provider every configuration of this crate uses: [`hsm_core::tls::crypto_provider`]
+/// (the application's process-level provider when it installed one, otherwise *ring*).
+pub fn provider() -> Arc<CryptoProvider> {
+    hsm_core::tls::crypto_provider()
 }
 
 /// A backend key seen through rustls.

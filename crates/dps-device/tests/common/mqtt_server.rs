@@ -74,7 +74,7 @@ impl MqttServer {
     /// Starts the server. With `garbage_at_connect` it answers CONNECT with bytes that are no MQTT.
     pub fn start(garbage_at_connect: bool, script: Script) -> MqttServer {
         let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        let config = rustls::ServerConfig::builder_with_provider(hsm_core::tls::crypto_provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()

@@ -22,7 +22,7 @@ pub const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvz
 pub const GROUP_DEVICE_KEY: &str = "GRPTH+dyLH5yQZctR5eMNCRGWfZXuw/fZzAhRArVPkQ=";
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    hsm_core::tls::crypto_provider()
 }
 
 /// A CA that can issue intermediates and leaves.

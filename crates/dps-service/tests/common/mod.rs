@@ -82,7 +82,7 @@ impl GrowingRoots {
     pub fn new(first: Vec<CertificateDer<'static>>) -> Arc<Self> {
         Arc::new(GrowingRoots {
             roots: RwLock::new(first),
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            provider: hsm_core::tls::crypto_provider(),
         })
     }
 

@@ -71,7 +71,7 @@ impl Server {
     /// Serve HTTPS on 127.0.0.1; `handler(n, request)` answers the `n`th request (from 0).
     pub fn start(handler: impl Fn(usize, &Request) -> Answer + Send + Sync + 'static) -> Server {
         let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        let config = rustls::ServerConfig::builder_with_provider(hsm_core::tls::crypto_provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()

@@ -56,16 +56,29 @@ pub(crate) fn enter() {
         let Some(filter) = std::env::var_os(LOG_ENV) else {
             return;
         };
-        let filter = filter.to_string_lossy().into_owned();
-        let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
         // An application that installed its own global subscriber keeps it.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .try_init();
+        let _ = tracing_subscriber::util::SubscriberInitExt::try_init(log_to_stderr(&filter.to_string_lossy()));
     });
+}
+
+/// The stderr subscriber for an `HSM_ABI_LOG` value: `target=level` directives and a bare default
+/// level (`warn`, `hsm_pkcs11=debug,warn`); anything else reads as `warn`. A `Targets` filter,
+/// not an `EnvFilter`: that one's span and field matching brings a regex engine, a tenth of
+/// the C library's size (BENCHMARKS.md, "C library size").
+fn log_to_stderr(filter: &str) -> impl tracing::Subscriber + Send + Sync {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let targets = filter
+        .parse::<Targets>()
+        .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::WARN));
+    // The formatter lets everything through; `targets` decides.
+    tracing_subscriber::fmt()
+        .with_max_level(LevelFilter::TRACE)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .finish()
+        .with(targets)
 }
 
 /// Record a caught panic as this thread's last error.
@@ -99,6 +112,26 @@ mod tests {
                 .wrapping_add(usize::from(v[std::hint::black_box(3)]))
                 .cast_mut()
         })
+    }
+
+    /// `HSM_ABI_LOG` values: per-target levels, a default level, and `warn` for nonsense.
+    #[test]
+    fn log_filter_directives() {
+        use tracing::Level;
+        // [hsm_pkcs11 debug, hsm_core debug, hsm_core warn]
+        let enabled = |filter: &str| {
+            tracing::subscriber::with_default(log_to_stderr(filter), || {
+                [
+                    tracing::enabled!(target: "hsm_pkcs11::session", Level::DEBUG),
+                    tracing::enabled!(target: "hsm_core", Level::DEBUG),
+                    tracing::enabled!(target: "hsm_core", Level::WARN),
+                ]
+            })
+        };
+        assert_eq!(enabled("hsm_pkcs11=debug,warn"), [true, false, true]);
+        assert_eq!(enabled("debug"), [true, true, true]);
+        assert_eq!(enabled("error"), [false, false, false]);
+        assert_eq!(enabled("not a filter ==="), [false, false, true]);
     }
 
     #[test]
