@@ -13,58 +13,7 @@ pub mod credentials;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// A string enum of the spec that keeps any value it does not know (`modelAsString`).
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-            /// A value this version does not know, kept as it came.
-            Other(String),
-        }
-
-        impl $name {
-            /// The value as sent on the wire.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $($name::$variant => $text,)+
-                    $name::Other(s) => s,
-                }
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(s: &str) -> Self {
-                match s {
-                    $($text => $name::$variant,)+
-                    other => $name::Other(other.to_string()),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Ok($name::from(s.as_str()))
-            }
-        }
-    };
-}
-
-string_enum! {
+wire_enum! {
     /// `EnrollmentStatus`: where a registration stands.
     EnrollmentStatus {
         Unassigned = "unassigned",
@@ -75,7 +24,7 @@ string_enum! {
     }
 }
 
-string_enum! {
+wire_enum! {
     /// `AssignedDeviceSubstatus`: how an assigned device came to its hub.
     AssignedDeviceSubstatus {
         InitialAssignment = "initialAssignment",
@@ -85,7 +34,7 @@ string_enum! {
     }
 }
 
-string_enum! {
+wire_enum! {
     /// `ConnectionProfile` (`2026-11-02-preview`): the MQTT version the assigned hub speaks; absent
     /// means `classic`.
     ConnectionProfile {

@@ -7,8 +7,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::wire_enum;
-
 wire_enum! {
     /// `type` of an attestation mechanism.
     AttestationType {

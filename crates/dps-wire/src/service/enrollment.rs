@@ -3,7 +3,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::wire_enum;
 use super::{Attestation, DeviceRegistrationState};
 
 wire_enum! {

@@ -3,7 +3,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::wire_enum;
 use super::{EnrollmentGroup, IndividualEnrollment};
 
 wire_enum! {
