@@ -13,35 +13,10 @@ pub mod credentials;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-wire_enum! {
-    /// `EnrollmentStatus`: where a registration stands.
-    EnrollmentStatus {
-        Unassigned = "unassigned",
-        Assigning = "assigning",
-        Assigned = "assigned",
-        Failed = "failed",
-        Disabled = "disabled",
-    }
-}
-
-wire_enum! {
-    /// `AssignedDeviceSubstatus`: how an assigned device came to its hub.
-    AssignedDeviceSubstatus {
-        InitialAssignment = "initialAssignment",
-        DeviceDataMigrated = "deviceDataMigrated",
-        DeviceDataReset = "deviceDataReset",
-        ReprovisionedToInitialAssignment = "reprovisionedToInitialAssignment",
-    }
-}
-
-wire_enum! {
-    /// `ConnectionProfile` (`2026-11-02-preview`): the MQTT version the assigned hub speaks; absent
-    /// means `classic`.
-    ConnectionProfile {
-        Classic = "classic",
-        MqttV5 = "mqttV5",
-    }
-}
+// The objects both APIs share (the same definitions in `device.json` and `service.json`): one type each.
+pub use crate::service::{
+    AssignedDeviceSubstatus, ConnectionProfile, EnrollmentStatus, TpmAttestation, X509CertificateInfo,
+};
 
 /// `DeviceRegistration`: the body of a register request and of a status lookup.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -59,17 +34,6 @@ pub struct DeviceRegistration {
     /// Custom data for a custom allocation policy (a JSON object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-/// `TpmAttestation`: base64 of the TPM2B_PUBLIC of each key.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TpmAttestation {
-    pub endorsement_key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_root_key: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -179,30 +143,6 @@ pub struct X509RegistrationResult {
     pub enrollment_group_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_certificate_info: Option<X509CertificateInfo>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-/// `X509CertificateInfo` (the spec marks every field required; a device reads them leniently).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct X509CertificateInfo {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha1_thumbprint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256_thumbprint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_before_utc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_after_utc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serial_number: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<i64>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
