@@ -15,9 +15,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib/crates-io.sh
 . "$root/scripts/lib/crates-io.sh"
+# shellcheck source=lib/cargo.sh
+. "$root/scripts/lib/cargo.sh"
 need_crates_io fresh-deps
 
-work="${CARGO_TARGET_DIR:-$root/target}/fresh-deps"
+work="$(cargo_target_dir)/fresh-deps"
 copy="$work/src"
 rm -rf "$copy"
 mkdir -p "$copy"

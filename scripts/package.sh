@@ -7,11 +7,13 @@
 # a dependency cycle that is not dev-only. Needs crates.io (the packages' lock files resolve
 # against it): without it, skipped loudly outside CI and a failure in CI.
 #
-#   scripts/package.sh        packages land in target/package/*.crate
+#   scripts/package.sh        packages land in package/*.crate of the cargo target directory
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib/crates-io.sh
 . "$root/scripts/lib/crates-io.sh"
+# shellcheck source=lib/cargo.sh
+. "$root/scripts/lib/cargo.sh"
 need_crates_io package
 
 cd "$root"
@@ -25,4 +27,4 @@ for p in json.load(sys.stdin)["packages"]:
 echo "package: ${packages[*]}"
 # --allow-dirty: CI checks out a clean tree; a developer runs this before committing.
 cargo package --no-verify --locked --allow-dirty "${packages[@]/#/--package=}"
-echo "package: every publishable crate packaged (target/package)"
+echo "package: every publishable crate packaged ($(cargo_target_dir)/package)"
