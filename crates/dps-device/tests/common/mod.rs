@@ -4,6 +4,23 @@
 pub mod mqtt_server;
 pub mod scripted;
 
+/// The TLS side of the scripted test servers: a fresh self-signed certificate for 127.0.0.1, and its
+/// PEM for the clients under test to trust.
+pub fn loopback_server_config() -> (std::sync::Arc<rustls::ServerConfig>, String) {
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(hsm_core::tls::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
+        )
+        .unwrap();
+    (std::sync::Arc::new(config), cert.cert.pem())
+}
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode};
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// What the script does with the n-th publish (counted over all connections, from 0).
 pub enum Answer {
@@ -73,17 +72,7 @@ fn write_packet<W: Write>(stream: &mut W, packet: Packet) {
 impl MqttServer {
     /// Starts the server. With `garbage_at_connect` it answers CONNECT with bytes that are no MQTT.
     pub fn start(garbage_at_connect: bool, script: Script) -> MqttServer {
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(hsm_core::tls::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.cert.der().clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
-            )
-            .unwrap();
-        let config = Arc::new(config);
+        let (config, ca_pem) = super::loopback_server_config();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = listener.local_addr().unwrap().to_string();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -148,7 +137,7 @@ impl MqttServer {
         });
         MqttServer {
             endpoint,
-            ca_pem: cert.cert.pem(),
+            ca_pem,
             received,
         }
     }

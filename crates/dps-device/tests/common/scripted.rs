@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-
 #[derive(Clone)]
 pub enum Step {
     /// Raw bytes written as the answer (status line, headers, body).
@@ -45,17 +43,7 @@ impl Scripted {
     }
 
     pub fn start(steps: Vec<Step>) -> Scripted {
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(hsm_core::tls::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.cert.der().clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
-            )
-            .unwrap();
-        let config = Arc::new(config);
+        let (config, ca_pem) = super::loopback_server_config();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -94,7 +82,7 @@ impl Scripted {
         });
         Scripted {
             endpoint,
-            ca_pem: cert.cert.pem(),
+            ca_pem,
             requests,
             lines,
         }
