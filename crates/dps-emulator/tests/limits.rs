@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,22 +49,6 @@ fn register(emu: &Emulator) {
     assert_assigned(&body, "device-0001");
 }
 
-/// Wait until `stream`'s peer closes it; how long that took.
-fn until_closed(stream: &mut TcpStream, limit: Duration) -> Duration {
-    let started = Instant::now();
-    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let mut buf = [0u8; 256];
-    while started.elapsed() < limit {
-        match stream.read(&mut buf) {
-            Ok(0) => return started.elapsed(),
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => return started.elapsed(),
-        }
-    }
-    panic!("still open after {limit:?}");
-}
-
 #[test]
 fn idle_connections_do_not_grow_threads_and_a_device_still_registers() {
     let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -107,7 +91,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
             std::thread::sleep(Duration::from_millis(300));
         }
     });
-    let took = until_closed(&mut raw, Duration::from_secs(10));
+    let took = common::until_closed(&mut raw, Duration::from_secs(10));
     assert!(
         took <= REQUEST_TIMEOUT + Duration::from_secs(1),
         "closed after {took:?}"
@@ -142,7 +126,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let took = cut.unwrap_or_else(|| until_closed(&mut tls.sock, Duration::from_secs(10)));
+    let took = cut.unwrap_or_else(|| common::until_closed(&mut tls.sock, Duration::from_secs(10)));
     assert!(
         took <= REQUEST_TIMEOUT + Duration::from_secs(1),
         "closed after {took:?}"

@@ -95,22 +95,6 @@ fn connect(emu: &Emulator, keep_alive: u16) -> (Tls, BytesMut) {
     (s, buf)
 }
 
-/// Wait until the server closes `s`; how long that took.
-fn until_closed(s: &mut TcpStream, limit: Duration) -> Duration {
-    let started = Instant::now();
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let mut buf = [0u8; 256];
-    while started.elapsed() < limit {
-        match s.read(&mut buf) {
-            Ok(0) => return started.elapsed(),
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => return started.elapsed(),
-        }
-    }
-    panic!("still open after {limit:?}");
-}
-
 /// Register over MQTT, answering what Node's client expects along the way.
 fn register(emu: &Emulator) {
     let (mut s, mut buf) = connect(emu, 60);
@@ -160,7 +144,7 @@ fn keep_alive_is_enforced_at_one_and_a_half_times() {
     // The request deadline is long: only the keep-alive can close the connection in time.
     let emu = emulator(Duration::from_secs(60));
     let (mut s, _) = connect(&emu, 2);
-    let took = until_closed(&mut s.sock, Duration::from_secs(10));
+    let took = common::until_closed(&mut s.sock, Duration::from_secs(10));
     assert!(
         took >= Duration::from_millis(2500) && took <= Duration::from_millis(4000),
         "closed after {took:?} (keep-alive 2 s: 3 s expected)"
@@ -222,7 +206,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
             std::thread::sleep(Duration::from_millis(300));
         }
     });
-    let took = until_closed(&mut raw, Duration::from_secs(10));
+    let took = common::until_closed(&mut raw, Duration::from_secs(10));
     assert!(took <= timeout + Duration::from_secs(1), "closed after {took:?}");
     dribble.join().unwrap();
 
@@ -245,7 +229,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let took = cut.unwrap_or_else(|| until_closed(&mut s.sock, Duration::from_secs(10)));
+    let took = cut.unwrap_or_else(|| common::until_closed(&mut s.sock, Duration::from_secs(10)));
     assert!(took <= timeout + Duration::from_secs(1), "closed after {took:?}");
 
     register(&emu);

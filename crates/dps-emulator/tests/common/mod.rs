@@ -268,3 +268,19 @@ pub fn sas(registration_id: &str, key_b64: &str, expiry: u64) -> String {
     }
     .sign_with_key(&key, expiry)
 }
+
+/// Wait until `stream`'s peer closes it; how long that took.
+pub fn until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = [0u8; 256];
+    while started.elapsed() < limit {
+        match std::io::Read::read(stream, &mut buf) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return started.elapsed(),
+        }
+    }
+    panic!("still open after {limit:?}");
+}
