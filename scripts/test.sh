@@ -7,8 +7,12 @@ cd "$(dirname "$0")/.."
 # shellcheck source=lib/cargo.sh
 source scripts/lib/cargo.sh
 
+# One full build, never rebuilt piecewise: incremental caches would only take disk (gigabytes).
+export CARGO_INCREMENTAL=0
+
 stage_names=()
 stage_seconds=()
+stage_free=()
 # stage NAME CMD...: run CMD as one stage (a heading, its wall time kept for the table at the end);
 # returns CMD's status, so a failing stage stops the suite as before (set -e).
 stage() {
@@ -19,18 +23,20 @@ stage() {
     "$@" || rc=$?
     stage_names+=("$name")
     stage_seconds+=("$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')")
+    stage_free+=("$(df -Pk . | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }')")
     return "$rc"
 }
 # The table of stage times (also when a stage stopped the suite).
 stage_times() {
     [ "${#stage_names[@]}" -gt 0 ] || return 0
     echo
-    printf '%-70s %9s\n' "stage" "seconds"
+    printf '%-70s %9s %12s\n' "stage" "seconds" "disk free GB"
     local i
     for i in "${!stage_names[@]}"; do
-        printf '%-70s %9s\n' "${stage_names[$i]}" "${stage_seconds[$i]}"
+        printf '%-70s %9s %12s\n' "${stage_names[$i]}" "${stage_seconds[$i]}" "${stage_free[$i]}"
     done
     printf '%-70s %9s\n' "all stages" "$(printf '%s\n' "${stage_seconds[@]}" | awk '{ s += $1 } END { printf "%.1f", s }')"
+    [ -z "${target_dir:-}" ] || echo "disk: $(du -sh "$target_dir" 2>/dev/null | cut -f1) in the target directory"
 }
 trap 'rc=$?; [ "$rc" -eq 0 ] || stage_times' EXIT
 
