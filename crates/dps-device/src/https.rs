@@ -1,10 +1,9 @@
-//! HTTPS: `PUT {scope}/registrations/{id}/register`, `GET .../operations/{opId}`, `POST
+//! The HTTPS connect module: `PUT {scope}/registrations/{id}/register`, `GET .../operations/{opId}`, `POST
 //! {scope}/registrations/{id}` (status lookup), with ureq on tokio's
 //! blocking pool. Each request carries the time left before the overall deadline as its timeout; redirects
 //! are not followed; bodies are read up to [`crate::MAX_BODY`].
 
 use std::io::Read as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hsm_core::sas::url_encode;
@@ -13,7 +12,8 @@ use tokio::time::Instant;
 use dps_wire::device::DeviceRegistration;
 
 use crate::error::sanitize;
-use crate::{Error, MAX_BODY, Proxy, Reply, Transport, blocking_task};
+use crate::session::{Call, Connect, Connection};
+use crate::{Error, MAX_BODY, Reply, Transport, blocking_task};
 
 const T: Transport = Transport::Https;
 /// How long a request may outlive the overall deadline (its thread ends then).
@@ -28,15 +28,9 @@ pub(crate) struct Https {
 }
 
 impl Https {
-    pub(crate) fn new(
-        endpoint: &str,
-        id_scope: &str,
-        registration_id: &str,
-        tls: Arc<rustls::ClientConfig>,
-        user_agent: &str,
-        proxy: Option<&Proxy>,
-        api_version: &str,
-    ) -> Result<Self, Error> {
+    /// An agent for `c`'s endpoint (with its proxy); nothing is sent until the first call.
+    pub(crate) fn connect(c: &Connect<'_>) -> Result<Self, Error> {
+        let (endpoint, tls, user_agent, proxy) = (c.endpoint, c.tls.clone(), c.user_agent, c.proxy);
         let mut agent = ureq::AgentBuilder::new()
             .tls_config(tls)
             .redirects(0)
@@ -54,42 +48,29 @@ impl Https {
         let agent = agent.build();
         Ok(Https {
             agent,
+            // No port in the endpoint: the scheme's, which is [`Transport::default_port`].
             base: format!(
-                "https://{endpoint}/{}/registrations/{}",
-                url_encode(id_scope),
-                url_encode(registration_id)
+                "{}://{endpoint}/{}/registrations/{}",
+                T.scheme(),
+                url_encode(c.id_scope),
+                url_encode(c.registration_id)
             ),
-            api_version: url_encode(api_version),
+            api_version: url_encode(c.api_version),
         })
     }
 
-    pub(crate) async fn register(
-        &self,
-        body: &DeviceRegistration,
-        auth: Option<&str>,
-        deadline: Instant,
-    ) -> Result<Reply, Error> {
+    async fn register(&self, body: &DeviceRegistration, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
         let url = format!("{}/register?api-version={}", self.base, self.api_version);
         self.send("PUT", url, auth, Some(encode(body)?), deadline).await
     }
 
     /// The device registration status lookup.
-    pub(crate) async fn status(
-        &self,
-        body: &DeviceRegistration,
-        auth: Option<&str>,
-        deadline: Instant,
-    ) -> Result<Reply, Error> {
+    async fn status(&self, body: &DeviceRegistration, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
         let url = format!("{}?api-version={}", self.base, self.api_version);
         self.send("POST", url, auth, Some(encode(body)?), deadline).await
     }
 
-    pub(crate) async fn operation(
-        &self,
-        operation_id: &str,
-        auth: Option<&str>,
-        deadline: Instant,
-    ) -> Result<Reply, Error> {
+    async fn operation(&self, operation_id: &str, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
         let url = format!(
             "{}/operations/{}?api-version={}",
             self.base,
@@ -115,6 +96,21 @@ impl Https {
             req = req.set("Authorization", a);
         }
         blocking_task(move || send(req, body)).await
+    }
+}
+
+impl Connection for Https {
+    async fn call(&mut self, call: Call<'_>, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
+        match call {
+            Call::Register(body) => self.register(body, auth, deadline).await,
+            Call::Operation(op) => self.operation(op, auth, deadline).await,
+            Call::Status(body) => self.status(body, auth, deadline).await,
+        }
+    }
+
+    /// Nothing to say on leaving: the agent's pooled connection closes when it is dropped.
+    async fn close(self, _deadline: Instant) -> Result<(), Error> {
+        Ok(())
     }
 }
 
@@ -197,5 +193,16 @@ fn transport_error(t: &ureq::Transport) -> Error {
     Error::Transport {
         transport: T,
         message: sanitize(&t.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_implies_the_default_port() {
+        let url = url::Url::parse(&format!("{}://dps.example/", T.scheme())).unwrap();
+        assert_eq!(url.port_or_known_default(), Some(T.default_port()));
     }
 }
