@@ -182,9 +182,14 @@ impl ProvisioningClient {
 
     fn check_transport(&self, attestation: &Attestation) -> Result<(), Error> {
         if let (Attestation::Tpm(_), false) = (attestation, self.transport.supports_tpm()) {
+            let over = Transport::ALL
+                .into_iter()
+                .filter(|t| t.supports_tpm())
+                .map(Transport::title);
             return Err(Error::InvalidRequest(format!(
-                "TPM attestation is not supported over {}: DPS accepts it over HTTPS only",
-                self.transport
+                "TPM attestation is not supported over {}: DPS accepts it over {} only",
+                self.transport,
+                over.collect::<Vec<_>>().join(" and ")
             )));
         }
         Ok(())
