@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use crate::error::sanitize;
 use crate::{Error, MAX_BODY, Transport};
 
-/// An MQTT connection as DPS and IoT Hub (`credentials.rs`) both use it: rumqttc's client and its
+/// An MQTT connection as DPS and IoT Hub (`hub_renewal.rs`) both use it: rumqttc's client and its
 /// event loop, polled by whoever waits for an answer.
 pub(crate) struct MqttSession {
     pub(crate) transport: Transport,
