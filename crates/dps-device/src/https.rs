@@ -127,7 +127,7 @@ fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
     };
     let resp = match result {
         Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(ureq::Error::Transport(t)) => return Err(transport_error(&t)),
+        Err(ureq::Error::Transport(t)) => return Err(transport_error(t)),
     };
     let status = resp.status();
     if (300..400).contains(&status) {
@@ -138,10 +138,7 @@ fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
     resp.into_reader()
         .take(MAX_BODY as u64 + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| Error::Transport {
-            transport: T,
-            message: format!("reading the response: {}", sanitize(&e.to_string())),
-        })?;
+        .map_err(|e| Error::transport_from(T, format!("reading the response: {}", sanitize(&e.to_string())), e))?;
     if buf.len() > MAX_BODY {
         return Err(Error::Protocol {
             transport: T,
@@ -155,25 +152,24 @@ fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
     })
 }
 
-/// A TLS failure when a rustls error is in the cause chain, else a transport failure.
-fn transport_error(t: &ureq::Transport) -> Error {
-    match t.kind() {
-        ureq::ErrorKind::ProxyUnauthorized => {
-            return Error::Transport {
-                transport: T,
-                message: "the proxy refused the CONNECT: proxy authentication required (missing or wrong \
-                          proxy credentials)"
-                    .to_string(),
-            };
-        }
-        ureq::ErrorKind::ProxyConnect => {
-            return Error::Transport {
-                transport: T,
-                message: format!("the proxy did not open a tunnel: {}", sanitize(&t.to_string())),
-            };
-        }
-        _ => {}
-    }
+/// A TLS failure when a rustls error is in the cause chain, else a transport failure; ureq's error is
+/// the source either way.
+fn transport_error(t: ureq::Transport) -> Error {
+    let message = match t.kind() {
+        ureq::ErrorKind::ProxyUnauthorized => "the proxy refused the CONNECT: proxy authentication required \
+                                               (missing or wrong proxy credentials)"
+            .to_string(),
+        ureq::ErrorKind::ProxyConnect => format!("the proxy did not open a tunnel: {}", sanitize(&t.to_string())),
+        _ => match tls_cause(&t) {
+            Some(tls) => return Error::tls_from(T, tls, t),
+            None => sanitize(&t.to_string()),
+        },
+    };
+    Error::transport_from(T, message, t)
+}
+
+/// The text of a rustls error in `t`'s cause chain (also inside an I/O error).
+fn tls_cause(t: &ureq::Transport) -> Option<String> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
     while let Some(e) = cause {
         let inner = e
@@ -182,18 +178,12 @@ fn transport_error(t: &ureq::Transport) -> Error {
             .map(|i| i as &(dyn std::error::Error + 'static));
         for candidate in [Some(e), inner].into_iter().flatten() {
             if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
-                return Error::Tls {
-                    transport: T,
-                    message: sanitize(&tls.to_string()),
-                };
+                return Some(sanitize(&tls.to_string()));
             }
         }
         cause = e.source();
     }
-    Error::Transport {
-        transport: T,
-        message: sanitize(&t.to_string()),
-    }
+    None
 }
 
 #[cfg(test)]

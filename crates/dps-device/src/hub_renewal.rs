@@ -236,18 +236,28 @@ impl HubSession {
         loop {
             let packet = match self.0.next_packet().await {
                 Ok(p) => p,
-                Err(Error::Transport { transport, message }) if !acknowledged && !accepted => {
+                Err(Error::Transport {
+                    transport,
+                    message,
+                    source,
+                }) if !acknowledged && !accepted => {
                     return Err(Error::Transport {
                         transport,
+                        source,
                         message: format!(
                             "the connection ended before the hub acknowledged the certificate request (PUBACK): \
                              {message}"
                         ),
                     });
                 }
-                Err(Error::Transport { transport, message }) if accepted => {
+                Err(Error::Transport {
+                    transport,
+                    message,
+                    source,
+                }) if accepted => {
                     return Err(Error::Transport {
                         transport,
+                        source,
                         message: format!(
                             "the hub accepted the certificate request (202) but the connection ended before \
                              the certificate came: {message}"

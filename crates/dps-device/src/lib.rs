@@ -7,8 +7,8 @@
 //!
 //! ```no_run
 //! # async fn f(identity: std::sync::Arc<dyn hsm_core::X509Identity>, roots: rustls::RootCertStore) -> Result<(), dps_device::Error> {
-//! use dps_device::{Attestation, Options, ProvisioningClient, Transport};
-//! let client = ProvisioningClient::new("global.azure-devices-provisioning.net", "0ne00000000", Transport::Https, roots, Options::default());
+//! use dps_device::{Attestation, ProvisioningClient, Transport};
+//! let client = ProvisioningClient::builder("0ne00000000").transport(Transport::Https).trust_roots(roots).build()?;
 //! let assignment = client.register(&Attestation::X509(identity), None).await?;
 //! println!("{} on {}", assignment.device_id, assignment.assigned_hub);
 //! # Ok(()) }
@@ -17,6 +17,7 @@
 
 mod answer;
 pub mod blocking;
+mod builder;
 mod client;
 mod error;
 mod flow;
@@ -34,10 +35,11 @@ use std::time::Duration;
 use hsm_core::{SymmetricIdentity, TpmIdentity, X509Identity};
 use serde_json::Value;
 
+pub use builder::{ClientBuilder, GLOBAL_ENDPOINT};
 pub use client::ProvisioningClient;
 pub use dps_wire::ApiVersion;
 pub use dps_wire::device::DeviceRegistrationResult;
-pub use error::{Error, ServiceError};
+pub use error::{Error, ServiceError, Source};
 pub use hub_renewal::{HUB_API_VERSION, RenewalOptions, renew_certificate};
 pub use issuance::verify_issued_chain;
 pub use tlsio_bridge::TlsVersions;

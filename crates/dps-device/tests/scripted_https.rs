@@ -164,6 +164,7 @@ async fn a_hanging_server_ends_in_the_timeout() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert!(e.is_timeout() && e.is_retryable() && !e.is_connect(), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }
 

@@ -242,6 +242,11 @@ async fn a_stopped_emulator_is_a_transport_error() {
             matches!(e, Error::Transport { transport, .. } if transport == t),
             "{t}: {e:?}"
         );
+        assert!(e.is_connect() && e.is_retryable() && !e.is_timeout(), "{t}: {e:?}");
+        let refused = causes(&e)
+            .filter_map(|c| c.downcast_ref::<std::io::Error>())
+            .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+        assert!(refused, "{t}: no refused connection in the source chain of {e:?}");
     }
 }
 
@@ -254,10 +259,23 @@ async fn an_untrusted_server_is_a_tls_error() {
         let client = ProvisioningClient::new(&endpoint(&emu, t), SCOPE, t, roots(&other.server_ca_pem()), options());
         let e = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap_err();
         assert!(
-            matches!(&e, Error::Tls { transport, message } if *transport == t && message.contains("invalid peer certificate")),
+            matches!(&e, Error::Tls { transport, message, .. } if *transport == t && message.contains("invalid peer certificate")),
             "{t}: {e:?}"
         );
+        assert!(e.is_connect() && !e.is_retryable() && !e.is_timeout(), "{t}: {e:?}");
+        let rustls = causes(&e).any(|c| {
+            c.downcast_ref::<rustls::Error>().is_some()
+                || c.downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some())
+        });
+        assert!(rustls, "{t}: no rustls error in the source chain of {e:?}");
     }
+}
+
+/// `e` and its sources.
+fn causes(e: &Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |c| c.source())
 }
 
 /// A TPM identity that must never be used: the client refuses TPM before touching it.

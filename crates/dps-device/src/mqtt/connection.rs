@@ -5,7 +5,7 @@
 use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use tokio::time::Instant;
 
-use crate::error::sanitize;
+use crate::error::{Source, sanitize};
 use crate::{Error, MAX_BODY, Transport};
 
 /// An MQTT connection as DPS and IoT Hub (`hub_renewal.rs`) both use it: rumqttc's client and its
@@ -73,10 +73,7 @@ impl MqttSession {
         };
         match tokio::time::timeout_at(deadline, sent).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Transport {
-                transport: t,
-                message: "the DISCONNECT was not sent in time".to_string(),
-            }),
+            Err(_) => Err(Error::transport(t, "the DISCONNECT was not sent in time")),
         }
     }
 
@@ -93,14 +90,14 @@ impl MqttSession {
 }
 
 pub(crate) fn client_error(e: rumqttc::ClientError, t: Transport) -> Error {
-    Error::Transport {
-        transport: t,
-        message: format!("the MQTT event loop is gone: {e}"),
-    }
+    Error::transport_from(t, format!("the MQTT event loop is gone: {e}"), e)
 }
 
+/// rumqttc's connection error read into ours; a transport or TLS error keeps it as its source.
 pub(crate) fn connection_error(e: ConnectionError, t: Transport) -> Error {
-    match e {
+    use rumqttc::StateError::Deserialization;
+    use rumqttc::mqttbytes::Error as Codec;
+    let message = match &e {
         ConnectionError::ConnectionRefused(code) => {
             let (n, reason) = match code {
                 ConnectReturnCode::Success => (0, "success"),
@@ -110,77 +107,82 @@ pub(crate) fn connection_error(e: ConnectionError, t: Transport) -> Error {
                 ConnectReturnCode::BadUserNamePassword => (4, "bad user name or password"),
                 ConnectReturnCode::NotAuthorized => (5, "not authorized"),
             };
-            Error::ConnectionRefused {
+            return Error::ConnectionRefused {
                 transport: t,
                 code: n,
                 reason: reason.to_string(),
-            }
+            };
         }
-        ConnectionError::Tls(e) => Error::Tls {
-            transport: t,
-            message: sanitize(&e.to_string()),
-        },
-        ConnectionError::Io(io) => io_error(&io, t),
+        ConnectionError::Tls(tls) => return Error::tls_from(t, sanitize(&tls.to_string()), e),
+        ConnectionError::Io(io) => {
+            let failure = io_failure(io);
+            return failure.into_error(t, e);
+        }
         // The connection failed under the packet reader (closed, reset): the transport, not the
         // server's packets, is what went wrong.
-        ConnectionError::MqttState(rumqttc::StateError::Deserialization(rumqttc::mqttbytes::Error::Io(io))) => {
-            Error::Transport {
-                transport: t,
-                message: sanitize(&format!("the connection failed while reading from the server: {io}")),
-            }
+        ConnectionError::MqttState(Deserialization(Codec::Io(io))) => {
+            sanitize(&format!("the connection failed while reading from the server: {io}"))
         }
-        ConnectionError::MqttState(rumqttc::StateError::Deserialization(
-            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size),
-        )) => Error::Protocol {
-            transport: t,
-            message: format!(
-                "the server sent a message of {size} bytes: more than the {MAX_BODY} bytes (and the topic) this \
-                 client accepts"
-            ),
-        },
-        ConnectionError::MqttState(rumqttc::StateError::Deserialization(d)) => Error::Protocol {
-            transport: t,
-            message: sanitize(&format!("cannot read a packet from the server: {d}")),
-        },
-        ConnectionError::Websocket(ws) => super::websocket::error(ws, t),
-        ConnectionError::ResponseValidation(v) => Error::Protocol {
-            transport: t,
-            message: sanitize(&format!("the WebSocket upgrade answer: {v}")),
-        },
+        ConnectionError::MqttState(Deserialization(Codec::PayloadSizeLimitExceeded(size))) => {
+            return Error::Protocol {
+                transport: t,
+                message: format!(
+                    "the server sent a message of {size} bytes: more than the {MAX_BODY} bytes (and the topic) \
+                     this client accepts"
+                ),
+            };
+        }
+        ConnectionError::MqttState(Deserialization(d)) => {
+            return Error::Protocol {
+                transport: t,
+                message: sanitize(&format!("cannot read a packet from the server: {d}")),
+            };
+        }
+        ConnectionError::Websocket(ws) => {
+            let failure = super::websocket::failure(ws, t);
+            return failure.into_error(t, e);
+        }
+        ConnectionError::ResponseValidation(v) => {
+            return Error::Protocol {
+                transport: t,
+                message: sanitize(&format!("the WebSocket upgrade answer: {v}")),
+            };
+        }
         ConnectionError::Proxy(p)
             if matches!(
-                std::error::Error::source(&p).and_then(|s| s.downcast_ref::<async_http_proxy::HttpError>()),
+                std::error::Error::source(p).and_then(|s| s.downcast_ref::<async_http_proxy::HttpError>()),
                 Some(async_http_proxy::HttpError::HttpCode200(401 | 407))
             ) =>
         {
-            Error::Transport {
-                transport: t,
-                message: "the proxy refused the CONNECT: proxy authentication required (missing or wrong proxy \
-                          credentials)"
-                    .to_string(),
-            }
+            "the proxy refused the CONNECT: proxy authentication required (missing or wrong proxy credentials)"
+                .to_string()
         }
-        ConnectionError::Proxy(p) => Error::Transport {
-            transport: t,
-            message: sanitize(&format!("the proxy did not open a tunnel: {p}")),
-        },
-        other => Error::Transport {
-            transport: t,
-            message: sanitize(&other.to_string()),
-        },
+        ConnectionError::Proxy(p) => sanitize(&format!("the proxy did not open a tunnel: {p}")),
+        other => sanitize(&other.to_string()),
+    };
+    Error::transport_from(t, message, e)
+}
+
+/// What failed under a connection error: TLS or the transport, and the text to show.
+pub(super) enum Failure {
+    Tls(String),
+    Transport(String),
+}
+
+impl Failure {
+    /// The error of `t`, with `source` (the error the failure came in) as its source.
+    pub(super) fn into_error(self, t: Transport, source: impl Into<Source>) -> Error {
+        match self {
+            Failure::Tls(message) => Error::tls_from(t, message, source),
+            Failure::Transport(message) => Error::transport_from(t, message, source),
+        }
     }
 }
 
-/// An I/O error of the connection: a TLS error when rustls is what failed under it.
-pub(super) fn io_error(io: &std::io::Error, t: Transport) -> Error {
+/// An I/O error of the connection: TLS when rustls is what failed under it.
+pub(super) fn io_failure(io: &std::io::Error) -> Failure {
     match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(tls) => Error::Tls {
-            transport: t,
-            message: sanitize(&tls.to_string()),
-        },
-        None => Error::Transport {
-            transport: t,
-            message: sanitize(&io.to_string()),
-        },
+        Some(tls) => Failure::Tls(sanitize(&tls.to_string())),
+        None => Failure::Transport(sanitize(&io.to_string())),
     }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use rumqttc::MqttOptions;
 
+use super::connection::Failure;
+use crate::Transport;
 use crate::error::sanitize;
-use crate::{Error, Transport};
 
 /// The rumqttc options of a WebSocket connection to `host:port` for `t` (its scheme and path).
 pub(super) fn options(
@@ -31,7 +32,7 @@ pub(super) fn options(
 }
 
 /// A failed WebSocket connection: a refused upgrade names the path and the HTTP status.
-pub(super) fn error(e: tungstenite::Error, t: Transport) -> Error {
+pub(super) fn failure(e: &tungstenite::Error, t: Transport) -> Failure {
     use tungstenite::Error as Ws;
     match e {
         Ws::Http(response) => {
@@ -40,23 +41,14 @@ pub(super) fn error(e: tungstenite::Error, t: Transport) -> Error {
                 .as_deref()
                 .map(String::from_utf8_lossy)
                 .unwrap_or_default();
-            Error::Transport {
-                transport: t,
-                message: sanitize(&format!(
-                    "the server refused the WebSocket upgrade to {}: HTTP {} {body}",
-                    t.path().unwrap_or("/"),
-                    response.status().as_u16()
-                )),
-            }
+            Failure::Transport(sanitize(&format!(
+                "the server refused the WebSocket upgrade to {}: HTTP {} {body}",
+                t.path().unwrap_or("/"),
+                response.status().as_u16()
+            )))
         }
-        Ws::Tls(tls) => Error::Tls {
-            transport: t,
-            message: sanitize(&tls.to_string()),
-        },
-        Ws::Io(io) => super::connection::io_error(&io, t),
-        other => Error::Transport {
-            transport: t,
-            message: sanitize(&format!("WebSocket: {other}")),
-        },
+        Ws::Tls(tls) => Failure::Tls(sanitize(&tls.to_string())),
+        Ws::Io(io) => super::connection::io_failure(io),
+        other => Failure::Transport(sanitize(&format!("WebSocket: {other}"))),
     }
 }
