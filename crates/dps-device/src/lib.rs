@@ -42,6 +42,8 @@ pub use dps_wire::device::DeviceRegistrationResult;
 pub use error::{Error, ServiceError, Source};
 pub use hub_renewal::{HUB_API_VERSION, RenewalOptions, renew_certificate};
 pub use issuance::verify_issued_chain;
+/// The rustls of this crate's signatures (`RootCertStore` for the trusted roots).
+pub use rustls;
 pub use tlsio_bridge::TlsVersions;
 pub use transport::{Transport, UnknownTransport};
 
@@ -64,6 +66,23 @@ pub enum Attestation {
     /// TPM: endorsement and storage root keys, activation of the key the service sends, SAS signed in
     /// the TPM, and the hub key imported at assignment. HTTPS only.
     Tpm(SharedTpm),
+}
+
+impl Attestation {
+    /// x509 from what `hsm::open_x509` returns (a `Box<dyn X509Identity>`) or an `Arc` of one.
+    pub fn x509(identity: impl Into<Arc<dyn X509Identity>>) -> Self {
+        Attestation::X509(identity.into())
+    }
+
+    /// A symmetric key from what `hsm::open_symmetric` returns (a `Box`) or an `Arc` of one.
+    pub fn symmetric_key(identity: impl Into<Arc<dyn SymmetricIdentity>>) -> Self {
+        Attestation::SymmetricKey(identity.into())
+    }
+
+    /// TPM attestation from what `hsm::open_tpm_attestation` returns.
+    pub fn tpm(identity: Box<dyn TpmIdentity>) -> Self {
+        Attestation::Tpm(Arc::new(Mutex::new(identity)))
+    }
 }
 
 impl fmt::Debug for Attestation {

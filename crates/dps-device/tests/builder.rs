@@ -7,8 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dps_device::{Error, GLOBAL_ENDPOINT, ProvisioningClient, Transport};
+use dps_device::{Attestation, Error, GLOBAL_ENDPOINT, ProvisioningClient, Transport};
 use dps_emulator::Enrollment;
+use hsm_core::file::FileSymmetric;
 
 fn enrolled() -> dps_emulator::Emulator {
     emulator(vec![Enrollment::SymmetricIndividual {
@@ -40,18 +41,21 @@ async fn a_built_client_registers_over_every_transport() {
 }
 
 #[test]
-fn a_built_blocking_client_registers() {
+fn a_built_blocking_client_registers_with_a_boxed_identity() {
     let emu = enrolled();
     let client = ProvisioningClient::builder(SCOPE)
         .endpoint(&emu.global_endpoint())
-        .trust_roots(roots(&emu.server_ca_pem()))
+        .trust_roots(dps_device::rustls::RootCertStore::from_iter(
+            roots(&emu.server_ca_pem()).roots,
+        ))
         .options(options())
         .build_blocking()
         .unwrap();
-    assert_assigned(
-        &client.register(&symmetric("built", DEVICE_KEY), None).unwrap(),
-        "built",
-    );
+    // What `hsm::open_symmetric` returns, a Box, taken without a conversion by the caller.
+    let key = hsm_core::sas::decode_key("test key", DEVICE_KEY).unwrap();
+    let boxed: Box<dyn hsm_core::SymmetricIdentity> = Box::new(FileSymmetric::new("built".into(), key));
+    let a = client.register(&Attestation::symmetric_key(boxed), None).unwrap();
+    assert_assigned(&a, "built");
 }
 
 #[tokio::test]
