@@ -7,6 +7,7 @@
 //!
 //! Built and run by `scripts/check-module-cycles.sh` with `rustc` alone (standard library only); its own
 //! tests run with `rustc --test`. Input: lines `NAME<TAB>KIND<TAB>ROOT_FILE`, one a target, on stdin.
+//! With `MODULE_CYCLES_EDGES` set it also prints every edge it found.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Read;
@@ -575,6 +576,12 @@ fn check(label: &str, root: &Path, base: &Path) -> (Vec<String>, usize) {
     let found = cycles(krate.modules.len(), &edges);
     let mut lines: Vec<String> = krate.warnings.iter().map(|w| format!("{label}: warning: {w}")).collect();
     let show = |p: &str| p.strip_prefix(&format!("{}/", base.display())).unwrap_or(p).to_string();
+    if std::env::var_os("MODULE_CYCLES_EDGES").is_some() {
+        for ((a, b), why) in &edges {
+            let first = why.first().map_or(String::new(), |w| show(w));
+            lines.push(format!("{label}: edge {} -> {}: {first}", krate.modules[*a].name, krate.modules[*b].name));
+        }
+    }
     for set in &found {
         let members: BTreeSet<usize> = set.iter().copied().collect();
         let path = cycle_through(set[0], &members, &edges);

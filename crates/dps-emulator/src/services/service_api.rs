@@ -20,11 +20,13 @@ use dps_wire::service::{
 };
 use serde_json::Value;
 
-use crate::http::{Request, Response};
-use crate::records::{self, Record, etag_matches, id_field, wire_error};
-use crate::service::{Service, error};
-use crate::service_auth::{self, ServiceRight};
-use crate::store::{Kind, StoreError};
+use std::sync::Arc;
+
+use crate::enrollments::Enrollments;
+use crate::records::{self, Kind, Record, etag_matches, id_field, wire_error};
+use crate::request::{Request, Response, Service, error};
+use crate::services::service_policies::{self, ServicePolicy, ServiceRight};
+use crate::store::StoreError;
 
 /// Records per bulk call, as DPS allows.
 pub const MAX_BULK: usize = 10;
@@ -40,8 +42,25 @@ const INTERNAL: u32 = 500000;
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-pub(crate) fn is_service_path(first: &str) -> bool {
-    matches!(first, "enrollments" | "enrollmentGroups" | "registrations")
+/// The service API: the enrollments and the shared access policies that may manage them.
+pub(crate) struct ServiceApi {
+    enrollments: Arc<Enrollments>,
+    policies: Vec<ServicePolicy>,
+}
+
+impl ServiceApi {
+    pub(crate) fn new(enrollments: Arc<Enrollments>, policies: Vec<ServicePolicy>) -> Self {
+        ServiceApi { enrollments, policies }
+    }
+}
+
+impl Service for ServiceApi {
+    fn handle(&self, request: &Request, segments: &[&str]) -> Option<Response> {
+        match segments.first() {
+            Some(&("enrollments" | "enrollmentGroups" | "registrations")) => Some(route(self, request, segments)),
+            _ => None,
+        }
+    }
 }
 
 enum Route<'a> {
@@ -91,7 +110,7 @@ fn what(kind: Kind) -> &'static str {
     }
 }
 
-pub(crate) fn route(service: &Service, request: &Request, segments: &[&str], query: &str) -> Response {
+fn route(service: &ServiceApi, request: &Request, segments: &[&str]) -> Response {
     let kind = |s: &str| {
         if s == "enrollments" {
             Kind::Enrollment
@@ -130,7 +149,7 @@ pub(crate) fn route(service: &Service, request: &Request, segments: &[&str], que
         (Route::Registration(_), "DELETE") => ServiceRight::RegistrationStatusWrite,
         (Route::Registration(_), _) | (Route::RegistrationQuery(_), _) => ServiceRight::RegistrationStatusRead,
     };
-    if let Err(refused) = service_auth::check(
+    if let Err(refused) = service_policies::check(
         &service.policies,
         request.header("authorization"),
         request.header("host"),
@@ -140,10 +159,7 @@ pub(crate) fn route(service: &Service, request: &Request, segments: &[&str], que
         let code = if refused.status == 401 { 401002 } else { 403001 };
         return error(refused.status, code, refused.message);
     }
-    if !query
-        .split('&')
-        .any(|p| p.starts_with("api-version=") && p.len() > "api-version=".len())
-    {
+    if !request.has_api_version() {
         return error(400, BAD_REQUEST, "missing query parameter api-version");
     }
     let result = match route {
@@ -181,10 +197,10 @@ fn if_match(request: &Request) -> Option<&str> {
     request.header("if-match").filter(|v| !v.is_empty())
 }
 
-fn record(service: &Service, request: &Request, kind: Kind, id: &str) -> Result<Response, Failure> {
+fn record(service: &ServiceApi, request: &Request, kind: Kind, id: &str) -> Result<Response, Failure> {
     match request.method.as_str() {
         "GET" => {
-            let found = service.store.read(|tx| {
+            let found = service.enrollments.store.read(|tx| {
                 let record = tx.get(kind, id)?;
                 let state = match (kind, &record) {
                     (Kind::Enrollment, Some(_)) => tx.registration(id)?,
@@ -202,7 +218,7 @@ fn record(service: &Service, request: &Request, kind: Kind, id: &str) -> Result<
         }
         "PUT" => {
             let body = json_body(request)?;
-            let stored = service.store.write(|tx| {
+            let stored = service.enrollments.store.write(|tx| {
                 let previous = tx.get(kind, id)?;
                 if let Some(wanted) = if_match(request) {
                     check_etag(kind, id, wanted, previous.as_ref())?;
@@ -211,11 +227,11 @@ fn record(service: &Service, request: &Request, kind: Kind, id: &str) -> Result<
                 tx.put(&record)?;
                 Ok::<_, Failure>(record)
             })?;
-            service.enrollments_changed();
+            service.enrollments.changed();
             Ok(Response::json(200, &stored))
         }
         _ => {
-            service.store.write(|tx| {
+            service.enrollments.store.write(|tx| {
                 let previous = tx.get(kind, id)?.ok_or_else(|| not_found(kind, id))?;
                 if let Some(wanted) = if_match(request) {
                     check_etag(kind, id, wanted, Some(&previous))?;
@@ -223,7 +239,7 @@ fn record(service: &Service, request: &Request, kind: Kind, id: &str) -> Result<
                 tx.delete(kind, id)?;
                 Ok::<_, Failure>(())
             })?;
-            service.enrollments_changed();
+            service.enrollments.changed();
             Ok(Response::empty(204))
         }
     }
@@ -274,7 +290,7 @@ fn bulk_body<T: serde::de::DeserializeOwned>(request: &Request, what: &str) -> R
     })
 }
 
-fn bulk(service: &Service, request: &Request, kind: Kind) -> Result<Response, Failure> {
+fn bulk(service: &ServiceApi, request: &Request, kind: Kind) -> Result<Response, Failure> {
     let (mode, items): (BulkMode, Vec<Record>) = match kind {
         Kind::Enrollment => {
             let op: BulkEnrollmentOperation = bulk_body(request, "the bulk enrollment operation")?;
@@ -294,7 +310,7 @@ fn bulk(service: &Service, request: &Request, kind: Kind) -> Result<Response, Fa
         )));
     }
     let field = id_field(kind);
-    let errors = service.store.write(|tx| {
+    let errors = service.enrollments.store.write(|tx| {
         let mut errors = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for item in items {
@@ -354,7 +370,7 @@ fn bulk(service: &Service, request: &Request, kind: Kind) -> Result<Response, Fa
         }
         Ok::<_, Failure>(errors)
     })?;
-    service.enrollments_changed();
+    service.enrollments.changed();
     let mut result = BulkResult {
         is_successful: errors.is_empty(),
         errors,
@@ -418,7 +434,7 @@ fn page<T: serde::Serialize>(
     response
 }
 
-fn query_records(service: &Service, request: &Request, kind: Kind) -> Result<Response, Failure> {
+fn query_records(service: &ServiceApi, request: &Request, kind: Kind) -> Result<Response, Failure> {
     let spec: QuerySpecification = wire_body(request, "the query specification")?;
     let text = spec.query.as_str();
     let words: Vec<String> = text.split_whitespace().map(str::to_ascii_lowercase).collect();
@@ -437,7 +453,7 @@ fn query_records(service: &Service, request: &Request, kind: Kind) -> Result<Res
         )));
     }
     let (size, after) = paging(request)?;
-    let items = service.store.read(|tx| tx.page(kind, after.as_deref(), size + 1))?;
+    let items = service.enrollments.store.read(|tx| tx.page(kind, after.as_deref(), size + 1))?;
     let item_type = match kind {
         Kind::Enrollment => "enrollment",
         Kind::Group => "enrollmentGroup",
@@ -445,21 +461,22 @@ fn query_records(service: &Service, request: &Request, kind: Kind) -> Result<Res
     Ok(page(items, size, |r: &Record| Some(r.id()), item_type))
 }
 
-fn attestation(service: &Service, kind: Kind, id: &str) -> Result<Response, Failure> {
+fn attestation(service: &ServiceApi, kind: Kind, id: &str) -> Result<Response, Failure> {
     let record = service
+        .enrollments
         .store
         .read(|tx| tx.get(kind, id))?
         .ok_or_else(|| not_found(kind, id))?;
     Ok(Response::json(200, record.attestation()))
 }
 
-fn registration(service: &Service, request: &Request, id: &str) -> Result<Response, Failure> {
+fn registration(service: &ServiceApi, request: &Request, id: &str) -> Result<Response, Failure> {
     let missing = || Failure::new(404, NOT_FOUND, format!("no registration state for '{id}'"));
     if request.method == "GET" {
-        let state = service.store.read(|tx| tx.registration(id))?.ok_or_else(missing)?;
+        let state = service.enrollments.store.read(|tx| tx.registration(id))?.ok_or_else(missing)?;
         return Ok(Response::json(200, &state));
     }
-    service.store.write(|tx| {
+    service.enrollments.store.write(|tx| {
         let state = tx.registration(id)?.ok_or_else(missing)?;
         if let Some(wanted) = if_match(request) {
             let current = state.etag.as_deref();
@@ -480,9 +497,10 @@ fn registration(service: &Service, request: &Request, id: &str) -> Result<Respon
     Ok(Response::empty(204))
 }
 
-fn registration_query(service: &Service, request: &Request, group: &str) -> Result<Response, Failure> {
+fn registration_query(service: &ServiceApi, request: &Request, group: &str) -> Result<Response, Failure> {
     let (size, after) = paging(request)?;
     let items = service
+        .enrollments
         .store
         .read(|tx| tx.registrations_of(group, after.as_deref(), size + 1))?;
     Ok(page(
