@@ -95,9 +95,9 @@ pub mod fuzzing {
 }
 
 pub use config::{DEFAULT_ASSIGNED_HUB, EmulatorConfig, Enrollment, ServiceSettings};
-pub use services::service_api::MAX_BULK;
+pub use emulator::{Emulator, ServerOptions};
 pub use error::Error;
 pub use issuance::{FIRST_ISSUING_API_VERSION, IssuanceOptions, IssuingCa, MAX_VALIDITY_DAYS, MIN_VALIDITY_DAYS};
-pub use emulator::{Emulator, ServerOptions};
+pub use services::service_api::MAX_BULK;
 pub use services::service_policies::{ServicePolicy, ServiceRight};
 pub use store::STATE_FILE;

@@ -344,8 +344,9 @@ fn certificate_info(what: &str, der: &CertificateDer<'_>) -> Result<X509Certific
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| format!("{what} is not an X.509 certificate: {e}"))?;
     let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02X}")).collect::<String>();
-    let time =
-        |t: x509_parser::time::ASN1Time| crate::ids_and_times::rfc3339_from_unix(u64::try_from(t.timestamp()).unwrap_or(0));
+    let time = |t: x509_parser::time::ASN1Time| {
+        crate::ids_and_times::rfc3339_from_unix(u64::try_from(t.timestamp()).unwrap_or(0))
+    };
     Ok(X509CertificateInfo {
         subject_name: Some(cert.subject().to_string()),
         sha1_thumbprint: Some(hex(

@@ -116,7 +116,9 @@ pub(crate) struct Later {
 
 impl std::fmt::Debug for Later {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Later").field("after", &self.after).finish_non_exhaustive()
+        f.debug_struct("Later")
+            .field("after", &self.after)
+            .finish_non_exhaustive()
     }
 }
 

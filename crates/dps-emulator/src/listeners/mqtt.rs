@@ -222,9 +222,11 @@ fn accept(
         (Resource::Dps { path }, registration_id, api_version, password)
     } else {
         // An IoT hub's username: `{hub}/{deviceId}/?api-version=...`.
-        let (hub, rest) = username
-            .split_once('/')
-            .ok_or_else(|| bad_user(format!("username {username:?} is not {{hub}}/{{deviceId}}/?api-version=...")))?;
+        let (hub, rest) = username.split_once('/').ok_or_else(|| {
+            bad_user(format!(
+                "username {username:?} is not {{hub}}/{{deviceId}}/?api-version=..."
+            ))
+        })?;
         let (device_id, query) = rest
             .split_once("/?")
             .ok_or_else(|| bad_user(format!("username {username:?} has no /?api-version=...")))?;
@@ -261,7 +263,12 @@ fn accept(
 }
 
 /// The request a publish names, answered: the answer topic's prefix, the `$rid`, the response.
-fn answer(handler: &RequestHandler, session: &Session, topic: &str, payload: &[u8]) -> (&'static str, String, Response) {
+fn answer(
+    handler: &RequestHandler,
+    session: &Session,
+    topic: &str,
+    payload: &[u8],
+) -> (&'static str, String, Response) {
     let query = topic.split_once('?').map_or("", |(_, q)| q);
     let rid = query_param(query, "$rid").unwrap_or_default().to_string();
     let response = match &session.resource {

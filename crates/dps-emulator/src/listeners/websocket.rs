@@ -25,7 +25,6 @@ type Session = fn(&mut dyn ByteStream, &RequestHandler, Client, &SessionLimits<'
 /// one is one line here.
 const SESSIONS: &[(&str, Transport, Session)] = &[("mqtt", Transport::MqttWs, mqtt::run_session)];
 
-
 /// The path DPS serves MQTT over WebSockets on.
 pub(crate) const PATH: &str = "/$iothub/websocket";
 /// Largest WebSocket message accepted (an MQTT packet is bounded separately).
@@ -167,6 +166,8 @@ pub(crate) fn serve<S: Read + Write>(
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
     let mut chosen = None;
+    // The signature is tungstenite's `Callback`.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| check(request, response, &mut chosen);
     let ws = match tungstenite::accept_hdr_with_config(replay, callback, Some(config)) {
         Ok(ws) => ws,

@@ -81,7 +81,11 @@ impl Service for DeviceApi {
 }
 
 impl DeviceApi {
-    pub(crate) fn new(enrollments: Arc<Enrollments>, retry_after: std::time::Duration, issuer: Arc<CertificateIssuer>) -> Self {
+    pub(crate) fn new(
+        enrollments: Arc<Enrollments>,
+        retry_after: std::time::Duration,
+        issuer: Arc<CertificateIssuer>,
+    ) -> Self {
         DeviceApi {
             enrollments,
             retry_after: retry_after.as_secs(),
@@ -105,7 +109,10 @@ impl DeviceApi {
             return error(
                 405,
                 405001,
-                format!("method {} is not allowed on {}: use {allowed}", request.method, request.path),
+                format!(
+                    "method {} is not allowed on {}: use {allowed}",
+                    request.method, request.path
+                ),
             )
             .with_header("Allow", allowed);
         }
@@ -152,11 +159,7 @@ impl DeviceApi {
 
     /// The registration state of an assigned device, as DeviceRegistrationStatusLookup returns it: never
     /// an `issuedCertificateChain`, and a `csr` in the body is a bad request (the spec says both).
-    fn status_lookup(
-        &self,
-        request: &Request,
-        raw_id: &str,
-            ) -> Response {
+    fn status_lookup(&self, request: &Request, raw_id: &str) -> Response {
         let registration_id = match decode_segment(raw_id) {
             Ok(id) => id,
             Err(r) => return r,
@@ -294,12 +297,7 @@ impl DeviceApi {
         Response::json(202, &answer).with_header("Retry-After", self.retry_after.to_string())
     }
 
-    fn poll(
-        &self,
-        request: &Request,
-        raw_id: &str,
-        raw_operation_id: &str,
-            ) -> Response {
+    fn poll(&self, request: &Request, raw_id: &str, raw_operation_id: &str) -> Response {
         let registration_id = match decode_segment(raw_id) {
             Ok(id) => id,
             Err(r) => return r,

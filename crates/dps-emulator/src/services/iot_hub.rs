@@ -58,7 +58,11 @@ impl Service for IotHub {
 }
 
 impl IotHub {
-    pub(crate) fn new(enrollments: Arc<Enrollments>, issuer: Arc<CertificateIssuer>, options: &IssuanceOptions) -> Self {
+    pub(crate) fn new(
+        enrollments: Arc<Enrollments>,
+        issuer: Arc<CertificateIssuer>,
+        options: &IssuanceOptions,
+    ) -> Self {
         IotHub {
             enrollments,
             issuer,
@@ -74,7 +78,11 @@ impl IotHub {
         let hub = request.header("host").unwrap_or_default();
         let assigned = &self.enrollments.assigned_hub;
         if !hub.eq_ignore_ascii_case(assigned) {
-            return Err(error(404, 404001, format!("hub '{hub}' is not the assigned hub '{assigned}'")));
+            return Err(error(
+                404,
+                404001,
+                format!("hub '{hub}' is not the assigned hub '{assigned}'"),
+            ));
         }
         let refused = |m: String| error(401, 401002, m);
         let Some(leaf) = request.client.chain().and_then(<[_]>::first) else {
@@ -127,7 +135,10 @@ impl IotHub {
             return fail(
                 400,
                 400004,
-                format!("the request's id {:?} is not the connected device '{device_id}'", body.id),
+                format!(
+                    "the request's id {:?} is not the connected device '{device_id}'",
+                    body.id
+                ),
             );
         }
         let der = match B64.decode(body.csr.trim()) {

@@ -2,8 +2,9 @@
 //!
 //! - `device_api.rs`: the DPS device API (registration, operation status, registration status, the TPM
 //!   challenge, certificate issuance at registration);
-//! - `service_api.rs` (with `service_policies.rs`, its SAS authentication): the DPS service API (enrollments,
-//!   groups, registrations, bulk calls, queries, attestation mechanisms);
+//! - `service_api.rs` (with `service_policies.rs`, its SAS authentication, `service_queries.rs`, its paged
+//!   queries, and `service_api_failures.rs`, its error answers): the DPS service API (enrollments, groups,
+//!   registrations, bulk calls, queries, attestation mechanisms);
 //! - `iot_hub.rs`: the IoT Hub endpoints (`$iothub/credentials` certificate issuance and renewal).
 //!
 //! Each implements [`Service`]; `Emulator::start_with` registers them with [`RequestHandler::new`] (a new
@@ -12,7 +13,9 @@
 pub(crate) mod device_api;
 pub(crate) mod iot_hub;
 pub(crate) mod service_api;
+pub(crate) mod service_api_failures;
 pub(crate) mod service_policies;
+pub(crate) mod service_queries;
 
 use crate::request::{Request, Response, Service, error};
 
