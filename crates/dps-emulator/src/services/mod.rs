@@ -51,3 +51,7 @@ impl RequestHandler {
         response
     }
 }
+
+#[cfg(test)]
+#[path = "handler_tests.rs"]
+mod tests;
