@@ -14,16 +14,21 @@
 //!
 //! A register body with a `csr` (DPS device API `2025-07-01-preview`) gets an `issuedCertificateChain`
 //! from the emulator's issuing CA (`issuance.rs`); the MQTT listener also serves IoT Hub
-//! `$iothub/credentials` renewal (`credentials.rs`).
+//! `$iothub/credentials` renewal (`services/iot_hub.rs`).
 //!
 //! TPM registrations (a `tpm` node in the body) get the DPS activation challenge and are then checked with
-//! the key they activated (see `tpm.rs`).
+//! the key they activated (see `tpm_attestation.rs`).
+//!
+//! The code: three services (`services/`: device API, service API, IoT Hub endpoints) answer
+//! transport-neutral requests (`request.rs`) through one request handler; each listener (`listeners/`:
+//! HTTPS, MQTT, MQTT over WebSockets) is an adapter from its wire to those requests, started through one
+//! entry point within one connection bound (see the README's "Code layout").
 //!
 //! Errors answer DPS's error body (`dps_wire::ErrorDetails`: `errorCode`, `trackingId`, `message`,
 //! `timestampUtc`, `info` where it applies) with the code in `x-ms-error-code`; failed authentication is
 //! 401 with errorCode 401002 and a message naming the check that failed.
 //!
-//! The same port serves the DPS service API (`2021-10-01`, `enrollments_api.rs`): CRUD of individual
+//! The same port serves the DPS service API (`2021-10-01`, `services/service_api.rs`): CRUD of individual
 //! enrollments and enrollment groups with etags, bulk calls of up to [`MAX_BULK`], paged queries and
 //! registration states, authenticated with service SAS tokens of the [`ServicePolicy`]s in
 //! [`ServerOptions::service_policies`]. Records live in a SQLite store (`store.rs`; in
