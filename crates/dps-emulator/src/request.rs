@@ -35,6 +35,15 @@ impl Transport {
         }
     }
 
+    /// Whether the transport authenticates once per connection and opens a session with a [`SESSION`]
+    /// request (MQTT's CONNECT); over HTTPS every request carries its own credentials.
+    pub(crate) fn has_sessions(self) -> bool {
+        match self {
+            Transport::Https => false,
+            Transport::Mqtt | Transport::MqttWs => true,
+        }
+    }
+
     /// Whether DPS takes TPM attestation over this transport (HTTPS, and AMQP, only).
     pub(crate) fn carries_tpm(self) -> bool {
         match self {

@@ -96,7 +96,7 @@ impl DeviceApi {
 
     fn route(&self, request: &Request, scope: &str, route: Route<'_>) -> Response {
         if let Route::Registration { registration_id } = route {
-            if request.method == SESSION && request.client.transport != crate::request::Transport::Https {
+            if request.method == SESSION && request.client.transport.has_sessions() {
                 return self.open_session(request, registration_id);
             }
         }

@@ -23,7 +23,7 @@ use dps_wire::device::credentials::{CredentialsRequest, CredentialsResponse};
 use crate::device_auth::Denied;
 use crate::enrollments::{Enrollments, lock};
 use crate::issuance::{CertificateIssuer, IssuanceOptions, Refused};
-use crate::request::{Later, Request, Response, SESSION, Service, Transport, error, error_with_info};
+use crate::request::{Later, Request, Response, SESSION, Service, error, error_with_info};
 
 /// Operations in progress, per device id: (operation number, until when).
 #[derive(Default)]
@@ -43,7 +43,8 @@ pub(crate) struct IotHub {
 
 impl Service for IotHub {
     fn handle(&self, request: &Request, segments: &[&str]) -> Option<Response> {
-        if request.client.transport == Transport::Https {
+        // Served where sessions are (MQTT): over HTTPS these paths stay 404, as before.
+        if !request.client.transport.has_sessions() {
             return None;
         }
         match segments {
