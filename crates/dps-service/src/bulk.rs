@@ -28,7 +28,8 @@ use zeroize::Zeroizing;
 
 use crate::client::{MAX_BULK, ServiceClient};
 use crate::models::{Attestation, BulkMode, BulkResult, EnrollmentGroup, IndividualEnrollment};
-use crate::{Error, Result};
+use crate::error::error_chain;
+use crate::{Error, Result, TransportKind};
 
 /// A record the bulk API takes.
 pub trait BulkRecord: Serialize + Send {
@@ -213,7 +214,8 @@ struct Shared<'a> {
     /// When the first call without an answer ended, while none had one.
     first_silence: Mutex<Option<Instant>>,
     /// Why the run stopped early (the service cannot be reached).
-    unreachable: Mutex<Option<String>>,
+    /// The first call without an answer: its error with its causes, and why it had none.
+    unreachable: Mutex<Option<(String, TransportKind)>>,
     stop: AtomicBool,
 }
 
@@ -239,7 +241,7 @@ impl Shared<'_> {
         self.unreachable
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert_with(|| e.to_string());
+            .get_or_insert_with(|| (error_chain(e), transport_kind(e)));
         true
     }
 
@@ -308,13 +310,16 @@ where
     });
     summary.interrupted = shared.cancelled();
     if let Some(why) = shared.unreachable.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        let (first, kind) = why;
         return Err(Error::Transport {
             what: "bulk run".into(),
             message: format!(
-                "no call had an answer within {:.1} s, so the run stopped ({} record(s) read, none acknowledged): {why}",
+                "no call had an answer within {:.1} s, so the run stopped ({} record(s) read, none acknowledged): {first}",
                 options.connect_grace.as_secs_f64(),
                 summary.total()
             ),
+            kind,
+            source: None,
         });
     }
     Ok(summary)
@@ -483,4 +488,12 @@ fn call_with_retries<T: BulkRecord>(
             .collect(),
     };
     (calls, reports)
+}
+
+/// Why a call had no answer (a transport error), for the error that stops the run.
+fn transport_kind(e: &Error) -> TransportKind {
+    match e {
+        Error::Transport { kind, .. } => *kind,
+        _ => TransportKind::Io,
+    }
 }

@@ -76,6 +76,19 @@ pub struct ServiceClient {
     options: ClientOptions,
 }
 
+impl std::fmt::Debug for ServiceClient {
+    /// The service and the settings; the connection string's key never.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceClient")
+            .field("connection", &self.http.connection)
+            .field("base", &self.http.base)
+            .field("api_version", &self.http.api_version)
+            .field("timeout", &self.options.timeout)
+            .field("retries", &self.options.retries)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Whether an id goes to `/enrollments` or `/enrollmentGroups`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Collection {

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bulk;
+mod builder;
 mod client;
 mod connection;
 mod error;
@@ -26,10 +27,11 @@ pub mod input;
 pub mod models;
 mod query;
 
+pub use builder::ClientBuilder;
 pub use client::{API_VERSION, ClientOptions, Collection, MAX_BULK, ServiceClient};
 pub use connection::{ConnectionString, service_sas};
 pub use dps_wire::{ApiVersion, ErrorDetails};
-pub use error::{Error, Result};
+pub use error::{Error, Result, TransportKind};
 pub use models::{
     Attestation, AttestationType, BulkMode, BulkResult, DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment,
     ProvisioningStatus, SymmetricKeyAttestation, TpmAttestation, X509Attestation,
