@@ -5,7 +5,7 @@
 #![cfg(feature = "pkcs11")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hsm::{Curve, KeyAlgorithm};
@@ -20,6 +20,14 @@ fn example(name: &str) -> PathBuf {
     assert!(
         path.is_file(),
         "{} is missing: run `cargo test -p hsm` (it builds the examples), not a single --test",
+        path.display()
+    );
+    // `cargo test --test examples` alone does not rebuild the examples: refuse a stale binary.
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap();
+    assert!(
+        modified(&path) >= modified(&source),
+        "{} is older than its source: run `cargo test -p hsm`",
         path.display()
     );
     path
