@@ -49,10 +49,8 @@ fn run(id: &str) -> Result<(), dps_service::Error> {
     let client = client()?;
 
     // Create: the service makes the keys when none are given.
-    let enrollment = IndividualEnrollment::new(
-        id,
-        Attestation::symmetric_key(SymmetricKeyAttestation::new(None, None)),
-    );
+    let enrollment =
+        IndividualEnrollment::new(id, Attestation::symmetric_key(SymmetricKeyAttestation::new(None, None)));
     let created = client.put_enrollment(&enrollment)?;
     println!("created {} (etag {:?})", created.registration_id, created.common.etag);
 
@@ -69,7 +67,10 @@ fn run(id: &str) -> Result<(), dps_service::Error> {
     for found in client.query_enrollments("SELECT * FROM enrollments", Some(100)) {
         let found = found?;
         if found.registration_id == id {
-            println!("found {} status {:?}", found.registration_id, found.common.provisioning_status);
+            println!(
+                "found {} status {:?}",
+                found.registration_id, found.common.provisioning_status
+            );
         }
     }
 

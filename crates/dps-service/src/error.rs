@@ -15,27 +15,37 @@ pub enum Error {
     /// 404: the enrollment, group or registration does not exist.
     #[error("{what} not found: {message}")]
     NotFound {
+        /// What the request was about (the record, the query).
         what: String,
+        /// What went wrong, in words.
         message: String,
+        /// The service's error body.
         details: Box<ErrorDetails>,
     },
     /// 412: the `If-Match` etag is not the record's current one (someone else changed it).
     #[error("{what}: precondition failed (etag mismatch): {message}")]
     PreconditionFailed {
+        /// What the request was about (the record, the query).
         what: String,
+        /// What went wrong, in words.
         message: String,
+        /// The service's error body.
         details: Box<ErrorDetails>,
     },
     /// 401: the SAS token is bad or expired.
     #[error("unauthorized: {message}")]
     Unauthorized {
+        /// What went wrong, in words.
         message: String,
+        /// The service's error body.
         details: Box<ErrorDetails>,
     },
     /// 403: the policy lacks the right the operation needs.
     #[error("forbidden: {message}")]
     Forbidden {
+        /// What went wrong, in words.
         message: String,
+        /// The service's error body.
         details: Box<ErrorDetails>,
     },
     /// Any other error answer, with the service's `errorCode` when it sent one (body or
@@ -43,11 +53,17 @@ pub enum Error {
     #[error("{what}: the service answered {status}: {message}{}",
         code.map(|c| format!(" (errorCode {c})")).unwrap_or_default())]
     Service {
+        /// What the request was about (the record, the query).
         what: String,
+        /// The HTTP status.
         status: u16,
+        /// The service's error code, from the body or `x-ms-error-code`.
         code: Option<i64>,
+        /// What went wrong, in words.
         message: String,
+        /// How long the service asked us to wait.
         retry_after: Option<Duration>,
+        /// The service's error body.
         details: Box<ErrorDetails>,
     },
     /// A 3xx answer: the service API never redirects, so the request did not happen (a proxy or a
@@ -55,14 +71,22 @@ pub enum Error {
     #[error("{what}: the service answered {status} (a redirect{}); redirects are not followed, nothing was done",
         location.as_deref().map(|l| format!(" to {l}")).unwrap_or_default())]
     Redirect {
+        /// What the request was about (the record, the query).
         what: String,
+        /// The HTTP status.
         status: u16,
+        /// Where the answer pointed (its first 200 characters).
         location: Option<String>,
     },
     /// A query that does not end: a repeated continuation token, or over the listing's page cap or
     /// deadline ([`crate::ClientOptions::max_query_pages`], [`crate::ClientOptions::query_timeout`]).
     #[error("{what}: {message}")]
-    Paging { what: String, message: String },
+    Paging {
+        /// What the request was about (the record, the query).
+        what: String,
+        /// What went wrong, in words.
+        message: String,
+    },
     /// The request never got an answer: [`TransportKind`] says why (no DNS answer, connection
     /// refused, TLS, timeout); the cause (the HTTP client's error, with the I/O or TLS error under
     /// it) is the error's [`source`](std::error::Error::source).
@@ -80,12 +104,20 @@ pub enum Error {
     },
     /// An answer that is not what the API promises.
     #[error("{what}: unexpected answer: {message}")]
-    Protocol { what: String, message: String },
+    Protocol {
+        /// What the request or value was about.
+        what: String,
+        /// What was wrong, in words.
+        message: String,
+    },
     /// A bad record in a bulk input file.
     #[error("{source_name} line {line}: {message}")]
     Input {
+        /// The input (a file name).
         source_name: String,
+        /// The line of the input.
         line: u64,
+        /// What went wrong, in words.
         message: String,
     },
     /// Trust roots that could not be read: a PEM file missing or without a certificate, a system
@@ -100,7 +132,12 @@ pub enum Error {
     },
     /// A caller's mistake (an empty id, a bad option).
     #[error("invalid {what}: {message}")]
-    Invalid { what: String, message: String },
+    Invalid {
+        /// What the request or value was about.
+        what: String,
+        /// What was wrong, in words.
+        message: String,
+    },
 }
 
 impl Error {

@@ -23,11 +23,17 @@ pub(crate) struct Http {
 
 /// One request: method, path (from `/`), what it is about (for errors), `If-Match`, extra headers, body.
 pub(crate) struct Call<'a> {
+    /// The HTTP method.
     pub method: &'a str,
+    /// The path, from `/`.
     pub path: &'a str,
+    /// What the request is about, for errors.
     pub what: &'a str,
+    /// The `If-Match` etag, if any.
     pub if_match: Option<&'a str>,
+    /// Extra headers.
     pub headers: &'a [(&'a str, String)],
+    /// The JSON body, if any.
     pub body: Option<&'a str>,
 }
 

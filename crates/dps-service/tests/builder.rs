@@ -49,10 +49,7 @@ fn has_cause<T: std::error::Error + 'static>(e: &Error) -> bool {
 }
 
 fn symmetric(id: &str) -> IndividualEnrollment {
-    IndividualEnrollment::new(
-        id,
-        Attestation::symmetric_key(SymmetricKeyAttestation::new(None, None)),
-    )
+    IndividualEnrollment::new(id, Attestation::symmetric_key(SymmetricKeyAttestation::new(None, None)))
 }
 
 #[test]
@@ -71,7 +68,10 @@ fn a_builder_with_a_pem_trust_file_does_crud_and_says_not_found_and_conflict() {
     let created = client.put_enrollment(&symmetric("built-1")).unwrap();
     assert!(created.common.etag.is_some());
     let e = client.get_enrollment("missing-1").unwrap_err();
-    assert!(e.is_not_found() && !e.is_conflict() && !e.is_retryable() && !e.is_connect(), "{e}");
+    assert!(
+        e.is_not_found() && !e.is_conflict() && !e.is_retryable() && !e.is_connect(),
+        "{e}"
+    );
 
     // Someone else updates it: the first copy's etag is stale.
     let mut fresh = client.get_enrollment("built-1").unwrap();
@@ -91,12 +91,22 @@ fn the_default_mozilla_roots_refuse_the_emulator_as_a_tls_connect_error() {
     let client = ServiceClient::from_connection_string(&connection_string(&emu.global_endpoint())).unwrap();
     let e = client.get_enrollment("any").unwrap_err();
     assert!(
-        matches!(e, Error::Transport { kind: TransportKind::Tls, .. }),
+        matches!(
+            e,
+            Error::Transport {
+                kind: TransportKind::Tls,
+                ..
+            }
+        ),
         "{e} / {:?}",
         causes(&e)
     );
     assert!(e.is_connect() && !e.is_timeout() && !e.is_retryable(), "{e}");
-    assert!(has_cause::<rustls::Error>(&e), "the rustls error is in the chain: {:?}", causes(&e));
+    assert!(
+        has_cause::<rustls::Error>(&e),
+        "the rustls error is in the chain: {:?}",
+        causes(&e)
+    );
 }
 
 #[test]
@@ -110,7 +120,16 @@ fn a_closed_port_is_a_retryable_connect_error_with_the_os_error_as_cause() {
         .build()
         .unwrap();
     let e = client.get_enrollment("any").unwrap_err();
-    assert!(matches!(e, Error::Transport { kind: TransportKind::Connect, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Transport {
+                kind: TransportKind::Connect,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.is_connect() && e.is_retryable() && !e.is_timeout(), "{e}");
     assert!(has_cause::<std::io::Error>(&e), "{:?}", causes(&e));
     assert!(
@@ -131,7 +150,13 @@ fn a_listener_that_never_answers_the_handshake_is_a_connect_timeout() {
         .unwrap();
     let e = client.get_enrollment("any").unwrap_err();
     assert!(
-        matches!(e, Error::Transport { kind: TransportKind::ConnectTimeout, .. }),
+        matches!(
+            e,
+            Error::Transport {
+                kind: TransportKind::ConnectTimeout,
+                ..
+            }
+        ),
         "{e} / {:?}",
         causes(&e)
     );
@@ -156,7 +181,13 @@ fn a_server_that_never_answers_the_request_is_a_timeout_not_a_connect_error() {
     let e = client.get_enrollment("any").unwrap_err();
     release.send(()).unwrap();
     assert!(
-        matches!(e, Error::Transport { kind: TransportKind::Timeout, .. }),
+        matches!(
+            e,
+            Error::Transport {
+                kind: TransportKind::Timeout,
+                ..
+            }
+        ),
         "{e} / {:?}",
         causes(&e)
     );
@@ -170,7 +201,16 @@ fn a_host_that_does_not_resolve_is_a_dns_connect_error() {
         .build()
         .unwrap();
     let e = client.get_enrollment("any").unwrap_err();
-    assert!(matches!(e, Error::Transport { kind: TransportKind::Dns, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Transport {
+                kind: TransportKind::Dns,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.is_connect() && !e.is_timeout(), "{e}");
 }
 
@@ -189,7 +229,10 @@ fn build_reports_a_bad_connection_string_and_unreadable_trust_roots_with_their_c
         .unwrap_err();
     assert!(matches!(e, Error::Trust { .. }), "{e}");
     assert!(e.to_string().contains("missing.pem"), "{e}");
-    let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>()).expect("the I/O error");
+    let io = e
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .expect("the I/O error");
     assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
 
     let e = ServiceClient::builder(&connection_string("h.example"))
@@ -209,5 +252,14 @@ fn system_roots_load_from_the_operating_system_store() {
         .build()
         .unwrap();
     let e = client.get_enrollment("any").unwrap_err();
-    assert!(matches!(e, Error::Transport { kind: TransportKind::Tls, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Transport {
+                kind: TransportKind::Tls,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }

@@ -90,7 +90,10 @@ fn the_enrollments_example_creates_disables_finds_and_deletes() {
         (out, text)
     };
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains("the TLS handshake failed") && text.contains("certificate"), "{text}");
+    assert!(
+        text.contains("the TLS handshake failed") && text.contains("certificate"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -110,12 +113,18 @@ fn the_bulk_csv_example_enrolls_a_file_reports_a_bad_line_and_reruns_safely() {
     let (out, text) = run(&emu, dir.path(), "bulk_csv", &[file]);
     assert!(!out.status.success(), "a failed record fails the run:\n{text}");
     assert!(text.contains("line 3: line7-b failed"), "{text}");
-    assert!(text.contains("3 records: 2 created, 0 already there, 1 failed"), "{text}");
+    assert!(
+        text.contains("3 records: 2 created, 0 already there, 1 failed"),
+        "{text}"
+    );
     let c = owner(&emu);
     c.get_enrollment("line7-a").unwrap();
     c.get_enrollment("line7-c").unwrap();
 
     // The same file again: nothing new, nothing lost.
     let (_, text) = run(&emu, dir.path(), "bulk_csv", &[file]);
-    assert!(text.contains("3 records: 0 created, 2 already there, 1 failed"), "{text}");
+    assert!(
+        text.contains("3 records: 0 created, 2 already there, 1 failed"),
+        "{text}"
+    );
 }

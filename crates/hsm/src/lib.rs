@@ -1,26 +1,4 @@
-//! One dependency for a Rust program that needs a hardware-backed identity: the backend traits
-//! and types of `hsm-core` (re-exported), and the dispatch from a configuration to backend
-//! objects, each backend behind a cargo feature (`pkcs11`, `dice`, `vendor` by default, `tpm`;
-//! files always).
-//!
-//! ```no_run
-//! # fn main() -> hsm::Result<()> {
-//! // One call from a configuration file to a shared identity (`Arc<dyn X509Identity>`), what
-//! // `dps_device::Attestation::X509` takes as it is.
-//! let identity = hsm::open_x509_file("device.toml")?;
-//! let cn = identity.common_name()?;
-//! # let _ = cn; Ok(())
-//! # }
-//! ```
-//!
-//! The functions at the crate root give shared handles (`Arc`); [`registry`] has the same ones
-//! giving owned `Box`es for a caller that keeps a single owner (the C library).
-//!
-//! With the `rustls` feature, [`tls::client_config`] goes from a configuration to a rustls
-//! client configuration whose every signature is made by the backend.
-//!
-//! No `unsafe` here. Vendor backends are C tables: `hsm-abi` (the C library) loads them and
-//! installs its loader with `hsm_abi::vendor::install()`.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 pub mod registry;

@@ -63,9 +63,14 @@ fn the_sign_example_signs_on_softhsm_from_a_configuration_file() {
         std::env::set_var("SOFTHSM2_CONF", hsm.conf());
     }
     let key = hsm_pkcs11::tools::generate_key_pair(&uri, KeyAlgorithm::Ec(Curve::P256)).unwrap();
-    let spki = hsm::open_signer(&key.to_token_string()).unwrap().public_key_spki().unwrap();
+    let spki = hsm::open_signer(&key.to_token_string())
+        .unwrap()
+        .public_key_spki()
+        .unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "example-device");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "example-device");
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let ca = rcgen::CertifiedIssuer::self_signed(
         {
@@ -95,7 +100,11 @@ fn the_sign_example_signs_on_softhsm_from_a_configuration_file() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("registration id: example-device"), "{stdout}");
     let hex = stdout
         .lines()
@@ -105,16 +114,17 @@ fn the_sign_example_signs_on_softhsm_from_a_configuration_file() {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect();
-    let public = ring::signature::UnparsedPublicKey::new(
-        &ring::signature::ECDSA_P256_SHA256_ASN1,
-        &spki[spki.len() - 65..],
-    );
+    let public =
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &spki[spki.len() - 65..]);
     public.verify(b"a message from the factory", &signature).unwrap();
     assert!(public.verify(b"another message", &signature).is_err());
 
     // A file without an [x509] section: the example fails, naming what is missing.
     std::fs::write(dir.join("empty.toml"), "").unwrap();
-    let out = Command::new(example("sign")).arg(dir.join("empty.toml")).output().unwrap();
+    let out = Command::new(example("sign"))
+        .arg(dir.join("empty.toml"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("x509"), "{out:?}");
 }

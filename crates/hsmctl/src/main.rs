@@ -402,10 +402,9 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
     let identity = match attestation {
         Attestation::X509 => dps_device::Attestation::X509(hsm::open_x509(&config)?),
         Attestation::SymmetricKey => dps_device::Attestation::SymmetricKey(hsm::open_symmetric(&config)?),
-        Attestation::Tpm => dps_device::Attestation::Tpm(hsm::open_tpm_shared(
-            &config,
-            "provisioning with TPM attestation",
-        )?),
+        Attestation::Tpm => {
+            dps_device::Attestation::Tpm(hsm::open_tpm_shared(&config, "provisioning with TPM attestation")?)
+        }
     };
     let client = dps_device::blocking::ProvisioningClient::new(
         &a.global_endpoint,
