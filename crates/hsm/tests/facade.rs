@@ -32,7 +32,7 @@ fn open_toml_opens_every_section_present() {
     assert!(ids.tpm.is_none());
 
     std::fs::write(dir.path().join("device.toml"), CONFIG).unwrap();
-    let ids = hsm::open_file(&dir.path().join("device.toml")).unwrap();
+    let ids = hsm::open_file(dir.path().join("device.toml")).unwrap();
     assert!(ids.x509.is_some() && ids.symmetric_key.is_some());
 
     // A broken section fails the whole call, naming the file it could not read.
