@@ -64,6 +64,8 @@ fn a_builder_with_a_pem_trust_file_does_crud_and_says_not_found_and_conflict() {
         .retries(1)
         .build()
         .unwrap();
+    let shown = format!("{client:?}");
+    assert!(shown.contains("ServiceClient") && !shown.contains(OWNER_KEY), "{shown}");
 
     let created = client.put_enrollment(&symmetric("built-1")).unwrap();
     assert!(created.common.etag.is_some());
