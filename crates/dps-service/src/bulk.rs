@@ -254,7 +254,7 @@ impl Shared<'_> {
         self.unreachable
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert_with(|| (error_chain(e), transport_kind(e)));
+            .get_or_insert_with(|| (error_chain(e), e.transport_kind().unwrap_or(TransportKind::Io)));
         true
     }
 
@@ -501,12 +501,4 @@ fn call_with_retries<T: BulkRecord>(
             .collect(),
     };
     (calls, reports)
-}
-
-/// Why a call had no answer (a transport error), for the error that stops the run.
-fn transport_kind(e: &Error) -> TransportKind {
-    match e {
-        Error::Transport { kind, .. } => *kind,
-        _ => TransportKind::Io,
-    }
 }

@@ -192,6 +192,14 @@ impl Error {
         matches!(self, Error::Transport { kind, .. } if kind.is_connect())
     }
 
+    /// Why the request had no answer, for an [`Error::Transport`].
+    pub fn transport_kind(&self) -> Option<TransportKind> {
+        match self {
+            Error::Transport { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
     /// A timeout: connecting, or waiting for the answer ([`crate::ClientBuilder::timeout`]).
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Transport { kind, .. } if kind.is_timeout())
