@@ -46,7 +46,6 @@ mod tpm_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -385,23 +384,21 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
     if a.issue_certificate {
         let identity = match attestation {
             Attestation::X509 => None,
-            Attestation::SymmetricKey => Some(dps_device::Attestation::SymmetricKey(
-                hsm::open_symmetric(&config)?.into(),
-            )),
-            Attestation::Tpm => Some(dps_device::Attestation::Tpm(Arc::new(Mutex::new(
-                hsm::open_tpm_attestation(&config, "TPM attestation")?,
-            )))),
+            Attestation::SymmetricKey => Some(dps_device::Attestation::SymmetricKey(hsm::open_symmetric(&config)?)),
+            Attestation::Tpm => Some(dps_device::Attestation::Tpm(hsm::open_tpm_shared(
+                &config,
+                "TPM attestation",
+            )?)),
         };
         let client = dps_device::ProvisioningClient::new(&a.global_endpoint, &a.id_scope, a.transport, roots, options);
         return certificate_cmd::issue(&config, identity, client, payload, a.json, a.timeout);
     }
     let identity = match attestation {
-        Attestation::X509 => dps_device::Attestation::X509(hsm::open_x509(&config)?.into()),
-        Attestation::SymmetricKey => dps_device::Attestation::SymmetricKey(hsm::open_symmetric(&config)?.into()),
-        Attestation::Tpm => dps_device::Attestation::Tpm(Arc::new(Mutex::new(hsm::open_tpm_attestation(
-            &config,
-            "provisioning with TPM attestation",
-        )?))),
+        Attestation::X509 => dps_device::Attestation::X509(hsm::open_x509(&config)?),
+        Attestation::SymmetricKey => dps_device::Attestation::SymmetricKey(hsm::open_symmetric(&config)?),
+        Attestation::Tpm => {
+            dps_device::Attestation::Tpm(hsm::open_tpm_shared(&config, "provisioning with TPM attestation")?)
+        }
     };
     let client =
         dps_device::blocking::ProvisioningClient::new(&a.global_endpoint, &a.id_scope, a.transport, roots, options)
