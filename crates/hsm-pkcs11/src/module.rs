@@ -91,6 +91,13 @@ impl Module {
             .map_err(|_| Error::Internal("PKCS#11 module gate poisoned".into()))
     }
 
+    /// [`Module::enter`] if that needs no waiting (`None` while a re-initialization or an
+    /// exclusive user holds the module, or is waiting for it). For drops, which may run on a
+    /// thread that already holds the gate.
+    pub fn try_enter(&self) -> Option<Entered<'_>> {
+        self.gate.try_read().ok()
+    }
+
     /// Held around "is the token logged in? if not, `C_Login`". Login state belongs to the
     /// application, not to one `Token` object, and a `C_Login` on a token that is already
     /// logged in is not harmless everywhere: SoftHSM2 then fails key generation running on

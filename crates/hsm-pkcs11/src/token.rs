@@ -119,6 +119,30 @@ fn tokens() -> &'static Mutex<HashMap<String, Weak<Token>>> {
     TOKENS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+impl Drop for Token {
+    /// The pooled sessions are closed (`C_CloseSession`) only while no re-initialization can
+    /// run, and only those of the module's current generation: a session of an earlier one is
+    /// void, and its handle number may belong to another token's session by now. Closing one
+    /// in the middle of another thread's `C_Finalize` crashed SoftHSM2 now and then. When the
+    /// module is busy (a re-initialization or an exclusive user holds it, or waits for it)
+    /// the sessions are forgotten rather than closed: waiting here could deadlock a thread that
+    /// already holds the gate, and the module releases them at its next re-initialization.
+    fn drop(&mut self) {
+        let idle = match self.state.get_mut() {
+            Ok(state) => std::mem::take(&mut state.idle),
+            Err(poisoned) => std::mem::take(&mut poisoned.into_inner().idle),
+        };
+        let module_generation = match self.state.get_mut() {
+            Ok(state) => state.module_generation,
+            Err(poisoned) => poisoned.into_inner().module_generation,
+        };
+        match self.module.try_enter() {
+            Some(entered) if *entered == module_generation => drop(idle),
+            _ => idle.into_iter().for_each(std::mem::forget),
+        }
+    }
+}
+
 impl Token {
     /// The token a URI names, shared by every user in the process with the same token
     /// attributes, module and pin-source, for as long as one of them holds it. `default_module` applies when the URI names none; a

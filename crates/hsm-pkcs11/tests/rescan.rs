@@ -74,3 +74,64 @@ fn reinitializing_the_module_under_load_loses_no_operation() {
     let sig = signer.sign(SignatureScheme::EcdsaP256Sha256, b"after").unwrap();
     ring_verify(SignatureScheme::EcdsaP256Sha256, &spki, b"after", &sig);
 }
+
+/// Tokens dropped (their pooled sessions with them) while other threads re-initialize the
+/// module: a dropped token closes its sessions only while no `C_Finalize` can run, and never a
+/// session of an earlier module generation (its handle number may belong to another token's
+/// session by now). Before, a token dropped during a re-initialization closed its sessions
+/// in the middle of `C_Finalize` (SoftHSM2 crashed the process now and then under load).
+#[test]
+fn tokens_dropped_during_reinitializations_close_nothing_they_do_not_own() {
+    let f = fixture();
+    let uri = tools::generate_key_pair(&f.uri("object=dropped"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
+    // A pin-source of its own per thread: every open is a token object of its own, dropped
+    // with its signer.
+    let own: Vec<String> = (0..4)
+        .map(|t| {
+            let pin = f
+                .hsm
+                .pin_file(&format!("dropper-{t}.pin"), &format!("{}\n", common::PIN))
+                .unwrap();
+            uri.to_token_string()
+                .replace(&f.pin_file.display().to_string(), &pin.display().to_string())
+        })
+        .collect();
+    let module = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
+    module.set_rescan_interval(std::time::Duration::ZERO).unwrap();
+    let shared = open_signer(&uri.to_token_string()).unwrap();
+    let spki = shared.public_key_spki().unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let droppers: Vec<_> = (0..4u8)
+            .map(|t| {
+                let (own, done) = (&own[usize::from(t)], &done);
+                s.spawn(move || {
+                    let mut n = 0u32;
+                    while !done.load(Ordering::Relaxed) || n < 10 {
+                        let signer = open_signer(own).unwrap();
+                        signer.sign(SignatureScheme::EcdsaP256Sha256, &[t, n as u8]).unwrap();
+                        drop(signer);
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        let user = s.spawn(|| {
+            let mut n = 0u32;
+            while !done.load(Ordering::Relaxed) || n < 20 {
+                let msg = [0xaa, (n % 251) as u8];
+                let sig = shared.sign(SignatureScheme::EcdsaP256Sha256, &msg).unwrap();
+                ring_verify(SignatureScheme::EcdsaP256Sha256, &spki, &msg, &sig);
+                n += 1;
+            }
+        });
+        for _ in 0..40 {
+            assert!(open_signer(&f.uri_on("no-such-token", "object=k")).is_err());
+        }
+        done.store(true, Ordering::Relaxed);
+        for d in droppers {
+            d.join().unwrap();
+        }
+        user.join().unwrap();
+    });
+}
