@@ -168,23 +168,24 @@ fn idle_mqtt_connections_do_not_grow_threads_and_a_device_still_registers() {
     for _ in 0..300 {
         idle.push(TcpStream::connect(emu.mqtt_endpoint()).unwrap());
     }
-    // Watch the threads while the listener takes what it can.
-    let mut deadline = Instant::now() + Duration::from_secs(1);
+    // Watch the threads until the listener has taken them all (closing idle ones to stay within the bound).
     let mut peak = 0;
-    while Instant::now() < deadline {
+    let port = test_support::wait::accept_queue_port(&emu.mqtt_endpoint());
+    test_support::wait::until_true("the MQTT listener to accept 300 connections", test_support::wait::DEADLINE, || {
         peak = peak.max(threads());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        test_support::wait::accept_queue(port) == Some(0)
+    });
+    peak = peak.max(threads());
     assert!(
         peak <= before + MAX_CONNECTIONS + 2,
         "{before} threads before 300 idle MQTT connections, {peak} with them"
     );
-    deadline = Instant::now();
+    let started = Instant::now();
     register(&emu);
     assert!(
-        deadline.elapsed() < Duration::from_secs(6),
+        started.elapsed() < Duration::from_secs(6),
         "registering took {:?}",
-        deadline.elapsed()
+        started.elapsed()
     );
     assert!(threads() <= before + MAX_CONNECTIONS + 2);
     drop(idle);

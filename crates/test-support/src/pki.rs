@@ -214,3 +214,14 @@ pub fn self_signed(cn: &str, key: KeyType) -> Identity {
     let cert = leaf_params(cn).self_signed(&key).expect("rcgen self-signs");
     Identity::new(vec![cert.der().clone()], key)
 }
+
+/// A PKCS#10 request (DER) with subject CN `cn` for a fresh key of type `key`; the key too.
+pub fn csr(cn: &str, key: KeyType) -> (Vec<u8>, KeyPair) {
+    let key = key.generate();
+    let der = params(cn)
+        .serialize_request(&key)
+        .expect("rcgen signs the request")
+        .der()
+        .to_vec();
+    (der, key)
+}

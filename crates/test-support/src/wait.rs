@@ -73,8 +73,14 @@ pub fn accept_queue(port: u16) -> Option<usize> {
     })
 }
 
-/// Until the listener on `port` has accepted every connection made to it so far.
-pub fn accepted(port: u16) {
+/// The port of `addr` (for [`accept_queue`]).
+pub fn accept_queue_port(addr: impl ToSocketAddrs) -> u16 {
+    address(addr).port()
+}
+
+/// Until the listener on `addr` has accepted every connection made to it so far.
+pub fn accepted(addr: impl ToSocketAddrs) {
+    let port = address(addr).port();
     until_true(&format!("the listener on port {port} to accept its connections"), DEADLINE, || {
         accept_queue(port) == Some(0)
     });
