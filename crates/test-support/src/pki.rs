@@ -56,6 +56,15 @@ pub fn leaf_params(cn: &str) -> CertificateParams {
     p
 }
 
+/// A leaf's parameters with CN `cn` and the SANs `names` (DNS names or IP addresses), no extension
+/// beyond them: what a plain TLS test certificate needs, for either side.
+pub fn named_params(cn: &str, names: &[&str]) -> CertificateParams {
+    let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        .expect("names are DNS names or IP addresses");
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p
+}
+
 /// A TLS server leaf's parameters: the SANs `names` (DNS names or IP addresses), serverAuth.
 pub fn server_params(names: &[&str]) -> CertificateParams {
     let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -176,6 +185,10 @@ impl Identity {
         &self.key_pair
     }
 
+    pub fn into_key_pair(self) -> KeyPair {
+        self.key_pair
+    }
+
     /// The leaf alone, PEM.
     pub fn cert_pem(&self) -> String {
         hsm_core::pem::certificates_to_pem(&self.chain[..1])
@@ -224,4 +237,19 @@ pub fn csr(cn: &str, key: KeyType) -> (Vec<u8>, KeyPair) {
         .der()
         .to_vec();
     (der, key)
+}
+
+impl Ca {
+    /// A P-256 device identity on files (leaf `cn`, then the certificates of `extra`) written into
+    /// `dir`, opened as the file backend opens it.
+    pub fn file_identity(&self, dir: &Path, cn: &str, extra: &[&Ca]) -> std::sync::Arc<hsm_core::file::FileX509> {
+        let mut id = self.leaf(cn);
+        for ca in extra {
+            id = id.with_intermediate(ca);
+        }
+        let (cert, key) = id.write(dir, cn);
+        let opened = hsm_core::file::FileX509::open(&cert, &key, hsm_core::file::KeyReference::Token)
+            .unwrap_or_else(|e| panic!("open the file identity {cn}: {e}"));
+        std::sync::Arc::new(opened)
+    }
 }

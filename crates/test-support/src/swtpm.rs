@@ -21,6 +21,16 @@ impl Swtpm {
         self.0.state_dir().to_path_buf()
     }
 
+    /// The TPM command port (from the TCTI `swtpm:host=...,port=N`).
+    pub fn port(&self) -> u16 {
+        let tcti = self.tcti();
+        tcti.rsplit("port=")
+            .next()
+            .and_then(|p| p.split(',').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in the TCTI {tcti}"))
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.0.pid()
     }

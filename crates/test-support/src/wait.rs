@@ -78,6 +78,25 @@ pub fn accept_queue_port(addr: impl ToSocketAddrs) -> u16 {
     address(addr).port()
 }
 
+/// The bytes received and not yet read on the established IPv4 connections whose local port is
+/// `port` (`/proc/net/tcp`): what a stopped server (a SIGSTOPped swtpm) has been sent.
+pub fn unread(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (address, state, queues) = (fields.get(1)?, fields.get(3)?, fields.get(4)?);
+            if !address.ends_with(&local) || *state == "0A" {
+                return None;
+            }
+            usize::from_str_radix(queues.split_once(':')?.1, 16).ok()
+        })
+        .sum()
+}
+
 /// Until the listener on `addr` has accepted every connection made to it so far.
 pub fn accepted(addr: impl ToSocketAddrs) {
     let port = address(addr).port();
