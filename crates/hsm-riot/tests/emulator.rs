@@ -16,7 +16,7 @@ use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 use tlsio_bridge::TlsVersions;
 
-use test_support::emulator::{HUB, SCOPE};
+use test_support::emulator::SCOPE;
 
 fn emulator(enrollments: Vec<Enrollment>) -> Emulator {
     Emulator::start(test_support::emulator::config(enrollments))

@@ -9,11 +9,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use test_support::emulator::{HUB, SCOPE};
+use test_support::emulator::SCOPE;
+use test_support::softhsm::LABEL;
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::config::Config;
 use hsm_core::{Curve, KeyAlgorithm, X509Identity};
-use test_support::softhsm::TestModule as _;
 use hsm_riot::pki::{KeyKind, PkiOptions, generate};
 
 #[test]
@@ -46,8 +46,8 @@ fn csr_from_a_softhsm_key_gets_a_certificate_that_provisions() {
 
     let cfg = Config::from_toml(
         &format!(
-            "[x509]\nbackend = \"pkcs11\"\nkey = \"pkcs11:token=dice-pki;object=hsm-leaf\"\npin_file = \"{}\"\ncertificate_file = \"{}\"\n",
-            pin.display(),
+            "[x509]\nbackend = \"pkcs11\"\nkey = \"pkcs11:token={LABEL};object=hsm-leaf\"\npin_file = \"{}\"\ncertificate_file = \"{}\"\n",
+            token.pin_file.display(),
             hsm_leaf.chain.display()
         ),
         "hsm.toml",

@@ -19,7 +19,7 @@ use hsm_abi::ffi::sdk::{HSM_CLIENT_HANDLE, HSM_CLIENT_TPM_INTERFACE};
 use hsm_core::sas::Audience;
 use serde_json::json;
 
-use test_support::emulator::{HUB, SCOPE};
+use test_support::emulator::SCOPE;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 struct Sdk {

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::{Swtpm, send};
-use dps_emulator::{Emulator, Enrollment};
+use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
 use hsm_core::sas::Audience;
 use hsm_core::{SasSigner, TpmIdentity};
 use hsm_tpm::{Tpm, TpmOptions};
 use serde_json::json;
 
-use test_support::emulator::{HUB, SCOPE};
+use test_support::emulator::SCOPE;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 fn agent(emu: &Emulator) -> ureq::Agent {

@@ -13,7 +13,7 @@ use hsm_core::X509Identity;
 use hsm_tpm::{KeyLocation, TpmConn, TpmX509, generate_key};
 use serde_json::json;
 
-use test_support::emulator::{HUB, SCOPE};
+use test_support::emulator::SCOPE;
 
 #[test]
 fn tpm_key_authenticates_mutual_tls_to_the_emulator() {

@@ -2,14 +2,12 @@
 //! line among good ones, `--report`, `--quiet`, Ctrl-C half way, a closed port, the progress bar.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use dps_emulator::{Emulator, ServerOptions, ServicePolicy};
 use serde_json::Value;
 

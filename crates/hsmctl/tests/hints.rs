@@ -7,7 +7,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{HUB, SCOPE};
+use common::SCOPE;
 use dps_emulator::{Emulator, Enrollment};
 
 const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{Ca, SCOPE, ca};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
 const ASSIGNING: &str = r#"{"operationId":"4.op","status":"assigning"}"#;
