@@ -88,6 +88,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
     let dribble = std::thread::spawn(move || {
         let mut w = writer;
         while w.write_all(&[0]).is_ok() {
+            // Pacing: the slow client under test.
             std::thread::sleep(Duration::from_millis(300));
         }
     });
@@ -124,6 +125,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
             cut = Some(started.elapsed());
             break;
         }
+        // Pacing: the slow client under test.
         std::thread::sleep(Duration::from_millis(200));
     }
     let took = cut.unwrap_or_else(|| common::until_closed(&mut tls.sock, Duration::from_secs(10)));

@@ -153,6 +153,7 @@ fn keep_alive_is_enforced_at_one_and_a_half_times() {
     // A client that pings in time keeps its connection.
     let (mut s, mut buf) = connect(&emu, 2);
     for _ in 0..3 {
+        // Pacing: a ping every 1.5 s (within the 3 s window) is the behaviour under test.
         std::thread::sleep(Duration::from_millis(1500));
         send(&mut s, Packet::PingReq);
         assert!(matches!(next(&mut s, &mut buf), Packet::PingResp));
@@ -204,6 +205,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
     let dribble = std::thread::spawn(move || {
         let mut w = writer;
         while w.write_all(&[0]).is_ok() {
+            // Pacing: the slow client under test.
             std::thread::sleep(Duration::from_millis(300));
         }
     });
@@ -228,6 +230,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
             cut = Some(started.elapsed());
             break;
         }
+        // Pacing: the slow client under test.
         std::thread::sleep(Duration::from_millis(200));
     }
     let took = cut.unwrap_or_else(|| common::until_closed(&mut s.sock, Duration::from_secs(10)));

@@ -219,6 +219,7 @@ fn a_slow_loris_server_is_cut_off_by_the_overall_timeout() {
             if tls.write_all(b" ").and_then(|()| tls.flush()).is_err() {
                 return;
             }
+            // Pacing: the slow server under test.
             std::thread::sleep(Duration::from_secs(1));
         }
     });
@@ -232,6 +233,7 @@ fn a_slow_loris_server_is_cut_off_by_the_overall_timeout() {
             if tls.write_all(&[*b]).and_then(|()| tls.flush()).is_err() {
                 return;
             }
+            // Pacing: the slow server under test.
             std::thread::sleep(Duration::from_millis(500));
         }
     });

@@ -147,6 +147,7 @@ fn pump(io: &mut Io, events: &mut Vec<Event<u32>>, until: impl Fn(&[Event<u32>])
         }
         assert!(Instant::now() < deadline, "timed out; events so far: {events:?}");
         io.dowork();
+        // The pace of the SDK's dowork loop (it polls the IO, as the C SDK does).
         std::thread::sleep(Duration::from_millis(1));
     }
 }
