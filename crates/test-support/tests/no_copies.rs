@@ -24,7 +24,7 @@ const PENDING: &[(&str, &str)] = &[("dps-device/tests/https.rs", "generate_simpl
 
 /// Sleeps that still stand for an event the test cannot observe yet (issue 22): the emulator
 /// answering the hub's certificate request with 202 before it is stopped.
-const PENDING_SLEEPS: &[&str] = &["dps-device/tests/issuance.rs", "hsm-issued/tests/flow.rs"];
+const PENDING_SLEEPS: &[&str] = &["hsm-issued/tests/flow.rs"];
 
 fn crates_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
