@@ -355,24 +355,13 @@ async fn the_hub_gone_mid_renewal_is_a_clear_error() {
     let (key, _, chain) = register_issued(&emu, false, "renew-gone").await;
     let identity = issued_identity(dir.path(), "issued", &chain, &key);
     let (_, csr) = csr("renew-gone");
-    // The device reaches the hub through a relay that sees the hub's answers.
-    let relay = test_support::mqtt_relay::Relay::start(
-        &emu.mqtt_endpoint(),
-        &emu.server_ca_pem(),
-        chain.iter().map(|c| c.clone().into()).collect(),
-        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    );
-    let (endpoint, roots) = (relay.endpoint.clone(), roots(&relay.ca_pem));
+    let (endpoint, roots) = (emu.mqtt_endpoint(), roots(&emu.server_ca_pem()));
     let renewal = tokio::spawn(async move {
         renew_certificate(HUB, &endpoint, "renew-gone", identity, roots, &csr, &renewal_options()).await
     });
     // The 202 comes at once; the certificate would come after 3 s: stop the emulator in between.
-    let stopping = tokio::task::spawn_blocking(move || {
-        relay.wait_for_publish("the hub's 202", Duration::from_secs(30), |t| {
-            t.starts_with("$iothub/credentials/res/202/")
-        });
-        emu.shutdown()
-    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let stopping = tokio::task::spawn_blocking(move || emu.shutdown());
     let result = renewal.await.unwrap();
     match &result {
         Err(Error::Transport { message, .. }) => assert!(

@@ -6,7 +6,6 @@
 
 pub mod emulator;
 pub mod https_server;
-pub mod mqtt_relay;
 pub mod pki;
 pub mod softhsm;
 pub mod swtpm;

@@ -22,9 +22,11 @@ const COPIES: &[(&str, &str)] = &[
 /// their copies until then. Each entry names the file and the pattern it may still hold.
 const PENDING: &[(&str, &str)] = &[("dps-device/tests/https.rs", "generate_simple_self_signed")];
 
-/// Sleeps that still stand for an event the test cannot observe yet (issue 22): the emulator
-/// answering the hub's certificate request with 202 before it is stopped.
-const PENDING_SLEEPS: &[&str] = &["hsm-issued/tests/flow.rs"];
+/// Sleeps that still stand for an event the test cannot observe yet (issue 22): the device having
+/// taken the hub's 202 before the emulator is stopped. Seeing the 202 reach the device's socket
+/// (an MQTT relay) is not enough: when the connection ends right behind it, the device reports the
+/// error as if no 202 had come (seen with such a relay: the PUBACK counted, the 202 not).
+const PENDING_SLEEPS: &[&str] = &["dps-device/tests/issuance.rs", "hsm-issued/tests/flow.rs"];
 
 fn crates_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
