@@ -73,7 +73,9 @@ fn device_return_codes_reach_c() {
     assert_eq!(hsm_abi_last_error_rv() as u64, CKR_PIN_INCORRECT, "{}", last_error());
 
     // A token that is not there: PKCS#11, CKR_TOKEN_NOT_PRESENT.
-    configure(&section(&stored.replace("token=rv", "token=absent")));
+    let absent = stored.replace(&format!("token={}", test_support::softhsm::LABEL), "token=absent");
+    assert_ne!(absent, stored, "the stored token names its token: {stored}");
+    configure(&section(&absent));
     assert!(!sign_once());
     assert_eq!(hsm_abi_last_error_origin(), HSM_ABI_ERR_PKCS11, "{}", last_error());
     assert_eq!(
