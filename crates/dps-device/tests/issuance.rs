@@ -153,9 +153,7 @@ async fn wrong_cn_is_refused_with_the_service_error() {
 async fn rsa_and_p256_csrs_are_refused_before_anything_is_sent() {
     // Made with `openssl req -new -newkey rsa:2048 -subj /CN=rsa-device -outform DER`.
     let rsa = include_bytes!("../../dps-emulator/tests/data/rsa-device.csr.der").to_vec();
-    let p256 = {
-        test_support::pki::csr("p256-device", KeyType::P256).0
-    };
+    let p256 = { test_support::pki::csr("p256-device", KeyType::P256).0 };
     let server = Scripted::start(vec![json(500, None, "{}")]);
     for (csr, shown) in [(rsa, "1.2.840.113549.1.1.1"), (p256, "1.2.840.10045.3.1.7")] {
         let client = dps_device::ProvisioningClient::new(

@@ -11,8 +11,8 @@ use dps_device::Attestation;
 use dps_emulator::Enrollment;
 use hsm_core::config::Config;
 use hsm_core::{Curve, KeyAlgorithm};
-use test_support::softhsm;
 use hsm_pkcs11::{Pkcs11Secret, Pkcs11Symmetric, Pkcs11Uri, Pkcs11X509, tools};
+use test_support::softhsm;
 
 fn fixture() -> &'static softhsm::Fixture {
     softhsm::fixture()

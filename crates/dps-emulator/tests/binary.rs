@@ -6,8 +6,8 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::*;
-use test_support::emulator::{Process, toml_config};
 use serde_json::json;
+use test_support::emulator::{Process, toml_config};
 
 const KEY: &str = "cHJpbWFyeS1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk=";
 

@@ -172,10 +172,14 @@ fn idle_mqtt_connections_do_not_grow_threads_and_a_device_still_registers() {
     // Watch the threads until the listener has taken them all (closing idle ones to stay within the bound).
     let mut peak = 0;
     let port = test_support::wait::accept_queue_port(&emu.mqtt_endpoint());
-    test_support::wait::until_true("the MQTT listener to accept 300 connections", test_support::wait::DEADLINE, || {
-        peak = peak.max(threads());
-        test_support::wait::accept_queue(port) == Some(0)
-    });
+    test_support::wait::until_true(
+        "the MQTT listener to accept 300 connections",
+        test_support::wait::DEADLINE,
+        || {
+            peak = peak.max(threads());
+            test_support::wait::accept_queue(port) == Some(0)
+        },
+    );
     peak = peak.max(threads());
     assert!(
         peak <= before + MAX_CONNECTIONS + 2,

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::*;
-use test_support::emulator::{Process, toml_config};
 use serde_json::{Value, json};
+use test_support::emulator::{Process, toml_config};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const OWNER_KEY: &str = "b3duZXIta2V5LWZvci10aGUtc2VydmljZS1hcGktdGVzdHM=";

@@ -3,7 +3,6 @@
 //! model. Each test fails on the client before these fixes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-
 use std::time::Duration;
 
 use dps_service::models::{ProvisioningStatus, SymmetricKeyAttestation};

@@ -68,10 +68,7 @@ fn connect(cert_pem: &str, key_token: &str, ca: &Ca) -> Vec<u8> {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            server.chain.clone(),
-            server.key.clone_key(),
-        )
+        .with_single_cert(server.chain.clone(), server.key.clone_key())
         .unwrap();
     let mut c = rustls::ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
     let mut s = rustls::ServerConnection::new(Arc::new(scfg)).unwrap();

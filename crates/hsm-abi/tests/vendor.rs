@@ -65,7 +65,10 @@ fn broken(n: u32) -> PathBuf {
 /// A device directory (chain.pem, key.pem) with a P-256 leaf under a fresh CA.
 fn device(dir: &Path, cn: &str) {
     let ca = test_support::pki::Ca::root("vendor test CA");
-    let leaf = ca.issue(test_support::pki::params(cn), test_support::pki::KeyType::P256.generate());
+    let leaf = ca.issue(
+        test_support::pki::params(cn),
+        test_support::pki::KeyType::P256.generate(),
+    );
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("key.pem"), leaf.key_pem()).unwrap();
     std::fs::write(dir.join("chain.pem"), leaf.with_intermediate(&ca).chain_pem()).unwrap();

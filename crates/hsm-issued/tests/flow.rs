@@ -34,17 +34,17 @@ fn issuing_ca() -> (IssuingCa, CertificateDer<'static>) {
 fn emulator(ca: &(IssuingCa, CertificateDer<'static>), id: &str, delay: Duration) -> Emulator {
     Emulator::start_with(
         test_support::emulator::config(vec![
-                Enrollment::SymmetricIndividual {
-                    registration_id: id.into(),
-                    primary_key: DEVICE_KEY.into(),
-                    secondary_key: None,
-                },
-                // Re-registration with the issued certificate.
-                Enrollment::X509Group {
-                    name: "issued".into(),
-                    ca: vec![ca.1.clone()],
-                },
-            ]),
+            Enrollment::SymmetricIndividual {
+                registration_id: id.into(),
+                primary_key: DEVICE_KEY.into(),
+                secondary_key: None,
+            },
+            // Re-registration with the issued certificate.
+            Enrollment::X509Group {
+                name: "issued".into(),
+                ca: vec![ca.1.clone()],
+            },
+        ]),
         0,
         ServerOptions {
             issuance: IssuanceOptions {

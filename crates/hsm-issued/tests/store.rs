@@ -177,10 +177,7 @@ fn wrong_common_name_is_refused() {
         .push(rcgen::DnType::CommonName, "not-cn-device");
     let ca = test_support::pki::Ca::root_with("wrong CN CA", test_support::pki::KeyType::P384, |_| {});
     let leaf = params.signed_by(&ca.issuer).unwrap();
-    let e = store
-        .install(&[leaf.der().clone(), ca.der()])
-        .unwrap_err()
-        .to_string();
+    let e = store.install(&[leaf.der().clone(), ca.der()]).unwrap_err().to_string();
     assert!(
         e.contains("`not-cn-device`, not the registration id `cn-device`"),
         "{e}"

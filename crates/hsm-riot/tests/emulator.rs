@@ -19,8 +19,7 @@ use tlsio_bridge::TlsVersions;
 use test_support::emulator::SCOPE;
 
 fn emulator(enrollments: Vec<Enrollment>) -> Emulator {
-    Emulator::start(test_support::emulator::config(enrollments))
-    .unwrap()
+    Emulator::start(test_support::emulator::config(enrollments)).unwrap()
 }
 
 fn agent(emu: &Emulator, identity: &dyn X509Identity, versions: TlsVersions) -> ureq::Agent {

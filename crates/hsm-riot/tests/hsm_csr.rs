@@ -9,12 +9,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use test_support::emulator::SCOPE;
-use test_support::softhsm::LABEL;
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::config::Config;
 use hsm_core::{Curve, KeyAlgorithm, X509Identity};
 use hsm_riot::pki::{KeyKind, PkiOptions, generate};
+use test_support::emulator::SCOPE;
+use test_support::softhsm::LABEL;
 
 #[test]
 fn csr_from_a_softhsm_key_gets_a_certificate_that_provisions() {
@@ -59,9 +59,9 @@ fn csr_from_a_softhsm_key_gets_a_certificate_that_provisions() {
 
     let root = hsm_core::pem::parse_certificates("root", &std::fs::read(out.root.unwrap()).unwrap()).unwrap();
     let emu = Emulator::start(test_support::emulator::config(vec![Enrollment::X509Group {
-            name: "hsm-group".into(),
-            ca: root,
-        }]))
+        name: "hsm-group".into(),
+        ca: root,
+    }]))
     .unwrap();
     let roots = tlsio_bridge::roots_from_pem("emulator", emu.server_ca_pem().as_bytes()).unwrap();
     let config = tlsio_bridge::client_config(roots, Some(&identity), tlsio_bridge::TlsVersions::Both).unwrap();

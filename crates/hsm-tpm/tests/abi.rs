@@ -102,9 +102,9 @@ fn the_sdk_tpm_sequence_through_the_c_abi() {
     let reg = hsm_tpm::registration_id(&ek);
 
     let emu = Emulator::start(test_support::emulator::config(vec![Enrollment::TpmIndividual {
-            registration_id: reg.clone(),
-            endorsement_key: B64.encode(&ek),
-        }]))
+        registration_id: reg.clone(),
+        endorsement_key: B64.encode(&ek),
+    }]))
     .unwrap();
     let roots = tlsio_bridge::roots_from_pem("emulator CA", emu.server_ca_pem().as_bytes()).unwrap();
     let config = tlsio_bridge::client_config(roots, None, tlsio_bridge::TlsVersions::Both).unwrap();

@@ -60,9 +60,9 @@ fn tpm_registration_against_the_emulator() {
     let reg = tpm.registration_id();
 
     let emu = Emulator::start(test_support::emulator::config(vec![Enrollment::TpmIndividual {
-            registration_id: reg.clone(),
-            endorsement_key: B64.encode(&ek),
-        }]))
+        registration_id: reg.clone(),
+        endorsement_key: B64.encode(&ek),
+    }]))
     .unwrap();
     let agent = agent(&emu);
     let body = json!({
@@ -138,9 +138,9 @@ fn a_tpm_with_another_ek_is_refused() {
     let b = Tpm::open(TpmOptions::new(other.tcti())).unwrap();
     let reg = a.registration_id();
     let emu = Emulator::start(test_support::emulator::config(vec![Enrollment::TpmIndividual {
-            registration_id: reg.clone(),
-            endorsement_key: B64.encode(a.endorsement_key().unwrap()),
-        }]))
+        registration_id: reg.clone(),
+        endorsement_key: B64.encode(a.endorsement_key().unwrap()),
+    }]))
     .unwrap();
     let body = json!({
         "registrationId": reg,

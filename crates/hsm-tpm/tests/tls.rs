@@ -41,9 +41,9 @@ fn tpm_key_authenticates_mutual_tls_to_the_emulator() {
     assert_eq!(identity.common_name().unwrap(), "tpm-tls-device");
 
     let emu = Emulator::start(test_support::emulator::config(vec![Enrollment::X509Group {
-            name: "tpm-group".into(),
-            ca: vec![ca.der().clone()],
-        }]))
+        name: "tpm-group".into(),
+        ca: vec![ca.der().clone()],
+    }]))
     .unwrap();
     let roots = tlsio_bridge::roots_from_pem("emulator CA", emu.server_ca_pem().as_bytes()).unwrap();
     for versions in [

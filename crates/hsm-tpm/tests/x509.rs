@@ -177,15 +177,18 @@ fn x509_identity_from_configuration() {
     sw.signal("CONT");
     assert!(took < std::time::Duration::from_millis(2500), "{took:?}");
     assert!(e.contains(&sw.tcti()) && e.contains("1500 ms"), "{e}");
-    let sig = test_support::wait::until("signing to recover after SIGCONT", test_support::wait::DEADLINE, || {
-        match signer.sign(SignatureScheme::EcdsaP256Sha256, b"thawed") {
-            Ok(sig) => Some(sig),
-            Err(e) => {
-                assert!(e.to_string().contains("earlier command"), "{e}");
-                None
-            }
-        }
-    });
+    let sig =
+        test_support::wait::until(
+            "signing to recover after SIGCONT",
+            test_support::wait::DEADLINE,
+            || match signer.sign(SignatureScheme::EcdsaP256Sha256, b"thawed") {
+                Ok(sig) => Some(sig),
+                Err(e) => {
+                    assert!(e.to_string().contains("earlier command"), "{e}");
+                    None
+                }
+            },
+        );
     verify(&key.public_key_spki().unwrap(), b"thawed", &sig);
 }
 

@@ -2,7 +2,6 @@
 //! line among good ones, `--report`, `--quiet`, Ctrl-C half way, a closed port, the progress bar.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

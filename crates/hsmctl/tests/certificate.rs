@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 
 use dps_emulator::{Emulator, Enrollment, IssuanceOptions, IssuingCa, ServerOptions};
 
-use test_support::emulator::SCOPE;
 use test_support::emulator::HUB;
+use test_support::emulator::SCOPE;
 const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
 const ID: &str = "issued-cli";
 
@@ -25,16 +25,16 @@ fn env() -> Env {
     let ca = test_support::pki::Ca::root_with("cli issuing CA", test_support::pki::KeyType::P384, |_| {});
     let emulator = Emulator::start_with(
         test_support::emulator::config(vec![
-                Enrollment::SymmetricIndividual {
-                    registration_id: ID.into(),
-                    primary_key: DEVICE_KEY.into(),
-                    secondary_key: None,
-                },
-                Enrollment::X509Group {
-                    name: "issued".into(),
-                    ca: vec![ca.der().clone()],
-                },
-            ]),
+            Enrollment::SymmetricIndividual {
+                registration_id: ID.into(),
+                primary_key: DEVICE_KEY.into(),
+                secondary_key: None,
+            },
+            Enrollment::X509Group {
+                name: "issued".into(),
+                ca: vec![ca.der().clone()],
+            },
+        ]),
         0,
         ServerOptions {
             issuance: IssuanceOptions {

@@ -19,10 +19,10 @@ fn stderr(out: &Output) -> String {
 
 fn emulator_and_device() -> (Emulator, tempfile::TempDir) {
     let emulator = Emulator::start(test_support::emulator::config(vec![Enrollment::SymmetricIndividual {
-            registration_id: "device-sym".into(),
-            primary_key: DEVICE_KEY.into(),
-            secondary_key: None,
-        }]))
+        registration_id: "device-sym".into(),
+        primary_key: DEVICE_KEY.into(),
+        secondary_key: None,
+    }]))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -44,21 +44,21 @@ fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let root = ca("test group root");
     let emulator = Emulator::start(test_support::emulator::config(vec![
-            Enrollment::X509Group {
-                name: "x509-group".into(),
-                ca: hsm_core::pem::parse_certificates("root", root.pem().as_bytes()).unwrap(),
-            },
-            Enrollment::SymmetricIndividual {
-                registration_id: "device-sym".into(),
-                primary_key: DEVICE_KEY.into(),
-                secondary_key: None,
-            },
-            Enrollment::SymmetricGroup {
-                name: "symm-group".into(),
-                primary_key: GROUP_KEY.into(),
-                secondary_key: None,
-            },
-        ]))
+        Enrollment::X509Group {
+            name: "x509-group".into(),
+            ca: hsm_core::pem::parse_certificates("root", root.pem().as_bytes()).unwrap(),
+        },
+        Enrollment::SymmetricIndividual {
+            registration_id: "device-sym".into(),
+            primary_key: DEVICE_KEY.into(),
+            secondary_key: None,
+        },
+        Enrollment::SymmetricGroup {
+            name: "symm-group".into(),
+            primary_key: GROUP_KEY.into(),
+            secondary_key: None,
+        },
+    ]))
     .unwrap();
     let server_ca = dir.path().join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
@@ -503,9 +503,9 @@ fn tpm_attestation_is_assigned() {
         .to_string();
 
     let emulator = Emulator::start(test_support::emulator::config(vec![Enrollment::TpmIndividual {
-            registration_id: registration_id.clone(),
-            endorsement_key: ek,
-        }]))
+        registration_id: registration_id.clone(),
+        endorsement_key: ek,
+    }]))
     .unwrap();
     let server_ca = dir.path().join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();

@@ -66,9 +66,9 @@ fn provision_with_the_example_vendor_backend() {
     let dir = tempfile::tempdir().unwrap();
     let root_ca = ca("vendor group root");
     let emulator = Emulator::start(test_support::emulator::config(vec![Enrollment::X509Group {
-            name: "vendor-group".into(),
-            ca: hsm_core::pem::parse_certificates("root", root_ca.pem().as_bytes()).unwrap(),
-        }]))
+        name: "vendor-group".into(),
+        ca: hsm_core::pem::parse_certificates("root", root_ca.pem().as_bytes()).unwrap(),
+    }]))
     .unwrap();
     let server_ca = dir.path().join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();

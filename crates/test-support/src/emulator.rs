@@ -79,7 +79,8 @@ impl Process {
         std::fs::write(&config, toml).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
         let ca_out = dir.join("server-ca.pem");
         let stderr_path = dir.join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).unwrap_or_else(|e| panic!("create {}: {e}", stderr_path.display()));
+        let stderr =
+            std::fs::File::create(&stderr_path).unwrap_or_else(|e| panic!("create {}: {e}", stderr_path.display()));
         let mut child = Command::new(binary)
             .arg("--config")
             .arg(&config)

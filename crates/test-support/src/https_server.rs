@@ -107,7 +107,10 @@ impl Server {
 
     /// Every request so far, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 

@@ -69,7 +69,8 @@ pub fn named_params(cn: &str, names: &[&str]) -> CertificateParams {
 pub fn server_params(names: &[&str]) -> CertificateParams {
     let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
         .expect("server names are DNS names or IP addresses");
-    p.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("test server"));
+    p.distinguished_name
+        .push(DnType::CommonName, names.first().copied().unwrap_or("test server"));
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

@@ -63,7 +63,9 @@ fn tokens<M: TestModule>(hsm: M, labels: &[&str]) -> Fixture<M> {
         hsm.init_token(label, SO_PIN, PIN)
             .unwrap_or_else(|e| panic!("initialize token {label}: {e}"));
     }
-    let pin_file = hsm.pin_file("user.pin", &format!("{PIN}\n")).expect("write the PIN file");
+    let pin_file = hsm
+        .pin_file("user.pin", &format!("{PIN}\n"))
+        .expect("write the PIN file");
     Fixture { hsm, pin_file }
 }
 

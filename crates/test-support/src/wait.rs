@@ -100,9 +100,11 @@ pub fn unread(port: u16) -> usize {
 /// Until the listener on `addr` has accepted every connection made to it so far.
 pub fn accepted(addr: impl ToSocketAddrs) {
     let port = address(addr).port();
-    until_true(&format!("the listener on port {port} to accept its connections"), DEADLINE, || {
-        accept_queue(port) == Some(0)
-    });
+    until_true(
+        &format!("the listener on port {port} to accept its connections"),
+        DEADLINE,
+        || accept_queue(port) == Some(0),
+    );
 }
 
 /// Until `path` exists.

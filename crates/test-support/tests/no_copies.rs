@@ -8,13 +8,19 @@ use std::path::{Path, PathBuf};
 
 /// What a test may not write, and what to use instead.
 const COPIES: &[(&str, &str)] = &[
-    ("CertificateParams::new", "test_support::pki (params, leaf_params, Ca::leaf_with...)"),
+    (
+        "CertificateParams::new",
+        "test_support::pki (params, leaf_params, Ca::leaf_with...)",
+    ),
     ("CertifiedIssuer::", "test_support::pki::Ca"),
     ("Issuer::from_params", "test_support::pki::Ca"),
     ("Issuer::new(", "test_support::pki::Ca"),
     ("generate_simple_self_signed", "test_support::pki::self_signed_server"),
     ("serialize_request", "test_support::pki::csr"),
-    ("SoftHsm::create", "test_support::softhsm (fixture, for_children, create)"),
+    (
+        "SoftHsm::create",
+        "test_support::softhsm (fixture, for_children, create)",
+    ),
     ("assigned_hub:", "test_support::emulator::config"),
 ];
 
@@ -56,7 +62,12 @@ fn test_files() -> Vec<(String, String)> {
         }
         rust_files(&krate.join("tests"), &mut files);
     }
-    assert!(files.len() > 50, "found only {} test files under {}", files.len(), root.display());
+    assert!(
+        files.len() > 50,
+        "found only {} test files under {}",
+        files.len(),
+        root.display()
+    );
     files
         .into_iter()
         .map(|p| {
@@ -109,7 +120,11 @@ fn no_test_copies_a_fixture_or_sleeps_for_an_event() {
         found.extend(copies_in(&name, &text));
         found.extend(sleeps_in(&name, &text));
     }
-    assert!(found.is_empty(), "copies of test-support fixtures:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "copies of test-support fixtures:\n{}",
+        found.join("\n")
+    );
 }
 
 /// The check finds what it looks for (it is not passing because it reads nothing).

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use hsm_core::file::{FileX509, KeyReference};
 use rcgen::KeyPair;
-use test_support::pki::{Ca, named_params};
 use rustls::server::WebPkiClientVerifier;
+use test_support::pki::{Ca, named_params};
 use tlsio_bridge::{TlsVersions, client_config, roots_from_pem};
 
 fn ca() -> Ca {

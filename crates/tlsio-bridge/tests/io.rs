@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use hsm_core::file::FileKey;
 use rcgen::KeyPair;
-use test_support::pki::{Ca, KeyType, named_params};
 use rustls::server::WebPkiClientVerifier;
+use test_support::pki::{Ca, KeyType, named_params};
 use tlsio_bridge::io::options::{self, KeyResolver};
 use tlsio_bridge::io::tcp::TcpTransport;
 use tlsio_bridge::io::{Event, OpenResult, Phase, SendResult, TlsIo};

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dps_emulator::Emulator;
+use rustls::ClientConfig;
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
-use rustls::ClientConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 

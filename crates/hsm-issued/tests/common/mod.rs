@@ -58,7 +58,6 @@ pub fn assert_signs_for(key: &dyn SigningKey, leaf: &CertificateDer<'_>) {
     .expect("ring verifies the signature with the leaf's key");
 }
 
-
 /// The process-wide SoftHSM2 token (fails, never skips, when softhsm2 is missing).
 pub fn token() -> &'static test_support::softhsm::Fixture {
     test_support::softhsm::fixture()

@@ -119,11 +119,7 @@ fn tls_handshake(identity: &dyn X509Identity, ca_pem: &str, versions: tlsio_brid
         tls.flush().unwrap();
         cn_seen
     });
-    let server_roots = tlsio_bridge::roots_from_pem(
-        "server",
-        server_cert.cert_pem().as_bytes(),
-    )
-    .unwrap();
+    let server_roots = tlsio_bridge::roots_from_pem("server", server_cert.cert_pem().as_bytes()).unwrap();
     let config = tlsio_bridge::client_config(server_roots, Some(identity), versions).unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
