@@ -171,7 +171,7 @@ fn idle_mqtt_connections_do_not_grow_threads_and_a_device_still_registers() {
     }
     // Watch the threads until the listener has taken them all (closing idle ones to stay within the bound).
     let mut peak = 0;
-    let port = test_support::wait::accept_queue_port(&emu.mqtt_endpoint());
+    let port = test_support::wait::accept_queue_port(emu.mqtt_endpoint());
     test_support::wait::until_true(
         "the MQTT listener to accept 300 connections",
         test_support::wait::DEADLINE,

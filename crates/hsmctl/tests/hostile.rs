@@ -87,7 +87,7 @@ fn hostile(behaviour: impl Fn(usize, &mut Tls) + Send + Sync + 'static) -> Hosti
         }
     });
     let server_ca = dir.path().join("server-ca.pem");
-    std::fs::write(&server_ca, &root.pem()).unwrap();
+    std::fs::write(&server_ca, root.pem()).unwrap();
     let device = dir.path().join("device.toml");
     std::fs::write(
         &device,

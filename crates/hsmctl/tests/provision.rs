@@ -404,7 +404,7 @@ fn sas_from_configuration_signs_through_the_identity() {
 fn certify_csr(e: &Env, csr: &Path) -> PathBuf {
     let root_pem = e.dir.path().join("root.pem");
     let root_key = e.dir.path().join("root.key.pem");
-    std::fs::write(&root_pem, &e.root.pem()).unwrap();
+    std::fs::write(&root_pem, e.root.pem()).unwrap();
     std::fs::write(&root_key, e.root.key_pem()).unwrap();
     let out = e.dir.path().join("issued");
     let o = out.to_str().unwrap();

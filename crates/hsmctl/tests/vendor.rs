@@ -165,7 +165,7 @@ fn rustls_handshake_with_a_vendor_identity_against_openssl() {
     );
     std::fs::write(&cert, server.cert_pem()).unwrap();
     std::fs::write(&key, server.key_pem()).unwrap();
-    std::fs::write(&ca_file, &root_ca.pem()).unwrap();
+    std::fs::write(&ca_file, root_ca.pem()).unwrap();
 
     let config = hsm_core::config::Config::from_file(&cfg).unwrap();
     hsm_abi::vendor::install();
@@ -289,7 +289,7 @@ fn conformance_command_passes_the_pkcs11_backend() {
     );
     let root_ca = ca("pkcs11 conformance root");
     let (root_pem, root_key) = (dir.path().join("root.pem"), dir.path().join("root.key.pem"));
-    std::fs::write(&root_pem, &root_ca.pem()).unwrap();
+    std::fs::write(&root_pem, root_ca.pem()).unwrap();
     std::fs::write(&root_key, root_ca.key_pem()).unwrap();
     let issued = dir.path().join("issued");
     hsmctl_ok(
