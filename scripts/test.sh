@@ -46,6 +46,8 @@ mkdir -p "$target_dir"
 
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy (warnings denied)" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+stage "docs: cargo doc --no-deps, warnings denied (broken links, missing docs where warned)" \
+    env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 stage "generated headers are up to date" bash scripts/gen-headers.sh --check
 stage "scripts build where cargo builds (no target/ written out)" bash scripts/check-target-dir.sh
 

@@ -21,14 +21,18 @@ impl ProvisioningClient {
         roots: rustls::RootCertStore,
         options: Options,
     ) -> Result<Self, Error> {
+        Self::from_client(crate::ProvisioningClient::new(
+            endpoint, id_scope, transport, roots, options,
+        ))
+    }
+
+    /// The blocking facade of `client` (see also [`crate::ClientBuilder::build_blocking`]).
+    pub fn from_client(client: crate::ProvisioningClient) -> Result<Self, Error> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the tokio runtime: {e}")))?;
-        Ok(ProvisioningClient {
-            inner: crate::ProvisioningClient::new(endpoint, id_scope, transport, roots, options),
-            runtime,
-        })
+        Ok(ProvisioningClient { inner: client, runtime })
     }
 
     /// See [`crate::ProvisioningClient::register`].

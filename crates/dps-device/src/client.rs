@@ -12,7 +12,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::answer::protocol;
-use crate::flow::{self, Session};
+use crate::flow;
+use crate::session::{Connect, Session};
 use crate::{
     Assignment, Attestation, Error, Options, Proxy, Registration, Transport, blocking_task, issuance, redacted,
     with_tpm,
@@ -124,7 +125,10 @@ impl ProvisioningClient {
                 let (mut session, body, token) = self
                     .open(attestation, registration_id, body, &api_version, proxy.as_ref())
                     .await?;
-                flow::register(self, &mut session, attestation, body, token, deadline, progress).await
+                let assignment =
+                    flow::register(self, &mut session, attestation, body, token, deadline, progress).await?;
+                flow::close(self.transport, session, deadline).await;
+                Ok(assignment)
             })
             .await?;
         if wanted_chain && assignment.issued_certificate_chain.is_none() {
@@ -144,7 +148,7 @@ impl ProvisioningClient {
         attestation: &Attestation,
         registration_id: Option<&str>,
     ) -> Result<DeviceRegistrationResult, Error> {
-        if self.transport != Transport::Https {
+        if !self.transport.supports_status_lookup() {
             return Err(Error::InvalidRequest(format!(
                 "the registration status lookup is an HTTPS call: DPS has none over {}",
                 self.transport
@@ -169,16 +173,23 @@ impl ProvisioningClient {
                 }
                 (_, token) => token,
             };
-            flow::status_lookup(self, &mut session, &body, token.as_deref(), deadline, progress).await
+            let state = flow::status_lookup(self, &mut session, &body, token.as_deref(), deadline, progress).await?;
+            flow::close(self.transport, session, deadline).await;
+            Ok(state)
         })
         .await
     }
 
     fn check_transport(&self, attestation: &Attestation) -> Result<(), Error> {
-        if let (Attestation::Tpm(_), Transport::Mqtt | Transport::MqttWs) = (attestation, self.transport) {
+        if let (Attestation::Tpm(_), false) = (attestation, self.transport.supports_tpm()) {
+            let over = Transport::ALL
+                .into_iter()
+                .filter(|t| t.supports_tpm())
+                .map(Transport::title);
             return Err(Error::InvalidRequest(format!(
-                "TPM attestation is not supported over {}: DPS accepts it over HTTPS only",
-                self.transport
+                "TPM attestation is not supported over {}: DPS accepts it over {} only",
+                self.transport,
+                over.collect::<Vec<_>>().join(" and ")
             )));
         }
         Ok(())
@@ -250,14 +261,17 @@ impl ProvisioningClient {
             Attestation::SymmetricKey(identity) => Some(self.sas_token(&registration_id, identity.clone()).await?),
             _ => None,
         };
-        let session = Session::open(
-            self,
-            &registration_id,
-            Arc::new(tls),
-            token.as_deref(),
-            api_version,
+        let session = Session::open(Connect {
+            transport: self.transport,
+            endpoint: &self.endpoint,
+            id_scope: &self.id_scope,
+            registration_id: &registration_id,
+            tls: Arc::new(tls),
+            password: token.as_deref(),
+            user_agent: &self.options.user_agent,
+            api_version: api_version.as_str(),
             proxy,
-        )
+        })
         .await?;
         Ok((session, body, token))
     }
@@ -267,9 +281,14 @@ impl ProvisioningClient {
         let Some(url) = &self.options.proxy else {
             return Ok(None);
         };
-        if self.transport == Transport::Mqtt {
+        if !self.transport.supports_proxy() {
+            let over = Transport::ALL
+                .into_iter()
+                .filter(|t| t.supports_proxy())
+                .map(Transport::title);
             return Err(Error::InvalidRequest(format!(
-                "a proxy is supported over HTTPS and MQTT over WebSockets, not over {}",
+                "a proxy is supported over {}, not over {}",
+                over.collect::<Vec<_>>().join(" and "),
                 self.transport
             )));
         }

@@ -1,9 +1,14 @@
 //! The one error type of the crate.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::Transport;
+
+/// The underlying failure of a transport or TLS error (the HTTP client's, the MQTT client's, an I/O
+/// error), kept for [`std::error::Error::source`].
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What a registration can end with instead of an assignment.
 #[derive(Debug, thiserror::Error)]
@@ -15,12 +20,31 @@ pub enum Error {
     /// The device identity (key, certificate, TPM) failed.
     #[error("device identity: {0}")]
     Identity(#[from] hsm_core::Error),
-    /// The connection could not be made or broke (DNS, TCP, closed mid-operation).
+    /// The connection could not be made or broke (DNS, TCP, a proxy, closed mid-operation);
+    /// [`Error::is_connect`] tells which.
     #[error("{transport}: {message}{}", transport_hint(.message))]
-    Transport { transport: Transport, message: String },
+    Transport {
+        transport: Transport,
+        message: String,
+        /// What failed underneath, when something did.
+        #[source]
+        source: Option<Source>,
+    },
     /// The TLS handshake failed (server not trusted, client certificate refused, ...).
     #[error("{transport}: TLS: {message}{}", tls_hint(.message))]
-    Tls { transport: Transport, message: String },
+    Tls {
+        transport: Transport,
+        message: String,
+        #[source]
+        source: Option<Source>,
+    },
+    /// The trusted CA file of [`crate::ClientBuilder::trust_pem_file`] could not be read or parsed.
+    #[error("trusted CA file {}: {source}", .path.display())]
+    TrustRoots {
+        path: PathBuf,
+        #[source]
+        source: hsm_core::Error,
+    },
     /// The MQTT server refused the connection (CONNACK return code).
     #[error("{transport}: the server refused the connection: {reason} (CONNACK {code})")]
     ConnectionRefused {
@@ -52,6 +76,112 @@ pub enum Error {
     /// A bug in this crate.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl Error {
+    /// A transport error without an underlying one.
+    pub(crate) fn transport(transport: Transport, message: impl Into<String>) -> Error {
+        Error::Transport {
+            transport,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A transport error caused by `source`.
+    pub(crate) fn transport_from(transport: Transport, message: impl Into<String>, source: impl Into<Source>) -> Error {
+        Error::Transport {
+            transport,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A TLS error caused by `source`.
+    pub(crate) fn tls_from(transport: Transport, message: impl Into<String>, source: impl Into<Source>) -> Error {
+        Error::Tls {
+            transport,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The connection to the service (or the proxy) could not be made: nothing listens, the name
+    /// does not resolve, the proxy or the WebSocket upgrade was refused, the TLS handshake failed,
+    /// or the server refused the connection (CONNACK).
+    pub fn is_connect(&self) -> bool {
+        match self {
+            Error::ConnectionRefused { .. } | Error::Tls { .. } => true,
+            Error::Transport { source: Some(s), .. } => causes(s.as_ref()).any(is_connect_cause),
+            _ => false,
+        }
+    }
+
+    /// Time ran out: the overall deadline ([`Error::Timeout`]) or a network timeout underneath.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Transport { source: Some(s), .. } => causes(s.as_ref()).any(is_timeout_cause),
+            _ => false,
+        }
+    }
+
+    /// The same call may succeed later unchanged: the network failed or was slow, the service was
+    /// throttled or unavailable (429, 5xx, CONNACK 3). A refusal, a TLS failure (trust), a bad
+    /// request or a protocol error will fail again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Service(s) => crate::answer::is_transient(s.status),
+            Error::ConnectionRefused { code, .. } => *code == 3,
+            _ => false,
+        }
+    }
+}
+
+/// `e` and its sources.
+fn causes<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
+fn is_connect_cause(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as K;
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return matches!(
+            io.kind(),
+            K::ConnectionRefused | K::AddrNotAvailable | K::HostUnreachable | K::NetworkUnreachable
+        );
+    }
+    if let Some(t) = e.downcast_ref::<ureq::Transport>() {
+        return matches!(
+            t.kind(),
+            ureq::ErrorKind::Dns
+                | ureq::ErrorKind::ConnectionFailed
+                | ureq::ErrorKind::ProxyConnect
+                | ureq::ErrorKind::ProxyUnauthorized
+                | ureq::ErrorKind::InvalidProxyUrl
+        );
+    }
+    if let Some(c) = e.downcast_ref::<rumqttc::ConnectionError>() {
+        return matches!(
+            c,
+            rumqttc::ConnectionError::Proxy(_) | rumqttc::ConnectionError::ConnectionRefused(_)
+        );
+    }
+    matches!(
+        e.downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Http(_))
+    )
+}
+
+fn is_timeout_cause(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return io.kind() == std::io::ErrorKind::TimedOut;
+    }
+    matches!(
+        e.downcast_ref::<rumqttc::ConnectionError>(),
+        Some(rumqttc::ConnectionError::NetworkTimeout | rumqttc::ConnectionError::FlushTimeout)
+    )
 }
 
 /// An error answer of the service: HTTP status (or the status in the MQTT response topic), and the
@@ -133,6 +263,36 @@ pub(crate) fn sanitize(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn service(status: u16) -> Error {
+        Error::Service(ServiceError {
+            transport: Transport::Https,
+            status,
+            error_code: None,
+            tracking_id: None,
+            message: String::new(),
+            info: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn throttling_and_unavailability_are_retryable_refusals_are_not() {
+        assert!(service(429).is_retryable() && service(503).is_retryable());
+        assert!(!service(400).is_retryable() && !service(401).is_retryable());
+        let refused = |code| Error::ConnectionRefused {
+            transport: Transport::Mqtt,
+            code,
+            reason: String::new(),
+        };
+        assert!(refused(3).is_retryable() && refused(3).is_connect());
+        assert!(!refused(5).is_retryable());
+        assert!(!Error::InvalidRequest(String::new()).is_retryable());
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        let e = Error::transport_from(Transport::Mqtt, "slow", timed_out);
+        assert!(e.is_timeout() && !e.is_connect() && e.is_retryable());
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(!Error::transport(Transport::Mqtt, "closed").is_connect());
+    }
 
     #[test]
     fn sanitize_strips_controls_and_truncates() {

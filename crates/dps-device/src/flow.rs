@@ -3,7 +3,7 @@
 //! service's `retry-after` (HTTP header, MQTT topic property, or the error body's `info.retryAfter`)
 //! as long as the overall deadline allows.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -14,75 +14,8 @@ use tokio::time::Instant;
 use crate::answer::{self, protocol};
 use crate::client::ProvisioningClient;
 use crate::error::sanitize;
-use crate::{
-    ApiVersion, Assignment, Attestation, DEFAULT_RETRY, Error, Proxy, Reply, Transport, https, mqtt, with_tpm,
-};
-
-/// One connection's worth of requests.
-pub(crate) enum Session {
-    Https(https::Https),
-    Mqtt(Box<mqtt::Mqtt>),
-}
-
-/// A request of the device API.
-#[derive(Clone, Copy)]
-enum Call<'a> {
-    Register(&'a DeviceRegistration),
-    Operation(&'a str),
-    Status(&'a DeviceRegistration),
-}
-
-impl Session {
-    pub(crate) async fn open(
-        client: &ProvisioningClient,
-        registration_id: &str,
-        tls: Arc<rustls::ClientConfig>,
-        password: Option<&str>,
-        api_version: &ApiVersion,
-        proxy: Option<&Proxy>,
-    ) -> Result<Session, Error> {
-        Ok(match client.transport {
-            Transport::Https => Session::Https(https::Https::new(
-                &client.endpoint,
-                &client.id_scope,
-                registration_id,
-                tls,
-                &client.options.user_agent,
-                proxy,
-                api_version.as_str(),
-            )?),
-            Transport::Mqtt | Transport::MqttWs => Session::Mqtt(Box::new(
-                mqtt::Mqtt::connect(mqtt::Connect {
-                    transport: client.transport,
-                    proxy,
-                    endpoint: &client.endpoint,
-                    id_scope: &client.id_scope,
-                    registration_id,
-                    tls,
-                    password,
-                    user_agent: &client.options.user_agent,
-                    api_version: api_version.as_str(),
-                })
-                .await?,
-            )),
-        })
-    }
-
-    async fn call(&mut self, call: Call<'_>, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
-        match (self, call) {
-            (Session::Https(h), Call::Register(body)) => h.register(body, auth, deadline).await,
-            (Session::Https(h), Call::Operation(op)) => h.operation(op, auth, deadline).await,
-            (Session::Https(h), Call::Status(body)) => h.status(body, auth, deadline).await,
-            // MQTT authenticates once, at CONNECT.
-            (Session::Mqtt(m), Call::Register(body)) => m.register(body).await,
-            (Session::Mqtt(m), Call::Operation(op)) => m.operation(op).await,
-            (Session::Mqtt(m), Call::Status(_)) => Err(Error::InvalidRequest(format!(
-                "the registration status lookup is an HTTPS call: DPS has none over {}",
-                m.transport()
-            ))),
-        }
-    }
-}
+use crate::session::{Call, Connection, Session};
+use crate::{Assignment, Attestation, DEFAULT_RETRY, Error, Reply, Transport, with_tpm};
 
 /// Send `call`, and again after each 429 or 5xx answer (waiting what the service asks, within the
 /// floor and ceiling of the options) until another answer comes or the deadline would pass.
@@ -265,6 +198,19 @@ pub(crate) async fn status_lookup(
 ) -> Result<DeviceRegistrationResult, Error> {
     let reply = send(client, session, Call::Status(body), auth, deadline, progress).await?;
     answer::read_ok(client.transport, &reply, "device registration result")
+}
+
+/// How long a connection may take to close after the answer came (it never turns the answer into
+/// an error).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Close the session after its last answer, within [`CLOSE_GRACE`] and before the deadline; a
+/// failure is logged: the answer is already in hand.
+pub(crate) async fn close(t: Transport, session: Session, deadline: Instant) {
+    let until = deadline.min(Instant::now() + CLOSE_GRACE);
+    if let Err(e) = session.close(until).await {
+        tracing::debug!(transport = %t, error = %e, "the connection did not close cleanly");
+    }
 }
 
 impl ProvisioningClient {

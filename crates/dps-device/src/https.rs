@@ -1,10 +1,9 @@
-//! HTTPS: `PUT {scope}/registrations/{id}/register`, `GET .../operations/{opId}`, `POST
+//! The HTTPS connect module: `PUT {scope}/registrations/{id}/register`, `GET .../operations/{opId}`, `POST
 //! {scope}/registrations/{id}` (status lookup), with ureq on tokio's
 //! blocking pool. Each request carries the time left before the overall deadline as its timeout; redirects
 //! are not followed; bodies are read up to [`crate::MAX_BODY`].
 
 use std::io::Read as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hsm_core::sas::url_encode;
@@ -13,7 +12,8 @@ use tokio::time::Instant;
 use dps_wire::device::DeviceRegistration;
 
 use crate::error::sanitize;
-use crate::{Error, MAX_BODY, Proxy, Reply, Transport, blocking_task};
+use crate::session::{Call, Connect, Connection};
+use crate::{Error, MAX_BODY, Reply, Transport, blocking_task};
 
 const T: Transport = Transport::Https;
 /// How long a request may outlive the overall deadline (its thread ends then).
@@ -28,15 +28,9 @@ pub(crate) struct Https {
 }
 
 impl Https {
-    pub(crate) fn new(
-        endpoint: &str,
-        id_scope: &str,
-        registration_id: &str,
-        tls: Arc<rustls::ClientConfig>,
-        user_agent: &str,
-        proxy: Option<&Proxy>,
-        api_version: &str,
-    ) -> Result<Self, Error> {
+    /// An agent for `c`'s endpoint (with its proxy); nothing is sent until the first call.
+    pub(crate) fn connect(c: &Connect<'_>) -> Result<Self, Error> {
+        let (endpoint, tls, user_agent, proxy) = (c.endpoint, c.tls.clone(), c.user_agent, c.proxy);
         let mut agent = ureq::AgentBuilder::new()
             .tls_config(tls)
             .redirects(0)
@@ -54,42 +48,29 @@ impl Https {
         let agent = agent.build();
         Ok(Https {
             agent,
+            // No port in the endpoint: the scheme's, which is [`Transport::default_port`].
             base: format!(
-                "https://{endpoint}/{}/registrations/{}",
-                url_encode(id_scope),
-                url_encode(registration_id)
+                "{}://{endpoint}/{}/registrations/{}",
+                T.scheme(),
+                url_encode(c.id_scope),
+                url_encode(c.registration_id)
             ),
-            api_version: url_encode(api_version),
+            api_version: url_encode(c.api_version),
         })
     }
 
-    pub(crate) async fn register(
-        &self,
-        body: &DeviceRegistration,
-        auth: Option<&str>,
-        deadline: Instant,
-    ) -> Result<Reply, Error> {
+    async fn register(&self, body: &DeviceRegistration, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
         let url = format!("{}/register?api-version={}", self.base, self.api_version);
         self.send("PUT", url, auth, Some(encode(body)?), deadline).await
     }
 
     /// The device registration status lookup.
-    pub(crate) async fn status(
-        &self,
-        body: &DeviceRegistration,
-        auth: Option<&str>,
-        deadline: Instant,
-    ) -> Result<Reply, Error> {
+    async fn status(&self, body: &DeviceRegistration, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
         let url = format!("{}?api-version={}", self.base, self.api_version);
         self.send("POST", url, auth, Some(encode(body)?), deadline).await
     }
 
-    pub(crate) async fn operation(
-        &self,
-        operation_id: &str,
-        auth: Option<&str>,
-        deadline: Instant,
-    ) -> Result<Reply, Error> {
+    async fn operation(&self, operation_id: &str, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
         let url = format!(
             "{}/operations/{}?api-version={}",
             self.base,
@@ -118,6 +99,21 @@ impl Https {
     }
 }
 
+impl Connection for Https {
+    async fn call(&mut self, call: Call<'_>, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
+        match call {
+            Call::Register(body) => self.register(body, auth, deadline).await,
+            Call::Operation(op) => self.operation(op, auth, deadline).await,
+            Call::Status(body) => self.status(body, auth, deadline).await,
+        }
+    }
+
+    /// Nothing to say on leaving: the agent's pooled connection closes when it is dropped.
+    async fn close(self, _deadline: Instant) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
 pub(crate) fn encode(body: &DeviceRegistration) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(body).map_err(|e| Error::Internal(format!("encoding the registration: {e}")))
 }
@@ -131,7 +127,7 @@ fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
     };
     let resp = match result {
         Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(ureq::Error::Transport(t)) => return Err(transport_error(&t)),
+        Err(ureq::Error::Transport(t)) => return Err(transport_error(t)),
     };
     let status = resp.status();
     if (300..400).contains(&status) {
@@ -142,10 +138,7 @@ fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
     resp.into_reader()
         .take(MAX_BODY as u64 + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| Error::Transport {
-            transport: T,
-            message: format!("reading the response: {}", sanitize(&e.to_string())),
-        })?;
+        .map_err(|e| Error::transport_from(T, format!("reading the response: {}", sanitize(&e.to_string())), e))?;
     if buf.len() > MAX_BODY {
         return Err(Error::Protocol {
             transport: T,
@@ -159,25 +152,24 @@ fn send(req: ureq::Request, body: Option<Vec<u8>>) -> Result<Reply, Error> {
     })
 }
 
-/// A TLS failure when a rustls error is in the cause chain, else a transport failure.
-fn transport_error(t: &ureq::Transport) -> Error {
-    match t.kind() {
-        ureq::ErrorKind::ProxyUnauthorized => {
-            return Error::Transport {
-                transport: T,
-                message: "the proxy refused the CONNECT: proxy authentication required (missing or wrong \
-                          proxy credentials)"
-                    .to_string(),
-            };
-        }
-        ureq::ErrorKind::ProxyConnect => {
-            return Error::Transport {
-                transport: T,
-                message: format!("the proxy did not open a tunnel: {}", sanitize(&t.to_string())),
-            };
-        }
-        _ => {}
-    }
+/// A TLS failure when a rustls error is in the cause chain, else a transport failure; ureq's error is
+/// the source either way.
+fn transport_error(t: ureq::Transport) -> Error {
+    let message = match t.kind() {
+        ureq::ErrorKind::ProxyUnauthorized => "the proxy refused the CONNECT: proxy authentication required \
+                                               (missing or wrong proxy credentials)"
+            .to_string(),
+        ureq::ErrorKind::ProxyConnect => format!("the proxy did not open a tunnel: {}", sanitize(&t.to_string())),
+        _ => match tls_cause(&t) {
+            Some(tls) => return Error::tls_from(T, tls, t),
+            None => sanitize(&t.to_string()),
+        },
+    };
+    Error::transport_from(T, message, t)
+}
+
+/// The text of a rustls error in `t`'s cause chain (also inside an I/O error).
+fn tls_cause(t: &ureq::Transport) -> Option<String> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
     while let Some(e) = cause {
         let inner = e
@@ -186,16 +178,21 @@ fn transport_error(t: &ureq::Transport) -> Error {
             .map(|i| i as &(dyn std::error::Error + 'static));
         for candidate in [Some(e), inner].into_iter().flatten() {
             if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
-                return Error::Tls {
-                    transport: T,
-                    message: sanitize(&tls.to_string()),
-                };
+                return Some(sanitize(&tls.to_string()));
             }
         }
         cause = e.source();
     }
-    Error::Transport {
-        transport: T,
-        message: sanitize(&t.to_string()),
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_implies_the_default_port() {
+        let url = url::Url::parse(&format!("{}://dps.example/", T.scheme())).unwrap();
+        assert_eq!(url.port_or_known_default(), Some(T.default_port()));
     }
 }

@@ -7,8 +7,8 @@
 //!
 //! ```no_run
 //! # async fn f(identity: std::sync::Arc<dyn hsm_core::X509Identity>, roots: rustls::RootCertStore) -> Result<(), dps_device::Error> {
-//! use dps_device::{Attestation, Options, ProvisioningClient, Transport};
-//! let client = ProvisioningClient::new("global.azure-devices-provisioning.net", "0ne00000000", Transport::Https, roots, Options::default());
+//! use dps_device::{Attestation, ProvisioningClient, Transport};
+//! let client = ProvisioningClient::builder("0ne00000000").transport(Transport::Https).trust_roots(roots).build()?;
 //! let assignment = client.register(&Attestation::X509(identity), None).await?;
 //! println!("{} on {}", assignment.device_id, assignment.assigned_hub);
 //! # Ok(()) }
@@ -17,13 +17,16 @@
 
 mod answer;
 pub mod blocking;
+mod builder;
 mod client;
-mod credentials;
 mod error;
 mod flow;
 mod https;
+mod hub_renewal;
 mod issuance;
 mod mqtt;
+mod session;
+mod transport;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -32,42 +35,23 @@ use std::time::Duration;
 use hsm_core::{SymmetricIdentity, TpmIdentity, X509Identity};
 use serde_json::Value;
 
+pub use builder::{ClientBuilder, GLOBAL_ENDPOINT};
 pub use client::ProvisioningClient;
-pub use credentials::{HUB_API_VERSION, RenewalOptions, renew_certificate};
 pub use dps_wire::ApiVersion;
 pub use dps_wire::device::DeviceRegistrationResult;
-pub use error::{Error, ServiceError};
+pub use error::{Error, ServiceError, Source};
+pub use hub_renewal::{HUB_API_VERSION, RenewalOptions, renew_certificate};
 pub use issuance::verify_issued_chain;
+/// The rustls of this crate's signatures (`RootCertStore` for the trusted roots).
+pub use rustls;
 pub use tlsio_bridge::TlsVersions;
+pub use transport::{Transport, UnknownTransport};
 
 /// Largest response body (HTTPS) or message payload (MQTT) accepted from the service: DPS messages
 /// may be up to 96 KB, so a little above that.
 pub const MAX_BODY: usize = 128 * 1024;
 /// Poll delay when the service sends no Retry-After (before the floor and ceiling apply).
 const DEFAULT_RETRY: Duration = Duration::from_secs(2);
-
-/// How the device talks to DPS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Transport {
-    /// HTTPS, port 443 by default.
-    Https,
-    /// MQTT 3.1.1 over TLS, port 8883 by default. No TPM attestation (DPS accepts it over HTTPS only).
-    Mqtt,
-    /// MQTT 3.1.1 over WebSockets over TLS (path `/$iothub/websocket`, subprotocol `mqtt`), port 443 by
-    /// default. No TPM attestation.
-    MqttWs,
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Https => "HTTPS",
-            Transport::Mqtt => "MQTT",
-            Transport::MqttWs => "MQTT over WebSockets",
-        })
-    }
-}
 
 /// A TPM identity shared with the blocking pool (TPM commands run there).
 pub type SharedTpm = Arc<Mutex<Box<dyn TpmIdentity>>>;
@@ -82,6 +66,23 @@ pub enum Attestation {
     /// TPM: endorsement and storage root keys, activation of the key the service sends, SAS signed in
     /// the TPM, and the hub key imported at assignment. HTTPS only.
     Tpm(SharedTpm),
+}
+
+impl Attestation {
+    /// x509 from what `hsm::open_x509` returns (a `Box<dyn X509Identity>`) or an `Arc` of one.
+    pub fn x509(identity: impl Into<Arc<dyn X509Identity>>) -> Self {
+        Attestation::X509(identity.into())
+    }
+
+    /// A symmetric key from what `hsm::open_symmetric` returns (a `Box`) or an `Arc` of one.
+    pub fn symmetric_key(identity: impl Into<Arc<dyn SymmetricIdentity>>) -> Self {
+        Attestation::SymmetricKey(identity.into())
+    }
+
+    /// TPM attestation from what `hsm::open_tpm_attestation` returns.
+    pub fn tpm(identity: Box<dyn TpmIdentity>) -> Self {
+        Attestation::Tpm(Arc::new(Mutex::new(identity)))
+    }
 }
 
 impl fmt::Debug for Attestation {
@@ -229,12 +230,12 @@ pub mod fuzzing {
 
     /// An IoT Hub `$iothub/credentials` answer: the certificates of a 200, the service error otherwise.
     pub fn read_credentials_answer(status: u16, body: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
-        crate::credentials::read_answer(status, body)
+        crate::hub_renewal::read_answer(status, body)
     }
 
     /// `$iothub/credentials/res/{status}/?$rid={rid}...`: (status, rid, retry-after); None for another topic.
     pub fn read_credentials_topic(topic: &str) -> Option<Result<CredentialsTopic, Error>> {
-        crate::credentials::parse_response_topic(topic)
+        crate::hub_renewal::parse_response_topic(topic)
     }
 }
 

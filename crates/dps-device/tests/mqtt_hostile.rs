@@ -1,6 +1,6 @@
-//! A misbehaving MQTT "DPS" (a real TLS server speaking MQTT through rumqttc's codec): a server that
+//! A scripted MQTT "DPS" (a real TLS server speaking MQTT through rumqttc's codec): a server that
 //! closes mid-operation, one that answers `assigning` forever, and one that sends garbage each end
-//! in a clear error within the overall timeout.
+//! in a clear error within the overall timeout; a client that got its answer leaves with DISCONNECT.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -99,4 +99,26 @@ async fn garbage_is_an_error_without_the_servers_control_characters() {
     );
     let shown = e.to_string();
     assert!(!shown.contains('\u{1b}'), "{shown:?}");
+}
+
+#[tokio::test]
+async fn the_client_sends_disconnect_after_the_assignment() {
+    let server = MqttServer::start(
+        false,
+        Arc::new(|p, _| {
+            Answer::Send(vec![(
+                format!("$dps/registrations/res/200/?$rid={}", rid(&p.topic)),
+                br#"{"operationId":"4.op","status":"assigned","registrationState":{"registrationId":"d","assignedHub":"h","deviceId":"d","status":"assigned"}}"#.to_vec(),
+            )])
+        }),
+    );
+    let a = client(&server.endpoint, &server.ca_pem, Duration::from_secs(20))
+        .register(&symmetric("d", DEVICE_KEY), None)
+        .await
+        .unwrap();
+    assert_eq!(a.assigned_hub, "h");
+    assert!(
+        server.wait_for_disconnect(Duration::from_secs(10)),
+        "the server saw no DISCONNECT"
+    );
 }

@@ -334,7 +334,7 @@ impl EmulatorConfig {
                     registration_id,
                     endorsement_key,
                 } => {
-                    crate::tpm::decode_key("endorsement key", endorsement_key)
+                    decode_tpm_public("endorsement key", endorsement_key)
                         .map_err(|m| Error::config(source, format!("{prefix}.endorsement_key"), m))?;
                     (4, registration_id, "registration_id")
                 }
@@ -451,4 +451,15 @@ impl ServiceSettings {
         }
         Ok(ServiceSettings { state_dir, policies })
     }
+}
+
+/// Decode and check a base64 `TPM2B_PUBLIC` of an RSA-2048 storage key (an EK or an SRK): the configuration,
+/// the service API and TPM registrations all read endorsement keys this way.
+pub(crate) fn decode_tpm_public(what: &str, b64: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| format!("{what} is not base64: {e}"))?;
+    hsm_tpm::service::RsaStorageKey::parse(what, &bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
 }

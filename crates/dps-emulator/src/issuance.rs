@@ -1,6 +1,6 @@
 //! Certificate issuance: the emulator's issuing CA (ECDSA P-384) signs the CSR a device sends with its
 //! registration (DPS device API `2025-07-01-preview`, field `csr`) or with an IoT Hub
-//! `$iothub/credentials` request.
+//! `$iothub/credentials` request (`services/device_api.rs`, `services/iot_hub.rs`).
 //!
 //! A CSR is accepted when it parses as DER PKCS#10, its signature verifies with its own key, its key is
 //! EC P-384 and its subject CN equals the registration (device) id. The leaf gets CN = the id, the CSR's
@@ -76,11 +76,6 @@ pub(crate) struct CertificateIssuer {
     root: CertificateDer<'static>,
     root_pem: String,
     validity: time::Duration,
-    pub(crate) credentials_delay: Duration,
-    /// Requests still to be throttled.
-    pub(crate) throttle: std::sync::atomic::AtomicU32,
-    /// IoT Hub credential operations in progress.
-    pub(crate) pending: crate::credentials::Pending,
 }
 
 fn cert_err(what: &'static str) -> impl Fn(rcgen::Error) -> Error {
@@ -137,9 +132,6 @@ impl CertificateIssuer {
             root,
             root_pem,
             validity: time::Duration::days(i64::from(options.validity_days)),
-            credentials_delay: options.credentials_delay,
-            throttle: std::sync::atomic::AtomicU32::new(options.credentials_throttle),
-            pending: crate::credentials::Pending::default(),
         })
     }
 
@@ -205,53 +197,6 @@ fn common_name(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
 
 /// The first DPS device API version that knows `csr` and `issuedCertificateChain`.
 pub const FIRST_ISSUING_API_VERSION: &str = "2025-07-01-preview";
-
-/// The `csr` of a registration body: checked and signed, as base64 DER (leaf first), or the 400 answer
-/// (errorCode 400004, the DPS code for a bad request body, with a message naming what was wrong).
-pub(crate) fn registration_csr(
-    service: &crate::service::Service,
-    request: &crate::http::Request,
-    csr: &str,
-    registration_id: &str,
-) -> Result<Vec<String>, crate::http::Response> {
-    use base64::Engine as _;
-    let bad = |m: String| crate::service::error(400, 400004, m);
-    let version = request
-        .target
-        .split_once('?')
-        .map_or("", |(_, q)| q)
-        .split('&')
-        .find_map(|p| p.strip_prefix("api-version="))
-        .unwrap_or_default();
-    // Versions are dates: `2025-07-01-preview` and every later one know the field.
-    if version
-        .get(..10)
-        .is_none_or(|date| date < &FIRST_ISSUING_API_VERSION[..10])
-    {
-        return Err(bad(format!(
-            "the request has a csr but api-version {version:?} does not know it \
-             (use {FIRST_ISSUING_API_VERSION} or later)"
-        )));
-    }
-    let text = csr;
-    if text.contains("-----BEGIN") {
-        return Err(bad("csr must be base64 DER PKCS#10 without PEM armour".into()));
-    }
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|e| bad(format!("csr is not base64: {e}")))?;
-    let Some(issuer) = &service.issuer else {
-        return Err(bad("certificate issuance is not configured on this service".into()));
-    };
-    let chain = issuer.issue(&der, registration_id).map_err(|Refused(m)| {
-        tracing::info!(registration_id, message = %m, "CSR refused");
-        bad(m)
-    })?;
-    Ok(chain
-        .iter()
-        .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
-        .collect())
-}
 
 /// The checks of the service: DER PKCS#10, self-signature, EC P-384, CN = id.
 pub(crate) fn check_csr(csr: &[u8], id: &str) -> Result<(), Refused> {

@@ -12,7 +12,24 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::Enrollment;
-use crate::store::Kind;
+
+/// Which collection a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `/enrollments/{registrationId}`
+    Enrollment,
+    /// `/enrollmentGroups/{enrollmentGroupId}`
+    Group,
+}
+
+impl Kind {
+    pub(crate) fn tag(self) -> &'static str {
+        match self {
+            Kind::Enrollment => "enrollment",
+            Kind::Group => "group",
+        }
+    }
+}
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -176,7 +193,7 @@ pub(crate) fn complete(mut record: Record, previous: Option<&Record>) -> Result<
         }
     }
     complete_attestation(kind, record.attestation_mut())?;
-    let now = crate::service::now_rfc3339();
+    let now = crate::ids_and_times::now_rfc3339();
     let created = previous
         .and_then(|p| p.common().created_date_time_utc.clone())
         .unwrap_or_else(|| now.clone());
@@ -192,7 +209,7 @@ pub(crate) fn complete(mut record: Record, previous: Option<&Record>) -> Result<
 
 /// A fresh etag (a quoted random UUID).
 pub(crate) fn new_etag() -> Result<String, String> {
-    crate::service::random_uuid()
+    crate::ids_and_times::random_uuid()
         .map(|u| format!("\"{u}\""))
         .ok_or_else(|| "the system random generator failed".to_string())
 }
@@ -219,7 +236,7 @@ fn complete_attestation(kind: Kind, a: &mut Attestation) -> Result<(), String> {
                 .as_ref()
                 .map(|t| t.endorsement_key.as_str())
                 .ok_or_else(|| "attestation.tpm.endorsementKey is missing".to_string())?;
-            crate::tpm::decode_key("attestation.tpm.endorsementKey", ek)?;
+            crate::config::decode_tpm_public("attestation.tpm.endorsementKey", ek)?;
         }
         AttestationType::X509 => {
             let x509 = a
@@ -327,8 +344,9 @@ fn certificate_info(what: &str, der: &CertificateDer<'_>) -> Result<X509Certific
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| format!("{what} is not an X.509 certificate: {e}"))?;
     let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02X}")).collect::<String>();
-    let time =
-        |t: x509_parser::time::ASN1Time| crate::service::rfc3339_from_unix(u64::try_from(t.timestamp()).unwrap_or(0));
+    let time = |t: x509_parser::time::ASN1Time| {
+        crate::ids_and_times::rfc3339_from_unix(u64::try_from(t.timestamp()).unwrap_or(0))
+    };
     Ok(X509CertificateInfo {
         subject_name: Some(cert.subject().to_string()),
         sha1_thumbprint: Some(hex(

@@ -13,30 +13,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use dps_wire::service::DeviceRegistrationState;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::records::Record;
+use crate::records::{Kind, Record};
 
 use crate::Error;
 
 /// The database file inside the state directory.
 pub const STATE_FILE: &str = "dps-emulator.sqlite3";
-
-/// Which collection a record belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// `/enrollments/{registrationId}`
-    Enrollment,
-    /// `/enrollmentGroups/{enrollmentGroupId}`
-    Group,
-}
-
-impl Kind {
-    fn tag(self) -> &'static str {
-        match self {
-            Kind::Enrollment => "enrollment",
-            Kind::Group => "group",
-        }
-    }
-}
 
 /// A failed database operation (shown in a 500 answer; names the operation).
 #[derive(Debug)]

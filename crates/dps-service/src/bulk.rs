@@ -27,8 +27,9 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::client::{MAX_BULK, ServiceClient};
+use crate::error::error_chain;
 use crate::models::{Attestation, BulkMode, BulkResult, EnrollmentGroup, IndividualEnrollment};
-use crate::{Error, Result};
+use crate::{Error, Result, TransportKind};
 
 /// A record the bulk API takes.
 pub trait BulkRecord: Serialize + Send {
@@ -112,8 +113,10 @@ fn check_attestation(a: &Attestation) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// How [`run`] sends the records.
 #[derive(Debug, Clone)]
 pub struct BulkOptions {
+    /// What the operation does (`create`, `update`, `updateIfMatchETag`, `delete`).
     pub mode: BulkMode,
     /// Calls in flight at once (>= 1).
     pub in_flight: usize,
@@ -147,11 +150,15 @@ impl Default for BulkOptions {
 /// What happened to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The service applied it.
     Done,
     /// `create` of a record the service already has (a re-run): not a failure.
     AlreadyExists,
+    /// Not applied: refused by the service, by the local check, or its line unreadable.
     Failed {
+        /// The service's error code, when the service refused it.
         code: Option<i64>,
+        /// Why, in words.
         message: String,
     },
     /// Read, but the run was interrupted before it was sent.
@@ -168,15 +175,22 @@ impl Outcome {
 /// The report of one record: its id (empty when the input line could not be read) and its line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemReport {
+    /// The record's id (empty when its input line could not be read).
     pub id: String,
+    /// The input line it came from, if from a file.
     pub line: Option<u64>,
+    /// What happened to it.
     pub outcome: Outcome,
 }
 
+/// What a [`run`] did: how many records ended how.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BulkSummary {
+    /// Records the service acknowledged.
     pub done: u64,
+    /// Records a `create` found already there (a re-run): acknowledged, not failed.
     pub already_existed: u64,
+    /// Records that failed (locally or at the service).
     pub failed: u64,
     /// Read but not sent: the run was interrupted.
     pub not_sent: u64,
@@ -213,7 +227,8 @@ struct Shared<'a> {
     /// When the first call without an answer ended, while none had one.
     first_silence: Mutex<Option<Instant>>,
     /// Why the run stopped early (the service cannot be reached).
-    unreachable: Mutex<Option<String>>,
+    /// The first call without an answer: its error with its causes, and why it had none.
+    unreachable: Mutex<Option<(String, TransportKind)>>,
     stop: AtomicBool,
 }
 
@@ -239,7 +254,7 @@ impl Shared<'_> {
         self.unreachable
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert_with(|| e.to_string());
+            .get_or_insert_with(|| (error_chain(e), e.transport_kind().unwrap_or(TransportKind::Io)));
         true
     }
 
@@ -308,13 +323,16 @@ where
     });
     summary.interrupted = shared.cancelled();
     if let Some(why) = shared.unreachable.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        let (first, kind) = why;
         return Err(Error::Transport {
             what: "bulk run".into(),
             message: format!(
-                "no call had an answer within {:.1} s, so the run stopped ({} record(s) read, none acknowledged): {why}",
+                "no call had an answer within {:.1} s, so the run stopped ({} record(s) read, none acknowledged): {first}",
                 options.connect_grace.as_secs_f64(),
                 summary.total()
             ),
+            kind,
+            source: None,
         });
     }
     Ok(summary)

@@ -76,14 +76,30 @@ pub struct ServiceClient {
     options: ClientOptions,
 }
 
+impl std::fmt::Debug for ServiceClient {
+    /// The service and the settings; the connection string's key never.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceClient")
+            .field("connection", &self.http.connection)
+            .field("base", &self.http.base)
+            .field("api_version", &self.http.api_version)
+            .field("timeout", &self.options.timeout)
+            .field("retries", &self.options.retries)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Whether an id goes to `/enrollments` or `/enrollmentGroups`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Collection {
+    /// Individual enrollments.
     Enrollments,
+    /// Enrollment groups.
     EnrollmentGroups,
 }
 
 impl Collection {
+    /// The path segment: `enrollments` or `enrollmentGroups`.
     pub fn path(self) -> &'static str {
         match self {
             Collection::Enrollments => "enrollments",
@@ -120,6 +136,8 @@ fn tls_for(cas: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig> {
 }
 
 impl ServiceClient {
+    /// A client of the service `connection` names, with `options` (the settings of
+    /// [`ServiceClient::builder`] as a struct).
     pub fn new(connection: ConnectionString, options: ClientOptions) -> Result<Self> {
         let mut agent = ureq::AgentBuilder::new()
             .redirects(0)
@@ -174,6 +192,7 @@ impl ServiceClient {
         self.put(Collection::Enrollments, id, e.common.etag.as_deref(), e)
     }
 
+    /// The enrollment (its attestation without keys: [`ServiceClient::get_enrollment_attestation`]).
     pub fn get_enrollment(&self, registration_id: &str) -> Result<IndividualEnrollment> {
         self.get(Collection::Enrollments, registration_id)
     }
@@ -206,12 +225,15 @@ impl ServiceClient {
 
     // ---- enrollment groups ----
 
+    /// Create or replace a group; with `etag` set, only if the stored record still has it (else
+    /// [`Error::PreconditionFailed`]).
     pub fn put_group(&self, g: &EnrollmentGroup) -> Result<EnrollmentGroup> {
         let id = non_empty("enrollmentGroupId", &g.enrollment_group_id)?;
         check(&g.attestation, Collection::EnrollmentGroups, id)?;
         self.put(Collection::EnrollmentGroups, id, g.common.etag.as_deref(), g)
     }
 
+    /// The group (its attestation without keys: [`ServiceClient::get_group_attestation`]).
     pub fn get_group(&self, id: &str) -> Result<EnrollmentGroup> {
         self.get(Collection::EnrollmentGroups, id)
     }
@@ -221,10 +243,12 @@ impl ServiceClient {
         self.attestation(Collection::EnrollmentGroups, id)
     }
 
+    /// Delete a group; with `etag`, only if it is still the current one.
     pub fn delete_group(&self, id: &str, etag: Option<&str>) -> Result<()> {
         self.delete(Collection::EnrollmentGroups, id, etag)
     }
 
+    /// One bulk call of at most [`MAX_BULK`] groups.
     pub fn bulk_groups(&self, mode: BulkMode, items: &[EnrollmentGroup]) -> Result<BulkResult> {
         let body = BulkEnrollmentGroupOperation {
             enrollment_groups: items.to_vec(),
@@ -234,12 +258,14 @@ impl ServiceClient {
         self.bulk(Collection::EnrollmentGroups, items.len(), &body)
     }
 
+    /// `SELECT * FROM enrollmentGroups`, page by page as needed.
     pub fn query_groups(&self, query: &str, page_size: Option<u32>) -> Query<'_, EnrollmentGroup> {
         Query::new(self, "/enrollmentGroups/query".into(), Some(query), page_size)
     }
 
     // ---- registration states ----
 
+    /// The registration state of a device.
     pub fn get_registration(&self, registration_id: &str) -> Result<DeviceRegistrationState> {
         let id = non_empty("registration id", registration_id)?;
         let what = format!("registration {id}");
@@ -248,6 +274,8 @@ impl ServiceClient {
         read_json(r, &what)
     }
 
+    /// Delete a device's registration state (it registers afresh next time); with `etag`, only
+    /// if it is still the current one.
     pub fn delete_registration(&self, registration_id: &str, etag: Option<&str>) -> Result<()> {
         let id = non_empty("registration id", registration_id)?;
         let what = format!("registration {id}");

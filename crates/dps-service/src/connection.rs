@@ -79,6 +79,15 @@ impl ConnectionString {
     }
 }
 
+impl std::str::FromStr for ConnectionString {
+    type Err = Error;
+
+    /// [`ConnectionString::parse`].
+    fn from_str(s: &str) -> Result<Self> {
+        ConnectionString::parse(s)
+    }
+}
+
 /// The service SAS token for `host` signed with a raw `key` of `policy`.
 pub fn service_sas(host: &str, policy: &str, key: &[u8], expiry: u64) -> String {
     let sr = sas::url_encode(&host.to_ascii_lowercase());

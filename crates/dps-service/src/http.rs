@@ -8,7 +8,7 @@ use dps_wire::error::ERROR_CODE_HEADER;
 use dps_wire::{ApiVersion, ErrorDetails};
 use serde::de::DeserializeOwned;
 
-use crate::{ConnectionString, Error, Result};
+use crate::{ConnectionString, Error, Result, TransportKind};
 
 /// The transport of a [`crate::ServiceClient`].
 pub(crate) struct Http {
@@ -23,11 +23,17 @@ pub(crate) struct Http {
 
 /// One request: method, path (from `/`), what it is about (for errors), `If-Match`, extra headers, body.
 pub(crate) struct Call<'a> {
+    /// The HTTP method.
     pub method: &'a str,
+    /// The path, from `/`.
     pub path: &'a str,
+    /// What the request is about, for errors.
     pub what: &'a str,
+    /// The `If-Match` etag, if any.
     pub if_match: Option<&'a str>,
+    /// Extra headers.
     pub headers: &'a [(&'a str, String)],
+    /// The JSON body, if any.
     pub body: Option<&'a str>,
 }
 
@@ -82,24 +88,66 @@ impl Http {
             }),
             Ok(r) => Ok(r),
             Err(ureq::Error::Status(status, r)) => Err(answer_error(call.what, status, r)),
-            Err(ureq::Error::Transport(t)) => Err(Error::Transport {
-                what: call.what.to_string(),
-                message: t.to_string(),
-            }),
+            Err(ureq::Error::Transport(t)) => Err(transport_error(call.what, t)),
         }
     }
 }
 
 /// The answer's body as `T`.
 pub(crate) fn read_json<T: DeserializeOwned>(r: ureq::Response, what: &str) -> Result<T> {
-    let text = r.into_string().map_err(|e| Error::Transport {
-        what: what.to_string(),
-        message: format!("reading the answer: {e}"),
+    let text = r.into_string().map_err(|e| {
+        let kind = if timed_out(&e) {
+            TransportKind::Timeout
+        } else {
+            TransportKind::Io
+        };
+        Error::Transport {
+            what: what.to_string(),
+            message: format!("reading the answer: {kind}"),
+            kind,
+            source: Some(Box::new(e)),
+        }
     })?;
     serde_json::from_str(&text).map_err(|e| Error::Protocol {
         what: what.to_string(),
         message: format!("the answer is not the expected JSON: {e}"),
     })
+}
+
+/// A request without an answer, classified from the HTTP client's error and the I/O or TLS error
+/// under it; the HTTP client's error stays as the source.
+fn transport_error(what: &str, t: ureq::Transport) -> Error {
+    let (mut timeout, mut tls) = (false, false);
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&t);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            timeout |= timed_out(io);
+            // An I/O error's `source()` skips the error it wraps: look at that one too.
+            tls |= io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>());
+        }
+        tls |= e.is::<rustls::Error>();
+        next = e.source();
+    }
+    let kind = match t.kind() {
+        ureq::ErrorKind::Dns => TransportKind::Dns,
+        ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::ProxyConnect if tls => TransportKind::Tls,
+        ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::ProxyConnect if timeout => TransportKind::ConnectTimeout,
+        ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::ProxyConnect => TransportKind::Connect,
+        _ if tls => TransportKind::Tls,
+        _ if timeout => TransportKind::Timeout,
+        _ => TransportKind::Io,
+    };
+    Error::Transport {
+        what: what.to_string(),
+        message: kind.to_string(),
+        kind,
+        source: Some(Box::new(t)),
+    }
+}
+
+/// A read or connect that ran out of time (a socket timeout shows as `WouldBlock` on some systems).
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
 }
 
 /// `Retry-After` in seconds (the service's form; an HTTP date is not used by DPS).

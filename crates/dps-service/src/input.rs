@@ -335,7 +335,9 @@ fn record(c: &Columns, r: &[String]) -> std::result::Result<IndividualEnrollment
 /// The format of a bulk input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// CSV with a header row (individual enrollments).
     Csv,
+    /// One JSON record a line.
     JsonLines,
 }
 

@@ -22,6 +22,7 @@ pub use crate::service::{
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceRegistration {
+    /// The registration id of the device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_id: Option<String>,
     /// TPM attestation: the endorsement and storage root keys.
@@ -34,6 +35,7 @@ pub struct DeviceRegistration {
     /// Custom data for a custom allocation policy (a JSON object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -45,10 +47,13 @@ pub struct DeviceRegistration {
 pub struct RegistrationOperationStatus {
     /// Required by every version.
     pub operation_id: String,
+    /// The registration status (`assigned`, `failed`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<EnrollmentStatus>,
+    /// The device's registration state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_state: Option<DeviceRegistrationResult>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -58,33 +63,46 @@ pub struct RegistrationOperationStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceRegistrationResult {
+    /// TPM attestation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<TpmRegistrationResult>,
+    /// X.509 attestation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x509: Option<X509RegistrationResult>,
+    /// Symmetric key attestation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symmetric_key: Option<SymmetricKeyRegistrationResult>,
+    /// The registration id of the device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_id: Option<String>,
+    /// When the record was created (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_date_time_utc: Option<String>,
+    /// The IoT hub the device was assigned to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_hub: Option<String>,
     /// `2026-11-02-preview`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_profile: Option<ConnectionProfile>,
+    /// The IoT hub device id (the registration id when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// The registration status (`assigned`, `failed`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<EnrollmentStatus>,
+    /// How the device was assigned (initial, reprovisioned with or without data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub substatus: Option<AssignedDeviceSubstatus>,
+    /// The service's error code (six digits: the HTTP status and a detail).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<i64>,
+    /// The service's error message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// When the record last changed (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated_date_time_utc: Option<String>,
+    /// The record's version: send it back (`If-Match`) to update only what was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     /// What a custom allocation policy returned (a JSON object).
@@ -93,6 +111,7 @@ pub struct DeviceRegistrationResult {
     /// Base64 DER, leaf first, ending with the root (`2025-07-01-preview` and later, for a `csr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_certificate_chain: Option<Vec<String>>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -127,8 +146,10 @@ impl From<crate::service::DeviceRegistrationState> for DeviceRegistrationResult 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TpmRegistrationResult {
+    /// Base64 of the hub key encrypted to the TPM (the activation blob).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication_key: Option<String>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -137,12 +158,16 @@ pub struct TpmRegistrationResult {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct X509RegistrationResult {
+    /// The certificate the device authenticated with, as the service read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_info: Option<X509CertificateInfo>,
+    /// The enrollment group the record belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrollment_group_id: Option<String>,
+    /// The certificate that signed the device's, as the service read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_certificate_info: Option<X509CertificateInfo>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -151,8 +176,10 @@ pub struct X509RegistrationResult {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SymmetricKeyRegistrationResult {
+    /// The enrollment group the record belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrollment_group_id: Option<String>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -162,7 +189,9 @@ pub struct SymmetricKeyRegistrationResult {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TpmChallenge {
+    /// Base64 of the hub key encrypted to the TPM (the activation blob).
     pub authentication_key: String,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

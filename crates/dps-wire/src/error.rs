@@ -13,10 +13,13 @@ pub const ERROR_CODE_HEADER: &str = "x-ms-error-code";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetails {
+    /// The service's error code (six digits: the HTTP status and a detail).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<i64>,
+    /// The service's tracking id for this request (quote it to support).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking_id: Option<String>,
+    /// What went wrong, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// Extra facts, as strings (`retryAfter` among them, in seconds, on throttling).

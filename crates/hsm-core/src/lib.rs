@@ -1,12 +1,4 @@
-//! Core types of hsm-abi: the backend traits, signature schemes, alias-key tokens,
-//! configuration, SAS-token helpers and the plain-file development backend.
-//!
-//! A backend implements [`X509Identity`] (certificate chain, common name, signing key),
-//! [`SymmetricIdentity`] (registration id and a symmetric key or an HMAC over it) or, for
-//! TPM-shaped devices, [`TpmIdentity`] (EK, SRK, activate an identity key) over [`SasSigner`]
-//! (sign SAS tokens with the identity key; a PKCS#11 HMAC secret offers only this).
-//! Keys implement [`SigningKey`]: sign a message with a [`SignatureScheme`] and report the
-//! public key. No FFI and no `unsafe` here: the C ABI lives in `hsm-abi`.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -8,8 +8,8 @@
 /// What a hidden value is replaced with.
 pub const HIDDEN: &str = "<hidden>";
 
-/// A TOML syntax error in `text`, as `line L, column C: REASON: `KEY = <hidden>``: where and
-/// why, and the line it stopped at with its value hidden ([`line`]).
+/// A TOML syntax error in `text`, as ``line L, column C: REASON: `KEY = <hidden>` ``: where and
+/// why, and the line it stopped at with its value hidden ([`line`](fn@line)).
 pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let reason = message(e.message().trim_end());
     let Some(span) = e.span() else {

@@ -551,7 +551,7 @@ pub fn staging_handle(identity: u32) -> u32 {
     .unwrap_or(identity)
 }
 
-/// A step of [`replace_identity_key`] after which a test can make activation fail
+/// A step of `replace_identity_key` after which a test can make activation fail
 /// ([`Tpm::fail_activation_after`], feature `testing`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActivationStep {

@@ -1,22 +1,4 @@
-//! One dependency for a Rust program that needs a hardware-backed identity: the backend traits
-//! and types of `hsm-core` (re-exported), and the dispatch from a configuration to backend
-//! objects, each backend behind a cargo feature (`pkcs11`, `dice`, `vendor` by default, `tpm`;
-//! files always).
-//!
-//! ```no_run
-//! # fn main() -> hsm::Result<()> {
-//! let config = hsm::Config::from_file(std::path::Path::new("device.toml"))?;
-//! let identity = hsm::open_x509(&config)?;
-//! let cn = identity.common_name()?;
-//! # let _ = cn; Ok(())
-//! # }
-//! ```
-//!
-//! With the `rustls` feature, [`tls::client_config`] goes from a configuration to a rustls
-//! client configuration whose every signature is made by the backend.
-//!
-//! No `unsafe` here. Vendor backends are C tables: `hsm-abi` (the C library) loads them and
-//! installs its loader with `hsm_abi::vendor::install()`.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 pub mod registry;
@@ -30,14 +12,54 @@ pub use hsm_core::{
     Curve, Error, KeyAlgorithm, Origin, Result, SasSigner, SignatureScheme, SigningKey, SymmetricIdentity, TpmIdentity,
     X509Identity, config, file, fs, pem, sas, token,
 };
-pub use registry::{TpmBackend, open_signer, open_symmetric, open_tpm, open_tpm_attestation, open_x509};
+pub use registry::{TpmBackend, open_signer, open_tpm, open_tpm_attestation};
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// A TPM attestation identity shared between threads (the provisioning client takes this).
+pub type SharedTpm = Arc<Mutex<Box<dyn TpmIdentity>>>;
+
+/// The identity of the `[x509]` section, shared.
+pub fn open_x509(config: &Config) -> Result<Arc<dyn X509Identity>> {
+    registry::open_x509(config).map(Arc::from)
+}
+
+/// The identity of the `[symmetric_key]` section, shared.
+pub fn open_symmetric(config: &Config) -> Result<Arc<dyn SymmetricIdentity>> {
+    registry::open_symmetric(config).map(Arc::from)
+}
+
+/// The TPM attestation identity of the `[tpm]` section, shared (a backend that only signs SAS
+/// tokens is refused, naming `op`: what needed the TPM).
+pub fn open_tpm_shared(config: &Config, op: &str) -> Result<SharedTpm> {
+    Ok(Arc::new(Mutex::new(open_tpm_attestation(config, op)?)))
+}
+
+/// Read a configuration file (relative paths in it: to its directory) and open its `[x509]`
+/// identity: one call from the file to what a TLS client or a provisioning client takes.
+pub fn open_x509_file(path: impl AsRef<Path>) -> Result<Arc<dyn X509Identity>> {
+    open_x509(&Config::from_file(path.as_ref())?)
+}
+
+/// Read a configuration file and open its `[symmetric_key]` identity.
+pub fn open_symmetric_file(path: impl AsRef<Path>) -> Result<Arc<dyn SymmetricIdentity>> {
+    open_symmetric(&Config::from_file(path.as_ref())?)
+}
+
+/// Read a configuration file and open its `[tpm]` attestation identity, shared (a backend that
+/// only signs SAS tokens is refused).
+pub fn open_tpm_file(path: impl AsRef<Path>) -> Result<SharedTpm> {
+    open_tpm_shared(&Config::from_file(path.as_ref())?, "TPM attestation")
+}
 
 /// The identities of one configuration: each section present, opened.
 pub struct Identities {
-    pub x509: Option<Box<dyn X509Identity>>,
-    pub symmetric_key: Option<Box<dyn SymmetricIdentity>>,
+    /// The `[x509]` identity.
+    pub x509: Option<Arc<dyn X509Identity>>,
+    /// The `[symmetric_key]` identity.
+    pub symmetric_key: Option<Arc<dyn SymmetricIdentity>>,
+    /// What the `[tpm]` section opens.
     pub tpm: Option<TpmBackend>,
 }
 
@@ -65,8 +87,8 @@ pub fn open(config: &Config) -> Result<Identities> {
 }
 
 /// Read a configuration file (relative paths in it: to its directory) and open its identities.
-pub fn open_file(path: &Path) -> Result<Identities> {
-    open(&Config::from_file(path)?)
+pub fn open_file(path: impl AsRef<Path>) -> Result<Identities> {
+    open(&Config::from_file(path.as_ref())?)
 }
 
 /// Parse configuration text (`source` names it in errors, relative paths are relative to

@@ -29,7 +29,7 @@ fn open_toml_opens_every_section_present() {
     assert!(ids.tpm.is_none());
 
     std::fs::write(dir.path().join("device.toml"), CONFIG).unwrap();
-    let ids = hsm::open_file(&dir.path().join("device.toml")).unwrap();
+    let ids = hsm::open_file(dir.path().join("device.toml")).unwrap();
     assert!(ids.x509.is_some() && ids.symmetric_key.is_some());
 
     // A broken section fails the whole call, naming the file it could not read.
@@ -70,4 +70,23 @@ fn a_configuration_gives_a_rustls_client_identity() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("does not match"), "{e}");
+}
+
+/// One call from a file to the shared handle a provisioning client takes (`Arc`), no conversion.
+#[test]
+fn the_file_openers_give_shared_identities_in_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    device(dir.path(), "shared-device");
+    let path = dir.path().join("device.toml");
+    std::fs::write(&path, CONFIG).unwrap();
+    let x509: std::sync::Arc<dyn hsm::X509Identity> = hsm::open_x509_file(&path).unwrap();
+    let again = std::sync::Arc::clone(&x509);
+    assert_eq!(again.common_name().unwrap(), "shared-device");
+    let symmetric: std::sync::Arc<dyn hsm::SymmetricIdentity> = hsm::open_symmetric_file(&path).unwrap();
+    assert_eq!(symmetric.registration_id().unwrap(), "device-0001");
+    let ids = hsm::open_file(&path).unwrap();
+    let _: Option<std::sync::Arc<dyn hsm::X509Identity>> = ids.x509;
+    // No [tpm] section: the error names it.
+    let e = hsm::open_tpm_file(&path).err().unwrap().to_string();
+    assert!(e.contains("tpm"), "{e}");
 }

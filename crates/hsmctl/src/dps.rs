@@ -1,6 +1,8 @@
-//! `hsmctl provision` on the `dps-device` library: the transport option, the mapping of the library's
+//! `hsmctl provision` on the `dps-device` library: the transport option (parsed and explained from
+//! `dps_device::Transport`'s own description), the mapping of the library's
 //! typed errors to hsmctl's messages, and terminal-safe printing of what the service sent.
 
+use dps_device::Transport;
 use serde_json::Value;
 
 use crate::CliError;
@@ -8,26 +10,71 @@ use crate::CliError;
 /// Text from the service is shown at most this many characters long.
 const MAX_SHOWN: usize = 512;
 
-/// `--transport`: each value is one `dps_device::Transport`.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum TransportArg {
-    /// HTTPS (port 443 unless the endpoint names one); every attestation.
-    Https,
-    /// MQTT 3.1.1 over TLS (port 8883 unless the endpoint names one); x509 and symmetric key.
-    Mqtt,
-    /// MQTT over WebSockets (port 443 unless the endpoint names one, path `/$iothub/websocket`);
-    /// x509 and symmetric key.
-    MqttWs,
+/// `--transport`: the names of `dps_device::Transport::ALL`, each with its help made from the
+/// transport's properties; clap lists them in `--help` and in the error for another name.
+pub fn transport_parser() -> impl clap::builder::TypedValueParser<Value = Transport> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    PossibleValuesParser::new(Transport::ALL.map(|t| PossibleValue::new(t.name()).help(transport_summary(t))))
+        .try_map(|name| name.parse::<Transport>())
 }
 
-impl From<TransportArg> for dps_device::Transport {
-    fn from(t: TransportArg) -> Self {
-        match t {
-            TransportArg::Https => dps_device::Transport::Https,
-            TransportArg::Mqtt => dps_device::Transport::Mqtt,
-            TransportArg::MqttWs => dps_device::Transport::MqttWs,
-        }
-    }
+/// One transport in a line: title, stream, port, attestations, proxy.
+fn transport_summary(t: Transport) -> String {
+    let stream = match (t.websocket(), t.path()) {
+        (Some(subprotocol), Some(path)) => format!(" ({}://...{path}, subprotocol {subprotocol})", t.scheme()),
+        _ => String::new(),
+    };
+    let attestations = match t.supports_tpm() {
+        true => "x509, symmetric key and TPM",
+        false => "x509 and symmetric key",
+    };
+    let proxy = match t.supports_proxy() {
+        true => "; --proxy",
+        false => "",
+    };
+    format!(
+        "{}{stream}, port {} unless the endpoint names one; {attestations}{proxy}",
+        t.title(),
+        t.default_port()
+    )
+}
+
+/// The names of the transports with `property`, as a command line spells them: `https and mqtt-ws`.
+fn transports_with(property: fn(Transport) -> bool) -> String {
+    let names: Vec<&str> = Transport::ALL
+        .into_iter()
+        .filter(|t| property(*t))
+        .map(Transport::name)
+        .collect();
+    names.join(" and ")
+}
+
+/// The help of `--transport`.
+pub fn transport_help() -> String {
+    format!(
+        "How to talk to DPS. TPM attestation over {} only (as DPS requires)",
+        transports_with(Transport::supports_tpm)
+    )
+}
+
+/// The help of `--global-endpoint`: the default port of each transport.
+pub fn endpoint_help() -> String {
+    let ports: Vec<String> = Transport::ALL
+        .into_iter()
+        .map(|t| format!("{} ({})", t.default_port(), t.name()))
+        .collect();
+    format!(
+        "DPS endpoint, host[:port], for the chosen transport: the port defaults to {}",
+        ports.join(", ")
+    )
+}
+
+/// The help of `--proxy`: the transports a proxy can carry.
+pub fn proxy_help() -> String {
+    format!(
+        "An HTTP proxy reached with CONNECT, `http://[user:password@]host[:port]` ({} only, as in the C SDK)",
+        transports_with(Transport::supports_proxy)
+    )
 }
 
 /// hsmctl's message for a failed registration; `timeout` is the `--timeout` given. Server text was
@@ -109,6 +156,31 @@ fn is_bidi_control(c: char) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_transport_option_is_made_from_the_library_s_table() {
+        let cmd = clap::Command::new("t").arg(clap::Arg::new("t").long("transport").value_parser(transport_parser()));
+        for t in Transport::ALL {
+            let m = cmd
+                .clone()
+                .try_get_matches_from(["t", "--transport", t.name()])
+                .unwrap();
+            assert_eq!(m.get_one::<Transport>("t"), Some(&t));
+        }
+        let e = cmd
+            .clone()
+            .try_get_matches_from(["t", "--transport", "amqp"])
+            .unwrap_err()
+            .to_string();
+        for t in Transport::ALL {
+            assert!(e.contains(t.name()), "{e}");
+        }
+        assert!(transport_summary(Transport::MqttWs).contains("/$iothub/websocket"));
+        assert!(!transport_summary(Transport::Mqtt).contains("--proxy"));
+        assert!(transport_help().contains("https only"), "{}", transport_help());
+        assert!(endpoint_help().contains("8883 (mqtt)"), "{}", endpoint_help());
+        assert!(proxy_help().contains("https and mqtt-ws only"), "{}", proxy_help());
+    }
 
     #[test]
     fn shown_escapes_controls_and_truncates() {

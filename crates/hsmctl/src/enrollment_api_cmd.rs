@@ -246,7 +246,16 @@ pub fn run(cmd: EnrollmentCommand) -> Result<(), CliError> {
 fn svc(e: dps_service::Error) -> CliError {
     use dps_service::Error as E;
     match e {
-        E::Transport { .. } => CliError::Transport(shown(&e.to_string())),
+        // The transport error says why in words; its causes say what the system reported.
+        E::Transport { .. } => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            CliError::Transport(shown(&text))
+        }
         E::Protocol { .. } => CliError::Protocol(shown(&e.to_string())),
         E::ConnectionString(_) | E::Invalid { .. } | E::Input { .. } => CliError::Usage(e.to_string()),
         other => CliError::Usage(shown(&other.to_string())),

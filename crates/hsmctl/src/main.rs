@@ -46,7 +46,6 @@ mod tpm_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -150,16 +149,11 @@ struct ProvisionArgs {
     /// Registration id to ask for; default: the identity's (x509: the certificate's common name).
     #[arg(long)]
     registration_id: Option<String>,
-    /// DPS endpoint, host[:port], for the chosen transport: the port defaults to 443 (https) or
-    /// 8883 (mqtt).
-    #[arg(long, default_value = "global.azure-devices-provisioning.net")]
+    #[arg(long, default_value = "global.azure-devices-provisioning.net", help = dps::endpoint_help())]
     global_endpoint: String,
-    /// How to talk to DPS. TPM attestation is HTTPS only (as DPS requires).
-    #[arg(long, value_enum, default_value = "https")]
-    transport: dps::TransportArg,
-    /// An HTTP proxy reached with CONNECT, `http://[user:password@]host[:port]` (https and
-    /// mqtt-ws only, as in the C SDK).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, default_value = "https", value_parser = dps::transport_parser(), help = dps::transport_help())]
+    transport: dps_device::Transport,
+    #[arg(long, value_name = "URL", help = dps::proxy_help())]
     proxy: Option<String>,
     /// PEM file of the CA(s) to trust for the service; default: the Mozilla root store.
     #[arg(long)]
@@ -390,33 +384,25 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
     if a.issue_certificate {
         let identity = match attestation {
             Attestation::X509 => None,
-            Attestation::SymmetricKey => Some(dps_device::Attestation::SymmetricKey(
-                hsm::open_symmetric(&config)?.into(),
-            )),
-            Attestation::Tpm => Some(dps_device::Attestation::Tpm(Arc::new(Mutex::new(
-                hsm::open_tpm_attestation(&config, "TPM attestation")?,
-            )))),
+            Attestation::SymmetricKey => Some(dps_device::Attestation::SymmetricKey(hsm::open_symmetric(&config)?)),
+            Attestation::Tpm => Some(dps_device::Attestation::Tpm(hsm::open_tpm_shared(
+                &config,
+                "TPM attestation",
+            )?)),
         };
-        let client =
-            dps_device::ProvisioningClient::new(&a.global_endpoint, &a.id_scope, a.transport.into(), roots, options);
+        let client = dps_device::ProvisioningClient::new(&a.global_endpoint, &a.id_scope, a.transport, roots, options);
         return certificate_cmd::issue(&config, identity, client, payload, a.json, a.timeout);
     }
     let identity = match attestation {
-        Attestation::X509 => dps_device::Attestation::X509(hsm::open_x509(&config)?.into()),
-        Attestation::SymmetricKey => dps_device::Attestation::SymmetricKey(hsm::open_symmetric(&config)?.into()),
-        Attestation::Tpm => dps_device::Attestation::Tpm(Arc::new(Mutex::new(hsm::open_tpm_attestation(
-            &config,
-            "provisioning with TPM attestation",
-        )?))),
+        Attestation::X509 => dps_device::Attestation::X509(hsm::open_x509(&config)?),
+        Attestation::SymmetricKey => dps_device::Attestation::SymmetricKey(hsm::open_symmetric(&config)?),
+        Attestation::Tpm => {
+            dps_device::Attestation::Tpm(hsm::open_tpm_shared(&config, "provisioning with TPM attestation")?)
+        }
     };
-    let client = dps_device::blocking::ProvisioningClient::new(
-        &a.global_endpoint,
-        &a.id_scope,
-        a.transport.into(),
-        roots,
-        options,
-    )
-    .map_err(|e| dps::cli_error(e, a.timeout))?;
+    let client =
+        dps_device::blocking::ProvisioningClient::new(&a.global_endpoint, &a.id_scope, a.transport, roots, options)
+            .map_err(|e| dps::cli_error(e, a.timeout))?;
     let assignment = client
         .register_as(&identity, a.registration_id.as_deref(), payload)
         .map_err(|e| dps::cli_error(e, a.timeout))?;

@@ -24,10 +24,6 @@ const COPIES: &[(&str, &str)] = &[
     ("assigned_hub:", "test_support::emulator::config"),
 ];
 
-/// Files another change rewrites at the same time (the transport table of issue 22): they keep
-/// their copies until then. Each entry names the file and the pattern it may still hold.
-const PENDING: &[(&str, &str)] = &[("dps-device/tests/https.rs", "generate_simple_self_signed")];
-
 /// Sleeps that still stand for an event the test cannot observe yet (issue 22): the device having
 /// taken the hub's 202 before the emulator is stopped. Seeing the 202 reach the device's socket
 /// (an MQTT relay) is not enough: when the connection ends right behind it, the device reports the
@@ -80,9 +76,6 @@ fn test_files() -> Vec<(String, String)> {
 fn copies_in(name: &str, text: &str) -> Vec<String> {
     let mut found = Vec::new();
     for (pattern, instead) in COPIES {
-        if PENDING.contains(&(name, pattern)) {
-            continue;
-        }
         for (n, line) in text.lines().enumerate() {
             if line.contains(pattern) {
                 found.push(format!("{name}:{}: `{pattern}`: use {instead}", n + 1));

@@ -47,9 +47,9 @@ fn run(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     // The rest of the file is the hsm-abi configuration: the identity, whatever its backend.
     let config = Config::from_toml(&table.to_string(), &path.display().to_string(), base)?;
     let attestation = if config.x509.is_some() {
-        Attestation::X509(hsm::open_x509(&config)?.into())
+        Attestation::X509(hsm::open_x509(&config)?)
     } else {
-        Attestation::SymmetricKey(hsm::open_symmetric(&config)?.into())
+        Attestation::SymmetricKey(hsm::open_symmetric(&config)?)
     };
     let roots = match get("trusted_ca") {
         Some(ca) => {

@@ -38,37 +38,41 @@ pub fn options() -> Options {
     }
 }
 
+/// The emulator's listener for `t`: the test table's emulator adapter (a new transport adds its
+/// listener here; see docs/adding-a-transport.md).
+pub fn endpoint(emu: &Emulator, t: Transport) -> String {
+    match t {
+        Transport::Https | Transport::MqttWs => emu.global_endpoint(),
+        Transport::Mqtt => emu.mqtt_endpoint(),
+        other => panic!("the emulator has no listener for {other} in the tests' table (tests/common/mod.rs)"),
+    }
+}
+
+/// A client for the emulator over `t`.
+pub fn client(emu: &Emulator, t: Transport, options: Options) -> ProvisioningClient {
+    ProvisioningClient::new(&endpoint(emu, t), SCOPE, t, roots(&emu.server_ca_pem()), options)
+}
+
 /// A client for the emulator's HTTPS endpoint.
 pub fn https_client(emu: &Emulator, options: Options) -> ProvisioningClient {
-    ProvisioningClient::new(
-        &emu.global_endpoint(),
-        SCOPE,
-        Transport::Https,
-        roots(&emu.server_ca_pem()),
-        options,
-    )
+    client(emu, Transport::Https, options)
 }
 
 /// A client for the emulator's MQTT endpoint.
 pub fn mqtt_client(emu: &Emulator, options: Options) -> ProvisioningClient {
-    ProvisioningClient::new(
-        &emu.mqtt_endpoint(),
-        SCOPE,
-        Transport::Mqtt,
-        roots(&emu.server_ca_pem()),
-        options,
-    )
+    client(emu, Transport::Mqtt, options)
 }
 
-/// The MQTT CONNACK refusal `code`.
-pub fn assert_refused(result: Result<dps_device::Assignment, Error>, code: u8) {
+/// A refused authentication as `t` reports it: a refused connection (CONNACK 5, not authorized) on a
+/// transport that authenticates when it connects, else the 401 (401002) of the request with `needle`
+/// in the service's message.
+pub fn assert_auth_refused(t: Transport, result: Result<dps_device::Assignment, Error>, needle: &str) {
+    if !t.authenticates_at_connect() {
+        return assert_denied(result, needle);
+    }
     match result {
-        Err(Error::ConnectionRefused {
-            code: c,
-            transport: Transport::Mqtt,
-            ..
-        }) => assert_eq!(c, code),
-        other => panic!("expected CONNACK {code}, got {other:?}"),
+        Err(Error::ConnectionRefused { code: 5, transport, .. }) if transport == t => {}
+        other => panic!("expected {t} to refuse the connection (not authorized), got {other:?}"),
     }
 }
 

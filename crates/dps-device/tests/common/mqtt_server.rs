@@ -4,7 +4,8 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::QoS;
@@ -32,6 +33,8 @@ pub struct MqttServer {
     pub endpoint: String,
     pub ca_pem: String,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// DISCONNECT packets received, and the condition signalled on each.
+    disconnects: Arc<(Mutex<usize>, Condvar)>,
 }
 
 /// The `$rid` of a request topic.
@@ -77,10 +80,12 @@ impl MqttServer {
         let endpoint = listener.local_addr().unwrap().to_string();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
+        let disconnects = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let seen = disconnects.clone();
         std::thread::spawn(move || {
             for tcp in listener.incoming() {
                 let Ok(tcp) = tcp else { return };
-                let (config, script, log) = (config.clone(), script.clone(), log.clone());
+                let (config, script, log, seen) = (config.clone(), script.clone(), log.clone(), seen.clone());
                 std::thread::spawn(move || {
                     let conn = rustls::ServerConnection::new(config).unwrap();
                     let mut s = rustls::StreamOwned::new(conn, tcp);
@@ -129,6 +134,10 @@ impl MqttServer {
                                 }
                             }
                             Packet::PingReq => write_packet(&mut s, Packet::PingResp),
+                            Packet::Disconnect => {
+                                *seen.0.lock().unwrap() += 1;
+                                seen.1.notify_all();
+                            }
                             _ => {}
                         }
                     }
@@ -139,7 +148,17 @@ impl MqttServer {
             endpoint,
             ca_pem,
             received,
+            disconnects,
         }
+    }
+
+    /// Waits until a client has sent DISCONNECT, at most `within`; whether one did.
+    pub fn wait_for_disconnect(&self, within: Duration) -> bool {
+        let (count, signal) = &*self.disconnects;
+        let (count, _) = signal
+            .wait_timeout_while(count.lock().unwrap(), within, |n| *n == 0)
+            .unwrap();
+        *count > 0
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -17,6 +17,7 @@ pub struct CredentialsRequest {
     /// `*` (or a request id): cancel an operation in progress and take its place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace: Option<String>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -25,6 +26,7 @@ pub struct CredentialsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsResponse {
+    /// Matches the answer to the request (`$rid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
     /// `202`: when the operation expires (RFC 3339).
@@ -33,6 +35,7 @@ pub struct CredentialsResponse {
     /// `200`: base64 DER (or PEM), leaf first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<Vec<String>>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -42,16 +45,22 @@ pub struct CredentialsResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsError {
+    /// The service's error code (six digits: the HTTP status and a detail).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<i64>,
+    /// What went wrong, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The service's tracking id for this request (quote it to support).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking_id: Option<String>,
+    /// When the service answered (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_utc: Option<String>,
+    /// More about the error (e.g. `retryAfter`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<Map<String, Value>>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

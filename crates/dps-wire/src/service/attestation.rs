@@ -23,12 +23,16 @@ wire_enum! {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attestation {
+    /// Which mechanism (`tpm`, `x509`, `symmetricKey`, `none`).
     #[serde(rename = "type")]
     pub kind: AttestationType,
+    /// TPM attestation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<TpmAttestation>,
+    /// X.509 attestation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x509: Option<X509Attestation>,
+    /// Symmetric key attestation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symmetric_key: Option<SymmetricKeyAttestation>,
     /// Fields this version does not model, kept as they came.
@@ -39,6 +43,7 @@ pub struct Attestation {
 /// An attestation whose `type` lacks the object it needs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AttestationError {
+    /// The `type` names an object (`tpm`, `x509`, `symmetricKey`) the attestation lacks.
     #[error("attestation type {0:?} needs its `{0}` object")]
     Missing(&'static str),
 }
@@ -103,14 +108,18 @@ impl Attestation {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TpmAttestation {
+    /// Base64 `TPM2B_PUBLIC` of the TPM's endorsement key.
     pub endorsement_key: String,
+    /// Base64 `TPM2B_PUBLIC` of the TPM's storage root key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_root_key: Option<String>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 impl TpmAttestation {
+    /// A TPM attestation of the base64 endorsement key and, optionally, storage root key.
     pub fn new(endorsement_key: impl Into<String>, storage_root_key: Option<String>) -> Self {
         TpmAttestation {
             endorsement_key: endorsement_key.into(),
@@ -125,15 +134,19 @@ impl TpmAttestation {
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SymmetricKeyAttestation {
+    /// The primary key, base64 (the service makes one when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_key: Option<Zeroizing<String>>,
+    /// The secondary key, base64 (the service makes one when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary_key: Option<Zeroizing<String>>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 impl SymmetricKeyAttestation {
+    /// A symmetric key attestation with these base64 keys; `None` lets the service make one.
     pub fn new(primary_key: Option<Zeroizing<String>>, secondary_key: Option<Zeroizing<String>>) -> Self {
         SymmetricKeyAttestation {
             primary_key,
@@ -159,12 +172,16 @@ impl fmt::Debug for SymmetricKeyAttestation {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct X509Attestation {
+    /// The device's own certificates (individual enrollments).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificates: Option<X509Certificates>,
+    /// The CA or intermediate certificates that sign the devices' certificates (groups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_certificates: Option<X509Certificates>,
+    /// Names of CA certificates registered with the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_references: Option<X509CaReferences>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -191,10 +208,13 @@ impl X509Attestation {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct X509Certificates {
+    /// The primary one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<X509CertificateWithInfo>,
+    /// The secondary one (for rotation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary: Option<X509CertificateWithInfo>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -217,10 +237,13 @@ impl X509Certificates {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct X509CertificateWithInfo {
+    /// The certificate: base64 DER or PEM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
+    /// What the service read from the certificate (subject, issuer, validity, thumbprints).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<X509CertificateInfo>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -230,22 +253,31 @@ pub struct X509CertificateWithInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct X509CertificateInfo {
+    /// The subject's distinguished name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_name: Option<String>,
+    /// The certificate's SHA-1 thumbprint (hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha1_thumbprint: Option<String>,
+    /// The certificate's SHA-256 thumbprint (hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256_thumbprint: Option<String>,
+    /// The issuer's distinguished name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer_name: Option<String>,
+    /// Start of validity (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before_utc: Option<String>,
+    /// End of validity (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after_utc: Option<String>,
+    /// The certificate's serial number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
+    /// The version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -254,10 +286,13 @@ pub struct X509CertificateInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct X509CaReferences {
+    /// The primary one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,
+    /// The secondary one (for rotation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary: Option<String>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -27,7 +27,9 @@ wire_enum! {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceCapabilities {
+    /// The device is an IoT Edge device.
     pub iot_edge: bool,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -36,8 +38,11 @@ pub struct DeviceCapabilities {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReprovisionPolicy {
+    /// Reassign the device to a hub on reprovisioning.
     pub update_hub_assignment: bool,
+    /// Move the device's data to the new hub on reprovisioning.
     pub migrate_device_data: bool,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -46,8 +51,11 @@ pub struct ReprovisionPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomAllocationDefinition {
+    /// The webhook URL the service calls.
     pub webhook_url: String,
+    /// The api-version the service calls the webhook with.
     pub api_version: String,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -56,10 +64,13 @@ pub struct CustomAllocationDefinition {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TwinMetadata {
+    /// When the collection last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated: Option<String>,
+    /// The version of the last change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated_version: Option<i64>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -69,10 +80,13 @@ pub struct TwinMetadata {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TwinCollection {
+    /// The version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// How many properties the collection holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i64>,
+    /// When the collection last changed, and its version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<TwinMetadata>,
     /// The properties themselves.
@@ -84,8 +98,10 @@ pub struct TwinCollection {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitialTwinProperties {
+    /// The desired properties.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired: Option<TwinCollection>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -94,10 +110,13 @@ pub struct InitialTwinProperties {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitialTwin {
+    /// The twin tags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<TwinCollection>,
+    /// The twin properties (`desired`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<InitialTwinProperties>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -106,27 +125,37 @@ pub struct InitialTwin {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnrollmentCommon {
+    /// What the device is (`iotEdge`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<DeviceCapabilities>,
+    /// The hub to assign (a single hub; superseded by `iot_hubs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iot_hub_host_name: Option<String>,
+    /// The device twin the hub starts with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_twin: Option<InitialTwin>,
     /// Sent as `If-Match` by a client when set (optimistic concurrency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// Whether the device may provision (`enabled`, `disabled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_status: Option<ProvisioningStatus>,
+    /// What happens when the device provisions again (hub update, data migration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reprovision_policy: Option<ReprovisionPolicy>,
+    /// How the service picks the hub among `iot_hubs` (`hashed`, `geoLatency`, `static`, `custom`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_policy: Option<AllocationPolicy>,
+    /// The hubs the allocation policy chooses from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iot_hubs: Option<Vec<String>>,
+    /// The webhook of a `custom` allocation policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_allocation_definition: Option<CustomAllocationDefinition>,
+    /// When the record was created (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_date_time_utc: Option<String>,
+    /// When the record last changed (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated_date_time_utc: Option<String>,
     /// `2025-07-01-preview`, `2026-04-01`: the credential policy for issued certificates.
@@ -150,14 +179,20 @@ pub struct EnrollmentCommon {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IndividualEnrollment {
+    /// The registration id of the device.
     pub registration_id: String,
+    /// The IoT hub device id (the registration id when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// How the device proves its identity (TPM, x509 or symmetric key), with its keys or certificates.
     pub attestation: Attestation,
+    /// The device's registration state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_state: Option<DeviceRegistrationState>,
+    /// Device properties a TPM device reports, as a twin collection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optional_device_information: Option<TwinCollection>,
+    /// The fields individual enrollments and groups share (hub, allocation, status, twin, etag, times).
     #[serde(flatten)]
     pub common: EnrollmentCommon,
     /// Fields this version does not model, kept as they came (declared after `common`, which
@@ -167,6 +202,7 @@ pub struct IndividualEnrollment {
 }
 
 impl IndividualEnrollment {
+    /// An enrollment of `registration_id` with `attestation`; every other field absent.
     pub fn new(registration_id: impl Into<String>, attestation: Attestation) -> Self {
         IndividualEnrollment {
             registration_id: registration_id.into(),
@@ -184,8 +220,11 @@ impl IndividualEnrollment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnrollmentGroup {
+    /// The enrollment group the record belongs to.
     pub enrollment_group_id: String,
+    /// How the device proves its identity (TPM, x509 or symmetric key), with its keys or certificates.
     pub attestation: Attestation,
+    /// The fields individual enrollments and groups share (hub, allocation, status, twin, etag, times).
     #[serde(flatten)]
     pub common: EnrollmentCommon,
     /// Fields this version does not model, kept as they came.
@@ -194,6 +233,7 @@ pub struct EnrollmentGroup {
 }
 
 impl EnrollmentGroup {
+    /// A group `enrollment_group_id` with `attestation`; every other field absent.
     pub fn new(enrollment_group_id: impl Into<String>, attestation: Attestation) -> Self {
         EnrollmentGroup {
             enrollment_group_id: enrollment_group_id.into(),

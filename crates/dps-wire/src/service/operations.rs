@@ -39,30 +39,43 @@ wire_enum! {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceRegistrationState {
+    /// The registration id of the device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_id: Option<String>,
+    /// When the record was created (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_date_time_utc: Option<String>,
+    /// The IoT hub the device was assigned to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_hub: Option<String>,
+    /// How the device connects to its hub (`2026-11-02-preview` and later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_profile: Option<ConnectionProfile>,
+    /// The IoT hub device id (the registration id when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// The registration status (`assigned`, `failed`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<EnrollmentStatus>,
+    /// How the device was assigned (initial, reprovisioned with or without data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub substatus: Option<AssignedDeviceSubstatus>,
+    /// The service's error code (six digits: the HTTP status and a detail).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<i64>,
+    /// The service's error message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// When the record last changed (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated_date_time_utc: Option<String>,
+    /// The record's version: send it back (`If-Match`) to update only what was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// What a custom allocation policy returned (a JSON object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -72,9 +85,13 @@ pub struct DeviceRegistrationState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum BulkMode {
+    /// Create each record; one that exists is an error of that record.
     Create,
+    /// Create or replace each record.
     Update,
+    /// Replace each record only if its etag is the stored one.
     UpdateIfMatchETag,
+    /// Delete each record (with its etag, only if it is the stored one).
     Delete,
 }
 
@@ -82,8 +99,11 @@ pub enum BulkMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkEnrollmentOperation {
+    /// The enrollments of the operation (at most `MAX_BULK`).
     pub enrollments: Vec<IndividualEnrollment>,
+    /// What the operation does (`create`, `update`, `updateIfMatchETag`, `delete`).
     pub mode: BulkMode,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -92,8 +112,11 @@ pub struct BulkEnrollmentOperation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkEnrollmentGroupOperation {
+    /// The groups of the operation (at most `MAX_BULK`).
     pub enrollment_groups: Vec<EnrollmentGroup>,
+    /// What the operation does (`create`, `update`, `updateIfMatchETag`, `delete`).
     pub mode: BulkMode,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -103,13 +126,18 @@ pub struct BulkEnrollmentGroupOperation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkItemError {
+    /// The registration id of the device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_id: Option<String>,
+    /// The enrollment group the record belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrollment_group_id: Option<String>,
+    /// The service's error code (six digits: the HTTP status and a detail).
     pub error_code: i64,
+    /// The error status, in words.
     #[serde(default)]
     pub error_status: String,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -128,9 +156,12 @@ impl BulkItemError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkResult {
+    /// Whether every record of the operation was applied.
     pub is_successful: bool,
+    /// One entry per record the operation did not apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<BulkItemError>,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -139,12 +170,15 @@ pub struct BulkResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QuerySpecification {
+    /// The query, e.g. `SELECT * FROM enrollments`.
     pub query: String,
+    /// Fields this version does not model, kept as they came and sent back.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 impl QuerySpecification {
+    /// The specification of `query`.
     pub fn new(query: impl Into<String>) -> Self {
         QuerySpecification {
             query: query.into(),

@@ -1,7 +1,7 @@
 //! Everything `extern "C"`: the only module of the crate with `unsafe` code.
 //!
 //! Rules kept by every export:
-//! - the body runs inside [`ffi_boundary!`]: a panic never crosses into C, the function
+//! - the body runs inside `ffi_boundary!` (below): a panic never crosses into C, the function
 //!   returns a fallback chosen by its return type (`int`: [`errors::HSM_ABI_ERR_PANIC`],
 //!   pointer: NULL, `void`: nothing, `size_t` and `unsigned long`: 0);
 //! - pointers from C go through the helpers of `ptr`, which turn NULL and invalid UTF-8 into

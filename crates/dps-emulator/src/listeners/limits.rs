@@ -216,3 +216,11 @@ where
         let _ = w.join();
     }
 }
+
+/// The deadlines of a session that outlives one request (MQTT, over TLS or WebSockets): the connection's read
+/// deadline, the server's request timeout, and the connection's place in the limiter.
+pub(crate) struct SessionLimits<'a> {
+    pub(crate) deadline: Deadline,
+    pub(crate) request_timeout: Duration,
+    pub(crate) slot: &'a Slot,
+}

@@ -1,21 +1,32 @@
-//! MQTT over WebSockets on the HTTPS port, as DPS serves it: a `GET /$iothub/websocket` with
-//! `Upgrade: websocket` and the `mqtt` subprotocol is handed to tungstenite's server handshake, then the MQTT
-//! session of `mqtt.rs` runs over the binary messages (a packet may span messages, a message may hold
-//! several packets). Authentication is the same as over MQTT/TLS: the client chain from the TLS layer, the
-//! SAS token from the CONNECT password.
+//! WebSockets on the HTTPS port, as DPS serves them: a `GET /$iothub/websocket` with `Upgrade: websocket` and
+//! a subprotocol of [`SESSIONS`] (`mqtt`) is handed to tungstenite's server handshake, then that protocol's
+//! session runs over the binary messages (a packet may span messages, a message may hold several packets).
+//! Authentication is the same as over the protocol's own port: the client chain from the TLS layer, the
+//! credentials the session carries.
 
 use std::io::{self, Cursor, Read, Write};
+use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-use crate::service::Service;
+use crate::listeners::ByteStream;
+use crate::listeners::limits::SessionLimits;
+use crate::listeners::mqtt;
+use crate::request::{Client, Transport};
+use crate::services::RequestHandler;
+
+/// A session over the byte stream of a WebSocket.
+type Session = fn(&mut dyn ByteStream, &RequestHandler, Client, &SessionLimits<'_>) -> io::Result<()>;
+
+/// The protocols served over WebSockets, by subprotocol (matched in any case: the C SDK offers `MQTT`): a new
+/// one is one line here.
+const SESSIONS: &[(&str, Transport, Session)] = &[("mqtt", Transport::MqttWs, mqtt::run_session)];
 
 /// The path DPS serves MQTT over WebSockets on.
 pub(crate) const PATH: &str = "/$iothub/websocket";
-const SUBPROTOCOL: &str = "mqtt";
 /// Largest WebSocket message accepted (an MQTT packet is bounded separately).
 const MAX_MESSAGE: usize = 128 * 1024;
 
@@ -90,11 +101,11 @@ impl<S: Read + Write> Write for Bytes<S> {
     }
 }
 
-/// Check the upgrade request: the DPS path (404 otherwise) and the `mqtt` subprotocol, in any case (400
-/// otherwise), which the answer selects.
+/// Check the upgrade request: the DPS path (404 otherwise) and a subprotocol of [`SESSIONS`], in any case
+/// (400 otherwise), which the answer selects as the client spelled it; `chosen` gets its index.
 // The signature is tungstenite's `Callback`.
 #[allow(clippy::result_large_err)]
-fn check(request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+fn check(request: &Request, mut response: Response, chosen: &mut Option<usize>) -> Result<Response, ErrorResponse> {
     let refuse = |status: u16, message: String| {
         tracing::info!(path = %request.uri().path(), %message, "WebSocket upgrade refused");
         let length = tungstenite::http::HeaderValue::from(message.len());
@@ -115,7 +126,6 @@ fn check(request: &Request, mut response: Response) -> Result<Response, ErrorRes
             ),
         ));
     }
-    // The C SDK offers "MQTT", rumqttc "mqtt": the answer echoes the token as the client spelled it.
     let offered = request
         .headers()
         .get_all("sec-websocket-protocol")
@@ -123,15 +133,19 @@ fn check(request: &Request, mut response: Response) -> Result<Response, ErrorRes
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .find(|p| p.eq_ignore_ascii_case(SUBPROTOCOL))
-        .and_then(|p| tungstenite::http::HeaderValue::from_str(p).ok());
-    let Some(offered) = offered else {
+        .find_map(|p| {
+            let index = SESSIONS.iter().position(|(name, ..)| p.eq_ignore_ascii_case(name))?;
+            Some((index, tungstenite::http::HeaderValue::from_str(p).ok()?))
+        });
+    let Some((index, offered)) = offered else {
+        let names: Vec<String> = SESSIONS.iter().map(|(name, ..)| format!("{name:?}")).collect();
         return Err(refuse(
             400,
-            format!("the WebSocket subprotocol {SUBPROTOCOL:?} is required"),
+            format!("the WebSocket subprotocol {} is required", names.join(" or ")),
         ));
     };
     response.headers_mut().insert("sec-websocket-protocol", offered);
+    *chosen = Some(index);
     Ok(response)
 }
 
@@ -140,9 +154,9 @@ fn check(request: &Request, mut response: Response) -> Result<Response, ErrorRes
 pub(crate) fn serve<S: Read + Write>(
     stream: &mut S,
     head: Vec<u8>,
-    service: &Service,
-    peer_chain: Option<&[CertificateDer<'static>]>,
-    limits: &crate::mqtt::Limits<'_>,
+    handler: &RequestHandler,
+    chain: Option<Arc<[CertificateDer<'static>]>>,
+    limits: &SessionLimits<'_>,
 ) {
     let replay = Replay {
         read_first: Cursor::new(head),
@@ -151,7 +165,11 @@ pub(crate) fn serve<S: Read + Write>(
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    let ws = match tungstenite::accept_hdr_with_config(replay, check, Some(config)) {
+    let mut chosen = None;
+    // The signature is tungstenite's `Callback`.
+    #[allow(clippy::result_large_err)]
+    let callback = |request: &Request, response: Response| check(request, response, &mut chosen);
+    let ws = match tungstenite::accept_hdr_with_config(replay, callback, Some(config)) {
         Ok(ws) => ws,
         Err(e) => {
             tracing::debug!(error = %e, "WebSocket handshake failed");
@@ -162,8 +180,11 @@ pub(crate) fn serve<S: Read + Write>(
         ws,
         pending: Cursor::new(Vec::new()),
     };
-    if let Err(e) = crate::mqtt::run(&mut bytes, service, peer_chain, limits) {
-        tracing::debug!(error = %e, "MQTT over WebSockets ended");
+    if let Some(&(name, transport, session)) = chosen.and_then(|i| SESSIONS.get(i)) {
+        let client = Client { transport, chain };
+        if let Err(e) = session(&mut bytes, handler, client, limits) {
+            tracing::debug!(error = %e, subprotocol = name, "session over WebSockets ended");
+        }
     }
     let _ = bytes.ws.close(None);
     let _ = bytes.ws.flush();

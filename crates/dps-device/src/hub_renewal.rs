@@ -1,4 +1,4 @@
-//! Certificate renewal over IoT Hub MQTT (`$iothub/credentials`): connect to the hub with the current
+//! Hub certificate renewal: renewal over IoT Hub MQTT (`$iothub/credentials`): connect to the hub with the current
 //! (issued or onboarding) x509 identity, publish a CSR on
 //! `$iothub/credentials/POST/issueCertificate/?$rid={rid}` as `{"id", "csr", "replace"?}`, and read the
 //! answers on `$iothub/credentials/res/{status}/?$rid={rid}`: `202` (accepted; keep waiting), then `200`
@@ -151,7 +151,7 @@ async fn renew(
         tlsio_bridge::client_config(roots, Some(identity.as_ref()), versions).map_err(Error::from)
     })
     .await?;
-    let (host, port) = split_endpoint(endpoint, crate::mqtt::DEFAULT_PORT)?;
+    let (host, port) = split_endpoint(endpoint, T.default_port())?;
     let mut mqtt_options = MqttOptions::new(device_id, host, port);
     mqtt_options
         .set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(
@@ -236,18 +236,28 @@ impl HubSession {
         loop {
             let packet = match self.0.next_packet().await {
                 Ok(p) => p,
-                Err(Error::Transport { transport, message }) if !acknowledged && !accepted => {
+                Err(Error::Transport {
+                    transport,
+                    message,
+                    source,
+                }) if !acknowledged && !accepted => {
                     return Err(Error::Transport {
                         transport,
+                        source,
                         message: format!(
                             "the connection ended before the hub acknowledged the certificate request (PUBACK): \
                              {message}"
                         ),
                     });
                 }
-                Err(Error::Transport { transport, message }) if accepted => {
+                Err(Error::Transport {
+                    transport,
+                    message,
+                    source,
+                }) if accepted => {
                     return Err(Error::Transport {
                         transport,
+                        source,
                         message: format!(
                             "the hub accepted the certificate request (202) but the connection ended before \
                              the certificate came: {message}"

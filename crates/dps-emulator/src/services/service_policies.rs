@@ -131,7 +131,7 @@ pub(crate) fn check(
     if token.expiry <= now {
         return Err(unauthorized(format!(
             "SAS token expired at {} (se={}, now {now})",
-            crate::service::rfc3339_from_unix(token.expiry),
+            crate::ids_and_times::rfc3339_from_unix(token.expiry),
             token.expiry
         )));
     }

@@ -43,15 +43,6 @@ pub(crate) struct TpmAttestation {
     issued: Arc<Mutex<HashMap<String, Issued>>>,
 }
 
-/// Decode and check a base64 `TPM2B_PUBLIC` of an RSA-2048 storage key (EK or SRK).
-pub(crate) fn decode_key(what: &str, b64: &str) -> Result<Vec<u8>, String> {
-    let bytes = B64
-        .decode(b64.trim())
-        .map_err(|e| format!("{what} is not base64: {e}"))?;
-    hsm_tpm::service::RsaStorageKey::parse(what, &bytes).map_err(|e| e.to_string())?;
-    Ok(bytes)
-}
-
 impl TpmAttestation {
     pub(crate) fn new(config: &EmulatorConfig, source: &str) -> Result<Self, Error> {
         let mut enrollments = HashMap::new();
@@ -61,7 +52,7 @@ impl TpmAttestation {
                 endorsement_key,
             } = e
             {
-                let ek = decode_key("endorsement key", endorsement_key)
+                let ek = crate::config::decode_tpm_public("endorsement key", endorsement_key)
                     .map_err(|m| Error::config(source, format!("enrollment[{i}].endorsement_key"), m))?;
                 enrollments.insert(registration_id.clone(), ek);
             }
@@ -97,12 +88,12 @@ impl TpmAttestation {
             .enrollments
             .get(registration_id)
             .ok_or_else(|| format!("no TPM enrollment for registration id '{registration_id}'"))?;
-        let ek = decode_key("endorsementKey", &tpm.endorsement_key)?;
+        let ek = crate::config::decode_tpm_public("endorsementKey", &tpm.endorsement_key)?;
         let srk = tpm
             .storage_root_key
             .as_deref()
             .ok_or_else(|| "the tpm node has no string field storageRootKey".to_string())?;
-        let srk = decode_key("storageRootKey", srk)?;
+        let srk = crate::config::decode_tpm_public("storageRootKey", srk)?;
         if &ek != enrolled {
             return Err(format!(
                 "endorsementKey does not match the enrollment tpm-individual '{registration_id}'"
@@ -136,7 +127,7 @@ impl TpmAttestation {
 
     /// Verify a SAS token against the key issued to `registration_id`.
     pub(crate) fn verify(&self, registration_id: &str, header: &str) -> Result<(), String> {
-        let token = crate::auth::check_sas_claims(&self.id_scope, registration_id, header)?;
+        let token = crate::device_sas::check_sas_claims(&self.id_scope, registration_id, header)?;
         let issued = self.issued();
         let entry = issued.get(registration_id).ok_or_else(|| {
             format!("no authenticationKey was issued to '{registration_id}': register without a token first")

@@ -2,14 +2,17 @@
 
 use std::io::{self, Read, Write};
 
+use crate::request::{Client, Request, Response};
+
 /// Largest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 /// Largest request body accepted.
 const MAX_BODY: usize = 1024 * 1024;
 const MAX_HEADERS: usize = 64;
 
+/// A request as read off the wire.
 #[derive(Debug)]
-pub(crate) struct Request {
+pub(crate) struct HttpRequest {
     pub(crate) method: String,
     /// The request target as sent: path and query.
     pub(crate) target: String,
@@ -22,12 +25,28 @@ pub(crate) struct Request {
     pub(crate) upgrade_head: Option<Vec<u8>>,
 }
 
-impl Request {
+impl HttpRequest {
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The request for the services, from `client`.
+    pub(crate) fn into_request(self, client: Client) -> Request {
+        let (path, query) = match self.target.split_once('?') {
+            Some((p, q)) => (p.to_string(), q.to_string()),
+            None => (self.target, String::new()),
+        };
+        Request {
+            method: self.method,
+            path,
+            query,
+            headers: self.headers,
+            body: self.body,
+            client,
+        }
     }
 }
 
@@ -53,7 +72,7 @@ fn malformed(status: u16, message: impl Into<String>) -> ReadError {
 
 /// Read the next request from `stream`; `buf` keeps bytes that arrived after it. `Ok(None)` when the peer
 /// closed the connection between requests.
-pub(crate) fn read_request<R: Read>(stream: &mut R, buf: &mut Vec<u8>) -> Result<Option<Request>, ReadError> {
+pub(crate) fn read_request<R: Read>(stream: &mut R, buf: &mut Vec<u8>) -> Result<Option<HttpRequest>, ReadError> {
     let (head_len, mut request, content_length) = loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut headers);
@@ -124,7 +143,7 @@ fn origin_form(target: &str) -> &str {
     rest.find('/').map_or("/", |i| &rest[i..])
 }
 
-fn build(parsed: &httparse::Request<'_, '_>) -> Result<(Request, usize), ReadError> {
+fn build(parsed: &httparse::Request<'_, '_>) -> Result<(HttpRequest, usize), ReadError> {
     let method = parsed.method.unwrap_or_default().to_string();
     let target = origin_form(parsed.path.unwrap_or_default()).to_string();
     let mut headers = Vec::with_capacity(parsed.headers.len());
@@ -133,7 +152,7 @@ fn build(parsed: &httparse::Request<'_, '_>) -> Result<(Request, usize), ReadErr
             std::str::from_utf8(h.value).map_err(|_| malformed(400, format!("header {} is not UTF-8", h.name)))?;
         headers.push((h.name.to_string(), value.trim().to_string()));
     }
-    let mut request = Request {
+    let mut request = HttpRequest {
         method,
         target,
         headers,
@@ -163,63 +182,30 @@ fn build(parsed: &httparse::Request<'_, '_>) -> Result<(Request, usize), ReadErr
     Ok((request, length))
 }
 
-#[derive(Debug)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(&'static str, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Response {
-    /// A JSON answer: `body` is a `dps_wire` type (or a list of them).
-    pub(crate) fn json<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            // The wire types serialise to JSON without fail (string keys only).
-            body: serde_json::to_vec(body).unwrap_or_default(),
-        }
+/// Write `response` as HTTP/1.1 (a `204` without a body or `Content-Length`, as RFC 9110 says).
+pub(crate) fn write_response<W: Write>(w: &mut W, response: &Response, keep_alive: bool) -> io::Result<()> {
+    let mut head = if response.status == 204 {
+        format!("HTTP/1.1 204 {}\r\n", reason(204))
+    } else {
+        format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n",
+            response.status,
+            reason(response.status),
+            response.body.len()
+        )
+    };
+    for (name, value) in &response.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
-
-    /// A response without a body (204).
-    pub(crate) fn empty(status: u16) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-
-    pub(crate) fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    pub(crate) fn write_to<W: Write>(&self, w: &mut W, keep_alive: bool) -> io::Result<()> {
-        let mut head = if self.status == 204 {
-            // RFC 9110: no Content-Length (and no content) in a 204.
-            format!("HTTP/1.1 204 {}\r\n", reason(204))
-        } else {
-            format!(
-                "HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n",
-                self.status,
-                reason(self.status),
-                self.body.len()
-            )
-        };
-        for (name, value) in &self.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str(if keep_alive {
-            "Connection: keep-alive\r\n\r\n"
-        } else {
-            "Connection: close\r\n\r\n"
-        });
-        let mut out = head.into_bytes();
-        out.extend_from_slice(&self.body);
-        w.write_all(&out)?;
-        w.flush()
-    }
+    head.push_str(if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&response.body);
+    w.write_all(&out)?;
+    w.flush()
 }
 
 fn reason(status: u16) -> &'static str {

@@ -1,10 +1,10 @@
-//! Authentication of a registration request against the enrollments: SAS tokens and client certificates.
+//! Authentication of a device against the enrollments: SAS tokens, client certificates, and (through
+//! `tpm_attestation.rs`) TPM-activated keys.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use hsm_core::sas::{SasToken, derive_device_key, dps_resource, url_decode, url_encode};
+use hsm_core::sas::{SasToken, derive_device_key};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
@@ -67,7 +67,7 @@ pub(crate) struct Trust {
     x509_groups: Vec<(String, X509Anchor)>,
     symmetric_individual: HashMap<String, SymmetricKeys>,
     symmetric_groups: Vec<(String, SymmetricKeys)>,
-    pub(crate) tpm: crate::tpm::TpmAttestation,
+    pub(crate) tpm: crate::tpm_attestation::TpmAttestation,
 }
 
 impl Trust {
@@ -80,7 +80,7 @@ impl Trust {
             x509_groups: Vec::new(),
             symmetric_individual: HashMap::new(),
             symmetric_groups: Vec::new(),
-            tpm: crate::tpm::TpmAttestation::new(config, source)?,
+            tpm: crate::tpm_attestation::TpmAttestation::new(config, source)?,
         };
         for (i, e) in config.enrollments.iter().enumerate() {
             let prefix = format!("enrollment[{i}]");
@@ -150,7 +150,7 @@ impl Trust {
     }
 
     fn check_sas(&self, registration_id: &str, header: &str) -> Result<Admitted, Denied> {
-        let token = check_sas_claims(&self.id_scope, registration_id, header).map_err(Denied)?;
+        let token = crate::device_sas::check_sas_claims(&self.id_scope, registration_id, header).map_err(Denied)?;
         if let Some(keys) = self.symmetric_individual.get(registration_id) {
             return match keys.keys().any(|k| verify_b64(&token, k)) {
                 true => Ok(Admitted::SymmetricIndividual),
@@ -230,41 +230,6 @@ impl Trust {
             names(&self.x509_groups)
         )))
     }
-}
-
-/// Parse a SAS token from a registration request and check its claims (key name
-/// `registration` or none, resource `{scope}/registrations/{id}`, not expired); the signature is for
-/// the caller to verify against the key it trusts. Shared by the symmetric-key and TPM paths.
-pub(crate) fn check_sas_claims(id_scope: &str, registration_id: &str, header: &str) -> Result<SasToken, String> {
-    let token = SasToken::parse(header).map_err(|e| format!("malformed SAS token: {e}"))?;
-    // The C SDK sends skn=registration, the Python SDK no skn at all; DPS accepts both.
-    if let Some(name) = token.key_name.as_deref().filter(|n| *n != "registration") {
-        return Err(format!(
-            "SAS token key name (skn) must be 'registration' or absent, found '{name}'"
-        ));
-    }
-    let resource =
-        url_decode(&token.resource).map_err(|e| format!("SAS token resource (sr) is not valid URL encoding: {e}"))?;
-    let expected = dps_resource(id_scope, registration_id);
-    if !resource.eq_ignore_ascii_case(&expected) {
-        return Err(format!(
-            "SAS token resource (sr) '{}' does not match '{}'",
-            token.resource,
-            url_encode(&expected)
-        ));
-    }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    if token.expiry <= now {
-        return Err(format!(
-            "SAS token expired at {} (se={}, now {now})",
-            crate::service::rfc3339_from_unix(token.expiry),
-            token.expiry
-        ));
-    }
-    Ok(token)
 }
 
 fn names<T>(items: &[(String, T)]) -> String {

@@ -14,34 +14,43 @@
 //! `x-ms-error-code`; the error codes are the HTTP status times 1000 plus a small number, as elsewhere in
 //! the emulator.
 
-use base64::Engine as _;
-use dps_wire::service::{
-    BulkEnrollmentGroupOperation, BulkEnrollmentOperation, BulkItemError, BulkMode, BulkResult, QuerySpecification,
-};
+use dps_wire::service::{BulkEnrollmentGroupOperation, BulkEnrollmentOperation, BulkItemError, BulkMode, BulkResult};
 use serde_json::Value;
 
-use crate::http::{Request, Response};
-use crate::records::{self, Record, etag_matches, id_field, wire_error};
-use crate::service::{Service, error};
-use crate::service_auth::{self, ServiceRight};
-use crate::store::{Kind, StoreError};
+use std::sync::Arc;
+
+use crate::enrollments::Enrollments;
+use crate::records::{self, Kind, Record, etag_matches, id_field, wire_error};
+use crate::request::{Request, Response, Service, error};
+use crate::services::service_api_failures::{
+    BAD_REQUEST, CONFLICT, Failure, NOT_FOUND, PRECONDITION_FAILED, bad, json_body, not_found, what,
+};
+use crate::services::service_policies::{self, ServicePolicy, ServiceRight};
+use crate::services::service_queries;
+use crate::store::StoreError;
 
 /// Records per bulk call, as DPS allows.
 pub const MAX_BULK: usize = 10;
-/// Page size of a query without `x-ms-max-item-count`, and the largest one accepted.
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
-const BAD_REQUEST: u32 = 400004;
-const NOT_FOUND: u32 = 404001;
-const CONFLICT: u32 = 409001;
-const PRECONDITION_FAILED: u32 = 412001;
-const INTERNAL: u32 = 500000;
+/// The service API: the enrollments and the shared access policies that may manage them.
+pub(crate) struct ServiceApi {
+    enrollments: Arc<Enrollments>,
+    policies: Vec<ServicePolicy>,
+}
 
-const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+impl ServiceApi {
+    pub(crate) fn new(enrollments: Arc<Enrollments>, policies: Vec<ServicePolicy>) -> Self {
+        ServiceApi { enrollments, policies }
+    }
+}
 
-pub(crate) fn is_service_path(first: &str) -> bool {
-    matches!(first, "enrollments" | "enrollmentGroups" | "registrations")
+impl Service for ServiceApi {
+    fn handle(&self, request: &Request, segments: &[&str]) -> Option<Response> {
+        match segments.first() {
+            Some(&("enrollments" | "enrollmentGroups" | "registrations")) => Some(route(self, request, segments)),
+            _ => None,
+        }
+    }
 }
 
 enum Route<'a> {
@@ -53,45 +62,7 @@ enum Route<'a> {
     RegistrationQuery(&'a str),
 }
 
-/// An error answer with its status and message (for per-item bulk errors and whole answers alike).
-struct Failure {
-    status: u16,
-    code: u32,
-    message: String,
-}
-
-impl Failure {
-    fn new(status: u16, code: u32, message: impl Into<String>) -> Self {
-        Failure {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn response(self) -> Response {
-        error(self.status, self.code, self.message)
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure::new(500, INTERNAL, e.0)
-    }
-}
-
-fn bad(message: impl Into<String>) -> Failure {
-    Failure::new(400, BAD_REQUEST, message)
-}
-
-fn what(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Enrollment => "enrollment",
-        Kind::Group => "enrollment group",
-    }
-}
-
-pub(crate) fn route(service: &Service, request: &Request, segments: &[&str], query: &str) -> Response {
+fn route(service: &ServiceApi, request: &Request, segments: &[&str]) -> Response {
     let kind = |s: &str| {
         if s == "enrollments" {
             Kind::Enrollment
@@ -130,7 +101,7 @@ pub(crate) fn route(service: &Service, request: &Request, segments: &[&str], que
         (Route::Registration(_), "DELETE") => ServiceRight::RegistrationStatusWrite,
         (Route::Registration(_), _) | (Route::RegistrationQuery(_), _) => ServiceRight::RegistrationStatusRead,
     };
-    if let Err(refused) = service_auth::check(
+    if let Err(refused) = service_policies::check(
         &service.policies,
         request.header("authorization"),
         request.header("host"),
@@ -140,19 +111,18 @@ pub(crate) fn route(service: &Service, request: &Request, segments: &[&str], que
         let code = if refused.status == 401 { 401002 } else { 403001 };
         return error(refused.status, code, refused.message);
     }
-    if !query
-        .split('&')
-        .any(|p| p.starts_with("api-version=") && p.len() > "api-version=".len())
-    {
+    if !request.has_api_version() {
         return error(400, BAD_REQUEST, "missing query parameter api-version");
     }
     let result = match route {
         Route::Record(kind, raw) => decode(raw).and_then(|id| record(service, request, kind, &id)),
         Route::Bulk(kind) => bulk(service, request, kind),
-        Route::Query(kind) => query_records(service, request, kind),
+        Route::Query(kind) => service_queries::records(&service.enrollments, request, kind),
         Route::Attestation(kind, raw) => decode(raw).and_then(|id| attestation(service, kind, &id)),
         Route::Registration(raw) => decode(raw).and_then(|id| registration(service, request, &id)),
-        Route::RegistrationQuery(raw) => decode(raw).and_then(|id| registration_query(service, request, &id)),
+        Route::RegistrationQuery(raw) => {
+            decode(raw).and_then(|id| service_queries::registrations(&service.enrollments, request, &id))
+        }
     };
     result.unwrap_or_else(Failure::response)
 }
@@ -165,26 +135,14 @@ fn decode(raw: &str) -> Result<String, Failure> {
     Ok(id)
 }
 
-fn json_body(request: &Request) -> Result<Value, Failure> {
-    if request.body.is_empty() {
-        return Err(bad("missing request body"));
-    }
-    serde_json::from_slice(&request.body).map_err(|e| bad(format!("request body is not valid JSON: {e}")))
-}
-
-/// The body as the wire type `T` (`what` names it in the error).
-fn wire_body<T: serde::de::DeserializeOwned>(request: &Request, what: &str) -> Result<T, Failure> {
-    serde_json::from_value(json_body(request)?).map_err(|e| bad(wire_error(what, &e)))
-}
-
 fn if_match(request: &Request) -> Option<&str> {
     request.header("if-match").filter(|v| !v.is_empty())
 }
 
-fn record(service: &Service, request: &Request, kind: Kind, id: &str) -> Result<Response, Failure> {
+fn record(service: &ServiceApi, request: &Request, kind: Kind, id: &str) -> Result<Response, Failure> {
     match request.method.as_str() {
         "GET" => {
-            let found = service.store.read(|tx| {
+            let found = service.enrollments.store.read(|tx| {
                 let record = tx.get(kind, id)?;
                 let state = match (kind, &record) {
                     (Kind::Enrollment, Some(_)) => tx.registration(id)?,
@@ -202,7 +160,7 @@ fn record(service: &Service, request: &Request, kind: Kind, id: &str) -> Result<
         }
         "PUT" => {
             let body = json_body(request)?;
-            let stored = service.store.write(|tx| {
+            let stored = service.enrollments.store.write(|tx| {
                 let previous = tx.get(kind, id)?;
                 if let Some(wanted) = if_match(request) {
                     check_etag(kind, id, wanted, previous.as_ref())?;
@@ -211,11 +169,11 @@ fn record(service: &Service, request: &Request, kind: Kind, id: &str) -> Result<
                 tx.put(&record)?;
                 Ok::<_, Failure>(record)
             })?;
-            service.enrollments_changed();
+            service.enrollments.changed();
             Ok(Response::json(200, &stored))
         }
         _ => {
-            service.store.write(|tx| {
+            service.enrollments.store.write(|tx| {
                 let previous = tx.get(kind, id)?.ok_or_else(|| not_found(kind, id))?;
                 if let Some(wanted) = if_match(request) {
                     check_etag(kind, id, wanted, Some(&previous))?;
@@ -223,14 +181,10 @@ fn record(service: &Service, request: &Request, kind: Kind, id: &str) -> Result<
                 tx.delete(kind, id)?;
                 Ok::<_, Failure>(())
             })?;
-            service.enrollments_changed();
+            service.enrollments.changed();
             Ok(Response::empty(204))
         }
     }
-}
-
-fn not_found(kind: Kind, id: &str) -> Failure {
-    Failure::new(404, NOT_FOUND, format!("no {} '{id}'", what(kind)))
 }
 
 fn check_etag(kind: Kind, id: &str, wanted: &str, stored: Option<&Record>) -> Result<(), Failure> {
@@ -274,7 +228,7 @@ fn bulk_body<T: serde::de::DeserializeOwned>(request: &Request, what: &str) -> R
     })
 }
 
-fn bulk(service: &Service, request: &Request, kind: Kind) -> Result<Response, Failure> {
+fn bulk(service: &ServiceApi, request: &Request, kind: Kind) -> Result<Response, Failure> {
     let (mode, items): (BulkMode, Vec<Record>) = match kind {
         Kind::Enrollment => {
             let op: BulkEnrollmentOperation = bulk_body(request, "the bulk enrollment operation")?;
@@ -294,7 +248,7 @@ fn bulk(service: &Service, request: &Request, kind: Kind) -> Result<Response, Fa
         )));
     }
     let field = id_field(kind);
-    let errors = service.store.write(|tx| {
+    let errors = service.enrollments.store.write(|tx| {
         let mut errors = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for item in items {
@@ -354,7 +308,7 @@ fn bulk(service: &Service, request: &Request, kind: Kind) -> Result<Response, Fa
         }
         Ok::<_, Failure>(errors)
     })?;
-    service.enrollments_changed();
+    service.enrollments.changed();
     let mut result = BulkResult {
         is_successful: errors.is_empty(),
         errors,
@@ -368,98 +322,26 @@ fn bulk(service: &Service, request: &Request, kind: Kind) -> Result<Response, Fa
     Ok(Response::json(200, &result))
 }
 
-/// The page size and the id after which the page starts, from the paging headers.
-fn paging(request: &Request) -> Result<(usize, Option<String>), Failure> {
-    let size = match request.header("x-ms-max-item-count") {
-        None => DEFAULT_PAGE,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(bad(format!(
-                    "x-ms-max-item-count {v:?} must be a whole number from 1 to {MAX_PAGE}"
-                )));
-            }
-        },
-    };
-    let after = match request.header("x-ms-continuation").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(token) => Some(
-            B64URL
-                .decode(token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    bad(format!(
-                        "x-ms-continuation {token:?} is not a token this service issued"
-                    ))
-                })?,
-        ),
-    };
-    Ok((size, after))
-}
-
-/// Answer a page: `items` holds up to `size + 1` records; the extra one means there is a next page.
-fn page<T: serde::Serialize>(
-    mut items: Vec<T>,
-    size: usize,
-    id_of: impl Fn(&T) -> Option<&str>,
-    item_type: &str,
-) -> Response {
-    let more = items.len() > size;
-    items.truncate(size);
-    let mut response = Response::json(200, &items)
-        .with_header("x-ms-max-item-count", size.to_string())
-        .with_header("x-ms-item-type", item_type);
-    if more {
-        if let Some(last) = items.last().and_then(id_of) {
-            response = response.with_header("x-ms-continuation", B64URL.encode(last));
-        }
-    }
-    response
-}
-
-fn query_records(service: &Service, request: &Request, kind: Kind) -> Result<Response, Failure> {
-    let spec: QuerySpecification = wire_body(request, "the query specification")?;
-    let text = spec.query.as_str();
-    let words: Vec<String> = text.split_whitespace().map(str::to_ascii_lowercase).collect();
-    let collection = match kind {
-        Kind::Enrollment => "enrollments",
-        Kind::Group => "enrollmentgroups",
-    };
-    if words != ["select", "*", "from", collection] {
-        return Err(bad(format!(
-            "query {text:?} is not supported: the emulator answers only \"SELECT * FROM {}\"",
-            if kind == Kind::Enrollment {
-                "enrollments"
-            } else {
-                "enrollmentGroups"
-            }
-        )));
-    }
-    let (size, after) = paging(request)?;
-    let items = service.store.read(|tx| tx.page(kind, after.as_deref(), size + 1))?;
-    let item_type = match kind {
-        Kind::Enrollment => "enrollment",
-        Kind::Group => "enrollmentGroup",
-    };
-    Ok(page(items, size, |r: &Record| Some(r.id()), item_type))
-}
-
-fn attestation(service: &Service, kind: Kind, id: &str) -> Result<Response, Failure> {
+fn attestation(service: &ServiceApi, kind: Kind, id: &str) -> Result<Response, Failure> {
     let record = service
+        .enrollments
         .store
         .read(|tx| tx.get(kind, id))?
         .ok_or_else(|| not_found(kind, id))?;
     Ok(Response::json(200, record.attestation()))
 }
 
-fn registration(service: &Service, request: &Request, id: &str) -> Result<Response, Failure> {
+fn registration(service: &ServiceApi, request: &Request, id: &str) -> Result<Response, Failure> {
     let missing = || Failure::new(404, NOT_FOUND, format!("no registration state for '{id}'"));
     if request.method == "GET" {
-        let state = service.store.read(|tx| tx.registration(id))?.ok_or_else(missing)?;
+        let state = service
+            .enrollments
+            .store
+            .read(|tx| tx.registration(id))?
+            .ok_or_else(missing)?;
         return Ok(Response::json(200, &state));
     }
-    service.store.write(|tx| {
+    service.enrollments.store.write(|tx| {
         let state = tx.registration(id)?.ok_or_else(missing)?;
         if let Some(wanted) = if_match(request) {
             let current = state.etag.as_deref();
@@ -478,17 +360,4 @@ fn registration(service: &Service, request: &Request, id: &str) -> Result<Respon
         Ok(())
     })?;
     Ok(Response::empty(204))
-}
-
-fn registration_query(service: &Service, request: &Request, group: &str) -> Result<Response, Failure> {
-    let (size, after) = paging(request)?;
-    let items = service
-        .store
-        .read(|tx| tx.registrations_of(group, after.as_deref(), size + 1))?;
-    Ok(page(
-        items,
-        size,
-        |s: &dps_wire::service::DeviceRegistrationState| s.registration_id.as_deref(),
-        "deviceRegistration",
-    ))
 }

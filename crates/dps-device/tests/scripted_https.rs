@@ -1,5 +1,7 @@
-//! The library over HTTPS against the emulator (x509 file keys, symmetric keys) and against a scripted
-//! server that misbehaves (endless assigning, redirects, huge or garbage bodies, hangs, closes).
+//! A scripted HTTPS server that misbehaves, against HTTPS (endless assigning, Retry-After floor and
+//! ceiling, redirects, huge or garbage bodies, hangs, closes, an untrusted certificate) and against the
+//! WebSocket upgrade of MQTT over WebSockets (a refused upgrade, a close instead of the 101). The
+//! well-behaved emulator over every transport: `transports.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -9,164 +11,6 @@ use std::time::{Duration, Instant};
 use common::scripted::{Scripted, Step, json};
 use common::*;
 use dps_device::{Error, Options, ProvisioningClient, Transport};
-use dps_emulator::Enrollment;
-use serde_json::json;
-
-#[tokio::test]
-async fn x509_individual_file_key_is_assigned_with_payload() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::root("individual root");
-    let id = ca.file_identity(dir.path(), "device-x509", &[]);
-    let emu = emulator(vec![Enrollment::X509Individual {
-        registration_id: "device-x509".into(),
-        certificate: vec![ca.der()],
-    }]);
-    let payload = json!({"modelId": "dtmi:example:thermostat;1", "n": 7});
-    let a = https_client(&emu, options())
-        .register(&x509(id), Some(payload.clone()))
-        .await
-        .unwrap();
-    assert_assigned(&a, "device-x509");
-    assert_eq!(a.payload, Some(payload));
-    assert_eq!(a.state.device_id.as_deref(), Some("device-x509"));
-}
-
-#[tokio::test]
-async fn x509_group_through_an_intermediate_is_assigned() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Ca::root("group root");
-    let intermediate = root.intermediate("group intermediate");
-    let id = intermediate.file_identity(dir.path(), "group-device-7", &[&intermediate]);
-    let emu = emulator(vec![Enrollment::X509Group {
-        name: "fleet".into(),
-        ca: vec![root.der()],
-    }]);
-    let a = https_client(&emu, options()).register(&x509(id), None).await.unwrap();
-    assert_assigned(&a, "group-device-7");
-    assert_eq!(a.payload, None);
-}
-
-#[tokio::test]
-async fn x509_untrusted_chain_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let enrolled = Ca::root("enrolled root");
-    let rogue = Ca::root("rogue root");
-    let emu = emulator(vec![Enrollment::X509Group {
-        name: "fleet".into(),
-        ca: vec![enrolled.der()],
-    }]);
-    let id = rogue.file_identity(dir.path(), "device-1", &[]);
-    assert_denied(
-        https_client(&emu, options()).register(&x509(id), None).await,
-        "does not verify to any enrollment: UnknownIssuer",
-    );
-}
-
-#[tokio::test]
-async fn x509_cn_mismatch_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::root("root");
-    let emu = emulator(vec![Enrollment::X509Group {
-        name: "fleet".into(),
-        ca: vec![ca.der()],
-    }]);
-    let id = ca.file_identity(dir.path(), "device-a", &[]);
-    assert_denied(
-        https_client(&emu, options())
-            .register_as(&x509(id), Some("device-b"), None)
-            .await,
-        "certificate CN 'device-a' does not match registration id 'device-b'",
-    );
-}
-
-#[tokio::test]
-async fn symmetric_individual_and_group_are_assigned() {
-    let emu = emulator(vec![
-        Enrollment::SymmetricIndividual {
-            registration_id: "symm-1".into(),
-            primary_key: DEVICE_KEY.into(),
-            secondary_key: None,
-        },
-        Enrollment::SymmetricGroup {
-            name: "fleet".into(),
-            primary_key: GROUP_KEY.into(),
-            secondary_key: None,
-        },
-    ]);
-    let client = https_client(&emu, options());
-    assert_assigned(
-        &client.register(&symmetric("symm-1", DEVICE_KEY), None).await.unwrap(),
-        "symm-1",
-    );
-    let derived = hsm_core::sas::derive_device_key(GROUP_KEY, "group-device-1").unwrap();
-    let derived = hsm_core::sas::encode_key(&derived);
-    let a = client
-        .register(&symmetric("group-device-1", &derived), None)
-        .await
-        .unwrap();
-    assert_assigned(&a, "group-device-1");
-}
-
-#[tokio::test]
-async fn symmetric_wrong_key_and_expired_token_are_refused() {
-    let emu = emulator(vec![Enrollment::SymmetricIndividual {
-        registration_id: "symm-1".into(),
-        primary_key: DEVICE_KEY.into(),
-        secondary_key: None,
-    }]);
-    assert_denied(
-        https_client(&emu, options())
-            .register(&symmetric("symm-1", GROUP_DEVICE_KEY), None)
-            .await,
-        "SAS signature does not match the primary or secondary key",
-    );
-    let expired = Options {
-        sas_expiry: Some(now() - 60),
-        ..options()
-    };
-    assert_denied(
-        https_client(&emu, expired)
-            .register(&symmetric("symm-1", DEVICE_KEY), None)
-            .await,
-        "SAS token expired",
-    );
-}
-
-#[test]
-fn blocking_facade_registers() {
-    let emu = emulator(vec![Enrollment::SymmetricIndividual {
-        registration_id: "symm-blocking".into(),
-        primary_key: DEVICE_KEY.into(),
-        secondary_key: None,
-    }]);
-    let client = dps_device::blocking::ProvisioningClient::new(
-        &emu.global_endpoint(),
-        SCOPE,
-        Transport::Https,
-        roots(&emu.server_ca_pem()),
-        options(),
-    )
-    .unwrap();
-    let a = client.register(&symmetric("symm-blocking", DEVICE_KEY), None).unwrap();
-    assert_assigned(&a, "symm-blocking");
-}
-
-#[tokio::test]
-async fn a_payload_that_is_not_an_object_is_refused_before_connecting() {
-    let client = ProvisioningClient::new("127.0.0.1:1", SCOPE, Transport::Https, roots_none(), options());
-    let e = client
-        .register(&symmetric("d", DEVICE_KEY), Some(json!([1])))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, Error::InvalidRequest(ref m) if m.contains("payload")),
-        "{e}"
-    );
-}
-
-fn roots_none() -> rustls::RootCertStore {
-    rustls::RootCertStore::empty()
-}
 
 fn scripted_client(server: &Scripted, options: Options) -> ProvisioningClient {
     ProvisioningClient::new(
@@ -320,6 +164,7 @@ async fn a_hanging_server_ends_in_the_timeout() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert!(e.is_timeout() && e.is_retryable() && !e.is_connect(), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }
 
@@ -343,14 +188,14 @@ async fn a_server_closing_mid_operation_is_a_transport_error() {
 }
 
 #[tokio::test]
-async fn an_untrusted_server_is_a_tls_error() {
+async fn an_untrusted_scripted_server_is_a_tls_error() {
     let server = Scripted::start(vec![json(202, Some("0"), ASSIGNING)]);
-    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let other = test_support::pki::self_signed_server(&["127.0.0.1"]);
     let client = ProvisioningClient::new(
         &server.endpoint,
         SCOPE,
         Transport::Https,
-        roots(&other.cert.pem()),
+        roots(&other.cert_pem()),
         options(),
     );
     let e = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap_err();
@@ -358,4 +203,67 @@ async fn an_untrusted_server_is_a_tls_error() {
         matches!(&e, Error::Tls { message, .. } if message.contains("invalid peer certificate")),
         "{e:?}"
     );
+}
+
+#[tokio::test]
+async fn mqtt_ws_a_refused_upgrade_names_the_path_and_the_status() {
+    let body = "no such endpoint";
+    let server = Scripted::start(vec![Step::Raw(
+        format!(
+            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )]);
+    let client = ProvisioningClient::new(
+        &server.endpoint,
+        SCOPE,
+        Transport::MqttWs,
+        roots(&server.ca_pem),
+        options(),
+    );
+    let e = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(
+            &e,
+            Error::Transport {
+                transport: Transport::MqttWs,
+                ..
+            }
+        ) && text.contains("/$iothub/websocket")
+            && text.contains("404"),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn mqtt_ws_a_server_closing_after_the_upgrade_request_is_a_transport_error_in_bounded_time() {
+    // A TLS server that reads the upgrade request and closes: no 101, no MQTT.
+    let server = Scripted::start(vec![Step::Close]);
+    let client = ProvisioningClient::new(
+        &server.endpoint,
+        SCOPE,
+        Transport::MqttWs,
+        roots(&server.ca_pem),
+        options(),
+    );
+    let started = std::time::Instant::now();
+    let e = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            Error::Transport {
+                transport: Transport::MqttWs,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
