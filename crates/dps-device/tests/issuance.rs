@@ -11,16 +11,13 @@ use std::time::Duration;
 use common::scripted::{Scripted, json};
 use common::*;
 use dps_device::{Error, RenewalOptions, renew_certificate, verify_issued_chain};
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment, IssuanceOptions, ServerOptions};
+use dps_emulator::{Emulator, Enrollment, IssuanceOptions, ServerOptions};
 use hsm_core::file::{FileX509, KeyReference};
-use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P384_SHA384};
+use rcgen::KeyPair;
 
 /// A fresh P-384 key and its DER CSR with subject CN `cn`.
 fn csr(cn: &str) -> (KeyPair, Vec<u8>) {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    let der = params.serialize_request(&key).unwrap().der().to_vec();
+    let (der, key) = test_support::pki::csr(cn, KeyType::P384);
     (key, der)
 }
 
@@ -34,11 +31,7 @@ fn sym_enrollment(id: &str) -> Enrollment {
 
 fn emulator_with(enrollments: Vec<Enrollment>, issuance: IssuanceOptions) -> Emulator {
     Emulator::start_with(
-        EmulatorConfig {
-            id_scope: SCOPE.to_string(),
-            assigned_hub: HUB.to_string(),
-            enrollments,
-        },
+        test_support::emulator::config(enrollments),
         0,
         ServerOptions {
             issuance,
@@ -160,12 +153,7 @@ async fn wrong_cn_is_refused_with_the_service_error() {
 async fn rsa_and_p256_csrs_are_refused_before_anything_is_sent() {
     // Made with `openssl req -new -newkey rsa:2048 -subj /CN=rsa-device -outform DER`.
     let rsa = include_bytes!("../../dps-emulator/tests/data/rsa-device.csr.der").to_vec();
-    let p256 = {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "p256-device");
-        params.serialize_request(&key).unwrap().der().to_vec()
-    };
+    let p256 = { test_support::pki::csr("p256-device", KeyType::P256).0 };
     let server = Scripted::start(vec![json(500, None, "{}")]);
     for (csr, shown) in [(rsa, "1.2.840.113549.1.1.1"), (p256, "1.2.840.10045.3.1.7")] {
         let client = dps_device::ProvisioningClient::new(
@@ -471,18 +459,13 @@ async fn renewal_with_the_onboarding_x509_credential_is_admitted() {
 
 #[test]
 fn verify_refuses_an_expired_chain() {
-    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.distinguished_name.push(DnType::CommonName, "CA");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let ca = Ca::root_with("CA", KeyType::P384, |_| {});
     let (key, csr) = csr("expired");
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, "expired");
+    let mut leaf = test_support::pki::params("expired");
     leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
     leaf.not_after = rcgen::date_time_ymd(2020, 2, 1);
-    let leaf = leaf.signed_by(&key, &ca).unwrap();
-    let chain = vec![leaf.der().to_vec(), ca.der().to_vec()];
+    let leaf = ca.issue(leaf, key);
+    let chain = vec![leaf.leaf().to_vec(), ca.der().to_vec()];
     match verify_issued_chain(&chain, &csr, "expired") {
         Err(Error::IssuedChain(m)) => assert!(m.contains("certificate 0 is not valid now"), "{m}"),
         other => panic!("expected IssuedChain, got {other:?}"),

@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use dps_device::{Error, Options, ProvisioningClient, Transport};
@@ -50,11 +48,7 @@ impl Tinyproxy {
             .spawn()
             .expect("tinyproxy is installed (scripts/setup.sh)");
         let proxy = Tinyproxy { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tinyproxy did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        test_support::wait::accepts(("127.0.0.1", port));
         proxy
     }
 

@@ -190,12 +190,12 @@ async fn a_server_closing_mid_operation_is_a_transport_error() {
 #[tokio::test]
 async fn an_untrusted_scripted_server_is_a_tls_error() {
     let server = Scripted::start(vec![json(202, Some("0"), ASSIGNING)]);
-    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let other = test_support::pki::self_signed_server(&["127.0.0.1"]);
     let client = ProvisioningClient::new(
         &server.endpoint,
         SCOPE,
         Transport::Https,
-        roots(&other.cert.pem()),
+        roots(&other.cert_pem()),
         options(),
     );
     let e = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap_err();

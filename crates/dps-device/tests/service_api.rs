@@ -9,7 +9,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use common::*;
 use dps_device::Error;
-use dps_emulator::{Emulator, EmulatorConfig, ServerOptions, ServicePolicy};
+use dps_emulator::{Emulator, ServerOptions, ServicePolicy};
 use serde_json::{Value, json};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -17,11 +17,7 @@ const OWNER_KEY: &str = "b3duZXIta2V5LWZvci10aGUtc2VydmljZS1hcGktdGVzdHM=";
 
 fn start() -> Emulator {
     Emulator::start_with(
-        EmulatorConfig {
-            id_scope: SCOPE.into(),
-            assigned_hub: HUB.into(),
-            enrollments: vec![],
-        },
+        test_support::emulator::config(vec![]),
         0,
         ServerOptions {
             retry_after: std::time::Duration::ZERO,

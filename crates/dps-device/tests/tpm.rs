@@ -65,12 +65,7 @@ async fn tpm_onboarding_gets_an_issued_certificate() {
         registration_id: registration_id.clone(),
         endorsement_key: base64::engine::general_purpose::STANDARD.encode(&ek),
     }]);
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, registration_id.as_str());
-    let csr = params.serialize_request(&key).unwrap().der().to_vec();
+    let (csr, _key) = test_support::pki::csr(&registration_id, KeyType::P384);
     let a = https_client(&emu, options())
         .register_with_csr(&attestation, None, None, &csr)
         .await

@@ -13,7 +13,6 @@ use common::scripted::{Scripted, Step, json};
 use common::*;
 use dps_device::{ApiVersion, Error, MAX_BODY, Options, ProvisioningClient, RenewalOptions, Transport};
 use dps_emulator::Enrollment;
-use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P384_SHA384};
 use rumqttc::mqttbytes::QoS;
 
 const ASSIGNING: &str = r#"{"operationId":"op-1","status":"assigning"}"#;
@@ -30,10 +29,7 @@ fn https(server: &Scripted, options: Options) -> ProvisioningClient {
 }
 
 fn p384_csr(cn: &str) -> Vec<u8> {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.serialize_request(&key).unwrap().der().to_vec()
+    test_support::pki::csr(cn, KeyType::P384).0
 }
 
 /// The api-version of the one request `options` and `csr` make.

@@ -3,79 +3,30 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::*;
 use serde_json::json;
+use test_support::emulator::{Process, toml_config};
 
 const KEY: &str = "cHJpbWFyeS1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk=";
 
-/// Kills the child if a test fails before it exits.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &std::path::Path) -> (Guard, String, String) {
+fn start(dir: &std::path::Path) -> Process {
     start_with(dir, &[])
 }
 
-fn start_with(dir: &std::path::Path, extra: &[&std::ffi::OsStr]) -> (Guard, String, String) {
-    let config = dir.join("dps.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "id_scope = \"{SCOPE}\"\nassigned_hub = \"{HUB}\"\n[[enrollment]]\ntype = \"symmetric-individual\"\n\
-             registration_id = \"sym-device\"\nprimary_key = \"{KEY}\"\n"
-        ),
-    )
-    .unwrap();
-    let ca_out = dir.join("server-ca.pem");
-    let mut child = Guard(
-        Command::new(env!("CARGO_BIN_EXE_dps-emulator"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--server-ca-out")
-            .arg(&ca_out)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+fn start_with(dir: &std::path::Path, extra: &[&std::ffi::OsStr]) -> Process {
+    let toml = format!(
+        "{}[[enrollment]]\ntype = \"symmetric-individual\"\nregistration_id = \"sym-device\"\nprimary_key = \"{KEY}\"\n",
+        toml_config()
     );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let endpoint = line
-        .strip_prefix("listening on ")
-        .and_then(|l| l.strip_suffix('\n'))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    assert!(endpoint.starts_with("127.0.0.1:"), "{line}");
-    let ca = std::fs::read_to_string(&ca_out).unwrap();
-    (child, endpoint, ca)
+    Process::start(env!("CARGO_BIN_EXE_dps-emulator"), dir, &toml, extra)
 }
 
 fn register(endpoint: &str, ca: &str) -> serde_json::Value {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let agent = ureq::AgentBuilder::new().tls_config(Arc::new(tls)).build();
+    let agent = ureq::AgentBuilder::new()
+        .tls_config(test_support::tls::client_config(ca))
+        .build();
     let token = sas("sym-device", KEY, now() + 600);
     let url = format!("https://{endpoint}/{SCOPE}/registrations/sym-device/register?api-version=2021-06-01");
     let r = agent
@@ -89,29 +40,12 @@ fn register(endpoint: &str, ca: &str) -> serde_json::Value {
 
 fn stop_with(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, endpoint, ca) = start(dir.path());
-    assert_eq!(register(&endpoint, &ca)["status"], "assigning");
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.0.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "still running 10 s after SIG{signal}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut rest = String::new();
-    child.0.stdout.take().unwrap().read_to_string(&mut rest).unwrap();
-    let mut stderr = String::new();
-    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let mut emu = start(dir.path());
+    assert_eq!(register(&emu.endpoint, &emu.server_ca_pem)["status"], "assigning");
+    let (exit, rest, stderr) = emu.stop(signal);
     assert!(exit.success(), "exit {exit:?} after SIG{signal}; stderr: {stderr}");
     assert_eq!(rest, "", "only one line on stdout");
-    assert!(std::net::TcpStream::connect(&endpoint).is_err(), "port still open");
+    assert!(std::net::TcpStream::connect(&emu.endpoint).is_err(), "port still open");
 }
 
 #[test]
@@ -123,7 +57,7 @@ fn mqtt_listens_on_the_port_asked_and_writes_its_endpoint() {
         .unwrap()
         .port();
     let out = dir.path().join("mqtt-endpoint");
-    let (_child, _endpoint, _ca) = start_with(
+    let _emu = start_with(
         dir.path(),
         &[
             "--mqtt-port".as_ref(),

@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 use common::*;
 use dps_emulator::{Emulator, Enrollment, IssuanceOptions, IssuingCa, ServerOptions};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P384_SHA384};
 use serde_json::json;
 
 const KEY: &str = "cHJpbWFyeS1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk=";
@@ -25,10 +24,7 @@ fn enrollment() -> Enrollment {
 }
 
 fn csr_b64(cn: &str) -> String {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    base64::engine::general_purpose::STANDARD.encode(params.serialize_request(&key).unwrap().der())
+    base64::engine::general_purpose::STANDARD.encode(test_support::pki::csr(cn, KeyType::P384).0)
 }
 
 /// PUT register with `body` and `api_version`; then, on 202, the assigned answer.
@@ -88,12 +84,9 @@ fn csr_must_be_base64_der_without_pem_armour() {
 
 #[test]
 fn a_given_issuing_ca_signs_the_chain() {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "given issuing CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-    let ca = params.self_signed(&key).unwrap();
+    let ca = Ca::root_with("given issuing CA", KeyType::P384, |p| {
+        p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign]
+    });
     let emu = Emulator::start_with(
         config(vec![enrollment()]),
         0,
@@ -102,7 +95,7 @@ fn a_given_issuing_ca_signs_the_chain() {
                 validity_days: 7,
                 ca: Some(IssuingCa {
                     certificate_pem: ca.pem(),
-                    key_pem: key.serialize_pem().into(),
+                    key_pem: ca.key_pem().into(),
                 }),
                 ..IssuanceOptions::default()
             },
@@ -134,7 +127,7 @@ fn a_given_issuing_ca_signs_the_chain() {
 fn the_binary_writes_the_issuing_ca_and_refuses_a_validity_out_of_range() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dps.toml");
-    std::fs::write(&config, format!("id_scope = \"{SCOPE}\"\nassigned_hub = \"{HUB}\"\n")).unwrap();
+    std::fs::write(&config, test_support::emulator::toml_config()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_dps-emulator"))
         .arg("--config")
         .arg(&config)
@@ -147,21 +140,13 @@ fn the_binary_writes_the_issuing_ca_and_refuses_a_validity_out_of_range() {
     assert!(stderr.contains("outside 7 to 90"), "{stderr}");
 
     let ca_out = dir.path().join("issuing-ca.pem");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dps-emulator"))
-        .arg("--config")
-        .arg(&config)
-        .arg("--issuing-ca-out")
-        .arg(&ca_out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(line.starts_with("listening on "), "{line}");
+    let emu = test_support::emulator::Process::start(
+        env!("CARGO_BIN_EXE_dps-emulator"),
+        dir.path(),
+        &test_support::emulator::toml_config(),
+        &["--issuing-ca-out".as_ref(), ca_out.as_os_str()],
+    );
+    drop(emu);
     let pem = std::fs::read_to_string(&ca_out).unwrap();
     let der = hsm_core::pem::parse_certificates("issuing CA", pem.as_bytes()).unwrap();
     let (_, root) = x509_parser::parse_x509_certificate(&der[0]).unwrap();

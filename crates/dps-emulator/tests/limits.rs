@@ -58,8 +58,8 @@ fn idle_connections_do_not_grow_threads_and_a_device_still_registers() {
     for _ in 0..300 {
         idle.push(TcpStream::connect(emu.global_endpoint()).unwrap());
     }
-    // Let the listener take what it can.
-    std::thread::sleep(Duration::from_millis(500));
+    // The listener has taken them all (closing idle ones to stay within the bound).
+    test_support::wait::accepted(emu.global_endpoint());
     let during = threads();
     assert!(
         during <= before + MAX_CONNECTIONS + 2,
@@ -88,6 +88,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
     let dribble = std::thread::spawn(move || {
         let mut w = writer;
         while w.write_all(&[0]).is_ok() {
+            // Pacing: the slow client under test.
             std::thread::sleep(Duration::from_millis(300));
         }
     });
@@ -124,6 +125,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
             cut = Some(started.elapsed());
             break;
         }
+        // Pacing: the slow client under test.
         std::thread::sleep(Duration::from_millis(200));
     }
     let took = cut.unwrap_or_else(|| common::until_closed(&mut tls.sock, Duration::from_secs(10)));

@@ -153,6 +153,7 @@ fn keep_alive_is_enforced_at_one_and_a_half_times() {
     // A client that pings in time keeps its connection.
     let (mut s, mut buf) = connect(&emu, 2);
     for _ in 0..3 {
+        // Pacing: a ping every 1.5 s (within the 3 s window) is the behaviour under test.
         std::thread::sleep(Duration::from_millis(1500));
         send(&mut s, Packet::PingReq);
         assert!(matches!(next(&mut s, &mut buf), Packet::PingResp));
@@ -168,23 +169,28 @@ fn idle_mqtt_connections_do_not_grow_threads_and_a_device_still_registers() {
     for _ in 0..300 {
         idle.push(TcpStream::connect(emu.mqtt_endpoint()).unwrap());
     }
-    // Watch the threads while the listener takes what it can.
-    let mut deadline = Instant::now() + Duration::from_secs(1);
+    // Watch the threads until the listener has taken them all (closing idle ones to stay within the bound).
     let mut peak = 0;
-    while Instant::now() < deadline {
-        peak = peak.max(threads());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let port = test_support::wait::accept_queue_port(emu.mqtt_endpoint());
+    test_support::wait::until_true(
+        "the MQTT listener to accept 300 connections",
+        test_support::wait::DEADLINE,
+        || {
+            peak = peak.max(threads());
+            test_support::wait::accept_queue(port) == Some(0)
+        },
+    );
+    peak = peak.max(threads());
     assert!(
         peak <= before + MAX_CONNECTIONS + 2,
         "{before} threads before 300 idle MQTT connections, {peak} with them"
     );
-    deadline = Instant::now();
+    let started = Instant::now();
     register(&emu);
     assert!(
-        deadline.elapsed() < Duration::from_secs(6),
+        started.elapsed() < Duration::from_secs(6),
         "registering took {:?}",
-        deadline.elapsed()
+        started.elapsed()
     );
     assert!(threads() <= before + MAX_CONNECTIONS + 2);
     drop(idle);
@@ -203,6 +209,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
     let dribble = std::thread::spawn(move || {
         let mut w = writer;
         while w.write_all(&[0]).is_ok() {
+            // Pacing: the slow client under test.
             std::thread::sleep(Duration::from_millis(300));
         }
     });
@@ -227,6 +234,7 @@ fn a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline() {
             cut = Some(started.elapsed());
             break;
         }
+        // Pacing: the slow client under test.
         std::thread::sleep(Duration::from_millis(200));
     }
     let took = cut.unwrap_or_else(|| common::until_closed(&mut s.sock, Duration::from_secs(10)));

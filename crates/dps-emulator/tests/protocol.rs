@@ -188,7 +188,7 @@ fn silent_and_broken_clients_do_not_hurt_the_server() {
     drop(idle);
     // Shutdown with an idle connection still open must not hang.
     let idle = TcpStream::connect(&addr).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    test_support::wait::accepted(addr.as_str());
     emu.shutdown();
     drop(idle);
     assert!(TcpStream::connect(&addr).is_err(), "listener still open after shutdown");

@@ -5,9 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,24 +13,15 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::*;
 use serde_json::{Value, json};
+use test_support::emulator::{Process, toml_config};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const OWNER_KEY: &str = "b3duZXIta2V5LWZvci10aGUtc2VydmljZS1hcGktdGVzdHM=";
 const SEED_KEY: &str = "cHJpbWFyeS1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk=";
 
-/// Kills the child if a test fails before it exits.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A running emulator binary and a service client for it (from the connection string it wrote).
 struct Running {
-    child: Guard,
+    process: Process,
     agent: ureq::Agent,
     host: String,
     auth: String,
@@ -44,39 +33,22 @@ fn start(dir: &Path) -> Running {
 
 /// Start with a configuration whose enrollment `seeded` has the key `seed_key`.
 fn start_seeded(dir: &Path, seed_key: &str) -> Running {
-    let config = dir.join("dps.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "id_scope = \"{SCOPE}\"\nassigned_hub = \"{HUB}\"\nstate_dir = \"state\"\n\
-             [[enrollment]]\ntype = \"symmetric-individual\"\nregistration_id = \"seeded\"\nprimary_key = \"{seed_key}\"\n\
-             [[service_policy]]\nname = \"owner\"\nprimary_key = \"{OWNER_KEY}\"\n\
-             rights = [\"EnrollmentRead\", \"EnrollmentWrite\", \"RegistrationStatusRead\", \"RegistrationStatusWrite\"]\n"
-        ),
-    )
-    .unwrap();
-    let (ca_out, cs_out) = (dir.join("server-ca.pem"), dir.join("connection-string"));
-    let _ = std::fs::remove_file(&cs_out);
-    let mut child = Guard(
-        Command::new(env!("CARGO_BIN_EXE_dps-emulator"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--server-ca-out")
-            .arg(&ca_out)
-            .arg("--connection-string-out")
-            .arg(&cs_out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let toml = format!(
+        "{}state_dir = \"state\"\n\
+         [[enrollment]]\ntype = \"symmetric-individual\"\nregistration_id = \"seeded\"\nprimary_key = \"{seed_key}\"\n\
+         [[service_policy]]\nname = \"owner\"\nprimary_key = \"{OWNER_KEY}\"\n\
+         rights = [\"EnrollmentRead\", \"EnrollmentWrite\", \"RegistrationStatusRead\", \"RegistrationStatusWrite\"]\n",
+        toml_config()
     );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("listening on 127.0.0.1:"), "{line:?}");
-    let ca = std::fs::read_to_string(&ca_out).unwrap();
+    let cs_out = dir.join("connection-string");
+    let _ = std::fs::remove_file(&cs_out);
+    let process = Process::start(
+        env!("CARGO_BIN_EXE_dps-emulator"),
+        dir,
+        &toml,
+        &["--connection-string-out".as_ref(), cs_out.as_os_str()],
+    );
+    let ca = process.server_ca_pem.clone();
     let cs = std::fs::read_to_string(&cs_out).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(std::fs::metadata(&cs_out).unwrap().permissions().mode() & 0o777, 0o600);
@@ -98,7 +70,7 @@ fn start_seeded(dir: &Path, seed_key: &str) -> Running {
         .timeout(Duration::from_secs(10))
         .build();
     Running {
-        child,
+        process,
         agent,
         host,
         auth,
@@ -159,12 +131,8 @@ impl Running {
     }
 
     fn stop(mut self) {
-        let status = Command::new("kill")
-            .arg(self.child.0.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        assert!(self.child.0.wait().unwrap().success());
+        let (status, _, stderr) = self.process.stop("TERM");
+        assert!(status.success(), "{status:?}: {stderr}");
     }
 }
 
@@ -294,23 +262,10 @@ fn a_kill_9_in_the_middle_of_bulk_calls_loses_nothing_acknowledged() {
         })
         .collect();
     // Let some calls through, then kill -9 while they keep coming.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while acknowledged.lock().unwrap().len() < 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "200 enrollments not acknowledged within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let pid = emu.child.0.id();
-    assert!(
-        Command::new("kill")
-            .arg("-9")
-            .arg(pid.to_string())
-            .status()
-            .unwrap()
-            .success()
-    );
+    test_support::wait::until_true("200 enrollments acknowledged", Duration::from_secs(60), || {
+        acknowledged.lock().unwrap().len() >= 200
+    });
+    emu.process.signal("KILL");
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         w.join().unwrap();

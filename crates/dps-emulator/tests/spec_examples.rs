@@ -131,10 +131,7 @@ fn adapt_record(record: &Value, id_field: &str, id: &str) -> Value {
 
 /// A real P-384 CSR with CN = `id` (the example's csr is made-up base64).
 fn csr(id: &str) -> String {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, id);
-    B64.encode(params.serialize_request(&key).unwrap().der())
+    B64.encode(test_support::pki::csr(id, test_support::pki::KeyType::P384).0)
 }
 
 /// The example's body parameter: the swagger's body parameter name, else the first object-valued parameter.

@@ -105,7 +105,7 @@ fn common_name_must_match_the_registration_id() {
 #[test]
 fn expired_certificate_is_refused() {
     let ca = Ca::root("root");
-    let device = ca.leaf_with("device-old", |p| {
+    let device = ca.leaf_with("device-old", KeyType::P256, |p| {
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(2021, 1, 1);
     });
@@ -124,7 +124,7 @@ fn expired_certificate_is_refused() {
 #[test]
 fn expired_enrolled_leaf_is_refused() {
     let ca = Ca::root("root");
-    let device = ca.leaf_with("device-old", |p| {
+    let device = ca.leaf_with("device-old", KeyType::P256, |p| {
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(2021, 1, 1);
     });
@@ -236,11 +236,11 @@ fn leaf_without_extended_key_usage_is_accepted_and_server_only_usage_is_refused(
         ca: vec![ca.der()],
     }]))
     .unwrap();
-    let plain = ca.leaf_with("device-plain", |p| p.extended_key_usages.clear());
+    let plain = ca.leaf_with("device-plain", KeyType::P256, |p| p.extended_key_usages.clear());
     let agent_plain = agent(&emu, Some(&plain), Tls::Any);
     assert_assigned(&provision(&agent_plain, &emu, "device-plain", None), "device-plain");
 
-    let server_only = ca.leaf_with("device-server", |p| {
+    let server_only = ca.leaf_with("device-server", KeyType::P256, |p| {
         p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     });
     let agent_server = agent(&emu, Some(&server_only), Tls::Any);

@@ -5,8 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-#[path = "common/server.rs"]
-mod server;
 
 use std::error::Error as _;
 use std::sync::Mutex;
@@ -171,9 +169,9 @@ fn a_server_that_never_answers_the_request_is_a_timeout_not_a_connect_error() {
     let (release, held) = mpsc::channel::<()>();
     let held = Mutex::new(held);
     // The handler holds the request until the test has its error (or 10 s pass).
-    let srv = server::Server::start(move |_, _| {
+    let srv = test_support::https_server::Server::start(move |_, _| {
         let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(10));
-        server::answer(200, &[], "{}")
+        test_support::https_server::answer(200, &[], "{}")
     });
     let client = ServiceClient::builder(&connection_string(&srv.endpoint))
         .trust_pem(srv.ca_pem.as_bytes())

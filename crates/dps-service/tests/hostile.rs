@@ -3,15 +3,12 @@
 //! model. Each test fails on the client before these fixes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "common/server.rs"]
-mod server;
-
 use std::time::Duration;
 
 use dps_service::models::{ProvisioningStatus, SymmetricKeyAttestation};
 use dps_service::{ApiVersion, ClientOptions, ConnectionString, Error, ServiceClient};
 use serde_json::{Value, json};
-use server::{Answer, Request, Server, answer};
+use test_support::https_server::{Answer, Request, Server, answer};
 
 const KEY: &str = "b3duZXIta2V5LWZvci10aGUtZHBzLXNlcnZpY2UtdGVzdHM=";
 

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use dps_emulator::Emulator;
@@ -71,15 +71,14 @@ fn emulator_restarted_mid_bulk_loses_nothing_acknowledged() {
     });
 
     // Stop the emulator once part of the run is acknowledged, then start it again on the same port.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while acknowledged.lock().unwrap().len() < N / 5 {
-        assert!(Instant::now() < deadline, "the bulk run made no progress");
+    test_support::wait::until_true("a fifth of the run acknowledged", Duration::from_secs(120), || {
         assert!(!run.is_finished(), "the run ended before the restart");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        acknowledged.lock().unwrap().len() >= N / 5
+    });
     let before_stop = acknowledged.lock().unwrap().len();
     emu.shutdown();
-    std::thread::sleep(Duration::from_millis(300));
+    // The port is free (calls meanwhile are refused) before the emulator comes back on it.
+    test_support::wait::refuses(("127.0.0.1", port));
     let emu = Emulator::start_with(config(), port, options(Some(&state))).unwrap();
     roots.roots.write().unwrap().extend(ca_certs(&emu));
 

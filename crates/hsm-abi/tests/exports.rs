@@ -11,7 +11,8 @@ use hsm_abi::ffi::errors::*;
 use hsm_abi::ffi::ext::*;
 use hsm_abi::ffi::sdk::*;
 use hsm_abi::ffi::signer::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::KeyPair;
+use test_support::pki::{Ca, params};
 
 const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
 const DERIVED_KEY: &str = "GRPTH+dyLH5yQZctR5eMNCRGWfZXuw/fZzAhRArVPkQ=";
@@ -54,22 +55,13 @@ struct Device {
 
 /// A CA and a leaf with common name `cn`, written to `dir` as chain.pem (leaf first) and key.pem.
 fn device(dir: &Path, cn: &str, alg: &'static rcgen::SignatureAlgorithm) -> Device {
-    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.distinguished_name.push(DnType::CommonName, "test root");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-    let key = KeyPair::generate_for(alg).unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, cn);
-    let leaf_pem = leaf.signed_by(&key, &Issuer::from_params(&ca, &ca_key)).unwrap().pem();
-    let chain_pem = format!("{leaf_pem}{ca_pem}");
+    let ca = Ca::root("test root");
+    let leaf = ca.issue(params(cn), KeyPair::generate_for(alg).unwrap());
+    let key_pem = leaf.key_pem();
+    let chain_pem = leaf.with_intermediate(&ca).chain_pem();
     std::fs::write(dir.join("chain.pem"), &chain_pem).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-    Device {
-        chain_pem,
-        key_pem: key.serialize_pem(),
-    }
+    std::fs::write(dir.join("key.pem"), &key_pem).unwrap();
+    Device { chain_pem, key_pem }
 }
 
 fn x509_toml(dir: &Path, extra: &str) -> String {

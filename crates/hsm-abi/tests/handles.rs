@@ -13,7 +13,6 @@ use hsm_abi::ffi::errors::*;
 use hsm_abi::ffi::ext::*;
 use hsm_abi::ffi::sdk::*;
 use hsm_abi::ffi::signer::*;
-use rcgen::{CertificateParams, DnType, KeyPair};
 
 static GLOBAL: Mutex<()> = Mutex::new(());
 
@@ -45,11 +44,9 @@ fn take(p: *mut c_char) -> Option<String> {
 
 /// A self-signed device certificate and its key in `dir`; configures the library with them.
 fn configure_device(dir: &Path) {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "device-handles");
-    std::fs::write(dir.join("chain.pem"), params.self_signed(&key).unwrap().pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    let id = test_support::pki::self_signed("device-handles", test_support::pki::KeyType::P256);
+    std::fs::write(dir.join("chain.pem"), id.cert_pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), id.key_pem()).unwrap();
     let toml = format!(
         "[x509]\nbackend = \"file\"\ncertificate = \"{}\"\nprivate_key = \"{}\"\n",
         dir.join("chain.pem").display(),

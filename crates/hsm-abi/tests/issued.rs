@@ -14,8 +14,6 @@ use hsm_abi::ffi::ext::*;
 use hsm_abi::ffi::sdk::*;
 use hsm_issued::testing::Ca;
 use hsm_issued::{KeySource, Store};
-use hsm_pkcs11::testing::{SoftHsm, TestModule};
-use rcgen::{CertificateParams, KeyPair};
 use rustls::server::WebPkiClientVerifier;
 
 fn last_error() -> String {
@@ -58,13 +56,8 @@ fn connect(cert_pem: &str, key_token: &str, ca: &Ca) -> Vec<u8> {
     let chain = hsm_core::pem::parse_certificates("get_cert", cert_pem.as_bytes()).unwrap();
     let key = hsm::open_signer(key_token).unwrap();
     let certified = tlsio_bridge::certified_key_from_parts(chain, key).unwrap();
-    let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let server_cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .self_signed(&server_key)
-        .unwrap();
-    let mut server_roots = rustls::RootCertStore::empty();
-    server_roots.add(server_cert.der().clone()).unwrap();
+    let server = test_support::pki::self_signed_server(&["localhost"]);
+    let server_roots = test_support::tls::roots(&server.cert_pem());
     let ccfg = tlsio_bridge::client_config_with_key(server_roots, Some(certified), Default::default()).unwrap();
     // The server requires a client certificate from the CA that issued the identity.
     let client_roots = tlsio_bridge::roots_from_pem("CA", ca.root_pem().as_bytes()).unwrap();
@@ -75,10 +68,7 @@ fn connect(cert_pem: &str, key_token: &str, ca: &Ca) -> Vec<u8> {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![server_cert.der().clone()],
-            hsm_core::pem::parse_private_key("server key", server_key.serialize_pem().as_bytes()).unwrap(),
-        )
+        .with_single_cert(server.chain.clone(), server.key.clone_key())
         .unwrap();
     let mut c = rustls::ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
     let mut s = rustls::ServerConnection::new(Arc::new(scfg)).unwrap();
@@ -89,17 +79,7 @@ fn connect(cert_pem: &str, key_token: &str, ca: &Ca) -> Vec<u8> {
 // The only test of this binary: it owns the process environment and the library's configuration.
 #[test]
 fn issued_identity_through_the_c_abi_and_tls_follows_renewal() {
-    let hsm = SoftHsm::create().expect("SoftHSM2 must be installed (apt-get install softhsm2)");
-    for (name, value) in hsm.environment() {
-        unsafe { std::env::set_var(name, value) };
-    }
-    hsm.init_token("issued-abi", "so-pin-0000", "user-pin-1234").unwrap();
-    let pin = hsm.pin_file("user.pin", "user-pin-1234").unwrap();
-    let keys = format!(
-        "pkcs11:token=issued-abi?module-path={}&pin-source=file:{}",
-        hsm.module().display(),
-        pin.display()
-    );
+    let keys = test_support::softhsm::fixture().uri("");
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("issued");
     let store = Store::open(&store_dir, "abi-device", KeySource::parse(&keys).unwrap()).unwrap();

@@ -51,13 +51,10 @@ fn sign_once() -> bool {
 
 #[test]
 fn device_return_codes_reach_c() {
-    let hsm = hsm_pkcs11::testing::SoftHsm::create().unwrap();
-    // SAFETY: the only test of this binary, before any PKCS#11 module is loaded.
-    unsafe { std::env::set_var("SOFTHSM2_CONF", hsm.conf()) };
-    hsm.init_token("rv", "so-pin", "1234").unwrap();
-    let pin = hsm.pin_file("user.pin", "1234").unwrap();
+    let token = test_support::softhsm::fixture();
+    let (hsm, pin) = (&token.hsm, &token.pin_file);
     let key = [7u8; 32];
-    let uri = format!("pkcs11:token=rv;object=rv-key?pin-source=file:{}", pin.display());
+    let uri = token.uri("object=rv-key");
     let stored = hsm_pkcs11::tools::import_secret(&uri, &key).unwrap().to_token_string();
     let section =
         |key: &str| format!("[tpm]\nbackend = \"pkcs11\"\nregistration_id = \"device-rv\"\nkey = \"{key}\"\n");
@@ -76,7 +73,9 @@ fn device_return_codes_reach_c() {
     assert_eq!(hsm_abi_last_error_rv() as u64, CKR_PIN_INCORRECT, "{}", last_error());
 
     // A token that is not there: PKCS#11, CKR_TOKEN_NOT_PRESENT.
-    configure(&section(&stored.replace("token=rv", "token=absent")));
+    let absent = stored.replace(&format!("token={}", test_support::softhsm::LABEL), "token=absent");
+    assert_ne!(absent, stored, "the stored token names its token: {stored}");
+    configure(&section(&absent));
     assert!(!sign_once());
     assert_eq!(hsm_abi_last_error_origin(), HSM_ABI_ERR_PKCS11, "{}", last_error());
     assert_eq!(

@@ -19,13 +19,9 @@ fn last_error() -> String {
 
 #[test]
 fn hub_sas_signed_by_a_token_secret() {
-    let hsm = hsm_pkcs11::testing::SoftHsm::create().unwrap();
-    // SAFETY: the only test of this binary, before any PKCS#11 module is loaded.
-    unsafe { std::env::set_var("SOFTHSM2_CONF", hsm.conf()) };
-    hsm.init_token("hub", "so-pin", "1234").unwrap();
-    let pin = hsm.pin_file("user.pin", "1234").unwrap();
+    let token = test_support::softhsm::fixture();
     let key: Vec<u8> = (0u8..64).map(|i| i.wrapping_mul(37)).collect();
-    let uri = format!("pkcs11:token=hub;object=hub-key?pin-source=file:{}", pin.display());
+    let uri = token.uri("object=hub-key");
     let stored = hsm_pkcs11::tools::import_secret(&uri, &key).unwrap().to_token_string();
 
     let toml = format!("[tpm]\nbackend = \"pkcs11\"\nregistration_id = \"device-hub\"\nkey = \"{stored}\"\n");

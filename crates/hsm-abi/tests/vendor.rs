@@ -14,7 +14,6 @@ use hsm_abi::vendor::conformance::{self, Options, Outcome};
 use hsm_abi::vendor::{Source, VendorTable, VendorX509};
 use hsm_core::config::Config;
 use hsm_core::{SignatureScheme, X509Identity};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -65,18 +64,14 @@ fn broken(n: u32) -> PathBuf {
 
 /// A device directory (chain.pem, key.pem) with a P-256 leaf under a fresh CA.
 fn device(dir: &Path, cn: &str) {
-    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.distinguished_name.push(DnType::CommonName, "vendor test CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    let leaf = p.signed_by(&key, &Issuer::from_params(&ca, &ca_key)).unwrap().pem();
+    let ca = test_support::pki::Ca::root("vendor test CA");
+    let leaf = ca.issue(
+        test_support::pki::params(cn),
+        test_support::pki::KeyType::P256.generate(),
+    );
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("chain.pem"), format!("{leaf}{ca_pem}")).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), leaf.key_pem()).unwrap();
+    std::fs::write(dir.join("chain.pem"), leaf.with_intermediate(&ca).chain_pem()).unwrap();
 }
 
 fn quiet() -> impl FnMut(&conformance::Check) {

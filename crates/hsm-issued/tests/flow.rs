@@ -9,52 +9,42 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_signs_for, token};
+use common::{TokenExt as _, assert_signs_for, token};
 use dps_device::{Attestation, Options, ProvisioningClient, RenewalOptions, Transport};
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment, IssuanceOptions, IssuingCa, ServerOptions};
+use dps_emulator::{Emulator, Enrollment, IssuanceOptions, IssuingCa, ServerOptions};
 use hsm_issued::flow::{register, renew_via_hub};
 use hsm_issued::{KeySource, Store};
 use rustls_pki_types::CertificateDer;
 
-const SCOPE: &str = "0ne00000A0B";
-const HUB: &str = "hub.example.test";
-const DEVICE_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+use test_support::emulator::{DEVICE_KEY, HUB, SCOPE};
 
 /// The emulator's issuing CA, given so that a second emulator issues from the same one and an
 /// x509 group enrollment can trust it.
 fn issuing_ca() -> (IssuingCa, CertificateDer<'static>) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(rcgen::DnType::CommonName, "flow issuing CA");
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let cert = p.self_signed(&key).unwrap();
+    let ca = test_support::pki::Ca::root_with("flow issuing CA", test_support::pki::KeyType::P384, |_| {});
     (
         IssuingCa {
-            certificate_pem: cert.pem(),
-            key_pem: key.serialize_pem().into(),
+            certificate_pem: ca.pem(),
+            key_pem: ca.key_pem().into(),
         },
-        cert.der().clone(),
+        ca.der(),
     )
 }
 
 fn emulator(ca: &(IssuingCa, CertificateDer<'static>), id: &str, delay: Duration) -> Emulator {
     Emulator::start_with(
-        EmulatorConfig {
-            id_scope: SCOPE.to_string(),
-            assigned_hub: HUB.to_string(),
-            enrollments: vec![
-                Enrollment::SymmetricIndividual {
-                    registration_id: id.into(),
-                    primary_key: DEVICE_KEY.into(),
-                    secondary_key: None,
-                },
-                // Re-registration with the issued certificate.
-                Enrollment::X509Group {
-                    name: "issued".into(),
-                    ca: vec![ca.1.clone()],
-                },
-            ],
-        },
+        test_support::emulator::config(vec![
+            Enrollment::SymmetricIndividual {
+                registration_id: id.into(),
+                primary_key: DEVICE_KEY.into(),
+                secondary_key: None,
+            },
+            // Re-registration with the issued certificate.
+            Enrollment::X509Group {
+                name: "issued".into(),
+                ca: vec![ca.1.clone()],
+            },
+        ]),
         0,
         ServerOptions {
             issuance: IssuanceOptions {

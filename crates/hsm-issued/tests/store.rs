@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Ca, assert_signs_for, read_csr, token};
+use common::{Ca, TokenExt as _, assert_signs_for, read_csr, token};
 use hsm_core::X509Identity;
 use hsm_issued::store::{CRASH_ENV, STEPS};
 use hsm_issued::{IssuedX509, KeySource, Store};
@@ -175,15 +175,9 @@ fn wrong_common_name_is_refused() {
         .params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "not-cn-device");
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let issuer = rcgen::CertifiedIssuer::self_signed(ca, key).unwrap();
-    let leaf = params.signed_by(&issuer).unwrap();
-    let e = store
-        .install(&[leaf.der().clone(), issuer.der().clone()])
-        .unwrap_err()
-        .to_string();
+    let ca = test_support::pki::Ca::root_with("wrong CN CA", test_support::pki::KeyType::P384, |_| {});
+    let leaf = params.signed_by(&ca.issuer).unwrap();
+    let e = store.install(&[leaf.der().clone(), ca.der()]).unwrap_err().to_string();
     assert!(
         e.contains("`not-cn-device`, not the registration id `cn-device`"),
         "{e}"

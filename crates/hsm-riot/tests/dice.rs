@@ -303,13 +303,12 @@ fn group_ca_signs_the_device_id() {
     assert!(int_text.contains("CA:TRUE, pathlen:1"), "{int_text}");
 
     // A CA with pathlen 0 cannot have the DeviceID (a CA) below it: refused up front.
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
-    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    std::fs::write(dev.path("p0.cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dev.path("p0.key.pem"), key.serialize_pem()).unwrap();
+    let p0 = test_support::pki::Ca::root_with("pathlen 0 CA", test_support::pki::KeyType::P256, |p| {
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    });
+    std::fs::write(dev.path("p0.cert.pem"), p0.pem()).unwrap();
+    std::fs::write(dev.path("p0.key.pem"), p0.key_pem()).unwrap();
     let e = err(dev.identity(
         "group-device-1",
         "ca_certificate = \"p0.cert.pem\"\nca_key = \"p0.key.pem\"\n",

@@ -10,21 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
+use dps_emulator::{Emulator, Enrollment};
 use hsm_core::{SigningKey, X509Identity};
 use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 use tlsio_bridge::TlsVersions;
 
-const SCOPE: &str = "0ne00DICE01";
+use test_support::emulator::SCOPE;
 
 fn emulator(enrollments: Vec<Enrollment>) -> Emulator {
-    Emulator::start(EmulatorConfig {
-        id_scope: SCOPE.into(),
-        assigned_hub: "dice-hub.azure-devices.net".into(),
-        enrollments,
-    })
-    .unwrap()
+    Emulator::start(test_support::emulator::config(enrollments)).unwrap()
 }
 
 fn agent(emu: &Emulator, identity: &dyn X509Identity, versions: TlsVersions) -> ureq::Agent {

@@ -9,30 +9,18 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
+use dps_emulator::{Emulator, Enrollment};
 use hsm_core::config::Config;
 use hsm_core::{Curve, KeyAlgorithm, X509Identity};
-use hsm_pkcs11::testing::SoftHsm;
 use hsm_riot::pki::{KeyKind, PkiOptions, generate};
+use test_support::emulator::SCOPE;
+use test_support::softhsm::LABEL;
 
 #[test]
 fn csr_from_a_softhsm_key_gets_a_certificate_that_provisions() {
-    let hsm = SoftHsm::create().expect("SoftHSM2 must be installed (apt-get install softhsm2)");
-    // SAFETY: this test binary has this one test; the variable is set before the PKCS#11 module
-    // is loaded and nothing else reads or writes the environment concurrently.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::env::set_var("SOFTHSM2_CONF", hsm.conf());
-    }
-    hsm.init_token("dice-pki", "so-pin-0000", "user-pin-1234").unwrap();
-    let pin = hsm.pin_file("user.pin", "user-pin-1234\n").unwrap();
-    let uri = |rest: &str| {
-        format!(
-            "pkcs11:token=dice-pki;{rest}?module-path={}&pin-source=file:{}",
-            hsm.module().display(),
-            pin.display()
-        )
-    };
+    let token = test_support::softhsm::fixture();
+    let hsm = &token.hsm;
+    let uri = |rest: &str| token.uri(rest);
     let key_uri = hsm_pkcs11::tools::generate_key_pair(&uri("object=hsm-leaf"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
     let csr_pem = hsm_pkcs11::tools::make_csr(&key_uri.to_token_string(), "hsm-leaf-1").unwrap();
     let csr = hsm.path().join("hsm-leaf.csr");
@@ -58,8 +46,8 @@ fn csr_from_a_softhsm_key_gets_a_certificate_that_provisions() {
 
     let cfg = Config::from_toml(
         &format!(
-            "[x509]\nbackend = \"pkcs11\"\nkey = \"pkcs11:token=dice-pki;object=hsm-leaf\"\npin_file = \"{}\"\ncertificate_file = \"{}\"\n",
-            pin.display(),
+            "[x509]\nbackend = \"pkcs11\"\nkey = \"pkcs11:token={LABEL};object=hsm-leaf\"\npin_file = \"{}\"\ncertificate_file = \"{}\"\n",
+            token.pin_file.display(),
             hsm_leaf.chain.display()
         ),
         "hsm.toml",
@@ -70,14 +58,10 @@ fn csr_from_a_softhsm_key_gets_a_certificate_that_provisions() {
     assert_eq!(identity.common_name().unwrap(), "hsm-leaf-1");
 
     let root = hsm_core::pem::parse_certificates("root", &std::fs::read(out.root.unwrap()).unwrap()).unwrap();
-    let emu = Emulator::start(EmulatorConfig {
-        id_scope: "0ne00HSM001".into(),
-        assigned_hub: "hub.example".into(),
-        enrollments: vec![Enrollment::X509Group {
-            name: "hsm-group".into(),
-            ca: root,
-        }],
-    })
+    let emu = Emulator::start(test_support::emulator::config(vec![Enrollment::X509Group {
+        name: "hsm-group".into(),
+        ca: root,
+    }]))
     .unwrap();
     let roots = tlsio_bridge::roots_from_pem("emulator", emu.server_ca_pem().as_bytes()).unwrap();
     let config = tlsio_bridge::client_config(roots, Some(&identity), tlsio_bridge::TlsVersions::Both).unwrap();
@@ -86,7 +70,7 @@ fn csr_from_a_softhsm_key_gets_a_certificate_that_provisions() {
         .timeout(Duration::from_secs(20))
         .build();
     let url = format!(
-        "https://{}/0ne00HSM001/registrations/hsm-leaf-1/register?api-version=2021-06-01",
+        "https://{}/{SCOPE}/registrations/hsm-leaf-1/register?api-version=2021-06-01",
         emu.global_endpoint()
     );
     let resp = agent

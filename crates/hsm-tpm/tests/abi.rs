@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::{Swtpm, send};
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
+use dps_emulator::{Emulator, Enrollment};
 use hsm_abi::ffi::sdk::{HSM_CLIENT_HANDLE, HSM_CLIENT_TPM_INTERFACE};
 use hsm_core::sas::Audience;
 use serde_json::json;
 
-const SCOPE: &str = "0ne00000A0A";
+use test_support::emulator::SCOPE;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 struct Sdk {
@@ -101,14 +101,10 @@ fn the_sdk_tpm_sequence_through_the_c_abi() {
     let srk = sdk.srk();
     let reg = hsm_tpm::registration_id(&ek);
 
-    let emu = Emulator::start(EmulatorConfig {
-        id_scope: SCOPE.into(),
-        assigned_hub: "hub.example.test".into(),
-        enrollments: vec![Enrollment::TpmIndividual {
-            registration_id: reg.clone(),
-            endorsement_key: B64.encode(&ek),
-        }],
-    })
+    let emu = Emulator::start(test_support::emulator::config(vec![Enrollment::TpmIndividual {
+        registration_id: reg.clone(),
+        endorsement_key: B64.encode(&ek),
+    }]))
     .unwrap();
     let roots = tlsio_bridge::roots_from_pem("emulator CA", emu.server_ca_pem().as_bytes()).unwrap();
     let config = tlsio_bridge::client_config(roots, None, tlsio_bridge::TlsVersions::Both).unwrap();

@@ -16,7 +16,7 @@ use hsm_core::{SasSigner, TpmIdentity};
 use hsm_tpm::{Tpm, TpmOptions};
 use serde_json::json;
 
-const SCOPE: &str = "0ne00000A0A";
+use test_support::emulator::SCOPE;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 fn agent(emu: &Emulator) -> ureq::Agent {
@@ -59,14 +59,10 @@ fn tpm_registration_against_the_emulator() {
     let srk = tpm.storage_root_key().unwrap();
     let reg = tpm.registration_id();
 
-    let emu = Emulator::start(EmulatorConfig {
-        id_scope: SCOPE.into(),
-        assigned_hub: "hub.example.test".into(),
-        enrollments: vec![Enrollment::TpmIndividual {
-            registration_id: reg.clone(),
-            endorsement_key: B64.encode(&ek),
-        }],
-    })
+    let emu = Emulator::start(test_support::emulator::config(vec![Enrollment::TpmIndividual {
+        registration_id: reg.clone(),
+        endorsement_key: B64.encode(&ek),
+    }]))
     .unwrap();
     let agent = agent(&emu);
     let body = json!({
@@ -141,14 +137,10 @@ fn a_tpm_with_another_ek_is_refused() {
     let a = Tpm::open(TpmOptions::new(enrolled.tcti())).unwrap();
     let b = Tpm::open(TpmOptions::new(other.tcti())).unwrap();
     let reg = a.registration_id();
-    let emu = Emulator::start(EmulatorConfig {
-        id_scope: SCOPE.into(),
-        assigned_hub: "hub.example.test".into(),
-        enrollments: vec![Enrollment::TpmIndividual {
-            registration_id: reg.clone(),
-            endorsement_key: B64.encode(a.endorsement_key().unwrap()),
-        }],
-    })
+    let emu = Emulator::start(test_support::emulator::config(vec![Enrollment::TpmIndividual {
+        registration_id: reg.clone(),
+        endorsement_key: B64.encode(a.endorsement_key().unwrap()),
+    }]))
     .unwrap();
     let body = json!({
         "registrationId": reg,

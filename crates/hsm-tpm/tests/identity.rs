@@ -510,8 +510,14 @@ fn a_frozen_tpm_fails_signing_within_the_command_timeout() {
 
     sw.signal("STOP");
     let start = Instant::now();
+    let port = sw.port();
     let second = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
+        // Once the first command waits in the stopped TPM's socket, the first caller holds the connection.
+        test_support::wait::until_true(
+            "the first command to reach the stopped TPM",
+            Duration::from_secs(10),
+            || test_support::wait::unread(port) > 0,
+        );
         let t0 = Instant::now();
         let r = other.sign_with_identity(b"second");
         (r, t0.elapsed(), other)
@@ -540,17 +546,17 @@ fn a_frozen_tpm_fails_signing_within_the_command_timeout() {
     assert!(e3.contains("earlier command"), "{e3}");
 
     // The TPM answers again: after the stuck command returns, signing works (reconnected).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let sig = loop {
-        match t.sign_with_identity(b"again") {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
+    let sig = test_support::wait::until(
+        "signing to recover after SIGCONT",
+        test_support::wait::DEADLINE,
+        || match t.sign_with_identity(b"again") {
+            Ok(s) => Some(s),
+            Err(e) => {
                 assert!(e.to_string().contains("earlier command"), "{e}");
-                std::thread::sleep(Duration::from_millis(50));
+                None
             }
-            Err(e) => panic!("signing did not recover after SIGCONT: {e}"),
-        }
-    };
+        },
+    );
     assert_eq!(sig, hsm_core::sas::hmac_sha256(&key, b"again").to_vec());
     assert_eq!(
         other.sign_with_identity(b"y").unwrap(),

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Swtpm, send};
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
+use dps_emulator::{Emulator, Enrollment};
 use hsm_core::X509Identity;
 use hsm_tpm::{KeyLocation, TpmConn, TpmX509, generate_key};
 use serde_json::json;
 
-const SCOPE: &str = "0ne00000A0A";
+use test_support::emulator::SCOPE;
 
 #[test]
 fn tpm_key_authenticates_mutual_tls_to_the_emulator() {
@@ -24,22 +24,13 @@ fn tpm_key_authenticates_mutual_tls_to_the_emulator() {
     let key = generate_key(conn, KeyLocation::Blob(blob.clone())).unwrap();
 
     // A group CA issues the device certificate for the TPM key (CN = registration id).
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "TPM group CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.distinguished_name
-        .push(rcgen::DnType::CommonName, "tpm-tls-device");
-    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let leaf = leaf
-        .signed_by(&hsm_core::csr::SubjectKey::of(&key).unwrap(), &issuer)
-        .unwrap();
-    std::fs::write(dir.path().join("chain.pem"), format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+    let ca = test_support::pki::Ca::root("TPM group CA");
+    let leaf = ca.certify(
+        test_support::pki::leaf_params("tpm-tls-device"),
+        &hsm_core::csr::SubjectKey::of(&key).unwrap(),
+    );
+    let chain = hsm_core::pem::certificates_to_pem(&[leaf, ca.der()]);
+    std::fs::write(dir.path().join("chain.pem"), chain).unwrap();
 
     let text = format!(
         "[x509]\nbackend = \"tpm\"\ntcti = \"{}\"\nkey_blob = \"device.tpmkey\"\ncertificate = \"chain.pem\"\n",
@@ -49,14 +40,10 @@ fn tpm_key_authenticates_mutual_tls_to_the_emulator() {
     let identity = TpmX509::from_section(cfg.section("x509").unwrap()).unwrap();
     assert_eq!(identity.common_name().unwrap(), "tpm-tls-device");
 
-    let emu = Emulator::start(EmulatorConfig {
-        id_scope: SCOPE.into(),
-        assigned_hub: "hub.example.test".into(),
-        enrollments: vec![Enrollment::X509Group {
-            name: "tpm-group".into(),
-            ca: vec![ca.der().clone()],
-        }],
-    })
+    let emu = Emulator::start(test_support::emulator::config(vec![Enrollment::X509Group {
+        name: "tpm-group".into(),
+        ca: vec![ca.der().clone()],
+    }]))
     .unwrap();
     let roots = tlsio_bridge::roots_from_pem("emulator CA", emu.server_ca_pem().as_bytes()).unwrap();
     for versions in [

@@ -102,20 +102,13 @@ fn x509_identity_from_configuration() {
     let key = Arc::new(generate_key(conn, KeyLocation::Persistent(0x8100_0200)).unwrap());
 
     // A CA signs a certificate for the TPM key (the CSR's public key).
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut leaf_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "tpm-device-7");
-    let leaf = leaf_params
-        .signed_by(&hsm_core::csr::SubjectKey::of(key.as_ref()).unwrap(), &issuer)
-        .unwrap();
-    std::fs::write(dir.path().join("chain.pem"), format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+    let ca = test_support::pki::Ca::root("Test CA");
+    let leaf = ca.certify(
+        test_support::pki::params("tpm-device-7"),
+        &hsm_core::csr::SubjectKey::of(key.as_ref()).unwrap(),
+    );
+    let chain = hsm_core::pem::certificates_to_pem(&[leaf, ca.der()]);
+    std::fs::write(dir.path().join("chain.pem"), chain).unwrap();
 
     let text = format!(
         "[x509]\nbackend = \"tpm\"\ntcti = \"{}\"\nkey_handle = \"0x81000200\"\ncertificate = \"chain.pem\"\n",
@@ -184,17 +177,18 @@ fn x509_identity_from_configuration() {
     sw.signal("CONT");
     assert!(took < std::time::Duration::from_millis(2500), "{took:?}");
     assert!(e.contains(&sw.tcti()) && e.contains("1500 ms"), "{e}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let sig = loop {
-        match signer.sign(SignatureScheme::EcdsaP256Sha256, b"thawed") {
-            Ok(sig) => break sig,
-            Err(e) if std::time::Instant::now() < deadline => {
-                assert!(e.to_string().contains("earlier command"), "{e}");
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(e) => panic!("signing did not recover after SIGCONT: {e}"),
-        }
-    };
+    let sig =
+        test_support::wait::until(
+            "signing to recover after SIGCONT",
+            test_support::wait::DEADLINE,
+            || match signer.sign(SignatureScheme::EcdsaP256Sha256, b"thawed") {
+                Ok(sig) => Some(sig),
+                Err(e) => {
+                    assert!(e.to_string().contains("earlier command"), "{e}");
+                    None
+                }
+            },
+        );
     verify(&key.public_key_spki().unwrap(), b"thawed", &sig);
 }
 

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hsm::{Curve, KeyAlgorithm};
-use hsm_pkcs11::testing::SoftHsm;
 
 /// An example binary of this package: `cargo test` builds the examples into `target/*/examples`
 /// before it runs any test.
@@ -33,57 +32,19 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
-/// The public half of the token's key, for rcgen to certify.
-struct TokenPublicKey(Vec<u8>);
-
-impl rcgen::PublicKeyData for TokenPublicKey {
-    fn der_bytes(&self) -> &[u8] {
-        // The uncompressed point ends the SubjectPublicKeyInfo.
-        &self.0[self.0.len() - 65..]
-    }
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        &rcgen::PKCS_ECDSA_P256_SHA256
-    }
-}
-
 #[test]
 fn the_sign_example_signs_on_softhsm_from_a_configuration_file() {
-    let hsm = SoftHsm::create().expect("SoftHSM2 must be installed (apt-get install softhsm2)");
-    hsm.init_token("examples", "so-pin-0000", "user-pin-1234").unwrap();
-    let pin_file = hsm.pin_file("user.pin", "user-pin-1234").unwrap();
-    let uri = format!(
-        "pkcs11:token=examples;object=device-key?module-path={}&pin-source=file:{}",
-        hsm.module().display(),
-        pin_file.display()
-    );
-    // SAFETY: this test binary has this one test; nothing else reads the environment meanwhile, and
-    // no PKCS#11 module is loaded yet.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::env::set_var("SOFTHSM2_CONF", hsm.conf());
-    }
+    let token = test_support::softhsm::fixture();
+    let hsm = &token.hsm;
+    let uri = token.uri("object=device-key");
     let key = hsm_pkcs11::tools::generate_key_pair(&uri, KeyAlgorithm::Ec(Curve::P256)).unwrap();
-    let spki = hsm::open_signer(&key.to_token_string())
-        .unwrap()
-        .public_key_spki()
-        .unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "example-device");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = rcgen::CertifiedIssuer::self_signed(
-        {
-            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            p
-        },
-        ca_key,
-    )
-    .unwrap();
-    let leaf = params.signed_by(&TokenPublicKey(spki.clone()), &ca).unwrap();
+    let signer = hsm::open_signer(&key.to_token_string()).unwrap();
+    let spki = signer.public_key_spki().unwrap();
+    let ca = test_support::pki::Ca::root("examples root");
+    let public = hsm_core::csr::SubjectKey::of(signer.as_ref()).unwrap();
+    let leaf = ca.certify(test_support::pki::params("example-device"), &public);
     let dir = hsm.path();
-    std::fs::write(dir.join("device.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("device.pem"), hsm_core::pem::certificates_to_pem(&[leaf])).unwrap();
     std::fs::write(
         dir.join("device.toml"),
         format!(

@@ -4,13 +4,10 @@
 use std::path::Path;
 
 fn device(dir: &Path, cn: &str) -> rcgen::KeyPair {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-    let cert = params.self_signed(&key).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-    key
+    let id = test_support::pki::self_signed(cn, test_support::pki::KeyType::P256);
+    std::fs::write(dir.join("cert.pem"), id.cert_pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), id.key_pem()).unwrap();
+    id.into_key_pair()
 }
 
 const CONFIG: &str = concat!(

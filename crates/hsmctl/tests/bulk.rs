@@ -2,15 +2,12 @@
 //! line among good ones, `--report`, `--quiet`, Ctrl-C half way, a closed port, the progress bar.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use dps_emulator::{Emulator, EmulatorConfig, ServerOptions, ServicePolicy};
+use dps_emulator::{Emulator, ServerOptions, ServicePolicy};
 use serde_json::Value;
 
 const OWNER_KEY: &str = "b3duZXIta2V5LWZvci10aGUtaHNtY3RsLXRlc3RzLTAwMA==";
@@ -24,11 +21,7 @@ struct Service {
 
 fn service() -> Service {
     let emu = Emulator::start_with(
-        EmulatorConfig {
-            id_scope: SCOPE.into(),
-            assigned_hub: HUB.into(),
-            enrollments: vec![],
-        },
+        test_support::emulator::config(vec![]),
         0,
         ServerOptions {
             retry_after: Duration::ZERO,
@@ -185,12 +178,10 @@ fn ctrl_c_reports_what_was_acknowledged_and_exits_130() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::fs::read_to_string(&rep).map(|t| t.lines().count()).unwrap_or(0) < 100 {
-        assert!(Instant::now() < deadline, "no progress");
+    test_support::wait::until_true("100 lines in the report", Duration::from_secs(120), || {
         assert!(child.try_wait().unwrap().is_none(), "hsmctl ended before the interrupt");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        std::fs::read_to_string(&rep).map(|t| t.lines().count()).unwrap_or(0) >= 100
+    });
     let kill = Command::new("kill")
         .args(["-s", "INT", &child.id().to_string()])
         .status()

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment, IssuanceOptions, IssuingCa, ServerOptions};
+use dps_emulator::{Emulator, Enrollment, IssuanceOptions, IssuingCa, ServerOptions};
 
-const SCOPE: &str = "0ne00000C0C";
-const HUB: &str = "hub.example.test";
+use test_support::emulator::HUB;
+use test_support::emulator::SCOPE;
 const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
 const ID: &str = "issued-cli";
 
@@ -22,33 +22,25 @@ struct Env {
 
 fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(rcgen::DnType::CommonName, "cli issuing CA");
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = p.self_signed(&key).unwrap();
+    let ca = test_support::pki::Ca::root_with("cli issuing CA", test_support::pki::KeyType::P384, |_| {});
     let emulator = Emulator::start_with(
-        EmulatorConfig {
-            id_scope: SCOPE.into(),
-            assigned_hub: HUB.into(),
-            enrollments: vec![
-                Enrollment::SymmetricIndividual {
-                    registration_id: ID.into(),
-                    primary_key: DEVICE_KEY.into(),
-                    secondary_key: None,
-                },
-                Enrollment::X509Group {
-                    name: "issued".into(),
-                    ca: vec![ca.der().clone()],
-                },
-            ],
-        },
+        test_support::emulator::config(vec![
+            Enrollment::SymmetricIndividual {
+                registration_id: ID.into(),
+                primary_key: DEVICE_KEY.into(),
+                secondary_key: None,
+            },
+            Enrollment::X509Group {
+                name: "issued".into(),
+                ca: vec![ca.der().clone()],
+            },
+        ]),
         0,
         ServerOptions {
             issuance: IssuanceOptions {
                 ca: Some(IssuingCa {
                     certificate_pem: ca.pem(),
-                    key_pem: key.serialize_pem().into(),
+                    key_pem: ca.key_pem().into(),
                 }),
                 ..IssuanceOptions::default()
             },

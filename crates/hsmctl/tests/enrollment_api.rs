@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
-use dps_emulator::{Emulator, EmulatorConfig, ServerOptions, ServicePolicy};
+use dps_emulator::{Emulator, ServerOptions, ServicePolicy};
 use serde_json::Value;
 
 const OWNER_KEY: &str = "b3duZXIta2V5LWZvci10aGUtaHNtY3RsLXRlc3RzLTAwMA==";
@@ -49,11 +49,7 @@ fn p(path: &Path) -> &str {
 #[test]
 fn enrollments_made_with_hsmctl_provision_devices() {
     let emu = Emulator::start_with(
-        EmulatorConfig {
-            id_scope: SCOPE.into(),
-            assigned_hub: HUB.into(),
-            enrollments: vec![],
-        },
+        test_support::emulator::config(vec![]),
         0,
         ServerOptions {
             retry_after: std::time::Duration::ZERO,
@@ -80,8 +76,9 @@ fn enrollments_made_with_hsmctl_provision_devices() {
     )
     .unwrap();
     let root = ca("cli root");
-    let (leaf, key) = root.leaf("cli-x509");
-    std::fs::write(d.join("chain.pem"), format!("{leaf}{}", root.pem)).unwrap();
+    let key_id = root.leaf("cli-x509");
+    let (leaf, key) = (key_id.cert_pem(), key_id.key_pair());
+    std::fs::write(d.join("chain.pem"), format!("{leaf}{}", root.pem())).unwrap();
     std::fs::write(d.join("key.pem"), key.serialize_pem()).unwrap();
     std::fs::write(
         d.join("x509.toml"),
@@ -155,8 +152,9 @@ fn enrollments_made_with_hsmctl_provision_devices() {
             .contains("cli root"),
         "{out}"
     );
-    let (leaf2, key2) = root.leaf("fleet-dev");
-    std::fs::write(d.join("chain2.pem"), format!("{leaf2}{}", root.pem)).unwrap();
+    let key2_id = root.leaf("fleet-dev");
+    let (leaf2, key2) = (key2_id.cert_pem(), key2_id.key_pair());
+    std::fs::write(d.join("chain2.pem"), format!("{leaf2}{}", root.pem())).unwrap();
     std::fs::write(d.join("key2.pem"), key2.serialize_pem()).unwrap();
     std::fs::write(
         d.join("fleet.toml"),
@@ -252,11 +250,7 @@ fn enrollments_made_with_hsmctl_provision_devices() {
 fn tpm_enrolled_from_its_ek_is_assigned() {
     let tpm = hsm_tpm::testing::Swtpm::start().unwrap();
     let emu = Emulator::start_with(
-        EmulatorConfig {
-            id_scope: SCOPE.into(),
-            assigned_hub: HUB.into(),
-            enrollments: vec![],
-        },
+        test_support::emulator::config(vec![]),
         0,
         ServerOptions {
             retry_after: std::time::Duration::ZERO,

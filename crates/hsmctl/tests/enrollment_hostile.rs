@@ -3,13 +3,9 @@
 //! fields a newer version adds are printed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-// The hostile-service fixture of dps-service's tests (one fixture for both crates).
-#[path = "../../dps-service/tests/common/server.rs"]
-mod server;
-
 use std::process::Command;
 
-use server::{Server, answer};
+use test_support::https_server::{Server, answer};
 
 const KEY: &str = "b3duZXIta2V5LWZvci10aGUtaHNtY3RsLXRlc3RzLTAwMA==";
 

@@ -7,8 +7,8 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{HUB, SCOPE};
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
+use common::SCOPE;
+use dps_emulator::{Emulator, Enrollment};
 
 const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
 
@@ -18,15 +18,11 @@ fn stderr(out: &Output) -> String {
 }
 
 fn emulator_and_device() -> (Emulator, tempfile::TempDir) {
-    let emulator = Emulator::start(EmulatorConfig {
-        id_scope: SCOPE.into(),
-        assigned_hub: HUB.into(),
-        enrollments: vec![Enrollment::SymmetricIndividual {
-            registration_id: "device-sym".into(),
-            primary_key: DEVICE_KEY.into(),
-            secondary_key: None,
-        }],
-    })
+    let emulator = Emulator::start(test_support::emulator::config(vec![Enrollment::SymmetricIndividual {
+        registration_id: "device-sym".into(),
+        primary_key: DEVICE_KEY.into(),
+        secondary_key: None,
+    }]))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -108,7 +104,7 @@ fn no_softhsm_token_without_softhsm2_conf_names_the_variable() {
         "{e}"
     );
     // With SOFTHSM2_CONF set (a configuration of its own, with no such token) there is no such hint.
-    let hsm = hsm_pkcs11::testing::SoftHsm::create().unwrap();
+    let hsm = test_support::softhsm::create();
     let e = list(Some(hsm.conf()));
     assert!(e.contains("no token matches") && !e.contains("SOFTHSM2_CONF"), "{e}");
 }

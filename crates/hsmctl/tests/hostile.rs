@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Ca, SCOPE, ca};
-use rcgen::{CertificateParams, DnType, Issuer, KeyPair, SanType};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
 const ASSIGNING: &str = r#"{"operationId":"4.op","status":"assigning"}"#;
@@ -35,15 +34,8 @@ struct Hostile {
 }
 
 fn server_identity(ca: &Ca) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "hostile dps");
-    p.subject_alt_names = vec![SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())];
-    let cert = p.signed_by(&key, &Issuer::from_params(&ca.params, &ca.key)).unwrap();
-    (
-        vec![cert.der().clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    )
+    let id = ca.server(&["127.0.0.1"]);
+    (id.chain.clone(), id.key.clone_key())
 }
 
 /// Read one request (head and Content-Length body); false when the peer is gone.
@@ -95,7 +87,7 @@ fn hostile(behaviour: impl Fn(usize, &mut Tls) + Send + Sync + 'static) -> Hosti
         }
     });
     let server_ca = dir.path().join("server-ca.pem");
-    std::fs::write(&server_ca, &root.pem).unwrap();
+    std::fs::write(&server_ca, root.pem()).unwrap();
     let device = dir.path().join("device.toml");
     std::fs::write(
         &device,
@@ -227,6 +219,7 @@ fn a_slow_loris_server_is_cut_off_by_the_overall_timeout() {
             if tls.write_all(b" ").and_then(|()| tls.flush()).is_err() {
                 return;
             }
+            // Pacing: the slow server under test.
             std::thread::sleep(Duration::from_secs(1));
         }
     });
@@ -240,6 +233,7 @@ fn a_slow_loris_server_is_cut_off_by_the_overall_timeout() {
             if tls.write_all(&[*b]).and_then(|()| tls.flush()).is_err() {
                 return;
             }
+            // Pacing: the slow server under test.
             std::thread::sleep(Duration::from_millis(500));
         }
     });

@@ -7,15 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{Ca, HUB, SCOPE, ca};
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
+use dps_emulator::{Emulator, Enrollment};
 
 const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
 const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
 
 /// Write a device chain (leaf + issuing CA) and key; return the config path.
 fn x509_device(dir: &Path, name: &str, ca: &Ca, cn: &str) -> PathBuf {
-    let (leaf, key) = ca.leaf(cn);
-    std::fs::write(dir.join(format!("{name}-chain.pem")), format!("{leaf}{}", ca.pem)).unwrap();
+    let key_id = ca.leaf(cn);
+    let (leaf, key) = (key_id.cert_pem(), key_id.key_pair());
+    std::fs::write(dir.join(format!("{name}-chain.pem")), format!("{leaf}{}", ca.pem())).unwrap();
     std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
     let cfg = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -42,26 +43,22 @@ struct Env {
 fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let root = ca("test group root");
-    let emulator = Emulator::start(EmulatorConfig {
-        id_scope: SCOPE.into(),
-        assigned_hub: HUB.into(),
-        enrollments: vec![
-            Enrollment::X509Group {
-                name: "x509-group".into(),
-                ca: hsm_core::pem::parse_certificates("root", root.pem.as_bytes()).unwrap(),
-            },
-            Enrollment::SymmetricIndividual {
-                registration_id: "device-sym".into(),
-                primary_key: DEVICE_KEY.into(),
-                secondary_key: None,
-            },
-            Enrollment::SymmetricGroup {
-                name: "symm-group".into(),
-                primary_key: GROUP_KEY.into(),
-                secondary_key: None,
-            },
-        ],
-    })
+    let emulator = Emulator::start(test_support::emulator::config(vec![
+        Enrollment::X509Group {
+            name: "x509-group".into(),
+            ca: hsm_core::pem::parse_certificates("root", root.pem().as_bytes()).unwrap(),
+        },
+        Enrollment::SymmetricIndividual {
+            registration_id: "device-sym".into(),
+            primary_key: DEVICE_KEY.into(),
+            secondary_key: None,
+        },
+        Enrollment::SymmetricGroup {
+            name: "symm-group".into(),
+            primary_key: GROUP_KEY.into(),
+            secondary_key: None,
+        },
+    ]))
     .unwrap();
     let server_ca = dir.path().join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
@@ -407,8 +404,8 @@ fn sas_from_configuration_signs_through_the_identity() {
 fn certify_csr(e: &Env, csr: &Path) -> PathBuf {
     let root_pem = e.dir.path().join("root.pem");
     let root_key = e.dir.path().join("root.key.pem");
-    std::fs::write(&root_pem, &e.root.pem).unwrap();
-    std::fs::write(&root_key, e.root.key.serialize_pem()).unwrap();
+    std::fs::write(&root_pem, e.root.pem()).unwrap();
+    std::fs::write(&root_key, e.root.key_pem()).unwrap();
     let out = e.dir.path().join("issued");
     let o = out.to_str().unwrap();
     hsmctl(&[
@@ -428,9 +425,8 @@ fn certify_csr(e: &Env, csr: &Path) -> PathBuf {
 #[test]
 fn x509_key_generated_in_softhsm_is_assigned() {
     let e = env();
-    let hsm = hsm_pkcs11::testing::SoftHsm::create().unwrap();
-    hsm.init_token("provision", "so-pin", "1234").unwrap();
-    let pin = hsm.pin_file("user.pin", "1234").unwrap();
+    let token = test_support::softhsm::for_children("provision");
+    let (hsm, pin) = (&token.hsm, &token.pin_file);
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
             .env("SOFTHSM2_CONF", hsm.conf())
@@ -506,14 +502,10 @@ fn tpm_attestation_is_assigned() {
         .unwrap()
         .to_string();
 
-    let emulator = Emulator::start(EmulatorConfig {
-        id_scope: SCOPE.into(),
-        assigned_hub: HUB.into(),
-        enrollments: vec![Enrollment::TpmIndividual {
-            registration_id: registration_id.clone(),
-            endorsement_key: ek,
-        }],
-    })
+    let emulator = Emulator::start(test_support::emulator::config(vec![Enrollment::TpmIndividual {
+        registration_id: registration_id.clone(),
+        endorsement_key: ek,
+    }]))
     .unwrap();
     let server_ca = dir.path().join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();

@@ -12,12 +12,11 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Ca, HUB, SCOPE, ca};
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
+use dps_emulator::{Emulator, Enrollment};
 use hsm_core::X509Identity;
-use rcgen::{CertificateParams, DnType, Issuer, KeyPair};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -43,10 +42,11 @@ fn example() -> &'static Path {
 
 /// A device directory for the example backend (chain.pem, key.pem) and its configuration.
 fn vendor_device(dir: &Path, ca: &Ca, cn: &str) -> PathBuf {
-    let (leaf, key) = ca.leaf(cn);
+    let key_id = ca.leaf(cn);
+    let (leaf, key) = (key_id.cert_pem(), key_id.key_pair());
     let dev = dir.join("device");
     std::fs::create_dir_all(&dev).unwrap();
-    std::fs::write(dev.join("chain.pem"), format!("{leaf}{}", ca.pem)).unwrap();
+    std::fs::write(dev.join("chain.pem"), format!("{leaf}{}", ca.pem())).unwrap();
     std::fs::write(dev.join("key.pem"), key.serialize_pem()).unwrap();
     let cfg = dir.join("vendor.toml");
     std::fs::write(
@@ -65,14 +65,10 @@ fn vendor_device(dir: &Path, ca: &Ca, cn: &str) -> PathBuf {
 fn provision_with_the_example_vendor_backend() {
     let dir = tempfile::tempdir().unwrap();
     let root_ca = ca("vendor group root");
-    let emulator = Emulator::start(EmulatorConfig {
-        id_scope: SCOPE.into(),
-        assigned_hub: HUB.into(),
-        enrollments: vec![Enrollment::X509Group {
-            name: "vendor-group".into(),
-            ca: hsm_core::pem::parse_certificates("root", root_ca.pem.as_bytes()).unwrap(),
-        }],
-    })
+    let emulator = Emulator::start(test_support::emulator::config(vec![Enrollment::X509Group {
+        name: "vendor-group".into(),
+        ca: hsm_core::pem::parse_certificates("root", root_ca.pem().as_bytes()).unwrap(),
+    }]))
     .unwrap();
     let server_ca = dir.path().join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
@@ -146,14 +142,11 @@ fn s_server(dir: &Path, cert: &Path, key: &Path, client_ca: &Path) -> SServer {
         .spawn()
         .expect("openssl is required");
     let server = SServer { child, port, log };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&server.log)
-        .unwrap_or_default()
-        .contains("ACCEPT")
-    {
-        assert!(Instant::now() < deadline, "s_server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    test_support::wait::until_true("s_server to log ACCEPT", test_support::wait::DEADLINE, || {
+        std::fs::read_to_string(&server.log)
+            .unwrap_or_default()
+            .contains("ACCEPT")
+    });
     server
 }
 
@@ -164,29 +157,21 @@ fn rustls_handshake_with_a_vendor_identity_against_openssl() {
     let cfg = vendor_device(dir.path(), &root_ca, "device-vendor-tls");
 
     // Server certificate for 127.0.0.1 from the same root.
-    let server_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut sp = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    sp.subject_alt_names
-        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-    sp.distinguished_name.push(DnType::CommonName, "vendor tls server");
-    let server_pem = sp
-        .signed_by(&server_key, &Issuer::from_params(&root_ca.params, &root_ca.key))
-        .unwrap()
-        .pem();
+    let server = root_ca.server(&["localhost", "127.0.0.1"]);
     let (cert, key, ca_file) = (
         dir.path().join("server.pem"),
         dir.path().join("server.key"),
         dir.path().join("root.pem"),
     );
-    std::fs::write(&cert, server_pem).unwrap();
-    std::fs::write(&key, server_key.serialize_pem()).unwrap();
-    std::fs::write(&ca_file, &root_ca.pem).unwrap();
+    std::fs::write(&cert, server.cert_pem()).unwrap();
+    std::fs::write(&key, server.key_pem()).unwrap();
+    std::fs::write(&ca_file, root_ca.pem()).unwrap();
 
     let config = hsm_core::config::Config::from_file(&cfg).unwrap();
     hsm_abi::vendor::install();
     let identity = hsm::open_x509(&config).unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    for c in hsm_core::pem::parse_certificates("root", root_ca.pem.as_bytes()).unwrap() {
+    for c in hsm_core::pem::parse_certificates("root", root_ca.pem().as_bytes()).unwrap() {
         roots.add(c).unwrap();
     }
 
@@ -212,11 +197,7 @@ fn rustls_handshake_with_a_vendor_identity_against_openssl() {
         drop(tls);
         // s_server (-naccept 1) reports the peer certificate and exits after the connection.
         let mut server = server;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while server.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "s_server did not finish");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        test_support::wait::exit(&mut server.child, test_support::wait::DEADLINE);
         let log = std::fs::read_to_string(&server.log).unwrap();
         assert!(
             log.contains("device-vendor-tls"),
@@ -286,9 +267,8 @@ fn hsmctl_ok(args: &[&str], softhsm_conf: &Path) -> String {
 #[test]
 fn conformance_command_passes_the_pkcs11_backend() {
     let dir = tempfile::tempdir().unwrap();
-    let hsm = hsm_pkcs11::testing::SoftHsm::create().unwrap();
-    hsm.init_token("vendor", "so-pin", "1234").unwrap();
-    let pin = hsm.pin_file("user.pin", "1234").unwrap();
+    let token = test_support::softhsm::for_children("vendor");
+    let (hsm, pin) = (&token.hsm, &token.pin_file);
     let base = format!("pkcs11:token=vendor;object=dev-key?pin-source=file:{}", pin.display());
     let key_uri = hsmctl_ok(&["pkcs11", "keygen", "--uri", &base, "--key-type", "p256"], hsm.conf())
         .trim()
@@ -309,8 +289,8 @@ fn conformance_command_passes_the_pkcs11_backend() {
     );
     let root_ca = ca("pkcs11 conformance root");
     let (root_pem, root_key) = (dir.path().join("root.pem"), dir.path().join("root.key.pem"));
-    std::fs::write(&root_pem, &root_ca.pem).unwrap();
-    std::fs::write(&root_key, root_ca.key.serialize_pem()).unwrap();
+    std::fs::write(&root_pem, root_ca.pem()).unwrap();
+    std::fs::write(&root_key, root_ca.key_pem()).unwrap();
     let issued = dir.path().join("issued");
     hsmctl_ok(
         &[

@@ -9,34 +9,17 @@ use std::process::Command;
 use std::sync::Arc;
 
 use hsm_core::file::{FileX509, KeyReference};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::KeyPair;
 use rustls::server::WebPkiClientVerifier;
+use test_support::pki::{Ca, named_params};
 use tlsio_bridge::{TlsVersions, client_config, roots_from_pem};
 
-struct Pki {
-    ca_pem: String,
-    ca_key: KeyPair,
-    ca_params: CertificateParams,
+fn ca() -> Ca {
+    Ca::root("test root")
 }
 
-fn ca() -> Pki {
-    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.distinguished_name.push(DnType::CommonName, "test root");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
-    Pki {
-        ca_pem,
-        ca_key,
-        ca_params,
-    }
-}
-
-fn leaf(pki: &Pki, key: &KeyPair, cn: &str, sans: &[&str]) -> String {
-    let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    let issuer = Issuer::from_params(&pki.ca_params, &pki.ca_key);
-    p.signed_by(key, &issuer).unwrap().pem()
+fn leaf(ca: &Ca, key: &KeyPair, cn: &str, sans: &[&str]) -> String {
+    hsm_core::pem::certificates_to_pem(&[ca.certify(named_params(cn, sans), key)])
 }
 
 fn rsa_key_pem(dir: &Path) -> String {
@@ -100,7 +83,7 @@ fn run(alg: Option<&'static rcgen::SignatureAlgorithm>, versions: TlsVersions) -
         KeyReference::Token,
     )
     .unwrap();
-    let roots = roots_from_pem("test root", pki.ca_pem.as_bytes()).unwrap();
+    let roots = roots_from_pem("test root", pki.pem().as_bytes()).unwrap();
     let ccfg = client_config(roots.clone(), Some(&id), versions).unwrap();
 
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), tlsio_bridge::provider())

@@ -8,33 +8,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hsm_core::file::FileKey;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::KeyPair;
 use rustls::server::WebPkiClientVerifier;
+use test_support::pki::{Ca, KeyType, named_params};
 use tlsio_bridge::io::options::{self, KeyResolver};
 use tlsio_bridge::io::tcp::TcpTransport;
 use tlsio_bridge::io::{Event, OpenResult, Phase, SendResult, TlsIo};
 
-struct Ca {
-    pem: String,
-    key: KeyPair,
-    params: CertificateParams,
-}
-
 fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let pem = params.self_signed(&key).unwrap().pem();
-    Ca { pem, key, params }
+    Ca::root(name)
 }
 
 fn leaf(ca: &Ca, cn: &str, sans: &[&str]) -> (String, KeyPair) {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    let issuer = Issuer::from_params(&ca.params, &ca.key);
-    (p.signed_by(&key, &issuer).unwrap().pem(), key)
+    let id = ca.issue(named_params(cn, sans), KeyType::P256.generate());
+    (id.cert_pem(), id.into_key_pair())
 }
 
 fn resolver() -> KeyResolver {
@@ -86,7 +73,7 @@ fn serve(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let provider = tlsio_bridge::provider();
-    let client_roots = tlsio_bridge::roots_from_pem("client CA", p.client_ca.pem.as_bytes()).unwrap();
+    let client_roots = tlsio_bridge::roots_from_pem("client CA", p.client_ca.pem().as_bytes()).unwrap();
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider.clone())
         .build()
         .unwrap();
@@ -137,7 +124,7 @@ static TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
 fn new_io(host: &str, port: u16, p: &Pki, with_client_cert: bool) -> Io {
     let mut io = Io::new(host, port, TcpTransport::new(), resolver()).unwrap();
-    io.set_option_str(options::OPTION_TRUSTED_CERTS, &p.server_ca.pem)
+    io.set_option_str(options::OPTION_TRUSTED_CERTS, &p.server_ca.pem())
         .unwrap();
     if with_client_cert {
         io.set_option_str(options::OPTION_X509_ECC_CERT, &p.client_chain)
@@ -160,6 +147,7 @@ fn pump(io: &mut Io, events: &mut Vec<Event<u32>>, until: impl Fn(&[Event<u32>])
         }
         assert!(Instant::now() < deadline, "timed out; events so far: {events:?}");
         io.dowork();
+        // The pace of the SDK's dowork loop (it polls the IO, as the C SDK does).
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -216,7 +204,7 @@ fn untrusted_server_fails_the_open() {
     let p = pki(&["localhost"]);
     let (port, server) = serve(&p, Server::Echo, TLS13);
     let mut io = Io::new("localhost", port, TcpTransport::new(), resolver()).unwrap();
-    io.set_option_str(options::OPTION_TRUSTED_CERTS, &ca("other root").pem)
+    io.set_option_str(options::OPTION_TRUSTED_CERTS, &ca("other root").pem())
         .unwrap();
     io.open().unwrap();
     let mut ev = Vec::new();
@@ -267,7 +255,7 @@ fn tls13_client_certificate_rejection_arrives_after_open_as_an_error() {
     let p = pki(&["localhost"]);
     let (port, server) = serve(&p, Server::Echo, TLS13);
     let mut io = Io::new("localhost", port, TcpTransport::new(), resolver()).unwrap();
-    io.set_option_str(options::OPTION_TRUSTED_CERTS, &p.server_ca.pem)
+    io.set_option_str(options::OPTION_TRUSTED_CERTS, &p.server_ca.pem())
         .unwrap();
     // A certificate from a CA the server does not trust.
     let (chain, key) = leaf(&ca("rogue root"), "device-1", &[]);
@@ -320,7 +308,7 @@ fn connection_refused_and_unresolvable_keys_fail_the_open() {
 
     let failing: KeyResolver = Arc::new(|_: &str| Err(hsm_core::Error::invalid("token", "no such key")));
     let mut io = Io::new("127.0.0.1", port, TcpTransport::new(), failing).unwrap();
-    io.set_option_str(options::OPTION_TRUSTED_CERTS, &p.server_ca.pem)
+    io.set_option_str(options::OPTION_TRUSTED_CERTS, &p.server_ca.pem())
         .unwrap();
     io.set_option_str(options::OPTION_X509_CERT, &p.client_chain).unwrap();
     io.set_option_str(options::OPTION_X509_KEY, "pkcs11:token=none;object=none")
@@ -373,7 +361,7 @@ fn without_trusted_certs_the_system_store_is_used() {
 fn echo_with_token(server: &Pki, p: &Pki, token: &str, resolver: &KeyResolver) -> OpenResult {
     let (port, server) = serve(server, Server::Echo, TLS13);
     let mut io = Io::new("localhost", port, TcpTransport::new(), resolver.clone()).unwrap();
-    io.set_option_str(options::OPTION_TRUSTED_CERTS, &p.server_ca.pem)
+    io.set_option_str(options::OPTION_TRUSTED_CERTS, &p.server_ca.pem())
         .unwrap();
     io.set_option_str(options::OPTION_X509_CERT, &p.client_chain).unwrap();
     io.set_option_str(options::OPTION_X509_KEY, token).unwrap();

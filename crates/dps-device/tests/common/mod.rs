@@ -1,99 +1,20 @@
-//! Test PKIs (rcgen), identities on files, the emulator, and a scripted HTTPS server for misbehaviour.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Clients of the emulator, attestations and assertions, and scripted servers for misbehaviour; PKIs,
+//! the emulator and TLS come from `test_support`.
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod mqtt_server;
 pub mod scripted;
 
-/// The TLS side of the scripted test servers: a fresh self-signed certificate for 127.0.0.1, and its
-/// PEM for the clients under test to trust.
-pub fn loopback_server_config() -> (std::sync::Arc<rustls::ServerConfig>, String) {
-    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(hsm_core::tls::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
-        )
-        .unwrap();
-    (std::sync::Arc::new(config), cert.cert.pem())
-}
-
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dps_device::{Attestation, Error, Options, ProvisioningClient, ServiceError, Transport};
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
-use hsm_core::file::{FileSymmetric, FileX509, KeyReference};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls_pki_types::CertificateDer;
+use dps_emulator::{Emulator, Enrollment};
+use hsm_core::file::{FileSymmetric, FileX509};
 
-pub const SCOPE: &str = "0ne00000A0A";
-pub const HUB: &str = "hub.example.test";
-/// From shared/test-vectors.md: a group key and the key it derives for `GROUP_DEVICE`.
-pub const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
-pub const GROUP_DEVICE_KEY: &str = "GRPTH+dyLH5yQZctR5eMNCRGWfZXuw/fZzAhRArVPkQ=";
-pub const DEVICE_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
-pub struct Ca {
-    pub issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    pub fn root(cn: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        Ca {
-            issuer: CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    pub fn intermediate(&self, cn: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        Ca {
-            issuer: CertifiedIssuer::signed_by(p, KeyPair::generate().unwrap(), &self.issuer).unwrap(),
-        }
-    }
-
-    pub fn der(&self) -> CertificateDer<'static> {
-        self.issuer.der().clone()
-    }
-
-    pub fn leaf_params(cn: &str) -> CertificateParams {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::ExplicitNoCa;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        p
-    }
-
-    /// A file identity (leaf `cn`, then `extra` chain certificates) written into `dir`.
-    pub fn file_identity(&self, dir: &Path, cn: &str, extra: &[&Ca]) -> Arc<FileX509> {
-        let key = KeyPair::generate().unwrap();
-        let leaf = Self::leaf_params(cn).signed_by(&key, &self.issuer).unwrap();
-        let mut chain = leaf.pem();
-        for ca in extra {
-            chain.push_str(&ca.issuer.pem());
-        }
-        let cert_path = dir.join(format!("{cn}.cert.pem"));
-        let key_path = dir.join(format!("{cn}.key.pem"));
-        std::fs::write(&cert_path, chain).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        Arc::new(FileX509::open(&cert_path, &key_path, KeyReference::Token).unwrap())
-    }
-}
+pub use test_support::emulator::{DEVICE_KEY, GROUP_DEVICE_KEY, GROUP_KEY, HUB, SCOPE, now};
+pub use test_support::pki::{Ca, KeyType};
+pub use test_support::tls::{loopback_server_config, roots};
 
 pub fn x509(identity: Arc<FileX509>) -> Attestation {
     Attestation::X509(identity)
@@ -105,20 +26,7 @@ pub fn symmetric(registration_id: &str, key_b64: &str) -> Attestation {
 }
 
 pub fn emulator(enrollments: Vec<Enrollment>) -> Emulator {
-    Emulator::start(EmulatorConfig {
-        id_scope: SCOPE.to_string(),
-        assigned_hub: HUB.to_string(),
-        enrollments,
-    })
-    .unwrap()
-}
-
-pub fn roots(ca_pem: &str) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in hsm_core::pem::parse_certificates("server CA", ca_pem.as_bytes()).unwrap() {
-        roots.add(c).unwrap();
-    }
-    roots
+    test_support::emulator::start(enrollments)
 }
 
 /// Options for tests: no polling floor, a short overall timeout.
@@ -166,10 +74,6 @@ pub fn assert_auth_refused(t: Transport, result: Result<dps_device::Assignment, 
         Err(Error::ConnectionRefused { code: 5, transport, .. }) if transport == t => {}
         other => panic!("expected {t} to refuse the connection (not authorized), got {other:?}"),
     }
-}
-
-pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// The service error of a refused registration, with the emulator's error shape.

@@ -1,10 +1,11 @@
-//! A misbehaving HTTPS "DPS": answers each request with the next scripted step (the last one repeats).
+//! A misbehaving HTTPS "DPS": answers each request with the next scripted step (the last one repeats),
+//! over the loopback HTTPS server of `test_support`.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use test_support::https_server::{Reply, Server};
 
 #[derive(Clone)]
 pub enum Step {
@@ -32,8 +33,9 @@ pub struct Scripted {
     pub endpoint: String,
     pub ca_pem: String,
     pub requests: Arc<AtomicUsize>,
-    /// The request line of every request, in order.
+    /// The request line of every request, in order, in lower case.
     pub lines: Arc<Mutex<Vec<String>>>,
+    _server: Server,
 }
 
 impl Scripted {
@@ -43,69 +45,26 @@ impl Scripted {
     }
 
     pub fn start(steps: Vec<Step>) -> Scripted {
-        let (config, ca_pem) = super::loopback_server_config();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let endpoint = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let log = lines.clone();
-        std::thread::spawn(move || {
-            for tcp in listener.incoming() {
-                let Ok(tcp) = tcp else { return };
-                let (config, steps, counter, log) = (config.clone(), steps.clone(), counter.clone(), log.clone());
-                std::thread::spawn(move || {
-                    let conn = rustls::ServerConnection::new(config).unwrap();
-                    let mut tls = rustls::StreamOwned::new(conn, tcp);
-                    loop {
-                        let Some(line) = read_request(&mut tls) else {
-                            return;
-                        };
-                        log.lock().unwrap().push(line);
-                        let n = counter.fetch_add(1, Ordering::SeqCst);
-                        let step = steps.get(n).or(steps.last()).cloned().unwrap_or(Step::Close);
-                        match step {
-                            Step::Raw(bytes) => {
-                                if tls.write_all(&bytes).and_then(|()| tls.flush()).is_err() {
-                                    return;
-                                }
-                            }
-                            Step::Hang(d) => {
-                                std::thread::sleep(d);
-                                return;
-                            }
-                            Step::Close => return,
-                        }
-                    }
-                });
+        let (counter, log) = (requests.clone(), lines.clone());
+        let server = Server::start(move |_, request| {
+            log.lock()
+                .unwrap()
+                .push(format!("{} {} http/1.1", request.method, request.target).to_lowercase());
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            match steps.get(n).or(steps.last()).cloned().unwrap_or(Step::Close) {
+                Step::Raw(bytes) => Reply::Raw(bytes),
+                Step::Hang(d) => Reply::Hang(d),
+                Step::Close => Reply::Close,
             }
         });
         Scripted {
-            endpoint,
-            ca_pem,
+            endpoint: server.endpoint.clone(),
+            ca_pem: server.ca_pem.clone(),
             requests,
             lines,
+            _server: server,
         }
     }
-}
-
-/// Read one request (head and Content-Length body): its request line; None when the peer closed.
-fn read_request(r: &mut impl Read) -> Option<String> {
-    let mut data = Vec::new();
-    let mut byte = [0u8; 1];
-    while !data.ends_with(b"\r\n\r\n") {
-        match r.read(&mut byte) {
-            Ok(1) => data.push(byte[0]),
-            _ => return None,
-        }
-    }
-    let head = String::from_utf8_lossy(&data).to_lowercase();
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    r.read_exact(&mut body).ok()?;
-    Some(head.lines().next().unwrap_or_default().to_string())
 }

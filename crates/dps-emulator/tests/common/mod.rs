@@ -1,109 +1,21 @@
-//! Test PKIs made with rcgen, and a real HTTPS client (ureq on rustls/ring) for the emulator.
-#![allow(dead_code)]
+//! A real HTTPS client (ureq on rustls/ring) for the emulator, and the device API's requests and
+//! answers; PKIs, configuration and waiting come from `test_support`.
+#![allow(dead_code, unused_imports)]
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use dps_emulator::Emulator;
+use rustls::ClientConfig;
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
-pub const SCOPE: &str = "0ne00000A0A";
-pub const HUB: &str = "hub.example.test";
-/// From shared/test-vectors.md.
-pub const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
-pub const GROUP_DEVICE_KEY: &str = "GRPTH+dyLH5yQZctR5eMNCRGWfZXuw/fZzAhRArVPkQ=";
-
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    hsm_core::tls::crypto_provider()
-}
-
-/// A CA that can issue intermediates and leaves.
-pub struct Ca {
-    pub issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    pub fn root(cn: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        Ca {
-            issuer: CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    pub fn intermediate(&self, cn: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        Ca {
-            issuer: CertifiedIssuer::signed_by(p, KeyPair::generate().unwrap(), &self.issuer).unwrap(),
-        }
-    }
-
-    pub fn der(&self) -> CertificateDer<'static> {
-        self.issuer.der().clone()
-    }
-
-    pub fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A client leaf with subject CN `cn`.
-    pub fn leaf(&self, cn: &str) -> Device {
-        self.leaf_with(cn, |_| {})
-    }
-
-    pub fn leaf_with(&self, cn: &str, edit: impl FnOnce(&mut CertificateParams)) -> Device {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.is_ca = IsCa::ExplicitNoCa;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        edit(&mut p);
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        Device {
-            chain: vec![cert.der().clone()],
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        }
-    }
-}
-
-/// A device's TLS identity: chain (leaf first) and private key.
-pub struct Device {
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
-}
-
-impl Device {
-    pub fn with_intermediate(mut self, ca: &Ca) -> Device {
-        self.chain.push(ca.der());
-        self
-    }
-
-    pub fn leaf(&self) -> CertificateDer<'static> {
-        self.chain[0].clone()
-    }
-}
-
-pub fn config(enrollments: Vec<Enrollment>) -> EmulatorConfig {
-    EmulatorConfig {
-        id_scope: SCOPE.to_string(),
-        assigned_hub: HUB.to_string(),
-        enrollments,
-    }
-}
+pub use test_support::emulator::{GROUP_DEVICE_KEY, GROUP_KEY, HUB, SCOPE, config, now, sas};
+pub use test_support::pki::{Ca, Identity, KeyType};
+pub use test_support::tls::provider;
+pub use test_support::wait::closed as until_closed;
 
 /// Which TLS versions a client offers.
 #[derive(Clone, Copy)]
@@ -116,10 +28,7 @@ pub fn client_builder(
     server_ca_pem: &str,
     tls: Tls,
 ) -> rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert> {
-    let mut roots = RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut server_ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
+    let roots = test_support::tls::roots(server_ca_pem);
     let versions: &[&rustls::SupportedProtocolVersion] = match tls {
         Tls::Any => &[&rustls::version::TLS13, &rustls::version::TLS12],
         Tls::Only12 => &[&rustls::version::TLS12],
@@ -131,7 +40,7 @@ pub fn client_builder(
 }
 
 /// A ureq agent trusting the emulator's CA, optionally presenting a client certificate.
-pub fn agent(emu: &Emulator, device: Option<&Device>, tls: Tls) -> ureq::Agent {
+pub fn agent(emu: &Emulator, device: Option<&Identity>, tls: Tls) -> ureq::Agent {
     let builder = client_builder(&emu.server_ca_pem(), tls);
     let config = match device {
         Some(d) => builder
@@ -253,34 +162,4 @@ pub fn assert_denied((status, body): (u16, Value), needle: &str) {
     assert!(body["trackingId"].as_str().is_some_and(|s| s.len() >= 32), "{body}");
     let message = body["message"].as_str().unwrap();
     assert!(message.contains(needle), "message {message:?} lacks {needle:?}");
-}
-
-pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-/// A DPS SAS token for `registration_id` signed with a raw key.
-pub fn sas(registration_id: &str, key_b64: &str, expiry: u64) -> String {
-    let key = hsm_core::sas::decode_key("test key", key_b64).unwrap();
-    hsm_core::sas::Audience::Dps {
-        id_scope: SCOPE.to_string(),
-        registration_id: registration_id.to_string(),
-    }
-    .sign_with_key(&key, expiry)
-}
-
-/// Wait until `stream`'s peer closes it; how long that took.
-pub fn until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> Duration {
-    let started = std::time::Instant::now();
-    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let mut buf = [0u8; 256];
-    while started.elapsed() < limit {
-        match std::io::Read::read(stream, &mut buf) {
-            Ok(0) => return started.elapsed(),
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => return started.elapsed(),
-        }
-    }
-    panic!("still open after {limit:?}");
 }

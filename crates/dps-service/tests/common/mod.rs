@@ -1,5 +1,5 @@
 //! The emulator (in-process) with shared access policies, and clients of it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -11,8 +11,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-pub const SCOPE: &str = "0ne00000A0A";
-pub const HUB: &str = "hub.example.test";
+pub use test_support::emulator::{HUB, SCOPE};
 pub const OWNER: &str = "provisioningserviceowner";
 pub const OWNER_KEY: &str = "b3duZXIta2V5LWZvci10aGUtZHBzLXNlcnZpY2UtdGVzdHM=";
 pub const READER: &str = "reader";
@@ -35,11 +34,7 @@ pub fn options(state_dir: Option<&Path>) -> ServerOptions {
 }
 
 pub fn config() -> EmulatorConfig {
-    EmulatorConfig {
-        id_scope: SCOPE.into(),
-        assigned_hub: HUB.into(),
-        enrollments: vec![],
-    }
+    test_support::emulator::config(vec![])
 }
 
 pub fn start() -> Emulator {
@@ -152,20 +147,12 @@ pub struct Pki {
 }
 
 pub fn pki(leaf_cn: &str) -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "Test Root");
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, leaf_cn);
-    p.is_ca = IsCa::ExplicitNoCa;
-    let leaf = p.signed_by(&key, &ca).unwrap();
+    let ca = test_support::pki::Ca::root("Test Root");
+    let leaf = ca.leaf(leaf_cn);
     Pki {
         ca_pem: ca.pem(),
-        leaf_pem: leaf.pem(),
-        leaf_key_pem: key.serialize_pem(),
+        leaf_pem: leaf.cert_pem(),
+        leaf_key_pem: leaf.key_pem(),
     }
 }
 

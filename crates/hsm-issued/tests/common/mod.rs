@@ -1,12 +1,8 @@
 //! Shared test helpers: a CA that issues for CSRs (what DPS does with the `csr` field), ring
-//! verification of signatures, and the SoftHSM2 token of this test process.
+//! verification of signatures, and what the tests ask of the SoftHSM2 token of `test_support`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
 use hsm_core::SigningKey;
-use hsm_pkcs11::testing::{SoftHsm, TestModule};
 use rustls_pki_types::CertificateDer;
 use x509_parser::prelude::FromDer as _;
 
@@ -62,46 +58,26 @@ pub fn assert_signs_for(key: &dyn SigningKey, leaf: &CertificateDer<'_>) {
     .expect("ring verifies the signature with the leaf's key");
 }
 
-pub const PIN: &str = "user-pin-1234";
-pub const LABEL: &str = "issued-test";
-
-pub struct Token {
-    pub hsm: SoftHsm,
-    pub pin_file: PathBuf,
-}
-
 /// The process-wide SoftHSM2 token (fails, never skips, when softhsm2 is missing).
-pub fn token() -> &'static Token {
-    static T: OnceLock<Token> = OnceLock::new();
-    T.get_or_init(|| {
-        let hsm = SoftHsm::create().expect("SoftHSM2 must be installed (apt-get install softhsm2)");
-        for (name, value) in hsm.environment() {
-            // SAFETY: inside OnceLock initialization, before any PKCS#11 module is loaded;
-            // nothing else in this test binary touches the environment concurrently.
-            #[allow(unsafe_code)]
-            unsafe {
-                std::env::set_var(name, value);
-            }
-        }
-        hsm.init_token(LABEL, "so-pin-0000", PIN).unwrap();
-        let pin_file = hsm.pin_file("user.pin", PIN).unwrap();
-        Token { hsm, pin_file }
-    })
+pub fn token() -> &'static test_support::softhsm::Fixture {
+    test_support::softhsm::fixture()
 }
 
-impl Token {
+/// What these tests ask of the token.
+pub trait TokenExt {
     /// The key source: the test token, with module path and PIN file.
-    pub fn key_source(&self) -> String {
-        format!(
-            "pkcs11:token={LABEL}?module-path={}&pin-source=file:{}",
-            self.hsm.module().display(),
-            self.pin_file.display()
-        )
-    }
-
+    fn key_source(&self) -> String;
     /// The objects of the generations 1 to 16 of `registration_id` on the token, as
     /// `label/type`, sorted (searched by label: other tests change other labels meanwhile).
-    pub fn objects(&self, registration_id: &str) -> Vec<String> {
+    fn objects(&self, registration_id: &str) -> Vec<String>;
+}
+
+impl TokenExt for test_support::softhsm::Fixture {
+    fn key_source(&self) -> String {
+        self.uri("")
+    }
+
+    fn objects(&self, registration_id: &str) -> Vec<String> {
         let base = hsm_pkcs11::Pkcs11Uri::parse(&self.key_source()).unwrap();
         let mut out = Vec::new();
         for generation in 1..=16 {

@@ -92,7 +92,7 @@ pub fn issue(dir: &Path, name: &str, csr_pem: &str) -> (String, String) {
 fn tls_handshake(identity: &dyn X509Identity, ca_pem: &str, versions: tlsio_bridge::TlsVersions) {
     use std::io::{Read, Write};
     let provider = tlsio_bridge::provider();
-    let server_cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let server_cert = test_support::pki::self_signed_server(&["localhost"]);
     let client_roots = tlsio_bridge::roots_from_pem("test CA", ca_pem.as_bytes()).unwrap();
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider.clone())
@@ -102,10 +102,7 @@ fn tls_handshake(identity: &dyn X509Identity, ca_pem: &str, versions: tlsio_brid
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![server_cert.cert.der().clone()],
-            rustls_pki_types::PrivateKeyDer::Pkcs8(server_cert.signing_key.serialize_der().into()),
-        )
+        .with_single_cert(server_cert.chain.clone(), server_cert.key.clone_key())
         .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -122,11 +119,7 @@ fn tls_handshake(identity: &dyn X509Identity, ca_pem: &str, versions: tlsio_brid
         tls.flush().unwrap();
         cn_seen
     });
-    let server_roots = tlsio_bridge::roots_from_pem(
-        "server",
-        hsm_core::pem::certificates_to_pem(&[server_cert.cert.der().clone()]).as_bytes(),
-    )
-    .unwrap();
+    let server_roots = tlsio_bridge::roots_from_pem("server", server_cert.cert_pem().as_bytes()).unwrap();
     let config = tlsio_bridge::client_config(server_roots, Some(identity), versions).unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

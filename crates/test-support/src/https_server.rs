@@ -1,15 +1,11 @@
-//! A local HTTPS server for hostile-service tests (also used by hsmctl's tests through `#[path]`):
-//! every request (method, target, headers, body, arrival time) is recorded and answered by the
-//! test's handler, which may misbehave as it likes (redirects, repeated continuation tokens,
-//! throttling, fields we do not model).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! A loopback HTTPS server for tests of misbehaving services: every request (method, target,
+//! headers, body, arrival time) is recorded and answered by the test's handler, which may answer
+//! well, write raw bytes, hang, or close the connection.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::time::{Duration, Instant};
 
 /// One request as the server read it.
 #[derive(Debug, Clone)]
@@ -38,11 +34,12 @@ impl Request {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap()
+        serde_json::from_slice(&self.body).expect("a JSON request body")
     }
 }
 
-/// An answer: status, extra headers, body (Content-Length is added).
+/// A well-formed answer: status, extra headers, body (Content-Length, and a JSON Content-Type when
+/// there is a body, are added).
 pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -57,7 +54,24 @@ pub fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
     }
 }
 
-type Handler = dyn Fn(usize, &Request) -> Answer + Send + Sync;
+/// What the server does with a request.
+pub enum Reply {
+    Answer(Answer),
+    /// These bytes as the answer (status line, headers, body), as they are.
+    Raw(Vec<u8>),
+    /// Say nothing for this long, then close.
+    Hang(Duration),
+    /// Close the connection.
+    Close,
+}
+
+impl From<Answer> for Reply {
+    fn from(a: Answer) -> Reply {
+        Reply::Answer(a)
+    }
+}
+
+type Handler = dyn Fn(usize, &Request) -> Reply + Send + Sync;
 
 pub struct Server {
     /// `127.0.0.1:port`.
@@ -68,23 +82,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serve HTTPS on 127.0.0.1; `handler(n, request)` answers the `n`th request (from 0).
-    pub fn start(handler: impl Fn(usize, &Request) -> Answer + Send + Sync + 'static) -> Server {
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(hsm_core::tls::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.cert.der().clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der())),
-            )
-            .unwrap();
-        let config = Arc::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let endpoint = listener.local_addr().unwrap().to_string();
+    /// Serve HTTPS on 127.0.0.1 until the test process ends; `handler(n, request)` answers the `n`th
+    /// request (from 0, over all connections).
+    pub fn start<R: Into<Reply>>(handler: impl Fn(usize, &Request) -> R + Send + Sync + 'static) -> Server {
+        let (config, ca_pem) = crate::tls::loopback_server_config();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let endpoint = listener.local_addr().expect("the bound address").to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
+        let handler: Arc<Handler> = Arc::new(move |n, r: &Request| handler(n, r).into());
         let log = requests.clone();
         std::thread::spawn(move || {
             for tcp in listener.incoming() {
@@ -95,38 +100,54 @@ impl Server {
         });
         Server {
             endpoint,
-            ca_pem: cert.cert.pem(),
+            ca_pem,
             requests,
         }
     }
 
     /// Every request so far, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
 fn serve(tcp: TcpStream, config: Arc<rustls::ServerConfig>, handler: &Handler, log: &Mutex<Vec<Request>>) {
-    let conn = rustls::ServerConnection::new(config).unwrap();
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
     let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
     while let Some(request) = read_request(&mut tls) {
         let n = {
-            let mut log = log.lock().unwrap();
+            let mut log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             log.push(request.clone());
             log.len() - 1
         };
-        let a = handler(n, &request);
-        let mut head = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\n", a.status, a.body.len());
-        if !a.body.is_empty() {
-            head.push_str("Content-Type: application/json\r\n");
-        }
-        for (name, value) in &a.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
+        let bytes = match handler(n, &request) {
+            Reply::Answer(a) => {
+                let mut head = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\n", a.status, a.body.len());
+                if !a.body.is_empty() {
+                    head.push_str("Content-Type: application/json\r\n");
+                }
+                for (name, value) in &a.headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                head.push_str(&a.body);
+                head.into_bytes()
+            }
+            Reply::Raw(bytes) => bytes,
+            Reply::Hang(d) => {
+                // The misbehaviour under test: a server that says nothing for `d`.
+                std::thread::sleep(d);
+                return;
+            }
+            Reply::Close => return,
+        };
         let out = tls.get_mut();
-        if out.write_all(head.as_bytes()).is_err() || out.write_all(a.body.as_bytes()).is_err() || out.flush().is_err()
-        {
+        if out.write_all(&bytes).and_then(|()| out.flush()).is_err() {
             return;
         }
     }
@@ -153,7 +174,7 @@ fn read_request(r: &mut impl BufRead) -> Option<Request> {
     let length = headers
         .iter()
         .find(|(n, _)| n == "content-length")
-        .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+        .map_or(Some(0), |(_, v)| v.parse::<usize>().ok())?;
     let mut body = vec![0u8; length];
     r.read_exact(&mut body).ok()?;
     Some(Request {
