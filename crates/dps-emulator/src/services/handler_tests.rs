@@ -24,7 +24,7 @@ fn handler() -> RequestHandler {
     let enrollments = Arc::new(crate::enrollments::Enrollments::new(&config, store).unwrap());
     let options = crate::ServerOptions::default();
     let issuer = Arc::new(crate::issuance::CertificateIssuer::new(&options.issuance).unwrap());
-    crate::emulator::request_handler(enrollments, issuer, &options)
+    crate::emulator::request_handler(enrollments, issuer, Default::default(), &options)
 }
 
 fn token(key_b64: &str) -> String {
