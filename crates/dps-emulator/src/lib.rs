@@ -81,7 +81,12 @@ pub mod fuzzing {
             let enrollments = Arc::new(crate::enrollments::Enrollments::new(&config, store).ok()?);
             let options = crate::ServerOptions::default();
             let issuer = Arc::new(crate::issuance::CertificateIssuer::new(&options.issuance).ok()?);
-            Some(crate::emulator::request_handler(enrollments, issuer, Default::default(), &options))
+            Some(crate::emulator::request_handler(
+                enrollments,
+                issuer,
+                Default::default(),
+                &options,
+            ))
         });
         let Some(handler) = handler else { return };
         let mut input = data;

@@ -66,7 +66,11 @@ enum Resource {
     /// DPS: the path `/{idScope}/registrations/{registrationId}`.
     Dps { path: String },
     /// An IoT hub: the path `/devices/{deviceId}`, the hub's host name and the device id.
-    Hub { path: String, host: String, device_id: String },
+    Hub {
+        path: String,
+        host: String,
+        device_id: String,
+    },
 }
 
 /// What CONNECT established.
@@ -336,28 +340,35 @@ fn hub_answer(
     rid: &str,
     payload: &[u8],
 ) -> (&'static str, Response) {
-    let (prefix, method, resource) = if let Some(rest) = topic.strip_prefix(&format!("devices/{device_id}/messages/events/")) {
-        let mut request = session.request("POST", format!("{path}/messages/events"), payload);
-        request
-            .headers
-            .push((crate::services::iot_hub::PROPERTIES_HEADER.into(), rest.to_string()));
-        return ("", handler.handle(&request));
-    } else if topic.starts_with("devices/") {
-        // Another device's topics, or not a telemetry topic: IoT Hub closes the connection.
-        return ("", error(403, 403001, format!("device '{device_id}' may not publish to {topic}")));
-    } else if topic.starts_with(ISSUE_PREFIX) {
-        ("$iothub/credentials/res/", "POST", "credentials/issueCertificate")
-    } else if topic.starts_with(TWIN_GET_PREFIX) {
-        ("$iothub/twin/res/", "GET", "twin")
-    } else if topic.starts_with(TWIN_PATCH_PREFIX) {
-        ("$iothub/twin/res/", "PATCH", "twin/properties/reported")
-    } else {
-        return ("", error(403, 403001, format!("no such topic: {topic}")));
-    };
+    let (prefix, method, resource) =
+        if let Some(rest) = topic.strip_prefix(&format!("devices/{device_id}/messages/events/")) {
+            let mut request = session.request("POST", format!("{path}/messages/events"), payload);
+            request
+                .headers
+                .push((crate::services::iot_hub::PROPERTIES_HEADER.into(), rest.to_string()));
+            return ("", handler.handle(&request));
+        } else if topic.starts_with("devices/") {
+            // Another device's topics, or not a telemetry topic: IoT Hub closes the connection.
+            return (
+                "",
+                error(403, 403001, format!("device '{device_id}' may not publish to {topic}")),
+            );
+        } else if topic.starts_with(ISSUE_PREFIX) {
+            ("$iothub/credentials/res/", "POST", "credentials/issueCertificate")
+        } else if topic.starts_with(TWIN_GET_PREFIX) {
+            ("$iothub/twin/res/", "GET", "twin")
+        } else if topic.starts_with(TWIN_PATCH_PREFIX) {
+            ("$iothub/twin/res/", "PATCH", "twin/properties/reported")
+        } else {
+            return ("", error(403, 403001, format!("no such topic: {topic}")));
+        };
     if rid.is_empty() {
         return (prefix, error(400, 400004, "no $rid in the topic"));
     }
-    (prefix, handler.handle(&session.request(method, format!("{path}/{resource}"), payload)))
+    (
+        prefix,
+        handler.handle(&session.request(method, format!("{path}/{resource}"), payload)),
+    )
 }
 
 /// The publish of an answer: `{prefix}{status}/?$rid={rid}[&retry-after={seconds}][&$version={v}]`.

@@ -121,12 +121,14 @@ fn iot_hub_paths_are_not_served_over_https_and_unknown_paths_are_404() {
         "{}",
         answer.error_message()
     );
-    // Over MQTT the hub answers, and refuses a client without a certificate.
+    // Over MQTT the hub answers, and refuses a device no registration was assigned.
     hub.client.transport = Transport::Mqtt;
     let refused = handler.handle(&hub);
     assert_eq!(refused.status, 401, "{}", refused.error_message());
     assert!(
-        refused.error_message().contains("no client certificate"),
+        refused
+            .error_message()
+            .contains("does not contain the specified device 'dev-1'"),
         "{}",
         refused.error_message()
     );

@@ -32,10 +32,10 @@ use dps_wire::device::credentials::{CredentialsRequest, CredentialsResponse};
 
 use crate::device_auth::Denied;
 use crate::enrollments::{Enrollments, lock};
-use crate::services::hub_devices::{HubDevices, HubMessage};
-use crate::services::service_policies::{self, ServicePolicy, ServiceRight};
 use crate::issuance::{CertificateIssuer, IssuanceOptions, Refused};
 use crate::request::{Later, Request, Response, SESSION, Service, error, error_with_info};
+use crate::services::hub_devices::{HubDevices, HubMessage};
+use crate::services::service_policies::{self, ServicePolicy, ServiceRight};
 
 /// Operations in progress, per device id: (operation number, until when).
 #[derive(Default)]
@@ -73,7 +73,10 @@ impl Service for IotHub {
         }
         let method = request.method.as_str();
         let response = match segments {
-            ["devices", device_id] if method == SESSION => self.authenticate(request, device_id).err().unwrap_or_else(|| Response::empty(204)),
+            ["devices", device_id] if method == SESSION => self
+                .authenticate(request, device_id)
+                .err()
+                .unwrap_or_else(|| Response::empty(204)),
             ["devices", device_id, "credentials", "issueCertificate"] if method == "POST" => {
                 self.issue_certificate(request, device_id)
             }
@@ -164,7 +167,10 @@ impl IotHub {
         let registration_id = match registration {
             Some((id, state))
                 if state.status == Some(dps_wire::service::EnrollmentStatus::Assigned)
-                    && state.assigned_hub.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(assigned)) =>
+                    && state
+                        .assigned_hub
+                        .as_deref()
+                        .is_some_and(|h| h.eq_ignore_ascii_case(assigned)) =>
             {
                 id
             }
