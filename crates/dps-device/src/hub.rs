@@ -212,11 +212,19 @@ impl HubConnection {
         Ok((token, Some(expiry)))
     }
 
-    /// When to reconnect with a fresh token: four fifths into its lifetime (`None` for x509).
+    /// How long after [`Self::mqtt_options`] to reconnect with a fresh token (`None` for x509): four
+    /// fifths into the lifetime, less the second a whole-second expiry may lose. IoT Hub (and the emulator)
+    /// close a session when its token expires; MQTT 3.1.1 re-authenticates by reconnecting.
     pub fn renew_after(&self) -> Option<Duration> {
         match self.credential {
             Credential::X509(_) => None,
-            Credential::Sas(_) => Some(self.options.sas_lifetime.mul_f64(0.8)),
+            Credential::Sas(_) => Some(
+                self.options
+                    .sas_lifetime
+                    .mul_f64(0.8)
+                    .saturating_sub(Duration::from_secs(1))
+                    .max(Duration::from_millis(100)),
+            ),
         }
     }
 

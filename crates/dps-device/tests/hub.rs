@@ -148,3 +148,48 @@ async fn a_wrong_device_key_is_refused_by_the_hub() {
         other => panic!("expected CONNACK 5, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_sas_device_stays_connected_across_ten_token_renewals() {
+    let emu = emulator(vec![Enrollment::SymmetricIndividual {
+        registration_id: "hub-renew".into(),
+        primary_key: DEVICE_KEY.into(),
+        secondary_key: None,
+    }]);
+    let attestation = symmetric("hub-renew", DEVICE_KEY);
+    let assignment = mqtt_client(&emu, options()).register(&attestation, None).await.unwrap();
+    let mut hub_options = HubOptions::new(roots(&emu.server_ca_pem()));
+    hub_options.endpoint = Some(emu.mqtt_endpoint());
+    hub_options.sas_lifetime = Duration::from_secs(3);
+    let hub = HubConnection::new(&assignment, &attestation, hub_options).await.unwrap();
+    let renew_after = hub.renew_after().unwrap();
+    assert!(renew_after < Duration::from_secs(2), "{renew_after:?}");
+    let mut connections = 0;
+    for renewal in 0..=10 {
+        // A fresh token for each connection; the previous one is left before its token expires.
+        let (client, mut events) = AsyncClient::new(hub.mqtt_options().await.unwrap(), 10);
+        connections += 1;
+        let due = tokio::time::Instant::now() + renew_after;
+        wait_for(&mut events, |p| matches!(p, Packet::ConnAck(_)).then_some(())).await;
+        client
+            .publish(hub.topics().telemetry(""), QoS::AtLeastOnce, false, format!("renewal {renewal}"))
+            .await
+            .unwrap();
+        wait_for(&mut events, |p| matches!(p, Packet::PubAck(_)).then_some(())).await;
+        // Serve the connection until the renewal is due: the hub must not drop it before.
+        let served = tokio::time::timeout_at(due, async {
+            loop {
+                if let Err(e) = events.poll().await {
+                    return e;
+                }
+            }
+        })
+        .await;
+        assert!(served.is_err(), "the hub dropped the connection before renewal {renewal}: {served:?}");
+        client.disconnect().await.unwrap();
+    }
+    assert_eq!(connections, 11, "one connection per token, no reconnect storm");
+    let kept = emu.hub_messages(Some("hub-renew"));
+    assert_eq!(kept.len(), 11, "{kept:?}");
+    assert_eq!(kept[10].body, b"renewal 10");
+}

@@ -344,3 +344,20 @@ fn hostile_publishes_close_the_session() {
     }
     assert!(emu.hub_messages(None).is_empty());
 }
+
+#[test]
+fn a_session_ends_when_its_token_expires() {
+    let emu = emulator(vec![symmetric(DEVICE)]);
+    provision_sas(&emu, DEVICE);
+    let expiry = now() + 2;
+    let (code, mut s, mut buf) = connect(&emu, DEVICE, DEVICE, &hub_sas(DEVICE, GROUP_DEVICE_KEY, expiry), None);
+    assert_eq!(code, ConnectReturnCode::Success);
+    // The read timeout (20 s) bounds the wait; the hub closes the session at the token's expiry.
+    assert!(next(&mut s, &mut buf).is_none(), "the session outlived its token");
+    assert!(now() >= expiry, "closed at {} before the expiry {expiry}", now());
+    assert!(
+        now() <= expiry + 2,
+        "closed at {}, long after the expiry {expiry}",
+        now()
+    );
+}

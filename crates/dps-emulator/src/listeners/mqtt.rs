@@ -80,6 +80,8 @@ struct Session {
     /// The SAS token, sent as `Authorization` with every request.
     password: Option<String>,
     client: Client,
+    /// When the session's credentials expire (a hub SAS token): the session closes then.
+    expires: Option<Instant>,
 }
 
 impl Session {
@@ -176,7 +178,12 @@ pub(crate) fn run_session(
     };
     loop {
         limits.slot.idle(true);
-        limits.deadline.set(Some(Instant::now() + window));
+        let wait_until = Instant::now() + window;
+        // A hub session ends when its SAS token expires (IoT Hub drops it with 401003; the device
+        // reconnects with a fresh token).
+        limits
+            .deadline
+            .set(Some(session.expires.map_or(wait_until, |e| e.min(wait_until))));
         let packet = read_packet(stream, &mut buf, limits)?;
         limits.slot.idle(false);
         match packet {
@@ -284,18 +291,34 @@ fn accept(
         api_version: api_version.to_string(),
         password,
         client,
+        expires: None,
     };
     let path = match &session.resource {
         Resource::Dps { path } | Resource::Hub { path, .. } => path.clone(),
     };
     let response = handler.handle(&session.request(SESSION, path, &[]));
     let code = match response.status {
-        200..=299 => return Ok(session),
+        200..=299 => {
+            let mut session = session;
+            session.expires = response
+                .header(crate::services::iot_hub::SESSION_EXPIRES_HEADER)
+                .and_then(|se| se.parse::<u64>().ok())
+                .map(instant_of_unix);
+            return Ok(session);
+        }
         401 | 403 => ConnectReturnCode::NotAuthorized,
         500.. => ConnectReturnCode::ServiceUnavailable,
         _ => ConnectReturnCode::BadUserNamePassword,
     };
     Err((code, response.error_message()))
+}
+
+/// The `Instant` of a time in seconds since the epoch (now when it is past).
+fn instant_of_unix(seconds: u64) -> Instant {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Instant::now() + Duration::from_secs(seconds).saturating_sub(now_unix)
 }
 
 /// The request a publish names, answered: the answer topic's prefix, the `$rid`, the response.

@@ -58,9 +58,14 @@ pub(crate) struct IotHub {
 /// How a session authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Credential {
-    Sas,
+    /// A SAS token that expires at this time (seconds since the epoch).
+    Sas(u64),
     X509,
 }
+
+/// The header of a session's `204` that says when its credentials expire (seconds since the epoch): the
+/// listener closes the session then, as IoT Hub drops a device whose token expired.
+pub(crate) const SESSION_EXPIRES_HEADER: &str = "x-emulator-session-expires";
 
 impl Service for IotHub {
     fn handle(&self, request: &Request, segments: &[&str]) -> Option<Response> {
@@ -73,10 +78,13 @@ impl Service for IotHub {
         }
         let method = request.method.as_str();
         let response = match segments {
-            ["devices", device_id] if method == SESSION => self
-                .authenticate(request, device_id)
-                .err()
-                .unwrap_or_else(|| Response::empty(204)),
+            ["devices", device_id] if method == SESSION => match self.authenticate(request, device_id) {
+                Ok(Credential::Sas(expiry)) => {
+                    Response::empty(204).with_header(SESSION_EXPIRES_HEADER, expiry.to_string())
+                }
+                Ok(Credential::X509) => Response::empty(204),
+                Err(refused) => refused,
+            },
             ["devices", device_id, "credentials", "issueCertificate"] if method == "POST" => {
                 self.issue_certificate(request, device_id)
             }
@@ -190,7 +198,7 @@ impl IotHub {
             live.trust
                 .verify_device_key(&registration_id, &token)
                 .map_err(|Denied(m)| refused(m))?;
-            return Ok(Credential::Sas);
+            return Ok(Credential::Sas(token.expiry));
         }
         let Some(leaf) = request.client.chain().and_then(<[_]>::first) else {
             return Err(refused(
@@ -242,7 +250,7 @@ impl IotHub {
         };
         match self.authenticate(request, device_id) {
             Ok(Credential::X509) => {}
-            Ok(Credential::Sas) => {
+            Ok(Credential::Sas(_)) => {
                 return fail(
                     401,
                     401002,
