@@ -161,7 +161,9 @@ async fn a_sas_device_stays_connected_across_ten_token_renewals() {
     let mut hub_options = HubOptions::new(roots(&emu.server_ca_pem()));
     hub_options.endpoint = Some(emu.mqtt_endpoint());
     hub_options.sas_lifetime = Duration::from_secs(3);
-    let hub = HubConnection::new(&assignment, &attestation, hub_options).await.unwrap();
+    let hub = HubConnection::new(&assignment, &attestation, hub_options)
+        .await
+        .unwrap();
     let renew_after = hub.renew_after().unwrap();
     assert!(renew_after < Duration::from_secs(2), "{renew_after:?}");
     let mut connections = 0;
@@ -172,7 +174,12 @@ async fn a_sas_device_stays_connected_across_ten_token_renewals() {
         let due = tokio::time::Instant::now() + renew_after;
         wait_for(&mut events, |p| matches!(p, Packet::ConnAck(_)).then_some(())).await;
         client
-            .publish(hub.topics().telemetry(""), QoS::AtLeastOnce, false, format!("renewal {renewal}"))
+            .publish(
+                hub.topics().telemetry(""),
+                QoS::AtLeastOnce,
+                false,
+                format!("renewal {renewal}"),
+            )
             .await
             .unwrap();
         wait_for(&mut events, |p| matches!(p, Packet::PubAck(_)).then_some(())).await;
@@ -185,7 +192,10 @@ async fn a_sas_device_stays_connected_across_ten_token_renewals() {
             }
         })
         .await;
-        assert!(served.is_err(), "the hub dropped the connection before renewal {renewal}: {served:?}");
+        assert!(
+            served.is_err(),
+            "the hub dropped the connection before renewal {renewal}: {served:?}"
+        );
         client.disconnect().await.unwrap();
     }
     assert_eq!(connections, 11, "one connection per token, no reconnect storm");
