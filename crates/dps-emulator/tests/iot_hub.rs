@@ -361,3 +361,30 @@ fn a_session_ends_when_its_token_expires() {
         now()
     );
 }
+
+#[test]
+fn malformed_hub_usernames_and_another_hub_are_refused() {
+    let emu = emulator(vec![symmetric(DEVICE)]);
+    provision_sas(&emu, DEVICE);
+    let token = hub_sas(DEVICE, GROUP_DEVICE_KEY, now() + 600);
+    let long = "h".repeat(30_000);
+    let usernames = [
+        format!("{HUB}/{DEVICE}"),
+        format!("{HUB}/{DEVICE}/?api-version="),
+        format!("{HUB}/{DEVICE}/?DeviceClientType=x"),
+        format!("other-hub.example.test/{DEVICE}/?api-version={API}"),
+        format!("{long}/{DEVICE}/?api-version={API}"),
+    ];
+    for username in usernames {
+        let mut s = tls(&emu, None);
+        let mut connect = Connect::new(DEVICE);
+        connect.login = Some(Login::new(username.clone(), token.clone()));
+        send(&mut s, Packet::Connect(connect));
+        let mut buf = BytesMut::new();
+        match next(&mut s, &mut buf) {
+            Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::BadUserNamePassword, "{username:.80}"),
+            other => panic!("expected CONNACK for {username:.80}, got {other:?}"),
+        }
+        assert!(next(&mut s, &mut buf).is_none(), "the refused connection stays open");
+    }
+}
