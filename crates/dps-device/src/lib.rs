@@ -22,6 +22,7 @@ mod client;
 mod error;
 mod flow;
 mod https;
+pub mod hub;
 mod hub_renewal;
 mod issuance;
 mod mqtt;

@@ -442,6 +442,12 @@ async fn renewal_with_the_onboarding_x509_credential_is_admitted() {
         ca: vec![ca.der()],
     }]);
     let onboarding = ca.file_identity(dir.path(), "renew-onboarding", &[]);
+    // The hub knows the device once DPS has assigned it (with the same onboarding credential).
+    let assignment = https_client(&emu, options())
+        .register(&x509(onboarding.clone()), None)
+        .await
+        .unwrap();
+    assert_assigned(&assignment, "renew-onboarding");
     let (_, csr) = csr("renew-onboarding");
     let chain = renew_certificate(
         HUB,

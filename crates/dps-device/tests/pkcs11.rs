@@ -1,5 +1,6 @@
 //! Keys that never leave a SoftHSM2 token, over HTTPS and MQTT: an x509 identity whose TLS signatures are made on the token, and
-//! a symmetric key whose SAS is an HMAC computed on the token.
+//! a symmetric key whose SAS is an HMAC computed on the token; each then connects to the emulator's IoT Hub
+//! with the same key (`dps_device::hub`) and sends a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -20,6 +21,39 @@ fn fixture() -> &'static softhsm::Fixture {
 
 fn uri(object: &str) -> String {
     fixture().uri(&format!("object={object}"))
+}
+
+/// Connect to the assigned hub with the identity that was assigned, send one message at QoS 1, and see it
+/// where the service reads it.
+async fn send_over_the_hub(
+    emu: &dps_emulator::Emulator,
+    assignment: &dps_device::Assignment,
+    attestation: &Attestation,
+) {
+    use rumqttc::{Event, Packet, QoS};
+    let mut hub_options = dps_device::hub::HubOptions::new(roots(&emu.server_ca_pem()));
+    hub_options.endpoint = Some(emu.mqtt_endpoint());
+    let hub = dps_device::hub::HubConnection::new(assignment, attestation, hub_options)
+        .await
+        .unwrap();
+    let (client, mut events) = rumqttc::AsyncClient::new(hub.mqtt_options().await.unwrap(), 10);
+    client
+        .publish(hub.topics().telemetry(""), QoS::AtLeastOnce, false, "from the token")
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match events.poll().await.expect("the hub connection failed") {
+                Event::Incoming(Packet::PubAck(_)) => break,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("no PUBACK within 20 s");
+    client.disconnect().await.unwrap();
+    let kept = emu.hub_messages(Some(&assignment.device_id));
+    assert!(kept.iter().any(|m| m.body == b"from the token"), "{kept:?}");
 }
 
 #[tokio::test]
@@ -54,7 +88,9 @@ async fn x509_key_on_softhsm_is_assigned() {
     }]);
     let attestation = Attestation::X509(identity);
     for client in [https_client(&emu, options()), mqtt_client(&emu, options())] {
-        assert_assigned(&client.register(&attestation, None).await.unwrap(), "device-hsm");
+        let assignment = client.register(&attestation, None).await.unwrap();
+        assert_assigned(&assignment, "device-hsm");
+        send_over_the_hub(&emu, &assignment, &attestation).await;
     }
 }
 
@@ -75,6 +111,8 @@ async fn symmetric_key_on_softhsm_signs_the_sas() {
     }]);
     let attestation = Attestation::SymmetricKey(identity);
     for client in [https_client(&emu, options()), mqtt_client(&emu, options())] {
-        assert_assigned(&client.register(&attestation, None).await.unwrap(), "hsm-symm");
+        let assignment = client.register(&attestation, None).await.unwrap();
+        assert_assigned(&assignment, "hsm-symm");
+        send_over_the_hub(&emu, &assignment, &attestation).await;
     }
 }

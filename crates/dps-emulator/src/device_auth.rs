@@ -151,8 +151,21 @@ impl Trust {
 
     fn check_sas(&self, registration_id: &str, header: &str) -> Result<Admitted, Denied> {
         let token = crate::device_sas::check_sas_claims(&self.id_scope, registration_id, header).map_err(Denied)?;
+        self.verify_device_key(registration_id, &token)
+    }
+
+    /// Whether `token` (its claims already checked) is signed with the device key of `registration_id`: its
+    /// individual enrollment's primary or secondary key, or a key derived from a symmetric group's. IoT Hub
+    /// checks a device's token with the key DPS registered it with. TPM devices are refused: the hub key
+    /// their activation imports is not modelled here.
+    pub(crate) fn verify_device_key(&self, registration_id: &str, token: &SasToken) -> Result<Admitted, Denied> {
+        if self.tpm.is_enrolled(registration_id) {
+            return Err(Denied(format!(
+                "'{registration_id}' is TPM-enrolled: the emulator's hub does not take TPM devices' SAS tokens"
+            )));
+        }
         if let Some(keys) = self.symmetric_individual.get(registration_id) {
-            return match keys.keys().any(|k| verify_b64(&token, k)) {
+            return match keys.keys().any(|k| verify_b64(token, k)) {
                 true => Ok(Admitted::SymmetricIndividual),
                 false => Err(Denied(format!(
                     "SAS signature does not match the primary or secondary key of enrollment \

@@ -15,14 +15,33 @@ pub(crate) fn check_sas_claims(id_scope: &str, registration_id: &str, header: &s
             "SAS token key name (skn) must be 'registration' or absent, found '{name}'"
         ));
     }
+    check_resource_and_expiry(&token, &dps_resource(id_scope, registration_id))?;
+    Ok(token)
+}
+
+/// Parse an IoT Hub device SAS token (a CONNECT password) and check its claims as IoT Hub does for a token
+/// signed with the device's own key: no key name (a named key is a hub policy, which a device session does
+/// not take), resource `{hub}/devices/{deviceId}`, not expired. The signature is for the caller to verify.
+pub(crate) fn check_hub_sas_claims(hub: &str, device_id: &str, password: &str) -> Result<SasToken, String> {
+    let token = SasToken::parse(password).map_err(|e| format!("malformed SAS token: {e}"))?;
+    if let Some(name) = token.key_name.as_deref().filter(|n| !n.is_empty()) {
+        return Err(format!(
+            "SAS token names the key '{name}' (skn): a device connects with a token of its own key, without skn"
+        ));
+    }
+    check_resource_and_expiry(&token, &format!("{hub}/devices/{device_id}"))?;
+    Ok(token)
+}
+
+/// The token's resource (`sr`, URL-decoded, compared without case) is `expected`, and it has not expired.
+fn check_resource_and_expiry(token: &SasToken, expected: &str) -> Result<(), String> {
     let resource =
         url_decode(&token.resource).map_err(|e| format!("SAS token resource (sr) is not valid URL encoding: {e}"))?;
-    let expected = dps_resource(id_scope, registration_id);
-    if !resource.eq_ignore_ascii_case(&expected) {
+    if !resource.eq_ignore_ascii_case(expected) {
         return Err(format!(
             "SAS token resource (sr) '{}' does not match '{}'",
             token.resource,
-            url_encode(&expected)
+            url_encode(expected)
         ));
     }
     let now = SystemTime::now()
@@ -36,5 +55,5 @@ pub(crate) fn check_sas_claims(id_scope: &str, registration_id: &str, header: &s
             token.expiry
         ));
     }
-    Ok(token)
+    Ok(())
 }

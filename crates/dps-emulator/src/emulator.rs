@@ -11,6 +11,7 @@ use crate::listeners::limits::Limiter;
 use crate::listeners::{Listener, https, mqtt};
 use crate::services::RequestHandler;
 use crate::services::device_api::DeviceApi;
+use crate::services::hub_devices::{HubDevices, HubMessage};
 use crate::services::iot_hub::IotHub;
 use crate::services::service_api::ServiceApi;
 use crate::{Error, tls};
@@ -67,6 +68,7 @@ pub struct Emulator {
     service_policies: Vec<crate::ServicePolicy>,
     https: Listener,
     mqtt: Listener,
+    hub: Arc<HubDevices>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -95,7 +97,8 @@ impl Emulator {
         let enrollments = Arc::new(Enrollments::new(&config, store)?);
         let issuer = Arc::new(CertificateIssuer::new(&options.issuance)?);
         let issuing_ca_pem = issuer.root_pem().to_string();
-        let handler = Arc::new(request_handler(enrollments, issuer, &options));
+        let hub = Arc::new(HubDevices::default());
+        let handler = Arc::new(request_handler(enrollments, issuer, hub.clone(), &options));
         let identity = tls::make_server_identity()?;
         let tls_config = tls::server_config(&identity, options.chacha20_only)?;
         // One bound over every listener's connections.
@@ -117,6 +120,7 @@ impl Emulator {
             service_policies: options.service_policies,
             https,
             mqtt,
+            hub,
         })
     }
 
@@ -155,6 +159,12 @@ impl Emulator {
         self.issuing_ca_pem.clone()
     }
 
+    /// The device-to-cloud messages the emulator's IoT Hub kept from `device_id` (every device's with
+    /// `None`), oldest first; at most [`crate::MAX_HUB_MESSAGES`] are kept, all devices together.
+    pub fn hub_messages(&self, device_id: Option<&str>) -> Vec<HubMessage> {
+        self.hub.messages(device_id)
+    }
+
     pub fn id_scope(&self) -> &str {
         &self.id_scope
     }
@@ -170,11 +180,18 @@ impl Emulator {
 pub(crate) fn request_handler(
     enrollments: Arc<Enrollments>,
     issuer: Arc<CertificateIssuer>,
+    hub: Arc<HubDevices>,
     options: &ServerOptions,
 ) -> RequestHandler {
     RequestHandler::new(vec![
         Box::new(ServiceApi::new(enrollments.clone(), options.service_policies.clone())),
-        Box::new(IotHub::new(enrollments.clone(), issuer.clone(), &options.issuance)),
+        Box::new(IotHub::new(
+            enrollments.clone(),
+            issuer.clone(),
+            &options.issuance,
+            hub,
+            options.service_policies.clone(),
+        )),
         Box::new(DeviceApi::new(enrollments, options.retry_after, issuer)),
     ])
 }

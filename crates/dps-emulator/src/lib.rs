@@ -81,7 +81,12 @@ pub mod fuzzing {
             let enrollments = Arc::new(crate::enrollments::Enrollments::new(&config, store).ok()?);
             let options = crate::ServerOptions::default();
             let issuer = Arc::new(crate::issuance::CertificateIssuer::new(&options.issuance).ok()?);
-            Some(crate::emulator::request_handler(enrollments, issuer, &options))
+            Some(crate::emulator::request_handler(
+                enrollments,
+                issuer,
+                Default::default(),
+                &options,
+            ))
         });
         let Some(handler) = handler else { return };
         let mut input = data;
@@ -103,6 +108,7 @@ pub use config::{DEFAULT_ASSIGNED_HUB, EmulatorConfig, Enrollment, ServiceSettin
 pub use emulator::{Emulator, ServerOptions};
 pub use error::Error;
 pub use issuance::{FIRST_ISSUING_API_VERSION, IssuanceOptions, IssuingCa, MAX_VALIDITY_DAYS, MIN_VALIDITY_DAYS};
+pub use services::hub_devices::{HubMessage, MAX_HUB_MESSAGES};
 pub use services::service_api::MAX_BULK;
 pub use services::service_policies::{ServicePolicy, ServiceRight};
 pub use store::STATE_FILE;

@@ -255,6 +255,25 @@ impl Tx<'_> {
             .transpose()
     }
 
+    /// The registration id and state of the registration whose assignment gave it device id `device_id`
+    /// (the latest, should several).
+    pub(crate) fn registration_of_device(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<(String, DeviceRegistrationState)>, StoreError> {
+        self.0
+            .query_row(
+                "SELECT id, body FROM registrations WHERE json_extract(body, '$.deviceId') = ?1 \
+                 ORDER BY json_extract(body, '$.lastUpdatedDateTimeUtc') DESC LIMIT 1",
+                params![device_id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(failed("to find the registration of a device id"))?
+            .map(|(id, body)| parse_state(body).map(|state| (id, state)))
+            .transpose()
+    }
+
     pub(crate) fn put_registration(
         &self,
         id: &str,

@@ -264,6 +264,9 @@ fn a_throttled_credentials_request_carries_retry_after_in_its_error_body() {
         },
     )
     .unwrap();
+    // The hub knows only devices DPS assigned.
+    let https = agent(&emu, Some(&device), common::Tls::Any);
+    assert_assigned(&provision(&https, &emu, "hub-device", None), "hub-device");
     let config = client_builder(&emu.server_ca_pem(), common::Tls::Any)
         .with_client_auth_cert(device.chain.clone(), device.key.clone_key())
         .unwrap();

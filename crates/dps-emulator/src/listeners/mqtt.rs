@@ -11,7 +11,12 @@
 //! `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=N&operationId=OP` (GET `.../operations/OP`),
 //! answered on `$dps/registrations/res/{status}/?$rid=N[&retry-after=S]`; and
 //! `$iothub/credentials/POST/issueCertificate/?$rid=N` (POST `/devices/{id}/credentials/issueCertificate`),
-//! answered on `$iothub/credentials/res/{status}/?$rid=N`.
+//! answered on `$iothub/credentials/res/{status}/?$rid=N`; the IoT Hub device topics:
+//! `devices/{id}/messages/events/{property bag}` (POST `/devices/{id}/messages/events`, no answer but the
+//! PUBACK), `$iothub/twin/GET/?$rid=N` (GET `/devices/{id}/twin`) and
+//! `$iothub/twin/PATCH/properties/reported/?$rid=N` (PATCH `.../twin/properties/reported`), answered on
+//! `$iothub/twin/res/{status}/?$rid=N[&$version=V]`. A hub request the service refuses (an expired token,
+//! a topic of another device) closes the connection, as IoT Hub does.
 
 use std::io;
 use std::net::TcpStream;
@@ -44,24 +49,39 @@ const MAX_PACKET: usize = 64 * 1024;
 const DPS_TOPICS: &str = "$dps/registrations/res/#";
 const REGISTER_PREFIX: &str = "$dps/registrations/PUT/iotdps-register/?";
 const STATUS_PREFIX: &str = "$dps/registrations/GET/iotdps-get-operationstatus/?";
-const HUB_TOPICS: &str = "$iothub/credentials/res/#";
+/// The filters a hub session may subscribe to (what the device SDKs subscribe to; C2D, methods and desired
+/// patches are never sent here).
+const HUB_TOPICS: [&str; 4] = [
+    "$iothub/credentials/res/#",
+    "$iothub/twin/res/#",
+    "$iothub/twin/PATCH/properties/desired/#",
+    "$iothub/methods/POST/#",
+];
 const ISSUE_PREFIX: &str = "$iothub/credentials/POST/issueCertificate/?";
+const TWIN_GET_PREFIX: &str = "$iothub/twin/GET/?";
+const TWIN_PATCH_PREFIX: &str = "$iothub/twin/PATCH/properties/reported/?";
 
 /// Whom a CONNECT opened a session for.
 enum Resource {
     /// DPS: the path `/{idScope}/registrations/{registrationId}`.
     Dps { path: String },
-    /// An IoT hub: the path `/devices/{deviceId}` and the hub's host name.
-    Hub { path: String, host: String },
+    /// An IoT hub: the path `/devices/{deviceId}`, the hub's host name and the device id.
+    Hub {
+        path: String,
+        host: String,
+        device_id: String,
+    },
 }
 
 /// What CONNECT established.
 struct Session {
     resource: Resource,
     api_version: String,
-    /// The SAS token, sent as `Authorization` with every request (DPS).
+    /// The SAS token, sent as `Authorization` with every request.
     password: Option<String>,
     client: Client,
+    /// When the session's credentials expire (a hub SAS token): the session closes then.
+    expires: Option<Instant>,
 }
 
 impl Session {
@@ -83,10 +103,13 @@ impl Session {
         }
     }
 
-    fn topics(&self) -> &'static str {
-        match self.resource {
-            Resource::Dps { .. } => DPS_TOPICS,
-            Resource::Hub { .. } => HUB_TOPICS,
+    /// Whether the session may subscribe to `filter`.
+    fn may_subscribe(&self, filter: &str) -> bool {
+        match &self.resource {
+            Resource::Dps { .. } => filter == DPS_TOPICS,
+            Resource::Hub { device_id, .. } => {
+                HUB_TOPICS.contains(&filter) || filter == format!("devices/{device_id}/messages/devicebound/#")
+            }
         }
     }
 }
@@ -155,7 +178,12 @@ pub(crate) fn run_session(
     };
     loop {
         limits.slot.idle(true);
-        limits.deadline.set(Some(Instant::now() + window));
+        let wait_until = Instant::now() + window;
+        // A hub session ends when its SAS token expires (IoT Hub drops it with 401003; the device
+        // reconnects with a fresh token).
+        limits
+            .deadline
+            .set(Some(session.expires.map_or(wait_until, |e| e.min(wait_until))));
         let packet = read_packet(stream, &mut buf, limits)?;
         limits.slot.idle(false);
         match packet {
@@ -163,7 +191,7 @@ pub(crate) fn run_session(
                 let codes = s
                     .filters
                     .iter()
-                    .map(|f| match f.path == session.topics() {
+                    .map(|f| match session.may_subscribe(&f.path) {
                         true => SubscribeReasonCode::Success(match f.qos {
                             QoS::AtMostOnce => QoS::AtMostOnce,
                             _ => QoS::AtLeastOnce,
@@ -174,10 +202,20 @@ pub(crate) fn run_session(
                 write_packet(stream, Packet::SubAck(SubAck::new(s.pkid, codes)))?;
             }
             Packet::Publish(p) => {
+                let (answer_prefix, rid, response) = answer(handler, &session, &p.topic, &p.payload);
+                if matches!(session.resource, Resource::Hub { .. }) && matches!(response.status, 401 | 403) {
+                    // IoT Hub drops a session whose credentials no longer hold (401003) or that publishes
+                    // where it may not: no PUBACK, no answer.
+                    tracing::info!(reason = %response.error_message(), "IoT Hub session closed");
+                    return Ok(());
+                }
                 if p.qos == QoS::AtLeastOnce {
                     write_packet(stream, Packet::PubAck(PubAck::new(p.pkid)))?;
                 }
-                let (answer_prefix, rid, response) = answer(handler, &session, &p.topic, &p.payload);
+                if answer_prefix.is_empty() {
+                    // Telemetry: the PUBACK is the only answer.
+                    continue;
+                }
                 let mut response = response;
                 loop {
                     let later = response.later.take();
@@ -235,7 +273,12 @@ fn accept(
             .ok_or_else(|| bad_user(format!("username {username:?} has no api-version")))?;
         let path = format!("/devices/{}", url_encode(device_id));
         let host = hub.to_string();
-        (Resource::Hub { path, host }, device_id, api_version, None)
+        let resource = Resource::Hub {
+            path,
+            host,
+            device_id: device_id.to_string(),
+        };
+        (resource, device_id, api_version, password)
     };
     if id != connect.client_id {
         return Err((
@@ -248,18 +291,34 @@ fn accept(
         api_version: api_version.to_string(),
         password,
         client,
+        expires: None,
     };
     let path = match &session.resource {
         Resource::Dps { path } | Resource::Hub { path, .. } => path.clone(),
     };
     let response = handler.handle(&session.request(SESSION, path, &[]));
     let code = match response.status {
-        200..=299 => return Ok(session),
+        200..=299 => {
+            let mut session = session;
+            session.expires = response
+                .header(crate::services::iot_hub::SESSION_EXPIRES_HEADER)
+                .and_then(|se| se.parse::<u64>().ok())
+                .map(instant_of_unix);
+            return Ok(session);
+        }
         401 | 403 => ConnectReturnCode::NotAuthorized,
         500.. => ConnectReturnCode::ServiceUnavailable,
         _ => ConnectReturnCode::BadUserNamePassword,
     };
     Err((code, response.error_message()))
+}
+
+/// The `Instant` of a time in seconds since the epoch (now when it is past).
+fn instant_of_unix(seconds: u64) -> Instant {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Instant::now() + Duration::from_secs(seconds).saturating_sub(now_unix)
 }
 
 /// The request a publish names, answered: the answer topic's prefix, the `$rid`, the response.
@@ -288,26 +347,61 @@ fn answer(
                 request.map_or_else(|r| r, |r| handler.handle(&r)),
             )
         }
-        Resource::Hub { path, .. } => {
-            let response = if !topic.starts_with(ISSUE_PREFIX) {
-                error(404, 404001, format!("no such topic: {topic}"))
-            } else if rid.is_empty() {
-                error(400, 400004, "no $rid in the topic")
-            } else {
-                let request = session.request("POST", format!("{path}/credentials/issueCertificate"), payload);
-                handler.handle(&request)
-            };
-            ("$iothub/credentials/res/", response)
-        }
+        Resource::Hub { path, device_id, .. } => hub_answer(handler, session, path, device_id, topic, &rid, payload),
     };
     (response.0, rid, response.1)
 }
 
-/// The publish of an answer: `{prefix}{status}/?$rid={rid}[&retry-after={seconds}]`.
+/// A hub session's publish as its request, answered: the answer topic's prefix (empty: no answer but the
+/// PUBACK) and the response.
+fn hub_answer(
+    handler: &RequestHandler,
+    session: &Session,
+    path: &str,
+    device_id: &str,
+    topic: &str,
+    rid: &str,
+    payload: &[u8],
+) -> (&'static str, Response) {
+    let (prefix, method, resource) =
+        if let Some(rest) = topic.strip_prefix(&format!("devices/{device_id}/messages/events/")) {
+            let mut request = session.request("POST", format!("{path}/messages/events"), payload);
+            request
+                .headers
+                .push((crate::services::iot_hub::PROPERTIES_HEADER.into(), rest.to_string()));
+            return ("", handler.handle(&request));
+        } else if topic.starts_with("devices/") {
+            // Another device's topics, or not a telemetry topic: IoT Hub closes the connection.
+            return (
+                "",
+                error(403, 403001, format!("device '{device_id}' may not publish to {topic}")),
+            );
+        } else if topic.starts_with(ISSUE_PREFIX) {
+            ("$iothub/credentials/res/", "POST", "credentials/issueCertificate")
+        } else if topic.starts_with(TWIN_GET_PREFIX) {
+            ("$iothub/twin/res/", "GET", "twin")
+        } else if topic.starts_with(TWIN_PATCH_PREFIX) {
+            ("$iothub/twin/res/", "PATCH", "twin/properties/reported")
+        } else {
+            return ("", error(403, 403001, format!("no such topic: {topic}")));
+        };
+    if rid.is_empty() {
+        return (prefix, error(400, 400004, "no $rid in the topic"));
+    }
+    (
+        prefix,
+        handler.handle(&session.request(method, format!("{path}/{resource}"), payload)),
+    )
+}
+
+/// The publish of an answer: `{prefix}{status}/?$rid={rid}[&retry-after={seconds}][&$version={v}]`.
 fn publish(prefix: &str, rid: &str, response: &Response) -> Publish {
     let mut topic = format!("{prefix}{}/?$rid={rid}", response.status);
     if let Some(retry) = response.header("retry-after") {
         topic.push_str(&format!("&retry-after={retry}"));
+    }
+    if let Some(version) = response.header("$version") {
+        topic.push_str(&format!("&$version={version}"));
     }
     Publish::new(topic, QoS::AtMostOnce, response.body.clone())
 }

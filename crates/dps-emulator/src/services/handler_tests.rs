@@ -24,7 +24,7 @@ fn handler() -> RequestHandler {
     let enrollments = Arc::new(crate::enrollments::Enrollments::new(&config, store).unwrap());
     let options = crate::ServerOptions::default();
     let issuer = Arc::new(crate::issuance::CertificateIssuer::new(&options.issuance).unwrap());
-    crate::emulator::request_handler(enrollments, issuer, &options)
+    crate::emulator::request_handler(enrollments, issuer, Default::default(), &options)
 }
 
 fn token(key_b64: &str) -> String {
@@ -121,12 +121,14 @@ fn iot_hub_paths_are_not_served_over_https_and_unknown_paths_are_404() {
         "{}",
         answer.error_message()
     );
-    // Over MQTT the hub answers, and refuses a client without a certificate.
+    // Over MQTT the hub answers, and refuses a device no registration was assigned.
     hub.client.transport = Transport::Mqtt;
     let refused = handler.handle(&hub);
     assert_eq!(refused.status, 401, "{}", refused.error_message());
     assert!(
-        refused.error_message().contains("no client certificate"),
+        refused
+            .error_message()
+            .contains("does not contain the specified device 'dev-1'"),
         "{}",
         refused.error_message()
     );

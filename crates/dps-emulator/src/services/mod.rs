@@ -5,12 +5,14 @@
 //! - `service_api.rs` (with `service_policies.rs`, its SAS authentication, `service_queries.rs`, its paged
 //!   queries, and `service_api_failures.rs`, its error answers): the DPS service API (enrollments, groups,
 //!   registrations, bulk calls, queries, attestation mechanisms);
-//! - `iot_hub.rs`: the IoT Hub endpoints (`$iothub/credentials` certificate issuance and renewal).
+//! - `iot_hub.rs`: the IoT Hub endpoints (device sessions checked as IoT Hub does, `$iothub/credentials`
+//!   certificate issuance and renewal), with `hub_devices.rs`, the D2C messages and twins it keeps.
 //!
 //! Each implements [`Service`]; `Emulator::start_with` registers them with [`RequestHandler::new`] (a new
 //! service is one module here and one line there). Every listener hands its requests to the handler.
 
 pub(crate) mod device_api;
+pub(crate) mod hub_devices;
 pub(crate) mod iot_hub;
 pub(crate) mod service_api;
 pub(crate) mod service_api_failures;
