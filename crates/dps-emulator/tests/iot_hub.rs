@@ -54,7 +54,7 @@ fn hub_sas(device_id: &str, key_b64: &str, expiry: u64) -> String {
     .sign_with_key(&key, expiry)
 }
 
-fn tls(emu: &Emulator, device: Option<&Device>) -> Tls {
+fn tls(emu: &Emulator, device: Option<&Identity>) -> Tls {
     let builder = client_builder(&emu.server_ca_pem(), common::Tls::Any);
     let config = match device {
         Some(d) => builder
@@ -99,7 +99,7 @@ fn connect(
     client_id: &str,
     device_id: &str,
     password: &str,
-    x509: Option<&Device>,
+    x509: Option<&Identity>,
 ) -> (ConnectReturnCode, Tls, BytesMut) {
     let mut s = tls(emu, x509);
     let mut connect = Connect::new(client_id);
