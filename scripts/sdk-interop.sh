@@ -185,162 +185,13 @@ scope="0ne00SDKINT"
 hub="sdk-interop-hub.azure-devices.net"
 id_dir="$w/ids"
 mkdir -p "$id_dir"
-identities() {
-    cd "$id_dir"
-    # A root CA enrolled as a group; file devices under it (PEM key and key token).
-    "$hsmctl" certs --out-dir pki --device-id sdk-file-pem >/dev/null
-    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem \
-        --device-id sdk-file-token >/dev/null
-    # A device whose chain the emulator does not know (a CA of its own).
-    "$hsmctl" certs --out-dir rogue --root-cn "rogue root" --device-id sdk-rogue >/dev/null
-    printf '[x509]\nbackend = "file"\ncertificate = "pki/sdk-file-pem.chain.pem"\nprivate_key = "pki/sdk-file-pem.key.pem"\nkey_reference = "pem"\n' \
-        >file-pem.toml
-    printf '[x509]\nbackend = "file"\ncertificate = "pki/sdk-file-token.chain.pem"\nprivate_key = "pki/sdk-file-token.key.pem"\nkey_reference = "token"\n' \
-        >file-token.toml
-    # Wrong key: the certificate of one device with the key of another.
-    printf '[x509]\nbackend = "file"\ncertificate = "pki/sdk-file-token.chain.pem"\nprivate_key = "pki/sdk-file-pem.key.pem"\nkey_reference = "token"\n' \
-        >wrong-key.toml
-    printf '[x509]\nbackend = "file"\ncertificate = "rogue/sdk-rogue.chain.pem"\nprivate_key = "rogue/sdk-rogue.key.pem"\nkey_reference = "token"\n' \
-        >rogue.toml
-
-    # PKCS#11 (SoftHSM2): a key generated on the token, and one imported from a known PEM
-    # (for the memory scan, which must know what to look for).
-    eval "$(bash "$root/scripts/softhsm-env.sh" "$id_dir/softhsm" sdkint)"
-    printf 'export SOFTHSM2_CONF=%q PKCS11_PIN_FILE=%q\n' "$SOFTHSM2_CONF" "$PKCS11_PIN_FILE" >softhsm.env
-    local uri
-    uri=$("$hsmctl" pkcs11 keygen --uri "pkcs11:token=sdkint;object=dev?pin-source=file:$PKCS11_PIN_FILE")
-    "$hsmctl" pkcs11 csr --uri "$uri" --common-name sdk-pkcs11 --out pkcs11.csr
-    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem --csr pkcs11.csr \
-        >/dev/null
-    printf '[x509]\nbackend = "pkcs11"\nkey = "%s"\ncertificate_file = "pki/sdk-pkcs11.chain.pem"\n' "$uri" >pkcs11.toml
-
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out scan.key.pem
-    softhsm2-util --import scan.key.pem --token sdkint --label scan --id 5ca7 --pin "$(cat "$PKCS11_PIN_FILE")" \
-        >/dev/null
-    openssl pkey -in scan.key.pem -pubout -out scan.pub.pem
-    openssl req -new -key scan.key.pem -subj "/CN=sdk-pkcs11-scan" -out scan.csr
-    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem --csr scan.csr \
-        >/dev/null
-    printf '[x509]\nbackend = "pkcs11"\nkey = "pkcs11:token=sdkint;object=scan?pin-source=file:%s"\ncertificate_file = "pki/sdk-pkcs11-scan.chain.pem"\n' \
-        "$PKCS11_PIN_FILE" >pkcs11-scan.toml
-    # The same known key as a PEM file for the OpenSSL tlsio (the scan's positive control).
-    openssl req -new -key scan.key.pem -subj "/CN=sdk-pem-scan" -out pem-scan.csr
-    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem --csr pem-scan.csr \
-        >/dev/null
-    printf '[x509]\nbackend = "file"\ncertificate = "pki/sdk-pem-scan.chain.pem"\nprivate_key = "scan.key.pem"\nkey_reference = "pem"\n' \
-        >pem-scan.toml
-    openssl pkey -in scan.key.pem -text -noout | python3 -c '
-import sys, re
-t = sys.stdin.read()
-hexd = re.search(r"priv:\s*((?:[0-9a-f]{2}:?\s*)+)", t).group(1)
-d = bytes.fromhex(re.sub(r"[^0-9a-f]", "", hexd))[-32:]
-open("scan.d.bin", "wb").write(d.rjust(32, b"\0"))'
-
-    # DICE: a group (the device CA is enrolled) and an individual (DeviceID enrolled).
-    head -c 1024 /dev/urandom >firmware.bin
-    "$hsmctl" dice init --uds-file uds.bin >/dev/null
-    printf '[x509]\nbackend = "dice"\nuds_file = "uds.bin"\nfirmware_file = "firmware.bin"\nregistration_id = "sdk-dice-group"\nca_certificate = "pki/root-ca.cert.pem"\nca_key = "pki/root-ca.key.pem"\n' \
-        >dice-group.toml
-    "$hsmctl" dice init --uds-file uds2.bin >/dev/null
-    printf '[x509]\nbackend = "dice"\nuds_file = "uds2.bin"\nfirmware_file = "firmware.bin"\nregistration_id = "sdk-dice-solo"\n' \
-        >dice-solo.toml
-    "$hsmctl" dice chain --config dice-solo.toml --out-dir dice-solo >/dev/null
-
-    # The example vendor backend (C, OpenSSL inside), with a device under the root CA.
-    make -s -C "$root/examples/vendor-ecdsa" OUT="$id_dir" CFLAGS="-std=c11 -O2 -Wall -I $root/include"
-    mkdir -p vendor
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out vendor/key.pem
-    openssl req -new -key vendor/key.pem -subj "/CN=sdk-vendor" -out vendor.csr
-    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem --csr vendor.csr \
-        >/dev/null
-    cp pki/sdk-vendor.chain.pem vendor/chain.pem
-    printf '[x509]\nbackend = "vendor"\nlibrary = "libvendor_ecdsa.so"\nidentity = "%s"\n' "$id_dir/vendor" >vendor.toml
-
-    # Symmetric keys: individual, and a device of a group (its key derived by the library).
-    individual_key="$(openssl rand -base64 32)"
-    group_key="$(openssl rand -base64 64 | tr -d '\n')"
-    printf '[symmetric_key]\nbackend = "file"\nregistration_id = "sdk-symm"\nsymmetric_key = "%s"\n' "$individual_key" \
-        >symm.toml
-    printf '[symmetric_key]\nbackend = "file"\nregistration_id = "sdk-symm-group-7"\ngroup_key = "%s"\n' "$group_key" \
-        >symm-group.toml
-    printf '[symmetric_key]\nbackend = "file"\nregistration_id = "sdk-symm"\nsymmetric_key = "%s"\n' \
-        "$(openssl rand -base64 32)" >symm-wrong.toml
-
-    # An issued identity (DPS csr): the emulator issues from this P-384 CA; the device onboards
-    # with a symmetric key (hsmctl provision --issue-certificate, key generated on the token),
-    # then registers through the SDK with the issued certificate (x509 group of the CA).
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-384 -nodes -keyout issuing-ca.key.pem \
-        -out issuing-ca.cert.pem -subj "/CN=sdk issuing CA" -days 30 \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-    local issued_key
-    issued_key=$(openssl rand -base64 32)
-    printf '[x509]\nbackend = "issued"\nstore = "issued"\nregistration_id = "sdk-issued"\nkeys = "pkcs11:token=sdkint?pin-source=file:%s"\n\n[symmetric_key]\nbackend = "file"\nregistration_id = "sdk-issued"\nsymmetric_key = "%s"\n' \
-        "$PKCS11_PIN_FILE" "$issued_key" >issued.toml
-
-    cat >emulator.toml <<EOF
-id_scope = "$scope"
-assigned_hub = "$hub"
-
-[[enrollment]]
-type = "x509-group"
-name = "sdk-x509-group"
-ca = "pki/root-ca.cert.pem"
-
-[[enrollment]]
-type = "x509-individual"
-registration_id = "sdk-dice-solo"
-certificate = "dice-solo/device-id.cert.pem"
-
-[[enrollment]]
-type = "symmetric-individual"
-registration_id = "sdk-symm"
-primary_key = "$individual_key"
-
-[[enrollment]]
-type = "symmetric-group"
-name = "sdk-symm-group"
-primary_key = "$group_key"
-
-[[enrollment]]
-type = "x509-group"
-name = "sdk-issued-ca"
-ca = "issuing-ca.cert.pem"
-
-[[enrollment]]
-type = "symmetric-individual"
-registration_id = "sdk-issued"
-primary_key = "$issued_key"
-EOF
-}
+# shellcheck source=lib/sdk-interop-identities.sh
+source "$root/scripts/lib/sdk-interop-identities.sh"
 run identities identities
 [ -f "$id_dir/softhsm.env" ] && source "$id_dir/softhsm.env"
 
 # A TPM (swtpm): an x509 key inside it, and the SDK's TPM attestation.
 export TSS2_LOG=all+NONE
-tpm_identities() {
-    cd "$id_dir"
-    start_swtpm "$id_dir/tpmstate" "$tmp/swtpm.log"
-    echo "$swtpm_pid" >swtpm.pid
-    local tcti="swtpm:host=127.0.0.1,port=$swtpm_port"
-    "$hsmctl" tpm keygen --tcti "$tcti" --handle 0x81000200 >tpm-keygen.out
-    local token
-    token="$(sed -n 's/^token: //p' tpm-keygen.out)"
-    "$hsmctl" tpm csr --key "$token" --common-name sdk-tpm-x509 --out tpm.csr
-    "$hsmctl" certs --out-dir pki --ca-cert pki/root-ca.cert.pem --ca-key pki/root-ca.key.pem --csr tpm.csr >/dev/null
-    printf '[x509]\nbackend = "tpm"\ntcti = "%s"\nkey_handle = 0x81000200\ncertificate = "pki/sdk-tpm-x509.chain.pem"\n' \
-        "$tcti" >tpm-x509.toml
-    printf '[tpm]\nbackend = "tpm"\ntcti = "%s"\n' "$tcti" >tpm.toml
-    "$hsmctl" --log error enrollment record --config tpm.toml >tpm-enrollment.json
-    python3 - <<'PY' >>emulator.toml
-import json
-e = json.load(open("tpm-enrollment.json"))
-print()
-print("[[enrollment]]")
-print('type = "tpm-individual"')
-print(f'registration_id = "{e["registrationId"]}"')
-print(f'endorsement_key = "{e["attestation"]["tpm"]["endorsementKey"]}"')
-PY
-}
 run tpm_identities tpm_identities
 [ -f "$id_dir/swtpm.pid" ] && pids+=("$(cat "$id_dir/swtpm.pid")")
 abort_if_failed
@@ -349,7 +200,7 @@ abort_if_failed
 # start_emulator [options]: (re)start it on 443; the server CA changes at every start.
 emu_pid=""
 start_emulator() {
-    if [ -n "$emu_pid" ]; then kill "$emu_pid" 2>/dev/null; wait "$emu_pid" 2>/dev/null; fi
+    stop_emulator
     rm -f "$tmp/emulator.out"
     (cd "$id_dir" && exec "$emulator" --config emulator.toml --port 443 --server-ca-out server-ca.pem \
         --issuing-ca issuing-ca.cert.pem --issuing-ca-key issuing-ca.key.pem "$@" \
@@ -358,6 +209,10 @@ start_emulator() {
     pids+=("$emu_pid")
     for _ in $(seq 100); do grep -q '^listening on ' "$tmp/emulator.out" 2>/dev/null && break; sleep 0.1; done
     grep -q '^listening on 127.0.0.1:443' "$tmp/emulator.out" || { cat "$tmp/emulator.log"; return 1; }
+}
+stop_emulator() {
+    if [ -n "$emu_pid" ]; then kill "$emu_pid" 2>/dev/null; wait "$emu_pid" 2>/dev/null; fi
+    emu_pid=""
 }
 start_emulator || { fail emulator; abort_if_failed; }
 server_ca="$id_dir/server-ca.pem"
@@ -378,6 +233,9 @@ pids+=("$!")
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/8888) 2>/dev/null && break; sleep 0.1; done
 
 # ---- the cases ----
+# Every run is bounded: the program gives up after --timeout 60, and a run that outlives that
+# (a hang inside the SDK or a wrapper) is killed at case_limit_s and fails its case.
+case_limit_s=100
 # register NAME DEVICE CONFIG ATTESTATION EXPECT [prov_device options...]
 #   EXPECT: "assigned" (exit 0, one "assigned hub=... device=..." line naming our hub) or
 #   "error" (the SDK's error path: exit 1, never "assigned", within the program's timeout).
@@ -387,10 +245,16 @@ register() {
     shift 5
     local out="$tmp/$name.stdout" err="$tmp/$name.stderr" rc=0 start end
     start=$(date +%s)
-    (cd "$id_dir" && HSM_ABI_CONFIG="$id_dir/$config" HSM_ABI_LOG=warn "$@" "$dev" --id-scope "$scope" \
-        --endpoint localhost --attestation "$attestation" --timeout 60 "${extra[@]}" >"$out" 2>"$err") || rc=$?
+    (cd "$id_dir" && HSM_ABI_CONFIG="$id_dir/$config" HSM_ABI_LOG=warn timeout -k 5 "$case_limit_s" "$@" "$dev" \
+        --id-scope "$scope" --endpoint localhost --attestation "$attestation" --timeout 60 "${extra[@]}" \
+        >"$out" 2>"$err") || rc=$?
     end=$(date +%s)
     echo "exit $rc after $((end - start)) s"
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        echo "hung: killed after $case_limit_s s (the program's own 60 s deadline did not end it)"
+        cat "$err"
+        return 1
+    fi
     if [ "${max_s:-0}" -gt 0 ] && [ $((end - start)) -ge "$max_s" ]; then
         echo "took $((end - start)) s, more than $max_s s"
         return 1
@@ -426,18 +290,67 @@ trusted=(--trusted-ca "$server_ca")
 vg=(valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite
     --suppressions="$root/tests/c/sdk.supp")
 
+# ---- the matrix: every identity over each of the SDK's transports, through the rustls tlsio ----
+# The emulator serves HTTPS and MQTT over WebSockets on 443 and MQTT on 8883 at once, so the
+# transport is only the device program's --transport argument: one SDK build, no restarts.
+transports=(http mqtt mqtt-ws)
+declare -A results=()
+rows=()
+# cell ROW TRANSPORT EXPECT DEVICE CONFIG ATTESTATION [prov_device options] [-- wrapper...]
+#   one case, named TRANSPORT_ROW_rustls, whose result fills the matrix cell (ROW, TRANSPORT):
+#   "ok" (assigned as expected), "refused" (refused as expected) or "FAIL".
+cell() {
+    local row="$1" transport="$2" expect="$3" before="$failed"
+    shift 3
+    [[ " ${rows[*]} " == *" $row "* ]] || rows+=("$row")
+    local opts=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
+    case_ "${transport//-/_}_${row}_rustls" "${opts[@]:0:3}" "$expect" "${opts[@]:3}" --transport "$transport" "$@"
+    if [ "$failed" -ne "$before" ]; then
+        results[$row,$transport]=FAIL
+    elif [ "$expect" = assigned ]; then
+        results[$row,$transport]=ok
+    else
+        results[$row,$transport]=refused
+    fi
+}
+print_matrix() {
+    printf '%-28s' "identity / negative"
+    printf ' %-9s' "${transports[@]}" amqp amqp-ws
+    echo
+    local row t
+    for row in "${rows[@]}"; do
+        printf '%-28s' "$row"
+        for t in "${transports[@]}" amqp amqp-ws; do printf ' %-9s' "${results[$row,$t]:--}"; done
+        echo
+    done
+    echo "(tpm_attestation over MQTT and MQTT-WS: DPS has no TPM attestation there and the SDK's MQTT"
+    echo " transports refuse a TPM device; the suite checks that refusal, hence \"refused\". AMQP and"
+    echo " AMQP-WS: the device program has them, the emulator has no AMQP yet; \"-\": not run.)"
+}
+
 # Under valgrind, with the whole memory check: valgrind cannot follow ring's AES-GCM assembly
 # (it reports the records as uninitialised), so the emulator offers ChaCha20-Poly1305 only here.
-start_emulator --chacha20-only || { fail emulator_chacha20; abort_if_failed; }
+start_emulator --chacha20-only --mqtt-port 8883 || { fail emulator_chacha20; abort_if_failed; }
 case_ http_x509_pkcs11_rustls_valgrind "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" -- "${vg[@]}"
 case_ http_x509_tpm_key_rustls_valgrind "$dev_rustls" tpm-x509.toml x509 assigned "${trusted[@]}" -- "${vg[@]}"
 case_ http_tpm_attestation_rustls_valgrind "$dev_rustls" tpm.toml tpm assigned "${trusted[@]}" -- "${vg[@]}"
-start_emulator || { fail emulator; abort_if_failed; }
+case_ mqtt_x509_pkcs11_rustls_valgrind "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" \
+    --transport mqtt -- "${vg[@]}"
+case_ mqtt_ws_symm_group_rustls_valgrind "$dev_rustls" symm-group.toml symmetric-key assigned "${trusted[@]}" \
+    --transport mqtt-ws -- "${vg[@]}"
+start_emulator --mqtt-port 8883 || { fail emulator; abort_if_failed; }
 
+# The SDK's own OpenSSL tlsio, for comparison (PEM keys), and its clear refusal of a token.
 case_ http_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}"
-case_ http_x509_file_token_rustls "$dev_rustls" file-token.toml x509 assigned "${trusted[@]}"
-case_ http_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}"
 case_ http_x509_pkcs11_openssl_gets_a_clear_error "$dev_openssl" pkcs11.toml x509 error "${trusted[@]}"
+case_ http_symm_individual_openssl "$dev_openssl" symm.toml symmetric-key assigned "${trusted[@]}"
+case_ mqtt_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}" --transport mqtt
+case_ mqtt_symm_group_openssl "$dev_openssl" symm-group.toml symmetric-key assigned "${trusted[@]}" --transport mqtt
+case_ mqtt_ws_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}" --transport mqtt-ws
+case_ neg_symm_wrong_key_openssl "$dev_openssl" symm-wrong.toml symmetric-key error "${trusted[@]}"
+case_ neg_untrusted_server_openssl "$dev_openssl" file-pem.toml x509 error
+
 # The issued identity: hsmctl has the emulator issue a certificate for a key made on the token,
 # then the SDK registers with it ([x509] backend = "issued").
 issue_certificate() {
@@ -447,45 +360,54 @@ issue_certificate() {
     (cd "$id_dir" && "$hsmctl" certificate status --config issued.toml) | grep -q '^subject: *CN=sdk-issued$'
 }
 run issue_certificate_with_hsmctl issue_certificate
-case_ http_x509_issued_pkcs11_rustls "$dev_rustls" issued.toml x509 assigned "${trusted[@]}"
-case_ http_x509_dice_group_rustls "$dev_rustls" dice-group.toml x509 assigned "${trusted[@]}"
-case_ http_x509_dice_individual_rustls "$dev_rustls" dice-solo.toml x509 assigned "${trusted[@]}"
-case_ http_x509_vendor_rustls "$dev_rustls" vendor.toml x509 assigned "${trusted[@]}"
-case_ http_symm_individual_openssl "$dev_openssl" symm.toml symmetric-key assigned "${trusted[@]}"
-case_ http_symm_group_rustls "$dev_rustls" symm-group.toml symmetric-key assigned "${trusted[@]}"
-case_ http_tpm_attestation_rustls "$dev_rustls" tpm.toml tpm assigned "${trusted[@]}"
-case_ http_proxy_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" --proxy 127.0.0.1:8888
-proxy_used() { grep -q 'CONNECT localhost:443' "$tmp/tinyproxy.log" || { cat "$tmp/tinyproxy.log"; return 1; }; }
-run http_proxy_was_used proxy_used
 
-# Negatives: each must end in the SDK's error path.
-case_ neg_wrong_key_rustls "$dev_rustls" wrong-key.toml x509 error "${trusted[@]}"
-case_ neg_untrusted_chain_rustls "$dev_rustls" rogue.toml x509 error "${trusted[@]}"
+for t in "${transports[@]}"; do
+    cell x509_pkcs11 "$t" assigned "$dev_rustls" pkcs11.toml x509 "${trusted[@]}"
+    cell x509_tpm_key "$t" assigned "$dev_rustls" tpm-x509.toml x509 "${trusted[@]}"
+    cell x509_file_token "$t" assigned "$dev_rustls" file-token.toml x509 "${trusted[@]}"
+    cell x509_dice_group "$t" assigned "$dev_rustls" dice-group.toml x509 "${trusted[@]}"
+    cell x509_dice_individual "$t" assigned "$dev_rustls" dice-solo.toml x509 "${trusted[@]}"
+    cell x509_vendor "$t" assigned "$dev_rustls" vendor.toml x509 "${trusted[@]}"
+    cell x509_issued_pkcs11 "$t" assigned "$dev_rustls" issued.toml x509 "${trusted[@]}"
+    cell symm_individual "$t" assigned "$dev_rustls" symm.toml symmetric-key "${trusted[@]}"
+    cell symm_group "$t" assigned "$dev_rustls" symm-group.toml symmetric-key "${trusted[@]}"
+    if [ "$t" = http ]; then
+        cell tpm_attestation "$t" assigned "$dev_rustls" tpm.toml tpm "${trusted[@]}"
+    else
+        cell tpm_attestation "$t" error "$dev_rustls" tpm.toml tpm "${trusted[@]}"
+    fi
+done
+# Negatives, each of which must end in the SDK's error path on every transport.
+for t in "${transports[@]}"; do
+    cell neg_wrong_key "$t" error "$dev_rustls" wrong-key.toml x509 "${trusted[@]}"
+    cell neg_symm_wrong_key "$t" error "$dev_rustls" symm-wrong.toml symmetric-key "${trusted[@]}"
+    cell neg_untrusted_chain "$t" error "$dev_rustls" rogue.toml x509 "${trusted[@]}"
+    cell neg_untrusted_server "$t" error "$dev_rustls" pkcs11.toml x509
+done
 case_ neg_cn_mismatch_rustls "$dev_rustls" file-token.toml x509 error "${trusted[@]}" --registration-id sdk-not-the-cn
-case_ neg_symm_wrong_key_openssl "$dev_openssl" symm-wrong.toml symmetric-key error "${trusted[@]}"
-case_ neg_untrusted_server_rustls "$dev_rustls" pkcs11.toml x509 error
-case_ neg_untrusted_server_openssl "$dev_openssl" file-pem.toml x509 error
-# MQTT to a port where nothing listens (8883 in this namespace): refused at once, and the SDK
-# must report it within seconds, not wait for the program's timeout (max_s bounds the run).
+
+# Through a real HTTP proxy (tinyproxy): HTTPS and MQTT over WebSockets both tunnel by CONNECT.
+case_ http_proxy_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" --proxy 127.0.0.1:8888
+case_ mqtt_ws_proxy_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" \
+    --transport mqtt-ws --proxy 127.0.0.1:8888
+proxy_used() {
+    local n
+    n="$(grep -c 'CONNECT localhost:443' "$tmp/tinyproxy.log")" || true
+    [ "$n" -ge 2 ] || { echo "$n CONNECT lines, expected one per proxied case (2)"; cat "$tmp/tinyproxy.log"; return 1; }
+}
+run proxy_was_used_by_http_and_mqtt_ws proxy_used
+
+# Nothing listening (the emulator stopped: no 443, no 8883, no 5671): refused at once, and the SDK must
+# report it within seconds on every transport, not wait for the program's timeout (max_s).
+# AMQP and AMQP-WS too (the program is built with the SDK's AMQP transports; no AMQP emulator yet).
+stop_emulator
 max_s=20
-case_ neg_mqtt_nothing_listening_rustls "$dev_rustls" file-token.toml x509 error "${trusted[@]}" --transport mqtt
+for t in "${transports[@]}" amqp amqp-ws; do
+    cell neg_nothing_listening "$t" error "$dev_rustls" file-token.toml x509 "${trusted[@]}"
+done
 case_ neg_mqtt_nothing_listening_openssl "$dev_openssl" file-pem.toml x509 error "${trusted[@]}" --transport mqtt
 max_s=0
-
-# ---- the SDK's MQTT transports: MQTT on 8883, MQTT over WebSockets on 443 beside HTTPS ----
-start_emulator --mqtt-port 8883 || { fail emulator_mqtt; abort_if_failed; }
-case_ mqtt_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" --transport mqtt
-case_ mqtt_x509_issued_pkcs11_rustls "$dev_rustls" issued.toml x509 assigned "${trusted[@]}" --transport mqtt
-case_ mqtt_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}" --transport mqtt
-case_ mqtt_symm_individual_rustls "$dev_rustls" symm.toml symmetric-key assigned "${trusted[@]}" --transport mqtt
-case_ mqtt_symm_group_openssl "$dev_openssl" symm-group.toml symmetric-key assigned "${trusted[@]}" --transport mqtt
-case_ mqtt_ws_x509_pkcs11_rustls "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" --transport mqtt-ws
-case_ mqtt_ws_symm_group_rustls "$dev_rustls" symm-group.toml symmetric-key assigned "${trusted[@]}" --transport mqtt-ws
-case_ mqtt_ws_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}" --transport mqtt-ws
-case_ neg_mqtt_untrusted_chain_rustls "$dev_rustls" rogue.toml x509 error "${trusted[@]}" --transport mqtt
-case_ neg_mqtt_symm_wrong_key_rustls "$dev_rustls" symm-wrong.toml symmetric-key error "${trusted[@]}" --transport mqtt
 start_emulator || { fail emulator; abort_if_failed; }
-
 # ---- no private key bytes in the device's memory after a PKCS#11 registration ----
 # The device holds after registering; its memory is read through /proc/PID/mem and searched for
 # the key's private scalar (both byte orders) and its PEM text. The PEM run through the SDK's
@@ -512,6 +434,7 @@ memory_scan() {
 run memory_scan_finds_pem_key_openssl memory_scan "$dev_openssl" pem-scan.toml found
 run memory_scan_no_key_pkcs11_rustls memory_scan "$dev_rustls" pkcs11-scan.toml absent
 
+print_matrix
 echo "sdk-interop: $passed passed, $failed failed"
 
 # ---- client CPU per registration: rustls + SoftHSM key vs OpenSSL + PEM key ----

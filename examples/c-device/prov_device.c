@@ -3,7 +3,7 @@
  * the TOML file named by HSM_ABI_CONFIG. Copy it as the start of your own device program.
  *
  *   prov_device --id-scope SCOPE --attestation x509|symmetric-key|tpm
- *               [--transport http|mqtt|mqtt-ws] [--endpoint HOST] [--trusted-ca PEM_FILE]
+ *               [--transport http|mqtt|mqtt-ws|amqp|amqp-ws] [--endpoint HOST] [--trusted-ca PEM_FILE]
  *               [--proxy HOST:PORT] [--timeout SECONDS] [--payload JSON] [--trace]
  *               [--registration-id ID] [--hold]
  *
@@ -27,6 +27,8 @@
 #include "azure_prov_client/prov_transport_http_client.h"
 #include "azure_prov_client/prov_transport_mqtt_client.h"
 #include "azure_prov_client/prov_transport_mqtt_ws_client.h"
+#include "azure_prov_client/prov_transport_amqp_client.h"
+#include "azure_prov_client/prov_transport_amqp_ws_client.h"
 
 typedef struct {
     int done;
@@ -112,7 +114,7 @@ static int usage(const char* why)
 {
     fprintf(stderr, "prov_device: %s\n"
                     "usage: prov_device --id-scope SCOPE --attestation x509|symmetric-key|tpm\n"
-                    "       [--transport http|mqtt|mqtt-ws] [--endpoint HOST] [--trusted-ca PEM_FILE]\n"
+                    "       [--transport http|mqtt|mqtt-ws|amqp|amqp-ws] [--endpoint HOST] [--trusted-ca PEM_FILE]\n"
                     "       [--proxy HOST:PORT] [--timeout SECONDS] [--payload JSON] [--trace]\n"
                     "       [--registration-id ID] [--hold]\n",
             why);
@@ -196,8 +198,12 @@ int main(int argc, char** argv)
         protocol = Prov_Device_MQTT_Protocol;
     } else if (strcmp(transport, "mqtt-ws") == 0) {
         protocol = Prov_Device_MQTT_WS_Protocol;
+    } else if (strcmp(transport, "amqp") == 0) {
+        protocol = Prov_Device_AMQP_Protocol;
+    } else if (strcmp(transport, "amqp-ws") == 0) {
+        protocol = Prov_Device_AMQP_WS_Protocol;
     } else {
-        return usage("--transport must be http, mqtt or mqtt-ws");
+        return usage("--transport must be http, mqtt, mqtt-ws, amqp or amqp-ws");
     }
     if (trusted_ca != NULL && (trusted = read_text(trusted_ca)) == NULL) {
         fprintf(stderr, "prov_device: cannot read %s\n", trusted_ca);
