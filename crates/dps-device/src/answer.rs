@@ -5,21 +5,8 @@ use dps_wire::ErrorDetails;
 use dps_wire::device::{DeviceRegistrationResult, RegistrationOperationStatus};
 use serde::de::DeserializeOwned;
 
-use crate::error::sanitize;
+use crate::error::{protocol, sanitize};
 use crate::{Assignment, Error, Reply, ServiceError, Transport, issuance};
-
-pub(crate) fn protocol(t: Transport, message: impl Into<String>) -> Error {
-    Error::Protocol {
-        transport: t,
-        message: message.into(),
-    }
-}
-
-/// A status DPS may answer again a little later: throttled (429) or a server error (5xx). (The C SDK
-/// treats every status from 429 up as transient; the 4xx above 429 are not DPS answers.)
-pub(crate) fn is_transient(status: u16) -> bool {
-    status == 429 || status >= 500
-}
 
 /// A redirect: never followed, an error on every transport.
 pub(crate) fn redirect(t: Transport, status: u16, location: Option<&str>) -> Error {

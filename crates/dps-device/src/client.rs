@@ -6,51 +6,19 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use dps_wire::device::{DeviceRegistration, DeviceRegistrationResult, TpmAttestation};
-use hsm_core::SymmetricIdentity;
-use hsm_core::sas::Audience;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::answer::protocol;
+use crate::dispatch::Session;
+use crate::error::protocol;
 use crate::flow;
-use crate::session::{Connect, Session};
+use crate::session::Connect;
 use crate::{
-    Assignment, Attestation, Error, Options, Proxy, Registration, Transport, blocking_task, issuance, redacted,
+    Assignment, Attestation, Error, ProvisioningClient, Proxy, Registration, Transport, blocking_task, issuance,
     with_tpm,
 };
 
-/// A DPS client for one endpoint and id scope.
-#[derive(Debug)]
-pub struct ProvisioningClient {
-    pub(crate) endpoint: String,
-    pub(crate) id_scope: String,
-    pub(crate) transport: Transport,
-    pub(crate) roots: rustls::RootCertStore,
-    pub(crate) options: Options,
-}
-
 impl ProvisioningClient {
-    /// `endpoint` is `host[:port]` (the global device endpoint); `roots` verify the service.
-    pub fn new(
-        endpoint: &str,
-        id_scope: &str,
-        transport: Transport,
-        roots: rustls::RootCertStore,
-        options: Options,
-    ) -> Self {
-        ProvisioningClient {
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            id_scope: id_scope.to_string(),
-            transport,
-            roots,
-            options,
-        }
-    }
-
-    pub fn options(&self) -> &Options {
-        &self.options
-    }
-
     /// Register with the registration id the attestation implies (x509: the leaf CN; symmetric key: the
     /// identity's id; TPM: derived from the endorsement key) and wait for the assignment.
     pub async fn register(&self, attestation: &Attestation, payload: Option<Value>) -> Result<Assignment, Error> {
@@ -317,49 +285,13 @@ impl ProvisioningClient {
             credentials,
         }))
     }
+}
 
-    async fn registration_id(&self, attestation: &Attestation) -> Result<String, Error> {
-        match attestation {
-            Attestation::X509(x) => {
-                let x = x.clone();
-                blocking_task(move || x.common_name().map_err(Error::from)).await
-            }
-            Attestation::SymmetricKey(s) => {
-                let s = s.clone();
-                blocking_task(move || s.registration_id().map_err(Error::from)).await
-            }
-            Attestation::Tpm(tpm) => {
-                let ek = with_tpm(tpm, |t| t.endorsement_key()).await?;
-                Ok(hsm_tpm::registration_id(&ek))
-            }
-        }
+/// The proxy URL without its password, for messages.
+fn redacted(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
     }
-
-    fn sas_expiry(&self) -> u64 {
-        self.options
-            .sas_expiry
-            .unwrap_or_else(|| hsm_core::sas::expiry_in(self.options.sas_ttl))
-    }
-
-    fn audience(&self, registration_id: &str) -> Audience {
-        Audience::Dps {
-            id_scope: self.id_scope.clone(),
-            registration_id: registration_id.to_string(),
-        }
-    }
-
-    async fn sas_token(&self, registration_id: &str, identity: Arc<dyn SymmetricIdentity>) -> Result<String, Error> {
-        let (aud, expiry) = (self.audience(registration_id), self.sas_expiry());
-        let to_sign = aud.string_to_sign(expiry);
-        let mac = blocking_task(move || identity.hmac_sha256(to_sign.as_bytes()).map_err(Error::from)).await?;
-        Ok(aud.token(&mac, expiry))
-    }
-
-    /// A SAS token signed inside the TPM with its (activated) identity key.
-    pub(crate) async fn tpm_token(&self, registration_id: &str, tpm: &crate::SharedTpm) -> Result<String, Error> {
-        let (aud, expiry) = (self.audience(registration_id), self.sas_expiry());
-        let to_sign = aud.string_to_sign(expiry);
-        let mac = with_tpm(tpm, move |t| t.sign_with_identity(to_sign.as_bytes())).await?;
-        Ok(aud.token(&mac, expiry))
-    }
+    shown.to_string()
 }

@@ -132,7 +132,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::Timeout { .. } => true,
-            Error::Service(s) => crate::answer::is_transient(s.status),
+            Error::Service(s) => is_transient(s.status),
             Error::ConnectionRefused { code, .. } => *code == 3,
             _ => false,
         }
@@ -242,6 +242,20 @@ fn transport_hint(message: &str) -> &'static str {
     } else {
         ""
     }
+}
+
+/// A protocol error of `t`: the service or the peer said something this client cannot read.
+pub(crate) fn protocol(t: Transport, message: impl Into<String>) -> Error {
+    Error::Protocol {
+        transport: t,
+        message: message.into(),
+    }
+}
+
+/// A status DPS may answer again a little later: throttled (429) or a server error (5xx). (The C SDK
+/// treats every status from 429 up as transient; the 4xx above 429 are not DPS answers.)
+pub(crate) fn is_transient(status: u16) -> bool {
+    status == 429 || status >= 500
 }
 
 /// Longest server text kept in an error.

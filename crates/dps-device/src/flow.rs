@@ -11,11 +11,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use dps_wire::device::{DeviceRegistration, DeviceRegistrationResult, EnrollmentStatus, TpmChallenge};
 use tokio::time::Instant;
 
-use crate::answer::{self, protocol};
-use crate::client::ProvisioningClient;
-use crate::error::sanitize;
-use crate::session::{Call, Connection, Session};
-use crate::{Assignment, Attestation, DEFAULT_RETRY, Error, Reply, Transport, with_tpm};
+use crate::answer;
+use crate::dispatch::Session;
+use crate::error::{is_transient, protocol, sanitize};
+use crate::session::{Call, Connection};
+use crate::{Assignment, Attestation, Error, ProvisioningClient, Reply, Transport, with_tpm};
 
 /// Send `call`, and again after each 429 or 5xx answer (waiting what the service asks, within the
 /// floor and ceiling of the options) until another answer comes or the deadline would pass.
@@ -30,7 +30,7 @@ async fn send(
     let t = client.transport;
     loop {
         let reply = session.call(call, auth, deadline).await?;
-        if !answer::is_transient(reply.status) {
+        if !is_transient(reply.status) {
             return Ok(reply);
         }
         let error = answer::service_error(t, &reply);
@@ -210,13 +210,5 @@ pub(crate) async fn close(t: Transport, session: Session, deadline: Instant) {
     let until = deadline.min(Instant::now() + CLOSE_GRACE);
     if let Err(e) = session.close(until).await {
         tracing::debug!(transport = %t, error = %e, "the connection did not close cleanly");
-    }
-}
-
-impl ProvisioningClient {
-    /// The wait before the next poll or retry: Retry-After within the floor and ceiling.
-    pub(crate) fn retry(&self, retry_after: Option<u64>) -> Duration {
-        let wanted = retry_after.map_or(DEFAULT_RETRY, Duration::from_secs);
-        wanted.min(self.options.retry_ceiling).max(self.options.retry_floor)
     }
 }

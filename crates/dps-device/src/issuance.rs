@@ -9,7 +9,7 @@ use x509_parser::der_parser::asn1_rs::Oid;
 use x509_parser::oid_registry::{OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::answer::protocol;
+use crate::error::protocol;
 use crate::{Error, Transport};
 
 /// A CSR DPS can issue to: a DER PKCS#10 request whose key is ECDSA P-384 (DPS issues to no other

@@ -1,14 +1,14 @@
 //! The one interface the registration flow (`flow.rs`) drives, whatever the transport: open a
 //! connection, send a request of the device API ([`Call`]) and read its answer ([`Reply`]), close.
-//! Each transport's connect module (`https.rs`, `mqtt/`) implements [`Connection`]; [`Session::open`]
-//! is the only place that matches on the transports to pick the module.
+//! Each transport's connect module (`https.rs`, `mqtt/`) implements [`Connection`]; `Session::open`
+//! (`dispatch.rs`) is the only place that matches on the transports to pick the module.
 
 use std::sync::Arc;
 
 use dps_wire::device::DeviceRegistration;
 use tokio::time::Instant;
 
-use crate::{Error, Proxy, Reply, Transport, https, mqtt};
+use crate::{Error, Proxy, Reply, Transport};
 
 /// A request of the device API.
 #[derive(Clone, Copy)]
@@ -47,36 +47,4 @@ pub(crate) trait Connection {
 
     /// End the connection politely (what the protocol says on leaving), within `deadline`.
     async fn close(self, deadline: Instant) -> Result<(), Error>;
-}
-
-/// A connection of whichever transport the client uses.
-pub(crate) enum Session {
-    Https(https::Https),
-    Mqtt(Box<mqtt::Mqtt>),
-}
-
-impl Session {
-    /// Connect with the connect module of `c.transport`.
-    pub(crate) async fn open(c: Connect<'_>) -> Result<Session, Error> {
-        Ok(match c.transport {
-            Transport::Https => Session::Https(https::Https::connect(&c)?),
-            Transport::Mqtt | Transport::MqttWs => Session::Mqtt(Box::new(mqtt::Mqtt::connect(&c).await?)),
-        })
-    }
-}
-
-impl Connection for Session {
-    async fn call(&mut self, call: Call<'_>, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
-        match self {
-            Session::Https(h) => h.call(call, auth, deadline).await,
-            Session::Mqtt(m) => m.call(call, auth, deadline).await,
-        }
-    }
-
-    async fn close(self, deadline: Instant) -> Result<(), Error> {
-        match self {
-            Session::Https(h) => h.close(deadline).await,
-            Session::Mqtt(m) => m.close(deadline).await,
-        }
-    }
 }

@@ -173,14 +173,6 @@ impl ServiceClient {
         &self.http.api_version
     }
 
-    pub(crate) fn options(&self) -> &ClientOptions {
-        &self.options
-    }
-
-    pub(crate) fn http(&self) -> &Http {
-        &self.http
-    }
-
     // ---- individual enrollments ----
 
     /// Create or replace; with `etag` set, only if the stored record still has it (else
@@ -220,7 +212,7 @@ impl ServiceClient {
 
     /// `SELECT * FROM enrollments`, page by page as needed.
     pub fn query_enrollments(&self, query: &str, page_size: Option<u32>) -> Query<'_, IndividualEnrollment> {
-        Query::new(self, "/enrollments/query".into(), Some(query), page_size)
+        self.query("/enrollments/query".into(), Some(query), page_size)
     }
 
     // ---- enrollment groups ----
@@ -260,7 +252,7 @@ impl ServiceClient {
 
     /// `SELECT * FROM enrollmentGroups`, page by page as needed.
     pub fn query_groups(&self, query: &str, page_size: Option<u32>) -> Query<'_, EnrollmentGroup> {
-        Query::new(self, "/enrollmentGroups/query".into(), Some(query), page_size)
+        self.query("/enrollmentGroups/query".into(), Some(query), page_size)
     }
 
     // ---- registration states ----
@@ -289,8 +281,7 @@ impl ServiceClient {
 
     /// The registration states of the devices of one enrollment group.
     pub fn query_registrations(&self, group_id: &str, page_size: Option<u32>) -> Query<'_, DeviceRegistrationState> {
-        Query::new(
-            self,
+        self.query(
             format!("/registrations/{}/query", url_encode(group_id)),
             None,
             page_size,
@@ -298,6 +289,18 @@ impl ServiceClient {
     }
 
     // ---- plumbing ----
+
+    /// A query of `path`, bounded by this client's `max_query_pages` and `query_timeout`.
+    fn query<T: DeserializeOwned>(&self, path: String, query: Option<&str>, page_size: Option<u32>) -> Query<'_, T> {
+        Query::new(
+            &self.http,
+            path,
+            query,
+            page_size,
+            self.options.max_query_pages,
+            self.options.query_timeout,
+        )
+    }
 
     fn put<T: Serialize + DeserializeOwned>(&self, c: Collection, id: &str, etag: Option<&str>, body: &T) -> Result<T> {
         let what = format!("{} {id}", c.noun());

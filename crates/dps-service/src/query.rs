@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use dps_wire::service::{CONTINUATION_HEADER, MAX_ITEM_COUNT_HEADER, QuerySpecification};
 use serde::de::DeserializeOwned;
 
-use crate::http::{Call, read_json};
-use crate::{Error, Result, ServiceClient};
+use crate::http::{Call, Http, read_json};
+use crate::{Error, Result};
 
 /// A query's results; an error ends the iteration after it is yielded.
 pub struct Query<'a, T> {
-    client: &'a ServiceClient,
+    http: &'a Http,
     path: String,
     body: Option<String>,
     page_size: Option<u32>,
@@ -34,10 +34,18 @@ pub struct Query<'a, T> {
 }
 
 impl<'a, T: DeserializeOwned> Query<'a, T> {
-    pub(crate) fn new(client: &'a ServiceClient, path: String, query: Option<&str>, page_size: Option<u32>) -> Self {
-        let options = client.options();
+    /// A query of `path` (`query`: the body's SQL, if any), ended after `max_pages` pages or, when
+    /// `timeout` is set, after that long (the client's `max_query_pages` and `query_timeout`).
+    pub(crate) fn new(
+        http: &'a Http,
+        path: String,
+        query: Option<&str>,
+        page_size: Option<u32>,
+        max_pages: usize,
+        timeout: Option<Duration>,
+    ) -> Self {
         Query {
-            client,
+            http,
             path,
             body: query.and_then(|q| serde_json::to_string(&QuerySpecification::new(q)).ok()),
             page_size,
@@ -48,8 +56,8 @@ impl<'a, T: DeserializeOwned> Query<'a, T> {
             pending: None,
             done: false,
             pages: 0,
-            max_pages: options.max_query_pages,
-            deadline: options.query_timeout.map(|t| (Instant::now() + t, t)),
+            max_pages,
+            deadline: timeout.map(|t| (Instant::now() + t, t)),
             _t: PhantomData,
         }
     }
@@ -87,7 +95,7 @@ impl<'a, T: DeserializeOwned> Query<'a, T> {
         if let Some(c) = &self.continuation {
             headers.push((CONTINUATION_HEADER, c.clone()));
         }
-        let r = self.client.http().send(&Call {
+        let r = self.http.send(&Call {
             method: "POST",
             path: &self.path,
             what: &what,

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use hsm_core::config::Config;
-use hsm_issued::Store;
-use hsm_issued::store::CertificateInfo;
 
-use crate::{Attestation, CliError, ProvisionArgs, dps, load_config};
+use crate::config::load_config;
+use crate::issued::{now, status, store};
+use crate::provision_cmd::{self, Attestation, ProvisionArgs};
+use crate::{CliError, dps};
 
 #[derive(Subcommand)]
 pub enum CertificateCommand {
@@ -73,12 +73,12 @@ pub fn run(cmd: CertificateCommand) -> Result<(), CliError> {
     match cmd {
         CertificateCommand::Request(mut a) => {
             a.issue_certificate = true;
-            crate::provision(a)
+            provision_cmd::provision(a)
         }
         CertificateCommand::Renew(RenewCommand::Dps(mut a)) => {
             a.issue_certificate = true;
             a.attestation = Some(Attestation::X509);
-            crate::provision(a)
+            provision_cmd::provision(a)
         }
         CertificateCommand::Renew(RenewCommand::Hub(a)) => renew_via_hub(a),
         CertificateCommand::Confirm(a) => {
@@ -93,48 +93,9 @@ pub fn run(cmd: CertificateCommand) -> Result<(), CliError> {
     }
 }
 
-/// The store of the configuration's `[x509] backend = "issued"` section.
-pub fn store(config: &Config) -> Result<Store, CliError> {
-    let section = config.section("x509")?;
-    if section.backend != "issued" {
-        return Err(CliError::Usage(format!(
-            "{}: [x509] has backend \"{}\"; certificates are issued into a backend = \"issued\" store",
-            config.source, section.backend
-        )));
-    }
-    Ok(hsm_issued::store_from_section(section)?)
-}
-
-/// `provision --issue-certificate`: `attestation` None is re-registration with the current
-/// issued identity.
-pub fn issue(
-    config: &Config,
-    attestation: Option<dps_device::Attestation>,
-    client: dps_device::ProvisioningClient,
-    payload: Option<serde_json::Value>,
-    json: bool,
-    timeout: u64,
-) -> Result<(), CliError> {
-    let store = store(config)?;
-    let issued = hsm_issued::flow::block_on(hsm_issued::flow::register(
-        &store,
-        &client,
-        attestation.as_ref(),
-        payload,
-    ))
-    .map_err(|e| dps::cli_error(e, timeout))?;
-    if let Some(a) = &issued.assignment {
-        crate::report(a, json);
-    }
-    if !json {
-        out!("{}", status(&store, now())?);
-    }
-    Ok(())
-}
-
 fn renew_via_hub(a: HubArgs) -> Result<(), CliError> {
     let store = store(&load_config(a.config.as_deref())?)?;
-    let roots = crate::trusted_roots(a.trusted_ca.as_deref())?;
+    let roots = dps::trusted_roots(a.trusted_ca.as_deref())?;
     let endpoint = a.endpoint.clone().unwrap_or_else(|| format!("{}:8883", a.hub));
     let device_id = a
         .device_id
@@ -152,71 +113,4 @@ fn renew_via_hub(a: HubArgs) -> Result<(), CliError> {
     .map_err(|e| dps::cli_error(e, a.timeout))?;
     out!("{}", status(&store, now())?);
     Ok(())
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
-fn time(t: i64) -> String {
-    x509_parser::time::ASN1Time::from_timestamp(t)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| t.to_string())
-}
-
-/// The status report: current certificate, renewal due date, pending and retired generations.
-pub fn status(store: &Store, now: i64) -> Result<String, CliError> {
-    let state = store.state()?;
-    let mut s = format!(
-        "store:            {}\nregistration id:  {}\n",
-        store.dir().display(),
-        store.registration_id()
-    );
-    match &state.current {
-        None => s.push_str("certificate:      none issued yet (hsmctl certificate request)\n"),
-        Some(g) => {
-            let chain = store.read_chain(g)?;
-            let leaf = chain
-                .first()
-                .ok_or_else(|| hsm_core::Error::parse("certificate chain", "the chain is empty"))?;
-            let info = CertificateInfo::of(leaf)?;
-            s.push_str(&format!("generation:       {}\n", g.generation));
-            s.push_str(&format!("subject:          {}\n", info.subject));
-            s.push_str(&format!("issuer:           {}\n", info.issuer));
-            s.push_str(&format!("key:              {}\n", g.key));
-            s.push_str(&format!(
-                "valid:            {} to {}\n",
-                time(info.not_before),
-                time(info.not_after)
-            ));
-            let due = if now > info.not_after {
-                "  (EXPIRED: renew now)"
-            } else if info.renewal_due(now) {
-                "  (due now)"
-            } else {
-                ""
-            };
-            s.push_str(&format!(
-                "renewal due:      {} ({} % of the validity){due}\n",
-                time(info.renew_at),
-                hsm_issued::store::RENEW_AT_PERCENT
-            ));
-        }
-    }
-    if let Some(g) = &state.retired {
-        s.push_str(&format!(
-            "previous:         generation {} kept until the current one is confirmed (hsmctl certificate confirm)\n",
-            g.generation
-        ));
-    }
-    if let Some(g) = &state.pending {
-        s.push_str(&format!(
-            "pending:          generation {} (a request not answered yet; the next request makes a new key)\n",
-            g.generation
-        ));
-    }
-    Ok(s)
 }

@@ -1,6 +1,9 @@
 //! `hsmctl provision` on the `dps-device` library: the transport option (parsed and explained from
 //! `dps_device::Transport`'s own description), the mapping of the library's
-//! typed errors to hsmctl's messages, and terminal-safe printing of what the service sent.
+//! typed errors to hsmctl's messages, the CAs trusted for the service, and terminal-safe printing of
+//! what the service sent (an assignment among it).
+
+use std::path::Path;
 
 use dps_device::Transport;
 use serde_json::Value;
@@ -149,6 +152,35 @@ pub(crate) fn json_for_terminal(value: &Value) -> String {
 
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The CAs trusted for the service: a PEM file, or the Mozilla root store.
+pub fn trusted_roots(path: Option<&Path>) -> Result<rustls::RootCertStore, CliError> {
+    Ok(match path {
+        Some(p) => tlsio_bridge::roots_from_pem(
+            &format!("trusted CA {}", p.display()),
+            &hsm_core::pem::read_file("read trusted CA", p)?,
+        )?,
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    })
+}
+
+/// Print an assignment: the registration state as JSON, or its main fields.
+pub fn report(result: &dps_device::Assignment, json: bool) {
+    // Everything here comes from the service: made safe for a terminal.
+    if json {
+        outln!(
+            "{}",
+            json_for_terminal(&serde_json::to_value(&result.state).unwrap_or_default())
+        );
+    } else {
+        outln!("registration id: {}", shown(&result.registration_id));
+        outln!("status: {}", shown(&result.status));
+        outln!("assigned hub: {}", shown(&result.assigned_hub));
+        outln!("device id: {}", shown(&result.device_id));
+    }
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@ use dps_service::input::{Format, JsonLines};
 use dps_service::{BulkMode, EnrollmentGroup};
 use serde_json::{Map, Value, json};
 
-use super::{ServiceArgs, client, svc};
 use crate::CliError;
 use crate::dps::shown;
+use crate::service::{ServiceArgs, client, svc};
 
 /// The exit status after Ctrl-C (128 + SIGINT), as shells report it.
 const INTERRUPTED: i32 = 130;

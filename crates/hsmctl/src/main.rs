@@ -35,45 +35,32 @@ mod stdout {
 
 mod certificate_cmd;
 mod certs_cmd;
+mod config;
 mod conformance_cmd;
 mod dice_cmd;
 mod dps;
 mod enrollment_api_cmd;
 mod enrollment_cmd;
+mod error;
+mod issued;
 mod pkcs11_cmd;
+mod provision_cmd;
+mod secrets;
+mod service;
 #[cfg(feature = "tpm")]
 mod tpm_cmd;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use hsm_core::config::Config;
 use hsm_core::sas::{self, Audience};
 use zeroize::Zeroizing;
 
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error(transparent)]
-    Core(#[from] hsm_core::Error),
-    #[error("{transport}: the service answered {status}: {message}{}{}",
-        error_code.map(|c| format!(" (errorCode {c})")).unwrap_or_default(),
-        tracking_id.as_ref().map(|t| format!(" (trackingId {t})")).unwrap_or_default())]
-    Service {
-        transport: String,
-        status: u16,
-        error_code: Option<i64>,
-        tracking_id: Option<String>,
-        message: String,
-    },
-    #[error("connection failed: {0}")]
-    Transport(String),
-    #[error("unexpected answer from the service: {0}")]
-    Protocol(String),
-    #[error("{0}")]
-    Usage(String),
-}
+use error::CliError;
+use secrets::{command_line_secret_warnings, env_secret, read_secret};
 
 #[derive(Parser)]
 #[command(
@@ -94,7 +81,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Register this device with the Device Provisioning Service and print its assignment.
-    Provision(ProvisionArgs),
+    Provision(provision_cmd::ProvisionArgs),
     /// Make a SAS token for DPS or IoT Hub.
     #[command(subcommand)]
     Sas(SasCommand),
@@ -126,58 +113,6 @@ enum Command {
     #[cfg(feature = "tpm")]
     #[command(subcommand)]
     Tpm(tpm_cmd::TpmCommand),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Attestation {
-    X509,
-    SymmetricKey,
-    Tpm,
-}
-
-#[derive(Args)]
-struct ProvisionArgs {
-    /// Configuration file (the library's TOML); default: $HSM_ABI_CONFIG.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Which configured identity to use; needed when the configuration has both.
-    #[arg(long, value_enum)]
-    attestation: Option<Attestation>,
-    /// The DPS ID scope.
-    #[arg(long)]
-    id_scope: String,
-    /// Registration id to ask for; default: the identity's (x509: the certificate's common name).
-    #[arg(long)]
-    registration_id: Option<String>,
-    #[arg(long, default_value = "global.azure-devices-provisioning.net", help = dps::endpoint_help())]
-    global_endpoint: String,
-    #[arg(long, default_value = "https", value_parser = dps::transport_parser(), help = dps::transport_help())]
-    transport: dps_device::Transport,
-    #[arg(long, value_name = "URL", help = dps::proxy_help())]
-    proxy: Option<String>,
-    /// PEM file of the CA(s) to trust for the service; default: the Mozilla root store.
-    #[arg(long)]
-    trusted_ca: Option<PathBuf>,
-    /// SAS token lifetime in seconds.
-    #[arg(long, default_value_t = 3600, conflicts_with = "sas_expiry")]
-    sas_ttl: u64,
-    /// SAS token expiry as seconds since the epoch (instead of --sas-ttl).
-    #[arg(long)]
-    sas_expiry: Option<u64>,
-    /// Give up waiting for the assignment after this many seconds.
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
-    /// JSON payload sent with the registration.
-    #[arg(long)]
-    payload: Option<String>,
-    /// Print the whole registration state as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Send the CSR of a new key made in the [x509] backend = "issued" store and store the
-    /// certificate DPS issues (onboarding with [symmetric_key] or [tpm], or `--attestation
-    /// x509`: the current issued certificate).
-    #[arg(long)]
-    issue_certificate: bool,
 }
 
 #[derive(Subcommand)]
@@ -254,187 +189,6 @@ impl ExpiryArgs {
     fn expiry(&self) -> u64 {
         self.expiry
             .unwrap_or_else(|| sas::expiry_in(Duration::from_secs(self.ttl)))
-    }
-}
-
-/// A key from a file, or from standard input when `path` is `-`.
-fn read_secret(path: &Path) -> Result<Zeroizing<String>, CliError> {
-    let text = if path == Path::new("-") {
-        use std::io::Read as _;
-        let mut buf = Zeroizing::new(Vec::with_capacity(1024));
-        std::io::stdin()
-            .lock()
-            .take(hsm_core::fs::SECRET_MAX + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| hsm_core::Error::io("read key from standard input", path, e))?;
-        if buf.len() as u64 > hsm_core::fs::SECRET_MAX {
-            return Err(CliError::Usage(format!(
-                "the key on standard input is longer than {} bytes",
-                hsm_core::fs::SECRET_MAX
-            )));
-        }
-        Zeroizing::new(
-            String::from_utf8(std::mem::take(&mut *buf))
-                .map_err(|_| CliError::Usage("the key on standard input is not UTF-8".into()))?,
-        )
-    } else {
-        hsm_core::fs::read_bounded_string("read key file", path, hsm_core::fs::SECRET_MAX)?
-    };
-    Ok(Zeroizing::new(text.trim().to_string()))
-}
-
-/// A key from the environment variable `name`.
-fn env_secret(name: &str) -> Result<Zeroizing<String>, CliError> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(Zeroizing::new(v.trim().to_string())),
-        _ => Err(CliError::Usage(format!(
-            "environment variable {name} is not set or empty"
-        ))),
-    }
-}
-
-/// Warnings for secrets given on the command line, where every user sees them in
-/// /proc/PID/cmdline. They name the option, never its value.
-fn command_line_secret_warnings(args: &[String]) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    for a in args {
-        let flag = a.split('=').next().unwrap_or_default();
-        let w = match flag {
-            "--key" => {
-                "warning: --key puts the key on the command line, visible to other users; use --key-file \
-                        PATH, --key-file - (standard input) or --key-env NAME"
-            }
-            "--group-key" => {
-                "warning: --group-key puts the key on the command line, visible to other users; use \
-                              --group-key-file PATH, --group-key-file - (standard input) or --group-key-env NAME"
-            }
-            "--connection-string" => {
-                "warning: --connection-string puts the service key on the command line, visible to other \
-                 users; use --connection-string-file PATH, --connection-string-file - (standard input) or \
-                 $DPS_SERVICE_CONNECTION_STRING"
-            }
-            _ if a.contains("pin-value=") => {
-                "warning: a PKCS#11 URI with pin-value puts the PIN on the command \
-                 line, visible to other users; use pin-source=file:PATH (a file readable only by you)"
-            }
-            _ => continue,
-        };
-        if !out.contains(&w) {
-            out.push(w);
-        }
-    }
-    out
-}
-
-fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
-    Ok(match path {
-        Some(p) => Config::from_file(p)?,
-        None => Config::from_env()?,
-    })
-}
-
-fn provision(a: ProvisionArgs) -> Result<(), CliError> {
-    let config = load_config(a.config.as_deref())?;
-    let configured: Vec<Attestation> = [
-        // With --issue-certificate, [x509] is the store the certificate goes into.
-        (config.x509.is_some() && !a.issue_certificate, Attestation::X509),
-        (config.symmetric_key.is_some(), Attestation::SymmetricKey),
-        (config.tpm.is_some(), Attestation::Tpm),
-    ]
-    .into_iter()
-    .filter_map(|(present, a)| present.then_some(a))
-    .collect();
-    let attestation = match (a.attestation, configured.as_slice()) {
-        (Some(x), _) => x,
-        (None, [one]) => *one,
-        (None, []) => {
-            return Err(CliError::Usage(format!(
-                "{} has none of [x509], [symmetric_key], [tpm]",
-                config.source
-            )));
-        }
-        (None, _) => {
-            return Err(CliError::Usage(format!(
-                "{} configures several identities: choose one with --attestation",
-                config.source
-            )));
-        }
-    };
-    let roots = trusted_roots(a.trusted_ca.as_deref())?;
-    let payload = a
-        .payload
-        .as_deref()
-        .map(serde_json::from_str)
-        .transpose()
-        .map_err(|e| CliError::Usage(format!("--payload is not JSON: {e}")))?;
-    let proxy = a
-        .proxy
-        .as_deref()
-        .map(url::Url::parse)
-        .transpose()
-        .map_err(|e| CliError::Usage(format!("--proxy is not a URL (http://host:port): {e}")))?;
-    let options = dps_device::Options {
-        timeout: Duration::from_secs(a.timeout),
-        sas_ttl: Duration::from_secs(a.sas_ttl),
-        sas_expiry: a.sas_expiry,
-        user_agent: concat!("hsmctl/", env!("CARGO_PKG_VERSION")).to_string(),
-        proxy,
-        ..dps_device::Options::default()
-    };
-    if a.issue_certificate {
-        let identity = match attestation {
-            Attestation::X509 => None,
-            Attestation::SymmetricKey => Some(dps_device::Attestation::SymmetricKey(hsm::open_symmetric(&config)?)),
-            Attestation::Tpm => Some(dps_device::Attestation::Tpm(hsm::open_tpm_shared(
-                &config,
-                "TPM attestation",
-            )?)),
-        };
-        let client = dps_device::ProvisioningClient::new(&a.global_endpoint, &a.id_scope, a.transport, roots, options);
-        return certificate_cmd::issue(&config, identity, client, payload, a.json, a.timeout);
-    }
-    let identity = match attestation {
-        Attestation::X509 => dps_device::Attestation::X509(hsm::open_x509(&config)?),
-        Attestation::SymmetricKey => dps_device::Attestation::SymmetricKey(hsm::open_symmetric(&config)?),
-        Attestation::Tpm => {
-            dps_device::Attestation::Tpm(hsm::open_tpm_shared(&config, "provisioning with TPM attestation")?)
-        }
-    };
-    let client =
-        dps_device::blocking::ProvisioningClient::new(&a.global_endpoint, &a.id_scope, a.transport, roots, options)
-            .map_err(|e| dps::cli_error(e, a.timeout))?;
-    let assignment = client
-        .register_as(&identity, a.registration_id.as_deref(), payload)
-        .map_err(|e| dps::cli_error(e, a.timeout))?;
-    report(&assignment, a.json);
-    Ok(())
-}
-
-/// The CAs trusted for the service: a PEM file, or the Mozilla root store.
-fn trusted_roots(path: Option<&Path>) -> Result<rustls::RootCertStore, CliError> {
-    Ok(match path {
-        Some(p) => tlsio_bridge::roots_from_pem(
-            &format!("trusted CA {}", p.display()),
-            &hsm_core::pem::read_file("read trusted CA", p)?,
-        )?,
-        None => rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        },
-    })
-}
-
-fn report(result: &dps_device::Assignment, json: bool) {
-    // Everything here comes from the service: made safe for a terminal.
-    if json {
-        outln!(
-            "{}",
-            dps::json_for_terminal(&serde_json::to_value(&result.state).unwrap_or_default())
-        );
-    } else {
-        outln!("registration id: {}", dps::shown(&result.registration_id));
-        outln!("status: {}", dps::shown(&result.status));
-        outln!("assigned hub: {}", dps::shown(&result.assigned_hub));
-        outln!("device id: {}", dps::shown(&result.device_id));
     }
 }
 
@@ -526,7 +280,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.cmd {
-        Command::Provision(a) => provision(a),
+        Command::Provision(a) => provision_cmd::provision(a),
         Command::Sas(c) => sas_cmd(c),
         Command::DeriveKey { group, registration_id } => derive_key(group, &registration_id),
         Command::Certs(a) => certs_cmd::run(a).map_err(CliError::from),

@@ -139,7 +139,7 @@ pub(crate) fn connection_error(e: ConnectionError, t: Transport) -> Error {
             };
         }
         ConnectionError::Websocket(ws) => {
-            let failure = super::websocket::failure(ws, t);
+            let failure = websocket_failure(ws, t);
             return failure.into_error(t, e);
         }
         ConnectionError::ResponseValidation(v) => {
@@ -164,14 +164,14 @@ pub(crate) fn connection_error(e: ConnectionError, t: Transport) -> Error {
 }
 
 /// What failed under a connection error: TLS or the transport, and the text to show.
-pub(super) enum Failure {
+enum Failure {
     Tls(String),
     Transport(String),
 }
 
 impl Failure {
     /// The error of `t`, with `source` (the error the failure came in) as its source.
-    pub(super) fn into_error(self, t: Transport, source: impl Into<Source>) -> Error {
+    fn into_error(self, t: Transport, source: impl Into<Source>) -> Error {
         match self {
             Failure::Tls(message) => Error::tls_from(t, message, source),
             Failure::Transport(message) => Error::transport_from(t, message, source),
@@ -180,9 +180,31 @@ impl Failure {
 }
 
 /// An I/O error of the connection: TLS when rustls is what failed under it.
-pub(super) fn io_failure(io: &std::io::Error) -> Failure {
+fn io_failure(io: &std::io::Error) -> Failure {
     match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         Some(tls) => Failure::Tls(sanitize(&tls.to_string())),
         None => Failure::Transport(sanitize(&io.to_string())),
+    }
+}
+
+/// A failed WebSocket connection: a refused upgrade names the path and the HTTP status.
+fn websocket_failure(e: &tungstenite::Error, t: Transport) -> Failure {
+    use tungstenite::Error as Ws;
+    match e {
+        Ws::Http(response) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            Failure::Transport(sanitize(&format!(
+                "the server refused the WebSocket upgrade to {}: HTTP {} {body}",
+                t.path().unwrap_or("/"),
+                response.status().as_u16()
+            )))
+        }
+        Ws::Tls(tls) => Failure::Tls(sanitize(&tls.to_string())),
+        Ws::Io(io) => io_failure(io),
+        other => Failure::Transport(sanitize(&format!("WebSocket: {other}"))),
     }
 }

@@ -15,6 +15,7 @@
 mod attestation;
 mod enrollment;
 mod operations;
+mod registration;
 
 pub use attestation::{
     Attestation, AttestationError, AttestationType, SymmetricKeyAttestation, TpmAttestation, X509Attestation,
@@ -26,9 +27,9 @@ pub use enrollment::{
     TwinMetadata,
 };
 pub use operations::{
-    AssignedDeviceSubstatus, BulkEnrollmentGroupOperation, BulkEnrollmentOperation, BulkItemError, BulkMode,
-    BulkResult, ConnectionProfile, DeviceRegistrationState, EnrollmentStatus, QuerySpecification,
+    BulkEnrollmentGroupOperation, BulkEnrollmentOperation, BulkItemError, BulkMode, BulkResult, QuerySpecification,
 };
+pub use registration::{AssignedDeviceSubstatus, ConnectionProfile, DeviceRegistrationState, EnrollmentStatus};
 
 /// Header: the page size of a query (`x-ms-max-item-count`).
 pub const MAX_ITEM_COUNT_HEADER: &str = "x-ms-max-item-count";

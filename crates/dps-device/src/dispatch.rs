@@ -1,0 +1,40 @@
+//! [`Session`]: the connection of whichever transport the client uses, and the only place outside
+//! `transport.rs` that matches on the transports: [`Session::open`] picks the connect module
+//! (`https.rs`, `mqtt/`), and the [`Connection`] calls go to it.
+
+use tokio::time::Instant;
+
+use crate::session::{Call, Connect, Connection};
+use crate::{Error, Reply, Transport, https, mqtt};
+
+/// A connection of whichever transport the client uses.
+pub(crate) enum Session {
+    Https(https::Https),
+    Mqtt(Box<mqtt::Mqtt>),
+}
+
+impl Session {
+    /// Connect with the connect module of `c.transport`.
+    pub(crate) async fn open(c: Connect<'_>) -> Result<Session, Error> {
+        Ok(match c.transport {
+            Transport::Https => Session::Https(https::Https::connect(&c)?),
+            Transport::Mqtt | Transport::MqttWs => Session::Mqtt(Box::new(mqtt::Mqtt::connect(&c).await?)),
+        })
+    }
+}
+
+impl Connection for Session {
+    async fn call(&mut self, call: Call<'_>, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
+        match self {
+            Session::Https(h) => h.call(call, auth, deadline).await,
+            Session::Mqtt(m) => m.call(call, auth, deadline).await,
+        }
+    }
+
+    async fn close(self, deadline: Instant) -> Result<(), Error> {
+        match self {
+            Session::Https(h) => h.close(deadline).await,
+            Session::Mqtt(m) => m.close(deadline).await,
+        }
+    }
+}
