@@ -25,4 +25,4 @@ mod traits;
 
 pub use error::{Error, Origin, Result};
 pub use scheme::{Curve, KeyAlgorithm, SignatureScheme};
-pub use traits::{SasSigner, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity};
+pub use traits::{OpenSigner, SasSigner, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity};

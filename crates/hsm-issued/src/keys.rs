@@ -3,10 +3,9 @@
 //! number, so a key left over by a crash before the state file named it is found and removed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use hsm_core::token::KeyToken;
-use hsm_core::{Error, Result, SigningKey};
+use hsm_core::{Error, Result};
 
 /// How many generations below the last one a sweep looks at on a token.
 pub const SWEEP_WINDOW: u64 = 8;
@@ -249,21 +248,6 @@ pub fn remove_key(key_token: &str) -> Result<()> {
                 format!("deleting the persistent TPM key 0x{h:08x} (issued keys are blobs)"),
             )),
         },
-        _ => Err(Error::unsupported(
-            "an issued identity",
-            format!("the key `{key_token}`"),
-        )),
-    }
-}
-
-/// The signer a key token names.
-pub fn open_signer(key_token: &str) -> Result<Arc<dyn SigningKey>> {
-    match KeyToken::decode(key_token)? {
-        KeyToken::File(path) => Ok(Arc::new(hsm_core::file::FileKey::from_file(&path)?)),
-        #[cfg(feature = "pkcs11")]
-        KeyToken::Pkcs11(uri) => hsm_pkcs11::open_signer(&uri),
-        #[cfg(feature = "tpm")]
-        KeyToken::Tpm(token) => hsm_tpm::open_signer(&token),
         _ => Err(Error::unsupported(
             "an issued identity",
             format!("the key `{key_token}`"),

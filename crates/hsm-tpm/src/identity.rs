@@ -454,7 +454,7 @@ impl Tpm {
         let tcti = self.conn.tcti().to_string();
         let data = data.to_vec();
         self.conn
-            .without_context(move || crate::raw::hmac_sha256_sequence(&tcti, handle, &data, limit))
+            .without_context(move || crate::hmac_sequence::hmac_sha256_sequence(&tcti, handle, &data, limit))
     }
 
     fn activate(&self, blob: &ActivationBlob) -> Result<()> {

@@ -48,11 +48,11 @@ mod error;
 #[cfg(feature = "device")]
 mod identity;
 #[cfg(feature = "device")]
-mod raw;
+mod hmac_sequence;
 pub mod service;
 #[cfg(feature = "device")]
 mod templates;
-// Without `device` only the service side uses it (the raw commands are gone).
+// Without `device` only the service side uses it (the HMAC sequence commands are gone).
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg_attr(not(feature = "device"), allow(dead_code))]

@@ -95,7 +95,7 @@ pub fn open_x509(config: &Config) -> Result<Box<dyn X509Identity>> {
         #[cfg(feature = "vendor")]
         "vendor" => Ok(Box::new(crate::vendor::VendorX509::from_section(section)?)),
         #[cfg(feature = "issued")]
-        "issued" => Ok(Box::new(hsm_issued::IssuedX509::from_section(section)?)),
+        "issued" => Ok(Box::new(hsm_issued::IssuedX509::from_section(section, open_signer)?)),
         _ => Err(not_built_in(section, &x509_backends())),
     }
 }

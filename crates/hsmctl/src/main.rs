@@ -33,8 +33,8 @@ mod stdout {
     }
 }
 
-mod certificate_cmd;
-mod certs_cmd;
+mod issued_certificate_cmd;
+mod test_pki_cmd;
 mod conformance_cmd;
 mod dice_cmd;
 mod dps;
@@ -107,10 +107,10 @@ enum Command {
         registration_id: String,
     },
     /// Generate a test PKI: root CA, optional intermediate, device certificates (also from HSM CSRs).
-    Certs(certs_cmd::CertsArgs),
+    Certs(test_pki_cmd::CertsArgs),
     /// Issued certificates ([x509] backend = "issued"): request, renew, confirm, status.
     #[command(subcommand)]
-    Certificate(certificate_cmd::CertificateCommand),
+    Certificate(issued_certificate_cmd::CertificateCommand),
     /// DICE: create a Unique Device Secret, print the DeviceID/Alias chain and registration id.
     #[command(subcommand)]
     Dice(dice_cmd::DiceCommand),
@@ -399,7 +399,7 @@ fn provision(a: ProvisionArgs) -> Result<(), CliError> {
         };
         let client =
             dps_device::ProvisioningClient::new(&a.global_endpoint, &a.id_scope, a.transport.into(), roots, options);
-        return certificate_cmd::issue(&config, identity, client, payload, a.json, a.timeout);
+        return issued_certificate_cmd::issue(&config, identity, client, payload, a.json, a.timeout);
     }
     let identity = match attestation {
         Attestation::X509 => dps_device::Attestation::X509(hsm::open_x509(&config)?.into()),
@@ -543,8 +543,8 @@ fn main() -> ExitCode {
         Command::Provision(a) => provision(a),
         Command::Sas(c) => sas_cmd(c),
         Command::DeriveKey { group, registration_id } => derive_key(group, &registration_id),
-        Command::Certs(a) => certs_cmd::run(a).map_err(CliError::from),
-        Command::Certificate(c) => certificate_cmd::run(c),
+        Command::Certs(a) => test_pki_cmd::run(a).map_err(CliError::from),
+        Command::Certificate(c) => issued_certificate_cmd::run(c),
         Command::Conformance(a) => conformance_cmd::run(a).map_err(CliError::from),
         Command::Dice(c) => dice_cmd::run(c).map_err(CliError::from),
         Command::Enrollment(c) => enrollment_api_cmd::run(c),
