@@ -11,6 +11,7 @@
 //! is the C layer over it. All `unsafe` code lives in the `ffi` module; [`vendor`] connects the
 //! vendor tables of `ffi::vendor` to `hsm::vendor`.
 #![deny(unsafe_code)]
+#![deny(unreachable_pub)]
 
 #[allow(unsafe_code)]
 pub mod ffi;

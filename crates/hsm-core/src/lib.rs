@@ -8,9 +8,11 @@
 //! Keys implement [`SigningKey`]: sign a message with a [`SignatureScheme`] and report the
 //! public key. No FFI and no `unsafe` here: the C ABI lives in `hsm-abi`.
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 pub mod config;
 pub mod csr;
+pub mod der;
 mod error;
 pub mod file;
 pub mod fs;

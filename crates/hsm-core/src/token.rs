@@ -146,7 +146,9 @@ impl KeyToken {
     pub fn is_secret(&self) -> bool {
         match self {
             KeyToken::InlinePem(_) => true,
-            KeyToken::Pkcs11(_) | KeyToken::Tpm(_) | KeyToken::Dice(_) | KeyToken::File(_) | KeyToken::Vendor(_) => false,
+            KeyToken::Pkcs11(_) | KeyToken::Tpm(_) | KeyToken::Dice(_) | KeyToken::File(_) | KeyToken::Vendor(_) => {
+                false
+            }
         }
     }
 

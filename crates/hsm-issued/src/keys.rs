@@ -8,14 +8,14 @@ use hsm_core::token::KeyToken;
 use hsm_core::{Error, Result};
 
 /// How many generations below the last one a sweep looks at on a token.
-pub const SWEEP_WINDOW: u64 = 8;
+pub(crate) const SWEEP_WINDOW: u64 = 8;
 
 /// A device kept open (see [`KeySource::hold`]); held, never read.
 #[derive(Debug, Clone)]
 pub struct Hold(
     #[cfg(feature = "pkcs11")]
     #[allow(dead_code)]
-    std::sync::Arc<hsm_pkcs11::token::Token>,
+    std::sync::Arc<hsm_pkcs11::Token>,
 );
 
 /// Where new keys go.
@@ -83,7 +83,7 @@ impl KeySource {
     pub fn hold(&self) -> Result<Option<Hold>> {
         match self {
             #[cfg(feature = "pkcs11")]
-            KeySource::Pkcs11(uri) => Ok(Some(Hold(hsm_pkcs11::token::Token::open(uri, None)?))),
+            KeySource::Pkcs11(uri) => Ok(Some(Hold(hsm_pkcs11::Token::open(uri, None)?))),
             _ => Ok(None),
         }
     }
@@ -144,7 +144,7 @@ impl KeySource {
             #[cfg(feature = "pkcs11")]
             KeyToken::Pkcs11(text) => {
                 let mut uri = hsm_pkcs11::Pkcs11Uri::parse(&text)?;
-                uri.object_type = Some(hsm_pkcs11::uri::ObjectType::Cert);
+                uri.object_type = Some(hsm_pkcs11::ObjectType::Cert);
                 hsm_pkcs11::tools::destroy_objects(&uri.to_token_string())?;
                 hsm_pkcs11::tools::import_certificate(&uri.to_token_string(), leaf).map(|_| ())
             }
@@ -227,7 +227,7 @@ pub(crate) fn remove_file(path: &Path) -> Result<()> {
 
 /// Delete the key a key token names (with its public key and certificate objects on a
 /// token); a missing key is not an error.
-pub fn remove_key(key_token: &str) -> Result<()> {
+pub(crate) fn remove_key(key_token: &str) -> Result<()> {
     match KeyToken::decode(key_token)? {
         KeyToken::File(path) => remove_file(&path),
         #[cfg(feature = "pkcs11")]

@@ -15,12 +15,13 @@
 //! [`IssuedX509`] serves the current generation: each call reads the state, so after a
 //! renewal the next `get_cert`/`get_key` (and the next TLS connection) uses the new pair.
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
-pub mod csr;
+mod csr;
 #[cfg(feature = "dps")]
 pub mod flow;
-pub mod keys;
-pub mod store;
+mod keys;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -34,7 +35,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 pub use keys::KeySource;
-pub use store::{Generation, State, Store};
+pub use store::{CRASH_ENV, CertificateInfo, Generation, RENEW_AT_PERCENT, STATE_FILE, STEPS, State, Store};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

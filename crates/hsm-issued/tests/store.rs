@@ -10,7 +10,7 @@ use std::process::Command;
 
 use common::{Ca, assert_signs_for, read_csr, token};
 use hsm_core::X509Identity;
-use hsm_issued::store::{CRASH_ENV, STEPS};
+use hsm_issued::{CRASH_ENV, STEPS};
 use hsm_issued::{IssuedX509, KeySource, Store};
 
 const CHILD_ENV: &str = "HSM_ISSUED_TEST_CHILD";
@@ -75,10 +75,7 @@ fn request_install_renew_confirm(keys: &str, id: &str) {
 
     store.confirm().unwrap();
     assert!(store.state().unwrap().retired.is_none());
-    assert!(
-        hsm::open_signer(&first.key).is_err(),
-        "the retired key is deleted"
-    );
+    assert!(hsm::open_signer(&first.key).is_err(), "the retired key is deleted");
     assert_eq!(store.state().unwrap().current, Some(second));
 }
 
@@ -142,7 +139,10 @@ fn keys_are_opened_with_the_given_resolver() {
     let generation = store.install(&Ca::new("resolved").issue(&csr)).unwrap();
     IssuedX509::new(store.clone()).signing_key().unwrap();
     let resolved = RESOLVED.lock().unwrap().clone();
-    assert!(resolved.len() >= 3, "begin, install and the identity each open the key: {resolved:?}");
+    assert!(
+        resolved.len() >= 3,
+        "begin, install and the identity each open the key: {resolved:?}"
+    );
     assert!(resolved.iter().all(|t| *t == generation.key), "{resolved:?}");
 }
 
@@ -158,7 +158,13 @@ fn bad_chains_are_refused_and_the_old_identity_kept() {
     assert_refused(&store, &[], "the chain is empty");
 
     // Wrong CN: a request made (by someone) for another name.
-    let other = Store::open(&dir.path().join("other"), "someone-else", KeySource::File, hsm::open_signer).unwrap();
+    let other = Store::open(
+        &dir.path().join("other"),
+        "someone-else",
+        KeySource::File,
+        hsm::open_signer,
+    )
+    .unwrap();
     let wrong = ca.issue(&other.begin().unwrap());
     assert_refused(&store, &wrong, "for another key");
 
@@ -224,10 +230,7 @@ fn roll_back_returns_to_the_retired_identity() {
     let state = store.state().unwrap();
     assert_eq!(state.current, Some(first));
     assert!(state.retired.is_none());
-    assert!(
-        hsm::open_signer(&second.key).is_err(),
-        "the failed key is deleted"
-    );
+    assert!(hsm::open_signer(&second.key).is_err(), "the failed key is deleted");
     assert!(!store.roll_back().unwrap(), "nothing to go back to");
 }
 

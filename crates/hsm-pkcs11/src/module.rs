@@ -50,7 +50,7 @@ pub struct Module {
 /// The least time between two re-initializations of a module, by default: a token that stays
 /// away costs one `C_Finalize`/`C_Initialize` a second at most, however often it is asked for
 /// (each one makes every other user of the module open sessions and log in again).
-pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Rescan {
     last: Option<Instant>,
@@ -64,7 +64,7 @@ impl Rescan {
 }
 
 /// Proof that no re-initialization runs while it is held; derefs to the module generation.
-pub type Entered<'a> = RwLockReadGuard<'a, u64>;
+pub(crate) type Entered<'a> = RwLockReadGuard<'a, u64>;
 
 impl std::fmt::Debug for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -187,7 +187,7 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<Module>>> {
 
 /// Which module file a URI means: its `module-path`, its `module-name` looked up in the usual
 /// directories, the given default, or [`DEFAULT_MODULE`].
-pub fn resolve_module_path(uri: &Pkcs11Uri, default: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn resolve_module_path(uri: &Pkcs11Uri, default: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = &uri.module_path {
         return Ok(p.clone());
     }

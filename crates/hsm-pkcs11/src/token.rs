@@ -663,7 +663,7 @@ fn in_op(op: &str, e: Error, lost: Option<&str>) -> Error {
 }
 
 /// The CKO class a URI `type` means.
-pub fn class_of(t: ObjectType) -> ObjectClass {
+pub(crate) fn class_of(t: ObjectType) -> ObjectClass {
     match t {
         ObjectType::Private => ObjectClass::PRIVATE_KEY,
         ObjectType::Public => ObjectClass::PUBLIC_KEY,
@@ -674,7 +674,7 @@ pub fn class_of(t: ObjectType) -> ObjectClass {
 }
 
 /// The search template for a URI's object attributes.
-pub fn template(uri: &Pkcs11Uri) -> Vec<Attribute> {
+pub(crate) fn template(uri: &Pkcs11Uri) -> Vec<Attribute> {
     let mut t = Vec::new();
     if let Some(ty) = uri.object_type {
         t.push(Attribute::Class(class_of(ty)));
@@ -696,7 +696,7 @@ fn is_public_session(session: &Session) -> bool {
 }
 
 /// Exactly one object matching the URI's object attributes.
-pub fn find_one(session: &Session, uri: &Pkcs11Uri, token: &Token) -> Result<ObjectHandle> {
+pub(crate) fn find_one(session: &Session, uri: &Pkcs11Uri, token: &Token) -> Result<ObjectHandle> {
     let found = session
         .find_objects(&template(uri))
         .map_err(|e| device("C_FindObjects", e))?;

@@ -579,7 +579,7 @@ impl std::str::FromStr for Pkcs11Uri {
 }
 
 /// The file a `pin-source` names: `file:/path`, `file:///path` or a plain path.
-pub fn pin_source_path(source: &str) -> Result<PathBuf> {
+pub(crate) fn pin_source_path(source: &str) -> Result<PathBuf> {
     let path = if let Some(rest) = source.strip_prefix("file://") {
         if !rest.starts_with('/') {
             return Err(uri_error(
@@ -702,7 +702,7 @@ fn encode_text(v: &str, part: Part) -> String {
 }
 
 /// Every byte as `%XX` (the usual form of `id`).
-pub fn encode_bytes(v: &[u8]) -> String {
+pub(crate) fn encode_bytes(v: &[u8]) -> String {
     let mut out = String::with_capacity(v.len() * 3);
     for b in v {
         let _ = write!(out, "%{b:02X}");

@@ -43,6 +43,7 @@
 //! `[Alias, DeviceID, group CA chain...]`, the Alias key, and a `dice:` token
 //! (`hsm_core::token::DiceToken`) that [`open_signer`] resolves.
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 pub mod cert;
 mod derive;

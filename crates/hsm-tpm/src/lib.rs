@@ -39,6 +39,7 @@
 //! Linking: a C program that links a library built with this crate must also link
 //! `pkg-config --libs tss2-esys tss2-tctildr tss2-mu tss2-sys`.
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 mod blob;
 #[cfg(feature = "device")]
@@ -46,9 +47,9 @@ mod conn;
 #[cfg(feature = "device")]
 mod error;
 #[cfg(feature = "device")]
-mod identity;
-#[cfg(feature = "device")]
 mod hmac_sequence;
+#[cfg(feature = "device")]
+mod identity;
 pub mod service;
 #[cfg(feature = "device")]
 mod templates;

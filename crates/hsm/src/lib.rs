@@ -18,8 +18,9 @@
 //! No `unsafe` here. Vendor backends are C tables: `hsm-abi` (the C library) loads them and
 //! installs its loader with `hsm_abi::vendor::install()`.
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
-pub mod registry;
+mod registry;
 #[cfg(feature = "rustls")]
 pub mod tls;
 #[cfg(feature = "vendor")]

@@ -11,7 +11,7 @@ use hsm_core::token::KeyToken;
 use hsm_core::{Error, Result, SasSigner, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity, file};
 
 /// Backends built into this library for the x509 interface.
-pub fn x509_backends() -> Vec<&'static str> {
+pub(crate) fn x509_backends() -> Vec<&'static str> {
     vec![
         "file",
         #[cfg(feature = "pkcs11")]
@@ -28,7 +28,7 @@ pub fn x509_backends() -> Vec<&'static str> {
 }
 
 /// Backends built into this library for the symmetric-key interface.
-pub fn symmetric_backends() -> Vec<&'static str> {
+pub(crate) fn symmetric_backends() -> Vec<&'static str> {
     vec![
         "file",
         #[cfg(feature = "pkcs11")]
@@ -39,7 +39,7 @@ pub fn symmetric_backends() -> Vec<&'static str> {
 }
 
 /// Backends built into this library for the TPM interface.
-pub fn tpm_backends() -> Vec<&'static str> {
+pub(crate) fn tpm_backends() -> Vec<&'static str> {
     vec![
         #[cfg(feature = "pkcs11")]
         "pkcs11",
@@ -51,7 +51,7 @@ pub fn tpm_backends() -> Vec<&'static str> {
 }
 
 /// Key-token schemes this library resolves to signers (`pem` is an inline PEM private key).
-pub fn signer_token_schemes() -> Vec<&'static str> {
+pub(crate) fn signer_token_schemes() -> Vec<&'static str> {
     vec![
         "file",
         "pem",

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use hsm_core::config::Config;
+use hsm_issued::CertificateInfo;
 use hsm_issued::Store;
-use hsm_issued::store::CertificateInfo;
 
 use crate::{Attestation, CliError, ProvisionArgs, dps, load_config};
 
@@ -203,7 +203,7 @@ pub fn status(store: &Store, now: i64) -> Result<String, CliError> {
             s.push_str(&format!(
                 "renewal due:      {} ({} % of the validity){due}\n",
                 time(info.renew_at),
-                hsm_issued::store::RENEW_AT_PERCENT
+                hsm_issued::RENEW_AT_PERCENT
             ));
         }
     }

@@ -33,14 +33,14 @@ mod stdout {
     }
 }
 
-mod issued_certificate_cmd;
-mod test_pki_cmd;
 mod conformance_cmd;
 mod dice_cmd;
 mod dps;
 mod enrollment_api_cmd;
 mod enrollment_cmd;
+mod issued_certificate_cmd;
 mod pkcs11_cmd;
+mod test_pki_cmd;
 #[cfg(feature = "tpm")]
 mod tpm_cmd;
 

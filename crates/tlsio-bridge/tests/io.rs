@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use hsm_core::file::FileKey;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::server::WebPkiClientVerifier;
+use tlsio_bridge::io::TcpTransport;
 use tlsio_bridge::io::options::{self, KeyResolver};
-use tlsio_bridge::io::tcp::TcpTransport;
 use tlsio_bridge::io::{Event, OpenResult, Phase, SendResult, TlsIo};
 
 struct Ca {

@@ -22,7 +22,7 @@ use super::handle::{self, HandleKind};
 use super::malloc::{malloc_bytes, malloc_cstr};
 use super::ptr::{self, Out};
 use crate::state;
-use hsm::registry::{self, TpmBackend};
+use hsm::TpmBackend;
 
 /// An opaque handle made by one of the `create` functions.
 pub type HSM_CLIENT_HANDLE = *mut c_void;
@@ -182,7 +182,7 @@ impl HandleKind for X509Handle {
 }
 
 fn x509_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = state::open_with(registry::open_x509)?;
+    let identity = state::open_with(hsm::open_x509)?;
     Ok(handle::into_raw(X509Handle {
         identity: Mutex::new(identity),
     })?)
@@ -263,7 +263,7 @@ impl HandleKind for KeyHandle {
 }
 
 fn key_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = state::open_with(registry::open_symmetric)?;
+    let identity = state::open_with(hsm::open_symmetric)?;
     Ok(handle::into_raw(KeyHandle {
         state: Mutex::new(KeyState {
             identity,
@@ -376,7 +376,7 @@ impl HandleKind for TpmHandle {
 }
 
 fn tpm_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = state::open_with(registry::open_tpm)?;
+    let identity = state::open_with(hsm::open_tpm)?;
     Ok(handle::into_raw(TpmHandle { identity })?)
 }
 

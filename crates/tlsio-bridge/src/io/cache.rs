@@ -83,9 +83,3 @@ pub(crate) fn forget(options: &TlsOptions) {
         cache().retain(|(k, _)| *k != key);
     }
 }
-
-/// How many configurations are kept (for tests).
-#[doc(hidden)]
-pub fn kept() -> usize {
-    cache().len()
-}
