@@ -185,9 +185,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("CKM_ECDSA signature") && e.contains("expected 96"), "{e}");
-        // A P-384 signature with both high bits set is over 127 bytes: long-form length.
+        // The longest P-384 signature: both high bits set, each integer padded with a zero.
         let der = ecdsa_signature(&[0xff; 48], &[0xff; 48]);
-        assert_eq!(&der[..3], &[0x30, 0x81, 2 * 51]);
+        assert_eq!(&der[..5], &[0x30, 2 * 51, 0x02, 49, 0x00]);
+        // Lengths over 127 bytes take the long form.
+        assert_eq!(&unsigned_integer(&[0x7f; 200])[..4], &[0x02, 0x81, 200, 0x7f]);
     }
 
     #[test]
