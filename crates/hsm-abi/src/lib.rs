@@ -19,8 +19,6 @@ mod state;
 #[cfg(feature = "vendor")]
 pub mod vendor;
 
-pub use state::{clear_config, set_config};
-
 /// Make the backends that need this library (vendor tables) available to `hsm`; called by every
 /// entry point that opens identities.
 pub(crate) fn install_backends() {

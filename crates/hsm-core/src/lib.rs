@@ -16,7 +16,7 @@ pub mod der;
 mod error;
 pub mod file;
 pub mod fs;
-pub mod pct;
+pub(crate) mod pct;
 pub mod pem;
 pub mod redact;
 pub mod sas;

@@ -138,7 +138,7 @@ impl KeySource {
     /// Store the leaf next to the key where the device keeps certificates (a token object
     /// with the key's id); a no-op for files, whose chain file is the store.
     #[cfg_attr(not(feature = "pkcs11"), allow(unused_variables))]
-    pub fn store_certificate(&self, key_token: &str, leaf: &[u8]) -> Result<()> {
+    pub(crate) fn store_certificate(&self, key_token: &str, leaf: &[u8]) -> Result<()> {
         match KeyToken::decode(key_token)? {
             KeyToken::File(_) | KeyToken::Tpm(_) => Ok(()),
             #[cfg(feature = "pkcs11")]

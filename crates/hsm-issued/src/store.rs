@@ -270,13 +270,6 @@ impl Store {
         crate::csr::csr_der(signer.as_ref(), &self.registration_id)
     }
 
-    /// The CSR of the pending key again (for a retry after a transport error).
-    pub fn pending_csr(&self) -> Result<Vec<u8>> {
-        let pending = self.state()?.pending.ok_or_else(no_pending)?;
-        let signer = (self.open_signer)(&pending.key)?;
-        crate::csr::csr_der(signer.as_ref(), &self.registration_id)
-    }
-
     /// Install the chain the service issued for the pending key: verified (leaf public key is
     /// the pending key's, CN is the registration id, each certificate signed by the next),
     /// stored (chain file; PKCS#11: the leaf as a token object with the key's id), then made

@@ -95,7 +95,7 @@ impl Module {
     /// application, not to one `Token` object, and a `C_Login` on a token that is already
     /// logged in is not harmless everywhere: SoftHSM2 then fails key generation running on
     /// other threads at that moment with `CKR_GENERAL_ERROR`.
-    pub fn login_lock(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+    pub(crate) fn login_lock(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
         self.login
             .lock()
             .map_err(|_| Error::Internal("PKCS#11 module login lock poisoned".into()))
@@ -105,7 +105,7 @@ impl Module {
     /// valid). For object creation: SoftHSM2 fails a key generation or object import that runs
     /// while another thread searches the same token's objects (`CKR_GENERAL_ERROR`). Never
     /// call it while holding [`Module::enter`].
-    pub fn exclusive(&self) -> Result<RwLockWriteGuard<'_, u64>> {
+    pub(crate) fn exclusive(&self) -> Result<RwLockWriteGuard<'_, u64>> {
         self.gate
             .write()
             .map_err(|_| Error::Internal("PKCS#11 module gate poisoned".into()))
@@ -135,7 +135,7 @@ impl Module {
     /// re-initialization it does nothing either (returns `false`). Every session of the
     /// module is void afterwards (callers forget them; see `Token`). Must be called without
     /// holding [`Module::enter`].
-    pub fn reinitialize(&self, seen: u64) -> Result<bool> {
+    pub(crate) fn reinitialize(&self, seen: u64) -> Result<bool> {
         if !self.owned {
             return Err(Error::Internal(format!(
                 "PKCS#11 module {} was initialized by another component of this process; not re-initializing it",

@@ -560,7 +560,7 @@ impl Token {
     }
 
     /// What the token says about `mechanism` (`C_GetMechanismInfo`: key sizes, flags).
-    pub fn mechanism_info(&self, mechanism: MechanismType) -> Result<cryptoki::mechanism::MechanismInfo> {
+    pub(crate) fn mechanism_info(&self, mechanism: MechanismType) -> Result<cryptoki::mechanism::MechanismInfo> {
         let _entered = self.module.enter()?;
         let slot = self.locate()?;
         self.module
@@ -574,7 +574,7 @@ impl Token {
     /// Asks `C_GetMechanismInfo` about this one mechanism rather than reading the whole
     /// `C_GetMechanismList`: cryptoki logs every vendor-defined mechanism of a list it cannot
     /// name as an error, and a token's vendor mechanisms are no error of ours.
-    pub fn has_mechanism(&self, mechanism: MechanismType) -> Result<bool> {
+    pub(crate) fn has_mechanism(&self, mechanism: MechanismType) -> Result<bool> {
         let entered = self.module.enter()?;
         let mut state = self.lock()?;
         self.sync(&mut state, *entered);

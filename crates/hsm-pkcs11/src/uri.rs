@@ -377,7 +377,7 @@ impl Pkcs11Uri {
     }
 
     /// The PIN: from `pin-value`, or read from the `pin-source` file. `None` when neither is given.
-    pub fn read_pin(&self) -> Result<Option<Zeroizing<String>>> {
+    pub(crate) fn read_pin(&self) -> Result<Option<Zeroizing<String>>> {
         if let Some(v) = &self.pin_value {
             return Ok(Some(v.clone()));
         }
@@ -389,7 +389,7 @@ impl Pkcs11Uri {
 
     /// For messages about a missing attribute: the vendor-specific path attributes, which may be typos
     /// (`objekt=`). Empty when there are none.
-    pub fn vendor_note(&self) -> String {
+    pub(crate) fn vendor_note(&self) -> String {
         if self.vendor_path.is_empty() {
             return String::new();
         }
@@ -409,30 +409,8 @@ impl Pkcs11Uri {
         self.object.is_some() || self.id.is_some() || self.object_type.is_some()
     }
 
-    /// The token part: which token, and through which module (no object, no PIN).
-    pub fn token_key(&self) -> String {
-        let t = Pkcs11Uri {
-            token: self.token.clone(),
-            manufacturer: self.manufacturer.clone(),
-            serial: self.serial.clone(),
-            model: self.model.clone(),
-            slot_id: self.slot_id,
-            slot_description: self.slot_description.clone(),
-            slot_manufacturer: self.slot_manufacturer.clone(),
-            library_manufacturer: self.library_manufacturer.clone(),
-            library_description: self.library_description.clone(),
-            library_version: self.library_version,
-            vendor_path: self.vendor_path.clone(),
-            module_path: self.module_path.clone(),
-            module_name: self.module_name.clone(),
-            pin_source: self.pin_source.clone(),
-            ..Pkcs11Uri::default()
-        };
-        t.to_token_string()
-    }
-
     /// The URI without its object attributes (and without pin-value): what selects a token.
-    pub fn token_part(&self) -> Pkcs11Uri {
+    pub(crate) fn token_part(&self) -> Pkcs11Uri {
         Pkcs11Uri {
             object: None,
             id: None,
@@ -444,7 +422,7 @@ impl Pkcs11Uri {
     }
 
     /// Describe the token attributes for error messages.
-    pub fn token_description(&self) -> String {
+    pub(crate) fn token_description(&self) -> String {
         let mut parts = Vec::new();
         if let Some(v) = &self.token {
             parts.push(format!("token={v}"));
@@ -485,7 +463,7 @@ impl Pkcs11Uri {
     }
 
     /// Describe the object attributes for error messages.
-    pub fn object_description(&self) -> String {
+    pub(crate) fn object_description(&self) -> String {
         let mut parts = Vec::new();
         if let Some(v) = &self.object {
             parts.push(format!("object={v}"));

@@ -23,7 +23,7 @@ use crate::{error, templates};
 /// Persistent handle of the endorsement key.
 pub const EK_HANDLE: u32 = 0x8101_0001;
 /// Persistent handle of the storage root key.
-pub const SRK_HANDLE: u32 = 0x8100_0001;
+pub(crate) const SRK_HANDLE: u32 = 0x8100_0001;
 /// Default persistent handle of the DPS identity (HMAC) key.
 pub const IDENTITY_HANDLE: u32 = 0x8100_0100;
 

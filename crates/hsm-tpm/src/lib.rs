@@ -66,11 +66,11 @@ pub use blob::ActivationBlob;
 pub use conn::{DEFAULT_COMMAND_TIMEOUT, HierarchyAuth, TpmConn, default_tcti};
 #[cfg(feature = "device")]
 pub use identity::{
-    ActivationStep, EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, SRK_HANDLE, Tpm, TpmOptions,
-    ek_report, parse_persistent_handle, staging_handle,
+    ActivationStep, EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, Tpm, TpmOptions, ek_report,
+    parse_persistent_handle, staging_handle,
 };
 #[cfg(feature = "device")]
-pub use templates::{ek_template, srk_template, tpm2b_public};
+pub use templates::ek_template;
 #[cfg(feature = "device")]
 pub use x509::{KeyLocation, SignerToken, TpmKey, TpmX509, generate_key, generate_key_on, open_signer};
 

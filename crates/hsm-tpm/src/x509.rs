@@ -172,7 +172,7 @@ impl TpmKey {
     }
 
     /// Sign a SHA-256 digest; returns the DER ECDSA signature.
-    pub fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
+    pub(crate) fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
         self.sign_hashed(digest, HashingAlgorithm::Sha256)
     }
 

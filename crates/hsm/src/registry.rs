@@ -136,7 +136,7 @@ impl TpmBackend {
     }
 
     /// [`TpmBackend::attestation`], owned.
-    pub fn into_attestation(self, op: &str) -> Result<Box<dyn TpmIdentity>> {
+    pub(crate) fn into_attestation(self, op: &str) -> Result<Box<dyn TpmIdentity>> {
         match self {
             TpmBackend::Attestation(t) => Ok(t),
             TpmBackend::SasSigning { backend, .. } => Err(Self::sas_only(&backend, op)),

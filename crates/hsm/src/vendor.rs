@@ -105,7 +105,7 @@ pub enum KeyFamily {
 }
 
 /// Most schemes a key description may list (`HSM_ABI_MAX_SCHEMES`).
-pub const MAX_SCHEMES: usize = 8;
+pub(crate) const MAX_SCHEMES: usize = 8;
 
 /// An identity opened in a vendor table by the C layer (`hsm-abi`), whose every call is made
 /// through checked buffers. This module adds the checks that need no C: key descriptions,
@@ -142,7 +142,7 @@ pub fn install_loader(loader: &'static dyn VendorLoader) {
 }
 
 /// Open `identity` in the table of `source` through the installed loader.
-pub fn open_raw(source: &Source, identity: &str) -> Result<Arc<dyn RawVendorIdentity>> {
+pub(crate) fn open_raw(source: &Source, identity: &str) -> Result<Arc<dyn RawVendorIdentity>> {
     let loader = LOADER.get().ok_or_else(|| {
         Error::unsupported(
             "this program",
@@ -446,12 +446,12 @@ impl X509Identity for VendorX509 {
 }
 
 /// A symmetric-key identity of a vendor backend.
-pub struct VendorSymmetric {
+pub(crate) struct VendorSymmetric {
     raw: Arc<dyn RawVendorIdentity>,
 }
 
 impl VendorSymmetric {
-    pub fn from_section(section: &Section) -> Result<Self> {
+    pub(crate) fn from_section(section: &Section) -> Result<Self> {
         let raw = open_section(section)?;
         if !raw.capabilities().symmetric {
             return Err(section.error(
@@ -485,12 +485,12 @@ impl SymmetricIdentity for VendorSymmetric {
 }
 
 /// A TPM-shaped identity of a vendor backend.
-pub struct VendorTpm {
+pub(crate) struct VendorTpm {
     raw: Arc<dyn RawVendorIdentity>,
 }
 
 impl VendorTpm {
-    pub fn from_section(section: &Section) -> Result<Self> {
+    pub(crate) fn from_section(section: &Section) -> Result<Self> {
         let raw = open_section(section)?;
         if !raw.capabilities().tpm {
             return Err(section.error(
