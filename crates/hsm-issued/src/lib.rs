@@ -35,7 +35,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 pub use keys::KeySource;
-pub use store::{CRASH_ENV, CertificateInfo, Generation, RENEW_AT_PERCENT, STATE_FILE, STEPS, State, Store};
+pub use store::{CRASH_ENV, CertificateInfo, Generation, RENEW_AT_PERCENT, STEPS, State, Store};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

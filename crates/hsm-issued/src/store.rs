@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::keys::{KeySource, remove_file};
 
 /// The state file in the store directory.
-pub const STATE_FILE: &str = "state.toml";
+pub(crate) const STATE_FILE: &str = "state.toml";
 /// The environment variable naming the step at which to abort (tests).
 pub const CRASH_ENV: &str = "HSM_ISSUED_CRASH_AT";
 /// The steps at which [`CRASH_ENV`] can abort, in the order a renewal passes them.
