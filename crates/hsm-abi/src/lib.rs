@@ -11,14 +11,13 @@
 //! is the C layer over it. All `unsafe` code lives in the `ffi` module; [`vendor`] connects the
 //! vendor tables of `ffi::vendor` to `hsm::vendor`.
 #![deny(unsafe_code)]
+#![deny(unreachable_pub)]
 
 #[allow(unsafe_code)]
 pub mod ffi;
 mod state;
 #[cfg(feature = "vendor")]
 pub mod vendor;
-
-pub use state::{clear_config, set_config};
 
 /// Make the backends that need this library (vendor tables) available to `hsm`; called by every
 /// entry point that opens identities.

@@ -35,12 +35,12 @@ fn env_is_set() -> bool {
 }
 
 /// Use `config` for every handle created from now on (handles already created keep theirs).
-pub fn set_config(config: Config) {
+pub(crate) fn set_config(config: Config) {
     lock().configured = Some(Arc::new(config));
 }
 
 /// Forget the configuration set by [`set_config`] and any loaded from the environment.
-pub fn clear_config() {
+pub(crate) fn clear_config() {
     let mut s = lock();
     s.configured = None;
     s.from_env = None;

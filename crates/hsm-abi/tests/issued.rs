@@ -82,7 +82,13 @@ fn issued_identity_through_the_c_abi_and_tls_follows_renewal() {
     let keys = test_support::softhsm::fixture().uri("");
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("issued");
-    let store = Store::open(&store_dir, "abi-device", KeySource::parse(&keys).unwrap()).unwrap();
+    let store = Store::open(
+        &store_dir,
+        "abi-device",
+        KeySource::parse(&keys).unwrap(),
+        hsm::open_signer,
+    )
+    .unwrap();
     let ca = Ca::new("abi").unwrap();
     let first = store.install(&ca.issue(&store.begin().unwrap()).unwrap()).unwrap();
 

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use hsm::registry;
 use hsm_abi::vendor::conformance::{self, Options, Outcome};
 use hsm_abi::vendor::{Source, VendorTable, VendorX509};
 use hsm_core::config::Config;
@@ -151,12 +150,12 @@ fn registry_and_key_tokens_use_the_vendor_backend() {
         tmp.path().join("dev").display()
     );
     let config = Config::from_toml(&text, "vendor.toml", tmp.path()).unwrap();
-    let id = registry::open_x509(&config).unwrap();
+    let id = hsm::open_x509(&config).unwrap();
     assert_eq!(id.common_name().unwrap(), "device-registry");
     assert_eq!(id.certificate_chain().unwrap().len(), 2);
     let token = id.key_reference().unwrap();
     assert!(token.starts_with("vendor:library="), "{}", token.as_str());
-    let key = registry::open_signer(&token).unwrap();
+    let key = hsm::open_signer(&token).unwrap();
     let sig = key
         .sign(SignatureScheme::EcdsaP256Sha256, b"through the token")
         .unwrap();
@@ -177,17 +176,17 @@ fn registry_and_key_tokens_use_the_vendor_backend() {
         tmp.path().join("dev").display()
     );
     let config = Config::from_toml(&groups, "groups.toml", tmp.path()).unwrap();
-    let e = registry::open_symmetric(&config).err().unwrap().to_string();
+    let e = hsm::open_symmetric(&config).err().unwrap().to_string();
     assert!(
         e.contains("no symmetric-key operations") && e.contains("groups.toml"),
         "{e}"
     );
-    let e = registry::open_tpm(&config).err().unwrap().to_string();
+    let e = hsm::open_tpm(&config).err().unwrap().to_string();
     assert!(e.contains("no TPM operations"), "{e}");
 
     // Configuration mistakes are named.
     let bad = Config::from_toml("[x509]\nbackend = \"vendor\"\n", "bad.toml", tmp.path()).unwrap();
-    let e = registry::open_x509(&bad).err().unwrap().to_string();
+    let e = hsm::open_x509(&bad).err().unwrap().to_string();
     assert!(e.contains("bad.toml") && e.contains("x509.library"), "{e}");
     let none = Config::from_toml(
         "[x509]\nbackend = \"vendor\"\nlibrary = \"no-such-lib.so\"\n",
@@ -195,12 +194,12 @@ fn registry_and_key_tokens_use_the_vendor_backend() {
         tmp.path(),
     )
     .unwrap();
-    let e = registry::open_x509(&none).err().unwrap().to_string();
+    let e = hsm::open_x509(&none).err().unwrap().to_string();
     assert!(
         e.contains("none.toml") && e.contains("no-such-lib.so") && e.contains("cannot load"),
         "{e}"
     );
-    let e = registry::open_x509(
+    let e = hsm::open_x509(
         &Config::from_toml(
             "[x509]\nbackend = \"vendor\"\nregistered = \"nobody\"\n",
             "reg.toml",
@@ -250,7 +249,7 @@ fn broken_tables_are_refused_when_loaded() {
     // Through a configuration: the file, the key and the library are all named.
     let text = format!("[x509]\nbackend = \"vendor\"\nlibrary = \"{}\"\n", broken(1).display());
     let config = Config::from_toml(&text, "broken.toml", Path::new("")).unwrap();
-    let e = registry::open_x509(&config).err().unwrap().to_string();
+    let e = hsm::open_x509(&config).err().unwrap().to_string();
     assert!(
         e.contains("broken.toml")
             && e.contains("x509.library")

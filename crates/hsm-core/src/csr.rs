@@ -108,7 +108,7 @@ pub fn request_pem(key: &dyn SigningKey, common_name: &str) -> Result<String> {
 }
 
 /// PEM armour around a DER request.
-pub fn der_to_pem(der: &[u8]) -> String {
+pub(crate) fn der_to_pem(der: &[u8]) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::from("-----BEGIN CERTIFICATE REQUEST-----\n");

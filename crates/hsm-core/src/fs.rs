@@ -15,7 +15,7 @@ use crate::{Error, Result};
 /// Largest configuration file (TOML).
 pub const CONFIG_MAX: u64 = 1024 * 1024;
 /// Largest PEM file: a certificate chain, a private key, a CSR.
-pub const PEM_MAX: u64 = 1024 * 1024;
+pub(crate) const PEM_MAX: u64 = 1024 * 1024;
 /// Largest file holding a PIN, a symmetric key or another short secret.
 pub const SECRET_MAX: u64 = 16 * 1024;
 /// Largest key blob (a TPM key's public and private areas with a header).

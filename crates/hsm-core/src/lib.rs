@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 pub mod config;
 pub mod csr;
+pub mod der;
 mod error;
 pub mod file;
 pub mod fs;
-pub mod pct;
+pub(crate) mod pct;
 pub mod pem;
 pub mod redact;
 pub mod sas;
@@ -17,4 +19,4 @@ mod traits;
 
 pub use error::{Error, Origin, Result};
 pub use scheme::{Curve, KeyAlgorithm, SignatureScheme};
-pub use traits::{SasSigner, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity};
+pub use traits::{OpenSigner, SasSigner, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity};

@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// An unreserved set and the case of the hex digits.
 #[derive(Debug, Clone, Copy)]
-pub struct Codec {
+pub(crate) struct Codec {
     /// Bytes written as they are, besides ASCII letters and digits.
     pub unreserved: &'static [u8],
     pub lowercase: bool,
@@ -17,20 +17,20 @@ pub struct Codec {
 
 /// Values in alias-key tokens: paths keep their `/`, everything else that could end an
 /// attribute (`;`, `=`, `%`, spaces...) is escaped.
-pub const TOKEN: Codec = Codec {
+pub(crate) const TOKEN: Codec = Codec {
     unreserved: b"-._~/",
     lowercase: false,
 };
 
 /// SAS tokens, as the Azure SDKs encode them.
-pub const SAS: Codec = Codec {
+pub(crate) const SAS: Codec = Codec {
     unreserved: b"!()*-._",
     lowercase: true,
 };
 
 impl Codec {
     /// Encode `bytes`.
-    pub fn encode(&self, bytes: &[u8]) -> String {
+    pub(crate) fn encode(&self, bytes: &[u8]) -> String {
         const UPPER: &[u8; 16] = b"0123456789ABCDEF";
         const LOWER: &[u8; 16] = b"0123456789abcdef";
         let hex = if self.lowercase { LOWER } else { UPPER };
@@ -48,14 +48,14 @@ impl Codec {
     }
 
     /// Encode a string.
-    pub fn encode_str(&self, s: &str) -> String {
+    pub(crate) fn encode_str(&self, s: &str) -> String {
         self.encode(s.as_bytes())
     }
 }
 
 /// Decode `%XX` escapes (either case); other characters are kept. `what` names the value in
 /// errors.
-pub fn decode(what: &str, s: &str) -> Result<Vec<u8>> {
+pub(crate) fn decode(what: &str, s: &str) -> Result<Vec<u8>> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -83,7 +83,7 @@ pub fn decode(what: &str, s: &str) -> Result<Vec<u8>> {
 }
 
 /// [`decode`], then require UTF-8.
-pub fn decode_utf8(what: &str, s: &str) -> Result<String> {
+pub(crate) fn decode_utf8(what: &str, s: &str) -> Result<String> {
     String::from_utf8(decode(what, s)?).map_err(|e| {
         Error::parse(
             what,

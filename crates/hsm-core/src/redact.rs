@@ -6,7 +6,7 @@
 //! value that does not deserialize.
 
 /// What a hidden value is replaced with.
-pub const HIDDEN: &str = "<hidden>";
+pub(crate) const HIDDEN: &str = "<hidden>";
 
 /// A TOML syntax error in `text`, as ``line L, column C: REASON: `KEY = <hidden>` ``: where and
 /// why, and the line it stopped at with its value hidden ([`line`](fn@line)).

@@ -87,10 +87,6 @@ impl SignatureScheme {
     pub fn to_rustls(self) -> rustls::SignatureScheme {
         rustls::SignatureScheme::from(self as u16)
     }
-
-    pub fn from_rustls(s: rustls::SignatureScheme) -> Option<Self> {
-        Self::try_from(u32::from(u16::from(s))).ok()
-    }
 }
 
 impl TryFrom<u32> for SignatureScheme {
@@ -117,7 +113,10 @@ mod tests {
     fn codes_round_trip_and_match_rustls() {
         for s in SignatureScheme::ALL {
             assert_eq!(SignatureScheme::try_from(s.code()).unwrap(), s);
-            assert_eq!(SignatureScheme::from_rustls(s.to_rustls()), Some(s));
+            assert_eq!(
+                SignatureScheme::try_from(u32::from(u16::from(s.to_rustls()))).unwrap(),
+                s
+            );
         }
         assert_eq!(
             SignatureScheme::EcdsaP256Sha256.to_rustls(),

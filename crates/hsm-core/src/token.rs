@@ -144,7 +144,23 @@ impl KeyToken {
 
     /// Whether the token itself is a secret (only inline PEM is).
     pub fn is_secret(&self) -> bool {
-        matches!(self, KeyToken::InlinePem(_))
+        match self {
+            KeyToken::InlinePem(_) => true,
+            KeyToken::Pkcs11(_) | KeyToken::Tpm(_) | KeyToken::Dice(_) | KeyToken::File(_) | KeyToken::Vendor(_) => {
+                false
+            }
+        }
+    }
+
+    /// Whether using the key puts private key material in this process's memory, so that
+    /// nothing opened with it (a signer, a TLS configuration) should be kept beyond its use:
+    /// yes for a key read or derived here (`file:`, `dice:`, inline PEM) and for a vendor
+    /// library (it may be a software one); no for a key that stays in a PKCS#11 token or a TPM.
+    pub fn key_in_process(&self) -> bool {
+        match self {
+            KeyToken::Pkcs11(_) | KeyToken::Tpm(_) => false,
+            KeyToken::Dice(_) | KeyToken::File(_) | KeyToken::Vendor(_) | KeyToken::InlinePem(_) => true,
+        }
     }
 
     /// The scheme, for messages (`pkcs11:`, ..., `inline PEM`).
@@ -359,6 +375,21 @@ mod tests {
         assert!(KeyToken::decode("nothing").is_err());
         assert!(KeyToken::decode("ftp:x").is_err());
         assert!(KeyToken::decode("file:").is_err());
+    }
+
+    #[test]
+    fn only_device_keys_stay_out_of_the_process() {
+        for (token, in_process) in [
+            ("pkcs11:token=a;object=b", false),
+            ("tpm:handle=0x81000200", false),
+            ("tpm:blob=/k/a.tpmkey", false),
+            ("file:/k.pem", true),
+            (&format!("dice:uds-file=/u;fwid={}", "00".repeat(32)), true),
+            ("vendor:registered=acme;identity=x", true),
+            ("-----BEGIN PRIVATE KEY-----\n", true),
+        ] {
+            assert_eq!(KeyToken::decode(token).unwrap().key_in_process(), in_process, "{token}");
+        }
     }
 
     #[test]

@@ -5,6 +5,11 @@ use zeroize::Zeroizing;
 
 use crate::{KeyAlgorithm, Result, SignatureScheme};
 
+/// Resolves an alias-key token (or an inline PEM private key) to its signer. One function does
+/// this for every backend: `hsm::open_signer` (the registry); a crate below the registry that
+/// opens keys by token (an issued-identity store) is handed it.
+pub type OpenSigner = fn(&str) -> Result<Arc<dyn SigningKey>>;
+
 /// A private key held by a backend. It signs; it never hands out its private part.
 pub trait SigningKey: Send + Sync + std::fmt::Debug {
     /// Algorithm and size of the key.

@@ -5,12 +5,9 @@ use hsm_core::{Curve, Error, KeyAlgorithm, Result, SigningKey};
 
 /// The DER PKCS#10 request with subject `CN=common_name` for `key`, signed by it; only EC keys
 /// (DPS issues certificates for P-384 keys; RSA is refused by the service).
-pub fn csr_der(key: &dyn SigningKey, common_name: &str) -> Result<Vec<u8>> {
+pub(crate) fn csr_der(key: &dyn SigningKey, common_name: &str) -> Result<Vec<u8>> {
     match key.algorithm() {
         KeyAlgorithm::Ec(Curve::P256 | Curve::P384) => hsm_core::csr::request_der(key, common_name),
         other => Err(Error::unsupported("a certificate request", format!("{other:?} keys"))),
     }
 }
-
-/// PEM armour around a DER request (for files and `openssl req`).
-pub use hsm_core::csr::der_to_pem as csr_pem;

@@ -31,7 +31,7 @@ fn chain_der(chain: &[Vec<u8>]) -> Vec<CertificateDer<'static>> {
 }
 
 /// The current issued identity as an attestation (re-registration, hub renewal).
-pub fn current_identity(store: &Store) -> Result<Arc<IssuedX509>, Error> {
+pub(crate) fn current_identity(store: &Store) -> Result<Arc<IssuedX509>, Error> {
     let identity = Arc::new(IssuedX509::new(store.clone()));
     store.current()?;
     Ok(identity)

@@ -3,20 +3,19 @@
 //! number, so a key left over by a crash before the state file named it is found and removed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use hsm_core::token::KeyToken;
-use hsm_core::{Error, Result, SigningKey};
+use hsm_core::{Error, Result};
 
 /// How many generations below the last one a sweep looks at on a token.
-pub const SWEEP_WINDOW: u64 = 8;
+pub(crate) const SWEEP_WINDOW: u64 = 8;
 
 /// A device kept open (see [`KeySource::hold`]); held, never read.
 #[derive(Debug, Clone)]
 pub struct Hold(
     #[cfg(feature = "pkcs11")]
     #[allow(dead_code)]
-    std::sync::Arc<hsm_pkcs11::token::Token>,
+    std::sync::Arc<hsm_pkcs11::Token>,
 );
 
 /// Where new keys go.
@@ -84,7 +83,7 @@ impl KeySource {
     pub fn hold(&self) -> Result<Option<Hold>> {
         match self {
             #[cfg(feature = "pkcs11")]
-            KeySource::Pkcs11(uri) => Ok(Some(Hold(hsm_pkcs11::token::Token::open(uri, None)?))),
+            KeySource::Pkcs11(uri) => Ok(Some(Hold(hsm_pkcs11::Token::open(uri, None)?))),
             _ => Ok(None),
         }
     }
@@ -139,13 +138,13 @@ impl KeySource {
     /// Store the leaf next to the key where the device keeps certificates (a token object
     /// with the key's id); a no-op for files, whose chain file is the store.
     #[cfg_attr(not(feature = "pkcs11"), allow(unused_variables))]
-    pub fn store_certificate(&self, key_token: &str, leaf: &[u8]) -> Result<()> {
+    pub(crate) fn store_certificate(&self, key_token: &str, leaf: &[u8]) -> Result<()> {
         match KeyToken::decode(key_token)? {
             KeyToken::File(_) | KeyToken::Tpm(_) => Ok(()),
             #[cfg(feature = "pkcs11")]
             KeyToken::Pkcs11(text) => {
                 let mut uri = hsm_pkcs11::Pkcs11Uri::parse(&text)?;
-                uri.object_type = Some(hsm_pkcs11::uri::ObjectType::Cert);
+                uri.object_type = Some(hsm_pkcs11::ObjectType::Cert);
                 hsm_pkcs11::tools::destroy_objects(&uri.to_token_string())?;
                 hsm_pkcs11::tools::import_certificate(&uri.to_token_string(), leaf).map(|_| ())
             }
@@ -228,7 +227,7 @@ pub(crate) fn remove_file(path: &Path) -> Result<()> {
 
 /// Delete the key a key token names (with its public key and certificate objects on a
 /// token); a missing key is not an error.
-pub fn remove_key(key_token: &str) -> Result<()> {
+pub(crate) fn remove_key(key_token: &str) -> Result<()> {
     match KeyToken::decode(key_token)? {
         KeyToken::File(path) => remove_file(&path),
         #[cfg(feature = "pkcs11")]
@@ -249,21 +248,6 @@ pub fn remove_key(key_token: &str) -> Result<()> {
                 format!("deleting the persistent TPM key 0x{h:08x} (issued keys are blobs)"),
             )),
         },
-        _ => Err(Error::unsupported(
-            "an issued identity",
-            format!("the key `{key_token}`"),
-        )),
-    }
-}
-
-/// The signer a key token names.
-pub fn open_signer(key_token: &str) -> Result<Arc<dyn SigningKey>> {
-    match KeyToken::decode(key_token)? {
-        KeyToken::File(path) => Ok(Arc::new(hsm_core::file::FileKey::from_file(&path)?)),
-        #[cfg(feature = "pkcs11")]
-        KeyToken::Pkcs11(uri) => hsm_pkcs11::open_signer(&uri),
-        #[cfg(feature = "tpm")]
-        KeyToken::Tpm(token) => hsm_tpm::open_signer(&token),
         _ => Err(Error::unsupported(
             "an issued identity",
             format!("the key `{key_token}`"),

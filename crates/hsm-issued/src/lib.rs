@@ -15,12 +15,13 @@
 //! [`IssuedX509`] serves the current generation: each call reads the state, so after a
 //! renewal the next `get_cert`/`get_key` (and the next TLS connection) uses the new pair.
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
-pub mod csr;
+mod csr;
 #[cfg(feature = "dps")]
 pub mod flow;
-pub mod keys;
-pub mod store;
+mod keys;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -28,13 +29,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use hsm_core::config::Section;
-use hsm_core::{Result, SigningKey, X509Identity};
+use hsm_core::{OpenSigner, Result, SigningKey, X509Identity};
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 pub use keys::KeySource;
-pub use store::{Generation, State, Store};
+pub use store::{CRASH_ENV, CertificateInfo, Generation, RENEW_AT_PERCENT, STEPS, State, Store};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,16 +53,19 @@ pub struct IssuedX509 {
     loaded: Mutex<Option<(Generation, Loaded)>>,
 }
 
-/// The store an `[x509] backend = "issued"` section names (nothing need be issued yet).
-pub fn store_from_section(section: &Section) -> Result<Store> {
+/// The store an `[x509] backend = "issued"` section names (nothing need be issued yet); its
+/// keys are opened with `open_signer` (`hsm::open_signer`).
+pub fn store_from_section(section: &Section, open_signer: OpenSigner) -> Result<Store> {
     let p: Params = section.parse()?;
     let keys = KeySource::parse(&p.keys).map_err(|e| section.error("keys", e.to_string()))?;
-    Store::open(&section.path(&p.store), &p.registration_id, keys).map_err(|e| section.error("store", e.to_string()))
+    Store::open(&section.path(&p.store), &p.registration_id, keys, open_signer)
+        .map_err(|e| section.error("store", e.to_string()))
 }
 
 impl IssuedX509 {
-    pub fn from_section(section: &Section) -> Result<Self> {
-        let id = IssuedX509::new(store_from_section(section)?);
+    /// The identity of an `[x509] backend = "issued"` section (see [`store_from_section`]).
+    pub fn from_section(section: &Section, open_signer: OpenSigner) -> Result<Self> {
+        let id = IssuedX509::new(store_from_section(section, open_signer)?);
         id.load().map_err(|e| section.context("store", e))?;
         Ok(id)
     }

@@ -14,14 +14,14 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hsm_core::{Error, Result, SigningKey, pem};
+use hsm_core::{Error, OpenSigner, Result, SigningKey, pem};
 use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{KeySource, remove_file};
 
 /// The state file in the store directory.
-pub const STATE_FILE: &str = "state.toml";
+pub(crate) const STATE_FILE: &str = "state.toml";
 /// The environment variable naming the step at which to abort (tests).
 pub const CRASH_ENV: &str = "HSM_ISSUED_CRASH_AT";
 /// The steps at which [`CRASH_ENV`] can abort, in the order a renewal passes them.
@@ -169,12 +169,16 @@ pub struct Store {
     dir: PathBuf,
     registration_id: String,
     keys: KeySource,
+    /// Opens the key of a generation from its token (`hsm::open_signer`).
+    open_signer: OpenSigner,
     _hold: Option<crate::keys::Hold>,
 }
 
 impl Store {
-    /// Open (creating the directory, mode 0700, when missing) the store at `dir`.
-    pub fn open(dir: &Path, registration_id: &str, keys: KeySource) -> Result<Self> {
+    /// Open (creating the directory, mode 0700, when missing) the store at `dir`; new keys are
+    /// made by `keys`, and every key the state names is opened with `open_signer` (the
+    /// registry's `hsm::open_signer`, which resolves every kind of key token).
+    pub fn open(dir: &Path, registration_id: &str, keys: KeySource, open_signer: OpenSigner) -> Result<Self> {
         if registration_id.is_empty() {
             return Err(Error::invalid("registration id", "must not be empty"));
         }
@@ -192,6 +196,7 @@ impl Store {
             registration_id: registration_id.to_string(),
             _hold: keys.hold()?,
             keys,
+            open_signer,
         })
     }
 
@@ -254,7 +259,7 @@ impl Store {
         self.sweep(&state)?;
         let key = self.keys.generate(&self.dir, &self.registration_id, generation)?;
         crash_point("key-generated");
-        let signer = crate::keys::open_signer(&key)?;
+        let signer = (self.open_signer)(&key)?;
         state.pending = Some(Generation {
             generation,
             key,
@@ -262,13 +267,6 @@ impl Store {
         });
         self.save(&state)?;
         crash_point("pending-saved");
-        crate::csr::csr_der(signer.as_ref(), &self.registration_id)
-    }
-
-    /// The CSR of the pending key again (for a retry after a transport error).
-    pub fn pending_csr(&self) -> Result<Vec<u8>> {
-        let pending = self.state()?.pending.ok_or_else(no_pending)?;
-        let signer = crate::keys::open_signer(&pending.key)?;
         crate::csr::csr_der(signer.as_ref(), &self.registration_id)
     }
 
@@ -280,7 +278,7 @@ impl Store {
     pub fn install(&self, chain: &[CertificateDer<'_>]) -> Result<Generation> {
         let mut state = self.state()?;
         let pending = state.pending.clone().ok_or_else(no_pending)?;
-        let signer = crate::keys::open_signer(&pending.key)?;
+        let signer = (self.open_signer)(&pending.key)?;
         verify_chain(chain, signer.as_ref(), &self.registration_id)?;
         let chain_name = self.chain_name(pending.generation);
         let path = self.chain_path(&chain_name);
@@ -358,7 +356,7 @@ impl Store {
         // Only back to an identity that still opens (a crash during `confirm` may have
         // deleted its key already).
         self.read_chain(&retired)?;
-        crate::keys::open_signer(&retired.key)?;
+        (self.open_signer)(&retired.key)?;
         let failed = state.current.replace(retired);
         self.save(&state)?;
         if let Some(failed) = failed {
@@ -454,7 +452,7 @@ impl Store {
     /// The chain and the signer of the current generation, the leaf for the key.
     fn open_current(&self, g: &Generation) -> Result<(Vec<CertificateDer<'static>>, Arc<dyn SigningKey>)> {
         let chain = self.read_chain(g)?;
-        let signer = crate::keys::open_signer(&g.key)?;
+        let signer = (self.open_signer)(&g.key)?;
         let leaf = chain
             .first()
             .ok_or_else(|| Error::parse("issued certificate chain", "the chain is empty"))?;
@@ -470,7 +468,7 @@ impl Store {
     /// The retired generation as a fallback: fully verified, valid now.
     fn open_retired(&self, g: &Generation) -> Result<(Vec<CertificateDer<'static>>, Arc<dyn SigningKey>)> {
         let chain = self.read_chain(g)?;
-        let signer = crate::keys::open_signer(&g.key)?;
+        let signer = (self.open_signer)(&g.key)?;
         verify_chain(&chain, signer.as_ref(), &self.registration_id)?;
         Ok((chain, signer))
     }

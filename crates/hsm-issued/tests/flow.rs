@@ -110,7 +110,7 @@ async fn pkcs11_issued_over_https_renewed_via_hub_then_by_reregistration_over_mq
     let ca = issuing_ca();
     let emu = emulator(&ca, id, Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), id, KeySource::parse(&keys).unwrap()).unwrap();
+    let store = Store::open(dir.path(), id, KeySource::parse(&keys).unwrap(), hsm::open_signer).unwrap();
 
     let first = register(&store, &client(&emu, Transport::Https), Some(&symmetric(id)), None)
         .await
@@ -125,7 +125,7 @@ async fn pkcs11_issued_over_https_renewed_via_hub_then_by_reregistration_over_mq
     assert_ne!(second.generation.key, first.generation.key);
     assert_current_works(&store, &ca.1);
     assert_eq!(store.state().unwrap().retired, Some(first.generation.clone()));
-    hsm_issued::keys::open_signer(&first.generation.key).unwrap();
+    hsm::open_signer(&first.generation.key).unwrap();
 
     // Re-registration over MQTT authenticated by the second identity: it worked, so the first
     // is deleted, and the third becomes current.
@@ -136,7 +136,7 @@ async fn pkcs11_issued_over_https_renewed_via_hub_then_by_reregistration_over_mq
     let state = store.state().unwrap();
     assert_eq!(state.current, Some(third.generation));
     assert_eq!(state.retired, Some(second.generation.clone()));
-    assert!(hsm_issued::keys::open_signer(&first.generation.key).is_err());
+    assert!(hsm::open_signer(&first.generation.key).is_err());
     assert_eq!(
         token().objects(id),
         vec![
@@ -157,7 +157,7 @@ async fn files_issued_over_mqtt_and_the_hub_gone_mid_renewal_keeps_the_identity(
     // The certificate comes 3 s after the 202: the emulator is stopped in between.
     let emu = emulator(&ca, id, Duration::from_secs(3));
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), id, KeySource::File).unwrap();
+    let store = Store::open(dir.path(), id, KeySource::File, hsm::open_signer).unwrap();
     let first = register(&store, &client(&emu, Transport::Mqtt), Some(&symmetric(id)), None)
         .await
         .unwrap();
@@ -204,7 +204,7 @@ async fn tpm_issued_over_https_and_renewed_via_hub() {
     let emu = emulator(&ca, id, Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
     let keys = KeySource::parse(&format!("tpm:tcti={}", sw.tcti())).unwrap();
-    let store = Store::open(dir.path(), id, keys).unwrap();
+    let store = Store::open(dir.path(), id, keys, hsm::open_signer).unwrap();
     let first = register(&store, &client(&emu, Transport::Https), Some(&symmetric(id)), None)
         .await
         .unwrap();
@@ -221,7 +221,7 @@ async fn tpm_issued_over_https_and_renewed_via_hub() {
     store.confirm().unwrap();
     assert_eq!(store.state().unwrap().current, Some(second.generation));
     assert!(
-        hsm_issued::keys::open_signer(&first.generation.key).is_err(),
+        hsm::open_signer(&first.generation.key).is_err(),
         "the first key blob is deleted"
     );
 }

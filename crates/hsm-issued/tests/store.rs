@@ -10,13 +10,13 @@ use std::process::Command;
 
 use common::{Ca, TokenExt as _, assert_signs_for, read_csr, token};
 use hsm_core::X509Identity;
-use hsm_issued::store::{CRASH_ENV, STEPS};
+use hsm_issued::{CRASH_ENV, STEPS};
 use hsm_issued::{IssuedX509, KeySource, Store};
 
 const CHILD_ENV: &str = "HSM_ISSUED_TEST_CHILD";
 
 fn open(dir: &Path, id: &str, keys: &str) -> Store {
-    Store::open(dir, id, KeySource::parse(keys).unwrap()).unwrap()
+    Store::open(dir, id, KeySource::parse(keys).unwrap(), hsm::open_signer).unwrap()
 }
 
 /// Request and install one generation with a fresh CA.
@@ -71,14 +71,11 @@ fn request_install_renew_confirm(keys: &str, id: &str) {
     assert_signs_for(identity.signing_key().unwrap().as_ref(), &chain2[0]);
     let state = store.state().unwrap();
     assert_eq!(state.retired.as_ref(), Some(&first));
-    hsm_issued::keys::open_signer(&first.key).expect("the retired key stays until confirmed");
+    hsm::open_signer(&first.key).expect("the retired key stays until confirmed");
 
     store.confirm().unwrap();
     assert!(store.state().unwrap().retired.is_none());
-    assert!(
-        hsm_issued::keys::open_signer(&first.key).is_err(),
-        "the retired key is deleted"
-    );
+    assert!(hsm::open_signer(&first.key).is_err(), "the retired key is deleted");
     assert_eq!(store.state().unwrap().current, Some(second));
 }
 
@@ -124,6 +121,31 @@ fn assert_refused(store: &Store, chain: &[rustls_pki_types::CertificateDer<'_>],
     assert_signs_for(key.as_ref(), &current[0]);
 }
 
+static RESOLVED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// `hsm::open_signer`, recording each token it resolves.
+fn recording_open_signer(token: &str) -> hsm_core::Result<std::sync::Arc<dyn hsm_core::SigningKey>> {
+    RESOLVED.lock().unwrap().push(token.to_string());
+    hsm::open_signer(token)
+}
+
+/// The store opens its keys with the resolver it is given (the registry's one), never with one
+/// of its own: every key the state names goes through it.
+#[test]
+fn keys_are_opened_with_the_given_resolver() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), "resolved-device", KeySource::File, recording_open_signer).unwrap();
+    let csr = store.begin().unwrap();
+    let generation = store.install(&Ca::new("resolved").issue(&csr)).unwrap();
+    IssuedX509::new(store.clone()).signing_key().unwrap();
+    let resolved = RESOLVED.lock().unwrap().clone();
+    assert!(
+        resolved.len() >= 3,
+        "begin, install and the identity each open the key: {resolved:?}"
+    );
+    assert!(resolved.iter().all(|t| *t == generation.key), "{resolved:?}");
+}
+
 #[test]
 fn bad_chains_are_refused_and_the_old_identity_kept() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,7 +158,13 @@ fn bad_chains_are_refused_and_the_old_identity_kept() {
     assert_refused(&store, &[], "the chain is empty");
 
     // Wrong CN: a request made (by someone) for another name.
-    let other = Store::open(&dir.path().join("other"), "someone-else", KeySource::File).unwrap();
+    let other = Store::open(
+        &dir.path().join("other"),
+        "someone-else",
+        KeySource::File,
+        hsm::open_signer,
+    )
+    .unwrap();
     let wrong = ca.issue(&other.begin().unwrap());
     assert_refused(&store, &wrong, "for another key");
 
@@ -196,10 +224,7 @@ fn roll_back_returns_to_the_retired_identity() {
     let state = store.state().unwrap();
     assert_eq!(state.current, Some(first));
     assert!(state.retired.is_none());
-    assert!(
-        hsm_issued::keys::open_signer(&second.key).is_err(),
-        "the failed key is deleted"
-    );
+    assert!(hsm::open_signer(&second.key).is_err(), "the failed key is deleted");
     assert!(!store.roll_back().unwrap(), "nothing to go back to");
 }
 

@@ -139,7 +139,7 @@ fn main() {
     let signer = open_signer(&uri.to_token_string()).unwrap();
 
     // The raw loop: its own session on the same token and key (the login is shared).
-    let token = hsm_pkcs11::token::Token::open(&uri, None).unwrap();
+    let token = hsm_pkcs11::Token::open(&uri, None).unwrap();
     let session = token
         .module()
         .context()

@@ -101,7 +101,7 @@ const CODES: &[sys::CK_RV] = &[
 ];
 
 /// The CKR number of a cryptoki error code.
-pub fn ckr_code(e: RvError) -> u64 {
+pub(crate) fn ckr_code(e: RvError) -> u64 {
     match e {
         RvError::VendorDefined(c) | RvError::UnknownErrorCode(c) => c,
         _ => CODES
@@ -113,7 +113,7 @@ pub fn ckr_code(e: RvError) -> u64 {
 }
 
 /// A token error for operation `op`.
-pub fn device(op: impl Into<String>, e: CkError) -> Error {
+pub(crate) fn device(op: impl Into<String>, e: CkError) -> Error {
     let op = op.into();
     match e {
         CkError::Pkcs11(rv, function) => Error::Device {
@@ -138,7 +138,7 @@ pub fn device(op: impl Into<String>, e: CkError) -> Error {
 }
 
 /// A short name for a return value (cryptoki's Display is a paragraph of the spec).
-pub fn ckr_name(rv: RvError) -> String {
+pub(crate) fn ckr_name(rv: RvError) -> String {
     let dbg = format!("{rv:?}");
     let mut out = String::from("CKR_");
     for (i, ch) in dbg.chars().enumerate() {
@@ -154,7 +154,7 @@ pub fn ckr_name(rv: RvError) -> String {
 }
 
 /// The CKR code of a device error from this backend, if it is one.
-pub fn rv_of(e: &Error) -> Option<u64> {
+pub(crate) fn rv_of(e: &Error) -> Option<u64> {
     match e {
         Error::Device {
             origin: Origin::Pkcs11,

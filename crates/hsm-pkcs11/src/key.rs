@@ -16,10 +16,10 @@ use cryptoki::session::Session;
 use hsm_core::{Error, KeyAlgorithm, Result, SignatureScheme, SigningKey};
 use sha2::Digest;
 
-use crate::der;
 use crate::error::device;
 use crate::token::{Token, find_one};
 use crate::uri::{ObjectType, Pkcs11Uri};
+use hsm_core::der;
 
 /// A private key on a token.
 pub struct Pkcs11Key {
@@ -66,7 +66,7 @@ fn attr_bytes(attrs: &[Attribute], want: AttributeType) -> Option<Vec<u8>> {
 }
 
 /// The URI's object attributes with `type=private` (an error if it names another type).
-pub fn private_key_uri(uri: &Pkcs11Uri) -> Result<Pkcs11Uri> {
+pub(crate) fn private_key_uri(uri: &Pkcs11Uri) -> Result<Pkcs11Uri> {
     let mut u = uri.clone();
     match u.object_type {
         None => u.object_type = Some(ObjectType::Private),
@@ -227,7 +227,7 @@ fn public_key(
         Some(KeyType::EC) => {
             let params = attr_bytes(&attrs, AttributeType::EcParams)
                 .ok_or_else(|| Error::parse("EC private key", "no CKA_EC_PARAMS"))?;
-            let curve = der::curve_from_params(&params)?;
+            let curve = der::curve_from_params("CKA_EC_PARAMS", &params)?;
             let algorithm = KeyAlgorithm::Ec(curve);
             // The public point lives on the public-key object with the same id (or label).
             let mut search = vec![
@@ -250,7 +250,7 @@ fn public_key(
                         .get_attributes(*pubkey, &[AttributeType::EcPoint])
                         .map_err(|e| device("C_GetAttributeValue (public key)", e))?;
                     if let Some(point) = attr_bytes(&pattrs, AttributeType::EcPoint) {
-                        let point = der::ec_point_from_attribute(curve, &point)?;
+                        let point = ec_point_from_attribute(curve, &point)?;
                         return Ok((algorithm, der::ec_spki(curve, &point)?));
                     }
                 }
@@ -397,8 +397,45 @@ impl SigningKey for Pkcs11Key {
                 .map_err(|e| device(format!("C_Sign ({scheme})"), e))
         })?;
         match self.algorithm {
-            KeyAlgorithm::Ec(curve) => der::ecdsa_raw_to_der(curve, &raw),
+            KeyAlgorithm::Ec(curve) => der::ecdsa_raw_to_der("CKM_ECDSA signature", curve, &raw),
             _ => Ok(raw),
         }
+    }
+}
+
+/// The uncompressed point from `CKA_EC_POINT`: DER OCTET STRING wrapped (as the standard says
+/// and SoftHSM does) or raw (as some tokens do).
+fn ec_point_from_attribute(curve: hsm_core::Curve, v: &[u8]) -> Result<Vec<u8>> {
+    let point_len = 1 + 2 * der::curve_len(curve);
+    if v.len() == point_len && v[0] == 0x04 {
+        return Ok(v.to_vec());
+    }
+    if v.len() == point_len + 2 && v[0] == 0x04 && usize::from(v[1]) == point_len && v[2] == 0x04 {
+        return Ok(v[2..].to_vec());
+    }
+    Err(Error::parse(
+        "CKA_EC_POINT",
+        format!(
+            "{} bytes; expected an uncompressed {curve:?} point ({point_len} bytes), optionally in an OCTET STRING",
+            v.len()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hsm_core::Curve;
+
+    #[test]
+    fn ec_points_raw_or_in_an_octet_string() {
+        let mut p = vec![4u8; 65];
+        p[1] = 63;
+        assert_eq!(ec_point_from_attribute(Curve::P256, &p).unwrap(), p);
+        let mut wrapped = vec![0x04, 65];
+        wrapped.extend_from_slice(&p);
+        assert_eq!(ec_point_from_attribute(Curve::P256, &wrapped).unwrap(), p);
+        let e = ec_point_from_attribute(Curve::P384, &wrapped).unwrap_err().to_string();
+        assert!(e.contains("CKA_EC_POINT") && e.contains("97 bytes"), "{e}");
     }
 }

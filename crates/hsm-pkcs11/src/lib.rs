@@ -6,24 +6,26 @@
 //! - [`open_signer`]: the signer for an alias-key token (what `get_key` hands out);
 //! - [`tools`]: key generation, CSRs, certificate and secret import, object listing.
 //!
-//! One `C_Initialize` per module and process ([`module::module`], re-initialized only to find a
+//! One `C_Initialize` per module and process ([`module()`], re-initialized only to find a
 //! token that went away and came back); one login and a session pool per token
-//! ([`token::Token`], which documents the recovery rules).
+//! ([`Token`], which documents the recovery rules).
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
-pub mod der;
-pub mod error;
-pub mod key;
-pub mod module;
-pub mod symmetric;
+mod error;
+mod key;
+mod module;
+mod symmetric;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod token;
+mod token;
 pub mod tools;
-pub mod uri;
-pub mod x509;
+mod uri;
+mod x509;
 
 pub use key::Pkcs11Key;
+pub use module::{DEFAULT_MODULE, Module, module};
 pub use symmetric::{Pkcs11Secret, Pkcs11Symmetric};
-pub use uri::Pkcs11Uri;
+pub use token::Token;
+pub use uri::{ObjectType, Pkcs11Uri, read_pin_file};
 pub use x509::{Pkcs11X509, open_signer};

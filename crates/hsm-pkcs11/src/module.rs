@@ -50,7 +50,7 @@ pub struct Module {
 /// The least time between two re-initializations of a module, by default: a token that stays
 /// away costs one `C_Finalize`/`C_Initialize` a second at most, however often it is asked for
 /// (each one makes every other user of the module open sessions and log in again).
-pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 struct Rescan {
     last: Option<Instant>,
@@ -64,7 +64,7 @@ impl Rescan {
 }
 
 /// Proof that no re-initialization runs while it is held; derefs to the module generation.
-pub type Entered<'a> = RwLockReadGuard<'a, u64>;
+pub(crate) type Entered<'a> = RwLockReadGuard<'a, u64>;
 
 impl std::fmt::Debug for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,7 +102,7 @@ impl Module {
     /// application, not to one `Token` object, and a `C_Login` on a token that is already
     /// logged in is not harmless everywhere: SoftHSM2 then fails key generation running on
     /// other threads at that moment with `CKR_GENERAL_ERROR`.
-    pub fn login_lock(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+    pub(crate) fn login_lock(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
         self.login
             .lock()
             .map_err(|_| Error::Internal("PKCS#11 module login lock poisoned".into()))
@@ -112,7 +112,7 @@ impl Module {
     /// valid). For object creation: SoftHSM2 fails a key generation or object import that runs
     /// while another thread searches the same token's objects (`CKR_GENERAL_ERROR`). Never
     /// call it while holding [`Module::enter`].
-    pub fn exclusive(&self) -> Result<RwLockWriteGuard<'_, u64>> {
+    pub(crate) fn exclusive(&self) -> Result<RwLockWriteGuard<'_, u64>> {
         self.gate
             .write()
             .map_err(|_| Error::Internal("PKCS#11 module gate poisoned".into()))
@@ -142,7 +142,7 @@ impl Module {
     /// re-initialization it does nothing either (returns `false`). Every session of the
     /// module is void afterwards (callers forget them; see `Token`). Must be called without
     /// holding [`Module::enter`].
-    pub fn reinitialize(&self, seen: u64) -> Result<bool> {
+    pub(crate) fn reinitialize(&self, seen: u64) -> Result<bool> {
         if !self.owned {
             return Err(Error::Internal(format!(
                 "PKCS#11 module {} was initialized by another component of this process; not re-initializing it",
@@ -194,7 +194,7 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<Module>>> {
 
 /// Which module file a URI means: its `module-path`, its `module-name` looked up in the usual
 /// directories, the given default, or [`DEFAULT_MODULE`].
-pub fn resolve_module_path(uri: &Pkcs11Uri, default: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn resolve_module_path(uri: &Pkcs11Uri, default: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = &uri.module_path {
         return Ok(p.clone());
     }

@@ -248,7 +248,7 @@ impl Tpm2Pkcs11 {
     }
 
     /// Run `tpm2_ptool COMMAND ... --path STORE` against this instance.
-    pub fn ptool(&self, args: &[&str]) -> Result<()> {
+    pub(crate) fn ptool(&self, args: &[&str]) -> Result<()> {
         let out = Command::new("tpm2_ptool")
             .args(args)
             .arg("--path")

@@ -584,7 +584,7 @@ impl Token {
     }
 
     /// What the token says about `mechanism` (`C_GetMechanismInfo`: key sizes, flags).
-    pub fn mechanism_info(&self, mechanism: MechanismType) -> Result<cryptoki::mechanism::MechanismInfo> {
+    pub(crate) fn mechanism_info(&self, mechanism: MechanismType) -> Result<cryptoki::mechanism::MechanismInfo> {
         let _entered = self.module.enter()?;
         let slot = self.locate()?;
         self.module
@@ -598,7 +598,7 @@ impl Token {
     /// Asks `C_GetMechanismInfo` about this one mechanism rather than reading the whole
     /// `C_GetMechanismList`: cryptoki logs every vendor-defined mechanism of a list it cannot
     /// name as an error, and a token's vendor mechanisms are no error of ours.
-    pub fn has_mechanism(&self, mechanism: MechanismType) -> Result<bool> {
+    pub(crate) fn has_mechanism(&self, mechanism: MechanismType) -> Result<bool> {
         let entered = self.module.enter()?;
         let mut state = self.lock()?;
         self.sync(&mut state, *entered);
@@ -687,7 +687,7 @@ fn in_op(op: &str, e: Error, lost: Option<&str>) -> Error {
 }
 
 /// The CKO class a URI `type` means.
-pub fn class_of(t: ObjectType) -> ObjectClass {
+pub(crate) fn class_of(t: ObjectType) -> ObjectClass {
     match t {
         ObjectType::Private => ObjectClass::PRIVATE_KEY,
         ObjectType::Public => ObjectClass::PUBLIC_KEY,
@@ -698,7 +698,7 @@ pub fn class_of(t: ObjectType) -> ObjectClass {
 }
 
 /// The search template for a URI's object attributes.
-pub fn template(uri: &Pkcs11Uri) -> Vec<Attribute> {
+pub(crate) fn template(uri: &Pkcs11Uri) -> Vec<Attribute> {
     let mut t = Vec::new();
     if let Some(ty) = uri.object_type {
         t.push(Attribute::Class(class_of(ty)));
@@ -720,7 +720,7 @@ fn is_public_session(session: &Session) -> bool {
 }
 
 /// Exactly one object matching the URI's object attributes.
-pub fn find_one(session: &Session, uri: &Pkcs11Uri, token: &Token) -> Result<ObjectHandle> {
+pub(crate) fn find_one(session: &Session, uri: &Pkcs11Uri, token: &Token) -> Result<ObjectHandle> {
     let found = session
         .find_objects(&template(uri))
         .map_err(|e| device("C_FindObjects", e))?;

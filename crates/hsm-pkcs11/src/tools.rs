@@ -10,11 +10,11 @@ use cryptoki::session::Session;
 use hsm_core::{Curve, Error, KeyAlgorithm, Result, pem};
 use sha2::Digest;
 
-use crate::der;
 use crate::error::device;
 use crate::key::Pkcs11Key;
 use crate::token::{Token, template};
 use crate::uri::{ObjectType, Pkcs11Uri};
+use hsm_core::der;
 
 fn object_uri(token: &Token, label: Option<&[u8]>, id: Option<&[u8]>, ty: ObjectType) -> Pkcs11Uri {
     let mut u = token.uri().clone();
@@ -97,7 +97,7 @@ pub fn generate_key_pair(uri: &str, algorithm: KeyAlgorithm) -> Result<Pkcs11Uri
     let (mechanism, mut public, mut private) = match algorithm {
         KeyAlgorithm::Ec(curve @ (Curve::P256 | Curve::P384)) => (
             Mechanism::EccKeyPairGen,
-            vec![Attribute::EcParams(der::curve_params(curve)?.to_vec())],
+            vec![Attribute::EcParams(der::curve_params(curve).to_vec())],
             vec![],
         ),
         KeyAlgorithm::Rsa { bits } if (2048..=4096).contains(&bits) && bits % 8 == 0 => (

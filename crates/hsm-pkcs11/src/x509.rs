@@ -200,7 +200,7 @@ impl Pkcs11X509 {
 }
 
 /// The DER value of the one certificate object `uri` names.
-pub fn read_certificate(token: &Token, uri: &Pkcs11Uri) -> Result<CertificateDer<'static>> {
+pub(crate) fn read_certificate(token: &Token, uri: &Pkcs11Uri) -> Result<CertificateDer<'static>> {
     let der = token.run("read certificate", |session, _| {
         let h = find_one(session, uri, token)?;
         let attrs = session

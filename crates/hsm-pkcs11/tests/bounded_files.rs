@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hsm_pkcs11::uri::read_pin_file;
+use hsm_pkcs11::read_pin_file;
 
 #[test]
 fn a_pin_file_that_is_a_fifo_or_dev_zero_or_huge_is_refused() {

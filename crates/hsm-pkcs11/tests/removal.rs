@@ -62,7 +62,7 @@ fn fails_clearly(signer: &dyn SigningKey, what: &str, expect_rv: Option<u64>) ->
 fn token_goes_away_and_comes_back() {
     let f = fixture();
     // Every failed lookup may re-initialize the module here (the default allows one a second).
-    let module = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
+    let module = hsm_pkcs11::module(f.hsm.module()).unwrap();
     module.set_rescan_interval(Duration::ZERO).unwrap();
     let uri = tools::generate_key_pair(&f.uri("object=survivor"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
     let signer = open_signer(&uri.to_token_string()).unwrap();

@@ -23,7 +23,7 @@ fn reinitializing_the_module_under_load_loses_no_operation() {
         hsm_pkcs11::Pkcs11Secret::open(&secret_uri).unwrap(),
     );
     let expected_mac = hsm_core::sas::hmac_sha256(&[9u8; 32], b"busy");
-    let module = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
+    let module = hsm_pkcs11::module(f.hsm.module()).unwrap();
     assert!(module.can_reinitialize(), "this process initialized the module");
     // Every failed lookup re-initializes (the default allows one a second).
     module.set_rescan_interval(std::time::Duration::ZERO).unwrap();
@@ -96,7 +96,7 @@ fn tokens_dropped_during_reinitializations_close_nothing_they_do_not_own() {
                 .replace(&f.pin_file.display().to_string(), &pin.display().to_string())
         })
         .collect();
-    let module = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
+    let module = hsm_pkcs11::module(f.hsm.module()).unwrap();
     module.set_rescan_interval(std::time::Duration::ZERO).unwrap();
     let shared = open_signer(&uri.to_token_string()).unwrap();
     let spki = shared.public_key_spki().unwrap();

@@ -8,7 +8,7 @@ mod common;
 
 use common::{LABEL, PIN, fixture};
 use hsm_core::{Curve, KeyAlgorithm, SignatureScheme};
-use hsm_pkcs11::uri::Pkcs11Uri;
+use hsm_pkcs11::Pkcs11Uri;
 use hsm_pkcs11::{open_signer, tools};
 
 #[test]

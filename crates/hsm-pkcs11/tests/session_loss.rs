@@ -38,8 +38,8 @@ fn recovers_after_all_sessions_are_closed() {
             cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
         ))
         .unwrap();
-    let m1 = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
-    let m2 = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
+    let m1 = hsm_pkcs11::module(f.hsm.module()).unwrap();
+    let m2 = hsm_pkcs11::module(f.hsm.module()).unwrap();
     assert!(Arc::ptr_eq(&m1, &m2), "one context per module and process");
     let key_uri = tools::generate_key_pair(&f.uri("object=resilient"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
     let signer: Arc<dyn SigningKey> = open_signer(&key_uri.to_token_string()).unwrap();
@@ -52,7 +52,7 @@ fn recovers_after_all_sessions_are_closed() {
     let expected_mac = hsm_core::sas::hmac_sha256(&[7u8; 32], b"data");
     assert_eq!(secret.hmac_sha256(b"data").unwrap(), expected_mac);
 
-    let token = hsm_pkcs11::token::Token::open(&Pkcs11Uri::parse(&f.uri("")).unwrap(), None).unwrap();
+    let token = hsm_pkcs11::Token::open(&Pkcs11Uri::parse(&f.uri("")).unwrap(), None).unwrap();
     let slot = token.find_slot().unwrap().id();
     // The call really closes this process's sessions on that slot.
     let probe = token

@@ -235,7 +235,7 @@ fn library_slot_and_vendor_attributes_select_the_token() {
         parts.next().unwrap().parse().unwrap(),
         parts.next().unwrap().parse().unwrap(),
     );
-    let slot = hsm_pkcs11::token::Token::open(&hsm_pkcs11::Pkcs11Uri::parse(&f.uri("")).unwrap(), None)
+    let slot = hsm_pkcs11::Token::open(&hsm_pkcs11::Pkcs11Uri::parse(&f.uri("")).unwrap(), None)
         .unwrap()
         .find_slot()
         .unwrap()

@@ -55,7 +55,7 @@ impl Default for Validity {
 impl Validity {
     /// `not_before` (RFC 3339, default 2025-01-01T00:00:00Z) plus `validity_days` (default:
     /// until 9999-12-31T23:59:59Z). `what` names the source in errors.
-    pub fn from_parts(what: &str, not_before: Option<&str>, validity_days: Option<u32>) -> Result<Self> {
+    pub(crate) fn from_parts(what: &str, not_before: Option<&str>, validity_days: Option<u32>) -> Result<Self> {
         let default = Validity::default();
         let not_before = match not_before {
             Some(s) => {
@@ -108,7 +108,7 @@ impl std::fmt::Debug for CaSigner {
 
 impl CaSigner {
     /// Load a CA certificate file (the CA first, then its own issuers, if any) and its key.
-    pub fn from_files(cert_path: &Path, key_path: &Path) -> Result<Self> {
+    pub(crate) fn from_files(cert_path: &Path, key_path: &Path) -> Result<Self> {
         let cert_pem = pem::read_file("read CA certificate", cert_path)?;
         let key_pem = pem::read_file("read CA private key", key_path)?;
         let key_text = std::str::from_utf8(&key_pem)
@@ -149,7 +149,7 @@ impl CaSigner {
 
     /// Refuse a CA whose path length constraint leaves no room for another CA below it: the
     /// DeviceID certificate is one, so every verifier would reject the chain.
-    pub fn check_can_sign_a_ca(&self, what: &str) -> Result<()> {
+    pub(crate) fn check_can_sign_a_ca(&self, what: &str) -> Result<()> {
         let (_, parsed) = x509_parser::parse_x509_certificate(&self.chain[0]).map_err(|e| Error::parse(what, e))?;
         if let Ok(Some(bc)) = parsed.basic_constraints() {
             if bc.value.path_len_constraint == Some(0) {

@@ -12,9 +12,8 @@ use zeroize::Zeroizing;
 use crate::key::DiceKey;
 use crate::uds::Uds;
 
-/// Version label of the derivation; part of every HKDF `info` and salt, so a future change
-/// of the scheme can never silently reuse keys of this one.
-pub const KDF_LABEL: &str = "hsm-riot/v1";
+// `hsm-riot/v1`, the version label of the derivation, begins every HKDF `info` and salt input,
+// so a future change of the scheme can never silently reuse keys of this one.
 
 const LAYER0_MEASUREMENT_INPUT: &[u8] = b"hsm-riot/v1 layer 0: software DICE engine";
 const CDI0_INFO: &[u8] = b"hsm-riot/v1 CDI_0";
@@ -33,7 +32,7 @@ pub struct Fwid(pub [u8; 32]);
 
 impl Fwid {
     /// SHA-256 of a firmware image file.
-    pub fn of_file(path: &Path) -> Result<Self> {
+    pub(crate) fn of_file(path: &Path) -> Result<Self> {
         // Any size (it is hashed in chunks), but a regular file: a FIFO would block.
         let (mut file, _) = hsm_core::fs::open_regular("read firmware image", path)?;
         let mut hasher = Sha256::new();
@@ -132,11 +131,6 @@ pub(crate) fn key_from_cdi(cdi: &Cdi, info: &[u8]) -> Result<DiceKey> {
     })
 }
 
-/// The DeviceID key: depends on the UDS only.
-pub fn derive_device_id(uds: &Uds) -> Result<DiceKey> {
-    key_from_cdi(&cdi0(uds)?, DEVICE_ID_INFO)
-}
-
 /// The Alias key: depends on the UDS and the firmware measurement.
 pub fn derive_alias(uds: &Uds, fwid: &Fwid) -> Result<DiceKey> {
     key_from_cdi(&cdi1(&cdi0(uds)?, fwid)?, ALIAS_INFO)
@@ -181,7 +175,6 @@ mod tests {
         assert_ne!(a.alias.spki(), d.alias.spki());
         assert_ne!(a.device_id.spki(), a.alias.spki());
         assert_eq!(derive_alias(&uds(1), &fw1).unwrap().spki(), a.alias.spki());
-        assert_eq!(derive_device_id(&uds(1)).unwrap().spki(), a.device_id.spki());
     }
 
     /// The scalar is HKDF-Expand(HKDF-Extract(salt, CDI), info || 0): recompute it with the

@@ -66,7 +66,7 @@ impl DiceKey {
     }
 
     /// ECDSA-SHA256 over `message` with a random nonce (ring), DER `Ecdsa-Sig-Value`.
-    pub fn sign_sha256_fast(&self, message: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn sign_sha256_fast(&self, message: &[u8]) -> Result<Vec<u8>> {
         let sig = self
             .fast()?
             .sign(&ring::rand::SystemRandom::new(), message)

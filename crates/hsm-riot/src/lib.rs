@@ -43,6 +43,7 @@
 //! `[Alias, DeviceID, group CA chain...]`, the Alias key, and a `dice:` token
 //! (`hsm_core::token::DiceToken`) that [`open_signer`] resolves.
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 pub mod cert;
 mod derive;
@@ -54,7 +55,7 @@ pub mod tcbinfo;
 mod uds;
 
 pub use cert::{CaSigner, DiceChain, Validity, check_registration_id, issue_chain};
-pub use derive::{DiceKeys, Fwid, KDF_LABEL, derive_alias, derive_device_id, derive_keys};
+pub use derive::{DiceKeys, Fwid, derive_alias, derive_keys};
 pub use identity::{DiceOptions, DiceX509, Firmware, open_signer};
 pub use key::DiceKey;
-pub use uds::{UDS_MAX_LEN, UDS_MIN_LEN, UDS_NEW_LEN, Uds, create_uds_file};
+pub use uds::{UDS_NEW_LEN, Uds, create_uds_file};

@@ -53,7 +53,7 @@ pub struct TcbInfo {
 
 impl TcbInfo {
     /// The TcbInfo of this engine's Alias layer for a SHA-256 firmware measurement.
-    pub fn for_alias_layer(fwid: &[u8; 32]) -> Self {
+    pub(crate) fn for_alias_layer(fwid: &[u8; 32]) -> Self {
         TcbInfo {
             vendor: Some("hsm-riot".into()),
             model: Some("software DICE engine".into()),
@@ -77,7 +77,7 @@ impl TcbInfo {
     }
 
     /// DER encoding (the extension's `extnValue` contents).
-    pub fn to_der(&self) -> Vec<u8> {
+    pub(crate) fn to_der(&self) -> Vec<u8> {
         yasna::construct_der(|w| {
             w.write_sequence(|w| {
                 let strings = [(0, &self.vendor), (1, &self.model), (2, &self.version)];

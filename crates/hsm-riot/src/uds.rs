@@ -8,9 +8,9 @@ use hsm_core::{Error, Result};
 use zeroize::Zeroizing;
 
 /// Fewest bytes a UDS may have.
-pub const UDS_MIN_LEN: usize = 32;
+pub(crate) const UDS_MIN_LEN: usize = 32;
 /// Most bytes a UDS file may have (anything longer is not a UDS file).
-pub const UDS_MAX_LEN: usize = 4096;
+pub(crate) const UDS_MAX_LEN: usize = 4096;
 /// Size of the UDS [`create_uds_file`] writes.
 pub const UDS_NEW_LEN: usize = 32;
 

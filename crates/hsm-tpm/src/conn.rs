@@ -345,7 +345,7 @@ impl TpmConn {
 
     /// Set the bound of every TPM operation on this connection (shared by every user of the
     /// same TCTI in the process: the last setter wins). At least 1 ms.
-    pub fn set_command_timeout(&self, timeout: Duration) {
+    pub(crate) fn set_command_timeout(&self, timeout: Duration) {
         let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
         self.timeout_ms.store(ms, Ordering::Relaxed);
     }

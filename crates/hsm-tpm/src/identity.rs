@@ -23,7 +23,7 @@ use crate::{error, templates};
 /// Persistent handle of the endorsement key.
 pub const EK_HANDLE: u32 = 0x8101_0001;
 /// Persistent handle of the storage root key.
-pub const SRK_HANDLE: u32 = 0x8100_0001;
+pub(crate) const SRK_HANDLE: u32 = 0x8100_0001;
 /// Default persistent handle of the DPS identity (HMAC) key.
 pub const IDENTITY_HANDLE: u32 = 0x8100_0100;
 
@@ -454,7 +454,7 @@ impl Tpm {
         let tcti = self.conn.tcti().to_string();
         let data = data.to_vec();
         self.conn
-            .without_context(move || crate::raw::hmac_sha256_sequence(&tcti, handle, &data, limit))
+            .without_context(move || crate::hmac_sequence::hmac_sha256_sequence(&tcti, handle, &data, limit))
     }
 
     fn activate(&self, blob: &ActivationBlob) -> Result<()> {

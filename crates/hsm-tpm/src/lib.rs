@@ -39,6 +39,7 @@
 //! Linking: a C program that links a library built with this crate must also link
 //! `pkg-config --libs tss2-esys tss2-tctildr tss2-mu tss2-sys`.
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 mod blob;
 #[cfg(feature = "device")]
@@ -46,13 +47,13 @@ mod conn;
 #[cfg(feature = "device")]
 mod error;
 #[cfg(feature = "device")]
-mod identity;
+mod hmac_sequence;
 #[cfg(feature = "device")]
-mod raw;
+mod identity;
 pub mod service;
 #[cfg(feature = "device")]
 mod templates;
-// Without `device` only the service side uses it (the raw commands are gone).
+// Without `device` only the service side uses it (the HMAC sequence commands are gone).
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg_attr(not(feature = "device"), allow(dead_code))]
@@ -65,11 +66,11 @@ pub use blob::ActivationBlob;
 pub use conn::{DEFAULT_COMMAND_TIMEOUT, HierarchyAuth, TpmConn, default_tcti};
 #[cfg(feature = "device")]
 pub use identity::{
-    ActivationStep, EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, SRK_HANDLE, Tpm, TpmOptions,
-    ek_report, parse_persistent_handle, staging_handle,
+    ActivationStep, EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, Tpm, TpmOptions, ek_report,
+    parse_persistent_handle, staging_handle,
 };
 #[cfg(feature = "device")]
-pub use templates::{ek_template, srk_template, tpm2b_public};
+pub use templates::ek_template;
 #[cfg(feature = "device")]
 pub use x509::{KeyLocation, SignerToken, TpmKey, TpmX509, generate_key, generate_key_on, open_signer};
 

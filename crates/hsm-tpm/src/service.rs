@@ -142,7 +142,13 @@ fn tpm2b(data: &[u8]) -> Vec<u8> {
 }
 
 /// KDFa (TPM 2.0 Part 1, 11.4.10.2) with HMAC-SHA256.
-pub fn kdfa_sha256(key: &[u8], label: &str, context_u: &[u8], context_v: &[u8], bits: u32) -> Zeroizing<Vec<u8>> {
+pub(crate) fn kdfa_sha256(
+    key: &[u8],
+    label: &str,
+    context_u: &[u8],
+    context_v: &[u8],
+    bits: u32,
+) -> Zeroizing<Vec<u8>> {
     let bytes = bits.div_ceil(8) as usize;
     let mut out = Zeroizing::new(Vec::with_capacity(bytes + 32));
     let mut counter: u32 = 0;
@@ -199,7 +205,7 @@ fn outer_wrap(parent: &RsaStorageKey, label: &str, name: &[u8], mut plain: Vec<u
 }
 
 /// TPM2_MakeCredential in software: returns (TPM2B_ID_OBJECT contents, encrypted secret).
-pub fn make_credential(ek: &RsaStorageKey, credential: &[u8], object_name: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn make_credential(ek: &RsaStorageKey, credential: &[u8], object_name: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     if credential.is_empty() || credential.len() > 32 {
         return Err(Error::invalid("credential", "1 to 32 bytes"));
     }
@@ -244,7 +250,11 @@ pub fn make_activation(ek_tpm2b_public: &[u8], srk_tpm2b_public: &[u8]) -> Resul
 }
 
 /// Build the activation blob that imports `key` (1 to 64 bytes) as the device's HMAC key.
-pub fn make_activation_with_key(ek_tpm2b_public: &[u8], srk_tpm2b_public: &[u8], key: &[u8]) -> Result<Activation> {
+pub(crate) fn make_activation_with_key(
+    ek_tpm2b_public: &[u8],
+    srk_tpm2b_public: &[u8],
+    key: &[u8],
+) -> Result<Activation> {
     if key.is_empty() || key.len() > 64 {
         return Err(Error::invalid("key", "an HMAC key of 1 to 64 bytes"));
     }

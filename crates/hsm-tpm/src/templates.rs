@@ -65,7 +65,7 @@ pub fn ek_template(which: EkTemplate) -> Result<Public> {
 }
 
 /// The SDK's SRK template: RSA-2048 storage key, AES-128-CFB, empty auth, no DA.
-pub fn srk_template() -> Result<Public> {
+pub(crate) fn srk_template() -> Result<Public> {
     build(
         "SRK",
         (|| {
@@ -130,7 +130,7 @@ pub(crate) fn ecc_signing_template(curve: hsm_core::Curve) -> Result<Public> {
 
 /// Marshalled `TPM2B_PUBLIC` (2-byte big-endian size, then the `TPMT_PUBLIC`), as the SDK's
 /// `get_ek` / `get_srk` return it.
-pub fn tpm2b_public(public: &Public) -> Result<Vec<u8>> {
+pub(crate) fn tpm2b_public(public: &Public) -> Result<Vec<u8>> {
     let body = public
         .marshall()
         .map_err(|e| Error::Internal(format!("marshal TPMT_PUBLIC: {e}")))?;

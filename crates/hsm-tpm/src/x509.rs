@@ -75,17 +75,9 @@ fn ecc_spki(public: &Public) -> Result<(Curve, Vec<u8>, Vec<u8>)> {
     let Public::Ecc { parameters, unique, .. } = public else {
         return Err(error::device("read the key", "not an ECC key"));
     };
-    const P256_PREFIX: [u8; 26] = [
-        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
-        0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-    ];
-    const P384_PREFIX: [u8; 23] = [
-        0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04,
-        0x00, 0x22, 0x03, 0x62, 0x00,
-    ];
-    let (curve, len, prefix): (Curve, usize, &[u8]) = match parameters.ecc_curve() {
-        EccCurve::NistP256 => (Curve::P256, 32, &P256_PREFIX),
-        EccCurve::NistP384 => (Curve::P384, 48, &P384_PREFIX),
+    let curve = match parameters.ecc_curve() {
+        EccCurve::NistP256 => Curve::P256,
+        EccCurve::NistP384 => Curve::P384,
         other => {
             return Err(error::device(
                 "read the key",
@@ -93,6 +85,7 @@ fn ecc_spki(public: &Public) -> Result<(Curve, Vec<u8>, Vec<u8>)> {
             ));
         }
     };
+    let len = hsm_core::der::curve_len(curve);
     let mut point = vec![0x04];
     for c in [unique.x().value(), unique.y().value()] {
         if c.len() > len {
@@ -101,37 +94,7 @@ fn ecc_spki(public: &Public) -> Result<(Curve, Vec<u8>, Vec<u8>)> {
         point.extend(std::iter::repeat_n(0, len - c.len()));
         point.extend_from_slice(c);
     }
-    let mut spki = prefix.to_vec();
-    spki.extend_from_slice(&point);
-    Ok((curve, spki, point))
-}
-
-fn der_integer(out: &mut Vec<u8>, v: &[u8]) {
-    let v = match v.iter().position(|b| *b != 0) {
-        Some(i) => &v[i..],
-        None => &[0u8][..],
-    };
-    let pad = v[0] & 0x80 != 0;
-    out.push(0x02);
-    out.push((v.len() + usize::from(pad)) as u8);
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(v);
-}
-
-fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(72);
-    der_integer(&mut body, r);
-    der_integer(&mut body, s);
-    // A P-384 signature may exceed 127 bytes: long-form length.
-    let mut out = if body.len() < 0x80 {
-        vec![0x30, body.len() as u8]
-    } else {
-        vec![0x30, 0x81, body.len() as u8]
-    };
-    out.extend_from_slice(&body);
-    out
+    Ok((curve, hsm_core::der::ec_spki(curve, &point)?, point))
 }
 
 /// An ECDSA P-256 or P-384 key inside a TPM.
@@ -209,7 +172,7 @@ impl TpmKey {
     }
 
     /// Sign a SHA-256 digest; returns the DER ECDSA signature.
-    pub fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
+    pub(crate) fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
         self.sign_hashed(digest, HashingAlgorithm::Sha256)
     }
 
@@ -254,7 +217,10 @@ impl TpmKey {
             (KeyLocation::Blob(p), None) => Err(Error::Internal(format!("key blob {} not read", p.display()))),
         })?;
         match signature {
-            Signature::EcDsa(sig) => Ok(ecdsa_der(sig.signature_r().value(), sig.signature_s().value())),
+            Signature::EcDsa(sig) => Ok(hsm_core::der::ecdsa_signature(
+                sig.signature_r().value(),
+                sig.signature_s().value(),
+            )),
             _ => Err(error::device("sign", "the TPM returned a non-ECDSA signature")),
         }
     }
@@ -484,13 +450,5 @@ mod tests {
         );
         let e = read_blob(&fifo).err().unwrap().to_string();
         assert!(e.contains("is a FIFO"), "{e}");
-    }
-
-    #[test]
-    fn der_signature() {
-        assert_eq!(
-            ecdsa_der(&[0, 1], &[0x80]),
-            vec![0x30, 0x07, 0x02, 0x01, 0x01, 0x02, 0x02, 0x00, 0x80]
-        );
     }
 }

@@ -1,7 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
-pub mod registry;
+mod registry;
 #[cfg(feature = "rustls")]
 pub mod tls;
 #[cfg(feature = "vendor")]

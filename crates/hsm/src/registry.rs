@@ -11,7 +11,7 @@ use hsm_core::token::KeyToken;
 use hsm_core::{Error, Result, SasSigner, SigningKey, SymmetricIdentity, TpmIdentity, X509Identity, file};
 
 /// Backends built into this library for the x509 interface.
-pub fn x509_backends() -> Vec<&'static str> {
+pub(crate) fn x509_backends() -> Vec<&'static str> {
     vec![
         "file",
         #[cfg(feature = "pkcs11")]
@@ -28,7 +28,7 @@ pub fn x509_backends() -> Vec<&'static str> {
 }
 
 /// Backends built into this library for the symmetric-key interface.
-pub fn symmetric_backends() -> Vec<&'static str> {
+pub(crate) fn symmetric_backends() -> Vec<&'static str> {
     vec![
         "file",
         #[cfg(feature = "pkcs11")]
@@ -39,7 +39,7 @@ pub fn symmetric_backends() -> Vec<&'static str> {
 }
 
 /// Backends built into this library for the TPM interface.
-pub fn tpm_backends() -> Vec<&'static str> {
+pub(crate) fn tpm_backends() -> Vec<&'static str> {
     vec![
         #[cfg(feature = "pkcs11")]
         "pkcs11",
@@ -51,7 +51,7 @@ pub fn tpm_backends() -> Vec<&'static str> {
 }
 
 /// Key-token schemes this library resolves to signers (`pem` is an inline PEM private key).
-pub fn signer_token_schemes() -> Vec<&'static str> {
+pub(crate) fn signer_token_schemes() -> Vec<&'static str> {
     vec![
         "file",
         "pem",
@@ -82,7 +82,7 @@ fn not_built_in(section: &Section, built_in: &[&str]) -> Error {
 }
 
 /// Open the identity of the `[x509]` section.
-pub fn open_x509(config: &Config) -> Result<Box<dyn X509Identity>> {
+pub(crate) fn open_x509(config: &Config) -> Result<Box<dyn X509Identity>> {
     let section = config.section("x509")?;
     match section.backend.as_str() {
         "file" => Ok(Box::new(file::FileX509::from_section(section)?)),
@@ -95,13 +95,13 @@ pub fn open_x509(config: &Config) -> Result<Box<dyn X509Identity>> {
         #[cfg(feature = "vendor")]
         "vendor" => Ok(Box::new(crate::vendor::VendorX509::from_section(section)?)),
         #[cfg(feature = "issued")]
-        "issued" => Ok(Box::new(hsm_issued::IssuedX509::from_section(section)?)),
+        "issued" => Ok(Box::new(hsm_issued::IssuedX509::from_section(section, open_signer)?)),
         _ => Err(not_built_in(section, &x509_backends())),
     }
 }
 
 /// Open the identity of the `[symmetric_key]` section.
-pub fn open_symmetric(config: &Config) -> Result<Box<dyn SymmetricIdentity>> {
+pub(crate) fn open_symmetric(config: &Config) -> Result<Box<dyn SymmetricIdentity>> {
     let section = config.section("symmetric_key")?;
     match section.backend.as_str() {
         "file" => Ok(Box::new(file::FileSymmetric::from_section(section)?)),
@@ -136,7 +136,7 @@ impl TpmBackend {
     }
 
     /// [`TpmBackend::attestation`], owned.
-    pub fn into_attestation(self, op: &str) -> Result<Box<dyn TpmIdentity>> {
+    pub(crate) fn into_attestation(self, op: &str) -> Result<Box<dyn TpmIdentity>> {
         match self {
             TpmBackend::Attestation(t) => Ok(t),
             TpmBackend::SasSigning { backend, .. } => Err(Self::sas_only(&backend, op)),

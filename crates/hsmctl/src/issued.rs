@@ -4,7 +4,7 @@
 
 use hsm_core::config::Config;
 use hsm_issued::Store;
-use hsm_issued::store::CertificateInfo;
+use hsm_issued::CertificateInfo;
 
 use crate::CliError;
 
@@ -17,7 +17,7 @@ pub fn store(config: &Config) -> Result<Store, CliError> {
             config.source, section.backend
         )));
     }
-    Ok(hsm_issued::store_from_section(section)?)
+    Ok(hsm_issued::store_from_section(section, hsm::open_signer)?)
 }
 
 /// Seconds since the epoch.
@@ -69,7 +69,7 @@ pub fn status(store: &Store, now: i64) -> Result<String, CliError> {
             s.push_str(&format!(
                 "renewal due:      {} ({} % of the validity){due}\n",
                 time(info.renew_at),
-                hsm_issued::store::RENEW_AT_PERCENT
+                hsm_issued::RENEW_AT_PERCENT
             ));
         }
     }

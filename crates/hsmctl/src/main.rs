@@ -33,8 +33,6 @@ mod stdout {
     }
 }
 
-mod certificate_cmd;
-mod certs_cmd;
 mod config;
 mod conformance_cmd;
 mod dice_cmd;
@@ -43,10 +41,12 @@ mod enrollment_api_cmd;
 mod enrollment_cmd;
 mod error;
 mod issued;
+mod issued_certificate_cmd;
 mod pkcs11_cmd;
 mod provision_cmd;
 mod secrets;
 mod service;
+mod test_pki_cmd;
 #[cfg(feature = "tpm")]
 mod tpm_cmd;
 
@@ -93,10 +93,10 @@ enum Command {
         registration_id: String,
     },
     /// Generate a test PKI: root CA, optional intermediate, device certificates (also from HSM CSRs).
-    Certs(certs_cmd::CertsArgs),
+    Certs(test_pki_cmd::CertsArgs),
     /// Issued certificates ([x509] backend = "issued"): request, renew, confirm, status.
     #[command(subcommand)]
-    Certificate(certificate_cmd::CertificateCommand),
+    Certificate(issued_certificate_cmd::CertificateCommand),
     /// DICE: create a Unique Device Secret, print the DeviceID/Alias chain and registration id.
     #[command(subcommand)]
     Dice(dice_cmd::DiceCommand),
@@ -283,8 +283,8 @@ fn main() -> ExitCode {
         Command::Provision(a) => provision_cmd::provision(a),
         Command::Sas(c) => sas_cmd(c),
         Command::DeriveKey { group, registration_id } => derive_key(group, &registration_id),
-        Command::Certs(a) => certs_cmd::run(a).map_err(CliError::from),
-        Command::Certificate(c) => certificate_cmd::run(c),
+        Command::Certs(a) => test_pki_cmd::run(a).map_err(CliError::from),
+        Command::Certificate(c) => issued_certificate_cmd::run(c),
         Command::Conformance(a) => conformance_cmd::run(a).map_err(CliError::from),
         Command::Dice(c) => dice_cmd::run(c).map_err(CliError::from),
         Command::Enrollment(c) => enrollment_api_cmd::run(c),

@@ -261,7 +261,7 @@ fn hub_unreachable_keeps_the_identity_and_the_error_is_shown() {
 #[test]
 fn hsmctl_killed_at_each_step_of_a_renewal_leaves_a_working_identity() {
     use std::os::unix::process::ExitStatusExt as _;
-    for step in hsm_issued::store::STEPS {
+    for step in hsm_issued::STEPS {
         let e = env();
         let mqtt = e.emulator.mqtt_endpoint();
         let mut args = vec!["provision", "--issue-certificate"];

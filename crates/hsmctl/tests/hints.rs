@@ -88,7 +88,7 @@ fn mqtt_pointed_at_the_https_port_says_the_port_does_not_speak_mqtt() {
 fn no_softhsm_token_without_softhsm2_conf_names_the_variable() {
     let uri = format!(
         "pkcs11:token=no-such-token-21?module-path={}",
-        hsm_pkcs11::module::DEFAULT_MODULE
+        hsm_pkcs11::DEFAULT_MODULE
     );
     let list = |conf: Option<&std::path::Path>| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_hsmctl"));

@@ -3,7 +3,7 @@
 //! A [`TlsIo`] is what the SDK's `IO_INTERFACE_DESCRIPTION` drives: created with a host name
 //! and a port, given options ([`options`]), opened, then pumped by [`TlsIo::dowork`]. It never
 //! blocks: bytes move through a [`Transport`] (the bridge's own non-blocking TCP socket,
-//! [`tcp::TcpTransport`], or an underlying IO supplied by the caller), and results come back as
+//! [`TcpTransport`], or an underlying IO supplied by the caller), and results come back as
 //! [`Event`]s, in the order the SDK's callbacks must see them, through [`TlsIo::next_event`].
 //! The C layer (`hsm-abi`) turns each event into one callback call.
 //!
@@ -17,9 +17,11 @@
 //!   after the handshake, a reset or the peer closing);
 //! - close: pending sends complete with `Cancelled`, then [`Event::CloseComplete`].
 
-pub mod cache;
+mod cache;
 pub mod options;
-pub mod tcp;
+mod tcp;
+
+pub use tcp::TcpTransport;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

@@ -6,6 +6,7 @@
 //!   anchors, with the crypto provider of [`provider`] (the application's, else *ring*);
 //! - [`io`] is the C SDK's non-blocking TLS IO on rustls (the C side lives in `hsm-abi`).
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 pub mod io;
 

@@ -11,8 +11,8 @@ use hsm_core::file::FileKey;
 use rcgen::KeyPair;
 use rustls::server::WebPkiClientVerifier;
 use test_support::pki::{Ca, KeyType, named_params};
+use tlsio_bridge::io::TcpTransport;
 use tlsio_bridge::io::options::{self, KeyResolver};
-use tlsio_bridge::io::tcp::TcpTransport;
 use tlsio_bridge::io::{Event, OpenResult, Phase, SendResult, TlsIo};
 
 fn ca(name: &str) -> Ca {

@@ -46,7 +46,7 @@ impl Fallback for c_ulong {
 }
 
 /// The environment variable that turns logging to stderr on (a `tracing` filter: `warn`, `debug`...).
-pub const LOG_ENV: &str = "HSM_ABI_LOG";
+pub(crate) const LOG_ENV: &str = "HSM_ABI_LOG";
 
 static LOGGING: Once = Once::new();
 

@@ -225,7 +225,7 @@ pub fn last_error() -> String {
 
 /// This thread's last device failure: the range code of its origin and the device's return
 /// code; `(HSM_ABI_OK, 0)` when the last failure was not a device's (or nothing failed yet).
-pub fn last_device_code() -> (c_int, u64) {
+pub(crate) fn last_device_code() -> (c_int, u64) {
     LAST_ERROR
         .try_with(|last| last.try_borrow().map(|l| (l.origin, l.rv)).unwrap_or((HSM_ABI_OK, 0)))
         .unwrap_or((HSM_ABI_OK, 0))

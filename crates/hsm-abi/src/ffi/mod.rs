@@ -34,15 +34,21 @@ mod malloc;
 mod ptr;
 pub mod sdk;
 pub mod signer;
+// `pub` in the C-facing modules marks the C ABI (cbindgen writes headers for `pub` items only),
+// not Rust API: unreachable from Rust by design.
+#[allow(unreachable_pub)]
 mod signer_exports;
 pub(crate) mod signer_types;
+#[allow(unreachable_pub)]
 mod tlsio;
 #[cfg(feature = "vendor")]
 pub mod vendor;
 // In this order, not sorted: cbindgen writes the exports in the order of the modules, and
 // include/hsm_abi.h lists the registration before the built-in table.
 #[cfg(feature = "vendor")]
+#[allow(unreachable_pub)]
 mod vendor_exports;
 
 #[cfg(feature = "vendor")]
+#[allow(unreachable_pub)]
 mod vendor_builtin;

@@ -12,7 +12,7 @@
 #![allow(non_camel_case_types)]
 
 use std::ffi::{c_char, c_int, c_uchar, c_void};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hsm_core::{Error, SasSigner, SymmetricIdentity, X509Identity};
 use zeroize::Zeroizing;
@@ -22,7 +22,7 @@ use super::handle::{self, HandleKind};
 use super::malloc::{malloc_bytes, malloc_cstr};
 use super::ptr::{self, Out};
 use crate::state;
-use hsm::registry::{self, TpmBackend};
+use hsm::TpmBackend;
 
 /// An opaque handle made by one of the `create` functions.
 pub type HSM_CLIENT_HANDLE = *mut c_void;
@@ -174,7 +174,7 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 // ---- x509 ----
 
 struct X509Handle {
-    identity: Mutex<Box<dyn X509Identity>>,
+    identity: Mutex<Arc<dyn X509Identity>>,
 }
 
 impl HandleKind for X509Handle {
@@ -182,7 +182,7 @@ impl HandleKind for X509Handle {
 }
 
 fn x509_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = state::open_with(registry::open_x509)?;
+    let identity = state::open_with(hsm::open_x509)?;
     Ok(handle::into_raw(X509Handle {
         identity: Mutex::new(identity),
     })?)
@@ -249,7 +249,7 @@ unsafe extern "C" fn x509_get_common_name(h: HSM_CLIENT_HANDLE) -> *mut c_char {
 // ---- symmetric key ----
 
 struct KeyState {
-    identity: Box<dyn SymmetricIdentity>,
+    identity: Arc<dyn SymmetricIdentity>,
     registration_id: Option<String>,
     key: Option<Zeroizing<Vec<u8>>>,
 }
@@ -263,7 +263,7 @@ impl HandleKind for KeyHandle {
 }
 
 fn key_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = state::open_with(registry::open_symmetric)?;
+    let identity = state::open_with(hsm::open_symmetric)?;
     Ok(handle::into_raw(KeyHandle {
         state: Mutex::new(KeyState {
             identity,
@@ -376,7 +376,7 @@ impl HandleKind for TpmHandle {
 }
 
 fn tpm_open() -> AbiResult<HSM_CLIENT_HANDLE> {
-    let identity = state::open_with(registry::open_tpm)?;
+    let identity = state::open_with(hsm::open_tpm)?;
     Ok(handle::into_raw(TpmHandle { identity })?)
 }
 

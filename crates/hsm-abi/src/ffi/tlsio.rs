@@ -3,7 +3,7 @@
 //! `xio.h`), created from a `TLSIO_CONFIG` (`tlsio.h`). The state machine is
 //! [`tlsio_bridge::io::TlsIo`]; this module only crosses the C boundary: it reads the SDK's
 //! arguments, turns each event into one callback call, and resolves key options to signers
-//! with `hsm::registry::open_signer`, so an alias-key token (`pkcs11:`, `tpm:`, `dice:`,
+//! with `hsm::open_signer`, so an alias-key token (`pkcs11:`, `tpm:`, `dice:`,
 //! `file:`) signs in its backend and the private key never enters the TLS layer.
 //!
 //! Callbacks run on the caller's thread from inside `open`, `close`, `send` and `dowork`; a
@@ -23,8 +23,8 @@ use std::ffi::{CString, c_char, c_int, c_uchar, c_void};
 use std::sync::{Arc, Mutex};
 
 use hsm_core::Error;
+use tlsio_bridge::io::TcpTransport;
 use tlsio_bridge::io::options::{KeyResolver, OptionKind, RetrievedValue, option_kind};
-use tlsio_bridge::io::tcp::TcpTransport;
 use tlsio_bridge::io::{Event, OpenResult, SendResult, TlsIo, Transport};
 
 use super::errors::{self, AbiError};

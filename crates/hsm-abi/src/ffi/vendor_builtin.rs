@@ -13,13 +13,13 @@ use super::handle::{self, HandleKind};
 use super::ptr::{self, Out};
 use super::signer_types::{HSM_ABI_KEY_INFO, key_info};
 use super::vendor::{HSM_ABI_VENDOR_TABLE, HSM_ABI_VENDOR_TABLE_VERSION, V1_SIZE, VendorTable};
-use hsm::registry::{self, TpmBackend};
+use hsm::TpmBackend;
 
 /// The identity behind a handle of the built-in table: the sections of one configuration file.
 struct BuiltinIdentity {
-    x509: Box<dyn X509Identity>,
+    x509: Arc<dyn X509Identity>,
     key: Arc<dyn SigningKey>,
-    symmetric: Option<Box<dyn SymmetricIdentity>>,
+    symmetric: Option<Arc<dyn SymmetricIdentity>>,
     tpm: Option<TpmBackend>,
 }
 
@@ -73,14 +73,14 @@ pub extern "C" fn hsm_abi_vendor_builtin_table() -> *const HSM_ABI_VENDOR_TABLE 
 fn builtin_open_config(path: &str) -> Result<BuiltinIdentity, Error> {
     crate::install_backends();
     let config = Config::from_file(Path::new(path))?;
-    let x509 = registry::open_x509(&config)?;
+    let x509 = hsm::open_x509(&config)?;
     let key = x509.signing_key()?;
     let symmetric = match config.symmetric_key {
-        Some(_) => Some(registry::open_symmetric(&config)?),
+        Some(_) => Some(hsm::open_symmetric(&config)?),
         None => None,
     };
     let tpm = match config.tpm {
-        Some(_) => Some(registry::open_tpm(&config)?),
+        Some(_) => Some(hsm::open_tpm(&config)?),
         None => None,
     };
     Ok(BuiltinIdentity {

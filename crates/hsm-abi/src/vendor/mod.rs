@@ -42,7 +42,7 @@ pub fn install() {
 }
 
 /// A key description from C in the facade's terms (not yet validated).
-pub fn key_info_of(info: &HSM_ABI_KEY_INFO) -> KeyInfo {
+pub(crate) fn key_info_of(info: &HSM_ABI_KEY_INFO) -> KeyInfo {
     let count = (info.scheme_count as usize).min(info.schemes.len());
     KeyInfo {
         family: match info.algorithm {
@@ -64,7 +64,7 @@ pub fn key_info_of(info: &HSM_ABI_KEY_INFO) -> KeyInfo {
 
 impl RawIdentity {
     /// The key description, validated (as the conformance run reports it).
-    pub fn key_info_checked(&self) -> Result<HSM_ABI_KEY_INFO> {
+    pub(crate) fn key_info_checked(&self) -> Result<HSM_ABI_KEY_INFO> {
         let (rc, info) = self.probe_key_info(size_of::<HSM_ABI_KEY_INFO>() as u32);
         if rc != crate::ffi::errors::HSM_ABI_OK {
             return Err(self.table().error("key_info", rc));

@@ -23,7 +23,7 @@ pub fn ring_verify(scheme: hsm_core::SignatureScheme, spki: &[u8], message: &[u8
         RsaPssSha512 => &s::RSA_PSS_2048_8192_SHA512,
         other => panic!("no verifier for {other}"),
     };
-    let public = hsm_pkcs11::der::spki_public_key_bytes(spki).unwrap();
+    let public = hsm_core::der::spki_public_key_bits(spki).unwrap();
     s::UnparsedPublicKey::new(alg, public)
         .verify(message, signature)
         .unwrap_or_else(|_| panic!("{scheme} signature does not verify"));

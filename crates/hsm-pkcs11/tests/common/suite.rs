@@ -275,7 +275,7 @@ pub fn full_identity<M: TestModule>(f: &Fixture<M>, label: &str, algorithm: KeyA
 /// for all six RSA schemes.
 pub fn token_hashing_mechanisms<M: TestModule>(f: &Fixture<M>) {
     let uri = tools::generate_key_pair(&f.uri("object=hashed-rsa"), KeyAlgorithm::Rsa { bits: 2048 }).unwrap();
-    let token = hsm_pkcs11::token::Token::open(&uri, None).unwrap();
+    let token = hsm_pkcs11::Token::open(&uri, None).unwrap();
     let mut key = hsm_pkcs11::Pkcs11Key::open(token, &uri, None).unwrap();
     assert_eq!(key.schemes(), RSA_SCHEMES.to_vec());
     assert_eq!(
@@ -524,8 +524,8 @@ pub fn logs_in_again_after_logout<M: TestModule>(f: &Fixture<M>) {
     let spki = signer.public_key_spki().unwrap();
     signer.sign(SignatureScheme::EcdsaP256Sha256, b"before").unwrap();
     // Log the whole application out behind the backend's back (login state is per token).
-    let module = hsm_pkcs11::module::module(f.hsm.module()).unwrap();
-    let token = hsm_pkcs11::token::Token::open(&hsm_pkcs11::Pkcs11Uri::parse(&f.uri("")).unwrap(), None).unwrap();
+    let module = hsm_pkcs11::module(f.hsm.module()).unwrap();
+    let token = hsm_pkcs11::Token::open(&hsm_pkcs11::Pkcs11Uri::parse(&f.uri("")).unwrap(), None).unwrap();
     let slot = token.find_slot().unwrap();
     // Other tests of this process may re-initialize the module (looking for a missing
     // token): hold that off while using a session of our own.
@@ -584,7 +584,7 @@ pub fn list_objects_as_uris<M: TestModule>(f: &Fixture<M>) {
     let private = listed.iter().find(|u| u.contains("type=private")).unwrap();
     let by_serial = open_signer(private).unwrap();
     // slot-id and module-name select the same key.
-    let token = hsm_pkcs11::token::Token::open(&hsm_pkcs11::Pkcs11Uri::parse(&f.uri("")).unwrap(), None).unwrap();
+    let token = hsm_pkcs11::Token::open(&hsm_pkcs11::Pkcs11Uri::parse(&f.uri("")).unwrap(), None).unwrap();
     let slot = token.find_slot().unwrap().id();
     let module_name = match f.hsm.kind() {
         ModuleKind::SoftHsm2 => "softhsm2",

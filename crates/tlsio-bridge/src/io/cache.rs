@@ -7,14 +7,13 @@
 //! certificate match) then cost more than the handshake's own work. The configuration built for
 //! one set of options is kept here and reused by the next IO with the same options.
 //!
-//! Kept only where nothing secret stays in memory: no key, or a key token whose key lives in a
-//! device (`pkcs11:`, `tpm:`). A `file:` or `dice:` token, and an inline PEM key, put private
-//! key material in this process, which is kept no longer than the IO that uses it. An entry is
+//! Kept only where nothing secret stays in memory: no key, or a key token whose key stays in a
+//! device (the token says which: `KeyToken::key_in_process`). A `file:`, `dice:` or `vendor:`
+//! token, and an inline PEM key, may put private key material in this process, which is kept no
+//! longer than the IO that uses it. An entry is
 //! dropped when an open with it fails, so the next open resolves the token again.
 
 use std::sync::{Arc, Mutex};
-
-use hsm_core::token::KeyToken;
 
 use super::options::{KeyOption, TlsOptions};
 use crate::TlsVersions;
@@ -37,8 +36,8 @@ fn key(options: &TlsOptions) -> Option<Key> {
     let token = match &options.key {
         None => None,
         Some(KeyOption::InlinePem(_)) => return None,
-        Some(KeyOption::Token(t, KeyToken::Pkcs11(_) | KeyToken::Tpm(_))) => Some(t.clone()),
-        Some(KeyOption::Token(..)) => return None,
+        Some(KeyOption::Token(_, token)) if token.key_in_process() => return None,
+        Some(KeyOption::Token(t, _)) => Some(t.clone()),
     };
     Some(Key {
         trusted_certs: options.trusted_certs.clone(),
@@ -83,10 +82,4 @@ pub(crate) fn forget(options: &TlsOptions) {
     if let Some(key) = key(options) {
         cache().retain(|(k, _)| *k != key);
     }
-}
-
-/// How many configurations are kept (for tests).
-#[doc(hidden)]
-pub fn kept() -> usize {
-    cache().len()
 }

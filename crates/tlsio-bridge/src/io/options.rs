@@ -21,11 +21,11 @@ pub const OPTION_X509_ECC_KEY: &str = "x509EccAliasKey";
 /// `tls_version`: an `int` (10, 11, 12: OpenSSL's minimum version; 13 here: TLS 1.3 only).
 pub const OPTION_TLS_VERSION: &str = "tls_version";
 /// `underlying_io_options`: an option handler for the underlying IO.
-pub const OPTION_UNDERLYING_IO_OPTIONS: &str = "underlying_io_options";
+pub(crate) const OPTION_UNDERLYING_IO_OPTIONS: &str = "underlying_io_options";
 /// `x509PrivatekeyType`: an `int`, 0 (a key string) is accepted, 1 (OpenSSL engine) is not.
-pub const OPTION_PRIVATE_KEY_TYPE: &str = "x509PrivatekeyType";
+pub(crate) const OPTION_PRIVATE_KEY_TYPE: &str = "x509PrivatekeyType";
 /// `tls_renegotiation`: accepted and ignored (rustls never renegotiates).
-pub const OPTION_TLS_RENEGOTIATION: &str = "tls_renegotiation";
+pub(crate) const OPTION_TLS_RENEGOTIATION: &str = "tls_renegotiation";
 
 /// How the value behind an option's `const void*` is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +115,7 @@ pub struct TlsOptions {
 impl TlsOptions {
     /// Set a string option. The x509 pair may each be set once per IO, as with the SDK's
     /// OpenSSL layer; `TrustedCerts` may be replaced.
-    pub fn set_str(&mut self, name: &str, value: &str) -> Result<()> {
+    pub(crate) fn set_str(&mut self, name: &str, value: &str) -> Result<()> {
         match name {
             OPTION_TRUSTED_CERTS => {
                 crate::roots_from_pem("option TrustedCerts", value.as_bytes())?;
@@ -148,7 +148,7 @@ impl TlsOptions {
     }
 
     /// Set an `int` option.
-    pub fn set_int(&mut self, name: &str, value: i32) -> Result<()> {
+    pub(crate) fn set_int(&mut self, name: &str, value: i32) -> Result<()> {
         match name {
             OPTION_TLS_VERSION => {
                 self.versions = match value {

@@ -209,7 +209,7 @@ impl VendorTable {
 
     /// Like [`VendorTable::load`] with another entry-point symbol (e.g. the library's own
     /// `hsm_abi_vendor_builtin_table`).
-    pub fn load_entry(path: &Path, entry_point: &str) -> Result<Arc<VendorTable>, Error> {
+    pub(crate) fn load_entry(path: &Path, entry_point: &str) -> Result<Arc<VendorTable>, Error> {
         let key = path.join(format!("#{entry_point}"));
         let mut loaded = lock(&LOADED);
         if let Some(t) = loaded.as_ref().and_then(|m| m.get(&key)) {
@@ -327,7 +327,7 @@ impl VendorTable {
     }
 
     /// The vendor's explanation of `rc`, if it gives one.
-    pub fn explain(&self, rc: c_int) -> String {
+    pub(crate) fn explain(&self, rc: c_int) -> String {
         let generic = match rc {
             HSM_ABI_ERR_INVALID_ARGUMENT => "invalid argument",
             HSM_ABI_ERR_UNSUPPORTED => "not supported by this identity",

@@ -16,7 +16,7 @@ const CANARY: u8 = 0xa5;
 
 impl VendorTable {
     /// Call `open`; returns the vendor's code and, on success, the identity.
-    pub fn probe_open(self: &Arc<Self>, identity: Option<&str>) -> Result<(c_int, Option<RawIdentity>), Error> {
+    pub(crate) fn probe_open(self: &Arc<Self>, identity: Option<&str>) -> Result<(c_int, Option<RawIdentity>), Error> {
         let c = identity
             .map(|s| CString::new(s).map_err(|_| Error::invalid("identity", "contains a NUL byte")))
             .transpose()?;
@@ -62,7 +62,7 @@ impl VendorTable {
     }
 
     /// Call `open` with a NULL out pointer (it must fail, not crash).
-    pub fn probe_open_null_out(&self, identity: &str) -> Result<c_int, Error> {
+    pub(crate) fn probe_open_null_out(&self, identity: &str) -> Result<c_int, Error> {
         let c = CString::new(identity).map_err(|_| Error::invalid("identity", "contains a NUL byte"))?;
         let open = self
             .raw
@@ -73,7 +73,7 @@ impl VendorTable {
     }
 
     /// Call `close(NULL)` (it must be a no-op).
-    pub fn probe_close_null(&self) {
+    pub(crate) fn probe_close_null(&self) {
         if let Some(close) = self.raw.close {
             // SAFETY: the contract makes close(NULL) a no-op.
             unsafe { close(std::ptr::null_mut()) }
@@ -161,7 +161,7 @@ impl RawIdentity {
 
     /// One raw call of a bytes field with a buffer of `capacity` bytes (`None`: `buf` NULL and
     /// `*len` 0). `Ok(None)` when the field is NULL in the table.
-    pub fn probe_bytes(&self, field: BytesField, capacity: Option<usize>) -> Option<Probe> {
+    pub(crate) fn probe_bytes(&self, field: BytesField, capacity: Option<usize>) -> Option<Probe> {
         let f = super::loader::getter(field, &self.table.raw)?;
         Some(self.guarded(capacity, |buf, len| {
             // SAFETY: the vendor's function with its handle, a buffer of `*len` writable bytes
@@ -171,14 +171,14 @@ impl RawIdentity {
     }
 
     /// Call a bytes field with `len` NULL (it must fail, not crash).
-    pub fn probe_bytes_null_len(&self, field: BytesField) -> Option<c_int> {
+    pub(crate) fn probe_bytes_null_len(&self, field: BytesField) -> Option<c_int> {
         let f = super::loader::getter(field, &self.table.raw)?;
         // SAFETY: a conformance probe: the contract requires refusing a NULL `len`.
         Some(unsafe { f(self.handle, std::ptr::null_mut(), std::ptr::null_mut()) })
     }
 
     /// One raw `sign` call.
-    pub fn probe_sign(&self, scheme: u32, msg: &[u8], capacity: Option<usize>) -> Probe {
+    pub(crate) fn probe_sign(&self, scheme: u32, msg: &[u8], capacity: Option<usize>) -> Probe {
         let Some(f) = self.table.raw.sign else {
             return Probe {
                 rc: HSM_ABI_ERR_UNSUPPORTED,
@@ -195,7 +195,7 @@ impl RawIdentity {
 
     /// `sign` with bad pointers (they must be refused, not crash): a NULL message with a length
     /// of 16 (`null_msg`), or a NULL `sig_len`.
-    pub fn probe_sign_bad_pointers(&self, scheme: u32, null_msg: bool) -> c_int {
+    pub(crate) fn probe_sign_bad_pointers(&self, scheme: u32, null_msg: bool) -> c_int {
         let Some(f) = self.table.raw.sign else {
             return HSM_ABI_ERR_UNSUPPORTED;
         };
@@ -228,7 +228,7 @@ impl RawIdentity {
     }
 
     /// One raw `sign_with_identity` call (`None` when the TPM group is absent).
-    pub fn probe_sign_with_identity(&self, data: &[u8], capacity: Option<usize>) -> Option<Probe> {
+    pub(crate) fn probe_sign_with_identity(&self, data: &[u8], capacity: Option<usize>) -> Option<Probe> {
         let f = self.table.raw.sign_with_identity?;
         Some(self.guarded(capacity, |buf, len| {
             // SAFETY: as for probe_sign.
@@ -237,7 +237,7 @@ impl RawIdentity {
     }
 
     /// One raw `activate_identity_key` call (`None` when the TPM group is absent).
-    pub fn probe_activate(&self, blob: &[u8]) -> Option<c_int> {
+    pub(crate) fn probe_activate(&self, blob: &[u8]) -> Option<c_int> {
         let f = self.table.raw.activate_identity_key?;
         // SAFETY: `blob` readable for its length.
         Some(unsafe { f(self.handle, blob.as_ptr(), blob.len()) })
@@ -245,7 +245,7 @@ impl RawIdentity {
 
     /// One raw `hmac_sha256` call (`None` when the symmetric group is absent); `null_mac` passes
     /// a NULL output (it must fail, not crash).
-    pub fn probe_hmac(&self, data: &[u8], null_mac: bool) -> Option<(c_int, [u8; 32], bool)> {
+    pub(crate) fn probe_hmac(&self, data: &[u8], null_mac: bool) -> Option<(c_int, [u8; 32], bool)> {
         let f = self.table.raw.hmac_sha256?;
         let mut buf = GuardedBuf::new(32);
         let out = if null_mac { std::ptr::null_mut() } else { buf.ptr() };
@@ -257,7 +257,7 @@ impl RawIdentity {
     }
 
     /// One raw `key_info` call with the caller's `struct_size` set to `struct_size`.
-    pub fn probe_key_info(&self, struct_size: u32) -> (c_int, HSM_ABI_KEY_INFO) {
+    pub(crate) fn probe_key_info(&self, struct_size: u32) -> (c_int, HSM_ABI_KEY_INFO) {
         let mut info = HSM_ABI_KEY_INFO {
             struct_size,
             algorithm: 0,
@@ -275,7 +275,7 @@ impl RawIdentity {
     }
 
     /// Call `key_info` with a NULL `out` (it must fail, not crash).
-    pub fn probe_key_info_null(&self) -> c_int {
+    pub(crate) fn probe_key_info_null(&self) -> c_int {
         match self.table.raw.key_info {
             // SAFETY: a conformance probe: the contract requires refusing NULL.
             Some(f) => unsafe { f(self.handle, std::ptr::null_mut()) },

@@ -1,7 +1,8 @@
 //! `hsmctl certificate`: the issued identity of `[x509] backend = "issued"`: request a
 //! certificate at DPS registration, renew it (re-registration or IoT Hub `$iothub/credentials`),
 //! confirm the current one after it was used, and show the state. The flows are
-//! `hsm_issued::flow`; this module parses arguments and prints.
+//! `hsm_issued::flow`; this module parses arguments and prints. (A test PKI written as files,
+//! `hsmctl certs`, is `test_pki_cmd.rs`.)
 
 use std::path::PathBuf;
 use std::time::Duration;

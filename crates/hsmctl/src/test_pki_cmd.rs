@@ -1,5 +1,6 @@
 //! `hsmctl certs`: a test PKI in one command (root CA, optional intermediate, N device leaves
-//! with keys, leaves for CSRs made by an HSM backend), written as PEM files.
+//! with keys, leaves for CSRs made by an HSM backend), written as PEM files. (The device's issued
+//! certificate, `hsmctl certificate`, is `issued_certificate_cmd.rs`.)
 
 use std::path::PathBuf;
 
