@@ -45,10 +45,11 @@ version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)"
 arch="$(dpkg --print-architecture)"
 multiarch="$(dpkg-architecture -qDEB_HOST_MULTIARCH)"
 maintainer="${DEB_MAINTAINER:-$(git -C "$root" log -1 --format='%an <%ae>')}"
-# Reproducible: file times and the changelog date are those of the last commit.
-SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct)}"
-export SOURCE_DATE_EPOCH
-date_r="$(LC_ALL=C date -u -R -d "@$SOURCE_DATE_EPOCH")"
+# Reproducible: file times and the changelog date are those of the last commit. Exported only
+# after the builds: the cc crate's build scripts rerun when it changes, which would rebuild ring
+# and everything above it after every commit.
+epoch="${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct)}"
+date_r="$(LC_ALL=C date -u -R -d "@$epoch")"
 debian="$root/packaging/debian"
 
 work="$(mktemp -d)"
@@ -57,8 +58,10 @@ mkdir -p "$out"
 
 # The library: staged by install-c.sh under /usr with the multiarch library directory.
 echo "deb: building libhsm_abi $version and the tools (release-c)" >&2
-bash "$root/scripts/install-c.sh" --prefix /usr --libdir "/usr/lib/$multiarch" --destdir "$work/c"
-(cd "$root" && cargo build --locked --profile release-c -p hsmctl -p dps-emulator --bins >&2)
+env -u SOURCE_DATE_EPOCH bash "$root/scripts/install-c.sh" --prefix /usr --libdir "/usr/lib/$multiarch" \
+    --destdir "$work/c"
+(cd "$root" && env -u SOURCE_DATE_EPOCH cargo build --locked --profile release-c -p hsmctl -p dps-emulator --bins >&2)
+export SOURCE_DATE_EPOCH="$epoch"
 
 # The copyright file: ours, then every crate linked into the binaries with its license.
 crates="$(cd "$root" && cargo tree --locked -e normal --prefix none -f '{p}: {l}' \
@@ -111,7 +114,7 @@ build() {
         -e "s|@SIZE@|$size|g" -e "s|@DEPENDS@|$depends|g" "$debian/$pkg.control" >"$dir/DEBIAN/control"
     (cd "$dir" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | LC_ALL=C sort |
         xargs -r md5sum >DEBIAN/md5sums)
-    find "$dir" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+    find "$dir" -exec touch -h -d "@$epoch" {} +
     dpkg-deb --root-owner-group -Zxz --build "$dir" "$out/${pkg}_${version}_${arch}.deb" >&2
 }
 
@@ -126,6 +129,15 @@ printf 'libhsm_abi %s libhsm-abi0 (>= %s)\n' "${version%%.*}" "$version" >"$d/DE
 printf 'activate-noawait ldconfig\n' >"$d/DEBIAN/triggers"
 chmod 0644 "$d/DEBIAN/shlibs" "$d/DEBIAN/triggers"
 deps="$(shlibdeps "$d/$lib/libhsm_abi.so.$version")"
+# Packed relative relocations (hsm-abi's build.rs, on glibc >= 2.36) need glibc 2.36 to load:
+# a version need without a symbol, which dpkg-shlibdeps does not turn into a dependency.
+if readelf -d "$d/$lib/libhsm_abi.so.$version" | grep -q '(RELR)'; then
+    libc_min="$(printf '%s\n' "$deps" | sed -n 's/.*libc6 (>= \([^)]*\)).*/\1/p')"
+    if [ -z "$libc_min" ] || dpkg --compare-versions "$libc_min" lt 2.36; then
+        deps="$(printf '%s\n' "$deps" | sed 's/libc6 (>= [^)]*)/libc6 (>= 2.36)/')"
+        case "$deps" in *"libc6 (>= 2.36)"*) ;; *) deps="libc6 (>= 2.36), $deps" ;; esac
+    fi
+fi
 build libhsm-abi0 "$deps"
 
 stage_doc libhsm-abi-dev
@@ -134,8 +146,9 @@ install -d "$d/$lib/pkgconfig" "$d/usr/include"
 cp -a "$c/lib/$multiarch/libhsm_abi.so" "$c/lib/$multiarch/libhsm_abi.a" "$d/$lib/"
 cp -a "$c/lib/$multiarch/pkgconfig/hsm_abi.pc" "$d/$lib/pkgconfig/"
 cp -a "$c/include/hsm_abi" "$d/usr/include/"
-# The static library's debug sections (std's precompiled objects carry them): not for a -dev package.
-strip --strip-debug "$d/$lib/libhsm_abi.a"
+# The static library's debug sections (std's precompiled objects carry them) and compiler
+# identification comments: not for a -dev package (lintian: static-library-has-unneeded-sections).
+strip --strip-debug --remove-section=.comment "$d/$lib/libhsm_abi.a"
 build libhsm-abi-dev ""
 
 stage_doc hsm-abi-tools
