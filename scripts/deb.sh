@@ -10,7 +10,11 @@
 #
 #   --out DIR       where the .deb files go (default: deb/ in the cargo target directory)
 #   --no-lintian    skip the lintian check (it runs by default and fails the script on any
-#                   error or warning tag; the accepted ones are in packaging/debian/*.lintian-overrides)
+#                   error or warning tag; packaging/debian/PKG.lintian-overrides, if any, is
+#                   installed). The info tags left: hardening-no-fortify-functions (Rust code
+#                   calls no _FORTIFY_SOURCE functions), no-symbols-control-file (a shlibs file is
+#                   given), binary-has-unneeded-section .comment, and spelling-error-in-binary
+#                   false positives in compressed or binary data.
 #
 # Everything is built with the release-c profile (Cargo.toml), the library with its default
 # features, as scripts/install-c.sh builds it. DEB_MAINTAINER overrides the maintainer (default:
@@ -27,7 +31,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --out) out="${2:?--out needs a directory}"; shift 2 ;;
         --no-lintian) lintian=0; shift ;;
-        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "deb: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
