@@ -2,10 +2,12 @@
 # Install libhsm_abi like a C library: the static library, the versioned shared library (soname
 # libhsm_abi.so.0), the headers and a pkg-config file.
 #
-#   scripts/install-c.sh [--prefix DIR] [--destdir DIR] [--features LIST] [--debug]
+#   scripts/install-c.sh [--prefix DIR] [--libdir DIR] [--destdir DIR] [--features LIST] [--debug]
 #
 #   --prefix DIR     where it goes (default /usr/local): DIR/lib, DIR/include/hsm_abi,
 #                    DIR/lib/pkgconfig/hsm_abi.pc
+#   --libdir DIR     the libraries and pkgconfig/ there instead of PREFIX/lib (absolute, under
+#                    the prefix; e.g. /usr/lib/x86_64-linux-gnu for a Debian package)
 #   --destdir DIR    stage under DIR (packaging); the .pc still names --prefix
 #   --features LIST  cargo features of hsm-abi besides the defaults (pkcs11, dice, vendor),
 #                    e.g. "tpm" (the pkg-config file then requires tss2-esys and friends)
@@ -22,15 +24,17 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 prefix=/usr/local
 destdir=""
+libdir_opt=""
 features=""
 profile=release-c
 while [ $# -gt 0 ]; do
     case "$1" in
         --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
+        --libdir) libdir_opt="${2:?--libdir needs a directory}"; shift 2 ;;
         --destdir) destdir="${2:?--destdir needs a directory}"; shift 2 ;;
         --features) features="${2?--features needs a list}"; shift 2 ;;
         --debug) profile=debug; shift ;;
-        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "install-c: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -38,6 +42,14 @@ case "$prefix" in
     /*) ;;
     *) echo "install-c: --prefix must be an absolute path (got '$prefix')" >&2; exit 2 ;;
 esac
+# The library directory: PREFIX/lib, or --libdir (under the prefix, so the .pc names it from ${prefix}).
+libdir_abs="$prefix/lib"
+if [ -n "$libdir_opt" ]; then
+    case "$libdir_opt" in
+        "$prefix"/*) libdir_abs="$libdir_opt" ;;
+        *) echo "install-c: --libdir must be an absolute path under the prefix $prefix (got '$libdir_opt')" >&2; exit 2 ;;
+    esac
+fi
 
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)"
 major="${version%%.*}"
@@ -65,7 +77,7 @@ soname="$(readelf -d "$target_dir/libhsm_abi.so" | sed -n 's/.*(SONAME).*\[\(.*\
 [ "$soname" = "libhsm_abi.so.$major" ] ||
     { echo "install-c: libhsm_abi.so has soname '$soname', expected libhsm_abi.so.$major" >&2; exit 1; }
 
-libdir="$destdir$prefix/lib"
+libdir="$destdir$libdir_abs"
 incdir="$destdir$prefix/include/hsm_abi"
 pcdir="$libdir/pkgconfig"
 install -d "$libdir" "$incdir" "$pcdir"
@@ -92,7 +104,7 @@ done
 
 cat >"$pcdir/hsm_abi.pc" <<EOF
 prefix=$prefix
-libdir=\${prefix}/lib
+libdir=\${prefix}${libdir_abs#"$prefix"}
 includedir=\${prefix}/include/hsm_abi
 hsm_custom_lib=$custom_lib
 

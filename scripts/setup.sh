@@ -9,6 +9,7 @@ packages=(
     swtpm swtpm-tools libtss2-dev
     libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon dbus-bin
     cmake uuid-dev tinyproxy iproute2 util-linux
+    dpkg-dev lintian
 )
 
 # The official-SDK suite (scripts/official-sdks.sh) needs Node.js with npm and a Python with venv; a machine

@@ -88,6 +88,11 @@ if [ -z "${i_passed:-}" ]; then
     if [ -n "${CI:-}" ] || ! grep -q 'NO AZURE IOT C SDK SOURCE' "$target_dir/sdk-interop.log"; then i_failed=1; fi
 fi
 
+# The C library as it ships (release-c, built by the SDK suite above): its size against the budget,
+# then the Debian packages built, checked with lintian, installed, used from C and purged.
+stage "the stripped C library within its size budget (scripts/c-size.sh)" bash scripts/c-size.sh
+stage "Debian packages: lintian, dpkg -i, a C program through pkg-config, purge (scripts/deb-test.sh)" bash scripts/deb-test.sh
+
 official_sdks() {
     bash scripts/official-sdks.sh 2>&1 | tee "$target_dir/official-sdks.log" || true
 }

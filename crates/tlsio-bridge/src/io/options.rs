@@ -1,6 +1,6 @@
 //! The options the SDK's transports set on a TLS IO, by the names the SDK uses.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hsm_core::token::KeyToken;
 use hsm_core::{Error, Result, SigningKey};
@@ -118,14 +118,18 @@ impl TlsOptions {
     pub(crate) fn set_str(&mut self, name: &str, value: &str) -> Result<()> {
         match name {
             OPTION_TRUSTED_CERTS => {
-                crate::roots_from_pem("option TrustedCerts", value.as_bytes())?;
+                check_once(Checked::TrustAnchors, value, || {
+                    crate::roots_from_pem("option TrustedCerts", value.as_bytes()).map(drop)
+                })?;
                 self.trusted_certs = Some(value.to_string());
             }
             OPTION_X509_CERT | OPTION_X509_ECC_CERT => {
                 if self.certificate.is_some() {
                     return Err(Error::invalid("x509 certificate option", "was already set on this IO"));
                 }
-                hsm_core::pem::parse_certificates(&format!("option {name}"), value.as_bytes())?;
+                check_once(Checked::Certificates, value, || {
+                    hsm_core::pem::parse_certificates(&format!("option {name}"), value.as_bytes()).map(drop)
+                })?;
                 self.certificate = Some(value.to_string());
             }
             OPTION_X509_KEY | OPTION_X509_ECC_KEY => {
@@ -213,6 +217,55 @@ impl TlsOptions {
         }
         out
     }
+}
+
+/// What a checked option value was found to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// PEM certificates that rustls takes as trust anchors (`TrustedCerts`).
+    TrustAnchors,
+    /// A PEM chain of X.509 certificates (`x509certificate`, `x509EccCertificate`).
+    Certificates,
+}
+
+/// Values checked at most (a device sets one trust bundle and one or two chains).
+const CHECKED_CAPACITY: usize = 8;
+
+/// Option values that passed their check in this process. The SDK creates a new IO for every
+/// connection and sets the same PEM options on it; parsing them again (every certificate
+/// through an X.509 parser, the anchors into a root store) was a good part of what a new IO
+/// costs. Only public values are kept (trust anchors and certificate chains, never a key); a
+/// value that failed its check is not kept, so it fails again.
+static CHECKED: Mutex<Vec<(Checked, Arc<str>)>> = Mutex::new(Vec::new());
+
+/// How many option values were parsed and checked (not found among those checked before).
+static CHECKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Run `check` on `value` unless the same value passed the same check before.
+fn check_once(kind: Checked, value: &str, check: impl FnOnce() -> Result<()>) -> Result<()> {
+    let seen = |list: &Vec<(Checked, Arc<str>)>| list.iter().any(|(k, v)| *k == kind && **v == *value);
+    // A panic while holding the lock cannot leave the list inconsistent: use it as it is.
+    let lock = || CHECKED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if seen(&lock()) {
+        return Ok(());
+    }
+    CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    check()?;
+    let mut list = lock();
+    if !seen(&list) {
+        if list.len() >= CHECKED_CAPACITY {
+            list.remove(0);
+        }
+        list.push((kind, Arc::from(value)));
+    }
+    Ok(())
+}
+
+/// How many option values were parsed and checked so far, in the whole process (for tests: a
+/// value set again on a new IO is not parsed again).
+#[doc(hidden)]
+pub fn checks_done() -> usize {
+    CHECKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A value copied out by [`TlsOptions::retrievable`].
