@@ -32,6 +32,17 @@ fn issuing_ca() -> (IssuingCa, CertificateDer<'static>) {
 }
 
 fn emulator(ca: &(IssuingCa, CertificateDer<'static>), id: &str, delay: Duration) -> Emulator {
+    emulator_in(ca, id, delay, None)
+}
+
+/// An emulator keeping its registrations in `state_dir`: one started again on it still knows the
+/// devices it assigned (its hub admits only those).
+fn emulator_in(
+    ca: &(IssuingCa, CertificateDer<'static>),
+    id: &str,
+    delay: Duration,
+    state_dir: Option<&std::path::Path>,
+) -> Emulator {
     Emulator::start_with(
         test_support::emulator::config(vec![
             Enrollment::SymmetricIndividual {
@@ -52,6 +63,7 @@ fn emulator(ca: &(IssuingCa, CertificateDer<'static>), id: &str, delay: Duration
                 credentials_delay: delay,
                 ..IssuanceOptions::default()
             },
+            state_dir: state_dir.map(std::path::Path::to_path_buf),
             ..ServerOptions::default()
         },
     )
@@ -155,7 +167,8 @@ async fn files_issued_over_mqtt_and_the_hub_gone_mid_renewal_keeps_the_identity(
     let id = "flow-file";
     let ca = issuing_ca();
     // The certificate comes 3 s after the 202: the emulator is stopped in between.
-    let emu = emulator(&ca, id, Duration::from_secs(3));
+    let state = tempfile::tempdir().unwrap();
+    let emu = emulator_in(&ca, id, Duration::from_secs(3), Some(state.path()));
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), id, KeySource::File, hsm::open_signer).unwrap();
     let first = register(&store, &client(&emu, Transport::Mqtt), Some(&symmetric(id)), None)
@@ -186,8 +199,8 @@ async fn files_issued_over_mqtt_and_the_hub_gone_mid_renewal_keeps_the_identity(
     assert!(state.pending.is_some(), "the request stays pending");
     assert_current_works(&store, &ca.1);
 
-    // The hub is back: the next renewal completes.
-    let emu = emulator(&ca, id, Duration::ZERO);
+    // The hub is back (with the registrations it had): the next renewal completes.
+    let emu = emulator_in(&ca, id, Duration::ZERO, Some(state.path()));
     let renewed = renew_via_hub(&store, HUB, &emu.mqtt_endpoint(), id, roots(&emu), &renewal_options())
         .await
         .unwrap();

@@ -3,23 +3,14 @@
 //! binary: the count of checks is per process.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use test_support::pki::Ca;
 use tlsio_bridge::io::options::{self, TlsOptions, checks_done};
-
-fn self_signed(name: &str, ca: bool) -> String {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    if ca {
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    }
-    params.self_signed(&key).unwrap().pem()
-}
 
 #[test]
 fn pem_options_are_checked_once_per_value_and_bad_ones_every_time() {
-    let anchors = self_signed("option checks root", true);
-    let chain = self_signed("option checks device", false);
+    let root = Ca::root("option checks root");
+    let anchors = root.pem();
+    let chain = root.leaf("option checks device").cert_pem();
     let start = checks_done();
 
     // The first IO: both values parsed.

@@ -21,6 +21,14 @@ use crate::request::{Response, error};
 pub const MAX_HUB_MESSAGES: usize = 1000;
 
 /// A device-to-cloud message as the emulator's IoT Hub received it.
+/// A device twin as IoT Hub answers `$iothub/twin/GET`: desired and reported properties, each
+/// with its `$version`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct TwinDocument {
+    pub(crate) desired: Map<String, Value>,
+    pub(crate) reported: Map<String, Value>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HubMessage {
@@ -69,6 +77,7 @@ impl HubDevices {
             .collect()
     }
 
+    /// The device's twin document (IoT Hub's, not a DPS object): no desired properties here.
     pub(crate) fn twin(&self, device_id: &str) -> Response {
         let twins = lock(&self.twins);
         let (reported, version) = twins
@@ -76,11 +85,9 @@ impl HubDevices {
             .map_or((Map::new(), 1), |t| (t.reported.clone(), t.reported_version.max(1)));
         let mut reported = reported;
         reported.insert("$version".into(), Value::from(version));
-        let twin = serde_json::json!({
-            "desired": { "$version": 1 },
-            "reported": reported,
-        });
-        Response::json(200, &twin)
+        let mut desired = Map::new();
+        desired.insert("$version".into(), Value::from(1));
+        Response::json(200, &TwinDocument { desired, reported })
     }
 
     pub(crate) fn patch_reported(&self, device_id: &str, body: &[u8]) -> Response {
@@ -149,11 +156,9 @@ mod tests {
         assert_eq!((r.status, r.header("$version")), (204, Some("2")));
         let r = hub.patch_reported("d", br#"{"a": null, "nested": {"y": 3}}"#);
         assert_eq!(r.header("$version"), Some("3"));
-        let twin: Value = serde_json::from_slice(&hub.twin("d").body).unwrap();
-        assert_eq!(
-            twin["reported"],
-            serde_json::json!({"nested": {"x": 1, "y": 3}, "$version": 3})
-        );
+        let twin: TwinDocument = serde_json::from_slice(&hub.twin("d").body).unwrap();
+        let expected: Map<String, Value> = serde_json::from_str(r#"{"nested": {"x": 1, "y": 3}, "$version": 3}"#).unwrap();
+        assert_eq!(twin.reported, expected);
         assert_eq!(hub.patch_reported("d", b"[1]").status, 400);
     }
 }
