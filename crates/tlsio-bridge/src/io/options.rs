@@ -115,7 +115,7 @@ pub struct TlsOptions {
 impl TlsOptions {
     /// Set a string option. The x509 pair may each be set once per IO, as with the SDK's
     /// OpenSSL layer; `TrustedCerts` may be replaced.
-    pub(crate) fn set_str(&mut self, name: &str, value: &str) -> Result<()> {
+    pub fn set_str(&mut self, name: &str, value: &str) -> Result<()> {
         match name {
             OPTION_TRUSTED_CERTS => {
                 check_once(Checked::TrustAnchors, value, || {
