@@ -159,7 +159,7 @@ impl KeySource {
 
     /// The generations up to `last` that may have a key here: for files, the key files in
     /// `dir`; for a token (which cannot search by label prefix, and may hold many objects),
-    /// the [`SWEEP_WINDOW`] generations below `last` (a crash leaves at most the one replaced
+    /// the `SWEEP_WINDOW` (8) generations below `last` (a crash leaves at most the one replaced
     /// identity behind, always a recent one).
     pub fn generations(&self, dir: &Path, registration_id: &str, last: u64) -> Result<Vec<u64>> {
         match self {

@@ -105,7 +105,7 @@ pub struct TpmOptions {
     pub owner_auth: Option<Zeroizing<Vec<u8>>>,
     pub endorsement_auth: Option<Zeroizing<Vec<u8>>>,
     pub identity_handle: u32,
-    /// Bound of every TPM operation ([`TpmConn::set_command_timeout`]; key generation gets
+    /// Bound of every TPM operation (`TpmConn::set_command_timeout`; key generation gets
     /// twelve times as much).
     pub command_timeout: Duration,
 }

@@ -181,7 +181,7 @@ impl<T: Transport, S> TlsIo<T, S> {
         Ok(())
     }
 
-    /// Set an `int` option (see [`options::TlsOptions::set_int`]).
+    /// Set an `int` option (see `options::TlsOptions::set_int`).
     pub fn set_option_int(&mut self, name: &str, value: i32) -> Result<()> {
         self.options.set_int(name, value)?;
         self.config = None;
