@@ -6,7 +6,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::{Error, Result};
 
-/// Read a PEM file (a regular file of at most [`crate::fs::PEM_MAX`] bytes), naming it in
+/// Read a PEM file (a regular file of at most `crate::fs::PEM_MAX` bytes), naming it in
 /// the error; zeroized when dropped, as it may hold a private key.
 pub fn read_file(op: &'static str, path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     crate::fs::read_bounded(op, path, crate::fs::PEM_MAX)

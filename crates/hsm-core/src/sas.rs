@@ -23,7 +23,7 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 }
 
 /// URL-encode as the Azure SDKs do: unreserved `A-Z a-z 0-9 ! ( ) * - . _`, everything
-/// else `%xx` with lowercase hex ([`crate::pct::SAS`]).
+/// else `%xx` with lowercase hex (`crate::pct::SAS`).
 pub fn url_encode(s: &str) -> String {
     crate::pct::SAS.encode_str(s)
 }

@@ -10,7 +10,7 @@
 //! - `vendor:library=PATH;identity=ID` or `vendor:registered=NAME;identity=ID` a key of a vendor
 //!   backend.
 //!
-//! Every PATH, ID and NAME is percent-encoded with [`crate::pct::TOKEN`] (decoding also accepts
+//! Every PATH, ID and NAME is percent-encoded with `crate::pct::TOKEN` (decoding also accepts
 //! characters that need no escape, so `file:/etc/device/key.pem` is fine as written); a path that
 //! is not UTF-8 is refused, when decoding and when encoding. A PEM private key
 //! (`-----BEGIN ... PRIVATE KEY-----`) is still accepted where a token is expected, for

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use hsm_core::token::KeyToken;
 use hsm_core::{Error, Result};
 
+use crate::files::remove_file;
+
 /// How many generations below the last one a sweep looks at on a token.
 pub(crate) const SWEEP_WINDOW: u64 = 8;
 
@@ -106,7 +108,7 @@ impl KeySource {
                 })?;
                 let path = key_file(dir, &name);
                 let pem = zeroize::Zeroizing::new(key.serialize_pem());
-                crate::store::write_new(&path, pem.as_bytes(), 0o600)?;
+                crate::files::write_new(&path, pem.as_bytes(), 0o600)?;
                 Ok(format!("file:{}", path.display()))
             }
             #[cfg(feature = "pkcs11")]
@@ -157,7 +159,7 @@ impl KeySource {
 
     /// The generations up to `last` that may have a key here: for files, the key files in
     /// `dir`; for a token (which cannot search by label prefix, and may hold many objects),
-    /// the [`SWEEP_WINDOW`] generations below `last` (a crash leaves at most the one replaced
+    /// the `SWEEP_WINDOW` (8) generations below `last` (a crash leaves at most the one replaced
     /// identity behind, always a recent one).
     pub fn generations(&self, dir: &Path, registration_id: &str, last: u64) -> Result<Vec<u64>> {
         match self {
@@ -215,14 +217,6 @@ fn key_files(dir: &Path, registration_id: &str, suffix: &str, last: u64) -> Resu
         );
     }
     Ok(found)
-}
-
-pub(crate) fn remove_file(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove", path, e)),
-    }
 }
 
 /// Delete the key a key token names (with its public key and certificate objects on a

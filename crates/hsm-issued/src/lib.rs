@@ -18,6 +18,7 @@
 #![deny(unreachable_pub)]
 
 mod csr;
+mod files;
 #[cfg(feature = "dps")]
 pub mod flow;
 mod keys;

@@ -10,7 +10,6 @@
 //! For tests, `HSM_ISSUED_CRASH_AT=<step>` aborts the process (no unwinding, no destructors,
 //! like a kill -9) at one of the [`STEPS`].
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,7 +17,8 @@ use hsm_core::{Error, OpenSigner, Result, SigningKey, pem};
 use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{KeySource, remove_file};
+use crate::files::{remove_file, write_new};
+use crate::keys::KeySource;
 
 /// The state file in the store directory.
 pub(crate) const STATE_FILE: &str = "state.toml";
@@ -72,19 +72,6 @@ impl State {
             .max()
             .unwrap_or(0)
     }
-}
-
-/// Create `path` (it must not exist) with `mode`, write `data` and fsync it.
-pub(crate) fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| Error::io("create", path, e))?;
-    f.write_all(data).map_err(|e| Error::io("write", path, e))?;
-    f.sync_all().map_err(|e| Error::io("fsync", path, e))
 }
 
 /// Replace `path` atomically: temp file, fsync, rename, fsync of the directory.

@@ -118,12 +118,12 @@ impl Module {
             .map_err(|_| Error::Internal("PKCS#11 module gate poisoned".into()))
     }
 
-    /// Whether [`Module::reinitialize`] may run (this backend initialized the module).
+    /// Whether `Module::reinitialize` may run (this backend initialized the module).
     pub fn can_reinitialize(&self) -> bool {
         self.owned
     }
 
-    /// Set the least time between two re-initializations ([`DEFAULT_RESCAN_INTERVAL`]);
+    /// Set the least time between two re-initializations (`DEFAULT_RESCAN_INTERVAL`);
     /// `Duration::ZERO` lets every failed lookup re-initialize.
     pub fn set_rescan_interval(&self, interval: Duration) -> Result<()> {
         self.rescan_state()?.interval = interval;

@@ -24,14 +24,14 @@ impl std::fmt::Debug for Uds {
 }
 
 impl Uds {
-    /// A UDS from bytes: at least [`UDS_MIN_LEN`] of them, not all the same value.
+    /// A UDS from bytes: at least `UDS_MIN_LEN` of them, not all the same value.
     pub fn from_bytes(bytes: Zeroizing<Vec<u8>>) -> Result<Self> {
         check_bytes("UDS", &bytes)?;
         Ok(Uds(bytes))
     }
 
     /// Read a UDS file. The file must be a regular file that only its owner can read or
-    /// write (mode 0600 or stricter), hold [`UDS_MIN_LEN`] to [`UDS_MAX_LEN`] bytes, and not
+    /// write (mode 0600 or stricter), hold `UDS_MIN_LEN` to `UDS_MAX_LEN` bytes, and not
     /// be a constant fill (an all-zero file is a mistake, not a secret).
     pub fn from_file(path: &Path) -> Result<Self> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("read UDS file", path, e))?;

@@ -148,7 +148,7 @@ pub(crate) fn retry<T>(mut f: impl FnMut() -> tss_esapi::Result<T>) -> tss_esapi
     }
 }
 
-/// Default bound of one TPM operation ([`TpmConn::set_command_timeout`]).
+/// Default bound of one TPM operation (`TpmConn::set_command_timeout`).
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Operations that generate keys (RSA primary keys take seconds on real TPMs) get this many
@@ -253,7 +253,7 @@ impl TpmConn {
     }
 
     /// The process-wide connection for `tcti`, with hierarchy authorization values and the
-    /// command timeout of this connection ([`TpmConn::set_command_timeout`]: the last setter
+    /// command timeout of this connection (`TpmConn::set_command_timeout`: the last setter
     /// wins). Connecting, up to the first answer of the TPM, is bounded by `command_timeout`;
     /// no lock shared with other TPMs is held meanwhile, so a TPM that does not answer holds
     /// up only the callers of its own TCTI.

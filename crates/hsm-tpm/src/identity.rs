@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::blob::ActivationBlob;
 use crate::conn::{HierarchyAuth, Session, TpmConn, retry};
+use crate::templates::EkTemplate;
 use crate::{error, templates};
 
 /// Persistent handle of the endorsement key.
@@ -26,42 +27,6 @@ pub const EK_HANDLE: u32 = 0x8101_0001;
 pub(crate) const SRK_HANDLE: u32 = 0x8100_0001;
 /// Default persistent handle of the DPS identity (HMAC) key.
 pub const IDENTITY_HANDLE: u32 = 0x8100_0100;
-
-/// Which template a missing EK is created from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EkTemplate {
-    /// The Azure IoT SDK's template: `unique` left empty (default).
-    #[default]
-    Sdk,
-    /// The TCG default template (EK Credential Profile, template L-1): 256 zero bytes of `unique`.
-    Tcg,
-}
-
-impl EkTemplate {
-    pub const ALL: [EkTemplate; 2] = [EkTemplate::Sdk, EkTemplate::Tcg];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            EkTemplate::Sdk => "sdk",
-            EkTemplate::Tcg => "tcg",
-        }
-    }
-}
-
-impl std::str::FromStr for EkTemplate {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "sdk" => Ok(EkTemplate::Sdk),
-            "tcg" => Ok(EkTemplate::Tcg),
-            other => Err(Error::invalid(
-                "ek_template",
-                format!("`{other}`: expected \"sdk\" or \"tcg\""),
-            )),
-        }
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -140,7 +105,7 @@ pub struct TpmOptions {
     pub owner_auth: Option<Zeroizing<Vec<u8>>>,
     pub endorsement_auth: Option<Zeroizing<Vec<u8>>>,
     pub identity_handle: u32,
-    /// Bound of every TPM operation ([`TpmConn::set_command_timeout`]; key generation gets
+    /// Bound of every TPM operation (`TpmConn::set_command_timeout`; key generation gets
     /// twelve times as much).
     pub command_timeout: Duration,
 }
@@ -388,7 +353,7 @@ impl Tpm {
 
     /// The registration id derived from the EK.
     pub fn registration_id(&self) -> String {
-        crate::registration_id(&self.ek)
+        crate::registration::registration_id(&self.ek)
     }
 
     /// Whether an identity key is persisted.

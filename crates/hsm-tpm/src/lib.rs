@@ -50,6 +50,7 @@ mod error;
 mod hmac_sequence;
 #[cfg(feature = "device")]
 mod identity;
+mod registration;
 pub mod service;
 #[cfg(feature = "device")]
 mod templates;
@@ -66,30 +67,11 @@ pub use blob::ActivationBlob;
 pub use conn::{DEFAULT_COMMAND_TIMEOUT, HierarchyAuth, TpmConn, default_tcti};
 #[cfg(feature = "device")]
 pub use identity::{
-    ActivationStep, EK_HANDLE, EkReport, EkTemplate, IDENTITY_HANDLE, KeysCreated, Tpm, TpmOptions, ek_report,
+    ActivationStep, EK_HANDLE, EkReport, IDENTITY_HANDLE, KeysCreated, Tpm, TpmOptions, ek_report,
     parse_persistent_handle, staging_handle,
 };
+pub use registration::registration_id;
 #[cfg(feature = "device")]
-pub use templates::ek_template;
+pub use templates::{EkTemplate, ek_template};
 #[cfg(feature = "device")]
 pub use x509::{KeyLocation, SignerToken, TpmKey, TpmX509, generate_key, generate_key_on, open_signer};
-
-/// The registration id the SDK derives from an EK: lowercase RFC 4648 base32 of
-/// SHA-256(`TPM2B_PUBLIC` bytes as `get_ek` returns them), without `=` padding.
-pub fn registration_id(ek_tpm2b_public: &[u8]) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(ek_tpm2b_public);
-    data_encoding::BASE32_NOPAD.encode(&digest).to_ascii_lowercase()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn registration_id_matches_the_shared_vector() {
-        let ek: Vec<u8> = (0u8..0x40).collect();
-        assert_eq!(
-            super::registration_id(&ek),
-            "7xvltlhtoebwfpjgldg4tiu6r6ohk76ptaiwaoumir6ndwivceea"
-        );
-    }
-}

@@ -1,6 +1,7 @@
 //! Key templates: the EK (the SDK's and the TCG default), the SRK, HMAC and ECC P-256 keys.
 
 use hsm_core::{Error, Result};
+use serde::Deserialize;
 use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
@@ -12,13 +13,47 @@ use tss_esapi::structures::{
 };
 use tss_esapi::traits::Marshall;
 
-use crate::identity::EkTemplate;
-
 /// TPM2_PolicySecret(TPM_RH_ENDORSEMENT): the policy of the TCG EK templates.
 pub(crate) const EK_POLICY: [u8; 32] = [
     0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24, 0xfd, 0x52, 0xd7,
     0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
 ];
+
+/// Which template a missing EK is created from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EkTemplate {
+    /// The Azure IoT SDK's template: `unique` left empty (default).
+    #[default]
+    Sdk,
+    /// The TCG default template (EK Credential Profile, template L-1): 256 zero bytes of `unique`.
+    Tcg,
+}
+
+impl EkTemplate {
+    pub const ALL: [EkTemplate; 2] = [EkTemplate::Sdk, EkTemplate::Tcg];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EkTemplate::Sdk => "sdk",
+            EkTemplate::Tcg => "tcg",
+        }
+    }
+}
+
+impl std::str::FromStr for EkTemplate {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "sdk" => Ok(EkTemplate::Sdk),
+            "tcg" => Ok(EkTemplate::Tcg),
+            other => Err(Error::invalid(
+                "ek_template",
+                format!("`{other}`: expected \"sdk\" or \"tcg\""),
+            )),
+        }
+    }
+}
 
 fn build(op: &'static str, r: tss_esapi::Result<Public>) -> Result<Public> {
     r.map_err(|e| Error::Internal(format!("{op} template: {e}")))

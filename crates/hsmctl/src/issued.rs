@@ -3,8 +3,8 @@
 //! status report.
 
 use hsm_core::config::Config;
-use hsm_issued::Store;
 use hsm_issued::CertificateInfo;
+use hsm_issued::Store;
 
 use crate::CliError;
 

@@ -20,8 +20,10 @@
 mod cache;
 pub mod options;
 mod tcp;
+mod transport;
 
 pub use tcp::TcpTransport;
+pub use transport::Transport;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -32,22 +34,6 @@ use rustls::ClientConnection;
 use rustls::pki_types::ServerName;
 
 use options::{KeyOption, KeyResolver, TlsOptions};
-
-/// Where the TLS bytes go: a byte stream that never blocks.
-pub trait Transport {
-    /// Start connecting to `host:port`; must not wait for the connection.
-    fn open(&mut self, host: &str, port: u16) -> io::Result<()>;
-    /// `Ok(true)` once connected, `Ok(false)` while still connecting.
-    fn poll_open(&mut self) -> io::Result<bool>;
-    /// Give an underlying IO its turn (its own `dowork`); called once per [`TlsIo::dowork`].
-    fn pump(&mut self) {}
-    /// Read received bytes: `Ok(0)` when the peer closed, `WouldBlock` when nothing is there.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Write bytes: how many were taken, or `WouldBlock`.
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
-    /// Close the connection (no callbacks); the transport may be opened again.
-    fn close(&mut self);
-}
 
 /// `IO_OPEN_RESULT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +181,7 @@ impl<T: Transport, S> TlsIo<T, S> {
         Ok(())
     }
 
-    /// Set an `int` option (see [`options::TlsOptions::set_int`]).
+    /// Set an `int` option (see `options::TlsOptions::set_int`).
     pub fn set_option_int(&mut self, name: &str, value: i32) -> Result<()> {
         self.options.set_int(name, value)?;
         self.config = None;

@@ -30,7 +30,14 @@ use tlsio_bridge::io::{Event, OpenResult, SendResult, TlsIo, Transport};
 use super::errors::{self, AbiError};
 use super::handle::{self, HandleKind};
 use super::{malloc, ptr};
-use underlying::UnderlyingTransport;
+use underlying::{RawIoInterface, UnderlyingTransport};
+
+// The underlying IO's view of the SDK's table and result values is this module's.
+const _: () = assert!(std::mem::size_of::<RawIoInterface>() == std::mem::size_of::<IO_INTERFACE_DESCRIPTION>());
+const _: () = assert!(std::mem::align_of::<RawIoInterface>() == std::mem::align_of::<IO_INTERFACE_DESCRIPTION>());
+const _: () = assert!(underlying::IO_OPEN_OK == IO_OPEN_RESULT::IO_OPEN_OK as c_int);
+const _: () = assert!(underlying::IO_SEND_OK == IO_SEND_RESULT::IO_SEND_OK as c_int);
+const _: () = assert!(underlying::IO_SEND_CANCELLED == IO_SEND_RESULT::IO_SEND_CANCELLED as c_int);
 
 /// `CONCRETE_IO_HANDLE` (`xio.h`).
 #[cfg(not(tlsio_sdk_xio))]
@@ -424,7 +431,7 @@ unsafe fn create(config: *const TLSIO_CONFIG) -> Result<*mut c_void, AbiError> {
         AnyTransport::Tcp(TcpTransport::new())
     } else {
         // SAFETY: a valid table and its parameters, by the caller's promise.
-        AnyTransport::Underlying(unsafe { UnderlyingTransport::create(iface, params) }?)
+        AnyTransport::Underlying(unsafe { UnderlyingTransport::create(iface.cast::<RawIoInterface>(), params) }?)
     };
     let io = TlsIo::new(host, port, transport, resolver())?;
     tracing::debug!(host, port, underlying = !iface.is_null(), "rustls TLS IO created");

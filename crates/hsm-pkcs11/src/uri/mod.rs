@@ -22,10 +22,12 @@ use std::path::PathBuf;
 use hsm_core::{Error, Result};
 use zeroize::Zeroizing;
 
+mod error;
 mod pct;
 mod pin;
 mod text;
 
+use error::uri_error;
 use pct::{Part, decode_text, percent_decode};
 pub(crate) use pin::pin_source_path;
 pub use pin::read_pin_file;
@@ -101,13 +103,6 @@ impl std::fmt::Debug for Pkcs11Uri {
         f.write_str(&self.to_token_string())
     }
 }
-
-fn uri_error(attribute: &str, reason: impl Into<String>) -> Error {
-    Error::parse(format!("PKCS#11 URI attribute `{attribute}`"), reason.into())
-}
-
-/// Query attributes whose value is a secret: never quoted in an error, in whole or in part.
-const SECRET_ATTRIBUTES: [&str; 1] = ["pin-value"];
 
 /// What an error may show of an attribute with no `=`: nothing when it may hold a PIN.
 fn shown_name(attr: &str) -> &str {

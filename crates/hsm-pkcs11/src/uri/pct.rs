@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use hsm_core::Result;
 
-use super::{SECRET_ATTRIBUTES, uri_error};
+use super::error::{SECRET_ATTRIBUTES, uri_error};
 
 fn hex_value(b: u8) -> Option<u8> {
     match b {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use hsm_core::{Error, Result};
 use zeroize::Zeroizing;
 
-use super::uri_error;
+use super::error::uri_error;
 
 /// The file a `pin-source` names: `file:/path`, `file:///path` or a plain path.
 pub(crate) fn pin_source_path(source: &str) -> Result<PathBuf> {

@@ -8,10 +8,8 @@ use hsm_core::{Result, SasSigner, SigningKey, SymmetricIdentity, TpmIdentity, X5
 use rustls_pki_types::CertificateDer;
 use zeroize::Zeroizing;
 
-use super::key::mismatch;
-use super::{
-    BytesField, RawVendorIdentity, Source, VendorKey, certificate_chain, key_token, open_raw, open_section, source_of,
-};
+use super::key::{VendorKey, certificate_chain, mismatch};
+use super::table::{BytesField, RawVendorIdentity, Source, key_token, open_raw, open_section, source_of};
 
 // ---- identities ----
 

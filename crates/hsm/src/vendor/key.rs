@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hsm_core::{Curve, Error, KeyAlgorithm, Origin, Result, SignatureScheme, SigningKey};
 use rustls_pki_types::CertificateDer;
 
-use super::{BytesField, KeyFamily, KeyInfo, MAX_SCHEMES, RawVendorIdentity};
+use super::table::{BytesField, KeyFamily, KeyInfo, MAX_SCHEMES, RawVendorIdentity};
 
 // ---- key checks ----
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::Transport;
+use super::transport::Transport;
 
 /// How long resolving and connecting may take before `open` fails.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

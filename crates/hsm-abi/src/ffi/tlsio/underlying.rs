@@ -9,13 +9,12 @@ use std::io;
 
 use tlsio_bridge::io::Transport;
 
-use super::{IO_INTERFACE_DESCRIPTION, IO_OPEN_RESULT, IO_SEND_RESULT};
-
 /// The SDK's `IO_INTERFACE_DESCRIPTION`, as this module calls it: the callbacks it gives the
 /// underlying IO take their result enums as `int` (same C ABI), so that a value coming in from
-/// C is never read as a Rust enum.
+/// C is never read as a Rust enum. The parent module asserts at compile time that it has the
+/// size and alignment of its `IO_INTERFACE_DESCRIPTION`.
 #[repr(C)]
-struct RawIoInterface {
+pub(crate) struct RawIoInterface {
     retrieveoptions: Option<unsafe extern "C" fn(*mut c_void) -> *mut c_void>,
     create: Option<unsafe extern "C" fn(*mut c_void) -> *mut c_void>,
     destroy: Option<unsafe extern "C" fn(*mut c_void)>,
@@ -45,7 +44,11 @@ struct RawIoInterface {
     setoption: Option<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_void) -> c_int>,
 }
 
-const _: () = assert!(std::mem::size_of::<RawIoInterface>() == std::mem::size_of::<IO_INTERFACE_DESCRIPTION>());
+/// `IO_OPEN_OK`, `IO_SEND_OK` and `IO_SEND_CANCELLED` (`xio.h`) as the `int`s the callbacks
+/// receive; the parent module asserts at compile time that they are its enums' values.
+pub(crate) const IO_OPEN_OK: c_int = 1;
+pub(crate) const IO_SEND_OK: c_int = 1;
+pub(crate) const IO_SEND_CANCELLED: c_int = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkState {
@@ -81,15 +84,13 @@ impl UnderlyingTransport {
     /// Create the underlying IO.
     ///
     /// # Safety
-    /// `iface` points to a valid `IO_INTERFACE_DESCRIPTION` whose functions follow the SDK's
-    /// xio contract; `parameters` is what its `create` expects.
-    pub(crate) unsafe fn create(
-        iface: *const IO_INTERFACE_DESCRIPTION,
-        parameters: *mut c_void,
-    ) -> hsm_core::Result<Self> {
-        // SAFETY: same size and layout (asserted above; only callback argument types differ,
-        // `int` for a C enum, which has the same ABI); valid for reads per the caller.
-        let table = unsafe { iface.cast::<RawIoInterface>().read() };
+    /// `iface` points to a valid `IO_INTERFACE_DESCRIPTION` (read as [`RawIoInterface`]) whose
+    /// functions follow the SDK's xio contract; `parameters` is what its `create` expects.
+    pub(crate) unsafe fn create(iface: *const RawIoInterface, parameters: *mut c_void) -> hsm_core::Result<Self> {
+        // SAFETY: same size and layout as `IO_INTERFACE_DESCRIPTION` (asserted in the parent
+        // module; only callback argument types differ, `int` for a C enum, which has the same
+        // ABI); valid for reads per the caller.
+        let table = unsafe { iface.read() };
         let (Some(create), Some(_), Some(_), Some(_), Some(_), Some(_)) = (
             table.create,
             table.destroy,
@@ -155,7 +156,7 @@ unsafe fn shared<'a>(ctx: *mut c_void) -> Option<&'a Shared> {
 unsafe extern "C" fn on_open_complete(ctx: *mut c_void, result: c_int) {
     // SAFETY: our context (see `shared`).
     if let Some(s) = unsafe { shared(ctx) } {
-        s.state.set(if result == IO_OPEN_RESULT::IO_OPEN_OK as c_int {
+        s.state.set(if result == IO_OPEN_OK {
             LinkState::Open
         } else {
             LinkState::Failed
@@ -194,7 +195,7 @@ unsafe extern "C" fn on_send_complete(ctx: *mut c_void, result: c_int) {
     // SAFETY: our context (see `shared`).
     if let Some(s) = unsafe { shared(ctx) } {
         // IO_SEND_CANCELLED comes with a close we asked for; anything else but OK is an error.
-        if result != IO_SEND_RESULT::IO_SEND_OK as c_int && result != IO_SEND_RESULT::IO_SEND_CANCELLED as c_int {
+        if result != IO_SEND_OK && result != IO_SEND_CANCELLED {
             s.error.set(true);
         }
     }
