@@ -167,8 +167,8 @@ async fn files_issued_over_mqtt_and_the_hub_gone_mid_renewal_keeps_the_identity(
     let id = "flow-file";
     let ca = issuing_ca();
     // The certificate comes 3 s after the 202: the emulator is stopped in between.
-    let state = tempfile::tempdir().unwrap();
-    let emu = emulator_in(&ca, id, Duration::from_secs(3), Some(state.path()));
+    let state_dir = tempfile::tempdir().unwrap();
+    let emu = emulator_in(&ca, id, Duration::from_secs(3), Some(state_dir.path()));
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), id, KeySource::File, hsm::open_signer).unwrap();
     let first = register(&store, &client(&emu, Transport::Mqtt), Some(&symmetric(id)), None)
@@ -200,7 +200,7 @@ async fn files_issued_over_mqtt_and_the_hub_gone_mid_renewal_keeps_the_identity(
     assert_current_works(&store, &ca.1);
 
     // The hub is back (with the registrations it had): the next renewal completes.
-    let emu = emulator_in(&ca, id, Duration::ZERO, Some(state.path()));
+    let emu = emulator_in(&ca, id, Duration::ZERO, Some(state_dir.path()));
     let renewed = renew_via_hub(&store, HUB, &emu.mqtt_endpoint(), id, roots(&emu), &renewal_options())
         .await
         .unwrap();
