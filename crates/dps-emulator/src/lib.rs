@@ -31,6 +31,7 @@
 //! registrations are checked against it at once, and a `disabled` enrollment ends them `disabled`.
 #![forbid(unsafe_code)]
 
+mod amqp; // issue 23: AMQP
 mod auth;
 mod config;
 mod credentials;

@@ -39,6 +39,8 @@ pub struct ServerOptions {
     pub chacha20_only: bool,
     /// Port of the MQTT listener on 127.0.0.1; 0 (the default) picks a free one.
     pub mqtt_port: u16,
+    /// Port of the AMQP (TLS) listener on 127.0.0.1; 0 (the default) picks a free one. (issue 23: AMQP)
+    pub amqp_port: u16,
     /// Where enrollments, groups and registration states are kept (SQLite file [`crate::STATE_FILE`]);
     /// `None` (the default): in memory, lost at shutdown.
     pub state_dir: Option<std::path::PathBuf>,
@@ -56,6 +58,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(30),
             chacha20_only: false,
             mqtt_port: 0,
+            amqp_port: 0, // issue 23: AMQP
             state_dir: None,
             service_policies: Vec::new(),
             issuance: crate::issuance::IssuanceOptions::default(),
@@ -74,6 +77,7 @@ pub struct Emulator {
     listener: Option<JoinHandle<()>>,
     service_policies: Vec<crate::ServicePolicy>,
     pub(crate) mqtt: crate::mqtt::MqttListener,
+    pub(crate) amqp: crate::amqp::AmqpListener, // issue 23: AMQP
 }
 
 impl std::fmt::Debug for Emulator {
@@ -125,6 +129,15 @@ impl Emulator {
             limiter.clone(),
             options.request_timeout,
         )?;
+        // issue 23: AMQP (begin)
+        let amqp = crate::amqp::AmqpListener::start(
+            options.amqp_port,
+            tls_config.clone(),
+            service.clone(),
+            limiter.clone(),
+            options.request_timeout,
+        )?;
+        // issue 23: AMQP (end)
         let service_policies = options.service_policies.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
@@ -155,6 +168,7 @@ impl Emulator {
             listener: Some(listener_thread),
             service_policies,
             mqtt,
+            amqp, // issue 23: AMQP
         })
     }
 

@@ -1,0 +1,115 @@
+//! SASL for the AMQP listener: PLAIN with the DPS SAS token (authcid `{idScope}/registrations/{registrationId}`,
+//! password the token), checked as over HTTPS before the connection opens; ANONYMOUS only for a client that
+//! presented a certificate (its chain is checked when it attaches a link).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use fe2o3_amqp::acceptor::SaslAcceptor;
+use fe2o3_amqp::acceptor::sasl_acceptor::SaslServerFrame;
+use fe2o3_amqp::types::primitives::{Array, Symbol};
+use fe2o3_amqp::types::sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse};
+use rustls_pki_types::CertificateDer;
+use zeroize::Zeroizing;
+
+use crate::auth::Denied;
+use crate::service::Service;
+
+/// Who SASL admitted: the scope and registration of PLAIN's authcid, and the SAS token (sent with each
+/// request as the Authorization header, as over HTTPS).
+#[derive(Debug)]
+pub(crate) struct PlainLogin {
+    pub(crate) id_scope: String,
+    pub(crate) registration_id: String,
+    pub(crate) sas_token: Zeroizing<String>,
+}
+
+/// The SASL side of one connection; what it admitted is read back from `admitted` after the handshake.
+#[derive(Clone)]
+pub(crate) struct DpsSasl {
+    pub(crate) service: Arc<Service>,
+    pub(crate) peer_chain: Option<Arc<[CertificateDer<'static>]>>,
+    pub(crate) admitted: Arc<Mutex<Option<PlainLogin>>>,
+}
+
+const PLAIN: &str = "PLAIN";
+const ANONYMOUS: &str = "ANONYMOUS";
+
+fn outcome(code: SaslCode) -> SaslServerFrame {
+    SaslServerFrame::Outcome(SaslOutcome {
+        code,
+        additional_data: None,
+    })
+}
+
+impl DpsSasl {
+    fn plain(&self, response: &[u8]) -> Result<PlainLogin, String> {
+        let mut parts = response.split(|b| *b == 0);
+        let (Some(_authzid), Some(authcid), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("the PLAIN response is not authzid NUL authcid NUL password".to_string());
+        };
+        let authcid = std::str::from_utf8(authcid).map_err(|_| "the PLAIN authcid is not UTF-8".to_string())?;
+        let password = Zeroizing::new(
+            String::from_utf8(password.to_vec()).map_err(|_| "the PLAIN password is not UTF-8".to_string())?,
+        );
+        let (id_scope, registration_id) = authcid
+            .split_once("/registrations/")
+            .filter(|(s, r)| !s.is_empty() && !r.is_empty() && !r.contains('/'))
+            .ok_or_else(|| format!("the PLAIN authcid {authcid:?} is not {{idScope}}/registrations/{{registrationId}}"))?;
+        let live = self.service.live()?;
+        if live.trust.tpm.is_enrolled(registration_id) {
+            return Err(format!(
+                "'{registration_id}' has a TPM enrollment: use the SASL TPM mechanism, not PLAIN (not served yet)"
+            ));
+        }
+        live.trust
+            .authenticate(registration_id, Some(&password), self.peer_chain.as_deref())
+            .map_err(|Denied(m)| m)?;
+        Ok(PlainLogin {
+            id_scope: id_scope.to_string(),
+            registration_id: registration_id.to_string(),
+            sas_token: password,
+        })
+    }
+}
+
+impl SaslAcceptor for DpsSasl {
+    fn mechanisms(&self) -> Array<Symbol> {
+        let mut mechanisms = vec![Symbol::from(PLAIN)];
+        if self.peer_chain.is_some() {
+            mechanisms.push(Symbol::from(ANONYMOUS));
+        }
+        Array::from(mechanisms)
+    }
+
+    fn on_init(&mut self, init: SaslInit) -> SaslServerFrame {
+        match init.mechanism.as_str() {
+            PLAIN => {
+                let response = init.initial_response.map(|b| b.into_vec()).unwrap_or_default();
+                match self.plain(&response) {
+                    Ok(login) => {
+                        tracing::debug!(registration_id = %login.registration_id, "AMQP SASL PLAIN accepted");
+                        *self.admitted.lock().unwrap_or_else(PoisonError::into_inner) = Some(login);
+                        outcome(SaslCode::Ok)
+                    }
+                    Err(reason) => {
+                        tracing::info!(%reason, "AMQP SASL PLAIN refused");
+                        outcome(SaslCode::Auth)
+                    }
+                }
+            }
+            ANONYMOUS if self.peer_chain.is_some() => outcome(SaslCode::Ok),
+            other => {
+                tracing::info!(mechanism = other, "AMQP SASL mechanism refused");
+                outcome(SaslCode::Auth)
+            }
+        }
+    }
+
+    fn on_response(&mut self, _response: SaslResponse) -> SaslServerFrame {
+        // Neither PLAIN nor ANONYMOUS has a challenge: a response is a protocol error, answered at once (so no
+        // peer can keep SASL going).
+        tracing::info!("AMQP SASL response without a challenge refused");
+        outcome(SaslCode::Auth)
+    }
+}
