@@ -22,6 +22,7 @@ use crate::{
 pub(crate) enum Session {
     Https(https::Https),
     Mqtt(Box<mqtt::Mqtt>),
+    Amqp(Box<crate::amqp::Amqp>), // issue 23: AMQP
 }
 
 /// A request of the device API.
@@ -65,7 +66,28 @@ impl Session {
                 })
                 .await?,
             )),
+            // issue 23: AMQP (begin)
+            Transport::Amqp => Session::Amqp(Box::new(
+                crate::amqp::Amqp::connect(crate::amqp::Connect {
+                    endpoint: &client.endpoint,
+                    id_scope: &client.id_scope,
+                    registration_id,
+                    tls,
+                    password,
+                    api_version: api_version.as_str(),
+                })
+                .await?,
+            )),
+            // issue 23: AMQP (end)
         })
+    }
+
+    /// issue 23: end the connection politely (AMQP: detach, end, close, each bounded); HTTPS and MQTT end
+    /// when dropped.
+    pub(crate) async fn close(self) {
+        if let Session::Amqp(a) = self {
+            a.close().await;
+        }
     }
 
     async fn call(&mut self, call: Call<'_>, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
@@ -80,6 +102,12 @@ impl Session {
                 "the registration status lookup is an HTTPS call: DPS has none over {}",
                 m.transport()
             ))),
+            // issue 23: AMQP authenticates once, at SASL (or by the TLS client certificate).
+            (Session::Amqp(a), Call::Register(body)) => a.register(body).await,
+            (Session::Amqp(a), Call::Operation(op)) => a.operation(op).await,
+            (Session::Amqp(_), Call::Status(_)) => Err(Error::InvalidRequest(
+                "the registration status lookup is an HTTPS call: DPS has none over AMQP".to_string(),
+            )),
         }
     }
 }

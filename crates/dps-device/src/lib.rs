@@ -15,6 +15,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod amqp; // issue 23: AMQP
 mod answer;
 pub mod blocking;
 mod client;
@@ -57,6 +58,9 @@ pub enum Transport {
     /// MQTT 3.1.1 over WebSockets over TLS (path `/$iothub/websocket`, subprotocol `mqtt`), port 443 by
     /// default. No TPM attestation.
     MqttWs,
+    /// AMQP 1.0 over TLS, port 5671 by default (issue 23). No TPM attestation yet (DPS takes it over AMQP
+    /// through the SASL `TPM` mechanism, not implemented here yet).
+    Amqp,
 }
 
 impl fmt::Display for Transport {
@@ -65,6 +69,7 @@ impl fmt::Display for Transport {
             Transport::Https => "HTTPS",
             Transport::Mqtt => "MQTT",
             Transport::MqttWs => "MQTT over WebSockets",
+            Transport::Amqp => "AMQP", // issue 23
         })
     }
 }

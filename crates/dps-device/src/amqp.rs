@@ -1,0 +1,247 @@
+//! AMQP 1.0 over TLS (issue 23), with fe2o3-amqp's client over our own TLS stream (tokio-rustls with the
+//! tlsio-bridge `ClientConfig`, so an x509 key signs in its backend).
+//!
+//! As the C SDK (`prov_transport_amqp_common.c`) and the Node SDK speak it to DPS: TLS to port 5671; SASL
+//! PLAIN with authcid `{idScope}/registrations/{registrationId}` and the SAS token as password for a symmetric
+//! key, no SASL for x509 (the TLS client certificate); one session; a sender link (target) and a receiver link
+//! (source) on `amqps://{host}/{idScope}/registrations/{registrationId}` with the link property
+//! `com.microsoft:api-version`; requests carry the application properties `iotdps-operation-type`
+//! (`iotdps-register`, `iotdps-get-operationstatus`) and `iotdps-operation-id`, the JSON body of HTTPS as a data
+//! section, and a `correlation-id` that the answer carries back with its JSON body, `iotdps-status` and
+//! `retry-after`.
+
+use std::sync::Arc;
+
+use fe2o3_amqp::connection::ConnectionHandle;
+use fe2o3_amqp::sasl_profile::SaslProfile;
+use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::types::definitions::Fields;
+use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Message, MessageId, Properties};
+use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Value};
+use fe2o3_amqp::{Connection, Receiver, Sender, Session};
+use rustls::pki_types::ServerName;
+
+use crate::error::sanitize;
+use crate::mqtt::split_endpoint;
+use crate::{Error, MAX_BODY, Reply, Transport};
+
+/// AMQP over TLS.
+pub(crate) const DEFAULT_PORT: u16 = 5671;
+const API_VERSION: &str = "com.microsoft:api-version";
+
+/// What the caller connects with.
+pub(crate) struct Connect<'a> {
+    pub(crate) endpoint: &'a str,
+    pub(crate) id_scope: &'a str,
+    pub(crate) registration_id: &'a str,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// The SAS token of a symmetric key (SASL PLAIN); `None`: x509, no SASL.
+    pub(crate) password: Option<&'a str>,
+    pub(crate) api_version: &'a str,
+}
+
+/// An open AMQP connection to DPS: its session and the two links.
+pub(crate) struct Amqp {
+    connection: ConnectionHandle<()>,
+    session: SessionHandle<()>,
+    sender: Sender,
+    receiver: Receiver,
+    next_id: u64,
+}
+
+fn transport_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Transport {
+        transport: Transport::Amqp,
+        message: sanitize(&format!("{what}: {e}")),
+    }
+}
+
+/// An I/O error of the connection: a TLS error when rustls is what failed under it.
+fn io_error(what: &str, io: &std::io::Error) -> Error {
+    match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(tls) => Error::Tls {
+            transport: Transport::Amqp,
+            message: sanitize(&tls.to_string()),
+        },
+        None => transport_error(what, io),
+    }
+}
+
+impl Amqp {
+    /// Connect: TCP, TLS, SASL (symmetric key), open, begin, attach both links.
+    pub(crate) async fn connect(c: Connect<'_>) -> Result<Self, Error> {
+        let (host, port) = split_endpoint(c.endpoint, DEFAULT_PORT)?;
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| io_error(&format!("connecting to {host}:{port}"), &e))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(host.clone())
+            .map_err(|e| Error::InvalidRequest(format!("server name {host:?}: {e}")))?;
+        let tls = tokio_rustls::TlsConnector::from(c.tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| io_error("the TLS handshake", &e))?;
+        let mut builder = Connection::builder()
+            .container_id(format!("dps-device-{}", c.registration_id))
+            .hostname(host.as_str())
+            .max_frame_size(u32::try_from(MAX_BODY + 1024).unwrap_or(u32::MAX));
+        let username = format!("{}/registrations/{}", c.id_scope, c.registration_id);
+        if let Some(token) = c.password {
+            builder = builder.sasl_profile(SaslProfile::Plain {
+                username: username.clone(),
+                password: token.to_string(),
+            });
+        }
+        let mut connection = builder.open_with_stream(tls).await.map_err(open_error)?;
+        let mut session = Session::begin(&mut connection)
+            .await
+            .map_err(|e| transport_error("beginning the AMQP session", e))?;
+        let address = format!("amqps://{host}/{username}");
+        let properties = || {
+            let mut fields = Fields::new();
+            fields.insert(Symbol::from(API_VERSION), Value::String(c.api_version.to_string()));
+            fields
+        };
+        let sender = Sender::builder()
+            .name("sender_link")
+            .source("remote_endpoint")
+            .target(address.as_str())
+            .properties(properties())
+            .attach(&mut session)
+            .await
+            .map_err(|e| transport_error("the server refused the sender link", e))?;
+        let receiver = Receiver::builder()
+            .name("recv_link")
+            .source(address.as_str())
+            .target("local_endpoint")
+            .max_message_size(u64::try_from(MAX_BODY).unwrap_or(u64::MAX))
+            .properties(properties())
+            .attach(&mut session)
+            .await
+            .map_err(|e| transport_error("the server refused the receiver link", e))?;
+        Ok(Amqp {
+            connection,
+            session,
+            sender,
+            receiver,
+            next_id: 1,
+        })
+    }
+
+    pub(crate) async fn register(&mut self, body: &dps_wire::device::DeviceRegistration) -> Result<Reply, Error> {
+        let payload = crate::https::encode(body)?;
+        self.request("iotdps-register", None, payload).await
+    }
+
+    pub(crate) async fn operation(&mut self, operation_id: &str) -> Result<Reply, Error> {
+        self.request("iotdps-get-operationstatus", Some(operation_id), Vec::new())
+            .await
+    }
+
+    async fn request(&mut self, kind: &str, operation_id: Option<&str>, payload: Vec<u8>) -> Result<Reply, Error> {
+        let id = format!("dps-device-{}", self.next_id);
+        self.next_id += 1;
+        let mut application = ApplicationProperties::builder().insert("iotdps-operation-type", kind.to_string());
+        if let Some(op) = operation_id {
+            application = application.insert("iotdps-operation-id", op.to_string());
+        }
+        let message = Message::builder()
+            .properties(
+                Properties::builder()
+                    .message_id(id.clone())
+                    .correlation_id(id.clone())
+                    .build(),
+            )
+            .application_properties(application.build())
+            .data(Binary::from(payload))
+            .build();
+        self.sender
+            .send(message)
+            .await
+            .map_err(|e| transport_error("sending a request", e))?;
+        loop {
+            let delivery = self
+                .receiver
+                .recv::<Body<Value>>()
+                .await
+                .map_err(|e| transport_error("waiting for the answer", e))?;
+            self.receiver
+                .accept(&delivery)
+                .await
+                .map_err(|e| transport_error("settling the answer", e))?;
+            let message = delivery.into_message();
+            let correlation = message.properties.as_ref().and_then(|p| p.correlation_id.clone());
+            if correlation.as_ref().is_some_and(|c| *c != MessageId::String(id.clone())) {
+                tracing::debug!("ignoring an AMQP answer to another request");
+                continue;
+            }
+            return reply(message);
+        }
+    }
+
+    /// Detach, end and close, each bounded (the registration is done whatever the server does).
+    pub(crate) async fn close(mut self) {
+        let second = std::time::Duration::from_secs(1);
+        let _ = tokio::time::timeout(second, self.sender.close()).await;
+        let _ = tokio::time::timeout(second, self.receiver.close()).await;
+        let _ = tokio::time::timeout(second, self.session.end()).await;
+        let _ = tokio::time::timeout(second, self.connection.close()).await;
+    }
+}
+
+fn open_error(e: fe2o3_amqp::connection::OpenError) -> Error {
+    use fe2o3_amqp::connection::OpenError;
+    match e {
+        OpenError::SaslError { code, .. } => Error::Transport {
+            transport: Transport::Amqp,
+            message: format!("the server refused the SAS token (SASL PLAIN outcome {code:?})"),
+        },
+        OpenError::Io(io) => io_error("opening the AMQP connection", &io),
+        other => transport_error("opening the AMQP connection", other),
+    }
+}
+
+/// The answer's status (`iotdps-status`; else 4xx/5xx from the error body's `errorCode`, else 200), JSON body
+/// and `retry-after`.
+fn reply(message: Message<Body<Value>>) -> Result<Reply, Error> {
+    let property = |name: &str| message.application_properties.as_ref().and_then(|p| p.0.get(name));
+    let number = |v: &SimpleValue| match v {
+        SimpleValue::Int(i) => u64::try_from(*i).ok(),
+        SimpleValue::Uint(i) => Some(u64::from(*i)),
+        SimpleValue::Long(i) => u64::try_from(*i).ok(),
+        SimpleValue::Ulong(i) => Some(*i),
+        SimpleValue::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let body: Vec<u8> = match &message.body {
+        Body::Data(batch) => batch.iter().flat_map(|d| d.0.iter().copied()).collect(),
+        Body::Value(v) => match &v.0 {
+            Value::String(s) => s.clone().into_bytes(),
+            Value::Binary(b) => b.to_vec(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    if body.len() > MAX_BODY {
+        return Err(Error::Protocol {
+            transport: Transport::Amqp,
+            message: format!("an answer of {} bytes: more than the {MAX_BODY} this client accepts", body.len()),
+        });
+    }
+    let status = property("iotdps-status")
+        .and_then(number)
+        .and_then(|s| u16::try_from(s).ok())
+        .or_else(|| {
+            serde_json::from_slice::<dps_wire::ErrorDetails>(&body)
+                .ok()
+                .and_then(|d| d.error_code)
+                .and_then(|c| u16::try_from(c / 1000).ok())
+                .filter(|s| (400..600).contains(s))
+        })
+        .unwrap_or(200);
+    Ok(Reply {
+        status,
+        retry_after: property("retry-after").and_then(number),
+        body,
+    })
+}
