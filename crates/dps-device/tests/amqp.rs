@@ -8,19 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use dps_device::{Error, Options, ProvisioningClient, Transport};
-use dps_emulator::{Emulator, Enrollment};
+use dps_device::{Error, ProvisioningClient, Transport};
+use dps_emulator::Enrollment;
 use serde_json::json;
-
-fn amqp_client(emu: &Emulator, options: Options) -> ProvisioningClient {
-    ProvisioningClient::new(
-        &emu.amqp_endpoint(),
-        SCOPE,
-        Transport::Amqp,
-        roots(&emu.server_ca_pem()),
-        options,
-    )
-}
 
 #[tokio::test]
 async fn x509_file_key_is_assigned_with_payload() {

@@ -141,6 +141,17 @@ pub fn https_client(emu: &Emulator, options: Options) -> ProvisioningClient {
     )
 }
 
+/// A client for the emulator's AMQP endpoint (issue 23).
+pub fn amqp_client(emu: &Emulator, options: Options) -> ProvisioningClient {
+    ProvisioningClient::new(
+        &emu.amqp_endpoint(),
+        SCOPE,
+        Transport::Amqp,
+        roots(&emu.server_ca_pem()),
+        options,
+    )
+}
+
 /// A client for the emulator's MQTT endpoint.
 pub fn mqtt_client(emu: &Emulator, options: Options) -> ProvisioningClient {
     ProvisioningClient::new(
