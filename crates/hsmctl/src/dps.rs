@@ -18,6 +18,8 @@ pub enum TransportArg {
     /// MQTT over WebSockets (port 443 unless the endpoint names one, path `/$iothub/websocket`);
     /// x509 and symmetric key.
     MqttWs,
+    /// AMQP 1.0 over TLS (port 5671 unless the endpoint names one); x509 and symmetric key. (issue 23)
+    Amqp,
 }
 
 impl From<TransportArg> for dps_device::Transport {
@@ -26,6 +28,7 @@ impl From<TransportArg> for dps_device::Transport {
             TransportArg::Https => dps_device::Transport::Https,
             TransportArg::Mqtt => dps_device::Transport::Mqtt,
             TransportArg::MqttWs => dps_device::Transport::MqttWs,
+            TransportArg::Amqp => dps_device::Transport::Amqp, // issue 23
         }
     }
 }

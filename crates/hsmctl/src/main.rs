@@ -150,11 +150,12 @@ struct ProvisionArgs {
     /// Registration id to ask for; default: the identity's (x509: the certificate's common name).
     #[arg(long)]
     registration_id: Option<String>,
-    /// DPS endpoint, host[:port], for the chosen transport: the port defaults to 443 (https) or
-    /// 8883 (mqtt).
+    /// DPS endpoint, host[:port], for the chosen transport: the port defaults to 443 (https, mqtt-ws),
+    /// 8883 (mqtt) or 5671 (amqp).
     #[arg(long, default_value = "global.azure-devices-provisioning.net")]
     global_endpoint: String,
-    /// How to talk to DPS. TPM attestation is HTTPS only (as DPS requires).
+    /// How to talk to DPS. TPM attestation is HTTPS only here (DPS also takes it over AMQP's SASL TPM
+    /// mechanism, not implemented yet).
     #[arg(long, value_enum, default_value = "https")]
     transport: dps::TransportArg,
     /// An HTTP proxy reached with CONNECT, `http://[user:password@]host[:port]` (https and
