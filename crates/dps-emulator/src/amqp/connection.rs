@@ -240,7 +240,9 @@ fn check_attach(
     }
     .ok_or_else(|| format!("link '{}' has no address", attach.name))?;
     let (id_scope, registration_id) = parse_address(&address)
-        .ok_or_else(|| format!("link address {address:?} is not amqps://HOST/{{idScope}}/registrations/{{registrationId}}"))?;
+        .ok_or_else(|| {
+        format!("link address {address:?} is not [amqps://HOST/]{{idScope}}/registrations/{{registrationId}}")
+    })?;
     let api_version = attach
         .properties
         .as_ref()
@@ -289,11 +291,13 @@ fn check_attach(
     Ok(())
 }
 
-/// `amqps://HOST/{idScope}/registrations/{registrationId}` (the host is not checked: it is the name the
-/// client dialled).
+/// `amqps://HOST/{idScope}/registrations/{registrationId}` as the C SDK names a link (the host is not checked:
+/// it is the name the client dialled), or `{idScope}/registrations/{registrationId}` as the Node SDK does.
 fn parse_address(address: &str) -> Option<(&str, &str)> {
-    let rest = address.split_once("://").map_or(address, |(_, r)| r);
-    let (_host, path) = rest.split_once('/')?;
+    let path = match address.split_once("://") {
+        Some((_, rest)) => rest.split_once('/')?.1,
+        None => address.strip_prefix('/').unwrap_or(address),
+    };
     let (scope, registration_id) = path.split_once("/registrations/")?;
     (!scope.is_empty() && !scope.contains('/') && !registration_id.is_empty() && !registration_id.contains('/'))
         .then_some((scope, registration_id))
@@ -403,6 +407,8 @@ mod tests {
             parse_address("amqps://localhost/0ne000A/registrations/dev-1"),
             Some(("0ne000A", "dev-1"))
         );
+        // The Node SDK's form.
+        assert_eq!(parse_address("0ne000A/registrations/dev-1"), Some(("0ne000A", "dev-1")));
         assert_eq!(parse_address("amqps://localhost/0ne000A/registrations/"), None);
         assert_eq!(parse_address("amqps://localhost/registrations/dev"), None);
         assert_eq!(parse_address("amqps://localhost/a/b/registrations/dev"), None);
