@@ -171,7 +171,10 @@ impl Amqp {
                 .map_err(|e| transport_error("settling the answer", e))?;
             let message = delivery.into_message();
             let correlation = message.properties.as_ref().and_then(|p| p.correlation_id.clone());
-            if correlation.as_ref().is_some_and(|c| *c != MessageId::String(id.clone())) {
+            if correlation
+                .as_ref()
+                .is_some_and(|c| *c != MessageId::String(id.clone()))
+            {
                 tracing::debug!("ignoring an AMQP answer to another request");
                 continue;
             }
@@ -225,7 +228,10 @@ fn reply(message: Message<Body<Value>>) -> Result<Reply, Error> {
     if body.len() > MAX_BODY {
         return Err(Error::Protocol {
             transport: Transport::Amqp,
-            message: format!("an answer of {} bytes: more than the {MAX_BODY} this client accepts", body.len()),
+            message: format!(
+                "an answer of {} bytes: more than the {MAX_BODY} this client accepts",
+                body.len()
+            ),
         });
     }
     let status = property("iotdps-status")

@@ -178,7 +178,9 @@ impl ProvisioningClient {
 
     fn check_transport(&self, attestation: &Attestation) -> Result<(), Error> {
         // issue 23: AMQP takes TPM through the SASL TPM mechanism, not implemented yet.
-        if let (Attestation::Tpm(_), Transport::Mqtt | Transport::MqttWs | Transport::Amqp) = (attestation, self.transport) {
+        if let (Attestation::Tpm(_), Transport::Mqtt | Transport::MqttWs | Transport::Amqp) =
+            (attestation, self.transport)
+        {
             return Err(Error::InvalidRequest(format!(
                 "TPM attestation is not supported over {}: DPS accepts it over HTTPS (and AMQP through the SASL \
                  TPM mechanism, not implemented here yet)",

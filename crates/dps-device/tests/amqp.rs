@@ -113,7 +113,7 @@ async fn an_untrusted_server_is_a_tls_error() {
     let emu = emulator(vec![]);
     let other = Ca::root("not the server's CA");
     let mut store = rustls::RootCertStore::empty();
-    store.add(other.der().into()).unwrap();
+    store.add(other.der()).unwrap();
     let client = ProvisioningClient::new(&emu.amqp_endpoint(), SCOPE, Transport::Amqp, store, options());
     let e = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap_err();
     assert!(
@@ -145,5 +145,9 @@ async fn nothing_listening_fails_fast() {
         ),
         "{e:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 }

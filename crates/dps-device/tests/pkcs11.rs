@@ -95,7 +95,11 @@ async fn x509_key_on_softhsm_is_assigned() {
     }]);
     let attestation = Attestation::X509(identity);
     // issue 23: and over AMQP (the TLS signature made on the token under fe2o3-amqp's connection).
-    for client in [https_client(&emu, options()), mqtt_client(&emu, options()), amqp_client(&emu, options())] {
+    for client in [
+        https_client(&emu, options()),
+        mqtt_client(&emu, options()),
+        amqp_client(&emu, options()),
+    ] {
         assert_assigned(&client.register(&attestation, None).await.unwrap(), "device-hsm");
     }
 }
@@ -117,7 +121,11 @@ async fn symmetric_key_on_softhsm_signs_the_sas() {
     }]);
     let attestation = Attestation::SymmetricKey(identity);
     // issue 23: and over AMQP (the TLS signature made on the token under fe2o3-amqp's connection).
-    for client in [https_client(&emu, options()), mqtt_client(&emu, options()), amqp_client(&emu, options())] {
+    for client in [
+        https_client(&emu, options()),
+        mqtt_client(&emu, options()),
+        amqp_client(&emu, options()),
+    ] {
         assert_assigned(&client.register(&attestation, None).await.unwrap(), "hsm-symm");
     }
 }

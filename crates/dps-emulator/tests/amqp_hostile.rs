@@ -88,10 +88,14 @@ fn a_frame_claiming_gigabytes_is_refused_without_waiting_for_it() {
     let mut tls = tls(&emu);
     tls.write_all(SASL_HEADER).unwrap();
     // A SASL frame header: size 0x7fff_fff0, data offset 2, type 1 (SASL), channel 0, and a few bytes of it.
-    tls.write_all(&[0x7f, 0xff, 0xff, 0xf0, 0x02, 0x01, 0x00, 0x00, 0x00, 0x53]).unwrap();
+    tls.write_all(&[0x7f, 0xff, 0xff, 0xf0, 0x02, 0x01, 0x00, 0x00, 0x00, 0x53])
+        .unwrap();
     tls.flush().unwrap();
     let (got, took) = until_closed(&mut tls, Duration::from_secs(10));
-    assert!(took < REQUEST_TIMEOUT, "took {took:?}: the frame's size was not checked");
+    assert!(
+        took < REQUEST_TIMEOUT,
+        "took {took:?}: the frame's size was not checked"
+    );
     assert!(got.starts_with(SASL_HEADER), "{got:?}");
 }
 
@@ -100,7 +104,10 @@ fn silence_after_tls_is_cut_at_the_request_deadline() {
     let emu = emulator();
     let mut tls = tls(&emu);
     let (_, took) = until_closed(&mut tls, Duration::from_secs(10));
-    assert!(took >= REQUEST_TIMEOUT - Duration::from_millis(300), "closed early: {took:?}");
+    assert!(
+        took >= REQUEST_TIMEOUT - Duration::from_millis(300),
+        "closed early: {took:?}"
+    );
     assert!(took < REQUEST_TIMEOUT * 3, "took {took:?}");
 }
 

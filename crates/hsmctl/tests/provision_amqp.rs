@@ -16,7 +16,14 @@ fn provision(emulator: &Emulator, dir: &Path, config: &Path) -> Output {
     let server_ca = dir.join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
     Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-        .args(["provision", "--transport", "amqp", "--id-scope", SCOPE, "--global-endpoint"])
+        .args([
+            "provision",
+            "--transport",
+            "amqp",
+            "--id-scope",
+            SCOPE,
+            "--global-endpoint",
+        ])
         .arg(emulator.amqp_endpoint())
         .arg("--trusted-ca")
         .arg(&server_ca)
@@ -58,7 +65,11 @@ fn x509_and_symmetric_key_over_amqp() {
     .unwrap();
     let out = provision(&emulator, dir.path(), &x509);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("registration id: device-x509-amqp"), "{stdout}");
     assert!(stdout.contains(&format!("assigned hub: {HUB}")), "{stdout}");
 
@@ -66,18 +77,27 @@ fn x509_and_symmetric_key_over_amqp() {
         let cfg = dir.path().join(format!("{name}.toml"));
         std::fs::write(
             &cfg,
-            format!("[symmetric_key]\nbackend = \"file\"\nregistration_id = \"device-sym\"\nsymmetric_key = \"{key}\"\n"),
+            format!(
+                "[symmetric_key]\nbackend = \"file\"\nregistration_id = \"device-sym\"\nsymmetric_key = \"{key}\"\n"
+            ),
         )
         .unwrap();
         cfg
     };
     let out = provision(&emulator, dir.path(), &symm("good", DEVICE_KEY));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("registration id: device-sym"), "{stdout}");
 
     let out = provision(&emulator, dir.path(), &symm("bad", "d3Jvbmcta2V5LWZvci10aGUtZGV2aWNl"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("AMQP") && stderr.contains("refused the SAS token"), "{stderr}");
+    assert!(
+        stderr.contains("AMQP") && stderr.contains("refused the SAS token"),
+        "{stderr}"
+    );
 }

@@ -69,7 +69,9 @@ pub(super) fn serve_tcp(
     };
     let result = runtime.block_on(async move {
         let deadline = Instant::now() + request_timeout;
-        stream.set_nonblocking(true).map_err(io("making the socket non-blocking"))?;
+        stream
+            .set_nonblocking(true)
+            .map_err(io("making the socket non-blocking"))?;
         let stream = tokio::net::TcpStream::from_std(stream).map_err(io("registering the socket"))?;
         let tls = timeout_at(deadline, tokio_rustls::TlsAcceptor::from(tls).accept(stream))
             .await
@@ -210,9 +212,7 @@ async fn accept_link(
     session: &mut ListenerSessionHandle,
     deadline: Instant,
 ) -> Result<LinkEndpoint, Ended> {
-    let acceptor = LinkAcceptor::builder()
-        .max_message_size(u64::from(MAX_FRAME))
-        .build();
+    let acceptor = LinkAcceptor::builder().max_message_size(u64::from(MAX_FRAME)).build();
     timeout_at(deadline, acceptor.accept_incoming_attach(attach, session))
         .await
         .map_err(|_| Ended::Deadline("attaching a link"))?
@@ -239,8 +239,7 @@ fn check_attach(
         fe2o3_amqp::types::definitions::Role::Receiver => attach.source.as_ref().and_then(|s| s.address.clone()),
     }
     .ok_or_else(|| format!("link '{}' has no address", attach.name))?;
-    let (id_scope, registration_id) = parse_address(&address)
-        .ok_or_else(|| {
+    let (id_scope, registration_id) = parse_address(&address).ok_or_else(|| {
         format!("link address {address:?} is not [amqps://HOST/]{{idScope}}/registrations/{{registrationId}}")
     })?;
     let api_version = attach
@@ -255,7 +254,9 @@ fn check_attach(
         .ok_or_else(|| format!("link '{}' has no {API_VERSION} property", attach.name))?;
     if let Some(r) = registration.as_ref() {
         if r.id_scope != id_scope || r.registration_id != registration_id {
-            return Err(format!("link address {address:?} names another registration than the first link"));
+            return Err(format!(
+                "link address {address:?} names another registration than the first link"
+            ));
         }
         return Ok(());
     }
@@ -322,10 +323,18 @@ fn answer(
             })
     };
     let response = match property(OPERATION_TYPE).as_deref() {
-        Some(REGISTER) => service.handle(&request(registration, "PUT", "register".into(), body(&message.body)), peer_chain),
+        Some(REGISTER) => service.handle(
+            &request(registration, "PUT", "register".into(), body(&message.body)),
+            peer_chain,
+        ),
         Some(OPERATION_STATUS) => match property(OPERATION_ID) {
             Some(op) => service.handle(
-                &request(registration, "GET", format!("operations/{}", hsm_core::sas::url_encode(&op)), Vec::new()),
+                &request(
+                    registration,
+                    "GET",
+                    format!("operations/{}", hsm_core::sas::url_encode(&op)),
+                    Vec::new(),
+                ),
                 peer_chain,
             ),
             None => error(400, &format!("no {OPERATION_ID} application property")),
@@ -341,8 +350,8 @@ fn answer(
     if let Some(id) = correlation_id {
         properties = properties.correlation_id(id);
     }
-    let mut application = ApplicationProperties::builder()
-        .insert("iotdps-status", SimpleValue::Int(i32::from(response.status)));
+    let mut application =
+        ApplicationProperties::builder().insert("iotdps-status", SimpleValue::Int(i32::from(response.status)));
     if let Some((_, retry)) = response
         .headers
         .iter()

@@ -44,7 +44,8 @@ fn outcome(code: SaslCode) -> SaslServerFrame {
 impl DpsSasl {
     fn plain(&self, response: &[u8]) -> Result<PlainLogin, String> {
         let mut parts = response.split(|b| *b == 0);
-        let (Some(_authzid), Some(authcid), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(_authzid), Some(authcid), Some(password), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err("the PLAIN response is not authzid NUL authcid NUL password".to_string());
         };
@@ -55,7 +56,9 @@ impl DpsSasl {
         let (id_scope, registration_id) = authcid
             .split_once("/registrations/")
             .filter(|(s, r)| !s.is_empty() && !r.is_empty() && !r.contains('/'))
-            .ok_or_else(|| format!("the PLAIN authcid {authcid:?} is not {{idScope}}/registrations/{{registrationId}}"))?;
+            .ok_or_else(|| {
+                format!("the PLAIN authcid {authcid:?} is not {{idScope}}/registrations/{{registrationId}}")
+            })?;
         let live = self.service.live()?;
         if live.trust.tpm.is_enrolled(registration_id) {
             return Err(format!(
