@@ -31,6 +31,10 @@ const API_VERSION: &str = "com.microsoft:api-version";
 
 /// What the caller connects with.
 pub(crate) struct Connect<'a> {
+    /// `Amqp` or `AmqpWs`.
+    pub(crate) transport: Transport,
+    /// An HTTP CONNECT proxy (AMQP over WebSockets only).
+    pub(crate) proxy: Option<&'a crate::Proxy>,
     pub(crate) endpoint: &'a str,
     pub(crate) id_scope: &'a str,
     pub(crate) registration_id: &'a str,
@@ -42,6 +46,7 @@ pub(crate) struct Connect<'a> {
 
 /// An open AMQP connection to DPS: its session and the two links.
 pub(crate) struct Amqp {
+    transport: Transport,
     connection: ConnectionHandle<()>,
     session: SessionHandle<()>,
     sender: Sender,
@@ -49,41 +54,64 @@ pub(crate) struct Amqp {
     next_id: u64,
 }
 
-fn transport_error(what: &str, e: impl std::fmt::Display) -> Error {
+fn transport_error(t: Transport, what: &str, e: impl std::fmt::Display) -> Error {
     Error::Transport {
-        transport: Transport::Amqp,
+        transport: t,
         message: sanitize(&format!("{what}: {e}")),
     }
 }
 
 /// An I/O error of the connection: a TLS error when rustls is what failed under it.
-fn io_error(what: &str, io: &std::io::Error) -> Error {
+pub(crate) fn io_error(t: Transport, what: &str, io: &std::io::Error) -> Error {
     match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         Some(tls) => Error::Tls {
-            transport: Transport::Amqp,
+            transport: t,
             message: sanitize(&tls.to_string()),
         },
-        None => transport_error(what, io),
+        None => transport_error(t, what, io),
     }
 }
 
 impl Amqp {
     /// Connect: TCP, TLS, SASL (symmetric key), open, begin, attach both links.
     pub(crate) async fn connect(c: Connect<'_>) -> Result<Self, Error> {
-        let (host, port) = split_endpoint(c.endpoint, DEFAULT_PORT)?;
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| io_error(&format!("connecting to {host}:{port}"), &e))?;
+        let t = c.transport;
+        let default_port = match t {
+            Transport::AmqpWs => crate::amqp_ws::DEFAULT_PORT,
+            _ => DEFAULT_PORT,
+        };
+        let (host, port) = split_endpoint(c.endpoint, default_port)?;
+        let tcp = match t {
+            Transport::AmqpWs => crate::amqp_ws::tcp(&host, port, c.proxy).await?,
+            _ => tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| io_error(t, &format!("connecting to {host}:{port}"), &e))?,
+        };
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(host.clone())
             .map_err(|e| Error::InvalidRequest(format!("server name {host:?}: {e}")))?;
-        let tls = tokio_rustls::TlsConnector::from(c.tls)
+        let tls = tokio_rustls::TlsConnector::from(c.tls.clone())
             .connect(name, tcp)
             .await
-            .map_err(|e| io_error("the TLS handshake", &e))?;
+            .map_err(|e| io_error(t, "the TLS handshake", &e))?;
+        match t {
+            Transport::AmqpWs => {
+                let ws = crate::amqp_ws::upgrade(&host, port, tls).await?;
+                Self::open(c, &host, ws).await
+            }
+            _ => Self::open(c, &host, tls).await,
+        }
+    }
+
+    /// SASL (symmetric key), open, begin, attach both links over `stream`.
+    async fn open<S>(c: Connect<'_>, host: &str, stream: S) -> Result<Self, Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+    {
+        let t = c.transport;
         let mut builder = Connection::builder()
             .container_id(format!("dps-device-{}", c.registration_id))
-            .hostname(host.as_str())
+            .hostname(host)
             .max_frame_size(u32::try_from(MAX_BODY + 1024).unwrap_or(u32::MAX));
         let username = format!("{}/registrations/{}", c.id_scope, c.registration_id);
         if let Some(token) = c.password {
@@ -92,10 +120,10 @@ impl Amqp {
                 password: token.to_string(),
             });
         }
-        let mut connection = builder.open_with_stream(tls).await.map_err(open_error)?;
+        let mut connection = builder.open_with_stream(stream).await.map_err(|e| open_error(t, e))?;
         let mut session = Session::begin(&mut connection)
             .await
-            .map_err(|e| transport_error("beginning the AMQP session", e))?;
+            .map_err(|e| transport_error(t, "beginning the AMQP session", e))?;
         let address = format!("amqps://{host}/{username}");
         let properties = || {
             let mut fields = Fields::new();
@@ -109,7 +137,7 @@ impl Amqp {
             .properties(properties())
             .attach(&mut session)
             .await
-            .map_err(|e| transport_error("the server refused the sender link", e))?;
+            .map_err(|e| transport_error(t, "the server refused the sender link", e))?;
         let receiver = Receiver::builder()
             .name("recv_link")
             .source(address.as_str())
@@ -118,8 +146,9 @@ impl Amqp {
             .properties(properties())
             .attach(&mut session)
             .await
-            .map_err(|e| transport_error("the server refused the receiver link", e))?;
+            .map_err(|e| transport_error(t, "the server refused the receiver link", e))?;
         Ok(Amqp {
+            transport: t,
             connection,
             session,
             sender,
@@ -158,17 +187,17 @@ impl Amqp {
         self.sender
             .send(message)
             .await
-            .map_err(|e| transport_error("sending a request", e))?;
+            .map_err(|e| transport_error(self.transport, "sending a request", e))?;
         loop {
             let delivery = self
                 .receiver
                 .recv::<Body<Value>>()
                 .await
-                .map_err(|e| transport_error("waiting for the answer", e))?;
+                .map_err(|e| transport_error(self.transport, "waiting for the answer", e))?;
             self.receiver
                 .accept(&delivery)
                 .await
-                .map_err(|e| transport_error("settling the answer", e))?;
+                .map_err(|e| transport_error(self.transport, "settling the answer", e))?;
             let message = delivery.into_message();
             let correlation = message.properties.as_ref().and_then(|p| p.correlation_id.clone());
             if correlation
@@ -178,7 +207,7 @@ impl Amqp {
                 tracing::debug!("ignoring an AMQP answer to another request");
                 continue;
             }
-            return reply(message);
+            return reply(self.transport, message);
         }
     }
 
@@ -192,21 +221,21 @@ impl Amqp {
     }
 }
 
-fn open_error(e: fe2o3_amqp::connection::OpenError) -> Error {
+fn open_error(t: Transport, e: fe2o3_amqp::connection::OpenError) -> Error {
     use fe2o3_amqp::connection::OpenError;
     match e {
         OpenError::SaslError { code, .. } => Error::Transport {
-            transport: Transport::Amqp,
+            transport: t,
             message: format!("the server refused the SAS token (SASL PLAIN outcome {code:?})"),
         },
-        OpenError::Io(io) => io_error("opening the AMQP connection", &io),
-        other => transport_error("opening the AMQP connection", other),
+        OpenError::Io(io) => io_error(t, "opening the AMQP connection", &io),
+        other => transport_error(t, "opening the AMQP connection", other),
     }
 }
 
 /// The answer's status (`iotdps-status`; else 4xx/5xx from the error body's `errorCode`, else 200), JSON body
 /// and `retry-after`.
-fn reply(message: Message<Body<Value>>) -> Result<Reply, Error> {
+fn reply(t: Transport, message: Message<Body<Value>>) -> Result<Reply, Error> {
     let property = |name: &str| message.application_properties.as_ref().and_then(|p| p.0.get(name));
     let number = |v: &SimpleValue| match v {
         SimpleValue::Int(i) => u64::try_from(*i).ok(),
@@ -227,7 +256,7 @@ fn reply(message: Message<Body<Value>>) -> Result<Reply, Error> {
     };
     if body.len() > MAX_BODY {
         return Err(Error::Protocol {
-            transport: Transport::Amqp,
+            transport: t,
             message: format!(
                 "an answer of {} bytes: more than the {MAX_BODY} this client accepts",
                 body.len()

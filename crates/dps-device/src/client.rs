@@ -178,7 +178,7 @@ impl ProvisioningClient {
 
     fn check_transport(&self, attestation: &Attestation) -> Result<(), Error> {
         // issue 23: AMQP takes TPM through the SASL TPM mechanism, not implemented yet.
-        if let (Attestation::Tpm(_), Transport::Mqtt | Transport::MqttWs | Transport::Amqp) =
+        if let (Attestation::Tpm(_), Transport::Mqtt | Transport::MqttWs | Transport::Amqp | Transport::AmqpWs) =
             (attestation, self.transport)
         {
             return Err(Error::InvalidRequest(format!(

@@ -67,8 +67,10 @@ impl Session {
                 .await?,
             )),
             // issue 23: AMQP (begin)
-            Transport::Amqp => Session::Amqp(Box::new(
+            Transport::Amqp | Transport::AmqpWs => Session::Amqp(Box::new(
                 crate::amqp::Amqp::connect(crate::amqp::Connect {
+                    transport: client.transport,
+                    proxy,
                     endpoint: &client.endpoint,
                     id_scope: &client.id_scope,
                     registration_id,

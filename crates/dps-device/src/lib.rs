@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod amqp; // issue 23: AMQP
+mod amqp_ws; // issue 23: AMQP over WebSockets
 mod answer;
 pub mod blocking;
 mod client;
@@ -61,6 +62,9 @@ pub enum Transport {
     /// AMQP 1.0 over TLS, port 5671 by default (issue 23). No TPM attestation yet (DPS takes it over AMQP
     /// through the SASL `TPM` mechanism, not implemented here yet).
     Amqp,
+    /// AMQP 1.0 over WebSockets over TLS (path `/$iothub/websocket`, subprotocol `AMQPWSB10`), port 443 by
+    /// default (issue 23). No TPM attestation yet.
+    AmqpWs,
 }
 
 impl fmt::Display for Transport {
@@ -69,7 +73,8 @@ impl fmt::Display for Transport {
             Transport::Https => "HTTPS",
             Transport::Mqtt => "MQTT",
             Transport::MqttWs => "MQTT over WebSockets",
-            Transport::Amqp => "AMQP", // issue 23
+            Transport::Amqp => "AMQP",                   // issue 23
+            Transport::AmqpWs => "AMQP over WebSockets", // issue 23
         })
     }
 }

@@ -63,6 +63,48 @@ async fn symmetric_individual_and_group_are_assigned() {
     );
 }
 
+/// AMQP over WebSockets on the emulator's HTTPS port (`/$iothub/websocket`, subprotocol `AMQPWSB10`).
+#[tokio::test]
+async fn amqp_ws_symmetric_and_x509_are_assigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Ca::root("ws root");
+    let emu = emulator(vec![
+        Enrollment::SymmetricIndividual {
+            registration_id: "amqp-ws-symm".into(),
+            primary_key: DEVICE_KEY.into(),
+            secondary_key: None,
+        },
+        Enrollment::X509Group {
+            name: "fleet".into(),
+            ca: vec![root.der()],
+        },
+    ]);
+    let client = ProvisioningClient::new(
+        &emu.global_endpoint(),
+        SCOPE,
+        Transport::AmqpWs,
+        roots(&emu.server_ca_pem()),
+        options(),
+    );
+    assert_assigned(
+        &client
+            .register(&symmetric("amqp-ws-symm", DEVICE_KEY), None)
+            .await
+            .unwrap(),
+        "amqp-ws-symm",
+    );
+    let id = root.file_identity(dir.path(), "amqp-ws-x509", &[]);
+    assert_assigned(&client.register(&x509(id), None).await.unwrap(), "amqp-ws-x509");
+    let e = client
+        .register(&symmetric("amqp-ws-symm", GROUP_DEVICE_KEY), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Transport { transport: Transport::AmqpWs, message } if message.contains("refused the SAS token")),
+        "{e:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_wrong_key_is_refused_at_sasl() {
     let emu = emulator(vec![Enrollment::SymmetricIndividual {

@@ -235,7 +235,7 @@ impl Drop for Emulator {
 fn serve_connection(
     stream: TcpStream,
     tls_config: Arc<ServerConfig>,
-    service: &Service,
+    service: &Arc<Service>,
     request_timeout: Duration,
     slot: &Slot,
 ) {
@@ -276,6 +276,11 @@ fn serve_connection(
                 if let Some(mut head) = request.upgrade_head.take() {
                     // MQTT over WebSockets: the connection is the session's until it ends.
                     head.append(&mut buf);
+                    // issue 23: AMQP over WebSockets (subprotocol AMQPWSB10) takes the TLS session over.
+                    if crate::amqp::ws::wants_amqp(&request) {
+                        crate::amqp::ws::serve(tls, head, service.clone(), peer_chain, request_timeout, slot);
+                        return;
+                    }
                     let deadline = tls.sock.deadline.clone();
                     let session = crate::mqtt::Limits {
                         deadline,

@@ -33,7 +33,7 @@ const SASL_PROTOCOL_ID: u8 = 3;
 
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
-enum Ended {
+pub(super) enum Ended {
     #[error("{0} did not complete within the request deadline")]
     Deadline(&'static str),
     #[error("{what}: {source}")]
@@ -98,7 +98,7 @@ struct Registration {
 
 /// Serve AMQP over an established (TLS or WebSocket) stream: the protocol header, SASL, open, begin and both
 /// attaches by `deadline`, then each request within `request_timeout`.
-async fn serve<S>(
+pub(super) async fn serve<S>(
     mut stream: S,
     service: &Arc<Service>,
     peer_chain: Option<Arc<[CertificateDer<'static>]>>,

@@ -18,6 +18,7 @@
 mod connection;
 mod prefixed;
 mod sasl;
+pub(crate) mod ws;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
