@@ -11,7 +11,7 @@ const fs = require('fs');
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
 const { Http } = require('azure-iot-provisioning-device-http');
 const { Mqtt, MqttWs } = require('azure-iot-provisioning-device-mqtt');
-const { Amqp } = require('azure-iot-provisioning-device-amqp');
+const { Amqp, AmqpWs } = require('azure-iot-provisioning-device-amqp');
 const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
 const { X509Security } = require('azure-iot-security-x509');
 const { ProvisioningServiceClient } = require('azure-iot-provisioning-service');
@@ -58,6 +58,7 @@ function transport(kind) {
     case 'mqtt': return new Mqtt();
     case 'mqtt-ws': return new MqttWs();
     case 'amqp': return new Amqp();
+    case 'amqp-ws': return new AmqpWs();
     default: throw new Error(`unknown transport ${kind}`);
   }
 }
@@ -106,7 +107,7 @@ async function allPages(query) {
 
 async function deviceCases() {
   const x509 = { cert: fx.x509Individual.cert, key: fx.x509Individual.key };
-  for (const kind of ['http', 'mqtt', 'mqtt-ws', 'amqp']) {
+  for (const kind of ['http', 'mqtt', 'mqtt-ws', 'amqp', 'amqp-ws']) {
     await run(`device ${kind} symmetric individual`, () =>
       expectAssigned(kind, new SymmetricKeySecurityClient(fx.symIndividual.id, fx.symIndividual.key),
         fx.symIndividual.id));
@@ -120,7 +121,7 @@ async function deviceCases() {
     await run(`device ${kind} x509 group`, () =>
       expectAssigned(kind, new X509Security(leaf.id, { cert: leaf.cert, key: leaf.key }), leaf.id));
   }
-  for (const kind of ['http', 'amqp']) {
+  for (const kind of ['http', 'amqp', 'amqp-ws']) {
     await run(`device ${kind} wrong symmetric key refused`, async () => {
       const wrong = Buffer.alloc(32, 7).toString('base64');
       let error;
