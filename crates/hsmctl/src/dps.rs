@@ -20,6 +20,9 @@ pub enum TransportArg {
     MqttWs,
     /// AMQP 1.0 over TLS (port 5671 unless the endpoint names one); x509 and symmetric key. (issue 23)
     Amqp,
+    /// AMQP over WebSockets (port 443 unless the endpoint names one, path `/$iothub/websocket`,
+    /// subprotocol `AMQPWSB10`); x509 and symmetric key. (issue 23)
+    AmqpWs,
 }
 
 impl From<TransportArg> for dps_device::Transport {
@@ -29,6 +32,7 @@ impl From<TransportArg> for dps_device::Transport {
             TransportArg::Mqtt => dps_device::Transport::Mqtt,
             TransportArg::MqttWs => dps_device::Transport::MqttWs,
             TransportArg::Amqp => dps_device::Transport::Amqp, // issue 23
+            TransportArg::AmqpWs => dps_device::Transport::AmqpWs, // issue 23
         }
     }
 }

@@ -150,16 +150,16 @@ struct ProvisionArgs {
     /// Registration id to ask for; default: the identity's (x509: the certificate's common name).
     #[arg(long)]
     registration_id: Option<String>,
-    /// DPS endpoint, host[:port], for the chosen transport: the port defaults to 443 (https, mqtt-ws),
-    /// 8883 (mqtt) or 5671 (amqp).
+    /// DPS endpoint, host[:port], for the chosen transport: the port defaults to 443 (https, mqtt-ws,
+    /// amqp-ws), 8883 (mqtt) or 5671 (amqp).
     #[arg(long, default_value = "global.azure-devices-provisioning.net")]
     global_endpoint: String,
     /// How to talk to DPS. TPM attestation is HTTPS only here (DPS also takes it over AMQP's SASL TPM
     /// mechanism, not implemented yet).
     #[arg(long, value_enum, default_value = "https")]
     transport: dps::TransportArg,
-    /// An HTTP proxy reached with CONNECT, `http://[user:password@]host[:port]` (https and
-    /// mqtt-ws only, as in the C SDK).
+    /// An HTTP proxy reached with CONNECT, `http://[user:password@]host[:port]` (https, mqtt-ws and
+    /// amqp-ws only, as in the C SDK).
     #[arg(long, value_name = "URL")]
     proxy: Option<String>,
     /// PEM file of the CA(s) to trust for the service; default: the Mozilla root store.

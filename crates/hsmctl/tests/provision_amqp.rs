@@ -1,5 +1,5 @@
-//! `hsmctl provision --transport amqp` against the emulator's AMQP listener (issue 23): x509 and symmetric
-//! key assigned, a wrong key refused.
+//! `hsmctl provision --transport amqp|amqp-ws` against the emulator's AMQP listener and its HTTPS port
+//! (issue 23): x509 assigned over both, a symmetric key assigned, a wrong key refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -13,18 +13,27 @@ use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
 const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
 
 fn provision(emulator: &Emulator, dir: &Path, config: &Path) -> Output {
+    provision_over(emulator, dir, config, "amqp")
+}
+
+/// `amqp` on the AMQP port, `amqp-ws` on the HTTPS port.
+fn provision_over(emulator: &Emulator, dir: &Path, config: &Path, transport: &str) -> Output {
     let server_ca = dir.join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
+    let endpoint = match transport {
+        "amqp" => emulator.amqp_endpoint(),
+        _ => emulator.global_endpoint(),
+    };
     Command::new(env!("CARGO_BIN_EXE_hsmctl"))
         .args([
             "provision",
             "--transport",
-            "amqp",
+            transport,
             "--id-scope",
             SCOPE,
             "--global-endpoint",
         ])
-        .arg(emulator.amqp_endpoint())
+        .arg(endpoint)
         .arg("--trusted-ca")
         .arg(&server_ca)
         .arg("--config")
@@ -63,15 +72,17 @@ fn x509_and_symmetric_key_over_amqp() {
         "[x509]\nbackend = \"file\"\ncertificate = \"chain.pem\"\nprivate_key = \"key.pem\"\n",
     )
     .unwrap();
-    let out = provision(&emulator, dir.path(), &x509);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("registration id: device-x509-amqp"), "{stdout}");
-    assert!(stdout.contains(&format!("assigned hub: {HUB}")), "{stdout}");
+    for transport in ["amqp", "amqp-ws"] {
+        let out = provision_over(&emulator, dir.path(), &x509, transport);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{transport}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("registration id: device-x509-amqp"), "{stdout}");
+        assert!(stdout.contains(&format!("assigned hub: {HUB}")), "{stdout}");
+    }
 
     let symm = |name: &str, key: &str| {
         let cfg = dir.path().join(format!("{name}.toml"));
