@@ -1,5 +1,6 @@
 //! The AMQP listener (issue 23) against hostile peers: garbage instead of a protocol header, a frame claiming
-//! gigabytes, silence after TLS, a session that never attaches a link, and a flood of such connections. Each
+//! gigabytes, silence after TLS (and after the AMQP over WebSockets upgrade), a session that never attaches a
+//! link, and a flood of such connections. Each
 //! ends within a bound (the request deadline at most) and a real device still registers afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -104,6 +105,32 @@ fn silence_after_tls_is_cut_at_the_request_deadline() {
     let emu = emulator();
     let mut tls = tls(&emu);
     let (_, took) = until_closed(&mut tls, Duration::from_secs(10));
+    assert!(
+        took >= REQUEST_TIMEOUT - Duration::from_millis(300),
+        "closed early: {took:?}"
+    );
+    assert!(took < REQUEST_TIMEOUT * 3, "took {took:?}");
+}
+
+/// AMQP over WebSockets on the HTTPS port: the upgrade is accepted with `AMQPWSB10`, then silence is cut at the
+/// request deadline.
+#[test]
+fn amqp_over_websockets_then_silence_is_cut_at_the_request_deadline() {
+    let emu = emulator();
+    let config = client_builder(&emu.server_ca_pem(), common::Tls::Any).with_no_client_auth();
+    let conn = ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut tls = StreamOwned::new(conn, TcpStream::connect(emu.global_endpoint()).unwrap());
+    tls.write_all(
+        b"GET /$iothub/websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Protocol: AMQPWSB10\r\n\r\n",
+    )
+    .unwrap();
+    tls.flush().unwrap();
+    let (got, took) = until_closed(&mut tls, Duration::from_secs(10));
+    let answer = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(answer.starts_with("http/1.1 101"), "{answer}");
+    assert!(answer.contains("sec-websocket-protocol: amqpwsb10"), "{answer}");
     assert!(
         took >= REQUEST_TIMEOUT - Duration::from_millis(300),
         "closed early: {took:?}"
