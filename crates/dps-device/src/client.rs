@@ -182,8 +182,8 @@ impl ProvisioningClient {
             (attestation, self.transport)
         {
             return Err(Error::InvalidRequest(format!(
-                "TPM attestation is not supported over {}: DPS accepts it over HTTPS (and AMQP through the SASL \
-                 TPM mechanism, not implemented here yet)",
+                "TPM attestation is not supported over {}: this client takes it over HTTPS only (DPS also over \
+                 AMQP, through the SASL TPM mechanism not implemented here yet)",
                 self.transport
             )));
         }
