@@ -37,7 +37,7 @@ struct Args {
     /// `Retry-After` (seconds) sent while a registration is assigning.
     #[arg(long, default_value_t = ServerOptions::default().retry_after.as_secs(), value_name = "SECONDS")]
     retry_after: u64,
-    /// Connections served at once (HTTPS and MQTT together); when all are taken the longest idle one is closed.
+    /// Connections served at once (HTTPS, MQTT and AMQP together); when all are taken the longest idle one is closed.
     #[arg(long, default_value_t = ServerOptions::default().max_connections, value_name = "N")]
     max_connections: usize,
     /// A request or MQTT packet must arrive whole (TLS handshake included) within this many seconds.

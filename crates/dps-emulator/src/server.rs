@@ -26,7 +26,7 @@ pub struct ServerOptions {
     /// Sent as `Retry-After` (whole seconds) with every `assigning` answer. Default 2 s (DPS sends a few
     /// seconds; the SDKs poll no faster than every second anyway).
     pub retry_after: Duration,
-    /// Connections served at once over every listener (HTTPS and MQTT together, one thread each). When all
+    /// Connections served at once over every listener (HTTPS, MQTT and AMQP together, one thread each). When all
     /// are taken, the connection that has waited longest for its client is closed to make room; if every
     /// one is busy, the new one waits.
     pub max_connections: usize,
