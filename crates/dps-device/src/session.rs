@@ -1,6 +1,6 @@
 //! The one interface the registration flow (`flow.rs`) drives, whatever the transport: open a
 //! connection, send a request of the device API ([`Call`]) and read its answer ([`Reply`]), close.
-//! Each transport's connect module (`https.rs`, `mqtt/`) implements [`Connection`]; [`Session::open`]
+//! Each transport's connect module (`https.rs`, `mqtt/`, `amqp/`) implements [`Connection`]; [`Session::open`]
 //! is the only place that matches on the transports to pick the module.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use dps_wire::device::DeviceRegistration;
 use tokio::time::Instant;
 
-use crate::{Error, Proxy, Reply, Transport, https, mqtt};
+use crate::{Error, Proxy, Reply, Transport, amqp, https, mqtt};
 
 /// A request of the device API.
 #[derive(Clone, Copy)]
@@ -53,6 +53,7 @@ pub(crate) trait Connection {
 pub(crate) enum Session {
     Https(https::Https),
     Mqtt(Box<mqtt::Mqtt>),
+    Amqp(Box<amqp::Amqp>),
 }
 
 impl Session {
@@ -61,6 +62,7 @@ impl Session {
         Ok(match c.transport {
             Transport::Https => Session::Https(https::Https::connect(&c)?),
             Transport::Mqtt | Transport::MqttWs => Session::Mqtt(Box::new(mqtt::Mqtt::connect(&c).await?)),
+            Transport::Amqp | Transport::AmqpWs => Session::Amqp(Box::new(amqp::Amqp::connect(&c).await?)),
         })
     }
 }
@@ -70,6 +72,7 @@ impl Connection for Session {
         match self {
             Session::Https(h) => h.call(call, auth, deadline).await,
             Session::Mqtt(m) => m.call(call, auth, deadline).await,
+            Session::Amqp(a) => a.call(call, auth, deadline).await,
         }
     }
 
@@ -77,6 +80,7 @@ impl Connection for Session {
         match self {
             Session::Https(h) => h.close(deadline).await,
             Session::Mqtt(m) => m.close(deadline).await,
+            Session::Amqp(a) => a.close(deadline).await,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Keys that never leave a SoftHSM2 token, over HTTPS and MQTT: an x509 identity whose TLS signatures are made on the token, and
+//! Keys that never leave a SoftHSM2 token, over HTTPS, MQTT and AMQP: an x509 identity whose TLS signatures are made on the token, and
 //! a symmetric key whose SAS is an HMAC computed on the token.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -94,7 +94,12 @@ async fn x509_key_on_softhsm_is_assigned() {
         ca: vec![ca.der()],
     }]);
     let attestation = Attestation::X509(identity);
-    for client in [https_client(&emu, options()), mqtt_client(&emu, options())] {
+    // issue 23: and over AMQP (the TLS signature made on the token under fe2o3-amqp's connection).
+    for client in [
+        https_client(&emu, options()),
+        mqtt_client(&emu, options()),
+        amqp_client(&emu, options()),
+    ] {
         assert_assigned(&client.register(&attestation, None).await.unwrap(), "device-hsm");
     }
 }
@@ -115,7 +120,12 @@ async fn symmetric_key_on_softhsm_signs_the_sas() {
         secondary_key: None,
     }]);
     let attestation = Attestation::SymmetricKey(identity);
-    for client in [https_client(&emu, options()), mqtt_client(&emu, options())] {
+    // issue 23: and over AMQP (the TLS signature made on the token under fe2o3-amqp's connection).
+    for client in [
+        https_client(&emu, options()),
+        mqtt_client(&emu, options()),
+        amqp_client(&emu, options()),
+    ] {
         assert_assigned(&client.register(&attestation, None).await.unwrap(), "hsm-symm");
     }
 }

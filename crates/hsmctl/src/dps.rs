@@ -52,7 +52,7 @@ fn transports_with(property: fn(Transport) -> bool) -> String {
 /// The help of `--transport`.
 pub fn transport_help() -> String {
     format!(
-        "How to talk to DPS. TPM attestation over {} only (as DPS requires)",
+        "How to talk to DPS. TPM attestation over {} only (DPS has no TPM over MQTT; its SASL TPM over AMQP is not implemented here)",
         transports_with(Transport::supports_tpm)
     )
 }
