@@ -29,6 +29,9 @@ use rustls_pki_types::CertificateDer;
 use crate::Error;
 use crate::listeners::limits::{DeadlineStream, Limiter, Slot};
 
+/// The path DPS serves MQTT and AMQP over WebSockets on (`websocket.rs`, `amqp/websocket.rs`).
+pub(crate) const WEBSOCKET_PATH: &str = "/$iothub/websocket";
+
 /// How long writing an answer may block on a client that does not read.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -15,7 +15,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
 use crate::listeners::limits::SessionLimits;
-use crate::listeners::{ByteStream, TlsStream, amqp, mqtt};
+use crate::listeners::{ByteStream, TlsStream, WEBSOCKET_PATH as PATH, amqp, mqtt};
 use crate::request::{Client, Transport};
 use crate::services::RequestHandler;
 
@@ -40,8 +40,6 @@ const SESSIONS: &[(&str, Transport, Session)] = &[
     ),
 ];
 
-/// The path DPS serves MQTT and AMQP over WebSockets on.
-pub(crate) const PATH: &str = "/$iothub/websocket";
 /// Largest WebSocket message accepted (an MQTT packet is bounded separately).
 const MAX_MESSAGE: usize = 128 * 1024;
 
@@ -136,7 +134,7 @@ fn check(request: &Request, mut response: Response, chosen: &mut Option<usize>) 
         return Err(refuse(
             404,
             format!(
-                "no WebSocket endpoint at {}: MQTT over WebSockets is at {PATH}",
+                "no WebSocket endpoint at {}: MQTT and AMQP over WebSockets are at {PATH}",
                 request.uri().path()
             ),
         ));

@@ -81,11 +81,11 @@ pub(crate) fn serve(
 // The signature is tungstenite's `Callback`.
 #[allow(clippy::result_large_err)]
 fn check(request: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
-    if request.uri().path() != crate::listeners::websocket::PATH {
+    if request.uri().path() != crate::listeners::WEBSOCKET_PATH {
         let mut r = ErrorResponse::new(Some(format!(
             "no WebSocket endpoint at {}: AMQP over WebSockets is at {}",
             request.uri().path(),
-            crate::listeners::websocket::PATH
+            crate::listeners::WEBSOCKET_PATH
         )));
         *r.status_mut() = async_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
         return Err(r);
