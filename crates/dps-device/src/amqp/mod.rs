@@ -38,10 +38,10 @@ use fe2o3_amqp::{Receiver, Sender};
 use rustls::pki_types::ServerName;
 use tokio::time::Instant;
 
-use crate::error::sanitize;
 use crate::mqtt::split_endpoint;
 use crate::session::{Call, Connect, Connection};
 use crate::{Error, MAX_BODY, Reply, Transport};
+use websocket::{io_error, transport_error};
 
 const API_VERSION: &str = "com.microsoft:api-version";
 
@@ -53,18 +53,6 @@ pub(crate) struct Amqp {
     sender: Sender,
     receiver: Receiver,
     next_id: u64,
-}
-
-fn transport_error(t: Transport, what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::transport_from(t, sanitize(&format!("{what}: {e}")), e)
-}
-
-/// An I/O error of the connection: a TLS error when rustls is what failed under it.
-pub(crate) fn io_error(t: Transport, what: &str, io: std::io::Error) -> Error {
-    match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(tls) => Error::tls_from(t, sanitize(&tls.to_string()), io),
-        None => transport_error(t, what, io),
-    }
 }
 
 impl Amqp {

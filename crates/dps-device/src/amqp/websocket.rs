@@ -15,9 +15,20 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{io_error, transport_error};
 use crate::error::sanitize;
 use crate::{Error, MAX_BODY, Proxy, Transport};
+
+pub(super) fn transport_error(t: Transport, what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::transport_from(t, sanitize(&format!("{what}: {e}")), e)
+}
+
+/// An I/O error of the connection: a TLS error when rustls is what failed under it.
+pub(super) fn io_error(t: Transport, what: &str, io: std::io::Error) -> Error {
+    match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(tls) => Error::tls_from(t, sanitize(&tls.to_string()), io),
+        None => transport_error(t, what, io),
+    }
+}
 
 /// TCP to `host:port`, or through `proxy` (checked against [`Transport::supports_proxy`] before).
 pub(super) async fn tcp(

@@ -12,13 +12,14 @@ use fe2o3_amqp::{Receiver, Sender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::MAX_FRAME;
 use super::prefixed::Prefixed;
 use super::sasl::{DpsSasl, session_path};
 use crate::listeners::limits::Slot;
 use crate::request::{Client, Request, Response, SESSION};
 use crate::services::RequestHandler;
 
+/// Largest AMQP frame (and message) accepted from a device: a DPS request is a few kilobytes at most.
+const MAX_FRAME: u32 = 64 * 1024;
 const API_VERSION: &str = "com.microsoft:api-version";
 const OPERATION_TYPE: &str = "iotdps-operation-type";
 const OPERATION_ID: &str = "iotdps-operation-id";

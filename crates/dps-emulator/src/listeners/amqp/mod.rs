@@ -49,9 +49,6 @@ pub(crate) const NAMES: Names = Names {
     spawning: "starting the AMQP listener thread for",
 };
 
-/// Largest AMQP frame (and message) accepted from a device: a DPS request is a few kilobytes at most.
-pub(crate) const MAX_FRAME: u32 = 64 * 1024;
-
 /// A current-thread runtime for one connection's thread.
 pub(super) fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
