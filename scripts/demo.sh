@@ -174,6 +174,7 @@ TOML
 
 echo "== starting the DPS emulator"
 "$bin/dps-emulator" --config emulator.toml --port 0 --mqtt-port 0 --mqtt-port-out mqtt.endpoint \
+    --amqp-port 0 --amqp-port-out amqp.endpoint \
     --server-ca-out server-ca.pem --issuing-ca issuing-ca.cert.pem --issuing-ca-key issuing-ca.key.pem \
     --state-dir state --connection-string-out service.connection > emulator.out 2> emulator.log &
 emu_pid=$!
@@ -181,7 +182,8 @@ for _ in $(seq 100); do grep -q '^listening on ' emulator.out 2>/dev/null && bre
 endpoint=$(sed -n 's/^listening on //p' emulator.out)
 [ -n "$endpoint" ] || { echo "the emulator did not start:"; cat emulator.log; exit 1; }
 mqtt_endpoint=$(cat mqtt.endpoint)
-echo "emulator at $endpoint (HTTPS and MQTT over WebSockets), $mqtt_endpoint (MQTT)"
+amqp_endpoint=$(cat amqp.endpoint)
+echo "emulator at $endpoint (HTTPS, MQTT and AMQP over WebSockets), $mqtt_endpoint (MQTT), $amqp_endpoint (AMQP)"
 
 provision() {
     local title=$1; shift
@@ -206,6 +208,14 @@ echo
 echo "== provision over MQTT over WebSockets: symmetric key, individual enrollment"
 "$bin/hsmctl" provision --id-scope "$scope" --transport mqtt-ws --global-endpoint "$endpoint" \
     --trusted-ca server-ca.pem --config symm.toml
+echo
+echo "== provision over AMQP: x509, key inside the SoftHSM2 token"
+"$bin/hsmctl" provision --id-scope "$scope" --transport amqp --global-endpoint "$amqp_endpoint" \
+    --trusted-ca server-ca.pem --config pkcs11.toml
+echo
+echo "== provision over AMQP over WebSockets: symmetric key, group enrollment"
+"$bin/hsmctl" provision --id-scope "$scope" --transport amqp-ws --global-endpoint "$endpoint" \
+    --trusted-ca server-ca.pem --config group.toml
 
 
 echo

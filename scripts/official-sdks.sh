@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The official Azure IoT SDKs against dps-emulator: the Node.js provisioning device client (HTTP, MQTT,
-# MQTT over WebSockets) and service client, and the Python device client (MQTT, MQTT over WebSockets), pinned
-# and installed from the package registries into the cargo target directory (never globally):
+# The official Azure IoT SDKs against dps-emulator: the Node.js provisioning device client (HTTP, MQTT, AMQP,
+# MQTT and AMQP over WebSockets) and service client, and the Python device client (MQTT, MQTT over
+# WebSockets), pinned and installed from the package registries into the cargo target directory (never globally):
 #   npm: tests/official-sdks/package.json with its committed package-lock.json (npm ci);
 #   PyPI: azure-iot-device==2.14.0 into a venv (tests/official-sdks/requirements.txt pins it and its
 #   dependencies).
-# The clients dial the standard ports (443, 8883) of a host name, so the emulator runs on localhost:443 and
-# :8883 in a network namespace of the suite's own (unshare -n, as root), as scripts/sdk-interop.sh does.
+# The clients dial the standard ports (443, 8883, 5671) of a host name, so the emulator runs on localhost:443,
+# :8883 and :5671 in a network namespace of the suite's own (unshare -n, as root), as scripts/sdk-interop.sh does.
 #
 #   scripts/official-sdks.sh        one line per case, then "N passed, N failed"
 #   KEEP_TMP=1 ...                  keep the work directory (target/official-sdks/run) for inspection
@@ -112,7 +112,7 @@ openssl ecparam -name prime256v1 -genkey -noout -out group-ca.key 2>/dev/null
 openssl req -x509 -new -key group-ca.key -subj "/CN=official-sdks group CA" -days 2 -sha256 \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out group-ca.pem 2>/dev/null
 leaf x509-individual x509-individual
-for d in node-http node-mqtt node-mqtt-ws py-mqtt py-mqtt-ws; do leaf "$d" "$d-x509-group-device" group-ca; done
+for d in node-http node-mqtt node-mqtt-ws node-amqp node-amqp-ws py-mqtt py-mqtt-ws; do leaf "$d" "$d-x509-group-device" group-ca; done
 
 cat >emulator.toml <<EOF
 id_scope = "0ne0000OSDK"
@@ -144,7 +144,7 @@ name = "x509-group"
 ca = "group-ca.pem"
 EOF
 
-"$OFFICIAL_SDKS_EMULATOR" --config emulator.toml --port 443 --mqtt-port 8883 --retry-after 1 \
+"$OFFICIAL_SDKS_EMULATOR" --config emulator.toml --port 443 --mqtt-port 8883 --amqp-port 5671 --retry-after 1 \
     --server-ca-out server-ca.pem >emulator.out 2>emulator.log &
 emulator_pid=$!
 for _ in $(seq 1 300); do
@@ -173,7 +173,7 @@ print(json.dumps({
     "x509Individual": {"id": "x509-individual", "cert": read("x509-individual.pem"), "key": read("x509-individual.key")},
     "x509GroupDevices": {d: {"id": f"{d}-x509-group-device", "cert": read(f"{d}.pem") + read("group-ca.pem"),
                              "key": read(f"{d}.key")}
-                         for d in ["node-http", "node-mqtt", "node-mqtt-ws", "py-mqtt", "py-mqtt-ws"]},
+                         for d in ["node-http", "node-mqtt", "node-mqtt-ws", "node-amqp", "node-amqp-ws", "py-mqtt", "py-mqtt-ws"]},
     "serviceConnectionString": cs(os.environ["POLICY_KEY"]),
     "wrongServiceConnectionString": cs(os.environ["WRONG_KEY"]),
 }))

@@ -1,5 +1,6 @@
 // The official Azure IoT Node.js provisioning SDKs (pinned in package.json) against dps-emulator, run by
-// scripts/official-sdks.sh inside a network namespace where the emulator serves localhost:443 and :8883.
+// scripts/official-sdks.sh inside a network namespace where the emulator serves localhost:443, :8883 and :5671
+// (AMQP, issue 23).
 // Input: the JSON file named by OFFICIAL_SDKS_FIXTURE (written by the script). Output: one line per case,
 // "PASS name" or "FAIL name: reason". Every case has a deadline: an SDK promise that never settles would
 // otherwise end the process with exit code 0 and read as success.
@@ -10,6 +11,7 @@ const fs = require('fs');
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
 const { Http } = require('azure-iot-provisioning-device-http');
 const { Mqtt, MqttWs } = require('azure-iot-provisioning-device-mqtt');
+const { Amqp, AmqpWs } = require('azure-iot-provisioning-device-amqp');
 const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
 const { X509Security } = require('azure-iot-security-x509');
 const { ProvisioningServiceClient } = require('azure-iot-provisioning-service');
@@ -39,7 +41,9 @@ async function run(name, body) {
     console.log(`PASS node ${name}`);
   } catch (e) {
     failed += 1;
-    const text = (e && (e.message || e.toString())) || String(e);
+    // Some SDK errors are plain objects (the AMQP transport's registration failures): show their JSON.
+    let text = (e && e.message) || String(e);
+    if (text === '[object Object]') text = JSON.stringify(e);
     console.log(`FAIL node ${name}: ${text.split('\n')[0]}`);
   }
 }
@@ -53,6 +57,8 @@ function transport(kind) {
     case 'http': return new Http();
     case 'mqtt': return new Mqtt();
     case 'mqtt-ws': return new MqttWs();
+    case 'amqp': return new Amqp();
+    case 'amqp-ws': return new AmqpWs();
     default: throw new Error(`unknown transport ${kind}`);
   }
 }
@@ -101,7 +107,7 @@ async function allPages(query) {
 
 async function deviceCases() {
   const x509 = { cert: fx.x509Individual.cert, key: fx.x509Individual.key };
-  for (const kind of ['http', 'mqtt', 'mqtt-ws']) {
+  for (const kind of ['http', 'mqtt', 'mqtt-ws', 'amqp', 'amqp-ws']) {
     await run(`device ${kind} symmetric individual`, () =>
       expectAssigned(kind, new SymmetricKeySecurityClient(fx.symIndividual.id, fx.symIndividual.key),
         fx.symIndividual.id));
@@ -115,16 +121,18 @@ async function deviceCases() {
     await run(`device ${kind} x509 group`, () =>
       expectAssigned(kind, new X509Security(leaf.id, { cert: leaf.cert, key: leaf.key }), leaf.id));
   }
-  await run('device http wrong symmetric key refused', async () => {
-    const wrong = Buffer.alloc(32, 7).toString('base64');
-    let error;
-    try {
-      await register('http', new SymmetricKeySecurityClient(fx.symIndividual.id, wrong));
-    } catch (e) {
-      error = e;
-    }
-    check(error, 'a wrong key was accepted');
-  });
+  for (const kind of ['http', 'amqp', 'amqp-ws']) {
+    await run(`device ${kind} wrong symmetric key refused`, async () => {
+      const wrong = Buffer.alloc(32, 7).toString('base64');
+      let error;
+      try {
+        await register(kind, new SymmetricKeySecurityClient(fx.symIndividual.id, wrong));
+      } catch (e) {
+        error = e;
+      }
+      check(error, 'a wrong key was accepted');
+    });
+  }
 }
 
 async function serviceCases() {

@@ -7,7 +7,8 @@
 //!
 //! Printed: median wall and CPU per registration for the library and for a raw client of the same protocol
 //! (ureq, rumqttc: same TLS configuration, same requests, no library), their difference (what the library adds
-//! beyond the round trips) and MQTT / HTTPS CPU; then `BENCH_RUNS` (default 1000) sequential registrations
+//! beyond the round trips), MQTT / HTTPS CPU and (issue 23) library AMQP / MQTT CPU; then `BENCH_RUNS` (default
+//! 1000) sequential registrations
 //! per transport with RSS and open file descriptors at start and end.
 //! `BENCH_ROUNDS` (default 60) sets the timed rounds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -83,7 +84,7 @@ fn main() {
     .unwrap();
     let identity: Arc<dyn X509Identity> = Arc::new(Pkcs11X509::from_section(cfg.section("x509").unwrap()).unwrap());
 
-    let (mut child, https_ep, mqtt_ep, server_ca) = start_emulator(&hsm.path().join("ca.pem"));
+    let (mut child, https_ep, mqtt_ep, amqp_ep, server_ca) = start_emulator(&hsm.path().join("ca.pem"));
     let roots = tlsio_bridge::roots_from_pem("server CA", server_ca.as_bytes()).unwrap();
     let options = Options {
         retry_floor: Duration::ZERO,
@@ -91,7 +92,9 @@ fn main() {
         ..Options::default()
     };
     let https = ProvisioningClient::new(&https_ep, SCOPE, Transport::Https, roots.clone(), options.clone()).unwrap();
-    let mqtt = ProvisioningClient::new(&mqtt_ep, SCOPE, Transport::Mqtt, roots.clone(), options).unwrap();
+    let mqtt = ProvisioningClient::new(&mqtt_ep, SCOPE, Transport::Mqtt, roots.clone(), options.clone()).unwrap();
+    // issue 23: AMQP, on the same SoftHSM key.
+    let amqp = ProvisioningClient::new(&amqp_ep, SCOPE, Transport::Amqp, roots.clone(), options).unwrap();
     let attestation = Attestation::X509(identity.clone());
     let raw = Raw {
         identity,
@@ -106,11 +109,12 @@ fn main() {
         let a = client.register(&attestation, None).unwrap();
         assert_eq!(a.device_id, CN);
     };
-    let cases: [Case<'_>; 4] = [
+    let cases: [Case<'_>; 5] = [
         ("library HTTPS", Box::new(|| lib(&https))),
         ("library MQTT", Box::new(|| lib(&mqtt))),
         ("raw HTTPS", Box::new(|| raw.https(&https_ep))),
         ("raw MQTT", Box::new(|| raw.mqtt(&mqtt_ep))),
+        ("library AMQP", Box::new(|| lib(&amqp))),
     ];
     for (_, f) in &cases {
         for _ in 0..5 {
@@ -150,8 +154,12 @@ fn main() {
         med[1].1 / med[0].1,
         med[3].1 / med[2].1
     );
+    println!(
+        "AMQP CPU / MQTT CPU: library {:.2}x (target <= 1.5x)",
+        med[4].1 / med[1].1
+    );
 
-    for (name, client) in [("HTTPS", &https), ("MQTT", &mqtt)] {
+    for (name, client) in [("HTTPS", &https), ("MQTT", &mqtt), ("AMQP", &amqp)] {
         let (rss0, fd0) = (rss_kib(), open_fds());
         let t0 = Instant::now();
         for _ in 0..runs {
@@ -214,8 +222,8 @@ impl rcgen::PublicKeyData for TokenPublicKey {
     }
 }
 
-/// Start this binary as the emulator; returns it with its HTTPS and MQTT endpoints and server CA.
-fn start_emulator(ca: &Path) -> (Child, String, String, String) {
+/// Start this binary as the emulator; returns it with its HTTPS, MQTT and AMQP endpoints and server CA.
+fn start_emulator(ca: &Path) -> (Child, String, String, String, String) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env(CHILD, ca)
         .stdin(Stdio::piped())
@@ -228,10 +236,10 @@ fn start_emulator(ca: &Path) -> (Child, String, String, String) {
         out.read_line(&mut l).unwrap();
         l.trim().to_string()
     };
-    let (https, mqtt) = (line(&mut out), line(&mut out));
+    let (https, mqtt, amqp) = (line(&mut out), line(&mut out), line(&mut out));
     let mut pem = String::new();
     out.read_to_string(&mut pem).unwrap();
-    (child, https, mqtt, pem)
+    (child, https, mqtt, amqp, pem)
 }
 
 /// The child: an emulator trusting `ca` for x509 group enrollment, `Retry-After: 0`; ends when stdin closes.
@@ -256,9 +264,10 @@ fn emulator_child(ca: &Path) {
     let mut stdout = std::io::stdout();
     write!(
         stdout,
-        "{}\n{}\n{}",
+        "{}\n{}\n{}\n{}",
         emulator.global_endpoint(),
         emulator.mqtt_endpoint(),
+        emulator.amqp_endpoint(),
         emulator.server_ca_pem()
     )
     .unwrap();

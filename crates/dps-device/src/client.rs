@@ -155,7 +155,7 @@ impl ProvisioningClient {
                 .filter(|t| t.supports_tpm())
                 .map(Transport::title);
             return Err(Error::InvalidRequest(format!(
-                "TPM attestation is not supported over {}: DPS accepts it over {} only",
+                "TPM attestation is not supported over {}: this client takes it over {} only",
                 self.transport,
                 over.collect::<Vec<_>>().join(" and ")
             )));

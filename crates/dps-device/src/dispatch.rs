@@ -1,16 +1,17 @@
 //! [`Session`]: the connection of whichever transport the client uses, and the only place outside
 //! `transport.rs` that matches on the transports: [`Session::open`] picks the connect module
-//! (`https.rs`, `mqtt/`), and the [`Connection`] calls go to it.
+//! (`https.rs`, `mqtt/`, `amqp/`), and the [`Connection`] calls go to it.
 
 use tokio::time::Instant;
 
 use crate::session::{Call, Connect, Connection};
-use crate::{Error, Reply, Transport, https, mqtt};
+use crate::{Error, Reply, Transport, amqp, https, mqtt};
 
 /// A connection of whichever transport the client uses.
 pub(crate) enum Session {
     Https(https::Https),
     Mqtt(Box<mqtt::Mqtt>),
+    Amqp(Box<amqp::Amqp>),
 }
 
 impl Session {
@@ -19,6 +20,7 @@ impl Session {
         Ok(match c.transport {
             Transport::Https => Session::Https(https::Https::connect(&c)?),
             Transport::Mqtt | Transport::MqttWs => Session::Mqtt(Box::new(mqtt::Mqtt::connect(&c).await?)),
+            Transport::Amqp | Transport::AmqpWs => Session::Amqp(Box::new(amqp::Amqp::connect(&c).await?)),
         })
     }
 }
@@ -28,6 +30,7 @@ impl Connection for Session {
         match self {
             Session::Https(h) => h.call(call, auth, deadline).await,
             Session::Mqtt(m) => m.call(call, auth, deadline).await,
+            Session::Amqp(a) => a.call(call, auth, deadline).await,
         }
     }
 
@@ -35,6 +38,7 @@ impl Connection for Session {
         match self {
             Session::Https(h) => h.close(deadline).await,
             Session::Mqtt(m) => m.close(deadline).await,
+            Session::Amqp(a) => a.close(deadline).await,
         }
     }
 }

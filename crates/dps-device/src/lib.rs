@@ -15,6 +15,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod amqp;
 mod answer;
 pub mod blocking;
 mod builder;

@@ -1,7 +1,7 @@
 //! The one interface the registration flow (`flow.rs`) drives, whatever the transport: open a
 //! connection, send a request of the device API ([`Call`]) and read its answer ([`Reply`]), close.
-//! Each transport's connect module (`https.rs`, `mqtt/`) implements [`Connection`]; `Session::open`
-//! (`dispatch.rs`) is the only place that matches on the transports to pick the module.
+//! Each transport's connect module (`https.rs`, `mqtt/`, `amqp/`) implements [`Connection`];
+//! `Session::open` (`dispatch.rs`) is the only place that matches on the transports to pick the module.
 
 use std::sync::Arc;
 

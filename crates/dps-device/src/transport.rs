@@ -20,11 +20,24 @@ pub enum Transport {
     /// MQTT 3.1.1 over WebSockets over TLS (path `/$iothub/websocket`, subprotocol `mqtt`), port 443 by
     /// default. No TPM attestation.
     MqttWs,
+    /// AMQP 1.0 over TLS, port 5671 by default (the C SDK's `prov_transport_amqp_client.c`: SASL PLAIN for
+    /// a symmetric key, the TLS client certificate for x509). No TPM attestation here: DPS takes it over
+    /// AMQP through the SASL `TPM` mechanism, which this client does not implement.
+    Amqp,
+    /// AMQP 1.0 over WebSockets over TLS (path `/$iothub/websocket`, subprotocol `AMQPWSB10`: the C SDK's
+    /// `prov_transport_amqp_ws_client.c`), port 443 by default. No TPM attestation here.
+    AmqpWs,
 }
 
 impl Transport {
     /// Every transport, in the order tables and help texts list them.
-    pub const ALL: [Transport; 3] = [Transport::Https, Transport::Mqtt, Transport::MqttWs];
+    pub const ALL: [Transport; 5] = [
+        Transport::Https,
+        Transport::Mqtt,
+        Transport::MqttWs,
+        Transport::Amqp,
+        Transport::AmqpWs,
+    ];
 
     /// The name a command line or a configuration spells (`https`, `mqtt`, `mqtt-ws`); [`FromStr`]
     /// reads it back.
@@ -33,6 +46,8 @@ impl Transport {
             Transport::Https => "https",
             Transport::Mqtt => "mqtt",
             Transport::MqttWs => "mqtt-ws",
+            Transport::Amqp => "amqp",
+            Transport::AmqpWs => "amqp-ws",
         }
     }
 
@@ -43,6 +58,8 @@ impl Transport {
             Transport::Https => "HTTPS",
             Transport::Mqtt => "MQTT",
             Transport::MqttWs => "MQTT over WebSockets",
+            Transport::Amqp => "AMQP",
+            Transport::AmqpWs => "AMQP over WebSockets",
         }
     }
 
@@ -52,6 +69,8 @@ impl Transport {
             Transport::Https => 443,
             Transport::Mqtt => 8883,
             Transport::MqttWs => 443,
+            Transport::Amqp => 5671,
+            Transport::AmqpWs => 443,
         }
     }
 
@@ -61,6 +80,8 @@ impl Transport {
             Transport::Https => "https",
             Transport::Mqtt => "mqtts",
             Transport::MqttWs => "wss",
+            Transport::Amqp => "amqps",
+            Transport::AmqpWs => "wss",
         }
     }
 
@@ -68,32 +89,35 @@ impl Transport {
     /// path of their own per call.
     pub const fn path(self) -> Option<&'static str> {
         match self {
-            Transport::Https | Transport::Mqtt => None,
-            Transport::MqttWs => Some("/$iothub/websocket"),
+            Transport::Https | Transport::Mqtt | Transport::Amqp => None,
+            Transport::MqttWs | Transport::AmqpWs => Some("/$iothub/websocket"),
         }
     }
 
     /// Whether the connection is TLS (every DPS transport is).
     pub const fn tls(self) -> bool {
         match self {
-            Transport::Https | Transport::Mqtt | Transport::MqttWs => true,
+            Transport::Https | Transport::Mqtt | Transport::MqttWs | Transport::Amqp | Transport::AmqpWs => true,
         }
     }
 
     /// The WebSocket subprotocol, for a transport carried over WebSockets.
     pub const fn websocket(self) -> Option<&'static str> {
         match self {
-            Transport::Https | Transport::Mqtt => None,
+            Transport::Https | Transport::Mqtt | Transport::Amqp => None,
             Transport::MqttWs => Some("mqtt"),
+            Transport::AmqpWs => Some("AMQPWSB10"),
         }
     }
 
-    /// Whether TPM attestation is possible: DPS takes the TPM challenge over HTTPS only (a 401 with the
-    /// activation key); other transports refuse a TPM attestation before connecting.
+    /// Whether this client attests with a TPM over it: over HTTPS (the challenge is a 401 with the
+    /// activation key). DPS has no TPM over MQTT; over AMQP it takes the challenge through the SASL
+    /// `TPM` mechanism, which this client does not implement. Without it a TPM attestation is refused
+    /// before connecting.
     pub const fn supports_tpm(self) -> bool {
         match self {
             Transport::Https => true,
-            Transport::Mqtt | Transport::MqttWs => false,
+            Transport::Mqtt | Transport::MqttWs | Transport::Amqp | Transport::AmqpWs => false,
         }
     }
 
@@ -101,8 +125,8 @@ impl Transport {
     /// transports, as in the C SDK; plain MQTT refuses a proxy before connecting.
     pub const fn supports_proxy(self) -> bool {
         match self {
-            Transport::Https | Transport::MqttWs => true,
-            Transport::Mqtt => false,
+            Transport::Https | Transport::MqttWs | Transport::AmqpWs => true,
+            Transport::Mqtt | Transport::Amqp => false,
         }
     }
 
@@ -110,7 +134,7 @@ impl Transport {
     pub const fn supports_status_lookup(self) -> bool {
         match self {
             Transport::Https => true,
-            Transport::Mqtt | Transport::MqttWs => false,
+            Transport::Mqtt | Transport::MqttWs | Transport::Amqp | Transport::AmqpWs => false,
         }
     }
 
@@ -119,7 +143,7 @@ impl Transport {
     pub const fn authenticates_at_connect(self) -> bool {
         match self {
             Transport::Https => false,
-            Transport::Mqtt | Transport::MqttWs => true,
+            Transport::Mqtt | Transport::MqttWs | Transport::Amqp | Transport::AmqpWs => true,
         }
     }
 
@@ -170,10 +194,10 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Transport::ALL.len());
-        let e = "amqp".parse::<Transport>().unwrap_err();
+        let e = "coap".parse::<Transport>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown transport \"amqp\": expected one of https, mqtt, mqtt-ws"
+            "unknown transport \"coap\": expected one of https, mqtt, mqtt-ws, amqp, amqp-ws"
         );
     }
 

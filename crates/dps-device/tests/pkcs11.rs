@@ -1,6 +1,6 @@
-//! Keys that never leave a SoftHSM2 token, over HTTPS and MQTT: an x509 identity whose TLS signatures are made on the token, and
-//! a symmetric key whose SAS is an HMAC computed on the token; each then connects to the emulator's IoT Hub
-//! with the same key (`dps_device::hub`) and sends a message.
+//! Keys that never leave a SoftHSM2 token, over HTTPS, MQTT and AMQP: an x509 identity whose TLS signatures are
+//! made on the token, and a symmetric key whose SAS is an HMAC computed on the token; each then connects to the
+//! emulator's IoT Hub with the same key (`dps_device::hub`) and sends a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -87,7 +87,11 @@ async fn x509_key_on_softhsm_is_assigned() {
         ca: vec![ca.der()],
     }]);
     let attestation = Attestation::X509(identity);
-    for client in [https_client(&emu, options()), mqtt_client(&emu, options())] {
+    for client in [
+        https_client(&emu, options()),
+        mqtt_client(&emu, options()),
+        amqp_client(&emu, options()),
+    ] {
         let assignment = client.register(&attestation, None).await.unwrap();
         assert_assigned(&assignment, "device-hsm");
         send_over_the_hub(&emu, &assignment, &attestation).await;
@@ -110,7 +114,11 @@ async fn symmetric_key_on_softhsm_signs_the_sas() {
         secondary_key: None,
     }]);
     let attestation = Attestation::SymmetricKey(identity);
-    for client in [https_client(&emu, options()), mqtt_client(&emu, options())] {
+    for client in [
+        https_client(&emu, options()),
+        mqtt_client(&emu, options()),
+        amqp_client(&emu, options()),
+    ] {
         let assignment = client.register(&attestation, None).await.unwrap();
         assert_assigned(&assignment, "hsm-symm");
         send_over_the_hub(&emu, &assignment, &attestation).await;

@@ -1,5 +1,5 @@
 //! An HTTP CONNECT proxy (a real tinyproxy started here) in front of the emulator: HTTPS and MQTT over
-//! WebSockets through it, with and without basic credentials, and the refusals.
+//! WebSockets and AMQP over WebSockets through it, with and without basic credentials, and the refusals.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -102,7 +102,8 @@ async fn https_and_mqtt_ws_register_through_the_proxy() {
     let emu = symmetric_emulator();
     let proxy = Tinyproxy::start(dir.path(), emu.port(), None);
     let mut seen = 0;
-    for transport in [Transport::Https, Transport::MqttWs] {
+    // issue 23: and AMQP over WebSockets.
+    for transport in [Transport::Https, Transport::MqttWs, Transport::AmqpWs] {
         let a = client(&emu, transport, proxy.url(""))
             .register(&symmetric("proxied", DEVICE_KEY), None)
             .await
@@ -139,7 +140,7 @@ async fn a_proxy_answering_407_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let emu = symmetric_emulator();
     let proxy = Tinyproxy::start(dir.path(), emu.port(), Some(("device", "right")));
-    for transport in [Transport::Https, Transport::MqttWs] {
+    for transport in [Transport::Https, Transport::MqttWs, Transport::AmqpWs] {
         for credentials in ["", "device:badpass@"] {
             let e = client(&emu, transport, proxy.url(credentials))
                 .register(&symmetric("proxied", DEVICE_KEY), None)
@@ -155,7 +156,7 @@ async fn a_proxy_answering_407_is_a_clear_error() {
         }
     }
     // Every attempt reached the proxy, which opened no tunnel.
-    assert_eq!(tunnels(&proxy, &emu), (4, 0), "{}", proxy.log());
+    assert_eq!(tunnels(&proxy, &emu), (6, 0), "{}", proxy.log());
 }
 
 #[tokio::test]

@@ -194,7 +194,7 @@ async fn tpm_is_refused_before_any_connection_where_dps_has_no_tpm() {
             .register_as(&Attestation::Tpm(Arc::new(Mutex::new(tpm))), Some("tpm-1"), None)
             .await
             .unwrap_err();
-        let wanted = format!("TPM attestation is not supported over {t}: DPS accepts it over HTTPS only");
+        let wanted = format!("TPM attestation is not supported over {t}: this client takes it over HTTPS only");
         assert!(matches!(&e, Error::InvalidRequest(m) if *m == wanted), "{t}: {e:?}");
     }
 }

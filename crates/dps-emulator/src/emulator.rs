@@ -1,5 +1,6 @@
-//! The running emulator: its options, the services over one request handler, and the listeners (HTTPS, MQTT;
-//! MQTT over WebSockets on the HTTPS port) that every connection bound and request deadline apply to.
+//! The running emulator: its options, the services over one request handler, and the listeners (HTTPS, MQTT,
+//! AMQP; MQTT and AMQP over WebSockets on the HTTPS port) that every connection bound and request deadline
+//! apply to.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use crate::config::EmulatorConfig;
 use crate::enrollments::Enrollments;
 use crate::issuance::CertificateIssuer;
 use crate::listeners::limits::Limiter;
-use crate::listeners::{Listener, https, mqtt};
+use crate::listeners::{Listener, amqp, https, mqtt};
 use crate::services::RequestHandler;
 use crate::services::device_api::DeviceApi;
 use crate::services::hub_devices::{HubDevices, HubMessage};
@@ -22,7 +23,7 @@ pub struct ServerOptions {
     /// Sent as `Retry-After` (whole seconds) with every `assigning` answer. Default 2 s (DPS sends a few
     /// seconds; the SDKs poll no faster than every second anyway).
     pub retry_after: Duration,
-    /// Connections served at once over every listener (HTTPS and MQTT together, one thread each). When all
+    /// Connections served at once over every listener (HTTPS, MQTT and AMQP together, one thread each). When all
     /// are taken, the connection that has waited longest for its client is closed to make room; if every
     /// one is busy, the new one waits.
     pub max_connections: usize,
@@ -35,6 +36,8 @@ pub struct ServerOptions {
     pub chacha20_only: bool,
     /// Port of the MQTT listener on 127.0.0.1; 0 (the default) picks a free one.
     pub mqtt_port: u16,
+    /// Port of the AMQP (TLS) listener on 127.0.0.1; 0 (the default) picks a free one.
+    pub amqp_port: u16,
     /// Where enrollments, groups and registration states are kept (SQLite file [`crate::STATE_FILE`]);
     /// `None` (the default): in memory, lost at shutdown.
     pub state_dir: Option<std::path::PathBuf>,
@@ -52,6 +55,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(30),
             chacha20_only: false,
             mqtt_port: 0,
+            amqp_port: 0,
             state_dir: None,
             service_policies: Vec::new(),
             issuance: crate::issuance::IssuanceOptions::default(),
@@ -69,6 +73,7 @@ pub struct Emulator {
     https: Listener,
     mqtt: Listener,
     hub: Arc<HubDevices>,
+    amqp: Listener,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -109,10 +114,20 @@ impl Emulator {
         let https = Listener::start(&https::NAMES, port, limiter.clone(), move |stream, slot| {
             https::serve(stream, tls.clone(), &served, request_timeout, slot)
         })?;
-        let mqtt = Listener::start(&mqtt::NAMES, options.mqtt_port, limiter, move |stream, slot| {
-            mqtt::serve(stream, tls_config.clone(), &handler, request_timeout, slot)
+        let (tls, served) = (tls_config.clone(), handler.clone());
+        let mqtt = Listener::start(&mqtt::NAMES, options.mqtt_port, limiter.clone(), move |stream, slot| {
+            mqtt::serve(stream, tls.clone(), &served, request_timeout, slot)
         })?;
-        tracing::info!(addr = %https.addr(), mqtt = %mqtt.addr(), id_scope = %config.id_scope, "DPS emulator listening");
+        let amqp = Listener::start(&amqp::NAMES, options.amqp_port, limiter, move |stream, slot| {
+            amqp::serve(stream, tls_config.clone(), &handler, request_timeout, slot)
+        })?;
+        tracing::info!(
+            addr = %https.addr(),
+            mqtt = %mqtt.addr(),
+            amqp = %amqp.addr(),
+            id_scope = %config.id_scope,
+            "DPS emulator listening"
+        );
         Ok(Emulator {
             id_scope: config.id_scope,
             server_ca_pem: identity.ca_pem,
@@ -121,6 +136,7 @@ impl Emulator {
             https,
             mqtt,
             hub,
+            amqp,
         })
     }
 
@@ -136,6 +152,11 @@ impl Emulator {
     /// `127.0.0.1:PORT` of the MQTT listener (same server certificate and enrollments as HTTPS).
     pub fn mqtt_endpoint(&self) -> String {
         self.mqtt.addr().to_string()
+    }
+
+    /// `127.0.0.1:PORT` of the AMQP listener (same server certificate and enrollments as HTTPS).
+    pub fn amqp_endpoint(&self) -> String {
+        self.amqp.addr().to_string()
     }
 
     /// PEM of the CA that signed the server certificate (SAN: IP 127.0.0.1 and DNS localhost).

@@ -21,7 +21,7 @@
 //!
 //! The code: three services (`services/`: device API, service API, IoT Hub endpoints) answer
 //! transport-neutral requests (`request.rs`) through one request handler; each listener (`listeners/`:
-//! HTTPS, MQTT, MQTT over WebSockets) is an adapter from its wire to those requests, started through one
+//! HTTPS, MQTT, AMQP, MQTT and AMQP over WebSockets) is an adapter from its wire to those requests, started through one
 //! entry point within one connection bound (see the README's "Code layout").
 //!
 //! Errors answer DPS's error body (`dps_wire::ErrorDetails`: `errorCode`, `trackingId`, `message`,

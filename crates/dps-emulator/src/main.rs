@@ -37,7 +37,7 @@ struct Args {
     /// `Retry-After` (seconds) sent while a registration is assigning.
     #[arg(long, default_value_t = ServerOptions::default().retry_after.as_secs(), value_name = "SECONDS")]
     retry_after: u64,
-    /// Connections served at once (HTTPS and MQTT together); when all are taken the longest idle one is closed.
+    /// Connections served at once (HTTPS, MQTT and AMQP together); when all are taken the longest idle one is closed.
     #[arg(long, default_value_t = ServerOptions::default().max_connections, value_name = "N")]
     max_connections: usize,
     /// A request or MQTT packet must arrive whole (TLS handshake included) within this many seconds.
@@ -53,6 +53,12 @@ struct Args {
     /// Write the MQTT endpoint, `127.0.0.1:PORT` and a newline, here (before the stdout line).
     #[arg(long, value_name = "PATH")]
     mqtt_port_out: Option<PathBuf>,
+    /// Port of the AMQP (TLS) listener on 127.0.0.1; 0 picks a free one (see --amqp-port-out). (issue 23)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    amqp_port: u16,
+    /// Write the AMQP endpoint, `127.0.0.1:PORT` and a newline, here (before the stdout line). (issue 23)
+    #[arg(long, value_name = "PATH")]
+    amqp_port_out: Option<PathBuf>,
     /// Keep enrollments, groups and registration states here (a SQLite file); overrides `state_dir` of the
     /// configuration. Without either they live in memory only.
     #[arg(long, value_name = "DIR")]
@@ -112,6 +118,7 @@ fn run(args: &Args) -> Result<(), String> {
         request_timeout: Duration::from_secs(args.request_timeout),
         chacha20_only: args.chacha20_only,
         mqtt_port: args.mqtt_port,
+        amqp_port: args.amqp_port, // issue 23: AMQP
         state_dir: args.state_dir.clone().or(settings.state_dir),
         service_policies: settings.policies,
         issuance: dps_emulator::IssuanceOptions {
@@ -133,6 +140,12 @@ fn run(args: &Args) -> Result<(), String> {
         std::fs::write(path, format!("{}\n", emulator.mqtt_endpoint()))
             .map_err(|e| format!("writing the MQTT endpoint to {}: {e}", path.display()))?;
     }
+    // issue 23: AMQP (begin)
+    if let Some(path) = &args.amqp_port_out {
+        std::fs::write(path, format!("{}\n", emulator.amqp_endpoint()))
+            .map_err(|e| format!("writing the AMQP endpoint to {}: {e}", path.display()))?;
+    }
+    // issue 23: AMQP (end)
     if let Some(path) = &args.connection_string_out {
         let Some(connection) = emulator.service_connection_string(None) else {
             return Err("--connection-string-out needs a [[service_policy]] in the configuration".into());

@@ -24,6 +24,10 @@ pub(crate) enum Transport {
     Mqtt,
     /// MQTT over WebSockets on the HTTPS port.
     MqttWs,
+    /// AMQP 1.0 over TLS on its own port.
+    Amqp,
+    /// AMQP over WebSockets on the HTTPS port.
+    AmqpWs,
 }
 
 impl Transport {
@@ -32,23 +36,27 @@ impl Transport {
             Transport::Https => "HTTPS",
             Transport::Mqtt => "MQTT",
             Transport::MqttWs => "MQTT over WebSockets",
+            Transport::Amqp => "AMQP",
+            Transport::AmqpWs => "AMQP over WebSockets",
         }
     }
 
     /// Whether the transport authenticates once per connection and opens a session with a [`SESSION`]
-    /// request (MQTT's CONNECT); over HTTPS every request carries its own credentials.
+    /// request (MQTT's CONNECT, AMQP's SASL or first link); over HTTPS every request carries its own
+    /// credentials.
     pub(crate) fn has_sessions(self) -> bool {
         match self {
             Transport::Https => false,
-            Transport::Mqtt | Transport::MqttWs => true,
+            Transport::Mqtt | Transport::MqttWs | Transport::Amqp | Transport::AmqpWs => true,
         }
     }
 
-    /// Whether DPS takes TPM attestation over this transport (HTTPS, and AMQP, only).
+    /// Whether the emulator takes TPM attestation over this transport: HTTPS only. (DPS also takes it over
+    /// AMQP, through the SASL `TPM` mechanism, which the AMQP listener does not serve.)
     pub(crate) fn carries_tpm(self) -> bool {
         match self {
             Transport::Https => true,
-            Transport::Mqtt | Transport::MqttWs => false,
+            Transport::Mqtt | Transport::MqttWs | Transport::Amqp | Transport::AmqpWs => false,
         }
     }
 }

@@ -42,20 +42,24 @@ fn transport_summary(t: Transport) -> String {
     )
 }
 
-/// The names of the transports with `property`, as a command line spells them: `https and mqtt-ws`.
+/// The names of the transports with `property`, as a command line spells them: `https, mqtt-ws and amqp-ws`.
 fn transports_with(property: fn(Transport) -> bool) -> String {
     let names: Vec<&str> = Transport::ALL
         .into_iter()
         .filter(|t| property(*t))
         .map(Transport::name)
         .collect();
-    names.join(" and ")
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// The help of `--transport`.
 pub fn transport_help() -> String {
     format!(
-        "How to talk to DPS. TPM attestation over {} only (as DPS requires)",
+        "How to talk to DPS. TPM attestation over {} only (DPS has no TPM over MQTT; its SASL TPM over AMQP is not implemented here)",
         transports_with(Transport::supports_tpm)
     )
 }
@@ -201,7 +205,7 @@ mod tests {
         }
         let e = cmd
             .clone()
-            .try_get_matches_from(["t", "--transport", "amqp"])
+            .try_get_matches_from(["t", "--transport", "coap"])
             .unwrap_err()
             .to_string();
         for t in Transport::ALL {
@@ -211,7 +215,11 @@ mod tests {
         assert!(!transport_summary(Transport::Mqtt).contains("--proxy"));
         assert!(transport_help().contains("https only"), "{}", transport_help());
         assert!(endpoint_help().contains("8883 (mqtt)"), "{}", endpoint_help());
-        assert!(proxy_help().contains("https and mqtt-ws only"), "{}", proxy_help());
+        assert!(
+            proxy_help().contains("https, mqtt-ws and amqp-ws only"),
+            "{}",
+            proxy_help()
+        );
     }
 
     #[test]

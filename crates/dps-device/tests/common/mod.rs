@@ -42,8 +42,9 @@ pub fn options() -> Options {
 /// listener here; see docs/adding-a-transport.md).
 pub fn endpoint(emu: &Emulator, t: Transport) -> String {
     match t {
-        Transport::Https | Transport::MqttWs => emu.global_endpoint(),
+        Transport::Https | Transport::MqttWs | Transport::AmqpWs => emu.global_endpoint(),
         Transport::Mqtt => emu.mqtt_endpoint(),
+        Transport::Amqp => emu.amqp_endpoint(),
         other => panic!("the emulator has no listener for {other} in the tests' table (tests/common/mod.rs)"),
     }
 }
@@ -58,21 +59,30 @@ pub fn https_client(emu: &Emulator, options: Options) -> ProvisioningClient {
     client(emu, Transport::Https, options)
 }
 
+/// A client for the emulator's AMQP endpoint.
+pub fn amqp_client(emu: &Emulator, options: Options) -> ProvisioningClient {
+    client(emu, Transport::Amqp, options)
+}
+
 /// A client for the emulator's MQTT endpoint.
 pub fn mqtt_client(emu: &Emulator, options: Options) -> ProvisioningClient {
     client(emu, Transport::Mqtt, options)
 }
 
-/// A refused authentication as `t` reports it: a refused connection (CONNACK 5, not authorized) on a
-/// transport that authenticates when it connects, else the 401 (401002) of the request with `needle`
-/// in the service's message.
+/// A refused authentication as `t` reports it: on a transport that authenticates when it connects, a
+/// refused connection (MQTT: CONNACK 5, not authorized; AMQP: the SASL outcome for a SAS token, the link
+/// refused for a client chain), else the 401 (401002) of the request with `needle` in the service's
+/// message.
 pub fn assert_auth_refused(t: Transport, result: Result<dps_device::Assignment, Error>, needle: &str) {
     if !t.authenticates_at_connect() {
         return assert_denied(result, needle);
     }
-    match result {
-        Err(Error::ConnectionRefused { code: 5, transport, .. }) if transport == t => {}
-        other => panic!("expected {t} to refuse the connection (not authorized), got {other:?}"),
+    match (t, result) {
+        (Transport::Mqtt | Transport::MqttWs, Err(Error::ConnectionRefused { code: 5, transport, .. }))
+            if transport == t => {}
+        (Transport::Amqp | Transport::AmqpWs, Err(Error::Transport { transport, message, .. }))
+            if transport == t && (message.contains("refused the SAS token") || message.contains("link")) => {}
+        (_, other) => panic!("expected {t} to refuse the connection (not authorized), got {other:?}"),
     }
 }
 

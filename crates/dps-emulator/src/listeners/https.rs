@@ -28,7 +28,7 @@ pub(crate) const NAMES: Names = Names {
 pub(crate) fn serve(
     stream: TcpStream,
     tls_config: Arc<ServerConfig>,
-    handler: &RequestHandler,
+    handler: &Arc<RequestHandler>,
     request_timeout: Duration,
     slot: &Slot,
 ) {
@@ -55,8 +55,7 @@ pub(crate) fn serve(
                         request_timeout,
                         slot,
                     };
-                    websocket::serve(&mut tls, head, handler, chain, &limits);
-                    break;
+                    return websocket::serve(tls, &request.headers, head, handler, chain, &limits);
                 }
                 let keep_alive = request.keep_alive;
                 let response = handler.handle(&request.into_request(client.clone()));

@@ -4,10 +4,13 @@
 //!
 //! - `https.rs`: HTTPS (HTTP/1.1 read by `http_codec.rs`); an `Upgrade: websocket` goes to `websocket.rs`.
 //! - `mqtt.rs`: MQTT 3.1.1 over TLS on its own port, and the MQTT session that `websocket.rs` runs too.
+//! - `amqp/`: AMQP 1.0 over TLS on its own port, and over WebSockets (`amqp/websocket.rs`, an entry of
+//!   `websocket.rs`'s `SESSIONS` that takes the connection over: its session is async).
 //!
 //! A new listener is a module here (a `serve` function turning its connections into [`crate::request::Request`]s)
 //! and one `Listener::start` line in `Emulator::start_with`.
 
+pub(crate) mod amqp;
 pub(crate) mod http_codec;
 pub(crate) mod https;
 pub(crate) mod limits;
@@ -25,6 +28,9 @@ use rustls_pki_types::CertificateDer;
 
 use crate::Error;
 use crate::listeners::limits::{DeadlineStream, Limiter, Slot};
+
+/// The path DPS serves MQTT and AMQP over WebSockets on (`websocket.rs`, `amqp/websocket.rs`).
+pub(crate) const WEBSOCKET_PATH: &str = "/$iothub/websocket";
 
 /// How long writing an answer may block on a client that does not read.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,32 +1,45 @@
 //! WebSockets on the HTTPS port, as DPS serves them: a `GET /$iothub/websocket` with `Upgrade: websocket` and
-//! a subprotocol of [`SESSIONS`] (`mqtt`) is handed to tungstenite's server handshake, then that protocol's
-//! session runs over the binary messages (a packet may span messages, a message may hold several packets).
-//! Authentication is the same as over the protocol's own port: the client chain from the TLS layer, the
-//! credentials the session carries.
+//! a subprotocol of [`SESSIONS`] (`mqtt`, `AMQPWSB10`). A sync session (MQTT) is handed to tungstenite's server
+//! handshake here, then runs over the binary messages (a packet may span messages, a message may hold several
+//! packets); an async one (AMQP, fe2o3-amqp) takes the TLS connection over with the upgrade request and does
+//! both itself (`amqp/websocket.rs`). Authentication is the same as over the protocol's own port: the client
+//! chain from the TLS layer, the credentials the session carries.
 
 use std::io::{self, Cursor, Read, Write};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustls_pki_types::CertificateDer;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-use crate::listeners::ByteStream;
 use crate::listeners::limits::SessionLimits;
-use crate::listeners::mqtt;
+use crate::listeners::{ByteStream, TlsStream, WEBSOCKET_PATH as PATH, amqp, mqtt};
 use crate::request::{Client, Transport};
 use crate::services::RequestHandler;
 
-/// A session over the byte stream of a WebSocket.
-type Session = fn(&mut dyn ByteStream, &RequestHandler, Client, &SessionLimits<'_>) -> io::Result<()>;
+/// How a protocol's session runs over a WebSocket.
+#[derive(Clone, Copy)]
+enum Session {
+    /// A sync session over the byte stream of the binary messages, after the handshake here (MQTT).
+    Bytes(fn(&mut dyn ByteStream, &RequestHandler, Client, &SessionLimits<'_>) -> io::Result<()>),
+    /// An async session that takes the TLS connection over with the upgrade request (the bytes read so far)
+    /// and runs the handshake itself (AMQP).
+    TakesOver(fn(TlsStream, Vec<u8>, &Arc<RequestHandler>, Client, &SessionLimits<'_>)),
+}
 
 /// The protocols served over WebSockets, by subprotocol (matched in any case: the C SDK offers `MQTT`): a new
 /// one is one line here.
-const SESSIONS: &[(&str, Transport, Session)] = &[("mqtt", Transport::MqttWs, mqtt::run_session)];
+const SESSIONS: &[(&str, Transport, Session)] = &[
+    ("mqtt", Transport::MqttWs, Session::Bytes(mqtt::run_session)),
+    (
+        amqp::websocket::SUBPROTOCOL,
+        Transport::AmqpWs,
+        Session::TakesOver(amqp::websocket::serve),
+    ),
+];
 
-/// The path DPS serves MQTT over WebSockets on.
-pub(crate) const PATH: &str = "/$iothub/websocket";
 /// Largest WebSocket message accepted (an MQTT packet is bounded separately).
 const MAX_MESSAGE: usize = 128 * 1024;
 
@@ -121,7 +134,7 @@ fn check(request: &Request, mut response: Response, chosen: &mut Option<usize>) 
         return Err(refuse(
             404,
             format!(
-                "no WebSocket endpoint at {}: MQTT over WebSockets is at {PATH}",
+                "no WebSocket endpoint at {}: MQTT and AMQP over WebSockets are at {PATH}",
                 request.uri().path()
             ),
         ));
@@ -149,9 +162,44 @@ fn check(request: &Request, mut response: Response, chosen: &mut Option<usize>) 
     Ok(response)
 }
 
+/// The first entry of [`SESSIONS`] whose subprotocol the upgrade request's `headers` offer.
+fn offered(headers: &[(String, String)]) -> Option<(Transport, Session)> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .flat_map(|(_, v)| v.split(','))
+        .find_map(|p| {
+            SESSIONS
+                .iter()
+                .find(|(name, ..)| p.trim().eq_ignore_ascii_case(name))
+                .map(|&(_, transport, session)| (transport, session))
+        })
+}
+
+/// Serve the WebSocket of an HTTPS connection whose upgrade request (with `headers`; `head` and any bytes
+/// after it were already read) asks for one: the session of the subprotocol it offers. Returns when the
+/// session ends, the connection closed.
+pub(crate) fn serve(
+    mut tls: TlsStream,
+    headers: &[(String, String)],
+    head: Vec<u8>,
+    handler: &Arc<RequestHandler>,
+    chain: Option<Arc<[CertificateDer<'static>]>>,
+    limits: &SessionLimits<'_>,
+) {
+    if let Some((transport, Session::TakesOver(session))) = offered(headers) {
+        return session(tls, head, handler, Client { transport, chain }, limits);
+    }
+    serve_bytes(&mut tls, head, handler, chain, limits);
+    tls.sock.set_deadline(Some(Instant::now() + Duration::from_secs(1)));
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+    let _ = tls.conn.complete_io(&mut tls.sock);
+}
+
 /// Run the WebSocket handshake on `stream` (the upgrade request `head` and any bytes after it were already
-/// read), then an MQTT session over it. Returns when the session ends; the caller closes the connection.
-pub(crate) fn serve<S: Read + Write>(
+/// read), then the sync session of the chosen subprotocol over it (a subprotocol without one is refused).
+fn serve_bytes<S: Read + Write>(
     stream: &mut S,
     head: Vec<u8>,
     handler: &RequestHandler,
@@ -180,7 +228,7 @@ pub(crate) fn serve<S: Read + Write>(
         ws,
         pending: Cursor::new(Vec::new()),
     };
-    if let Some(&(name, transport, session)) = chosen.and_then(|i| SESSIONS.get(i)) {
+    if let Some(&(name, transport, Session::Bytes(session))) = chosen.and_then(|i| SESSIONS.get(i)) {
         let client = Client { transport, chain };
         if let Err(e) = session(&mut bytes, handler, client, limits) {
             tracing::debug!(error = %e, subprotocol = name, "session over WebSockets ended");

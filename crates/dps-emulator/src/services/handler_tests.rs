@@ -54,7 +54,7 @@ fn request(transport: Transport, method: &str, path: &str, authorization: Option
 fn a_session_is_admitted_by_the_credentials_a_request_needs() {
     let handler = handler();
     let path = format!("/{SCOPE}/registrations/dev-1");
-    for transport in [Transport::Mqtt, Transport::MqttWs] {
+    for transport in [Transport::Mqtt, Transport::MqttWs, Transport::Amqp, Transport::AmqpWs] {
         let admitted = handler.handle(&request(transport, SESSION, &path, Some(token(KEY)), ""));
         assert_eq!(admitted.status, 204, "{}", admitted.error_message());
         let wrong_key = handler.handle(&request(transport, SESSION, &path, Some(token("d3Jvbmcta2V5")), ""));
@@ -76,7 +76,13 @@ fn a_session_is_admitted_by_the_credentials_a_request_needs() {
 fn the_same_registration_answers_over_every_transport() {
     let handler = handler();
     let path = format!("/{SCOPE}/registrations/dev-1/register");
-    for transport in [Transport::Https, Transport::Mqtt, Transport::MqttWs] {
+    for transport in [
+        Transport::Https,
+        Transport::Mqtt,
+        Transport::MqttWs,
+        Transport::Amqp,
+        Transport::AmqpWs,
+    ] {
         let accepted = handler.handle(&request(
             transport,
             "PUT",
@@ -86,15 +92,17 @@ fn the_same_registration_answers_over_every_transport() {
         ));
         assert_eq!(accepted.status, 202, "{transport:?}: {}", accepted.error_message());
         assert_eq!(accepted.header("retry-after"), Some("2"));
-        // TPM attestation only where DPS takes it: HTTPS (and AMQP), not MQTT.
+        // TPM attestation only where the emulator takes it: HTTPS (DPS also over AMQP's SASL TPM, not served).
         let tpm = r#"{"registrationId":"dev-1","tpm":{"endorsementKey":"AA==","storageRootKey":"AA=="}}"#;
         let answer = handler.handle(&request(transport, "PUT", &path, None, tpm));
         match transport {
             Transport::Https => assert_ne!(answer.status, 400, "{}", answer.error_message()),
-            Transport::Mqtt | Transport::MqttWs => {
+            Transport::Mqtt | Transport::MqttWs | Transport::Amqp | Transport::AmqpWs => {
                 assert_eq!(answer.status, 400);
                 assert!(
-                    answer.error_message().contains("not supported over MQTT"),
+                    answer
+                        .error_message()
+                        .contains(&format!("not supported over {}", transport.name())),
                     "{}",
                     answer.error_message()
                 );

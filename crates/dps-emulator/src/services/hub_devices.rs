@@ -157,7 +157,8 @@ mod tests {
         let r = hub.patch_reported("d", br#"{"a": null, "nested": {"y": 3}}"#);
         assert_eq!(r.header("$version"), Some("3"));
         let twin: TwinDocument = serde_json::from_slice(&hub.twin("d").body).unwrap();
-        let expected: Map<String, Value> = serde_json::from_str(r#"{"nested": {"x": 1, "y": 3}, "$version": 3}"#).unwrap();
+        let expected: Map<String, Value> =
+            serde_json::from_str(r#"{"nested": {"x": 1, "y": 3}, "$version": 3}"#).unwrap();
         assert_eq!(twin.reported, expected);
         assert_eq!(hub.patch_reported("d", b"[1]").status, 400);
     }

@@ -1,0 +1,130 @@
+//! SASL for the AMQP listener: PLAIN with the DPS SAS token (authcid `{idScope}/registrations/{registrationId}`,
+//! password the token), a `SESSION` request to the request handler before the connection opens (the token as
+//! `Authorization`, as an MQTT CONNECT); ANONYMOUS only for a client that presented a certificate (its
+//! session request is made when it attaches a link).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use fe2o3_amqp::acceptor::SaslAcceptor;
+use fe2o3_amqp::acceptor::sasl_acceptor::SaslServerFrame;
+use fe2o3_amqp::types::primitives::{Array, Symbol};
+use fe2o3_amqp::types::sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse};
+use zeroize::Zeroizing;
+
+use crate::request::{Client, Request, SESSION};
+use crate::services::RequestHandler;
+
+/// Who SASL admitted: the scope and registration of PLAIN's authcid, and the SAS token (sent with each
+/// request as the Authorization header, as over HTTPS).
+#[derive(Debug)]
+pub(crate) struct PlainLogin {
+    pub(crate) id_scope: String,
+    pub(crate) registration_id: String,
+    pub(crate) sas_token: Zeroizing<String>,
+}
+
+/// The SASL side of one connection; what it admitted is read back from `admitted` after the handshake.
+#[derive(Clone)]
+pub(crate) struct DpsSasl {
+    pub(crate) handler: Arc<RequestHandler>,
+    pub(crate) client: Client,
+    pub(crate) admitted: Arc<Mutex<Option<PlainLogin>>>,
+}
+
+const PLAIN: &str = "PLAIN";
+const ANONYMOUS: &str = "ANONYMOUS";
+
+fn outcome(code: SaslCode) -> SaslServerFrame {
+    SaslServerFrame::Outcome(SaslOutcome {
+        code,
+        additional_data: None,
+    })
+}
+
+impl DpsSasl {
+    fn plain(&self, response: &[u8]) -> Result<PlainLogin, String> {
+        let mut parts = response.split(|b| *b == 0);
+        let (Some(_authzid), Some(authcid), Some(password), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("the PLAIN response is not authzid NUL authcid NUL password".to_string());
+        };
+        let authcid = std::str::from_utf8(authcid).map_err(|_| "the PLAIN authcid is not UTF-8".to_string())?;
+        let password = Zeroizing::new(
+            String::from_utf8(password.to_vec()).map_err(|_| "the PLAIN password is not UTF-8".to_string())?,
+        );
+        let (id_scope, registration_id) = authcid
+            .split_once("/registrations/")
+            .filter(|(s, r)| !s.is_empty() && !r.is_empty() && !r.contains('/'))
+            .ok_or_else(|| {
+                format!("the PLAIN authcid {authcid:?} is not {{idScope}}/registrations/{{registrationId}}")
+            })?;
+        let session = Request {
+            method: SESSION.to_string(),
+            path: session_path(id_scope, registration_id),
+            query: String::new(),
+            headers: vec![("authorization".to_string(), password.to_string())],
+            body: Vec::new(),
+            client: self.client.clone(),
+        };
+        let answer = self.handler.handle(&session);
+        if !(200..300).contains(&answer.status) {
+            return Err(answer.error_message());
+        }
+        Ok(PlainLogin {
+            id_scope: id_scope.to_string(),
+            registration_id: registration_id.to_string(),
+            sas_token: password,
+        })
+    }
+}
+
+impl SaslAcceptor for DpsSasl {
+    fn mechanisms(&self) -> Array<Symbol> {
+        let mut mechanisms = vec![Symbol::from(PLAIN)];
+        if self.client.chain.is_some() {
+            mechanisms.push(Symbol::from(ANONYMOUS));
+        }
+        Array::from(mechanisms)
+    }
+
+    fn on_init(&mut self, init: SaslInit) -> SaslServerFrame {
+        match init.mechanism.as_str() {
+            PLAIN => {
+                let response = init.initial_response.map(|b| b.into_vec()).unwrap_or_default();
+                match self.plain(&response) {
+                    Ok(login) => {
+                        tracing::debug!(registration_id = %login.registration_id, "AMQP SASL PLAIN accepted");
+                        *self.admitted.lock().unwrap_or_else(PoisonError::into_inner) = Some(login);
+                        outcome(SaslCode::Ok)
+                    }
+                    Err(reason) => {
+                        tracing::info!(%reason, "AMQP SASL PLAIN refused");
+                        outcome(SaslCode::Auth)
+                    }
+                }
+            }
+            ANONYMOUS if self.client.chain.is_some() => outcome(SaslCode::Ok),
+            other => {
+                tracing::info!(mechanism = other, "AMQP SASL mechanism refused");
+                outcome(SaslCode::Auth)
+            }
+        }
+    }
+
+    fn on_response(&mut self, _response: SaslResponse) -> SaslServerFrame {
+        // Neither PLAIN nor ANONYMOUS has a challenge: a response is a protocol error, answered at once (so no
+        // peer can keep SASL going).
+        tracing::info!("AMQP SASL response without a challenge refused");
+        outcome(SaslCode::Auth)
+    }
+}
+
+/// The resource a session is opened on: `/{idScope}/registrations/{registrationId}`, encoded as HTTPS sends it.
+pub(super) fn session_path(id_scope: &str, registration_id: &str) -> String {
+    format!(
+        "/{}/registrations/{}",
+        hsm_core::sas::url_encode(id_scope),
+        hsm_core::sas::url_encode(registration_id)
+    )
+}
