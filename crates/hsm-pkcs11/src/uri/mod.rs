@@ -391,7 +391,7 @@ impl Pkcs11Uri {
 
     /// For messages about a missing attribute: the vendor-specific path attributes, which may be typos
     /// (`objekt=`). Empty when there are none.
-    pub(crate) fn vendor_note(&self) -> String {
+    pub fn vendor_note(&self) -> String {
         if self.vendor_path.is_empty() {
             return String::new();
         }

@@ -6,7 +6,7 @@ use super::pct::{Part, encode_bytes, encode_text};
 
 impl Pkcs11Uri {
     /// Describe the token attributes for error messages.
-    pub(crate) fn token_description(&self) -> String {
+    pub fn token_description(&self) -> String {
         let mut parts = Vec::new();
         if let Some(v) = &self.token {
             parts.push(format!("token={v}"));
@@ -47,7 +47,7 @@ impl Pkcs11Uri {
     }
 
     /// Describe the object attributes for error messages.
-    pub(crate) fn object_description(&self) -> String {
+    pub fn object_description(&self) -> String {
         let mut parts = Vec::new();
         if let Some(v) = &self.object {
             parts.push(format!("object={v}"));
