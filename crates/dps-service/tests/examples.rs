@@ -12,23 +12,7 @@ use common::*;
 use dps_emulator::Emulator;
 
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo test -p dps-service` (it builds the examples), not a single --test",
-        path.display()
-    );
-    // `cargo test --test examples` alone does not rebuild the examples: refuse a stale binary.
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap();
-    assert!(
-        modified(&path) >= modified(&source),
-        "{} is older than its source: run `cargo test -p dps-service`",
-        path.display()
-    );
-    path
+    test_support::examples::binary(env!("CARGO_MANIFEST_DIR"), "dps-service", name)
 }
 
 fn run(emu: &Emulator, dir: &Path, name: &str, args: &[&str]) -> (Output, String) {

@@ -5,31 +5,13 @@
 #![cfg(feature = "pkcs11")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use hsm::{Curve, KeyAlgorithm};
 
-/// An example binary of this package: `cargo test` builds the examples into `target/*/examples`
-/// before it runs any test.
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo test -p hsm` (it builds the examples), not a single --test",
-        path.display()
-    );
-    // `cargo test --test examples` alone does not rebuild the examples: refuse a stale binary.
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap();
-    assert!(
-        modified(&path) >= modified(&source),
-        "{} is older than its source: run `cargo test -p hsm`",
-        path.display()
-    );
-    path
+    test_support::examples::binary(env!("CARGO_MANIFEST_DIR"), "hsm", name)
 }
 
 #[test]

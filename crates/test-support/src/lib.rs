@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 pub mod emulator;
+pub mod examples;
 pub mod https_server;
 pub mod pki;
 pub mod softhsm;

@@ -1,0 +1,26 @@
+//! The example binaries of the package under test: `cargo test -p PACKAGE` builds them into
+//! `target/*/examples` before it runs any test; a missing or stale one is refused.
+
+use std::path::{Path, PathBuf};
+
+/// The example `name` of the package whose manifest directory is `manifest_dir` (pass
+/// `env!("CARGO_MANIFEST_DIR")`) and whose name is `package`, checked to exist and to be no older
+/// than its source (`cargo test --test examples` alone does not rebuild the examples).
+pub fn binary(manifest_dir: &str, package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo test -p {package}` (it builds the examples), not a single --test",
+        path.display()
+    );
+    let source = Path::new(manifest_dir).join(format!("examples/{name}.rs"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap();
+    assert!(
+        modified(&path) >= modified(&source),
+        "{} is older than its source: run `cargo test -p {package}`",
+        path.display()
+    );
+    path
+}
