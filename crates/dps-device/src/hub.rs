@@ -7,7 +7,8 @@
 //! `{hub}/{deviceId}/?api-version={v}&DeviceClientType={agent}`; for x509 the TLS client identity (the same
 //! backend-signed one DPS saw, e.g. a PKCS#11 key through `tlsio-bridge`) and no password; for a symmetric
 //! key the password `SharedAccessSignature sr={hub}/devices/{deviceId}&sig=...&se=...` (no `skn`), signed
-//! by the identity (the device key, in software or on a token). Telemetry goes to
+//! by the identity (the device key, in software or on a token); for TPM attestation the same password,
+//! signed inside the TPM with the hub key DPS's assignment sent (activated by the registration). Telemetry goes to
 //! `devices/{deviceId}/messages/events/{property bag}`, twin requests to `$iothub/twin/GET/?$rid={rid}` and
 //! `$iothub/twin/PATCH/properties/reported/?$rid={rid}`, answered on `$iothub/twin/res/{status}/?$rid={rid}`.
 //!
@@ -30,7 +31,7 @@ use hsm_core::{SymmetricIdentity, X509Identity};
 use rumqttc::MqttOptions;
 
 use crate::mqtt::split_endpoint;
-use crate::{Assignment, Attestation, Error, MAX_BODY, TlsVersions, Transport, blocking_task};
+use crate::{Assignment, Attestation, Error, MAX_BODY, SharedTpm, TlsVersions, Transport, blocking_task, with_tpm};
 
 /// The IoT Hub api-version of the device topics (the one the C SDK sends).
 pub const DEVICE_API_VERSION: &str = "2020-09-30";
@@ -108,6 +109,8 @@ impl HubTopics {
 enum Credential {
     X509(Arc<dyn X509Identity>),
     Sas(Arc<dyn SymmetricIdentity>),
+    /// SAS tokens signed in the TPM with its identity key (the hub key the assignment activated).
+    Tpm(SharedTpm),
 }
 
 /// A device's connection to its assigned hub: build [`MqttOptions`] with [`Self::mqtt_options`] (again for
@@ -132,8 +135,9 @@ impl std::fmt::Debug for HubConnection {
 
 impl HubConnection {
     /// The connection of the device `assignment` names, authenticated by the identity of `attestation`
-    /// (x509: the TLS client identity; symmetric key: SAS tokens it signs). TPM attestation is refused
-    /// (`Error::InvalidRequest`): its hub key is not wired here yet.
+    /// (x509: the TLS client identity; symmetric key: SAS tokens it signs; TPM: SAS tokens signed in the
+    /// TPM with the hub key the registration activated from `assignment`, so the same TPM handle that
+    /// registered, with no other activation since).
     pub async fn new(assignment: &Assignment, attestation: &Attestation, options: HubOptions) -> Result<Self, Error> {
         if options.transport.websocket().is_none() && options.transport != Transport::Mqtt {
             return Err(Error::InvalidRequest(format!(
@@ -144,15 +148,11 @@ impl HubConnection {
         let credential = match attestation {
             Attestation::X509(x) => Credential::X509(x.clone()),
             Attestation::SymmetricKey(s) => Credential::Sas(s.clone()),
-            Attestation::Tpm(_) => {
-                return Err(Error::InvalidRequest(
-                    "a hub connection with TPM attestation is not supported yet".into(),
-                ));
-            }
+            Attestation::Tpm(tpm) => Credential::Tpm(tpm.clone()),
         };
         let identity = match &credential {
             Credential::X509(x) => Some(x.clone()),
-            Credential::Sas(_) => None,
+            Credential::Sas(_) | Credential::Tpm(_) => None,
         };
         let (roots, versions) = (options.roots.clone(), options.tls_versions);
         let tls = blocking_task(move || {
@@ -189,12 +189,12 @@ impl HubConnection {
         )
     }
 
-    /// A fresh password: a SAS token valid for [`HubOptions::sas_lifetime`], signed by the identity; empty
-    /// for x509. With its expiry (seconds since the epoch) for SAS.
+    /// A fresh password: a SAS token valid for [`HubOptions::sas_lifetime`], signed by the identity (in the
+    /// TPM for TPM attestation); empty for x509. With its expiry (seconds since the epoch) for SAS.
     pub async fn password(&self) -> Result<(String, Option<u64>), Error> {
-        let Credential::Sas(identity) = &self.credential else {
+        if matches!(self.credential, Credential::X509(_)) {
             return Ok((String::new(), None));
-        };
+        }
         let expiry = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
@@ -203,13 +203,22 @@ impl HubConnection {
             host: self.hub.clone(),
             device_id: self.device_id.clone(),
         };
-        let identity = identity.clone();
-        let token = blocking_task(move || {
-            let signature = identity.hmac_sha256(audience.string_to_sign(expiry).as_bytes())?;
-            Ok(audience.token(&signature, expiry))
-        })
-        .await?;
-        Ok((token, Some(expiry)))
+        let to_sign = audience.string_to_sign(expiry);
+        let signature = match &self.credential {
+            Credential::Sas(identity) => {
+                let identity = identity.clone();
+                blocking_task(move || {
+                    identity
+                        .hmac_sha256(to_sign.as_bytes())
+                        .map(Vec::from)
+                        .map_err(Error::from)
+                })
+                .await?
+            }
+            Credential::Tpm(tpm) => with_tpm(tpm, move |t| t.sign_with_identity(to_sign.as_bytes())).await?,
+            Credential::X509(_) => return Ok((String::new(), None)),
+        };
+        Ok((audience.token(&signature, expiry), Some(expiry)))
     }
 
     /// How long after [`Self::mqtt_options`] to reconnect with a fresh token (`None` for x509): four
@@ -218,7 +227,7 @@ impl HubConnection {
     pub fn renew_after(&self) -> Option<Duration> {
         match self.credential {
             Credential::X509(_) => None,
-            Credential::Sas(_) => Some(
+            Credential::Sas(_) | Credential::Tpm(_) => Some(
                 self.options
                     .sas_lifetime
                     .mul_f64(0.8)
