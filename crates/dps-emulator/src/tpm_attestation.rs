@@ -147,10 +147,7 @@ impl TpmAttestation {
 
     /// The `registrationState.tpm` node of an assignment: a fresh key activated to the same EK and SRK
     /// (the hub key: the device signs its IoT Hub SAS tokens with it), with that key for the store.
-    pub(crate) fn assignment(
-        &self,
-        registration_id: &str,
-    ) -> Result<Option<(TpmRegistrationResult, HubKey)>, String> {
+    pub(crate) fn assignment(&self, registration_id: &str) -> Result<Option<(TpmRegistrationResult, HubKey)>, String> {
         let issued = self.issued();
         let Some(entry) = issued.get(registration_id) else {
             return Ok(None);
