@@ -369,3 +369,20 @@ impl Tx<'_> {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hub_key_is_kept_replaced_and_deleted_with_its_registration() {
+        let store = Store::open(None).unwrap();
+        let key = |store: &Store| store.read(|tx| tx.hub_key("r")).unwrap().map(|k| k.to_vec());
+        store.write(|tx| tx.put_hub_key("r", Some(b"first"))).unwrap();
+        store.write(|tx| tx.put_hub_key("r", Some(b"second"))).unwrap();
+        assert_eq!(key(&store), Some(b"second".to_vec()));
+        assert_eq!(store.read(|tx| tx.hub_key("other")).unwrap(), None);
+        store.write(|tx| tx.delete_registration("r")).unwrap();
+        assert_eq!(key(&store), None, "deleting the registration state deletes its hub key");
+    }
+}
