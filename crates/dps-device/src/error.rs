@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dps_wire::device::EnrollmentStatus;
+
 use crate::Transport;
 
 /// The underlying failure of a transport or TLS error (the HTTP client's, the MQTT client's, an I/O
@@ -58,7 +60,8 @@ pub enum Error {
     /// The registration ended without an assignment (`failed`, `disabled`).
     #[error("registration {status}: {message} (errorCode {})", opt(.error_code))]
     NotAssigned {
-        status: String,
+        /// [`EnrollmentStatus::Failed`] or [`EnrollmentStatus::Disabled`].
+        status: EnrollmentStatus,
         error_code: Option<i64>,
         message: String,
     },

@@ -36,7 +36,7 @@ mod types;
 
 pub use builder::{ClientBuilder, GLOBAL_ENDPOINT};
 pub use dps_wire::ApiVersion;
-pub use dps_wire::device::DeviceRegistrationResult;
+pub use dps_wire::device::{AssignedDeviceSubstatus, DeviceRegistrationResult, EnrollmentStatus};
 pub use error::{Error, ServiceError, Source};
 pub use hub_renewal::{HUB_API_VERSION, RenewalOptions, renew_certificate};
 pub use identity::ProvisioningClient;
