@@ -62,6 +62,7 @@ impl ClientBuilder {
         self
     }
 
+    /// How to reach the service (default [`Transport::Https`]); TPM attestation is HTTPS only.
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = transport;
         self

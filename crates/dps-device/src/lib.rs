@@ -13,6 +13,7 @@
 //! println!("{} on {}", assignment.device_id, assignment.assigned_hub);
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod amqp;

@@ -76,7 +76,9 @@ pub struct Options {
     pub sas_ttl: Duration,
     /// An absolute SAS expiry (seconds since the epoch) instead of `now + sas_ttl`.
     pub sas_expiry: Option<u64>,
+    /// The `User-Agent` (HTTPS) and `ClientVersion` (MQTT username) sent to the service.
     pub user_agent: String,
+    /// The TLS versions offered (1.2 and 1.3 by default).
     pub tls_versions: TlsVersions,
     /// An HTTP proxy, `http://[user:password@]host[:port]` (credentials percent-encoded; port 80 by
     /// default), reached with `CONNECT`. HTTPS and MQTT over WebSockets only, as in the C SDK.
