@@ -54,6 +54,14 @@ pub enum Error {
         #[source]
         source: hsm_core::Error,
     },
+    /// The operating system's root store ([`crate::ClientBuilder::system_roots`]) could not be read
+    /// or holds no usable CA.
+    #[error("system root store: {source}")]
+    SystemRoots {
+        /// What the store's loader reported, or that it was empty.
+        #[source]
+        source: Source,
+    },
     /// The MQTT server refused the connection (CONNACK return code).
     #[error("{transport}: the server refused the connection: {reason} (CONNACK {code})")]
     ConnectionRefused {
