@@ -42,17 +42,18 @@ fn run(emu: &Emulator, dir: &Path, name: &str, config: &Path, endpoint: &str, tr
 fn mqtt_pkcs11_x509_provisions_with_a_key_on_softhsm() {
     // The token is made (and SOFTHSM2_CONF set) in this process; the example inherits it.
     let token = test_support::softhsm::fixture();
-    let key = hsm_pkcs11::tools::generate_key_pair(
-        &token.uri("object=example-device"),
-        KeyAlgorithm::Ec(Curve::P256),
-    )
-    .unwrap();
+    let key = hsm_pkcs11::tools::generate_key_pair(&token.uri("object=example-device"), KeyAlgorithm::Ec(Curve::P256))
+        .unwrap();
     let signer = hsm_pkcs11::open_signer(&key.to_token_string()).unwrap();
     let ca = Ca::root("examples root");
     let public = hsm_core::csr::SubjectKey::of(signer.as_ref()).unwrap();
     let leaf = ca.certify(test_support::pki::leaf_params("example-device"), &public);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("device.pem"), hsm_core::pem::certificates_to_pem(&[leaf])).unwrap();
+    std::fs::write(
+        dir.path().join("device.pem"),
+        hsm_core::pem::certificates_to_pem(&[leaf]),
+    )
+    .unwrap();
     let config = dir.path().join("device.toml");
     std::fs::write(
         &config,
@@ -67,14 +68,28 @@ fn mqtt_pkcs11_x509_provisions_with_a_key_on_softhsm() {
         ca: vec![ca.der()],
     }]);
 
-    let (out, text) = run(&emu, dir.path(), "mqtt_pkcs11_x509", &config, &emu.mqtt_endpoint(), true);
+    let (out, text) = run(
+        &emu,
+        dir.path(),
+        "mqtt_pkcs11_x509",
+        &config,
+        &emu.mqtt_endpoint(),
+        true,
+    );
     assert!(out.status.success(), "{text}");
     assert!(text.contains(&format!("assigned hub: {HUB}\n")), "{text}");
     assert!(text.contains("device id: example-device\n"), "{text}");
     assert!(text.contains("status: assigned\n"), "{text}");
 
     // Without DPS_TRUSTED_CA the Mozilla roots are used: the emulator's CA is not one of them.
-    let (out, text) = run(&emu, dir.path(), "mqtt_pkcs11_x509", &config, &emu.mqtt_endpoint(), false);
+    let (out, text) = run(
+        &emu,
+        dir.path(),
+        "mqtt_pkcs11_x509",
+        &config,
+        &emu.mqtt_endpoint(),
+        false,
+    );
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("error: ") && text.contains("UnknownIssuer"), "{text}");
 }
@@ -95,7 +110,14 @@ fn https_symmetric_blocking_provisions_with_a_group_derived_key() {
         secondary_key: None,
     }]);
 
-    let (out, text) = run(&emu, dir.path(), "https_symmetric_blocking", &config, &emu.global_endpoint(), true);
+    let (out, text) = run(
+        &emu,
+        dir.path(),
+        "https_symmetric_blocking",
+        &config,
+        &emu.global_endpoint(),
+        true,
+    );
     assert!(out.status.success(), "{text}");
     assert!(text.contains(&format!("assigned hub: {HUB}\n")), "{text}");
     assert!(text.contains("device id: example-sensor\n"), "{text}");
@@ -103,8 +125,18 @@ fn https_symmetric_blocking_provisions_with_a_group_derived_key() {
 
     // A key the group did not derive: the service's refusal, not retryable.
     std::fs::write(dir.path().join("group.key"), DEVICE_KEY).unwrap();
-    let (out, text) = run(&emu, dir.path(), "https_symmetric_blocking", &config, &emu.global_endpoint(), true);
+    let (out, text) = run(
+        &emu,
+        dir.path(),
+        "https_symmetric_blocking",
+        &config,
+        &emu.global_endpoint(),
+        true,
+    );
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("the service refused the registration") && text.contains("401"), "{text}");
+    assert!(
+        text.contains("the service refused the registration") && text.contains("401"),
+        "{text}"
+    );
     assert!(!text.contains("(retryable)"), "{text}");
 }

@@ -97,7 +97,10 @@ async fn statuses_are_typed_and_a_value_this_version_does_not_know_is_kept() {
     };
     for (text, typed) in [
         ("deviceDataMigrated", Sub::DeviceDataMigrated),
-        ("reprovisionedToInitialAssignment", Sub::ReprovisionedToInitialAssignment),
+        (
+            "reprovisionedToInitialAssignment",
+            Sub::ReprovisionedToInitialAssignment,
+        ),
         ("movedByANewerService", Sub::Other("movedByANewerService".into())),
     ] {
         let server = Scripted::start(vec![json(200, None, &assigned(text))]);
@@ -111,7 +114,10 @@ async fn statuses_are_typed_and_a_value_this_version_does_not_know_is_kept() {
     }
     let failed = r#"{"operationId":"o","status":"failed","registrationState":{"registrationId":"d","status":"failed","errorCode":400207,"errorMessage":"custom allocation failed"}}"#;
     let server = Scripted::start(vec![json(200, None, failed)]);
-    match https(&server, options()).register(&symmetric("d", DEVICE_KEY), None).await {
+    match https(&server, options())
+        .register(&symmetric("d", DEVICE_KEY), None)
+        .await
+    {
         Err(Error::NotAssigned { status, error_code, .. }) => {
             assert_eq!((status, error_code), (EnrollmentStatus::Failed, Some(400207)));
         }

@@ -68,7 +68,10 @@ fn run(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     println!("registration id: {}", a.registration_id.escape_debug());
     println!("assigned hub: {}", a.assigned_hub.escape_debug());
     println!("device id: {}", a.device_id.escape_debug());
-    println!("substatus: {}", a.substatus.as_ref().map_or("-", |s| s.as_str()).escape_debug());
+    println!(
+        "substatus: {}",
+        a.substatus.as_ref().map_or("-", |s| s.as_str()).escape_debug()
+    );
     if let Some(p) = &a.payload {
         println!("payload: {p}");
     }

@@ -8,7 +8,9 @@ pub mod scripted;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dps_device::{AssignedDeviceSubstatus, Attestation, EnrollmentStatus, Error, Options, ProvisioningClient, ServiceError, Transport};
+use dps_device::{
+    AssignedDeviceSubstatus, Attestation, EnrollmentStatus, Error, Options, ProvisioningClient, ServiceError, Transport,
+};
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::file::{FileSymmetric, FileX509};
 
