@@ -2,7 +2,7 @@
 //! error body of anything else, the assignment of an `assigned` status.
 
 use dps_wire::ErrorDetails;
-use dps_wire::device::{DeviceRegistrationResult, RegistrationOperationStatus};
+use dps_wire::device::{DeviceRegistrationResult, EnrollmentStatus, RegistrationOperationStatus};
 use serde::de::DeserializeOwned;
 
 use crate::error::{protocol, sanitize};
@@ -84,11 +84,8 @@ pub(crate) fn assignment(t: Transport, state: Option<DeviceRegistrationResult>) 
         registration_id: required(&state.registration_id, "registrationId")?,
         assigned_hub: required(&state.assigned_hub, "assignedHub")?,
         device_id: required(&state.device_id, "deviceId")?,
-        status: state
-            .status
-            .as_ref()
-            .map_or_else(|| "assigned".to_string(), |s| s.as_str().to_string()),
-        substatus: state.substatus.as_ref().map(|s| s.as_str().to_string()),
+        status: state.status.clone().unwrap_or(EnrollmentStatus::Assigned),
+        substatus: state.substatus.clone(),
         etag: state.etag.clone(),
         payload: state.payload.clone().filter(|p| !p.is_null()),
         created_date_time_utc: state.created_date_time_utc.clone(),

@@ -13,7 +13,8 @@ pub struct ProvisioningClient {
 }
 
 impl ProvisioningClient {
-    /// See [`crate::ProvisioningClient::new`]. Fails only when the runtime cannot start.
+    /// The low-level form of [`crate::ProvisioningClient::new`] (usually
+    /// [`crate::ClientBuilder::build_blocking`] instead). Fails only when the runtime cannot start.
     pub fn new(
         endpoint: &str,
         id_scope: &str,

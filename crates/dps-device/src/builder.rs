@@ -1,5 +1,6 @@
 //! [`ProvisioningClient::builder`]: a client from the id scope alone, with the global endpoint, HTTPS
-//! and the Mozilla root store (webpki-roots) unless told otherwise.
+//! and the Mozilla root store (webpki-roots) unless told otherwise; the operating system's store
+//! ([`ClientBuilder::system_roots`]), a PEM file or a root store of the caller's instead.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,8 +15,13 @@ pub const GLOBAL_ENDPOINT: &str = "global.azure-devices-provisioning.net";
 enum Trust {
     /// The Mozilla root store (webpki-roots), as for the public Azure endpoints.
     Mozilla,
+    /// The caller's store.
     Roots(rustls::RootCertStore),
+    /// The CAs of a PEM file, read by `build`.
     PemFile(PathBuf),
+    /// The operating system's store (rustls-native-certs: `SSL_CERT_FILE`/`SSL_CERT_DIR` when set),
+    /// read by `build`.
+    System,
 }
 
 /// Builds a [`ProvisioningClient`] (or its blocking facade); from [`ProvisioningClient::builder`].
@@ -62,6 +68,7 @@ impl ClientBuilder {
         self
     }
 
+    /// How to reach the service (default [`Transport::Https`]); TPM attestation is HTTPS only.
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = transport;
         self
@@ -80,6 +87,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Trust the operating system's root store (read by [`ClientBuilder::build`]; the
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` variables name another, as for OpenSSL) instead of the
+    /// Mozilla root store: for a device whose roots are managed with the system's (a corporate
+    /// TLS-inspecting proxy's CA, an updated bundle).
+    pub fn system_roots(mut self) -> Self {
+        self.trust = Trust::System;
+        self
+    }
+
     /// The one deadline of a registration ([`Options::timeout`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.options.timeout = timeout;
@@ -92,7 +108,8 @@ impl ClientBuilder {
         self
     }
 
-    /// The client; fails when the trusted PEM file cannot be read or holds no usable CA.
+    /// The client; fails when the trusted PEM file cannot be read or holds no usable CA, or the
+    /// system store has no usable CA.
     pub fn build(self) -> Result<ProvisioningClient, Error> {
         let roots = match self.trust {
             Trust::Mozilla => rustls::RootCertStore {
@@ -100,6 +117,7 @@ impl ClientBuilder {
             },
             Trust::Roots(roots) => roots,
             Trust::PemFile(path) => read_roots(&path)?,
+            Trust::System => system_roots()?,
         };
         Ok(ProvisioningClient::new(
             &self.endpoint,
@@ -114,6 +132,22 @@ impl ClientBuilder {
     pub fn build_blocking(self) -> Result<crate::blocking::ProvisioningClient, Error> {
         crate::blocking::ProvisioningClient::from_client(self.build()?)
     }
+}
+
+/// The operating system's roots that rustls can use as anchors; an error when there are none.
+fn system_roots() -> Result<rustls::RootCertStore, Error> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    // A store may hold certificates rustls cannot use as anchors: those are left out.
+    let (_usable, _unusable) = roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        let source: crate::Source = match found.errors.into_iter().next() {
+            Some(e) => Box::new(e),
+            None => "no usable CA certificate in it".into(),
+        };
+        return Err(Error::SystemRoots { source });
+    }
+    Ok(roots)
 }
 
 fn read_roots(path: &Path) -> Result<rustls::RootCertStore, Error> {

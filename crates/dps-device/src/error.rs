@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dps_wire::device::EnrollmentStatus;
+
 use crate::Transport;
 
 /// The underlying failure of a transport or TLS error (the HTTP client's, the MQTT client's, an I/O
@@ -24,7 +26,9 @@ pub enum Error {
     /// [`Error::is_connect`] tells which.
     #[error("{transport}: {message}{}", transport_hint(.message))]
     Transport {
+        /// The transport that failed.
         transport: Transport,
+        /// What failed, in words (server text sanitized).
         message: String,
         /// What failed underneath, when something did.
         #[source]
@@ -33,23 +37,40 @@ pub enum Error {
     /// The TLS handshake failed (server not trusted, client certificate refused, ...).
     #[error("{transport}: TLS: {message}{}", tls_hint(.message))]
     Tls {
+        /// The transport whose handshake failed.
         transport: Transport,
+        /// What the handshake reported (rustls's error, e.g. `UnknownIssuer`).
         message: String,
+        /// The rustls or I/O error, when there is one.
         #[source]
         source: Option<Source>,
     },
     /// The trusted CA file of [`crate::ClientBuilder::trust_pem_file`] could not be read or parsed.
     #[error("trusted CA file {}: {source}", .path.display())]
     TrustRoots {
+        /// The PEM file given to the builder.
         path: PathBuf,
+        /// Why it could not be used (unreadable, too large, not PEM).
         #[source]
         source: hsm_core::Error,
+    },
+    /// The operating system's root store ([`crate::ClientBuilder::system_roots`]) could not be read
+    /// or holds no usable CA.
+    #[error("system root store: {source}")]
+    SystemRoots {
+        /// What the store's loader reported, or that it was empty.
+        #[source]
+        source: Source,
     },
     /// The MQTT server refused the connection (CONNACK return code).
     #[error("{transport}: the server refused the connection: {reason} (CONNACK {code})")]
     ConnectionRefused {
+        /// The MQTT transport that connected.
         transport: Transport,
+        /// The CONNACK return code (3: server unavailable, retryable; 4: bad credentials; 5: not
+        /// authorized).
         code: u8,
+        /// The code in words.
         reason: String,
     },
     /// The service answered with an error status.
@@ -58,17 +79,30 @@ pub enum Error {
     /// The registration ended without an assignment (`failed`, `disabled`).
     #[error("registration {status}: {message} (errorCode {})", opt(.error_code))]
     NotAssigned {
-        status: String,
+        /// [`EnrollmentStatus::Failed`] or [`EnrollmentStatus::Disabled`].
+        status: EnrollmentStatus,
+        /// The registration state's `errorCode` (six digits: the HTTP status and a detail).
         error_code: Option<i64>,
+        /// The registration state's `errorMessage` (sanitized).
         message: String,
     },
     /// No assignment within the overall timeout.
     #[error("no assignment after {:.1}s: {detail}", .after.as_secs_f64())]
-    Timeout { after: Duration, detail: String },
+    Timeout {
+        /// The overall timeout ([`crate::Options::timeout`]) that ran out.
+        after: Duration,
+        /// What the client was waiting for when it ran out.
+        detail: String,
+    },
     /// The service answered something this client cannot use (not JSON, a redirect, too large, a
     /// missing field).
     #[error("{transport}: protocol: {message}")]
-    Protocol { transport: Transport, message: String },
+    Protocol {
+        /// The transport the answer came over.
+        transport: Transport,
+        /// What was wrong with the answer (server text sanitized).
+        message: String,
+    },
     /// An issued certificate chain failed a check (wrong key, wrong CN, broken links, not valid now):
     /// it must not be stored or used.
     #[error("the issued certificate chain is refused: {0}")]
@@ -188,10 +222,15 @@ fn is_timeout_cause(e: &(dyn std::error::Error + 'static)) -> bool {
 /// fields of its JSON body. Text from the server is stripped of control characters and truncated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceError {
+    /// The transport the answer came over.
     pub transport: Transport,
+    /// The HTTP status (or the status of the MQTT response topic, AMQP `iotdps-status`).
     pub status: u16,
+    /// The body's `errorCode`: six digits, the HTTP status then a detail (`401002`: unauthorized).
     pub error_code: Option<i64>,
+    /// The body's `trackingId`: quote it to Azure support.
     pub tracking_id: Option<String>,
+    /// The body's `message`, or the body itself when it is not DPS's error shape.
     pub message: String,
     /// The body's `info` (for example `retryAfter`, `requestId`), as `(key, value)` text pairs.
     pub info: Vec<(String, String)>,

@@ -136,10 +136,10 @@ async fn poll(
         match state {
             Some(EnrollmentStatus::Assigning | EnrollmentStatus::Unassigned) => {}
             Some(EnrollmentStatus::Assigned) => return answer::assignment(t, status.registration_state),
-            Some(EnrollmentStatus::Failed | EnrollmentStatus::Disabled) => {
+            Some(ref ended @ (EnrollmentStatus::Failed | EnrollmentStatus::Disabled)) => {
                 let result = status.registration_state.unwrap_or_default();
                 return Err(Error::NotAssigned {
-                    status: state.map(|s| s.to_string()).unwrap_or_default(),
+                    status: ended.clone(),
                     error_code: result.error_code,
                     message: sanitize(result.error_message.as_deref().unwrap_or("(no message)")),
                 });

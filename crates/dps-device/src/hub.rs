@@ -57,15 +57,20 @@ pub struct HubOptions {
     /// `host:port` to dial instead of the assigned hub (a local emulator); the hub name in the username
     /// and the SAS resource stays the assigned one.
     pub endpoint: Option<String>,
+    /// The IoT Hub api-version of the MQTT username.
     pub api_version: String,
+    /// Sent as `DeviceClientType` in the MQTT username.
     pub user_agent: String,
     /// Lifetime of each SAS token. Default one hour.
     pub sas_lifetime: Duration,
+    /// The TLS versions offered.
     pub tls_versions: TlsVersions,
+    /// The MQTT keep-alive (IoT Hub closes a connection idle longer than its own limit).
     pub keep_alive: Duration,
 }
 
 impl HubOptions {
+    /// MQTT to the assigned hub, verified by `roots`; the other fields at their defaults.
     pub fn new(roots: rustls::RootCertStore) -> Self {
         HubOptions {
             roots,
@@ -98,10 +103,12 @@ impl HubTopics {
         "$iothub/twin/res/#"
     }
 
+    /// The twin GET request (answered on [`HubTopics::twin_responses`] with the same `rid`).
     pub fn twin_get(&self, rid: &str) -> String {
         format!("$iothub/twin/GET/?$rid={rid}")
     }
 
+    /// The reported properties PATCH request (the body is the JSON patch).
     pub fn twin_patch_reported(&self, rid: &str) -> String {
         format!("$iothub/twin/PATCH/properties/reported/?$rid={rid}")
     }
@@ -207,12 +214,14 @@ impl HubConnection {
         })
     }
 
+    /// The topics of this device.
     pub fn topics(&self) -> HubTopics {
         HubTopics {
             device_id: self.device_id.clone(),
         }
     }
 
+    /// The device id of the assignment (the MQTT client id).
     pub fn device_id(&self) -> &str {
         &self.device_id
     }

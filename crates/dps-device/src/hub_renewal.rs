@@ -37,6 +37,7 @@ pub const HUB_API_VERSION: &str = "2025-08-01-preview";
 #[derive(Debug, Clone)]
 pub struct RenewalOptions {
     /// The IoT Hub api-version in the MQTT username. Default [`HUB_API_VERSION`].
+    /// The IoT Hub api-version of the MQTT username (default [`HUB_API_VERSION`]).
     pub api_version: String,
     /// One deadline for the whole renewal (connection, every request and wait).
     pub timeout: Duration,
@@ -44,10 +45,13 @@ pub struct RenewalOptions {
     pub max_attempts: u32,
     /// Shortest and longest wait before a retry after throttling, whatever retry-after says.
     pub retry_floor: Duration,
+    /// See `retry_floor`.
     pub retry_ceiling: Duration,
     /// Send `replace: "*"` with the first request (replace an operation left in progress).
     pub replace: bool,
+    /// The `DeviceClientType` sent in the MQTT username.
     pub user_agent: String,
+    /// The TLS versions offered.
     pub tls_versions: TlsVersions,
 }
 

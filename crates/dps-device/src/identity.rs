@@ -22,7 +22,10 @@ pub struct ProvisioningClient {
 }
 
 impl ProvisioningClient {
-    /// `endpoint` is `host[:port]` (the global device endpoint); `roots` verify the service.
+    /// The low-level form: every piece given, no default. [`ProvisioningClient::builder`] is the usual
+    /// way (it starts from the global endpoint, HTTPS, the Mozilla roots and [`Options::default`],
+    /// and ends here). `endpoint` is `host[:port]` (the port defaults to the transport's); `roots`
+    /// verify the service.
     pub fn new(
         endpoint: &str,
         id_scope: &str,
@@ -39,6 +42,7 @@ impl ProvisioningClient {
         }
     }
 
+    /// The options the client was made with.
     pub fn options(&self) -> &Options {
         &self.options
     }

@@ -1,18 +1,5 @@
-//! The device side of the Azure IoT Device Provisioning Service (DPS): register with a hardware-backed
-//! identity and get the IoT hub assignment.
-//!
-//! Attestations: x509 (the TLS client identity from `tlsio-bridge`, every signature made by the backend
-//! key), symmetric key (a SAS token signed by the identity's HMAC, so a key that never leaves a PKCS#11
-//! token works), and TPM (activation challenge, SAS signed in the TPM; HTTPS only, as DPS requires).
-//!
-//! ```no_run
-//! # async fn f(identity: std::sync::Arc<dyn hsm_core::X509Identity>, roots: rustls::RootCertStore) -> Result<(), dps_device::Error> {
-//! use dps_device::{Attestation, ProvisioningClient, Transport};
-//! let client = ProvisioningClient::builder("0ne00000000").transport(Transport::Https).trust_roots(roots).build()?;
-//! let assignment = client.register(&Attestation::X509(identity), None).await?;
-//! println!("{} on {}", assignment.device_id, assignment.assigned_hub);
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod amqp;
@@ -36,7 +23,7 @@ mod types;
 
 pub use builder::{ClientBuilder, GLOBAL_ENDPOINT};
 pub use dps_wire::ApiVersion;
-pub use dps_wire::device::DeviceRegistrationResult;
+pub use dps_wire::device::{AssignedDeviceSubstatus, DeviceRegistrationResult, EnrollmentStatus};
 pub use error::{Error, ServiceError, Source};
 pub use hub_renewal::{HUB_API_VERSION, RenewalOptions, renew_certificate};
 pub use identity::ProvisioningClient;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dps_wire::ApiVersion;
-use dps_wire::device::DeviceRegistrationResult;
+use dps_wire::device::{AssignedDeviceSubstatus, DeviceRegistrationResult, EnrollmentStatus};
 use hsm_core::{SymmetricIdentity, TpmIdentity, X509Identity};
 use serde_json::Value;
 use tlsio_bridge::TlsVersions;
@@ -76,7 +76,9 @@ pub struct Options {
     pub sas_ttl: Duration,
     /// An absolute SAS expiry (seconds since the epoch) instead of `now + sas_ttl`.
     pub sas_expiry: Option<u64>,
+    /// The `User-Agent` (HTTPS) and `ClientVersion` (MQTT username) sent to the service.
     pub user_agent: String,
+    /// The TLS versions offered (1.2 and 1.3 by default).
     pub tls_versions: TlsVersions,
     /// An HTTP proxy, `http://[user:password@]host[:port]` (credentials percent-encoded; port 80 by
     /// default), reached with `CONNECT`. HTTPS and MQTT over WebSockets only, as in the C SDK.
@@ -137,17 +139,26 @@ pub struct Registration {
 /// The device's assignment, as DPS reports it in `registrationState`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
+    /// The registration id DPS registered (the one sent, or the one the attestation implies).
     pub registration_id: String,
+    /// The IoT hub host name to connect to (`hub.azure-devices.net`).
     pub assigned_hub: String,
+    /// The device id on that hub (often the registration id; an enrollment may set another).
     pub device_id: String,
-    /// `assigned`.
-    pub status: String,
-    /// `initialAssignment`, `deviceDataMigrated`, `deviceDataReset`, `reprovisionedToInitialAssignment`.
-    pub substatus: Option<String>,
+    /// [`EnrollmentStatus::Assigned`] (an assignment is only made from an `assigned` answer; a
+    /// `registrationState` without a status reads as assigned).
+    pub status: EnrollmentStatus,
+    /// How the device was assigned: first time, or moved to another hub with its data migrated or
+    /// reset, or back to its first hub. A value this version does not know is
+    /// [`AssignedDeviceSubstatus::Other`], as it came.
+    pub substatus: Option<AssignedDeviceSubstatus>,
+    /// The registration record's version.
     pub etag: Option<String>,
     /// The payload a custom allocation policy returned.
     pub payload: Option<Value>,
+    /// When DPS first registered the device (ISO 8601, UTC, as the service wrote it).
     pub created_date_time_utc: Option<String>,
+    /// When DPS last updated the registration (ISO 8601, UTC, as the service wrote it).
     pub last_updated_date_time_utc: Option<String>,
     /// `issuedCertificateChain` (DER, leaf first, ending with the root) when the registration sent a
     /// CSR: check it with [`crate::verify_issued_chain`] before using it.

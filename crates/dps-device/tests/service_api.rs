@@ -125,7 +125,7 @@ async fn a_disabled_api_enrollment_is_refused_over_https_and_mqtt() {
     for client in [https_client(&emu, options()), mqtt_client(&emu, options())] {
         match client.register(&symmetric("group-device", &derived), None).await {
             Err(Error::NotAssigned { status, message, .. }) => {
-                assert_eq!(status, "disabled");
+                assert_eq!(status, dps_device::EnrollmentStatus::Disabled);
                 assert!(message.contains("disabled"), "{message}");
             }
             other => panic!("expected a disabled registration, got {other:?}"),

@@ -87,6 +87,44 @@ async fn answers_up_to_128_kib_are_read_and_larger_ones_refused_over_https() {
     );
 }
 
+#[tokio::test]
+async fn statuses_are_typed_and_a_value_this_version_does_not_know_is_kept() {
+    use dps_device::{AssignedDeviceSubstatus as Sub, EnrollmentStatus};
+    let assigned = |substatus: &str| {
+        format!(
+            r#"{{"operationId":"o","status":"assigned","registrationState":{{"registrationId":"d","assignedHub":"h","deviceId":"d","status":"assigned","substatus":"{substatus}"}}}}"#
+        )
+    };
+    for (text, typed) in [
+        ("deviceDataMigrated", Sub::DeviceDataMigrated),
+        (
+            "reprovisionedToInitialAssignment",
+            Sub::ReprovisionedToInitialAssignment,
+        ),
+        ("movedByANewerService", Sub::Other("movedByANewerService".into())),
+    ] {
+        let server = Scripted::start(vec![json(200, None, &assigned(text))]);
+        let a = https(&server, options())
+            .register(&symmetric("d", DEVICE_KEY), None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, EnrollmentStatus::Assigned);
+        assert_eq!(a.substatus.as_ref(), Some(&typed), "{text}");
+        assert_eq!(a.substatus.as_ref().map(Sub::as_str), Some(text));
+    }
+    let failed = r#"{"operationId":"o","status":"failed","registrationState":{"registrationId":"d","status":"failed","errorCode":400207,"errorMessage":"custom allocation failed"}}"#;
+    let server = Scripted::start(vec![json(200, None, failed)]);
+    match https(&server, options())
+        .register(&symmetric("d", DEVICE_KEY), None)
+        .await
+    {
+        Err(Error::NotAssigned { status, error_code, .. }) => {
+            assert_eq!((status, error_code), (EnrollmentStatus::Failed, Some(400207)));
+        }
+        other => panic!("expected a failed registration, got {other:?}"),
+    }
+}
+
 fn mqtt_answering(body: String) -> MqttServer {
     MqttServer::start(
         false,

@@ -14,8 +14,11 @@ pub const DEFAULT_ASSIGNED_HUB: &str = "emulated-hub.azure-devices.net";
 /// What the emulator serves: one id scope, one hub, the enrollments devices are checked against.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
+    /// The id scope devices must name (others get 404).
     pub id_scope: String,
+    /// The hub host name every assignment reports.
     pub assigned_hub: String,
+    /// The enrollments devices are checked against.
     pub enrollments: Vec<Enrollment>,
 }
 
@@ -25,30 +28,42 @@ pub enum Enrollment {
     /// Individual x509: the device's leaf certificate (PEM, DER stored) or the CA that issued it; the presented
     /// chain must verify to it, or the presented leaf must equal it.
     X509Individual {
+        /// The registration id (the leaf's common name).
         registration_id: String,
+        /// The enrolled certificates (DER): the leaf itself or its issuing CA.
         certificate: Vec<CertificateDer<'static>>,
     },
     /// Group x509: any device whose presented chain verifies to `ca`, with leaf CN == registration id.
     X509Group {
+        /// The enrollment group's name.
         name: String,
+        /// The group's CA certificates (DER).
         ca: Vec<CertificateDer<'static>>,
     },
     /// Individual symmetric key: the SAS token is signed with the primary or secondary key (base64).
     SymmetricIndividual {
+        /// The registration id.
         registration_id: String,
+        /// The primary key (base64).
         primary_key: String,
+        /// The secondary key (base64), also accepted.
         secondary_key: Option<String>,
     },
     /// Group symmetric key: the SAS token is signed with HMAC-SHA256(group key, registration id).
     SymmetricGroup {
+        /// The enrollment group's name.
         name: String,
+        /// The group's primary key (base64): device keys are derived from it.
         primary_key: String,
+        /// The group's secondary key (base64), also accepted.
         secondary_key: Option<String>,
     },
     /// Individual TPM: the device's EK (base64 `TPM2B_PUBLIC`, as `hsmctl tpm ek` prints it); the device
     /// proves it holds the EK by activating the key the emulator sends (see `tpm.rs`).
     TpmIndividual {
+        /// The registration id.
         registration_id: String,
+        /// The EK, base64 `TPM2B_PUBLIC`.
         endorsement_key: String,
     },
 }
@@ -360,11 +375,14 @@ impl EmulatorConfig {
 /// RegistrationStatusRead, RegistrationStatusWrite).
 #[derive(Debug, Clone, Default)]
 pub struct ServiceSettings {
+    /// Where enrollments and registrations are kept across restarts; `None`: in memory only.
     pub state_dir: Option<std::path::PathBuf>,
+    /// The shared access policies the service API accepts.
     pub policies: Vec<crate::ServicePolicy>,
 }
 
 impl ServiceSettings {
+    /// The settings of the configuration file `path` (`state_dir` relative to its directory).
     pub fn from_file(path: &Path) -> Result<Self, Error> {
         let op = "reading the emulator configuration";
         let text = hsm_core::fs::read_bounded_string(op, path, hsm_core::fs::CONFIG_MAX)?;

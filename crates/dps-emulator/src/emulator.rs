@@ -140,6 +140,7 @@ impl Emulator {
         })
     }
 
+    /// The HTTPS port (on 127.0.0.1): the device and service APIs, and the WebSocket transports.
     pub fn port(&self) -> u16 {
         self.https.addr().port()
     }
@@ -186,6 +187,7 @@ impl Emulator {
         self.hub.messages(device_id)
     }
 
+    /// The id scope the emulator serves.
     pub fn id_scope(&self) -> &str {
         &self.id_scope
     }

@@ -22,12 +22,15 @@ use crate::Error;
 
 /// Shortest and longest validity of an issued certificate (the service's range).
 pub const MIN_VALIDITY_DAYS: u32 = 7;
+/// See [`MIN_VALIDITY_DAYS`].
 pub const MAX_VALIDITY_DAYS: u32 = 90;
 
 /// An issuing CA given to the emulator: certificate and PKCS#8 key, both PEM.
 #[derive(Clone)]
 pub struct IssuingCa {
+    /// The CA certificate (PEM).
     pub certificate_pem: String,
+    /// Its PKCS#8 private key (PEM; a secret, zeroized when dropped).
     pub key_pem: Zeroizing<String>,
 }
 

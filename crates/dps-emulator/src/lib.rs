@@ -34,6 +34,7 @@
 //! [`ServerOptions::service_policies`]. Records live in a SQLite store (`store.rs`; in
 //! [`ServerOptions::state_dir`], else in memory) that the configuration's enrollments seed; device
 //! registrations are checked against it at once, and a `disabled` enrollment ends them `disabled`.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod config;

@@ -307,17 +307,13 @@ fn device(emu: &dps_emulator::Emulator, transport: dps_device::Transport) -> dps
         dps_device::Transport::Mqtt => emu.mqtt_endpoint(),
         _ => emu.global_endpoint(),
     };
-    dps_device::blocking::ProvisioningClient::new(
-        &endpoint,
-        SCOPE,
-        transport,
-        roots,
-        dps_device::Options {
-            timeout: std::time::Duration::from_secs(20),
-            ..dps_device::Options::default()
-        },
-    )
-    .unwrap()
+    dps_device::ProvisioningClient::builder(SCOPE)
+        .endpoint(&endpoint)
+        .transport(transport)
+        .trust_roots(roots)
+        .timeout(std::time::Duration::from_secs(20))
+        .build_blocking()
+        .unwrap()
 }
 
 fn key_identity(id: &str, key_b64: &str) -> dps_device::Attestation {

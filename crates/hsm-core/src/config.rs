@@ -32,8 +32,11 @@ pub const CONFIG_ENV: &str = "HSM_ABI_CONFIG";
 pub struct Config {
     /// Where it came from: a file path or `<inline>`.
     pub source: String,
+    /// `[x509]`: the TLS client identity (certificate chain and key).
     pub x509: Option<Section>,
+    /// `[symmetric_key]`: a registration id and the key that signs its SAS tokens.
     pub symmetric_key: Option<Section>,
+    /// `[tpm]`: TPM attestation (endorsement and storage root keys, the activated identity key).
     pub tpm: Option<Section>,
 }
 
@@ -42,6 +45,7 @@ pub struct Config {
 pub struct Section {
     /// `x509`, `symmetric_key` or `tpm`.
     pub name: &'static str,
+    /// The `backend` key: `file`, `pkcs11`, `tpm`, `dice`, `vendor`, `issued`.
     pub backend: String,
     params: toml::Table,
     source: String,

@@ -75,6 +75,7 @@ impl FileKey {
         Ok(FileKey { key, algorithm, spki })
     }
 
+    /// The PEM private key of the file `path` (read within the size limit, then [`FileKey::from_pem`]).
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
         let text = pem::read_file("read private key", path)?;
         Self::from_pem(&format!("private key {}", path.display()), &text)
@@ -113,6 +114,8 @@ pub struct FileX509 {
 }
 
 impl FileX509 {
+    /// The `[x509]` section with `backend = "file"` (`certificate`, `private_key`,
+    /// `key_reference`).
     pub fn from_section(section: &Section) -> Result<Self> {
         let p: X509Params = section.parse()?;
         Self::open(
@@ -122,6 +125,8 @@ impl FileX509 {
         )
     }
 
+    /// The certificate chain PEM (leaf first) and its private key PEM; fails when they do not
+    /// match.
     pub fn open(cert_path: &std::path::Path, key_path: &std::path::Path, key_reference: KeyReference) -> Result<Self> {
         let chain = pem::parse_certificates(
             &format!("certificate chain {}", cert_path.display()),
@@ -186,6 +191,8 @@ pub struct FileSymmetric {
 }
 
 impl FileSymmetric {
+    /// The `[symmetric_key]` section with `backend = "file"`: the registration id and the key, or
+    /// the group key it is derived from.
     pub fn from_section(section: &Section) -> Result<Self> {
         let p: SymmetricParams = section.parse()?;
         if p.registration_id.is_empty() {
@@ -230,6 +237,7 @@ impl FileSymmetric {
         })
     }
 
+    /// An identity from the raw (decoded) key.
     pub fn new(registration_id: String, key: Zeroizing<Vec<u8>>) -> Self {
         FileSymmetric { registration_id, key }
     }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]

@@ -51,6 +51,7 @@ pub fn derive_device_key(group_key_b64: &str, registration_id: &str) -> Result<Z
     Ok(Zeroizing::new(hmac_sha256(&group, registration_id.as_bytes()).to_vec()))
 }
 
+/// The base64 form of a raw key (as the portal shows it); zeroized when dropped.
 pub fn encode_key(key: &[u8]) -> Zeroizing<String> {
     Zeroizing::new(B64.encode(key))
 }
@@ -64,10 +65,20 @@ pub fn dps_resource(id_scope: &str, registration_id: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
     /// DPS registration: resource URL-encoded, `skn=registration`.
-    Dps { id_scope: String, registration_id: String },
+    Dps {
+        /// The DPS id scope.
+        id_scope: String,
+        /// The registration id.
+        registration_id: String,
+    },
     /// IoT Hub device: `{host}/devices/{deviceId}` signed and sent as given, no `skn`
     /// (what the C SDK's TPM path does).
-    Hub { host: String, device_id: String },
+    Hub {
+        /// The hub's host name.
+        host: String,
+        /// The device id.
+        device_id: String,
+    },
 }
 
 impl Audience {
@@ -110,7 +121,9 @@ pub struct SasToken {
     pub resource: String,
     /// The decoded signature bytes.
     pub signature: Vec<u8>,
+    /// `se`: seconds since the epoch.
     pub expiry: u64,
+    /// `skn`, when present.
     pub key_name: Option<String>,
 }
 

@@ -4,7 +4,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Curve {
+    /// NIST P-256 (secp256r1).
     P256,
+    /// NIST P-384 (secp384r1): the only curve DPS issues certificates to.
     P384,
 }
 
@@ -12,8 +14,13 @@ pub enum Curve {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KeyAlgorithm {
+    /// ECDSA on this curve.
     Ec(Curve),
-    Rsa { bits: u32 },
+    /// RSA with a modulus of `bits` bits.
+    Rsa {
+        /// The modulus size (2048 to 4096 for the file backend).
+        bits: u32,
+    },
 }
 
 impl KeyAlgorithm {
@@ -44,17 +51,26 @@ impl KeyAlgorithm {
 #[non_exhaustive]
 #[repr(u32)]
 pub enum SignatureScheme {
+    /// `rsa_pkcs1_sha256`: RSASSA-PKCS1-v1_5 with SHA-256.
     RsaPkcs1Sha256 = 0x0401,
+    /// `rsa_pkcs1_sha384`.
     RsaPkcs1Sha384 = 0x0501,
+    /// `rsa_pkcs1_sha512`.
     RsaPkcs1Sha512 = 0x0601,
+    /// `ecdsa_secp256r1_sha256`.
     EcdsaP256Sha256 = 0x0403,
+    /// `ecdsa_secp384r1_sha384`.
     EcdsaP384Sha384 = 0x0503,
+    /// `rsa_pss_rsae_sha256`: RSASSA-PSS with SHA-256, MGF1-SHA-256, a 32-byte salt.
     RsaPssSha256 = 0x0804,
+    /// `rsa_pss_rsae_sha384`.
     RsaPssSha384 = 0x0805,
+    /// `rsa_pss_rsae_sha512`.
     RsaPssSha512 = 0x0806,
 }
 
 impl SignatureScheme {
+    /// Every scheme this crate knows.
     pub const ALL: [SignatureScheme; 8] = [
         SignatureScheme::RsaPkcs1Sha256,
         SignatureScheme::RsaPkcs1Sha384,
@@ -66,10 +82,12 @@ impl SignatureScheme {
         SignatureScheme::RsaPssSha512,
     ];
 
+    /// The TLS `SignatureScheme` code point (also the C ABI's value).
     pub fn code(self) -> u32 {
         self as u32
     }
 
+    /// The TLS name of the scheme (`ecdsa_secp256r1_sha256`).
     pub fn name(self) -> &'static str {
         match self {
             SignatureScheme::RsaPkcs1Sha256 => "rsa_pkcs1_sha256",

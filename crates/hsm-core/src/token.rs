@@ -33,9 +33,13 @@ use crate::{Error, Result};
 pub enum KeyToken {
     /// The whole RFC 7512 URI, `pkcs11:` included (hsm-pkcs11 parses its attributes).
     Pkcs11(String),
+    /// `tpm:`: a persistent handle or a key blob.
     Tpm(TpmToken),
+    /// `dice:`: the Alias key derived from a UDS file and a firmware measurement.
     Dice(DiceToken),
+    /// `file:`: a PEM private key file.
     File(PathBuf),
+    /// `vendor:`: a key of a vendor backend.
     Vendor(VendorToken),
     /// A PEM private key given inline (compatibility only: it is a secret).
     InlinePem(InlinePem),
@@ -53,6 +57,7 @@ pub enum TpmKeyLocation {
 /// A `tpm:` token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TpmToken {
+    /// Where the key is.
     pub location: TpmKeyLocation,
     /// The TCTI to reach the TPM; `None`: the default one.
     pub tcti: Option<String>,
@@ -62,7 +67,9 @@ pub struct TpmToken {
 /// UDS itself stays in its 0600 file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiceToken {
+    /// The file holding the Unique Device Secret.
     pub uds_file: PathBuf,
+    /// The firmware measurement (SHA-256).
     pub fwid: [u8; 32],
 }
 
@@ -78,6 +85,7 @@ pub enum VendorSource {
 /// A `vendor:` token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VendorToken {
+    /// Which vendor table.
     pub source: VendorSource,
     /// Passed to the vendor's `open` (no secrets here).
     pub identity: String,
@@ -88,10 +96,12 @@ pub struct VendorToken {
 pub struct InlinePem(Zeroizing<String>);
 
 impl InlinePem {
+    /// Keep `pem` (zeroized when dropped).
     pub fn new(pem: &str) -> Self {
         InlinePem(Zeroizing::new(pem.to_string()))
     }
 
+    /// The PEM text (a secret: never log it).
     pub fn pem(&self) -> &str {
         &self.0
     }

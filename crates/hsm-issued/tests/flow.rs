@@ -92,7 +92,13 @@ fn client(emu: &Emulator, transport: Transport) -> ProvisioningClient {
         timeout: Duration::from_secs(20),
         ..Options::default()
     };
-    ProvisioningClient::new(&endpoint, SCOPE, transport, roots(emu), options)
+    ProvisioningClient::builder(SCOPE)
+        .endpoint(&endpoint)
+        .transport(transport)
+        .trust_roots(roots(emu))
+        .options(options)
+        .build()
+        .unwrap()
 }
 
 fn symmetric(id: &str) -> Attestation {

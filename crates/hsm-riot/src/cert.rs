@@ -36,7 +36,9 @@ pub(crate) fn rcgen_err(op: &'static str) -> impl FnOnce(rcgen::Error) -> Error 
 /// Validity period of the certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity {
+    /// The first instant the certificates are valid.
     pub not_before: OffsetDateTime,
+    /// The last instant the certificates are valid.
     pub not_after: OffsetDateTime,
 }
 
@@ -175,7 +177,9 @@ impl CaSigner {
 /// The certificates of a DICE identity.
 #[derive(Debug, Clone)]
 pub struct DiceChain {
+    /// The Alias certificate (layer 1, the TLS client certificate), signed by the DeviceID key.
     pub alias: CertificateDer<'static>,
+    /// The DeviceID certificate (layer 0), self-signed or signed by the group CA.
     pub device_id: CertificateDer<'static>,
     /// The group CA's chain when the DeviceID is CA-signed (CA first); empty otherwise.
     pub ca_chain: Vec<CertificateDer<'static>>,

@@ -69,6 +69,7 @@ impl Fwid {
         Ok(Fwid(arr))
     }
 
+    /// The digest as 64 lowercase hex digits (as a configuration's `firmware_digest` takes it).
     pub fn to_hex(&self) -> String {
         data_encoding::HEXLOWER.encode(&self.0)
     }
@@ -84,6 +85,7 @@ pub struct DiceKeys {
     pub device_id: DiceKey,
     /// Layer 1 identity: depends on the UDS and the firmware measurement.
     pub alias: DiceKey,
+    /// The firmware measurement the Alias key was derived from.
     pub fwid: Fwid,
 }
 

@@ -39,6 +39,7 @@ pub enum Firmware {
 }
 
 impl Firmware {
+    /// The firmware's digest: the file hashed now, or the digest given.
     pub fn measure(&self) -> Result<Fwid> {
         match self {
             Firmware::File(p) => Fwid::of_file(p),
@@ -50,13 +51,16 @@ impl Firmware {
 /// Everything a DICE identity is made from.
 #[derive(Debug, Clone)]
 pub struct DiceOptions {
+    /// The file holding the Unique Device Secret (32 bytes or more, mode 0600).
     pub uds_file: PathBuf,
+    /// The firmware the Alias key depends on.
     pub firmware: Firmware,
     /// The registration id: the common name of the Alias and DeviceID certificates.
     pub registration_id: String,
     /// Group CA (certificate PEM, private key PEM) that signs the DeviceID certificate;
     /// `None`: the DeviceID certificate is self-signed.
     pub ca: Option<(PathBuf, PathBuf)>,
+    /// The validity of the certificates made.
     pub validity: Validity,
 }
 
@@ -179,6 +183,7 @@ impl DiceX509 {
         &self.chain
     }
 
+    /// The registration id (the certificates' common name).
     pub fn registration_id(&self) -> &str {
         &self.registration_id
     }

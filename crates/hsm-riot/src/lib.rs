@@ -42,6 +42,7 @@
 //! registration id. As an [`hsm_core::X509Identity`], [`DiceX509`] gives the chain
 //! `[Alias, DeviceID, group CA chain...]`, the Alias key, and a `dice:` token
 //! (`hsm_core::token::DiceToken`) that [`open_signer`] resolves.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 

@@ -40,6 +40,7 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
+    /// A new key pair of this kind.
     pub fn generate(self) -> Result<KeyPair> {
         match self {
             KeyKind::P256 => {
@@ -75,6 +76,7 @@ impl KeyKind {
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct PkiOptions {
+    /// Where the certificates and keys are written.
     pub out_dir: PathBuf,
     /// Common name of the root CA.
     pub root_cn: String,
@@ -84,9 +86,11 @@ pub struct PkiOptions {
     pub device_ids: Vec<String>,
     /// CSR files (PEM or DER) to issue leaves for (keys made elsewhere, e.g. in an HSM).
     pub csr_files: Vec<PathBuf>,
+    /// The kind of every key generated here.
     pub key_kind: KeyKind,
     /// Validity of the leaves in days; CAs get `ca_days`.
     pub leaf_days: u32,
+    /// Validity of the CAs in days.
     pub ca_days: u32,
     /// Sign with this existing CA (certificate PEM, key PEM) instead of making a root (and
     /// intermediate).
@@ -105,11 +109,15 @@ impl PkiOptions {
 /// One issued leaf.
 #[derive(Debug, Clone)]
 pub struct IssuedLeaf {
+    /// The leaf's common name.
     pub registration_id: String,
+    /// The leaf certificate (PEM).
     pub certificate: PathBuf,
+    /// The leaf and its CAs (PEM, leaf first): what a device presents.
     pub chain: PathBuf,
     /// `None` for a CSR leaf (the key is wherever the CSR was made).
     pub key: Option<PathBuf>,
+    /// The CSR file the leaf was issued for, if any.
     pub from_csr: Option<PathBuf>,
 }
 
@@ -118,9 +126,11 @@ pub struct IssuedLeaf {
 pub struct PkiOutput {
     /// The root certificate (`None` with an existing issuer).
     pub root: Option<PathBuf>,
+    /// The intermediate CA certificate, when one was made.
     pub intermediate: Option<PathBuf>,
     /// The CA that signed the leaves (group enrollment: its certificate).
     pub issuing_ca: PathBuf,
+    /// Every leaf issued.
     pub leaves: Vec<IssuedLeaf>,
 }
 

@@ -35,6 +35,7 @@ pub const SHA256_OID: &[u64] = &[2, 16, 840, 1, 101, 3, 4, 2, 1];
 pub struct FwidEntry {
     /// OID arcs of the hash algorithm.
     pub hash_alg: Vec<u64>,
+    /// The digest.
     pub digest: Vec<u8>,
 }
 
@@ -42,12 +43,19 @@ pub struct FwidEntry {
 /// skipped when reading).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TcbInfo {
+    /// `vendor` \[0\]: who made the layer's firmware.
     pub vendor: Option<String>,
+    /// `model` \[1\]: the product.
     pub model: Option<String>,
+    /// `version` \[2\]: the firmware version.
     pub version: Option<String>,
+    /// `svn` \[3\]: the security version number.
     pub svn: Option<u64>,
+    /// `layer` \[4\]: the DICE layer this describes.
     pub layer: Option<u64>,
+    /// `index` \[5\]: which component of that layer.
     pub index: Option<u64>,
+    /// `fwids` \[6\]: the firmware measurements.
     pub fwids: Vec<FwidEntry>,
 }
 

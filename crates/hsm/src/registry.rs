@@ -117,10 +117,13 @@ pub(crate) fn open_symmetric(config: &Config) -> Result<Box<dyn SymmetricIdentit
 /// only signs SAS tokens (a PKCS#11 HMAC secret: IoT Hub authentication through the SDK's
 /// TPM-shaped interface, no EK, SRK or activation).
 pub enum TpmBackend {
+    /// A TPM identity: DPS TPM attestation and SAS signing.
     Attestation(Box<dyn TpmIdentity>),
+    /// A key that only signs SAS tokens.
     SasSigning {
         /// The backend's name, for errors.
         backend: String,
+        /// The key.
         signer: Box<dyn SasSigner>,
     },
 }

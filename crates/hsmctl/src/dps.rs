@@ -109,7 +109,7 @@ pub fn cli_error(e: dps_device::Error, timeout: u64) -> CliError {
             message,
         } => CliError::Protocol(format!(
             "registration ended with status {}: {}{}",
-            shown(&format!("{status:?}")),
+            shown(status.as_str()),
             shown(&message),
             error_code.map(|c| format!(" (errorCode {c})")).unwrap_or_default()
         )),
@@ -181,7 +181,7 @@ pub fn report(result: &dps_device::Assignment, json: bool) {
         );
     } else {
         outln!("registration id: {}", shown(&result.registration_id));
-        outln!("status: {}", shown(&result.status));
+        outln!("status: {}", shown(result.status.as_str()));
         outln!("assigned hub: {}", shown(&result.assigned_hub));
         outln!("device id: {}", shown(&result.device_id));
     }

@@ -114,6 +114,12 @@ pub fn provision(a: ProvisionArgs) -> Result<(), CliError> {
         proxy,
         ..dps_device::Options::default()
     };
+    // The builder with every piece hsmctl's options name (its own messages for the CA file).
+    let builder = dps_device::ProvisioningClient::builder(&a.id_scope)
+        .endpoint(&a.global_endpoint)
+        .transport(a.transport)
+        .trust_roots(roots)
+        .options(options);
     if a.issue_certificate {
         let identity = match attestation {
             Attestation::X509 => None,
@@ -123,7 +129,7 @@ pub fn provision(a: ProvisionArgs) -> Result<(), CliError> {
                 "TPM attestation",
             )?)),
         };
-        let client = dps_device::ProvisioningClient::new(&a.global_endpoint, &a.id_scope, a.transport, roots, options);
+        let client = builder.build().map_err(|e| dps::cli_error(e, a.timeout))?;
         return issue(&config, identity, client, payload, a.json, a.timeout);
     }
     let identity = match attestation {
@@ -133,9 +139,7 @@ pub fn provision(a: ProvisionArgs) -> Result<(), CliError> {
             dps_device::Attestation::Tpm(hsm::open_tpm_shared(&config, "provisioning with TPM attestation")?)
         }
     };
-    let client =
-        dps_device::blocking::ProvisioningClient::new(&a.global_endpoint, &a.id_scope, a.transport, roots, options)
-            .map_err(|e| dps::cli_error(e, a.timeout))?;
+    let client = builder.build_blocking().map_err(|e| dps::cli_error(e, a.timeout))?;
     let assignment = client
         .register_as(&identity, a.registration_id.as_deref(), payload)
         .map_err(|e| dps::cli_error(e, a.timeout))?;

@@ -11,10 +11,13 @@ use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
 
 use crate::wait;
 
+/// The id scope of the test emulators.
 pub const SCOPE: &str = "0ne00000A0A";
+/// The hub the test emulators assign.
 pub const HUB: &str = "hub.example.test";
 /// From shared/test-vectors.md: a group key and the key it derives for the registration id `device-0001`.
 pub const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
+/// [`GROUP_KEY`] derived for `device-0001` (base64).
 pub const GROUP_DEVICE_KEY: &str = "GRPTH+dyLH5yQZctR5eMNCRGWfZXuw/fZzAhRArVPkQ=";
 /// An individual enrollment's key (32 bytes).
 pub const DEVICE_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -33,6 +36,7 @@ pub fn start(enrollments: Vec<Enrollment>) -> Emulator {
     Emulator::start(config(enrollments)).expect("the emulator starts")
 }
 
+/// Seconds since the epoch (SAS expiries).
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -59,6 +63,7 @@ pub fn toml_config() -> String {
 /// The `dps-emulator` binary running as a child process with a configuration written by the test;
 /// killed on drop.
 pub struct Process {
+    /// The child process.
     pub child: Child,
     /// `127.0.0.1:port` of the HTTPS listener, from the binary's first line.
     pub endpoint: String,

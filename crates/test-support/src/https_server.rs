@@ -10,29 +10,36 @@ use std::time::{Duration, Instant};
 /// One request as the server read it.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// `GET`, `PUT`, ...
     pub method: String,
     /// Path and query, as sent.
     pub target: String,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
+    /// The body (by Content-Length).
     pub body: Vec<u8>,
+    /// When the request line arrived.
     pub at: Instant,
 }
 
 impl Request {
+    /// The target without its query.
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or_default()
     }
 
+    /// The query (after `?`), empty when there is none.
     pub fn query(&self) -> &str {
         self.target.split_once('?').map_or("", |(_, q)| q)
     }
 
+    /// The first header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
+    /// The body as JSON (panics when it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("a JSON request body")
     }
@@ -41,11 +48,15 @@ impl Request {
 /// A well-formed answer: status, extra headers, body (Content-Length, and a JSON Content-Type when
 /// there is a body, are added).
 pub struct Answer {
+    /// The HTTP status.
     pub status: u16,
+    /// Extra headers, as sent.
     pub headers: Vec<(String, String)>,
+    /// The body.
     pub body: String,
 }
 
+/// An [`Answer`] from borrowed parts.
 pub fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
     Answer {
         status,
@@ -56,6 +67,7 @@ pub fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
 
 /// What the server does with a request.
 pub enum Reply {
+    /// A well-formed answer.
     Answer(Answer),
     /// These bytes as the answer (status line, headers, body), as they are.
     Raw(Vec<u8>),
@@ -73,6 +85,7 @@ impl From<Answer> for Reply {
 
 type Handler = dyn Fn(usize, &Request) -> Reply + Send + Sync;
 
+/// The running server (stopped on drop).
 pub struct Server {
     /// `127.0.0.1:port`.
     pub endpoint: String,

@@ -2,6 +2,7 @@
 //!
 //! A fixture that cannot do its job fails the test at once, naming what went wrong: panicking is
 //! this crate's error handling, as in the tests that use it.
+#![warn(missing_docs)]
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 pub mod emulator;

@@ -14,11 +14,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 /// The key types the tests use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
+    /// ECDSA P-256.
     P256,
+    /// ECDSA P-384 (what DPS issues certificates to).
     P384,
 }
 
 impl KeyType {
+    /// rcgen's signature algorithm for this key type.
     pub fn algorithm(self) -> &'static SignatureAlgorithm {
         match self {
             KeyType::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -79,6 +82,7 @@ pub fn server_params(names: &[&str]) -> CertificateParams {
 
 /// A certificate authority that issues intermediates and leaves.
 pub struct Ca {
+    /// The CA's certificate and key, as rcgen signs with them.
     pub issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
@@ -102,6 +106,7 @@ impl Ca {
         self.intermediate_with(cn, KeyType::P256, |_| {})
     }
 
+    /// An intermediate CA of key type `key` signed by this one, its parameters edited by `edit`.
     pub fn intermediate_with(&self, cn: &str, key: KeyType, edit: impl FnOnce(&mut CertificateParams)) -> Ca {
         let mut p = ca_params(cn);
         edit(&mut p);
@@ -110,10 +115,12 @@ impl Ca {
         }
     }
 
+    /// The CA certificate (DER).
     pub fn der(&self) -> CertificateDer<'static> {
         self.issuer.der().clone()
     }
 
+    /// The CA certificate (PEM).
     pub fn pem(&self) -> String {
         self.issuer.pem()
     }
@@ -158,12 +165,15 @@ impl Ca {
 
 /// A TLS identity: its chain (leaf first) and private key.
 pub struct Identity {
+    /// The certificates, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
+    /// The private key (PKCS#8).
     pub key: PrivateKeyDer<'static>,
     key_pair: KeyPair,
 }
 
 impl Identity {
+    /// An identity of `chain` and the key pair of its leaf.
     pub fn new(chain: Vec<CertificateDer<'static>>, key_pair: KeyPair) -> Identity {
         Identity {
             chain,
@@ -178,14 +188,17 @@ impl Identity {
         self
     }
 
+    /// The leaf certificate.
     pub fn leaf(&self) -> CertificateDer<'static> {
         self.chain[0].clone()
     }
 
+    /// The leaf's key pair.
     pub fn key_pair(&self) -> &KeyPair {
         &self.key_pair
     }
 
+    /// The leaf's key pair, owned.
     pub fn into_key_pair(self) -> KeyPair {
         self.key_pair
     }

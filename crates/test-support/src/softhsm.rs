@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 
 pub use hsm_pkcs11::testing::{ModuleKind, SoftHsm, TestModule, Tpm2Pkcs11};
 
+/// The security officer PIN of every test token.
 pub const SO_PIN: &str = "so-pin-0000";
+/// The user PIN of every test token (in the fixture's PIN file).
 pub const PIN: &str = "user-pin-1234";
 /// The token every test process gets.
 pub const LABEL: &str = "hsm-test";
@@ -19,7 +21,9 @@ pub const PIN_TEST_LABEL: &str = "pin-test";
 
 /// A module under test with its tokens made and a PIN file holding [`PIN`].
 pub struct Fixture<M: TestModule = SoftHsm> {
+    /// The module and its configuration.
     pub hsm: M,
+    /// A file holding [`PIN`] (for `pin-source=file:`).
     pub pin_file: PathBuf,
 }
 

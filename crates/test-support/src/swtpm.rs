@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub use hsm_tpm::testing::Tabrmd;
 
+/// A running swtpm (see [`Swtpm::start`]).
 pub struct Swtpm(pub hsm_tpm::testing::Swtpm);
 
 impl Swtpm {
@@ -13,10 +14,12 @@ impl Swtpm {
         Swtpm(hsm_tpm::testing::Swtpm::start().unwrap_or_else(|e| panic!("swtpm is required for these tests: {e}")))
     }
 
+    /// The TCTI string that reaches it (`swtpm:host=...,port=N`).
     pub fn tcti(&self) -> String {
         self.0.tcti()
     }
 
+    /// The directory of its state (NV, persistent keys).
     pub fn state_dir(&self) -> PathBuf {
         self.0.state_dir().to_path_buf()
     }
@@ -31,10 +34,12 @@ impl Swtpm {
             .unwrap_or_else(|| panic!("no port in the TCTI {tcti}"))
     }
 
+    /// Its process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.0.pid()
     }
 
+    /// Stop the process (shut down cleanly, killed after 5 s); the state directory stays.
     pub fn stop(&mut self) {
         self.0.stop()
     }
@@ -44,6 +49,7 @@ impl Swtpm {
         crate::emulator::signal_process(self.0.pid().expect("swtpm is running"), signal);
     }
 
+    /// Stop and start again on the same ports with the same state.
     pub fn restart(&mut self) {
         self.0.restart().unwrap_or_else(|e| panic!("restart swtpm: {e}"))
     }

@@ -6,6 +6,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::pki;
 
+/// The workspace's rustls crypto provider (the process default when one is installed, else ring).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     hsm_core::tls::crypto_provider()
 }

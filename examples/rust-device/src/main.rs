@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use dps_device::blocking::ProvisioningClient;
-use dps_device::{Attestation, Options, Transport};
+use dps_device::{Attestation, Transport};
 use hsm::Config;
 
 fn main() -> ExitCode {
@@ -51,28 +51,27 @@ fn run(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Attestation::SymmetricKey(hsm::open_symmetric(&config)?)
     };
-    let roots = match get("trusted_ca") {
-        Some(ca) => {
-            let ca = base.join(ca);
-            let pem = hsm::pem::read_file("read trusted CA", &ca)?;
-            hsm::tls::roots_from_pem(&format!("trusted CA {}", ca.display()), &pem)?
-        }
-        None => rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        },
-    };
     let payload = get("payload")
         .map(serde_json::from_str::<serde_json::Value>)
         .transpose()
         .map_err(|e| format!("{}: dps.payload is not JSON: {e}", path.display()))?;
 
-    let client = ProvisioningClient::new(endpoint, id_scope, Transport::Mqtt, roots, Options::default())?;
+    let mut builder = dps_device::ProvisioningClient::builder(id_scope)
+        .endpoint(endpoint)
+        .transport(Transport::Mqtt);
+    if let Some(ca) = get("trusted_ca") {
+        builder = builder.trust_pem_file(base.join(ca)); // else the Mozilla root store
+    }
+    let client: ProvisioningClient = builder.build_blocking()?;
     let a = client.register(&attestation, payload)?;
     // Text from the service, printed with control characters escaped.
     println!("registration id: {}", a.registration_id.escape_debug());
     println!("assigned hub: {}", a.assigned_hub.escape_debug());
     println!("device id: {}", a.device_id.escape_debug());
-    println!("substatus: {}", a.substatus.as_deref().unwrap_or("-").escape_debug());
+    println!(
+        "substatus: {}",
+        a.substatus.as_ref().map_or("-", |s| s.as_str()).escape_debug()
+    );
     if let Some(p) = &a.payload {
         println!("payload: {p}");
     }

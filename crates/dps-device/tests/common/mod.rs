@@ -8,7 +8,9 @@ pub mod scripted;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dps_device::{Attestation, Error, Options, ProvisioningClient, ServiceError, Transport};
+use dps_device::{
+    AssignedDeviceSubstatus, Attestation, EnrollmentStatus, Error, Options, ProvisioningClient, ServiceError, Transport,
+};
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::file::{FileSymmetric, FileX509};
 
@@ -51,7 +53,13 @@ pub fn endpoint(emu: &Emulator, t: Transport) -> String {
 
 /// A client for the emulator over `t`.
 pub fn client(emu: &Emulator, t: Transport, options: Options) -> ProvisioningClient {
-    ProvisioningClient::new(&endpoint(emu, t), SCOPE, t, roots(&emu.server_ca_pem()), options)
+    ProvisioningClient::builder(SCOPE)
+        .endpoint(&endpoint(emu, t))
+        .transport(t)
+        .trust_roots(roots(&emu.server_ca_pem()))
+        .options(options)
+        .build()
+        .unwrap()
 }
 
 /// A client for the emulator's HTTPS endpoint.
@@ -107,8 +115,8 @@ pub fn assert_assigned(a: &dps_device::Assignment, registration_id: &str) {
     assert_eq!(a.registration_id, registration_id);
     assert_eq!(a.device_id, registration_id);
     assert_eq!(a.assigned_hub, HUB);
-    assert_eq!(a.status, "assigned");
-    assert_eq!(a.substatus.as_deref(), Some("initialAssignment"));
+    assert_eq!(a.status, EnrollmentStatus::Assigned);
+    assert_eq!(a.substatus, Some(AssignedDeviceSubstatus::InitialAssignment));
     assert!(a.etag.as_ref().is_some_and(|e| !e.is_empty()));
     assert!(a.created_date_time_utc.as_ref().is_some_and(|e| e.contains('T')));
     assert!(a.last_updated_date_time_utc.as_ref().is_some_and(|e| e.contains('T')));

@@ -31,7 +31,9 @@ pub(crate) struct TwinDocument {
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
+/// A device-to-cloud message the emulated hub received (`devices/{id}/messages/events/...`).
 pub struct HubMessage {
+    /// The sending device.
     pub device_id: String,
     /// The application and system properties of the topic's property bag, decoded, in the order sent.
     pub properties: Vec<(String, String)>,

@@ -14,13 +14,18 @@ use zeroize::Zeroizing;
 /// A right of a shared access policy (the DPS names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceRight {
+    /// Read and query individual enrollments and enrollment groups (and their attestation mechanisms).
     EnrollmentRead,
+    /// Create, replace and delete enrollments (and run bulk operations).
     EnrollmentWrite,
+    /// Read registration states.
     RegistrationStatusRead,
+    /// Delete registration states.
     RegistrationStatusWrite,
 }
 
 impl ServiceRight {
+    /// Every right.
     pub const ALL: [ServiceRight; 4] = [
         ServiceRight::EnrollmentRead,
         ServiceRight::EnrollmentWrite,
@@ -28,6 +33,7 @@ impl ServiceRight {
         ServiceRight::RegistrationStatusWrite,
     ];
 
+    /// The DPS name of the right, as a configuration's `rights` spells it.
     pub fn name(self) -> &'static str {
         match self {
             ServiceRight::EnrollmentRead => "EnrollmentRead",
@@ -37,6 +43,7 @@ impl ServiceRight {
         }
     }
 
+    /// The right named `name` (the exact DPS spelling); `None` for another name.
     pub fn from_name(name: &str) -> Option<ServiceRight> {
         Self::ALL.into_iter().find(|r| r.name() == name)
     }
@@ -45,8 +52,11 @@ impl ServiceRight {
 /// A shared access policy of the service API: its name (`skn`), its key (base64) and its rights.
 #[derive(Clone)]
 pub struct ServicePolicy {
+    /// The policy name (`SharedAccessKeyName`, `skn` in the token).
     pub name: String,
+    /// The key (base64; a secret, never printed).
     pub key: Zeroizing<String>,
+    /// What tokens signed with it may do.
     pub rights: Vec<ServiceRight>,
 }
 

@@ -184,6 +184,7 @@ impl SigningKey for VendorKey {
     }
 }
 
+/// The table's certificate chain (`get_certificate_chain`, PEM), parsed; an empty one is refused.
 pub fn certificate_chain(raw: &dyn RawVendorIdentity) -> Result<Vec<CertificateDer<'static>>> {
     let pem = raw.text(BytesField::CertificateChain)?;
     let what = format!("certificate chain of vendor backend \"{}\"", raw.backend());

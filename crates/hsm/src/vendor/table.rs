@@ -13,16 +13,24 @@ use hsm_core::{Error, Result};
 /// The byte-producing fields of the vendor table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BytesField {
+    /// `get_certificate_chain`: PEM, leaf first.
     CertificateChain,
+    /// `get_common_name`: the leaf's CN (UTF-8).
     CommonName,
+    /// `get_public_key`: the key's SubjectPublicKeyInfo (DER).
     PublicKey,
+    /// `get_endorsement_key`: the TPM endorsement key's public part.
     EndorsementKey,
+    /// `get_storage_root_key`: the TPM storage root key's public part.
     StorageRootKey,
+    /// `get_registration_id`: the symmetric key identity's registration id (UTF-8).
     RegistrationId,
+    /// `get_symmetric_key`: the raw symmetric key (only tables that allow exporting it).
     SymmetricKey,
 }
 
 impl BytesField {
+    /// Every field.
     pub const ALL: [BytesField; 7] = [
         BytesField::CertificateChain,
         BytesField::CommonName,
@@ -50,16 +58,22 @@ impl BytesField {
 /// Which optional parts a table implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
+    /// `get_public_key` is set.
     pub public_key: bool,
+    /// `error_string` is set (the vendor's codes explained in errors).
     pub error_string: bool,
+    /// `get_endorsement_key` is set: the table does TPM attestation.
     pub tpm: bool,
+    /// `hmac_sha256` is set: the table signs SAS tokens.
     pub symmetric: bool,
+    /// `get_symmetric_key` is set: the raw key can be read.
     pub symmetric_key_export: bool,
 }
 
 /// A key description as the vendor gave it (`HSM_ABI_KEY_INFO`), not yet validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyInfo {
+    /// EC or RSA (`HSM_ABI_KEY_INFO.algorithm`).
     pub family: KeyFamily,
     /// `HSM_ABI_KEY_INFO.algorithm` as the vendor gave it (named in errors).
     pub algorithm: u32,
@@ -67,13 +81,16 @@ pub struct KeyInfo {
     pub curve_or_bits: u32,
     /// TLS SignatureScheme code points, as many as the vendor said (`scheme_count`, unchecked).
     pub schemes: Vec<u32>,
+    /// The largest signature the key makes, in bytes (the buffer given to `sign`).
     pub max_signature_len: u32,
 }
 
 /// `HSM_ABI_KEY_INFO.algorithm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyFamily {
+    /// An EC key.
     Ec,
+    /// An RSA key.
     Rsa,
     /// A code this library does not know.
     Other(u32),
@@ -88,24 +105,30 @@ pub(crate) const MAX_SCHEMES: usize = 8;
 pub trait RawVendorIdentity: Send + Sync {
     /// The table's name (for errors).
     fn backend(&self) -> &str;
+    /// Which optional parts the table implements.
     fn capabilities(&self) -> Capabilities;
     /// Whether a bytes field is set in the table.
     fn has(&self, field: BytesField) -> bool;
     /// The key description (errors: the vendor's code).
     fn key_info(&self) -> Result<KeyInfo>;
+    /// A bytes field's content.
     fn bytes(&self, field: BytesField) -> Result<Vec<u8>>;
     /// A UTF-8 text field.
     fn text(&self, field: BytesField) -> Result<String>;
     /// A signature of at most `max_signature_len` bytes, not yet verified.
     fn sign_raw(&self, scheme: u32, msg: &[u8], max_signature_len: usize) -> Result<Vec<u8>>;
+    /// TPM attestation: import the identity key DPS sent (the activation blob).
     fn activate(&self, blob: &[u8]) -> Result<()>;
+    /// TPM attestation: HMAC-SHA256 of `data` with the activated identity key (a SAS signature).
     fn sign_with_identity(&self, data: &[u8]) -> Result<Vec<u8>>;
+    /// Symmetric key: HMAC-SHA256 of `data` with the table's key.
     fn hmac_sha256(&self, data: &[u8]) -> Result<[u8; 32]>;
 }
 
 /// Opens identities in vendor tables: the C layer (`hsm-abi`) installs its loader with
 /// [`install_loader`] (`hsm_abi::vendor::install()`; every C entry point does it).
 pub trait VendorLoader: Send + Sync {
+    /// Open `identity` (the section's `identity` key) in the table `source` names.
     fn open(&self, source: &Source, identity: &str) -> Result<Arc<dyn RawVendorIdentity>>;
 }
 
