@@ -113,7 +113,6 @@ impl HubTopics {
         format!("$iothub/twin/PATCH/properties/reported/?$rid={rid}")
     }
 
-    /// The status and `$rid` of a twin answer's topic (`$iothub/twin/res/{status}/?$rid={rid}&...`).
     /// Where the `$iothub/credentials` answers arrive: subscribe to it before the first certificate request
     /// (see [`credentials_request`]).
     pub fn credentials_responses(&self) -> &'static str {
@@ -126,6 +125,7 @@ impl HubTopics {
         crate::hub_renewal::request_topic(rid)
     }
 
+    /// The status and `$rid` of a twin answer's topic (`$iothub/twin/res/{status}/?$rid={rid}&...`).
     pub fn twin_answer(topic: &str) -> Option<(u16, String)> {
         let rest = topic.strip_prefix("$iothub/twin/res/")?;
         let (status, query) = rest.split_once("/?")?;
