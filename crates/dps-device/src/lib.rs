@@ -3,7 +3,8 @@
 //!
 //! Attestations: x509 (the TLS client identity from `tlsio-bridge`, every signature made by the backend
 //! key), symmetric key (a SAS token signed by the identity's HMAC, so a key that never leaves a PKCS#11
-//! token works), and TPM (activation challenge, SAS signed in the TPM; HTTPS only, as DPS requires).
+//! token works), and TPM (activation challenge, SAS signed in the TPM; over HTTPS, and over AMQP through the SASL `TPM`
+//! mechanism, as DPS takes it).
 //!
 //! ```no_run
 //! # async fn f(identity: std::sync::Arc<dyn hsm_core::X509Identity>, roots: rustls::RootCertStore) -> Result<(), dps_device::Error> {

@@ -96,7 +96,10 @@ fn segment_bounds() {
         challenge_segments(&vec![0; MAX_SEGMENTS * MAX_SEGMENT + 1]),
         Err(SaslTpmError::TooManySegments)
     );
-    assert_eq!(challenge_segments(&vec![0; MAX_SEGMENTS * MAX_SEGMENT]).unwrap().len(), 4);
+    assert_eq!(
+        challenge_segments(&vec![0; MAX_SEGMENTS * MAX_SEGMENT]).unwrap().len(),
+        4
+    );
     let mut assembler = BlobAssembler::default();
     assert_eq!(
         assembler.push(1, false, b"x"),

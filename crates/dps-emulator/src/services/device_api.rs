@@ -150,7 +150,10 @@ impl DeviceApi {
             return error(
                 401,
                 401002,
-                format!("TPM attestation is not supported over {} (use HTTPS or AMQP)", transport.name()),
+                format!(
+                    "TPM attestation is not supported over {} (use HTTPS or AMQP)",
+                    transport.name()
+                ),
             );
         }
         if !request.body.is_empty() && request.header("authorization").is_none() {
@@ -232,7 +235,10 @@ impl DeviceApi {
             return error(
                 400,
                 400004,
-                format!("TPM attestation is not supported over {} (use HTTPS or AMQP)", transport.name()),
+                format!(
+                    "TPM attestation is not supported over {} (use HTTPS or AMQP)",
+                    transport.name()
+                ),
             );
         }
         let Some(body_id) = body.registration_id.as_deref() else {
@@ -447,7 +453,13 @@ fn tpm_challenge(live: &Live, request: &Request, registration_id: &str) -> Respo
     let tpm = match serde_json::from_slice::<DeviceRegistration>(&request.body) {
         Ok(DeviceRegistration { tpm: Some(tpm), .. }) => tpm,
         Ok(_) => return error(400, 400004, "a session request body must carry a tpm node"),
-        Err(e) => return error(400, 400004, format!("session request body is not a DeviceRegistration: {e}")),
+        Err(e) => {
+            return error(
+                400,
+                400004,
+                format!("session request body is not a DeviceRegistration: {e}"),
+            );
+        }
     };
     match live.trust.tpm.register(registration_id, &tpm, None) {
         Ok(crate::tpm_attestation::Step::Challenge(body)) => Response::json(401, &body),
