@@ -325,8 +325,8 @@ print_matrix() {
         echo
     done
     echo "(tpm_attestation over MQTT and MQTT-WS: DPS has no TPM attestation there and the SDK's MQTT"
-    echo " transports refuse a TPM device; the suite checks that refusal, hence \"refused\". AMQP and"
-    echo " AMQP-WS: the device program has them, the emulator has no AMQP yet; \"-\": not run.)"
+    echo " transports refuse a TPM device; the suite checks that refusal, hence \"refused\". Over AMQP"
+    echo " and AMQP-WS it goes through the SDK's SASL TPM mechanism; \"-\": not run.)"
 }
 
 # Under valgrind, with the whole memory check: valgrind cannot follow ring's AES-GCM assembly
@@ -339,7 +339,7 @@ case_ mqtt_x509_pkcs11_rustls_valgrind "$dev_rustls" pkcs11.toml x509 assigned "
     --transport mqtt -- "${vg[@]}"
 case_ mqtt_ws_symm_group_rustls_valgrind "$dev_rustls" symm-group.toml symmetric-key assigned "${trusted[@]}" \
     --transport mqtt-ws -- "${vg[@]}"
-start_emulator --mqtt-port 8883 || { fail emulator; abort_if_failed; }
+start_emulator --mqtt-port 8883 --amqp-port 5671 || { fail emulator; abort_if_failed; }
 
 # The SDK's own OpenSSL tlsio, for comparison (PEM keys), and its clear refusal of a token.
 case_ http_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}"
@@ -376,6 +376,11 @@ for t in "${transports[@]}"; do
     else
         cell tpm_attestation "$t" error "$dev_rustls" tpm.toml tpm "${trusted[@]}"
     fi
+done
+# TPM attestation over AMQP and AMQP-WS: the SDK's SASL TPM mechanism (prov_sasl_tpm.c) with our
+# hsm_client_tpm functions, against the emulator's (AMQP on 5671, AMQP-WS on 443).
+for t in amqp amqp-ws; do
+    cell tpm_attestation "$t" assigned "$dev_rustls" tpm.toml tpm "${trusted[@]}"
 done
 # Negatives, each of which must end in the SDK's error path on every transport.
 for t in "${transports[@]}"; do
