@@ -157,7 +157,7 @@ impl ProvisioningClient {
             return Err(Error::InvalidRequest(format!(
                 "TPM attestation is not supported over {}: this client takes it over {} only",
                 self.transport,
-                over.collect::<Vec<_>>().join(" and ")
+                over.collect::<Vec<_>>().join(", ")
             )));
         }
         Ok(())
@@ -207,14 +207,16 @@ impl ProvisioningClient {
             )));
         }
         body.registration_id = Some(registration_id.clone());
+        let mut tpm_keys = None;
         if let Attestation::Tpm(tpm) = attestation {
             let ek = with_tpm(tpm, |t| t.endorsement_key()).await?;
             let srk = with_tpm(tpm, |t| t.storage_root_key()).await?;
             body.tpm = Some(TpmAttestation {
-                endorsement_key: B64.encode(ek),
-                storage_root_key: Some(B64.encode(srk)),
+                endorsement_key: B64.encode(&ek),
+                storage_root_key: Some(B64.encode(&srk)),
                 extra: serde_json::Map::new(),
             });
+            tpm_keys = Some((tpm, ek, srk));
         }
         let identity = match attestation {
             Attestation::X509(x) => Some(x.clone()),
@@ -239,8 +241,18 @@ impl ProvisioningClient {
             user_agent: &self.options.user_agent,
             api_version: api_version.as_str(),
             proxy,
+            // A transport that attests at connect (AMQP's SASL TPM) uses it; over HTTPS the challenge is a
+            // 401 of the register request (`flow.rs`).
+            tpm: tpm_keys.as_ref().map(|(tpm, ek, srk)| crate::amqp::TpmSasl {
+                tpm,
+                client: self,
+                endorsement_key: ek,
+                storage_root_key: srk,
+            }),
         })
         .await?;
+        // The token a TPM's activation at connect was admitted with signs its requests too.
+        let token = token.or_else(|| session.tpm_token().map(str::to_string));
         Ok((session, body, token))
     }
 

@@ -25,6 +25,16 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The SAS token of a TPM attestation made while connecting (AMQP's SASL `TPM`).
+    pub(crate) fn tpm_token(&self) -> Option<&str> {
+        match self {
+            Session::Amqp(a) => a.tpm_token(),
+            Session::Https(_) | Session::Mqtt(_) => None,
+        }
+    }
+}
+
 impl Connection for Session {
     async fn call(&mut self, call: Call<'_>, auth: Option<&str>, deadline: Instant) -> Result<Reply, Error> {
         match self {

@@ -85,25 +85,11 @@ pub(crate) async fn register(
     };
     // The SDK's TPM sequence: EK and SRK sent, the 401 challenge's key activated, the registration
     // sent again with a SAS token signed inside the TPM, polled, and the hub key of the assignment
-    // activated.
-    let challenge = send(client, session, Call::Register(&body), None, deadline, progress).await?;
-    if challenge.status != 401 {
-        answer::read_operation(t, &challenge)?;
-        return Err(protocol(
-            t,
-            "the service registered a TPM device without the activation challenge",
-        ));
-    }
-    let key = serde_json::from_slice::<TpmChallenge>(&challenge.body)
-        .map_err(|_| answer::service_error(t, &challenge))?
-        .authentication_key;
-    let blob = B64
-        .decode(key)
-        .map_err(|e| protocol(t, format!("authenticationKey is not base64: {e}")))?;
-    with_tpm(tpm, move |tpm| tpm.activate_identity_key(&blob)).await?;
-    let token = client
-        .tpm_token(body.registration_id.as_deref().unwrap_or_default(), tpm)
-        .await?;
+    // activated. Over AMQP the challenge was SASL's (`amqp/sasl_tpm.rs`): the token is in hand.
+    let token = match token {
+        Some(token) => token,
+        None => challenge(client, session, tpm, &body, deadline, progress).await?,
+    };
     let reply = send(client, session, Call::Register(&body), Some(&token), deadline, progress).await?;
     let assignment = poll(client, session, reply, Some(&token), deadline, progress).await?;
     if let Some(key) = assignment
@@ -118,6 +104,36 @@ pub(crate) async fn register(
         with_tpm(tpm, move |tpm| tpm.activate_identity_key(&blob)).await?;
     }
     Ok(assignment)
+}
+
+/// The register request without a token: its 401 challenge activated, a SAS token signed with the key.
+async fn challenge(
+    client: &ProvisioningClient,
+    session: &mut Session,
+    tpm: &crate::SharedTpm,
+    body: &DeviceRegistration,
+    deadline: Instant,
+    progress: &Mutex<String>,
+) -> Result<String, Error> {
+    let t = client.transport;
+    let challenge = send(client, session, Call::Register(body), None, deadline, progress).await?;
+    if challenge.status != 401 {
+        answer::read_operation(t, &challenge)?;
+        return Err(protocol(
+            t,
+            "the service registered a TPM device without the activation challenge",
+        ));
+    }
+    let key = serde_json::from_slice::<TpmChallenge>(&challenge.body)
+        .map_err(|_| answer::service_error(t, &challenge))?
+        .authentication_key;
+    let blob = B64
+        .decode(key)
+        .map_err(|e| protocol(t, format!("authenticationKey is not base64: {e}")))?;
+    with_tpm(tpm, move |tpm| tpm.activate_identity_key(&blob)).await?;
+    client
+        .tpm_token(body.registration_id.as_deref().unwrap_or_default(), tpm)
+        .await
 }
 
 async fn poll(

@@ -36,6 +36,8 @@ pub(crate) struct Connect<'a> {
     pub(crate) api_version: &'a str,
     /// Checked against [`Transport::supports_proxy`] before this is built.
     pub(crate) proxy: Option<&'a Proxy>,
+    /// TPM attestation where it happens at connect (AMQP's SASL `TPM`); `None` elsewhere.
+    pub(crate) tpm: Option<crate::amqp::TpmSasl<'a>>,
 }
 
 /// One connection of a transport, as the flow drives it.

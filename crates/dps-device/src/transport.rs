@@ -15,17 +15,16 @@ use std::str::FromStr;
 pub enum Transport {
     /// HTTPS, port 443 by default.
     Https,
-    /// MQTT 3.1.1 over TLS, port 8883 by default. No TPM attestation (DPS accepts it over HTTPS only).
+    /// MQTT 3.1.1 over TLS, port 8883 by default. No TPM attestation (DPS accepts it over HTTPS and AMQP only).
     Mqtt,
     /// MQTT 3.1.1 over WebSockets over TLS (path `/$iothub/websocket`, subprotocol `mqtt`), port 443 by
     /// default. No TPM attestation.
     MqttWs,
     /// AMQP 1.0 over TLS, port 5671 by default (the C SDK's `prov_transport_amqp_client.c`: SASL PLAIN for
-    /// a symmetric key, the TLS client certificate for x509). No TPM attestation here: DPS takes it over
-    /// AMQP through the SASL `TPM` mechanism, which this client does not implement.
+    /// a symmetric key, the TLS client certificate for x509, the SASL `TPM` mechanism for a TPM).
     Amqp,
     /// AMQP 1.0 over WebSockets over TLS (path `/$iothub/websocket`, subprotocol `AMQPWSB10`: the C SDK's
-    /// `prov_transport_amqp_ws_client.c`), port 443 by default. No TPM attestation here.
+    /// `prov_transport_amqp_ws_client.c`), port 443 by default; the same authentication as [`Transport::Amqp`].
     AmqpWs,
 }
 
@@ -110,14 +109,13 @@ impl Transport {
         }
     }
 
-    /// Whether this client attests with a TPM over it: over HTTPS (the challenge is a 401 with the
-    /// activation key). DPS has no TPM over MQTT; over AMQP it takes the challenge through the SASL
-    /// `TPM` mechanism, which this client does not implement. Without it a TPM attestation is refused
-    /// before connecting.
+    /// Whether this client attests with a TPM over it, as DPS takes it: over HTTPS (the challenge is a
+    /// 401 with the activation key) and over AMQP and AMQP-WS (the challenge inside the SASL `TPM`
+    /// mechanism). DPS has no TPM over MQTT: there a TPM attestation is refused before connecting.
     pub const fn supports_tpm(self) -> bool {
         match self {
-            Transport::Https => true,
-            Transport::Mqtt | Transport::MqttWs | Transport::Amqp | Transport::AmqpWs => false,
+            Transport::Https | Transport::Amqp | Transport::AmqpWs => true,
+            Transport::Mqtt | Transport::MqttWs => false,
         }
     }
 

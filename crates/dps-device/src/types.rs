@@ -32,7 +32,8 @@ pub enum Attestation {
     /// A SAS token signed with the identity's HMAC (the key itself is never read).
     SymmetricKey(Arc<dyn SymmetricIdentity>),
     /// TPM: endorsement and storage root keys, activation of the key the service sends, SAS signed in
-    /// the TPM, and the hub key imported at assignment. HTTPS only.
+    /// the TPM, and the hub key imported at assignment. Over HTTPS (a 401 challenge) and AMQP (the SASL
+    /// `TPM` mechanism).
     Tpm(SharedTpm),
 }
 

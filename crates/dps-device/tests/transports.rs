@@ -194,8 +194,56 @@ async fn tpm_is_refused_before_any_connection_where_dps_has_no_tpm() {
             .register_as(&Attestation::Tpm(Arc::new(Mutex::new(tpm))), Some("tpm-1"), None)
             .await
             .unwrap_err();
-        let wanted = format!("TPM attestation is not supported over {t}: this client takes it over HTTPS only");
+        let wanted = format!(
+            "TPM attestation is not supported over {t}: this client takes it over HTTPS, AMQP, AMQP over WebSockets only"
+        );
         assert!(matches!(&e, Error::InvalidRequest(m) if *m == wanted), "{t}: {e:?}");
+    }
+}
+
+/// The TPM row, on a real swtpm: over HTTPS the challenge is a 401, over AMQP and AMQP-WS it is the SASL
+/// `TPM` mechanism; either way the key is activated in the TPM, the token signed in it, the assignment's
+/// hub key activated again; another TPM under the same registration id is refused.
+#[tokio::test]
+async fn tpm_attestation_is_assigned_where_dps_takes_it_and_another_tpm_is_refused() {
+    use base64::Engine as _;
+    let with: Vec<Transport> = Transport::ALL.into_iter().filter(|t| t.supports_tpm()).collect();
+    assert_eq!(with, [Transport::Https, Transport::Amqp, Transport::AmqpWs]);
+    let swtpm = hsm_tpm::testing::Swtpm::start().unwrap();
+    let other = hsm_tpm::testing::Swtpm::start().unwrap();
+    let (attestation, ek) = swtpm_attestation(&swtpm);
+    let registration_id = hsm_tpm::registration_id(&ek);
+    for t in with {
+        let emu = emulator(vec![Enrollment::TpmIndividual {
+            registration_id: registration_id.clone(),
+            endorsement_key: base64::engine::general_purpose::STANDARD.encode(&ek),
+        }]);
+        let client = client(&emu, t, options());
+        let a = client
+            .register(&attestation, None)
+            .await
+            .unwrap_or_else(|e| panic!("{t}: {e}"));
+        assert_assigned(&a, &registration_id);
+        assert!(
+            a.state
+                .tpm
+                .as_ref()
+                .and_then(|k| k.authentication_key.as_ref())
+                .is_some(),
+            "{t}: {:?}",
+            a.state
+        );
+        let refused = client
+            .register_as(&swtpm_attestation(&other).0, Some(&registration_id), None)
+            .await;
+        match t {
+            Transport::Https => assert_denied(refused, "endorsementKey does not match"),
+            _ => assert!(
+                matches!(&refused, Err(Error::Transport { transport, message, .. })
+                    if *transport == t && message.contains("refused the TPM attestation (SASL outcome Auth)")),
+                "{t}: {refused:?}"
+            ),
+        }
     }
 }
 
@@ -297,6 +345,14 @@ impl hsm_core::SasSigner for NoTpm {
     fn sign_with_identity(&self, _: &[u8]) -> hsm_core::Result<Vec<u8>> {
         panic!("the TPM was used")
     }
+}
+
+/// A TPM attestation on `swtpm`, and its EK.
+fn swtpm_attestation(swtpm: &hsm_tpm::testing::Swtpm) -> (Attestation, Vec<u8>) {
+    let tpm = hsm_tpm::Tpm::open(hsm_tpm::TpmOptions::new(swtpm.tcti())).unwrap();
+    let ek = hsm_core::TpmIdentity::endorsement_key(&tpm).unwrap();
+    let tpm: Box<dyn hsm_core::TpmIdentity> = Box::new(tpm);
+    (Attestation::Tpm(Arc::new(Mutex::new(tpm))), ek)
 }
 
 /// The EK of a fresh swtpm, as the emulator's configuration wants it.

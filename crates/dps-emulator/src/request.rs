@@ -51,12 +51,12 @@ impl Transport {
         }
     }
 
-    /// Whether the emulator takes TPM attestation over this transport: HTTPS only. (DPS also takes it over
-    /// AMQP, through the SASL `TPM` mechanism, which the AMQP listener does not serve.)
+    /// Whether the emulator takes TPM attestation over this transport, as DPS does: HTTPS (the challenge is
+    /// a 401) and AMQP (the challenge inside the SASL `TPM` mechanism); not MQTT.
     pub(crate) fn carries_tpm(self) -> bool {
         match self {
-            Transport::Https => true,
-            Transport::Mqtt | Transport::MqttWs | Transport::Amqp | Transport::AmqpWs => false,
+            Transport::Https | Transport::Amqp | Transport::AmqpWs => true,
+            Transport::Mqtt | Transport::MqttWs => false,
         }
     }
 }

@@ -57,6 +57,7 @@ macro_rules! wire_enum {
 pub mod api_version;
 pub mod device;
 pub mod error;
+pub mod sasl_tpm;
 pub mod service;
 
 pub use api_version::ApiVersion;

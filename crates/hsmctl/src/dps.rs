@@ -59,7 +59,7 @@ fn transports_with(property: fn(Transport) -> bool) -> String {
 /// The help of `--transport`.
 pub fn transport_help() -> String {
     format!(
-        "How to talk to DPS. TPM attestation over {} only (DPS has no TPM over MQTT; its SASL TPM over AMQP is not implemented here)",
+        "How to talk to DPS. TPM attestation over {} only (DPS has no TPM over MQTT; over AMQP it is the SASL TPM mechanism)",
         transports_with(Transport::supports_tpm)
     )
 }

@@ -484,8 +484,9 @@ fn x509_key_generated_in_softhsm_is_assigned() {
 }
 
 /// TPM attestation on a fresh swtpm: enrollment record from `hsmctl enrollment`, then
-/// `hsmctl provision` (activation challenge, SAS signed in the TPM, hub key at assignment);
-/// a second run reuses the persisted keys; a TPM with another EK is refused.
+/// `hsmctl provision` (activation challenge, SAS signed in the TPM, hub key at assignment) over HTTPS
+/// (the challenge a 401), AMQP and AMQP-WS (the SASL TPM mechanism); a second run reuses the persisted
+/// keys; a TPM with another EK is refused.
 #[cfg(feature = "tpm")]
 #[test]
 fn tpm_attestation_is_assigned() {
@@ -509,10 +510,21 @@ fn tpm_attestation_is_assigned() {
     .unwrap();
     let server_ca = dir.path().join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
-    let provision = |cfg: &Path| {
+    let provision_over = |cfg: &Path, transport: &str| {
+        let endpoint = match transport {
+            "amqp" => emulator.amqp_endpoint(),
+            _ => emulator.global_endpoint(),
+        };
         Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-            .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
-            .arg(emulator.global_endpoint())
+            .args([
+                "provision",
+                "--transport",
+                transport,
+                "--id-scope",
+                SCOPE,
+                "--global-endpoint",
+            ])
+            .arg(endpoint)
             .arg("--trusted-ca")
             .arg(&server_ca)
             .arg("--config")
@@ -520,10 +532,14 @@ fn tpm_attestation_is_assigned() {
             .output()
             .unwrap()
     };
-    for _ in 0..2 {
-        let out = ok(&provision(&cfg));
-        assert!(out.contains(&format!("device id: {registration_id}")), "{out}");
-        assert!(out.contains(&format!("assigned hub: {HUB}")), "{out}");
+    let provision = |cfg: &Path| provision_over(cfg, "https");
+    for transport in ["https", "https", "amqp", "amqp-ws"] {
+        let out = ok(&provision_over(&cfg, transport));
+        assert!(
+            out.contains(&format!("device id: {registration_id}")),
+            "{transport}: {out}"
+        );
+        assert!(out.contains(&format!("assigned hub: {HUB}")), "{transport}: {out}");
     }
 
     let other = Swtpm::start().unwrap();
@@ -537,9 +553,13 @@ fn tpm_attestation_is_assigned() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("401"), "{stderr}");
+    let out = provision_over(&other_cfg, "amqp");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("refused the TPM attestation"), "{stderr}");
 }
 
-/// DPS takes TPM attestation over HTTPS only: `--transport mqtt` with a TPM identity is refused, naming the
+/// DPS takes TPM attestation over HTTPS and AMQP only: `--transport mqtt` with a TPM identity is refused, naming the
 /// transport, before any connection to the service (a listener counts the attempts).
 #[cfg(feature = "tpm")]
 #[test]
@@ -578,7 +598,7 @@ fn tpm_over_mqtt_is_refused_before_connecting() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(
-        stderr.contains("TPM") && stderr.contains("MQTT") && stderr.contains("HTTPS only"),
+        stderr.contains("TPM") && stderr.contains("MQTT") && stderr.contains("HTTPS, AMQP, AMQP over WebSockets only"),
         "{stderr}"
     );
     assert_eq!(connections.load(Ordering::SeqCst), 0, "connected to the service");

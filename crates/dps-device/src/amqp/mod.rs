@@ -26,7 +26,10 @@
 //! The transport's properties choose the port ([`Transport::default_port`]) and the stream
 //! ([`Transport::websocket`]: the WebSocket upgrade, through the proxy when there is one).
 
+mod sasl_tpm;
 mod websocket;
+
+pub(crate) use sasl_tpm::TpmSasl;
 
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::sasl_profile::SaslProfile;
@@ -53,6 +56,8 @@ pub(crate) struct Amqp {
     sender: Sender,
     receiver: Receiver,
     next_id: u64,
+    /// The SAS token SASL `TPM` was admitted with (TPM attestation).
+    tpm_token: Option<String>,
 }
 
 impl Amqp {
@@ -84,6 +89,13 @@ impl Amqp {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
     {
         let t = c.transport;
+        let (stream, tpm_token) = match &c.tpm {
+            Some(login) => {
+                let (s, token) = sasl_tpm::authenticate(t, stream, login, c.id_scope, c.registration_id).await?;
+                (s, Some(token))
+            }
+            None => (sasl_tpm::Prefixed::new(Vec::new(), stream), None),
+        };
         let mut builder = fe2o3_amqp::Connection::builder()
             .container_id(format!("dps-device-{}", c.registration_id))
             .hostname(host)
@@ -129,7 +141,13 @@ impl Amqp {
             sender,
             receiver,
             next_id: 1,
+            tpm_token,
         })
+    }
+
+    /// The SAS token the SASL `TPM` exchange signed with the activated key, when it ran.
+    pub(crate) fn tpm_token(&self) -> Option<&str> {
+        self.tpm_token.as_deref()
     }
 
     async fn register(&mut self, body: &dps_wire::device::DeviceRegistration) -> Result<Reply, Error> {

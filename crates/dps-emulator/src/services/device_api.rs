@@ -7,7 +7,9 @@
 //! - `POST /{idScope}/registrations/{registrationId}?api-version=...` (DeviceRegistrationStatusLookup)
 //! - `SESSION /{idScope}/registrations/{registrationId}` (not over HTTPS): `204` when the credentials admit the
 //!   device (the SAS token in `Authorization`, else the TLS client chain); TPM devices are refused where the
-//!   transport does not carry TPM attestation.
+//!   transport does not carry TPM attestation. With a registration body that has a `tpm` node and no
+//!   `Authorization` (AMQP's SASL `TPM` mechanism): the activation challenge, `401 {"authenticationKey"}`,
+//!   as a `register` without a token gets it over HTTPS.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -148,8 +150,14 @@ impl DeviceApi {
             return error(
                 401,
                 401002,
-                format!("TPM attestation is not supported over {} (use HTTPS)", transport.name()),
+                format!(
+                    "TPM attestation is not supported over {} (use HTTPS or AMQP)",
+                    transport.name()
+                ),
             );
+        }
+        if !request.body.is_empty() && request.header("authorization").is_none() {
+            return tpm_challenge(&live, request, &registration_id);
         }
         match authenticate(&live, request, &registration_id) {
             Ok(_) => Response::empty(204),
@@ -227,7 +235,10 @@ impl DeviceApi {
             return error(
                 400,
                 400004,
-                format!("TPM attestation is not supported over {} (use HTTPS)", transport.name()),
+                format!(
+                    "TPM attestation is not supported over {} (use HTTPS or AMQP)",
+                    transport.name()
+                ),
             );
         }
         let Some(body_id) = body.registration_id.as_deref() else {
@@ -439,6 +450,30 @@ fn authenticate(live: &Live, request: &Request, registration_id: &str) -> Result
             tracing::info!(registration_id, %message, "authentication failed");
             unauthorized(message)
         })
+}
+
+/// The TPM activation challenge of a session request (AMQP's SASL `TPM`): its body names the EK and SRK.
+fn tpm_challenge(live: &Live, request: &Request, registration_id: &str) -> Response {
+    let tpm = match serde_json::from_slice::<DeviceRegistration>(&request.body) {
+        Ok(DeviceRegistration { tpm: Some(tpm), .. }) => tpm,
+        Ok(_) => return error(400, 400004, "a session request body must carry a tpm node"),
+        Err(e) => {
+            return error(
+                400,
+                400004,
+                format!("session request body is not a DeviceRegistration: {e}"),
+            );
+        }
+    };
+    match live.trust.tpm.register(registration_id, &tpm, None) {
+        Ok(crate::tpm_attestation::Step::Challenge(body)) => Response::json(401, &body),
+        // Without a token `register` challenges; anything else is a refusal.
+        Ok(crate::tpm_attestation::Step::Admitted) => unauthorized("a TPM session needs the activation first"),
+        Err(message) => {
+            tracing::info!(registration_id, %message, "TPM authentication failed");
+            unauthorized(message)
+        }
+    }
 }
 
 fn decode_segment(raw: &str) -> Result<String, Response> {

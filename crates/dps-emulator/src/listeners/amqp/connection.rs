@@ -82,6 +82,7 @@ where
             handler: handler.clone(),
             client: client.clone(),
             admitted: admitted.clone(),
+            tpm: Default::default(),
         };
         let acceptor = ConnectionAcceptor::builder()
             .container_id("dps-emulator")

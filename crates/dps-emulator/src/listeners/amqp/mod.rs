@@ -26,6 +26,7 @@
 mod connection;
 mod prefixed;
 mod sasl;
+mod sasl_tpm;
 pub(crate) mod websocket;
 
 use std::net::TcpStream;

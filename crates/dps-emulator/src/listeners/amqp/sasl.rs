@@ -1,21 +1,23 @@
 //! SASL for the AMQP listener: PLAIN with the DPS SAS token (authcid `{idScope}/registrations/{registrationId}`,
 //! password the token), a `SESSION` request to the request handler before the connection opens (the token as
-//! `Authorization`, as an MQTT CONNECT); ANONYMOUS only for a client that presented a certificate (its
-//! session request is made when it attaches a link).
+//! `Authorization`, as an MQTT CONNECT); `TPM`, the SDKs' own mechanism for TPM attestation (`sasl_tpm.rs`);
+//! ANONYMOUS only for a client that presented a certificate (its session request is made when it attaches a
+//! link).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fe2o3_amqp::acceptor::SaslAcceptor;
 use fe2o3_amqp::acceptor::sasl_acceptor::SaslServerFrame;
-use fe2o3_amqp::types::primitives::{Array, Symbol};
-use fe2o3_amqp::types::sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse};
+use fe2o3_amqp::types::primitives::{Array, Binary, Symbol};
+use fe2o3_amqp::types::sasl::{SaslChallenge, SaslCode, SaslInit, SaslOutcome, SaslResponse};
 use zeroize::Zeroizing;
 
+use super::sasl_tpm::{Step, TpmExchange};
 use crate::request::{Client, Request, SESSION};
 use crate::services::RequestHandler;
 
-/// Who SASL admitted: the scope and registration of PLAIN's authcid, and the SAS token (sent with each
-/// request as the Authorization header, as over HTTPS).
+/// Who SASL admitted: the scope and registration of PLAIN's authcid (or of TPM's init), and the SAS token
+/// (sent with each request as the Authorization header, as over HTTPS).
 #[derive(Debug)]
 pub(crate) struct PlainLogin {
     pub(crate) id_scope: String,
@@ -29,10 +31,13 @@ pub(crate) struct DpsSasl {
     pub(crate) handler: Arc<RequestHandler>,
     pub(crate) client: Client,
     pub(crate) admitted: Arc<Mutex<Option<PlainLogin>>>,
+    /// Where a `TPM` exchange stands.
+    pub(crate) tpm: TpmExchange,
 }
 
 const PLAIN: &str = "PLAIN";
 const ANONYMOUS: &str = "ANONYMOUS";
+const TPM: &str = dps_wire::sasl_tpm::MECHANISM;
 
 fn outcome(code: SaslCode) -> SaslServerFrame {
     SaslServerFrame::Outcome(SaslOutcome {
@@ -79,9 +84,29 @@ impl DpsSasl {
     }
 }
 
+impl DpsSasl {
+    fn tpm_step(&mut self, step: Step) -> SaslServerFrame {
+        match step {
+            Step::Challenge(challenge) => SaslServerFrame::Challenge(SaslChallenge {
+                challenge: Binary::from(challenge),
+            }),
+            Step::Admitted(login) => {
+                tracing::debug!(registration_id = %login.registration_id, "AMQP SASL TPM accepted");
+                *self.admitted.lock().unwrap_or_else(PoisonError::into_inner) = Some(login);
+                outcome(SaslCode::Ok)
+            }
+            Step::Refused(reason) => {
+                tracing::info!(%reason, "AMQP SASL TPM refused");
+                self.tpm = TpmExchange::Idle;
+                outcome(SaslCode::Auth)
+            }
+        }
+    }
+}
+
 impl SaslAcceptor for DpsSasl {
     fn mechanisms(&self) -> Array<Symbol> {
-        let mut mechanisms = vec![Symbol::from(PLAIN)];
+        let mut mechanisms = vec![Symbol::from(PLAIN), Symbol::from(TPM)];
         if self.client.chain.is_some() {
             mechanisms.push(Symbol::from(ANONYMOUS));
         }
@@ -104,6 +129,11 @@ impl SaslAcceptor for DpsSasl {
                     }
                 }
             }
+            TPM => {
+                let response = init.initial_response.map(|b| b.into_vec()).unwrap_or_default();
+                let step = self.tpm.init(&response);
+                self.tpm_step(step)
+            }
             ANONYMOUS if self.client.chain.is_some() => outcome(SaslCode::Ok),
             other => {
                 tracing::info!(mechanism = other, "AMQP SASL mechanism refused");
@@ -112,11 +142,11 @@ impl SaslAcceptor for DpsSasl {
         }
     }
 
-    fn on_response(&mut self, _response: SaslResponse) -> SaslServerFrame {
-        // Neither PLAIN nor ANONYMOUS has a challenge: a response is a protocol error, answered at once (so no
-        // peer can keep SASL going).
-        tracing::info!("AMQP SASL response without a challenge refused");
-        outcome(SaslCode::Auth)
+    fn on_response(&mut self, response: SaslResponse) -> SaslServerFrame {
+        // Only TPM has challenges (neither PLAIN nor ANONYMOUS): a response outside a TPM exchange is refused
+        // at once, so no peer can keep SASL going.
+        let step = self.tpm.respond(&response.response, &self.handler, &self.client);
+        self.tpm_step(step)
     }
 }
 
