@@ -45,12 +45,18 @@ pub enum Error {
         #[source]
         source: hsm_core::Error,
     },
-    /// The MQTT server refused the connection (CONNACK return code).
-    #[error("{transport}: the server refused the connection: {reason} (CONNACK {code})")]
+    /// The server refused the connection: over MQTT its CONNACK return code; over AMQP the refusal of
+    /// the same meaning as that code (5, not authorized: the SASL outcome `auth` or `sys-perm`, or a link
+    /// refused with `amqp:unauthorized-access`; 3, server unavailable: the SASL outcome `sys` or
+    /// `sys-temp`), with the AMQP refusal in `reason` and `source`.
+    #[error("{transport}: the server refused the connection: {reason} ({})", refusal_code(*.transport, *.code))]
     ConnectionRefused {
         transport: Transport,
         code: u8,
         reason: String,
+        /// What the client library reported, when it was an error of its own.
+        #[source]
+        source: Option<Source>,
     },
     /// The service answered with an error status.
     #[error(transparent)]
@@ -184,6 +190,15 @@ fn is_timeout_cause(e: &(dyn std::error::Error + 'static)) -> bool {
     )
 }
 
+/// How a [`Error::ConnectionRefused`] names its code: the CONNACK's over MQTT, the CONNACK code of the
+/// same meaning over AMQP (which has none of its own).
+fn refusal_code(t: Transport, code: u8) -> String {
+    match t {
+        Transport::Amqp | Transport::AmqpWs => format!("as CONNACK {code}"),
+        _ => format!("CONNACK {code}"),
+    }
+}
+
 /// An error answer of the service: HTTP status (or the status in the MQTT response topic), and the
 /// fields of its JSON body. Text from the server is stripped of control characters and truncated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,6 +312,7 @@ mod tests {
             transport: Transport::Mqtt,
             code,
             reason: String::new(),
+            source: None,
         };
         assert!(refused(3).is_retryable() && refused(3).is_connect());
         assert!(!refused(5).is_retryable());
