@@ -268,6 +268,14 @@ fn open_error(t: Transport, e: fe2o3_amqp::connection::OpenError) -> Error {
             }
         }
         OpenError::Io(io) => io_error(t, "opening the AMQP connection", io),
+        // fe2o3 names only "Not implemented"; what the server asked for is in the detail (a SASL
+        // challenge, which PLAIN does not have).
+        OpenError::NotImplemented(Some(ref detail)) => {
+            let message = sanitize(&format!(
+                "opening the AMQP connection: the server asked for what this client does not do: {detail}"
+            ));
+            Error::transport_from(t, message, e)
+        }
         other => transport_error(t, "opening the AMQP connection", other),
     }
 }

@@ -2,6 +2,7 @@
 //! the emulator and TLS come from `test_support`.
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod amqp_server;
 pub mod mqtt_server;
 pub mod scripted;
 
