@@ -62,16 +62,22 @@ pub enum Error {
         #[source]
         source: Source,
     },
-    /// The MQTT server refused the connection (CONNACK return code).
-    #[error("{transport}: the server refused the connection: {reason} (CONNACK {code})")]
+    /// The server refused the connection: over MQTT its CONNACK return code; over AMQP the refusal of
+    /// the same meaning as that code (5, not authorized: the SASL outcome `auth` or `sys-perm`, or a link
+    /// refused with `amqp:unauthorized-access`; 3, server unavailable: the SASL outcome `sys` or
+    /// `sys-temp`), with the AMQP refusal in `reason` and `source`.
+    #[error("{transport}: the server refused the connection: {reason} ({})", refusal_code(*.transport, *.code))]
     ConnectionRefused {
-        /// The MQTT transport that connected.
+        /// The transport that connected (MQTT, MQTT-WS, AMQP or AMQP-WS).
         transport: Transport,
-        /// The CONNACK return code (3: server unavailable, retryable; 4: bad credentials; 5: not
-        /// authorized).
+        /// The CONNACK return code, or over AMQP the code of the same meaning (3: server unavailable,
+        /// retryable; 4: bad credentials; 5: not authorized).
         code: u8,
         /// The code in words.
         reason: String,
+        /// What the client library reported, when it was an error of its own.
+        #[source]
+        source: Option<Source>,
     },
     /// The service answered with an error status.
     #[error(transparent)]
@@ -218,6 +224,15 @@ fn is_timeout_cause(e: &(dyn std::error::Error + 'static)) -> bool {
     )
 }
 
+/// How a [`Error::ConnectionRefused`] names its code: the CONNACK's over MQTT, the CONNACK code of the
+/// same meaning over AMQP (which has none of its own).
+fn refusal_code(t: Transport, code: u8) -> String {
+    match t {
+        Transport::Amqp | Transport::AmqpWs => format!("as CONNACK {code}"),
+        _ => format!("CONNACK {code}"),
+    }
+}
+
 /// An error answer of the service: HTTP status (or the status in the MQTT response topic), and the
 /// fields of its JSON body. Text from the server is stripped of control characters and truncated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,6 +351,7 @@ mod tests {
             transport: Transport::Mqtt,
             code,
             reason: String::new(),
+            source: None,
         };
         assert!(refused(3).is_retryable() && refused(3).is_connect());
         assert!(!refused(5).is_retryable());

@@ -1,4 +1,4 @@
-//! What is AMQP's own in a refusal (the shared cases, assignment and refusals over both AMQP transports, are rows
+//! What is AMQP's own in a refusal (`ConnectionRefused` code 5, as MQTT's CONNACK 5) (the shared cases, assignment and refusals over both AMQP transports, are rows
 //! of `transports.rs`): a wrong key is refused at SASL, before the connection opens; an untrusted chain (no
 //! SASL: the TLS client certificate) when the links attach, and the same client is then admitted with an
 //! enrolled identity.
@@ -22,9 +22,11 @@ async fn a_wrong_key_is_refused_at_sasl() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, Error::Transport { transport: Transport::Amqp, message, .. } if message.contains("refused the SAS token")),
+        matches!(&e, Error::ConnectionRefused { transport: Transport::Amqp, code: 5, reason, source: Some(_) }
+            if reason.contains("refused the SASL authentication (outcome auth")),
         "{e:?}"
     );
+    assert!(!e.is_retryable(), "{e:?}");
 }
 
 #[tokio::test]
@@ -42,9 +44,11 @@ async fn an_untrusted_chain_is_refused_at_attach() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, Error::Transport { transport: Transport::Amqp, message, .. } if message.contains("link")),
+        matches!(&e, Error::ConnectionRefused { transport: Transport::Amqp, code: 5, reason, source: Some(_) }
+            if reason.contains("link (amqp:unauthorized-access): certificate chain does not verify to any enrollment")),
         "{e:?}"
     );
+    assert!(!e.is_retryable(), "{e:?}");
     // The same client with an enrolled identity is admitted: the refusal was about the chain.
     assert_assigned(
         &client

@@ -1,6 +1,7 @@
 //! The AMQP client (issue 23) against a hostile server: it answers the protocol header with garbage, with a
-//! frame claiming gigabytes, or with nothing at all. Each registration ends within its bound with a clear
-//! error.
+//! frame claiming gigabytes, or with nothing at all; or (the scripted fe2o3 server of
+//! `common/amqp_server.rs`) it challenges SASL without end, never answers a link attach, or answers without
+//! an operation id. Each registration ends within its bound with a clear error.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -108,4 +109,67 @@ async fn a_server_that_never_answers_ends_at_the_overall_timeout() {
         "took {took:?}"
     );
     assert!(matches!(&e, Error::Timeout { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn endless_sasl_challenges_end_at_the_first() {
+    let server = amqp_server::start(amqp_server::Script::EndlessChallenges).await;
+    let started = Instant::now();
+    let e = client(&server.endpoint, &server.ca_pem, Duration::from_secs(20))
+        .register(&symmetric("d", DEVICE_KEY), None)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    // PLAIN has no challenge: the first one ends the exchange.
+    assert_eq!(server.challenges.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(
+        matches!(&e, Error::Transport { transport: Transport::Amqp, message, .. }
+            if message.contains("opening the AMQP connection") && message.contains("SASL Challenge is not implemented")),
+        "{e:?}"
+    );
+    assert!(!e.is_timeout(), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_link_that_never_attaches_ends_at_the_overall_timeout() {
+    let server = amqp_server::start(amqp_server::Script::NeverAttach).await;
+    let started = Instant::now();
+    let e = client(&server.endpoint, &server.ca_pem, Duration::from_secs(2))
+        .register(&symmetric("d", DEVICE_KEY), None)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
+    assert!(
+        matches!(&e, Error::Timeout { detail, .. } if detail.contains("the service did not answer over AMQP")),
+        "{e:?}"
+    );
+    assert!(e.is_timeout() && e.is_retryable(), "{e:?}");
+}
+
+#[tokio::test]
+async fn an_answer_without_an_operation_id_is_a_protocol_error() {
+    let server = amqp_server::start(amqp_server::Script::NoOperationId).await;
+    let started = Instant::now();
+    let e = client(&server.endpoint, &server.ca_pem, Duration::from_secs(20))
+        .register(&symmetric("d", DEVICE_KEY), None)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(&e, Error::Protocol { transport: Transport::Amqp, message } if message.contains("missing field `operationId`")),
+        "{e:?}"
+    );
+    assert!(!e.is_retryable(), "{e:?}");
 }

@@ -97,7 +97,7 @@ fn tunnels(proxy: &Tinyproxy, emu: &Emulator) -> (usize, usize) {
 }
 
 #[tokio::test]
-async fn https_and_mqtt_ws_register_through_the_proxy() {
+async fn https_mqtt_ws_and_amqp_ws_register_through_the_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let emu = symmetric_emulator();
     let proxy = Tinyproxy::start(dir.path(), emu.port(), None);
@@ -117,7 +117,7 @@ async fn https_and_mqtt_ws_register_through_the_proxy() {
 }
 
 #[tokio::test]
-async fn x509_over_mqtt_ws_through_a_proxy_with_credentials() {
+async fn x509_over_mqtt_ws_and_amqp_ws_through_a_proxy_with_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let root = Ca::root("proxy root");
     let id = root.file_identity(dir.path(), "proxied-x509", &[]);
@@ -126,13 +126,17 @@ async fn x509_over_mqtt_ws_through_a_proxy_with_credentials() {
         ca: vec![root.der()],
     }]);
     let proxy = Tinyproxy::start(dir.path(), emu.port(), Some(("device", "s3cret")));
-    // Percent-encoded in the URL, sent decoded.
-    let a = client(&emu, Transport::MqttWs, proxy.url("device:s3c%72et@"))
-        .register(&x509(id), None)
-        .await
-        .unwrap();
-    assert_assigned(&a, "proxied-x509");
-    assert_eq!(tunnels(&proxy, &emu), (1, 1), "{}", proxy.log());
+    // issue 23: AMQP over WebSockets too, the TLS client certificate through the tunnel.
+    for (n, transport) in [Transport::MqttWs, Transport::AmqpWs].into_iter().enumerate() {
+        // Percent-encoded in the URL, sent decoded.
+        let a = client(&emu, transport, proxy.url("device:s3c%72et@"))
+            .register(&x509(id.clone()), None)
+            .await
+            .unwrap_or_else(|e| panic!("{transport}: {e}"));
+        assert_assigned(&a, "proxied-x509");
+        // One tunnel per registration, each opened.
+        assert_eq!(tunnels(&proxy, &emu), (n + 1, n + 1), "{transport}: {}", proxy.log());
+    }
 }
 
 #[tokio::test]

@@ -239,8 +239,9 @@ async fn tpm_attestation_is_assigned_where_dps_takes_it_and_another_tpm_is_refus
         match t {
             Transport::Https => assert_denied(refused, "endorsementKey does not match"),
             _ => assert!(
-                matches!(&refused, Err(Error::Transport { transport, message, .. })
-                    if *transport == t && message.contains("refused the TPM attestation (SASL outcome Auth)")),
+                matches!(&refused, Err(e @ Error::ConnectionRefused { transport, code: 5, reason, .. })
+                    if *transport == t && reason.contains("refused the TPM attestation (outcome auth")
+                        && !e.is_retryable()),
                 "{t}: {refused:?}"
             ),
         }
@@ -318,6 +319,93 @@ async fn an_untrusted_server_is_a_tls_error() {
                     .is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some())
         });
         assert!(rustls, "{t}: no rustls error in the source chain of {e:?}");
+    }
+}
+
+/// What a caller decides on: (is_connect, is_timeout, is_retryable).
+fn classification(e: &Error) -> (bool, bool, bool) {
+    (e.is_connect(), e.is_timeout(), e.is_retryable())
+}
+
+/// The same failure is classified alike on every transport (issue 23): a refused key or registration is
+/// no retry (a refusal at connect where the transport authenticates there, else the service's 401), an
+/// untrusted server a connect failure not to retry, nothing listening a connect failure to retry, a
+/// server that never answers a timeout to retry.
+#[tokio::test]
+async fn the_same_failure_is_classified_alike_on_every_transport() {
+    for t in Transport::ALL {
+        let emu = emulator(vec![Enrollment::SymmetricIndividual {
+            registration_id: "symm-1".into(),
+            primary_key: DEVICE_KEY.into(),
+            secondary_key: None,
+        }]);
+        let refused = (t.authenticates_at_connect(), false, false);
+        let wrong_key = client(&emu, t, options())
+            .register(&symmetric("symm-1", GROUP_DEVICE_KEY), None)
+            .await
+            .unwrap_err();
+        assert_eq!(classification(&wrong_key), refused, "{t}, wrong key: {wrong_key:?}");
+        let unknown = client(&emu, t, options())
+            .register(&symmetric("not-enrolled", DEVICE_KEY), None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            classification(&unknown),
+            refused,
+            "{t}, unknown registration: {unknown:?}"
+        );
+
+        let other = emulator(vec![]);
+        let untrusted = ProvisioningClient::new(&endpoint(&emu, t), SCOPE, t, roots(&other.server_ca_pem()), options())
+            .register(&symmetric("symm-1", DEVICE_KEY), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(untrusted, Error::Tls { .. }), "{t}: {untrusted:?}");
+        assert_eq!(
+            classification(&untrusted),
+            (true, false, false),
+            "{t}, untrusted server: {untrusted:?}"
+        );
+
+        let nothing = unreachable(t)
+            .register(&symmetric("d", DEVICE_KEY), None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            classification(&nothing),
+            (true, false, true),
+            "{t}, nothing listening: {nothing:?}"
+        );
+
+        // A server that takes the TCP connection (the kernel's backlog) and never says a word.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let short = Options {
+            timeout: std::time::Duration::from_secs(1),
+            ..options()
+        };
+        let started = std::time::Instant::now();
+        let timeout = ProvisioningClient::new(
+            &silent.local_addr().unwrap().to_string(),
+            SCOPE,
+            t,
+            roots(&emu.server_ca_pem()),
+            short,
+        )
+        .register(&symmetric("symm-1", DEVICE_KEY), None)
+        .await
+        .unwrap_err();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{t}: took {:?}",
+            started.elapsed()
+        );
+        assert!(matches!(timeout, Error::Timeout { .. }), "{t}: {timeout:?}");
+        assert_eq!(
+            classification(&timeout),
+            (false, true, true),
+            "{t}, no answer: {timeout:?}"
+        );
+        drop(silent);
     }
 }
 

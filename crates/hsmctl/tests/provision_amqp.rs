@@ -108,7 +108,7 @@ fn x509_and_symmetric_key_over_amqp() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("AMQP") && stderr.contains("refused the SAS token"),
+        stderr.contains("AMQP") && stderr.contains("refused the SASL authentication (outcome auth"),
         "{stderr}"
     );
 }

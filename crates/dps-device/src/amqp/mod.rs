@@ -41,12 +41,17 @@ use fe2o3_amqp::{Receiver, Sender};
 use rustls::pki_types::ServerName;
 use tokio::time::Instant;
 
+use crate::error::sanitize;
 use crate::mqtt::split_endpoint;
 use crate::session::{Call, Connect, Connection};
 use crate::{Error, MAX_BODY, Reply, Transport};
 use websocket::{io_error, transport_error};
 
 const API_VERSION: &str = "com.microsoft:api-version";
+
+/// How long the refusal of a link already detached by the server may take to be read, once the
+/// connection is known to have closed.
+const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An open AMQP connection to DPS: its session and the two links.
 pub(crate) struct Amqp {
@@ -117,14 +122,14 @@ impl Amqp {
             fields.insert(Symbol::from(API_VERSION), Value::String(c.api_version.to_string()));
             fields
         };
-        let sender = Sender::builder()
+        let mut sender = Sender::builder()
             .name("sender_link")
             .source("remote_endpoint")
             .target(address.as_str())
             .properties(properties())
             .attach(&mut session)
             .await
-            .map_err(|e| transport_error(t, "the server refused the sender link", e))?;
+            .map_err(|e| attach_error(t, "the sender link", e))?;
         let receiver = Receiver::builder()
             .name("recv_link")
             .source(address.as_str())
@@ -132,8 +137,20 @@ impl Amqp {
             .max_message_size(u64::try_from(MAX_BODY).unwrap_or(u64::MAX))
             .properties(properties())
             .attach(&mut session)
-            .await
-            .map_err(|e| transport_error(t, "the server refused the receiver link", e))?;
+            .await;
+        let receiver = match receiver {
+            Ok(r) => r,
+            Err(e) if refusal(&e).is_some() => return Err(attach_error(t, "the receiver link", e)),
+            // A server may admit the first link, then detach it with its refusal and close: the refusal
+            // is the sender link's detach, already received when the connection closed.
+            Err(e) => {
+                let detached = tokio::time::timeout(DETACH_WAIT, sender.on_detach()).await;
+                return Err(match detached {
+                    Ok(d) if refusal(&d).is_some() => attach_error(t, "the sender link", d),
+                    _ => attach_error(t, "the receiver link", e),
+                });
+            }
+        };
         Ok(Amqp {
             transport: t,
             connection,
@@ -246,15 +263,104 @@ impl Connection for Amqp {
     }
 }
 
+/// A failed SASL exchange or open: a SASL refusal is [`Error::ConnectionRefused`] as MQTT's CONNACK is
+/// (`auth`, `sys-perm`: 5, not authorized; `sys`, `sys-temp`: 3, server unavailable), keeping fe2o3's
+/// error as the source.
 fn open_error(t: Transport, e: fe2o3_amqp::connection::OpenError) -> Error {
     use fe2o3_amqp::connection::OpenError;
     match e {
-        OpenError::SaslError { code, .. } => Error::transport(
-            t,
-            format!("the server refused the SAS token (SASL PLAIN outcome {code:?})"),
-        ),
+        OpenError::SaslError { ref code, .. } => {
+            let code = code.clone();
+            sasl_refused(t, &code, "the SASL authentication", Some(Box::new(e)))
+        }
         OpenError::Io(io) => io_error(t, "opening the AMQP connection", io),
+        // fe2o3 names only "Not implemented"; what the server asked for is in the detail (a SASL
+        // challenge, which PLAIN does not have).
+        OpenError::NotImplemented(Some(ref detail)) => {
+            let message = sanitize(&format!(
+                "opening the AMQP connection: the server asked for what this client does not do: {detail}"
+            ));
+            Error::transport_from(t, message, e)
+        }
         other => transport_error(t, "opening the AMQP connection", other),
+    }
+}
+
+/// A SASL outcome other than `ok` (PLAIN's, or the TPM mechanism's in `sasl_tpm`) as the refusal of the
+/// same meaning over MQTT: `auth` and `sys-perm` are CONNACK 5 (not authorized: not retryable), `sys` and
+/// `sys-temp` CONNACK 3 (server unavailable: retryable). `what` names what was refused.
+pub(super) fn sasl_refused(
+    t: Transport,
+    code: &fe2o3_amqp::types::sasl::SaslCode,
+    what: &str,
+    source: Option<crate::error::Source>,
+) -> Error {
+    use fe2o3_amqp::types::sasl::SaslCode;
+    let (n, outcome) = match code {
+        SaslCode::Ok => (5, "ok, yet reported as a failure"),
+        SaslCode::Auth => (5, "auth: authentication failed"),
+        SaslCode::SysPerm => (5, "sys-perm: permanent system error"),
+        SaslCode::Sys => (3, "sys: system error"),
+        SaslCode::SysTemp => (3, "sys-temp: transient system error"),
+    };
+    Error::ConnectionRefused {
+        transport: t,
+        code: n,
+        reason: format!("the server refused {what} (outcome {outcome})"),
+        source,
+    }
+}
+
+/// The error condition and description the server sent when it refused a link (detached it, or ended
+/// its session or closed the connection, with an error), from fe2o3's attach error `e`.
+fn refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a fe2o3_amqp::types::definitions::Error> {
+    use fe2o3_amqp::link::{ReceiverAttachError as R, SenderAttachError as S};
+    if let Some(d) = e.downcast_ref::<fe2o3_amqp::link::DetachError>() {
+        use fe2o3_amqp::link::DetachError as D;
+        return match d {
+            D::RemoteClosedWithError(error) | D::RemoteDetachedWithError(error) => Some(error),
+            D::SessionStopped(r) => stopped(r),
+            _ => None,
+        };
+    }
+    match (e.downcast_ref::<S>(), e.downcast_ref::<R>()) {
+        (Some(S::RemoteClosedWithError(error)), _) | (_, Some(R::RemoteClosedWithError(error))) => Some(error),
+        (Some(S::SessionStopped(r)), _) | (_, Some(R::SessionStopped(r))) => stopped(r),
+        _ => None,
+    }
+}
+
+fn stopped(r: &fe2o3_amqp::link::SessionStopReason) -> Option<&fe2o3_amqp::types::definitions::Error> {
+    use fe2o3_amqp::connection::ConnectionStopReason as Closed;
+    use fe2o3_amqp::link::SessionStopReason as Stop;
+    match r {
+        Stop::RemoteEndedWithError(error) | Stop::ConnectionStopped(Closed::RemoteClosedWithError(error)) => {
+            Some(error)
+        }
+        _ => None,
+    }
+}
+
+/// A link that did not attach: refused with `amqp:unauthorized-access` (the server did not admit the
+/// TLS client certificate or the registration) is [`Error::ConnectionRefused`] code 5, as MQTT's CONNACK
+/// 5; anything else a transport error. fe2o3's error is the source.
+fn attach_error(t: Transport, link: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    use fe2o3_amqp::types::definitions::{AmqpError, ErrorCondition};
+    let Some(error) = refusal(&e) else {
+        return transport_error(t, &format!("attaching {link}"), e);
+    };
+    let description = sanitize(error.description.as_deref().unwrap_or("no description"));
+    match &error.condition {
+        ErrorCondition::AmqpError(AmqpError::UnauthorizedAccess) => Error::ConnectionRefused {
+            transport: t,
+            code: 5,
+            reason: format!("the server refused {link} (amqp:unauthorized-access): {description}"),
+            source: Some(Box::new(e)),
+        },
+        condition => {
+            let message = sanitize(&format!("the server refused {link} ({condition:?}): {description}"));
+            Error::transport_from(t, message, e)
+        }
     }
 }
 

@@ -176,10 +176,7 @@ where
                 return match (outcome.code, token) {
                     (SaslCode::Ok, Some(token)) => Ok(token),
                     (SaslCode::Ok, None) => Err(protocol(t, "SASL TPM outcome ok before the activation")),
-                    (code, _) => Err(Error::transport(
-                        t,
-                        format!("the server refused the TPM attestation (SASL outcome {code:?})"),
-                    )),
+                    (code, _) => Err(super::sasl_refused(t, &code, "the TPM attestation", None)),
                 };
             }
             _ => return Err(protocol(t, "a SASL frame other than a challenge or the outcome")),

@@ -111,6 +111,7 @@ pub(crate) fn connection_error(e: ConnectionError, t: Transport) -> Error {
                 transport: t,
                 code: n,
                 reason: reason.to_string(),
+                source: Some(Box::new(e)),
             };
         }
         ConnectionError::Tls(tls) => return Error::tls_from(t, sanitize(&tls.to_string()), e),

@@ -2,6 +2,7 @@
 //! the emulator and TLS come from `test_support`.
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod amqp_server;
 pub mod mqtt_server;
 pub mod scripted;
 
@@ -78,19 +79,34 @@ pub fn mqtt_client(emu: &Emulator, options: Options) -> ProvisioningClient {
 }
 
 /// A refused authentication as `t` reports it: on a transport that authenticates when it connects, a
-/// refused connection (MQTT: CONNACK 5, not authorized; AMQP: the SASL outcome for a SAS token, the link
-/// refused for a client chain), else the 401 (401002) of the request with `needle` in the service's
+/// refused connection, code 5 (MQTT: CONNACK 5, not authorized; AMQP: the SASL outcome `auth` for a SAS
+/// token, the link refused with `amqp:unauthorized-access` for a client chain), else the 401 (401002) of the request with `needle` in the service's
 /// message.
 pub fn assert_auth_refused(t: Transport, result: Result<dps_device::Assignment, Error>, needle: &str) {
     if !t.authenticates_at_connect() {
         return assert_denied(result, needle);
     }
-    match (t, result) {
-        (Transport::Mqtt | Transport::MqttWs, Err(Error::ConnectionRefused { code: 5, transport, .. }))
-            if transport == t => {}
-        (Transport::Amqp | Transport::AmqpWs, Err(Error::Transport { transport, message, .. }))
-            if transport == t && (message.contains("refused the SAS token") || message.contains("link")) => {}
-        (_, other) => panic!("expected {t} to refuse the connection (not authorized), got {other:?}"),
+    match result {
+        Err(e @ Error::ConnectionRefused { code: 5, .. }) => {
+            let Error::ConnectionRefused { transport, reason, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(*transport, t, "{e:?}");
+            // The classification a caller acts on: a refusal at connect, not worth retrying unchanged.
+            assert!(e.is_connect() && !e.is_retryable() && !e.is_timeout(), "{t}: {e:?}");
+            // The client library's refusal is kept as the source (MQTT: the CONNACK; AMQP: the SASL
+            // outcome or the refused link with the server's description).
+            let source = std::error::Error::source(&e).unwrap_or_else(|| panic!("{t}: no source in {e:?}"));
+            if matches!(t, Transport::Amqp | Transport::AmqpWs) {
+                assert!(
+                    reason.contains("SASL authentication (outcome auth")
+                        || reason.contains("(amqp:unauthorized-access)"),
+                    "{t}: {reason}"
+                );
+                assert!(format!("{source:?}").contains("Auth") || format!("{source:?}").contains("UnauthorizedAccess"));
+            }
+        }
+        other => panic!("expected {t} to refuse the connection (not authorized), got {other:?}"),
     }
 }
 
