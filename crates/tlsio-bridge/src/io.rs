@@ -38,35 +38,50 @@ use options::{KeyOption, KeyResolver, TlsOptions};
 /// `IO_OPEN_RESULT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenResult {
+    /// Connected and the TLS handshake finished.
     Ok,
+    /// The connection or the handshake failed (the IO's last error says why).
     Error,
+    /// Closed by the caller before the open finished.
     Cancelled,
 }
 
 /// `IO_SEND_RESULT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendResult {
+    /// Every byte was written to the socket.
     Ok,
+    /// `IO_SEND_ERROR` (not produced by this IO: see `Cancelled`).
     Error,
+    /// The IO was closed, or its connection failed, before the bytes were written.
     Cancelled,
 }
 
 /// One callback to make. `S` is what the caller attached to a send (its callback and context).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<S> {
+    /// `on_io_open_complete` with its result.
     OpenComplete(OpenResult),
+    /// `on_bytes_received` with decrypted application data.
     BytesReceived(Vec<u8>),
+    /// `on_send_complete` for the send that carried `S`.
     SendComplete(S, SendResult),
+    /// `on_io_error`: an open connection failed.
     Error,
+    /// `on_io_close_complete`.
     CloseComplete,
 }
 
 /// Where a [`TlsIo`] is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Created or closed: `open` may be called.
     NotOpen,
+    /// Waiting for the TCP connection.
     Connecting,
+    /// Connected, the TLS handshake under way.
     Handshaking,
+    /// The handshake finished: application data flows.
     Open,
     /// Failed after having been open: waiting for `close`.
     Error,
@@ -139,18 +154,22 @@ impl<T: Transport, S> TlsIo<T, S> {
         })
     }
 
+    /// The host name given at creation (also the name the server certificate is checked for).
     pub fn host(&self) -> &str {
         &self.host
     }
 
+    /// The TCP port given at creation.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// Where the IO is in its life.
     pub fn phase(&self) -> Phase {
         self.phase
     }
 
+    /// The TLS options set so far.
     pub fn options(&self) -> &TlsOptions {
         &self.options
     }
