@@ -308,8 +308,8 @@ impl DiceToken {
 }
 
 fn fwid_from_hex(what: &str, hex: &str) -> Result<[u8; 32]> {
-    let bytes = crate::hex::decode(hex.trim())
-        .map_err(|e| Error::parse(what, format!("fwid is not hexadecimal: {e}")))?;
+    let bytes =
+        crate::hex::decode(hex.trim()).map_err(|e| Error::parse(what, format!("fwid is not hexadecimal: {e}")))?;
     bytes.try_into().map_err(|b: Vec<u8>| {
         Error::parse(
             what,
