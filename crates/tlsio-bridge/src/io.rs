@@ -18,10 +18,13 @@
 //! - close: pending sends complete with `Cancelled`, then [`Event::CloseComplete`].
 
 mod cache;
+mod errors;
+mod events;
 pub mod options;
 mod tcp;
 mod transport;
 
+pub use events::{Event, OpenResult, Phase, SendResult};
 pub use tcp::TcpTransport;
 pub use transport::Transport;
 
@@ -33,59 +36,8 @@ use hsm_core::{Error, Result, SigningKey};
 use rustls::ClientConnection;
 use rustls::pki_types::ServerName;
 
+use errors::{io_error, peer_closed, system_roots, tls_error};
 use options::{KeyOption, KeyResolver, TlsOptions};
-
-/// `IO_OPEN_RESULT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenResult {
-    /// Connected and the TLS handshake finished.
-    Ok,
-    /// The connection or the handshake failed (the IO's last error says why).
-    Error,
-    /// Closed by the caller before the open finished.
-    Cancelled,
-}
-
-/// `IO_SEND_RESULT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendResult {
-    /// Every byte was written to the socket.
-    Ok,
-    /// `IO_SEND_ERROR` (not produced by this IO: see `Cancelled`).
-    Error,
-    /// The IO was closed, or its connection failed, before the bytes were written.
-    Cancelled,
-}
-
-/// One callback to make. `S` is what the caller attached to a send (its callback and context).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Event<S> {
-    /// `on_io_open_complete` with its result.
-    OpenComplete(OpenResult),
-    /// `on_bytes_received` with decrypted application data.
-    BytesReceived(Vec<u8>),
-    /// `on_send_complete` for the send that carried `S`.
-    SendComplete(S, SendResult),
-    /// `on_io_error`: an open connection failed.
-    Error,
-    /// `on_io_close_complete`.
-    CloseComplete,
-}
-
-/// Where a [`TlsIo`] is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Created or closed: `open` may be called.
-    NotOpen,
-    /// Waiting for the TCP connection.
-    Connecting,
-    /// Connected, the TLS handshake under way.
-    Handshaking,
-    /// The handshake finished: application data flows.
-    Open,
-    /// Failed after having been open: waiting for `close`.
-    Error,
-}
 
 /// Reads per [`TlsIo::dowork`] at most, so one busy connection cannot hold the caller's loop.
 const MAX_READS_PER_DOWORK: usize = 64;
@@ -636,49 +588,4 @@ impl Write for Sink<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-fn tls_error(op: &str, message: String) -> Error {
-    Error::Device {
-        origin: hsm_core::Origin::Tls,
-        op: op.to_string(),
-        rv: 0,
-        message,
-    }
-}
-
-fn io_error(op: &str, host: &str, port: u16, e: &io::Error) -> Error {
-    tls_error(&format!("{op} {host}:{port}"), e.to_string())
-}
-
-fn peer_closed(phase: Phase) -> Error {
-    if phase == Phase::Open {
-        tls_error("connection", "the peer closed the connection".into())
-    } else {
-        tls_error(
-            "handshake",
-            "the peer closed the connection during the handshake".into(),
-        )
-    }
-}
-
-/// Trust anchors from the operating system's store.
-fn system_roots() -> Result<rustls::RootCertStore> {
-    let found = rustls_native_certs::load_native_certs();
-    for e in &found.errors {
-        tracing::warn!(error = %e, "reading the system trust store");
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    let (_added, ignored) = roots.add_parsable_certificates(found.certs);
-    if ignored > 0 {
-        tracing::debug!(ignored, "system trust anchors rustls cannot use");
-    }
-    if roots.is_empty() {
-        return Err(Error::config(
-            "system trust store",
-            "TrustedCerts",
-            "no TrustedCerts option was set and the system store has no usable certificate",
-        ));
-    }
-    Ok(roots)
 }
