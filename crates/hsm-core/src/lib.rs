@@ -9,6 +9,7 @@ pub mod der;
 mod error;
 pub mod file;
 pub mod fs;
+pub mod hex;
 pub(crate) mod pct;
 pub mod pem;
 pub mod redact;

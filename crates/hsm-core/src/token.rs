@@ -312,15 +312,14 @@ impl DiceToken {
         Ok(format!(
             "dice:uds-file={};fwid={}",
             encode_path("dice: key token", &self.uds_file)?,
-            data_encoding::HEXLOWER.encode(&self.fwid)
+            crate::hex::encode(&self.fwid)
         ))
     }
 }
 
 fn fwid_from_hex(what: &str, hex: &str) -> Result<[u8; 32]> {
-    let bytes = data_encoding::HEXLOWER_PERMISSIVE
-        .decode(hex.trim().as_bytes())
-        .map_err(|e| Error::parse(what, format!("fwid is not hexadecimal: {e}")))?;
+    let bytes =
+        crate::hex::decode(hex.trim()).map_err(|e| Error::parse(what, format!("fwid is not hexadecimal: {e}")))?;
     bytes.try_into().map_err(|b: Vec<u8>| {
         Error::parse(
             what,

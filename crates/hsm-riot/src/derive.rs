@@ -57,9 +57,7 @@ impl Fwid {
     /// A digest given as 64 hex digits (either case).
     pub fn from_hex(what: &str, hex: &str) -> Result<Self> {
         let t = hex.trim();
-        let bytes = data_encoding::HEXLOWER_PERMISSIVE
-            .decode(t.as_bytes())
-            .map_err(|e| Error::parse(what, format!("not hexadecimal: {e}")))?;
+        let bytes = hsm_core::hex::decode(t).map_err(|e| Error::parse(what, format!("not hexadecimal: {e}")))?;
         let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
             Error::parse(
                 what,
@@ -71,7 +69,7 @@ impl Fwid {
 
     /// The digest as 64 lowercase hex digits (as a configuration's `firmware_digest` takes it).
     pub fn to_hex(&self) -> String {
-        data_encoding::HEXLOWER.encode(&self.0)
+        hsm_core::hex::encode(&self.0)
     }
 }
 

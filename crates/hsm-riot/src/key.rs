@@ -24,7 +24,7 @@ pub struct DiceKey {
 impl std::fmt::Debug for DiceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiceKey")
-            .field("public", &data_encoding::HEXLOWER.encode(&self.point))
+            .field("public", &hsm_core::hex::encode(&self.point))
             .finish_non_exhaustive()
     }
 }

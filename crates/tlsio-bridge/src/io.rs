@@ -18,10 +18,13 @@
 //! - close: pending sends complete with `Cancelled`, then [`Event::CloseComplete`].
 
 mod cache;
+mod errors;
+mod events;
 pub mod options;
 mod tcp;
 mod transport;
 
+pub use events::{Event, OpenResult, Phase, SendResult};
 pub use tcp::TcpTransport;
 pub use transport::Transport;
 
@@ -33,44 +36,8 @@ use hsm_core::{Error, Result, SigningKey};
 use rustls::ClientConnection;
 use rustls::pki_types::ServerName;
 
+use errors::{io_error, peer_closed, system_roots, tls_error};
 use options::{KeyOption, KeyResolver, TlsOptions};
-
-/// `IO_OPEN_RESULT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenResult {
-    Ok,
-    Error,
-    Cancelled,
-}
-
-/// `IO_SEND_RESULT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendResult {
-    Ok,
-    Error,
-    Cancelled,
-}
-
-/// One callback to make. `S` is what the caller attached to a send (its callback and context).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Event<S> {
-    OpenComplete(OpenResult),
-    BytesReceived(Vec<u8>),
-    SendComplete(S, SendResult),
-    Error,
-    CloseComplete,
-}
-
-/// Where a [`TlsIo`] is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    NotOpen,
-    Connecting,
-    Handshaking,
-    Open,
-    /// Failed after having been open: waiting for `close`.
-    Error,
-}
 
 /// Reads per [`TlsIo::dowork`] at most, so one busy connection cannot hold the caller's loop.
 const MAX_READS_PER_DOWORK: usize = 64;
@@ -139,18 +106,22 @@ impl<T: Transport, S> TlsIo<T, S> {
         })
     }
 
+    /// The host name given at creation (also the name the server certificate is checked for).
     pub fn host(&self) -> &str {
         &self.host
     }
 
+    /// The TCP port given at creation.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// Where the IO is in its life.
     pub fn phase(&self) -> Phase {
         self.phase
     }
 
+    /// The TLS options set so far.
     pub fn options(&self) -> &TlsOptions {
         &self.options
     }
@@ -617,49 +588,4 @@ impl Write for Sink<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-fn tls_error(op: &str, message: String) -> Error {
-    Error::Device {
-        origin: hsm_core::Origin::Tls,
-        op: op.to_string(),
-        rv: 0,
-        message,
-    }
-}
-
-fn io_error(op: &str, host: &str, port: u16, e: &io::Error) -> Error {
-    tls_error(&format!("{op} {host}:{port}"), e.to_string())
-}
-
-fn peer_closed(phase: Phase) -> Error {
-    if phase == Phase::Open {
-        tls_error("connection", "the peer closed the connection".into())
-    } else {
-        tls_error(
-            "handshake",
-            "the peer closed the connection during the handshake".into(),
-        )
-    }
-}
-
-/// Trust anchors from the operating system's store.
-fn system_roots() -> Result<rustls::RootCertStore> {
-    let found = rustls_native_certs::load_native_certs();
-    for e in &found.errors {
-        tracing::warn!(error = %e, "reading the system trust store");
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    let (_added, ignored) = roots.add_parsable_certificates(found.certs);
-    if ignored > 0 {
-        tracing::debug!(ignored, "system trust anchors rustls cannot use");
-    }
-    if roots.is_empty() {
-        return Err(Error::config(
-            "system trust store",
-            "TrustedCerts",
-            "no TrustedCerts option was set and the system store has no usable certificate",
-        ));
-    }
-    Ok(roots)
 }

@@ -7,6 +7,7 @@
 //! - [`io`] is the C SDK's non-blocking TLS IO on rustls (the C side lives in `hsm-abi`).
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
+#![warn(missing_docs)]
 
 pub mod io;
 
@@ -31,6 +32,7 @@ pub struct HsmSigningKey {
 }
 
 impl HsmSigningKey {
+    /// The rustls view of `key`, offering the signature schemes the key supports.
     pub fn new(key: Arc<dyn hsm_core::SigningKey>) -> Self {
         let schemes = key.schemes();
         HsmSigningKey { key, schemes }
@@ -141,7 +143,9 @@ pub enum TlsVersions {
     /// TLS 1.2 and 1.3.
     #[default]
     Both,
+    /// TLS 1.2 only.
     Tls12Only,
+    /// TLS 1.3 only.
     Tls13Only,
 }
 

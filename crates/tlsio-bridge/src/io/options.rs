@@ -271,7 +271,9 @@ pub fn checks_done() -> usize {
 /// A value copied out by [`TlsOptions::retrievable`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetrievedValue {
+    /// A string option (a PEM text, a key token).
     Str(String),
+    /// An integer option.
     Int(i32),
 }
 

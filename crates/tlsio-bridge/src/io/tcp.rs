@@ -52,6 +52,7 @@ impl Default for TcpTransport {
 }
 
 impl TcpTransport {
+    /// A transport with no socket yet (`open` makes one).
     pub fn new() -> Self {
         TcpTransport { state: State::Idle }
     }
