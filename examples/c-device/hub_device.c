@@ -23,7 +23,7 @@ typedef struct {
     int connects;       /* transitions to AUTHENTICATED */
     int renewals;       /* UNAUTHENTICATED because the SAS token was due for renewal */
     int other_losses;   /* UNAUTHENTICATED for any other reason */
-    IOTHUB_CLIENT_CONNECTION_STATUS_REASON last_reason;
+    IOTHUB_CLIENT_CONNECTION_STATUS_REASON first_loss; /* the reason of the first other loss */
     int confirmed;      /* telemetry confirmations (OK) */
     int unconfirmed;    /* telemetry confirmations other than OK */
     int twin_answers;
@@ -52,7 +52,6 @@ static void on_connection(IOTHUB_CLIENT_CONNECTION_STATUS status, IOTHUB_CLIENT_
                           void* ctx)
 {
     HUB_STATE* s = ctx;
-    s->last_reason = reason;
     if (status == IOTHUB_CLIENT_CONNECTION_AUTHENTICATED) {
         if (!s->authenticated) {
             s->connects++;
@@ -63,7 +62,9 @@ static void on_connection(IOTHUB_CLIENT_CONNECTION_STATUS status, IOTHUB_CLIENT_
     if (reason == IOTHUB_CLIENT_CONNECTION_EXPIRED_SAS_TOKEN && s->authenticated) {
         s->renewals++;
     } else {
-        s->other_losses++;
+        if (s->other_losses++ == 0) {
+            s->first_loss = reason;
+        }
         fprintf(stderr, "hub: not authenticated: %s\n", reason_name(reason));
     }
     s->authenticated = 0;
@@ -112,8 +113,8 @@ static int wait_for(IOTHUB_DEVICE_CLIENT_LL_HANDLE client, HUB_STATE* s, const i
         if (s->connects == 0 && s->other_losses > 0) {
             /* The first connection failed: the hub refused the device (or is unreachable); the
              * SDK would retry forever, a test wants the answer now. */
-            fprintf(stderr, "hub: refused before connecting: %s\n", reason_name(s->last_reason));
-            printf("hub refused reason=%s\n", reason_name(s->last_reason));
+            fprintf(stderr, "hub: refused before connecting: %s\n", reason_name(s->first_loss));
+            printf("hub refused reason=%s\n", reason_name(s->first_loss));
             return 1;
         }
         ThreadAPI_Sleep(10);

@@ -243,6 +243,8 @@ int main(int argc, char** argv)
         return 1;
     }
 
+    /* A line at a time, also into a file or a pipe: a test reads the steps of a run it had to kill. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     /* The SDK's logger must be up before anything of the SDK runs. */
     if (logger_init() != 0 || platform_init() != 0) {
         fprintf(stderr, "prov_device: the SDK's logger or platform did not start\n");
