@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: start the local DPS emulator and provision device
-# identities held by each built-in backend against it. Everything lives in a temp dir that is
-# removed at the end; no process is left behind.
+# identities held by each built-in backend against it; end as a device's life does: connect to the
+# hub, send telemetry, renew the certificate, connect again with the new one, send again.
+# Everything lives in a temp dir that is removed at the end; no process is left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -231,6 +232,22 @@ echo "== an issued certificate: a P-384 key made on the SoftHSM2 token, only its
 "$bin/hsmctl" provision --config issued.toml --issue-certificate --attestation symmetric-key \
     --id-scope "$scope" --global-endpoint "$endpoint" --trusted-ca server-ca.pem
 provision "x509 with the issued certificate (key on the token)" --config issued.toml --attestation x509
+
+echo
+echo "== the device's life at its IoT hub: the issued certificate (key on the SoftHSM2 token) at the"
+echo "   emulator's hub $hub"
+hub_send() {
+    "$bin/hsmctl" hub send --config issued.toml --identity x509 --hub "$hub" --device-id demo-issued-device \
+        --endpoint "$mqtt_endpoint" --trusted-ca server-ca.pem "$@"
+}
+echo "-- connect with the certificate DPS issued, send telemetry"
+hub_send --message '{"temperature": 21.5}'
+echo "-- renew the certificate over IoT Hub (\$iothub/credentials): a new key on the token, its CSR sent"
+"$bin/hsmctl" certificate renew hub --config issued.toml --hub "$hub" --device-id demo-issued-device \
+    --endpoint "$mqtt_endpoint" --trusted-ca server-ca.pem
+echo "-- connect again with the new certificate, send again, and confirm it (the old key is deleted)"
+hub_send --message '{"temperature": 21.7}'
+"$bin/hsmctl" certificate confirm --config issued.toml
 
 echo
 echo "== demo complete"

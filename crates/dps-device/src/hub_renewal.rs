@@ -215,6 +215,11 @@ async fn renew(
     }
 }
 
+/// `$iothub/credentials/POST/issueCertificate/?$rid={rid}`.
+pub(crate) fn request_topic(rid: &str) -> String {
+    format!("$iothub/credentials/POST/issueCertificate/?$rid={rid}")
+}
+
 /// The connection to the hub's credentials topics.
 struct HubSession(MqttSession);
 
@@ -223,12 +228,7 @@ impl HubSession {
     async fn request(&mut self, rid: &str, payload: Vec<u8>) -> Result<Reply, Error> {
         self.0
             .client
-            .publish(
-                format!("$iothub/credentials/POST/issueCertificate/?$rid={rid}"),
-                QoS::AtLeastOnce,
-                false,
-                payload,
-            )
+            .publish(request_topic(rid), QoS::AtLeastOnce, false, payload)
             .await
             .map_err(|e| client_error(e, T))?;
         let mut accepted = false;
@@ -324,7 +324,7 @@ fn error_body(reply: &Reply) -> CredentialsError {
     serde_json::from_slice::<CredentialsError>(&reply.body).unwrap_or_default()
 }
 
-fn service_error(reply: &Reply) -> Error {
+pub(crate) fn service_error(reply: &Reply) -> Error {
     if (300..400).contains(&reply.status) {
         return crate::answer::redirect(T, reply.status, None);
     }

@@ -161,7 +161,8 @@ impl Trust {
     pub(crate) fn verify_device_key(&self, registration_id: &str, token: &SasToken) -> Result<Admitted, Denied> {
         if self.tpm.is_enrolled(registration_id) {
             return Err(Denied(format!(
-                "'{registration_id}' is TPM-enrolled: the emulator's hub does not take TPM devices' SAS tokens"
+                "'{registration_id}' is TPM-enrolled: its SAS tokens are checked with the hub key its assignment \
+                 activated, not an enrollment key"
             )));
         }
         if let Some(keys) = self.symmetric_individual.get(registration_id) {

@@ -5,13 +5,17 @@
 //! SQLite (bundled) in WAL mode with `synchronous=FULL`: every write is a transaction that is on disk before
 //! the API answers, so a crash (kill -9, power loss) keeps every acknowledged write and never a half one;
 //! concurrent requests are serialised on one connection. Without a state directory the database lives in
-//! memory (tests, throwaway runs).
+//! memory (tests, throwaway runs). The hub keys that TPM registrations' assignments activated are kept too
+//! (table `hub_keys`): the emulator's IoT Hub checks those devices' SAS tokens with them.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use dps_wire::service::DeviceRegistrationState;
 use rusqlite::{Connection, OptionalExtension, params};
+use zeroize::Zeroizing;
 
 use crate::records::{Kind, Record};
 
@@ -64,6 +68,9 @@ impl Store {
                  id TEXT PRIMARY KEY NOT NULL, group_id TEXT, body TEXT NOT NULL
              ) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS registrations_by_group ON registrations (group_id, id);
+             CREATE TABLE IF NOT EXISTS hub_keys (
+                 id TEXT PRIMARY KEY NOT NULL, key TEXT NOT NULL
+             ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS seeds (
                  kind TEXT NOT NULL, id TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (kind, id)
              ) WITHOUT ROWID;",
@@ -295,7 +302,47 @@ impl Tx<'_> {
             .0
             .execute("DELETE FROM registrations WHERE id = ?1", params![id])
             .map_err(failed("to delete a registration state"))?;
+        self.put_hub_key(id, None)?;
         Ok(n > 0)
+    }
+
+    /// Record (or with `None` forget) the hub key a TPM registration's assignment activated: the key its
+    /// device signs hub SAS tokens with (kept base64, beside the enrollment keys the store already holds).
+    pub(crate) fn put_hub_key(&self, id: &str, key: Option<&[u8]>) -> Result<(), StoreError> {
+        match key {
+            Some(key) => {
+                let text = Zeroizing::new(B64.encode(key));
+                self.0
+                    .execute(
+                        "INSERT OR REPLACE INTO hub_keys (id, key) VALUES (?1, ?2)",
+                        params![id, text.as_str()],
+                    )
+                    .map_err(failed("to write a hub key"))?;
+            }
+            None => {
+                self.0
+                    .execute("DELETE FROM hub_keys WHERE id = ?1", params![id])
+                    .map_err(failed("to delete a hub key"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The hub key the last assignment of TPM registration `id` activated, if any.
+    pub(crate) fn hub_key(&self, id: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let text = self
+            .0
+            .query_row("SELECT key FROM hub_keys WHERE id = ?1", params![id], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+            .map_err(failed("to read a hub key"))?;
+        let Some(text) = text.map(Zeroizing::new) else {
+            return Ok(None);
+        };
+        B64.decode(text.as_str())
+            .map(|k| Some(Zeroizing::new(k)))
+            .map_err(|e| StoreError(format!("the stored hub key of '{id}' is not base64: {e}")))
     }
 
     /// Up to `limit` registration states of devices admitted by group `group`, ids after `after`.
@@ -320,5 +367,22 @@ impl Tx<'_> {
             out.push(parse_state(row.map_err(failed("to query registration states"))?)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hub_key_is_kept_replaced_and_deleted_with_its_registration() {
+        let store = Store::open(None).unwrap();
+        let key = |store: &Store| store.read(|tx| tx.hub_key("r")).unwrap().map(|k| k.to_vec());
+        store.write(|tx| tx.put_hub_key("r", Some(b"first"))).unwrap();
+        store.write(|tx| tx.put_hub_key("r", Some(b"second"))).unwrap();
+        assert_eq!(key(&store), Some(b"second".to_vec()));
+        assert_eq!(store.read(|tx| tx.hub_key("other")).unwrap(), None);
+        store.write(|tx| tx.delete_registration("r")).unwrap();
+        assert_eq!(key(&store), None, "deleting the registration state deletes its hub key");
     }
 }

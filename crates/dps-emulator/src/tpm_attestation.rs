@@ -7,7 +7,8 @@
 //! 2. The same request with a SAS token signed (inside the device's TPM) with that HMAC key: verified, then
 //!    `202` as for the other types; polls are verified with the same key.
 //! 3. The assignment carries `registrationState.tpm.authenticationKey`: a second blob (the hub key), which
-//!    the SDK activates again.
+//!    the SDK activates again. The key is recorded with the registration state (`store.rs`, durable), and
+//!    the emulator's IoT Hub checks the device's SAS tokens with it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,9 @@ use crate::Error;
 use crate::config::{EmulatorConfig, Enrollment};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The HMAC key a TPM device signs its IoT Hub SAS tokens with.
+pub(crate) type HubKey = Zeroizing<Vec<u8>>;
 
 /// What the last challenge issued to a device.
 struct Issued {
@@ -141,16 +145,18 @@ impl TpmAttestation {
         }
     }
 
-    /// The `registrationState.tpm` node of an assignment: a fresh key activated to the same EK and SRK.
-    pub(crate) fn assignment(&self, registration_id: &str) -> Result<Option<TpmRegistrationResult>, String> {
+    /// The `registrationState.tpm` node of an assignment: a fresh key activated to the same EK and SRK
+    /// (the hub key: the device signs its IoT Hub SAS tokens with it), with that key for the store.
+    pub(crate) fn assignment(&self, registration_id: &str) -> Result<Option<(TpmRegistrationResult, HubKey)>, String> {
         let issued = self.issued();
         let Some(entry) = issued.get(registration_id) else {
             return Ok(None);
         };
         let activation = hsm_tpm::service::make_activation(&entry.ek, &entry.srk).map_err(|e| e.to_string())?;
-        Ok(Some(TpmRegistrationResult {
+        let node = TpmRegistrationResult {
             authentication_key: Some(B64.encode(&activation.blob)),
             extra: serde_json::Map::new(),
-        }))
+        };
+        Ok(Some((node, activation.key)))
     }
 }

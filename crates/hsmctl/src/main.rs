@@ -40,6 +40,7 @@ mod dps;
 mod enrollment_api_cmd;
 mod enrollment_cmd;
 mod error;
+mod hub_cmd;
 mod issued;
 mod issued_certificate_cmd;
 mod pkcs11_cmd;
@@ -97,6 +98,9 @@ enum Command {
     /// Issued certificates ([x509] backend = "issued"): request, renew, confirm, status.
     #[command(subcommand)]
     Certificate(issued_certificate_cmd::CertificateCommand),
+    /// IoT Hub: connect with the configured identity and send telemetry.
+    #[command(subcommand)]
+    Hub(hub_cmd::HubCommand),
     /// DICE: create a Unique Device Secret, print the DeviceID/Alias chain and registration id.
     #[command(subcommand)]
     Dice(dice_cmd::DiceCommand),
@@ -285,6 +289,7 @@ fn main() -> ExitCode {
         Command::DeriveKey { group, registration_id } => derive_key(group, &registration_id),
         Command::Certs(a) => test_pki_cmd::run(a).map_err(CliError::from),
         Command::Certificate(c) => issued_certificate_cmd::run(c),
+        Command::Hub(c) => hub_cmd::run(c),
         Command::Conformance(a) => conformance_cmd::run(a).map_err(CliError::from),
         Command::Dice(c) => dice_cmd::run(c).map_err(CliError::from),
         Command::Enrollment(c) => enrollment_api_cmd::run(c),

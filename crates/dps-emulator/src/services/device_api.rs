@@ -333,8 +333,9 @@ impl DeviceApi {
             Ok(id) => format!("\"{id}\""),
             Err(r) => return r,
         };
-        let tpm = match live.trust.tpm.assignment(&registration_id) {
-            Ok(t) => t,
+        let (tpm, hub_key) = match live.trust.tpm.assignment(&registration_id) {
+            Ok(Some((node, key))) => (Some(node), Some(key)),
+            Ok(None) => (None, None),
             Err(message) => return error(500, 500000, message),
         };
         // The state is recorded (durably) before the device is told.
@@ -374,6 +375,9 @@ impl DeviceApi {
                 state.substatus = Some(AssignedDeviceSubstatus::InitialAssignment);
             }
             tx.put_registration(&registration_id, group.as_deref(), &state)?;
+            // The hub key goes with the state it was assigned with (a later non-TPM assignment drops it).
+            let hub_key = hub_key.as_deref().map(Vec::as_slice).filter(|_| !disabled);
+            tx.put_hub_key(&registration_id, hub_key)?;
             Ok::<_, StoreError>(state)
         });
         let mut state = match recorded {

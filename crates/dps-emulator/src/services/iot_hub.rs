@@ -5,7 +5,8 @@
 //!   the one the emulator assigned to a registration on this hub; then, as IoT Hub checks it, with an
 //!   `Authorization` (the CONNECT password) a SAS token for `{hub}/devices/{deviceId}`, unexpired, without
 //!   `skn`, signed with the key DPS registered the device with (the individual enrollment's primary or
-//!   secondary key, or the key derived from the group's); else the TLS client chain: a certificate the
+//!   secondary key, or the key derived from the group's; for a TPM registration the hub key its assignment
+//!   activated in the TPM, kept in the store); else the TLS client chain: a certificate the
 //!   emulator issued to that device, or the x509 credential that DPS admitted (CA-signed or the enrolled
 //!   leaf). `204` admits; `401` (CONNACK 5) refuses.
 //! - Every later request of the session is checked again the same way (IoT Hub drops a session whose token
@@ -195,9 +196,13 @@ impl IotHub {
             .map_err(|m| refused(format!("the enrollments cannot be read: {m}")))?;
         if let Some(password) = request.header("authorization") {
             let token = crate::device_sas::check_hub_sas_claims(assigned, &device_id, password).map_err(refused)?;
-            live.trust
-                .verify_device_key(&registration_id, &token)
-                .map_err(|Denied(m)| refused(m))?;
+            if live.trust.tpm.is_enrolled(&registration_id) {
+                self.verify_tpm_hub_key(&registration_id, &token).map_err(refused)?;
+            } else {
+                live.trust
+                    .verify_device_key(&registration_id, &token)
+                    .map_err(|Denied(m)| refused(m))?;
+            }
             return Ok(Credential::Sas(token.expiry));
         }
         let Some(leaf) = request.client.chain().and_then(<[_]>::first) else {
@@ -213,6 +218,26 @@ impl IotHub {
                 })?;
         }
         Ok(Credential::X509)
+    }
+
+    /// A TPM device's hub SAS token: signed (in its TPM) with the hub key its last assignment activated.
+    fn verify_tpm_hub_key(&self, registration_id: &str, token: &hsm_core::sas::SasToken) -> Result<(), String> {
+        let key = self
+            .enrollments
+            .store
+            .read(|tx| tx.hub_key(registration_id))
+            .map_err(|e| format!("the hub keys cannot be read: {e}"))?
+            .ok_or_else(|| {
+                format!("TPM registration '{registration_id}' has no hub key: its assignment activated none")
+            })?;
+        if token.verify(&key) {
+            Ok(())
+        } else {
+            Err(format!(
+                "SAS signature does not match the hub key the assignment of TPM registration '{registration_id}' \
+                 activated"
+            ))
+        }
     }
 
     /// Answer `answer(device id)` if the session's credentials still hold, else the refusal.
