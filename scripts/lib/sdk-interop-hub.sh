@@ -7,7 +7,7 @@
 #   hub_cases         the matrix (identity x mqtt, mqtt-ws), SAS renewal, negatives, valgrind;
 #                     prints its matrix; leaves the emulator running with its DPS configuration
 #   hub_bench N       client CPU of provision + hub connection + one message: rustls + SoftHSM key
-#                     vs OpenSSL + PEM key (tests/c/bench_registration.py --hub)
+#                     vs OpenSSL + PEM key (tests/c/bench_registration.py with --hub mqtt --no-twin)
 #
 # The hub's host name is 127.0.0.1: the SDK takes `{name}.{suffix}` apart at the first dot (a name
 # without one is refused), and the emulator's server certificate names 127.0.0.1 and localhost.
@@ -152,7 +152,6 @@ hub_print_matrix() {
 }
 
 hub_cases() {
-    # A device of the x509 group other than the one registered: a valid chain, another device.
     # Under valgrind, with the whole memory check: ChaCha20-Poly1305 only (see sdk-interop.sh).
     hub_emulator --chacha20-only --mqtt-port 8883 || { fail hub_emulator_chacha20; return; }
     run hub_mqtt_x509_pkcs11_rustls_valgrind hub_device hub_mqtt_x509_pkcs11_rustls_valgrind ok "$dev_rustls" \
