@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The interoperability suite: the REAL Azure IoT C SDK, built from its source, with libhsm_abi
 # as its custom HSM (hsm_custom_lib) exactly as README.md tells users, registering our C device
-# program (examples/c-device) with the project's DPS emulator for every identity we support.
+# program (examples/c-device) with the project's DPS emulator for every identity we support, then
+# connecting it to the emulator's IoT Hub (scripts/lib/sdk-interop-hub.sh).
 #
 #   scripts/sdk-interop.sh               every case, one line each, then "N passed, N failed"
-#   scripts/sdk-interop.sh --bench N     then N alternating registrations per TLS path (CPU),
-#                                        over HTTPS and over AMQP
+#   scripts/sdk-interop.sh --bench N     then N alternating registrations per TLS path (CPU), over
+#                                        HTTPS and over AMQP, and N registrations + hub connection
+#                                        and one message
 #   KEEP_TMP=1 scripts/sdk-interop.sh    keep the work directory (SDK_INTEROP_DIR, default
 #                                        target/sdk-interop) for inspection
 #
@@ -448,6 +450,11 @@ memory_scan() {
 run memory_scan_finds_pem_key_openssl memory_scan "$dev_openssl" pem-scan.toml found
 run memory_scan_no_key_pkcs11_rustls memory_scan "$dev_rustls" pkcs11-scan.toml absent
 
+# ---- after provisioning, the IoT Hub: every identity connects, sends, reads its twin ----
+# shellcheck source=lib/sdk-interop-hub.sh
+source "$root/scripts/lib/sdk-interop-hub.sh"
+hub_cases
+
 print_matrix
 echo "sdk-interop: $passed passed, $failed failed"
 
@@ -458,8 +465,9 @@ if [ "$bench_runs" -gt 0 ]; then
     start_emulator --retry-after 0 || { echo "sdk-interop: the emulator did not restart for the benchmark"; exit 1; }
     for t in http amqp; do
         python3 "$root/tests/c/bench_registration.py" "$bench_runs" "$id_dir" "$scope" "$server_ca" \
-            "$dev_rustls" pkcs11.toml "$dev_openssl" file-pem.toml "$t"
+            "$dev_rustls" pkcs11.toml "$dev_openssl" file-pem.toml --transport "$t"
     done
+    hub_bench "$bench_runs"
 fi
 
 echo "$passed passed, $failed failed"

@@ -6,13 +6,23 @@
  *               [--transport http|mqtt|mqtt-ws|amqp|amqp-ws] [--endpoint HOST] [--trusted-ca PEM_FILE]
  *               [--proxy HOST:PORT] [--timeout SECONDS] [--payload JSON] [--trace]
  *               [--registration-id ID] [--hold]
+ *               [--hub mqtt|mqtt-ws [--hub-config TOML] [--sas-lifetime S [--renewals N]] [--no-twin]]
  *
  * --registration-id overrides the one the HSM gives (the SDK's "registration_id" option);
  * --hold waits, after registering, until standard input closes (so a test can inspect the
  * live process) before cleaning up.
  *
+ * --hub: once assigned, connects to the assigned hub as the assigned device over MQTT or MQTT
+ * over WebSockets with IoTHubDeviceClient_LL_CreateFromDeviceAuth (the same HSM identity), sends
+ * telemetry, reads the twin, reports a property (hub_device.c). --hub-config switches the
+ * library to another configuration first (a test of a hub refusing a key DPS did not register);
+ * --sas-lifetime sets the SDK's SAS token lifetime and --renewals waits for that many renewals,
+ * sending again after each; --no-twin leaves the twin out (telemetry only).
+ *
  * Prints one line and exits 0 when assigned:   assigned hub=HUB device=DEVICE_ID
- * otherwise prints why on stderr and exits 1 (an error from the SDK) or 2 (timed out). */
+ * (then with --hub a line per hub step, "hub connected ...", "telemetry confirmed seq=N", ...,
+ * "hub done ..."), otherwise prints why on stderr and exits 1 (an error from the SDK, or the
+ * hub refused: "hub refused reason=...") or 2 (timed out). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +39,10 @@
 #include "azure_prov_client/prov_transport_mqtt_ws_client.h"
 #include "azure_prov_client/prov_transport_amqp_client.h"
 #include "azure_prov_client/prov_transport_amqp_ws_client.h"
+#include "azure_prov_client/iothub_security_factory.h"
+#include "hsm_abi.h"
+
+#include "hub_device.h"
 
 typedef struct {
     int done;
@@ -116,7 +130,8 @@ static int usage(const char* why)
                     "usage: prov_device --id-scope SCOPE --attestation x509|symmetric-key|tpm\n"
                     "       [--transport http|mqtt|mqtt-ws|amqp|amqp-ws] [--endpoint HOST] [--trusted-ca PEM_FILE]\n"
                     "       [--proxy HOST:PORT] [--timeout SECONDS] [--payload JSON] [--trace]\n"
-                    "       [--registration-id ID] [--hold]\n",
+                    "       [--registration-id ID] [--hold]\n"
+                    "       [--hub mqtt|mqtt-ws [--hub-config TOML] [--sas-lifetime S [--renewals N]] [--no-twin]]\n",
             why);
     return 1;
 }
@@ -134,6 +149,9 @@ int main(int argc, char** argv)
     const char* registration_id = NULL;
     bool trace = false;
     bool hold = false;
+    const char* hub_config = NULL;
+    HUB_OPTIONS hub_options = {NULL, NULL, 0, 0, 0, 1, 0};
+    IOTHUB_SECURITY_TYPE hub_security;
     SECURE_DEVICE_TYPE type;
     PROV_DEVICE_TRANSPORT_PROVIDER_FUNCTION protocol;
     PROV_DEVICE_LL_HANDLE handle;
@@ -152,6 +170,10 @@ int main(int argc, char** argv)
         }
         if (strcmp(a, "--hold") == 0) {
             hold = true;
+            continue;
+        }
+        if (strcmp(a, "--no-twin") == 0) {
+            hub_options.twin = 0;
             continue;
         }
         if (v == NULL) {
@@ -176,6 +198,14 @@ int main(int argc, char** argv)
             payload = v;
         } else if (strcmp(a, "--timeout") == 0) {
             timeout = atoi(v);
+        } else if (strcmp(a, "--hub") == 0) {
+            hub_options.transport = v;
+        } else if (strcmp(a, "--hub-config") == 0) {
+            hub_config = v;
+        } else if (strcmp(a, "--sas-lifetime") == 0) {
+            hub_options.sas_lifetime = (size_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--renewals") == 0) {
+            hub_options.renewals = atoi(v);
         } else {
             return usage("unknown option");
         }
@@ -185,10 +215,13 @@ int main(int argc, char** argv)
     }
     if (strcmp(attestation, "x509") == 0) {
         type = SECURE_DEVICE_TYPE_X509;
+        hub_security = IOTHUB_SECURITY_TYPE_X509;
     } else if (strcmp(attestation, "symmetric-key") == 0) {
         type = SECURE_DEVICE_TYPE_SYMMETRIC_KEY;
+        hub_security = IOTHUB_SECURITY_TYPE_SYMMETRIC_KEY;
     } else if (strcmp(attestation, "tpm") == 0) {
         type = SECURE_DEVICE_TYPE_TPM;
+        hub_security = IOTHUB_SECURITY_TYPE_SAS; /* the SDK's name for TPM-signed SAS tokens */
     } else {
         return usage("--attestation must be x509, symmetric-key or tpm");
     }
@@ -210,6 +243,8 @@ int main(int argc, char** argv)
         return 1;
     }
 
+    /* A line at a time, also into a file or a pipe: a test reads the steps of a run it had to kill. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     /* The SDK's logger must be up before anything of the SDK runs. */
     if (logger_init() != 0 || platform_init() != 0) {
         fprintf(stderr, "prov_device: the SDK's logger or platform did not start\n");
@@ -279,6 +314,24 @@ int main(int argc, char** argv)
     } else {
         fprintf(stderr, "prov_device: registration failed: %s\n", result_name(outcome.result));
     }
+    if (status == 0 && hub_options.transport != NULL) {
+        /* The provisioning client is done with the connection; the HSM stays initialised. */
+        Prov_Device_LL_Destroy(handle);
+        handle = NULL;
+        hub_options.trusted = trusted;
+        hub_options.timeout = timeout;
+        hub_options.trace = trace;
+        if (hub_config != NULL && hsm_abi_configure_file(hub_config) != 0) {
+            fprintf(stderr, "prov_device: hsm_abi_configure_file(%s) failed\n", hub_config);
+            status = 1;
+        } else if (iothub_security_init(hub_security) != 0) {
+            fprintf(stderr, "prov_device: iothub_security_init failed\n");
+            status = 1;
+        } else {
+            status = hub_session(outcome.hub, outcome.device_id, &hub_options);
+            iothub_security_deinit();
+        }
+    }
     if (hold) {
         printf("holding\n");
         fflush(stdout);
@@ -287,7 +340,9 @@ int main(int argc, char** argv)
     }
 
 out_handle:
-    Prov_Device_LL_Destroy(handle);
+    if (handle != NULL) {
+        Prov_Device_LL_Destroy(handle);
+    }
 out_security:
     prov_dev_security_deinit();
 out_platform:
