@@ -101,6 +101,28 @@ async fn garbage_is_an_error_without_the_servers_control_characters() {
     assert!(!shown.contains('\u{1b}'), "{shown:?}");
 }
 
+/// The assignment and the end of the connection come together (read in one go): the assignment counts.
+/// (rumqttc keeps the packets it read before the connection ended in its event queue; they were lost.)
+#[tokio::test]
+async fn an_answer_read_together_with_the_end_of_the_connection_counts() {
+    let server = MqttServer::start(
+        false,
+        Arc::new(|p, _| {
+            Answer::SendThenClose(vec![(
+                format!("$dps/registrations/res/200/?$rid={}", rid(&p.topic)),
+                ASSIGNED.to_vec(),
+            )])
+        }),
+    );
+    let a = client(&server.endpoint, &server.ca_pem, Duration::from_secs(20))
+        .register(&symmetric("d", DEVICE_KEY), None)
+        .await
+        .unwrap();
+    assert_eq!(a.assigned_hub, "h");
+}
+
+const ASSIGNED: &[u8] = br#"{"operationId":"4.op","status":"assigned","registrationState":{"registrationId":"d","assignedHub":"h","deviceId":"d","status":"assigned"}}"#;
+
 #[tokio::test]
 async fn the_client_sends_disconnect_after_the_assignment() {
     let server = MqttServer::start(
@@ -108,7 +130,7 @@ async fn the_client_sends_disconnect_after_the_assignment() {
         Arc::new(|p, _| {
             Answer::Send(vec![(
                 format!("$dps/registrations/res/200/?$rid={}", rid(&p.topic)),
-                br#"{"operationId":"4.op","status":"assigned","registrationState":{"registrationId":"d","assignedHub":"h","deviceId":"d","status":"assigned"}}"#.to_vec(),
+                ASSIGNED.to_vec(),
             )])
         }),
     );

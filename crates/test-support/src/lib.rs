@@ -7,6 +7,7 @@
 pub mod emulator;
 pub mod examples;
 pub mod https_server;
+pub mod logged;
 pub mod pki;
 pub mod softhsm;
 pub mod swtpm;
