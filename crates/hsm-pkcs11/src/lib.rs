@@ -15,6 +15,7 @@
 mod error;
 mod key;
 mod module;
+mod objects;
 mod symmetric;
 #[cfg(feature = "testing")]
 pub mod testing;

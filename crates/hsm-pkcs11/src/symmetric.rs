@@ -20,7 +20,8 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::error::device;
-use crate::token::{Token, find_one};
+use crate::objects::find_one;
+use crate::token::Token;
 use crate::uri::{ObjectType, Pkcs11Uri};
 use crate::x509::configured_uri;
 

@@ -26,7 +26,8 @@ use zeroize::Zeroizing;
 use crate::error::device;
 use crate::key::{Pkcs11Key, private_key_uri};
 use crate::module::resolve_module_path;
-use crate::token::{Token, find_one};
+use crate::objects::find_one;
+use crate::token::Token;
 use crate::uri::{ObjectType, Pkcs11Uri};
 
 #[derive(Debug, Deserialize)]
