@@ -49,11 +49,19 @@ mod error;
 #[cfg(feature = "device")]
 mod hmac_sequence;
 #[cfg(feature = "device")]
+mod handles;
+#[cfg(feature = "device")]
 mod identity;
+#[cfg(feature = "device")]
+mod identity_key;
+#[cfg(feature = "device")]
+mod objects;
 mod registration;
 pub mod service;
 #[cfg(feature = "device")]
 mod templates;
+#[cfg(feature = "device")]
+mod tpm_options;
 // Without `device` only the service side uses it (the HMAC sequence commands are gone).
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -66,10 +74,13 @@ pub use blob::ActivationBlob;
 #[cfg(feature = "device")]
 pub use conn::{DEFAULT_COMMAND_TIMEOUT, HierarchyAuth, TpmConn, default_tcti};
 #[cfg(feature = "device")]
-pub use identity::{
-    ActivationStep, EK_HANDLE, EkReport, IDENTITY_HANDLE, KeysCreated, Tpm, TpmOptions, ek_report,
-    parse_persistent_handle, staging_handle,
-};
+pub use handles::{EK_HANDLE, IDENTITY_HANDLE, parse_persistent_handle, staging_handle};
+#[cfg(feature = "device")]
+pub use identity::{EkReport, KeysCreated, Tpm, ek_report};
+#[cfg(feature = "device")]
+pub use identity_key::ActivationStep;
+#[cfg(feature = "device")]
+pub use tpm_options::TpmOptions;
 pub use registration::registration_id;
 #[cfg(feature = "device")]
 pub use templates::{EkTemplate, ek_template};

@@ -24,7 +24,8 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use zeroize::Zeroizing;
 
 use crate::conn::{Session, TpmConn, retry};
-use crate::identity::{SRK_HANDLE, flush, parse_handle, read_public};
+use crate::handles::{SRK_HANDLE, parse_handle};
+use crate::objects::{flush, read_public};
 use crate::{error, templates};
 
 pub use hsm_core::token::{TpmKeyLocation as KeyLocation, TpmToken as SignerToken};
@@ -279,7 +280,7 @@ pub fn generate_key_on(conn: Arc<TpmConn>, location: KeyLocation, curve: Curve) 
         let srk = match s.persistent(SRK_HANDLE)? {
             Some(h) => h,
             None => {
-                crate::identity::ensure_primary(
+                crate::objects::ensure_primary(
                     s,
                     SRK_HANDLE,
                     Hierarchy::Owner,
@@ -345,7 +346,7 @@ struct X509Params {
     key_handle: Option<toml_handle::Handle>,
     key_blob: Option<PathBuf>,
     certificate: PathBuf,
-    command_timeout: Option<crate::identity::TimeoutValue>,
+    command_timeout: Option<crate::tpm_options::TimeoutValue>,
 }
 
 mod toml_handle {
