@@ -12,7 +12,8 @@ use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{Data, Digest, MaxBuffer, Nonce, SymmetricDefinition, SymmetricDefinitionObject};
 
 use crate::blob::ActivationBlob;
-use crate::conn::{HierarchyAuth, TpmConn, retry};
+use crate::conn::TpmConn;
+use crate::session::{HierarchyAuth, retry};
 use crate::templates::EkTemplate;
 use crate::handles::{EK_HANDLE, SRK_HANDLE, staging_handle};
 use crate::identity_key::{

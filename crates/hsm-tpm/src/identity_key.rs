@@ -6,7 +6,7 @@ use tss_esapi::handles::ObjectHandle;
 use tss_esapi::interface_types::resource_handles::Provision;
 use tss_esapi::structures::Public;
 
-use crate::conn::{Session, retry};
+use crate::session::{Session, retry};
 use crate::handles::staging_handle;
 use crate::objects::{password, persistent_handle, read_public};
 use crate::{error, templates};

@@ -59,6 +59,8 @@ mod objects;
 mod registration;
 pub mod service;
 #[cfg(feature = "device")]
+mod session;
+#[cfg(feature = "device")]
 mod templates;
 #[cfg(feature = "device")]
 mod tpm_options;
@@ -72,7 +74,9 @@ mod x509;
 
 pub use blob::ActivationBlob;
 #[cfg(feature = "device")]
-pub use conn::{DEFAULT_COMMAND_TIMEOUT, HierarchyAuth, TpmConn, default_tcti};
+pub use conn::{DEFAULT_COMMAND_TIMEOUT, TpmConn, default_tcti};
+#[cfg(feature = "device")]
+pub use session::HierarchyAuth;
 #[cfg(feature = "device")]
 pub use handles::{EK_HANDLE, IDENTITY_HANDLE, parse_persistent_handle, staging_handle};
 #[cfg(feature = "device")]

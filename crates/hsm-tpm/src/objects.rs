@@ -8,7 +8,7 @@ use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::Public;
 
-use crate::conn::{Session, retry};
+use crate::session::{Session, retry};
 use crate::{error, templates};
 
 pub(crate) fn password<T>(s: &mut Session, f: impl FnOnce(&mut tss_esapi::Context) -> T) -> T {

@@ -23,7 +23,8 @@ use tss_esapi::structures::{Digest, HashScheme, HashcheckTicket, Private, Public
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use zeroize::Zeroizing;
 
-use crate::conn::{Session, TpmConn, retry};
+use crate::conn::TpmConn;
+use crate::session::{Session, retry};
 use crate::handles::{SRK_HANDLE, parse_handle};
 use crate::objects::{flush, read_public};
 use crate::{error, templates};
@@ -393,7 +394,7 @@ impl TpmX509 {
             &format!("certificate chain {}", cert_path.display()),
             &hsm_core::pem::read_file("read certificate chain", &cert_path)?,
         )?;
-        let conn = TpmConn::connect(&tcti, crate::conn::HierarchyAuth::default(), command_timeout)?;
+        let conn = TpmConn::connect(&tcti, crate::session::HierarchyAuth::default(), command_timeout)?;
         let key = TpmKey::open(conn, location.clone())?;
         let leaf = hsm_core::pem::public_key_spki(&chain[0])?;
         if leaf != key.spki {
