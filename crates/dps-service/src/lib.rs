@@ -4,6 +4,7 @@
 
 mod builder;
 pub mod bulk;
+mod bulk_records;
 mod client;
 mod connection;
 mod error;

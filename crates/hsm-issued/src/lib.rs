@@ -22,6 +22,7 @@ mod files;
 #[cfg(feature = "dps")]
 pub mod flow;
 mod keys;
+mod renewal_due;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -36,7 +37,8 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 pub use keys::KeySource;
-pub use store::{CRASH_ENV, CertificateInfo, Generation, RENEW_AT_PERCENT, STEPS, State, Store};
+pub use renewal_due::{CertificateInfo, RENEW_AT_PERCENT};
+pub use store::{CRASH_ENV, Generation, STEPS, State, Store};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
