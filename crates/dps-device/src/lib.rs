@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 mod amqp;
 mod answer;

@@ -35,6 +35,7 @@
 //! [`ServerOptions::state_dir`], else in memory) that the configuration's enrollments seed; device
 //! registrations are checked against it at once, and a `disabled` enrollment ends them `disabled`.
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 mod config;
 mod device_auth;
