@@ -25,7 +25,9 @@ struct Item {
     line: usize,
 }
 
-const KEYWORDS: &[&str] = &["fn", "struct", "enum", "trait", "const", "static", "type", "mod", "union"];
+const KEYWORDS: &[&str] = &[
+    "fn", "struct", "enum", "trait", "const", "static", "type", "mod", "union",
+];
 const QUALIFIERS: &[&str] = &["unsafe", "async", "extern", "const", "\"C\"", "\"C-unwind\"", "mut"];
 
 /// The `pub` items a source text defines (line numbers from 1).
@@ -37,7 +39,10 @@ fn pub_items(text: &str) -> Vec<(String, usize)> {
         let line = lines[i].trim();
         // An inline test module: nothing in it is public surface.
         if line == "#[cfg(test)]" {
-            let next = lines[i + 1..].iter().map(|l| l.trim()).find(|l| !l.is_empty() && !l.starts_with("#["));
+            let next = lines[i + 1..]
+                .iter()
+                .map(|l| l.trim())
+                .find(|l| !l.is_empty() && !l.starts_with("#["));
             if next.is_some_and(|n| n.starts_with("mod ") && n.ends_with('{')) {
                 break;
             }
@@ -46,7 +51,12 @@ fn pub_items(text: &str) -> Vec<(String, usize)> {
             let words: Vec<&str> = rest.split_whitespace().collect();
             let mut w = 0;
             // `const fn` and `const NAME`: a qualifier only when a keyword follows.
-            while w + 1 < words.len() && QUALIFIERS.contains(&words[w]) && KEYWORDS.iter().any(|k| words[w + 1] == *k || QUALIFIERS.contains(&words[w + 1])) {
+            while w + 1 < words.len()
+                && QUALIFIERS.contains(&words[w])
+                && KEYWORDS
+                    .iter()
+                    .any(|k| words[w + 1] == *k || QUALIFIERS.contains(&words[w + 1]))
+            {
                 w += 1;
             }
             if let (Some(keyword), Some(name)) = (words.get(w), words.get(w + 1)) {
@@ -65,10 +75,13 @@ fn pub_items(text: &str) -> Vec<(String, usize)> {
 
 /// The identifiers (words of letters, digits and `_`) of a text.
 fn words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty())
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
 }
 
-const TEXT: &[&str] = &["rs", "md", "c", "h", "cpp", "py", "js", "mjs", "ts", "sh", "toml", "txt", "in"];
+const TEXT: &[&str] = &[
+    "rs", "md", "c", "h", "cpp", "py", "js", "mjs", "ts", "sh", "toml", "txt", "in",
+];
 
 /// Every text file under `dir`, build output and VCS data left out.
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -98,8 +111,10 @@ fn unused(root: &Path, crates: &[(String, PathBuf)], skip: &Path) -> Vec<Item> {
     files(root, &mut all);
     // The allow-list names every item it allows: not a use.
     all.retain(|p| p != skip);
-    let texts: Vec<(PathBuf, String)> =
-        all.into_iter().filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t))).collect();
+    let texts: Vec<(PathBuf, String)> = all
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+        .collect();
     // Where each word appears.
     let mut seen: HashMap<&str, Vec<usize>> = HashMap::new();
     for (n, (_, text)) in texts.iter().enumerate() {
@@ -113,11 +128,21 @@ fn unused(root: &Path, crates: &[(String, PathBuf)], skip: &Path) -> Vec<Item> {
     let mut found = Vec::new();
     for (krate, dir) in crates {
         let src = dir.join("src");
-        for (file, text) in texts.iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "rs") && in_library(p, &src)) {
+        for (file, text) in texts
+            .iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "rs") && in_library(p, &src))
+        {
             for (name, line) in pub_items(text) {
-                let used = seen.get(name.as_str()).is_some_and(|at| at.iter().any(|&n| !in_library(&texts[n].0, &src)));
+                let used = seen
+                    .get(name.as_str())
+                    .is_some_and(|at| at.iter().any(|&n| !in_library(&texts[n].0, &src)));
                 if !used {
-                    found.push(Item { krate: krate.clone(), name, file: file.clone(), line });
+                    found.push(Item {
+                        krate: krate.clone(),
+                        name,
+                        file: file.clone(),
+                        line,
+                    });
                 }
             }
         }
@@ -185,7 +210,10 @@ fn main() {
         println!("public-api: {failed} public item(s) no one uses");
         std::process::exit(1);
     }
-    println!("public-api: every pub item of {} crates is used or allow-listed", crates.len());
+    println!(
+        "public-api: every pub item of {} crates is used or allow-listed",
+        crates.len()
+    );
 }
 
 #[cfg(test)]
@@ -209,7 +237,10 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, t).unwrap();
         };
-        write("crates/a/src/lib.rs", "pub fn used_by_b() {}\npub fn used_by_a_test() {}\npub fn lonely() { lonely() }\n");
+        write(
+            "crates/a/src/lib.rs",
+            "pub fn used_by_b() {}\npub fn used_by_a_test() {}\npub fn lonely() { lonely() }\n",
+        );
         write("crates/a/tests/t.rs", "a::used_by_a_test();\n");
         write("crates/b/src/lib.rs", "fn x() { a::used_by_b() }\n");
         write("allowed.txt", "a::lonely\n");
