@@ -14,6 +14,7 @@
 //!
 //! [`IssuedX509`] serves the current generation: each call reads the state, so after a
 //! renewal the next `get_cert`/`get_key` (and the next TLS connection) uses the new pair.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
@@ -73,6 +74,7 @@ impl IssuedX509 {
         Ok(id)
     }
 
+    /// The identity the store's current generation holds (loaded on first use).
     pub fn new(store: Store) -> Self {
         IssuedX509 {
             store,
@@ -80,6 +82,7 @@ impl IssuedX509 {
         }
     }
 
+    /// The store behind the identity.
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -7,10 +7,13 @@ use rustls_pki_types::CertificateDer;
 /// What `hsmctl certificate status` shows of one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateInfo {
+    /// The subject's distinguished name.
     pub subject: String,
+    /// The issuer's distinguished name.
     pub issuer: String,
     /// Validity, seconds since the epoch.
     pub not_before: i64,
+    /// End of the validity, seconds since the epoch.
     pub not_after: i64,
     /// When renewal is due: at 80 % of the validity (DPS issues for 7 to 90 days).
     pub renew_at: i64,
@@ -20,6 +23,7 @@ pub struct CertificateInfo {
 pub const RENEW_AT_PERCENT: i64 = 80;
 
 impl CertificateInfo {
+    /// Read the certificate `leaf`.
     pub fn of(leaf: &CertificateDer<'_>) -> Result<Self> {
         use x509_parser::prelude::*;
         let (_, c) = X509Certificate::from_der(leaf.as_ref()).map_err(|e| Error::parse("certificate", e))?;

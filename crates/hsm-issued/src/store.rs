@@ -46,9 +46,12 @@ fn crash_point(step: &str) {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Generation {
+    /// The generation's number (increasing; it names its key and chain).
     pub generation: u64,
+    /// The key token of the generation's key.
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The chain file, once the certificate was issued.
     pub chain: Option<String>,
 }
 
@@ -57,10 +60,13 @@ pub struct Generation {
 #[serde(deny_unknown_fields)]
 pub struct State {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The generation in use.
     pub current: Option<Generation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The generation whose certificate is being requested.
     pub pending: Option<Generation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The last identity known to work, kept until the current one was used once.
     pub retired: Option<Generation>,
 }
 
@@ -187,10 +193,12 @@ impl Store {
         })
     }
 
+    /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The registration id the store's identities are issued to.
     pub fn registration_id(&self) -> &str {
         &self.registration_id
     }

@@ -157,6 +157,7 @@ impl Pkcs11Key {
         u
     }
 
+    /// The token the key is on.
     pub fn token(&self) -> &Arc<Token> {
         &self.token
     }

@@ -105,6 +105,7 @@ pub struct Pkcs11X509 {
 }
 
 impl Pkcs11X509 {
+    /// Open from the `[x509]` configuration section with `backend = "pkcs11"`.
     pub fn from_section(section: &Section) -> Result<Self> {
         let p: X509Params = section.parse()?;
         if p.certificate.is_some() && p.certificate_file.is_some() {

@@ -27,7 +27,9 @@ use crate::{error, templates};
 /// Which keys [`Tpm::open`] had to create (a provisioned TPM needs none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KeysCreated {
+    /// Whether the endorsement key was created (none was persisted at its handle).
     pub ek: bool,
+    /// Whether the storage root key was created (none was persisted at its handle).
     pub srk: bool,
 }
 

@@ -38,6 +38,7 @@
 //!
 //! Linking: a C program that links a library built with this crate must also link
 //! `pkg-config --libs tss2-esys tss2-tctildr tss2-mu tss2-sys`.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 

@@ -19,7 +19,9 @@ const RETRIES: u32 = 20;
 /// Hierarchy authorization values, applied to every (re)opened context.
 #[derive(Clone, Default)]
 pub struct HierarchyAuth {
+    /// The owner hierarchy's authorization value.
     pub owner: Option<Zeroizing<Vec<u8>>>,
+    /// The endorsement hierarchy's authorization value.
     pub endorsement: Option<Zeroizing<Vec<u8>>>,
 }
 

@@ -74,9 +74,13 @@ fn parse_auth(what: &'static str, text: &str) -> Result<Zeroizing<Vec<u8>>> {
 pub struct TpmOptions {
     /// TCTI configuration string, e.g. `swtpm:host=127.0.0.1,port=2321` or `device:/dev/tpmrm0`.
     pub tcti: String,
+    /// The EK template used when no EK is persisted.
     pub ek_template: EkTemplate,
+    /// The owner hierarchy's authorization value.
     pub owner_auth: Option<Zeroizing<Vec<u8>>>,
+    /// The endorsement hierarchy's authorization value.
     pub endorsement_auth: Option<Zeroizing<Vec<u8>>>,
+    /// The persistent handle of the DPS identity key.
     pub identity_handle: u32,
     /// Bound of every TPM operation (`TpmConn::set_command_timeout`; key generation gets
     /// twelve times as much).

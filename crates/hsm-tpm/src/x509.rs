@@ -169,6 +169,7 @@ impl TpmKey {
         &self.point
     }
 
+    /// Where the key lives (a persistent handle or a key blob).
     pub fn location(&self) -> &KeyLocation {
         &self.location
     }
@@ -370,6 +371,7 @@ pub struct TpmX509 {
 }
 
 impl TpmX509 {
+    /// Open from the `[x509]` configuration section with `backend = "tpm"`.
     pub fn from_section(section: &Section) -> Result<Self> {
         let p: X509Params = section.parse()?;
         let location = match (&p.key_handle, &p.key_blob) {

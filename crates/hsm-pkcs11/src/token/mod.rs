@@ -162,6 +162,7 @@ impl Token {
         Ok(t)
     }
 
+    /// The module the token is on.
     pub fn module(&self) -> &Arc<Module> {
         &self.module
     }
