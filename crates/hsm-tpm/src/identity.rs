@@ -13,14 +13,14 @@ use tss_esapi::structures::{Data, Digest, MaxBuffer, Nonce, SymmetricDefinition,
 
 use crate::blob::ActivationBlob;
 use crate::conn::TpmConn;
-use crate::session::{HierarchyAuth, retry};
-use crate::templates::EkTemplate;
 use crate::handles::{EK_HANDLE, SRK_HANDLE, staging_handle};
 use crate::identity_key::{
     ActivationStep, evict, identity_object, no_identity_key, replace_identity_key, staged_identity,
     tidy_staged_identity,
 };
 use crate::objects::{ensure_primary, flush, password, read_public};
+use crate::session::{HierarchyAuth, retry};
+use crate::templates::EkTemplate;
 use crate::tpm_options::TpmOptions;
 use crate::{error, templates};
 

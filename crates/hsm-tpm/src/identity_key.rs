@@ -6,9 +6,9 @@ use tss_esapi::handles::ObjectHandle;
 use tss_esapi::interface_types::resource_handles::Provision;
 use tss_esapi::structures::Public;
 
-use crate::session::{Session, retry};
 use crate::handles::staging_handle;
 use crate::objects::{password, persistent_handle, read_public};
+use crate::session::{Session, retry};
 use crate::{error, templates};
 
 /// A step of `replace_identity_key` after which a test can make activation fail

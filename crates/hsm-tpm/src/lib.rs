@@ -48,9 +48,9 @@ mod conn;
 #[cfg(feature = "device")]
 mod error;
 #[cfg(feature = "device")]
-mod hmac_sequence;
-#[cfg(feature = "device")]
 mod handles;
+#[cfg(feature = "device")]
+mod hmac_sequence;
 #[cfg(feature = "device")]
 mod identity;
 #[cfg(feature = "device")]
@@ -77,17 +77,17 @@ pub use blob::ActivationBlob;
 #[cfg(feature = "device")]
 pub use conn::{DEFAULT_COMMAND_TIMEOUT, TpmConn, default_tcti};
 #[cfg(feature = "device")]
-pub use session::HierarchyAuth;
-#[cfg(feature = "device")]
 pub use handles::{EK_HANDLE, IDENTITY_HANDLE, parse_persistent_handle, staging_handle};
 #[cfg(feature = "device")]
 pub use identity::{EkReport, KeysCreated, Tpm, ek_report};
 #[cfg(feature = "device")]
 pub use identity_key::ActivationStep;
-#[cfg(feature = "device")]
-pub use tpm_options::TpmOptions;
 pub use registration::registration_id;
 #[cfg(feature = "device")]
+pub use session::HierarchyAuth;
+#[cfg(feature = "device")]
 pub use templates::{EkTemplate, ek_template};
+#[cfg(feature = "device")]
+pub use tpm_options::TpmOptions;
 #[cfg(feature = "device")]
 pub use x509::{KeyLocation, SignerToken, TpmKey, TpmX509, generate_key, generate_key_on, open_signer};

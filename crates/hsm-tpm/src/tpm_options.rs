@@ -179,7 +179,6 @@ impl TpmOptions {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,9 +24,9 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use zeroize::Zeroizing;
 
 use crate::conn::TpmConn;
-use crate::session::{Session, retry};
 use crate::handles::{SRK_HANDLE, parse_handle};
 use crate::objects::{flush, read_public};
+use crate::session::{Session, retry};
 use crate::{error, templates};
 
 pub use hsm_core::token::{TpmKeyLocation as KeyLocation, TpmToken as SignerToken};

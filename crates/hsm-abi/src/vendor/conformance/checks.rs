@@ -7,8 +7,8 @@ use hsm_core::{Error, SignatureScheme, SigningKey};
 
 use super::options::Options;
 use super::report::{Outcome, Run, expect_failure};
-use crate::ffi::signer_types::HSM_ABI_KEY_INFO;
 use crate::ffi::errors::{HSM_ABI_ERR_BUFFER_TOO_SMALL, HSM_ABI_ERR_UNSUPPORTED, HSM_ABI_OK};
+use crate::ffi::signer_types::HSM_ABI_KEY_INFO;
 use crate::vendor::{BytesField, RawIdentity, VendorKey, verify_signature};
 
 /// The caller-buffer rule on one field: size query, exact, larger, short buffer, NULL len,

@@ -10,15 +10,20 @@ use crate::ffi::signer_types::HSM_ABI_KEY_INFO;
 /// How a check ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// It passed; the text says what was seen.
     Pass(String),
+    /// It failed; the text says why.
     Fail(String),
+    /// It did not run; the text says why (an optional entry the table leaves NULL).
     Skip(String),
 }
 
 /// One check of the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
+    /// What was checked.
     pub name: String,
+    /// How it ended.
     pub outcome: Outcome,
 }
 
@@ -38,16 +43,20 @@ impl std::fmt::Display for Check {
 pub struct Report {
     /// The table's name and where it came from.
     pub backend: String,
+    /// Every check, in the order they ran.
     pub checks: Vec<Check>,
 }
 
 impl Report {
+    /// How many checks passed.
     pub fn passed(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Pass(_)))
     }
+    /// How many checks failed.
     pub fn failed(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Fail(_)))
     }
+    /// How many checks were skipped.
     pub fn skipped(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Skip(_)))
     }
