@@ -449,11 +449,6 @@ fn apply_auth(ctx: &mut Context, auth: &HierarchyAuth) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tss_esapi::constants::response_code::Tss2ResponseCode;
-
-    fn rc(v: u32) -> tss_esapi::Error {
-        tss_esapi::Error::Tss2Error(Tss2ResponseCode::from(v))
-    }
 
     #[test]
     fn spellings_of_one_simulator_share_a_key() {
