@@ -5,7 +5,6 @@
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tokio::TokioAdapter;
-use futures_util::SinkExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 use tungstenite::Message;
 use ws_stream::WsBytes;
@@ -59,7 +58,8 @@ async fn a_text_message_is_invalid_data() {
     let (mut client, server) = pair().await;
     let mut server = WsBytes::new(server);
     client.send(Message::text("not bytes")).await.unwrap();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(10), server.read(&mut [0u8; 8]));
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), server.read(&mut buf));
     let e = read.await.expect("the text message was skipped").unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
 }
