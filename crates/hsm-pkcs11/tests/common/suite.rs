@@ -1,7 +1,8 @@
 //! The assertions every module under test must pass (SoftHSM2 in `token.rs`, tpm2-pkcs11 in
 //! `tpm2_pkcs11.rs`): x509 identities end to end, key generation, CSRs, HMAC keys, listing objects
-//! (URI and configuration errors: `suite_errors.rs`; concurrency and login recovery: `suite_sessions.rs`). Where a module lacks a feature, the
-//! assertion is the clear error it gives instead.
+//! (URI and configuration errors: `suite_errors.rs`; concurrency and login recovery:
+//! `suite_sessions.rs`). Where a module lacks a feature, the assertion is the clear error it gives
+//! instead.
 
 use std::path::Path;
 use std::process::Command;
