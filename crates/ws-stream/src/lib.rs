@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tungstenite::Message;
 
 /// tungstenite's error (the WebSocket's).
-pub type WsError = tungstenite::Error;
+type WsError = tungstenite::Error;
 
 /// The byte stream carried by the binary messages of the WebSocket `W`.
 pub struct WsBytes<W> {
