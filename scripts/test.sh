@@ -50,6 +50,7 @@ stage "docs: cargo doc --no-deps, warnings denied (broken links, missing docs wh
     env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 stage "generated headers are up to date" bash scripts/gen-headers.sh --check
 stage "no module cycles (scripts/check-module-cycles.sh)" bash scripts/check-module-cycles.sh
+stage "no unused pub items (scripts/check-public-api.sh)" bash scripts/check-public-api.sh
 stage "scripts build where cargo builds (no target/ written out)" bash scripts/check-target-dir.sh
 
 # Packaging and fresh dependencies need crates.io: skipped loudly without it outside CI, a failure in CI.

@@ -287,6 +287,7 @@ impl HubSession {
                 continue;
             }
             if status == 202 {
+                tracing::info!("the hub accepted the certificate request (202): waiting for the certificate");
                 accepted = true;
                 continue;
             }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 mod amqp;
 mod answer;

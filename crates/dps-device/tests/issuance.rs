@@ -14,6 +14,7 @@ use dps_device::{Error, RenewalOptions, renew_certificate, verify_issued_chain};
 use dps_emulator::{Emulator, Enrollment, IssuanceOptions, ServerOptions};
 use hsm_core::file::{FileX509, KeyReference};
 use rcgen::KeyPair;
+use tracing::instrument::WithSubscriber as _;
 
 /// A fresh P-384 key and its DER CSR with subject CN `cn`.
 fn csr(cn: &str) -> (KeyPair, Vec<u8>) {
@@ -340,6 +341,9 @@ async fn an_operation_left_in_progress_is_replaced() {
     verify_issued_chain(&renewed, &csr, "renew-busy").unwrap();
 }
 
+/// What the device logs when the hub's 202 came (the event the test of a hub gone after it waits for).
+const HUB_ACCEPTED: &str = "the hub accepted the certificate request (202)";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_gone_mid_renewal_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -354,11 +358,15 @@ async fn the_hub_gone_mid_renewal_is_a_clear_error() {
     let identity = issued_identity(dir.path(), "issued", &chain, &key);
     let (_, csr) = csr("renew-gone");
     let (endpoint, roots) = (emu.mqtt_endpoint(), roots(&emu.server_ca_pem()));
-    let renewal = tokio::spawn(async move {
-        renew_certificate(HUB, &endpoint, "renew-gone", identity, roots, &csr, &renewal_options()).await
-    });
+    let (logging, accepted) = test_support::logged::watch(HUB_ACCEPTED);
+    let renewal = tokio::spawn(
+        async move { renew_certificate(HUB, &endpoint, "renew-gone", identity, roots, &csr, &renewal_options()).await }
+            .with_subscriber(logging),
+    );
     // The 202 comes at once; the certificate would come after 3 s: stop the emulator in between.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::task::spawn_blocking(move || accepted.wait(test_support::wait::DEADLINE))
+        .await
+        .unwrap();
     let stopping = tokio::task::spawn_blocking(move || emu.shutdown());
     let result = renewal.await.unwrap();
     match &result {

@@ -36,6 +36,7 @@
 //! registrations are checked against it at once, and a `disabled` enrollment ends them `disabled`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 mod config;
 mod device_auth;

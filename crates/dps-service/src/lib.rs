@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 #![warn(missing_docs)]
 
 mod builder;
 pub mod bulk;
+mod bulk_records;
 mod client;
 mod connection;
 mod error;

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 // One macro for every string enum of the spec (device and service modules), declared before them.
 /// A string enum of the specification: the known values as variants, any other value kept as it

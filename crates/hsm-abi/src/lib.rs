@@ -10,6 +10,7 @@
 //! The safe part, from a configuration to backend objects, is the facade crate `hsm`; this crate
 //! is the C layer over it. All `unsafe` code lives in the `ffi` module; [`vendor`] connects the
 //! vendor tables of `ffi::vendor` to `hsm::vendor`.
+#![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![deny(unreachable_pub)]
 

@@ -22,7 +22,9 @@ use crate::{Generation, IssuedX509, Store};
 /// What a flow produced: the generation now current, and the assignment (DPS flows).
 #[derive(Debug)]
 pub struct Issued {
+    /// The generation now current.
     pub generation: Generation,
+    /// The assignment DPS answered with (`None` for a renewal through the hub).
     pub assignment: Option<Assignment>,
 }
 

@@ -14,6 +14,7 @@
 //!
 //! [`IssuedX509`] serves the current generation: each call reads the state, so after a
 //! renewal the next `get_cert`/`get_key` (and the next TLS connection) uses the new pair.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
@@ -22,6 +23,7 @@ mod files;
 #[cfg(feature = "dps")]
 pub mod flow;
 mod keys;
+mod renewal_due;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -36,7 +38,8 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 pub use keys::KeySource;
-pub use store::{CRASH_ENV, CertificateInfo, Generation, RENEW_AT_PERCENT, STEPS, State, Store};
+pub use renewal_due::{CertificateInfo, RENEW_AT_PERCENT};
+pub use store::{CRASH_ENV, Generation, STEPS, State, Store};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +74,7 @@ impl IssuedX509 {
         Ok(id)
     }
 
+    /// The identity the store's current generation holds (loaded on first use).
     pub fn new(store: Store) -> Self {
         IssuedX509 {
             store,
@@ -78,6 +82,7 @@ impl IssuedX509 {
         }
     }
 
+    /// The store behind the identity.
     pub fn store(&self) -> &Store {
         &self.store
     }

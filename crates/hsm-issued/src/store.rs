@@ -46,9 +46,12 @@ fn crash_point(step: &str) {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Generation {
+    /// The generation's number (increasing; it names its key and chain).
     pub generation: u64,
+    /// The key token of the generation's key.
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The chain file, once the certificate was issued.
     pub chain: Option<String>,
 }
 
@@ -57,10 +60,13 @@ pub struct Generation {
 #[serde(deny_unknown_fields)]
 pub struct State {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The generation in use.
     pub current: Option<Generation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The generation whose certificate is being requested.
     pub pending: Option<Generation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The last identity known to work, kept until the current one was used once.
     pub retired: Option<Generation>,
 }
 
@@ -187,10 +193,12 @@ impl Store {
         })
     }
 
+    /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The registration id the store's identities are issued to.
     pub fn registration_id(&self) -> &str {
         &self.registration_id
     }
@@ -461,62 +469,6 @@ impl Store {
     }
 }
 
-/// What `hsmctl certificate status` shows of one certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateInfo {
-    pub subject: String,
-    pub issuer: String,
-    /// Validity, seconds since the epoch.
-    pub not_before: i64,
-    pub not_after: i64,
-    /// When renewal is due: at 80 % of the validity (DPS issues for 7 to 90 days).
-    pub renew_at: i64,
-}
-
-/// The fraction of the validity after which renewal is due.
-pub const RENEW_AT_PERCENT: i64 = 80;
-
-impl CertificateInfo {
-    pub fn of(leaf: &CertificateDer<'_>) -> Result<Self> {
-        use x509_parser::prelude::*;
-        let (_, c) = X509Certificate::from_der(leaf.as_ref()).map_err(|e| Error::parse("certificate", e))?;
-        let (from, to) = (c.validity().not_before.timestamp(), c.validity().not_after.timestamp());
-        Ok(CertificateInfo {
-            subject: c.subject().to_string(),
-            issuer: c.issuer().to_string(),
-            not_before: from,
-            not_after: to,
-            renew_at: from + (to - from) * RENEW_AT_PERCENT / 100,
-        })
-    }
-
-    /// Whether renewal is due at `now` (seconds since the epoch).
-    pub fn renewal_due(&self, now: i64) -> bool {
-        now >= self.renew_at
-    }
-}
-
 fn no_pending() -> Error {
     Error::NotConfigured("no certificate request is pending (hsmctl certificate request makes one)".into())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn renewal_is_due_at_80_percent_of_the_validity() {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.not_before = rcgen::date_time_ymd(2026, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2026, 1, 31);
-        let cert = p.self_signed(&key).unwrap();
-        let info = CertificateInfo::of(cert.der()).unwrap();
-        let day = 86_400;
-        assert_eq!(info.not_after - info.not_before, 30 * day);
-        assert_eq!(info.renew_at, info.not_before + 24 * day);
-        assert!(!info.renewal_due(info.renew_at - 1));
-        assert!(info.renewal_due(info.renew_at));
-    }
 }

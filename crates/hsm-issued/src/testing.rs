@@ -31,6 +31,7 @@ pub struct Ca {
 }
 
 impl Ca {
+    /// A new root and intermediate (P-384), named after `name`.
     pub fn new(name: &str) -> Result<Ca> {
         let root = CertifiedIssuer::self_signed(ca_params(&format!("{name} root"))?, p384()?)
             .map_err(crypto("make the root CA"))?;
@@ -56,10 +57,12 @@ impl Ca {
         Ok(vec![leaf.der().clone(), self.intermediate(), self.root()])
     }
 
+    /// The intermediate's certificate.
     pub fn intermediate(&self) -> CertificateDer<'static> {
         self.intermediate.der().clone()
     }
 
+    /// The root's certificate.
     pub fn root(&self) -> CertificateDer<'static> {
         self.root.der().clone()
     }

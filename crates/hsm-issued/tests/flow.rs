@@ -17,6 +17,7 @@ use hsm_issued::{KeySource, Store};
 use rustls_pki_types::CertificateDer;
 
 use test_support::emulator::{DEVICE_KEY, HUB, SCOPE};
+use tracing::instrument::WithSubscriber as _;
 
 /// The emulator's issuing CA, given so that a second emulator issues from the same one and an
 /// x509 group enrollment can trust it.
@@ -185,9 +186,12 @@ async fn files_issued_over_mqtt_and_the_hub_gone_mid_renewal_keeps_the_identity(
     let endpoint = emu.mqtt_endpoint();
     let server_roots = roots(&emu);
     let opts = renewal_options();
-    let renewal = renew_via_hub(&store, HUB, &endpoint, id, server_roots, &opts);
+    let (logging, accepted) = test_support::logged::watch("the hub accepted the certificate request (202)");
+    let renewal = renew_via_hub(&store, HUB, &endpoint, id, server_roots, &opts).with_subscriber(logging);
     let stop = async move {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::task::spawn_blocking(move || accepted.wait(test_support::wait::DEADLINE))
+            .await
+            .unwrap();
         emu.shutdown();
     };
     let (result, ()) = tokio::join!(renewal, stop);

@@ -17,7 +17,8 @@ use hsm_core::{Error, KeyAlgorithm, Result, SignatureScheme, SigningKey};
 use sha2::Digest;
 
 use crate::error::device;
-use crate::token::{Token, find_one};
+use crate::objects::find_one;
+use crate::token::Token;
 use crate::uri::{ObjectType, Pkcs11Uri};
 use hsm_core::der;
 
@@ -156,6 +157,7 @@ impl Pkcs11Key {
         u
     }
 
+    /// The token the key is on.
     pub fn token(&self) -> &Arc<Token> {
         &self.token
     }

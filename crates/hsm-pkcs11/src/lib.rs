@@ -9,12 +9,14 @@
 //! One `C_Initialize` per module and process ([`module()`], re-initialized only to find a
 //! token that went away and came back); one login and a session pool per token
 //! ([`Token`], which documents the recovery rules).
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
 mod error;
 mod key;
 mod module;
+mod objects;
 mod symmetric;
 #[cfg(feature = "testing")]
 pub mod testing;

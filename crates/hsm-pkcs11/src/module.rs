@@ -73,6 +73,7 @@ impl std::fmt::Debug for Module {
 }
 
 impl Module {
+    /// The module library's path, as it was loaded.
     pub fn path(&self) -> &Path {
         &self.path
     }

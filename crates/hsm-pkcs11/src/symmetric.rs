@@ -20,7 +20,8 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::error::device;
-use crate::token::{Token, find_one};
+use crate::objects::find_one;
+use crate::token::Token;
 use crate::uri::{ObjectType, Pkcs11Uri};
 use crate::x509::configured_uri;
 
@@ -40,6 +41,7 @@ pub struct Pkcs11Symmetric {
 }
 
 impl Pkcs11Symmetric {
+    /// Open from the `[symmetric]` configuration section with `backend = "pkcs11"`.
     pub fn from_section(section: &Section) -> Result<Self> {
         let p: SymmetricParams = section.parse()?;
         if p.registration_id.is_empty() {
@@ -53,6 +55,7 @@ impl Pkcs11Symmetric {
         })
     }
 
+    /// The identity of `registration_id` whose key is `key`.
     pub fn new(registration_id: String, key: Pkcs11Secret) -> Self {
         Pkcs11Symmetric { registration_id, key }
     }

@@ -22,7 +22,9 @@ use crate::uri::Pkcs11Uri;
 /// Which module a [`TestModule`] is (for the few assertions that differ between tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModuleKind {
+    /// SoftHSM2.
     SoftHsm2,
+    /// tpm2-pkcs11 over a TPM (swtpm in tests).
     Tpm2Pkcs11,
 }
 
@@ -30,6 +32,7 @@ pub enum ModuleKind {
 /// `C_Initialize` (set it in this process before the first PKCS#11 call, and on child
 /// processes), and a way to make an initialized token with a user PIN.
 pub trait TestModule: Send + Sync {
+    /// Which module this is.
     fn kind(&self) -> ModuleKind;
     /// The module library.
     fn module(&self) -> &Path;
@@ -54,6 +57,7 @@ pub struct SoftHsm {
 }
 
 impl SoftHsm {
+    /// A fresh SoftHSM2 configuration and token directory; an error when SoftHSM2 is not installed.
     pub fn create() -> Result<Self> {
         if !Path::new(DEFAULT_MODULE).is_file() {
             return Err(Error::NotConfigured(format!(
@@ -192,6 +196,8 @@ pub struct Tpm2Pkcs11 {
 }
 
 impl Tpm2Pkcs11 {
+    /// A tpm2-pkcs11 store in a temp dir over a fresh swtpm and tpm2-abrmd; an error when the module or the
+    /// TPM tools are missing.
     pub fn create() -> Result<Self> {
         let module = crate::module::resolve_module_path(
             &Pkcs11Uri {

@@ -12,7 +12,8 @@ use sha2::Digest;
 
 use crate::error::device;
 use crate::key::Pkcs11Key;
-use crate::token::{Token, template};
+use crate::objects::template;
+use crate::token::Token;
 use crate::uri::{ObjectType, Pkcs11Uri};
 use hsm_core::der;
 

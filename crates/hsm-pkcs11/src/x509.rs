@@ -26,7 +26,8 @@ use zeroize::Zeroizing;
 use crate::error::device;
 use crate::key::{Pkcs11Key, private_key_uri};
 use crate::module::resolve_module_path;
-use crate::token::{Token, find_one};
+use crate::objects::find_one;
+use crate::token::Token;
 use crate::uri::{ObjectType, Pkcs11Uri};
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +105,7 @@ pub struct Pkcs11X509 {
 }
 
 impl Pkcs11X509 {
+    /// Open from the `[x509]` configuration section with `backend = "pkcs11"`.
     pub fn from_section(section: &Section) -> Result<Self> {
         let p: X509Params = section.parse()?;
         if p.certificate.is_some() && p.certificate_file.is_some() {

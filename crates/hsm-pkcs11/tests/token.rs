@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::ring_verify;
 use common::suite::{issue, x509_config};
-use common::{fixture, suite};
+use common::{fixture, suite, suite_errors, suite_sessions};
 use hsm_core::config::Config;
 use hsm_core::{Curve, KeyAlgorithm, SignatureScheme, SymmetricIdentity, X509Identity};
 use hsm_pkcs11::{Pkcs11Symmetric, open_signer, tools};
@@ -60,22 +60,22 @@ fn hmac_key_stays_on_the_token() {
 
 #[test]
 fn uri_and_configuration_errors() {
-    suite::uri_and_configuration_errors(fixture());
+    suite_errors::uri_and_configuration_errors(fixture());
 }
 
 #[test]
 fn eight_threads_sign_concurrently() {
-    suite::eight_threads_sign_concurrently(fixture());
+    suite_sessions::eight_threads_sign_concurrently(fixture());
 }
 
 #[test]
 fn logs_in_again_after_logout() {
-    suite::logs_in_again_after_logout(fixture());
+    suite_sessions::logs_in_again_after_logout(fixture());
 }
 
 #[test]
 fn wrong_pin_is_tried_once() {
-    suite::wrong_pin_is_tried_once(fixture());
+    suite_sessions::wrong_pin_is_tried_once(fixture());
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn list_objects_as_uris() {
 /// search with CKR_GENERAL_ERROR; the backend runs object creation alone.)
 #[test]
 fn key_generation_while_other_threads_search() {
-    suite::key_generation_while_other_threads_search(fixture());
+    suite_sessions::key_generation_while_other_threads_search(fixture());
 }
 
 #[test]

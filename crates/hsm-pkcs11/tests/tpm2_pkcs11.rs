@@ -10,7 +10,7 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
-use common::{set_up, suite};
+use common::{set_up, suite, suite_errors, suite_sessions};
 use hsm_core::{Curve, KeyAlgorithm, SignatureScheme};
 use hsm_pkcs11::testing::Tpm2Pkcs11;
 
@@ -68,19 +68,23 @@ fn shared_suite_on_tpm2_pkcs11() {
         suite::hmac_key_stays_on_the_token(&f)
     });
     part("uri_and_configuration_errors", &|| {
-        suite::uri_and_configuration_errors(&f)
+        suite_errors::uri_and_configuration_errors(&f)
     });
     part("eight_threads_sign_concurrently", &|| {
-        suite::eight_threads_sign_concurrently(&f)
+        suite_sessions::eight_threads_sign_concurrently(&f)
     });
-    part("logs_in_again_after_logout", &|| suite::logs_in_again_after_logout(&f));
+    part("logs_in_again_after_logout", &|| {
+        suite_sessions::logs_in_again_after_logout(&f)
+    });
     part("list_objects_as_uris", &|| suite::list_objects_as_uris(&f));
     part("key_generation_while_other_threads_search", &|| {
-        suite::key_generation_while_other_threads_search(&f)
+        suite_sessions::key_generation_while_other_threads_search(&f)
     });
     // Last: a rejected PIN counts against the TPM's dictionary-attack protection, and
     // tpm2-pkcs11 answers later logins with CKR_GENERAL_ERROR while the TPM is locked out.
-    part("wrong_pin_is_tried_once", &|| suite::wrong_pin_is_tried_once(&f));
+    part("wrong_pin_is_tried_once", &|| {
+        suite_sessions::wrong_pin_is_tried_once(&f)
+    });
     eprintln!("tpm2-pkcs11 suite: {:.1?}", started.elapsed());
     assert!(failed.is_empty(), "failed parts: {failed:?}");
 }

@@ -38,6 +38,7 @@
 //!
 //! Linking: a C program that links a library built with this crate must also link
 //! `pkg-config --libs tss2-esys tss2-tctildr tss2-mu tss2-sys`.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
@@ -47,13 +48,23 @@ mod conn;
 #[cfg(feature = "device")]
 mod error;
 #[cfg(feature = "device")]
+mod handles;
+#[cfg(feature = "device")]
 mod hmac_sequence;
 #[cfg(feature = "device")]
 mod identity;
+#[cfg(feature = "device")]
+mod identity_key;
+#[cfg(feature = "device")]
+mod objects;
 mod registration;
 pub mod service;
 #[cfg(feature = "device")]
+mod session;
+#[cfg(feature = "device")]
 mod templates;
+#[cfg(feature = "device")]
+mod tpm_options;
 // Without `device` only the service side uses it (the HMAC sequence commands are gone).
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -64,14 +75,19 @@ mod x509;
 
 pub use blob::ActivationBlob;
 #[cfg(feature = "device")]
-pub use conn::{DEFAULT_COMMAND_TIMEOUT, HierarchyAuth, TpmConn, default_tcti};
+pub use conn::{DEFAULT_COMMAND_TIMEOUT, TpmConn, default_tcti};
 #[cfg(feature = "device")]
-pub use identity::{
-    ActivationStep, EK_HANDLE, EkReport, IDENTITY_HANDLE, KeysCreated, Tpm, TpmOptions, ek_report,
-    parse_persistent_handle, staging_handle,
-};
+pub use handles::{EK_HANDLE, IDENTITY_HANDLE, parse_persistent_handle, staging_handle};
+#[cfg(feature = "device")]
+pub use identity::{EkReport, KeysCreated, Tpm, ek_report};
+#[cfg(feature = "device")]
+pub use identity_key::ActivationStep;
 pub use registration::registration_id;
 #[cfg(feature = "device")]
+pub use session::HierarchyAuth;
+#[cfg(feature = "device")]
 pub use templates::{EkTemplate, ek_template};
+#[cfg(feature = "device")]
+pub use tpm_options::TpmOptions;
 #[cfg(feature = "device")]
 pub use x509::{KeyLocation, SignerToken, TpmKey, TpmX509, generate_key, generate_key_on, open_signer};

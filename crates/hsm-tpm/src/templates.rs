@@ -31,8 +31,10 @@ pub enum EkTemplate {
 }
 
 impl EkTemplate {
+    /// Every template.
     pub const ALL: [EkTemplate; 2] = [EkTemplate::Sdk, EkTemplate::Tcg];
 
+    /// The template's name as configuration spells it.
     pub fn name(self) -> &'static str {
         match self {
             EkTemplate::Sdk => "sdk",

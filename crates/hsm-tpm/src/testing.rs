@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use hsm_core::{Error, Result};
 
+/// A swtpm simulator on a free local port, its state in a temporary directory.
 pub struct Swtpm {
     dir: tempfile::TempDir,
     port: u16,
@@ -89,6 +90,7 @@ impl Swtpm {
         format!("swtpm:host=127.0.0.1,port={}", self.port)
     }
 
+    /// The simulator's state directory.
     pub fn state_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -98,6 +100,7 @@ impl Swtpm {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Stop the simulator (also done on drop).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("swtpm_ioctl")
@@ -153,6 +156,8 @@ pub struct Tabrmd {
 }
 
 impl Tabrmd {
+    /// Start swtpm, a D-Bus daemon and tpm2-abrmd in front of the simulator; an error when one is missing
+    /// or does not come up.
     pub fn start() -> Result<Self> {
         let swtpm = Swtpm::start()?;
         let mut dbus = Command::new("dbus-daemon")

@@ -23,8 +23,10 @@ use tss_esapi::structures::{Digest, HashScheme, HashcheckTicket, Private, Public
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use zeroize::Zeroizing;
 
-use crate::conn::{Session, TpmConn, retry};
-use crate::identity::{SRK_HANDLE, flush, parse_handle, read_public};
+use crate::conn::TpmConn;
+use crate::handles::{SRK_HANDLE, parse_handle};
+use crate::objects::{flush, read_public};
+use crate::session::{Session, retry};
 use crate::{error, templates};
 
 pub use hsm_core::token::{TpmKeyLocation as KeyLocation, TpmToken as SignerToken};
@@ -167,6 +169,7 @@ impl TpmKey {
         &self.point
     }
 
+    /// Where the key lives (a persistent handle or a key blob).
     pub fn location(&self) -> &KeyLocation {
         &self.location
     }
@@ -279,7 +282,7 @@ pub fn generate_key_on(conn: Arc<TpmConn>, location: KeyLocation, curve: Curve) 
         let srk = match s.persistent(SRK_HANDLE)? {
             Some(h) => h,
             None => {
-                crate::identity::ensure_primary(
+                crate::objects::ensure_primary(
                     s,
                     SRK_HANDLE,
                     Hierarchy::Owner,
@@ -345,7 +348,7 @@ struct X509Params {
     key_handle: Option<toml_handle::Handle>,
     key_blob: Option<PathBuf>,
     certificate: PathBuf,
-    command_timeout: Option<crate::identity::TimeoutValue>,
+    command_timeout: Option<crate::tpm_options::TimeoutValue>,
 }
 
 mod toml_handle {
@@ -368,6 +371,7 @@ pub struct TpmX509 {
 }
 
 impl TpmX509 {
+    /// Open from the `[x509]` configuration section with `backend = "tpm"`.
     pub fn from_section(section: &Section) -> Result<Self> {
         let p: X509Params = section.parse()?;
         let location = match (&p.key_handle, &p.key_blob) {
@@ -392,7 +396,7 @@ impl TpmX509 {
             &format!("certificate chain {}", cert_path.display()),
             &hsm_core::pem::read_file("read certificate chain", &cert_path)?,
         )?;
-        let conn = TpmConn::connect(&tcti, crate::conn::HierarchyAuth::default(), command_timeout)?;
+        let conn = TpmConn::connect(&tcti, crate::session::HierarchyAuth::default(), command_timeout)?;
         let key = TpmKey::open(conn, location.clone())?;
         let leaf = hsm_core::pem::public_key_spki(&chain[0])?;
         if leaf != key.spki {

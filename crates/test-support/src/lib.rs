@@ -8,6 +8,7 @@
 pub mod emulator;
 pub mod examples;
 pub mod https_server;
+pub mod logged;
 pub mod pki;
 pub mod softhsm;
 pub mod swtpm;

@@ -4,16 +4,12 @@
 //! C SDK's `prov_transport_amqp_ws_client.c`, the Node SDK's `AmqpWs`), whose binary messages then carry
 //! the AMQP connection's bytes.
 
-use std::fmt;
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use futures_util::{Sink, Stream};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
+use ws_stream::WsBytes;
 
 use crate::error::sanitize;
 use crate::{Error, MAX_BODY, Proxy, Transport};
@@ -115,13 +111,8 @@ where
             )),
         });
     }
-    Ok(WsBytes {
-        ws,
-        pending: Vec::new(),
-        at: 0,
-    })
+    Ok(WsBytes::new(ws))
 }
-
 /// What the byte stream needs of a WebSocket: its messages in and out.
 pub(super) trait WsMessages:
     Stream<Item = Result<Message, async_tungstenite::tungstenite::Error>>
@@ -139,76 +130,4 @@ impl<T> WsMessages for T where
         + Send
         + 'static
 {
-}
-
-/// The byte stream carried by a WebSocket's binary messages (a frame may span messages, a message may carry
-/// several frames): what the AMQP connection reads and writes.
-pub(super) struct WsBytes<W> {
-    ws: W,
-    pending: Vec<u8>,
-    at: usize,
-}
-
-impl<W> fmt::Debug for WsBytes<W> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WsBytes")
-            .field("pending", &(self.pending.len() - self.at))
-            .finish()
-    }
-}
-
-fn other(e: async_tungstenite::tungstenite::Error) -> io::Error {
-    match e {
-        async_tungstenite::tungstenite::Error::Io(io) => io,
-        e => io::Error::other(e),
-    }
-}
-
-impl<W: WsMessages> AsyncRead for WsBytes<W> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        loop {
-            if this.at < this.pending.len() {
-                let n = buf.remaining().min(this.pending.len() - this.at);
-                buf.put_slice(&this.pending[this.at..this.at + n]);
-                this.at += n;
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(Pin::new(&mut this.ws).poll_next(cx)) {
-                None | Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(())),
-                Some(Ok(Message::Binary(data))) => {
-                    this.pending = data.to_vec();
-                    this.at = 0;
-                }
-                // Pings are answered by tungstenite on the next write or flush.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Text(_))) => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "a text WebSocket message where AMQP frames go in binary ones",
-                    )));
-                }
-                Some(Err(e)) => return Poll::Ready(Err(other(e))),
-            }
-        }
-    }
-}
-
-impl<W: WsMessages> AsyncWrite for WsBytes<W> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let ws = &mut self.ws;
-        ready!(Pin::new(&mut *ws).poll_ready(cx)).map_err(other)?;
-        Pin::new(&mut *ws)
-            .start_send(Message::binary(buf.to_vec()))
-            .map_err(other)?;
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws).poll_flush(cx).map_err(other)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws).poll_close(cx).map_err(other)
-    }
 }

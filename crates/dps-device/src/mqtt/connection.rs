@@ -14,6 +14,10 @@ pub(crate) struct MqttSession {
     pub(crate) transport: Transport,
     pub(crate) client: AsyncClient,
     events: EventLoop,
+    /// The connection ended: the error, until the packets read before it have been handed out.
+    ended: Option<Error>,
+    /// The connection ended (rumqttc would connect again on the next poll: it is not polled any more).
+    gone: bool,
 }
 
 impl MqttSession {
@@ -30,6 +34,8 @@ impl MqttSession {
             transport,
             client,
             events,
+            ended: None,
+            gone: false,
         };
         loop {
             if let Packet::ConnAck(_) = session.next_packet().await? {
@@ -61,13 +67,20 @@ impl MqttSession {
     /// Send DISCONNECT and wait until rumqttc has written and flushed it, or `deadline` passes.
     pub(crate) async fn close(&mut self, deadline: Instant) -> Result<(), Error> {
         let t = self.transport;
+        if self.gone {
+            // Nothing to say goodbye on.
+            return Ok(());
+        }
         self.client.disconnect().await.map_err(|e| client_error(e, t))?;
         let sent = async {
             loop {
                 match self.events.poll().await {
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => return Ok(()),
                     Ok(_) => {}
-                    Err(e) => return Err(connection_error(e, t)),
+                    Err(e) => {
+                        self.gone = true;
+                        return Err(connection_error(e, t));
+                    }
                 }
             }
         };
@@ -80,10 +93,26 @@ impl MqttSession {
     /// The next packet the server sent (what the client sent is skipped).
     pub(crate) async fn next_packet(&mut self) -> Result<Packet, Error> {
         loop {
+            if self.gone {
+                // rumqttc keeps the packets it read in the same go as the end of the connection in its
+                // queue (the answer and the close come together): those first, then the error.
+                while let Some(event) = self.events.state.events.pop_front() {
+                    if let Event::Incoming(p) = event {
+                        return Ok(p);
+                    }
+                }
+                return Err(self
+                    .ended
+                    .take()
+                    .unwrap_or_else(|| Error::transport(self.transport, "the connection had already ended")));
+            }
             match self.events.poll().await {
                 Ok(Event::Incoming(p)) => return Ok(p),
                 Ok(Event::Outgoing(_)) => {}
-                Err(e) => return Err(connection_error(e, self.transport)),
+                Err(e) => {
+                    self.ended = Some(connection_error(e, self.transport));
+                    self.gone = true;
+                }
             }
         }
     }

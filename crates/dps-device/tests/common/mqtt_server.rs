@@ -17,6 +17,9 @@ pub enum Answer {
     Send(Vec<(String, Vec<u8>)>),
     /// Close the connection.
     Close,
+    /// Publish these (topic, payload) at QoS 0, then close the connection at once (the answer and the
+    /// end of the connection reach the client together).
+    SendThenClose(Vec<(String, Vec<u8>)>),
 }
 
 /// A publish the server received.
@@ -121,17 +124,25 @@ impl MqttServer {
                                     log.push(r.clone());
                                     log.len() - 1
                                 };
-                                match script(&r, n) {
+                                let (messages, close) = match script(&r, n) {
                                     Answer::Close => return,
-                                    Answer::Send(messages) => {
-                                        for (topic, payload) in messages {
-                                            write_packet(
-                                                &mut s,
-                                                Packet::Publish(Publish::new(topic, QoS::AtMostOnce, payload)),
-                                            );
-                                        }
-                                    }
+                                    Answer::Send(messages) => (messages, false),
+                                    Answer::SendThenClose(messages) => (messages, true),
+                                };
+                                let mut out = BytesMut::new();
+                                for (topic, payload) in messages {
+                                    Packet::Publish(Publish::new(topic, QoS::AtMostOnce, payload))
+                                        .write(&mut out, usize::MAX)
+                                        .unwrap();
                                 }
+                                if close {
+                                    // One TLS write and the close together: the client reads both at once.
+                                    let _ = s.write_all(&out);
+                                    s.conn.send_close_notify();
+                                    let _ = s.flush();
+                                    return;
+                                }
+                                let _ = s.write_all(&out).and_then(|()| s.flush());
                             }
                             Packet::PingReq => write_packet(&mut s, Packet::PingResp),
                             Packet::Disconnect => {

@@ -35,14 +35,20 @@ pub use pin::read_pin_file;
 /// The kind of object a URI names (`type=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectType {
+    /// A private key (`type=private`).
     Private,
+    /// A public key (`type=public`).
     Public,
+    /// A certificate (`type=cert`).
     Cert,
+    /// A secret key (`type=secret-key`).
     SecretKey,
+    /// A data object (`type=data`).
     Data,
 }
 
 impl ObjectType {
+    /// The `type` value as RFC 7512 spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectType::Private => "private",
@@ -73,14 +79,23 @@ impl ObjectType {
 /// A parsed PKCS#11 URI.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Pkcs11Uri {
+    /// `token`: the token label.
     pub token: Option<String>,
+    /// `manufacturer`: the token's manufacturer.
     pub manufacturer: Option<String>,
+    /// `serial`: the token's serial number.
     pub serial: Option<String>,
+    /// `model`: the token's model.
     pub model: Option<String>,
+    /// `slot-id`: the slot's number.
     pub slot_id: Option<u64>,
+    /// `slot-description`: the slot's description.
     pub slot_description: Option<String>,
+    /// `slot-manufacturer`: the slot's manufacturer.
     pub slot_manufacturer: Option<String>,
+    /// `library-manufacturer`: the module library's manufacturer.
     pub library_manufacturer: Option<String>,
+    /// `library-description`: the module library's description.
     pub library_description: Option<String>,
     /// `library-version=M[.N]`: (major, minor); a missing minor is 0.
     pub library_version: Option<(u8, u8)>,
@@ -88,12 +103,19 @@ pub struct Pkcs11Uri {
     pub vendor_path: Vec<(String, String)>,
     /// Vendor-specific query attributes: parsed and ignored; never written back.
     pub vendor_query: Vec<(String, String)>,
+    /// `object`: the object's label.
     pub object: Option<String>,
+    /// `id`: the object's CKA_ID (percent-decoded bytes).
     pub id: Option<Vec<u8>>,
+    /// `type`: the object's class.
     pub object_type: Option<ObjectType>,
+    /// `module-path`: the module library to load.
     pub module_path: Option<PathBuf>,
+    /// `module-name`: the module library's name, looked up in the system's module directory.
     pub module_name: Option<String>,
+    /// `pin-source`: where the PIN is read from (a file path or `file:` URI).
     pub pin_source: Option<String>,
+    /// `pin-value`: the PIN itself.
     pub pin_value: Option<Zeroizing<String>>,
 }
 

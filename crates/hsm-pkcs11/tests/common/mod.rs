@@ -1,10 +1,12 @@
 //! The fixture of `test_support::softhsm`: one module under test per test process (C_Initialize
 //! is once per process): SoftHSM2 ([`fixture`], set up on first use) or tpm2-pkcs11 ([`set_up`]
-//! on a `Tpm2Pkcs11`), each with the tokens `LABEL` and `PIN_TEST_LABEL`. `suite` holds the
-//! assertions both run.
+//! on a `Tpm2Pkcs11`), each with the tokens `LABEL` and `PIN_TEST_LABEL`. `suite`, `suite_errors` and
+//! `suite_sessions` hold the assertions both run.
 #![allow(dead_code, unused_imports)]
 
 pub mod suite;
+pub mod suite_errors;
+pub mod suite_sessions;
 
 pub use test_support::softhsm::{Fixture, LABEL, PIN, PIN_TEST_LABEL, SO_PIN, fixture, set_up};
 

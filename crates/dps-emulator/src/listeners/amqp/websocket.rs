@@ -12,13 +12,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
-use futures_util::{Sink, Stream};
 use rustls::ServerConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, timeout_at};
+use ws_stream::WsBytes;
 
 use super::prefixed::Prefixed;
 use crate::listeners::TlsStream;
@@ -61,11 +60,7 @@ pub(crate) fn serve(
         .await
         .map_err(|_| "the WebSocket handshake did not complete within the request deadline".to_string())?
         .map_err(|e| format!("the WebSocket handshake: {e}"))?;
-        let bytes = WsBytes {
-            ws,
-            pending: Vec::new(),
-            at: 0,
-        };
+        let bytes = WsBytes::new(ws);
         super::connection::serve(bytes, handler, client, request_timeout, deadline, limits.slot)
             .await
             .map_err(|e| e.to_string())
@@ -199,82 +194,5 @@ impl AsyncWrite for AsyncTls {
         this.conn.send_close_notify();
         ready!(this.poll_flush_tls(cx))?;
         Pin::new(&mut this.tcp).poll_shutdown(cx)
-    }
-}
-
-/// The byte stream carried by a WebSocket's binary messages (an AMQP frame may span messages, a message may
-/// carry several frames).
-struct WsBytes<W> {
-    ws: W,
-    pending: Vec<u8>,
-    at: usize,
-}
-
-impl<W> fmt::Debug for WsBytes<W> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WsBytes").finish_non_exhaustive()
-    }
-}
-
-type WsError = async_tungstenite::tungstenite::Error;
-
-fn other(e: WsError) -> io::Error {
-    match e {
-        WsError::Io(io) => io,
-        e => io::Error::other(e),
-    }
-}
-
-impl<W> AsyncRead for WsBytes<W>
-where
-    W: Stream<Item = Result<Message, WsError>> + Unpin,
-{
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        loop {
-            if this.at < this.pending.len() {
-                let n = buf.remaining().min(this.pending.len() - this.at);
-                buf.put_slice(&this.pending[this.at..this.at + n]);
-                this.at += n;
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(Pin::new(&mut this.ws).poll_next(cx)) {
-                None | Some(Ok(Message::Close(_))) => return Poll::Ready(Ok(())),
-                Some(Ok(Message::Binary(data))) => {
-                    this.pending = data.to_vec();
-                    this.at = 0;
-                }
-                Some(Ok(Message::Text(_))) => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "a text WebSocket message: AMQP travels in binary messages",
-                    )));
-                }
-                // Pings are answered by tungstenite on the next write or flush.
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Poll::Ready(Err(other(e))),
-            }
-        }
-    }
-}
-
-impl<W> AsyncWrite for WsBytes<W>
-where
-    W: Sink<Message, Error = WsError> + Unpin,
-{
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(other)?;
-        Pin::new(&mut self.ws)
-            .start_send(Message::binary(buf.to_vec()))
-            .map_err(other)?;
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws).poll_flush(cx).map_err(other)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.ws).poll_close(cx).map_err(other)
     }
 }

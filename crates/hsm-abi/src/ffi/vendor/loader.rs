@@ -298,6 +298,7 @@ impl VendorTable {
         Ok(t)
     }
 
+    /// The table's name (its `name` field).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -307,10 +308,12 @@ impl VendorTable {
         &self.origin
     }
 
+    /// The table version the library filled in.
     pub fn version(&self) -> u32 {
         self.raw.version
     }
 
+    /// The optional groups the table fills (a NULL entry is a group the library does not offer).
     pub fn capabilities(&self) -> Capabilities {
         Capabilities {
             public_key: self.raw.get_public_key.is_some(),

@@ -155,6 +155,7 @@ impl Drop for RawIdentity {
 }
 
 impl RawIdentity {
+    /// The table the identity was opened through.
     pub fn table(&self) -> &Arc<VendorTable> {
         &self.table
     }
@@ -428,6 +429,7 @@ impl RawIdentity {
         }
     }
 
+    /// Activate the TPM identity key from the DPS activation blob.
     pub fn activate(&self, blob: &[u8]) -> Result<(), Error> {
         match self.probe_activate(blob) {
             None => Err(Error::unsupported(
@@ -439,6 +441,7 @@ impl RawIdentity {
         }
     }
 
+    /// Sign `data` with the TPM identity key (the SAS token's HMAC).
     pub fn sign_with_identity(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
         if self.table.raw.sign_with_identity.is_none() {
             return Err(Error::unsupported(
@@ -465,6 +468,7 @@ impl RawIdentity {
         Ok(out)
     }
 
+    /// The HMAC-SHA256 of `data` under the identity key, checked to be 32 bytes.
     pub fn hmac_sha256(&self, data: &[u8]) -> Result<[u8; 32], Error> {
         match self.probe_hmac(data, false) {
             None => Err(Error::unsupported(

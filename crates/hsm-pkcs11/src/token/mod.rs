@@ -33,17 +33,19 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::MechanismType;
-use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::session::{Session, SessionState};
 use cryptoki::slot::Slot;
-use cryptoki::types::AuthPin;
-use cryptoki_sys as sys;
-use hsm_core::{Error, Origin, Result};
+use hsm_core::{Error, Result};
 use zeroize::Zeroizing;
 
-use crate::error::{device, rv_of};
+use crate::error::device;
 use crate::module::{Entered, Module, module, resolve_module_path};
-use crate::uri::{ObjectType, Pkcs11Uri};
+use crate::uri::Pkcs11Uri;
+
+mod locate;
+mod recovery;
+
+use recovery::{Recovery, after_recovery, in_op, recovery, wrap};
 
 /// A token and its session pool.
 pub struct Token {
@@ -77,31 +79,6 @@ struct State {
     pin_rejected: Option<String>,
     /// Mechanisms asked about (and whether the token offers them), for one generation.
     mechanisms: Option<(u64, Vec<(MechanismType, bool)>)>,
-}
-
-enum Recovery {
-    None,
-    Relogin,
-    Reopen,
-}
-
-fn recovery(e: &Error) -> Recovery {
-    match rv_of(e) {
-        Some(sys::CKR_USER_NOT_LOGGED_IN | sys::CKR_KEY_HANDLE_INVALID | sys::CKR_OBJECT_HANDLE_INVALID) => {
-            Recovery::Relogin
-        }
-        Some(
-            sys::CKR_DEVICE_REMOVED
-            | sys::CKR_SESSION_HANDLE_INVALID
-            | sys::CKR_SESSION_CLOSED
-            | sys::CKR_TOKEN_NOT_PRESENT
-            | sys::CKR_TOKEN_NOT_RECOGNIZED
-            | sys::CKR_DEVICE_ERROR
-            | sys::CKR_GENERAL_ERROR
-            | sys::CKR_CRYPTOKI_NOT_INITIALIZED,
-        ) => Recovery::Reopen,
-        _ => Recovery::None,
-    }
 }
 
 /// Tokens (by their key in [`tokens`]) whose PIN was rejected, with the reason: remembered after
@@ -185,8 +162,14 @@ impl Token {
         Ok(t)
     }
 
+    /// The module the token is on.
     pub fn module(&self) -> &Arc<Module> {
         &self.module
+    }
+
+    /// Whether the token has a PIN to log in with.
+    pub(crate) fn has_pin(&self) -> bool {
+        self.pin.is_some()
     }
 
     /// The token attributes and module as a URI (no object, no PIN).
@@ -205,172 +188,6 @@ impl Token {
     pub fn find_slot(&self) -> Result<Slot> {
         let _entered = self.module.enter()?;
         self.locate()
-    }
-
-    /// [`Token::find_slot`] for callers that hold [`Module::enter`].
-    fn locate(&self) -> Result<Slot> {
-        let ctx = self.module.context();
-        let no_token = |why: String| Error::Device {
-            origin: Origin::Pkcs11,
-            op: "find token".into(),
-            rv: sys::CKR_TOKEN_NOT_PRESENT,
-            message: format!(
-                "no token matches `{}` in module {}: {why}",
-                self.uri.token_description(),
-                self.module.path().display()
-            ),
-        };
-        // RFC 7512: a path attribute the consumer does not understand makes the URI match nothing.
-        if let Some((name, _)) = self.uri.vendor_path.first() {
-            return Err(no_token(format!(
-                "the vendor-specific attribute `{name}` is not understood here, and RFC 7512 has such a URI \
-                 match no token"
-            )));
-        }
-        let matches = |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w.trim_end() == have.trim_end());
-        let uri = &self.uri;
-        if uri.library_manufacturer.is_some() || uri.library_description.is_some() || uri.library_version.is_some() {
-            let info = ctx.get_library_info().map_err(|e| device("C_GetInfo", e))?;
-            let version = info.library_version();
-            if !matches(&uri.library_manufacturer, info.manufacturer_id())
-                || !matches(&uri.library_description, info.library_description())
-                || uri
-                    .library_version
-                    .is_some_and(|v| v != (version.major(), version.minor()))
-            {
-                return Err(no_token(format!(
-                    "the library is `{}` by `{}`, version {}.{}",
-                    info.library_description().trim_end(),
-                    info.manufacturer_id().trim_end(),
-                    version.major(),
-                    version.minor()
-                )));
-            }
-        }
-        let slots = ctx.get_slots_with_token().map_err(|e| device("C_GetSlotList", e))?;
-        let mut found = Vec::new();
-        for slot in slots {
-            if uri.slot_id.is_some_and(|id| id != slot.id()) {
-                continue;
-            }
-            if uri.slot_description.is_some() || uri.slot_manufacturer.is_some() {
-                let info = ctx.get_slot_info(slot).map_err(|e| device("C_GetSlotInfo", e))?;
-                if !matches(&uri.slot_description, info.slot_description())
-                    || !matches(&uri.slot_manufacturer, info.manufacturer_id())
-                {
-                    continue;
-                }
-            }
-            let info = match ctx.get_token_info(slot) {
-                Ok(i) => i,
-                Err(CkError::Pkcs11(RvError::TokenNotPresent | RvError::TokenNotRecognized, _)) => continue,
-                Err(e) => return Err(device("C_GetTokenInfo", e)),
-            };
-            if matches(&self.uri.token, info.label())
-                && matches(&self.uri.manufacturer, info.manufacturer_id())
-                && matches(&self.uri.serial, info.serial_number())
-                && matches(&self.uri.model, info.model())
-            {
-                found.push((slot, info.label().trim_end().to_string()));
-            }
-        }
-        match found.len() {
-            1 => Ok(found[0].0),
-            0 => Err(no_token(format!(
-                "no slot and token with these attributes{}",
-                softhsm_hint(self.module.path())
-            ))),
-            n => Err(Error::invalid(
-                "PKCS#11 URI",
-                format!(
-                    "{n} tokens match `{}` (labels: {}); add `token`, `serial` or `slot-id` to choose one",
-                    self.uri.token_description(),
-                    found.iter().map(|f| f.1.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            )),
-        }
-    }
-
-    /// Log in on `session` (once per token); `CKR_USER_ALREADY_LOGGED_IN` counts as success.
-    fn login_locked(&self, state: &mut State, session: &Session) -> Result<()> {
-        if let Some(reason) = &state.pin_rejected {
-            return Err(Error::Device {
-                origin: Origin::Pkcs11,
-                op: "C_Login".into(),
-                rv: sys::CKR_PIN_INCORRECT,
-                message: format!(
-                    "{reason}; not trying that PIN again so the token does not lock (fix the PIN and restart)"
-                ),
-            });
-        }
-        let slot = self.slot_locked(state)?;
-        let info = self
-            .module
-            .context()
-            .get_token_info(slot)
-            .map_err(|e| device("C_GetTokenInfo", e))?;
-        if !info.login_required() {
-            state.logged_in = true;
-            return Ok(());
-        }
-        let Some(pin) = &self.pin else {
-            return Err(Error::config(
-                self.uri.to_token_string(),
-                "pin-source",
-                format!(
-                    "token `{}` needs a user PIN: add `pin-source=file:/path` to the URI or `pin_file` to the configuration",
-                    info.label().trim_end()
-                ),
-            ));
-        };
-        if info.user_pin_locked() {
-            return Err(Error::Device {
-                origin: Origin::Pkcs11,
-                op: "C_Login".into(),
-                rv: sys::CKR_PIN_LOCKED,
-                message: format!("the user PIN of token `{}` is locked", info.label().trim_end()),
-            });
-        }
-        // One login for the whole application: another user of this token (or another
-        // `Token` object for it) may have logged in already.
-        let _serial = self.module.login_lock()?;
-        let session_state = session
-            .get_session_info()
-            .map_err(|e| device("C_GetSessionInfo", e))?
-            .session_state();
-        if matches!(session_state, SessionState::RoUser | SessionState::RwUser) {
-            state.logged_in = true;
-            return Ok(());
-        }
-        let auth = AuthPin::from(pin.as_str().to_string());
-        match session.login(UserType::User, Some(&auth)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
-                state.logged_in = true;
-                Ok(())
-            }
-            Err(CkError::Pkcs11(rv @ (RvError::PinIncorrect | RvError::PinLocked | RvError::PinExpired), _)) => {
-                let what = match rv {
-                    RvError::PinIncorrect => "the PIN was rejected (CKR_PIN_INCORRECT)",
-                    RvError::PinLocked => "the PIN is locked (CKR_PIN_LOCKED)",
-                    _ => "the PIN has expired (CKR_PIN_EXPIRED)",
-                };
-                let reason = format!(
-                    "token `{}`: {what}; check the file named by pin-source / pin_file",
-                    info.label().trim_end()
-                );
-                state.pin_rejected = Some(reason.clone());
-                if let (Some(key), Ok(mut r)) = (&self.key, rejected().lock()) {
-                    r.insert(key.clone(), reason.clone());
-                }
-                Err(Error::Device {
-                    origin: Origin::Pkcs11,
-                    op: "C_Login".into(),
-                    rv: crate::error::ckr_code(rv),
-                    message: reason,
-                })
-            }
-            Err(e) => Err(device("C_Login", e)),
-        }
     }
 
     /// Bring the state up to the module generation `entered`: after a re-initialization every
@@ -624,151 +441,10 @@ impl Token {
     }
 }
 
-/// Why SoftHSM2 may show no token: without `SOFTHSM2_CONF` it reads its system-wide
-/// configuration and token directory, not the one the token was made in.
-fn softhsm_hint(module: &Path) -> String {
-    let softhsm = module
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().to_ascii_lowercase().contains("softhsm"));
-    if softhsm && std::env::var_os("SOFTHSM2_CONF").is_none_or(|v| v.is_empty()) {
-        "; SOFTHSM2_CONF is not set, so SoftHSM2 reads its system-wide configuration and token \
-         directory: set SOFTHSM2_CONF to the softhsm2.conf of the token directory that holds this token"
-            .into()
-    } else {
-        String::new()
-    }
-}
-
-fn after_recovery(op: &str, e: Error) -> Error {
-    wrap(op, e, "the token stopped answering and re-opening it once did not help")
-}
-
-/// [`in_op`] with `what` recovery did; not for a PIN the token refused (the token is there:
-/// the message names the PIN, and guessing at a missing token would mislead).
-fn wrap(op: &str, e: Error, what: &str) -> Error {
-    let pin_refused = matches!(
-        &e,
-        Error::Device { rv, .. } if [
-            sys::CKR_PIN_INCORRECT,
-            sys::CKR_PIN_LOCKED,
-            sys::CKR_PIN_EXPIRED,
-            sys::CKR_PIN_INVALID,
-            sys::CKR_PIN_LEN_RANGE,
-        ]
-        .contains(rv)
-    );
-    in_op(op, e, (!pin_refused).then_some(what))
-}
-
-/// A device error prefixed with the operation it failed and, with `lost`, what recovery did
-/// and what to check (other errors as they are).
-fn in_op(op: &str, e: Error, lost: Option<&str>) -> Error {
-    match e {
-        Error::Device {
-            origin,
-            op: inner,
-            rv,
-            message,
-        } => Error::Device {
-            origin,
-            op: if inner.starts_with(op) {
-                inner
-            } else {
-                format!("{op}: {inner}")
-            },
-            rv,
-            message: match lost {
-                Some(what) => format!("{message}; {what}: is the token present, and is it the same token?"),
-                None => message,
-            },
-        },
-        other => other,
-    }
-}
-
-/// The CKO class a URI `type` means.
-pub(crate) fn class_of(t: ObjectType) -> ObjectClass {
-    match t {
-        ObjectType::Private => ObjectClass::PRIVATE_KEY,
-        ObjectType::Public => ObjectClass::PUBLIC_KEY,
-        ObjectType::Cert => ObjectClass::CERTIFICATE,
-        ObjectType::SecretKey => ObjectClass::SECRET_KEY,
-        ObjectType::Data => ObjectClass::DATA,
-    }
-}
-
-/// The search template for a URI's object attributes.
-pub(crate) fn template(uri: &Pkcs11Uri) -> Vec<Attribute> {
-    let mut t = Vec::new();
-    if let Some(ty) = uri.object_type {
-        t.push(Attribute::Class(class_of(ty)));
-    }
-    if let Some(id) = &uri.id {
-        t.push(Attribute::Id(id.clone()));
-    }
-    if let Some(label) = &uri.object {
-        t.push(Attribute::Label(label.as_bytes().to_vec()));
-    }
-    t
-}
-
-fn is_public_session(session: &Session) -> bool {
+/// Whether `session` is not logged in.
+pub(crate) fn is_public_session(session: &Session) -> bool {
     session
         .get_session_info()
         .map(|i| matches!(i.session_state(), SessionState::RoPublic | SessionState::RwPublic))
         .unwrap_or(false)
-}
-
-/// Exactly one object matching the URI's object attributes.
-pub(crate) fn find_one(session: &Session, uri: &Pkcs11Uri, token: &Token) -> Result<ObjectHandle> {
-    let found = session
-        .find_objects(&template(uri))
-        .map_err(|e| device("C_FindObjects", e))?;
-    match found.len() {
-        1 => Ok(found[0]),
-        0 if token.pin.is_some() && is_public_session(session) => Err(Error::Device {
-            origin: Origin::Pkcs11,
-            op: "C_FindObjects".into(),
-            rv: sys::CKR_USER_NOT_LOGGED_IN,
-            message: format!(
-                "no object matches `{}` and the session is not logged in",
-                uri.object_description()
-            ),
-        }),
-        0 => Err(Error::invalid(
-            "PKCS#11 URI",
-            format!(
-                "no object matches `{}` on token `{}` (is the object private and the PIN missing?)",
-                uri.object_description(),
-                token.uri().token_description()
-            ),
-        )),
-        n => {
-            let mut labels = Vec::new();
-            for h in &found {
-                if let Ok(attrs) = session.get_attributes(*h, &[AttributeType::Label]) {
-                    for a in attrs {
-                        if let Attribute::Label(l) = a {
-                            labels.push(String::from_utf8_lossy(&l).into_owned());
-                        }
-                    }
-                }
-            }
-            let hint = if uri.id.is_none() && uri.object.is_some() {
-                "add `id` to choose one"
-            } else if uri.object.is_none() {
-                "add `object` or `id` to choose one"
-            } else {
-                "give the objects distinct ids or labels"
-            };
-            Err(Error::invalid(
-                "PKCS#11 URI",
-                format!(
-                    "ambiguous: {n} objects match `{}` (labels: {}); {hint}",
-                    uri.object_description(),
-                    labels.join(", ")
-                ),
-            ))
-        }
-    }
 }
