@@ -213,7 +213,11 @@ mod tests {
         }
         assert!(transport_summary(Transport::MqttWs).contains("/$iothub/websocket"));
         assert!(!transport_summary(Transport::Mqtt).contains("--proxy"));
-        assert!(transport_help().contains("https only"), "{}", transport_help());
+        assert!(
+            transport_help().contains("https, amqp and amqp-ws only"),
+            "{}",
+            transport_help()
+        );
         assert!(endpoint_help().contains("8883 (mqtt)"), "{}", endpoint_help());
         assert!(
             proxy_help().contains("https, mqtt-ws and amqp-ws only"),

@@ -26,6 +26,7 @@
 //! The transport's properties choose the port ([`Transport::default_port`]) and the stream
 //! ([`Transport::websocket`]: the WebSocket upgrade, through the proxy when there is one).
 
+mod refusal;
 mod sasl_tpm;
 mod websocket;
 
@@ -45,6 +46,7 @@ use crate::error::sanitize;
 use crate::mqtt::split_endpoint;
 use crate::session::{Call, Connect, Connection};
 use crate::{Error, MAX_BODY, Reply, Transport};
+use refusal::sasl_refused;
 use websocket::{io_error, transport_error};
 
 const API_VERSION: &str = "com.microsoft:api-version";
@@ -283,31 +285,6 @@ fn open_error(t: Transport, e: fe2o3_amqp::connection::OpenError) -> Error {
             Error::transport_from(t, message, e)
         }
         other => transport_error(t, "opening the AMQP connection", other),
-    }
-}
-
-/// A SASL outcome other than `ok` (PLAIN's, or the TPM mechanism's in `sasl_tpm`) as the refusal of the
-/// same meaning over MQTT: `auth` and `sys-perm` are CONNACK 5 (not authorized: not retryable), `sys` and
-/// `sys-temp` CONNACK 3 (server unavailable: retryable). `what` names what was refused.
-pub(super) fn sasl_refused(
-    t: Transport,
-    code: &fe2o3_amqp::types::sasl::SaslCode,
-    what: &str,
-    source: Option<crate::error::Source>,
-) -> Error {
-    use fe2o3_amqp::types::sasl::SaslCode;
-    let (n, outcome) = match code {
-        SaslCode::Ok => (5, "ok, yet reported as a failure"),
-        SaslCode::Auth => (5, "auth: authentication failed"),
-        SaslCode::SysPerm => (5, "sys-perm: permanent system error"),
-        SaslCode::Sys => (3, "sys: system error"),
-        SaslCode::SysTemp => (3, "sys-temp: transient system error"),
-    };
-    Error::ConnectionRefused {
-        transport: t,
-        code: n,
-        reason: format!("the server refused {what} (outcome {outcome})"),
-        source,
     }
 }
 

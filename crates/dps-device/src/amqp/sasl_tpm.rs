@@ -176,7 +176,7 @@ where
                 return match (outcome.code, token) {
                     (SaslCode::Ok, Some(token)) => Ok(token),
                     (SaslCode::Ok, None) => Err(protocol(t, "SASL TPM outcome ok before the activation")),
-                    (code, _) => Err(super::sasl_refused(t, &code, "the TPM attestation", None)),
+                    (code, _) => Err(super::refusal::sasl_refused(t, &code, "the TPM attestation", None)),
                 };
             }
             _ => return Err(protocol(t, "a SASL frame other than a challenge or the outcome")),

@@ -12,8 +12,9 @@ use fe2o3_amqp::{Receiver, Sender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 
+use super::login::session_path;
 use super::prefixed::Prefixed;
-use super::sasl::{DpsSasl, session_path};
+use super::sasl::DpsSasl;
 use crate::listeners::limits::Slot;
 use crate::request::{Client, Request, Response, SESSION};
 use crate::services::RequestHandler;
@@ -187,7 +188,7 @@ fn check_attach(
     attach: &Attach,
     handler: &RequestHandler,
     client: &Client,
-    login: Option<&super::sasl::PlainLogin>,
+    login: Option<&super::login::PlainLogin>,
     registration: &mut Option<Registration>,
 ) -> Result<(), String> {
     use fe2o3_amqp::types::messaging::TargetArchetype;

@@ -24,6 +24,7 @@
 //! deadline, and so must each next request.
 
 mod connection;
+mod login;
 mod prefixed;
 mod sasl;
 mod sasl_tpm;

@@ -12,18 +12,10 @@ use fe2o3_amqp::types::primitives::{Array, Binary, Symbol};
 use fe2o3_amqp::types::sasl::{SaslChallenge, SaslCode, SaslInit, SaslOutcome, SaslResponse};
 use zeroize::Zeroizing;
 
+use super::login::{PlainLogin, session_path};
 use super::sasl_tpm::{Step, TpmExchange};
 use crate::request::{Client, Request, SESSION};
 use crate::services::RequestHandler;
-
-/// Who SASL admitted: the scope and registration of PLAIN's authcid (or of TPM's init), and the SAS token
-/// (sent with each request as the Authorization header, as over HTTPS).
-#[derive(Debug)]
-pub(crate) struct PlainLogin {
-    pub(crate) id_scope: String,
-    pub(crate) registration_id: String,
-    pub(crate) sas_token: Zeroizing<String>,
-}
 
 /// The SASL side of one connection; what it admitted is read back from `admitted` after the handshake.
 #[derive(Clone)]
@@ -148,13 +140,4 @@ impl SaslAcceptor for DpsSasl {
         let step = self.tpm.respond(&response.response, &self.handler, &self.client);
         self.tpm_step(step)
     }
-}
-
-/// The resource a session is opened on: `/{idScope}/registrations/{registrationId}`, encoded as HTTPS sends it.
-pub(super) fn session_path(id_scope: &str, registration_id: &str) -> String {
-    format!(
-        "/{}/registrations/{}",
-        hsm_core::sas::url_encode(id_scope),
-        hsm_core::sas::url_encode(registration_id)
-    )
 }

@@ -14,7 +14,7 @@ use dps_wire::device::{DeviceRegistration, TpmAttestation, TpmChallenge};
 use dps_wire::sasl_tpm::{self, TpmInit};
 use zeroize::Zeroizing;
 
-use super::sasl::{PlainLogin, session_path};
+use super::login::{PlainLogin, session_path};
 use crate::request::{Client, Request, SESSION};
 use crate::services::RequestHandler;
 
