@@ -47,6 +47,7 @@ mod error;
 mod ids_and_times;
 mod issuance;
 mod listeners;
+mod record_material;
 mod records;
 mod request;
 mod services;

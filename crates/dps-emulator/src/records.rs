@@ -1,17 +1,18 @@
 //! Enrollment records of the service API (DPS `2021-10-01` JSON): checking and completing what a client sends,
 //! turning a stored record into the [`Enrollment`] devices are checked against, and turning the configuration
 //! file's enrollments into records (the seed).
+//! The key and certificate material a record is completed with is in `record_material.rs`.
 
-use base64::Engine as _;
 use dps_wire::service::{
     Attestation, AttestationType, EnrollmentCommon, EnrollmentGroup, IndividualEnrollment, ProvisioningStatus,
-    SymmetricKeyAttestation, TpmAttestation, X509Attestation, X509CertificateInfo, X509Certificates,
+    SymmetricKeyAttestation, TpmAttestation, X509Attestation, X509Certificates,
 };
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::Enrollment;
+use crate::record_material::{certificate_info, parse_certificates, random_key};
 
 /// Which collection a record belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +31,6 @@ impl Kind {
         }
     }
 }
-
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// A stored record of the service API: an individual enrollment or an enrollment group, as the wire types
 /// read it (every field the emulator does not model is kept in their `extra`, so a PUT then GET returns it).
@@ -303,63 +302,6 @@ fn complete_attestation(kind: Kind, a: &mut Attestation) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// A 64-byte random key, base64 (what DPS generates when a symmetric-key enrollment names none).
-fn random_key() -> Result<String, String> {
-    use ring::rand::SecureRandom as _;
-    let mut key = zeroize::Zeroizing::new([0u8; 64]);
-    ring::rand::SystemRandom::new()
-        .fill(key.as_mut())
-        .map_err(|_| "the system random generator failed".to_string())?;
-    Ok(B64.encode(key.as_ref()))
-}
-
-/// PEM (one or more certificates), the base64 of PEM, or the base64 of one DER certificate (the service
-/// SDKs send each of these).
-fn parse_certificates(what: &str, text: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = |bytes: &[u8]| hsm_core::pem::parse_certificates(what, bytes).map_err(|e| e.to_string());
-    let chain = if text.contains("-----BEGIN") {
-        pem(text.as_bytes())?
-    } else {
-        let bytes = B64
-            .decode(text.trim())
-            .map_err(|e| format!("{what} is neither PEM nor base64 DER: {e}"))?;
-        if bytes.starts_with(b"-----BEGIN") {
-            pem(&bytes)?
-        } else {
-            vec![CertificateDer::from(bytes)]
-        }
-    };
-    if chain.is_empty() {
-        return Err(format!("{what} holds no certificate"));
-    }
-    for c in &chain {
-        x509_parser::parse_x509_certificate(c).map_err(|e| format!("{what} is not an X.509 certificate: {e}"))?;
-    }
-    Ok(chain)
-}
-
-fn certificate_info(what: &str, der: &CertificateDer<'_>) -> Result<X509CertificateInfo, String> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| format!("{what} is not an X.509 certificate: {e}"))?;
-    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02X}")).collect::<String>();
-    let time = |t: x509_parser::time::ASN1Time| {
-        crate::ids_and_times::rfc3339_from_unix(u64::try_from(t.timestamp()).unwrap_or(0))
-    };
-    Ok(X509CertificateInfo {
-        subject_name: Some(cert.subject().to_string()),
-        sha1_thumbprint: Some(hex(
-            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref()
-        )),
-        sha256_thumbprint: Some(hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())),
-        issuer_name: Some(cert.issuer().to_string()),
-        not_before_utc: Some(time(cert.validity().not_before)),
-        not_after_utc: Some(time(cert.validity().not_after)),
-        serial_number: Some(hex(cert.raw_serial())),
-        version: Some(i64::from(cert.version().0) + 1),
-        extra: Map::new(),
-    })
 }
 
 /// Whether a stored record has `provisioningStatus: disabled`.
