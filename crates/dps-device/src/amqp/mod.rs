@@ -239,8 +239,8 @@ impl Connection for Amqp {
     /// Close the connection within `deadline`: its close ends the session and detaches both links
     /// (AMQP 1.0, 2.4.3 and 2.5.x: a closed connection implicitly ends its sessions). The links and the
     /// session are dropped first (fe2o3 then sends their detach and end without waiting for the
-    /// server's answers); only the connection's close is awaited. Waiting for each answer in turn cost
-    /// half of the AMQP registration's client CPU (BENCHMARKS.md, "AMQP x509").
+    /// server's answers); only the connection's close is awaited. Waiting for each answer in turn
+    /// nearly doubled the AMQP registration's wall time (BENCHMARKS.md, "AMQP x509").
     async fn close(self, deadline: Instant) -> Result<(), Error> {
         let t = self.transport;
         let Amqp {
