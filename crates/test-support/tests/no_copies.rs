@@ -28,7 +28,7 @@ const COPIES: &[(&str, &str)] = &[
 /// taken the hub's 202 before the emulator is stopped. Seeing the 202 reach the device's socket
 /// (an MQTT relay) is not enough: when the connection ends right behind it, the device reports the
 /// error as if no 202 had come (seen with such a relay: the PUBACK counted, the 202 not).
-const PENDING_SLEEPS: &[&str] = &["dps-device/tests/issuance.rs", "hsm-issued/tests/flow.rs"];
+const PENDING_SLEEPS: &[&str] = &["hsm-issued/tests/flow.rs"];
 
 fn crates_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

@@ -2,6 +2,8 @@
 //! answers; PKIs, configuration and waiting come from `test_support`.
 #![allow(dead_code, unused_imports)]
 
+pub mod mqtt;
+
 use std::sync::Arc;
 use std::time::Duration;
 

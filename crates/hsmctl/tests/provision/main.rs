@@ -1,0 +1,12 @@
+//! `hsmctl provision` and friends against the local DPS emulator over real HTTPS.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod setup;
+mod symmetric;
+#[cfg(feature = "tpm")]
+mod tpm;
+mod x509;

@@ -1,0 +1,159 @@
+//! What every provisioning test uses: an emulator with an X.509 group, a symmetric individual enrollment
+//! and a symmetric group; device configurations; `hsmctl provision` over HTTPS or MQTT; outcome checks.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dps_emulator::{Emulator, Enrollment};
+
+use crate::common::{Ca, SCOPE, ca};
+
+pub const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
+pub const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
+
+/// Write a device chain (leaf + issuing CA) and key; return the config path.
+pub fn x509_device(dir: &Path, name: &str, ca: &Ca, cn: &str) -> PathBuf {
+    let key_id = ca.leaf(cn);
+    let (leaf, key) = (key_id.cert_pem(), key_id.key_pair());
+    std::fs::write(dir.join(format!("{name}-chain.pem")), format!("{leaf}{}", ca.pem())).unwrap();
+    std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &cfg,
+        format!("[x509]\nbackend = \"file\"\ncertificate = \"{name}-chain.pem\"\nprivate_key = \"{name}-key.pem\"\n"),
+    )
+    .unwrap();
+    cfg
+}
+
+pub fn symm_device(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, format!("[symmetric_key]\nbackend = \"file\"\n{body}\n")).unwrap();
+    cfg
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub emulator: Emulator,
+    pub server_ca: PathBuf,
+    pub root: Ca,
+}
+
+pub fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let root = ca("test group root");
+    let emulator = Emulator::start(test_support::emulator::config(vec![
+        Enrollment::X509Group {
+            name: "x509-group".into(),
+            ca: hsm_core::pem::parse_certificates("root", root.pem().as_bytes()).unwrap(),
+        },
+        Enrollment::SymmetricIndividual {
+            registration_id: "device-sym".into(),
+            primary_key: DEVICE_KEY.into(),
+            secondary_key: None,
+        },
+        Enrollment::SymmetricGroup {
+            name: "symm-group".into(),
+            primary_key: GROUP_KEY.into(),
+            secondary_key: None,
+        },
+    ]))
+    .unwrap();
+    let server_ca = dir.path().join("server-ca.pem");
+    std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
+    Env {
+        dir,
+        emulator,
+        server_ca,
+        root,
+    }
+}
+
+impl Env {
+    pub fn provision(&self, config: &Path, extra: &[&str]) -> Output {
+        self.provision_with(Command::new(env!("CARGO_BIN_EXE_hsmctl")), config, extra)
+    }
+
+    pub fn provision_with(&self, mut command: Command, config: &Path, extra: &[&str]) -> Output {
+        command
+            .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
+            .arg(self.emulator.global_endpoint())
+            .arg("--trusted-ca")
+            .arg(&self.server_ca)
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Env {
+    /// `hsmctl provision --transport mqtt` against the emulator's MQTT listener.
+    pub fn provision_mqtt(&self, config: &Path, extra: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+            .args([
+                "provision",
+                "--transport",
+                "mqtt",
+                "--id-scope",
+                SCOPE,
+                "--global-endpoint",
+            ])
+            .arg(self.emulator.mqtt_endpoint())
+            .arg("--trusted-ca")
+            .arg(&self.server_ca)
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
+pub fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+pub fn refused(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        !out.status.success(),
+        "should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr.contains("401"), "no 401 in: {stderr}");
+    assert!(stderr.contains(&needle.to_lowercase()), "no {needle:?} in: {stderr}");
+}
+
+pub fn hsmctl(args: &[&str]) -> String {
+    ok(&Command::new(env!("CARGO_BIN_EXE_hsmctl")).args(args).output().unwrap())
+}
+
+/// Issue a leaf for a CSR with the test root, through `hsmctl certs --csr`.
+pub fn certify_csr(e: &Env, csr: &Path) -> PathBuf {
+    let root_pem = e.dir.path().join("root.pem");
+    let root_key = e.dir.path().join("root.key.pem");
+    std::fs::write(&root_pem, e.root.pem()).unwrap();
+    std::fs::write(&root_key, e.root.key_pem()).unwrap();
+    let out = e.dir.path().join("issued");
+    let o = out.to_str().unwrap();
+    hsmctl(&[
+        "certs",
+        "--out-dir",
+        o,
+        "--ca-cert",
+        root_pem.to_str().unwrap(),
+        "--ca-key",
+        root_key.to_str().unwrap(),
+        "--csr",
+        csr.to_str().unwrap(),
+    ]);
+    out
+}
