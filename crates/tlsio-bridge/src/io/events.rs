@@ -38,7 +38,7 @@ pub enum Event<S> {
     CloseComplete,
 }
 
-/// Where a [`TlsIo`] is in its life.
+/// Where a [`TlsIo`](super::TlsIo) is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Created or closed: `open` may be called.
