@@ -10,7 +10,7 @@
 //! 4. Connect again with the new certificate, send again, and confirm it (the old one is deleted).
 //!
 //! ```text
-//! cargo run -p dps-device --example hub_telemetry -- --dps HOST:PORT --id-scope SCOPE \
+//! cargo run -p hsm-issued --features dps --example hub_telemetry -- --dps HOST:PORT --id-scope SCOPE \
 //!     --trusted-ca server-ca.pem --registration-id ID --symmetric-key BASE64 \
 //!     --keys 'pkcs11:token=T?module-path=...&pin-source=file:...' --store DIR [--hub-endpoint HOST:PORT]
 //! ```

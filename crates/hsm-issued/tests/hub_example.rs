@@ -3,6 +3,7 @@
 //! with the new one and sends again; the hub kept both messages and the store ends on generation 2 with
 //! the first certificate gone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg(all(feature = "dps", feature = "pkcs11"))]
 
 use std::process::Command;
 use std::time::Duration;
@@ -36,7 +37,7 @@ fn hub_telemetry_provisions_sends_renews_over_the_connection_and_sends_again() {
     std::fs::write(&ca, emu.server_ca_pem()).unwrap();
     let store_dir = dir.path().join("issued");
 
-    let example = test_support::examples::binary(env!("CARGO_MANIFEST_DIR"), "dps-device", "hub_telemetry");
+    let example = test_support::examples::binary(env!("CARGO_MANIFEST_DIR"), "hsm-issued", "hub_telemetry");
     let output = Command::new(example)
         .envs(token.hsm.environment())
         .args(["--dps", &emu.global_endpoint(), "--id-scope", SCOPE])
