@@ -153,12 +153,12 @@ hub_print_matrix() {
 
 hub_cases() {
     # Under valgrind, with the whole memory check: ChaCha20-Poly1305 only (see sdk-interop.sh).
-    hub_emulator --chacha20-only --mqtt-port 8883 || { fail hub_emulator_chacha20; return; }
+    hub_emulator --chacha20-only || { fail hub_emulator_chacha20; return; }
     run hub_mqtt_x509_pkcs11_rustls_valgrind hub_device hub_mqtt_x509_pkcs11_rustls_valgrind ok "$dev_rustls" \
         pkcs11.toml x509 --transport mqtt --hub mqtt -- "${vg[@]}"
     run hub_mqtt_ws_symm_group_rustls_valgrind hub_device hub_mqtt_ws_symm_group_rustls_valgrind ok "$dev_rustls" \
         symm-group.toml symmetric-key --transport mqtt-ws --hub mqtt-ws -- "${vg[@]}"
-    hub_emulator --mqtt-port 8883 || { fail hub_emulator; return; }
+    hub_emulator || { fail hub_emulator; return; }
 
     local t
     for t in mqtt mqtt-ws; do
@@ -191,11 +191,11 @@ hub_cases() {
         "$dev_rustls" tpm.toml tpm --transport http --hub mqtt-ws --sas-lifetime 12 --renewals 2
 
     hub_print_matrix
-    hub_emulator_restore --mqtt-port 8883 || fail emulator
+    hub_emulator_restore || fail emulator
 }
 
 hub_bench() {
-    hub_emulator --retry-after 0 --mqtt-port 8883 || { echo "sdk-interop: the emulator did not restart"; return 1; }
+    hub_emulator --retry-after 0 || { echo "sdk-interop: the emulator did not restart"; return 1; }
     python3 "$root/tests/c/bench_registration.py" "$1" "$id_dir" "$scope" "$server_ca" \
         "$dev_rustls" pkcs11.toml "$dev_openssl" file-pem.toml --hub mqtt --no-twin
 }
