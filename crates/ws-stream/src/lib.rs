@@ -103,3 +103,6 @@ where
         Pin::new(&mut self.ws).poll_close(cx).map_err(io_error)
     }
 }
+
+mod prefixed;
+pub use prefixed::Prefixed;

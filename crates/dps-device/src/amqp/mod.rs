@@ -101,7 +101,7 @@ impl Amqp {
                 let (s, token) = sasl_tpm::authenticate(t, stream, login, c.id_scope, c.registration_id).await?;
                 (s, Some(token))
             }
-            None => (sasl_tpm::Prefixed::new(Vec::new(), stream), None),
+            None => (ws_stream::Prefixed::new(Vec::new(), stream), None),
         };
         let mut builder = fe2o3_amqp::Connection::builder()
             .container_id(format!("dps-device-{}", c.registration_id))

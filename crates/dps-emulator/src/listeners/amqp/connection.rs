@@ -13,11 +13,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::login::session_path;
-use super::prefixed::Prefixed;
 use super::sasl::DpsSasl;
 use crate::listeners::limits::Slot;
 use crate::request::{Client, Request, Response, SESSION};
 use crate::services::RequestHandler;
+use ws_stream::Prefixed;
 
 /// Largest AMQP frame (and message) accepted from a device: a DPS request is a few kilobytes at most.
 const MAX_FRAME: u32 = 64 * 1024;

@@ -25,7 +25,6 @@
 
 mod connection;
 mod login;
-mod prefixed;
 mod sasl;
 mod sasl_tpm;
 pub(crate) mod websocket;

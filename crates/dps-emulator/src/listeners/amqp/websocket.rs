@@ -19,11 +19,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, timeout_at};
 use ws_stream::WsBytes;
 
-use super::prefixed::Prefixed;
 use crate::listeners::TlsStream;
 use crate::listeners::limits::SessionLimits;
 use crate::request::Client;
 use crate::services::RequestHandler;
+use ws_stream::Prefixed;
 
 /// The subprotocol of AMQP over WebSockets.
 pub(crate) const SUBPROTOCOL: &str = "AMQPWSB10";

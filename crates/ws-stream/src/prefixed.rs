@@ -1,5 +1,5 @@
-//! A stream whose first bytes were already read (the AMQP protocol header, to choose between SASL and plain
-//! AMQP): they are read again before the rest.
+//! A stream whose first bytes were already read off it (the emulator's AMQP protocol-header peek, the
+//! device's SASL frame reader): they are read again before the rest.
 
 use std::io;
 use std::pin::Pin;
@@ -7,15 +7,17 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// `inner` with `prefix` read first.
 #[derive(Debug)]
-pub(crate) struct Prefixed<S> {
+pub struct Prefixed<S> {
     prefix: Vec<u8>,
     at: usize,
     inner: S,
 }
 
 impl<S> Prefixed<S> {
-    pub(crate) fn new(prefix: Vec<u8>, inner: S) -> Self {
+    /// The stream that reads `prefix`, then `inner`; writes go to `inner`.
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
         Prefixed { prefix, at: 0, inner }
     }
 }
