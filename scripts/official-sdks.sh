@@ -116,7 +116,7 @@ for d in node-http node-mqtt node-mqtt-ws node-amqp node-amqp-ws py-mqtt py-mqtt
 
 cat >emulator.toml <<EOF
 id_scope = "0ne0000OSDK"
-assigned_hub = "official-sdks-hub.example.test"
+assigned_hub = "localhost"
 
 [[service_policy]]
 name = "provisioningserviceowner"
@@ -165,7 +165,8 @@ read = lambda p: open(p, encoding="utf-8").read()
 cs = lambda key: f"HostName=localhost;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey={key}"
 print(json.dumps({
     "idScope": "0ne0000OSDK",
-    "assignedHub": "official-sdks-hub.example.test",
+    "assignedHub": "localhost",
+    "hubReader": {"host": "localhost", "policy": "provisioningserviceowner", "key": os.environ["POLICY_KEY"]},
     "serverCa": read("server-ca.pem"),
     "symIndividual": {"id": "sym-individual-device", "key": os.environ["SYM_KEY"]},
     "symGroupId": "sym-group",

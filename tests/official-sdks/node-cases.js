@@ -1,6 +1,7 @@
-// The official Azure IoT Node.js provisioning SDKs (pinned in package.json) against dps-emulator, run by
-// scripts/official-sdks.sh inside a network namespace where the emulator serves localhost:443, :8883 and :5671
-// (AMQP, issue 23).
+// The official Azure IoT Node.js provisioning SDKs and device client (pinned in package.json) against
+// dps-emulator, run by scripts/official-sdks.sh inside a network namespace where the emulator serves
+// localhost:443, :8883 and :5671 (AMQP, issue 23); its IoT Hub (the assigned hub, localhost) in
+// node-hub-cases.js.
 // Input: the JSON file named by OFFICIAL_SDKS_FIXTURE (written by the script). Output: one line per case,
 // "PASS name" or "FAIL name: reason". Every case has a deadline: an SDK promise that never settles would
 // otherwise end the process with exit code 0 and read as success.
@@ -15,6 +16,7 @@ const { Amqp, AmqpWs } = require('azure-iot-provisioning-device-amqp');
 const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
 const { X509Security } = require('azure-iot-security-x509');
 const { ProvisioningServiceClient } = require('azure-iot-provisioning-service');
+const { hubCases } = require('./node-hub-cases');
 
 const fx = JSON.parse(fs.readFileSync(process.env.OFFICIAL_SDKS_FIXTURE, 'utf8'));
 const HOST = 'localhost';
@@ -261,6 +263,7 @@ async function main() {
   // Keeps the event loop alive until the last case has settled.
   const alive = setInterval(() => {}, 1000);
   await deviceCases();
+  await hubCases({ run, check, register, deriveKey, fx, SymmetricKeySecurityClient, X509Security });
   await serviceCases();
   clearInterval(alive);
   console.log(`node: ${passed} passed, ${failed} failed`);

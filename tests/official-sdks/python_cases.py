@@ -1,6 +1,6 @@
 """The official Azure IoT Python device SDK (azure-iot-device, pinned by scripts/official-sdks.sh) against
-dps-emulator, over MQTT and MQTT over WebSockets. Run by scripts/official-sdks.sh inside a network namespace
-where the emulator serves localhost:443 and :8883. Input: the JSON file named by OFFICIAL_SDKS_FIXTURE.
+dps-emulator, over MQTT and MQTT over WebSockets: provisioning, and the hub it assigns (python_hub_cases.py).
+Run by scripts/official-sdks.sh inside a network namespace where the emulator serves localhost:443 and :8883. Input: the JSON file named by OFFICIAL_SDKS_FIXTURE.
 Output: one line per case, "PASS name" or "FAIL name: reason". Every case has a deadline; a registration
 still running at its deadline is a failure, and the process ends with os._exit so it cannot hang."""
 
@@ -14,6 +14,8 @@ import sys
 import tempfile
 
 from azure.iot.device import ProvisioningDeviceClient, X509
+
+import python_hub_cases as hub
 
 CASE_DEADLINE_S = 30
 HOST = "localhost"
@@ -56,11 +58,17 @@ def symmetric(registration_id, key, websockets):
         websockets=websockets,
         server_verification_cert=FX["serverCa"],
     )
-    check_assigned(client.register(), registration_id)
+    result = client.register()
+    check_assigned(result, registration_id)
+    return result.registration_state
 
 
 def x509(registration_id, cert, key, websockets):
     cert_file, key_file = pem_files(cert, key)
+    return x509_files(registration_id, cert_file, key_file, websockets)
+
+
+def x509_files(registration_id, cert_file, key_file, websockets):
     client = ProvisioningDeviceClient.create_from_x509_certificate(
         provisioning_host=HOST,
         registration_id=registration_id,
@@ -69,7 +77,9 @@ def x509(registration_id, cert, key, websockets):
         websockets=websockets,
         server_verification_cert=FX["serverCa"],
     )
-    check_assigned(client.register(), registration_id)
+    result = client.register()
+    check_assigned(result, registration_id)
+    return result.registration_state
 
 
 def main():
@@ -87,6 +97,17 @@ def main():
         cases.append((f"{kind} x509 individual", x509, (x["id"], x["cert"], x["key"], websockets)))
         leaf = FX["x509GroupDevices"][f"py-{kind}"]
         cases.append((f"{kind} x509 group", x509, (leaf["id"], leaf["cert"], leaf["key"], websockets)))
+    # The hub (python_hub_cases.py): provisioned, then IoTHubDeviceClient over the same transport.
+    for kind, websockets in (("mqtt", False), ("mqtt-ws", True)):
+        device = f"py-hub-{kind}-device"
+        key = derive_key(FX["symGroupKey"], device)
+        cases.append((f"hub {kind} symmetric group key", hub.symmetric, (FX, symmetric, device, key, websockets)))
+        leaf = FX["x509GroupDevices"][f"py-{kind}"]
+        cert_file, key_file = pem_files(leaf["cert"], leaf["key"])
+        cases.append(
+            (f"hub {kind} x509 group", hub.x509, (FX, x509_files, leaf["id"], cert_file, key_file, websockets))
+        )
+    cases.append(("hub mqtt wrong device key refused", hub.wrong_key_refused, (FX, "py-hub-mqtt-device")))
     for name, function, args in cases:
         future = pool.submit(function, *args)
         try:
