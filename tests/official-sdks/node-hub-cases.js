@@ -7,7 +7,7 @@
 
 const crypto = require('crypto');
 const https = require('https');
-const { Client, Message } = require('azure-iot-device');
+const { Client, Message, SharedAccessKeyAuthenticationProvider } = require('azure-iot-device');
 const DeviceMqtt = require('azure-iot-device-mqtt');
 const DeviceAmqp = require('azure-iot-device-amqp');
 
@@ -18,6 +18,10 @@ const TRANSPORTS = {
   'amqp-ws': DeviceAmqp.AmqpWs,
 };
 const MESSAGES_PER_CASE = 2;
+// The renewal case: tokens valid 6 s, renewed 3 s before they expire (every 3 s), RENEWALS times.
+const TOKEN_VALID_S = 6;
+const TOKEN_MARGIN_S = 3;
+const RENEWALS = 3;
 
 // A node-style call as a promise: `call(cb)` with cb(err, value).
 function promised(call) {
@@ -93,14 +97,58 @@ async function hubSession(fx, check, kind, connectionString, options, caseName) 
     if (open) client.close(() => {});
   }
   const deviceId = /DeviceId=([^;]*)/.exec(connectionString)[1];
+  const kept = await checkKept(fx, check, deviceId, run, MESSAGES_PER_CASE);
+  for (const m of kept) check(m.properties['$.ct'] === 'application/json', `content type ${m.properties['$.ct']}`);
+}
+
+// The hub's kept messages of `run` for a device: exactly `count`, seq 1..count in order.
+async function checkKept(fx, check, deviceId, run, count) {
   const kept = (await keptMessages(fx, deviceId)).filter((m) => m.properties.run === run);
-  check(kept.length === MESSAGES_PER_CASE, `the hub kept ${kept.length} of the ${MESSAGES_PER_CASE} messages sent`);
+  check(kept.length === count, `the hub kept ${kept.length} of the ${count} messages sent`);
   kept.forEach((m, i) => {
-    check(m.properties.seq === String(i + 1) && JSON.parse(m.body).seq === i + 1,
-      `kept message ${i}: ${JSON.stringify(m)}`);
-    check(m.properties['$.ct'] === 'application/json' || m.properties['$.ct'] === undefined,
-      `content type ${m.properties['$.ct']}`);
+    check(m.properties.seq === String(i + 1) && JSON.parse(m.body).seq === i + 1, `kept message ${i}: ${JSON.stringify(m)}`);
   });
+  return kept;
+}
+
+// A SAS token device stays connected across token renewals: the authentication provider renews its short
+// token every TOKEN_VALID_S - TOKEN_MARGIN_S seconds and the transport re-authenticates with each new one
+// (MQTT: a new CONNECT before the hub drops the old token; AMQP: a new CBS put-token); a message after each
+// renewal is kept, and the client never reports a disconnection.
+async function renewalSession(h, kind) {
+  const device = `node-hub-${kind}-renewal-device`;
+  const key = h.deriveKey(h.fx.symGroupKey, device);
+  const result = await h.register(kind, new h.SymmetricKeySecurityClient(device, key));
+  const cs = `HostName=${result.assignedHub};DeviceId=${result.deviceId};SharedAccessKey=${key}`;
+  const provider = SharedAccessKeyAuthenticationProvider.fromConnectionString(cs, TOKEN_VALID_S, TOKEN_MARGIN_S);
+  const client = Client.fromAuthenticationProvider(provider, TRANSPORTS[kind]);
+  const run = crypto.randomBytes(6).toString('hex');
+  const disconnects = [];
+  client.on('disconnect', (e) => disconnects.push(e));
+  client.on('error', (e) => disconnects.push(e));
+  const send = (seq) => {
+    const message = new Message(JSON.stringify({ case: `renewal-${kind}`, seq }));
+    message.properties.add('run', run);
+    message.properties.add('seq', String(seq));
+    return promised((cb) => client.sendEvent(message, cb));
+  };
+  let open = false;
+  try {
+    await promised((cb) => client.setOptions({ ca: h.fx.serverCa }, cb));
+    await promised((cb) => client.open(cb));
+    open = true;
+    await send(1);
+    for (let renewal = 1; renewal <= RENEWALS; renewal += 1) {
+      await new Promise((resolve) => provider.once('newTokenAvailable', resolve));
+      await send(renewal + 1);
+    }
+    await promised((cb) => client.close(cb));
+    open = false;
+  } finally {
+    if (open) client.close(() => {});
+  }
+  h.check(disconnects.length === 0, `the client was disconnected: ${disconnects.map(String).join('; ')}`);
+  await checkKept(h.fx, h.check, result.deviceId, run, RENEWALS + 1);
 }
 
 // Provision over `kind` (DPS has the same four transports), then the hub session over `kind`.
@@ -124,6 +172,7 @@ async function hubCases(h) {
     await h.run(`hub ${kind} x509 group`, () =>
       provisionedHubSession(h, kind, new h.X509Security(leaf.id, x509), null, x509));
   }
+  await h.run(`hub mqtt ${RENEWALS} SAS token renewals`, () => renewalSession(h, 'mqtt'));
   await h.run('hub mqtt wrong device key refused', async () => {
     const device = 'node-hub-mqtt-device';
     const wrong = Buffer.alloc(32, 9).toString('base64');
