@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The official Azure IoT SDKs against dps-emulator: the Node.js provisioning device client (HTTP, MQTT, AMQP,
 # MQTT and AMQP over WebSockets) and service client, and the Python device client (MQTT, MQTT over
-# WebSockets), pinned and installed from the package registries into the cargo target directory (never globally):
+# WebSockets); then the emulator's IoT Hub (the assigned hub, localhost) with the Node.js device client
+# (azure-iot-device over MQTT, MQTT-WS, AMQP, AMQP-WS) and Python's IoTHubDeviceClient (MQTT, MQTT-WS):
+# tests/official-sdks/node-hub-cases.js and python_hub_cases.py (the summary tables them per SDK and
+# transport). All pinned and installed from the package registries into the cargo target directory (never globally):
 #   npm: tests/official-sdks/package.json with its committed package-lock.json (npm ci);
 #   PyPI: azure-iot-device==2.14.0 into a venv (tests/official-sdks/requirements.txt pins it and its
 #   dependencies).
 # The clients dial the standard ports (443, 8883, 5671) of a host name, so the emulator runs on localhost:443,
 # :8883 and :5671 in a network namespace of the suite's own (unshare -n, as root), as scripts/sdk-interop.sh does.
 #
-#   scripts/official-sdks.sh        one line per case, then "N passed, N failed"
+#   scripts/official-sdks.sh        one line per case, the hub table, then "N passed, N failed"
 #   KEEP_TMP=1 ...                  keep the work directory (target/official-sdks/run) for inspection
 #   OFFICIAL_SDKS_EMULATOR=PATH ... run against that dps-emulator binary instead of building one
 #
@@ -187,6 +190,27 @@ NODE_EXTRA_CA_CERTS="$w/server-ca.pem" NODE_OPTIONS="--dns-result-order=ipv4firs
 node_rc=${PIPESTATUS[0]}
 timeout 600 "$base/venv/bin/python" "$root/tests/official-sdks/python_cases.py" 2>python.err | tee python.out
 python_rc=${PIPESTATUS[0]}
+
+# The hub cases per SDK and transport (ok / FAIL; - not a case), then the other hub cases.
+cat node.out python.out | python3 -c '
+import re, sys
+transports = ["mqtt", "mqtt-ws", "amqp", "amqp-ws"]
+cells, others = {}, []
+for line in sys.stdin:
+    m = re.match(r"(PASS|FAIL) (node|python) hub (\S+) (.*?)(?::|$)", line.rstrip("\n"))
+    if not m:
+        continue
+    verdict = "ok" if m[1] == "PASS" else "FAIL"
+    if m[3] in transports and m[4] in ("symmetric group key", "x509 group"):
+        cells[(m[2] + " " + m[4], m[3])] = verdict
+    else:
+        others.append(f"{m[2]} hub {m[3]} {m[4]}: {verdict}")
+print("%-28s" % "hub: SDK / identity" + "".join("%-9s" % t for t in transports))
+for row in sorted({r for r, _ in cells}):
+    print("%-28s" % row + "".join("%-9s" % cells.get((row, t), "-") for t in transports))
+for other in others:
+    print(other)
+'
 
 passed=$(cat node.out python.out | grep -c '^PASS ')
 failed=$(cat node.out python.out | grep -c '^FAIL ')
