@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 typedef struct {
-    /* "mqtt" or "mqtt-ws". */
+    /* "mqtt", "mqtt-ws", "amqp" or "amqp-ws". */
     const char* transport;
     /* The server's CA (PEM text) or NULL for the SDK's default. */
     const char* trusted;
@@ -23,7 +23,8 @@ typedef struct {
 
 /* Connects to HUB as DEVICE_ID, sends telemetry and waits for its confirmation, reads the twin,
  * reports a property and reads it back; then waits for o->renewals SAS renewals, sending again
- * after each (o->twin 0: telemetry only). Prints one line per step on stdout. Returns 0 on success, 1 when the hub refused
+ * after each (MQTT: a reconnection with the new token each; AMQP: the connection outlives each token,
+ * the SDK putting the next one on it) (o->twin 0: telemetry only). Prints one line per step on stdout. Returns 0 on success, 1 when the hub refused
  * or a step failed, 2 when a step timed out. The SDK's platform and the provisioning security
  * module must be initialised. */
 int hub_session(const char* hub, const char* device_id, const HUB_OPTIONS* o);

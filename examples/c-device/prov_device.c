@@ -6,14 +6,14 @@
  *               [--transport http|mqtt|mqtt-ws|amqp|amqp-ws] [--endpoint HOST] [--trusted-ca PEM_FILE]
  *               [--proxy HOST:PORT] [--timeout SECONDS] [--payload JSON] [--trace]
  *               [--registration-id ID] [--hold]
- *               [--hub mqtt|mqtt-ws [--hub-config TOML] [--sas-lifetime S [--renewals N]] [--no-twin]]
+ *               [--hub mqtt|mqtt-ws|amqp|amqp-ws [--hub-config TOML] [--sas-lifetime S [--renewals N]] [--no-twin]]
  *
  * --registration-id overrides the one the HSM gives (the SDK's "registration_id" option);
  * --hold waits, after registering, until standard input closes (so a test can inspect the
  * live process) before cleaning up.
  *
- * --hub: once assigned, connects to the assigned hub as the assigned device over MQTT or MQTT
- * over WebSockets with IoTHubDeviceClient_LL_CreateFromDeviceAuth (the same HSM identity), sends
+ * --hub: once assigned, connects to the assigned hub as the assigned device over MQTT, MQTT
+ * over WebSockets, AMQP or AMQP over WebSockets with IoTHubDeviceClient_LL_CreateFromDeviceAuth (the same HSM identity), sends
  * telemetry, reads the twin, reports a property (hub_device.c). --hub-config switches the
  * library to another configuration first (a test of a hub refusing a key DPS did not register);
  * --sas-lifetime sets the SDK's SAS token lifetime and --renewals waits for that many renewals,
@@ -131,7 +131,7 @@ static int usage(const char* why)
                     "       [--transport http|mqtt|mqtt-ws|amqp|amqp-ws] [--endpoint HOST] [--trusted-ca PEM_FILE]\n"
                     "       [--proxy HOST:PORT] [--timeout SECONDS] [--payload JSON] [--trace]\n"
                     "       [--registration-id ID] [--hold]\n"
-                    "       [--hub mqtt|mqtt-ws [--hub-config TOML] [--sas-lifetime S [--renewals N]] [--no-twin]]\n",
+                    "       [--hub mqtt|mqtt-ws|amqp|amqp-ws [--hub-config TOML] [--sas-lifetime S [--renewals N]] [--no-twin]]\n",
             why);
     return 1;
 }

@@ -4,7 +4,8 @@
 # rustls tlsio), sends telemetry, reads its twin and reports a property (prov_device --hub).
 # The caller sets root, tmp, id_dir, scope, dev_rustls, dev_openssl, trusted, vg, case_limit_s and
 # has run/fail/pass (scripts/lib/steps.sh) and start_emulator.
-#   hub_cases         the matrix (identity x mqtt, mqtt-ws), SAS renewal, negatives, valgrind;
+#   hub_cases         the matrix (identity x mqtt, mqtt-ws, amqp, amqp-ws; SDK_INTEROP_HUB_TRANSPORTS
+#                     narrows it), SAS renewal, negatives, valgrind;
 #                     prints its matrix; leaves the emulator running with its DPS configuration
 #   hub_bench N       client CPU of provision + hub connection + one message: rustls + SoftHSM key
 #                     vs OpenSSL + PEM key (tests/c/bench_registration.py with --hub mqtt --no-twin)
@@ -15,6 +16,7 @@ hub_host="127.0.0.1"
 hub_policy_key="$(openssl rand -base64 32)"
 declare -A hub_results=()
 hub_rows=()
+read -r -a hub_transports <<<"${SDK_INTEROP_HUB_TRANSPORTS:-mqtt mqtt-ws amqp amqp-ws}"
 
 # The emulator with the hub configuration (assigned_hub 127.0.0.1, a service policy to read the
 # messages); emulator.toml is swapped and put back by hub_emulator_restore.
@@ -72,8 +74,14 @@ hub_device() {
     while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     [ "${1:-}" = -- ] && shift
     local out="$tmp/$name.stdout" err="$tmp/$name.stderr" rc=0 start end device kept_before kept_after
-    local renewals=0 i
-    for ((i = 0; i < ${#opts[@]}; i++)); do [ "${opts[i]}" = --renewals ] && renewals="${opts[i + 1]}"; done
+    local renewals=0 i hub_transport="" connections
+    for ((i = 0; i < ${#opts[@]}; i++)); do
+        [ "${opts[i]}" = --renewals ] && renewals="${opts[i + 1]}"
+        [ "${opts[i]}" = --hub ] && hub_transport="${opts[i + 1]}"
+    done
+    # MQTT renews by reconnecting with the new token; AMQP puts it on $cbs of the same connection.
+    connections=$((renewals + 1))
+    case "$hub_transport" in amqp | amqp-ws) connections=1 ;; esac
     # The registration id is the device id here; what the hub kept for it before this case.
     device="$(registration_id "$config" "${opts[@]}")"
     kept_before="$(hub_seqs "$device" | wc -l)"
@@ -94,7 +102,7 @@ hub_device() {
             [ "$rc" -eq 0 ] || { cat "$err"; return 1; }
             grep -q "^hub connected hub=$hub_host device=$device\$" "$out"
             grep -q '^twin read back the reported property$' "$out"
-            grep -q "^hub done connections=$((renewals + 1)) renewals=$renewals\$" "$out"
+            grep -q "^hub done connections=$connections renewals=$renewals\$" "$out"
             if grep -E '(^|[^_])ERROR' "$err" | grep -v '^status:'; then
                 echo "a successful run printed ERROR lines (above)"
                 return 1
@@ -142,10 +150,14 @@ hub_cell() {
 }
 
 hub_print_matrix() {
-    printf '%-28s %-9s %-9s\n' "hub: identity / negative" mqtt mqtt-ws
-    local row
+    printf '%-28s' "hub: identity / negative"
+    printf ' %-9s' "${hub_transports[@]}"
+    echo
+    local row t
     for row in "${hub_rows[@]}"; do
-        printf '%-28s %-9s %-9s\n' "$row" "${hub_results[$row,mqtt]:--}" "${hub_results[$row,mqtt-ws]:--}"
+        printf '%-28s' "$row"
+        for t in "${hub_transports[@]}"; do printf ' %-9s' "${hub_results[$row,$t]:--}"; done
+        echo
     done
     echo "(hub: provisioned, then IoTHubDeviceClient_LL_CreateFromDeviceAuth; ok = telemetry confirmed and"
     echo " kept by the hub, twin read, reported property read back; refused = the hub refused the device)"
@@ -158,10 +170,12 @@ hub_cases() {
         pkcs11.toml x509 --transport mqtt --hub mqtt -- "${vg[@]}"
     run hub_mqtt_ws_symm_group_rustls_valgrind hub_device hub_mqtt_ws_symm_group_rustls_valgrind ok "$dev_rustls" \
         symm-group.toml symmetric-key --transport mqtt-ws --hub mqtt-ws -- "${vg[@]}"
+    run hub_amqp_symm_individual_rustls_valgrind hub_device hub_amqp_symm_individual_rustls_valgrind ok "$dev_rustls" \
+        symm.toml symmetric-key --transport amqp --hub amqp -- "${vg[@]}"
     hub_emulator || { fail hub_emulator; return; }
 
     local t
-    for t in mqtt mqtt-ws; do
+    for t in "${hub_transports[@]}"; do
         hub_cell x509_pkcs11 "$t" ok "$dev_rustls" pkcs11.toml x509
         hub_cell x509_tpm_key "$t" ok "$dev_rustls" tpm-x509.toml x509
         hub_cell x509_file_token "$t" ok "$dev_rustls" file-token.toml x509
@@ -174,7 +188,7 @@ hub_cases() {
         hub_cell tpm_attestation "$t" ok "$dev_rustls" tpm.toml tpm
     done
     # Negatives: registered with one identity, then at the hub another one for the same device id.
-    for t in mqtt mqtt-ws; do
+    for t in "${hub_transports[@]}"; do
         # SAS signed with a key DPS did not register the device with.
         hub_cell neg_symm_other_key "$t" refused "$dev_rustls" symm.toml symmetric-key --hub-config symm-wrong.toml
         # The certificate of another device of the same (enrolled) group.
@@ -189,6 +203,10 @@ hub_cases() {
         "$dev_rustls" symm.toml symmetric-key --transport mqtt --hub mqtt --sas-lifetime 12 --renewals 10
     run hub_mqtt_ws_tpm_sas_renewal_rustls hub_device hub_mqtt_ws_tpm_sas_renewal_rustls ok \
         "$dev_rustls" tpm.toml tpm --transport http --hub mqtt-ws --sas-lifetime 12 --renewals 2
+    # Over AMQP the SDK puts each renewed token on $cbs of the same connection: it outlives three
+    # 12 s tokens (the hub closes a connection whose token expired unrenewed), one connection.
+    run hub_amqp_symm_individual_sas_renewal_rustls hub_device hub_amqp_symm_individual_sas_renewal_rustls ok \
+        "$dev_rustls" symm.toml symmetric-key --transport amqp --hub amqp --sas-lifetime 12 --renewals 3
 
     hub_print_matrix
     hub_emulator_restore || fail emulator

@@ -1,10 +1,10 @@
-//! One AMQP connection: TLS, SASL or not, one session, the two links, then request after request.
+//! One AMQP connection: TLS, SASL or not, one session, the two links, then request after request; a connection
+//! whose first link is the IoT Hub's (`$cbs`, `/devices/...`) goes to `hub.rs`.
 
-use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use fe2o3_amqp::acceptor::{ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor};
+use fe2o3_amqp::acceptor::{ConnectionAcceptor, LinkEndpoint, SessionAcceptor};
 use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Data, Message, Properties};
 use fe2o3_amqp::types::performatives::Attach;
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Value};
@@ -12,6 +12,7 @@ use fe2o3_amqp::{Receiver, Sender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 
+use super::ended::{Ended, MAX_FRAME, accept_link, io};
 use super::login::session_path;
 use super::sasl::DpsSasl;
 use crate::listeners::limits::Slot;
@@ -19,8 +20,6 @@ use crate::request::{Client, Request, Response, SESSION};
 use crate::services::RequestHandler;
 use ws_stream::Prefixed;
 
-/// Largest AMQP frame (and message) accepted from a device: a DPS request is a few kilobytes at most.
-const MAX_FRAME: u32 = 64 * 1024;
 const API_VERSION: &str = "com.microsoft:api-version";
 const OPERATION_TYPE: &str = "iotdps-operation-type";
 const OPERATION_ID: &str = "iotdps-operation-id";
@@ -28,25 +27,6 @@ const REGISTER: &str = "iotdps-register";
 const OPERATION_STATUS: &str = "iotdps-get-operationstatus";
 /// The protocol id of the SASL header (`AMQP 3 1 0 0`); plain AMQP is `AMQP 0 1 0 0`.
 const SASL_PROTOCOL_ID: u8 = 3;
-
-/// Why a connection ended early.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Ended {
-    #[error("{0} did not complete within the request deadline")]
-    Deadline(&'static str),
-    #[error("{what}: {source}")]
-    Io {
-        what: &'static str,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{0}")]
-    Refused(String),
-}
-
-pub(crate) fn io(what: &'static str) -> impl FnOnce(io::Error) -> Ended {
-    move |source| Ended::Io { what, source }
-}
 
 /// What the links established: the registration, and how each request authenticates.
 struct Registration {
@@ -107,14 +87,35 @@ where
         .map_err(|_| Ended::Deadline("the AMQP session (begin)"))?
         .map_err(|e| Ended::Refused(format!("beginning the AMQP session: {e}")))?;
 
+    let first = timeout_at(deadline, session.next_incoming_attach())
+        .await
+        .map_err(|_| Ended::Deadline("attaching the sender and receiver links"))?
+        .ok_or_else(|| Ended::Refused("the session ended before both links were attached".into()))?;
+    if super::hub::is_hub_link(&first) {
+        return super::hub::serve(
+            connection,
+            session,
+            first,
+            handler,
+            client,
+            request_timeout,
+            deadline,
+            slot,
+        )
+        .await;
+    }
+    let mut first = Some(first);
     let mut registration: Option<Registration> = None;
     let mut receiver: Option<Receiver> = None;
     let mut sender: Option<Sender> = None;
     while receiver.is_none() || sender.is_none() {
-        let attach = timeout_at(deadline, session.next_incoming_attach())
-            .await
-            .map_err(|_| Ended::Deadline("attaching the sender and receiver links"))?
-            .ok_or_else(|| Ended::Refused("the session ended before both links were attached".into()))?;
+        let attach = match first.take() {
+            Some(a) => a,
+            None => timeout_at(deadline, session.next_incoming_attach())
+                .await
+                .map_err(|_| Ended::Deadline("attaching the sender and receiver links"))?
+                .ok_or_else(|| Ended::Refused("the session ended before both links were attached".into()))?,
+        };
         let link = check_attach(&attach, handler, &client, login.as_ref(), &mut registration);
         let endpoint = accept_link(attach, &mut session, deadline).await?;
         if let Err(reason) = link {
@@ -168,18 +169,6 @@ where
     let _ = timeout(Duration::from_secs(1), session.end()).await;
     let _ = timeout(Duration::from_secs(1), connection.close()).await;
     result
-}
-
-async fn accept_link(
-    attach: Attach,
-    session: &mut ListenerSessionHandle,
-    deadline: Instant,
-) -> Result<LinkEndpoint, Ended> {
-    let acceptor = LinkAcceptor::builder().max_message_size(u64::from(MAX_FRAME)).build();
-    timeout_at(deadline, acceptor.accept_incoming_attach(attach, session))
-        .await
-        .map_err(|_| Ended::Deadline("attaching a link"))?
-        .map_err(|e| Ended::Refused(format!("attaching a link: {e}")))
 }
 
 /// Check a link's address and api-version against what SASL admitted (or the client chain), recording the

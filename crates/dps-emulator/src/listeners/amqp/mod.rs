@@ -24,6 +24,9 @@
 //! deadline, and so must each next request.
 
 mod connection;
+mod ended;
+mod hub;
+mod hub_messages;
 mod login;
 mod sasl;
 mod sasl_tpm;
@@ -40,7 +43,7 @@ use crate::listeners::Names;
 use crate::listeners::limits::Slot;
 use crate::request::{Client, Transport};
 use crate::services::RequestHandler;
-use connection::{Ended, io};
+use ended::{Ended, io};
 
 pub(crate) const NAMES: Names = Names {
     thread: "dps-emulator-amqp",

@@ -1,8 +1,10 @@
 //! SASL for the AMQP listener: PLAIN with the DPS SAS token (authcid `{idScope}/registrations/{registrationId}`,
 //! password the token), a `SESSION` request to the request handler before the connection opens (the token as
 //! `Authorization`, as an MQTT CONNECT); `TPM`, the SDKs' own mechanism for TPM attestation (`sasl_tpm.rs`);
-//! ANONYMOUS only for a client that presented a certificate (its session request is made when it attaches a
-//! link).
+//! `MSSBCBS` (the C SDK's for the IoT Hub) and ANONYMOUS (the Node SDK's for the hub, and any client that
+//! presented a certificate) admit nobody by themselves: the hub's put-token on `$cbs` authenticates, or the
+//! client chain when the first link attaches (`hub.rs`, `connection.rs`); a DPS link without SASL PLAIN or
+//! TPM and without a chain is refused.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -29,6 +31,8 @@ pub(crate) struct DpsSasl {
 
 const PLAIN: &str = "PLAIN";
 const ANONYMOUS: &str = "ANONYMOUS";
+/// The C SDK's mechanism for a CBS-authenticated hub connection (`sasl_mssbcbs.c`: empty init bytes).
+const MSSBCBS: &str = "MSSBCBS";
 const TPM: &str = dps_wire::sasl_tpm::MECHANISM;
 
 fn outcome(code: SaslCode) -> SaslServerFrame {
@@ -98,11 +102,12 @@ impl DpsSasl {
 
 impl SaslAcceptor for DpsSasl {
     fn mechanisms(&self) -> Array<Symbol> {
-        let mut mechanisms = vec![Symbol::from(PLAIN), Symbol::from(TPM)];
-        if self.client.chain.is_some() {
-            mechanisms.push(Symbol::from(ANONYMOUS));
-        }
-        Array::from(mechanisms)
+        Array::from(vec![
+            Symbol::from(PLAIN),
+            Symbol::from(TPM),
+            Symbol::from(MSSBCBS),
+            Symbol::from(ANONYMOUS),
+        ])
     }
 
     fn on_init(&mut self, init: SaslInit) -> SaslServerFrame {
@@ -126,7 +131,7 @@ impl SaslAcceptor for DpsSasl {
                 let step = self.tpm.init(&response);
                 self.tpm_step(step)
             }
-            ANONYMOUS if self.client.chain.is_some() => outcome(SaslCode::Ok),
+            MSSBCBS | ANONYMOUS => outcome(SaslCode::Ok),
             other => {
                 tracing::info!(mechanism = other, "AMQP SASL mechanism refused");
                 outcome(SaslCode::Auth)
