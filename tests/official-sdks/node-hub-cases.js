@@ -172,7 +172,9 @@ async function hubCases(h) {
     await h.run(`hub ${kind} x509 group`, () =>
       provisionedHubSession(h, kind, new h.X509Security(leaf.id, x509), null, x509));
   }
-  await h.run(`hub mqtt ${RENEWALS} SAS token renewals`, () => renewalSession(h, 'mqtt'));
+  for (const kind of ['mqtt', 'amqp']) {
+    await h.run(`hub ${kind} ${RENEWALS} SAS token renewals`, () => renewalSession(h, kind));
+  }
   await h.run('hub mqtt wrong device key refused', async () => {
     const device = 'node-hub-mqtt-device';
     const wrong = Buffer.alloc(32, 9).toString('base64');

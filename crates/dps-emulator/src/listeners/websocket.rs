@@ -187,10 +187,16 @@ pub(crate) fn serve(
     chain: Option<Arc<[CertificateDer<'static>]>>,
     limits: &SessionLimits<'_>,
 ) {
+    let server_name: Option<Arc<str>> = tls.conn.server_name().map(Arc::from);
     if let Some((transport, Session::TakesOver(session))) = offered(headers) {
-        return session(tls, head, handler, Client { transport, chain }, limits);
+        let client = Client {
+            transport,
+            chain,
+            server_name,
+        };
+        return session(tls, head, handler, client, limits);
     }
-    serve_bytes(&mut tls, head, handler, chain, limits);
+    serve_bytes(&mut tls, head, handler, (chain, server_name), limits);
     tls.sock.set_deadline(Some(Instant::now() + Duration::from_secs(1)));
     tls.conn.send_close_notify();
     let _ = tls.flush();
@@ -203,7 +209,7 @@ fn serve_bytes<S: Read + Write>(
     stream: &mut S,
     head: Vec<u8>,
     handler: &RequestHandler,
-    chain: Option<Arc<[CertificateDer<'static>]>>,
+    (chain, server_name): (Option<Arc<[CertificateDer<'static>]>>, Option<Arc<str>>),
     limits: &SessionLimits<'_>,
 ) {
     let replay = Replay {
@@ -229,7 +235,11 @@ fn serve_bytes<S: Read + Write>(
         pending: Cursor::new(Vec::new()),
     };
     if let Some(&(name, transport, Session::Bytes(session))) = chosen.and_then(|i| SESSIONS.get(i)) {
-        let client = Client { transport, chain };
+        let client = Client {
+            transport,
+            chain,
+            server_name,
+        };
         if let Err(e) = session(&mut bytes, handler, client, limits) {
             tracing::debug!(error = %e, subprotocol = name, "session over WebSockets ended");
         }

@@ -50,8 +50,16 @@ fn application_property(message: &Message<Body<Value>>, name: &str) -> Option<St
         .and_then(string)
 }
 
-/// `{hub}/devices/{id}` (with or without `amqps://`): the hub and the device.
+/// `{hub}/devices/{id}` (with or without `amqps://`), as the C SDK names it, or percent-encoded as Node's
+/// SDK does (`{hub}%2Fdevices%2F{id}`, the token's `sr` as it stands): the hub and the device.
 pub(super) fn audience(name: &str) -> Option<(String, String)> {
+    let decoded;
+    let name = if name.contains('/') {
+        name
+    } else {
+        decoded = hsm_core::sas::url_decode(name).ok()?;
+        decoded.as_str()
+    };
     let name = name.split_once("://").map_or(name, |(_, rest)| rest);
     let (host, device) = name.split_once("/devices/")?;
     (!host.is_empty() && !host.contains('/') && !device.is_empty() && !device.contains('/'))
@@ -257,6 +265,11 @@ mod tests {
             Some(("h.example".into(), "d1".into()))
         );
         assert_eq!(audience("amqps://h/devices/d1"), Some(("h".into(), "d1".into())));
+        // Node's azure-iot-device puts the token's sr as it stands: percent-encoded.
+        assert_eq!(
+            audience("localhost%2Fdevices%2Fnode-device"),
+            Some(("localhost".into(), "node-device".into()))
+        );
         assert_eq!(audience("h/devices/"), None);
         assert_eq!(audience("h/devices/d/modules/m"), None);
         assert_eq!(audience("/devices/d"), None);
