@@ -2,7 +2,8 @@
 //! device DPS assigned puts its SAS token on `$cbs`, sends telemetry (single and batched, kept and read
 //! back), patches and reads its twin, renews its token on the same connection; wrong and expired tokens are
 //! answered 401, links before a put-token or to another device are refused, and a connection that puts no
-//! token is closed at the request deadline; after SASL, garbage closes the connection.
+//! token is closed at the request deadline; after SASL, garbage closes the connection; an x509 device opens
+//! its session with its first link.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -415,4 +416,59 @@ fn sasl_init(mechanism: &[u8]) -> Vec<u8> {
     frame.extend_from_slice(&[2, 1, 0, 0]);
     frame.extend_from_slice(&body);
     frame
+}
+
+/// An x509 device: no SASL, its TLS client chain; its first link (addressed without a hub, as Node's client
+/// does) opens the session. Another CA's certificate with the same CN: the link is refused.
+#[test]
+fn x509_device_opens_its_session_with_its_first_link() {
+    let ca = Ca::root("amqp hub test CA");
+    let emu = Emulator::start_with(
+        config(vec![Enrollment::X509Group {
+            name: "fleet".into(),
+            ca: vec![ca.der()],
+        }]),
+        0,
+        ServerOptions {
+            retry_after: Duration::from_millis(0),
+            request_timeout: REQUEST_TIMEOUT,
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let leaf = ca.leaf("x509-device");
+    let agent = agent(&emu, Some(&leaf), common::Tls::Any);
+    assert_assigned(&provision(&agent, &emu, "x509-device", None), "x509-device");
+    let connect = async |identity: &Identity| {
+        let config = client_builder(&emu.server_ca_pem(), common::Tls::Any)
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .unwrap();
+        let tcp = tokio::net::TcpStream::connect(emu.amqp_endpoint()).await.unwrap();
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .unwrap();
+        let mut connection = Connection::builder()
+            .container_id("hub-x509")
+            .hostname(HUB)
+            .open_with_stream(stream)
+            .await
+            .unwrap();
+        let session = Session::begin(&mut connection).await.unwrap();
+        (connection, session)
+    };
+    runtime().block_on(async {
+        let (_connection, mut session) = connect(&leaf).await;
+        let mut events = Sender::attach(&mut session, "link-snd", "/devices/x509-device/messages/events")
+            .await
+            .unwrap();
+        assert!(events.send(telemetry_message("1")).await.unwrap().is_accepted());
+        let stranger = Ca::root("stranger").leaf("x509-device");
+        let (_connection, mut session) = connect(&stranger).await;
+        let mut events = Sender::attach(&mut session, "link-snd", "/devices/x509-device/messages/events")
+            .await
+            .unwrap();
+        assert!(refused(&mut events).await, "another CA's certificate was served");
+    });
+    assert_eq!(emu.hub_messages(Some("x509-device")).len(), 1);
 }

@@ -155,8 +155,10 @@ impl IotHub {
     /// documentation); the error is the refusal.
     fn authenticate(&self, request: &Request, device_id: &str) -> Result<Credential, Response> {
         let device_id = decoded(device_id);
-        let hub = request.header("host").unwrap_or_default();
         let assigned = &self.enrollments.assigned_hub;
+        // An AMQP link may name no hub (`/devices/{id}/...`, as Node's client addresses them; the hub is then
+        // the AMQP open's host name, which the listener does not see): the assigned one.
+        let hub = request.header("host").unwrap_or(assigned);
         if !hub.eq_ignore_ascii_case(assigned) {
             return Err(error(
                 404,
