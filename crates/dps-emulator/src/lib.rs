@@ -100,7 +100,6 @@ pub mod fuzzing {
             let client = Client {
                 transport: Transport::Https,
                 chain: None,
-                server_name: None,
             };
             let response = handler.handle(&request.into_request(client));
             let _ = http_codec::write_response(&mut out, &response, keep_alive);

@@ -68,9 +68,6 @@ pub(crate) struct Client {
     /// The certificate chain (leaf first) the client presented in the TLS handshake, whose key it proved it
     /// holds; which enrollment it must verify to is for the service to say.
     pub(crate) chain: Option<Arc<[CertificateDer<'static>]>>,
-    /// The host name the client asked for in its TLS handshake (SNI): the IoT hub an AMQP device connected
-    /// to when its link addresses name none (Node's `/devices/{id}/...`).
-    pub(crate) server_name: Option<Arc<str>>,
 }
 
 impl Client {

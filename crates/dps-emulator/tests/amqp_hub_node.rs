@@ -1,7 +1,7 @@
 //! The emulator's IoT Hub over AMQP as the official Node.js device client (`azure-iot-device-amqp` 1.14)
-//! speaks it, where it differs from the C SDK (fe2o3-amqp as the client): its put-token names the audience
-//! percent-encoded (the token's `sr` as it stands), and its links name no hub (`/devices/{id}/...`), so an
-//! x509 device, which puts no token, is on the hub it asked for in its TLS handshake (SNI).
+//! speaks it where it differs from the C SDK (fe2o3-amqp as the client): its put-token names the audience
+//! percent-encoded (the token's `sr` as it stands), then its links name no hub (`/devices/{id}/...`). Its
+//! x509 device (no SASL, relative addresses) is `amqp_hub.rs`'s `x509_device_opens_its_session_with_its_first_link`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -16,25 +16,17 @@ use fe2o3_amqp::types::messaging::{AmqpValue, ApplicationProperties, Body, Data,
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Value};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use rustls::pki_types::ServerName;
-use test_support::pki::{Ca, Identity};
 
 const DEVICE: &str = "node-amqp-device";
-const X509_DEVICE: &str = "node-amqp-x509-device";
-/// The hub whose name the emulator's server certificate carries, so a client can ask for it by SNI.
+/// The hub the official-SDK suite assigns (scripts/official-sdks.sh).
 const LOCAL_HUB: &str = "localhost";
 
-fn emulator(ca: &Ca) -> Emulator {
-    let mut config = config(vec![
-        Enrollment::SymmetricIndividual {
-            registration_id: DEVICE.into(),
-            primary_key: GROUP_DEVICE_KEY.into(),
-            secondary_key: None,
-        },
-        Enrollment::X509Group {
-            name: "fleet".into(),
-            ca: vec![ca.der()],
-        },
-    ]);
+fn emulator() -> Emulator {
+    let mut config = config(vec![Enrollment::SymmetricIndividual {
+        registration_id: DEVICE.into(),
+        primary_key: GROUP_DEVICE_KEY.into(),
+        secondary_key: None,
+    }]);
     config.assigned_hub = LOCAL_HUB.into();
     let emu = Emulator::start_with(
         config,
@@ -51,22 +43,11 @@ fn emulator(ca: &Ca) -> Emulator {
     emu
 }
 
-/// A TLS connection to the AMQP port asking for `server_name` (an IP address: no SNI).
-async fn tls(
-    emu: &Emulator,
-    device: Option<&Identity>,
-    server_name: &str,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let builder = client_builder(&emu.server_ca_pem(), common::Tls::Any);
-    let config = match device {
-        Some(d) => builder
-            .with_client_auth_cert(d.chain.clone(), d.key.clone_key())
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
+async fn tls(emu: &Emulator) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let config = client_builder(&emu.server_ca_pem(), common::Tls::Any).with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(emu.amqp_endpoint()).await.unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(server_name.to_string()).unwrap(), tcp)
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
         .unwrap()
 }
@@ -97,13 +78,13 @@ fn hub_sas(device_id: &str, expiry: u64) -> String {
 /// Node's put-token: `name` is `{hub}%2Fdevices%2F{id}`; then its relative telemetry address.
 #[test]
 fn a_percent_encoded_put_token_audience_is_the_devices_hub() {
-    let emu = emulator(&Ca::root("unused CA"));
+    let emu = emulator();
     runtime().block_on(async {
         let mut connection = Connection::builder()
             .container_id("node-like")
             .hostname(LOCAL_HUB)
             .sasl_profile(SaslProfile::Anonymous)
-            .open_with_stream(tls(&emu, None, "127.0.0.1").await)
+            .open_with_stream(tls(&emu).await)
             .await
             .unwrap();
         let mut session = Session::begin(&mut connection).await.unwrap();
@@ -144,33 +125,4 @@ fn a_percent_encoded_put_token_audience_is_the_devices_hub() {
         let _ = connection.close().await;
     });
     assert_eq!(emu.hub_messages(Some(DEVICE))[0].body, br#"{"seq":1}"#);
-}
-
-/// Node's x509 device: no SASL, no token, links `/devices/{id}/...`; the hub is the TLS server name.
-#[test]
-fn an_x509_device_with_relative_link_addresses_is_on_the_hub_its_tls_asked_for() {
-    let ca = Ca::root("node amqp CA");
-    let emu = emulator(&ca);
-    let leaf = ca.leaf(X509_DEVICE);
-    let agent = agent(&emu, Some(&leaf), common::Tls::Any);
-    let body = provision(&agent, &emu, X509_DEVICE, None);
-    assert_eq!(body["registrationState"]["assignedHub"], LOCAL_HUB, "{body}");
-    runtime().block_on(async {
-        let mut connection = Connection::builder()
-            .container_id("node-like-x509")
-            .hostname(LOCAL_HUB)
-            .open_with_stream(tls(&emu, Some(&leaf), LOCAL_HUB).await)
-            .await
-            .unwrap();
-        let mut session = Session::begin(&mut connection).await.unwrap();
-        let address = format!("/devices/{X509_DEVICE}/messages/events");
-        let mut events = Sender::attach(&mut session, "events", address.as_str()).await.unwrap();
-        let outcome = tokio::time::timeout(Duration::from_secs(5), events.send(telemetry("1"))).await;
-        assert!(
-            matches!(&outcome, Ok(Ok(o)) if o.is_accepted()),
-            "telemetry of an x509 device on a relative address: {outcome:?}"
-        );
-        let _ = connection.close().await;
-    });
-    assert_eq!(emu.hub_messages(Some(X509_DEVICE))[0].body, br#"{"seq":1}"#);
 }

@@ -39,7 +39,6 @@ pub(crate) fn serve(
     let client = Client {
         transport: Transport::Https,
         chain: chain.clone(),
-        server_name: tls.conn.server_name().map(Arc::from),
     };
     let mut buf = Vec::new();
     loop {

@@ -134,7 +134,6 @@ pub(crate) fn serve(
     let client = Client {
         transport: Transport::Mqtt,
         chain,
-        server_name: tls.conn.server_name().map(Arc::from),
     };
     if let Err(e) = run_session(&mut tls, handler, client, &limits) {
         tracing::debug!(error = %e, "MQTT connection ended");

@@ -187,16 +187,10 @@ pub(crate) fn serve(
     chain: Option<Arc<[CertificateDer<'static>]>>,
     limits: &SessionLimits<'_>,
 ) {
-    let server_name: Option<Arc<str>> = tls.conn.server_name().map(Arc::from);
     if let Some((transport, Session::TakesOver(session))) = offered(headers) {
-        let client = Client {
-            transport,
-            chain,
-            server_name,
-        };
-        return session(tls, head, handler, client, limits);
+        return session(tls, head, handler, Client { transport, chain }, limits);
     }
-    serve_bytes(&mut tls, head, handler, (chain, server_name), limits);
+    serve_bytes(&mut tls, head, handler, chain, limits);
     tls.sock.set_deadline(Some(Instant::now() + Duration::from_secs(1)));
     tls.conn.send_close_notify();
     let _ = tls.flush();
@@ -209,7 +203,7 @@ fn serve_bytes<S: Read + Write>(
     stream: &mut S,
     head: Vec<u8>,
     handler: &RequestHandler,
-    (chain, server_name): (Option<Arc<[CertificateDer<'static>]>>, Option<Arc<str>>),
+    chain: Option<Arc<[CertificateDer<'static>]>>,
     limits: &SessionLimits<'_>,
 ) {
     let replay = Replay {
@@ -235,11 +229,7 @@ fn serve_bytes<S: Read + Write>(
         pending: Cursor::new(Vec::new()),
     };
     if let Some(&(name, transport, Session::Bytes(session))) = chosen.and_then(|i| SESSIONS.get(i)) {
-        let client = Client {
-            transport,
-            chain,
-            server_name,
-        };
+        let client = Client { transport, chain };
         if let Err(e) = session(&mut bytes, handler, client, limits) {
             tracing::debug!(error = %e, subprotocol = name, "session over WebSockets ended");
         }

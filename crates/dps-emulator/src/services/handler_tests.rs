@@ -46,11 +46,7 @@ fn request(transport: Transport, method: &str, path: &str, authorization: Option
             .into_iter()
             .collect(),
         body: body.as_bytes().to_vec(),
-        client: Client {
-            transport,
-            chain: None,
-            server_name: None,
-        },
+        client: Client { transport, chain: None },
     }
 }
 

@@ -8,8 +8,7 @@
 //! token as `Authorization`): admitted, status-code 200 and the device may attach its links until the token
 //! expires (a renewed token put on the same connection extends it; an expired one not renewed closes the
 //! connection, as IoT Hub drops it); refused, status-code 401 with the service's message. An x509 device's
-//! first link makes the session request with the client chain, on the hub its address names, else (Node's
-//! `/devices/{id}/...`) the one it asked for in its TLS handshake (SNI). A link to a device the connection has not
+//! first link makes the session request with the client chain. A link to a device the connection has not
 //! authenticated is refused (detached with `amqp:unauthorized-access`), as is an address this hub does not
 //! serve.
 //!
@@ -190,10 +189,8 @@ impl Hub {
     }
 
     /// Whether a link may be attached for `device_id`: it put a valid token, or (no token put on this
-    /// connection) its client chain opens the session. The hub is the one the address names, else the one
-    /// the client asked for in its TLS handshake (Node's x509 device names its links `/devices/{id}/...`).
+    /// connection) its client chain opens the session.
     fn admit_link(&self, host: Option<&str>, device_id: &str) -> Result<(), String> {
-        let host = host.or(self.client.server_name.as_deref());
         let now = Instant::now();
         if let Some(g) = self.grants().get(device_id) {
             return match g.expires {

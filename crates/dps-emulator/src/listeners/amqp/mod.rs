@@ -90,7 +90,6 @@ pub(crate) fn serve(
         let client = Client {
             transport: Transport::Amqp,
             chain: tls.get_ref().1.peer_certificates().map(Arc::from),
-            server_name: tls.get_ref().1.server_name().map(Arc::from),
         };
         connection::serve(tls, handler, client, request_timeout, deadline, slot).await
     });
