@@ -175,22 +175,26 @@ async function hubCases(h) {
   for (const kind of ['mqtt', 'amqp']) {
     await h.run(`hub ${kind} ${RENEWALS} SAS token renewals`, () => renewalSession(h, kind));
   }
-  await h.run('hub mqtt wrong device key refused', async () => {
-    const device = 'node-hub-mqtt-device';
-    const wrong = Buffer.alloc(32, 9).toString('base64');
-    const client = Client.fromConnectionString(
-      `HostName=${h.fx.assignedHub};DeviceId=${device};SharedAccessKey=${wrong}`, DeviceMqtt.Mqtt);
-    await promised((cb) => client.setOptions({ ca: h.fx.serverCa }, cb));
-    let error;
-    try {
-      await promised((cb) => client.open(cb));
-    } catch (e) {
-      error = e;
-    }
-    if (!error) await promised((cb) => client.close(cb));
-    h.check(error && /Unauthorized|not authorized/i.test(`${error.name} ${error.message}`),
-      `a wrong key: ${error ? `${error.name} ${error.message}` : 'accepted'}`);
-  });
+  // A device the hub knows, with a SAS token signed by another key: refused at CONNECT (MQTT) or at the
+  // put-token (AMQP).
+  for (const kind of ['mqtt', 'amqp']) {
+    await h.run(`hub ${kind} wrong device key refused`, async () => {
+      const device = `node-hub-${kind}-device`;
+      const wrong = Buffer.alloc(32, 9).toString('base64');
+      const client = Client.fromConnectionString(
+        `HostName=${h.fx.assignedHub};DeviceId=${device};SharedAccessKey=${wrong}`, TRANSPORTS[kind]);
+      await promised((cb) => client.setOptions({ ca: h.fx.serverCa }, cb));
+      let error;
+      try {
+        await promised((cb) => client.open(cb));
+      } catch (e) {
+        error = e;
+      }
+      if (!error) await promised((cb) => client.close(cb));
+      h.check(error && /Unauthorized|not authorized/i.test(`${error.name} ${error.message}`),
+        `a wrong key: ${error ? `${error.name} ${error.message}` : 'accepted'}`);
+    });
+  }
 }
 
 module.exports = { hubCases };
