@@ -244,14 +244,13 @@ pub(super) fn twin_answer(
     if let Some(v) = version {
         annotations = annotations.insert(Symbol::from("version"), Value::Long(v));
     }
-    let builder = Message::builder()
+    // Always one data section, empty for a bodiless answer: the C SDK takes a data section or no body at
+    // all, and fe2o3 encodes `Body::Empty` as an amqp-value (null), which it refuses.
+    Message::builder()
         .properties(properties.build())
-        .message_annotations(annotations.build());
-    if body.is_empty() {
-        builder.body(Body::Empty).build()
-    } else {
-        builder.body(Body::Data(vec![Data(Binary::from(body))].into())).build()
-    }
+        .message_annotations(annotations.build())
+        .body(Body::Data(vec![Data(Binary::from(body))].into()))
+        .build()
 }
 
 #[cfg(test)]
