@@ -27,7 +27,8 @@ hub_emulator() {
         printf '\n[[service_policy]]\nname = "hubreader"\nprimary_key = "%s"\nrights = ["RegistrationStatusRead"]\n' \
             "$hub_policy_key"
     } >"$id_dir/emulator.toml"
-    start_emulator "$@"
+    # Each accepted AMQP put-token is logged (the AMQP renewal case counts them).
+    RUST_LOG="warn,dps_emulator::listeners::amqp::hub=info" start_emulator "$@"
 }
 hub_emulator_restore() {
     cp "$id_dir/emulator-dps.toml" "$id_dir/emulator.toml"
@@ -56,6 +57,11 @@ registration_id() {
     (cd "$id_dir" && openssl x509 -in "$cert" -noout -subject -nameopt multiline) | sed -n 's/^ *commonName *= //p'
 }
 
+# How many AMQP put-tokens the emulator accepted for DEVICE so far (its log).
+put_tokens() {
+    grep -c "AMQP put-token accepted for device '$1'" "$tmp/emulator.log" || true
+}
+
 # The "seq" of each message the hub kept for DEVICE, oldest first.
 hub_seqs() {
     python3 "$root/tests/c/hub_messages.py" "$hub_host:443" "$server_ca" hubreader "$hub_policy_key" "$1" |
@@ -66,7 +72,8 @@ hub_seqs() {
 #   EXPECT "ok": assigned, connected, every telemetry message confirmed by the SDK AND kept by the
 #   emulator's hub (read back by its service call), the twin read, a reported property read back,
 #   "hub done", no ERROR line. "refused": assigned, then the hub refused the device (exit 1,
-#   "hub refused", never "hub connected") within 20 s.
+#   "hub refused reason=BAD_CREDENTIAL", or COMMUNICATION_ERROR for x509 over AMQP, never "hub
+#   connected") within 20 s.
 hub_device() {
     local name="$1" expect="$2" dev="$3" config="$4" attestation="$5"
     shift 5
@@ -85,6 +92,8 @@ hub_device() {
     # The registration id is the device id here; what the hub kept for it before this case.
     device="$(registration_id "$config" "${opts[@]}")"
     kept_before="$(hub_seqs "$device" | wc -l)"
+    local puts_before
+    puts_before="$(put_tokens "$device")"
     # Each renewal takes 80% of the --sas-lifetime (12 s in these cases).
     local limit=$((case_limit_s + renewals * 12))
     start=$(date +%s)
@@ -116,10 +125,27 @@ hub_device() {
             [ "$seqs" = "$expected" ] ||
                 { echo "the hub kept seq [$seqs] last, expected [$expected]"; return 1; }
             echo "the hub kept seq $(tr '\n' ' ' <<<"$seqs")for $device"
+            # Over AMQP a renewal is a put-token on the same connection: the first and one per renewal.
+            if [ "$connections" -eq 1 ] && [ "$renewals" -gt 0 ]; then
+                local puts=$(($(put_tokens "$device") - puts_before))
+                [ "$puts" -ge $((renewals + 1)) ] ||
+                    { echo "the hub accepted $puts put-tokens, expected at least $((renewals + 1))"; return 1; }
+                echo "the hub accepted $puts put-tokens of $device on one connection"
+            fi
             ;;
         refused)
             [ "$rc" -eq 1 ] || { echo "expected exit 1 (refused)"; cat "$err"; return 1; }
-            grep -q "^hub refused reason=BAD_CREDENTIAL\$" "$out" || { cat "$err"; return 1; }
+            # An x509 device over AMQP has no authentication step of its own (no CBS): the SDK reports
+            # the hub's refusal of its first link as a messenger error (iothubtransport_amqp_common.c:
+            # DEVICE_STATE_ERROR_MSG is COMMUNICATION_ERROR), its telemetry link detached.
+            local reason=BAD_CREDENTIAL
+            case "$hub_transport,$attestation" in
+                amqp,x509 | amqp-ws,x509)
+                    reason=COMMUNICATION_ERROR
+                    grep -q "messenger failed to be started" "$err" || { cat "$err"; return 1; }
+                    ;;
+            esac
+            grep -q "^hub refused reason=$reason\$" "$out" || { cat "$err"; return 1; }
             ! grep -q '^hub connected' "$out"
             [ $((end - start)) -lt 20 ] || { echo "refusal took $((end - start)) s"; return 1; }
             [ "$kept_after" -eq "$kept_before" ] || { echo "the hub kept a message of a refused device"; return 1; }
