@@ -10,24 +10,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::mqtt_server::{Answer, MqttServer, rid};
-use common::scripted::{Scripted, json};
+use common::scripted::{ASSIGNED, ASSIGNING, Scripted, json};
 use common::*;
-use dps_device::{Error, Options, ProvisioningClient, Transport};
+use dps_device::{Error, Options, Transport};
 
 const THROTTLED: &str = r#"{"errorCode":429001,"trackingId":"t-429","message":"throttled"}"#;
 const THROTTLED_INFO: &str = r#"{"errorCode":429001,"message":"throttled","info":{"retryAfter":"1"}}"#;
-const ASSIGNING: &str = r#"{"operationId":"op-1","status":"assigning"}"#;
-const ASSIGNED: &str = r#"{"operationId":"op-1","status":"assigned","registrationState":{"registrationId":"d","assignedHub":"h","deviceId":"d","status":"assigned"}}"#;
-
-fn https(server: &Scripted, options: Options) -> ProvisioningClient {
-    ProvisioningClient::new(
-        &server.endpoint,
-        SCOPE,
-        Transport::Https,
-        roots(&server.ca_pem),
-        options,
-    )
-}
 
 #[tokio::test]
 async fn https_429_twice_then_assigned() {
@@ -38,7 +26,8 @@ async fn https_429_twice_then_assigned() {
         json(200, None, ASSIGNED),
     ]);
     let started = Instant::now();
-    let a = https(&server, options())
+    let a = server
+        .https_client(options())
         .register(&symmetric("d", DEVICE_KEY), None)
         .await
         .unwrap();
@@ -65,7 +54,8 @@ async fn https_5xx_while_polling_is_polled_again() {
         retry_ceiling: Duration::from_millis(100),
         ..options()
     };
-    let a = https(&server, opts)
+    let a = server
+        .https_client(opts)
         .register(&symmetric("d", DEVICE_KEY), None)
         .await
         .unwrap();
@@ -87,7 +77,8 @@ async fn a_retry_after_beyond_the_deadline_ends_at_once_with_the_service_error()
         ..options()
     };
     let started = Instant::now();
-    let e = https(&server, opts)
+    let e = server
+        .https_client(opts)
         .register(&symmetric("d", DEVICE_KEY), None)
         .await
         .unwrap_err();
@@ -108,7 +99,8 @@ async fn a_retry_after_beyond_the_deadline_ends_at_once_with_the_service_error()
 async fn a_4xx_other_than_429_is_not_retried() {
     let server = Scripted::start(vec![json(401, None, r#"{"errorCode":401002,"message":"no"}"#)]);
     let e = service_error(
-        https(&server, options())
+        server
+            .https_client(options())
             .register(&symmetric("d", DEVICE_KEY), None)
             .await,
     );
@@ -136,13 +128,7 @@ async fn mqtt_429_twice_then_assigned() {
             )])
         }),
     );
-    let client = ProvisioningClient::new(
-        &server.endpoint,
-        SCOPE,
-        Transport::Mqtt,
-        roots(&server.ca_pem),
-        options(),
-    );
+    let client = client_to(&server.endpoint, &server.ca_pem, Transport::Mqtt, options());
     let started = Instant::now();
     let a = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap();
     assert_eq!(a.assigned_hub, "h");

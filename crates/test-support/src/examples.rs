@@ -2,6 +2,7 @@
 //! `target/*/examples` before it runs any test; a missing or stale one is refused.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The example `name` of the package whose manifest directory is `manifest_dir` (pass
 /// `env!("CARGO_MANIFEST_DIR")`) and whose name is `package`, checked to exist and to be no older
@@ -23,4 +24,15 @@ pub fn binary(manifest_dir: &str, package: &str, name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Runs `cmd` to its end: how it ended, and what it printed (standard output, then standard error).
+pub fn run(cmd: &mut Command) -> (Output, String) {
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
 }
