@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use common::{Ca, HUB, SCOPE, ca};
+use common::{Ca, HUB, ca, ok, provision};
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::X509Identity;
 
@@ -73,21 +73,7 @@ fn provision_with_the_example_vendor_backend() {
     let server_ca = dir.path().join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
     let cfg = vendor_device(dir.path(), &root_ca, "device-vendor-c");
-    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-        .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
-        .arg(emulator.global_endpoint())
-        .arg("--trusted-ca")
-        .arg(&server_ca)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = ok(&provision(&emulator, &server_ca, None, &cfg, &[]));
     assert!(stdout.contains("registration id: device-vendor-c"), "{stdout}");
     assert!(stdout.contains(&format!("assigned hub: {HUB}")), "{stdout}");
 
@@ -95,15 +81,7 @@ fn provision_with_the_example_vendor_backend() {
     let rogue_dir = dir.path().join("rogue");
     std::fs::create_dir_all(&rogue_dir).unwrap();
     let cfg = vendor_device(&rogue_dir, &ca("rogue root"), "device-rogue");
-    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-        .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
-        .arg(emulator.global_endpoint())
-        .arg("--trusted-ca")
-        .arg(&server_ca)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = provision(&emulator, &server_ca, None, &cfg, &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }

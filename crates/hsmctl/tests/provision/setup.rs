@@ -1,12 +1,13 @@
 //! What every provisioning test uses: an emulator with an X.509 group, a symmetric individual enrollment
-//! and a symmetric group; device configurations; `hsmctl provision` over HTTPS or MQTT; outcome checks.
+//! and a symmetric group; device configurations; `hsmctl provision` over every transport; outcome checks.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use dps_emulator::{Emulator, Enrollment};
 
-use crate::common::{Ca, SCOPE, ca};
+pub use crate::common::ok;
+use crate::common::{Ca, ca, provision, provision_command};
 
 pub const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
 pub const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
@@ -70,55 +71,25 @@ pub fn env() -> Env {
 }
 
 impl Env {
+    /// `hsmctl provision` (over HTTPS, hsmctl's default) against the emulator.
     pub fn provision(&self, config: &Path, extra: &[&str]) -> Output {
-        self.provision_with(Command::new(env!("CARGO_BIN_EXE_hsmctl")), config, extra)
+        provision(&self.emulator, &self.server_ca, None, config, extra)
     }
 
-    pub fn provision_with(&self, mut command: Command, config: &Path, extra: &[&str]) -> Output {
-        command
-            .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
-            .arg(self.emulator.global_endpoint())
-            .arg("--trusted-ca")
-            .arg(&self.server_ca)
-            .arg("--config")
-            .arg(config)
-            .args(extra)
-            .output()
-            .unwrap()
+    /// The same as a command, for the caller to add to and run.
+    pub fn provision_command(&self, config: &Path) -> Command {
+        provision_command(None, &self.emulator.global_endpoint(), &self.server_ca, config)
     }
-}
 
-impl Env {
     /// `hsmctl provision --transport mqtt` against the emulator's MQTT listener.
     pub fn provision_mqtt(&self, config: &Path, extra: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-            .args([
-                "provision",
-                "--transport",
-                "mqtt",
-                "--id-scope",
-                SCOPE,
-                "--global-endpoint",
-            ])
-            .arg(self.emulator.mqtt_endpoint())
-            .arg("--trusted-ca")
-            .arg(&self.server_ca)
-            .arg("--config")
-            .arg(config)
-            .args(extra)
-            .output()
-            .unwrap()
+        provision(&self.emulator, &self.server_ca, Some("mqtt"), config, extra)
     }
-}
 
-pub fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    /// `hsmctl provision --transport transport` against the emulator's listener for it.
+    pub fn provision_over(&self, transport: &str, config: &Path, extra: &[&str]) -> Output {
+        provision(&self.emulator, &self.server_ca, Some(transport), config, extra)
+    }
 }
 
 pub fn refused(out: &Output, needle: &str) {

@@ -116,9 +116,10 @@ fn x509_key_generated_in_softhsm_is_assigned() {
     let cfg = e.dir.path().join("pkcs11.toml");
     let provision = |uri: &str| {
         std::fs::write(&cfg, format!("[x509]\nbackend = \"pkcs11\"\nkey = \"{uri}\"\n")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hsmctl"));
-        command.env("SOFTHSM2_CONF", hsm.conf());
-        e.provision_with(command, &cfg, &[])
+        e.provision_command(&cfg)
+            .env("SOFTHSM2_CONF", hsm.conf())
+            .output()
+            .unwrap()
     };
     let stdout = ok(&provision(&key_uri));
     assert!(stdout.contains("device id: device-hsm"), "{stdout}");
