@@ -26,11 +26,7 @@ async fn https_429_twice_then_assigned() {
         json(200, None, ASSIGNED),
     ]);
     let started = Instant::now();
-    let a = server
-        .https_client(options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap();
+    let a = server.register(options()).await.unwrap();
     assert_eq!(a.assigned_hub, "h");
     assert_eq!(server.requests.load(Ordering::SeqCst), 3);
     let lines = server.lines();
@@ -54,11 +50,7 @@ async fn https_5xx_while_polling_is_polled_again() {
         retry_ceiling: Duration::from_millis(100),
         ..options()
     };
-    let a = server
-        .https_client(opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap();
+    let a = server.register(opts).await.unwrap();
     assert_eq!(a.device_id, "d");
     let lines = server.lines();
     assert_eq!(lines.len(), 4, "{lines:?}");
@@ -77,11 +69,7 @@ async fn a_retry_after_beyond_the_deadline_ends_at_once_with_the_service_error()
         ..options()
     };
     let started = Instant::now();
-    let e = server
-        .https_client(opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(opts).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     match &e {
         Error::Timeout { detail, .. } => {
@@ -98,12 +86,7 @@ async fn a_retry_after_beyond_the_deadline_ends_at_once_with_the_service_error()
 #[tokio::test]
 async fn a_4xx_other_than_429_is_not_retried() {
     let server = Scripted::start(vec![json(401, None, r#"{"errorCode":401002,"message":"no"}"#)]);
-    let e = service_error(
-        server
-            .https_client(options())
-            .register(&symmetric("d", DEVICE_KEY), None)
-            .await,
-    );
+    let e = service_error(server.register(options()).await);
     assert_eq!(e.status, 401);
     assert_eq!(server.requests.load(Ordering::SeqCst), 1);
 }

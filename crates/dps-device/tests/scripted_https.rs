@@ -21,11 +21,7 @@ async fn endless_assigning_ends_in_the_timeout() {
         ..options()
     };
     let started = Instant::now();
-    let e = server
-        .https_client(opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(opts).await.unwrap_err();
     let took = started.elapsed();
     match &e {
         Error::Timeout { detail, .. } => assert!(detail.contains("\"assigning\"") && detail.contains("op-1"), "{e}"),
@@ -45,11 +41,7 @@ async fn retry_after_has_a_floor_and_a_ceiling() {
         retry_floor: Duration::from_secs(1),
         ..options()
     };
-    let a = server
-        .https_client(opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap();
+    let a = server.register(opts).await.unwrap();
     assert_eq!(a.assigned_hub, "h");
     assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
 
@@ -60,11 +52,7 @@ async fn retry_after_has_a_floor_and_a_ceiling() {
         retry_ceiling: Duration::from_millis(200),
         ..options()
     };
-    server
-        .https_client(opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap();
+    server.register(opts).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
@@ -74,11 +62,7 @@ async fn redirects_are_not_followed() {
         b"HTTP/1.1 307 Temporary Redirect\r\nLocation: https://evil.example/\x1b[31m\r\nContent-Length: 0\r\n\r\n"
             .to_vec(),
     )]);
-    let e = server
-        .https_client(options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(options()).await.unwrap_err();
     match &e {
         Error::Protocol { message, .. } => {
             assert!(message.contains("307") && message.contains("not followed"), "{e}");
@@ -93,11 +77,7 @@ async fn redirects_are_not_followed() {
 async fn a_huge_body_is_bounded() {
     let big = format!("{{\"message\":\"{}\"}}", "x".repeat(1024 * 1024));
     let server = Scripted::start(vec![json(200, None, &big)]);
-    let e = server
-        .https_client(options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(options()).await.unwrap_err();
     assert!(
         matches!(&e, Error::Protocol { message, .. } if message.contains("exceeds 131072 bytes")),
         "{e}"
@@ -107,11 +87,7 @@ async fn a_huge_body_is_bounded() {
 #[tokio::test]
 async fn garbage_and_service_text_are_sanitized_and_truncated() {
     let server = Scripted::start(vec![json(200, None, "\u{1b}]0;owned\u{7}not json")]);
-    let e = server
-        .https_client(options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(options()).await.unwrap_err();
     match &e {
         Error::Protocol { message, .. } => {
             assert!(
@@ -128,12 +104,7 @@ async fn garbage_and_service_text_are_sanitized_and_truncated() {
         "y".repeat(5000)
     );
     let server = Scripted::start(vec![json(400, None, &long)]);
-    let e = service_error(
-        server
-            .https_client(options())
-            .register(&symmetric("d", DEVICE_KEY), None)
-            .await,
-    );
+    let e = service_error(server.register(options()).await);
     assert_eq!(
         (e.status, e.error_code, e.tracking_id.as_deref()),
         (400, Some(400004), Some("t-1"))
@@ -153,11 +124,7 @@ async fn a_hanging_server_ends_in_the_timeout() {
         ..options()
     };
     let started = Instant::now();
-    let e = server
-        .https_client(opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(opts).await.unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
     assert!(e.is_timeout() && e.is_retryable() && !e.is_connect(), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
@@ -166,11 +133,7 @@ async fn a_hanging_server_ends_in_the_timeout() {
 #[tokio::test]
 async fn a_server_closing_mid_operation_is_a_transport_error() {
     let server = Scripted::start(vec![json(202, Some("0"), ASSIGNING), Step::Close]);
-    let e = server
-        .https_client(options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(options()).await.unwrap_err();
     assert!(
         matches!(
             e,

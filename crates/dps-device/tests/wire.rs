@@ -57,19 +57,11 @@ fn padded(len: usize) -> String {
 #[tokio::test]
 async fn answers_up_to_128_kib_are_read_and_larger_ones_refused_over_https() {
     let server = Scripted::start(vec![json(200, None, &padded(MAX_BODY))]);
-    let a = server
-        .https_client(options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap();
+    let a = server.register(options()).await.unwrap();
     assert_eq!(a.assigned_hub, "h");
 
     let server = Scripted::start(vec![json(200, None, &padded(MAX_BODY + 1))]);
-    let e = server
-        .https_client(options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(options()).await.unwrap_err();
     assert!(
         matches!(&e, Error::Protocol { message, .. } if message.contains("exceeds 131072 bytes")),
         "{e}"
@@ -93,22 +85,14 @@ async fn statuses_are_typed_and_a_value_this_version_does_not_know_is_kept() {
         ("movedByANewerService", Sub::Other("movedByANewerService".into())),
     ] {
         let server = Scripted::start(vec![json(200, None, &assigned(text))]);
-        let a = server
-            .https_client(options())
-            .register(&symmetric("d", DEVICE_KEY), None)
-            .await
-            .unwrap();
+        let a = server.register(options()).await.unwrap();
         assert_eq!(a.status, EnrollmentStatus::Assigned);
         assert_eq!(a.substatus.as_ref(), Some(&typed), "{text}");
         assert_eq!(a.substatus.as_ref().map(Sub::as_str), Some(text));
     }
     let failed = r#"{"operationId":"o","status":"failed","registrationState":{"registrationId":"d","status":"failed","errorCode":400207,"errorMessage":"custom allocation failed"}}"#;
     let server = Scripted::start(vec![json(200, None, failed)]);
-    match server
-        .https_client(options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-    {
+    match server.register(options()).await {
         Err(Error::NotAssigned { status, error_code, .. }) => {
             assert_eq!((status, error_code), (EnrollmentStatus::Failed, Some(400207)));
         }
@@ -172,11 +156,7 @@ async fn a_redirect_is_an_error_on_every_call() {
         (vec![json(202, Some("0"), ASSIGNING), redirect(302)], "302"),
     ] {
         let server = Scripted::start(steps);
-        let e = server
-            .https_client(options())
-            .register(&symmetric("d", DEVICE_KEY), None)
-            .await
-            .unwrap_err();
+        let e = server.register(options()).await.unwrap_err();
         assert_redirect(e, status);
     }
     let server = Scripted::start(vec![redirect(307)]);

@@ -162,3 +162,18 @@ pub fn assert_assigned(a: &dps_device::Assignment, registration_id: &str) {
     assert!(a.created_date_time_utc.as_ref().is_some_and(|e| e.contains('T')));
     assert!(a.last_updated_date_time_utc.as_ref().is_some_and(|e| e.contains('T')));
 }
+
+/// `a` assigns `registration_id` (as `assert_assigned` checks) and carries the TPM authentication key of
+/// the hub (the answer to a TPM attestation).
+pub fn assert_tpm_assigned(a: &dps_device::Assignment, registration_id: &str) {
+    assert_assigned(a, registration_id);
+    assert!(
+        a.state
+            .tpm
+            .as_ref()
+            .and_then(|t| t.authentication_key.as_ref())
+            .is_some(),
+        "{:?}",
+        a.state
+    );
+}
