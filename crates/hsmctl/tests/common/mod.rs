@@ -2,13 +2,49 @@
 //! against a DPS (the emulator or a test's own server).
 #![allow(dead_code, unused_imports)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use dps_emulator::Emulator;
+use dps_emulator::{Emulator, ServerOptions, ServicePolicy};
 
 pub use test_support::emulator::{HUB, SCOPE};
 pub use test_support::pki::Ca;
+
+/// The key of the service API's `owner` policy in the tests' emulators.
+pub const OWNER_KEY: &str = "b3duZXIta2V5LWZvci10aGUtaHNtY3RsLXRlc3RzLTAwMA==";
+
+/// An emulator with no enrollment whose service API takes the `owner` policy (`OWNER_KEY`), with no
+/// retry-after: its CA written to `dir/server-ca.pem`, its connection string, also written to `dir/cs`.
+pub struct ServiceApi {
+    pub emulator: Emulator,
+    pub server_ca: PathBuf,
+    pub connection_string: zeroize::Zeroizing<String>,
+    pub connection_string_file: PathBuf,
+}
+
+pub fn service_api(dir: &Path) -> ServiceApi {
+    let emulator = Emulator::start_with(
+        test_support::emulator::config(vec![]),
+        0,
+        ServerOptions {
+            retry_after: std::time::Duration::ZERO,
+            service_policies: vec![ServicePolicy::owner("owner", OWNER_KEY)],
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let server_ca = dir.join("server-ca.pem");
+    std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
+    let connection_string = emulator.service_connection_string(None).unwrap();
+    let connection_string_file = dir.join("cs");
+    std::fs::write(&connection_string_file, connection_string.as_bytes()).unwrap();
+    ServiceApi {
+        emulator,
+        server_ca,
+        connection_string,
+        connection_string_file,
+    }
+}
 
 /// A self-signed P-256 root CA.
 pub fn ca(cn: &str) -> Ca {
