@@ -5,41 +5,21 @@
 // Calling `extern "C"` functions and freeing what they return is unsafe by nature.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString, c_char, c_void};
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+mod common;
 
+use std::ffi::{CString, c_void};
+use std::path::Path;
+
+use common::{configure, last_error, serial, take};
 use hsm_abi::ffi::errors::*;
-use hsm_abi::ffi::ext::*;
 use hsm_abi::ffi::sdk::*;
 use hsm_abi::ffi::signer::*;
-
-static GLOBAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn last_error() -> String {
-    let mut buf = vec![0 as c_char; 1024];
-    unsafe { hsm_abi_last_error(buf.as_mut_ptr(), buf.len()) };
-    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_string()
-}
 
 /// Set this thread's last error to something unrelated, so a check sees only what follows.
 fn reset_last_error() {
     let x = unsafe { &*hsm_client_x509_interface() };
     assert!(unsafe { x.hsm_client_get_cert.unwrap()(std::ptr::null_mut()) }.is_null());
     assert!(last_error().contains("is NULL"), "{}", last_error());
-}
-
-fn take(p: *mut c_char) -> Option<String> {
-    if p.is_null() {
-        return None;
-    }
-    let s = unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string();
-    unsafe { libc::free(p.cast()) };
-    Some(s)
 }
 
 /// A self-signed device certificate and its key in `dir`; configures the library with them.
@@ -52,13 +32,7 @@ fn configure_device(dir: &Path) {
         dir.join("chain.pem").display(),
         dir.join("key.pem").display()
     );
-    let c = CString::new(toml).unwrap();
-    assert_eq!(
-        unsafe { hsm_abi_configure_toml(c.as_ptr()) },
-        HSM_ABI_OK,
-        "{}",
-        last_error()
-    );
+    configure(&toml);
 }
 
 #[test]
