@@ -17,27 +17,6 @@ use hsm_issued::testing::Ca;
 use hsm_issued::{KeySource, Store};
 use rustls::server::WebPkiClientVerifier;
 
-fn pump(c: &mut rustls::ClientConnection, s: &mut rustls::ServerConnection) -> Result<(), rustls::Error> {
-    for _ in 0..20 {
-        let mut a = Vec::new();
-        c.write_tls(&mut a).unwrap();
-        if !a.is_empty() {
-            s.read_tls(&mut &a[..]).unwrap();
-            s.process_new_packets()?;
-        }
-        let mut b = Vec::new();
-        s.write_tls(&mut b).unwrap();
-        if !b.is_empty() {
-            c.read_tls(&mut &b[..]).unwrap();
-            c.process_new_packets()?;
-        }
-        if a.is_empty() && b.is_empty() && !c.is_handshaking() && !s.is_handshaking() {
-            return Ok(());
-        }
-    }
-    panic!("handshake did not finish");
-}
-
 /// One mTLS connection with what get_cert/get_key return (the tlsio resolves the key token
 /// through the registry); returns the leaf the server saw.
 fn connect(cert_pem: &str, key_token: &str, ca: &Ca) -> Vec<u8> {
@@ -60,7 +39,7 @@ fn connect(cert_pem: &str, key_token: &str, ca: &Ca) -> Vec<u8> {
         .unwrap();
     let mut c = rustls::ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
     let mut s = rustls::ServerConnection::new(Arc::new(scfg)).unwrap();
-    pump(&mut c, &mut s).unwrap();
+    test_support::tls::handshake(&mut c, &mut s).unwrap();
     s.peer_certificates().unwrap()[0].as_ref().to_vec()
 }
 
