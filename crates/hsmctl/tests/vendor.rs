@@ -18,25 +18,12 @@ use common::{Ca, HUB, ca, ok, provision};
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::X509Identity;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Build the example vendor backend once per test process.
 fn example() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
+    // One fixed directory under the target dir (rebuilt by each run, never left in /tmp).
     LIB.get_or_init(|| {
-        // One fixed directory under the target dir (rebuilt by each run, never left in /tmp).
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vendor-hsmctl-tests");
-        let st = Command::new("make")
-            .arg("-s")
-            .arg("-C")
-            .arg(root().join("examples/vendor-ecdsa"))
-            .arg(format!("OUT={}", out.display()))
-            .status()
-            .expect("make is required to build examples/vendor-ecdsa");
-        assert!(st.success(), "building examples/vendor-ecdsa failed");
-        out.join("libvendor_ecdsa.so")
+        test_support::examples::vendor_ecdsa(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("vendor-hsmctl-tests"))
     })
 }
 
