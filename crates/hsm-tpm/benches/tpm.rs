@@ -15,6 +15,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::sdk_tpm::SdkTpm;
+
 use std::time::{Duration, Instant};
 
 use hsm_core::{SasSigner, SignatureScheme, SigningKey, TpmIdentity};
@@ -66,55 +68,6 @@ fn report(name: &str, raw: Vec<f64>, ours: Vec<f64>) {
         ratios.iter().cloned().fold(f64::INFINITY, f64::min),
         ratios.iter().cloned().fold(0.0, f64::max),
     );
-}
-
-/// The SDK's TPM interface of hsm-abi, configured with a `[tpm]` section.
-struct AbiTpm {
-    table: &'static hsm_abi::ffi::sdk::HSM_CLIENT_TPM_INTERFACE,
-    handle: hsm_abi::ffi::sdk::HSM_CLIENT_HANDLE,
-}
-
-impl AbiTpm {
-    fn open(tcti: &str) -> Self {
-        let toml = std::ffi::CString::new(format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{tcti}\"\n")).unwrap();
-        // SAFETY: `toml` is NUL-terminated.
-        assert_eq!(unsafe { hsm_abi::ffi::ext::hsm_abi_configure_toml(toml.as_ptr()) }, 0);
-        assert_eq!(hsm_abi::ffi::sdk::hsm_client_tpm_init(), 0);
-        // SAFETY: returns a pointer to a static table.
-        let table = unsafe { &*hsm_abi::ffi::sdk::hsm_client_tpm_interface() };
-        // SAFETY: create takes no argument.
-        let handle = unsafe { (table.hsm_client_tpm_create.unwrap())() };
-        assert!(!handle.is_null(), "hsm_client_tpm_create");
-        AbiTpm { table, handle }
-    }
-
-    fn sign(&self, data: &[u8]) -> Vec<u8> {
-        let mut key = std::ptr::null_mut();
-        let mut len = 0usize;
-        // SAFETY: the handle is open; `data` is valid for its length; the outputs are writable.
-        let rc = unsafe {
-            (self.table.hsm_client_sign_with_identity.unwrap())(
-                self.handle,
-                data.as_ptr(),
-                data.len(),
-                &mut key,
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0, "hsm_client_sign_with_identity");
-        // SAFETY: on success `key` points to `len` bytes from malloc, ours to free.
-        let out = unsafe { std::slice::from_raw_parts(key, len) }.to_vec();
-        // SAFETY: allocated with malloc by the library, freed once, as the SDK does.
-        unsafe { libc::free(key.cast()) };
-        out
-    }
-}
-
-impl Drop for AbiTpm {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from create and is destroyed once.
-        unsafe { (self.table.hsm_client_tpm_destroy.unwrap())(self.handle) };
-    }
 }
 
 /// A `tpm:` key opened through hsm-abi's C signer table.
@@ -207,7 +160,7 @@ fn main() {
         hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
     };
 
-    let abi = AbiTpm::open(&sw.tcti());
+    let abi = SdkTpm::open(&sw.tcti());
     assert_eq!(abi.sign(msg), hsm_core::sas::hmac_sha256(&a.key, msg).to_vec());
     let abi_signer = AbiSigner::open(&format!("tpm:handle=0x81000200;tcti={}", sw.tcti()));
 

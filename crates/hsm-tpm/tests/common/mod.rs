@@ -1,5 +1,8 @@
-//! The swtpm fixture of `test_support`, and an HTTP helper for the emulator tests.
+//! The swtpm fixture of `test_support`, an HTTP helper for the emulator tests, and the SDK's TPM interface
+//! of hsm-abi (`sdk_tpm`).
 #![allow(dead_code)]
+
+pub mod sdk_tpm;
 
 pub use test_support::swtpm::Swtpm;
 
