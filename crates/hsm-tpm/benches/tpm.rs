@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use hsm_core::{SasSigner, SignatureScheme, SigningKey, TpmIdentity};
 use hsm_tpm::{KeyLocation, Tpm, TpmConn, TpmOptions};
 use sha2::Digest as _;
+use test_support::bench::{median, rate};
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::handles::{KeyHandle, PersistentTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
@@ -31,21 +32,6 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
 const ROUND: Duration = Duration::from_millis(300);
 const ROUNDS: usize = 10;
-
-fn rate(mut f: impl FnMut(u64)) -> f64 {
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < ROUND {
-        f(n);
-        n += 1;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn persistent(conn: &TpmConn, h: u32) -> KeyHandle {
     conn.with_context(move |ctx| {
@@ -167,7 +153,7 @@ fn main() {
     let (mut raw_h, mut our_h, mut raw_e, mut our_e) = (vec![], vec![], vec![], vec![]);
     let (mut abi_h, mut abi_e): (Vec<f64>, Vec<f64>) = (vec![], vec![]);
     for _ in 0..ROUNDS {
-        raw_h.push(rate(|_| {
+        raw_h.push(rate(ROUND, |_| {
             let m = msg.to_vec();
             conn.with_context(move |ctx| {
                 ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
@@ -177,10 +163,10 @@ fn main() {
             })
             .unwrap();
         }));
-        our_h.push(rate(|_| {
+        our_h.push(rate(ROUND, |_| {
             tpm.sign_with_identity(msg).unwrap();
         }));
-        raw_e.push(rate(|n| {
+        raw_e.push(rate(ROUND, |n| {
             let d = sha2::Sha256::digest(format!("tls transcript {n}").as_bytes());
             let ticket = ticket.clone();
             conn.with_context(move |ctx| {
@@ -191,17 +177,19 @@ fn main() {
             })
             .unwrap();
         }));
-        our_e.push(rate(|n| {
+        our_e.push(rate(ROUND, |n| {
             key.sign(
                 SignatureScheme::EcdsaP256Sha256,
                 format!("tls transcript {n}").as_bytes(),
             )
             .unwrap();
         }));
-        abi_h.push(rate(|_| {
+        abi_h.push(rate(ROUND, |_| {
             abi.sign(msg);
         }));
-        abi_e.push(rate(|n| abi_signer.sign(format!("tls transcript {n}").as_bytes())));
+        abi_e.push(rate(ROUND, |n| {
+            abi_signer.sign(format!("tls transcript {n}").as_bytes())
+        }));
     }
     report("HMAC-SHA256, Rust sign_with_identity", raw_h.clone(), our_h);
     report("HMAC-SHA256, C ABI sign_with_identity", raw_h, abi_h);
