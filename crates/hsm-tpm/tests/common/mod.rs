@@ -1,6 +1,6 @@
 //! The swtpm fixture of `test_support`, an HTTP helper for the emulator tests, and the SDK's TPM interface
-//! of hsm-abi (`sdk_tpm`).
-#![allow(dead_code)]
+//! of hsm-abi (`sdk_tpm`); a `tpm:` token's signer and a check of its signatures.
+#![allow(dead_code, unused_imports)]
 
 pub mod sdk_tpm;
 
@@ -18,4 +18,25 @@ pub fn send(req: ureq::Request, body: Option<&serde_json::Value>) -> (u16, serde
         Err(e) => panic!("transport: {e}"),
     };
     (resp.status(), resp.into_json().unwrap_or(serde_json::Value::Null))
+}
+
+/// A signer from a `tpm:` token's text: decoded once by hsm-core, opened by the backend.
+pub fn open_signer(token: &str) -> hsm_core::Result<std::sync::Arc<dyn hsm_core::SigningKey>> {
+    match hsm_core::token::KeyToken::decode(token)? {
+        hsm_core::token::KeyToken::Tpm(t) => hsm_tpm::open_signer(&t),
+        other => panic!("not a tpm: token: {other:?}"),
+    }
+}
+
+/// `sig` is an ECDSA P-256 SHA-256 signature of `msg` by the key of the SubjectPublicKeyInfo `spki`
+/// (checked in software, by ring).
+pub fn verify(spki: &[u8], msg: &[u8], sig: &[u8]) {
+    let (_, info): (_, x509_parser::x509::SubjectPublicKeyInfo) =
+        x509_parser::prelude::FromDer::from_der(spki).unwrap();
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_ASN1,
+        info.subject_public_key.data.to_vec(),
+    )
+    .verify(msg, sig)
+    .expect("signature verifies");
 }
