@@ -8,15 +8,15 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use common::sdk_tpm::SdkTpm;
-use common::{Swtpm, send};
+use common::{Swtpm, agent, send, url};
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::sas::Audience;
 use serde_json::json;
+use tlsio_bridge::TlsVersions;
 
 use test_support::emulator::SCOPE;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -36,18 +36,8 @@ fn the_sdk_tpm_sequence_through_the_c_abi() {
         endorsement_key: B64.encode(&ek),
     }]))
     .unwrap();
-    let roots = tlsio_bridge::roots_from_pem("emulator CA", emu.server_ca_pem().as_bytes()).unwrap();
-    let config = tlsio_bridge::client_config(roots, None, tlsio_bridge::TlsVersions::Both).unwrap();
-    let agent = ureq::AgentBuilder::new()
-        .tls_config(Arc::new(config))
-        .timeout(Duration::from_secs(20))
-        .build();
-    let url = |path: &str| {
-        format!(
-            "https://localhost:{}/{SCOPE}/registrations/{reg}/{path}?api-version=2021-06-01",
-            emu.port()
-        )
-    };
+    let agent = agent(&emu, None, TlsVersions::Both);
+    let url = |path: &str| url(&emu, &format!("registrations/{reg}/{path}"));
     let body = json!({
         "registrationId": reg,
         "tpm": {"endorsementKey": B64.encode(&ek), "storageRootKey": B64.encode(&srk)},

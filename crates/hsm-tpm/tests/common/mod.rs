@@ -1,10 +1,34 @@
-//! The swtpm fixture of `test_support`, an HTTP helper for the emulator tests, and the SDK's TPM interface
+//! The swtpm fixture of `test_support`, HTTP helpers for the emulator tests, and the SDK's TPM interface
 //! of hsm-abi (`sdk_tpm`); a `tpm:` token's signer and a check of its signatures.
 #![allow(dead_code, unused_imports)]
 
 pub mod sdk_tpm;
 
 pub use test_support::swtpm::Swtpm;
+
+/// A client of the emulator's HTTPS port, trusting its CA, with `identity` as its TLS client credential
+/// (none: no client certificate), over `versions`.
+pub fn agent(
+    emu: &dps_emulator::Emulator,
+    identity: Option<&dyn hsm_core::X509Identity>,
+    versions: tlsio_bridge::TlsVersions,
+) -> ureq::Agent {
+    let roots = tlsio_bridge::roots_from_pem("emulator CA", emu.server_ca_pem().as_bytes()).unwrap();
+    let config = tlsio_bridge::client_config(roots, identity, versions).unwrap();
+    ureq::AgentBuilder::new()
+        .tls_config(std::sync::Arc::new(config))
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+}
+
+/// The URL of the device API's `path` (what follows the id scope) on the emulator.
+pub fn url(emu: &dps_emulator::Emulator, path: &str) -> String {
+    format!(
+        "https://localhost:{}/{}/{path}?api-version=2021-06-01",
+        emu.port(),
+        test_support::emulator::SCOPE
+    )
+}
 
 /// Send and return (status, JSON body) whatever the status.
 pub fn send(req: ureq::Request, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
