@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use common::{Ca, HUB, ca, ok, provision};
+use common::{Ca, HUB, ca, certify_csr, ok, provision};
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::X509Identity;
 
@@ -253,24 +253,7 @@ fn conformance_command_passes_the_pkcs11_backend() {
         hsm.conf(),
     );
     let root_ca = ca("pkcs11 conformance root");
-    let (root_pem, root_key) = (dir.path().join("root.pem"), dir.path().join("root.key.pem"));
-    std::fs::write(&root_pem, root_ca.pem()).unwrap();
-    std::fs::write(&root_key, root_ca.key_pem()).unwrap();
-    let issued = dir.path().join("issued");
-    hsmctl_ok(
-        &[
-            "certs",
-            "--out-dir",
-            issued.to_str().unwrap(),
-            "--ca-cert",
-            root_pem.to_str().unwrap(),
-            "--ca-key",
-            root_key.to_str().unwrap(),
-            "--csr",
-            csr.to_str().unwrap(),
-        ],
-        hsm.conf(),
-    );
+    let issued = certify_csr(dir.path(), &root_ca, &csr);
     let cfg = dir.path().join("pkcs11.toml");
     std::fs::write(
         &cfg,

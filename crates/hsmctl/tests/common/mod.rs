@@ -102,3 +102,26 @@ pub fn ok(out: &Output) -> String {
     );
     stdout
 }
+
+/// `hsmctl certs --csr`: a leaf for the CSR file `csr`, issued by `root` (written into `dir` for the
+/// command); the directory the leaf is written to, `dir/issued`.
+pub fn certify_csr(dir: &Path, root: &Ca, csr: &Path) -> PathBuf {
+    let root_pem = dir.join("root.pem");
+    let root_key = dir.join("root.key.pem");
+    std::fs::write(&root_pem, root.pem()).unwrap();
+    std::fs::write(&root_key, root.key_pem()).unwrap();
+    let out = dir.join("issued");
+    let certs = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+        .args(["certs", "--out-dir"])
+        .arg(&out)
+        .arg("--ca-cert")
+        .arg(&root_pem)
+        .arg("--ca-key")
+        .arg(&root_key)
+        .arg("--csr")
+        .arg(csr)
+        .output()
+        .unwrap();
+    ok(&certs);
+    out
+}

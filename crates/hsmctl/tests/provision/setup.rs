@@ -106,25 +106,3 @@ pub fn refused(out: &Output, needle: &str) {
 pub fn hsmctl(args: &[&str]) -> String {
     ok(&Command::new(env!("CARGO_BIN_EXE_hsmctl")).args(args).output().unwrap())
 }
-
-/// Issue a leaf for a CSR with the test root, through `hsmctl certs --csr`.
-pub fn certify_csr(e: &Env, csr: &Path) -> PathBuf {
-    let root_pem = e.dir.path().join("root.pem");
-    let root_key = e.dir.path().join("root.key.pem");
-    std::fs::write(&root_pem, e.root.pem()).unwrap();
-    std::fs::write(&root_key, e.root.key_pem()).unwrap();
-    let out = e.dir.path().join("issued");
-    let o = out.to_str().unwrap();
-    hsmctl(&[
-        "certs",
-        "--out-dir",
-        o,
-        "--ca-cert",
-        root_pem.to_str().unwrap(),
-        "--ca-key",
-        root_key.to_str().unwrap(),
-        "--csr",
-        csr.to_str().unwrap(),
-    ]);
-    out
-}

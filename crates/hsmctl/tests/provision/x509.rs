@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{HUB, ca};
+use crate::common::{HUB, ca, certify_csr};
 use crate::setup::*;
 
 #[test]
@@ -102,7 +102,7 @@ fn x509_key_generated_in_softhsm_is_assigned() {
         "--out",
         csr.to_str().unwrap(),
     ]);
-    let issued = certify_csr(&e, &csr);
+    let issued = certify_csr(e.dir.path(), &e.root, &csr);
     run(&[
         "pkcs11",
         "import-cert",
