@@ -55,15 +55,7 @@ fn enrollments_made_with_hsmctl_provision_devices() {
     )
     .unwrap();
     let root = ca("cli root");
-    let key_id = root.leaf("cli-x509");
-    let (leaf, key) = (key_id.cert_pem(), key_id.key_pair());
-    std::fs::write(d.join("chain.pem"), format!("{leaf}{}", root.pem())).unwrap();
-    std::fs::write(d.join("key.pem"), key.serialize_pem()).unwrap();
-    std::fs::write(
-        d.join("x509.toml"),
-        "[x509]\nbackend = \"file\"\ncertificate = \"chain.pem\"\nprivate_key = \"key.pem\"\n",
-    )
-    .unwrap();
+    x509_device(d, "x509", &root, "cli-x509");
     let provision = |config: &str| {
         run(
             &[
@@ -131,16 +123,8 @@ fn enrollments_made_with_hsmctl_provision_devices() {
             .contains("cli root"),
         "{out}"
     );
-    let key2_id = root.leaf("fleet-dev");
-    let (leaf2, key2) = (key2_id.cert_pem(), key2_id.key_pair());
-    std::fs::write(d.join("chain2.pem"), format!("{leaf2}{}", root.pem())).unwrap();
-    std::fs::write(d.join("key2.pem"), key2.serialize_pem()).unwrap();
-    std::fs::write(
-        d.join("fleet.toml"),
-        "[x509]\nbackend = \"file\"\ncertificate = \"chain2.pem\"\nprivate_key = \"key2.pem\"\n",
-    )
-    .unwrap();
-    let assigned = ok(&provision(p(&d.join("fleet.toml"))));
+    let fleet = x509_device(d, "fleet", &root, "fleet-dev");
+    let assigned = ok(&provision(p(&fleet)));
     assert!(assigned.contains("registration id: fleet-dev"), "{assigned}");
 
     // The connection string from the environment; disabling refuses the next registration.

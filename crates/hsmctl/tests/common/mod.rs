@@ -125,3 +125,19 @@ pub fn certify_csr(dir: &Path, root: &Ca, csr: &Path) -> PathBuf {
     ok(&certs);
     out
 }
+
+/// A device of `ca` named `cn` in `dir`: its chain (leaf and issuing CA) and key as `NAME-chain.pem` and
+/// `NAME-key.pem`, its configuration `NAME.toml` (file backend); the configuration's path.
+pub fn x509_device(dir: &Path, name: &str, ca: &Ca, cn: &str) -> PathBuf {
+    let key_id = ca.leaf(cn);
+    let (leaf, key) = (key_id.cert_pem(), key_id.key_pair());
+    std::fs::write(dir.join(format!("{name}-chain.pem")), format!("{leaf}{}", ca.pem())).unwrap();
+    std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &cfg,
+        format!("[x509]\nbackend = \"file\"\ncertificate = \"{name}-chain.pem\"\nprivate_key = \"{name}-key.pem\"\n"),
+    )
+    .unwrap();
+    cfg
+}

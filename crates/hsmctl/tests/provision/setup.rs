@@ -6,26 +6,11 @@ use std::process::{Command, Output};
 
 use dps_emulator::{Emulator, Enrollment};
 
-pub use crate::common::ok;
 use crate::common::{Ca, ca, provision, provision_command};
+pub use crate::common::{ok, x509_device};
 
 pub const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
 pub const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
-
-/// Write a device chain (leaf + issuing CA) and key; return the config path.
-pub fn x509_device(dir: &Path, name: &str, ca: &Ca, cn: &str) -> PathBuf {
-    let key_id = ca.leaf(cn);
-    let (leaf, key) = (key_id.cert_pem(), key_id.key_pair());
-    std::fs::write(dir.join(format!("{name}-chain.pem")), format!("{leaf}{}", ca.pem())).unwrap();
-    std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
-    let cfg = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &cfg,
-        format!("[x509]\nbackend = \"file\"\ncertificate = \"{name}-chain.pem\"\nprivate_key = \"{name}-key.pem\"\n"),
-    )
-    .unwrap();
-    cfg
-}
 
 pub fn symm_device(dir: &Path, name: &str, body: &str) -> PathBuf {
     let cfg = dir.join(format!("{name}.toml"));
