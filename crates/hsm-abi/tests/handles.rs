@@ -15,6 +15,18 @@ use hsm_abi::ffi::errors::*;
 use hsm_abi::ffi::sdk::*;
 use hsm_abi::ffi::signer::*;
 
+/// A key-info struct for `key_info` to fill: its size set, nothing else.
+fn empty_key_info() -> HSM_ABI_KEY_INFO {
+    HSM_ABI_KEY_INFO {
+        struct_size: size_of::<HSM_ABI_KEY_INFO>() as u32,
+        algorithm: 0,
+        curve_or_bits: 0,
+        scheme_count: 0,
+        schemes: [0; HSM_ABI_MAX_SCHEMES],
+        max_signature_len: 0,
+    }
+}
+
 /// Set this thread's last error to something unrelated, so a check sees only what follows.
 fn reset_last_error() {
     let x = unsafe { &*hsm_client_x509_interface() };
@@ -89,14 +101,7 @@ fn a_signer_closed_twice_is_reported_not_freed_twice() {
             "{}",
             last_error()
         );
-        let mut info = HSM_ABI_KEY_INFO {
-            struct_size: size_of::<HSM_ABI_KEY_INFO>() as u32,
-            algorithm: 0,
-            curve_or_bits: 0,
-            scheme_count: 0,
-            schemes: [0; HSM_ABI_MAX_SCHEMES],
-            max_signature_len: 0,
-        };
+        let mut info = empty_key_info();
         assert_eq!(t.key_info.unwrap()(s1, &mut info), HSM_ABI_ERR_INVALID_ARGUMENT);
         assert_eq!(t.key_info.unwrap()(s2, &mut info), HSM_ABI_OK, "{}", last_error());
         assert_eq!(info.algorithm, HSM_ABI_KEY_ALGORITHM_EC);
@@ -114,14 +119,7 @@ fn a_handle_of_another_interface_or_a_foreign_pointer_is_reported() {
     configure_device(dir.path());
     let x = unsafe { &*hsm_client_x509_interface() };
     let t = unsafe { &*hsm_abi_signer_table() };
-    let mut info = HSM_ABI_KEY_INFO {
-        struct_size: size_of::<HSM_ABI_KEY_INFO>() as u32,
-        algorithm: 0,
-        curve_or_bits: 0,
-        scheme_count: 0,
-        schemes: [0; HSM_ABI_MAX_SCHEMES],
-        max_signature_len: 0,
-    };
+    let mut info = empty_key_info();
     unsafe {
         let h = x.hsm_client_x509_create.unwrap()();
         assert!(!h.is_null(), "{}", last_error());
