@@ -184,19 +184,27 @@ s_server() {
     return 1
 }
 
+# serve NAME [s_server options] -- [test_tlsio options]: s_server NAME on a free port with the options
+# before `--`, requiring a client certificate from device-root; sets the caller's `port`, and its
+# `client_opts` to the options after `--`.
+serve() {
+    local name="$1" server_opts=()
+    shift
+    while [ "$#" -gt 0 ] && [ "$1" != -- ]; do server_opts+=("$1"); shift; done
+    shift
+    client_opts=("$@")
+    port="$(free_port)"
+    s_server "$name" "$port" -CAfile "$tmp/device-root.pem" "${server_opts[@]}"
+}
+
 # handshake NAME KEYOPTS [s_server options] -- [test_tlsio options]: a mutual-TLS exchange
 # (s_server -rev sends the text back reversed); the server must have seen the client's certificate.
 handshake() {
     set -e
     local name="$1" cn="$2"
     shift 2
-    local server_opts=() client_opts=()
-    while [ "$#" -gt 0 ] && [ "$1" != -- ]; do server_opts+=("$1"); shift; done
-    shift
-    client_opts=("$@")
-    local port
-    port="$(free_port)"
-    s_server "$name" "$port" -CAfile "$tmp/device-root.pem" "${server_opts[@]}"
+    local port client_opts=()
+    serve "$name" "$@"
     "${vg[@]}" "$tmp/test_tlsio" --trusted "$tmp/server-root.pem" --send "$tmp/hello.txt" \
         --expect "egdirb sltsur eht morf olleh" "${client_opts[@]}" localhost "$port"
     wait "${pids[-1]}" || true
@@ -287,13 +295,8 @@ fails() {
     set -e
     local name="$1"
     shift
-    local server_opts=() client_opts=()
-    while [ "$#" -gt 0 ] && [ "$1" != -- ]; do server_opts+=("$1"); shift; done
-    shift
-    client_opts=("$@")
-    local port
-    port="$(free_port)"
-    s_server "$name" "$port" -CAfile "$tmp/device-root.pem" "${server_opts[@]}"
+    local port client_opts=()
+    serve "$name" "$@"
     "${vg[@]}" "$tmp/test_tlsio" "${client_opts[@]}" "$port"
     kill "${pids[-1]}" 2>/dev/null || true
 }

@@ -6,17 +6,9 @@
 #   bash scripts/check-module-cycles.sh [PACKAGE...]   (default: every workspace member)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=lib/cargo.sh
-source "$root/scripts/lib/cargo.sh"
-out="$(cargo_target_dir)/module-cycles"
-mkdir -p "$out"
-rustc --edition 2021 --test -o "$out/module-cycles-tests" "$root/scripts/module-cycles.rs"
-if ! log="$(env -u MODULE_CYCLES_EDGES "$out/module-cycles-tests" -q 2>&1)"; then
-    printf '%s\n' "$log" >&2
-    echo "check-module-cycles: the checker's own tests failed" >&2
-    exit 1
-fi
-rustc --edition 2021 -o "$out/module-cycles" "$root/scripts/module-cycles.rs"
+# shellcheck source=lib/std-checker.sh
+source "$root/scripts/lib/std-checker.sh"
+checker="$(std_checker module-cycles MODULE_CYCLES_EDGES)"
 cd "$root"
 cargo metadata --format-version 1 --no-deps --offline |
     python3 -c '
@@ -29,4 +21,4 @@ for p in json.load(sys.stdin)["packages"]:
         if t["kind"] == ["custom-build"]:
             continue
         print("%s %s\t%s\t%s" % (p["name"], t["name"], "/".join(t["kind"]), t["src_path"]))
-' "$@" | "$out/module-cycles"
+' "$@" | "$checker"

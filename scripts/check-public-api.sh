@@ -6,17 +6,9 @@
 #   bash scripts/check-public-api.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=lib/cargo.sh
-source "$root/scripts/lib/cargo.sh"
-out="$(cargo_target_dir)/public-api"
-mkdir -p "$out"
-rustc --edition 2021 --test -o "$out/public-api-tests" "$root/scripts/public-api.rs"
-if ! log="$("$out/public-api-tests" -q 2>&1)"; then
-    printf '%s\n' "$log" >&2
-    echo "check-public-api: the checker's own tests failed" >&2
-    exit 1
-fi
-rustc --edition 2021 -o "$out/public-api" "$root/scripts/public-api.rs"
+# shellcheck source=lib/std-checker.sh
+source "$root/scripts/lib/std-checker.sh"
+checker="$(std_checker public-api)"
 cd "$root"
 cargo metadata --format-version 1 --no-deps --offline |
     python3 -c '
@@ -24,4 +16,4 @@ import json, os, sys
 for p in json.load(sys.stdin)["packages"]:
     if any(t["kind"] == ["lib"] or "lib" in t["kind"] or "cdylib" in t["kind"] or "rlib" in t["kind"] for t in p["targets"]):
         print("%s\t%s" % (p["name"], os.path.dirname(p["manifest_path"])))
-' | "$out/public-api" "$root" "$root/scripts/public-api-allowed.txt"
+' | "$checker" "$root" "$root/scripts/public-api-allowed.txt"

@@ -193,6 +193,16 @@ provision() {
     "$bin/hsmctl" provision --id-scope "$scope" --global-endpoint "$endpoint" --trusted-ca server-ca.pem "$@"
 }
 
+# provision_over TRANSPORT ENDPOINT TITLE ARGS...: the same over another transport, at its endpoint.
+provision_over() {
+    local transport=$1 at=$2 title=$3
+    shift 3
+    echo
+    echo "== provision over $title"
+    "$bin/hsmctl" provision --id-scope "$scope" --transport "$transport" --global-endpoint "$at" \
+        --trusted-ca server-ca.pem "$@"
+}
+
 provision "x509, file-based key" --config x509.toml
 provision "x509, key inside a SoftHSM2 token (PKCS#11)" --config pkcs11.toml
 provision "x509, DICE alias key (software DICE engine)" --config dice.toml
@@ -201,22 +211,10 @@ provision "symmetric key, individual enrollment" --config symm.toml
 echo "(derived device key: $("$bin/hsmctl" derive-key --group-key "$group_key" --registration-id demo-group-device-7))"
 provision "symmetric key, group enrollment" --config group.toml
 
-echo
-echo "== provision over MQTT: x509, key inside the SoftHSM2 token"
-"$bin/hsmctl" provision --id-scope "$scope" --transport mqtt --global-endpoint "$mqtt_endpoint" \
-    --trusted-ca server-ca.pem --config pkcs11.toml
-echo
-echo "== provision over MQTT over WebSockets: symmetric key, individual enrollment"
-"$bin/hsmctl" provision --id-scope "$scope" --transport mqtt-ws --global-endpoint "$endpoint" \
-    --trusted-ca server-ca.pem --config symm.toml
-echo
-echo "== provision over AMQP: x509, key inside the SoftHSM2 token"
-"$bin/hsmctl" provision --id-scope "$scope" --transport amqp --global-endpoint "$amqp_endpoint" \
-    --trusted-ca server-ca.pem --config pkcs11.toml
-echo
-echo "== provision over AMQP over WebSockets: symmetric key, group enrollment"
-"$bin/hsmctl" provision --id-scope "$scope" --transport amqp-ws --global-endpoint "$endpoint" \
-    --trusted-ca server-ca.pem --config group.toml
+provision_over mqtt "$mqtt_endpoint" "MQTT: x509, key inside the SoftHSM2 token" --config pkcs11.toml
+provision_over mqtt-ws "$endpoint" "MQTT over WebSockets: symmetric key, individual enrollment" --config symm.toml
+provision_over amqp "$amqp_endpoint" "AMQP: x509, key inside the SoftHSM2 token" --config pkcs11.toml
+provision_over amqp-ws "$endpoint" "AMQP over WebSockets: symmetric key, group enrollment" --config group.toml
 
 
 echo

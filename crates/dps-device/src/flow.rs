@@ -17,6 +17,27 @@ use crate::error::{is_transient, protocol, sanitize};
 use crate::session::{Call, Connection};
 use crate::{Assignment, Attestation, Error, ProvisioningClient, Reply, Transport, with_tpm};
 
+/// Whether waiting `wait` before the next request stays before `deadline`; else the timeout, with `detail`
+/// and how long the registration has run.
+fn within_deadline(
+    client: &ProvisioningClient,
+    wait: Duration,
+    deadline: Instant,
+    detail: impl FnOnce() -> String,
+) -> Result<(), Error> {
+    let now = Instant::now();
+    if now + wait >= deadline {
+        return Err(Error::Timeout {
+            after: client
+                .options
+                .timeout
+                .saturating_sub(deadline.saturating_duration_since(now)),
+            detail: detail(),
+        });
+    }
+    Ok(())
+}
+
 /// Send `call`, and again after each 429 or 5xx answer (waiting what the service asks, within the
 /// floor and ceiling of the options) until another answer comes or the deadline would pass.
 async fn send(
@@ -38,16 +59,9 @@ async fn send(
             .retry_after
             .or_else(|| answer::error_details(&reply).and_then(|d| d.retry_after_secs()));
         let wait = client.retry(retry_after);
-        let now = Instant::now();
-        if now + wait >= deadline {
-            return Err(Error::Timeout {
-                after: client
-                    .options
-                    .timeout
-                    .saturating_sub(deadline.saturating_duration_since(now)),
-                detail: format!("{error}; sending again in {}s would pass the deadline", wait.as_secs()),
-            });
-        }
+        within_deadline(client, wait, deadline, || {
+            format!("{error}; sending again in {}s would pass the deadline", wait.as_secs())
+        })?;
         tracing::info!(
             status = reply.status,
             wait_ms = wait.as_millis() as u64,
@@ -177,16 +191,9 @@ async fn poll(
         }
         let still = format!("registration still {shown:?} (operation {})", sanitize(&operation_id));
         let wait = client.retry(reply.retry_after);
-        let now = Instant::now();
-        if now + wait >= deadline {
-            return Err(Error::Timeout {
-                after: client
-                    .options
-                    .timeout
-                    .saturating_sub(deadline.saturating_duration_since(now)),
-                detail: format!("{still}; the next poll in {}s would pass the deadline", wait.as_secs()),
-            });
-        }
+        within_deadline(client, wait, deadline, || {
+            format!("{still}; the next poll in {}s would pass the deadline", wait.as_secs())
+        })?;
         if let Ok(mut p) = progress.lock() {
             *p = still;
         }

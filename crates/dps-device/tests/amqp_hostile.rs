@@ -6,34 +6,27 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use dps_device::{Error, Options, ProvisioningClient, Transport};
+use dps_device::{Error, Transport};
 
-fn client(endpoint: &str, ca_pem: &str, timeout: Duration) -> ProvisioningClient {
-    ProvisioningClient::builder(SCOPE)
-        .endpoint(endpoint)
-        .transport(Transport::Amqp)
-        .trust_roots(roots(ca_pem))
-        .options(Options { timeout, ..options() })
-        .build()
-        .unwrap()
+/// Registers against the scripted server with an overall `timeout`: the error and how long it took.
+async fn fails_against(server: &amqp_server::AmqpServer, timeout: Duration) -> (Error, Duration) {
+    failed_registration(&client_to(
+        &server.endpoint,
+        &server.ca_pem,
+        Transport::Amqp,
+        timeout_after(timeout),
+    ))
+    .await
 }
 
 #[tokio::test]
 async fn endless_sasl_challenges_end_at_the_first() {
     let server = amqp_server::start(amqp_server::Script::EndlessChallenges).await;
-    let started = Instant::now();
-    let e = client(&server.endpoint, &server.ca_pem, Duration::from_secs(20))
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+    let (e, took) = fails_against(&server, Duration::from_secs(20)).await;
+    assert!(took < Duration::from_secs(5), "took {took:?}");
     // PLAIN has no challenge: the first one ends the exchange.
     assert_eq!(server.challenges.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert!(
@@ -47,12 +40,7 @@ async fn endless_sasl_challenges_end_at_the_first() {
 #[tokio::test]
 async fn a_link_that_never_attaches_ends_at_the_overall_timeout() {
     let server = amqp_server::start(amqp_server::Script::NeverAttach).await;
-    let started = Instant::now();
-    let e = client(&server.endpoint, &server.ca_pem, Duration::from_secs(2))
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
-    let took = started.elapsed();
+    let (e, took) = fails_against(&server, Duration::from_secs(2)).await;
     assert!(
         took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
         "took {took:?}"
@@ -67,16 +55,8 @@ async fn a_link_that_never_attaches_ends_at_the_overall_timeout() {
 #[tokio::test]
 async fn an_answer_without_an_operation_id_is_a_protocol_error() {
     let server = amqp_server::start(amqp_server::Script::NoOperationId).await;
-    let started = Instant::now();
-    let e = client(&server.endpoint, &server.ca_pem, Duration::from_secs(20))
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+    let (e, took) = fails_against(&server, Duration::from_secs(20)).await;
+    assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(
         matches!(&e, Error::Protocol { transport: Transport::Amqp, message } if message.contains("missing field `operationId`")),
         "{e:?}"

@@ -13,29 +13,47 @@ use common::*;
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::{Curve, KeyAlgorithm};
 
-fn example(name: &str) -> PathBuf {
-    test_support::examples::binary(env!("CARGO_MANIFEST_DIR"), "dps-device", name)
+/// An example as a user runs it: the binary `name` given `config`, the id scope and the emulator's
+/// `endpoint`; the emulator's CA is written beside the configuration, for the runs that trust it.
+struct Example {
+    binary: PathBuf,
+    config: PathBuf,
+    endpoint: String,
+    ca: PathBuf,
 }
 
-/// Run the example `name` with `config`, the emulator's `endpoint` and, when `trusted`, its CA.
-fn run(emu: &Emulator, dir: &Path, name: &str, config: &Path, endpoint: &str, trusted: bool) -> (Output, String) {
-    let mut cmd = Command::new(example(name));
-    cmd.arg(config)
-        .env("DPS_ID_SCOPE", SCOPE)
-        .env("DPS_ENDPOINT", endpoint)
-        .env_remove("DPS_TRUSTED_CA");
-    if trusted {
-        let ca = dir.join("emulator-ca.pem");
+impl Example {
+    fn new(emu: &Emulator, name: &str, config: &Path, endpoint: String) -> Example {
+        let ca = config.with_file_name("emulator-ca.pem");
         std::fs::write(&ca, emu.server_ca_pem()).unwrap();
-        cmd.env("DPS_TRUSTED_CA", &ca);
+        Example {
+            binary: test_support::examples::binary(env!("CARGO_MANIFEST_DIR"), "dps-device", name),
+            config: config.to_path_buf(),
+            endpoint,
+            ca,
+        }
     }
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out, text)
+
+    /// Runs it, given the emulator's CA in `DPS_TRUSTED_CA` when `trusted` (else the example trusts the
+    /// Mozilla roots): how it ended and what it printed.
+    fn run(&self, trusted: bool) -> (Output, String) {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg(&self.config)
+            .env("DPS_ID_SCOPE", SCOPE)
+            .env("DPS_ENDPOINT", &self.endpoint)
+            .env_remove("DPS_TRUSTED_CA");
+        if trusted {
+            cmd.env("DPS_TRUSTED_CA", &self.ca);
+        }
+        test_support::examples::run(&mut cmd)
+    }
+}
+
+/// The example registered `device_id` and printed its assignment to the emulator's hub.
+fn assert_assigned(out: &Output, text: &str, device_id: &str) {
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("assigned hub: {HUB}\n")), "{text}");
+    assert!(text.contains(&format!("device id: {device_id}\n")), "{text}");
 }
 
 #[test]
@@ -68,28 +86,13 @@ fn mqtt_pkcs11_x509_provisions_with_a_key_on_softhsm() {
         ca: vec![ca.der()],
     }]);
 
-    let (out, text) = run(
-        &emu,
-        dir.path(),
-        "mqtt_pkcs11_x509",
-        &config,
-        &emu.mqtt_endpoint(),
-        true,
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains(&format!("assigned hub: {HUB}\n")), "{text}");
-    assert!(text.contains("device id: example-device\n"), "{text}");
+    let example = Example::new(&emu, "mqtt_pkcs11_x509", &config, emu.mqtt_endpoint());
+    let (out, text) = example.run(true);
+    assert_assigned(&out, &text, "example-device");
     assert!(text.contains("status: assigned\n"), "{text}");
 
     // Without DPS_TRUSTED_CA the Mozilla roots are used: the emulator's CA is not one of them.
-    let (out, text) = run(
-        &emu,
-        dir.path(),
-        "mqtt_pkcs11_x509",
-        &config,
-        &emu.mqtt_endpoint(),
-        false,
-    );
+    let (out, text) = example.run(false);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("error: ") && text.contains("UnknownIssuer"), "{text}");
 }
@@ -110,29 +113,14 @@ fn https_symmetric_blocking_provisions_with_a_group_derived_key() {
         secondary_key: None,
     }]);
 
-    let (out, text) = run(
-        &emu,
-        dir.path(),
-        "https_symmetric_blocking",
-        &config,
-        &emu.global_endpoint(),
-        true,
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains(&format!("assigned hub: {HUB}\n")), "{text}");
-    assert!(text.contains("device id: example-sensor\n"), "{text}");
+    let example = Example::new(&emu, "https_symmetric_blocking", &config, emu.global_endpoint());
+    let (out, text) = example.run(true);
+    assert_assigned(&out, &text, "example-sensor");
     assert!(text.contains("substatus: initialAssignment\n"), "{text}");
 
     // A key the group did not derive: the service's refusal, not retryable.
     std::fs::write(dir.path().join("group.key"), DEVICE_KEY).unwrap();
-    let (out, text) = run(
-        &emu,
-        dir.path(),
-        "https_symmetric_blocking",
-        &config,
-        &emu.global_endpoint(),
-        true,
-    );
+    let (out, text) = example.run(true);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains("the service refused the registration") && text.contains("401"),

@@ -10,24 +10,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::mqtt_server::{Answer, MqttServer, rid};
-use common::scripted::{Scripted, json};
+use common::scripted::{ASSIGNED, ASSIGNING, Scripted, json};
 use common::*;
-use dps_device::{Error, Options, ProvisioningClient, Transport};
+use dps_device::{Error, Options, Transport};
 
 const THROTTLED: &str = r#"{"errorCode":429001,"trackingId":"t-429","message":"throttled"}"#;
 const THROTTLED_INFO: &str = r#"{"errorCode":429001,"message":"throttled","info":{"retryAfter":"1"}}"#;
-const ASSIGNING: &str = r#"{"operationId":"op-1","status":"assigning"}"#;
-const ASSIGNED: &str = r#"{"operationId":"op-1","status":"assigned","registrationState":{"registrationId":"d","assignedHub":"h","deviceId":"d","status":"assigned"}}"#;
-
-fn https(server: &Scripted, options: Options) -> ProvisioningClient {
-    ProvisioningClient::new(
-        &server.endpoint,
-        SCOPE,
-        Transport::Https,
-        roots(&server.ca_pem),
-        options,
-    )
-}
 
 #[tokio::test]
 async fn https_429_twice_then_assigned() {
@@ -38,10 +26,7 @@ async fn https_429_twice_then_assigned() {
         json(200, None, ASSIGNED),
     ]);
     let started = Instant::now();
-    let a = https(&server, options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap();
+    let a = server.register(options()).await.unwrap();
     assert_eq!(a.assigned_hub, "h");
     assert_eq!(server.requests.load(Ordering::SeqCst), 3);
     let lines = server.lines();
@@ -65,10 +50,7 @@ async fn https_5xx_while_polling_is_polled_again() {
         retry_ceiling: Duration::from_millis(100),
         ..options()
     };
-    let a = https(&server, opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap();
+    let a = server.register(opts).await.unwrap();
     assert_eq!(a.device_id, "d");
     let lines = server.lines();
     assert_eq!(lines.len(), 4, "{lines:?}");
@@ -87,10 +69,7 @@ async fn a_retry_after_beyond_the_deadline_ends_at_once_with_the_service_error()
         ..options()
     };
     let started = Instant::now();
-    let e = https(&server, opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(opts).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     match &e {
         Error::Timeout { detail, .. } => {
@@ -107,11 +86,7 @@ async fn a_retry_after_beyond_the_deadline_ends_at_once_with_the_service_error()
 #[tokio::test]
 async fn a_4xx_other_than_429_is_not_retried() {
     let server = Scripted::start(vec![json(401, None, r#"{"errorCode":401002,"message":"no"}"#)]);
-    let e = service_error(
-        https(&server, options())
-            .register(&symmetric("d", DEVICE_KEY), None)
-            .await,
-    );
+    let e = service_error(server.register(options()).await);
     assert_eq!(e.status, 401);
     assert_eq!(server.requests.load(Ordering::SeqCst), 1);
 }
@@ -136,13 +111,7 @@ async fn mqtt_429_twice_then_assigned() {
             )])
         }),
     );
-    let client = ProvisioningClient::new(
-        &server.endpoint,
-        SCOPE,
-        Transport::Mqtt,
-        roots(&server.ca_pem),
-        options(),
-    );
+    let client = client_to(&server.endpoint, &server.ca_pem, Transport::Mqtt, options());
     let started = Instant::now();
     let a = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap();
     assert_eq!(a.assigned_hub, "h");

@@ -8,21 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::scripted::{Scripted, Step, json};
+use common::scripted::{ASSIGNED, ASSIGNING, Scripted, Step, json};
 use common::*;
 use dps_device::{Error, Options, ProvisioningClient, Transport};
-
-fn scripted_client(server: &Scripted, options: Options) -> ProvisioningClient {
-    ProvisioningClient::new(
-        &server.endpoint,
-        SCOPE,
-        Transport::Https,
-        roots(&server.ca_pem),
-        options,
-    )
-}
-
-const ASSIGNING: &str = r#"{"operationId":"op-1","status":"assigning"}"#;
 
 #[tokio::test]
 async fn endless_assigning_ends_in_the_timeout() {
@@ -33,10 +21,7 @@ async fn endless_assigning_ends_in_the_timeout() {
         ..options()
     };
     let started = Instant::now();
-    let e = scripted_client(&server, opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(opts).await.unwrap_err();
     let took = started.elapsed();
     match &e {
         Error::Timeout { detail, .. } => assert!(detail.contains("\"assigning\"") && detail.contains("op-1"), "{e}"),
@@ -50,31 +35,24 @@ async fn endless_assigning_ends_in_the_timeout() {
 #[tokio::test]
 async fn retry_after_has_a_floor_and_a_ceiling() {
     // Retry-After: 0 with a 1 s floor: one poll waits at least 1 s.
-    let assigned = r#"{"operationId":"op-1","status":"assigned","registrationState":{"registrationId":"d","assignedHub":"h","deviceId":"d","status":"assigned"}}"#;
-    let server = Scripted::start(vec![json(202, Some("0"), ASSIGNING), json(200, None, assigned)]);
+    let server = Scripted::start(vec![json(202, Some("0"), ASSIGNING), json(200, None, ASSIGNED)]);
     let started = Instant::now();
     let opts = Options {
         retry_floor: Duration::from_secs(1),
         ..options()
     };
-    let a = scripted_client(&server, opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap();
+    let a = server.register(opts).await.unwrap();
     assert_eq!(a.assigned_hub, "h");
     assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
 
     // Retry-After: 3600 with a 200 ms ceiling.
-    let server = Scripted::start(vec![json(202, Some("3600"), ASSIGNING), json(200, None, assigned)]);
+    let server = Scripted::start(vec![json(202, Some("3600"), ASSIGNING), json(200, None, ASSIGNED)]);
     let started = Instant::now();
     let opts = Options {
         retry_ceiling: Duration::from_millis(200),
         ..options()
     };
-    scripted_client(&server, opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap();
+    server.register(opts).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
@@ -84,10 +62,7 @@ async fn redirects_are_not_followed() {
         b"HTTP/1.1 307 Temporary Redirect\r\nLocation: https://evil.example/\x1b[31m\r\nContent-Length: 0\r\n\r\n"
             .to_vec(),
     )]);
-    let e = scripted_client(&server, options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(options()).await.unwrap_err();
     match &e {
         Error::Protocol { message, .. } => {
             assert!(message.contains("307") && message.contains("not followed"), "{e}");
@@ -102,10 +77,7 @@ async fn redirects_are_not_followed() {
 async fn a_huge_body_is_bounded() {
     let big = format!("{{\"message\":\"{}\"}}", "x".repeat(1024 * 1024));
     let server = Scripted::start(vec![json(200, None, &big)]);
-    let e = scripted_client(&server, options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(options()).await.unwrap_err();
     assert!(
         matches!(&e, Error::Protocol { message, .. } if message.contains("exceeds 131072 bytes")),
         "{e}"
@@ -115,10 +87,7 @@ async fn a_huge_body_is_bounded() {
 #[tokio::test]
 async fn garbage_and_service_text_are_sanitized_and_truncated() {
     let server = Scripted::start(vec![json(200, None, "\u{1b}]0;owned\u{7}not json")]);
-    let e = scripted_client(&server, options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(options()).await.unwrap_err();
     match &e {
         Error::Protocol { message, .. } => {
             assert!(
@@ -135,11 +104,7 @@ async fn garbage_and_service_text_are_sanitized_and_truncated() {
         "y".repeat(5000)
     );
     let server = Scripted::start(vec![json(400, None, &long)]);
-    let e = service_error(
-        scripted_client(&server, options())
-            .register(&symmetric("d", DEVICE_KEY), None)
-            .await,
-    );
+    let e = service_error(server.register(options()).await);
     assert_eq!(
         (e.status, e.error_code, e.tracking_id.as_deref()),
         (400, Some(400004), Some("t-1"))
@@ -159,10 +124,7 @@ async fn a_hanging_server_ends_in_the_timeout() {
         ..options()
     };
     let started = Instant::now();
-    let e = scripted_client(&server, opts)
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(opts).await.unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
     assert!(e.is_timeout() && e.is_retryable() && !e.is_connect(), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
@@ -171,10 +133,7 @@ async fn a_hanging_server_ends_in_the_timeout() {
 #[tokio::test]
 async fn a_server_closing_mid_operation_is_a_transport_error() {
     let server = Scripted::start(vec![json(202, Some("0"), ASSIGNING), Step::Close]);
-    let e = scripted_client(&server, options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(options()).await.unwrap_err();
     assert!(
         matches!(
             e,
@@ -215,13 +174,7 @@ async fn mqtt_ws_a_refused_upgrade_names_the_path_and_the_status() {
         )
         .into_bytes(),
     )]);
-    let client = ProvisioningClient::new(
-        &server.endpoint,
-        SCOPE,
-        Transport::MqttWs,
-        roots(&server.ca_pem),
-        options(),
-    );
+    let client = client_to(&server.endpoint, &server.ca_pem, Transport::MqttWs, options());
     let e = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap_err();
     let text = e.to_string();
     assert!(
@@ -241,13 +194,7 @@ async fn mqtt_ws_a_refused_upgrade_names_the_path_and_the_status() {
 async fn mqtt_ws_a_server_closing_after_the_upgrade_request_is_a_transport_error_in_bounded_time() {
     // A TLS server that reads the upgrade request and closes: no 101, no MQTT.
     let server = Scripted::start(vec![Step::Close]);
-    let client = ProvisioningClient::new(
-        &server.endpoint,
-        SCOPE,
-        Transport::MqttWs,
-        roots(&server.ca_pem),
-        options(),
-    );
+    let client = client_to(&server.endpoint, &server.ca_pem, Transport::MqttWs, options());
     let started = std::time::Instant::now();
     let e = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap_err();
     assert!(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use common::*;
 use dps_device::Attestation;
-use dps_emulator::Enrollment;
+use dps_emulator::{Emulator, Enrollment};
 use hsm_core::TpmIdentity;
 use hsm_tpm::testing::Swtpm;
 
@@ -19,10 +19,9 @@ fn open(tpm: &Swtpm) -> Attestation {
     Attestation::Tpm(Arc::new(Mutex::new(t)))
 }
 
-#[tokio::test]
-async fn tpm_attestation_is_assigned_and_another_tpm_is_refused() {
-    let swtpm = Swtpm::start().unwrap();
-    let attestation = open(&swtpm);
+/// The TPM of `swtpm` and its registration id (from its EK), and an emulator with its individual enrollment.
+fn enrolled(swtpm: &Swtpm) -> (Attestation, String, Emulator) {
+    let attestation = open(swtpm);
     let Attestation::Tpm(tpm) = &attestation else {
         unreachable!()
     };
@@ -32,19 +31,17 @@ async fn tpm_attestation_is_assigned_and_another_tpm_is_refused() {
         registration_id: registration_id.clone(),
         endorsement_key: base64::engine::general_purpose::STANDARD.encode(&ek),
     }]);
+    (attestation, registration_id, emu)
+}
+
+#[tokio::test]
+async fn tpm_attestation_is_assigned_and_another_tpm_is_refused() {
+    let swtpm = Swtpm::start().unwrap();
+    let (attestation, registration_id, emu) = enrolled(&swtpm);
     let client = https_client(&emu, options());
     for _ in 0..2 {
         let a = client.register(&attestation, None).await.unwrap();
-        assert_assigned(&a, &registration_id);
-        assert!(
-            a.state
-                .tpm
-                .as_ref()
-                .and_then(|t| t.authentication_key.as_ref())
-                .is_some(),
-            "{:?}",
-            a.state
-        );
+        assert_tpm_assigned(&a, &registration_id);
     }
 
     let other = Swtpm::start().unwrap();
@@ -55,16 +52,7 @@ async fn tpm_attestation_is_assigned_and_another_tpm_is_refused() {
 #[tokio::test]
 async fn tpm_onboarding_gets_an_issued_certificate() {
     let swtpm = Swtpm::start().unwrap();
-    let attestation = open(&swtpm);
-    let Attestation::Tpm(tpm) = &attestation else {
-        unreachable!()
-    };
-    let ek = tpm.lock().unwrap().endorsement_key().unwrap();
-    let registration_id = hsm_tpm::registration_id(&ek);
-    let emu = emulator(vec![Enrollment::TpmIndividual {
-        registration_id: registration_id.clone(),
-        endorsement_key: base64::engine::general_purpose::STANDARD.encode(&ek),
-    }]);
+    let (attestation, registration_id, emu) = enrolled(&swtpm);
     let (csr, _key) = test_support::pki::csr(&registration_id, KeyType::P384);
     let a = https_client(&emu, options())
         .register_with_csr(&attestation, None, None, &csr)

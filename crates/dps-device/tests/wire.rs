@@ -9,24 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::mqtt_server::{Answer, MqttServer, rid};
-use common::scripted::{Scripted, Step, json};
+use common::scripted::{ASSIGNED, ASSIGNING, Scripted, Step, json};
 use common::*;
 use dps_device::{ApiVersion, Error, MAX_BODY, Options, ProvisioningClient, RenewalOptions, Transport};
 use dps_emulator::Enrollment;
 use rumqttc::mqttbytes::QoS;
-
-const ASSIGNING: &str = r#"{"operationId":"op-1","status":"assigning"}"#;
-const ASSIGNED: &str = r#"{"operationId":"op-1","status":"assigned","registrationState":{"registrationId":"d","assignedHub":"h","deviceId":"d","status":"assigned"}}"#;
-
-fn https(server: &Scripted, options: Options) -> ProvisioningClient {
-    ProvisioningClient::new(
-        &server.endpoint,
-        SCOPE,
-        Transport::Https,
-        roots(&server.ca_pem),
-        options,
-    )
-}
 
 fn p384_csr(cn: &str) -> Vec<u8> {
     test_support::pki::csr(cn, KeyType::P384).0
@@ -35,7 +22,7 @@ fn p384_csr(cn: &str) -> Vec<u8> {
 /// The api-version of the one request `options` and `csr` make.
 async fn api_version_sent(options: Options, csr: Option<&[u8]>) -> String {
     let server = Scripted::start(vec![json(200, None, ASSIGNED)]);
-    let client = https(&server, options);
+    let client = server.https_client(options);
     let attestation = symmetric("d", DEVICE_KEY);
     let _ = match csr {
         Some(csr) => client.register_with_csr(&attestation, None, None, csr).await,
@@ -70,17 +57,11 @@ fn padded(len: usize) -> String {
 #[tokio::test]
 async fn answers_up_to_128_kib_are_read_and_larger_ones_refused_over_https() {
     let server = Scripted::start(vec![json(200, None, &padded(MAX_BODY))]);
-    let a = https(&server, options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap();
+    let a = server.register(options()).await.unwrap();
     assert_eq!(a.assigned_hub, "h");
 
     let server = Scripted::start(vec![json(200, None, &padded(MAX_BODY + 1))]);
-    let e = https(&server, options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap_err();
+    let e = server.register(options()).await.unwrap_err();
     assert!(
         matches!(&e, Error::Protocol { message, .. } if message.contains("exceeds 131072 bytes")),
         "{e}"
@@ -104,20 +85,14 @@ async fn statuses_are_typed_and_a_value_this_version_does_not_know_is_kept() {
         ("movedByANewerService", Sub::Other("movedByANewerService".into())),
     ] {
         let server = Scripted::start(vec![json(200, None, &assigned(text))]);
-        let a = https(&server, options())
-            .register(&symmetric("d", DEVICE_KEY), None)
-            .await
-            .unwrap();
+        let a = server.register(options()).await.unwrap();
         assert_eq!(a.status, EnrollmentStatus::Assigned);
         assert_eq!(a.substatus.as_ref(), Some(&typed), "{text}");
         assert_eq!(a.substatus.as_ref().map(Sub::as_str), Some(text));
     }
     let failed = r#"{"operationId":"o","status":"failed","registrationState":{"registrationId":"d","status":"failed","errorCode":400207,"errorMessage":"custom allocation failed"}}"#;
     let server = Scripted::start(vec![json(200, None, failed)]);
-    match https(&server, options())
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-    {
+    match server.register(options()).await {
         Err(Error::NotAssigned { status, error_code, .. }) => {
             assert_eq!((status, error_code), (EnrollmentStatus::Failed, Some(400207)));
         }
@@ -138,13 +113,7 @@ fn mqtt_answering(body: String) -> MqttServer {
 }
 
 fn mqtt(server: &MqttServer) -> ProvisioningClient {
-    ProvisioningClient::new(
-        &server.endpoint,
-        SCOPE,
-        Transport::Mqtt,
-        roots(&server.ca_pem),
-        options(),
-    )
+    client_to(&server.endpoint, &server.ca_pem, Transport::Mqtt, options())
 }
 
 #[tokio::test]
@@ -187,14 +156,12 @@ async fn a_redirect_is_an_error_on_every_call() {
         (vec![json(202, Some("0"), ASSIGNING), redirect(302)], "302"),
     ] {
         let server = Scripted::start(steps);
-        let e = https(&server, options())
-            .register(&symmetric("d", DEVICE_KEY), None)
-            .await
-            .unwrap_err();
+        let e = server.register(options()).await.unwrap_err();
         assert_redirect(e, status);
     }
     let server = Scripted::start(vec![redirect(307)]);
-    let e = https(&server, options())
+    let e = server
+        .https_client(options())
         .registration_status(&symmetric("d", DEVICE_KEY), None)
         .await
         .unwrap_err();

@@ -46,6 +46,24 @@ fn has_cause<T: std::error::Error + 'static>(e: &Error) -> bool {
     false
 }
 
+/// `get_enrollment` of a client of `host` with the `timeout` (the default trust roots): its error.
+fn failure_at(host: &str, timeout: Duration) -> Error {
+    let client = ServiceClient::builder(&connection_string(host))
+        .timeout(timeout)
+        .build()
+        .unwrap();
+    client.get_enrollment("any").unwrap_err()
+}
+
+/// `e` is a transport error of `kind` (its causes shown when not).
+fn assert_transport(e: &Error, kind: TransportKind) {
+    assert!(
+        matches!(e, Error::Transport { kind: k, .. } if *k == kind),
+        "expected {kind:?}: {e} / {:?}",
+        causes(e)
+    );
+}
+
 fn symmetric(id: &str) -> IndividualEnrollment {
     IndividualEnrollment::new(id, Attestation::symmetric_key(SymmetricKeyAttestation::new(None, None)))
 }
@@ -90,17 +108,7 @@ fn the_default_mozilla_roots_refuse_the_emulator_as_a_tls_connect_error() {
     let emu = start();
     let client = ServiceClient::from_connection_string(&connection_string(&emu.global_endpoint())).unwrap();
     let e = client.get_enrollment("any").unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::Transport {
-                kind: TransportKind::Tls,
-                ..
-            }
-        ),
-        "{e} / {:?}",
-        causes(&e)
-    );
+    assert_transport(&e, TransportKind::Tls);
     assert!(e.is_connect() && !e.is_timeout() && !e.is_retryable(), "{e}");
     assert!(
         has_cause::<rustls::Error>(&e),
@@ -115,21 +123,8 @@ fn a_closed_port_is_a_retryable_connect_error_with_the_os_error_as_cause() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let client = ServiceClient::builder(&connection_string(&format!("127.0.0.1:{port}")))
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let e = client.get_enrollment("any").unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::Transport {
-                kind: TransportKind::Connect,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    let e = failure_at(&format!("127.0.0.1:{port}"), Duration::from_secs(5));
+    assert_transport(&e, TransportKind::Connect);
     assert!(e.is_connect() && e.is_retryable() && !e.is_timeout(), "{e}");
     assert!(has_cause::<std::io::Error>(&e), "{:?}", causes(&e));
     assert!(
@@ -144,22 +139,8 @@ fn a_listener_that_never_answers_the_handshake_is_a_connect_timeout() {
     // The kernel accepts the connection into the backlog; nobody ever reads the ClientHello.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let client = ServiceClient::builder(&connection_string(&format!("127.0.0.1:{port}")))
-        .timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
-    let e = client.get_enrollment("any").unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::Transport {
-                kind: TransportKind::ConnectTimeout,
-                ..
-            }
-        ),
-        "{e} / {:?}",
-        causes(&e)
-    );
+    let e = failure_at(&format!("127.0.0.1:{port}"), Duration::from_millis(300));
+    assert_transport(&e, TransportKind::ConnectTimeout);
     assert!(e.is_timeout() && e.is_connect() && e.is_retryable(), "{e}");
     drop(silent);
 }
@@ -180,37 +161,14 @@ fn a_server_that_never_answers_the_request_is_a_timeout_not_a_connect_error() {
         .unwrap();
     let e = client.get_enrollment("any").unwrap_err();
     release.send(()).unwrap();
-    assert!(
-        matches!(
-            e,
-            Error::Transport {
-                kind: TransportKind::Timeout,
-                ..
-            }
-        ),
-        "{e} / {:?}",
-        causes(&e)
-    );
+    assert_transport(&e, TransportKind::Timeout);
     assert!(e.is_timeout() && !e.is_connect() && e.is_retryable(), "{e}");
 }
 
 #[test]
 fn a_host_that_does_not_resolve_is_a_dns_connect_error() {
-    let client = ServiceClient::builder(&connection_string("no-such-host.invalid"))
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let e = client.get_enrollment("any").unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::Transport {
-                kind: TransportKind::Dns,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    let e = failure_at("no-such-host.invalid", Duration::from_secs(5));
+    assert_transport(&e, TransportKind::Dns);
     assert!(e.is_connect() && !e.is_timeout(), "{e}");
 }
 
@@ -252,14 +210,5 @@ fn system_roots_load_from_the_operating_system_store() {
         .build()
         .unwrap();
     let e = client.get_enrollment("any").unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::Transport {
-                kind: TransportKind::Tls,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_transport(&e, TransportKind::Tls);
 }

@@ -18,8 +18,8 @@ fn example(name: &str) -> PathBuf {
 fn run(emu: &Emulator, dir: &Path, name: &str, args: &[&str]) -> (Output, String) {
     let ca = dir.join("emulator-ca.pem");
     std::fs::write(&ca, emu.server_ca_pem()).unwrap();
-    let out = Command::new(example(name))
-        .args(args)
+    let mut cmd = Command::new(example(name));
+    cmd.args(args)
         .env(
             "DPS_CONNECTION_STRING",
             // The emulator checks the token's resource against its own host name.
@@ -29,15 +29,8 @@ fn run(emu: &Emulator, dir: &Path, name: &str, args: &[&str]) -> (Output, String
             ),
         )
         .env("DPS_ENDPOINT", emu.global_endpoint())
-        .env("DPS_TRUSTED_CA", &ca)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out, text)
+        .env("DPS_TRUSTED_CA", &ca);
+    test_support::examples::run(&mut cmd)
 }
 
 #[test]

@@ -5,17 +5,11 @@
 // Setting the environment and calling `extern "C"` functions is unsafe by nature.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, c_char};
+mod common;
 
-use hsm_abi::ffi::errors::*;
+use common::last_error;
 use hsm_abi::ffi::ext::*;
 use hsm_abi::ffi::sdk::*;
-
-fn last_error() -> String {
-    let mut buf = vec![0 as c_char; 1024];
-    unsafe { hsm_abi_last_error(buf.as_mut_ptr(), buf.len()) };
-    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_string()
-}
 
 // The only test of this binary: it owns the process environment.
 #[test]

@@ -5,20 +5,16 @@
 // Calling `extern "C"` functions is unsafe by nature.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString, c_char};
+mod common;
+
+use std::ffi::CString;
 use std::process::Command;
 
-use hsm_abi::ffi::errors::*;
+use common::last_error;
 use hsm_abi::ffi::ext::*;
 
 const SECRET: &str = "c2VjcmV0LWtleS1mb3ItdGhlLWFiaS10ZXN0";
 const CHILD: &str = "HSM_ABI_CONFIG_SECRETS_CHILD";
-
-fn last_error() -> String {
-    let mut buf = vec![0 as c_char; 2048];
-    unsafe { hsm_abi_last_error(buf.as_mut_ptr(), buf.len()) };
-    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_string()
-}
 
 fn broken() -> String {
     format!("[symmetric_key]\nbackend = \"file\"\nregistration_id = \"r1\"\nsymmetric_key = \"{SECRET}\n")

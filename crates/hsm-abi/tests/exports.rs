@@ -3,10 +3,12 @@
 // Calling `extern "C"` functions and freeing what they return is unsafe by nature.
 #![allow(unsafe_code)]
 
+mod common;
+
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 
+use common::{configure, serial, take};
 use hsm_abi::ffi::errors::*;
 use hsm_abi::ffi::ext::*;
 use hsm_abi::ffi::sdk::*;
@@ -17,35 +19,12 @@ use test_support::pki::{Ca, params};
 const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
 const DERIVED_KEY: &str = "GRPTH+dyLH5yQZctR5eMNCRGWfZXuw/fZzAhRArVPkQ=";
 
-/// The library's configuration is global: tests that set it run one at a time.
-static GLOBAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn configure(toml: &str) {
-    let c = CString::new(toml).unwrap();
-    let rc = unsafe { hsm_abi_configure_toml(c.as_ptr()) };
-    assert_eq!(rc, HSM_ABI_OK, "{}", last_error());
-}
-
 fn last_error() -> String {
     let mut buf = vec![0 as c_char; 1024];
     let n = unsafe { hsm_abi_last_error(buf.as_mut_ptr(), buf.len()) };
     let s = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_string();
     assert_eq!(n, s.len() + 1);
     s
-}
-
-/// Take a malloc'd C string: copy it and free it.
-fn take(p: *mut c_char) -> Option<String> {
-    if p.is_null() {
-        return None;
-    }
-    let s = unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string();
-    unsafe { libc::free(p.cast()) };
-    Some(s)
 }
 
 struct Device {

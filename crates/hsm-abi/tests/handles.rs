@@ -5,25 +5,26 @@
 // Calling `extern "C"` functions and freeing what they return is unsafe by nature.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString, c_char, c_void};
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+mod common;
 
+use std::ffi::{CString, c_void};
+use std::path::Path;
+
+use common::{configure, last_error, serial, take};
 use hsm_abi::ffi::errors::*;
-use hsm_abi::ffi::ext::*;
 use hsm_abi::ffi::sdk::*;
 use hsm_abi::ffi::signer::*;
 
-static GLOBAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn last_error() -> String {
-    let mut buf = vec![0 as c_char; 1024];
-    unsafe { hsm_abi_last_error(buf.as_mut_ptr(), buf.len()) };
-    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_string()
+/// A key-info struct for `key_info` to fill: its size set, nothing else.
+fn empty_key_info() -> HSM_ABI_KEY_INFO {
+    HSM_ABI_KEY_INFO {
+        struct_size: size_of::<HSM_ABI_KEY_INFO>() as u32,
+        algorithm: 0,
+        curve_or_bits: 0,
+        scheme_count: 0,
+        schemes: [0; HSM_ABI_MAX_SCHEMES],
+        max_signature_len: 0,
+    }
 }
 
 /// Set this thread's last error to something unrelated, so a check sees only what follows.
@@ -31,15 +32,6 @@ fn reset_last_error() {
     let x = unsafe { &*hsm_client_x509_interface() };
     assert!(unsafe { x.hsm_client_get_cert.unwrap()(std::ptr::null_mut()) }.is_null());
     assert!(last_error().contains("is NULL"), "{}", last_error());
-}
-
-fn take(p: *mut c_char) -> Option<String> {
-    if p.is_null() {
-        return None;
-    }
-    let s = unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string();
-    unsafe { libc::free(p.cast()) };
-    Some(s)
 }
 
 /// A self-signed device certificate and its key in `dir`; configures the library with them.
@@ -52,13 +44,7 @@ fn configure_device(dir: &Path) {
         dir.join("chain.pem").display(),
         dir.join("key.pem").display()
     );
-    let c = CString::new(toml).unwrap();
-    assert_eq!(
-        unsafe { hsm_abi_configure_toml(c.as_ptr()) },
-        HSM_ABI_OK,
-        "{}",
-        last_error()
-    );
+    configure(&toml);
 }
 
 #[test]
@@ -115,14 +101,7 @@ fn a_signer_closed_twice_is_reported_not_freed_twice() {
             "{}",
             last_error()
         );
-        let mut info = HSM_ABI_KEY_INFO {
-            struct_size: size_of::<HSM_ABI_KEY_INFO>() as u32,
-            algorithm: 0,
-            curve_or_bits: 0,
-            scheme_count: 0,
-            schemes: [0; HSM_ABI_MAX_SCHEMES],
-            max_signature_len: 0,
-        };
+        let mut info = empty_key_info();
         assert_eq!(t.key_info.unwrap()(s1, &mut info), HSM_ABI_ERR_INVALID_ARGUMENT);
         assert_eq!(t.key_info.unwrap()(s2, &mut info), HSM_ABI_OK, "{}", last_error());
         assert_eq!(info.algorithm, HSM_ABI_KEY_ALGORITHM_EC);
@@ -140,14 +119,7 @@ fn a_handle_of_another_interface_or_a_foreign_pointer_is_reported() {
     configure_device(dir.path());
     let x = unsafe { &*hsm_client_x509_interface() };
     let t = unsafe { &*hsm_abi_signer_table() };
-    let mut info = HSM_ABI_KEY_INFO {
-        struct_size: size_of::<HSM_ABI_KEY_INFO>() as u32,
-        algorithm: 0,
-        curve_or_bits: 0,
-        scheme_count: 0,
-        schemes: [0; HSM_ABI_MAX_SCHEMES],
-        max_signature_len: 0,
-    };
+    let mut info = empty_key_info();
     unsafe {
         let h = x.hsm_client_x509_create.unwrap()();
         assert!(!h.is_null(), "{}", last_error());

@@ -6,49 +6,16 @@
 // Setting the environment and calling `extern "C"` functions is unsafe by nature.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString, c_char};
+mod common;
+
 use std::sync::Arc;
 
-use hsm_abi::ffi::errors::*;
+use common::{configure, last_error, take_some};
 use hsm_abi::ffi::ext::*;
 use hsm_abi::ffi::sdk::*;
 use hsm_issued::testing::Ca;
 use hsm_issued::{KeySource, Store};
 use rustls::server::WebPkiClientVerifier;
-
-fn last_error() -> String {
-    let mut buf = vec![0 as c_char; 1024];
-    unsafe { hsm_abi_last_error(buf.as_mut_ptr(), buf.len()) };
-    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_string()
-}
-
-fn take(p: *mut c_char) -> String {
-    assert!(!p.is_null(), "{}", last_error());
-    let s = unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string();
-    unsafe { libc::free(p.cast()) };
-    s
-}
-
-fn pump(c: &mut rustls::ClientConnection, s: &mut rustls::ServerConnection) -> Result<(), rustls::Error> {
-    for _ in 0..20 {
-        let mut a = Vec::new();
-        c.write_tls(&mut a).unwrap();
-        if !a.is_empty() {
-            s.read_tls(&mut &a[..]).unwrap();
-            s.process_new_packets()?;
-        }
-        let mut b = Vec::new();
-        s.write_tls(&mut b).unwrap();
-        if !b.is_empty() {
-            c.read_tls(&mut &b[..]).unwrap();
-            c.process_new_packets()?;
-        }
-        if a.is_empty() && b.is_empty() && !c.is_handshaking() && !s.is_handshaking() {
-            return Ok(());
-        }
-    }
-    panic!("handshake did not finish");
-}
 
 /// One mTLS connection with what get_cert/get_key return (the tlsio resolves the key token
 /// through the registry); returns the leaf the server saw.
@@ -72,7 +39,7 @@ fn connect(cert_pem: &str, key_token: &str, ca: &Ca) -> Vec<u8> {
         .unwrap();
     let mut c = rustls::ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
     let mut s = rustls::ServerConnection::new(Arc::new(scfg)).unwrap();
-    pump(&mut c, &mut s).unwrap();
+    test_support::tls::handshake(&mut c, &mut s).unwrap();
     s.peer_certificates().unwrap()[0].as_ref().to_vec()
 }
 
@@ -96,23 +63,20 @@ fn issued_identity_through_the_c_abi_and_tls_follows_renewal() {
         "[x509]\nbackend = \"issued\"\nstore = \"{}\"\nregistration_id = \"abi-device\"\nkeys = \"{keys}\"\n",
         store_dir.display()
     );
-    let c = CString::new(toml).unwrap();
-    assert_eq!(
-        unsafe { hsm_abi_configure_toml(c.as_ptr()) },
-        HSM_ABI_OK,
-        "{}",
-        last_error()
-    );
+    configure(&toml);
     let x = unsafe { &*hsm_client_x509_interface() };
     let h = unsafe { x.hsm_client_x509_create.unwrap()() };
     assert!(!h.is_null(), "{}", last_error());
     let get = |h| unsafe {
         (
-            take(x.hsm_client_get_cert.unwrap()(h)),
-            take(x.hsm_client_get_key.unwrap()(h)),
+            take_some(x.hsm_client_get_cert.unwrap()(h)),
+            take_some(x.hsm_client_get_key.unwrap()(h)),
         )
     };
-    assert_eq!(take(unsafe { x.hsm_client_get_common_name.unwrap()(h) }), "abi-device");
+    assert_eq!(
+        take_some(unsafe { x.hsm_client_get_common_name.unwrap()(h) }),
+        "abi-device"
+    );
     let (cert1, key1) = get(h);
     assert_eq!(key1, first.key, "get_key hands out the token URI of the current key");
     assert!(!key1.contains("pin-value") && !key1.contains("user-pin-1234"));

@@ -5,30 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString, c_char};
+mod common;
 
+use common::{configure, last_error};
 use hsm_abi::ffi::errors::*;
-use hsm_abi::ffi::ext::*;
 use hsm_abi::ffi::sdk::*;
 
 const CKR_PIN_INCORRECT: u64 = 0xA0;
 const CKR_TOKEN_NOT_PRESENT: u64 = 0xE0;
-
-fn last_error() -> String {
-    let mut buf = vec![0 as c_char; 1024];
-    unsafe { hsm_abi_last_error(buf.as_mut_ptr(), buf.len()) };
-    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
-}
-
-fn configure(toml: &str) {
-    let c = CString::new(toml).unwrap();
-    assert_eq!(
-        unsafe { hsm_abi_configure_toml(c.as_ptr()) },
-        HSM_ABI_OK,
-        "{}",
-        last_error()
-    );
-}
 
 /// Sign through the SDK's TPM interface with the configured key (the key opens in create, so
 /// a PIN or a token problem fails there, with NULL). Whether it signed.

@@ -5,17 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString, c_char};
+mod common;
 
+use common::{configure, last_error};
 use hsm_abi::ffi::errors::*;
-use hsm_abi::ffi::ext::*;
 use hsm_abi::ffi::sdk::*;
-
-fn last_error() -> String {
-    let mut buf = vec![0 as c_char; 1024];
-    unsafe { hsm_abi_last_error(buf.as_mut_ptr(), buf.len()) };
-    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
-}
 
 #[test]
 fn hub_sas_signed_by_a_token_secret() {
@@ -25,13 +19,7 @@ fn hub_sas_signed_by_a_token_secret() {
     let stored = hsm_pkcs11::tools::import_secret(&uri, &key).unwrap().to_token_string();
 
     let toml = format!("[tpm]\nbackend = \"pkcs11\"\nregistration_id = \"device-hub\"\nkey = \"{stored}\"\n");
-    let c = CString::new(toml).unwrap();
-    assert_eq!(
-        unsafe { hsm_abi_configure_toml(c.as_ptr()) },
-        HSM_ABI_OK,
-        "{}",
-        last_error()
-    );
+    configure(&toml);
 
     let tpm = unsafe { &*hsm_client_tpm_interface() };
     let h = unsafe { tpm.hsm_client_tpm_create.unwrap()() };

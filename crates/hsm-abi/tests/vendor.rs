@@ -14,34 +14,22 @@ use hsm_abi::vendor::{Source, VendorTable, VendorX509};
 use hsm_core::config::Config;
 use hsm_core::{SignatureScheme, X509Identity};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Build the example and the broken variants once per test process.
 fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         // One fixed directory under the target dir (rebuilt by each run, never left in /tmp).
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vendor-hsm-abi-tests");
-        std::fs::create_dir_all(&out).unwrap();
-        let st = Command::new("make")
-            .arg("-s")
-            .arg("-C")
-            .arg(root().join("examples/vendor-ecdsa"))
-            .arg(format!("OUT={}", out.display()))
-            .status()
-            .expect("make is required to build examples/vendor-ecdsa");
-        assert!(st.success(), "building examples/vendor-ecdsa failed");
+        test_support::examples::vendor_ecdsa(&out);
         for n in 1..=10 {
             let st = Command::new("cc")
                 .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-fPIC", "-shared"])
                 .arg("-I")
-                .arg(root().join("include"))
+                .arg(test_support::examples::repository_root().join("include"))
                 .arg("-I")
-                .arg(root().join("examples/vendor-ecdsa"))
+                .arg(test_support::examples::repository_root().join("examples/vendor-ecdsa"))
                 .arg(format!("-DBROKEN={n}"))
-                .arg(root().join("tests/c/vendor/broken_vendor.c"))
+                .arg(test_support::examples::repository_root().join("tests/c/vendor/broken_vendor.c"))
                 .arg("-o")
                 .arg(out.join(format!("libbroken{n}.so")))
                 .arg("-lcrypto")

@@ -289,17 +289,20 @@ fn killed_at_each_step(keys: &str, leftovers: impl Fn(&Store) -> Vec<String>) {
 
 const SIGABRT: i32 = 6;
 
+/// The files of `store` besides its state, sorted by name.
+fn files_of(store: &Store) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "state.toml")
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn killed_at_each_step_files() {
-    killed_at_each_step("file", |store| {
-        let mut names: Vec<String> = std::fs::read_dir(store.dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n != "state.toml")
-            .collect();
-        names.sort();
-        names
-    });
+    killed_at_each_step("file", files_of);
 }
 
 #[test]
@@ -319,15 +322,7 @@ fn tpm_request_install_renew_and_confirm() {
 #[test]
 fn killed_at_each_step_tpm() {
     let sw = hsm_tpm::testing::Swtpm::start().expect("swtpm must be installed");
-    killed_at_each_step(&format!("tpm:tcti={}", sw.tcti()), |store| {
-        let mut names: Vec<String> = std::fs::read_dir(store.dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n != "state.toml")
-            .collect();
-        names.sort();
-        names
-    });
+    killed_at_each_step(&format!("tpm:tcti={}", sw.tcti()), files_of);
 }
 
 /// A log writer for [`warnings_of`].

@@ -20,20 +20,10 @@ use cryptoki::object::{Attribute, ObjectClass};
 use hsm_core::{Curve, KeyAlgorithm, SignatureScheme, SigningKey};
 use hsm_pkcs11::{open_signer, tools};
 use sha2::Digest;
+use test_support::bench::{median, rate};
 
 const ROUND: Duration = Duration::from_millis(250);
 const ROUNDS: usize = 15;
-
-/// Signatures per second of `f` run for `ROUND`.
-fn rate(mut f: impl FnMut(u64)) -> f64 {
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < ROUND {
-        f(n);
-        n += 1;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
 
 fn threaded_rate(signer: &Arc<dyn SigningKey>, threads: usize) -> f64 {
     let start = Instant::now();
@@ -128,11 +118,6 @@ impl Drop for TableSigner {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn main() {
     let f = common::fixture();
     let uri = tools::generate_key_pair(&f.uri("object=bench;id=%be%0c"), KeyAlgorithm::Ec(Curve::P256)).unwrap();
@@ -167,11 +152,11 @@ fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let slot = token.find_slot().unwrap();
     for _ in 0..ROUNDS {
-        let raw = rate(|n| {
+        let raw = rate(ROUND, |n| {
             let digest = sha2::Sha256::digest(n.to_le_bytes());
             session.sign(&Mechanism::Ecdsa, key, &digest).unwrap();
         });
-        let backend = rate(|n| {
+        let backend = rate(ROUND, |n| {
             signer.sign(SignatureScheme::EcdsaP256Sha256, &n.to_le_bytes()).unwrap();
         });
         let one = threaded_rate(&signer, 1);
@@ -198,8 +183,8 @@ fn main() {
         };
         cpu_ratio.push(cpu_rate(2) / cpu_rate(1));
         if let Ok(table) = &table {
-            let via_table = rate(|n| table.sign(&n.to_le_bytes()));
-            let backend_again = rate(|n| {
+            let via_table = rate(ROUND, |n| table.sign(&n.to_le_bytes()));
+            let backend_again = rate(ROUND, |n| {
                 signer.sign(SignatureScheme::EcdsaP256Sha256, &n.to_le_bytes()).unwrap();
             });
             table_ratio.push(via_table / backend_again);

@@ -136,20 +136,14 @@ impl SoftHsm {
 
     /// Run `softhsm2-util` with this configuration.
     pub fn util(&self, args: &[&str]) -> Result<()> {
-        let out = Command::new("softhsm2-util")
-            .args(args)
-            .env("SOFTHSM2_CONF", &self.conf)
-            .output()
-            .map_err(|e| Error::io("run softhsm2-util (install the `softhsm2` package)", "softhsm2-util", e))?;
-        if !out.status.success() {
-            return Err(Error::Internal(format!(
-                "softhsm2-util {} failed: {}{}",
-                args.first().copied().unwrap_or_default(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        Ok(())
+        let mut command = Command::new("softhsm2-util");
+        command.args(args).env("SOFTHSM2_CONF", &self.conf);
+        run_tool(
+            command,
+            "softhsm2-util",
+            args,
+            "run softhsm2-util (install the `softhsm2` package)",
+        )
     }
 }
 
@@ -255,23 +249,19 @@ impl Tpm2Pkcs11 {
 
     /// Run `tpm2_ptool COMMAND ... --path STORE` against this instance.
     pub(crate) fn ptool(&self, args: &[&str]) -> Result<()> {
-        let out = Command::new("tpm2_ptool")
+        let mut command = Command::new("tpm2_ptool");
+        command
             .args(args)
             .arg("--path")
             .arg(self.store())
             .env("TPM2TOOLS_TCTI", self.tabrmd.tcti())
-            .env("DBUS_SESSION_BUS_ADDRESS", self.tabrmd.bus_address())
-            .output()
-            .map_err(|e| Error::io("run tpm2_ptool (install `libtpm2-pkcs11-tools`)", "tpm2_ptool", e))?;
-        if !out.status.success() {
-            return Err(Error::Internal(format!(
-                "tpm2_ptool {} failed: {}{}",
-                args.first().copied().unwrap_or_default(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        Ok(())
+            .env("DBUS_SESSION_BUS_ADDRESS", self.tabrmd.bus_address());
+        run_tool(
+            command,
+            "tpm2_ptool",
+            args,
+            "run tpm2_ptool (install `libtpm2-pkcs11-tools`)",
+        )
     }
 }
 
@@ -305,4 +295,19 @@ impl TestModule for Tpm2Pkcs11 {
         );
         self.ptool(&["addtoken", "--pid=1", &label, &so, &user])
     }
+}
+
+/// Runs `command`, the tool `tool` given `args`; `install` says what to install when it cannot start. A
+/// failure is an error with the tool's output.
+fn run_tool(mut command: Command, tool: &'static str, args: &[&str], install: &'static str) -> Result<()> {
+    let out = command.output().map_err(|e| Error::io(install, tool, e))?;
+    if !out.status.success() {
+        return Err(Error::Internal(format!(
+            "{tool} {} failed: {}{}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
 }

@@ -273,19 +273,7 @@ fn bad_firmware_and_configuration_give_clear_errors() {
 fn group_ca_signs_the_device_id() {
     let dev = Device::new(b"fw");
     let pki_dir = dev.path("pki");
-    let out = hsm_riot::pki::generate(&hsm_riot::pki::PkiOptions {
-        out_dir: pki_dir.clone(),
-        root_cn: "Group Root".into(),
-        intermediate_cn: Some("Group Intermediate".into()),
-        device_ids: vec![],
-        csr_files: vec![],
-        key_kind: hsm_riot::pki::KeyKind::P256,
-        leaf_days: 30,
-        ca_days: 365,
-        issuer: None,
-        overwrite: false,
-    })
-    .unwrap();
+    let out = hsm_riot::pki::generate(&pki_options(&pki_dir, "Group Root", Some("Group Intermediate"))).unwrap();
     let id = dev
         .identity(
             "group-device-1",

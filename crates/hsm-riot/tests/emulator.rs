@@ -150,18 +150,11 @@ fn tampered_or_foreign_chains_are_refused() {
 #[test]
 fn group_enrollment_with_the_device_id_signed_by_the_group_ca() {
     let dev = Device::new(b"fleet firmware");
-    let pki = hsm_riot::pki::generate(&hsm_riot::pki::PkiOptions {
-        out_dir: dev.path("pki"),
-        root_cn: "DICE Fleet Root".into(),
-        intermediate_cn: Some("DICE Fleet Intermediate".into()),
-        device_ids: vec![],
-        csr_files: vec![],
-        key_kind: hsm_riot::pki::KeyKind::P256,
-        leaf_days: 30,
-        ca_days: 365,
-        issuer: None,
-        overwrite: false,
-    })
+    let pki = hsm_riot::pki::generate(&pki_options(
+        &dev.path("pki"),
+        "DICE Fleet Root",
+        Some("DICE Fleet Intermediate"),
+    ))
     .unwrap();
     let root = hsm_core::pem::parse_certificates("root", &std::fs::read(pki.root.unwrap()).unwrap()).unwrap();
     let emu = emulator(vec![Enrollment::X509Group {

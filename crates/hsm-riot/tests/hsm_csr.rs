@@ -12,7 +12,7 @@ use std::time::Duration;
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::config::Config;
 use hsm_core::{Curve, KeyAlgorithm, X509Identity};
-use hsm_riot::pki::{KeyKind, PkiOptions, generate};
+use hsm_riot::pki::{PkiOptions, generate};
 use test_support::emulator::SCOPE;
 use test_support::softhsm::LABEL;
 
@@ -28,16 +28,9 @@ fn csr_from_a_softhsm_key_gets_a_certificate_that_provisions() {
 
     let out_dir = hsm.path().join("pki");
     let out = generate(&PkiOptions {
-        out_dir: out_dir.clone(),
-        root_cn: "HSM Group Root".into(),
-        intermediate_cn: Some("HSM Group Intermediate".into()),
         device_ids: PkiOptions::numbered_ids("soft-", 2),
         csr_files: vec![csr],
-        key_kind: KeyKind::P256,
-        leaf_days: 30,
-        ca_days: 365,
-        issuer: None,
-        overwrite: false,
+        ..common::pki_options(&out_dir, "HSM Group Root", Some("HSM Group Intermediate"))
     })
     .unwrap();
     assert_eq!(out.leaves.len(), 3);

@@ -18,16 +18,8 @@ fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
 
 fn options(dir: &Path) -> PkiOptions {
     PkiOptions {
-        out_dir: dir.to_path_buf(),
-        root_cn: "Test Root".into(),
-        intermediate_cn: None,
         device_ids: PkiOptions::numbered_ids("device-", 3),
-        csr_files: vec![],
-        key_kind: KeyKind::P256,
-        leaf_days: 30,
-        ca_days: 365,
-        issuer: None,
-        overwrite: false,
+        ..pki_options(dir, "Test Root", None)
     }
 }
 

@@ -15,11 +15,14 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use common::sdk_tpm::SdkTpm;
+
 use std::time::{Duration, Instant};
 
 use hsm_core::{SasSigner, SignatureScheme, SigningKey, TpmIdentity};
 use hsm_tpm::{KeyLocation, Tpm, TpmConn, TpmOptions};
 use sha2::Digest as _;
+use test_support::bench::{median, rate};
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::handles::{KeyHandle, PersistentTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
@@ -29,21 +32,6 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
 const ROUND: Duration = Duration::from_millis(300);
 const ROUNDS: usize = 10;
-
-fn rate(mut f: impl FnMut(u64)) -> f64 {
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < ROUND {
-        f(n);
-        n += 1;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn persistent(conn: &TpmConn, h: u32) -> KeyHandle {
     conn.with_context(move |ctx| {
@@ -66,55 +54,6 @@ fn report(name: &str, raw: Vec<f64>, ours: Vec<f64>) {
         ratios.iter().cloned().fold(f64::INFINITY, f64::min),
         ratios.iter().cloned().fold(0.0, f64::max),
     );
-}
-
-/// The SDK's TPM interface of hsm-abi, configured with a `[tpm]` section.
-struct AbiTpm {
-    table: &'static hsm_abi::ffi::sdk::HSM_CLIENT_TPM_INTERFACE,
-    handle: hsm_abi::ffi::sdk::HSM_CLIENT_HANDLE,
-}
-
-impl AbiTpm {
-    fn open(tcti: &str) -> Self {
-        let toml = std::ffi::CString::new(format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{tcti}\"\n")).unwrap();
-        // SAFETY: `toml` is NUL-terminated.
-        assert_eq!(unsafe { hsm_abi::ffi::ext::hsm_abi_configure_toml(toml.as_ptr()) }, 0);
-        assert_eq!(hsm_abi::ffi::sdk::hsm_client_tpm_init(), 0);
-        // SAFETY: returns a pointer to a static table.
-        let table = unsafe { &*hsm_abi::ffi::sdk::hsm_client_tpm_interface() };
-        // SAFETY: create takes no argument.
-        let handle = unsafe { (table.hsm_client_tpm_create.unwrap())() };
-        assert!(!handle.is_null(), "hsm_client_tpm_create");
-        AbiTpm { table, handle }
-    }
-
-    fn sign(&self, data: &[u8]) -> Vec<u8> {
-        let mut key = std::ptr::null_mut();
-        let mut len = 0usize;
-        // SAFETY: the handle is open; `data` is valid for its length; the outputs are writable.
-        let rc = unsafe {
-            (self.table.hsm_client_sign_with_identity.unwrap())(
-                self.handle,
-                data.as_ptr(),
-                data.len(),
-                &mut key,
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0, "hsm_client_sign_with_identity");
-        // SAFETY: on success `key` points to `len` bytes from malloc, ours to free.
-        let out = unsafe { std::slice::from_raw_parts(key, len) }.to_vec();
-        // SAFETY: allocated with malloc by the library, freed once, as the SDK does.
-        unsafe { libc::free(key.cast()) };
-        out
-    }
-}
-
-impl Drop for AbiTpm {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from create and is destroyed once.
-        unsafe { (self.table.hsm_client_tpm_destroy.unwrap())(self.handle) };
-    }
 }
 
 /// A `tpm:` key opened through hsm-abi's C signer table.
@@ -207,14 +146,14 @@ fn main() {
         hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
     };
 
-    let abi = AbiTpm::open(&sw.tcti());
+    let abi = SdkTpm::open(&sw.tcti());
     assert_eq!(abi.sign(msg), hsm_core::sas::hmac_sha256(&a.key, msg).to_vec());
     let abi_signer = AbiSigner::open(&format!("tpm:handle=0x81000200;tcti={}", sw.tcti()));
 
     let (mut raw_h, mut our_h, mut raw_e, mut our_e) = (vec![], vec![], vec![], vec![]);
     let (mut abi_h, mut abi_e): (Vec<f64>, Vec<f64>) = (vec![], vec![]);
     for _ in 0..ROUNDS {
-        raw_h.push(rate(|_| {
+        raw_h.push(rate(ROUND, |_| {
             let m = msg.to_vec();
             conn.with_context(move |ctx| {
                 ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
@@ -224,10 +163,10 @@ fn main() {
             })
             .unwrap();
         }));
-        our_h.push(rate(|_| {
+        our_h.push(rate(ROUND, |_| {
             tpm.sign_with_identity(msg).unwrap();
         }));
-        raw_e.push(rate(|n| {
+        raw_e.push(rate(ROUND, |n| {
             let d = sha2::Sha256::digest(format!("tls transcript {n}").as_bytes());
             let ticket = ticket.clone();
             conn.with_context(move |ctx| {
@@ -238,17 +177,19 @@ fn main() {
             })
             .unwrap();
         }));
-        our_e.push(rate(|n| {
+        our_e.push(rate(ROUND, |n| {
             key.sign(
                 SignatureScheme::EcdsaP256Sha256,
                 format!("tls transcript {n}").as_bytes(),
             )
             .unwrap();
         }));
-        abi_h.push(rate(|_| {
+        abi_h.push(rate(ROUND, |_| {
             abi.sign(msg);
         }));
-        abi_e.push(rate(|n| abi_signer.sign(format!("tls transcript {n}").as_bytes())));
+        abi_e.push(rate(ROUND, |n| {
+            abi_signer.sign(format!("tls transcript {n}").as_bytes())
+        }));
     }
     report("HMAC-SHA256, Rust sign_with_identity", raw_h.clone(), our_h);
     report("HMAC-SHA256, C ABI sign_with_identity", raw_h, abi_h);

@@ -8,93 +8,23 @@
 
 mod common;
 
-use std::ffi::CString;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Swtpm, send};
+use common::sdk_tpm::SdkTpm;
+use common::{Swtpm, agent, send, url};
 use dps_emulator::{Emulator, Enrollment};
-use hsm_abi::ffi::sdk::{HSM_CLIENT_HANDLE, HSM_CLIENT_TPM_INTERFACE};
 use hsm_core::sas::Audience;
 use serde_json::json;
+use tlsio_bridge::TlsVersions;
 
 use test_support::emulator::SCOPE;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-struct Sdk {
-    table: &'static HSM_CLIENT_TPM_INTERFACE,
-    handle: HSM_CLIENT_HANDLE,
-}
-
-impl Sdk {
-    fn bytes(&self, f: hsm_abi::ffi::sdk::HSM_CLIENT_GET_ENDORSEMENT_KEY) -> Vec<u8> {
-        let mut p = std::ptr::null_mut();
-        let mut len = 0usize;
-        // SAFETY: open handle, writable outputs.
-        assert_eq!(unsafe { (f.unwrap())(self.handle, &mut p, &mut len) }, 0);
-        // SAFETY: on success `p` holds `len` bytes from malloc, ours to free.
-        let v = unsafe { std::slice::from_raw_parts(p, len) }.to_vec();
-        // SAFETY: freed once, with free(), as the SDK does.
-        unsafe { libc::free(p.cast()) };
-        v
-    }
-
-    fn ek(&self) -> Vec<u8> {
-        self.bytes(self.table.hsm_client_get_ek)
-    }
-
-    fn srk(&self) -> Vec<u8> {
-        self.bytes(self.table.hsm_client_get_srk)
-    }
-
-    fn activate(&self, blob: &[u8]) -> i32 {
-        // SAFETY: open handle; `blob` valid for its length.
-        unsafe { (self.table.hsm_client_activate_identity_key.unwrap())(self.handle, blob.as_ptr(), blob.len()) }
-    }
-
-    fn sign(&self, data: &[u8]) -> Vec<u8> {
-        let mut p = std::ptr::null_mut();
-        let mut len = 0usize;
-        // SAFETY: open handle; `data` valid; outputs writable.
-        let rc = unsafe {
-            (self.table.hsm_client_sign_with_identity.unwrap())(
-                self.handle,
-                data.as_ptr(),
-                data.len(),
-                &mut p,
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0, "sign_with_identity");
-        // SAFETY: as in `bytes`.
-        let v = unsafe { std::slice::from_raw_parts(p, len) }.to_vec();
-        // SAFETY: as in `bytes`.
-        unsafe { libc::free(p.cast()) };
-        v
-    }
-}
-
-impl Drop for Sdk {
-    fn drop(&mut self) {
-        // SAFETY: created once, destroyed once.
-        unsafe { (self.table.hsm_client_tpm_destroy.unwrap())(self.handle) };
-    }
-}
-
 #[test]
 fn the_sdk_tpm_sequence_through_the_c_abi() {
     let sw = Swtpm::start();
-    let toml = CString::new(format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{}\"\n", sw.tcti())).unwrap();
-    // SAFETY: NUL-terminated.
-    assert_eq!(unsafe { hsm_abi::ffi::ext::hsm_abi_configure_toml(toml.as_ptr()) }, 0);
-    assert_eq!(hsm_abi::ffi::sdk::hsm_client_tpm_init(), 0);
-    // SAFETY: a pointer to a static table.
-    let table = unsafe { &*hsm_abi::ffi::sdk::hsm_client_tpm_interface() };
-    // SAFETY: create takes no argument.
-    let handle = unsafe { (table.hsm_client_tpm_create.unwrap())() };
-    assert!(!handle.is_null());
-    let sdk = Sdk { table, handle };
+    let sdk = SdkTpm::open(&sw.tcti());
 
     let ek = sdk.ek();
     assert_eq!(sdk.ek(), ek);
@@ -106,18 +36,8 @@ fn the_sdk_tpm_sequence_through_the_c_abi() {
         endorsement_key: B64.encode(&ek),
     }]))
     .unwrap();
-    let roots = tlsio_bridge::roots_from_pem("emulator CA", emu.server_ca_pem().as_bytes()).unwrap();
-    let config = tlsio_bridge::client_config(roots, None, tlsio_bridge::TlsVersions::Both).unwrap();
-    let agent = ureq::AgentBuilder::new()
-        .tls_config(Arc::new(config))
-        .timeout(Duration::from_secs(20))
-        .build();
-    let url = |path: &str| {
-        format!(
-            "https://localhost:{}/{SCOPE}/registrations/{reg}/{path}?api-version=2021-06-01",
-            emu.port()
-        )
-    };
+    let agent = agent(&emu, None, TlsVersions::Both);
+    let url = |path: &str| url(&emu, &format!("registrations/{reg}/{path}"));
     let body = json!({
         "registrationId": reg,
         "tpm": {"endorsementKey": B64.encode(&ek), "storageRootKey": B64.encode(&srk)},

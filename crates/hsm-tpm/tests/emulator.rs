@@ -5,39 +5,19 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Swtpm, send};
+use common::{Swtpm, agent, send, url};
 use dps_emulator::{Emulator, EmulatorConfig, Enrollment};
 use hsm_core::sas::Audience;
 use hsm_core::{SasSigner, TpmIdentity};
 use hsm_tpm::{Tpm, TpmOptions};
 use serde_json::json;
+use tlsio_bridge::TlsVersions;
 
 use test_support::emulator::SCOPE;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-fn agent(emu: &Emulator) -> ureq::Agent {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut emu.server_ca_pem().as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(tlsio_bridge::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    ureq::AgentBuilder::new()
-        .tls_config(Arc::new(config))
-        .timeout(Duration::from_secs(20))
-        .build()
-}
-
-fn url(emu: &Emulator, path: &str) -> String {
-    format!("https://localhost:{}/{SCOPE}/{path}?api-version=2021-06-01", emu.port())
-}
 
 fn sas(tpm: &mut Tpm, registration_id: &str) -> String {
     let audience = Audience::Dps {
@@ -64,7 +44,7 @@ fn tpm_registration_against_the_emulator() {
         endorsement_key: B64.encode(&ek),
     }]))
     .unwrap();
-    let agent = agent(&emu);
+    let agent = agent(&emu, None, TlsVersions::Both);
     let body = json!({
         "registrationId": reg,
         "tpm": {"endorsementKey": B64.encode(&ek), "storageRootKey": B64.encode(&srk)},
@@ -150,7 +130,7 @@ fn a_tpm_with_another_ek_is_refused() {
         },
     });
     let (status, denied) = send(
-        agent(&emu).put(&url(&emu, &format!("registrations/{reg}/register"))),
+        agent(&emu, None, TlsVersions::Both).put(&url(&emu, &format!("registrations/{reg}/register"))),
         Some(&body),
     );
     assert_eq!(status, 401);

@@ -6,28 +6,12 @@
 //! one client at a time). One test: the tabrmd TCTI finds its bus through the process-wide
 //! `DBUS_SESSION_BUS_ADDRESS`, so one private bus and daemon serve the whole test.
 
+mod common;
+
+use common::{open_signer, verify};
 use hsm_core::{SasSigner, SignatureScheme, SigningKey, TpmIdentity};
 use hsm_tpm::testing::Tabrmd;
 use hsm_tpm::{EK_HANDLE, KeyLocation, Tpm, TpmConn, TpmOptions, generate_key, service};
-
-/// A signer from a token's text: decoded once by hsm-core, opened by the backend.
-fn open_signer(token: &str) -> hsm_core::Result<std::sync::Arc<dyn SigningKey>> {
-    match hsm_core::token::KeyToken::decode(token)? {
-        hsm_core::token::KeyToken::Tpm(t) => hsm_tpm::open_signer(&t),
-        other => panic!("not a tpm: token: {other:?}"),
-    }
-}
-
-fn verify(spki: &[u8], msg: &[u8], sig: &[u8]) {
-    let (_, info): (_, x509_parser::x509::SubjectPublicKeyInfo) =
-        x509_parser::prelude::FromDer::from_der(spki).unwrap();
-    ring::signature::UnparsedPublicKey::new(
-        &ring::signature::ECDSA_P256_SHA256_ASN1,
-        info.subject_public_key.data.to_vec(),
-    )
-    .verify(msg, sig)
-    .expect("signature verifies");
-}
 
 #[test]
 fn identity_and_x509_keys_through_tabrmd() {

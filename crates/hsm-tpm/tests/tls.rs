@@ -4,16 +4,11 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use common::{Swtpm, send};
+use common::{Swtpm, agent, send, url};
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::X509Identity;
 use hsm_tpm::{KeyLocation, TpmConn, TpmX509, generate_key};
 use serde_json::json;
-
-use test_support::emulator::SCOPE;
 
 #[test]
 fn tpm_key_authenticates_mutual_tls_to_the_emulator() {
@@ -45,22 +40,12 @@ fn tpm_key_authenticates_mutual_tls_to_the_emulator() {
         ca: vec![ca.der().clone()],
     }]))
     .unwrap();
-    let roots = tlsio_bridge::roots_from_pem("emulator CA", emu.server_ca_pem().as_bytes()).unwrap();
     for versions in [
         tlsio_bridge::TlsVersions::Tls13Only,
         tlsio_bridge::TlsVersions::Tls12Only,
     ] {
-        let config = tlsio_bridge::client_config(roots.clone(), Some(&identity), versions).unwrap();
-        let agent = ureq::AgentBuilder::new()
-            .tls_config(Arc::new(config))
-            .timeout(Duration::from_secs(20))
-            .build();
-        let url = |path: &str| {
-            format!(
-                "https://localhost:{}/{SCOPE}/registrations/tpm-tls-device/{path}?api-version=2021-06-01",
-                emu.port()
-            )
-        };
+        let agent = agent(&emu, Some(&identity), versions);
+        let url = |path: &str| url(&emu, &format!("registrations/tpm-tls-device/{path}"));
         let (status, op) = send(
             agent.put(&url("register")),
             Some(&json!({"registrationId": "tpm-tls-device"})),

@@ -6,27 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::Swtpm;
+use common::{Swtpm, open_signer, verify};
 use hsm_core::{SignatureScheme, SigningKey, X509Identity};
 use hsm_tpm::{KeyLocation, TpmConn, generate_key};
-
-/// A signer from a token's text: decoded once by hsm-core, opened by the backend.
-fn open_signer(token: &str) -> hsm_core::Result<std::sync::Arc<dyn SigningKey>> {
-    match hsm_core::token::KeyToken::decode(token)? {
-        hsm_core::token::KeyToken::Tpm(t) => hsm_tpm::open_signer(&t),
-        other => panic!("not a tpm: token: {other:?}"),
-    }
-}
-
-fn verify(spki: &[u8], msg: &[u8], sig: &[u8]) {
-    let (_, info) = x509_parser::prelude::FromDer::from_der(spki)
-        .map(|(r, i): (_, x509_parser::x509::SubjectPublicKeyInfo)| (r, i))
-        .unwrap();
-    let point = info.subject_public_key.data.to_vec();
-    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
-        .verify(msg, sig)
-        .expect("signature verifies");
-}
 
 #[test]
 fn persistent_and_blob_keys_sign_verifiably() {

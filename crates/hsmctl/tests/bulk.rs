@@ -2,15 +2,17 @@
 //! line among good ones, `--report`, `--quiet`, Ctrl-C half way, a closed port, the progress bar.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use dps_emulator::{Emulator, ServerOptions, ServicePolicy};
+use common::{OWNER_KEY, service_api};
+use dps_emulator::Emulator;
 use serde_json::Value;
 
-const OWNER_KEY: &str = "b3duZXIta2V5LWZvci10aGUtaHNtY3RsLXRlc3RzLTAwMA==";
 const KEY: &str = "ZGV2aWNlLWtleS1mb3ItdGhlLWhzbWN0bC1jbGktdGVzdA==";
 
 struct Service {
@@ -20,28 +22,19 @@ struct Service {
 }
 
 fn service() -> Service {
-    let emu = Emulator::start_with(
-        test_support::emulator::config(vec![]),
-        0,
-        ServerOptions {
-            retry_after: Duration::ZERO,
-            service_policies: vec![ServicePolicy::owner("owner", OWNER_KEY)],
-            ..ServerOptions::default()
-        },
-    )
-    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("server-ca.pem");
-    std::fs::write(&ca, emu.server_ca_pem()).unwrap();
-    let cs = dir.path().join("cs");
-    std::fs::write(&cs, emu.service_connection_string(None).unwrap()).unwrap();
+    let api = service_api(dir.path());
     let args = vec![
         "--connection-string-file".to_string(),
-        s(&cs),
+        s(&api.connection_string_file),
         "--trusted-ca".to_string(),
-        s(&ca),
+        s(&api.server_ca),
     ];
-    Service { emu, dir, args }
+    Service {
+        emu: api.emulator,
+        dir,
+        args,
+    }
 }
 
 fn s(p: &Path) -> String {

@@ -8,10 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
-use dps_emulator::{Emulator, ServerOptions, ServicePolicy};
 use serde_json::Value;
 
-const OWNER_KEY: &str = "b3duZXIta2V5LWZvci10aGUtaHNtY3RsLXRlc3RzLTAwMA==";
 const DEVICE_KEY: &str = "ZGV2aWNlLWtleS1mb3ItdGhlLWhzbWN0bC1jbGktdGVzdA==";
 
 fn run(args: &[&str], env_cs: Option<&str>) -> Output {
@@ -21,16 +19,6 @@ fn run(args: &[&str], env_cs: Option<&str>) -> Output {
         c.env("DPS_SERVICE_CONNECTION_STRING", cs);
     }
     c.output().unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 fn failed(out: Output) -> String {
@@ -48,23 +36,14 @@ fn p(path: &Path) -> &str {
 
 #[test]
 fn enrollments_made_with_hsmctl_provision_devices() {
-    let emu = Emulator::start_with(
-        test_support::emulator::config(vec![]),
-        0,
-        ServerOptions {
-            retry_after: std::time::Duration::ZERO,
-            service_policies: vec![ServicePolicy::owner("owner", OWNER_KEY)],
-            ..ServerOptions::default()
-        },
-    )
-    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ca_file = d.join("server-ca.pem");
-    std::fs::write(&ca_file, emu.server_ca_pem()).unwrap();
-    let cs = emu.service_connection_string(None).unwrap();
-    let cs_file = d.join("cs");
-    std::fs::write(&cs_file, cs.as_bytes()).unwrap();
+    let ServiceApi {
+        emulator: emu,
+        server_ca: ca_file,
+        connection_string: cs,
+        connection_string_file: cs_file,
+    } = service_api(d);
     let svc = ["--connection-string-file", p(&cs_file), "--trusted-ca", p(&ca_file)];
 
     // The device identities a factory line just made: a symmetric key and an x509 certificate.
@@ -76,15 +55,7 @@ fn enrollments_made_with_hsmctl_provision_devices() {
     )
     .unwrap();
     let root = ca("cli root");
-    let key_id = root.leaf("cli-x509");
-    let (leaf, key) = (key_id.cert_pem(), key_id.key_pair());
-    std::fs::write(d.join("chain.pem"), format!("{leaf}{}", root.pem())).unwrap();
-    std::fs::write(d.join("key.pem"), key.serialize_pem()).unwrap();
-    std::fs::write(
-        d.join("x509.toml"),
-        "[x509]\nbackend = \"file\"\ncertificate = \"chain.pem\"\nprivate_key = \"key.pem\"\n",
-    )
-    .unwrap();
+    x509_device(d, "x509", &root, "cli-x509");
     let provision = |config: &str| {
         run(
             &[
@@ -108,7 +79,7 @@ fn enrollments_made_with_hsmctl_provision_devices() {
         let config = d.join(config);
         let before = failed(provision(p(&config)));
         assert!(before.contains("401") || before.contains("not"), "{before}");
-        let out: Value = serde_json::from_str(&ok(run(
+        let out: Value = serde_json::from_str(&ok(&run(
             &[&["enrollment", "create", "--config", p(&config)][..], &svc[..]].concat(),
             None,
         )))
@@ -123,12 +94,12 @@ fn enrollments_made_with_hsmctl_provision_devices() {
             again.contains("exists") && again.contains("enrollment update"),
             "{again}"
         );
-        let assigned = ok(provision(p(&config)));
+        let assigned = ok(&provision(p(&config)));
         assert!(assigned.contains(&format!("registration id: {id}")), "{assigned}");
     }
 
     // A group from the same identity's chain (its CA): another device of that CA then provisions.
-    let out: Value = serde_json::from_str(&ok(run(
+    let out: Value = serde_json::from_str(&ok(&run(
         &[
             &[
                 "enrollment",
@@ -152,20 +123,12 @@ fn enrollments_made_with_hsmctl_provision_devices() {
             .contains("cli root"),
         "{out}"
     );
-    let key2_id = root.leaf("fleet-dev");
-    let (leaf2, key2) = (key2_id.cert_pem(), key2_id.key_pair());
-    std::fs::write(d.join("chain2.pem"), format!("{leaf2}{}", root.pem())).unwrap();
-    std::fs::write(d.join("key2.pem"), key2.serialize_pem()).unwrap();
-    std::fs::write(
-        d.join("fleet.toml"),
-        "[x509]\nbackend = \"file\"\ncertificate = \"chain2.pem\"\nprivate_key = \"key2.pem\"\n",
-    )
-    .unwrap();
-    let assigned = ok(provision(p(&d.join("fleet.toml"))));
+    let fleet = x509_device(d, "fleet", &root, "fleet-dev");
+    let assigned = ok(&provision(p(&fleet)));
     assert!(assigned.contains("registration id: fleet-dev"), "{assigned}");
 
     // The connection string from the environment; disabling refuses the next registration.
-    let out = ok(run(
+    let out = ok(&run(
         &[
             "enrollment",
             "update",
@@ -180,7 +143,7 @@ fn enrollments_made_with_hsmctl_provision_devices() {
     assert!(out.contains("\"provisioningStatus\": \"disabled\""), "{out}");
     failed(provision(p(&d.join("sym.toml"))));
 
-    let state: Value = serde_json::from_str(&ok(run(
+    let state: Value = serde_json::from_str(&ok(&run(
         &[&["enrollment", "registrations", "get", "cli-x509"][..], &svc[..]].concat(),
         None,
     )))
@@ -209,7 +172,7 @@ fn enrollments_made_with_hsmctl_provision_devices() {
         "{second}"
     );
 
-    let list = ok(run(
+    let list = ok(&run(
         &[&["enrollment", "list", "--page-size", "5"][..], &svc[..]].concat(),
         None,
     ));
@@ -218,7 +181,10 @@ fn enrollments_made_with_hsmctl_provision_devices() {
         serde_json::from_str::<Value>(line).unwrap();
     }
 
-    ok(run(&[&["enrollment", "delete", "bulk-0"][..], &svc[..]].concat(), None));
+    ok(&run(
+        &[&["enrollment", "delete", "bulk-0"][..], &svc[..]].concat(),
+        None,
+    ));
     let gone = failed(run(&[&["enrollment", "get", "bulk-0"][..], &svc[..]].concat(), None));
     assert!(gone.contains("not found"), "{gone}");
 
@@ -238,7 +204,7 @@ fn enrollments_made_with_hsmctl_provision_devices() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(stderr.contains("warning: --connection-string"), "{stderr}");
     assert!(!stderr.contains(OWNER_KEY));
-    assert!(ok(out).contains("\"registrationId\": \"bulk-1\""));
+    assert!(ok(&out).contains("\"registrationId\": \"bulk-1\""));
     let none = failed(run(&["enrollment", "list"], None));
     assert!(none.contains("DPS_SERVICE_CONNECTION_STRING"), "{none}");
 }
@@ -249,32 +215,25 @@ fn enrollments_made_with_hsmctl_provision_devices() {
 #[test]
 fn tpm_enrolled_from_its_ek_is_assigned() {
     let tpm = hsm_tpm::testing::Swtpm::start().unwrap();
-    let emu = Emulator::start_with(
-        test_support::emulator::config(vec![]),
-        0,
-        ServerOptions {
-            retry_after: std::time::Duration::ZERO,
-            service_policies: vec![ServicePolicy::owner("owner", OWNER_KEY)],
-            ..ServerOptions::default()
-        },
-    )
-    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ca_file = d.join("server-ca.pem");
-    std::fs::write(&ca_file, emu.server_ca_pem()).unwrap();
-    let cs = emu.service_connection_string(None).unwrap();
+    let ServiceApi {
+        emulator: emu,
+        server_ca: ca_file,
+        connection_string: cs,
+        ..
+    } = service_api(d);
     let cfg = d.join("tpm.toml");
     std::fs::write(&cfg, format!("[tpm]\nbackend = \"tpm\"\ntcti = \"{}\"\n", tpm.tcti())).unwrap();
 
-    let created: Value = serde_json::from_str(&ok(run(
+    let created: Value = serde_json::from_str(&ok(&run(
         &["enrollment", "create", "--config", p(&cfg), "--trusted-ca", p(&ca_file)],
         Some(&cs),
     )))
     .unwrap();
     assert_eq!(created["attestation"]["type"], "tpm", "{created}");
     let id = created["registrationId"].as_str().unwrap();
-    let out = ok(run(
+    let out = ok(&run(
         &[
             "provision",
             "--config",

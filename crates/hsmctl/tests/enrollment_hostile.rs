@@ -3,35 +3,43 @@
 //! fields a newer version adds are printed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::OWNER_KEY;
 use test_support::https_server::{Server, answer};
 
-const KEY: &str = "b3duZXIta2V5LWZvci10aGUtaHNtY3RsLXRlc3RzLTAwMA==";
+/// `hsmctl ARGS --trusted-ca CA` against `server` (its CA written into `dir`), with the owner's
+/// connection string in the environment.
+fn hsmctl_against(server: &Server, dir: &Path, args: &[&str]) -> Output {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let cs = format!(
+        "HostName={};SharedAccessKeyName=owner;SharedAccessKey={OWNER_KEY}",
+        server.endpoint
+    );
+    Command::new(env!("CARGO_BIN_EXE_hsmctl"))
+        .args(args)
+        .arg("--trusted-ca")
+        .arg(&ca)
+        .env("DPS_SERVICE_CONNECTION_STRING", &cs)
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn a_redirected_delete_fails() {
     for status in [301, 302, 307] {
         let server = Server::start(move |_, _| answer(status, &[("Location", "https://127.0.0.1:1/elsewhere")], ""));
         let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, &server.ca_pem).unwrap();
-        let cs = format!(
-            "HostName={};SharedAccessKeyName=owner;SharedAccessKey={KEY}",
-            server.endpoint
-        );
         for args in [
             &["enrollment", "delete", "dev-1"][..],
             &["enrollment", "delete", "fleet", "--group"][..],
             &["enrollment", "registrations", "delete", "dev-1"][..],
         ] {
-            let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-                .args(args)
-                .arg("--trusted-ca")
-                .arg(&ca)
-                .env("DPS_SERVICE_CONNECTION_STRING", &cs)
-                .output()
-                .unwrap();
+            let out = hsmctl_against(&server, dir.path(), args);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
                 !out.status.success(),
@@ -53,19 +61,12 @@ fn the_api_version_is_sent_and_newer_fields_are_shown() {
         )
     });
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &server.ca_pem).unwrap();
-    let cs = format!(
-        "HostName={};SharedAccessKeyName=owner;SharedAccessKey={KEY}",
-        server.endpoint
-    );
     let run = |version: &str| {
-        Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-            .args(["enrollment", "get", "dev-1", "--api-version", version, "--trusted-ca"])
-            .arg(&ca)
-            .env("DPS_SERVICE_CONNECTION_STRING", &cs)
-            .output()
-            .unwrap()
+        hsmctl_against(
+            &server,
+            dir.path(),
+            &["enrollment", "get", "dev-1", "--api-version", version],
+        )
     };
     let out = run("2026-04-01");
     let stdout = String::from_utf8_lossy(&out.stdout);

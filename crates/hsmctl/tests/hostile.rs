@@ -7,12 +7,12 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Ca, SCOPE, ca};
+use common::{Ca, ca, provision_command};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -108,13 +108,8 @@ fn hostile(behaviour: impl Fn(usize, &mut Tls) + Send + Sync + 'static) -> Hosti
 impl Hostile {
     fn provision(&self, timeout_s: u64) -> (Output, Duration) {
         let started = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-            .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--trusted-ca")
-            .arg(&self.server_ca)
-            .arg("--config")
-            .arg(&self.device)
+        let endpoint = format!("127.0.0.1:{}", self.port);
+        let out = provision_command(None, &endpoint, &self.server_ca, &self.device)
             .args(["--timeout", &timeout_s.to_string()])
             .output()
             .unwrap();

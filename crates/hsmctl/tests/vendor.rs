@@ -14,29 +14,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use common::{Ca, HUB, SCOPE, ca};
+use common::{Ca, HUB, ca, certify_csr, ok, provision};
 use dps_emulator::{Emulator, Enrollment};
 use hsm_core::X509Identity;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Build the example vendor backend once per test process.
 fn example() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
+    // One fixed directory under the target dir (rebuilt by each run, never left in /tmp).
     LIB.get_or_init(|| {
-        // One fixed directory under the target dir (rebuilt by each run, never left in /tmp).
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vendor-hsmctl-tests");
-        let st = Command::new("make")
-            .arg("-s")
-            .arg("-C")
-            .arg(root().join("examples/vendor-ecdsa"))
-            .arg(format!("OUT={}", out.display()))
-            .status()
-            .expect("make is required to build examples/vendor-ecdsa");
-        assert!(st.success(), "building examples/vendor-ecdsa failed");
-        out.join("libvendor_ecdsa.so")
+        test_support::examples::vendor_ecdsa(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("vendor-hsmctl-tests"))
     })
 }
 
@@ -73,21 +60,7 @@ fn provision_with_the_example_vendor_backend() {
     let server_ca = dir.path().join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
     let cfg = vendor_device(dir.path(), &root_ca, "device-vendor-c");
-    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-        .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
-        .arg(emulator.global_endpoint())
-        .arg("--trusted-ca")
-        .arg(&server_ca)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = ok(&provision(&emulator, &server_ca, None, &cfg, &[]));
     assert!(stdout.contains("registration id: device-vendor-c"), "{stdout}");
     assert!(stdout.contains(&format!("assigned hub: {HUB}")), "{stdout}");
 
@@ -95,15 +68,7 @@ fn provision_with_the_example_vendor_backend() {
     let rogue_dir = dir.path().join("rogue");
     std::fs::create_dir_all(&rogue_dir).unwrap();
     let cfg = vendor_device(&rogue_dir, &ca("rogue root"), "device-rogue");
-    let out = Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-        .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
-        .arg(emulator.global_endpoint())
-        .arg("--trusted-ca")
-        .arg(&server_ca)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = provision(&emulator, &server_ca, None, &cfg, &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
@@ -288,24 +253,7 @@ fn conformance_command_passes_the_pkcs11_backend() {
         hsm.conf(),
     );
     let root_ca = ca("pkcs11 conformance root");
-    let (root_pem, root_key) = (dir.path().join("root.pem"), dir.path().join("root.key.pem"));
-    std::fs::write(&root_pem, root_ca.pem()).unwrap();
-    std::fs::write(&root_key, root_ca.key_pem()).unwrap();
-    let issued = dir.path().join("issued");
-    hsmctl_ok(
-        &[
-            "certs",
-            "--out-dir",
-            issued.to_str().unwrap(),
-            "--ca-cert",
-            root_pem.to_str().unwrap(),
-            "--ca-key",
-            root_key.to_str().unwrap(),
-            "--csr",
-            csr.to_str().unwrap(),
-        ],
-        hsm.conf(),
-    );
+    let issued = certify_csr(dir.path(), &root_ca, &csr);
     let cfg = dir.path().join("pkcs11.toml");
     std::fs::write(
         &cfg,

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+pub mod bench;
 pub mod emulator;
 pub mod examples;
 pub mod https_server;

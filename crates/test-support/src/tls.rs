@@ -31,6 +31,32 @@ pub fn client_config(ca_pem: &str) -> Arc<ClientConfig> {
     )
 }
 
+/// An in-memory handshake: passes the bytes each side writes to the other until both are idle; the
+/// first error either side meets (the test fails when 20 rounds do not finish it).
+pub fn handshake(
+    client: &mut rustls::ClientConnection,
+    server: &mut rustls::ServerConnection,
+) -> Result<(), rustls::Error> {
+    for _ in 0..20 {
+        let mut to_server = Vec::new();
+        client.write_tls(&mut to_server).expect("writing to memory");
+        if !to_server.is_empty() {
+            server.read_tls(&mut &to_server[..]).expect("reading from memory");
+            server.process_new_packets()?;
+        }
+        let mut to_client = Vec::new();
+        server.write_tls(&mut to_client).expect("writing to memory");
+        if !to_client.is_empty() {
+            client.read_tls(&mut &to_client[..]).expect("reading from memory");
+            client.process_new_packets()?;
+        }
+        if to_server.is_empty() && to_client.is_empty() && !client.is_handshaking() && !server.is_handshaking() {
+            return Ok(());
+        }
+    }
+    panic!("handshake did not finish");
+}
+
 /// The TLS side of the loopback test servers: a fresh self-signed certificate for 127.0.0.1 and
 /// localhost, no client authentication; and the certificate's PEM for the clients under test to trust.
 pub fn loopback_server_config() -> (Arc<ServerConfig>, String) {

@@ -22,6 +22,7 @@ const COPIES: &[(&str, &str)] = &[
         "test_support::softhsm (fixture, for_children, create)",
     ),
     ("assigned_hub:", "test_support::emulator::config"),
+    ("process_new_packets", "test_support::tls::handshake"),
 ];
 
 /// Sleeps that still stand for an event the test cannot observe yet (issue 22): the device having

@@ -34,6 +34,7 @@ use std::time::Duration;
 use hsm_core::{Curve, KeyAlgorithm, SignatureScheme, SigningKey};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use rustls::server::WebPkiClientVerifier;
+use test_support::bench::median;
 
 /// CPU time of the calling thread, in nanoseconds.
 fn thread_cpu_ns() -> u64 {
@@ -346,11 +347,6 @@ impl Drop for CTlsio {
         // SAFETY: destroyed once.
         unsafe { (self.table.destroy.unwrap())(self.handle) };
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn mean_us(samples: &[u64]) -> f64 {

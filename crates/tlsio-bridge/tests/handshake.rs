@@ -40,31 +40,6 @@ fn rsa_key_pem(dir: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-/// Pump bytes between client and server until both are idle.
-fn handshake(
-    client: &mut rustls::ClientConnection,
-    server: &mut rustls::ServerConnection,
-) -> Result<(), rustls::Error> {
-    for _ in 0..20 {
-        let mut buf = Vec::new();
-        client.write_tls(&mut buf).unwrap();
-        if !buf.is_empty() {
-            server.read_tls(&mut &buf[..]).unwrap();
-            server.process_new_packets()?;
-        }
-        let mut buf2 = Vec::new();
-        server.write_tls(&mut buf2).unwrap();
-        if !buf2.is_empty() {
-            client.read_tls(&mut &buf2[..]).unwrap();
-            client.process_new_packets()?;
-        }
-        if buf.is_empty() && buf2.is_empty() && !client.is_handshaking() && !server.is_handshaking() {
-            return Ok(());
-        }
-    }
-    panic!("handshake did not finish");
-}
-
 fn run(alg: Option<&'static rcgen::SignatureAlgorithm>, versions: TlsVersions) -> String {
     let dir = tempfile::tempdir().unwrap();
     let pki = ca();
@@ -100,11 +75,11 @@ fn run(alg: Option<&'static rcgen::SignatureAlgorithm>, versions: TlsVersions) -
         .unwrap();
     let mut c = rustls::ClientConnection::new(Arc::new(ccfg), "localhost".try_into().unwrap()).unwrap();
     let mut s = rustls::ServerConnection::new(Arc::new(scfg)).unwrap();
-    handshake(&mut c, &mut s).unwrap();
+    test_support::tls::handshake(&mut c, &mut s).unwrap();
 
     // Application data flows both ways and the server saw our certificate.
     c.writer().write_all(b"ping").unwrap();
-    handshake(&mut c, &mut s).unwrap();
+    test_support::tls::handshake(&mut c, &mut s).unwrap();
     let mut got = [0u8; 4];
     s.reader().read_exact(&mut got).unwrap();
     assert_eq!(&got, b"ping");

@@ -7,7 +7,7 @@ pub mod mqtt_server;
 pub mod scripted;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dps_device::{
     AssignedDeviceSubstatus, Attestation, EnrollmentStatus, Error, Options, ProvisioningClient, ServiceError, Transport,
@@ -39,6 +39,31 @@ pub fn options() -> Options {
         timeout: Duration::from_secs(20),
         ..Options::default()
     }
+}
+
+/// The test options with an overall `timeout`.
+pub fn timeout_after(timeout: Duration) -> Options {
+    Options { timeout, ..options() }
+}
+
+/// A client over `t` for a test's own server (scripted or hostile) at `endpoint`, trusting its `ca_pem`.
+pub fn client_to(endpoint: &str, ca_pem: &str, t: Transport, options: Options) -> ProvisioningClient {
+    ProvisioningClient::new(endpoint, SCOPE, t, roots(ca_pem), options)
+}
+
+/// Registers the symmetric-key device `d` (`DEVICE_KEY`), which must fail: the error and how long it took.
+pub async fn failed_registration(client: &ProvisioningClient) -> (Error, Duration) {
+    let started = Instant::now();
+    let e = client.register(&symmetric("d", DEVICE_KEY), None).await.unwrap_err();
+    (e, started.elapsed())
+}
+
+/// `e` is a transport error of `t`.
+pub fn assert_transport_error(e: &Error, t: Transport) {
+    assert!(
+        matches!(e, Error::Transport { transport, .. } if *transport == t),
+        "expected a transport error of {t}: {e:?}"
+    );
 }
 
 /// The emulator's listener for `t`: the test table's emulator adapter (a new transport adds its
@@ -136,4 +161,19 @@ pub fn assert_assigned(a: &dps_device::Assignment, registration_id: &str) {
     assert!(a.etag.as_ref().is_some_and(|e| !e.is_empty()));
     assert!(a.created_date_time_utc.as_ref().is_some_and(|e| e.contains('T')));
     assert!(a.last_updated_date_time_utc.as_ref().is_some_and(|e| e.contains('T')));
+}
+
+/// `a` assigns `registration_id` (as `assert_assigned` checks) and carries the TPM authentication key of
+/// the hub (the answer to a TPM attestation).
+pub fn assert_tpm_assigned(a: &dps_device::Assignment, registration_id: &str) {
+    assert_assigned(a, registration_id);
+    assert!(
+        a.state
+            .tpm
+            .as_ref()
+            .and_then(|t| t.authentication_key.as_ref())
+            .is_some(),
+        "{:?}",
+        a.state
+    );
 }

@@ -5,7 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dps_device::{Assignment, Error, Options, ProvisioningClient, Transport};
 use test_support::https_server::{Reply, Server};
+
+/// DPS's answers for the device `d` in the operation `op-1`: still assigning; assigned to the hub `h`.
+pub const ASSIGNING: &str = r#"{"operationId":"op-1","status":"assigning"}"#;
+pub const ASSIGNED: &str = r#"{"operationId":"op-1","status":"assigned","registrationState":{"registrationId":"d","assignedHub":"h","deviceId":"d","status":"assigned"}}"#;
 
 #[derive(Clone)]
 pub enum Step {
@@ -39,6 +44,17 @@ pub struct Scripted {
 }
 
 impl Scripted {
+    /// A client of this server over HTTPS.
+    pub fn https_client(&self, options: Options) -> ProvisioningClient {
+        super::client_to(&self.endpoint, &self.ca_pem, Transport::Https, options)
+    }
+
+    /// Registers the symmetric-key device `d` with this server over HTTPS.
+    pub async fn register(&self, options: Options) -> Result<Assignment, Error> {
+        let device = super::symmetric("d", super::DEVICE_KEY);
+        self.https_client(options).register(&device, None).await
+    }
+
     /// The request lines so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()

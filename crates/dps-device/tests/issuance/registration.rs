@@ -79,13 +79,7 @@ async fn rsa_and_p256_csrs_are_refused_before_anything_is_sent() {
     let p256 = { test_support::pki::csr("p256-device", KeyType::P256).0 };
     let server = Scripted::start(vec![json(500, None, "{}")]);
     for (csr, shown) in [(rsa, "1.2.840.113549.1.1.1"), (p256, "1.2.840.10045.3.1.7")] {
-        let client = dps_device::ProvisioningClient::new(
-            &server.endpoint,
-            SCOPE,
-            dps_device::Transport::Https,
-            roots(&server.ca_pem),
-            options(),
-        );
+        let client = server.https_client(options());
         match client
             .register_with_csr(&symmetric("p256-device", DEVICE_KEY), None, None, &csr)
             .await
@@ -137,13 +131,7 @@ async fn an_assignment_without_a_usable_chain_is_a_protocol_error() {
         ),
     ] {
         let server = Scripted::start(vec![json(200, None, &answer)]);
-        let client = dps_device::ProvisioningClient::new(
-            &server.endpoint,
-            SCOPE,
-            dps_device::Transport::Https,
-            roots(&server.ca_pem),
-            options(),
-        );
+        let client = server.https_client(options());
         match client
             .register_with_csr(&symmetric("d", DEVICE_KEY), None, None, &csr)
             .await

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hsm_core::config::Config;
+use hsm_riot::pki::{KeyKind, PkiOptions};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 pub struct Device {
@@ -128,4 +129,22 @@ pub fn sha256_hex_openssl(path: &Path) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+/// What `hsm_riot::pki::generate` makes in `out_dir` for these tests: a P-256 root named `root_cn`
+/// (under it an intermediate named `intermediate_cn`, when given), no leaf yet, 30-day leaves and
+/// 365-day CAs, nothing overwritten.
+pub fn pki_options(out_dir: &Path, root_cn: &str, intermediate_cn: Option<&str>) -> PkiOptions {
+    PkiOptions {
+        out_dir: out_dir.to_path_buf(),
+        root_cn: root_cn.into(),
+        intermediate_cn: intermediate_cn.map(Into::into),
+        device_ids: vec![],
+        csr_files: vec![],
+        key_kind: KeyKind::P256,
+        leaf_days: 30,
+        ca_days: 365,
+        issuer: None,
+        overwrite: false,
+    }
 }

@@ -1,30 +1,16 @@
 //! What every provisioning test uses: an emulator with an X.509 group, a symmetric individual enrollment
-//! and a symmetric group; device configurations; `hsmctl provision` over HTTPS or MQTT; outcome checks.
+//! and a symmetric group; device configurations; `hsmctl provision` over every transport; outcome checks.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use dps_emulator::{Emulator, Enrollment};
 
-use crate::common::{Ca, SCOPE, ca};
+use crate::common::{Ca, ca, provision, provision_command};
+pub use crate::common::{ok, x509_device};
 
 pub const GROUP_KEY: &str = "9okJC6lKhmgI33KikQOMre4DvF+vacd9NUl2ATGVC44YeJfOCvzyC1C6KzfcqEqVG3BG8p7Vq5TwEGGfadbhiQ==";
 pub const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
-
-/// Write a device chain (leaf + issuing CA) and key; return the config path.
-pub fn x509_device(dir: &Path, name: &str, ca: &Ca, cn: &str) -> PathBuf {
-    let key_id = ca.leaf(cn);
-    let (leaf, key) = (key_id.cert_pem(), key_id.key_pair());
-    std::fs::write(dir.join(format!("{name}-chain.pem")), format!("{leaf}{}", ca.pem())).unwrap();
-    std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
-    let cfg = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &cfg,
-        format!("[x509]\nbackend = \"file\"\ncertificate = \"{name}-chain.pem\"\nprivate_key = \"{name}-key.pem\"\n"),
-    )
-    .unwrap();
-    cfg
-}
 
 pub fn symm_device(dir: &Path, name: &str, body: &str) -> PathBuf {
     let cfg = dir.join(format!("{name}.toml"));
@@ -70,55 +56,25 @@ pub fn env() -> Env {
 }
 
 impl Env {
+    /// `hsmctl provision` (over HTTPS, hsmctl's default) against the emulator.
     pub fn provision(&self, config: &Path, extra: &[&str]) -> Output {
-        self.provision_with(Command::new(env!("CARGO_BIN_EXE_hsmctl")), config, extra)
+        provision(&self.emulator, &self.server_ca, None, config, extra)
     }
 
-    pub fn provision_with(&self, mut command: Command, config: &Path, extra: &[&str]) -> Output {
-        command
-            .args(["provision", "--id-scope", SCOPE, "--global-endpoint"])
-            .arg(self.emulator.global_endpoint())
-            .arg("--trusted-ca")
-            .arg(&self.server_ca)
-            .arg("--config")
-            .arg(config)
-            .args(extra)
-            .output()
-            .unwrap()
+    /// The same as a command, for the caller to add to and run.
+    pub fn provision_command(&self, config: &Path) -> Command {
+        provision_command(None, &self.emulator.global_endpoint(), &self.server_ca, config)
     }
-}
 
-impl Env {
     /// `hsmctl provision --transport mqtt` against the emulator's MQTT listener.
     pub fn provision_mqtt(&self, config: &Path, extra: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-            .args([
-                "provision",
-                "--transport",
-                "mqtt",
-                "--id-scope",
-                SCOPE,
-                "--global-endpoint",
-            ])
-            .arg(self.emulator.mqtt_endpoint())
-            .arg("--trusted-ca")
-            .arg(&self.server_ca)
-            .arg("--config")
-            .arg(config)
-            .args(extra)
-            .output()
-            .unwrap()
+        provision(&self.emulator, &self.server_ca, Some("mqtt"), config, extra)
     }
-}
 
-pub fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    /// `hsmctl provision --transport transport` against the emulator's listener for it.
+    pub fn provision_over(&self, transport: &str, config: &Path, extra: &[&str]) -> Output {
+        provision(&self.emulator, &self.server_ca, Some(transport), config, extra)
+    }
 }
 
 pub fn refused(out: &Output, needle: &str) {
@@ -134,26 +90,4 @@ pub fn refused(out: &Output, needle: &str) {
 
 pub fn hsmctl(args: &[&str]) -> String {
     ok(&Command::new(env!("CARGO_BIN_EXE_hsmctl")).args(args).output().unwrap())
-}
-
-/// Issue a leaf for a CSR with the test root, through `hsmctl certs --csr`.
-pub fn certify_csr(e: &Env, csr: &Path) -> PathBuf {
-    let root_pem = e.dir.path().join("root.pem");
-    let root_key = e.dir.path().join("root.key.pem");
-    std::fs::write(&root_pem, e.root.pem()).unwrap();
-    std::fs::write(&root_key, e.root.key_pem()).unwrap();
-    let out = e.dir.path().join("issued");
-    let o = out.to_str().unwrap();
-    hsmctl(&[
-        "certs",
-        "--out-dir",
-        o,
-        "--ca-cert",
-        root_pem.to_str().unwrap(),
-        "--ca-key",
-        root_key.to_str().unwrap(),
-        "--csr",
-        csr.to_str().unwrap(),
-    ]);
-    out
 }

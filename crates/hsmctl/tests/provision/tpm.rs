@@ -6,7 +6,7 @@ use std::process::Command;
 
 use dps_emulator::{Emulator, Enrollment};
 
-use crate::common::{HUB, SCOPE};
+use crate::common::{HUB, SCOPE, provision};
 use crate::setup::*;
 
 /// TPM attestation on a fresh swtpm: enrollment record from `hsmctl enrollment`, then
@@ -35,28 +35,7 @@ fn tpm_attestation_is_assigned() {
     .unwrap();
     let server_ca = dir.path().join("server-ca.pem");
     std::fs::write(&server_ca, emulator.server_ca_pem()).unwrap();
-    let provision_over = |cfg: &Path, transport: &str| {
-        let endpoint = match transport {
-            "amqp" => emulator.amqp_endpoint(),
-            _ => emulator.global_endpoint(),
-        };
-        Command::new(env!("CARGO_BIN_EXE_hsmctl"))
-            .args([
-                "provision",
-                "--transport",
-                transport,
-                "--id-scope",
-                SCOPE,
-                "--global-endpoint",
-            ])
-            .arg(endpoint)
-            .arg("--trusted-ca")
-            .arg(&server_ca)
-            .arg("--config")
-            .arg(cfg)
-            .output()
-            .unwrap()
-    };
+    let provision_over = |cfg: &Path, transport: &str| provision(&emulator, &server_ca, Some(transport), cfg, &[]);
     let provision = |cfg: &Path| provision_over(cfg, "https");
     for transport in ["https", "https", "amqp", "amqp-ws"] {
         let out = ok(&provision_over(&cfg, transport));

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{HUB, ca};
+use crate::common::{HUB, ca, certify_csr};
 use crate::setup::*;
 
 #[test]
@@ -102,7 +102,7 @@ fn x509_key_generated_in_softhsm_is_assigned() {
         "--out",
         csr.to_str().unwrap(),
     ]);
-    let issued = certify_csr(&e, &csr);
+    let issued = certify_csr(e.dir.path(), &e.root, &csr);
     run(&[
         "pkcs11",
         "import-cert",
@@ -116,9 +116,10 @@ fn x509_key_generated_in_softhsm_is_assigned() {
     let cfg = e.dir.path().join("pkcs11.toml");
     let provision = |uri: &str| {
         std::fs::write(&cfg, format!("[x509]\nbackend = \"pkcs11\"\nkey = \"{uri}\"\n")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hsmctl"));
-        command.env("SOFTHSM2_CONF", hsm.conf());
-        e.provision_with(command, &cfg, &[])
+        e.provision_command(&cfg)
+            .env("SOFTHSM2_CONF", hsm.conf())
+            .output()
+            .unwrap()
     };
     let stdout = ok(&provision(&key_uri));
     assert!(stdout.contains("device id: device-hsm"), "{stdout}");
