@@ -17,6 +17,7 @@ pub mod sas;
 mod scheme;
 pub mod tls;
 pub mod token;
+pub mod x509;
 mod traits;
 
 pub use error::{Error, Origin, Result};
