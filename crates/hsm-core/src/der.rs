@@ -15,7 +15,6 @@ pub(crate) const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d
 /// DER of the named-curve OID of P-384.
 pub(crate) const P384_PARAMS: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 
-
 /// PKCS#1 v1.5 DigestInfo prefixes (RFC 8017 section 9.2, note 1): the DER of a DigestInfo up to
 /// the digest itself.
 pub const SHA256_DIGEST_INFO: &[u8] = &[
@@ -137,8 +136,8 @@ pub fn rsa_spki(modulus: &[u8], exponent: &[u8]) -> Vec<u8> {
 /// DER SubjectPublicKeyInfo, which must be exactly one (nothing after it).
 pub fn spki_public_key_bits(spki: &[u8]) -> Result<Vec<u8>> {
     // from_der refuses anything after the SubjectPublicKeyInfo.
-    let info =
-        SubjectPublicKeyInfoRef::from_der(spki).map_err(|e| Error::parse("public key (a DER SubjectPublicKeyInfo)", e))?;
+    let info = SubjectPublicKeyInfoRef::from_der(spki)
+        .map_err(|e| Error::parse("public key (a DER SubjectPublicKeyInfo)", e))?;
     let bits = info.subject_public_key.as_bytes().ok_or_else(|| {
         Error::parse(
             "public key (a DER SubjectPublicKeyInfo)",

@@ -17,8 +17,8 @@ pub mod sas;
 mod scheme;
 pub mod tls;
 pub mod token;
-pub mod x509;
 mod traits;
+pub mod x509;
 
 pub use error::{Error, Origin, Result};
 pub use scheme::{Curve, KeyAlgorithm, SignatureScheme};

@@ -78,8 +78,8 @@ pub fn public_key_spki(cert: &CertificateDer<'_>) -> Result<Vec<u8>> {
 
 /// Algorithm, curve or modulus size of a DER SubjectPublicKeyInfo.
 pub fn key_algorithm_from_spki(spki: &[u8]) -> Result<crate::KeyAlgorithm> {
-    use ::der::Decode as _;
     use crate::x509::oid;
+    use ::der::Decode as _;
     let info = spki::SubjectPublicKeyInfoRef::from_der(spki).map_err(|e| Error::parse("public key", e))?;
     let bits = info
         .subject_public_key
@@ -88,8 +88,8 @@ pub fn key_algorithm_from_spki(spki: &[u8]) -> Result<crate::KeyAlgorithm> {
     match info.algorithm.oid {
         oid::RSA_ENCRYPTION => {
             // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
-            let [modulus, _exponent] = <[::der::asn1::UintRef<'_>; 2]>::from_der(bits)
-                .map_err(|e| Error::parse("RSA public key", e))?;
+            let [modulus, _exponent] =
+                <[::der::asn1::UintRef<'_>; 2]>::from_der(bits).map_err(|e| Error::parse("RSA public key", e))?;
             Ok(crate::KeyAlgorithm::Rsa {
                 bits: u32::try_from(modulus.as_bytes().len() * 8).map_err(|e| Error::parse("RSA public key", e))?,
             })

@@ -9,9 +9,9 @@ use ::der::{Decode as _, Encode, Reader as _, SliceReader, Tag, Tagged as _};
 use sha2::{Digest as _, Sha256};
 use spki::AlgorithmIdentifierOwned;
 pub use x509_cert::Certificate;
-pub use x509_cert::name::Name;
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::ext::Extension;
+pub use x509_cert::name::Name;
 use x509_cert::name::RelativeDistinguishedName;
 use x509_cert::time::Time;
 
@@ -97,9 +97,18 @@ pub fn common_name(name: &Name) -> Result<String> {
         .iter()
         .flat_map(|rdn| rdn.0.iter())
         .find(|a| a.oid == oid::COMMON_NAME)
-        .ok_or_else(|| Error::parse("certificate", format!("subject `{}` has no common name", name_to_string(name))))?;
-    attribute_text(&value.value)
-        .ok_or_else(|| Error::parse("certificate common name", "not a UTF8String, PrintableString or IA5String"))
+        .ok_or_else(|| {
+            Error::parse(
+                "certificate",
+                format!("subject `{}` has no common name", name_to_string(name)),
+            )
+        })?;
+    attribute_text(&value.value).ok_or_else(|| {
+        Error::parse(
+            "certificate common name",
+            "not a UTF8String, PrintableString or IA5String",
+        )
+    })
 }
 
 /// `CN=device, O=maker`: the attributes in their order, `+` between those of one RDN; an
@@ -194,7 +203,8 @@ pub fn utf8_name(attributes: &[(ObjectIdentifier, &str)]) -> Result<Name> {
     let rdns = attributes
         .iter()
         .map(|(id, value)| {
-            let value = Any::new(Tag::Utf8String, value.as_bytes()).map_err(|e| Error::invalid("name", e.to_string()))?;
+            let value =
+                Any::new(Tag::Utf8String, value.as_bytes()).map_err(|e| Error::invalid("name", e.to_string()))?;
             let set = ::der::asn1::SetOfVec::try_from(vec![AttributeTypeAndValue { oid: *id, value }])
                 .map_err(|e| Error::invalid("name", e.to_string()))?;
             Ok(RelativeDistinguishedName(set))

@@ -19,7 +19,10 @@ fn rsa_key() -> FileKey {
 #[test]
 fn rsa_request_bytes_are_unchanged() {
     let der = hsm_core::csr::request_der(&rsa_key(), "golden-device").unwrap();
-    assert_eq!(digest(&der), "19607686b7726ee92f0e07a084949b434acff90aa7f8c70709a18e1caafc8e6d");
+    assert_eq!(
+        digest(&der),
+        "19607686b7726ee92f0e07a084949b434acff90aa7f8c70709a18e1caafc8e6d"
+    );
     let pem = hsm_core::csr::request_pem(&rsa_key(), "golden-device").unwrap();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----\n"), "{pem}");
 }

@@ -251,9 +251,9 @@ fn generate_p384_pem() -> Result<zeroize::Zeroizing<String>> {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING, &rng)
         .map_err(|_| Error::Crypto {
-            op: "generate an EC P-384 key",
-            reason: "the OS random number generator failed".into(),
-        })?;
+        op: "generate an EC P-384 key",
+        reason: "the OS random number generator failed".into(),
+    })?;
     let b64 = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref()));
     let mut pem = zeroize::Zeroizing::new(String::from("-----BEGIN PRIVATE KEY-----\n"));
     for line in b64.as_bytes().chunks(64) {

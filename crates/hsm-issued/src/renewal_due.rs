@@ -27,7 +27,10 @@ impl CertificateInfo {
     pub fn of(leaf: &CertificateDer<'_>) -> Result<Self> {
         use hsm_core::x509;
         let c = x509::parse("certificate", leaf)?.tbs_certificate;
-        let (from, to) = (x509::unix_time(&c.validity.not_before), x509::unix_time(&c.validity.not_after));
+        let (from, to) = (
+            x509::unix_time(&c.validity.not_before),
+            x509::unix_time(&c.validity.not_after),
+        );
         Ok(CertificateInfo {
             subject: x509::name_to_string(&c.subject),
             issuer: x509::name_to_string(&c.issuer),

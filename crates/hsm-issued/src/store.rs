@@ -17,8 +17,8 @@ use hsm_core::{Error, OpenSigner, Result, SigningKey, pem};
 use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
-use crate::files::{remove_file, write_new};
 use crate::chain::verify_chain;
+use crate::files::{remove_file, write_new};
 use crate::keys::KeySource;
 
 /// The state file in the store directory.

@@ -253,12 +253,15 @@ fn authority_key_id(key_id: Vec<u8>) -> Result<Extension> {
     x509::make_extension(oid::AUTHORITY_KEY_IDENTIFIER, false, &aki)
 }
 
+/// Signs the DER of a TBSCertificate.
+type SignFn<'a> = Box<dyn Fn(&[u8]) -> Result<Vec<u8>> + 'a>;
+
 /// Who signs a certificate: its name, key identifier, algorithm and signature.
 struct Signer<'a> {
     name: Name,
     key_id: Vec<u8>,
     algorithm: AlgorithmIdentifierOwned,
-    sign: Box<dyn Fn(&[u8]) -> Result<Vec<u8>> + 'a>,
+    sign: SignFn<'a>,
 }
 
 impl<'a> Signer<'a> {

@@ -26,8 +26,16 @@ fn data(name: &str) -> Vec<u8> {
 fn self_signed_chain_bytes_are_unchanged() {
     let chain = issue_chain(&keys(), "golden-device", &Validity::default(), None).unwrap();
     assert!(chain.ca_chain.is_empty());
-    assert_eq!(digest(&chain.device_id), "05a04e96d0250ea692820667728f94d2854c215f33fcbdb316de995992637954", "DeviceID");
-    assert_eq!(digest(&chain.alias), "b5dee558cec206db9af1783359f39db2ba7832a282e9a9590939be89d78f8f84", "Alias");
+    assert_eq!(
+        digest(&chain.device_id),
+        "05a04e96d0250ea692820667728f94d2854c215f33fcbdb316de995992637954",
+        "DeviceID"
+    );
+    assert_eq!(
+        digest(&chain.alias),
+        "b5dee558cec206db9af1783359f39db2ba7832a282e9a9590939be89d78f8f84",
+        "Alias"
+    );
 }
 
 #[test]
@@ -39,8 +47,16 @@ fn utc_time_validity_bytes_are_unchanged() {
         not_after: not_before + time::Duration::days(365),
     };
     let chain = issue_chain(&keys(), "golden-device", &validity, None).unwrap();
-    assert_eq!(digest(&chain.device_id), "c25c4b660ffb8fc19f7dee163929926704b12f3ebb9b7bcfd0b1b35a2ba6ba16", "DeviceID");
-    assert_eq!(digest(&chain.alias), "0846ce79df44b2237c5036cf2482eb60814ec4a955c30272083bda6954ba7ef1", "Alias");
+    assert_eq!(
+        digest(&chain.device_id),
+        "c25c4b660ffb8fc19f7dee163929926704b12f3ebb9b7bcfd0b1b35a2ba6ba16",
+        "DeviceID"
+    );
+    assert_eq!(
+        digest(&chain.alias),
+        "0846ce79df44b2237c5036cf2482eb60814ec4a955c30272083bda6954ba7ef1",
+        "Alias"
+    );
 }
 
 #[test]
@@ -49,6 +65,14 @@ fn ca_signed_chain_bytes_are_unchanged() {
     let ca = CaSigner::from_pem("golden CA", &data("golden-ca.cert.pem"), "golden CA key", &key).unwrap();
     let chain = issue_chain(&keys(), "golden-device", &Validity::default(), Some(&ca)).unwrap();
     assert_eq!(chain.ca_chain.len(), 1);
-    assert_eq!(digest(&chain.device_id), "93e57777bd4b5c4f8cb5a70567621f40f70462cef7e1887aaf4fe8c01e5eeffd", "DeviceID");
-    assert_eq!(digest(&chain.alias), "b5dee558cec206db9af1783359f39db2ba7832a282e9a9590939be89d78f8f84", "Alias");
+    assert_eq!(
+        digest(&chain.device_id),
+        "93e57777bd4b5c4f8cb5a70567621f40f70462cef7e1887aaf4fe8c01e5eeffd",
+        "DeviceID"
+    );
+    assert_eq!(
+        digest(&chain.alias),
+        "b5dee558cec206db9af1783359f39db2ba7832a282e9a9590939be89d78f8f84",
+        "Alias"
+    );
 }
