@@ -24,6 +24,15 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+# One DER stack in the C library (RustCrypto der + x509-cert): the crates it replaced stay out of
+# hsm-abi's default build (tools and tests may still use them).
+for crate in x509-parser rcgen yasna; do
+    if (cd "$root" && cargo tree --locked -p hsm-abi -e normal -i "$crate" 2>/dev/null | grep -q .); then
+        echo "c-size: $crate is back in the C library's dependencies (cargo tree -p hsm-abi -e normal -i $crate)" >&2
+        exit 1
+    fi
+done
+
 (cd "$root" && cargo build --locked -p hsm-abi --lib --profile release-c >&2)
 so="$(cargo_target_dir)/release-c/libhsm_abi.so"
 [ -f "$so" ] || { echo "c-size: $so was not built" >&2; exit 1; }
