@@ -1,10 +1,12 @@
 //! The DER structures the backends write and read around their keys, in one place: the
 //! SubjectPublicKeyInfo of an EC point or an RSA modulus and exponent, ECDSA signatures from the
 //! raw `r || s` that devices return, named-curve parameters (`CKA_EC_PARAMS`), PKCS#1 DigestInfo
-//! prefixes, and the public key bits of a SubjectPublicKeyInfo. Encoding is yasna's (already in
-//! the tree through rcgen), parsing x509-parser's.
+//! prefixes, and the public key bits of a SubjectPublicKeyInfo, on RustCrypto's `der` (the one DER
+//! stack of the C library, see [`crate::x509`]).
 
-use yasna::models::ObjectIdentifier;
+use ::der::asn1::{Any, BitString, UintRef};
+use ::der::{Decode as _, Encode};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
 
 use crate::{Curve, Error, Result};
 
@@ -12,11 +14,6 @@ use crate::{Curve, Error, Result};
 pub(crate) const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 /// DER of the named-curve OID of P-384.
 pub(crate) const P384_PARAMS: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-
-/// id-ecPublicKey (RFC 5480).
-const EC_PUBLIC_KEY: &[u64] = &[1, 2, 840, 10045, 2, 1];
-/// rsaEncryption (RFC 8017 appendix A.1).
-const RSA_ENCRYPTION: &[u64] = &[1, 2, 840, 113_549, 1, 1, 1];
 
 /// PKCS#1 v1.5 DigestInfo prefixes (RFC 8017 section 9.2, note 1): the DER of a DigestInfo up to
 /// the digest itself.
@@ -62,17 +59,24 @@ pub fn curve_len(curve: Curve) -> usize {
 
 /// An unsigned big-endian number (leading zeros allowed) as a DER INTEGER.
 pub fn unsigned_integer(v: &[u8]) -> Vec<u8> {
-    yasna::construct_der(|w| w.write_bigint_bytes(v, true))
+    encode(uint(v))
+}
+
+/// An unsigned big-endian number as der's INTEGER (leading zeros dropped, one added when the
+/// high bit is set; no bytes at all is zero), `None` past der's length limit (256 MB).
+fn uint(v: &[u8]) -> Option<UintRef<'_>> {
+    UintRef::new(if v.is_empty() { &[0] } else { v }).ok()
+}
+
+/// The DER of a value built here from checked parts: its encoding fails only for a length past
+/// der's limit (256 MB), which no key, signature or certificate part reaches; empty then.
+fn encode(v: Option<impl Encode>) -> Vec<u8> {
+    v.and_then(|v| v.to_der().ok()).unwrap_or_default()
 }
 
 /// An ECDSA signature as DER `Ecdsa-Sig-Value` from its `r` and `s` (unsigned big-endian).
 pub fn ecdsa_signature(r: &[u8], s: &[u8]) -> Vec<u8> {
-    yasna::construct_der(|w| {
-        w.write_sequence(|w| {
-            w.next().write_bigint_bytes(r, true);
-            w.next().write_bigint_bytes(s, true);
-        })
-    })
+    encode(uint(r).zip(uint(s)).map(|(r, s)| [r, s]))
 }
 
 /// Raw `r || s` (what PKCS#11's CKM_ECDSA and most devices return) as a DER `Ecdsa-Sig-Value`;
@@ -88,10 +92,6 @@ pub fn ecdsa_raw_to_der(what: &str, curve: Curve, raw: &[u8]) -> Result<Vec<u8>>
     Ok(ecdsa_signature(&raw[..n], &raw[n..]))
 }
 
-fn oid(components: &[u64]) -> ObjectIdentifier {
-    ObjectIdentifier::from_slice(components)
-}
-
 /// The SubjectPublicKeyInfo of an uncompressed EC point (`04 || x || y`) on `curve`.
 pub fn ec_spki(curve: Curve, point: &[u8]) -> Result<Vec<u8>> {
     let params = curve_params(curve);
@@ -105,60 +105,46 @@ pub fn ec_spki(curve: Curve, point: &[u8]) -> Result<Vec<u8>> {
             ),
         ));
     }
-    Ok(yasna::construct_der(|w| {
-        w.write_sequence(|w| {
-            w.next().write_sequence(|w| {
-                w.next().write_oid(&oid(EC_PUBLIC_KEY));
-                w.next().write_der(params);
-            });
-            w.next().write_bitvec_bytes(point, point.len() * 8);
-        })
-    }))
+    let parameters = Any::from_der(params).map_err(|e| Error::Internal(format!("curve parameters: {e}")))?;
+    spki(crate::x509::oid::EC_PUBLIC_KEY, parameters, point)
+}
+
+fn spki(oid: ::der::asn1::ObjectIdentifier, parameters: Any, key: &[u8]) -> Result<Vec<u8>> {
+    let info = SubjectPublicKeyInfoOwned {
+        algorithm: AlgorithmIdentifierOwned {
+            oid,
+            parameters: Some(parameters),
+        },
+        subject_public_key: BitString::from_bytes(key).map_err(|e| Error::Internal(format!("public key: {e}")))?,
+    };
+    info.to_der()
+        .map_err(|e| Error::Internal(format!("a SubjectPublicKeyInfo does not encode: {e}")))
 }
 
 /// The PKCS#1 `RSAPublicKey` of a modulus and public exponent (unsigned big-endian).
 pub fn rsa_public_key(modulus: &[u8], exponent: &[u8]) -> Vec<u8> {
-    yasna::construct_der(|w| {
-        w.write_sequence(|w| {
-            w.next().write_bigint_bytes(modulus, true);
-            w.next().write_bigint_bytes(exponent, true);
-        })
-    })
+    encode(uint(modulus).zip(uint(exponent)).map(|(m, e)| [m, e]))
 }
 
 /// The SubjectPublicKeyInfo of an RSA public key.
 pub fn rsa_spki(modulus: &[u8], exponent: &[u8]) -> Vec<u8> {
     let key = rsa_public_key(modulus, exponent);
-    yasna::construct_der(|w| {
-        w.write_sequence(|w| {
-            w.next().write_sequence(|w| {
-                w.next().write_oid(&oid(RSA_ENCRYPTION));
-                w.next().write_null();
-            });
-            w.next().write_bitvec_bytes(&key, key.len() * 8);
-        })
-    })
+    spki(crate::x509::oid::RSA_ENCRYPTION, Any::null(), &key).unwrap_or_default()
 }
 
 /// The subjectPublicKey bits (the BIT STRING content: an EC point, or a PKCS#1 RSAPublicKey) of a
 /// DER SubjectPublicKeyInfo, which must be exactly one (nothing after it).
 pub fn spki_public_key_bits(spki: &[u8]) -> Result<Vec<u8>> {
-    use x509_parser::prelude::FromDer;
-    let (rest, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki)
+    // from_der refuses anything after the SubjectPublicKeyInfo.
+    let info = SubjectPublicKeyInfoRef::from_der(spki)
         .map_err(|e| Error::parse("public key (a DER SubjectPublicKeyInfo)", e))?;
-    if !rest.is_empty() {
-        return Err(Error::parse(
-            "public key (a DER SubjectPublicKeyInfo)",
-            format!("{} bytes after the SubjectPublicKeyInfo", rest.len()),
-        ));
-    }
-    if info.subject_public_key.unused_bits != 0 {
-        return Err(Error::parse(
+    let bits = info.subject_public_key.as_bytes().ok_or_else(|| {
+        Error::parse(
             "public key (a DER SubjectPublicKeyInfo)",
             "the public key is not a whole number of bytes",
-        ));
-    }
-    Ok(info.subject_public_key.data.to_vec())
+        )
+    })?;
+    Ok(bits.to_vec())
 }
 
 #[cfg(test)]

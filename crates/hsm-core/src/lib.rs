@@ -18,6 +18,7 @@ mod scheme;
 pub mod tls;
 pub mod token;
 mod traits;
+pub mod x509;
 
 pub use error::{Error, Origin, Result};
 pub use scheme::{Curve, KeyAlgorithm, SignatureScheme};

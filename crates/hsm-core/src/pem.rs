@@ -18,7 +18,7 @@ pub fn parse_certificates(what: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'
     for item in rustls_pemfile::read_all(&mut &pem[..]) {
         match item.map_err(|e| Error::parse(what, format!("bad PEM: {e}")))? {
             rustls_pemfile::Item::X509Certificate(c) => {
-                x509_parser::parse_x509_certificate(&c).map_err(|e| {
+                <crate::x509::Certificate as ::der::Decode>::from_der(&c).map_err(|e| {
                     Error::parse(what, format!("certificate {} is not valid X.509: {e}", out.len() + 1))
                 })?;
                 out.push(c)
@@ -68,47 +68,41 @@ pub fn certificates_to_pem(chain: &[CertificateDer<'_>]) -> String {
 
 /// The subject common name of a certificate.
 pub fn common_name(cert: &CertificateDer<'_>) -> Result<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert).map_err(|e| Error::parse("certificate", e))?;
-    let cn = parsed.subject().iter_common_name().next().ok_or_else(|| {
-        Error::parse(
-            "certificate",
-            format!("subject `{}` has no common name", parsed.subject()),
-        )
-    })?;
-    cn.as_str()
-        .map(str::to_string)
-        .map_err(|e| Error::parse("certificate common name", e))
+    crate::x509::common_name(&crate::x509::parse("certificate", cert)?.tbs_certificate.subject)
 }
 
 /// The DER SubjectPublicKeyInfo of a certificate.
 pub fn public_key_spki(cert: &CertificateDer<'_>) -> Result<Vec<u8>> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert).map_err(|e| Error::parse("certificate", e))?;
-    Ok(parsed.public_key().raw.to_vec())
+    crate::x509::spki_der(&crate::x509::parse("certificate", cert)?)
 }
 
 /// Algorithm, curve or modulus size of a DER SubjectPublicKeyInfo.
 pub fn key_algorithm_from_spki(spki: &[u8]) -> Result<crate::KeyAlgorithm> {
-    use x509_parser::prelude::FromDer;
-    use x509_parser::public_key::PublicKey;
-    let (_, info) =
-        x509_parser::x509::SubjectPublicKeyInfo::from_der(spki).map_err(|e| Error::parse("public key", e))?;
-    match info.parsed().map_err(|e| Error::parse("public key", e))? {
-        PublicKey::RSA(rsa) => {
-            let modulus = rsa.modulus.iter().skip_while(|b| **b == 0).count();
+    use crate::x509::oid;
+    use ::der::Decode as _;
+    let info = spki::SubjectPublicKeyInfoRef::from_der(spki).map_err(|e| Error::parse("public key", e))?;
+    let bits = info
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| Error::parse("public key", "the public key is not a whole number of bytes"))?;
+    match info.algorithm.oid {
+        oid::RSA_ENCRYPTION => {
+            // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+            let [modulus, _exponent] =
+                <[::der::asn1::UintRef<'_>; 2]>::from_der(bits).map_err(|e| Error::parse("RSA public key", e))?;
             Ok(crate::KeyAlgorithm::Rsa {
-                bits: u32::try_from(modulus * 8).map_err(|e| Error::parse("RSA public key", e))?,
+                bits: u32::try_from(modulus.as_bytes().len() * 8).map_err(|e| Error::parse("RSA public key", e))?,
             })
         }
-        PublicKey::EC(_) => {
+        oid::EC_PUBLIC_KEY => {
             let curve = info
                 .algorithm
                 .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
+                .and_then(|p| p.decode_as::<::der::asn1::ObjectIdentifier>().ok())
                 .ok_or_else(|| Error::parse("EC public key", "no named curve"))?;
-            match curve.to_id_string().as_str() {
-                "1.2.840.10045.3.1.7" => Ok(crate::KeyAlgorithm::Ec(crate::Curve::P256)),
-                "1.3.132.0.34" => Ok(crate::KeyAlgorithm::Ec(crate::Curve::P384)),
+            match curve {
+                oid::P256 => Ok(crate::KeyAlgorithm::Ec(crate::Curve::P256)),
+                oid::P384 => Ok(crate::KeyAlgorithm::Ec(crate::Curve::P384)),
                 other => Err(Error::parse(
                     "EC public key",
                     format!("curve {other} is not supported (P-256, P-384 are)"),

@@ -28,7 +28,7 @@ fn ec_public_keys_match_rcgen() {
     let e = der::spki_public_key_bits(&[spki.as_slice(), &[0]].concat())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("1 bytes after"), "{e}");
+    assert!(e.contains("1 bytes remaining"), "{e}");
     assert!(der::spki_public_key_bits(&spki[..spki.len() - 1]).is_err());
 }
 

@@ -102,12 +102,8 @@ impl KeySource {
         let name = Self::name(registration_id, generation);
         match self {
             KeySource::File => {
-                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(|e| Error::Crypto {
-                    op: "generate an EC P-384 key",
-                    reason: e.to_string(),
-                })?;
                 let path = key_file(dir, &name);
-                let pem = zeroize::Zeroizing::new(key.serialize_pem());
+                let pem = generate_p384_pem()?;
                 crate::files::write_new(&path, pem.as_bytes(), 0o600)?;
                 Ok(format!("file:{}", path.display()))
             }
@@ -247,4 +243,23 @@ pub(crate) fn remove_key(key_token: &str) -> Result<()> {
             format!("the key `{key_token}`"),
         )),
     }
+}
+
+/// A new EC P-384 key (ring, from the OS random number generator) as PKCS#8 PEM.
+fn generate_p384_pem() -> Result<zeroize::Zeroizing<String>> {
+    use base64::Engine as _;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P384_SHA384_ASN1_SIGNING, &rng)
+        .map_err(|_| Error::Crypto {
+        op: "generate an EC P-384 key",
+        reason: "the OS random number generator failed".into(),
+    })?;
+    let b64 = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref()));
+    let mut pem = zeroize::Zeroizing::new(String::from("-----BEGIN PRIVATE KEY-----\n"));
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    Ok(pem)
 }

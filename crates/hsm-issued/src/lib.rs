@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 
+mod chain;
 mod csr;
 mod files;
 #[cfg(feature = "dps")]

@@ -1,7 +1,7 @@
 //! When a certificate is due for renewal (at 80 % of its validity), and what `hsmctl certificate status`
 //! shows of it.
 
-use hsm_core::{Error, Result};
+use hsm_core::Result;
 use rustls_pki_types::CertificateDer;
 
 /// What `hsmctl certificate status` shows of one certificate.
@@ -25,12 +25,15 @@ pub const RENEW_AT_PERCENT: i64 = 80;
 impl CertificateInfo {
     /// Read the certificate `leaf`.
     pub fn of(leaf: &CertificateDer<'_>) -> Result<Self> {
-        use x509_parser::prelude::*;
-        let (_, c) = X509Certificate::from_der(leaf.as_ref()).map_err(|e| Error::parse("certificate", e))?;
-        let (from, to) = (c.validity().not_before.timestamp(), c.validity().not_after.timestamp());
+        use hsm_core::x509;
+        let c = x509::parse("certificate", leaf)?.tbs_certificate;
+        let (from, to) = (
+            x509::unix_time(&c.validity.not_before),
+            x509::unix_time(&c.validity.not_after),
+        );
         Ok(CertificateInfo {
-            subject: c.subject().to_string(),
-            issuer: c.issuer().to_string(),
+            subject: x509::name_to_string(&c.subject),
+            issuer: x509::name_to_string(&c.issuer),
             not_before: from,
             not_after: to,
             renew_at: from + (to - from) * RENEW_AT_PERCENT / 100,

@@ -17,6 +17,7 @@ use hsm_core::{Error, OpenSigner, Result, SigningKey, pem};
 use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
+use crate::chain::verify_chain;
 use crate::files::{remove_file, write_new};
 use crate::keys::KeySource;
 
@@ -92,68 +93,6 @@ fn replace_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("fsync directory", dir, e))
-}
-
-/// A chain checked against the key it was issued for.
-fn verify_chain(chain: &[CertificateDer<'_>], key: &dyn SigningKey, registration_id: &str) -> Result<()> {
-    use x509_parser::prelude::*;
-    let leaf = chain
-        .first()
-        .ok_or_else(|| Error::parse("issued certificate chain", "the chain is empty"))?;
-    if hsm_core::pem::public_key_spki(leaf)? != key.public_key_spki()? {
-        return Err(Error::parse(
-            "issued certificate chain",
-            "the leaf certificate is for another key than the one the request was made with",
-        ));
-    }
-    let cn = hsm_core::pem::common_name(leaf)?;
-    if cn != registration_id {
-        return Err(Error::parse(
-            "issued certificate chain",
-            format!("the leaf's common name is `{cn}`, not the registration id `{registration_id}`"),
-        ));
-    }
-    let parsed = chain
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            X509Certificate::from_der(c.as_ref())
-                .map(|(_, c)| c)
-                .map_err(|e| Error::parse(format!("issued certificate {}", i + 1), e))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if !parsed[0].validity().is_valid() {
-        return Err(Error::parse(
-            "issued certificate chain",
-            format!(
-                "the leaf is not valid now (valid from {} to {})",
-                parsed[0].validity().not_before,
-                parsed[0].validity().not_after
-            ),
-        ));
-    }
-    for (i, pair) in parsed.windows(2).enumerate() {
-        let (child, issuer) = (&pair[0], &pair[1]);
-        if child.issuer() != issuer.subject() {
-            return Err(Error::parse(
-                "issued certificate chain",
-                format!(
-                    "certificate {} was issued by `{}`, but certificate {} is `{}`",
-                    i + 1,
-                    child.issuer(),
-                    i + 2,
-                    issuer.subject()
-                ),
-            ));
-        }
-        child.verify_signature(Some(issuer.public_key())).map_err(|e| {
-            Error::parse(
-                "issued certificate chain",
-                format!("certificate {} is not signed by certificate {}: {e}", i + 1, i + 2),
-            )
-        })?;
-    }
-    Ok(())
 }
 
 /// An issued-identity store: the directory, the registration id and where keys are made.

@@ -197,10 +197,14 @@ pub fn import_certificate(uri: &str, data: &[u8]) -> Result<Pkcs11Uri> {
     } else {
         data.to_vec()
     };
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| Error::parse("certificate (DER)", e))?;
-    let subject = cert.subject().as_raw().to_vec();
-    let issuer = cert.issuer().as_raw().to_vec();
-    let serial = der::unsigned_integer(cert.raw_serial());
+    let cert = hsm_core::x509::parse("certificate (DER)", &der)?;
+    fn encode(v: &impl ::der::Encode) -> Result<Vec<u8>> {
+        v.to_der()
+            .map_err(|e| Error::Internal(format!("a parsed certificate part does not encode: {e}")))
+    }
+    let subject = encode(&cert.tbs_certificate.subject)?;
+    let issuer = encode(&cert.tbs_certificate.issuer)?;
+    let serial = encode(&cert.tbs_certificate.serial_number)?;
     let token = Token::open(&uri, None)?;
     let id = token.run_rw(|session| {
         let cert_uri = Pkcs11Uri {

@@ -216,8 +216,7 @@ pub(crate) fn read_certificate(token: &Token, uri: &Pkcs11Uri) -> Result<Certifi
             })
             .ok_or_else(|| Error::parse("certificate object", "no CKA_VALUE"))
     })?;
-    x509_parser::parse_x509_certificate(&der)
-        .map_err(|e| Error::parse(format!("certificate object `{}`", uri.object_description()), e))?;
+    hsm_core::x509::parse(&format!("certificate object `{}`", uri.object_description()), &der)?;
     Ok(CertificateDer::from(der))
 }
 

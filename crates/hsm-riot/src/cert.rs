@@ -13,25 +13,26 @@
 
 use std::path::Path;
 
-use hsm_core::{Error, Result, pem};
-use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
-};
+use std::sync::Arc;
+
+use der::asn1::OctetString;
+use hsm_core::file::FileKey;
+use hsm_core::x509::{self, Name, oid};
+use hsm_core::{Error, Result, SignatureScheme, SigningKey, pem};
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest as _, Sha256};
+use spki::AlgorithmIdentifierOwned;
 use time::OffsetDateTime;
+use x509_cert::certificate::{TbsCertificate, Version};
+use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectKeyIdentifier,
+};
+use x509_cert::serial_number::SerialNumber;
 
 use crate::derive::DiceKeys;
 use crate::key::DiceKey;
-use crate::tcbinfo::{TCB_INFO_OID, TcbInfo};
-
-pub(crate) fn rcgen_err(op: &'static str) -> impl FnOnce(rcgen::Error) -> Error {
-    move |e| Error::Crypto {
-        op,
-        reason: e.to_string(),
-    }
-}
+use crate::tcbinfo::{TCB_INFO, TcbInfo};
 
 /// Validity period of the certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +49,8 @@ impl Default for Validity {
     /// Fixed dates keep the certificates reproducible.
     fn default() -> Self {
         Validity {
-            not_before: rcgen::date_time_ymd(2025, 1, 1),
-            not_after: rcgen::date_time_ymd(9999, 12, 31) + time::Duration::seconds(86_399),
+            not_before: time::macros::datetime!(2025-01-01 00:00:00 UTC),
+            not_after: time::macros::datetime!(9999-12-31 23:59:59 UTC),
         }
     }
 }
@@ -96,8 +97,15 @@ impl Validity {
 /// A CA that signs the DeviceID certificate (group enrollment): its certificate chain (CA
 /// first, as in the PEM file) and its private key (software, from a PEM file).
 pub struct CaSigner {
-    issuer: Issuer<'static, KeyPair>,
+    key: Arc<FileKey>,
+    /// The CA's subject: the DeviceID certificate's issuer.
+    name: Name,
+    /// The CA's key identifier (its subjectKeyIdentifier, else the SHA-256 one of its key): the
+    /// DeviceID certificate's authorityKeyIdentifier.
+    key_id: Vec<u8>,
     chain: Vec<CertificateDer<'static>>,
+    #[cfg(feature = "pki")]
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
 impl std::fmt::Debug for CaSigner {
@@ -126,44 +134,63 @@ impl CaSigner {
     /// From PEM texts; `cert_what` / `key_what` name them in errors.
     pub fn from_pem(cert_what: &str, cert_pem: &[u8], key_what: &str, key_pem: &str) -> Result<Self> {
         let chain = pem::parse_certificates(cert_what, cert_pem)?;
-        let key = KeyPair::from_pem(key_pem).map_err(|e| Error::parse(key_what, e))?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(&chain[0]).map_err(|e| Error::parse(cert_what, e))?;
-        if *parsed.public_key().subject_public_key.data != *rcgen::PublicKeyData::der_bytes(&key) {
+        let key = FileKey::from_pem(key_what, key_pem.as_bytes())?;
+        let ca = x509::parse(cert_what, &chain[0])?;
+        let ca_spki = x509::spki_der(&ca)?;
+        let key_spki = key.public_key_spki()?;
+        if hsm_core::der::spki_public_key_bits(&ca_spki)? != hsm_core::der::spki_public_key_bits(&key_spki)? {
             return Err(Error::parse(
                 key_what,
                 format!("it does not match the first certificate of {cert_what}"),
             ));
         }
-        if !parsed.is_ca() {
+        if !matches!(x509::basic_constraints(cert_what, &ca)?, Some((true, _))) {
             return Err(Error::parse(
                 cert_what,
                 "the first certificate is not a CA (basicConstraints cA)",
             ));
         }
-        let issuer = Issuer::from_ca_cert_der(&chain[0], key).map_err(|e| Error::parse(cert_what, e))?;
-        Ok(CaSigner { issuer, chain })
+        let key_id = match x509::extension(cert_what, &ca, &oid::SUBJECT_KEY_IDENTIFIER)? {
+            Some(v) => <SubjectKeyIdentifier as der::Decode>::from_der(v)
+                .map_err(|e| Error::parse(cert_what, format!("subjectKeyIdentifier: {e}")))?
+                .0
+                .into_bytes(),
+            None => x509::key_identifier(&key_spki),
+        };
+        #[cfg(feature = "pki")]
+        let issuer = rcgen::Issuer::from_ca_cert_der(
+            &chain[0],
+            rcgen::KeyPair::from_pem(key_pem).map_err(|e| Error::parse(key_what, e))?,
+        )
+        .map_err(|e| Error::parse(cert_what, e))?;
+        Ok(CaSigner {
+            key: Arc::new(key),
+            name: ca.tbs_certificate.subject,
+            key_id,
+            chain,
+            #[cfg(feature = "pki")]
+            issuer,
+        })
     }
 
     #[cfg(feature = "pki")]
-    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+    pub(crate) fn issuer(&self) -> &rcgen::Issuer<'static, rcgen::KeyPair> {
         &self.issuer
     }
 
     /// Refuse a CA whose path length constraint leaves no room for another CA below it: the
     /// DeviceID certificate is one, so every verifier would reject the chain.
     pub(crate) fn check_can_sign_a_ca(&self, what: &str) -> Result<()> {
-        let (_, parsed) = x509_parser::parse_x509_certificate(&self.chain[0]).map_err(|e| Error::parse(what, e))?;
-        if let Ok(Some(bc)) = parsed.basic_constraints() {
-            if bc.value.path_len_constraint == Some(0) {
-                return Err(Error::parse(
-                    what,
-                    format!(
-                        "CA `{}` has pathlen 0, so it cannot sign the DeviceID certificate (itself a CA); \
-                         use a CA with pathlen >= 1 or none (hsmctl certs makes its intermediate with pathlen 1)",
-                        parsed.subject()
-                    ),
-                ));
-            }
+        let ca = x509::parse(what, &self.chain[0])?;
+        if let Ok(Some((_, Some(0)))) = x509::basic_constraints(what, &ca) {
+            return Err(Error::parse(
+                what,
+                format!(
+                    "CA `{}` has pathlen 0, so it cannot sign the DeviceID certificate (itself a CA); \
+                     use a CA with pathlen >= 1 or none (hsmctl certs makes its intermediate with pathlen 1)",
+                    x509::name_to_string(&self.name)
+                ),
+            ));
         }
         Ok(())
     }
@@ -194,7 +221,7 @@ impl DiceChain {
     }
 }
 
-fn serial_for(key: &DiceKey) -> SerialNumber {
+fn serial_for(key: &DiceKey) -> Result<SerialNumber> {
     let mut h = Sha256::new();
     h.update(b"hsm-riot/v1 serial");
     h.update(key.spki());
@@ -202,68 +229,150 @@ fn serial_for(key: &DiceKey) -> SerialNumber {
     let mut s = [0u8; 16];
     s.copy_from_slice(&d[..16]);
     s[0] = (s[0] & 0x7f) | 0x40;
-    SerialNumber::from_slice(&s)
+    SerialNumber::new(&s).map_err(|e| Error::Internal(format!("a 16-byte serial number: {e}")))
 }
 
-fn name(registration_id: &str, unit: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, registration_id);
-    dn.push(DnType::OrganizationName, "hsm-riot");
-    dn.push(DnType::OrganizationalUnitName, unit);
-    dn
+fn name(registration_id: &str, unit: &str) -> Result<Name> {
+    x509::utf8_name(&[
+        (oid::COMMON_NAME, registration_id),
+        (oid::ORGANIZATION, "hsm-riot"),
+        (oid::ORGANIZATIONAL_UNIT, unit),
+    ])
 }
 
-/// The parameters of the DeviceID certificate.
-fn device_id_params(keys: &DiceKeys, registration_id: &str, validity: &Validity, ca_signed: bool) -> CertificateParams {
-    let mut p = CertificateParams::default();
-    p.distinguished_name = name(registration_id, "DICE DeviceID");
-    p.not_before = validity.not_before;
-    p.not_after = validity.not_after;
-    p.serial_number = Some(serial_for(&keys.device_id));
-    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-    p.use_authority_key_identifier_extension = ca_signed;
-    p
+fn octets(v: Vec<u8>) -> Result<OctetString> {
+    OctetString::new(v).map_err(|e| Error::Internal(format!("a key identifier: {e}")))
 }
 
-/// Issue the DeviceID and Alias certificates for derived keys.
+fn authority_key_id(key_id: Vec<u8>) -> Result<Extension> {
+    let aki = AuthorityKeyIdentifier {
+        key_identifier: Some(octets(key_id)?),
+        authority_cert_issuer: None,
+        authority_cert_serial_number: None,
+    };
+    x509::make_extension(oid::AUTHORITY_KEY_IDENTIFIER, false, &aki)
+}
+
+/// Signs the DER of a TBSCertificate.
+type SignFn<'a> = Box<dyn Fn(&[u8]) -> Result<Vec<u8>> + 'a>;
+
+/// Who signs a certificate: its name, key identifier, algorithm and signature.
+struct Signer<'a> {
+    name: Name,
+    key_id: Vec<u8>,
+    algorithm: AlgorithmIdentifierOwned,
+    sign: SignFn<'a>,
+}
+
+impl<'a> Signer<'a> {
+    /// A DICE key: ECDSA P-256 with SHA-256 and RFC 6979 nonces (reproducible certificates).
+    fn dice(name: Name, key: &'a DiceKey) -> Self {
+        Signer {
+            name,
+            key_id: x509::key_identifier(key.spki()),
+            algorithm: x509::signature_algorithm(hsm_core::KeyAlgorithm::Ec(hsm_core::Curve::P256)).1,
+            sign: Box::new(|tbs| Ok(key.sign_sha256(tbs))),
+        }
+    }
+
+    fn ca(ca: &'a CaSigner) -> Self {
+        let (scheme, algorithm): (SignatureScheme, _) = x509::signature_algorithm(ca.key.algorithm());
+        Signer {
+            name: ca.name.clone(),
+            key_id: ca.key_id.clone(),
+            algorithm,
+            sign: Box::new(move |tbs| ca.key.sign(scheme, tbs)),
+        }
+    }
+}
+
+/// A certificate for `subject_key` named `subject`, signed by `signer`.
+fn issue(
+    subject: Name,
+    subject_key: &DiceKey,
+    validity: &Validity,
+    signer: &Signer<'_>,
+    extensions: Vec<Extension>,
+) -> Result<CertificateDer<'static>> {
+    let tbs = TbsCertificate {
+        version: Version::V3,
+        serial_number: serial_for(subject_key)?,
+        signature: signer.algorithm.clone(),
+        issuer: signer.name.clone(),
+        validity: x509_cert::time::Validity {
+            not_before: x509::time(validity.not_before.unix_timestamp())?,
+            not_after: x509::time(validity.not_after.unix_timestamp())?,
+        },
+        subject,
+        subject_public_key_info: <spki::SubjectPublicKeyInfoOwned as der::Decode>::from_der(subject_key.spki())
+            .map_err(|e| Error::Internal(format!("a DICE key's SubjectPublicKeyInfo: {e}")))?,
+        issuer_unique_id: None,
+        subject_unique_id: None,
+        extensions: Some(extensions),
+    };
+    Ok(CertificateDer::from(x509::sign(&tbs, &signer.algorithm, &signer.sign)?))
+}
+
+/// Issue the DeviceID and Alias certificates for derived keys. The extensions and their order
+/// are those the certificates always had: DeviceID: authorityKeyIdentifier (CA-signed only),
+/// keyUsage (critical), subjectKeyIdentifier, basicConstraints (critical); Alias:
+/// authorityKeyIdentifier, keyUsage (critical), extKeyUsage, DiceTcbInfo.
 pub fn issue_chain(
     keys: &DiceKeys,
     registration_id: &str,
     validity: &Validity,
     ca: Option<&CaSigner>,
 ) -> Result<DiceChain> {
-    let dev_params = device_id_params(keys, registration_id, validity, ca.is_some());
-    let device_id = match ca {
-        Some(ca) => dev_params
-            .signed_by(&keys.device_id, &ca.issuer)
-            .map_err(rcgen_err("issue the DeviceID certificate"))?,
-        None => dev_params
-            .self_signed(&keys.device_id)
-            .map_err(rcgen_err("issue the DeviceID certificate"))?,
+    let device_name = name(registration_id, "DICE DeviceID")?;
+    let device_signer = Signer::dice(device_name.clone(), &keys.device_id);
+    let signer = match ca {
+        Some(ca) => Signer::ca(ca),
+        None => Signer::dice(device_name.clone(), &keys.device_id),
     };
+    let mut extensions = Vec::new();
+    if ca.is_some() {
+        extensions.push(authority_key_id(signer.key_id.clone())?);
+    }
+    extensions.extend([
+        x509::make_extension(oid::KEY_USAGE, true, &KeyUsage(KeyUsages::KeyCertSign.into()))?,
+        x509::make_extension(
+            oid::SUBJECT_KEY_IDENTIFIER,
+            false,
+            &SubjectKeyIdentifier(octets(device_signer.key_id.clone())?),
+        )?,
+        x509::make_extension(
+            oid::BASIC_CONSTRAINTS,
+            true,
+            &BasicConstraints {
+                ca: true,
+                path_len_constraint: Some(0),
+            },
+        )?,
+    ]);
+    let device_id = issue(device_name, &keys.device_id, validity, &signer, extensions)?;
 
-    let mut alias = CertificateParams::default();
-    alias.distinguished_name = name(registration_id, "DICE Alias");
-    alias.not_before = validity.not_before;
-    alias.not_after = validity.not_after;
-    alias.serial_number = Some(serial_for(&keys.alias));
-    alias.is_ca = IsCa::NoCa;
-    alias.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    alias.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    alias.use_authority_key_identifier_extension = true;
-    alias.custom_extensions = vec![CustomExtension::from_oid_content(
-        TCB_INFO_OID,
-        TcbInfo::for_alias_layer(&keys.fwid.0).to_der(),
-    )];
-    let issuer = Issuer::from_params(&dev_params, &keys.device_id);
-    let alias = alias
-        .signed_by(&keys.alias, &issuer)
-        .map_err(rcgen_err("issue the Alias certificate"))?;
+    let tcb_info = TcbInfo::for_alias_layer(&keys.fwid.0).to_der()?;
+    let alias_extensions = vec![
+        authority_key_id(device_signer.key_id.clone())?,
+        x509::make_extension(oid::KEY_USAGE, true, &KeyUsage(KeyUsages::DigitalSignature.into()))?,
+        x509::make_extension(oid::EXT_KEY_USAGE, false, &ExtendedKeyUsage(vec![oid::CLIENT_AUTH]))?,
+        Extension {
+            extn_id: TCB_INFO,
+            critical: false,
+            extn_value: octets(tcb_info)?,
+        },
+    ];
+    let alias = issue(
+        name(registration_id, "DICE Alias")?,
+        &keys.alias,
+        validity,
+        &device_signer,
+        alias_extensions,
+    )?;
 
     Ok(DiceChain {
-        alias: alias.der().clone(),
-        device_id: device_id.der().clone(),
+        alias,
+        device_id,
         ca_chain: ca.map(|c| c.chain.clone()).unwrap_or_default(),
     })
 }

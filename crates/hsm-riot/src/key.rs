@@ -114,6 +114,7 @@ impl hsm_core::SigningKey for DiceKey {
     }
 }
 
+#[cfg(feature = "pki")]
 impl rcgen::PublicKeyData for DiceKey {
     fn der_bytes(&self) -> &[u8] {
         &self.point
@@ -124,6 +125,7 @@ impl rcgen::PublicKeyData for DiceKey {
     }
 }
 
+#[cfg(feature = "pki")]
 impl rcgen::SigningKey for DiceKey {
     fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
         Ok(self.sign_sha256(msg))

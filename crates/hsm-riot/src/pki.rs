@@ -28,7 +28,14 @@ use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::cert::{CaSigner, check_registration_id, rcgen_err};
+use crate::cert::{CaSigner, check_registration_id};
+
+fn rcgen_err(op: &'static str) -> impl FnOnce(rcgen::Error) -> Error {
+    move |e| Error::Crypto {
+        op,
+        reason: e.to_string(),
+    }
+}
 
 /// The kind of key generated for CAs and leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

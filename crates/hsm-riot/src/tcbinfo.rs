@@ -1,5 +1,5 @@
 //! The TCG `DiceTcbInfo` certificate extension (OID 2.23.133.5.4.1, TCG DICE Attestation
-//! Architecture), DER-encoded with yasna.
+//! Architecture), DER-encoded with RustCrypto's `der`.
 //!
 //! ```text
 //! DiceTcbInfo ::= SEQUENCE {
@@ -21,12 +21,30 @@
 //! The Alias certificate carries `vendor`, `model`, `layer` (1) and one FWID: SHA-256
 //! (2.16.840.1.101.3.4.2.1) of the firmware image.
 
+use der::asn1::{Any, ContextSpecific, ContextSpecificRef, ObjectIdentifier, OctetString, Utf8StringRef};
+use der::{Decode as _, Encode as _, Reader as _, SliceReader, TagMode, TagNumber};
 use hsm_core::{Error, Result};
-use yasna::Tag;
-use yasna::models::ObjectIdentifier;
 
 /// OID of the DiceTcbInfo extension: 2.23.133.5.4.1.
 pub const TCB_INFO_OID: &[u64] = &[2, 23, 133, 5, 4, 1];
+/// [`TCB_INFO_OID`] as der's OID.
+pub(crate) const TCB_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.23.133.5.4.1");
+
+/// `FWID ::= SEQUENCE { hashAlg OBJECT IDENTIFIER, digest OCTET STRING }`.
+#[derive(der::Sequence)]
+struct Fwid {
+    hash_alg: ObjectIdentifier,
+    digest: OctetString,
+}
+
+fn oid_of(arcs: &[u64]) -> Result<ObjectIdentifier> {
+    let arcs = arcs
+        .iter()
+        .map(|a| u32::try_from(*a))
+        .collect::<std::result::Result<Vec<u32>, _>>()
+        .map_err(|_| Error::invalid("FWID hash algorithm", "an OID arc over 2^32"))?;
+    ObjectIdentifier::from_arcs(arcs).map_err(|e| Error::invalid("FWID hash algorithm", e.to_string()))
+}
 /// OID of SHA-256: 2.16.840.1.101.3.4.2.1.
 pub const SHA256_OID: &[u64] = &[2, 16, 840, 1, 101, 3, 4, 2, 1];
 
@@ -85,69 +103,79 @@ impl TcbInfo {
     }
 
     /// DER encoding (the extension's `extnValue` contents).
-    pub(crate) fn to_der(&self) -> Vec<u8> {
-        yasna::construct_der(|w| {
-            w.write_sequence(|w| {
-                let strings = [(0, &self.vendor), (1, &self.model), (2, &self.version)];
-                for (tag, value) in strings {
-                    if let Some(v) = value {
-                        w.next()
-                            .write_tagged_implicit(Tag::context(tag), |w| w.write_utf8_string(v));
-                    }
-                }
-                let ints = [(3, self.svn), (4, self.layer), (5, self.index)];
-                for (tag, value) in ints {
-                    if let Some(v) = value {
-                        w.next().write_tagged_implicit(Tag::context(tag), |w| w.write_u64(v));
-                    }
-                }
-                if !self.fwids.is_empty() {
-                    w.next().write_tagged_implicit(Tag::context(6), |w| {
-                        w.write_sequence_of(|w| {
-                            for f in &self.fwids {
-                                w.next().write_sequence(|w| {
-                                    w.next().write_oid(&ObjectIdentifier::from_slice(&f.hash_alg));
-                                    w.next().write_bytes(&f.digest);
-                                });
-                            }
-                        })
-                    });
-                }
-            })
-        })
+    pub(crate) fn to_der(&self) -> Result<Vec<u8>> {
+        let bad = |e: der::Error| Error::Internal(format!("the DiceTcbInfo does not encode: {e}"));
+        fn implicit<T: der::EncodeValue + der::Tagged>(n: u8, value: &T) -> der::Result<Vec<u8>> {
+            ContextSpecificRef {
+                tag_number: TagNumber::new(n),
+                tag_mode: TagMode::Implicit,
+                value,
+            }
+            .to_der()
+        }
+        let mut fields = Vec::new();
+        for (n, value) in [(0, &self.vendor), (1, &self.model), (2, &self.version)] {
+            if let Some(v) = value {
+                fields.extend(implicit(n, &Utf8StringRef::new(v).map_err(bad)?).map_err(bad)?);
+            }
+        }
+        for (n, value) in [(3, self.svn), (4, self.layer), (5, self.index)] {
+            if let Some(v) = value {
+                fields.extend(implicit(n, &v).map_err(bad)?);
+            }
+        }
+        if !self.fwids.is_empty() {
+            let fwids = self
+                .fwids
+                .iter()
+                .map(|f| {
+                    Ok(Fwid {
+                        hash_alg: oid_of(&f.hash_alg)?,
+                        digest: OctetString::new(f.digest.clone()).map_err(bad)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            fields.extend(implicit(6, &fwids).map_err(bad)?);
+        }
+        let mut out = der::Header::new(der::Tag::Sequence, der::Length::try_from(fields.len()).map_err(bad)?)
+            .and_then(|h| h.to_der())
+            .map_err(bad)?;
+        out.extend(fields);
+        Ok(out)
     }
 
     /// Parse a DER DiceTcbInfo.
     pub fn from_der(der: &[u8]) -> Result<Self> {
-        yasna::parse_der(der, |r| {
-            r.read_sequence(|r| {
-                let mut s = |tag: u64| -> yasna::ASN1Result<Option<String>> {
-                    r.read_optional(|r| r.read_tagged_implicit(Tag::context(tag), |r| r.read_utf8string()))
+        fn implicit<'a, T: der::DecodeValue<'a> + der::Tagged>(
+            r: &mut impl der::Reader<'a>,
+            n: u8,
+        ) -> der::Result<Option<T>> {
+            Ok(ContextSpecific::<T>::decode_implicit(r, TagNumber::new(n))?.map(|c| c.value))
+        }
+        let parse = || -> der::Result<Self> {
+            let mut r = SliceReader::new(der)?;
+            let info = r.sequence(|r| {
+                let mut text = |n| -> der::Result<Option<String>> {
+                    Ok(implicit::<Utf8StringRef<'_>>(r, n)?.map(|s| s.as_str().to_string()))
                 };
-                let vendor = s(0)?;
-                let model = s(1)?;
-                let version = s(2)?;
-                let mut int = |tag: u64| -> yasna::ASN1Result<Option<u64>> {
-                    r.read_optional(|r| r.read_tagged_implicit(Tag::context(tag), |r| r.read_u64()))
-                };
-                let svn = int(3)?;
-                let layer = int(4)?;
-                let index = int(5)?;
-                let fwids = r
-                    .read_optional(|r| {
-                        r.read_tagged_implicit(Tag::context(6), |r| {
-                            r.collect_sequence_of(|r| {
-                                r.read_sequence(|r| {
-                                    let hash_alg = r.next().read_oid()?.components().clone();
-                                    let digest = r.next().read_bytes()?;
-                                    Ok(FwidEntry { hash_alg, digest })
-                                })
-                            })
-                        })
-                    })?
-                    .unwrap_or_default();
+                let vendor = text(0)?;
+                let model = text(1)?;
+                let version = text(2)?;
+                let svn = implicit::<u64>(r, 3)?;
+                let layer = implicit::<u64>(r, 4)?;
+                let index = implicit::<u64>(r, 5)?;
+                let fwids = implicit::<Vec<Fwid>>(r, 6)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|f| FwidEntry {
+                        hash_alg: f.hash_alg.arcs().map(u64::from).collect(),
+                        digest: f.digest.into_bytes(),
+                    })
+                    .collect();
                 // flags, vendorInfo, type and later extensions: present or not, skipped.
-                while r.read_optional(|r| r.read_der())?.is_some() {}
+                while !r.is_finished() {
+                    Any::decode(r)?;
+                }
                 Ok(TcbInfo {
                     vendor,
                     model,
@@ -157,21 +185,18 @@ impl TcbInfo {
                     index,
                     fwids,
                 })
-            })
-        })
-        .map_err(|e| Error::parse("DiceTcbInfo extension", format!("invalid DER: {e}")))
+            })?;
+            r.finish(info)
+        };
+        parse().map_err(|e| Error::parse("DiceTcbInfo extension", format!("invalid DER: {e}")))
     }
 
     /// The DiceTcbInfo extension of a DER certificate, parsed; `Ok(None)` when it has none.
     pub fn from_certificate(cert_der: &[u8]) -> Result<Option<Self>> {
-        let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| Error::parse("certificate", e))?;
-        let oid = x509_parser::oid_registry::Oid::from(TCB_INFO_OID)
-            .map_err(|e| Error::Internal(format!("TcbInfo OID does not encode: {e:?}")))?;
-        match cert.get_extension_unique(&oid) {
-            Ok(Some(ext)) => Self::from_der(ext.value).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(Error::parse("certificate", format!("DiceTcbInfo extension: {e}"))),
-        }
+        let cert = hsm_core::x509::parse("certificate", cert_der)?;
+        hsm_core::x509::extension("certificate", &cert, &TCB_INFO)?
+            .map(Self::from_der)
+            .transpose()
     }
 }
 
@@ -182,7 +207,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let info = TcbInfo::for_alias_layer(&[0xab; 32]);
-        let der = info.to_der();
+        let der = info.to_der().unwrap();
         assert_eq!(TcbInfo::from_der(&der).unwrap(), info);
         assert_eq!(TcbInfo::from_der(&der).unwrap().sha256_fwid(), Some(&[0xab; 32][..]));
     }
@@ -206,12 +231,12 @@ mod tests {
             0x04, 0x20, // OCTET STRING (32)
         ];
         expected.extend_from_slice(&[0x11; 32]);
-        assert_eq!(info.to_der(), expected);
+        assert_eq!(info.to_der().unwrap(), expected);
     }
 
     #[test]
     fn skips_unknown_trailing_fields_and_rejects_garbage() {
-        let mut der = TcbInfo::for_alias_layer(&[1; 32]).to_der();
+        let mut der = TcbInfo::for_alias_layer(&[1; 32]).to_der().unwrap();
         // Append vendorInfo [8] (primitive, 2 bytes) and fix the outer length (short form).
         der.extend_from_slice(&[0x88, 0x02, 0xaa, 0xbb]);
         der[1] += 4;
