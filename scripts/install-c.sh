@@ -60,7 +60,10 @@ cargo_args=(-p hsm-abi --lib --locked)
 [ -n "$features" ] && cargo_args+=(--features "$features")
 
 echo "install-c: building hsm-abi $version ($profile${features:+, features: $features})" >&2
-(cd "$root" && cargo build "${cargo_args[@]}" >&2)
+# Each library in a rustc call of its own: with hsm-abi's three crate types in one call (cargo
+# build) cargo silently leaves out the profile's LTO (an rlib cannot be LTO'd); alone, the shared
+# library is 2.50 MB instead of 3.03 MB (BENCHMARKS.md, "The profile's LTO never ran").
+(cd "$root" && cargo rustc "${cargo_args[@]}" --crate-type cdylib >&2)
 # What a C program linking the static library needs besides it, as rustc sees it (this also
 # covers the native libraries of the features, e.g. tss2-* for tpm).
 natives="$(cd "$root" && cargo rustc "${cargo_args[@]}" --crate-type staticlib -- --print native-static-libs 2>&1 |
