@@ -1,14 +1,13 @@
 //! The end of an AMQP connection as the C SDK ends it (uAMQP's `connection_close`: the `close` frame
-//! written, then the transport closed at once, without waiting for the server's `close`), without
-//! fe2o3's close.
+//! written, then the transport closed at once, without waiting for the server's `close`).
 //!
 //! fe2o3's connection task, once asked to close, polls a channel it has itself closed until the
 //! server's `close` arrives: it spins, a whole CPU for the server's round trip (the AMQP client CPU
 //! then grew with the server's load: BENCHMARKS.md, "AMQP x509"). So the connection's stream is
-//! [`Shared`]: the connection task reads and writes through one handle; at the close the client cuts
-//! that handle (its reads and writes fail, and the task stops on the failed read without writing),
-//! then writes the `close` frame through its own handle with fe2o3's frame encoder, and shuts the
-//! stream down (TLS `close_notify`).
+//! [`Shared`]: the connection task reads and writes through one handle, which tells when it has
+//! written the `close` frame; then the client cuts that handle (its reads and writes fail, and the task
+//! stops on the failed read without writing more) and shuts the stream down through its own handle
+//! (TLS `close_notify`, flushing what the task wrote).
 
 use std::fmt;
 use std::io;
@@ -16,11 +15,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use fe2o3_amqp::frames::amqp::{Frame, FrameBody};
-use fe2o3_amqp::transport::Transport;
-use fe2o3_amqp::types::performatives::Close;
-use futures_util::SinkExt as _;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::Notify;
 
 /// A stream fe2o3 can run a connection over.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -40,6 +36,8 @@ struct State {
 pub(crate) struct Shared {
     state: Arc<Mutex<State>>,
     engine: bool,
+    /// The connection task wrote a `close` frame.
+    closed: Arc<Notify>,
 }
 
 impl fmt::Debug for Shared {
@@ -56,12 +54,18 @@ impl Shared {
             cut: false,
             reader: None,
         }));
+        let closed = Arc::new(Notify::new());
         (
             Shared {
                 state: state.clone(),
                 engine: true,
+                closed: closed.clone(),
             },
-            Shared { state, engine: false },
+            Shared {
+                state,
+                engine: false,
+                closed,
+            },
         )
     }
 
@@ -76,14 +80,14 @@ impl Shared {
         }
     }
 
-    /// Write the `close` frame (no error) on channel 0 and shut the stream down; `max_frame_size` is the
-    /// connection's.
-    pub(crate) async fn close(self, max_frame_size: usize) -> Result<(), fe2o3_amqp::transport::Error> {
-        let mut transport = Transport::<_, Frame>::bind(self, max_frame_size, None);
-        transport
-            .send(Frame::new(0u16, FrameBody::Close(Close { error: None })))
-            .await?;
-        transport.close().await
+    /// Wait until the connection task has written its `close` frame.
+    pub(crate) async fn close_written(&self) {
+        self.closed.notified().await;
+    }
+
+    /// Shut the stream down (TLS `close_notify`, after what the connection task wrote).
+    pub(crate) async fn shutdown(mut self) -> io::Result<()> {
+        AsyncWriteExt::shutdown(&mut self).await
     }
 
     /// The stream, unless this is the connection task's handle and it was cut.
@@ -119,19 +123,11 @@ impl AsyncRead for Shared {
 
 impl AsyncWrite for Shared {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream()?.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream()?.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.state.lock().is_ok_and(|s| s.stream.is_write_vectored())
+        let polled = Pin::new(&mut self.stream()?.stream).poll_write(cx, buf);
+        if self.engine && is_close(buf) && matches!(polled, Poll::Ready(Ok(n)) if n == buf.len()) {
+            self.closed.notify_one();
+        }
+        polled
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -141,4 +137,14 @@ impl AsyncWrite for Shared {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream()?.stream).poll_shutdown(cx)
     }
+}
+
+/// A write of a whole AMQP `close` frame as fe2o3 writes its frames (one write a frame): the 8-byte
+/// header (size, data offset 2, type 0: AMQP) and the `close` performative's descriptor
+/// (`0x00 0x53 0x18`, AMQP 1.0 2.7.9), the frame's size being the write's.
+fn is_close(buf: &[u8]) -> bool {
+    buf.len() >= 11
+        && buf[..4] == u32::try_from(buf.len()).unwrap_or(0).to_be_bytes()
+        && buf[4..6] == [2, 0]
+        && buf[8..11] == [0x00, 0x53, 0x18]
 }

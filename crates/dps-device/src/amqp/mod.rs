@@ -249,11 +249,11 @@ impl Connection for Amqp {
         }
     }
 
-    /// Close the connection within `deadline` as the C SDK does (uAMQP's `connection_close`): the
-    /// `close` frame, then the stream shut down (TLS `close_notify`) without waiting for the server's
-    /// `close`. A closed connection ends its session and detaches its links (AMQP 1.0, 2.4.3 and 2.5.x).
-    /// fe2o3's own close is not used: its connection task spins until the server's answer
-    /// (`hangup.rs`); its task is stopped first by cutting its handle on the stream.
+    /// Close the connection within `deadline` as the C SDK does (uAMQP: each frame written, nothing
+    /// awaited): the links' detach and the session's end (fe2o3 sends them as their handles drop), the
+    /// connection's `close`, then the stream shut down (TLS `close_notify`) without waiting for the
+    /// server's answers. A closed connection ends its session and links (AMQP 1.0, 2.4.3 and 2.5.x).
+    /// Waiting for the server's `close` would spin fe2o3's connection task meanwhile (`hangup.rs`).
     async fn close(self, deadline: Instant) -> Result<(), Error> {
         let t = self.transport;
         let Amqp {
@@ -264,15 +264,21 @@ impl Connection for Amqp {
             receiver,
             ..
         } = self;
-        stream.cut();
+        drop((sender, receiver, session));
         let steps = async {
-            // The connection task stops on its failed read: its outcome is that error, expected.
-            let _ = connection.on_close().await;
-            drop((sender, receiver, session, connection));
+            tokio::select! {
+                // The server answered the close before the task was seen writing it.
+                closed = connection.close() => closed.map_err(|e| transport_error(t, "closing the AMQP connection", e))?,
+                () = stream.close_written() => {
+                    stream.cut();
+                    // The task stops on its failed read: its outcome is that error, expected.
+                    let _ = connection.on_close().await;
+                }
+            }
             stream
-                .close(MAX_FRAME)
+                .shutdown()
                 .await
-                .map_err(|e| transport_error(t, "closing the AMQP connection", e))
+                .map_err(|e| io_error(t, "closing the AMQP connection", e))
         };
         tokio::time::timeout_at(deadline, steps)
             .await
