@@ -63,3 +63,29 @@ async fn an_answer_without_an_operation_id_is_a_protocol_error() {
     );
     assert!(!e.is_retryable(), "{e:?}");
 }
+
+/// The client closes as the C SDK does (the `close` frame, then the stream shut down) without waiting
+/// for the server's answers: a server whose answers to the detach, end and close never leave does not
+/// hold the registration up. Before, the client waited for the server's `close` (fe2o3's close,
+/// spinning on a CPU meanwhile) until the 1 s close grace ended.
+#[tokio::test]
+async fn the_close_does_not_wait_for_the_server() {
+    let server = amqp_server::start(amqp_server::Script::AssignedThenMute).await;
+    let assignment = client(&server.endpoint, &server.ca_pem, Duration::from_secs(20))
+        .register(&symmetric("d", DEVICE_KEY), None)
+        .await
+        .unwrap();
+    let returned = Instant::now();
+    assert_eq!(assignment.device_id, "d");
+    let mut muted = server.muted.clone();
+    let muted = tokio::time::timeout(Duration::from_secs(10), muted.wait_for(|m| m.is_some()))
+        .await
+        .expect("the server read the client's frames after its answer")
+        .unwrap()
+        .unwrap();
+    let after = returned.saturating_duration_since(muted);
+    assert!(
+        after < Duration::from_millis(900),
+        "the registration ended {after:?} after the answer"
+    );
+}

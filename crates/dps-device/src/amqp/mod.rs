@@ -26,6 +26,7 @@
 //! The transport's properties choose the port ([`Transport::default_port`]) and the stream
 //! ([`Transport::websocket`]: the WebSocket upgrade, through the proxy when there is one).
 
+mod hangup;
 mod refusal;
 mod sasl_tpm;
 mod websocket;
@@ -55,9 +56,14 @@ const API_VERSION: &str = "com.microsoft:api-version";
 /// connection is known to have closed.
 const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The connection's largest frame (our open's `max-frame-size`; the emulator and DPS take it).
+const MAX_FRAME: usize = MAX_BODY + 1024;
+
 /// An open AMQP connection to DPS: its session and the two links.
 pub(crate) struct Amqp {
     transport: Transport,
+    /// The client's handle on the connection's stream, for the close (`hangup.rs`).
+    stream: hangup::Shared,
     connection: ConnectionHandle<()>,
     session: SessionHandle<()>,
     sender: Sender,
@@ -103,10 +109,11 @@ impl Amqp {
             }
             None => (ws_stream::Prefixed::new(Vec::new(), stream), None),
         };
+        let (engine_stream, client_stream) = hangup::Shared::new(stream);
         let mut builder = fe2o3_amqp::Connection::builder()
             .container_id(format!("dps-device-{}", c.registration_id))
             .hostname(host)
-            .max_frame_size(u32::try_from(MAX_BODY + 1024).unwrap_or(u32::MAX));
+            .max_frame_size(u32::try_from(MAX_FRAME).unwrap_or(u32::MAX));
         let username = format!("{}/registrations/{}", c.id_scope, c.registration_id);
         if let Some(token) = c.password {
             builder = builder.sasl_profile(SaslProfile::Plain {
@@ -114,7 +121,10 @@ impl Amqp {
                 password: token.to_string(),
             });
         }
-        let mut connection = builder.open_with_stream(stream).await.map_err(|e| open_error(t, e))?;
+        let mut connection = builder
+            .open_with_stream(engine_stream)
+            .await
+            .map_err(|e| open_error(t, e))?;
         let mut session = fe2o3_amqp::Session::begin(&mut connection)
             .await
             .map_err(|e| transport_error(t, "beginning the AMQP session", e))?;
@@ -155,6 +165,7 @@ impl Amqp {
         };
         Ok(Amqp {
             transport: t,
+            stream: client_stream,
             connection,
             session,
             sender,
@@ -238,14 +249,15 @@ impl Connection for Amqp {
         }
     }
 
-    /// Close the connection within `deadline`: its close ends the session and detaches both links
-    /// (AMQP 1.0, 2.4.3 and 2.5.x: a closed connection implicitly ends its sessions). The links and the
-    /// session are dropped first (fe2o3 then sends their detach and end without waiting for the
-    /// server's answers); only the connection's close is awaited. Waiting for each answer in turn
-    /// nearly doubled the AMQP registration's wall time (BENCHMARKS.md, "AMQP x509").
+    /// Close the connection within `deadline` as the C SDK does (uAMQP: each frame written, nothing
+    /// awaited): the links' detach and the session's end (fe2o3 sends them as their handles drop), the
+    /// connection's `close`, then the stream shut down (TLS `close_notify`) without waiting for the
+    /// server's answers. A closed connection ends its session and links (AMQP 1.0, 2.4.3 and 2.5.x).
+    /// Waiting for the server's `close` would spin fe2o3's connection task meanwhile (`hangup.rs`).
     async fn close(self, deadline: Instant) -> Result<(), Error> {
         let t = self.transport;
         let Amqp {
+            stream,
             mut connection,
             session,
             sender,
@@ -254,14 +266,23 @@ impl Connection for Amqp {
         } = self;
         drop((sender, receiver, session));
         let steps = async {
-            connection
-                .close()
+            tokio::select! {
+                // The server answered the close before the task was seen writing it.
+                closed = connection.close() => closed.map_err(|e| transport_error(t, "closing the AMQP connection", e))?,
+                () = stream.close_written() => {
+                    stream.cut();
+                    // The task stops on its failed read: its outcome is that error, expected.
+                    let _ = connection.on_close().await;
+                }
+            }
+            stream
+                .shutdown()
                 .await
-                .map_err(|e| transport_error(t, "closing the AMQP connection", e))
+                .map_err(|e| io_error(t, "closing the AMQP connection", e))
         };
         tokio::time::timeout_at(deadline, steps)
             .await
-            .unwrap_or_else(|_| Err(Error::transport(t, "the AMQP close was not answered in time")))
+            .unwrap_or_else(|_| Err(Error::transport(t, "the AMQP close was not written in time")))
     }
 }
 

@@ -18,6 +18,9 @@ pub enum Script {
     NeverAttach,
     /// Attaches both links and answers each request `202 assigning` without an operation id.
     NoOperationId,
+    /// Answers the register `200 assigned`, then writes nothing more once the client's next frames
+    /// (its disposition, then its close) arrive: the server's answers never leave (its writes stall).
+    AssignedThenMute,
 }
 
 /// SASL: PLAIN admitted at once, or challenges without end; counts the challenges sent.
@@ -56,11 +59,66 @@ impl SaslAcceptor for Sasl {
     }
 }
 
-/// A running scripted server: its endpoint, the CA to trust, and how many SASL challenges it sent.
+/// A running scripted server: its endpoint, the CA to trust, how many SASL challenges it sent, and
+/// when its writes stalled (`AssignedThenMute`).
 pub struct AmqpServer {
     pub endpoint: String,
     pub ca_pem: String,
     pub challenges: Arc<std::sync::atomic::AtomicUsize>,
+    pub muted: tokio::sync::watch::Receiver<Option<std::time::Instant>>,
+}
+
+/// The server's TLS stream: once `armed`, the next bytes read set `muted`, and from then its writes
+/// stall (stay pending).
+#[derive(Debug)]
+struct Muting<S> {
+    stream: S,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    muted: Arc<tokio::sync::watch::Sender<Option<std::time::Instant>>>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Muting<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before && self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+            self.muted
+                .send_if_modified(|m| m.is_none() && m.replace(std::time::Instant::now()).is_none());
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Muting<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.muted.borrow().is_some() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.muted.borrow().is_some() {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Start a server playing `script` on 127.0.0.1 (one tokio task per connection, on the caller's runtime).
@@ -69,6 +127,8 @@ pub async fn start(script: Script) -> AmqpServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
     let challenges = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (mute, muted) = tokio::sync::watch::channel(None);
+    let mute = Arc::new(mute);
     let sasl = Sasl {
         script,
         challenges: challenges.clone(),
@@ -77,8 +137,15 @@ pub async fn start(script: Script) -> AmqpServer {
         while let Ok((tcp, _)) = listener.accept().await {
             let tls = tokio_rustls::TlsAcceptor::from(config.clone());
             let sasl = sasl.clone();
+            let mute = mute.clone();
             tokio::spawn(async move {
                 let Ok(stream) = tls.accept(tcp).await else { return };
+                let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let stream = Muting {
+                    stream,
+                    armed: armed.clone(),
+                    muted: mute,
+                };
                 let acceptor = ConnectionAcceptor::builder()
                     .container_id("scripted")
                     .sasl_acceptor(sasl)
@@ -117,11 +184,26 @@ pub async fn start(script: Script) -> AmqpServer {
                     if let Some(id) = id {
                         properties = properties.correlation_id(id);
                     }
+                    let (status, body): (i32, &[u8]) = match script {
+                        Script::AssignedThenMute => (200, ASSIGNED),
+                        _ => (202, br#"{"status":"assigning"}"#),
+                    };
                     let answer = Message::builder()
                         .properties(properties.build())
-                        .application_properties(ApplicationProperties::builder().insert("iotdps-status", 202).build())
-                        .data(Binary::from(br#"{"status":"assigning"}"#.to_vec()))
+                        .application_properties(
+                            ApplicationProperties::builder().insert("iotdps-status", status).build(),
+                        )
+                        .data(Binary::from(body.to_vec()))
                         .build();
+                    if let Script::AssignedThenMute = script {
+                        // The client's disposition of this answer comes after the answer was
+                        // written: the bytes read from then on mute the server.
+                        armed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        let _ = sender.send_batchable(answer).await;
+                        // Keep the connection (and its stalled writes) until the client leaves.
+                        let _ = connection.on_close().await;
+                        return;
+                    }
                     if sender.send(answer).await.is_err() {
                         return;
                     }
@@ -133,5 +215,9 @@ pub async fn start(script: Script) -> AmqpServer {
         endpoint,
         ca_pem,
         challenges,
+        muted,
     }
 }
+
+/// The `assigned` answer of `AssignedThenMute`.
+const ASSIGNED: &[u8] = br#"{"operationId":"op","status":"assigned","registrationState":{"registrationId":"d","assignedHub":"hub.example.test","deviceId":"d","status":"assigned"}}"#;
