@@ -137,12 +137,13 @@ hub_device() {
             [ "$rc" -eq 1 ] || { echo "expected exit 1 (refused)"; cat "$err"; return 1; }
             # An x509 device over AMQP has no authentication step of its own (no CBS): the SDK reports
             # the hub's refusal of its first link as a messenger error (iothubtransport_amqp_common.c:
-            # DEVICE_STATE_ERROR_MSG is COMMUNICATION_ERROR), its telemetry link detached.
+            # DEVICE_STATE_ERROR_MSG is COMMUNICATION_ERROR), its messenger's link detached.
             local reason=BAD_CREDENTIAL
             case "$hub_transport,$attestation" in
                 amqp,x509 | amqp-ws,x509)
                     reason=COMMUNICATION_ERROR
-                    grep -q "messenger failed to be started" "$err" || { cat "$err"; return 1; }
+                    # (the SDK logs on stdout)
+                    cat "$out" "$err" | grep -q "messenger failed to be started" || { cat "$err"; return 1; }
                     ;;
             esac
             grep -q "^hub refused reason=$reason\$" "$out" || { cat "$err"; return 1; }

@@ -12,6 +12,8 @@
 //! authenticated is refused (detached with `amqp:unauthorized-access`), as is an address this hub does not
 //! serve.
 //!
+//! Who the connection authenticated, and each device request with its credentials: `hub_auth.rs`.
+//!
 //! Links (addresses `[amqps://{hub}]/devices/{id}/...`): `messages/events` (telemetry: each message becomes
 //! `POST /devices/{id}/messages/events`, accepted when kept), `twin` (a sender and a receiver: GET becomes
 //! `GET /devices/{id}/twin`, PATCH `/properties/reported` `PATCH .../twin/properties/reported`, a PUT or
@@ -22,8 +24,8 @@
 //! last token expired; messages are at most the listener's frame size.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fe2o3_amqp::acceptor::{LinkEndpoint, ListenerConnectionHandle, ListenerSessionHandle};
 use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorValue, Role};
@@ -34,17 +36,15 @@ use fe2o3_amqp::{Receiver, Sender};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
-use zeroize::Zeroizing;
 
 use super::ended::{Ended, accept_link};
+use super::hub_auth::Hub;
 use super::hub_messages::{self as wire, TwinOperation};
 use crate::listeners::limits::Slot;
-use crate::request::{Client, Request, Response, SESSION};
+use crate::request::{Client, Response};
 use crate::services::RequestHandler;
-use crate::services::iot_hub::{PROPERTIES_HEADER, SESSION_EXPIRES_HEADER};
 
 const CBS: &str = "$cbs";
-const API_QUERY: &str = "api-version=2021-04-12";
 
 /// Whether a connection's first link is the hub's (CBS or a device address), not DPS's.
 pub(super) fn is_hub_link(attach: &Attach) -> bool {
@@ -74,162 +74,6 @@ fn device_path(address: &str) -> Option<(Option<String>, String, String)> {
     };
     let (device, rest) = path.strip_prefix("devices/")?.split_once('/')?;
     (!device.is_empty()).then(|| (host, device.to_string(), rest.to_string()))
-}
-
-/// How a device of this connection authenticated.
-struct Grant {
-    host: Option<String>,
-    /// The SAS token put on `$cbs` (sent with each request as `Authorization`); `None`: the client chain.
-    token: Option<Zeroizing<String>>,
-    expires: Option<Instant>,
-}
-
-/// What the link tasks of one connection share.
-struct Hub {
-    handler: Arc<RequestHandler>,
-    client: Client,
-    grants: Mutex<HashMap<String, Grant>>,
-    /// Woken when a grant changes (the expiry to wait for moves).
-    changed: Notify,
-}
-
-impl Hub {
-    fn grants(&self) -> std::sync::MutexGuard<'_, HashMap<String, Grant>> {
-        self.grants.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The hub's session request for `device_id`: `204` admits (with the token's expiry).
-    fn session(&self, host: Option<&str>, device_id: &str, token: Option<&str>) -> Response {
-        self.handler
-            .handle(&self.request(SESSION, host, device_id, "", token, Vec::new(), None))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn request(
-        &self,
-        method: &str,
-        host: Option<&str>,
-        device_id: &str,
-        tail: &str,
-        token: Option<&str>,
-        body: Vec<u8>,
-        properties: Option<String>,
-    ) -> Request {
-        let mut headers = Vec::new();
-        if let Some(h) = host {
-            headers.push(("host".to_string(), h.to_string()));
-        }
-        if let Some(t) = token {
-            headers.push(("authorization".to_string(), t.to_string()));
-        }
-        if let Some(p) = properties {
-            headers.push((PROPERTIES_HEADER.to_string(), p));
-        }
-        Request {
-            method: method.to_string(),
-            path: format!("/devices/{}{tail}", hsm_core::sas::url_encode(device_id)),
-            query: API_QUERY.to_string(),
-            headers,
-            body,
-            client: self.client.clone(),
-        }
-    }
-
-    /// A request of an authenticated device, with the credentials of its grant.
-    fn device_request(
-        &self,
-        method: &str,
-        device_id: &str,
-        tail: &str,
-        body: Vec<u8>,
-        bag: Option<String>,
-    ) -> Response {
-        let (host, token) = match self.grants().get(device_id) {
-            Some(g) => (g.host.clone(), g.token.clone()),
-            None => return crate::request::error(401, 401003, format!("device '{device_id}' is not authenticated")),
-        };
-        let request = self.request(
-            method,
-            host.as_deref(),
-            device_id,
-            tail,
-            token.as_deref().map(|t| t.as_str()),
-            body,
-            bag,
-        );
-        self.handler.handle(&request)
-    }
-
-    /// Authenticate a put-token; the answer's status and description.
-    fn put_token(&self, put: &wire::PutToken) -> (u16, String) {
-        let answer = self.session(Some(&put.host), &put.device_id, Some(&put.token));
-        if !(200..300).contains(&answer.status) {
-            let message = answer.error_message();
-            tracing::info!(device_id = %put.device_id, %message, "AMQP put-token refused");
-            return (answer.status, message);
-        }
-        let expires = answer
-            .header(SESSION_EXPIRES_HEADER)
-            .and_then(|e| e.parse::<u64>().ok())
-            .map(|at| {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                Instant::now() + Duration::from_secs(at.saturating_sub(now))
-            });
-        // At info, with the device in the message: the interop suite counts these to see the SDK renew.
-        tracing::info!("AMQP put-token accepted for device '{}'", put.device_id);
-        self.grants().insert(
-            put.device_id.clone(),
-            Grant {
-                host: Some(put.host.clone()),
-                token: Some(put.token.clone()),
-                expires,
-            },
-        );
-        self.changed.notify_one();
-        (200, "OK".into())
-    }
-
-    /// Whether a link may be attached for `device_id`: it put a valid token, or (no token put on this
-    /// connection) its client chain opens the session.
-    fn admit_link(&self, host: Option<&str>, device_id: &str) -> Result<(), String> {
-        let now = Instant::now();
-        if let Some(g) = self.grants().get(device_id) {
-            return match g.expires {
-                Some(e) if e <= now => Err(format!("the token of device '{device_id}' expired")),
-                _ => Ok(()),
-            };
-        }
-        if self.client.chain.is_none() {
-            return Err(format!("device '{device_id}' has put no token on $cbs"));
-        }
-        let answer = self.session(host, device_id, None);
-        if !(200..300).contains(&answer.status) {
-            return Err(answer.error_message());
-        }
-        self.grants().insert(
-            device_id.to_string(),
-            Grant {
-                host: host.map(str::to_string),
-                token: None,
-                expires: None,
-            },
-        );
-        self.changed.notify_one();
-        Ok(())
-    }
-
-    /// When the connection must close: the request deadline while no device is authenticated, else when the
-    /// last grant expires (`None`: never, an x509 device).
-    fn close_at(&self, deadline: Instant) -> Option<Instant> {
-        let grants = self.grants();
-        if grants.is_empty() {
-            return Some(deadline);
-        }
-        grants
-            .values()
-            .map(|g| g.expires)
-            .try_fold(Instant::now(), |latest, e| e.map(|e| e.max(latest)))
-    }
 }
 
 type Answer = Message<Body<Value>>;

@@ -50,16 +50,10 @@ fn application_property(message: &Message<Body<Value>>, name: &str) -> Option<St
         .and_then(string)
 }
 
-/// `{hub}/devices/{id}` (with or without `amqps://`), as the C SDK names it, or percent-encoded as Node's
-/// SDK does (`{hub}%2Fdevices%2F{id}`, the token's `sr` as it stands): the hub and the device.
+/// `{hub}/devices/{id}` (with or without `amqps://`, percent-encoded or not): the hub and the device.
 pub(super) fn audience(name: &str) -> Option<(String, String)> {
-    let decoded;
-    let name = if name.contains('/') {
-        name
-    } else {
-        decoded = hsm_core::sas::url_decode(name).ok()?;
-        decoded.as_str()
-    };
+    let decoded = hsm_core::sas::url_decode(name).ok()?;
+    let name = decoded.as_str();
     let name = name.split_once("://").map_or(name, |(_, rest)| rest);
     let (host, device) = name.split_once("/devices/")?;
     (!host.is_empty() && !host.contains('/') && !device.is_empty() && !device.contains('/'))
@@ -269,6 +263,7 @@ mod tests {
             audience("localhost%2Fdevices%2Fnode-device"),
             Some(("localhost".into(), "node-device".into()))
         );
+        assert_eq!(audience("h%2Fdevices%2Fd1"), Some(("h".into(), "d1".into())));
         assert_eq!(audience("h/devices/"), None);
         assert_eq!(audience("h/devices/d/modules/m"), None);
         assert_eq!(audience("/devices/d"), None);

@@ -26,6 +26,7 @@
 mod connection;
 mod ended;
 mod hub;
+mod hub_auth;
 mod hub_messages;
 mod login;
 mod sasl;
