@@ -348,8 +348,8 @@ fn a_renewed_token_keeps_the_connection_and_an_expired_one_closes_it() {
             cbs.put(DEVICE, &hub_sas(DEVICE, GROUP_DEVICE_KEY, now() + 600)).await,
             200
         );
-        // Past the first token's expiry (whole seconds; the expiry itself is the event waited for): the
-        // connection still serves.
+        // Pacing: the clock passing the first token's expiry (whole seconds) is the behaviour under
+        // test; there is no event to wait on. The connection still serves on the renewed token.
         tokio::time::sleep(Duration::from_secs((first_expiry + 1).saturating_sub(now()))).await;
         assert!(events.send(telemetry_message("1")).await.unwrap().is_accepted());
 
