@@ -53,7 +53,7 @@ pub fn request_der(key: &dyn SigningKey, common_name: &str) -> Result<Vec<u8>> {
     let info = CertReqInfo {
         version: Version::V1,
         subject: x509::utf8_name(&[(oid::COMMON_NAME, common_name)])?,
-        public_key: x509::subject_public_key_info(key)?,
+        public_key: x509::subject_public_key_info(key.algorithm(), &key.public_key_spki()?)?,
         attributes: SetOfVec::new(),
     };
     let (scheme, algorithm) = x509::signature_algorithm(key.algorithm());

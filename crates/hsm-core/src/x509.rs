@@ -2,7 +2,7 @@
 //! stack of the C library: reading what the backends, the DICE engine and the issued store need
 //! of a certificate (names, public key, basic constraints, extensions, validity), and the pieces
 //! every certificate and request this project writes is made of (UTF8String names, UTCTime or
-//! GeneralizedTime, extensions, SHA-256 key identifiers, a TBS signed by any [`SigningKey`]).
+//! GeneralizedTime, extensions, SHA-256 key identifiers, a TBS signed by any [`SigningKey`](crate::SigningKey)).
 
 use ::der::asn1::{Any, BitString, GeneralizedTime, ObjectIdentifier, OctetString, UtcTime};
 use ::der::{Decode as _, Encode, Reader as _, SliceReader, Tag, Tagged as _};
@@ -15,7 +15,7 @@ pub use x509_cert::name::Name;
 use x509_cert::name::RelativeDistinguishedName;
 use x509_cert::time::Time;
 
-use crate::{Curve, Error, KeyAlgorithm, Result, SignatureScheme, SigningKey};
+use crate::{Curve, Error, KeyAlgorithm, Result, SignatureScheme};
 
 /// Object identifiers this project reads and writes.
 pub mod oid {
@@ -255,12 +255,12 @@ pub fn signature_algorithm(key: KeyAlgorithm) -> (SignatureScheme, AlgorithmIden
     (scheme, AlgorithmIdentifierOwned { oid, parameters })
 }
 
-/// The SubjectPublicKeyInfo this project writes for a key: its algorithm (with the named curve,
-/// or NULL parameters for RSA) and its public key bits, whatever parameters the backend's own
-/// encoding had.
-pub fn subject_public_key_info(key: &dyn SigningKey) -> Result<spki::SubjectPublicKeyInfoOwned> {
-    let bits = crate::der::spki_public_key_bits(&key.public_key_spki()?)?;
-    let algorithm = match key.algorithm() {
+/// The SubjectPublicKeyInfo this project writes for a key of `key_algorithm` whose public key the
+/// backend encoded as `spki`: the algorithm (with the named curve, or NULL parameters for RSA) and
+/// the public key bits, whatever parameters the backend's own encoding had.
+pub fn subject_public_key_info(key_algorithm: KeyAlgorithm, spki: &[u8]) -> Result<spki::SubjectPublicKeyInfoOwned> {
+    let bits = crate::der::spki_public_key_bits(spki)?;
+    let algorithm = match key_algorithm {
         KeyAlgorithm::Ec(curve) => AlgorithmIdentifierOwned {
             oid: oid::EC_PUBLIC_KEY,
             parameters: Some(Any::from(match curve {
