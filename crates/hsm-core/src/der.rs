@@ -57,8 +57,9 @@ pub fn curve_len(curve: Curve) -> usize {
     }
 }
 
-/// An unsigned big-endian number (leading zeros allowed) as a DER INTEGER.
-pub fn unsigned_integer(v: &[u8]) -> Vec<u8> {
+/// An unsigned big-endian number (leading zeros allowed) as a DER INTEGER (the tests' view of `uint`).
+#[cfg(test)]
+fn unsigned_integer(v: &[u8]) -> Vec<u8> {
     encode(uint(v))
 }
 

@@ -28,9 +28,9 @@ pub mod oid {
     /// organizationalUnitName (2.5.4.11).
     pub const ORGANIZATIONAL_UNIT: Oid = Oid::new_unwrap("2.5.4.11");
     /// id-ecPublicKey (RFC 5480).
-    pub const EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
+    pub(crate) const EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
     /// rsaEncryption (RFC 8017).
-    pub const RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
+    pub(crate) const RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
     /// secp256r1.
     pub const P256: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
     /// secp384r1.
@@ -39,8 +39,6 @@ pub mod oid {
     pub const ECDSA_SHA256: Oid = Oid::new_unwrap("1.2.840.10045.4.3.2");
     /// ecdsa-with-SHA384.
     pub const ECDSA_SHA384: Oid = Oid::new_unwrap("1.2.840.10045.4.3.3");
-    /// ecdsa-with-SHA512.
-    pub const ECDSA_SHA512: Oid = Oid::new_unwrap("1.2.840.10045.4.3.4");
     /// sha256WithRSAEncryption (RFC 4055).
     pub const RSA_SHA256: Oid = Oid::new_unwrap("1.2.840.113549.1.1.11");
     /// sha384WithRSAEncryption.
