@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use dps_device::{Error, Transport};
@@ -71,10 +71,15 @@ async fn an_answer_without_an_operation_id_is_a_protocol_error() {
 #[tokio::test]
 async fn the_close_does_not_wait_for_the_server() {
     let server = amqp_server::start(amqp_server::Script::AssignedThenMute).await;
-    let assignment = client(&server.endpoint, &server.ca_pem, Duration::from_secs(20))
-        .register(&symmetric("d", DEVICE_KEY), None)
-        .await
-        .unwrap();
+    let assignment = client_to(
+        &server.endpoint,
+        &server.ca_pem,
+        Transport::Amqp,
+        timeout_after(Duration::from_secs(20)),
+    )
+    .register(&symmetric("d", DEVICE_KEY), None)
+    .await
+    .unwrap();
     let returned = Instant::now();
     assert_eq!(assignment.device_id, "d");
     let mut muted = server.muted.clone();
