@@ -12,7 +12,7 @@ use fe2o3_amqp::{Receiver, Sender};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::ended::{Ended, MAX_FRAME, accept_link, io};
+use super::ended::{Ended, MAX_FRAME, accept_link, io, unless_closed};
 use super::login::session_path;
 use super::sasl::DpsSasl;
 use crate::listeners::limits::Slot;
@@ -144,26 +144,39 @@ where
 
     let result = loop {
         slot.idle(true);
-        let delivery = match timeout(request_timeout, receiver.recv::<Body<Value>>()).await {
-            Err(_) => break Err(Ended::Deadline("the next request")),
+        let delivery = match unless_closed(
+            &mut connection,
+            timeout(request_timeout, receiver.recv::<Body<Value>>()),
+        )
+        .await
+        {
+            None => break Ok(()),
+            Some(Err(_)) => break Err(Ended::Deadline("the next request")),
             // The client detached or closed: the normal end.
-            Ok(Err(e)) => {
+            Some(Ok(Err(e))) => {
                 tracing::debug!(error = %e, "AMQP receive ended");
                 break Ok(());
             }
-            Ok(Ok(d)) => d,
+            Some(Ok(Ok(d))) => d,
         };
         slot.idle(false);
         if let Err(e) = receiver.accept(&delivery).await {
             break Err(Ended::Refused(format!("settling a request: {e}")));
         }
         let answer = answer(handler, &registration, &client, delivery.into_message());
-        match timeout(request_timeout, sender.send(answer)).await {
-            Err(_) => break Err(Ended::Deadline("sending an answer (the client gave no link credit)")),
-            Ok(Err(e)) => break Err(Ended::Refused(format!("sending an answer: {e}"))),
-            Ok(Ok(_)) => {}
+        // The answer is sent unsettled: a client that closes instead of settling it ends the wait.
+        match unless_closed(&mut connection, timeout(request_timeout, sender.send(answer))).await {
+            None => break Ok(()),
+            Some(Err(_)) => break Err(Ended::Deadline("sending an answer (the client gave no link credit)")),
+            Some(Ok(Err(e))) => break Err(Ended::Refused(format!("sending an answer: {e}"))),
+            Some(Ok(Ok(_))) => {}
         }
     };
+    if connection.is_closed() {
+        // The peer closed (fe2o3's engine answered its close): the links and session ended with it (AMQP 1.0,
+        // 2.4.3 and 2.7.9), and no detach or end would be answered.
+        return result;
+    }
     let _ = timeout(Duration::from_secs(1), sender.close()).await;
     let _ = timeout(Duration::from_secs(1), receiver.close()).await;
     let _ = timeout(Duration::from_secs(1), session.end()).await;

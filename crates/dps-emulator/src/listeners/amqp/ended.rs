@@ -1,9 +1,12 @@
-//! How an AMQP connection ends early ([`Ended`]), the frame bound, and accepting a link within a deadline:
+//! How an AMQP connection ends early ([`Ended`]), the frame bound, accepting a link within a deadline, and
+//! waiting on a link no longer than the connection lives ([`unless_closed`]):
 //! shared by the DPS (`connection.rs`) and the IoT Hub (`hub.rs`) sides of the listener.
 
 use std::io;
 
-use fe2o3_amqp::acceptor::{LinkAcceptor, LinkEndpoint, ListenerSessionHandle};
+use std::future::Future;
+
+use fe2o3_amqp::acceptor::{LinkAcceptor, LinkEndpoint, ListenerConnectionHandle, ListenerSessionHandle};
 use fe2o3_amqp::types::performatives::Attach;
 use tokio::time::{Instant, timeout_at};
 
@@ -41,4 +44,17 @@ pub(super) async fn accept_link(
         .await
         .map_err(|_| Ended::Deadline("attaching a link"))?
         .map_err(|e| Ended::Refused(format!("attaching a link: {e}")))
+}
+
+/// `step`'s outcome, or `None` once the connection has ended (the peer closed it, or its stream failed)
+/// first. A peer may end a connection with `close` alone (AMQP 1.0, 2.4.3 and 2.7.9: the close ends its
+/// sessions and links); fe2o3's engine answers that close, but a link waiting for the peer (an unsettled
+/// answer's outcome) is not told, so each wait on a link races the connection's end.
+pub(super) async fn unless_closed<F: Future>(connection: &mut ListenerConnectionHandle, step: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        out = step => Some(out),
+        // Resolves when the connection's engine stops; at once (an error) if it was already seen stopped.
+        _ = connection.on_close() => None,
+    }
 }

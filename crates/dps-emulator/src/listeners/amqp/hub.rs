@@ -188,6 +188,10 @@ pub(super) async fn serve(
         }
     };
     tasks.abort_all();
+    if connection.is_closed() {
+        // The peer closed: its links and session ended with the connection; nothing would answer a detach.
+        return result;
+    }
     for s in idle {
         let _ = timeout(Duration::from_secs(1), s.close()).await;
     }

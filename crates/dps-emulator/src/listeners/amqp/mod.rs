@@ -21,7 +21,8 @@
 //!
 //! Each connection has a thread of its own within the shared connection bound (`limits.rs`), running a
 //! current-thread tokio runtime; TLS, SASL, open, begin and both attaches must complete within the request
-//! deadline, and so must each next request.
+//! deadline, and so must each next request. A peer's `close` ends the connection at once, whatever a link
+//! was waiting for (`ended::unless_closed`): its links and session end with it, nothing is detached.
 
 mod connection;
 mod ended;
