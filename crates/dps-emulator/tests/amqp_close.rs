@@ -8,9 +8,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::amqp::{runtime, tls};
 use common::*;
 use dps_emulator::{Emulator, Enrollment, ServerOptions};
 use fe2o3_amqp::connection::ConnectionHandle;
@@ -19,7 +19,6 @@ use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::types::messaging::{AmqpValue, ApplicationProperties, Body, Data, Message, Properties};
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Value};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
-use rustls::pki_types::ServerName;
 
 const DEVICE: &str = "amqp-close-dev";
 const DEVICE_KEY: &str = "c2VjcmV0LWtleS1mb3ItZGV2aWNlLXN5bQ==";
@@ -43,15 +42,6 @@ fn emulator() -> Emulator {
         },
     )
     .unwrap()
-}
-
-async fn tls(emu: &Emulator) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let config = client_builder(&emu.server_ca_pem(), common::Tls::Any).with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(emu.amqp_endpoint()).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
 }
 
 /// The client's end of the connection as the C SDK's uAMQP ends it (`connection_close`): the `close`
@@ -122,7 +112,7 @@ async fn pump(
 }
 
 async fn open(emu: &Emulator, hostname: &str, sasl: SaslProfile) -> (ConnectionHandle<()>, Hangup) {
-    let tls = tls(emu).await;
+    let tls = tls(emu, "localhost").await;
     let (client, pipe) = tokio::io::duplex(64 * 1024);
     let (tx, done) = tokio::sync::oneshot::channel();
     tokio::spawn(pump(pipe, tls, tx));
@@ -153,18 +143,11 @@ async fn close_only_and_time_the_release(
         .expect("fe2o3 wrote no close within 5 s")
         .unwrap();
     let started = Instant::now();
-    let next = tokio::time::timeout(Duration::from_secs(30), tls(emu)).await;
+    let next = tokio::time::timeout(Duration::from_secs(30), tls(emu, "localhost")).await;
     let took = started.elapsed();
     assert!(next.is_ok(), "the next connection was not admitted within 30 s");
     closing.abort();
     took
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

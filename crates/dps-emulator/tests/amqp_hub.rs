@@ -11,6 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::amqp::{runtime, tls};
 use common::*;
 use dps_emulator::{Emulator, Enrollment, ServerOptions};
 use fe2o3_amqp::connection::ConnectionHandle;
@@ -57,32 +58,12 @@ fn emulator() -> Emulator {
     emu
 }
 
-fn hub_sas(device_id: &str, key_b64: &str, expiry: u64) -> String {
-    let key = hsm_core::sas::decode_key("test key", key_b64).unwrap();
-    hsm_core::sas::Audience::Hub {
-        host: HUB.into(),
-        device_id: device_id.into(),
-    }
-    .sign_with_key(&key, expiry)
-}
-
-type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
-
-async fn tls(emu: &Emulator) -> Tls {
-    let config = client_builder(&emu.server_ca_pem(), common::Tls::Any).with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(emu.amqp_endpoint()).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
 async fn open(emu: &Emulator) -> (ConnectionHandle<()>, SessionHandle<()>) {
     let mut connection = Connection::builder()
         .container_id("hub-test")
         .hostname(HUB)
         .sasl_profile(SaslProfile::Anonymous)
-        .open_with_stream(tls(emu).await)
+        .open_with_stream(tls(emu, "127.0.0.1").await)
         .await
         .unwrap();
     let session = Session::begin(&mut connection).await.unwrap();
@@ -190,13 +171,6 @@ fn annotation(message: &Message<Body<Value>>, name: &str) -> Option<Value> {
         .cloned()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Whether the link is (or soon is) detached by the server: a send on it fails.
 async fn refused(sender: &mut Sender) -> bool {
     let sent = tokio::time::timeout(Duration::from_secs(5), sender.send(telemetry_message("0"))).await;
@@ -210,7 +184,8 @@ fn sas_device_puts_its_token_sends_telemetry_and_uses_its_twin() {
         let (mut connection, mut session) = open(&emu).await;
         let mut cbs = Cbs::attach(&mut session).await;
         assert_eq!(
-            cbs.put(DEVICE, &hub_sas(DEVICE, GROUP_DEVICE_KEY, now() + 600)).await,
+            cbs.put(DEVICE, &hub_sas(HUB, DEVICE, GROUP_DEVICE_KEY, now() + 600))
+                .await,
             200
         );
         let address = format!("amqps://{HUB}/devices/{DEVICE}/messages/events");
@@ -305,15 +280,19 @@ fn wrong_and_expired_tokens_are_answered_401_and_links_before_a_token_are_refuse
         assert!(refused(&mut early).await, "telemetry before a put-token was served");
         let mut cbs = Cbs::attach(&mut session).await;
         let other_key = "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktMDA=";
-        assert_eq!(cbs.put(DEVICE, &hub_sas(DEVICE, other_key, now() + 600)).await, 401);
         assert_eq!(
-            cbs.put(DEVICE, &hub_sas(DEVICE, GROUP_DEVICE_KEY, now() - 10)).await,
+            cbs.put(DEVICE, &hub_sas(HUB, DEVICE, other_key, now() + 600)).await,
+            401
+        );
+        assert_eq!(
+            cbs.put(DEVICE, &hub_sas(HUB, DEVICE, GROUP_DEVICE_KEY, now() - 10))
+                .await,
             401
         );
         assert_eq!(
             cbs.put(
                 "never-registered",
-                &hub_sas("never-registered", GROUP_DEVICE_KEY, now() + 600)
+                &hub_sas(HUB, "never-registered", GROUP_DEVICE_KEY, now() + 600)
             )
             .await,
             401
@@ -337,7 +316,8 @@ fn a_renewed_token_keeps_the_connection_and_an_expired_one_closes_it() {
         let mut cbs = Cbs::attach(&mut session).await;
         let first_expiry = now() + 2;
         assert_eq!(
-            cbs.put(DEVICE, &hub_sas(DEVICE, GROUP_DEVICE_KEY, first_expiry)).await,
+            cbs.put(DEVICE, &hub_sas(HUB, DEVICE, GROUP_DEVICE_KEY, first_expiry))
+                .await,
             200
         );
         let address = format!("amqps://{HUB}/devices/{DEVICE}/messages/events");
@@ -345,7 +325,8 @@ fn a_renewed_token_keeps_the_connection_and_an_expired_one_closes_it() {
             .await
             .unwrap();
         assert_eq!(
-            cbs.put(DEVICE, &hub_sas(DEVICE, GROUP_DEVICE_KEY, now() + 600)).await,
+            cbs.put(DEVICE, &hub_sas(HUB, DEVICE, GROUP_DEVICE_KEY, now() + 600))
+                .await,
             200
         );
         // Pacing: the clock passing the first token's expiry (whole seconds) is the behaviour under
@@ -356,7 +337,8 @@ fn a_renewed_token_keeps_the_connection_and_an_expired_one_closes_it() {
         let (mut connection, mut session) = open(&emu).await;
         let mut cbs = Cbs::attach(&mut session).await;
         assert_eq!(
-            cbs.put(DEVICE, &hub_sas(DEVICE, GROUP_DEVICE_KEY, now() + 2)).await,
+            cbs.put(DEVICE, &hub_sas(HUB, DEVICE, GROUP_DEVICE_KEY, now() + 2))
+                .await,
             200
         );
         let started = Instant::now();
@@ -384,7 +366,7 @@ fn a_connection_that_puts_no_token_is_closed_at_the_request_deadline() {
 fn garbage_after_sasl_closes_the_connection() {
     let emu = emulator();
     runtime().block_on(async {
-        let mut s = tls(&emu).await;
+        let mut s = tls(&emu, "127.0.0.1").await;
         s.write_all(b"AMQP\x03\x01\x00\x00").await.unwrap();
         let mut header = [0u8; 8];
         s.read_exact(&mut header).await.unwrap();

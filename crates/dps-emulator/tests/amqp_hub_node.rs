@@ -6,16 +6,15 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::amqp::{runtime, tls};
 use common::*;
 use dps_emulator::{Emulator, Enrollment, ServerOptions};
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::types::messaging::{AmqpValue, ApplicationProperties, Body, Data, Message, MessageId, Properties};
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Value};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
-use rustls::pki_types::ServerName;
 
 const DEVICE: &str = "node-amqp-device";
 /// The hub the official-SDK suite assigns (scripts/official-sdks.sh).
@@ -43,36 +42,11 @@ fn emulator() -> Emulator {
     emu
 }
 
-async fn tls(emu: &Emulator) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let config = client_builder(&emu.server_ca_pem(), common::Tls::Any).with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(emu.amqp_endpoint()).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
 fn telemetry(seq: &str) -> Message<Data> {
     Message::builder()
         .application_properties(ApplicationProperties::builder().insert("seq", seq.to_string()).build())
         .data(Binary::from(format!("{{\"seq\":{seq}}}").into_bytes()))
         .build()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn hub_sas(device_id: &str, expiry: u64) -> String {
-    let key = hsm_core::sas::decode_key("test key", GROUP_DEVICE_KEY).unwrap();
-    hsm_core::sas::Audience::Hub {
-        host: LOCAL_HUB.into(),
-        device_id: device_id.into(),
-    }
-    .sign_with_key(&key, expiry)
 }
 
 /// Node's put-token: `name` is `{hub}%2Fdevices%2F{id}`; then its relative telemetry address.
@@ -84,7 +58,7 @@ fn a_percent_encoded_put_token_audience_is_the_devices_hub() {
             .container_id("node-like")
             .hostname(LOCAL_HUB)
             .sasl_profile(SaslProfile::Anonymous)
-            .open_with_stream(tls(&emu).await)
+            .open_with_stream(tls(&emu, "127.0.0.1").await)
             .await
             .unwrap();
         let mut session = Session::begin(&mut connection).await.unwrap();
@@ -103,7 +77,12 @@ fn a_percent_encoded_put_token_audience_is_the_devices_hub() {
                     .insert("name", format!("{LOCAL_HUB}%2Fdevices%2F{DEVICE}"))
                     .build(),
             )
-            .body(Body::Value(AmqpValue(Value::String(hub_sas(DEVICE, now() + 600)))))
+            .body(Body::Value(AmqpValue(Value::String(hub_sas(
+                LOCAL_HUB,
+                DEVICE,
+                GROUP_DEVICE_KEY,
+                now() + 600,
+            )))))
             .build();
         cbs_out.send(put).await.unwrap();
         let answer = cbs_in.recv::<Body<Value>>().await.unwrap();

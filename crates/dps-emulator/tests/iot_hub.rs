@@ -45,15 +45,6 @@ fn symmetric(id: &str) -> Enrollment {
     }
 }
 
-fn hub_sas(device_id: &str, key_b64: &str, expiry: u64) -> String {
-    let key = hsm_core::sas::decode_key("test key", key_b64).unwrap();
-    hsm_core::sas::Audience::Hub {
-        host: HUB.into(),
-        device_id: device_id.into(),
-    }
-    .sign_with_key(&key, expiry)
-}
-
 fn tls(emu: &Emulator, device: Option<&Identity>) -> Tls {
     let builder = client_builder(&emu.server_ca_pem(), common::Tls::Any);
     let config = match device {
@@ -133,7 +124,7 @@ fn publish(s: &mut Tls, buf: &mut BytesMut, topic: &str, payload: &str, pkid: u1
 fn sas_device_sends_telemetry_and_uses_its_twin() {
     let emu = emulator(vec![symmetric(DEVICE)]);
     provision_sas(&emu, DEVICE);
-    let token = hub_sas(DEVICE, GROUP_DEVICE_KEY, now() + 600);
+    let token = hub_sas(HUB, DEVICE, GROUP_DEVICE_KEY, now() + 600);
     let (code, mut s, mut buf) = connect(&emu, DEVICE, DEVICE, &token, None);
     assert_eq!(code, ConnectReturnCode::Success);
     send(
@@ -227,7 +218,7 @@ fn group_derived_key_and_x509_devices_connect() {
         &emu,
         "device-0001",
         "device-0001",
-        &hub_sas("device-0001", GROUP_DEVICE_KEY, now() + 600),
+        &hub_sas(HUB, "device-0001", GROUP_DEVICE_KEY, now() + 600),
         None,
     );
     assert_eq!(code, ConnectReturnCode::Success);
@@ -258,32 +249,32 @@ fn wrong_key_unknown_device_expired_token_and_wrong_client_id_are_refused() {
         (
             DEVICE,
             DEVICE,
-            hub_sas(DEVICE, other_key, now() + 600),
+            hub_sas(HUB, DEVICE, other_key, now() + 600),
             ConnectReturnCode::NotAuthorized,
         ),
         (
             DEVICE,
             DEVICE,
-            hub_sas(DEVICE, GROUP_DEVICE_KEY, now() - 1),
+            hub_sas(HUB, DEVICE, GROUP_DEVICE_KEY, now() - 1),
             ConnectReturnCode::NotAuthorized,
         ),
         (
             "never-registered",
             "never-registered",
-            hub_sas("never-registered", GROUP_DEVICE_KEY, now() + 600),
+            hub_sas(HUB, "never-registered", GROUP_DEVICE_KEY, now() + 600),
             ConnectReturnCode::NotAuthorized,
         ),
         (
             "someone-else",
             DEVICE,
-            hub_sas(DEVICE, GROUP_DEVICE_KEY, now() + 600),
+            hub_sas(HUB, DEVICE, GROUP_DEVICE_KEY, now() + 600),
             ConnectReturnCode::BadClientId,
         ),
         // A token for another device's resource.
         (
             DEVICE,
             DEVICE,
-            hub_sas("someone-else", GROUP_DEVICE_KEY, now() + 600),
+            hub_sas(HUB, "someone-else", GROUP_DEVICE_KEY, now() + 600),
             ConnectReturnCode::NotAuthorized,
         ),
         (DEVICE, DEVICE, String::new(), ConnectReturnCode::NotAuthorized),
@@ -300,7 +291,7 @@ fn wrong_key_unknown_device_expired_token_and_wrong_client_id_are_refused() {
 fn hostile_publishes_close_the_session() {
     let emu = emulator(vec![symmetric(DEVICE)]);
     provision_sas(&emu, DEVICE);
-    let token = hub_sas(DEVICE, GROUP_DEVICE_KEY, now() + 600);
+    let token = hub_sas(HUB, DEVICE, GROUP_DEVICE_KEY, now() + 600);
     let long = "x".repeat(60_000);
     let hostile = [
         "devices/someone-else/messages/events/".to_string(),
@@ -350,7 +341,13 @@ fn a_session_ends_when_its_token_expires() {
     let emu = emulator(vec![symmetric(DEVICE)]);
     provision_sas(&emu, DEVICE);
     let expiry = now() + 2;
-    let (code, mut s, mut buf) = connect(&emu, DEVICE, DEVICE, &hub_sas(DEVICE, GROUP_DEVICE_KEY, expiry), None);
+    let (code, mut s, mut buf) = connect(
+        &emu,
+        DEVICE,
+        DEVICE,
+        &hub_sas(HUB, DEVICE, GROUP_DEVICE_KEY, expiry),
+        None,
+    );
     assert_eq!(code, ConnectReturnCode::Success);
     // The read timeout (20 s) bounds the wait; the hub closes the session at the token's expiry.
     assert!(next(&mut s, &mut buf).is_none(), "the session outlived its token");
@@ -366,7 +363,7 @@ fn a_session_ends_when_its_token_expires() {
 fn malformed_hub_usernames_and_another_hub_are_refused() {
     let emu = emulator(vec![symmetric(DEVICE)]);
     provision_sas(&emu, DEVICE);
-    let token = hub_sas(DEVICE, GROUP_DEVICE_KEY, now() + 600);
+    let token = hub_sas(HUB, DEVICE, GROUP_DEVICE_KEY, now() + 600);
     let long = "h".repeat(30_000);
     let usernames = [
         format!("{HUB}/{DEVICE}"),

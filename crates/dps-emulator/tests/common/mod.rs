@@ -2,6 +2,7 @@
 //! answers; PKIs, configuration and waiting come from `test_support`.
 #![allow(dead_code, unused_imports)]
 
+pub mod amqp;
 pub mod mqtt;
 
 use std::sync::Arc;
@@ -164,4 +165,14 @@ pub fn assert_denied((status, body): (u16, Value), needle: &str) {
     assert!(body["trackingId"].as_str().is_some_and(|s| s.len() >= 32), "{body}");
     let message = body["message"].as_str().unwrap();
     assert!(message.contains(needle), "message {message:?} lacks {needle:?}");
+}
+
+/// A SAS token for `device_id` at the IoT hub `hub`, signed with the base64 key `key_b64`.
+pub fn hub_sas(hub: &str, device_id: &str, key_b64: &str, expiry: u64) -> String {
+    let key = hsm_core::sas::decode_key("test key", key_b64).unwrap();
+    hsm_core::sas::Audience::Hub {
+        host: hub.into(),
+        device_id: device_id.into(),
+    }
+    .sign_with_key(&key, expiry)
 }

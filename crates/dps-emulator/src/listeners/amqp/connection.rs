@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::ended::{Ended, MAX_FRAME, accept_link, io, unless_closed};
+use super::hub_messages::body_bytes;
 use super::login::session_path;
 use super::sasl::DpsSasl;
 use crate::listeners::limits::Slot;
@@ -297,7 +298,7 @@ fn answer(
             client,
             "PUT",
             "register".into(),
-            body(&message.body),
+            body_bytes(&message.body),
         )),
         Some(OPERATION_STATUS) => match property(OPERATION_ID) {
             Some(op) => handler.handle(&request(
@@ -334,20 +335,6 @@ fn answer(
         .application_properties(application.build())
         .data(Binary::from(response.body))
         .build()
-}
-
-/// The JSON of a request body: data sections, or an amqp-value string or binary (Node sends `''` as the
-/// body of a status query).
-fn body(body: &Body<Value>) -> Vec<u8> {
-    match body {
-        Body::Data(batch) => batch.iter().flat_map(|d| d.0.iter().copied()).collect(),
-        Body::Value(v) => match &v.0 {
-            Value::String(s) => s.clone().into_bytes(),
-            Value::Binary(b) => b.to_vec(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    }
 }
 
 /// The request HTTPS would carry: the SAS token (SASL PLAIN's password) as the Authorization header, so the

@@ -225,11 +225,14 @@ fn admit(hub: &Hub, address: &str, role: &Role) -> Result<Purpose, String> {
     Ok(purpose)
 }
 
-/// Answer each put-token on the `$cbs` answers link.
-async fn cbs_requests(
-    hub: Arc<Hub>,
+/// Settle each request that arrives on `receiver` and send what `answer` makes of it on the answers
+/// link of `link` (`out`), until the client detaches; an `Err` from `answer` ends the connection.
+async fn requests(
+    link: &str,
+    what: &str,
     mut receiver: Receiver,
     out: mpsc::Sender<Message<Body<Value>>>,
+    mut answer: impl FnMut(Message<Body<Value>>) -> Result<Message<Body<Value>>, String>,
 ) -> Result<(), String> {
     loop {
         let Ok(delivery) = receiver.recv::<Body<Value>>().await else {
@@ -238,9 +241,21 @@ async fn cbs_requests(
         receiver
             .accept(&delivery)
             .await
-            .map_err(|e| format!("settling a put-token: {e}"))?;
-        let message = delivery.into_message();
-        let answer = match wire::put_token(&message) {
+            .map_err(|e| format!("settling a {what}: {e}"))?;
+        out.send(answer(delivery.into_message())?)
+            .await
+            .map_err(|_| format!("the {link} answers link is gone"))?;
+    }
+}
+
+/// Answer each put-token on the `$cbs` answers link.
+async fn cbs_requests(
+    hub: Arc<Hub>,
+    receiver: Receiver,
+    out: mpsc::Sender<Message<Body<Value>>>,
+) -> Result<(), String> {
+    requests("$cbs", "put-token", receiver, out, |message| {
+        Ok(match wire::put_token(&message) {
             Ok(put) => {
                 let (status, description) = hub.put_token(&put);
                 wire::put_token_answer(put.message_id, status, &description)
@@ -249,11 +264,9 @@ async fn cbs_requests(
                 let id = message.properties.as_ref().and_then(|p| p.message_id.clone());
                 wire::put_token_answer(id, 400, &reason)
             }
-        };
-        out.send(answer)
-            .await
-            .map_err(|_| "the $cbs answers link is gone".to_string())?;
-    }
+        })
+    })
+    .await
 }
 
 /// Send the answers of `rx` on `sender` until the connection ends.
@@ -307,18 +320,10 @@ async fn telemetry(hub: Arc<Hub>, device: String, mut receiver: Receiver) -> Res
 async fn twin_requests(
     hub: Arc<Hub>,
     device: String,
-    mut receiver: Receiver,
+    receiver: Receiver,
     out: mpsc::Sender<Message<Body<Value>>>,
 ) -> Result<(), String> {
-    loop {
-        let Ok(delivery) = receiver.recv::<Body<Value>>().await else {
-            return Ok(());
-        };
-        receiver
-            .accept(&delivery)
-            .await
-            .map_err(|e| format!("settling a twin request: {e}"))?;
-        let message = delivery.into_message();
+    requests("twin", "twin request", receiver, out, |message| {
         let answer = match wire::twin_operation(&message) {
             Ok(TwinOperation::Get) => hub.device_request("GET", &device, "/twin", Vec::new(), None),
             Ok(TwinOperation::PatchReported) => {
@@ -336,11 +341,9 @@ async fn twin_requests(
         }
         let version = answer.header("$version").and_then(|v| v.parse::<i64>().ok());
         // IoT Hub answers a reported-properties patch 204 over AMQP as over MQTT.
-        let reply = wire::twin_answer(&message, answer.status, version, answer.body);
-        out.send(reply)
-            .await
-            .map_err(|_| "the twin answers link is gone".to_string())?;
-    }
+        Ok(wire::twin_answer(&message, answer.status, version, answer.body))
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -173,7 +173,8 @@ fn one_message(message: &Message<Body<Value>>) -> Telemetry {
     }
 }
 
-/// A body's bytes: its data sections, or an amqp-value string or binary.
+/// A body's bytes: its data sections, or an amqp-value string or binary (Node sends `''` as the body
+/// of a DPS status query). A DPS request's JSON and a hub message's payload alike.
 pub(super) fn body_bytes(body: &Body<Value>) -> Vec<u8> {
     match body {
         Body::Data(batch) => batch.iter().flat_map(|d| d.0.iter().copied()).collect(),
