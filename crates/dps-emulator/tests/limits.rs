@@ -280,6 +280,8 @@ fn retry_after_is_the_configured_value() {
 /// `chacha20_only`: a client offering only AES-GCM is refused; a default client gets ChaCha20.
 #[test]
 fn chacha20_only_offers_nothing_else() {
+    // Its emulator's threads would count in the thread-bound test's numbers: one at a time here too.
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start_with(
         config(Vec::new()),
         0,
