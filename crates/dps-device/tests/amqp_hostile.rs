@@ -1,7 +1,8 @@
 //! The AMQP client (issue 23) against a scripted fe2o3 server (`common/amqp_server.rs`) that challenges
 //! SASL without end, never answers a link attach, or answers without an operation id. Each registration
-//! ends within its bound with a clear error. (Garbage, a frame claiming gigabytes and silence, which the
-//! MQTT client meets too, are the table of `hostile.rs`.)
+//! ends within its bound with a clear error. A server that settles a request only after its answer is
+//! answered. (Garbage, a frame claiming gigabytes and silence, which the MQTT client meets too, are the
+//! table of `hostile.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -92,5 +93,30 @@ async fn the_close_does_not_wait_for_the_server() {
     assert!(
         after < Duration::from_millis(900),
         "the registration ended {after:?} after the answer"
+    );
+}
+
+/// The client reads the answer while its request's outcome (the server's disposition) is still to
+/// come, as the C SDK does: a server that settles the request only once its answer is settled is
+/// answered at once. Before, the client awaited the outcome first, and the two waited on each other
+/// until the registration's timeout.
+#[tokio::test]
+async fn the_answer_is_read_before_the_request_is_settled() {
+    let server = amqp_server::start(amqp_server::Script::OutcomeAfterAnswer).await;
+    let started = Instant::now();
+    let assignment = client_to(
+        &server.endpoint,
+        &server.ca_pem,
+        Transport::Amqp,
+        timeout_after(Duration::from_secs(10)),
+    )
+    .register(&symmetric("d", DEVICE_KEY), None)
+    .await
+    .unwrap();
+    assert_eq!(assignment.device_id, "d");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
     );
 }

@@ -207,31 +207,47 @@ impl Amqp {
             .application_properties(application.build())
             .data(Binary::from(payload))
             .build();
-        self.sender
-            .send(message)
-            .await
-            .map_err(|e| transport_error(self.transport, "sending a request", e))?;
-        loop {
-            let delivery = self
-                .receiver
-                .recv::<Body<Value>>()
-                .await
-                .map_err(|e| transport_error(self.transport, "waiting for the answer", e))?;
-            self.receiver
-                .accept(&delivery)
-                .await
-                .map_err(|e| transport_error(self.transport, "settling the answer", e))?;
-            let message = delivery.into_message();
-            let correlation = message.properties.as_ref().and_then(|p| p.correlation_id.clone());
-            if correlation
-                .as_ref()
-                .is_some_and(|c| *c != MessageId::String(id.clone()))
-            {
-                tracing::debug!("ignoring an AMQP answer to another request");
-                continue;
+        // The request's outcome (the server's disposition) and its answer are awaited together, as the
+        // C SDK reads the answer without waiting for the outcome: a refused request ends the wait.
+        let t = self.transport;
+        let sent = self.sender.send(message);
+        let answered = answer(&mut self.receiver, t, &id);
+        tokio::pin!(sent, answered);
+        tokio::select! {
+            outcome = &mut sent => {
+                outcome.map_err(|e| transport_error(t, "sending a request", e))?;
+                answered.await
             }
-            return reply(self.transport, message);
+            reply = &mut answered => {
+                let reply = reply?;
+                sent.await.map_err(|e| transport_error(t, "sending a request", e))?;
+                Ok(reply)
+            }
         }
+    }
+}
+
+/// The answer to the request `id` on `receiver` (answers to other requests are settled and skipped).
+async fn answer(receiver: &mut Receiver, t: Transport, id: &str) -> Result<Reply, Error> {
+    loop {
+        let delivery = receiver
+            .recv::<Body<Value>>()
+            .await
+            .map_err(|e| transport_error(t, "waiting for the answer", e))?;
+        receiver
+            .accept(&delivery)
+            .await
+            .map_err(|e| transport_error(t, "settling the answer", e))?;
+        let message = delivery.into_message();
+        let correlation = message.properties.as_ref().and_then(|p| p.correlation_id.clone());
+        if correlation
+            .as_ref()
+            .is_some_and(|c| *c != MessageId::String(id.to_string()))
+        {
+            tracing::debug!("ignoring an AMQP answer to another request");
+            continue;
+        }
+        return reply(t, message);
     }
 }
 

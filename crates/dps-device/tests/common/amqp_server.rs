@@ -21,6 +21,9 @@ pub enum Script {
     /// Answers the register `200 assigned`, then writes nothing more once the client's next frames
     /// (its disposition, then its close) arrive: the server's answers never leave (its writes stall).
     AssignedThenMute,
+    /// Answers the register `200 assigned` first, and settles the request (its disposition) only
+    /// once the client has settled that answer.
+    OutcomeAfterAnswer,
 }
 
 /// SASL: PLAIN admitted at once, or challenges without end; counts the challenges sent.
@@ -174,7 +177,10 @@ pub async fn start(script: Script) -> AmqpServer {
                     return;
                 };
                 while let Ok(delivery) = receiver.recv::<Body<Value>>().await {
-                    let _ = receiver.accept(&delivery).await;
+                    let outcome_first = !matches!(script, Script::OutcomeAfterAnswer);
+                    if outcome_first {
+                        let _ = receiver.accept(&delivery).await;
+                    }
                     let id = delivery
                         .message()
                         .properties
@@ -185,7 +191,7 @@ pub async fn start(script: Script) -> AmqpServer {
                         properties = properties.correlation_id(id);
                     }
                     let (status, body): (i32, &[u8]) = match script {
-                        Script::AssignedThenMute => (200, ASSIGNED),
+                        Script::AssignedThenMute | Script::OutcomeAfterAnswer => (200, ASSIGNED),
                         _ => (202, br#"{"status":"assigning"}"#),
                     };
                     let answer = Message::builder()
@@ -204,8 +210,12 @@ pub async fn start(script: Script) -> AmqpServer {
                         let _ = connection.on_close().await;
                         return;
                     }
+                    // `send` returns when the client has settled the answer.
                     if sender.send(answer).await.is_err() {
                         return;
+                    }
+                    if !outcome_first {
+                        let _ = receiver.accept(&delivery).await;
                     }
                 }
             });
