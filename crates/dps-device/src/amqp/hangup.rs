@@ -8,13 +8,6 @@
 //! written the `close` frame; then the client cuts that handle (its reads and writes fail, and the task
 //! stops on the failed read without writing more) and shuts the stream down through its own handle
 //! (TLS `close_notify`, flushing what the task wrote).
-//!
-//! The same handle gathers the connection task's frames: fe2o3 writes and flushes each frame alone
-//! (one TLS record and one socket write a frame), so a flush only keeps the frame, and what was kept
-//! goes out in one write when the task next reads (it reads before it waits for anything: the peer's
-//! answer, or its other tasks' frames), when it keeps more than [`GATHER`] bytes, and before the
-//! client's shutdown. A burst (the close's detach, detach, end and `close`; a disposition and the next
-//! request) then costs one TLS record and one write.
 
 use std::fmt;
 use std::io;
@@ -30,15 +23,8 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-/// The most the connection task's frames may keep before they are written.
-const GATHER: usize = 16 * 1024;
-
 struct State {
     stream: Box<dyn Io>,
-    /// The connection task's frames not yet written to the stream.
-    kept: Vec<u8>,
-    /// How much of `kept` the stream has taken.
-    written: usize,
     /// The connection task's handle was cut: its reads and writes fail.
     cut: bool,
     /// The connection task's pending read, woken by the cut.
@@ -65,8 +51,6 @@ impl Shared {
     pub(crate) fn new(stream: impl Io + 'static) -> (Shared, Shared) {
         let state = Arc::new(Mutex::new(State {
             stream: Box::new(stream),
-            kept: Vec::new(),
-            written: 0,
             cut: false,
             reader: None,
         }));
@@ -122,33 +106,10 @@ impl Shared {
     }
 }
 
-impl State {
-    /// Write what the connection task kept, then flush the stream.
-    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.kept.len() {
-            let State {
-                stream, kept, written, ..
-            } = self;
-            match Pin::new(stream).poll_write(cx, &kept[*written..]) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => *written += n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        self.kept.clear();
-        self.written = 0;
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-}
-
 impl AsyncRead for Shared {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let engine = self.engine;
         let mut state = self.stream()?;
-        if state.drain(cx)?.is_pending() {
-            return Poll::Pending;
-        }
         let polled = Pin::new(&mut state.stream).poll_read(cx, buf);
         if engine && polled.is_pending() {
             match &state.reader {
@@ -162,33 +123,19 @@ impl AsyncRead for Shared {
 
 impl AsyncWrite for Shared {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let mut state = self.stream()?;
-        if state.kept.len() >= GATHER && state.drain(cx)?.is_pending() {
-            return Poll::Pending;
-        }
-        state.kept.extend_from_slice(buf);
-        drop(state);
-        if self.engine && is_close(buf) {
+        let polled = Pin::new(&mut self.stream()?.stream).poll_write(cx, buf);
+        if self.engine && is_close(buf) && matches!(polled, Poll::Ready(Ok(n)) if n == buf.len()) {
             self.closed.notify_one();
         }
-        Poll::Ready(Ok(buf.len()))
+        polled
     }
 
-    /// The connection task's flush keeps its frames for its next read; the client's writes them.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut state = self.stream()?;
-        if self.engine {
-            return Poll::Ready(Ok(()));
-        }
-        state.drain(cx)
+        Pin::new(&mut self.stream()?.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut state = self.stream()?;
-        if state.drain(cx)?.is_pending() {
-            return Poll::Pending;
-        }
-        Pin::new(&mut state.stream).poll_shutdown(cx)
+        Pin::new(&mut self.stream()?.stream).poll_shutdown(cx)
     }
 }
 
