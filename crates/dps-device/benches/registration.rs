@@ -9,7 +9,7 @@
 //! (ureq, rumqttc: same TLS configuration, same requests, no library), their difference (what the library adds
 //! beyond the round trips), MQTT / HTTPS CPU and (issue 23) library AMQP / MQTT CPU; then `BENCH_RUNS` (default
 //! 1000) sequential registrations
-//! per transport with RSS and open file descriptors at start and end.
+//! per transport with their CPU per registration, RSS and open file descriptors at start and end.
 //! `BENCH_ROUNDS` (default 60) sets the timed rounds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -161,14 +161,15 @@ fn main() {
 
     for (name, client) in [("HTTPS", &https), ("MQTT", &mqtt), ("AMQP", &amqp)] {
         let (rss0, fd0) = (rss_kib(), open_fds());
-        let t0 = Instant::now();
+        let (c0, t0) = (cpu(), Instant::now());
         for _ in 0..runs {
             lib(client);
         }
         let (rss1, fd1) = (rss_kib(), open_fds());
         println!(
-            "{runs} sequential {name} registrations in {:.1} s: RSS {rss0} -> {rss1} KiB, open fds {fd0} -> {fd1}",
-            t0.elapsed().as_secs_f64()
+            "{runs} sequential {name} registrations in {:.1} s ({:.2} ms CPU each): RSS {rss0} -> {rss1} KiB, open fds {fd0} -> {fd1}",
+            t0.elapsed().as_secs_f64(),
+            ms(cpu() - c0) / runs.max(1) as f64
         );
     }
     drop(child.stdin.take());
