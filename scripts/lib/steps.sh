@@ -1,6 +1,8 @@
 # Shared by the test and demo scripts (sourced, not run). The caller sets `tmp` (step logs).
 #   pass NAME / fail NAME     count and print a step result
 #   run NAME CMD...           one step in a subshell with errexit on; output shown on failure
+#   stop_if_failed [NAME]     after a step later steps need: when one failed, the summary line
+#                             ("NAME: " before it too, with NAME) and exit 1
 #   start_swtpm DIR LOG       swtpm on a free port pair (server P, control P+1), state in DIR;
 #                             sets swtpm_pid and swtpm_port once the control port answers;
 #                             on failure prints the log, stops the process and returns 1
@@ -23,6 +25,14 @@ run() {
     else
         fail "$name"
         sed 's/^/    /' "$tmp/$name.log"
+    fi
+}
+
+stop_if_failed() {
+    if [ "$failed" -ne 0 ]; then
+        [ -z "${1:-}" ] || echo "$1: $passed passed, $failed failed"
+        echo "$passed passed, $failed failed"
+        exit 1
     fi
 }
 
