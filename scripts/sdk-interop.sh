@@ -297,36 +297,21 @@ vg=(valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=de
 # and AMQP on 5671 at once, so the transport is only the device program's --transport argument:
 # one SDK build, no restarts.
 transports=(http mqtt mqtt-ws amqp amqp-ws)
-declare -A results=()
-rows=()
+declare -A dps_cells=()
+dps_rows=()
 # cell ROW TRANSPORT EXPECT DEVICE CONFIG ATTESTATION [prov_device options] [-- wrapper...]
 #   one case, named TRANSPORT_ROW_rustls, whose result fills the matrix cell (ROW, TRANSPORT):
-#   "ok" (assigned as expected), "refused" (refused as expected) or "FAIL".
+#   "ok" (assigned as expected), "refused" (refused as expected) or "FAIL" (matrix_cell, lib/steps.sh).
 cell() {
     local row="$1" transport="$2" expect="$3" before="$failed"
     shift 3
-    [[ " ${rows[*]} " == *" $row "* ]] || rows+=("$row")
     local opts=()
     while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     case_ "${transport//-/_}_${row}_rustls" "${opts[@]:0:3}" "$expect" "${opts[@]:3}" --transport "$transport" "$@"
-    if [ "$failed" -ne "$before" ]; then
-        results[$row,$transport]=FAIL
-    elif [ "$expect" = assigned ]; then
-        results[$row,$transport]=ok
-    else
-        results[$row,$transport]=refused
-    fi
+    matrix_cell dps "$row" "$transport" "$before" "$expect" assigned
 }
 print_matrix() {
-    printf '%-28s' "identity / negative"
-    printf ' %-9s' "${transports[@]}"
-    echo
-    local row t
-    for row in "${rows[@]}"; do
-        printf '%-28s' "$row"
-        for t in "${transports[@]}"; do printf ' %-9s' "${results[$row,$t]:--}"; done
-        echo
-    done
+    matrix_print dps "identity / negative" "${transports[@]}"
     echo "(tpm_attestation over MQTT and MQTT-WS: DPS has no TPM attestation there and the SDK's MQTT"
     echo " transports refuse a TPM device; the suite checks that refusal, hence \"refused\". Over AMQP"
     echo " and AMQP-WS it goes through the SDK's SASL TPM mechanism; \"-\": not run.)"
