@@ -148,10 +148,7 @@ EOF
 }
 run pki pki
 export SOFTHSM2_CONF="$tmp/softhsm2.conf"
-if [ "$failed" -ne 0 ]; then
-    echo "$passed passed, $failed failed"
-    exit 1
-fi
+stop_if_failed
 
 hsm_token="pkcs11:token=tlsio;object=device-hsm;type=private?module-path=$softhsm_module&pin-source=file:$tmp/pin"
 missing_token="pkcs11:token=tlsio;object=no-such-key;type=private?module-path=$softhsm_module&pin-source=file:$tmp/pin"

@@ -50,13 +50,6 @@ trap 'exit 130' INT TERM
 
 # shellcheck source=lib/steps.sh
 source "$root/scripts/lib/steps.sh"
-# Stop at the first failed step (later steps need its result).
-need() {
-    if [ "$failed" -ne 0 ]; then
-        echo "$passed passed, $failed failed"
-        exit 1
-    fi
-}
 
 # ---- build ----
 echo "c-tests-tpm: building hsm-abi (feature tpm) in $tpm_target, hsmctl and dps-emulator"
@@ -74,7 +67,7 @@ compile() {
         $(pkg-config --cflags libcurl) "$lib" $native_libs $tss_libs -lcurl -pthread -o "$tmp/test_tpm"
 }
 run compile compile
-need
+stop_if_failed
 
 # ---- a fresh swtpm on a free port pair (server P, control P+1) ----
 start_swtpm_for_test() {
@@ -90,7 +83,7 @@ else
     fail swtpm
     sed 's/^/    /' "$tmp/swtpm_start.log"
 fi
-need
+stop_if_failed
 export TSS2_LOG=all+NONE
 
 # ---- the enrollment hsmctl derives from this TPM (EK and SRK created and persisted here) ----
@@ -108,7 +101,7 @@ EOF
     cat "$tmp/reg_id"
 }
 run enrollment enrollment
-need
+stop_if_failed
 reg_id="$(cat "$tmp/reg_id")"
 
 cat >"$tmp/emulator.toml" <<EOF
@@ -137,7 +130,7 @@ else
     fail emulator
     sed 's/^/    /' "$tmp/emulator.log"
 fi
-need
+stop_if_failed
 
 # ---- the SDK's TPM sequence from C, under valgrind ----
 vg=(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1)

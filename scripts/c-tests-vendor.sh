@@ -93,10 +93,7 @@ pki() {
         "${#body}" "$body" >register.http
 }
 run pki pki
-if [ "$failed" -ne 0 ]; then
-    echo "$passed passed, $failed failed"
-    exit 1
-fi
+stop_if_failed
 
 # "Possibly lost" blocks are the process-wide registries of loaded and registered vendor tables,
 # kept for the life of the process by design.

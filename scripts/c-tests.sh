@@ -116,10 +116,7 @@ EOF
     printf 'the message to sign\n' >msg.txt
 }
 run pki pki
-if [ "$failed" -ne 0 ]; then
-    echo "$passed passed, $failed failed"
-    exit 1
-fi
+stop_if_failed
 
 # ---- compile ----
 cflags=(-Wall -Wextra -Wpedantic -Werror -g -I "$inc")

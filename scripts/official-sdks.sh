@@ -23,8 +23,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYPI_PIN="azure-iot-device==2.14.0"
 
 if [ -z "${OFFICIAL_SDKS_IN_NETNS:-}" ]; then
-    target_dir="$(cd "$root" && cargo metadata --format-version 1 --no-deps |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')" ||
+    # shellcheck source=lib/cargo.sh
+    source "$root/scripts/lib/cargo.sh"
+    target_dir="$(cargo_target_dir)" ||
         { echo "official-sdks: cannot ask cargo for its target directory"; echo "0 passed, 1 failed"; exit 1; }
     base="$target_dir/official-sdks"
     mkdir -p "$base/node"

@@ -87,13 +87,6 @@ trap cleanup EXIT
 
 # shellcheck source=lib/steps.sh
 source "$root/scripts/lib/steps.sh"
-abort_if_failed() {
-    if [ "$failed" -ne 0 ]; then
-        echo "sdk-interop: $passed passed, $failed failed"
-        echo "$passed passed, $failed failed"
-        exit 1
-    fi
-}
 
 # ---- our library, installed like a C library; the tools ----
 prefix="$w/prefix"
@@ -186,7 +179,7 @@ abi_check() {
     wc -l <"$w/abi_ours.h"
 }
 run abi_layout_matches_sdk_headers abi_check
-abort_if_failed
+stop_if_failed sdk-interop
 
 # ---- identities ----
 scope="0ne00SDKINT"
@@ -202,7 +195,7 @@ run identities identities
 export TSS2_LOG=all+NONE
 run tpm_identities tpm_identities
 [ -f "$id_dir/swtpm.pid" ] && pids+=("$(cat "$id_dir/swtpm.pid")")
-abort_if_failed
+stop_if_failed sdk-interop
 
 # ---- the emulator on 127.0.0.1:443 (inside the namespace); a proxy on 127.0.0.1:8888 ----
 # start_emulator [options]: (re)start it on 443 (HTTPS, MQTT-WS, AMQP-WS), 8883 (MQTT) and 5671 (AMQP);
@@ -223,7 +216,7 @@ stop_emulator() {
     if [ -n "$emu_pid" ]; then kill "$emu_pid" 2>/dev/null; wait "$emu_pid" 2>/dev/null; fi
     emu_pid=""
 }
-start_emulator || { fail emulator; abort_if_failed; }
+start_emulator || { fail emulator; stop_if_failed sdk-interop; }
 server_ca="$id_dir/server-ca.pem"
 
 cat >"$w/tinyproxy.conf" <<EOF
@@ -304,36 +297,21 @@ vg=(valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=de
 # and AMQP on 5671 at once, so the transport is only the device program's --transport argument:
 # one SDK build, no restarts.
 transports=(http mqtt mqtt-ws amqp amqp-ws)
-declare -A results=()
-rows=()
+declare -A dps_cells=()
+dps_rows=()
 # cell ROW TRANSPORT EXPECT DEVICE CONFIG ATTESTATION [prov_device options] [-- wrapper...]
 #   one case, named TRANSPORT_ROW_rustls, whose result fills the matrix cell (ROW, TRANSPORT):
-#   "ok" (assigned as expected), "refused" (refused as expected) or "FAIL".
+#   "ok" (assigned as expected), "refused" (refused as expected) or "FAIL" (matrix_cell, lib/steps.sh).
 cell() {
     local row="$1" transport="$2" expect="$3" before="$failed"
     shift 3
-    [[ " ${rows[*]} " == *" $row "* ]] || rows+=("$row")
     local opts=()
     while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done
     case_ "${transport//-/_}_${row}_rustls" "${opts[@]:0:3}" "$expect" "${opts[@]:3}" --transport "$transport" "$@"
-    if [ "$failed" -ne "$before" ]; then
-        results[$row,$transport]=FAIL
-    elif [ "$expect" = assigned ]; then
-        results[$row,$transport]=ok
-    else
-        results[$row,$transport]=refused
-    fi
+    matrix_cell dps "$row" "$transport" "$before" "$expect" assigned
 }
 print_matrix() {
-    printf '%-28s' "identity / negative"
-    printf ' %-9s' "${transports[@]}"
-    echo
-    local row t
-    for row in "${rows[@]}"; do
-        printf '%-28s' "$row"
-        for t in "${transports[@]}"; do printf ' %-9s' "${results[$row,$t]:--}"; done
-        echo
-    done
+    matrix_print dps "identity / negative" "${transports[@]}"
     echo "(tpm_attestation over MQTT and MQTT-WS: DPS has no TPM attestation there and the SDK's MQTT"
     echo " transports refuse a TPM device; the suite checks that refusal, hence \"refused\". Over AMQP"
     echo " and AMQP-WS it goes through the SDK's SASL TPM mechanism; \"-\": not run.)"
@@ -342,7 +320,7 @@ print_matrix() {
 if [ "${SDK_INTEROP_ONLY:-}" != hub ]; then
 # Under valgrind, with the whole memory check: valgrind cannot follow ring's AES-GCM assembly
 # (it reports the records as uninitialised), so the emulator offers ChaCha20-Poly1305 only here.
-start_emulator --chacha20-only || { fail emulator_chacha20; abort_if_failed; }
+start_emulator --chacha20-only || { fail emulator_chacha20; stop_if_failed sdk-interop; }
 case_ http_x509_pkcs11_rustls_valgrind "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" -- "${vg[@]}"
 case_ http_x509_tpm_key_rustls_valgrind "$dev_rustls" tpm-x509.toml x509 assigned "${trusted[@]}" -- "${vg[@]}"
 case_ http_tpm_attestation_rustls_valgrind "$dev_rustls" tpm.toml tpm assigned "${trusted[@]}" -- "${vg[@]}"
@@ -352,7 +330,7 @@ case_ mqtt_ws_symm_group_rustls_valgrind "$dev_rustls" symm-group.toml symmetric
     --transport mqtt-ws -- "${vg[@]}"
 case_ amqp_x509_pkcs11_rustls_valgrind "$dev_rustls" pkcs11.toml x509 assigned "${trusted[@]}" \
     --transport amqp -- "${vg[@]}"
-start_emulator || { fail emulator; abort_if_failed; }
+start_emulator || { fail emulator; stop_if_failed sdk-interop; }
 
 # The SDK's own OpenSSL tlsio, for comparison (PEM keys), and its clear refusal of a token.
 case_ http_x509_file_pem_openssl "$dev_openssl" file-pem.toml x509 assigned "${trusted[@]}"
@@ -431,7 +409,7 @@ for t in "${transports[@]}"; do
 done
 case_ neg_mqtt_nothing_listening_openssl "$dev_openssl" file-pem.toml x509 error "${trusted[@]}" --transport mqtt
 max_s=0
-start_emulator || { fail emulator; abort_if_failed; }
+start_emulator || { fail emulator; stop_if_failed sdk-interop; }
 # ---- no private key bytes in the device's memory after a PKCS#11 registration ----
 # The device holds after registering; its memory is read through /proc/PID/mem and searched for
 # the key's private scalar (both byte orders) and its PEM text. The PEM run through the SDK's

@@ -14,7 +14,7 @@
 # without one is refused), and the emulator's server certificate names 127.0.0.1 and localhost.
 hub_host="127.0.0.1"
 hub_policy_key="$(openssl rand -base64 32)"
-declare -A hub_results=()
+declare -A hub_cells=()
 hub_rows=()
 read -r -a hub_transports <<<"${SDK_INTEROP_HUB_TRANSPORTS:-mqtt mqtt-ws amqp amqp-ws}"
 
@@ -159,7 +159,6 @@ hub_device() {
 hub_cell() {
     local row="$1" transport="$2" expect="$3" before="$failed"
     shift 3
-    [[ " ${hub_rows[*]} " == *" $row "* ]] || hub_rows+=("$row")
     local dev="$1" config="$2" attestation="$3"
     shift 3
     local prov_transport="$transport"
@@ -167,25 +166,11 @@ hub_cell() {
     [ "$attestation" = tpm ] && prov_transport=http
     run "hub_${transport//-/_}_${row}_rustls" hub_device "hub_${transport//-/_}_${row}_rustls" "$expect" "$dev" \
         "$config" "$attestation" --transport "$prov_transport" --hub "$transport" "$@"
-    if [ "$failed" -ne "$before" ]; then
-        hub_results[$row,$transport]=FAIL
-    elif [ "$expect" = ok ]; then
-        hub_results[$row,$transport]=ok
-    else
-        hub_results[$row,$transport]=refused
-    fi
+    matrix_cell hub "$row" "$transport" "$before" "$expect" ok
 }
 
 hub_print_matrix() {
-    printf '%-28s' "hub: identity / negative"
-    printf ' %-9s' "${hub_transports[@]}"
-    echo
-    local row t
-    for row in "${hub_rows[@]}"; do
-        printf '%-28s' "$row"
-        for t in "${hub_transports[@]}"; do printf ' %-9s' "${hub_results[$row,$t]:--}"; done
-        echo
-    done
+    matrix_print hub "hub: identity / negative" "${hub_transports[@]}"
     echo "(hub: provisioned, then IoTHubDeviceClient_LL_CreateFromDeviceAuth; ok = telemetry confirmed and"
     echo " kept by the hub, twin read, reported property read back; refused = the hub refused the device)"
 }

@@ -1,6 +1,15 @@
 # Shared by the test and demo scripts (sourced, not run). The caller sets `tmp` (step logs).
 #   pass NAME / fail NAME     count and print a step result
 #   run NAME CMD...           one step in a subshell with errexit on; output shown on failure
+#   stop_if_failed [NAME]     after a step later steps need: when one failed, the summary line
+#                             ("NAME: " before it too, with NAME) and exit 1
+#   matrix_cell M ROW COLUMN BEFORE EXPECT SUCCESS
+#                             a cell of the result matrix M (the caller declares the array M_rows and
+#                             the associative array M_cells) after its case ran: FAIL when `failed`
+#                             grew past BEFORE, else ok when EXPECT is SUCCESS, else refused; ROW joins
+#                             M_rows at its first cell
+#   matrix_print M TITLE COLUMN...
+#                             the matrix: a heading, then a line per row, "-" for a cell not run
 #   start_swtpm DIR LOG       swtpm on a free port pair (server P, control P+1), state in DIR;
 #                             sets swtpm_pid and swtpm_port once the control port answers;
 #                             on failure prints the log, stops the process and returns 1
@@ -24,6 +33,41 @@ run() {
         fail "$name"
         sed 's/^/    /' "$tmp/$name.log"
     fi
+}
+
+stop_if_failed() {
+    if [ "$failed" -ne 0 ]; then
+        [ -z "${1:-}" ] || echo "$1: $passed passed, $failed failed"
+        echo "$passed passed, $failed failed"
+        exit 1
+    fi
+}
+
+matrix_cell() {
+    local -n matrix_rows="$1_rows" matrix_cells="$1_cells"
+    local row="$2" column="$3"
+    [[ " ${matrix_rows[*]} " == *" $row "* ]] || matrix_rows+=("$row")
+    if [ "$failed" -ne "$4" ]; then
+        matrix_cells[$row,$column]=FAIL
+    elif [ "$5" = "$6" ]; then
+        matrix_cells[$row,$column]=ok
+    else
+        matrix_cells[$row,$column]=refused
+    fi
+}
+
+matrix_print() {
+    local -n matrix_rows="$1_rows" matrix_cells="$1_cells"
+    local title="$2" row column
+    shift 2
+    printf '%-28s' "$title"
+    printf ' %-9s' "$@"
+    echo
+    for row in "${matrix_rows[@]}"; do
+        printf '%-28s' "$row"
+        for column in "$@"; do printf ' %-9s' "${matrix_cells[$row,$column]:--}"; done
+        echo
+    done
 }
 
 start_swtpm() {

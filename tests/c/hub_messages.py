@@ -1,31 +1,17 @@
-"""The device-to-cloud messages the emulator's IoT Hub kept for one device (scripts/sdk-interop.sh).
+"""The device-to-cloud messages the emulator's IoT Hub kept for one device (scripts/lib/sdk-interop-hub.sh).
 
     python3 hub_messages.py HOST:PORT SERVER_CA POLICY_NAME POLICY_KEY DEVICE_ID
 
-Reads them with the emulator's service call `GET /devices/{id}/messages/events?api-version=...`,
-authenticated by a service SAS token of the policy (sr = the host, HMAC-SHA256 of "sr\\nse" under the
-base64-decoded key), and prints one line per message, oldest first: `seq=N body=TEXT` (N the
-message's "seq" property, "-" when it has none).
+Reads them with the emulator's service call (tests/lib/emulator_service.py: `GET
+/devices/{id}/messages/events`, a service SAS token of the policy) and prints one line per message, oldest
+first: `seq=N body=TEXT` (N the message's "seq" property, "-" when it has none).
 """
-import base64
-import hashlib
-import hmac
-import http.client
-import json
+import os
 import ssl
 import sys
-import time
-import urllib.parse
 
-API_VERSION = "2021-10-01"
-
-
-def sas_token(host, name, key):
-    expiry = str(int(time.time()) + 300)
-    resource = urllib.parse.quote(host, safe="")
-    mac = hmac.new(base64.b64decode(key), f"{resource}\n{expiry}".encode(), hashlib.sha256).digest()
-    sig = urllib.parse.quote(base64.b64encode(mac).decode(), safe="")
-    return f"SharedAccessSignature sr={resource}&sig={sig}&se={expiry}&skn={name}"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import emulator_service  # noqa: E402 - found through the path above
 
 
 def main():
@@ -34,19 +20,13 @@ def main():
     endpoint, server_ca, name, key, device_id = sys.argv[1:6]
     host, port = endpoint.rsplit(":", 1)
     context = ssl.create_default_context(cafile=server_ca)
-    conn = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
-    path = f"/devices/{urllib.parse.quote(device_id, safe='')}/messages/events?api-version={API_VERSION}"
-    conn.request("GET", path, headers={"Authorization": sas_token(host, name, key)})
-    response = conn.getresponse()
-    body = response.read()
-    if response.status != 200:
-        raise SystemExit(f"hub_messages: {response.status} {body[:200]!r}")
-    for message in json.loads(body):
-        if message["deviceId"] != device_id:
-            raise SystemExit(f"hub_messages: a message of {message['deviceId']!r} among {device_id!r}'s")
-        seq = next((v for k, v in message["properties"] if k == "seq"), "-")
-        text = base64.b64decode(message["body"]).decode("utf-8", "replace")
-        print(f"seq={seq} body={text}")
+    try:
+        kept = emulator_service.kept_messages(host, int(port), context, name, key, device_id)
+    except emulator_service.ServiceCallError as e:
+        raise SystemExit(f"hub_messages: {e}") from e
+    for message in kept:
+        text = message.body.decode("utf-8", "replace")
+        print(f"seq={message.property('seq', '-')} body={text}")
 
 
 if __name__ == "__main__":

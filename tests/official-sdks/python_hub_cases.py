@@ -2,44 +2,29 @@
 (azure-iot-device's IoTHubDeviceClient, MQTT and MQTT over WebSockets) connects to the hub DPS assigned (the
 emulator's own), sends telemetry, reads its twin, patches a reported property and reads it back from the hub,
 and shuts down. Every message it sent must then be kept by the emulator, read with its service call
-`GET /devices/{id}/messages/events` (a service SAS token of the fixture's policy)."""
+`GET /devices/{id}/messages/events` (tests/lib/emulator_service.py, a service SAS token of the fixture's
+policy)."""
 
 import base64
-import hashlib
-import hmac
-import http.client
 import json
+import os
 import secrets
 import ssl
-import time
-import urllib.parse
+import sys
 
 from azure.iot.device import IoTHubDeviceClient, Message, X509
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import emulator_service  # noqa: E402 - found through the path above
 
 MESSAGES_PER_CASE = 2
 
 
-def service_sas(host, policy, key):
-    expiry = str(int(time.time()) + 300)
-    resource = urllib.parse.quote(host, safe="")
-    mac = hmac.new(base64.b64decode(key), f"{resource}\n{expiry}".encode(), hashlib.sha256).digest()
-    sig = urllib.parse.quote(base64.b64encode(mac).decode(), safe="")
-    return f"SharedAccessSignature sr={resource}&sig={sig}&se={expiry}&skn={policy}"
-
-
 def kept_messages(fx, device_id):
-    """The D2C messages the emulator's hub kept for a device: [(properties dict, body text)], oldest first."""
+    """The D2C messages the emulator's hub kept for a device (emulator_service.KeptMessage), oldest first."""
     reader = fx["hubReader"]
     context = ssl.create_default_context(cadata=fx["serverCa"])
-    conn = http.client.HTTPSConnection(reader["host"], 443, context=context, timeout=30)
-    path = f"/devices/{urllib.parse.quote(device_id, safe='')}/messages/events?api-version=2021-10-01"
-    conn.request("GET", path, headers={"Authorization": service_sas(reader["host"], reader["policy"], reader["key"])})
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
-    if response.status != 200:
-        raise AssertionError(f"messages/events: {response.status} {body[:200]!r}")
-    return [(dict(m["properties"]), base64.b64decode(m["body"]).decode()) for m in json.loads(body)]
+    return emulator_service.kept_messages(reader["host"], 443, context, reader["policy"], reader["key"], device_id)
 
 
 def hub_session(fx, client, device_id, name):
@@ -63,14 +48,15 @@ def hub_session(fx, client, device_id, name):
             raise AssertionError(f"reported $version {reported['$version']} after {before}")
     finally:
         client.shutdown()
-    kept = [(p, b) for p, b in kept_messages(fx, device_id) if p.get("run") == run]
+    kept = [m for m in kept_messages(fx, device_id) if m.property("run") == run]
     if len(kept) != MESSAGES_PER_CASE:
         raise AssertionError(f"the hub kept {len(kept)} of the {MESSAGES_PER_CASE} messages sent")
-    for i, (properties, body) in enumerate(kept, start=1):
-        if properties.get("seq") != str(i) or json.loads(body)["seq"] != i:
-            raise AssertionError(f"kept message {i}: {properties} {body}")
-        if properties.get("$.ct") != "application/json":
-            raise AssertionError(f"kept message {i} has content type {properties.get('$.ct')!r}")
+    for i, message in enumerate(kept, start=1):
+        body = message.body.decode()
+        if message.property("seq") != str(i) or json.loads(body)["seq"] != i:
+            raise AssertionError(f"kept message {i}: {message.properties} {body}")
+        if message.property("$.ct") != "application/json":
+            raise AssertionError(f"kept message {i} has content type {message.property('$.ct')!r}")
 
 
 def symmetric(fx, register, device_id, key, websockets):
