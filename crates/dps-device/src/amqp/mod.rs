@@ -210,20 +210,14 @@ impl Amqp {
         // The request's outcome (the server's disposition) and its answer are awaited together, as the
         // C SDK reads the answer without waiting for the outcome: a refused request ends the wait.
         let t = self.transport;
-        let sent = self.sender.send(message);
-        let answered = answer(&mut self.receiver, t, &id);
-        tokio::pin!(sent, answered);
-        tokio::select! {
-            outcome = &mut sent => {
-                outcome.map_err(|e| transport_error(t, "sending a request", e))?;
-                answered.await
-            }
-            reply = &mut answered => {
-                let reply = reply?;
-                sent.await.map_err(|e| transport_error(t, "sending a request", e))?;
-                Ok(reply)
-            }
-        }
+        let sent = async {
+            self.sender
+                .send(message)
+                .await
+                .map_err(|e| transport_error(t, "sending a request", e))
+        };
+        let (_, reply) = tokio::try_join!(sent, answer(&mut self.receiver, t, &id))?;
+        Ok(reply)
     }
 }
 
@@ -239,11 +233,8 @@ async fn answer(receiver: &mut Receiver, t: Transport, id: &str) -> Result<Reply
             .await
             .map_err(|e| transport_error(t, "settling the answer", e))?;
         let message = delivery.into_message();
-        let correlation = message.properties.as_ref().and_then(|p| p.correlation_id.clone());
-        if correlation
-            .as_ref()
-            .is_some_and(|c| *c != MessageId::String(id.to_string()))
-        {
+        let correlation = message.properties.as_ref().and_then(|p| p.correlation_id.as_ref());
+        if correlation.is_some_and(|c| !matches!(c, MessageId::String(s) if s == id)) {
             tracing::debug!("ignoring an AMQP answer to another request");
             continue;
         }

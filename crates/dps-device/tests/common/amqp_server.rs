@@ -176,8 +176,8 @@ pub async fn start(script: Script) -> AmqpServer {
                 let (Some(mut sender), Some(mut receiver)) = (sender, receiver) else {
                     return;
                 };
+                let outcome_first = !matches!(script, Script::OutcomeAfterAnswer);
                 while let Ok(delivery) = receiver.recv::<Body<Value>>().await {
-                    let outcome_first = !matches!(script, Script::OutcomeAfterAnswer);
                     if outcome_first {
                         let _ = receiver.accept(&delivery).await;
                     }
